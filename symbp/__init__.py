@@ -1,0 +1,102 @@
+"""symbp: symbolic differentiation and Numba code generation for training neural networks.
+
+Write models as in PyTorch; symbp traces them into a static graph, derives the backward graph
+symbolically (every elementwise derivative from SymPy), simplifies it on purpose, and runs it.
+
+>>> import symbp
+>>> x = symbp.tensor([1.0, 2.0, 3.0])
+>>> w = symbp.tensor(2.0, requires_grad=True)
+>>> loss = ((w * x - 1) ** 2).mean()
+>>> loss.backward()
+>>> float(w.grad)
+18.666666666666668
+"""
+
+from symbp import nn, optim
+from symbp.api import Derived, Traced, derive, elementwise, grad, symbols, trace
+from symbp.ir import B, ShapeError, float32, float64, int64, print_program
+from symbp.nn.init import manual_seed
+from symbp.tensor import (
+    Parameter,
+    Tensor,
+    get_default_dtype,
+    log_softmax,
+    logsumexp,
+    matmul,
+    onehot,
+    placeholder,
+    set_default_dtype,
+    softmax,
+    tensor,
+)
+from symbp.tensor import max as max
+from symbp.tensor import mean as mean
+from symbp.tensor import sum as sum
+
+__version__ = "0.1.0"
+
+
+def _unary(name: str):
+    def fn(x):
+        from symbp.tensor import unary
+
+        return unary(name, x)
+
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name} (its formula is ops.ELEMENTWISE[{name!r}])."
+    return fn
+
+
+sigmoid = _unary("sigmoid")
+relu = _unary("relu")
+tanh = _unary("tanh")
+exp = _unary("exp")
+log = _unary("log")
+sqrt = _unary("sqrt")
+abs = _unary("abs")  # noqa: A001
+gelu = _unary("gelu")
+silu = _unary("silu")
+softplus = _unary("softplus")
+
+__all__ = [
+    "B",
+    "Derived",
+    "Parameter",
+    "ShapeError",
+    "Tensor",
+    "Traced",
+    "abs",
+    "derive",
+    "elementwise",
+    "exp",
+    "float32",
+    "float64",
+    "gelu",
+    "get_default_dtype",
+    "grad",
+    "int64",
+    "log",
+    "log_softmax",
+    "logsumexp",
+    "manual_seed",
+    "matmul",
+    "max",
+    "mean",
+    "nn",
+    "onehot",
+    "optim",
+    "placeholder",
+    "print_program",
+    "relu",
+    "set_default_dtype",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softplus",
+    "sqrt",
+    "sum",
+    "symbols",
+    "tanh",
+    "tensor",
+    "trace",
+]

@@ -1,0 +1,280 @@
+"""The pipeline on one screen: trace -> grad -> simplify, and the entry points built on it.
+
+``derive`` is the compiler's front half: given a traced loss and the leaves to differentiate,
+it returns one simplified program computing the loss and every gradient. ``backward`` runs it
+eagerly, keyed by the graph's structure so an eager training loop pays for SymPy once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+
+from symbp import ops
+from symbp.autodiff import grad as grad_nodes
+from symbp.ir import Node, ShapeError, print_program, shape_str, toposort
+from symbp.reference import evaluate
+from symbp.simplify import simplify
+from symbp.tensor import Tensor
+
+# ---------------------------------------------------------------- the derived program
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A loss and its gradients as one simplified program in the IR.
+
+    ``outputs[0]`` is the loss, ``outputs[1:]`` the gradients of ``wrt`` in order (a zero
+    constant where the loss does not reach a leaf, listed in ``unreached``).
+    """
+
+    loss: Node  # the forward loss as traced (unsimplified): formulas name its intermediates
+    wrt: tuple[Node, ...]
+    outputs: tuple[Node, ...]
+    unreached: tuple[Node, ...]
+
+    @property
+    def grads(self) -> tuple[Node, ...]:
+        return self.outputs[1:]
+
+    def __str__(self) -> str:
+        names = {"loss": self.outputs[0]}
+        names.update({f"grad_{w.arg}": g for w, g in zip(self.wrt, self.grads)})
+        return print_program(names)
+
+
+def derive(loss: Node, wrt: Sequence[Node]) -> Derived:
+    """Differentiate a scalar loss node symbolically and simplify forward and backward together."""
+    if numel_is_not_one(loss):
+        raise ShapeError(
+            f"the loss must be a scalar, got shape {shape_str(loss.shape)}: reduce it with "
+            f".sum() or .mean() first"
+        )
+    if loss.dtype.kind != "f":
+        raise ShapeError(f"the loss must be a float tensor, got {loss.dtype}")
+    forward = simplify([loss])[0]  # stable forms before differentiating
+    gs = grad_nodes(forward, list(wrt))
+    unreached = tuple(w for w, g in zip(wrt, gs) if g is None)
+    grads = [ops.const(0, w.shape, w.dtype) if g is None else g for w, g in zip(wrt, gs)]
+    outputs = simplify([forward, *grads])
+    return Derived(loss, tuple(wrt), tuple(outputs), unreached)
+
+
+def numel_is_not_one(node: Node) -> bool:
+    return any(d != 1 for d in node.shape)
+
+
+# ---------------------------------------------------------------- eager backward
+
+
+def _graph_tensors(root: Tensor) -> list[Tensor]:
+    seen: set[int] = set()
+    out, stack = [], [root]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        out.append(t)
+        stack.extend(t._parents)
+    return out
+
+
+def canonical(outputs: Sequence[Node]) -> tuple[list[Node], dict[Node, Node]]:
+    """Rename the leaves in order of appearance (in0, in1, ...): equal structure, equal graph."""
+    memo: dict[Node, Node] = {}
+    k = 0
+    for n in toposort(outputs):
+        if n.op == "input":
+            memo[n] = Node("input", (), f"in{k}", n.shape, n.dtype)
+            k += 1
+        else:
+            src = tuple(memo[s] for s in n.src)
+            memo[n] = n if src == n.src else Node(n.op, src, n.arg, n.shape, n.dtype)
+    return [memo[o] for o in outputs], memo
+
+
+_BACKWARD_CACHE: dict[tuple[Node, tuple[Node, ...]], Derived] = {}
+
+
+def backward(loss: Tensor) -> None:
+    """Fill ``.grad`` of every leaf that requires grad, accumulating as PyTorch does."""
+    if not loss.has_value:
+        raise RuntimeError("backward() needs values: this loss was traced symbolically")
+    if numel_is_not_one(loss.node):
+        raise RuntimeError(
+            f"backward() needs a scalar loss, got shape {shape_str(loss.shape)}: reduce it with "
+            f".sum() or .mean() first"
+        )
+    if not loss.requires_grad:
+        raise RuntimeError("backward(): the loss does not depend on any tensor that requires grad")
+    tensors = _graph_tensors(loss)
+    leaves = {t.node: t for t in tensors if t.node.op == "input" and t.requires_grad}
+    (canon_loss,), memo = canonical([loss.node])
+    wrt = tuple(memo[n] for n in toposort([loss.node]) if n in leaves)
+    key = (canon_loss, wrt)
+    derived = _BACKWARD_CACHE.get(key)
+    if derived is None:
+        derived = _BACKWARD_CACHE[key] = derive(canon_loss, wrt)
+    env = {memo[t.node]: t.value for t in tensors if t.node in memo}
+    grads = evaluate(derived.grads, env)
+    back = {c: n for n, c in memo.items()}
+    for w, g in zip(wrt, grads):
+        t = leaves[back[w]]
+        g = np.asarray(g, dtype=t.dtype).reshape(t.value.shape)  # type: ignore[union-attr]
+        t.grad = g.copy() if t.grad is None else t.grad + g
+
+
+# ---------------------------------------------------------------- tracing for the compiler
+
+
+@dataclass
+class Traced:
+    """A function traced without values: named inputs, its outputs, the parameters it reads."""
+
+    inputs: dict[str, Node]
+    outputs: list[Node]
+    params: dict[str, Any]  # name -> Parameter, for every parameter leaf the outputs reach
+
+    def __str__(self) -> str:
+        return print_program({f"out{i}": o for i, o in enumerate(self.outputs)})
+
+
+def trace(
+    fn: Callable[..., Any], *args: Any, names: Sequence[str] | None = None, batch: bool = True
+) -> Traced:
+    """Trace ``fn`` on value-less inputs shaped like ``args``.
+
+    Each arg is an array, Tensor or shape tuple; with ``batch`` its first dimension becomes the
+    symbol ``B``, so one trace serves every batch size. Parameters read by ``fn`` stay leaves
+    named by their model names.
+    """
+    from symbp.ir import B
+    from symbp.tensor import Parameter, placeholder
+
+    names = list(names or (["x", "y", "z", "w"][: len(args)] if len(args) <= 4 else []))
+    names += [f"in{i}" for i in range(len(names), len(args))]
+    inputs = []
+    for name, a in zip(names, args):
+        if isinstance(a, tuple) and all(isinstance(d, (int, sympy.Expr)) for d in a):
+            shape, dtype = a, np.dtype(np.float32)
+        else:
+            arr = a.numpy() if isinstance(a, Tensor) else np.asarray(a)
+            shape, dtype = arr.shape, arr.dtype
+            if dtype.kind == "f" and not isinstance(a, (np.ndarray, Tensor)):
+                from symbp.tensor import get_default_dtype
+
+                dtype = get_default_dtype()
+        if batch and len(shape):
+            shape = (B, *shape[1:])
+        inputs.append(placeholder(name, shape, dtype))
+    out = fn(*inputs)
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    nodes = [o.node for o in outs]
+    params = {
+        n.arg: Parameter._registry[n.arg]
+        for n in toposort(nodes)
+        if n.op == "input" and n.arg in Parameter._registry
+    }
+    return Traced({t.node.arg: t.node for t in inputs}, nodes, params)
+
+
+# ---------------------------------------------------------------- symbolic teaching entry
+
+
+def symbols(names: str, **assumptions: Any) -> Any:
+    """SymPy symbols (real unless told otherwise), for ``symbp.grad`` on scalar formulas."""
+    assumptions.setdefault("real", True)
+    return sympy.symbols(names, **assumptions)
+
+
+def grad(expr: Any, wrt: Any) -> sympy.Expr:
+    """d expr / d wrt of a scalar SymPy formula, in symbp's conventions (sigmoid' = s(1-s))."""
+    expr = sympy.sympify(expr)
+    d = sympy.diff(expr, wrt)
+    from symbp.simplify import stable_forms
+
+    # Purposeful tidying only: factor out common terms, no blanket simplify.
+    return stable_forms(sympy.factor_terms(d))
+
+
+# ---------------------------------------------------------------- custom elementwise ops
+
+
+def elementwise(
+    name: str,
+    formula: Callable[..., sympy.Expr],
+    derivative: Callable[..., sympy.Expr | Sequence[sympy.Expr]] | None = None,
+    numpy: Callable[..., np.ndarray] | None = None,
+) -> Callable[..., Any]:
+    """Register an elementwise op from its SymPy formula; return the function that applies it.
+
+    ``formula(x, ...)`` gives the scalar expression; its derivative comes from ``sympy.diff``.
+    ``derivative(x, ...)`` overrides it (one expression per argument), as a PyTorch
+    ``autograd.Function`` would; ``numpy`` gives a NumPy forward when SymPy's is not wanted.
+
+    >>> import sympy, symbp
+    >>> swish = symbp.elementwise("swish", lambda x: x / (1 + sympy.exp(-x)))
+    >>> float(swish(symbp.tensor([0.0])).item())
+    0.0
+    """
+    if not name.isidentifier():
+        raise ValueError(f"elementwise op name must be an identifier, got {name!r}")
+    if name in ops.ELEMENTWISE and name not in _CUSTOM:
+        raise ValueError(f"elementwise op {name!r} exists already")
+    n_args = formula.__code__.co_argcount  # type: ignore[attr-defined]
+
+    # A formula alone is inlined (its derivative is sympy.diff of it); a given derivative or
+    # NumPy form needs an opaque SymPy function that carries them.
+    builder: Callable[..., sympy.Expr] = formula
+    if derivative is not None or numpy is not None:
+        builder = _custom_function(name, formula, derivative, n_args, numpy)
+    ops.ELEMENTWISE[name] = builder
+    _CUSTOM.add(name)
+
+    def apply(*args: Any) -> Tensor:
+        if len(args) != n_args:
+            raise TypeError(f"{name} takes {n_args} tensor argument(s), got {len(args)}")
+        from symbp.tensor import _lift, nary
+
+        like = next((a for a in args if isinstance(a, Tensor)), None)
+        if like is None:  # symbolic use: apply to SymPy expressions
+            return builder(*args)  # type: ignore[return-value]
+        return nary(name, *(_lift(a, like) for a in args))
+
+    apply.__name__ = name
+    apply.__doc__ = f"Elementwise {name}: {formula(*sympy.symbols(f'x0:{n_args}', real=True))}"
+    return apply
+
+
+_CUSTOM: set[str] = set()
+
+
+def _custom_function(name, formula, derivative, n_args, numpy_fn) -> type[sympy.Function]:
+    """An opaque SymPy Function for a custom op with a given derivative or NumPy form."""
+    from symbp import scalar
+
+    syms = sympy.symbols(f"u0:{n_args}", real=True)
+
+    def fdiff(self, argindex=1):
+        if derivative is None:  # derived: d formula / d u_k, evaluated at the actual arguments
+            d = sympy.diff(formula(*syms), syms[argindex - 1])
+            return d.xreplace(dict(zip(syms, self.args)))
+        ds = derivative(*self.args)
+        ds = list(ds) if isinstance(ds, (list, tuple)) else [ds]
+        if len(ds) != n_args:
+            raise ValueError(f"derivative of {name} must give {n_args} expressions, got {len(ds)}")
+        return sympy.sympify(ds[argindex - 1])
+
+    cls = type(name, (sympy.Function,), {"nargs": n_args, "fdiff": fdiff})
+    if numpy_fn is None:
+        numpy_fn = sympy.lambdify(syms, formula(*syms), modules=[scalar.NUMPY, "numpy"])
+    scalar.NUMPY[name] = numpy_fn
+    return cls
+
+
+__all__ = ["Derived", "Traced", "backward", "derive", "elementwise", "grad", "symbols", "trace"]

@@ -1,0 +1,222 @@
+"""The IR: immutable, interned tensor nodes and their jaxpr-like printing.
+
+A node is ``Node(op, src, arg, shape, dtype)``. Nodes are *interned*: building the same
+``(op, src, arg, shape, dtype)`` twice returns the same object, so structural equality is
+identity, hashing is cheap, and common-subexpression elimination happens at construction
+(the trick tinygrad's UOps use). A program is just its tuple of output nodes; everything
+unreachable from them is dead by construction.
+
+Shapes are tuples of ``int`` or SymPy expressions in the batch symbol ``B``: a traced graph
+keeps the batch dimension symbolic, so one trace serves every batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Container, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import sympy
+
+# The symbolic batch dimension. Shapes and constants (the 1/B of a mean) may mention it.
+B = sympy.Symbol("B", positive=True, integer=True)
+
+Dim = int | sympy.Expr
+Shape = tuple[Dim, ...]
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int64 = np.dtype(np.int64)
+DTYPE_NAMES = {float32: "f32", float64: "f64", int64: "i64", np.dtype(np.bool_): "bool"}
+
+
+class ShapeError(ValueError):
+    """A shape or dtype mismatch found while building the graph (at trace time)."""
+
+
+class Node:
+    """One tensor operation. Immutable and interned: build equal nodes, get the same object."""
+
+    __slots__ = ("__weakref__", "arg", "dtype", "op", "shape", "src")
+    op: str
+    src: tuple[Node, ...]
+    arg: Any
+    shape: Shape
+    dtype: np.dtype
+
+    _interned: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
+
+    def __new__(cls, op: str, src: tuple[Node, ...], arg: Any, shape: Shape, dtype: np.dtype):
+        shape = tuple(d if isinstance(d, sympy.Expr) else int(d) for d in shape)
+        # src nodes are kept alive by the node that names them, so their ids are stable keys.
+        key = (op, tuple(id(s) for s in src), arg, shape, dtype)
+        node = cls._interned.get(key)
+        if node is None:
+            node = object.__new__(cls)
+            for name, value in zip(cls.__slots__[:5], (op, tuple(src), arg, shape, dtype)):
+                object.__setattr__(node, name, value)
+            cls._interned[key] = node
+        return node
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Node is immutable")
+
+    def __reduce__(self):  # pickling rebuilds through the interning constructor
+        return (Node, (self.op, self.src, self.arg, self.shape, self.dtype))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<{self.op} {type_str(self)}>"
+
+
+# ---------------------------------------------------------------- helpers on shapes and graphs
+
+
+def numel(shape: Shape) -> Dim:
+    n: Dim = 1
+    for d in shape:
+        n = n * d
+    return n
+
+
+def shape_str(shape: Shape) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def type_str(node: Node) -> str:
+    return DTYPE_NAMES.get(node.dtype, str(node.dtype)) + shape_str(node.shape)
+
+
+def toposort(outputs: Iterable[Node], known: Container[Node] = ()) -> list[Node]:
+    """All nodes reachable from ``outputs``, each after its sources (iterative DFS).
+
+    The walk does not go below nodes in ``known`` (those are listed, their sources are not).
+    """
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in outputs:
+        stack: list[tuple[Node, bool]] = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            if node not in known:
+                stack.extend((s, False) for s in reversed(node.src) if id(s) not in seen)
+    return order
+
+
+def consumers(order: Iterable[Node]) -> dict[Node, list[Node]]:
+    """Map each node to the nodes (in ``order``) that read it, one entry per use."""
+    users: dict[Node, list[Node]] = {}
+    for node in order:
+        users.setdefault(node, [])
+        for s in node.src:
+            users.setdefault(s, []).append(node)
+    return users
+
+
+def leaves(outputs: Iterable[Node]) -> list[Node]:
+    return [n for n in toposort(outputs) if n.op == "input"]
+
+
+def bind_dims(inputs: Iterable[tuple[Node, tuple[int, ...]]]) -> dict[sympy.Symbol, int]:
+    """Solve the symbolic dims of input nodes from the concrete shapes of their values."""
+    dims: dict[sympy.Symbol, int] = {}
+    for node, shape in inputs:
+        if len(shape) != node.ndim:
+            raise ShapeError(
+                f"input '{node.arg}' expects {node.ndim} dimensions {shape_str(node.shape)}, "
+                f"got shape {list(shape)}"
+            )
+        for want, got in zip(node.shape, shape):
+            if isinstance(want, sympy.Symbol):
+                if dims.setdefault(want, got) != got:
+                    raise ShapeError(
+                        f"input '{node.arg}' has {want}={got}, but another input has "
+                        f"{want}={dims[want]}"
+                    )
+            elif isinstance(want, sympy.Expr):
+                continue
+            elif want != got:
+                raise ShapeError(
+                    f"input '{node.arg}' expects shape {shape_str(node.shape)}, got {list(shape)}"
+                )
+    return dims
+
+
+def concrete(shape: Shape, dims: dict[sympy.Symbol, int]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) else int(sympy.sympify(d).xreplace(dims)) for d in shape)
+
+
+# ---------------------------------------------------------------- where in the model we are
+
+# Which layer produced a node (``linear1``, ``sigmoid``): formulas name intermediates by it.
+LABELS: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
+
+_scope: list[str] = []
+
+
+@contextlib.contextmanager
+def scope(name: str) -> Iterator[None]:
+    """Name the layer being traced, so that shape errors can say where they happened."""
+    _scope.append(name)
+    try:
+        yield
+    finally:
+        _scope.pop()
+
+
+def where() -> str:
+    return f" (in {_scope[-1]})" if _scope else ""
+
+
+def shape_error(message: str) -> ShapeError:
+    return ShapeError(message + where())
+
+
+# ---------------------------------------------------------------- printing
+
+
+def _names() -> Iterator[str]:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    yield from letters
+    n = 1
+    while True:
+        yield from (f"{c}{n}" for c in letters)
+        n += 1
+
+
+def print_program(
+    outputs: dict[str, Node] | list[Node],
+    labels: dict[Node, str] | None = None,
+) -> str:
+    """A jaxpr-like listing: one line ``name:type = op[arg] src...`` per node."""
+    outs = outputs if isinstance(outputs, dict) else {f"out{i}": n for i, n in enumerate(outputs)}
+    order = toposort(outs.values())
+    gen = _names()
+    name: dict[Node, str] = {}
+    ins, lines = [], []
+    for node in order:
+        if node.op == "input":
+            name[node] = str(node.arg)
+            ins.append(f"{node.arg}:{type_str(node)}")
+            continue
+        name[node] = next(gen)
+        from symbp.ops import OPS  # printing asks each op how to show its arg
+
+        arg = OPS[node.op].show_arg(node, [name[s] for s in node.src])
+        srcs = " ".join(name[s] for s in node.src)
+        label = f"    # {labels[node]}" if labels and node in labels else ""
+        lines.append(f"  {name[node]}:{type_str(node)} = {node.op}{arg} {srcs}".rstrip() + label)
+    result = ", ".join(f"{k}={name[v]}" for k, v in outs.items())
+    return "{ lambda " + " ".join(ins) + " ; let\n" + "\n".join(lines) + f"\n  in ({result}) }}"

@@ -1,0 +1,88 @@
+"""The optimizers, each its update rule in PyTorch's exact equations (torch.optim docs)."""
+
+from __future__ import annotations
+
+import sympy
+
+from symbp.optim.optimizer import G, Optimizer, P, T
+
+
+class SGD(Optimizer):
+    """SGD with momentum, dampening, Nesterov and weight decay, as ``torch.optim.SGD``."""
+
+    defaults = {
+        "lr": 1e-3,
+        "momentum": 0.0,
+        "dampening": 0.0,
+        "weight_decay": 0.0,
+        "nesterov": False,
+        "maximize": False,
+    }
+
+    def __init__(self, params, lr: float = 1e-3, **kw):
+        super().__init__(params, lr=lr, **kw)
+
+    def check(self, group):
+        super().check(group)
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
+
+    def rule(self, h, s, opts):
+        g = -G if opts["maximize"] else G
+        if opts["weight_decay"]:
+            g = g + h["weight_decay"] * P
+        new = {}
+        if opts["momentum"]:
+            # PyTorch starts the buffer at the first gradient itself, undampened.
+            buf = sympy.Piecewise(
+                (g, sympy.Eq(T, 1)),
+                (h["momentum"] * s["momentum_buffer"] + (1 - h["dampening"]) * g, True),
+            )
+            new["momentum_buffer"] = buf
+            g = g + h["momentum"] * buf if opts["nesterov"] else buf
+        return P - h["lr"] * g, new
+
+
+class Adam(Optimizer):
+    """Adam (and AMSGrad) with L2 weight decay, as ``torch.optim.Adam``."""
+
+    defaults = {
+        "lr": 1e-3,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "amsgrad": False,
+        "maximize": False,
+    }
+    decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), **kw):
+        super().__init__(params, lr=lr, beta1=betas[0], beta2=betas[1], **kw)
+
+    def rule(self, h, s, opts):
+        g = -G if opts["maximize"] else G
+        p = P
+        if opts["weight_decay"]:
+            if self.decoupled:
+                p = P * (1 - h["lr"] * h["weight_decay"])
+            else:
+                g = g + h["weight_decay"] * P
+        b1, b2 = h["beta1"], h["beta2"]
+        m = b1 * s["exp_avg"] + (1 - b1) * g
+        v = b2 * s["exp_avg_sq"] + (1 - b2) * g**2
+        new = {"exp_avg": m, "exp_avg_sq": v}
+        vmax = v
+        if opts["amsgrad"]:
+            vmax = sympy.Max(s["max_exp_avg_sq"], v)
+            new["max_exp_avg_sq"] = vmax
+        step = h["lr"] / (1 - b1**T)
+        denom = sympy.sqrt(vmax) / sympy.sqrt(1 - b2**T) + h["eps"]
+        return p - step * m / denom, new
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.01), as ``torch.optim.AdamW``."""
+
+    defaults = {**Adam.defaults, "weight_decay": 1e-2}
+    decoupled = True

@@ -1,0 +1,134 @@
+"""Scalar functions SymPy lacks, each with its derivative, NumPy form and printed form.
+
+Elementwise ops are their SymPy formula (see ``ops.ELEMENTWISE``). Where SymPy has no
+function of its own, or differentiates it in a form we do not want, it is defined here:
+
+- ``sigmoid`` differentiates to ``sigmoid(x)*(1 - sigmoid(x))`` (not ``exp(-x)/(1+exp(-x))**2``),
+  so reverse mode can reuse the forward output: s' = s(1 - s).
+- ``relu`` differentiates to ``Heaviside(x, 0)``: PyTorch's ReLU gradient is 0 at 0, whereas
+  SymPy's ``Max(x, 0)`` would give ``Heaviside(x)``, which is 1/2 there.
+- ``softplus`` = log(1 + exp(x)) evaluated stably (``logaddexp``), derivative ``sigmoid``.
+- ``clog`` is log clamped below at -100, as PyTorch's BCELoss does; derivative 1/x.
+
+``NUMPY`` maps every function name that may appear in a formula to its NumPy implementation;
+the reference executor lambdifies formulas with it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.special
+import sympy
+from sympy.printing.latex import LatexPrinter
+
+
+class sigmoid(sympy.Function):  # noqa: N801 -- SymPy functions print by class name
+    """The logistic function 1 / (1 + exp(-x))."""
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sympy.Rational(1, 2)
+        return None
+
+    def fdiff(self, argindex: int = 1):
+        return self * (1 - self)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + sympy.exp(-x))
+
+    def _latex(self, printer: LatexPrinter) -> str:
+        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+
+    def _sympystr(self, printer) -> str:
+        return f"σ({printer._print(self.args[0])})"
+
+
+class relu(sympy.Function):  # noqa: N801
+    """max(x, 0) with PyTorch's subgradient 0 at x = 0."""
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_number:
+            return sympy.Max(x, 0)
+        return None
+
+    def fdiff(self, argindex: int = 1):
+        return sympy.Heaviside(self.args[0], 0)
+
+    def _eval_rewrite_as_Max(self, x, **kwargs):
+        return sympy.Max(x, 0)
+
+    def _latex(self, printer: LatexPrinter) -> str:
+        return rf"\operatorname{{relu}}\left({printer._print(self.args[0])}\right)"
+
+
+class softplus(sympy.Function):  # noqa: N801
+    """log(1 + exp(x)), computed without overflow."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1):
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_log(self, x, **kwargs):
+        return sympy.log(1 + sympy.exp(x))
+
+    def _latex(self, printer: LatexPrinter) -> str:
+        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+
+
+class clog(sympy.Function):  # noqa: N801
+    """log(x) clamped below at -100 (PyTorch's BCELoss keeps log(0) finite this way)."""
+
+    def fdiff(self, argindex: int = 1):
+        return 1 / self.args[0]
+
+    def _latex(self, printer: LatexPrinter) -> str:
+        return rf"\log\left({printer._print(self.args[0])}\right)"
+
+    def _sympystr(self, printer) -> str:
+        return f"log({printer._print(self.args[0])})"
+
+
+# ---------------------------------------------------------------- NumPy forms
+
+
+def _np_sigmoid(x):
+    # exp of a negative argument only: no overflow warnings, full precision in both tails.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _np_relu(x):
+    return np.maximum(x, 0 * x)
+
+
+def _np_softplus(x):
+    return np.logaddexp(0 * x, x)
+
+
+def _np_clog(x):
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(x), -100 + 0 * x)
+
+
+def _np_heaviside(x, h0=0.5):
+    return np.heaviside(x, h0 + 0 * x)
+
+
+NUMPY: dict[str, object] = {
+    "sigmoid": _np_sigmoid,
+    "relu": _np_relu,
+    "softplus": _np_softplus,
+    "clog": _np_clog,
+    "Heaviside": _np_heaviside,
+    "erf": scipy.special.erf,
+}
+
+# Functions whose derivative jumps: gradient checks must not difference across their kinks.
+NONSMOOTH = (relu, sympy.Abs, sympy.Heaviside, sympy.sign, sympy.Max, sympy.Min, sympy.Piecewise)

@@ -1,0 +1,549 @@
+"""Stage 1, trace: ``Tensor`` records every op into the IR as it runs.
+
+A Tensor is a node of the graph plus, in eager use, its value: each op builds its node and
+evaluates it at once with the NumPy reference executor, so a tutorial runs line by line and
+``loss.backward()`` can derive the backward graph of exactly what ran. Traced for the compiler,
+inputs carry no value and a symbolic batch dimension ``B``; the same code builds the same graph.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import weakref
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import sympy
+
+from symbp import ops
+from symbp.ir import (
+    Node,
+    ShapeError,
+    float32,
+    float64,
+    int64,
+    numel,
+    shape_error,
+    shape_str,
+    type_str,
+    where,
+)
+from symbp.reference import evaluate
+
+_default_dtype = [float32]
+_ids = itertools.count()
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Make ``dtype`` (symbp.float32 or symbp.float64) the dtype of new float tensors."""
+    _default_dtype[0] = np.dtype(dtype)
+
+
+def get_default_dtype() -> np.dtype:
+    return _default_dtype[0]
+
+
+def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    if dtype is not None:
+        return np.array(data, dtype=np.dtype(dtype))
+    keeps_dtype = isinstance(data, (np.ndarray, np.generic))
+    arr = np.array(data)
+    if arr.dtype.kind == "f" and not keeps_dtype:
+        arr = arr.astype(_default_dtype[0])  # Python floats become the default float, as torch
+    elif arr.dtype.kind in "iu":
+        arr = arr.astype(int64)
+    elif arr.dtype.kind not in "fb":
+        raise TypeError(f"symbp.tensor: cannot make a tensor of {arr.dtype} data")
+    return arr
+
+
+class Tensor:
+    """A node of the traced graph, with its value when it has one (eager mode)."""
+
+    __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
+
+    def __init__(
+        self,
+        node: Node,
+        value: np.ndarray | None = None,
+        requires_grad: bool = False,
+        parents: tuple[Tensor, ...] = (),
+    ):
+        self._node = node
+        self._value = value
+        self.requires_grad = requires_grad
+        self._parents = parents
+        self.grad: np.ndarray | None = None
+
+    # ------------------------------------------------------------ basic attributes
+
+    @property
+    def node(self) -> Node:
+        return self._node
+
+    @property
+    def shape(self) -> tuple:
+        return self.node.shape
+
+    def size(self, dim: int | None = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.node.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.node.ndim
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    @property
+    def has_value(self) -> bool:
+        return self.value is not None
+
+    @property
+    def value(self) -> np.ndarray | None:
+        return self._value
+
+    def numpy(self) -> np.ndarray:
+        if self.value is None:
+            raise RuntimeError(
+                f"this tensor ({shape_str(self.shape)}) is symbolic: it was traced without "
+                f"values, so it has none to return"
+            )
+        return self.value
+
+    def item(self) -> float:
+        v = self.numpy()
+        if v.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {list(v.shape)}")
+        return v.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        if self.value is None:
+            return f"Tensor(<traced {type_str(self.node)}>{grad})"
+        body = np.array2string(self.value, separator=", ", precision=4)
+        return f"tensor({body}{grad})"
+
+    # ------------------------------------------------------------ autograd
+
+    def detach(self) -> Tensor:
+        return _unary_node(ops.detach(self.node), self, requires_grad=False)
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        if self.node.op != "input":
+            raise RuntimeError("requires_grad_ can only be set on leaf tensors")
+        self.requires_grad = flag
+        return self
+
+    def backward(self) -> None:
+        """Derive the gradient of this scalar symbolically and add it to every leaf's ``.grad``."""
+        from symbp.api import backward
+
+        backward(self)
+
+    # ------------------------------------------------------------ arithmetic
+
+    def __add__(self, other):
+        return binary("add", self, other)
+
+    def __radd__(self, other):
+        return binary("add", other, self)
+
+    def __sub__(self, other):
+        return binary("sub", self, other)
+
+    def __rsub__(self, other):
+        return binary("sub", other, self)
+
+    def __mul__(self, other):
+        return binary("mul", self, other)
+
+    def __rmul__(self, other):
+        return binary("mul", other, self)
+
+    def __truediv__(self, other):
+        return binary("div", self, other)
+
+    def __rtruediv__(self, other):
+        return binary("div", other, self)
+
+    def __pow__(self, other):
+        return binary("pow", self, other)
+
+    def __rpow__(self, other):
+        return binary("pow", other, self)
+
+    def __neg__(self):
+        return unary("neg", self)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    # ------------------------------------------------------------ functions as methods
+
+    def exp(self):
+        return unary("exp", self)
+
+    def log(self):
+        return unary("log", self)
+
+    def sqrt(self):
+        return unary("sqrt", self)
+
+    def abs(self):
+        return unary("abs", self)
+
+    def sigmoid(self):
+        return unary("sigmoid", self)
+
+    def tanh(self):
+        return unary("tanh", self)
+
+    def relu(self):
+        return unary("relu", self)
+
+    def float(self):
+        return cast(self, float32)
+
+    def double(self):
+        return cast(self, float64)
+
+    def long(self):
+        return cast(self, int64)
+
+    def sum(self, dim=None, keepdim: bool = False):
+        return sum(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False):
+        return mean(self, dim, keepdim)
+
+    def max(self, dim=None, keepdim: bool = False):
+        return max(self, dim, keepdim)
+
+    def softmax(self, dim: int = -1):
+        return softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1):
+        return log_softmax(self, dim)
+
+    def logsumexp(self, dim: int = -1, keepdim: bool = False):
+        return logsumexp(self, dim, keepdim)
+
+    def reshape(self, *shape):
+        return reshape(self, *shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        return flatten(self, start_dim, end_dim)
+
+    def transpose(self, dim0: int = 0, dim1: int = 1):
+        perm = list(range(self.ndim))
+        perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+        return permute(self, *perm)
+
+    def permute(self, *dims):
+        return permute(self, *dims)
+
+    @property
+    def T(self):
+        return permute(self, *reversed(range(self.ndim)))
+
+    def t(self):
+        return self.T
+
+    def unsqueeze(self, dim: int):
+        shape = list(self.shape)
+        shape.insert(dim % (self.ndim + 1), 1)
+        return reshape(self, *shape)
+
+    def squeeze(self, dim: int | None = None):
+        if dim is None:
+            return reshape(self, *[d for d in self.shape if d != 1])
+        shape = list(self.shape)
+        if shape[dim] == 1:
+            shape.pop(dim)
+        return reshape(self, *shape)
+
+    def __getitem__(self, key):
+        return index(self, key)
+
+
+class Parameter(Tensor):
+    """A trainable tensor: ``requires_grad=True`` and a NumPy ``.data`` you may assign."""
+
+    _registry: weakref.WeakValueDictionary[str, Parameter] = weakref.WeakValueDictionary()
+
+    def __init__(self, data: Any, requires_grad: bool = True):
+        arr = _as_array(data)
+        if arr.dtype.kind != "f":
+            arr = arr.astype(_default_dtype[0])
+        self.data = arr
+        self._name = ""
+        self.rename(f"param{next(_ids)}")
+        super().__init__(self.node, None, requires_grad)
+
+    def rename(self, name: str) -> None:
+        """Give the parameter its model name (``linear1.weight``); leaves are named by it."""
+        if self._name == name:
+            return
+        base, n = name, 1
+        while (other := Parameter._registry.get(name)) is not None and other is not self:
+            n += 1
+            name = f"{base}#{n}"
+        Parameter._registry[name] = self
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        # Assignment keeps the parameter's dtype (a NumPy literal is float64 where the ported
+        # torch.tensor literal was float32); module.double() / .to() change it on purpose.
+        current = getattr(self, "_data", None)
+        arr = _as_array(value)
+        dtype = current.dtype if current is not None else arr.dtype
+        if dtype.kind != "f":
+            dtype = _default_dtype[0]
+        self._data = arr.astype(dtype, copy=arr is value)
+
+    def set_dtype(self, dtype: Any) -> None:
+        self._data = self._data.astype(np.dtype(dtype))
+
+    @property
+    def node(self) -> Node:  # a leaf named after the parameter, with its current shape and dtype
+        return Node("input", (), self._name, self._data.shape, self._data.dtype)
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name}, {np.array2string(self._data, precision=4)})"
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """A leaf tensor holding ``data`` (a copy), as ``torch.tensor``."""
+    arr = _as_array(data, dtype)
+    if requires_grad and arr.dtype.kind != "f":
+        raise TypeError(f"only float tensors can require grad, got {arr.dtype}")
+    node = Node("input", (), f"t{next(_ids)}", arr.shape, arr.dtype)
+    return Tensor(node, arr, requires_grad)
+
+
+def placeholder(name: str, shape: Sequence, dtype: Any = float32) -> Tensor:
+    """A value-less input for tracing; shape entries may be symbolic (``symbp.B``)."""
+    return Tensor(Node("input", (), name, tuple(shape), np.dtype(dtype)))
+
+
+# ---------------------------------------------------------------- applying ops to tensors
+
+
+def _lift(x: Any, like: Tensor | None = None) -> Tensor | sympy.Expr:
+    """Tensors stay, Python numbers become formula constants, arrays become leaf tensors."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (int, float, np.integer, np.floating, sympy.Expr)) and not isinstance(
+        x, np.ndarray
+    ):
+        return ops.to_expr(x)
+    dtype = like.dtype if like is not None and np.asarray(x).dtype.kind == "f" else None
+    return tensor(x, dtype=dtype)
+
+
+def _result(node: Node, args: Sequence[Tensor], requires_grad: bool | None = None) -> Tensor:
+    """Wrap a new node, evaluating it now when every argument has a value."""
+    if requires_grad is None:
+        requires_grad = any(a.requires_grad for a in args)
+    value = None
+    if all(a.has_value for a in args):
+        value = evaluate([node], {a.node: a.value for a in args})[0]  # type: ignore[misc]
+    return Tensor(node, value, requires_grad, tuple(args))
+
+
+def _unary_node(node: Node, x: Tensor, requires_grad: bool | None = None) -> Tensor:
+    return _result(node, [x], requires_grad)
+
+
+def unary(name: str, x: Any) -> Tensor:
+    x = _lift(x)
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expects a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        x = cast(x, _default_dtype[0])
+    return _unary_node(ops.apply(name, x.node), x)
+
+
+def binary(name: str, a: Any, b: Any) -> Tensor:
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    return nary(name, _lift(a, like), _lift(b, like))
+
+
+def nary(name: str, *args: Tensor | sympy.Expr) -> Tensor:
+    """Apply a named elementwise op with NumPy broadcasting; numbers fold into the formula."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    floats = {t.dtype for t in tensors if t.dtype.kind == "f"}
+    target = floats.pop() if len(floats) == 1 else None
+    if len(floats) > 1:
+        raise ShapeError(
+            f"{name}: mixes float32 and float64 tensors; convert one with .float() or .double()"
+            + where()
+        )
+    if target is None:
+        target = _default_dtype[0] if name in ("div", "sqrt", "exp", "log") else None
+    if target is not None:  # integer operands join the float computation
+        args = tuple(cast(a, target) if isinstance(a, Tensor) else a for a in args)
+        tensors = [a for a in args if isinstance(a, Tensor)]
+    shape = ops.broadcast_shapes(*(t.shape for t in tensors), what=name)
+    nodes = [ops.broadcast_to(t.node, shape) if isinstance(t, Tensor) else t for t in args]
+    return _result(ops.apply(name, *nodes, shape=shape), tensors)
+
+
+def cast(x: Tensor, dtype: Any) -> Tensor:
+    node = ops.cast(x.node, np.dtype(dtype))
+    return x if node is x.node else _unary_node(node, x, x.requires_grad and node.dtype.kind == "f")
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    a, b = _lift(a), _lift(b)
+    assert isinstance(a, Tensor) and isinstance(b, Tensor)
+    if a.ndim == 1 and b.ndim == 1:
+        return sum(a * b)
+    x = reshape(a, 1, *a.shape) if a.ndim == 1 else a
+    y = reshape(b, *b.shape, 1) if b.ndim == 1 else b
+    if x.ndim > 2 and y.ndim == 2:  # [..., k] @ [k, n]: fold the leading axes into one
+        lead = x.shape[:-1]
+        out = matmul(reshape(x, -1, x.shape[-1]), y)
+        return reshape(out, *lead, y.shape[1])
+    out = _result(ops.matmul(x.node, y.node), [x, y])
+    if a.ndim == 1:
+        out = reshape(out, *out.shape[1:])
+    if b.ndim == 1:
+        out = reshape(out, *out.shape[:-1])
+    return out
+
+
+def _axes(x: Tensor, dim) -> tuple[int, ...]:
+    if dim is None:
+        return tuple(range(x.ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    for d in dims:
+        if not -x.ndim <= d < builtins.max(x.ndim, 1):
+            raise shape_error(f"dim {d} out of range for a tensor of shape {shape_str(x.shape)}")
+    return tuple(d % x.ndim for d in dims) if x.ndim else ()
+
+
+def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    return _unary_node(ops.sum_(x.node, _axes(x, dim), keepdim), x)
+
+
+def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    axes = _axes(x, dim)
+    count = numel(tuple(x.shape[a] for a in axes))
+    return sum(x, dim, keepdim) * (1 / sympy.sympify(count))
+
+
+class MaxResult(NamedTuple):
+    values: Tensor
+    indices: Tensor
+
+
+def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001
+    """``x.max()`` is a scalar; ``x.max(dim)`` is (values, indices), as in PyTorch."""
+    out = _unary_node(ops.max_(x.node, _axes(x, dim), keepdim), x)
+    if dim is None:
+        return out
+    idx = None
+    if x.has_value:
+        idx = np.argmax(x.numpy(), axis=_axes(x, dim)[0])
+        idx = np.expand_dims(idx, dim) if keepdim else idx
+    indices = Tensor(Node("input", (), f"t{next(_ids)}", out.shape, int64), idx)
+    return MaxResult(out, indices)
+
+
+def reshape(x: Tensor, *shape) -> Tensor:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    shape = list(shape)
+    if shape.count(-1) > 1:
+        raise shape_error(f"reshape: only one dimension can be -1, got {shape}")
+    if -1 in shape:
+        known = numel(tuple(d for d in shape if d != -1))
+        shape[shape.index(-1)] = sympy.simplify(numel(x.shape) / known)
+    shape = [int(d) if isinstance(d, sympy.Integer) else d for d in shape]
+    return _unary_node(ops.reshape(x.node, tuple(shape)), x)
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    s, e = start_dim % x.ndim, end_dim % x.ndim
+    return reshape(x, *x.shape[:s], numel(x.shape[s : e + 1]), *x.shape[e + 1 :])
+
+
+def permute(x: Tensor, *dims) -> Tensor:
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    return _unary_node(ops.transpose(x.node, tuple(d % x.ndim for d in dims)), x)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """exp(x - max) / sum(exp(x - max)): the max shift is exact, so it carries no gradient."""
+    e = (x - max(x.detach(), dim, keepdim=True).values).exp()
+    return e / sum(e, dim, keepdim=True)
+
+
+def logsumexp(x: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
+    m = max(x.detach(), dim, keepdim=True).values
+    out = m + sum((x - m).exp(), dim, keepdim=True).log()
+    return out if keepdim else out.squeeze(dim)
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return x - logsumexp(x, dim, keepdim=True)
+
+
+def index(x: Tensor, key: Any) -> Tensor:
+    """``x[range(n), labels]`` (the pick of a loss) as sum(x * onehot(labels)) over the classes."""
+    if isinstance(key, tuple) and len(key) == 2 and x.ndim == 2:
+        rows, labels = key
+        is_all_rows = (isinstance(rows, slice) and rows == slice(None)) or isinstance(
+            rows, (range, np.ndarray, Tensor, list)
+        )
+        labels = labels if isinstance(labels, Tensor) else tensor(np.asarray(labels))
+        if is_all_rows and labels.dtype.kind in "iu" and labels.ndim == 1:
+            oh = _result(ops.onehot(labels.node, x.shape[1], x.dtype), [labels], False)
+            return sum(x * oh, 1)
+    raise NotImplementedError(
+        f"indexing a {shape_str(x.shape)} tensor with {key!r}: symbp supports x[range(n), labels]"
+        " (picking one entry per row by integer labels)"
+    )
+
+
+def onehot(labels: Tensor, classes: int, dtype: Any = None) -> Tensor:
+    dtype = np.dtype(dtype or _default_dtype[0])
+    return _result(ops.onehot(labels.node, classes, dtype), [labels], False)
