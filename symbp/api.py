@@ -120,7 +120,7 @@ def backward(loss: Tensor) -> None:
     derived = _BACKWARD_CACHE.get(key)
     if derived is None:
         derived = _BACKWARD_CACHE[key] = derive(canon_loss, wrt)
-    env = {memo[t.node]: t.value for t in tensors if t.node in memo}
+    env = {memo[t.node]: t.value for t in tensors if t.node in memo and t.value is not None}
     grads = evaluate(derived.grads, env)
     back = {c: n for n, c in memo.items()}
     for w, g in zip(wrt, grads):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Container, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import sympy
@@ -23,8 +23,8 @@ import sympy
 # The symbolic batch dimension. Shapes and constants (the 1/B of a mean) may mention it.
 B = sympy.Symbol("B", positive=True, integer=True)
 
-Dim = int | sympy.Expr
-Shape = tuple[Dim, ...]
+Dim: TypeAlias = "int | sympy.Expr"
+Shape: TypeAlias = "tuple[Dim, ...]"
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -55,7 +55,9 @@ class Node:
         node = cls._interned.get(key)
         if node is None:
             node = object.__new__(cls)
-            for name, value in zip(cls.__slots__[:5], (op, tuple(src), arg, shape, dtype)):
+            for name, value in zip(
+                ("op", "src", "arg", "shape", "dtype"), (op, tuple(src), arg, shape, dtype)
+            ):
                 object.__setattr__(node, name, value)
             cls._interned[key] = node
         return node
@@ -78,7 +80,7 @@ class Node:
 
 
 def numel(shape: Shape) -> Dim:
-    n: Dim = 1
+    n: Any = 1
     for d in shape:
         n = n * d
     return n

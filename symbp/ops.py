@@ -437,9 +437,9 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
 
 
 def arity(name: str) -> int:
-    fn = ELEMENTWISE[name]
+    fn: Any = ELEMENTWISE[name]
     if isinstance(fn, type) and issubclass(fn, sympy.Function):
-        nargs = fn.nargs
+        nargs = getattr(fn, "nargs", None)
         return min(nargs) if isinstance(nargs, sympy.FiniteSet) else 1  # type: ignore[arg-type]
     if fn in (sympy.Max, sympy.Min):
         return 2

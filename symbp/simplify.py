@@ -94,7 +94,7 @@ def _transpose_of_matmul(n: Node) -> Node | None:
 def _sum_of_onehot(n: Node) -> Node | None:
     # Summed over its class axis, f(onehot) is f(1) + (C - 1) f(0): one hot entry per row.
     (x,) = n.src
-    axes, keepdim = n.arg
+    axes = n.arg[0]
     hot = x if x.op == "onehot" else x.src[0] if x.op == "ew" and len(x.src) == 1 else None
     if hot is None or hot.op != "onehot" or axes != (x.ndim - 1,):
         return None

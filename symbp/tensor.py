@@ -490,14 +490,14 @@ def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001
 def reshape(x: Tensor, *shape) -> Tensor:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    shape = list(shape)
-    if shape.count(-1) > 1:
-        raise shape_error(f"reshape: only one dimension can be -1, got {shape}")
-    if -1 in shape:
-        known = numel(tuple(d for d in shape if d != -1))
-        shape[shape.index(-1)] = sympy.simplify(numel(x.shape) / known)
-    shape = [int(d) if isinstance(d, sympy.Integer) else d for d in shape]
-    return _unary_node(ops.reshape(x.node, tuple(shape)), x)
+    want: list[Any] = list(shape)
+    if want.count(-1) > 1:
+        raise shape_error(f"reshape: only one dimension can be -1, got {want}")
+    if -1 in want:
+        known = numel(tuple(d for d in want if d != -1))
+        want[want.index(-1)] = sympy.simplify(numel(x.shape) / known)
+    dims = tuple(int(d) if isinstance(d, sympy.Integer) else d for d in want)
+    return _unary_node(ops.reshape(x.node, dims), x)
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:

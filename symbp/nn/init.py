@@ -1,4 +1,4 @@
-"""Parameter initialisers, in place as PyTorch's ``torch.nn.init`` (seeded by ``symbp.manual_seed``)."""
+"""Parameter initialisers, in place, as ``torch.nn.init`` (seeded by ``symbp.manual_seed``)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,12 @@ from symbp.tensor import Parameter, Tensor
 class Module:
     """Base class of layers and models: assign sub-modules and Parameters as attributes."""
 
+    _parameters: OrderedDict[str, Parameter]
+    _modules: OrderedDict[str, Module]
+    _buffers: OrderedDict[str, np.ndarray]
+    training: bool
+    _path: str
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())

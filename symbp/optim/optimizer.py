@@ -28,10 +28,10 @@ class Optimizer:
         for k in hyper:
             if k not in self.defaults:
                 raise TypeError(f"{type(self).__name__}: unknown option {k!r}")
-        params = list(params)
-        if not params:
+        given: list[Any] = list(params)
+        if not given:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        groups = given if isinstance(given[0], dict) else [{"params": given}]
         self.param_groups: list[dict[str, Any]] = []
         for g in groups:
             group = {**self.defaults, **hyper, **g, "params": list(g["params"])}
@@ -64,7 +64,7 @@ class Optimizer:
         self, group: dict[str, Any]
     ) -> tuple[list[str], sympy.Expr, dict[str, sympy.Expr]]:
         """(hyperparameter names, new p, {state: new value}) for a group."""
-        return _formulas(type(self), self.structure(group))
+        return _formulas(type(self), self.structure(group))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ PyTorch's protocol
 
@@ -75,8 +75,8 @@ class Optimizer:
 
     def step(self) -> None:
         for group in self.param_groups:
-            hyper, new_p, new_s = self.formulas(group)
-            fn = _compiled(type(self), self.structure(group))
+            hyper, _, new_s = self.formulas(group)
+            fn = _compiled(type(self), self.structure(group))  # type: ignore[arg-type]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -134,7 +134,7 @@ class Optimizer:
 
 
 @functools.lru_cache(maxsize=256)
-def _formulas(cls: type[Optimizer], structure: tuple):
+def _formulas(cls: Any, structure: tuple):
     opts = dict(structure)
     hyper = [
         k
@@ -156,7 +156,7 @@ class _StateSymbols(dict):
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(cls: type[Optimizer], structure: tuple):
+def _compiled(cls: Any, structure: tuple):
     hyper, new_p, new_s = _formulas(cls, structure)
     args = [
         P,
