@@ -13,7 +13,10 @@ symbolically (every elementwise derivative from SymPy), simplifies it on purpose
 """
 
 from symbp import nn, optim
+from symbp.cache import cache_info, clear_cache
+from symbp.compiled import CompiledModel, compile
 from symbp.api import Derived, Traced, derive, elementwise, grad, symbols, trace
+from symbp.check import GradcheckReport, GradcheckWarning, check_grads, gradcheck
 from symbp.ir import B, ShapeError, float32, float64, int64, print_program
 from symbp.nn.init import manual_seed
 from symbp.tensor import (
@@ -38,8 +41,13 @@ __version__ = "0.1.0"
 
 def _unary(name: str):
     def fn(x):
+        import sympy
+
+        from symbp.ops import ELEMENTWISE
         from symbp.tensor import unary
 
+        if isinstance(x, sympy.Basic):  # on formulas: symbp.sigmoid(w*x + b) for symbp.grad
+            return ELEMENTWISE[name](x)
         return unary(name, x)
 
     fn.__name__ = name
@@ -60,12 +68,19 @@ softplus = _unary("softplus")
 
 __all__ = [
     "B",
+    "CompiledModel",
     "Derived",
+    "GradcheckReport",
+    "GradcheckWarning",
     "Parameter",
     "ShapeError",
     "Tensor",
     "Traced",
     "abs",
+    "cache_info",
+    "clear_cache",
+    "compile",
+    "check_grads",
     "derive",
     "elementwise",
     "exp",
@@ -74,6 +89,7 @@ __all__ = [
     "gelu",
     "get_default_dtype",
     "grad",
+    "gradcheck",
     "int64",
     "log",
     "log_softmax",

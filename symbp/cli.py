@@ -112,19 +112,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     import symbp
 
     ns = load_model(args.model)
-    loss = _loss(ns)
+    if args.stage == "source":
+        compiled = symbp.compile(ns.model, ns.loss_fn, ns.optimizer)
+        x, t = ns.sample
+        compiled.loss_and_grads(np.asarray(x), np.asarray(t))
+        print(compiled.source)
+        return 0
+    # What the compiler sees: traced without values, the batch dimension symbolic (B).
+    traced = symbp.trace(lambda x, t: ns.loss_fn(ns.model(x), t), *ns.sample, names=["x", "t"])
+    (loss,) = traced.outputs
     if args.stage == "ir":
-        print(symbp.print_program({"loss": loss.node}))
+        print(symbp.print_program({"loss": loss}))
         return 0
-    params = list(ns.model.parameters())
-    derived = symbp.derive(loss.node, [p.node for p in params])
-    if args.stage == "backward":
-        print(derived)
-        return 0
-    compiled = symbp.compile(ns.model, ns.loss_fn, ns.optimizer)
-    x, t = ns.sample
-    compiled.loss_and_grads(np.asarray(x), np.asarray(t))
-    print(compiled.source)
+    params = traced.params
+    print(symbp.derive(loss, [p.node for p in params.values()]))
     return 0
 
 

@@ -205,7 +205,8 @@ def print_program(
     """A jaxpr-like listing: one line ``name:type = op[arg] src...`` per node."""
     outs = outputs if isinstance(outputs, dict) else {f"out{i}": n for i, n in enumerate(outputs)}
     order = toposort(outs.values())
-    gen = _names()
+    taken = {str(n.arg) for n in order if n.op == "input"}
+    gen = (name for name in _names() if name not in taken)
     name: dict[Node, str] = {}
     ins, lines = [], []
     for node in order:

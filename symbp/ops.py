@@ -24,7 +24,18 @@ import numpy as np
 import sympy
 
 from symbp import scalar
-from symbp.ir import Dim, Node, Shape, float32, float64, int64, numel, shape_error, shape_str
+from symbp.ir import (
+    DTYPE_NAMES,
+    Dim,
+    Node,
+    Shape,
+    float32,
+    float64,
+    int64,
+    numel,
+    shape_error,
+    shape_str,
+)
 
 # ---------------------------------------------------------------- formulas of elementwise nodes
 
@@ -108,7 +119,11 @@ class Op:
         raise NotImplementedError(f"no adjoint rule for {self.name}")
 
     def show_arg(self, node: Node, names: list[str]) -> str:
-        return "" if node.arg is None else f"[{node.arg}]"
+        if node.arg is None:
+            return ""
+        if isinstance(node.arg, tuple) and all(isinstance(a, (int, sympy.Expr)) for a in node.arg):
+            return "[" + ",".join(str(a) for a in node.arg) + "]"  # a shape or a permutation
+        return f"[{node.arg}]"
 
 
 OPS: dict[str, Op] = {}
@@ -188,6 +203,9 @@ class Cast(Op):
     def infer(self, src, arg):
         return src[0].shape, arg
 
+    def show_arg(self, node, names):
+        return f"[{DTYPE_NAMES.get(node.dtype, node.dtype)}]"
+
     def numpy(self, node, vals, dims):
         return vals[0].astype(node.dtype)
 
@@ -257,6 +275,11 @@ class Transpose(Op):
         return (transpose(ct, tuple(np.argsort(node.arg).tolist())),)
 
 
+def _show_reduce(node: Node, names: list[str]) -> str:
+    axes, keepdim = node.arg
+    return "[axes=" + ",".join(map(str, axes)) + (" keepdim]" if keepdim else "]")
+
+
 def _reduced(x: Node, axes: tuple[int, ...], keepdim: bool) -> Shape:
     if any(not 0 <= a < x.ndim for a in axes):
         raise shape_error(f"reduce: axes {axes} out of range for shape {shape_str(x.shape)}")
@@ -275,6 +298,8 @@ class Sum(Op):
     """Sum over ``axes``; arg = (axes, keepdim). Adjoint: broadcast the cotangent back."""
 
     name = "sum"
+
+    show_arg = staticmethod(_show_reduce)
 
     def infer(self, src, arg):
         return _reduced(src[0], *arg), src[0].dtype
@@ -296,6 +321,8 @@ class Max(Op):
     """
 
     name = "max"
+
+    show_arg = staticmethod(_show_reduce)
 
     def infer(self, src, arg):
         return _reduced(src[0], *arg), src[0].dtype
@@ -339,6 +366,7 @@ class Detach(Op):
     """The identity with no gradient (stop_gradient)."""
 
     name = "detach"
+    differentiable = False  # no gradient flows through: what only it reads needs no backward
 
     def infer(self, src, arg):
         return src[0].shape, src[0].dtype
@@ -394,6 +422,9 @@ class Onehot(Op):
         if y.dtype.kind not in "iu":
             raise shape_error(f"onehot: labels must be integers, got {y.dtype}")
         return (*y.shape, arg[0]), arg[1]
+
+    def show_arg(self, node, names):
+        return f"[{node.arg[0]}]"
 
     def numpy(self, node, vals, dims):
         (y,) = vals

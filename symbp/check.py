@@ -1,0 +1,720 @@
+"""Gradient checking: symbolic gradients against float64 central differences.
+
+``gradcheck(model, loss_fn, x, t)`` runs ``loss_fn(model(x), t)`` once in float64, derives
+the gradient of every parameter symbolically (``derive`` + the NumPy reference executor), and
+compares each entry with the central difference (L(θ + h) − L(θ − h)) / 2h of the same
+float64 forward graph. The user's model is left as it was: parameters are cast for the check
+and restored, ``.grad`` is not touched.
+
+Tolerances, and why these defaults:
+
+- ``eps = 1e-6``: entry i moves by h = eps·max(1, |θᵢ|). In float64 the central difference's
+  truncation error (h²·L'''/6 ≈ 1e-13) and round-off (ε·|L|/h ≈ 2e-10·|L|) are then both far
+  below the tolerances; the difference is divided by the step actually represented,
+  (θᵢ + h) − (θᵢ − h), so large entries lose nothing to rounding of the step itself.
+- An entry passes when |symbolic − numeric| ≤ rtol·|numeric| + atol·G + r, where G is the
+  gradient's magnitude for that parameter (its largest entry) and r = 256·ε·|L| / 2h is the
+  finite difference's own resolution. ``rtol = 1e-5`` and ``atol = 1e-7`` leave two to three
+  orders of margin above what float64 differences achieve on real models, while a wrong
+  derivative rule is off by O(1) relative: 10⁴ times above them. Scaling atol by G (not 1)
+  judges entries near zero against the size of the gradient they belong to, so a loss of
+  1e-9 is checked as strictly as a loss of 1.
+
+Kinks. relu, abs, max, Heaviside, Piecewise ... have points where the derivative jumps. A
+central difference straddling one measures the average of the two one-sided slopes, which
+no correct gradient matches. So every non-smooth node of the forward graph has a *regime*:
+the signs of its kink coordinates (relu(u): sign u; Max(a, b): sign(a − b); Piecewise: the
+signs of its conditions' lhs − rhs; a ``max`` reduction: which entries are the maximum). An
+entry whose regime differs between θ − h, θ and θ + h is skipped and reported, not failed.
+A point sitting exactly on a kink is warned about: there the symbolic gradient follows
+PyTorch's convention (relu'(0) = 0, ties of max shared or routed to the first), which
+finite differences cannot confirm.
+
+Large parameters: ``max_entries`` checks a seeded random subset of entries; every parameter
+also gets a JAX-style check along one random unit direction v, the central difference of
+L(θ + t·v) against ⟨g, v⟩, which covers the entries the subset left out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import sympy
+
+from symbp import scalar
+from symbp.api import derive
+from symbp.ir import LABELS, Node, ShapeError, bind_dims, shape_str, toposort
+from symbp.ops import OPS, xsym
+from symbp.reference import evaluate, evaluate_all
+from symbp.tensor import Parameter, Tensor, get_default_dtype, set_default_dtype, tensor
+
+DEFAULT_EPS = 1e-6
+DEFAULT_RTOL = 1e-5
+DEFAULT_ATOL = 1e-7
+# The finite difference cannot resolve slopes below about this many ulps of the loss per step.
+ROUNDOFF_ULPS = 256
+
+
+class GradcheckWarning(UserWarning):
+    """Something the check could not judge: a point on a kink, a parameter the loss ignores."""
+
+
+class GradcheckError(AssertionError):
+    """Raised by ``GradcheckReport.raise_if_failed``; its message is the report's table."""
+
+
+# ---------------------------------------------------------------- kinks: where regimes change
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity
+class Kink:
+    """A non-smooth node of the forward graph and how to tell which smooth piece it is on.
+
+    ``regime(values of reads)`` is an array that changes exactly when the node crosses a kink;
+    ``on_kink(regime)`` counts the elements sitting exactly on one, which ``at_kink`` (a
+    template in ``n``) explains.
+    """
+
+    node: Node
+    reads: tuple[Node, ...]
+    regime: Callable[[list[np.ndarray]], np.ndarray]
+    on_kink: Callable[[np.ndarray], int]
+    what: str
+    at_kink: str
+
+
+def _coordinates(atom: sympy.Basic) -> list[sympy.Expr]:
+    """Expressions whose sign says which side of ``atom``'s kink(s) we are on."""
+    if isinstance(atom, (sympy.Max, sympy.Min)):  # which argument wins: every pairwise order
+        return [a - b for a, b in itertools.combinations(atom.args, 2)]
+    if isinstance(atom, sympy.Piecewise):  # which condition holds: each relation's sides
+        rels = {r for _, cond in atom.args for r in cond.atoms(sympy.core.relational.Relational)}
+        return [r.lhs - r.rhs for r in sorted(rels, key=sympy.default_sort_key)]
+    return [atom.args[0]]  # relu, Abs, Heaviside, sign: the kink is where the argument is 0
+
+
+@lru_cache(maxsize=1024)
+def kink_coordinates(expr: sympy.Expr, n: int) -> tuple[sympy.Expr, ...]:
+    """Kink coordinates of an elementwise formula in x0 .. x{n-1}.
+
+    Atoms are looked for in the formula and in its derivatives: a custom op with its own
+    derivative is an opaque function whose kink shows only there (its Heaviside).
+    """
+    forms = [expr, *(sympy.diff(expr, xsym(i)) for i in range(n))]
+    atoms = set().union(*(f.atoms(*scalar.NONSMOOTH) for f in forms))
+    coords = {c for a in atoms for c in _coordinates(a) if c.free_symbols}
+    return tuple(sorted(coords, key=sympy.default_sort_key))
+
+
+def _where(node: Node) -> str:
+    return f" in '{LABELS[node]}'" if node in LABELS else ""
+
+
+def _ew_kink(node: Node, dims: dict) -> Kink | None:
+    coords = kink_coordinates(node.arg.expr, len(node.src))
+    if not coords:
+        return None
+    fn = sympy.lambdify(
+        [xsym(i) for i in range(len(node.src))],
+        [c.xreplace(dims) for c in coords],
+        modules=[scalar.NUMPY, "numpy"],
+    )
+
+    def regime(vals: list[np.ndarray]) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            cs = fn(*vals)
+        shape = np.shape(vals[0])  # a coordinate may be constant in some sources: broadcast
+        return np.stack([np.sign(np.broadcast_to(c, shape)) for c in cs])
+
+    return Kink(
+        node,
+        node.src,
+        regime,
+        on_kink=lambda r: int(np.count_nonzero((r == 0).any(axis=0))),
+        what=f"{node.arg}{_where(node)}",
+        at_kink="{n} element(s) exactly at the kink, where the symbolic gradient takes "
+        "PyTorch's one-sided convention (relu'(0) = 0, abs'(0) = 0)",
+    )
+
+
+def _max_kink(node: Node, dims: dict) -> Kink:
+    axes = node.arg[0]
+
+    def regime(vals: list[np.ndarray]) -> np.ndarray:
+        (x,) = vals  # which entries are the maximum: the routing of the gradient
+        return x == np.max(x, axis=axes, keepdims=True)
+
+    return Kink(
+        node,
+        node.src,
+        regime,
+        on_kink=lambda r: int(np.count_nonzero(r.sum(axis=axes) > 1)),  # ties
+        what=("max" if len(axes) == node.src[0].ndim else f"max over dim {axes[0]}") + _where(node),
+        at_kink="{n} tie(s) for the maximum, where the symbolic gradient is shared among the "
+        "tied entries (max over everything) or sent to the first (max over a dim), as PyTorch",
+    )
+
+
+# The non-smooth ops, one line each: how to read the regime of one of their nodes.
+KINKS: dict[str, Callable[[Node, dict], Kink | None]] = {"ew": _ew_kink, "max": _max_kink}
+
+
+def _downstream(order: list[Node], leaf: Node, differentiable: bool = False) -> set[Node]:
+    """Nodes whose value depends on ``leaf`` (with ``differentiable``: whose gradient does)."""
+    reached = {leaf}
+    for n in order:
+        if differentiable and not OPS[n.op].differentiable:
+            continue
+        if any(s in reached for s in n.src):
+            reached.add(n)
+    return reached
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True, eq=False)
+class GradcheckRow:
+    """The check of one parameter (or input): symbolic gradient against finite differences."""
+
+    name: str
+    kind: str  # "parameter" or "input"
+    shape: tuple[int, ...]
+    checked: int  # entries compared with a central difference
+    skipped_indices: tuple[tuple[int, ...], ...]  # entries whose ±h straddles a kink
+    max_abs_error: float
+    max_rel_error: float
+    worst_index: tuple[int, ...] | None  # the entry furthest out of (or closest to) tolerance
+    direction_error: float | None  # |numeric − ⟨g, v⟩| / |g| along a random unit v
+    passed: bool
+    reached: bool  # False: the loss does not depend on it, its gradient is zero
+    symbolic: np.ndarray = field(repr=False)  # the whole symbolic gradient
+    numeric: np.ndarray = field(repr=False)  # central differences; nan where not checked
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def skipped(self) -> int:
+        return len(self.skipped_indices)
+
+    @property
+    def verdict(self) -> str:
+        if not self.reached:
+            return "not reached by the loss"
+        if not self.passed:
+            return "FAIL"
+        if self.checked == 0 and self.direction_error is None and self.size:
+            return "ok (all near kinks)"
+        return "ok"
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1e}"
+
+
+@dataclass(frozen=True, eq=False)
+class GradcheckReport:
+    """The outcome of ``gradcheck``: one row per parameter, printable as a table."""
+
+    rows: tuple[GradcheckRow, ...]
+    loss: float
+    eps: float
+    rtol: float
+    atol: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((r.max_abs_error for r in self.rows), default=0.0)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((r.max_rel_error for r in self.rows), default=0.0)
+
+    @property
+    def failed(self) -> list[GradcheckRow]:
+        return [r for r in self.rows if not r.passed]
+
+    def __getitem__(self, name: str) -> GradcheckRow:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"gradcheck report has no row {name!r}; rows: {[r.name for r in self.rows]}")
+
+    def raise_if_failed(self) -> GradcheckReport:
+        if not self.ok:
+            names = ", ".join(r.name for r in self.failed)
+            raise GradcheckError(f"gradient check failed for {names}\n{self}")
+        return self
+
+    def __str__(self) -> str:
+        head = ["", "shape", "checked", "skipped", "max abs err", "max rel err", "worst at"]
+        head += ["direction", "verdict"]
+        table = [head]
+        for r in self.rows:
+            label = r.name if r.kind == "parameter" else f"{r.name} (input)"
+            if not r.reached:
+                table.append([label, shape_str(r.shape), *["-"] * 6, r.verdict])
+                continue
+            table.append(
+                [
+                    label,
+                    shape_str(r.shape),
+                    f"{r.checked}/{r.size}",
+                    str(r.skipped),
+                    _fmt(r.max_abs_error),
+                    _fmt(r.max_rel_error),
+                    "-" if r.worst_index is None else str(r.worst_index),
+                    _fmt(r.direction_error),
+                    r.verdict,
+                ]
+            )
+        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+        left = {0, 1, 6, 8}  # text columns; numbers align right
+        lines = [
+            "  ".join(
+                c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            ).rstrip()
+            for row in table
+        ]
+        title = (
+            f"gradcheck {'passed' if self.ok else 'FAILED'}: loss {self.loss:.6g} in float64, "
+            f"eps {self.eps:g}, rtol {self.rtol:g}, atol {self.atol:g} (× gradient scale)"
+        )
+        notes = [f"  - {n}" for n in self.notes]
+        return "\n".join([title, *lines, *(["notes:", *notes] if notes else [])])
+
+    def __repr__(self) -> str:
+        verdict = "ok" if self.ok else f"FAILED ({', '.join(r.name for r in self.failed)})"
+        return (
+            f"<GradcheckReport {verdict}: {len(self.rows)} rows, "
+            f"max rel error {self.max_rel_error:.1e}>"
+        )
+
+
+# ---------------------------------------------------------------- running the model in float64
+
+
+def _arg_names(fn: Any, count: int, skip: int = 0) -> list[str | None]:
+    """Best-effort names of a callable's positional parameters (``x``, ``t``), for messages."""
+    target = fn.forward if hasattr(fn, "forward") else fn
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(target).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    names: list[str | None] = list(params[skip : skip + count])
+    return names + [None] * (count - len(names))
+
+
+@dataclass
+class _Input:
+    """One of gradcheck's ``inputs``: array data becomes a tensor, anything else passes as is."""
+
+    name: str  # the argument's name where the signature gives one (``x``), else ``inputs[i]``
+    where: str  # how messages point at it: ``x (inputs[0])``
+    given: Any
+    array: np.ndarray | None
+    grad: bool = False
+
+    def arg(self, dtype: Any = None) -> Any:
+        if self.array is None:
+            return self.given
+        dtype = dtype if self.array.dtype.kind == "f" else None
+        return tensor(self.array, dtype=dtype, requires_grad=self.grad and dtype is not None)
+
+
+def _inputs(model: Any, loss_fn: Callable, inputs: Sequence[Any]) -> list[_Input]:
+    n = len(inputs)
+    if model is None:
+        found = _arg_names(loss_fn, n)
+    else:  # model(inputs[0]), then loss_fn(output, *inputs[1:])
+        found = _arg_names(model, min(n, 1)) + _arg_names(loss_fn, n - 1, skip=1)
+    out = []
+    for i, (name, x) in enumerate(zip(found, inputs)):
+        array = x.numpy() if isinstance(x, Tensor) else None
+        if isinstance(x, (np.ndarray, list)):
+            array = np.asarray(x)
+        where = f"{name} (inputs[{i}])" if name else f"inputs[{i}]"
+        out.append(_Input(name or f"inputs[{i}]", where, x, array))
+    return out
+
+
+def _first_bad(what: str, values: np.ndarray) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        kind = "nan" if np.isnan(values[idx]) else "inf"
+        raise ValueError(
+            f"gradcheck: {what} has {kind} at index {idx}; gradients cannot be checked at a "
+            f"non-finite point"
+        )
+
+
+def _graph_tensors(root: Tensor) -> Iterator[Tensor]:
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        t = stack.pop()
+        if id(t) not in seen:
+            seen.add(id(t))
+            yield t
+            stack.extend(t._parents)
+
+
+@contextlib.contextmanager
+def _float64(params: Sequence[Parameter]) -> Iterator[None]:
+    """Run with ``params`` and new float tensors in float64; restore them exactly after."""
+    saved = [(p, p.data) for p in params]
+    default = get_default_dtype()
+    try:
+        for p in params:
+            p.set_dtype(np.float64)  # a copy: the user's array is never written
+        set_default_dtype(np.float64)
+        yield
+    finally:
+        for p, data in saved:
+            p._data = data  # the very same array object, so references to it stay live
+        set_default_dtype(default)
+
+
+@dataclass
+class _Problem:
+    """What the check needs from one float64 forward run."""
+
+    loss: Node
+    env: dict[Node, np.ndarray]  # every leaf's value
+    wrt: list[tuple[str, str, Node]]  # (name, kind, leaf) to check, in report order
+
+
+def _trace64(
+    model: Any, loss_fn: Callable, inputs: Sequence[Any], wrt_inputs: bool | None
+) -> _Problem:
+    def run(args: Sequence[Any]) -> Any:
+        out = loss_fn(*args) if model is None else loss_fn(model(*args[:1]), *args[1:])
+        if not isinstance(out, Tensor):
+            raise TypeError(f"gradcheck: loss_fn must return a scalar Tensor, got {type(out)}")
+        if out.value is None:
+            raise TypeError("gradcheck: the loss has no value (it was traced without values)")
+        if any(d != 1 for d in out.shape):
+            raise ShapeError(
+                f"gradcheck: the loss must be a scalar, got shape {shape_str(out.shape)}; "
+                f"reduce it with .sum() or .mean()"
+            )
+        if out.dtype.kind != "f":
+            raise ShapeError(f"gradcheck: the loss must be a float tensor, got {out.dtype}")
+        return out
+
+    args = _inputs(model, loss_fn, inputs)
+    for a in args:
+        if a.array is not None and a.array.dtype.kind == "f":
+            _first_bad(f"input '{a.where}'", a.array)
+            if wrt_inputs is None:  # by default every float input of a plain function, and
+                # with a model only the Tensors that require grad, as torch.autograd.gradcheck
+                a.grad = model is None or (isinstance(a.given, Tensor) and a.given.requires_grad)
+            else:
+                a.grad = wrt_inputs
+
+    if hasattr(model, "named_parameters"):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    else:  # a function: its parameters are the ones a first run reaches
+        try:
+            first = run([a.arg() for a in args])
+        except ShapeError:  # float64 arrays meeting float32 parameters: this run only finds
+            first = run([a.arg(get_default_dtype()) for a in args])  # them, so cast the inputs
+        found = {t.node: t for t in _graph_tensors(first) if isinstance(t, Parameter)}
+        ordered = [found[n] for n in toposort([first.node]) if n in found]  # as they appear
+        named = [(p.name, p) for p in ordered if p.requires_grad]
+    for n, p in named:
+        _first_bad(f"parameter '{n}'", p.data)
+
+    with _float64([p for _, p in named]):
+        values = [a.arg(np.float64) for a in args]
+        loss = run(values)
+        env = {t.node: t.numpy() for t in _graph_tensors(loss) if t.node.op == "input"}
+        wrt = [(n, "parameter", p.node) for n, p in named]
+        wrt += [(a.name, "input", v.node) for a, v in zip(args, values) if a.grad]
+    if not wrt:
+        raise ValueError(
+            "gradcheck: nothing to check: no trainable parameters, and no input to check "
+            "(pass wrt_inputs=True to check the float inputs)"
+        )
+    return _Problem(loss.node, env, wrt)
+
+
+# ---------------------------------------------------------------- the check
+
+
+def gradcheck(
+    model: Callable[..., Any] | None,
+    loss_fn: Callable[..., Any],
+    *inputs: Any,
+    eps: float | None = None,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    max_entries: int | None = None,
+    seed: int = 0,
+    wrt_inputs: bool | None = None,
+) -> GradcheckReport:
+    """Compare symbp's symbolic gradients with float64 central differences.
+
+    The loss is ``loss_fn(model(inputs[0]), *inputs[1:])``, as in a training loop; with
+    ``model=None`` it is ``loss_fn(*inputs)`` (JAX's ``check_grads`` form). ``model`` may be
+    an ``nn.Module`` (its trainable ``named_parameters`` are checked, and the ones the loss
+    does not reach are reported so) or any function (the Parameters it reads are checked).
+    Float inputs are checked too when ``wrt_inputs`` is True; by default those of a plain
+    function are, and with a model only input Tensors that require grad.
+
+    Everything runs in float64 on copies; the model is unchanged afterwards. ``eps``, ``rtol``
+    and ``atol`` are explained in ``symbp.check``'s docstring. ``max_entries`` checks at most
+    that many random entries of each parameter (seeded by ``seed``); a random-direction check
+    covers each parameter whole either way.
+
+    >>> import numpy as np, symbp
+    >>> from symbp import nn
+    >>> symbp.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    >>> x, t = np.ones((2, 3)), np.zeros((2, 1))
+    >>> report = symbp.gradcheck(net, nn.MSELoss(), x, t)
+    >>> report.ok, [r.name for r in report.rows]
+    (True, ['0.weight', '0.bias', '2.weight', '2.bias'])
+    >>> report.max_rel_error < 1e-6
+    True
+    """
+    eps = DEFAULT_EPS if eps is None else float(eps)
+    if not (eps > 0 and rtol >= 0 and atol >= 0):
+        raise ValueError(
+            f"gradcheck: need eps > 0, rtol >= 0, atol >= 0; got {eps}, {rtol}, {atol}"
+        )
+    if max_entries is not None and max_entries < 0:
+        raise ValueError(f"gradcheck: max_entries must be >= 0, got {max_entries}")
+    if model is not None and not callable(model):
+        raise TypeError(f"gradcheck: model must be callable or None, got {type(model).__name__}")
+
+    problem = _trace64(model, loss_fn, inputs, wrt_inputs)
+    loss, env = problem.loss, problem.env
+    dims = bind_dims((n, np.shape(v)) for n, v in env.items())
+    base = evaluate_all([loss], env, dims)
+    loss_value = float(base[loss])
+    if not np.isfinite(loss_value):
+        raise ValueError(f"gradcheck: the loss is {loss_value} at this point; nothing to check")
+
+    leaves = [node for _, _, node in problem.wrt]
+    derived = derive(loss, leaves)
+    grads = evaluate(derived.grads, env, dims)
+
+    order = toposort([loss])
+    kinks = [k for n in order if n.op in KINKS and (k := KINKS[n.op](n, dims)) is not None]
+    regimes = {k: k.regime([base[r] for r in k.reads]) for k in kinks}
+
+    rng = np.random.default_rng(seed)
+    checker = _Checker(loss, order, base, dims, regimes, eps, rtol, atol)
+    rows, notes, on_kink = [], [], set()
+    for (name, kind, leaf), g in zip(problem.wrt, grads):
+        shape = tuple(int(d) for d in leaf.shape)
+        g = np.asarray(g, dtype=np.float64).reshape(shape)
+        if leaf in derived.unreached:
+            msg = f"{kind} '{name}' is not reached by the loss: its gradient is zero"
+            warnings.warn(f"gradcheck: {msg}", GradcheckWarning, stacklevel=2)
+            notes.append(msg)
+            rows.append(_unreached_row(name, kind, shape, g))
+            continue
+        row, kinks_hit = checker.check(name, kind, leaf, g, rng, max_entries)
+        rows.append(row)
+        on_kink |= kinks_hit
+        if row.skipped:
+            shown = ", ".join(map(str, row.skipped_indices[:5]))
+            more = f" and {row.skipped - 5} more" if row.skipped > 5 else ""
+            notes.append(f"'{name}': skipped {shown}{more}: the ±h differences cross a kink")
+
+    at_kink = []
+    for k in sorted(on_kink, key=lambda k: order.index(k.node)):
+        count = k.on_kink(regimes[k])
+        msg = (
+            f"the point sits exactly on a kink of {k.what}: {k.at_kink.format(n=count)}; "
+            f"finite differences cannot confirm a gradient there"
+        )
+        warnings.warn(f"gradcheck: {msg}", GradcheckWarning, stacklevel=2)
+        at_kink.append(msg)
+    return GradcheckReport(tuple(rows), loss_value, eps, rtol, atol, (*at_kink, *notes))
+
+
+def check_grads(fn: Callable[..., Any], *args: Any, **options: Any) -> GradcheckReport:
+    """JAX-style: check ``fn(*args)``'s gradients w.r.t. its float args; raise if wrong.
+
+    >>> import numpy as np, symbp
+    >>> _ = symbp.check_grads(lambda x: (symbp.tanh(x) ** 2).sum(), np.array([0.5, -1.0]))
+    """
+    options.setdefault("wrt_inputs", True)
+    return gradcheck(None, fn, *args, **options).raise_if_failed()
+
+
+def _unreached_row(name: str, kind: str, shape: tuple[int, ...], g: np.ndarray) -> GradcheckRow:
+    return GradcheckRow(
+        name, kind, shape, 0, (), 0.0, 0.0, None, None, True, False, g, np.full(shape, np.nan)
+    )
+
+
+class _Checker:
+    """Central differences of the loss, one leaf at a time, watching the kinks on the way."""
+
+    def __init__(
+        self,
+        loss: Node,
+        order: list[Node],
+        base: dict[Node, np.ndarray],
+        dims: dict,
+        regimes: dict[Kink, np.ndarray],
+        eps: float,
+        rtol: float,
+        atol: float,
+    ):
+        self.loss, self.order, self.base, self.dims = loss, order, base, dims
+        self.regimes = regimes
+        self.eps, self.rtol, self.atol = eps, rtol, atol
+        self.loss0 = abs(float(base[loss]))
+
+    def resolution(self, up: float, down: float, step: float) -> float:
+        """The smallest slope a difference over ``step`` can resolve, given round-off in L."""
+        ulp = np.finfo(np.float64).eps
+        return ROUNDOFF_ULPS * ulp * max(self.loss0, abs(up), abs(down)) / step
+
+    def check(
+        self,
+        name: str,
+        kind: str,
+        leaf: Node,
+        g: np.ndarray,
+        rng: np.random.Generator,
+        max_entries: int | None,
+    ) -> tuple[GradcheckRow, set[Kink]]:
+        # Only what depends on the leaf is recomputed; the rest is read from the base run.
+        moved = _downstream(self.order, leaf)
+        env = {n: v for n, v in self.base.items() if n not in moved}
+        graded = _downstream(self.order, leaf, differentiable=True)
+        kinks = [k for k in self.regimes if k.node in graded]  # a detached max is no kink
+        probes = [self.loss, *dict.fromkeys(r for k in kinks for r in k.reads)]
+        x0 = np.array(self.base[leaf], dtype=np.float64)
+        work = x0.copy()  # perturbed in place: every probe reads it through env
+        env[leaf] = work
+
+        def loss_at() -> tuple[float, bool]:
+            """The loss at ``work``, and whether every kink stayed in its base regime."""
+            vals = dict(zip(probes, evaluate(probes, env, self.dims)))
+            same = all(
+                np.array_equal(k.regime([vals[r] for r in k.reads]), self.regimes[k], True)
+                for k in kinks
+            )
+            return float(vals[self.loss]), same
+
+        size = x0.size
+        if max_entries is None or max_entries >= size:
+            entries = np.arange(size)
+        else:
+            entries = np.sort(rng.choice(size, max_entries, replace=False))
+        flat, origin = work.reshape(-1), x0.reshape(-1)
+        numeric = np.full(size, np.nan)
+        done, skipped, res = [], [], []
+        for i in entries:
+            h = self.eps * max(1.0, abs(origin[i]))
+            flat[i] = origin[i] + h
+            up, same_up = loss_at()
+            step = flat[i]
+            flat[i] = origin[i] - h
+            down, same_down = loss_at()
+            step -= flat[i]  # the step as represented, not as intended
+            flat[i] = origin[i]
+            if same_up and same_down:
+                numeric[i] = (up - down) / step
+                done.append(i)
+                res.append(self.resolution(up, down, step))
+            else:
+                skipped.append(_index(i, x0.shape))
+
+        sym, fd = g.reshape(-1)[done], numeric[done]
+        err = np.abs(sym - fd)
+        err[np.isnan(err)] = np.inf  # a nan gradient is as wrong as can be
+        scale = float(np.max(np.abs(np.concatenate([g.reshape(-1), fd])), initial=0.0))
+        allowed = self.rtol * np.abs(fd) + self.atol * scale + np.array(res)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(err == 0, 0.0, err / np.maximum.reduce([np.abs(sym), np.abs(fd), res]))
+            ratio = np.where(err == 0, 0.0, err / allowed)
+        worst = _index(done[int(np.argmax(ratio))], x0.shape) if done else None
+        dir_error, dir_ok = self.direction(work, x0, g, rng, loss_at)
+        row = GradcheckRow(
+            name=name,
+            kind=kind,
+            shape=x0.shape,
+            checked=len(done),
+            skipped_indices=tuple(skipped),
+            max_abs_error=float(np.max(err, initial=0.0)),
+            max_rel_error=float(np.max(rel, initial=0.0)),
+            worst_index=worst,
+            direction_error=dir_error,
+            passed=bool(np.all(err <= allowed)) and dir_ok,
+            reached=True,
+            symbolic=g,
+            numeric=numeric.reshape(x0.shape),
+        )
+        return row, {k for k in kinks if k.on_kink(self.regimes[k])}
+
+    def direction(
+        self,
+        work: np.ndarray,
+        x0: np.ndarray,
+        g: np.ndarray,
+        rng: np.random.Generator,
+        loss_at: Callable[[], tuple[float, bool]],
+    ) -> tuple[float | None, bool]:
+        """JAX's check: the difference along one random unit v against <g, v>; every entry
+        takes part, so it also covers what ``max_entries`` left out. None across a kink."""
+        if not x0.size:
+            return None, True
+        v = rng.standard_normal(x0.shape)
+        v /= np.linalg.norm(v)
+        t = self.eps * max(1.0, float(np.max(np.abs(x0))))
+        work[...] = x0 + t * v
+        up, same_up = loss_at()
+        work[...] = x0 - t * v
+        down, same_down = loss_at()
+        work[...] = x0
+        if not (same_up and same_down):
+            return None, True
+        fd = (up - down) / (2 * t)
+        scale, res = float(np.linalg.norm(g)), self.resolution(up, down, 2 * t)
+        err = abs(fd - float(np.sum(g * v)))  # |<g, v>| <= |g|: judged against |g|
+        if np.isnan(err):
+            return np.inf, False
+        ok = err <= self.rtol * abs(fd) + self.atol * scale + res
+        return (err / max(scale, res) if err else 0.0), bool(ok)
+
+
+def _index(flat: int | np.integer, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(j) for j in np.unravel_index(flat, shape))
+
+
+__all__ = [
+    "GradcheckError",
+    "GradcheckReport",
+    "GradcheckRow",
+    "GradcheckWarning",
+    "check_grads",
+    "gradcheck",
+]
