@@ -71,7 +71,9 @@ def numel_is_not_one(node: Node) -> bool:
 # ---------------------------------------------------------------- eager backward
 
 
-def _graph_tensors(root: Tensor) -> list[Tensor]:
+def _graph_tensors(root: Tensor, grad_only: bool = False) -> list[Tensor]:
+    """The tensors ``root`` was computed from; with ``grad_only``, only along paths that
+    require grad (PyTorch's autograd graph: a detached branch reaches no leaf)."""
     seen: set[int] = set()
     out, stack = [], [root]
     while stack:
@@ -80,7 +82,8 @@ def _graph_tensors(root: Tensor) -> list[Tensor]:
             continue
         seen.add(id(t))
         out.append(t)
-        stack.extend(t._parents)
+        if t.requires_grad or not grad_only:
+            stack.extend(t._parents)
     return out
 
 
@@ -113,7 +116,12 @@ def backward(loss: Tensor) -> None:
     if not loss.requires_grad:
         raise RuntimeError("backward(): the loss does not depend on any tensor that requires grad")
     tensors = _graph_tensors(loss)
-    leaves = {t.node: t for t in tensors if t.node.op == "input" and t.requires_grad}
+    # Leaves only: a folded x.unsqueeze(0).squeeze(0) has x's node but is not a leaf.
+    leaves = {
+        t.node: t
+        for t in _graph_tensors(loss, grad_only=True)
+        if t.node.op == "input" and t.requires_grad and not t._parents
+    }
     (canon_loss,), memo = canonical([loss.node])
     wrt = tuple(memo[n] for n in toposort([loss.node]) if n in leaves)
     key = (canon_loss, wrt)
@@ -127,6 +135,9 @@ def backward(loss: Tensor) -> None:
         t = leaves[back[w]]
         g = np.asarray(g, dtype=t.dtype).reshape(t.value.shape)  # type: ignore[union-attr]
         t.grad = g.copy() if t.grad is None else t.grad + g
+    for node, t in leaves.items():  # folded out of the graph (x * 0): PyTorch gives zeros
+        if node not in memo and t.grad is None:
+            t.grad = np.zeros_like(t.value)
 
 
 # ---------------------------------------------------------------- tracing for the compiler

@@ -27,6 +27,7 @@ from symbp.ir import (
     numel,
     shape_error,
     shape_str,
+    toposort,
     type_str,
     where,
 )
@@ -383,7 +384,16 @@ def _result(node: Node, args: Sequence[Tensor], requires_grad: bool | None = Non
         requires_grad = any(a.requires_grad for a in args)
     value = None
     if all(a.has_value for a in args):
-        value = evaluate([node], {a.node: a.value for a in args})[0]  # type: ignore[misc]
+        env: dict[Node, np.ndarray] = {a.node: a.value for a in args}  # type: ignore[misc]
+        if any(n.op == "input" and n not in env for n in toposort([node], known=env)):
+            # a builder folded through an argument (a reshape of a reshape): look further back
+            stack = list(args)
+            while stack:
+                t = stack.pop()
+                if t.value is not None:
+                    env.setdefault(t.node, t.value)
+                stack.extend(t._parents)
+        value = evaluate([node], env)[0]
     return Tensor(node, value, requires_grad, tuple(args))
 
 
@@ -401,8 +411,15 @@ def unary(name: str, x: Any) -> Tensor:
 
 
 def binary(name: str, a: Any, b: Any) -> Tensor:
+    if isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
+        # an integer tensor with a Python float (n * 0.5, n + 1.0) computes in float, as PyTorch
+        a, b = (cast(v, _default_dtype[0]) if _is_int_tensor(v) else v for v in (a, b))
     like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
     return nary(name, _lift(a, like), _lift(b, like))
+
+
+def _is_int_tensor(v: Any) -> bool:
+    return isinstance(v, Tensor) and v.dtype.kind != "f"
 
 
 def nary(name: str, *args: Tensor | sympy.Expr) -> Tensor:
@@ -476,7 +493,14 @@ class MaxResult(NamedTuple):
 
 def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001
     """``x.max()`` is a scalar; ``x.max(dim)`` is (values, indices), as in PyTorch."""
-    out = _unary_node(ops.max_(x.node, _axes(x, dim), keepdim), x)
+    axes = _axes(x, dim)
+    if dim is not None and x.ndim == 1:
+        # A max over every axis spreads ties (x.max()); x.max(0) sends the gradient to the
+        # first maximum, as PyTorch does: take it along axis 1 of the [1, n] row instead.
+        row = max(reshape(x, 1, *x.shape), 1, keepdim).values
+        out = reshape(row, *row.shape[1:])
+    else:
+        out = _unary_node(ops.max_(x.node, axes, keepdim), x)
     if dim is None:
         return out
     idx = None
@@ -495,7 +519,11 @@ def reshape(x: Tensor, *shape) -> Tensor:
         raise shape_error(f"reshape: only one dimension can be -1, got {want}")
     if -1 in want:
         known = numel(tuple(d for d in want if d != -1))
-        want[want.index(-1)] = sympy.simplify(numel(x.shape) / known)
+        # sympify first: int / int is a float, and a shape of 4.0 is not the shape 4
+        inferred = sympy.simplify(sympy.sympify(numel(x.shape)) / known)
+        if inferred.is_integer is False:
+            raise shape_error(f"reshape: cannot reshape {shape_str(x.shape)} to {list(shape)}")
+        want[want.index(-1)] = inferred
     dims = tuple(int(d) if isinstance(d, sympy.Integer) else d for d in want)
     return _unary_node(ops.reshape(x.node, dims), x)
 
@@ -524,7 +552,9 @@ def logsumexp(x: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    return x - logsumexp(x, dim, keepdim=True)
+    # (x - m) - log(sum(exp(x - m))), not x - logsumexp(x): x - (m + ...) loses ulp(m)
+    z = x - max(x.detach(), dim, keepdim=True).values
+    return z - sum(z.exp(), dim, keepdim=True).log()
 
 
 def index(x: Tensor, key: Any) -> Tensor:

@@ -35,8 +35,8 @@ class Linear(Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ShapeError(
-                f"{self.describe()} expects {self.in_features} input features, got an input of "
-                f"shape {shape_str(x.shape)}"
+                f"{self.describe()} expects {self.in_features} input features (weight "
+                f"{shape_str(self.weight.shape)}), got an input of shape {shape_str(x.shape)}"
             )
         y = x @ self.weight.T
         return y + self.bias if self.bias is not None else y

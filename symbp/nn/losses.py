@@ -93,9 +93,18 @@ class CrossEntropyLoss(_Loss):
     """Cross-entropy of logits: integer labels [N], or class probabilities [N, C]."""
 
     def forward(self, x: Tensor, y) -> Tensor:
+        if x.ndim != 2:  # before log_softmax, whose own error would not say [N, C]
+            raise ShapeError(
+                f"CrossEntropyLoss: expects input of shape [N, C], got {shape_str(x.shape)}"
+            )
         logp = T.log_softmax(x, 1)
         if isinstance(y, Tensor) and y.dtype.kind == "f":
-            self.same_shape(x, y)
+            if y.shape != x.shape:  # float targets are probabilities; indices must be integers
+                raise ShapeError(
+                    f"CrossEntropyLoss: float targets are class probabilities of the input's "
+                    f"shape {shape_str(x.shape)}, got {shape_str(y.shape)}; class labels must "
+                    f"be integers (.long())"
+                )
             return self.reduce(-(logp * y).sum(1))
         y = _labels(x, y, "CrossEntropyLoss")
         return self.reduce(-T.index(logp, (slice(None), y)))

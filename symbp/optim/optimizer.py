@@ -52,6 +52,10 @@ class Optimizer:
         """The new parameter entry and the new state entries, as formulas."""
         raise NotImplementedError
 
+    def initial_state(self, group: dict[str, Any], name: str) -> float:
+        """The value a state entry starts at (zero, unless the rule says otherwise)."""
+        return 0.0
+
     def structure(self, group: dict[str, Any]) -> tuple:
         """The choices in ``group`` that change the formula (a zero momentum drops a term)."""
         return tuple(
@@ -83,7 +87,8 @@ class Optimizer:
                 st = self.state.setdefault(id(p), {"step": 0})
                 st["step"] += 1
                 for name in new_s:
-                    st.setdefault(name, np.zeros_like(p.data))
+                    if name not in st:
+                        st[name] = np.full_like(p.data, self.initial_state(group, name))
                 dtype = p.data.dtype
                 args = [p.data, p.grad, *(st[n] for n in new_s), *(group[k] for k in hyper)]
                 with np.errstate(all="ignore"):
