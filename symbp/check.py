@@ -163,8 +163,35 @@ def _max_kink(node: Node, dims: dict) -> Kink:
     )
 
 
+def _maxpool_kink(node: Node, dims: dict) -> Kink:
+    from symbp.ops import _pad, _windows
+
+    a = node.arg
+
+    def regime(vals: list[np.ndarray]) -> np.ndarray:
+        # which taps of each window are its maximum: the routing of the gradient
+        win = _windows(
+            _pad(vals[0], a.pads, -np.inf), a.kernel, a.stride, a.dilation, node.shape[2:]
+        )
+        return win == win.max(axis=(4, 5), keepdims=True)
+
+    return Kink(
+        node,
+        node.src,
+        regime,
+        on_kink=lambda r: int(np.count_nonzero(r.sum(axis=(4, 5)) > 1)),  # tied windows
+        what="max pooling" + _where(node),
+        at_kink="{n} window(s) with tied maxima, where the symbolic gradient goes to the first "
+        "maximum in row-major window order, as PyTorch",
+    )
+
+
 # The non-smooth ops, one line each: how to read the regime of one of their nodes.
-KINKS: dict[str, Callable[[Node, dict], Kink | None]] = {"ew": _ew_kink, "max": _max_kink}
+KINKS: dict[str, Callable[[Node, dict], Kink | None]] = {
+    "ew": _ew_kink,
+    "max": _max_kink,
+    "maxpool2d": _maxpool_kink,
+}
 
 
 def _downstream(order: list[Node], leaf: Node, differentiable: bool = False) -> set[Node]:
@@ -445,9 +472,16 @@ def _trace64(
     for n, p in named:
         _first_bad(f"parameter '{n}'", p.data)
 
+    # a training forward moves buffers (batch norm's running statistics): put them back
+    modules = list(model.modules()) if hasattr(model, "modules") else []
+    saved = [(b, b.copy()) for m in modules for b in m._buffers.values()]
     with _float64([p for _, p in named]):
         values = [a.arg(np.float64) for a in args]
-        loss = run(values)
+        try:
+            loss = run(values)
+        finally:
+            for b, copy in saved:
+                b[...] = copy
         env = {t.node: t.numpy() for t in _graph_tensors(loss) if t.node.op == "input"}
         wrt = [(n, "parameter", p.node) for n, p in named]
         wrt += [(a.name, "input", v.node) for a, v in zip(args, values) if a.grad]

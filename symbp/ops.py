@@ -18,7 +18,7 @@ import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sympy
@@ -635,6 +635,510 @@ def broadcast_to(x: Node, shape: Shape) -> Node:
         return x
     lead = len(shape) - x.ndim
     return expand(reshape(x, (1,) * lead + tuple(x.shape)), shape)
+
+
+# ---------------------------------------------------------------- convolution and pooling
+#
+# Images are NCHW, weights [out, in/groups, kh, kw], PyTorch's semantics throughout. Spatial
+# sizes are ints; only the batch may be the symbol B. A kernel tap (p, q) meets, across all
+# output positions, one strided slice of the padded input (``_tap``): convolutions contract
+# channels over a view of all windows (``_windows``), and gradients scatter back tap by tap.
+#
+# The three convolution ops are one trilinear form with one argument left out,
+#     T(x, w, ct) = Σ ct[n,o,y,x] · w[o,c,p,q] · xpad[n, c, y·sh + p·dh, x·sw + q·dw],
+# conv2d leaving out ct, conv2d_input_grad x and conv2d_weight_grad w. So each one's adjoint is
+# made of the other two, and a gradient of a gradient needs no new op.
+
+
+def _pair_str(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]},{pair[1]}"
+
+
+class Conv2dArg(NamedTuple):
+    """How a convolution slides, each a (height, width) pair; padding ((top, bottom), (left,
+    right)), asymmetric only for ``padding='same'`` with an even effective kernel."""
+
+    stride: tuple[int, int]
+    padding: tuple[tuple[int, int], tuple[int, int]]
+    dilation: tuple[int, int]
+    groups: int = 1
+
+    def __str__(self) -> str:
+        (t, b), (left, r) = self.padding
+        pad = _pair_str((t, left)) if (t, left) == (b, r) else f"{t}:{b},{left}:{r}"
+        groups = f" groups={self.groups}" if self.groups != 1 else ""
+        return (
+            f"stride={_pair_str(self.stride)} pad={pad} dilation={_pair_str(self.dilation)}"
+            + groups
+        )
+
+
+class Pool2dArg(NamedTuple):
+    """A pooling window, each a (height, width) pair; padding is symmetric. The last two
+    fields concern average pooling only (PyTorch's count_include_pad and divisor_override)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    count_include_pad: bool = True
+    divisor: int | None = None
+
+    @property
+    def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return (self.padding[0], self.padding[0]), (self.padding[1], self.padding[1])
+
+    def __str__(self) -> str:
+        out = f"kernel={_pair_str(self.kernel)} stride={_pair_str(self.stride)}"
+        out += f" pad={_pair_str(self.padding)}"
+        if self.dilation != (1, 1):
+            out += f" dilation={_pair_str(self.dilation)}"
+        if not self.count_include_pad:
+            out += " count_include_pad=False"
+        return out + (f" divisor={self.divisor}" if self.divisor is not None else "")
+
+
+def _check_image(what: str, x: Node) -> tuple[int, int]:
+    """An NCHW float tensor with int spatial sizes: its (H, W)."""
+    if x.ndim != 4:
+        raise shape_error(f"{what}: expects a 4-D input [N, C, H, W], got {shape_str(x.shape)}")
+    h, w = x.shape[2:]
+    if not (isinstance(h, int) and isinstance(w, int)):
+        raise shape_error(f"{what}: spatial sizes must be numbers, got {shape_str(x.shape)}")
+    if x.dtype.kind != "f":
+        raise shape_error(f"{what}: expects a float input, got {x.dtype}")
+    return h, w
+
+
+def _window_out(what: str, shape: Shape, kernel, stride, padding, dilation) -> tuple[int, int]:
+    """Output (height, width) of a window sliding over an NCHW shape; an error if it does
+    not fit."""
+    out = []
+    for size, k, s, (lo, hi), d in zip(shape[2:], kernel, stride, padding, dilation):
+        out.append((size + lo + hi - d * (k - 1) - 1) // s + 1)
+    if min(out) < 1:
+        (t, b), (left, r) = padding
+        pad = _pair_str((t, left)) if (t, left) == (b, r) else f"{t}:{b},{left}:{r}"
+        dil = f", dilation {_pair_str(dilation)}" if dilation != (1, 1) else ""
+        raise shape_error(
+            f"{what}: a {kernel[0]}×{kernel[1]} window (padding {pad}{dil}, stride "
+            f"{_pair_str(stride)}) does not fit an input of shape {shape_str(shape)}: "
+            f"the output would be {out[0]}×{out[1]}"
+        )
+    return out[0], out[1]
+
+
+def _pad(x: np.ndarray, padding, value: float = 0) -> np.ndarray:
+    (t, b), (left, r) = padding
+    if not (t or b or left or r):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)), constant_values=value)
+
+
+def _tap(xp: np.ndarray, p: int, q: int, stride, dilation, out_hw) -> np.ndarray:
+    """What kernel tap (p, q) meets at every output position: a strided view [N, C, Ho, Wo]."""
+    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_hw
+    rows = slice(p * dh, p * dh + sh * (ho - 1) + 1, sh)
+    cols = slice(q * dw, q * dw + sw * (wo - 1) + 1, sw)
+    return xp[..., rows, cols]
+
+
+def _windows(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
+    """Every window of the padded input, as a view [N, C, Ho, Wo, kh, kw]."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    win = np.lib.stride_tricks.sliding_window_view(xp, span, axis=(2, 3))
+    return win[:, :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, ::dh, ::dw]
+
+
+def _split(x: np.ndarray, axis: int, groups: int) -> list[np.ndarray]:
+    return np.split(x, groups, axis=axis) if groups > 1 else [x]
+
+
+@register
+class Conv2d(Op):
+    """x [N, C, H, W] ⋆ w [O, C/groups, kh, kw] -> [N, O, Ho, Wo]; arg: ``Conv2dArg``.
+
+    Adjoint: the input's cotangent is a transposed convolution (``conv2d_input_grad``), the
+    weight's a contraction over batch and positions (``conv2d_weight_grad``).
+    """
+
+    name = "conv2d"
+
+    def infer(self, src, arg):
+        x, w = src
+        _check_image("conv2d", x)
+        if w.ndim != 4:
+            raise shape_error(f"conv2d: weight must be [out, in, kh, kw], got {shape_str(w.shape)}")
+        if x.dtype != w.dtype:
+            raise shape_error(
+                f"conv2d: input is {x.dtype} but weight is {w.dtype}; convert one with "
+                f".float() or .double()"
+            )
+        o, cg, kh, kw = w.shape
+        if o % arg.groups or x.shape[1] != cg * arg.groups:
+            groups = f" in {arg.groups} groups" if arg.groups != 1 else ""
+            raise shape_error(
+                f"conv2d: weight {shape_str(w.shape)}{groups} expects {cg * arg.groups} input "
+                f"channels, got input of shape {shape_str(x.shape)}"
+            )
+        hw = _window_out("conv2d", x.shape, (kh, kw), arg.stride, arg.padding, arg.dilation)
+        return (x.shape[0], o, *hw), x.dtype
+
+    def numpy(self, node, vals, dims):
+        x, w = vals
+        a = node.arg
+        win = _windows(_pad(x, a.padding), w.shape[2:], a.stride, a.dilation, node.shape[2:])
+        parts = [  # per group: sum over channels and taps, [N, Ho, Wo, O/g]
+            np.tensordot(xg, wg, axes=([1, 4, 5], [1, 2, 3]))
+            for xg, wg in zip(_split(win, 1, a.groups), _split(w, 0, a.groups))
+        ]
+        out = np.concatenate(parts, axis=3) if len(parts) > 1 else parts[0]
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2), dtype=node.dtype)
+
+    def adjoint(self, node, ct):
+        x, w = node.src
+        return (
+            conv2d_input_grad(ct, w, node.arg, x.shape[2:]),
+            conv2d_weight_grad(x, ct, node.arg, w.shape[2:]),
+        )
+
+    def show_arg(self, node, names):
+        return f"[{node.arg}]"
+
+
+@register
+class Conv2dInputGrad(Op):
+    """The transposed convolution: ct [N, O, Ho, Wo], w [O, C/g, kh, kw] -> [N, C, H, W].
+
+    arg = (Conv2dArg, (H, W)): the input size is part of the op, since with a stride several
+    sizes give the same output size. x̄[n,c,i,j] = Σ ct[n,o,y,x] w[o,c,p,q] over the (y, x, p,
+    q) with i = y·sh + p·dh - top and j = x·sw + q·dw - left.
+    """
+
+    name = "conv2d_input_grad"
+
+    def infer(self, src, arg):
+        ct, w = src
+        a, (h, wd) = arg
+        if ct.ndim != 4 or w.ndim != 4 or ct.shape[1] != w.shape[0]:
+            raise shape_error(
+                f"conv2d_input_grad: cotangent {shape_str(ct.shape)} does not match weight "
+                f"{shape_str(w.shape)}"
+            )
+        shape = (ct.shape[0], w.shape[1] * a.groups, h, wd)
+        hw = _window_out("conv2d", shape, w.shape[2:], a.stride, a.padding, a.dilation)
+        if hw != tuple(ct.shape[2:]):
+            raise shape_error(
+                f"conv2d_input_grad: cotangent {shape_str(ct.shape)} is not the output size of a "
+                f"{shape_str(shape)} input"
+            )
+        return shape, ct.dtype
+
+    def numpy(self, node, vals, dims):
+        ct, w = vals
+        a, (h, wd) = node.arg
+        (t, b), (left, r) = a.padding
+        cols = [  # per group: [C/g, kh, kw, N, Ho, Wo], what each tap sends back
+            np.tensordot(wg, cg, axes=([0], [1]))
+            for cg, wg in zip(_split(ct, 1, a.groups), _split(w, 0, a.groups))
+        ]
+        col = np.concatenate(cols, axis=0) if len(cols) > 1 else cols[0]
+        xp = np.zeros((ct.shape[0], col.shape[0], h + t + b, wd + left + r), dtype=node.dtype)
+        for p, q in np.ndindex(*w.shape[2:]):  # one tap's positions never overlap: plain +=
+            tap = _tap(xp, p, q, a.stride, a.dilation, ct.shape[2:])
+            tap += col[:, p, q].transpose(1, 0, 2, 3)
+        return np.ascontiguousarray(xp[:, :, t : t + h, left : left + wd])
+
+    def adjoint(self, node, ct):  # node = x̄(dy, w); ct has the input's shape
+        dy, w = node.src
+        a, _ = node.arg
+        return (conv2d(ct, w, a), conv2d_weight_grad(ct, dy, a, w.shape[2:]))
+
+    def show_arg(self, node, names):
+        a, hw = node.arg
+        return f"[{a} input={_pair_str(hw)}]"
+
+
+@register
+class Conv2dWeightGrad(Op):
+    """The weight's cotangent: x [N, C, H, W], ct [N, O, Ho, Wo] -> [O, C/g, kh, kw].
+
+    arg = (Conv2dArg, (kh, kw)). w̄[o,c,p,q] = Σ_{n,y,x} ct[n,o,y,x] · xpad[n, c, y·sh + p·dh,
+    x·sw + q·dw]: a contraction over batch and output positions, one window per tap.
+    """
+
+    name = "conv2d_weight_grad"
+
+    def infer(self, src, arg):
+        x, ct = src
+        a, (kh, kw) = arg
+        _check_image("conv2d_weight_grad", x)
+        if ct.ndim != 4 or ct.shape[1] % a.groups or x.shape[1] % a.groups:
+            raise shape_error(
+                f"conv2d_weight_grad: cotangent {shape_str(ct.shape)} does not match input "
+                f"{shape_str(x.shape)} in {a.groups} groups"
+            )
+        hw = _window_out("conv2d", x.shape, (kh, kw), a.stride, a.padding, a.dilation)
+        if hw != tuple(ct.shape[2:]):
+            raise shape_error(
+                f"conv2d_weight_grad: cotangent {shape_str(ct.shape)} is not the output size of "
+                f"input {shape_str(x.shape)}"
+            )
+        return (ct.shape[1], x.shape[1] // a.groups, kh, kw), x.dtype
+
+    def numpy(self, node, vals, dims):
+        x, ct = vals
+        a, kernel = node.arg
+        win = _windows(_pad(x, a.padding), kernel, a.stride, a.dilation, ct.shape[2:])
+        parts = [
+            np.tensordot(cg, xg, axes=([0, 2, 3], [0, 2, 3]))
+            for xg, cg in zip(_split(win, 1, a.groups), _split(ct, 1, a.groups))
+        ]
+        out = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+        return np.ascontiguousarray(out, dtype=node.dtype)
+
+    def adjoint(self, node, ct):  # node = w̄(x, dy); ct has the weight's shape
+        x, dy = node.src
+        a, _ = node.arg
+        return (conv2d_input_grad(dy, ct, a, x.shape[2:]), conv2d(x, ct, a))
+
+    def show_arg(self, node, names):
+        a, kernel = node.arg
+        return f"[{a} kernel={_pair_str(kernel)}]"
+
+
+def _pool_out(what: str, shape: Shape, arg: Pool2dArg) -> tuple[int, int]:
+    if any(p > k // 2 for p, k in zip(arg.padding, arg.kernel)):
+        raise shape_error(
+            f"{what}: padding {_pair_str(arg.padding)} must be at most half the kernel size "
+            f"{_pair_str(arg.kernel)}"
+        )
+    return _window_out(what, shape, arg.kernel, arg.stride, arg.pads, arg.dilation)
+
+
+def maxpool_argmax(x: np.ndarray, arg: Pool2dArg, out_hw) -> np.ndarray:
+    """Which tap (row-major index p·kw + q) of each window holds its maximum, as PyTorch picks
+    it: padding never, the first maximum on ties, a NaN over any number."""
+    h, w = x.shape[2:]
+    xp = _pad(x, arg.pads, -np.inf)
+    valid = _pad(np.ones((1, 1, h, w), dtype=bool), arg.pads, False)
+    best = np.full((*x.shape[:2], *out_hw), -np.inf, dtype=x.dtype)
+    idx = np.full(best.shape, -1, dtype=np.int64)
+    for t, (p, q) in enumerate(np.ndindex(*arg.kernel)):
+        v = _tap(xp, p, q, arg.stride, arg.dilation, out_hw)
+        ok = _tap(valid, p, q, arg.stride, arg.dilation, out_hw)
+        take = ok & ((idx < 0) | (v > best) | np.isnan(v))
+        best = np.where(take, v, best)
+        idx = np.where(take, t, idx)
+    return idx
+
+
+@register
+class MaxPool2d(Op):
+    """The maximum of each window, padding with -inf; arg: ``Pool2dArg``.
+
+    Adjoint: ``maxpool2d_grad`` routes the cotangent to each window's arg-max, ties to the
+    first maximum in row-major window order, as PyTorch.
+    """
+
+    name = "maxpool2d"
+
+    def infer(self, src, arg):
+        (x,) = src
+        _check_image("max_pool2d", x)
+        return (*x.shape[:2], *_pool_out("max_pool2d", x.shape, arg)), x.dtype
+
+    def numpy(self, node, vals, dims):
+        a = node.arg
+        xp = _pad(vals[0], a.pads, -np.inf)
+        win = _windows(xp, a.kernel, a.stride, a.dilation, node.shape[2:])
+        return np.ascontiguousarray(win.max(axis=(4, 5)))  # NaN propagates, as in PyTorch
+
+    def adjoint(self, node, ct):
+        return (maxpool2d_grad(node.src[0], ct, node.arg),)
+
+    def show_arg(self, node, names):
+        return f"[{node.arg}]"
+
+
+@register
+class MaxPool2dGrad(Op):
+    """x [N, C, H, W], ct [N, C, Ho, Wo] -> x̄: ct sent to each window's arg-max (summed
+    where windows overlap); arg: ``Pool2dArg``. Piecewise constant in x, linear in ct."""
+
+    name = "maxpool2d_grad"
+
+    def infer(self, src, arg):
+        x, ct = src
+        _check_image("maxpool2d_grad", x)
+        if ct.shape != (*x.shape[:2], *_pool_out("maxpool2d_grad", x.shape, arg)):
+            raise shape_error(
+                f"maxpool2d_grad: cotangent {shape_str(ct.shape)} does not match input "
+                f"{shape_str(x.shape)}"
+            )
+        return x.shape, x.dtype
+
+    def numpy(self, node, vals, dims):
+        x, ct = vals
+        a = node.arg
+        idx = maxpool_argmax(x, a, ct.shape[2:])
+        (t, b), (left, r) = a.pads
+        gp = np.zeros((*x.shape[:2], x.shape[2] + t + b, x.shape[3] + left + r), dtype=ct.dtype)
+        for k, (p, q) in enumerate(np.ndindex(*a.kernel)):
+            _tap(gp, p, q, a.stride, a.dilation, ct.shape[2:])[...] += np.where(idx == k, ct, 0)
+        return np.ascontiguousarray(gp[:, :, t : t + x.shape[2], left : left + x.shape[3]])
+
+    def adjoint(self, node, ct):
+        raise NotImplementedError(
+            "maxpool2d_grad: no double backward through max pooling: the cotangent of its "
+            "routing would gather ct at each window's arg-max, an op symbp does not have"
+        )
+
+    def show_arg(self, node, names):
+        return f"[{node.arg}]"
+
+
+def _avg_divisor(arg: Pool2dArg, hw, out_hw) -> np.ndarray | int:
+    """What each window's sum is divided by: the override, the window size, or the count of
+    entries inside the input (count_include_pad=False)."""
+    if arg.divisor is not None:
+        return arg.divisor
+    if arg.count_include_pad:  # without ceil_mode a window never leaves the padded input
+        return arg.kernel[0] * arg.kernel[1]
+    inside = _pad(np.ones((1, 1, *hw)), arg.pads)
+    return _windows(inside, arg.kernel, arg.stride, arg.dilation, out_hw).sum(axis=(4, 5))
+
+
+@register
+class AvgPool2d(Op):
+    """The mean of each window (zero padding); arg: ``Pool2dArg``. Adjoint: ``avgpool2d_grad``."""
+
+    name = "avgpool2d"
+
+    def infer(self, src, arg):
+        (x,) = src
+        _check_image("avg_pool2d", x)
+        return (*x.shape[:2], *_pool_out("avg_pool2d", x.shape, arg)), x.dtype
+
+    def numpy(self, node, vals, dims):
+        a = node.arg
+        (x,) = vals
+        win = _windows(_pad(x, a.pads), a.kernel, a.stride, a.dilation, node.shape[2:])
+        div = _avg_divisor(a, x.shape[2:], node.shape[2:])
+        return np.ascontiguousarray(win.sum(axis=(4, 5)) / div, dtype=node.dtype)
+
+    def adjoint(self, node, ct):
+        return (avgpool2d_grad(ct, node.arg, node.src[0].shape[2:]),)
+
+    def show_arg(self, node, names):
+        return f"[{node.arg}]"
+
+
+@register
+class AvgPool2dGrad(Op):
+    """ct [N, C, Ho, Wo] -> x̄ [N, C, H, W]: each window's share ct / divisor spread over it;
+    arg = (Pool2dArg, (H, W)). Linear, so its adjoint is ``avgpool2d`` again."""
+
+    name = "avgpool2d_grad"
+
+    def infer(self, src, arg):
+        (ct,) = src
+        a, (h, w) = arg
+        shape = (*ct.shape[:2], h, w)
+        if ct.ndim != 4 or _pool_out("avgpool2d_grad", shape, a) != tuple(ct.shape[2:]):
+            raise shape_error(
+                f"avgpool2d_grad: cotangent {shape_str(ct.shape)} does not match an input of "
+                f"shape {shape_str(shape)}"
+            )
+        return shape, ct.dtype
+
+    def numpy(self, node, vals, dims):
+        (ct,) = vals
+        a, (h, w) = node.arg
+        share = ct / _avg_divisor(a, (h, w), ct.shape[2:])
+        (t, b), (left, r) = a.pads
+        gp = np.zeros((*ct.shape[:2], h + t + b, w + left + r), dtype=node.dtype)
+        for p, q in np.ndindex(*a.kernel):
+            _tap(gp, p, q, a.stride, a.dilation, ct.shape[2:])[...] += share
+        return np.ascontiguousarray(gp[:, :, t : t + h, left : left + w])
+
+    def adjoint(self, node, ct):
+        return (avgpool2d(ct, node.arg[0]),)
+
+    def show_arg(self, node, names):
+        a, hw = node.arg
+        return f"[{a} input={_pair_str(hw)}]"
+
+
+@register
+class Bernoulli(Op):
+    """Random 0/1 entries, 1 with probability ``prob``; src (seed,), arg (prob, shape, dtype).
+
+    The dropout mask. Its randomness is an input: an int64 scalar seed, drawn from symbp's
+    generator per call (eager) or per step (compiled), so a program is a pure function of its
+    inputs and the backward pass sees the very mask the forward drew. Not differentiable.
+    """
+
+    name = "bernoulli"
+    differentiable = False
+
+    def infer(self, src, arg):
+        (seed,) = src
+        if seed.ndim != 0 or seed.dtype.kind not in "iu":
+            raise shape_error(f"bernoulli: the seed must be an integer scalar, got {seed.dtype}")
+        prob, shape, dtype = arg
+        if not 0.0 <= prob <= 1.0:
+            raise shape_error(f"bernoulli: the probability must be in [0, 1], got {prob}")
+        return tuple(shape), dtype
+
+    def numpy(self, node, vals, dims):
+        from symbp.ir import concrete
+
+        rng = np.random.default_rng(int(vals[0]))
+        prob = node.arg[0]
+        return (rng.random(concrete(node.shape, dims)) < prob).astype(node.dtype)
+
+    def adjoint(self, node, ct):
+        return (None,)
+
+    def show_arg(self, node, names):
+        return f"[p={node.arg[0]}]"
+
+
+def conv2d(x: Node, w: Node, arg: Conv2dArg) -> Node:
+    return make("conv2d", (x, w), arg)
+
+
+def conv2d_input_grad(ct: Node, w: Node, arg: Conv2dArg, size: Sequence[Dim]) -> Node:
+    return make("conv2d_input_grad", (ct, w), (arg, (int(size[0]), int(size[1]))))
+
+
+def conv2d_weight_grad(x: Node, ct: Node, arg: Conv2dArg, kernel: Sequence[Dim]) -> Node:
+    return make("conv2d_weight_grad", (x, ct), (arg, (int(kernel[0]), int(kernel[1]))))
+
+
+def maxpool2d(x: Node, arg: Pool2dArg) -> Node:
+    return make("maxpool2d", (x,), arg)
+
+
+def maxpool2d_grad(x: Node, ct: Node, arg: Pool2dArg) -> Node:
+    return make("maxpool2d_grad", (x, ct), arg)
+
+
+def avgpool2d(x: Node, arg: Pool2dArg) -> Node:
+    return make("avgpool2d", (x,), arg)
+
+
+def avgpool2d_grad(ct: Node, arg: Pool2dArg, size: Sequence[Dim]) -> Node:
+    return make("avgpool2d_grad", (ct,), (arg, (int(size[0]), int(size[1]))))
+
+
+def bernoulli(seed: Node, prob: float, shape: Shape, dtype: np.dtype) -> Node:
+    return make("bernoulli", (seed,), (float(prob), tuple(shape), np.dtype(dtype)))
+
+
+# ---------------------------------------------------------------- end of convolution and pooling
 
 
 FLOATS = (float32, float64)

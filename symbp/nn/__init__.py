@@ -1,6 +1,18 @@
 """PyTorch-style layers and losses; each is a composition of symbp's tensor ops."""
 
+from symbp import functional
 from symbp.nn import init
+from symbp.nn.conv import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    MaxPool2d,
+    StateUpdate,
+    state_updates,
+)
 from symbp.nn.layers import (
     GELU,
     Flatten,
@@ -21,15 +33,22 @@ from symbp.tensor import Parameter
 
 __all__ = [
     "GELU",
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
     "CrossEntropyLoss",
+    "Dropout",
     "Flatten",
     "Identity",
     "L1Loss",
     "Linear",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool2d",
     "Module",
     "NLLLoss",
     "Parameter",
@@ -39,6 +58,9 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Softplus",
+    "StateUpdate",
     "Tanh",
+    "functional",
     "init",
+    "state_updates",
 ]

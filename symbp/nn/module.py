@@ -145,6 +145,10 @@ class Module:
     def to(self, dtype: Any) -> Module:
         for p in self.parameters():
             p.set_dtype(dtype)
+        for m in self.modules():  # float buffers (running statistics) follow, as in PyTorch
+            for name, b in list(m._buffers.items()):
+                if b.dtype.kind == "f":
+                    m.register_buffer(name, b.astype(dtype))
         return self
 
     def double(self) -> Module:
