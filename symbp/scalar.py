@@ -86,7 +86,9 @@ class clog(sympy.Function):  # noqa: N801
     """log(x) clamped below at -100 (PyTorch's BCELoss keeps log(0) finite this way)."""
 
     def fdiff(self, argindex: int = 1):
-        return 1 / self.args[0]
+        # 1/x with x kept >= 1e-12, PyTorch's BCE epsilon: at a saturated p = 0 the BCE
+        # gradient is -t/1e-12 (PyTorch's -1e12) and t = 0 gives 0, not 0 * (1/0) = nan
+        return 1 / sympy.Max(self.args[0], sympy.Float(1e-12))
 
     def _latex(self, printer: LatexPrinter) -> str:
         return rf"\log\left({printer._print(self.args[0])}\right)"

@@ -481,6 +481,8 @@ def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
 
 
 def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    if x.dtype.kind != "f":  # the mean of integers is a float (an int mean would truncate)
+        x = cast(x, _default_dtype[0])
     axes = _axes(x, dim)
     count = numel(tuple(x.shape[a] for a in axes))
     return sum(x, dim, keepdim) * (1 / sympy.sympify(count))

@@ -1,0 +1,128 @@
+"""Shared fixtures and oracles: float64 central differences and the tutorials' 2-2-2 network."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+
+import symbp
+from symbp import nn
+
+# The tutorials' 2-2-2 sigmoid network (Mazur's "step by step" example).
+X222 = np.array([[0.05, 0.10]])
+T222 = np.array([[0.01, 0.99]])
+W1_222 = np.array([[0.15, 0.20], [0.25, 0.30]])
+B1_222 = np.array([0.35, 0.35])
+W2_222 = np.array([[0.40, 0.45], [0.50, 0.55]])
+B2_222 = np.array([0.60, 0.60])
+
+
+@pytest.fixture(autouse=True)
+def _restore_defaults():
+    """Tests may switch the default dtype or reseed; leave the next test a clean slate."""
+    dtype = symbp.get_default_dtype()
+    yield
+    symbp.set_default_dtype(dtype)
+
+
+@pytest.fixture
+def float64():
+    """Make float64 the default dtype for this test (as torch.set_default_dtype)."""
+    symbp.set_default_dtype(symbp.float64)
+    yield symbp.float64
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def numeric_grad(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of a scalar function of one array, in float64, entry by entry."""
+    x = np.array(x, dtype=np.float64)
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = float(f(x.copy()))
+        x[i] = old - eps
+        down = float(f(x.copy()))
+        x[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
+def numeric_grads(
+    f: Callable[..., float], arrays: Sequence[np.ndarray], eps: float = 1e-6
+) -> list[np.ndarray]:
+    """Central differences of a scalar function of several arrays, one gradient per array."""
+    arrays = [np.array(a, dtype=np.float64) for a in arrays]
+    out = []
+    for k in range(len(arrays)):
+
+        def fk(a, k=k):
+            return f(*arrays[:k], a, *arrays[k + 1 :])
+
+        out.append(numeric_grad(fk, arrays[k], eps))
+    return out
+
+
+class Net222(nn.Module):
+    """Two sigmoid layers, as in the tutorial: out = σ(σ(x W1ᵀ + b1) W2ᵀ + b2)."""
+
+    def __init__(self, dtype=None):
+        super().__init__()
+        self.linear1 = nn.Linear(2, 2, dtype=dtype)
+        self.linear2 = nn.Linear(2, 2, dtype=dtype)
+        self.linear1.weight.data = W1_222
+        self.linear1.bias.data = B1_222
+        self.linear2.weight.data = W2_222
+        self.linear2.bias.data = B2_222
+
+    def forward(self, x):
+        h = symbp.sigmoid(self.linear1(x))
+        return symbp.sigmoid(self.linear2(h))
+
+
+def backprop_222(x=X222, t=T222, W1=W1_222, b1=B1_222, W2=W2_222, b2=B2_222):
+    """Hand-written NumPy backprop of the 2-2-2 net under E = sum((o - t)^2) / 2.
+
+    Returns (loss, {name: gradient}) with the names of Net222's parameters.
+    """
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    h = sig(x @ W1.T + b1)
+    o = sig(h @ W2.T + b2)
+    loss = 0.5 * np.sum((o - t) ** 2)
+    d2 = (o - t) * o * (1 - o)  # δ of the output layer
+    d1 = (d2 @ W2) * h * (1 - h)  # δ of the hidden layer
+    grads = {
+        "linear1.weight": d1.T @ x,
+        "linear1.bias": d1.sum(0),
+        "linear2.weight": d2.T @ h,
+        "linear2.bias": d2.sum(0),
+    }
+    return loss, grads
+
+
+@pytest.fixture
+def net222():
+    """A builder: ``net222(dtype=None)`` -> (net, x, t) for the tutorial's 2-2-2 network."""
+
+    def build(dtype=None):
+        dtype = np.dtype(dtype or symbp.get_default_dtype())
+        net = Net222(dtype)
+        x = symbp.tensor(X222, dtype=dtype)
+        t = symbp.tensor(T222, dtype=dtype)
+        return net, x, t
+
+    return build
+
+
+def half_sse(out, t):
+    """The tutorials' loss: sum((out - t)^2) / 2."""
+    return ((out - t) ** 2).sum() / 2

@@ -1,0 +1,752 @@
+"""Every op of the op table against two oracles: a NumPy forward written here and float64
+central differences (PyTorch's autograd too, when it is installed). One parametrized test
+covers the table; a guard fails when an op is added without a row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import scipy.special
+from conftest import numeric_grads
+from test_conv import ref_avg_pool2d, ref_conv2d, ref_max_pool2d
+
+import symbp
+from symbp import api, ops
+from symbp import functional as F
+from symbp.ir import toposort
+from symbp.tensor import _result, nary
+
+try:
+    import torch
+except ImportError:  # the NumPy and finite-difference oracles still run
+    torch = None
+
+SHAPE = (3, 4)
+
+
+def _uniform(*bounds):
+    """Sampler: one array per argument, uniform in (lo, hi)."""
+    return lambda rng, shape: [rng.uniform(lo, hi, shape) for lo, hi in bounds]
+
+
+def _away(*bounds, gap=0.1):
+    """Sampler for functions with a kink at 0: |x| in (gap, hi), random sign."""
+    return lambda rng, shape: [
+        rng.choice([-1.0, 1.0], shape) * rng.uniform(gap, hi, shape) for hi in bounds
+    ]
+
+
+def _apart(rng, shape):
+    """Two arrays that differ by at least 0.1 everywhere (maximum/minimum away from ties)."""
+    x = rng.uniform(-2, 2, shape)
+    return [x, x + rng.choice([-1.0, 1.0], shape) * rng.uniform(0.1, 1, shape)]
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+@dataclass
+class Elementwise:
+    """A row for an entry of ops.ELEMENTWISE."""
+
+    name: str
+    fn: Callable  # applies the op to Tensors
+    ref: Callable  # NumPy forward
+    sample: Callable
+    torch_fn: Callable | None = None
+    kinks: list = field(default_factory=list)  # (point, PyTorch's gradient there)
+
+    ops = ("ew", "input", "const")  # const: the backward seed of every gradient
+
+    def check(self, rng):
+        args = self.sample(rng, SHAPE)
+        ts = [symbp.tensor(a, requires_grad=True) for a in args]
+        out = self.fn(*ts)
+        assert out.dtype == np.float64
+        assert "ew" in {n.op for n in toposort([out.node])}
+        np.testing.assert_allclose(out.numpy(), self.ref(*args), rtol=1e-12, atol=1e-14)
+
+        w = rng.normal(size=SHAPE)
+        (out * symbp.tensor(w)).sum().backward()
+        fd = numeric_grads(lambda *a: np.sum(self.ref(*a) * w), args)
+        for t, g in zip(ts, fd):
+            assert t.grad.dtype == np.float64
+            np.testing.assert_allclose(t.grad, g, rtol=1e-6, atol=1e-8)
+        if torch is not None and self.torch_fn is not None:
+            tt = [torch.tensor(a, requires_grad=True) for a in args]
+            (self.torch_fn(*tt) * torch.tensor(w)).sum().backward()
+            for t, ref in zip(ts, tt):
+                np.testing.assert_allclose(t.grad, ref.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+        # float32 in, float32 out (the default dtype of the tutorials)
+        out32 = self.fn(*(symbp.tensor(a, dtype=np.float32) for a in args))
+        assert out32.dtype == np.float32
+        np.testing.assert_allclose(out32.numpy(), self.ref(*args), rtol=1e-5, atol=1e-6)
+
+        for point, expected in self.kinks:
+            ts = [symbp.tensor([p], requires_grad=True) for p in point]
+            self.fn(*ts).sum().backward()
+            got = [float(t.grad[0]) for t in ts]
+            assert got == list(expected), f"{self.name}'{point} = {got}, PyTorch: {expected}"
+            if torch is not None and self.torch_fn is not None:
+                tt = [torch.tensor([p], dtype=torch.float64, requires_grad=True) for p in point]
+                self.torch_fn(*tt).sum().backward()
+                assert got == [float(t.grad[0]) for t in tt]
+
+
+def _torch(path):
+    """PyTorch's function at ``path`` (``"nn.functional.gelu"``), None without PyTorch."""
+    if torch is None:
+        return None
+    fn = torch
+    for part in path.split("."):
+        fn = getattr(fn, part)
+    return fn
+
+
+def _nary(name):
+    return lambda *xs: nary(name, *xs)
+
+
+SIGNED, POSITIVE = (-2, 2), (0.5, 2)
+ELEMENTWISE_ROWS = [
+    Elementwise("add", lambda x, y: x + y, np.add, _uniform(SIGNED, SIGNED), _torch("add")),
+    Elementwise("sub", lambda x, y: x - y, np.subtract, _uniform(SIGNED, SIGNED), _torch("sub")),
+    Elementwise("mul", lambda x, y: x * y, np.multiply, _uniform(SIGNED, SIGNED), _torch("mul")),
+    Elementwise("div", lambda x, y: x / y, np.divide, _uniform(SIGNED, POSITIVE), _torch("div")),
+    Elementwise("pow", lambda x, y: x**y, np.power, _uniform(POSITIVE, SIGNED), _torch("pow")),
+    Elementwise("neg", lambda x: -x, np.negative, _uniform(SIGNED), _torch("neg")),
+    Elementwise("exp", symbp.exp, np.exp, _uniform((-3, 3)), _torch("exp")),
+    Elementwise("log", symbp.log, np.log, _uniform((0.1, 3)), _torch("log")),
+    Elementwise("sqrt", symbp.sqrt, np.sqrt, _uniform((0.1, 3)), _torch("sqrt")),
+    Elementwise("abs", symbp.abs, np.abs, _away(2), _torch("abs"), [((0.0,), (0.0,))]),
+    Elementwise("sigmoid", symbp.sigmoid, _sigmoid, _uniform((-5, 5)), _torch("sigmoid")),
+    Elementwise("tanh", symbp.tanh, np.tanh, _uniform((-3, 3)), _torch("tanh")),
+    Elementwise(
+        "relu", symbp.relu, lambda x: np.maximum(x, 0), _away(2), _torch("relu"), [((0.0,), (0.0,))]
+    ),
+    Elementwise(
+        "softplus",
+        symbp.softplus,
+        lambda x: np.log1p(np.exp(x)),
+        _uniform((-5, 5)),
+        _torch("nn.functional.softplus"),
+    ),
+    Elementwise(
+        "gelu",
+        symbp.gelu,
+        lambda x: x / 2 * (1 + scipy.special.erf(x / np.sqrt(2))),
+        _uniform((-3, 3)),
+        _torch("nn.functional.gelu"),
+    ),
+    Elementwise(
+        "silu",
+        symbp.silu,
+        lambda x: x * _sigmoid(x),
+        _uniform((-5, 5)),
+        _torch("nn.functional.silu"),
+    ),
+    # ties split the gradient evenly, as PyTorch's maximum and minimum do
+    Elementwise(
+        "maximum",
+        _nary("maximum"),
+        np.maximum,
+        _apart,
+        _torch("maximum"),
+        [((1.0, 1.0), (0.5, 0.5)), ((-2.0, 3.0), (0.0, 1.0))],
+    ),
+    Elementwise(
+        "minimum",
+        _nary("minimum"),
+        np.minimum,
+        _apart,
+        _torch("minimum"),
+        [((1.0, 1.0), (0.5, 0.5)), ((-2.0, 3.0), (1.0, 0.0))],
+    ),
+    # log clamped at -100, as BCELoss clamps it (above the clamp it is PyTorch's log)
+    Elementwise(
+        "clog",
+        _nary("clog"),
+        lambda x: np.maximum(np.log(x), -100),
+        _uniform((0.05, 1)),
+        _torch("log"),
+    ),
+]
+
+
+@dataclass
+class Structural:
+    """A row for a structural op of ops.OPS, used through a Tensor-level function."""
+
+    name: str
+    op: str  # the op of ops.OPS this row covers
+    fn: Callable
+    ref: Callable
+    args: Callable  # rng -> list of arrays
+    grad_ref: Callable | None = None  # (args, w) -> gradients, where differences do not apply
+    torch_fn: Callable | None = None
+    backward_only: bool = False  # the op appears in the derived program, not the forward
+    differentiable: tuple[bool, ...] | None = None
+
+    @property
+    def ops(self):
+        return (self.op,)
+
+    def check(self, rng):
+        args = self.args(rng)
+        grad_of = self.differentiable or tuple(a.dtype.kind == "f" for a in args)
+        ts = [symbp.tensor(a, requires_grad=d) for a, d in zip(args, grad_of)]
+        out = self.fn(*ts)
+        want = self.ref(*args)
+        assert out.shape == want.shape and out.dtype == want.dtype
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-12, atol=1e-14)
+
+        w = rng.normal(size=want.shape)
+        loss = (out * symbp.tensor(w, dtype=out.dtype)).sum()
+        wrt = [t for t, d in zip(ts, grad_of) if d]
+        derived = symbp.derive(loss.node, [t.node for t in wrt])
+        program = toposort(derived.grads if self.backward_only else [out.node])
+        assert self.op in {n.op for n in program}, f"{self.name} builds no {self.op} node"
+
+        loss.backward()
+        diff_args = [a for a, d in zip(args, grad_of) if d]
+        if self.grad_ref is not None:
+            expected = self.grad_ref(args, w)
+        else:
+            expected = numeric_grads(
+                lambda *a: np.sum(self.ref(*self._merge(args, grad_of, a)) * w), diff_args
+            )
+        for t, g in zip(wrt, expected):
+            assert t.grad.shape == t.shape and t.grad.dtype == t.dtype
+            np.testing.assert_allclose(t.grad, g, rtol=1e-6, atol=1e-8)
+        if torch is not None and self.torch_fn is not None:
+            tt = [torch.tensor(a, requires_grad=d) for a, d in zip(args, grad_of)]
+            tout = self.torch_fn(*tt)
+            np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12)
+            (tout * torch.tensor(w, dtype=tout.dtype)).sum().backward()
+            for t, ref in zip(ts, tt):
+                if ref.requires_grad:
+                    np.testing.assert_allclose(t.grad, ref.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+    @classmethod
+    def alike(cls, name, op, fn, args, **kw):
+        """A row whose function is spelled the same on symbp, NumPy and torch tensors."""
+        return cls(name, op, fn, fn, args, torch_fn=fn, **kw)
+
+    @staticmethod
+    def _merge(args, grad_of, diff):
+        it = iter(diff)
+        return [next(it) if d else a for a, d in zip(args, grad_of)]
+
+
+def _normal(*shapes):
+    return lambda rng: [rng.normal(size=s) for s in shapes]
+
+
+def _ties(rng):
+    # two maxima in row 0 (positions 1 and 3), three in row 1, a single one in row 2
+    return [np.array([[0.0, 2.0, 1.0, 2.0], [5.0, 5.0, -1.0, 5.0], [0.0, 1.0, 3.0, 2.0]])]
+
+
+def _max_all_ties_grad(args, w):
+    (x,) = args
+    hit = x == x.max()
+    return [w * hit / hit.sum()]  # spread evenly over the tied maxima
+
+
+def _max_dim_ties_grad(args, w):
+    (x,) = args
+    g = np.zeros_like(x)
+    first = np.argmax(x, axis=1)  # NumPy's argmax is the first maximum, as PyTorch's max(dim)
+    g[np.arange(len(x)), first] = w
+    return [g]
+
+
+def _mask(x, prob):
+    """A ``bernoulli`` mask like x, drawn from seed 0."""
+    seed = symbp.tensor(np.int64(0))
+    return _result(ops.bernoulli(seed.node, prob, x.shape, x.dtype), [seed], False)
+
+
+LABELS = np.array([0, 3, 1, 4])
+
+STRUCTURAL_ROWS = [
+    Structural.alike("input", "input", lambda x: x, _normal(SHAPE)),
+    # x*0 folds to a constant node: no gradient flows, and PyTorch's is zero too
+    Structural.alike("const", "const", lambda x: x * 0, _normal(SHAPE)),
+    Structural(
+        "cast-f32-f64",
+        "cast",
+        lambda x: x.double(),
+        lambda x: x.astype(np.float64),
+        lambda rng: [rng.normal(size=SHAPE).astype(np.float32)],
+        grad_ref=lambda args, w: [w.astype(np.float32)],
+        torch_fn=lambda x: x.double(),
+    ),
+    Structural(
+        "cast-f64-f32",
+        "cast",
+        lambda x: x.float(),
+        lambda x: x.astype(np.float32),
+        _normal(SHAPE),
+        grad_ref=lambda args, w: [w.astype(np.float32).astype(np.float64)],
+        torch_fn=lambda x: x.float(),
+    ),
+    Structural(
+        "expand",
+        "expand",
+        lambda x: x + symbp.tensor(np.zeros((4, 2, 3))),
+        lambda x: np.broadcast_to(x, (4, 2, 3)),
+        _normal((4, 1, 3)),
+        torch_fn=lambda x: x + torch.zeros(4, 2, 3, dtype=torch.float64),
+    ),
+    Structural(
+        "expand-lead",
+        "expand",
+        lambda x: x * symbp.tensor(np.ones((5, 3))),
+        lambda x: np.broadcast_to(x, (5, 3)),
+        _normal((3,)),
+        torch_fn=lambda x: x * torch.ones(5, 3, dtype=torch.float64),
+    ),
+    Structural.alike("reshape", "reshape", lambda x: x.reshape(2, 6), _normal(SHAPE)),
+    Structural.alike("reshape-infer", "reshape", lambda x: x.reshape(-1, 3), _normal((2, 3, 2))),
+    Structural(
+        "transpose",
+        "transpose",
+        lambda x: x.permute(2, 0, 1),
+        lambda x: np.transpose(x, (2, 0, 1)),
+        _normal((2, 3, 4)),
+        torch_fn=lambda x: x.permute(2, 0, 1),
+    ),
+    Structural(
+        "sum-all",
+        "sum",
+        lambda x: x.sum(),
+        lambda x: np.sum(x),
+        _normal(SHAPE),
+        torch_fn=lambda x: x.sum(),
+    ),
+    Structural.alike("sum-dim", "sum", lambda x: x.sum(1), _normal((2, 3, 4))),
+    Structural(
+        "sum-dims-keepdim",
+        "sum",
+        lambda x: x.sum((0, 2), keepdim=True),
+        lambda x: x.sum((0, 2), keepdims=True),
+        _normal((2, 3, 4)),
+        torch_fn=lambda x: x.sum((0, 2), keepdim=True),
+    ),
+    Structural(
+        "max-all",
+        "max",
+        lambda x: x.max(),
+        lambda x: np.max(x),
+        _normal(SHAPE),
+        torch_fn=lambda x: x.max(),
+    ),
+    Structural(
+        "max-all-ties",
+        "max",
+        lambda x: x.max(),
+        lambda x: np.max(x),
+        _ties,
+        grad_ref=_max_all_ties_grad,
+        torch_fn=lambda x: x.max(),
+    ),
+    Structural(
+        "max-dim",
+        "max",
+        lambda x: x.max(1).values,
+        lambda x: x.max(1),
+        _normal(SHAPE),
+        torch_fn=lambda x: x.max(1).values,
+    ),
+    Structural(
+        "max-dim-keepdim",
+        "max",
+        lambda x: x.max(0, keepdim=True).values,
+        lambda x: x.max(0, keepdims=True),
+        _normal(SHAPE),
+        torch_fn=lambda x: x.max(0, keepdim=True).values,
+    ),
+    Structural(
+        "max-dim-ties",
+        "argmax",
+        lambda x: x.max(1).values,
+        lambda x: x.max(1),
+        _ties,
+        grad_ref=_max_dim_ties_grad,
+        torch_fn=lambda x: x.max(1).values,
+        backward_only=True,
+    ),
+    # on a 1-D tensor too, max(dim) routes to the first maximum and max() spreads over ties
+    Structural(
+        "max-dim-1d-ties",
+        "argmax",
+        lambda x: x.max(0).values,
+        lambda x: x.max(0),
+        lambda rng: [np.array([0.0, 2.0, 1.0, 2.0])],
+        grad_ref=lambda args, w: [np.array([0.0, w, 0.0, 0.0])],
+        torch_fn=lambda x: x.max(0).values,
+        backward_only=True,
+    ),
+    Structural(
+        "max-1d-ties",
+        "max",
+        lambda x: x.max(),
+        lambda x: x.max(),
+        lambda rng: [np.array([0.0, 2.0, 1.0, 2.0])],
+        grad_ref=lambda args, w: [np.array([0.0, w / 2, 0.0, w / 2])],
+        torch_fn=lambda x: x.max(),
+    ),
+    Structural.alike("matmul", "matmul", lambda x, y: x @ y, _normal((3, 4), (4, 2))),
+    Structural.alike("matmul-vec", "matmul", lambda x, y: x @ y, _normal((3, 4), (4,))),
+    Structural.alike("vec-matmul", "matmul", lambda x, y: x @ y, _normal((4,), (4, 2))),
+    # x * stop(x): the gradient is stop(x) = x, not the 2x that differences would see
+    Structural(
+        "detach",
+        "detach",
+        lambda x: x * x.detach(),
+        lambda x: x * x,
+        _normal(SHAPE),
+        grad_ref=lambda args, w: [args[0] * w],
+        torch_fn=lambda x: x * x.detach(),
+    ),
+    Structural(
+        "onehot",
+        "onehot",
+        lambda x, y: x * symbp.onehot(y, 5, np.float64),
+        lambda x, y: x * np.eye(5)[y],
+        lambda rng: [rng.normal(size=(4, 5)), LABELS],
+        torch_fn=lambda x, y: x * torch.nn.functional.one_hot(y, 5),
+    ),
+    # convolution and pooling: the references are test_conv's direct loops
+    Structural(
+        "conv2d",
+        "conv2d",
+        lambda x, w: F.conv2d(x, w, None, 2, 1),
+        lambda x, w: ref_conv2d(x, w, None, 2, 1),
+        _normal((2, 2, 5, 5), (3, 2, 3, 3)),
+        torch_fn=lambda x, w: torch.nn.functional.conv2d(x, w, None, 2, 1),
+    ),
+    Structural(
+        "conv2d-input-grad",
+        "conv2d_input_grad",
+        lambda x, w: F.conv2d(x, w, None, 2, 1),
+        lambda x, w: ref_conv2d(x, w, None, 2, 1),
+        _normal((2, 2, 5, 5), (3, 2, 3, 3)),
+        backward_only=True,
+    ),
+    Structural(
+        "conv2d-weight-grad",
+        "conv2d_weight_grad",
+        lambda x, w: F.conv2d(x, w, None, 1, 0, 2),
+        lambda x, w: ref_conv2d(x, w, None, 1, 0, 2),
+        _normal((1, 2, 6, 5), (2, 2, 2, 2)),
+        backward_only=True,
+    ),
+    Structural(
+        "maxpool2d",
+        "maxpool2d",
+        lambda x: F.max_pool2d(x, 3, 2, 1),
+        lambda x: ref_max_pool2d(x, 3, 2, 1)[0],
+        _normal((2, 2, 5, 6)),
+        torch_fn=lambda x: torch.nn.functional.max_pool2d(x, 3, 2, 1),
+    ),
+    Structural(
+        "maxpool2d-grad",
+        "maxpool2d_grad",
+        lambda x: F.max_pool2d(x, 2),
+        lambda x: ref_max_pool2d(x, 2)[0],
+        _normal((1, 2, 4, 5)),
+        backward_only=True,
+    ),
+    Structural(
+        "avgpool2d",
+        "avgpool2d",
+        lambda x: F.avg_pool2d(x, 3, 2, 1),
+        lambda x: ref_avg_pool2d(x, 3, 2, 1),
+        _normal((2, 2, 5, 6)),
+        torch_fn=lambda x: torch.nn.functional.avg_pool2d(x, 3, 2, 1),
+    ),
+    Structural(
+        "avgpool2d-grad",
+        "avgpool2d_grad",
+        lambda x: F.avg_pool2d(x, 2, 1),
+        lambda x: ref_avg_pool2d(x, 2, 1),
+        _normal((1, 2, 4, 5)),
+        backward_only=True,
+    ),
+    # a mask drawn with probability 1 keeps every entry, so the reference is x itself
+    Structural(
+        "bernoulli",
+        "bernoulli",
+        lambda x: x * _mask(x, 1.0),
+        lambda x: x,
+        _normal(SHAPE),
+        torch_fn=lambda x: x * torch.bernoulli(torch.ones_like(x)),
+    ),
+]
+
+ROWS = ELEMENTWISE_ROWS + STRUCTURAL_ROWS
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+def test_op(row, rng):
+    row.check(rng)
+
+
+def test_every_op_has_a_row():
+    """Adding an op (or an elementwise formula) without a row in ROWS fails here."""
+    covered = {op for r in ROWS for op in r.ops}
+    missing = sorted(set(ops.OPS) - covered)
+    assert not missing, f"ops.OPS entries without a row in tests/test_ops.py ROWS: {missing}"
+    builtin = set(ops.ELEMENTWISE) - api._CUSTOM
+    missing = sorted(builtin - {r.name for r in ELEMENTWISE_ROWS})
+    assert not missing, f"ops.ELEMENTWISE entries without a row in ELEMENTWISE_ROWS: {missing}"
+
+
+# ---------------------------------------------------------------- composite functions
+
+
+def check(fn, ref, args, rng, torch_fn=None, rtol=1e-6):
+    """fn on Tensors vs ref on arrays (forward), and d sum(fn * w) vs central differences."""
+    ts = [symbp.tensor(a, requires_grad=True) for a in args]
+    out = fn(*ts)
+    want = ref(*args)
+    assert out.shape == want.shape
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-12, atol=1e-12)
+    w = rng.normal(size=want.shape)
+    (out * symbp.tensor(w)).sum().backward()
+    fd = numeric_grads(lambda *a: np.sum(ref(*a) * w), args)
+    for t, g in zip(ts, fd):
+        np.testing.assert_allclose(t.grad, g, rtol=rtol, atol=1e-8)
+    if torch is not None and torch_fn is not None:
+        tt = [torch.tensor(a, requires_grad=True) for a in args]
+        (torch_fn(*tt) * torch.tensor(w)).sum().backward()
+        for t, r in zip(ts, tt):
+            np.testing.assert_allclose(t.grad, r.grad.numpy(), rtol=1e-10, atol=1e-13)
+
+
+def np_logsumexp(x, dim, keepdims=False):
+    m = x.max(dim, keepdims=True)
+    out = m + np.log(np.exp(x - m).sum(dim, keepdims=True))
+    return out if keepdims else out.squeeze(dim)
+
+
+def np_softmax(x, dim):
+    e = np.exp(x - x.max(dim, keepdims=True))
+    return e / e.sum(dim, keepdims=True)
+
+
+@pytest.mark.parametrize("dim", [-1, 0])
+def test_softmax(dim, rng):
+    check(
+        lambda x: symbp.softmax(x, dim),
+        lambda x: np_softmax(x, dim),
+        [rng.normal(size=SHAPE)],
+        rng,
+        lambda x: torch.softmax(x, dim),
+    )
+
+
+@pytest.mark.parametrize("dim", [-1, 0])
+def test_log_softmax(dim, rng):
+    check(
+        lambda x: symbp.log_softmax(x, dim),
+        lambda x: x - np_logsumexp(x, dim, True),
+        [rng.normal(size=SHAPE)],
+        rng,
+        lambda x: torch.log_softmax(x, dim),
+    )
+
+
+@pytest.mark.parametrize("dim,keepdim", [(-1, False), (0, True), (1, True)])
+def test_logsumexp(dim, keepdim, rng):
+    check(
+        lambda x: symbp.logsumexp(x, dim, keepdim),
+        lambda x: np_logsumexp(x, dim, keepdim),
+        [rng.normal(size=SHAPE)],
+        rng,
+        lambda x: torch.logsumexp(x, dim, keepdim),
+    )
+
+
+def test_softmax_family_is_stable_for_large_inputs():
+    x = symbp.tensor(
+        [[1000.0, 1000.0, 0.0], [-1000.0, 0.0, 1000.0]], dtype=np.float64, requires_grad=True
+    )
+    lse = symbp.logsumexp(x, 1)
+    np.testing.assert_allclose(lse.numpy(), [1000 + np.log(2), 1000.0], rtol=1e-15)
+    lse.sum().backward()
+    # d logsumexp / dx = softmax(x): exp(-1000) underflows to exactly 0
+    np.testing.assert_array_equal(x.grad, [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+
+    x.grad = None
+    logp = symbp.log_softmax(x, 1)
+    np.testing.assert_allclose(
+        logp.numpy(), [[-np.log(2), -np.log(2), -1000 - np.log(2)], [-2000, -1000, 0]], rtol=1e-15
+    )
+    logp[range(2), [2, 0]].sum().backward()  # picks -1000-log2 and -2000
+    # d logp[i, k] / dx[i, :] = onehot(k) - softmax(x[i])
+    np.testing.assert_allclose(x.grad, [[-0.5, -0.5, 1.0], [1.0, 0.0, -1.0]], atol=1e-300)
+    s = symbp.softmax(x, 1).numpy()
+    np.testing.assert_array_equal(s, [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize(
+    "dim,keepdim",
+    [(None, False), (1, False), (0, True), ((0, 2), False), ((0, 2), True), (-1, True)],
+)
+def test_mean(dim, keepdim, rng):
+    np_dim = dim if dim is None or isinstance(dim, int) else tuple(dim)
+    check(
+        lambda x: x.mean(dim, keepdim) if dim is not None else x.mean(),
+        lambda x: np.mean(x, axis=np_dim, keepdims=keepdim),
+        [rng.normal(size=(2, 3, 4))],
+        rng,
+        (lambda x: x.mean(dim, keepdim)) if dim is not None else (lambda x: x.mean()),
+    )
+
+
+def test_bias_add_adjoint_sums_over_the_batch(rng):
+    x, b = rng.normal(size=(5, 3)), rng.normal(size=3)
+    check(lambda x, b: x + b, lambda x, b: x + b, [x, b], rng, lambda x, b: x + b)
+    # the bias gradient is the cotangent summed over the broadcast (batch) axis
+    xt, bt = symbp.tensor(x), symbp.tensor(b, requires_grad=True)
+    w = rng.normal(size=(5, 3))
+    ((xt + bt) * symbp.tensor(w)).sum().backward()
+    np.testing.assert_allclose(bt.grad, w.sum(0), rtol=1e-14)
+
+
+def test_broadcast_both_ways(rng):
+    # [4,1] * [3] -> [4,3]: both operands are expanded, both adjoints sum
+    check(
+        lambda a, b: a * b,
+        lambda a, b: a * b,
+        [rng.normal(size=(4, 1)), rng.normal(size=3)],
+        rng,
+        lambda a, b: a * b,
+    )
+
+
+def test_shared_subexpression_accumulates(rng):
+    # x feeds three paths: grads along each add up
+    check(
+        lambda x: x * symbp.exp(x) + x.sum() * x,
+        lambda x: x * np.exp(x) + x.sum() * x,
+        [rng.normal(size=(2, 3))],
+        rng,
+        lambda x: x * torch.exp(x) + x.sum() * x,
+    )
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x.reshape(6, 4),
+        lambda x: x.flatten(),
+        lambda x: x.flatten(1),
+        lambda x: x.transpose(0, 2),
+        lambda x: x.reshape(6, 4).T,
+        lambda x: x.reshape(6, 4).t(),
+        lambda x: x.unsqueeze(1).squeeze(1),
+        lambda x: x.view(2, -1),
+    ],
+    ids=["reshape", "flatten", "flatten1", "transpose02", "T", "t", "unsqueeze", "view"],
+)
+def test_shape_functions(fn, rng):
+    # the reference runs the same calls on NumPy arrays through _NumpyView
+    check(fn, lambda a: fn(_NumpyView(a)).a, [rng.normal(size=(2, 3, 4))], rng, fn)
+
+
+class _NumpyView:
+    """Just enough of the Tensor shape API over a NumPy array, written with NumPy calls."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def reshape(self, *s):
+        return _NumpyView(self.a.reshape(*s))
+
+    view = reshape
+
+    def flatten(self, start=0):
+        return _NumpyView(self.a.reshape(*self.a.shape[:start], -1))
+
+    def transpose(self, i, j):
+        return _NumpyView(np.swapaxes(self.a, i, j))
+
+    @property
+    def T(self):
+        return _NumpyView(self.a.T)
+
+    def t(self):
+        return self.T
+
+    def unsqueeze(self, d):
+        return _NumpyView(np.expand_dims(self.a, d))
+
+    def squeeze(self, d):
+        return _NumpyView(np.squeeze(self.a, d))
+
+
+def test_pick_by_labels(rng):
+    x = rng.normal(size=(4, 5))
+    check(
+        lambda x: x[range(4), LABELS],
+        lambda x: x[np.arange(4), LABELS],
+        [x],
+        rng,
+        lambda x: x[range(4), torch.tensor(LABELS)],
+    )
+
+
+def test_integer_tensors_with_python_floats_compute_in_float():
+    n = symbp.tensor([1, 2, 3])
+    assert n.dtype == np.int64
+    for got, want in [
+        (n * 0.5, [0.5, 1.0, 1.5]),
+        (n + 1.0, [2.0, 3.0, 4.0]),
+        (n / 2, [0.5, 1, 1.5]),
+    ]:
+        assert got.dtype == np.float32  # the default float, as PyTorch
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert (n * 2).dtype == np.int64 and (n * 2).tolist() == [2, 4, 6]
+    assert n.mean().dtype == np.float32 and n.mean().item() == 2.0  # not a truncated int
+    assert symbp.tensor([True, False, True, True]).mean().item() == 0.75  # an accuracy
+    if torch is not None:
+        tn = torch.tensor([1, 2, 3])
+        assert (tn * 0.5).tolist() == (n * 0.5).tolist() and (tn + 1.0).dtype == torch.float32
+
+
+def test_bce_at_saturated_probabilities_is_finite():
+    # p exactly 0 or 1 (a saturated float32 sigmoid): the loss clamps log at -100, and the
+    # gradient keeps p(1 - p) away from 0 as PyTorch does (its eps is 1e-12), never 0 * inf
+    p = symbp.tensor([0.0, 1.0, 0.0, 1.0], dtype=np.float64, requires_grad=True)
+    t = symbp.tensor([1.0, 0.0, 0.0, 1.0], dtype=np.float64)
+    loss = symbp.nn.BCELoss(reduction="sum")(p, t)
+    assert loss.item() == 200.0
+    loss.backward()
+    assert np.all(np.isfinite(p.grad))
+    np.testing.assert_allclose(p.grad[:2], [-1e12, 1e12], rtol=1e-12)  # -t/eps, (1 - t)/eps
+    if torch is not None:
+        tp = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+        tt = torch.tensor([1.0, 0.0], dtype=torch.float64)
+        torch.nn.BCELoss(reduction="sum")(tp, tt).backward()
+        # PyTorch's eps is the float32 1e-12, 4e-21 below the double: rtol 1e-8
+        np.testing.assert_allclose(p.grad[:2], tp.grad.numpy(), rtol=1e-8)
+
+
+def test_linear_on_three_dimensional_input(rng):
+    # [B, T, F] @ [F, K]: the leading axes fold into one matmul and unfold after
+    check(
+        lambda x, w: x @ w,
+        lambda x, w: x @ w,
+        [rng.normal(size=(2, 3, 4)), rng.normal(size=(4, 5))],
+        rng,
+        lambda x, w: x @ w,
+    )
