@@ -1,0 +1,1820 @@
+"""Gradient formulas: the derived backward program, printed the way a textbook writes it.
+
+Everything here reads the program ``api.derive`` builds; nothing calls ``sympy.diff`` again,
+so what is printed is what symbp computes. Two levels:
+
+- **Tensor level.** Every node becomes a SymPy expression over named tensors: leaves are
+  ``x, t, W1, b1 ...``, layer outputs are ``z1, h, o ...`` (named from the modules that made
+  them, see ``ir.LABELS``), error signals are ``δ2, δ1 ...``. Elementwise algebra is plain
+  SymPy algebra on those symbols (it acts entry by entry, so it commutes); the structural ops
+  are the ``TensorOp`` functions below, printed as ``·`` (matrix product), ``ᵀ``, ``Σ``.
+  Fused formulas are named back: ``σ(h·W2ᵀ + b2)`` inside a δ becomes ``o``, so the δ of a
+  sigmoid output under half-SSE reads ``(o − t) ⊙ o ⊙ (1 − o)``. Each equation still
+  evaluates with NumPy (``Formulas.evaluate``), which is how the tests check the printed form.
+- **Scalar level** (small models). The same derived program runs through the reference
+  executor on object arrays of SymPy symbols, one per entry (``w1 .. w8`` for the weights,
+  row-major in model order, ``x1``, ``t1`` ...), with every layer-output entry named
+  (``h1``, ``o1``), so ``∂E/∂w5 = (o1 − t1)·o1·(1 − o1)·h1``.
+
+The printers follow SymPy's design: one ``_print_<Class>`` method per node type and tables of
+known functions; text and LaTeX share the layout logic and differ in their tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import sympy
+from sympy.core.sorting import default_sort_key
+from sympy.printing.printer import Printer
+
+from symbp import scalar
+from symbp.api import Derived, Traced, derive
+from symbp.ir import LABELS, B, Node, bind_dims, consumers, toposort, type_str
+from symbp.ops import to_expr, xsym
+from symbp.reference import evaluate, evaluate_all
+from symbp.tensor import Parameter, Tensor
+
+__all__ = [
+    "Equation",
+    "Formulas",
+    "ScalarGradient",
+    "ScalarGradients",
+    "formulas",
+]
+
+# Above this many parameter (or data) entries the scalar level refuses unless forced: one
+# SymPy expression per entry, each a sum over the batch, grows past what anyone reads.
+SCALAR_LIMIT = 200
+
+
+# ================================================================ tensor-level vocabulary
+
+
+class TensorOp(sympy.Function):
+    """A structural op on whole tensors. Argument 0 is the tensor; later ones are static
+    (axes, shapes) unless ``tensors`` says more arguments are tensors."""
+
+    is_real = True
+    tensors = 1
+
+
+class Dot(TensorOp):
+    """Matrix product ``a·b``."""
+
+    nargs = 2
+    tensors = 2
+
+
+class Permute(TensorOp):
+    """Axis permutation (a transpose ``aᵀ`` for two axes); args (a, perm)."""
+
+    nargs = 2
+
+
+class SumOver(TensorOp):
+    """Sum; args (a, axes, keepdim, kind), kind 0: over ``axes``, 1: over the batch, 2: all."""
+
+    nargs = 4
+
+
+class MaxOver(TensorOp):
+    """Max; args (a, axes, keepdim, whole): whole says ``axes`` are all of a's axes."""
+
+    nargs = 4
+
+
+class ArgmaxMask(TensorOp):
+    """One-hot of the first maximum along an axis; args (a, axis)."""
+
+    nargs = 2
+
+
+class Broadcast(TensorOp):
+    """Broadcast to a shape; printed as its argument (broadcasting is implicit in math)."""
+
+    nargs = 2
+
+
+class Reshape(TensorOp):
+    """Reshape; printed as its argument (a bias gradient of shape [1, n] is the [n] one)."""
+
+    nargs = 2
+
+
+class OneHot(TensorOp):
+    """Integer labels to one-hot rows; args (y, classes)."""
+
+    nargs = 2
+
+
+class Fill(TensorOp):
+    """A tensor filled with one value; args (value, shape)."""
+
+    nargs = 2
+    tensors = 0
+
+
+class Softmax(TensorOp):
+    """softmax along ``axes``, recognised in exp(u − max u) / Σ exp(u − max u)."""
+
+    nargs = 2
+
+
+class LogSoftmax(TensorOp):
+    """log-softmax along ``axes``, recognised in u − max u − log Σ exp(u − max u)."""
+
+    nargs = 2
+
+
+def _axes(a: Any) -> tuple[int, ...]:
+    return tuple(int(i) for i in a)
+
+
+def _np_softmax(a, axes):
+    e = np.exp(a - np.max(a, axis=_axes(axes), keepdims=True))
+    return e / np.sum(e, axis=_axes(axes), keepdims=True)
+
+
+def _np_log_softmax(a, axes):
+    s = a - np.max(a, axis=_axes(axes), keepdims=True)
+    return s - np.log(np.sum(np.exp(s), axis=_axes(axes), keepdims=True))
+
+
+def _np_argmax_mask(a, axis):
+    out = np.zeros_like(a)
+    np.put_along_axis(out, np.expand_dims(np.argmax(a, axis=axis), axis), 1, axis=axis)
+    return out
+
+
+# NumPy forms of the tensor ops, for lambdify: this is how printed equations are evaluated.
+TENSOR_NUMPY: dict[str, Callable[..., Any]] = {
+    "Dot": np.matmul,
+    "Permute": lambda a, perm: np.transpose(a, _axes(perm)),
+    "SumOver": lambda a, axes, keepdim, kind: np.sum(a, axis=_axes(axes), keepdims=bool(keepdim)),
+    "MaxOver": lambda a, axes, keepdim, whole: np.max(a, axis=_axes(axes), keepdims=bool(keepdim)),
+    "ArgmaxMask": _np_argmax_mask,
+    "Broadcast": lambda a, shape: np.broadcast_to(a, _axes(shape)),
+    "Reshape": lambda a, shape: np.reshape(a, _axes(shape)),
+    "OneHot": lambda y, c: (np.asarray(y)[..., None] == np.arange(c)).astype(np.float64),
+    "Fill": lambda value, shape: np.full(_axes(shape), value, dtype=np.float64),
+    "Softmax": _np_softmax,
+    "LogSoftmax": _np_log_softmax,
+}
+_LAMBDIFY_MODULES = [TENSOR_NUMPY, scalar.NUMPY, "numpy"]
+
+_SUM_AXES, _SUM_BATCH, _SUM_ALL = 0, 1, 2
+
+
+def _tuple(values: Iterable[Any]) -> sympy.Tuple:
+    return sympy.Tuple(*(sympy.sympify(v) for v in values))
+
+
+# Each IR op as a SymPy expression of its sources' expressions. One row per op.
+EXPRESS: dict[str, Callable[[Node, list[sympy.Expr], _Namer], sympy.Expr]] = {
+    "const": lambda n, a, c: n.arg if not n.shape else Fill(n.arg, _tuple(n.shape)),
+    "ew": lambda n, a, c: n.arg.expr.xreplace({xsym(i): e for i, e in enumerate(a)}),
+    "matmul": lambda n, a, c: Dot(a[0], a[1]),
+    "transpose": lambda n, a, c: Permute(a[0], _tuple(n.arg)),
+    "expand": lambda n, a, c: Broadcast(a[0], _tuple(n.shape)),
+    "reshape": lambda n, a, c: Reshape(a[0], _tuple(n.shape)),
+    "sum": lambda n, a, c: SumOver(a[0], _tuple(n.arg[0]), sympy.sympify(n.arg[1]), c.sum_kind(n)),
+    "max": lambda n, a, c: MaxOver(
+        a[0],
+        _tuple(n.arg[0]),
+        sympy.sympify(n.arg[1]),
+        sympy.sympify(len(n.arg[0]) == n.src[0].ndim),
+    ),
+    "argmax": lambda n, a, c: ArgmaxMask(a[0], n.arg),
+    "onehot": lambda n, a, c: OneHot(a[0], n.arg[0]),
+    "cast": lambda n, a, c: a[0],  # values, not storage: a cast is invisible in a formula
+    "detach": lambda n, a, c: a[0],  # the value is the same; only the gradient differs
+}
+
+
+def _express(node: Node, args: list[sympy.Expr], namer: _Namer) -> sympy.Expr:
+    rule = EXPRESS.get(node.op)
+    if rule is None:  # an op added to the table later still prints, as op(args)
+        return sympy.Function(node.op)(*args)
+    return rule(node, args, namer)
+
+
+# ================================================================ tidying rewrites
+
+
+def _is_tensor(e: sympy.Expr) -> bool:
+    return bool(e.free_symbols - {B}) or e.has(TensorOp)
+
+
+def _broadcast_inward(e: Broadcast) -> sympy.Expr | None:
+    # Broadcast(f(a, b)) = f(Broadcast(a), Broadcast(b)) for elementwise f: moves the (silent)
+    # broadcast onto tensors, so a 1/(5·Σ exp) computed per row reads as the textbook's.
+    a, shape = e.args
+    if isinstance(a, TensorOp) or not (a.is_Add or a.is_Mul or a.is_Pow or a.is_Function):
+        return None
+    return a.func(*(Broadcast(x, shape) if _is_tensor(x) else x for x in a.args))
+
+
+def _unshift(a: sympy.Expr, axes: sympy.Tuple) -> sympy.Expr:
+    """u for u − max(u) along ``axes`` (the shift that keeps exp from overflowing), else a."""
+    for term in sympy.Add.make_args(a):
+        m = -term
+        if isinstance(m, Broadcast):
+            m = m.args[0]
+        if isinstance(m, MaxOver) and m.args[1] == axes and a - term == m.args[0]:
+            return m.args[0]
+    return a
+
+
+def _sum_of_exp(d: sympy.Expr) -> tuple[sympy.Expr, sympy.Tuple] | None:
+    """(a, axes) when d is Σ_axes exp(a) kept in its dims (maybe broadcast back)."""
+    if isinstance(d, Broadcast):
+        d = d.args[0]
+    if isinstance(d, SumOver) and d.args[2] == sympy.true and isinstance(d.args[0], sympy.exp):
+        return d.args[0].args[0], d.args[1]
+    return None
+
+
+def _softmax(e: sympy.Mul) -> sympy.Expr | None:
+    # exp(a) / Σ exp(a) = softmax(a), and softmax ignores a shift constant along its axes.
+    for f in e.args:
+        if f.is_Pow and f.exp == -1 and (found := _sum_of_exp(f.base)) is not None:
+            a, axes = found
+            rest = list(e.args)
+            if sympy.exp(a) in rest:
+                rest.remove(f)
+                rest.remove(sympy.exp(a))
+                return sympy.Mul(*rest, Softmax(_unshift(a, axes), axes))
+    return None
+
+
+def _sum_of_scaled(e: SumOver) -> sympy.Expr | None:
+    # Σ (c·a) = c·Σ a for a number c: the mean's 1/N and a loss's sign move out of the sum.
+    coeff, rest = e.args[0].as_content_primitive()
+    if rest.is_Mul:
+        sign, rest = rest.as_coeff_Mul()
+        coeff *= sign
+    if coeff == 1:
+        return None
+    return coeff * e.func(rest, *e.args[1:])
+
+
+def _log_softmax(e: sympy.Add) -> sympy.Expr | None:
+    # a − log Σ exp(a) = log_softmax(a)
+    terms = Counter(e.args)
+    for t in e.args:
+        inner = -t
+        if isinstance(inner, sympy.log) and (found := _sum_of_exp(inner.args[0])) is not None:
+            a, axes = found
+            need = Counter(sympy.Add.make_args(a))
+            rest = terms - Counter([t])
+            if all(rest[k] >= v for k, v in need.items()):
+                rest -= need
+                return sympy.Add(*rest.elements(), LogSoftmax(_unshift(a, axes), axes))
+    return None
+
+
+# (type, rewrite): each returns the rewritten node or None. Applied bottom-up to a fixpoint.
+TIDY: list[tuple[type, Callable[[Any], sympy.Expr | None]]] = [
+    (Broadcast, _broadcast_inward),
+    (SumOver, _sum_of_scaled),
+    (sympy.Mul, _softmax),
+    (sympy.Add, _log_softmax),
+]
+
+
+def _bottom_up(expr: sympy.Expr, fn: Callable[[sympy.Expr], sympy.Expr]) -> sympy.Expr:
+    """Rebuild ``expr`` from its leaves up, applying ``fn`` to every rebuilt node."""
+    memo: dict[sympy.Basic, sympy.Expr] = {}
+
+    def walk(e: sympy.Basic) -> Any:
+        if e in memo:
+            return memo[e]
+        if e.is_Atom or isinstance(e, (sympy.Tuple, sympy.logic.boolalg.BooleanAtom)):
+            out = e
+        else:
+            args = tuple(walk(a) for a in e.args)
+            out = fn(e.func(*args) if args != e.args else e)
+        memo[e] = out
+        return out
+
+    return walk(expr)
+
+
+def tidy(expr: sympy.Expr) -> sympy.Expr:
+    """Apply the ``TIDY`` rewrites until none fires."""
+
+    def step(e: sympy.Expr) -> sympy.Expr:
+        for _ in range(20):  # each rule makes the expression smaller or moves a broadcast
+            for cls, rule in TIDY:
+                new: sympy.Expr | None = rule(e) if isinstance(e, cls) else None
+                if new is not None:
+                    e = tidy(new)  # the rewrite may enable rules below the top again
+                    break
+            else:
+                return e
+        return e
+
+    return _bottom_up(expr, step)
+
+
+class _NameBack:
+    """Replace definitions by their names: σ(z2) -> o, w1·x1 + w2·x2 + b1 -> z1_1.
+
+    Works bottom-up, so names nest (z2 then σ(z2) -> o); a definition that is a sum also
+    matches inside a larger sum (z1 + x -> z1 + x when z1 = x·W1ᵀ + b1 is part of it).
+    """
+
+    def __init__(self) -> None:
+        self.exact: dict[sympy.Expr, sympy.Symbol] = {}
+        self.sums: list[tuple[Counter, sympy.Symbol]] = []
+
+    def add(self, definition: sympy.Expr, name: sympy.Symbol) -> None:
+        if definition.is_Atom:
+            return
+        self.exact.setdefault(definition, name)
+        if definition.is_Add:
+            self.sums.append((Counter(definition.args), name))
+
+    def _one(self, e: sympy.Expr) -> sympy.Expr:
+        if e in self.exact:
+            return self.exact[e]
+        if not e.is_Add:
+            return e
+        # A sum may hold a definition scaled: −x·W1ᵀ − b1 = −z1, (h·W2ᵀ + b2 − t)/4 ...
+        c, prim = e.primitive()
+        for scale, form in ((1, e), (c, prim), (-c, -prim)):
+            if form in self.exact:
+                return scale * self.exact[form]
+            terms = Counter(sympy.Add.make_args(form))
+            for need, name in self.sums:
+                if len(need) < len(terms) and all(terms[k] >= v for k, v in need.items()):
+                    return scale * sympy.Add(*(terms - need).elements(), name)
+        return e
+
+    def __call__(self, expr: sympy.Expr) -> sympy.Expr:
+        if not self.exact:
+            return expr
+        return _bottom_up(expr, self._one)
+
+
+# ================================================================ printers
+
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_GREEK = {"δ": r"\delta", "σ": r"\sigma", "θ": r"\theta", "ε": r"\varepsilon", "∂": r"\partial"}
+
+# function name -> (text, LaTeX). Functions not listed print as name(args).
+FUNCTIONS: dict[str, tuple[str, str]] = {
+    "sigmoid": ("σ", r"\sigma"),
+    "exp": ("exp", r"\exp"),
+    "log": ("log", r"\log"),
+    "clog": ("log", r"\log"),
+    "tanh": ("tanh", r"\tanh"),
+    "relu": ("relu", r"\operatorname{relu}"),
+    "softplus": ("softplus", r"\operatorname{softplus}"),
+    "erf": ("erf", r"\operatorname{erf}"),
+    "sign": ("sign", r"\operatorname{sign}"),
+    "Softmax": ("softmax", r"\operatorname{softmax}"),
+    "LogSoftmax": ("log_softmax", r"\log\operatorname{softmax}"),
+    "OneHot": ("onehot", r"\operatorname{onehot}"),
+    "ArgmaxMask": ("onehot∘argmax", r"\operatorname{onehot}\circ\operatorname{argmax}"),
+}
+
+# Precedences, SymPy's scale: a sub-expression binding weaker than its context gets brackets.
+_ADD, _PRODUCT, _MUL, _POW, _ATOM = 40, 45, 50, 60, 1000
+
+
+def _negative(e: sympy.Expr) -> bool:
+    """Whether a term prints with a leading minus (−t, −2·x), not whether its value is < 0."""
+    c = e.as_coeff_Mul()[0]
+    return bool(c.is_Number and c.is_negative)
+
+
+def _is_one_minus(e: sympy.Expr) -> bool:
+    """1 − o, 1 − h²: the second factor of an activation's derivative."""
+    return e.is_Add and any(a.is_Number for a in e.args)
+
+
+class TextPrinter(Printer):
+    """Unicode formulas: ``(δ2·W2) ⊙ h ⊙ (1 − h)``, ``Σ_batch δ2``, ``[z1 > 0]``.
+
+    ``hadamard``: products print as ⊙ (tensor level) or · (scalar level). ``rank`` orders the
+    factors of a product as the chain rule produces them: later layers first.
+    """
+
+    printmethod = "_symbp_text"
+    _default_settings: dict[str, Any] = {"hadamard": True, "rank": None}
+
+    # tokens; LatexPrinter overrides them
+    times_hadamard, times_scalar, matmul, minus, neg = " ⊙ ", "·", "·", " − ", "−"
+    transpose_mark, ones = "ᵀ", "𝟙"
+    frac_delimits = False  # whether a fraction's numerator needs no brackets (LaTeX \frac)
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self.rank: Callable[[sympy.Expr], int] = self._settings["rank"] or (lambda e: 0)
+
+    # ------------------------------------------------------------ layout hooks
+
+    def paren(self, s: str) -> str:
+        return f"({s})"
+
+    def group(self, e: sympy.Expr, level: int) -> str:
+        s = self._print(e)
+        return self.paren(s) if _prec(e) < level else s
+
+    def frac(self, num: str, den: str, den_expr: sympy.Expr) -> str:
+        # den comes printed with its own brackets if it needs them; a product gets one pair
+        single = len(sympy.Mul.make_args(den_expr)) == 1 and not _negative(den_expr)
+        return f"{num}/{den}" if single else f"{num}/{self.paren(den)}"
+
+    def power(self, base: str, exp: sympy.Expr) -> str:
+        if exp.is_Integer and exp > 0:
+            return base + str(exp).translate(_SUPERSCRIPT)
+        return f"{base}^{self.group(exp, _ATOM)}"
+
+    def sqrt(self, arg: sympy.Expr) -> str:
+        return "√" + self.group(arg, _ATOM)
+
+    def call(self, name: str, args: str) -> str:
+        return f"{name}({args})"
+
+    def sum_sign(self, kind: int, axes: tuple[int, ...]) -> str:
+        if kind == _SUM_ALL:
+            return "Σ"
+        if kind == _SUM_BATCH:
+            return "Σ_batch"
+        return "Σ_dim" + ",".join(map(str, axes))
+
+    def symbol(self, name: str) -> str:
+        return name
+
+    def indicator(self, cond: str) -> str:
+        return f"[{cond}]"
+
+    # ------------------------------------------------------------ atoms
+
+    def emptyPrinter(self, expr: Any) -> str:
+        return sympy.sstr(expr)
+
+    def _print_Symbol(self, e: sympy.Symbol) -> str:
+        return self.symbol(e.name)
+
+    def _print_Integer(self, e: sympy.Integer) -> str:
+        return str(e.p)
+
+    def _print_Rational(self, e: sympy.Rational) -> str:
+        sign = self.neg if e.p < 0 else ""
+        return sign + self.frac(str(abs(e.p)), str(e.q), sympy.Integer(e.q))
+
+    def _print_Float(self, e: sympy.Float) -> str:
+        return f"{float(e):.10g}".replace("-", self.neg)
+
+    # ------------------------------------------------------------ arithmetic
+
+    def _print_Add(self, e: sympy.Add) -> str:
+        terms = sorted(e.args, key=self._term_key)
+        out = ""
+        for i, t in enumerate(terms):
+            if _negative(t):
+                out += (self.neg if i == 0 else self.minus) + self.group(-t, _MUL)
+            else:
+                out += ("" if i == 0 else " + ") + self.group(t, _ADD + 1)
+        return out
+
+    def _term_key(self, t: sympy.Expr) -> tuple:
+        # 1 − o, x·W1ᵀ + b1, w5·h1 + w6·h2 + b3: numbers, then products, then plain symbols
+        kind = 0 if t.is_Number else 1 if _structural(t) else 3 if t.is_Symbol else 2
+        return (_negative(t), kind, default_sort_key(t))
+
+    def _print_Mul(self, e: sympy.Mul) -> str:
+        coeff, factors = e.as_coeff_mul()
+        sign = ""
+        if coeff.is_negative:
+            sign, coeff = self.neg, -coeff
+        num: list[sympy.Expr] = []
+        den: list[sympy.Expr] = []
+        for f in factors:
+            if f.is_Pow and f.exp.is_Number and f.exp.is_negative:
+                den.append(f.base ** (-f.exp))
+            else:
+                num.append(f)
+        head = ""
+        if coeff.is_Rational:
+            if coeff.q != 1:
+                den.insert(0, sympy.Integer(coeff.q))
+            if coeff.p != 1:
+                head = str(coeff.p)
+        elif coeff != 1:
+            head = self._print(coeff)
+        # √2, π: numbers scale a tensor (·), they are not multiplied entry by entry (⊙)
+        consts = [f for f in num if f.is_number]
+        num = [f for f in num if not f.is_number]
+        if consts:
+            shown = [self.group(c, _MUL) for c in consts]
+            head = self.times_scalar.join([head, *shown] if head else shown)
+        join = self.times_hadamard if self._settings["hadamard"] else self.times_scalar
+        # In a Hadamard product a matrix product or a sum gets brackets: (δ2·W2) ⊙ h.
+        level = _MUL if join is self.times_scalar else _MUL + 1
+        if len(num) == 1:  # Σ (o − t)²/2: a lone factor needs no ⊙ brackets
+            level = _ADD if den and not head and self.frac_delimits else _PRODUCT
+        parts = [self.group(f, level) for f in self._order(num)]
+        body = join.join(parts)
+        if head:
+            body = head + (self.times_scalar + body if body else "")
+        body = body or "1"
+        if den:
+            d = sympy.Mul(*den)
+            dparts = [self.group(f, _MUL + 1) for f in self._order(den)]
+            body = self.frac(body, self.times_scalar.join(dparts), d)
+        return sign + body
+
+    def _order(self, factors: list[sympy.Expr]) -> list[sympy.Expr]:
+        """Chain-rule order: (δ·W) first, then (o − t), then o, (1 − o), then earlier layers."""
+
+        def key(f: sympy.Expr) -> tuple:
+            if _structural(f):
+                return (0, 0, 0, 0, default_sort_key(f))
+            if f.is_Add and not _is_one_minus(f):
+                return (1, 0, 0, 0, default_sort_key(f))
+            # s before 1 − s, bigger before smaller: σ(u)·(1 − σ(u))·w5 when fully expanded
+            core = f
+            if _is_one_minus(f):  # 1 − h² -> h²
+                core = sympy.Add(*(a for a in f.args if not a.is_Number))
+                core = -core if _negative(core) else core
+            size = sum(1 for _ in sympy.preorder_traversal(core))
+            return (2, -self.rank(f), -size, _is_one_minus(f), default_sort_key(f))
+
+        weight = [f for f in factors if f.is_Symbol and self.rank(f) == _RANK_PARAM]
+        if len(factors) == 2 and weight:  # w5·h1, w1·x1, w5·σ(...): the weight first, as in w·x
+            return [weight[0], *(f for f in factors if f is not weight[0])]
+        if all(f.is_Symbol for f in factors):
+            return sorted(factors, key=lambda f: (self.rank(f) != _RANK_PARAM, key(f)))
+        return sorted(factors, key=key)
+
+    def _print_Pow(self, e: sympy.Pow) -> str:
+        base, exp = e.as_base_exp()
+        if exp == sympy.Rational(1, 2):
+            return self.sqrt(base)
+        if exp.is_Number and exp.is_negative:
+            return self.frac("1", self.group(base ** (-exp), _MUL + 1), base ** (-exp))
+        b = self.group(base, _POW + 1)
+        return self.power(b, exp)
+
+    # ------------------------------------------------------------ functions
+
+    def _print_Function(self, e: sympy.Function) -> str:
+        name = type(e).__name__
+        n_args = e.tensors if isinstance(e, TensorOp) else len(e.args)
+        shown = FUNCTIONS.get(name, (name, rf"\operatorname{{{name}}}"))[self._which]
+        return self.call(shown, self._args(e.args[:n_args]))
+
+    _which = 0  # index into FUNCTIONS entries: 0 text, 1 LaTeX
+
+    def _print_Heaviside(self, e: sympy.Heaviside) -> str:
+        # ReLU's derivative: Heaviside(z, 0) is 0 at 0 (PyTorch's convention), i.e. [z > 0]
+        arg = self._print(e.args[0])
+        h0 = e.args[1] if len(e.args) > 1 else sympy.Rational(1, 2)
+        if h0 == 0:
+            return self.indicator(f"{arg} > 0")
+        if h0 == 1:
+            return self.indicator(f"{arg} ≥ 0" if self._which == 0 else rf"{arg} \geq 0")
+        return self.call("H", arg)
+
+    def _print_Abs(self, e: sympy.Abs) -> str:
+        return f"|{self._print(e.args[0])}|"
+
+    def _print_Max(self, e: sympy.Max) -> str:  # the clamp in BCELoss's log: max(1e-12, o)
+        return self.call("max" if self._which == 0 else r"\max", self._args(e.args))
+
+    def _print_Min(self, e: sympy.Min) -> str:
+        return self.call("min" if self._which == 0 else r"\min", self._args(e.args))
+
+    def _args(self, args: Sequence[sympy.Expr]) -> str:
+        return ", ".join(self._print(a) for a in args)
+
+    def _print_Pi(self, e: Any) -> str:
+        return ("π", r"\pi")[self._which]
+
+    def _print_Exp1(self, e: Any) -> str:
+        return "e"
+
+    def _print_Dot(self, e: Dot) -> str:
+        a, b = e.args
+        # (z1 ⊙ σ(z1))·W2ᵀ: a product inside a matrix product keeps its brackets
+        return self.group(a, _MUL + 1) + self.matmul + self.group(b, _MUL + 1)
+
+    def _print_Permute(self, e: Permute) -> str:
+        a, perm = e.args
+        if len(perm) == 2:
+            return self.group(a, _ATOM) + self.transpose_mark
+        return self.call("permute", f"{self._print(a)}, {tuple(_axes(perm))}")
+
+    def _print_SumOver(self, e: SumOver) -> str:
+        a, axes, _, kind = e.args
+        inner = self._print(a) if isinstance(a, SumOver) else self.group(a, _POW)  # Σ Σ_dim1
+        return f"{self.sum_sign(int(kind), _axes(axes))} {inner}"
+
+    def _print_MaxOver(self, e: MaxOver) -> str:
+        a, axes, _, whole = e.args
+        dims = "" if whole else ",".join(map(str, _axes(axes)))
+        name = ("max_dim" + dims, rf"\max_{{\text{{dim }}{dims}}}")[self._which] if dims else None
+        return self.call(name or ("max", r"\max")[self._which], self._print(a))
+
+    def _print_Relational(self, e: sympy.core.relational.Relational) -> str:
+        op = {"==": "=", ">=": "≥", "<=": "≤", "!=": "≠"}.get(e.rel_op, e.rel_op)
+        if self._which:
+            op = {"=": "=", "≥": r"\geq", "≤": r"\leq", "≠": r"\neq"}.get(op, op)
+        return f"{self._print(e.lhs)} {op} {self._print(e.rhs)}"
+
+    def _print_Piecewise(self, e: sympy.Piecewise) -> str:
+        # max's tie mask: Piecewise((1, z = max z), (0, True)) is the indicator [z = max z]
+        (value, cond), *rest = e.args
+        if value == 1 and len(rest) == 1 and rest[0] == (0, sympy.true):
+            return self.indicator(self._print(cond))
+        return self.cases(
+            [(self._print(v), None if c == sympy.true else self._print(c)) for v, c in e.args]
+        )
+
+    def cases(self, rows: list[tuple[str, str | None]]) -> str:
+        shown = [f"{v} if {c}" if c is not None else f"{v} otherwise" for v, c in rows]
+        return "{" + "; ".join(shown) + "}"
+
+    def _print_Broadcast(self, e: Broadcast) -> str:
+        return self._print(e.args[0])
+
+    def _print_Reshape(self, e: Reshape) -> str:
+        return self._print(e.args[0])
+
+    def _print_Fill(self, e: Fill) -> str:
+        value = e.args[0]
+        if value == 0:
+            return "0"
+        if value == 1:
+            return self.ones
+        return self.group(value, _MUL) + self.times_scalar + self.ones
+
+
+class LatexPrinter(TextPrinter):
+    """The same layout as ``TextPrinter`` in LaTeX: ``\\delta_{2} \\odot``, ``W_{1}^{\\top}``."""
+
+    printmethod = "_symbp_latex"
+    times_hadamard, times_scalar, matmul, minus, neg = (
+        r" \odot ",
+        r" \cdot ",
+        r" \cdot ",
+        " - ",
+        "-",
+    )
+    transpose_mark, ones = r"^{\top}", r"\mathbf{1}"
+    frac_delimits = True
+    _which = 1
+
+    def paren(self, s: str) -> str:
+        return rf"\left({s}\right)"
+
+    def frac(self, num: str, den: str, den_expr: sympy.Expr) -> str:
+        return rf"\frac{{{num}}}{{{den}}}"
+
+    def power(self, base: str, exp: sympy.Expr) -> str:
+        return f"{{{base}}}^{{{self._print(exp)}}}"
+
+    def sqrt(self, arg: sympy.Expr) -> str:
+        return rf"\sqrt{{{self._print(arg)}}}"
+
+    def call(self, name: str, args: str) -> str:
+        return rf"{name}\left({args}\right)"
+
+    def sum_sign(self, kind: int, axes: tuple[int, ...]) -> str:
+        if kind == _SUM_ALL:
+            return r"\sum"
+        if kind == _SUM_BATCH:
+            return r"\sum_{\text{batch}}"
+        return r"\sum_{\text{dim }" + ",".join(map(str, axes)) + "}"
+
+    def symbol(self, name: str) -> str:
+        return latex_name(name)
+
+    def indicator(self, cond: str) -> str:
+        return rf"\left[{cond}\right]"
+
+    def cases(self, rows: list[tuple[str, str | None]]) -> str:
+        otherwise = r"\text{otherwise}"
+        shown = [f"{v} & {c if c is not None else otherwise}" for v, c in rows]
+        return r"\begin{cases}" + r" \\ ".join(shown) + r"\end{cases}"
+
+    def emptyPrinter(self, expr: Any) -> str:
+        return sympy.latex(expr)
+
+    def _print_Abs(self, e: sympy.Abs) -> str:
+        return rf"\left|{self._print(e.args[0])}\right|"
+
+    def _print_Permute(self, e: Permute) -> str:
+        a, perm = e.args
+        if len(perm) == 2:
+            return "{" + self.group(a, _ATOM) + "}" + self.transpose_mark
+        return super()._print_Permute(e)
+
+
+def _prec(e: sympy.Expr) -> int:
+    """How tightly ``e`` binds when printed (brackets go around weaker sub-expressions)."""
+    if isinstance(e, (Broadcast, Reshape)):
+        return _prec(e.args[0])
+    if e.is_Add or _negative(e):
+        return _ADD
+    if isinstance(e, (Dot, SumOver)):
+        return _PRODUCT
+    if e.is_Mul or (e.is_Rational and not e.is_Integer):
+        return _MUL
+    if e.is_Pow:
+        return _MUL if (e.exp.is_Number and e.exp.is_negative) else _POW
+    return _ATOM
+
+
+_STRUCTURAL = (Dot, Permute, SumOver, MaxOver, Softmax, LogSoftmax)
+
+
+def _structural(e: sympy.Expr) -> bool:
+    return e.has(*_STRUCTURAL)
+
+
+def latex_name(name: str) -> str:
+    """LaTeX for symbp's symbol names: W1 -> W_{1}, δ2 -> \\delta_{2}, h1_2 -> h_{1,2}."""
+    if name.startswith("∂E/∂"):
+        return rf"\frac{{\partial E}}{{\partial {latex_name(name[4:])}}}"
+    m = re.fullmatch(r"([^\W\d_]+)(\d*)(?:_(\d+))?(?:\[([\d,]+)\])?(′*)", name)
+    if m is None:
+        return rf"\mathrm{{{name}}}"
+    base, digits, sub2, bracket, primes = m.groups()
+    base = _GREEK.get(base, sympy.latex(sympy.Symbol(base)) if len(base) > 1 else base)
+    subs = ",".join(s for s in (digits, sub2, bracket) if s)
+    return base + (f"_{{{subs}}}" if subs else "") + "'" * len(primes)
+
+
+def to_text(expr: sympy.Expr, hadamard: bool = True, rank: Callable | None = None) -> str:
+    """Print a formula as Unicode text (⊙ for elementwise products unless ``hadamard=False``)."""
+    return TextPrinter({"hadamard": hadamard, "rank": rank}).doprint(expr)
+
+
+def to_latex(expr: sympy.Expr, hadamard: bool = True, rank: Callable | None = None) -> str:
+    """Print a formula as LaTeX (\\odot for elementwise products unless ``hadamard=False``)."""
+    return LatexPrinter({"hadamard": hadamard, "rank": rank}).doprint(expr)
+
+
+# ================================================================ naming the model's tensors
+
+# Ranks order the factors of printed products: later layers first, then weights, then data.
+_RANK_DATA, _RANK_PARAM, _RANK_LAYER, _RANK_DELTA = 0, 1, 10, 10_000
+
+_AUTO_NAME = re.compile(r"(param|t|in)\d+(#\d+)?")
+_SHORT = {"weight": "W", "bias": "b"}
+
+
+def _symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, real=True)
+
+
+@dataclass
+class _Tensor:
+    """A named tensor of the model: a leaf, a layer output, or an error signal."""
+
+    symbol: sympy.Symbol
+    node: Node | None
+    about: str  # what it is, for the legend: "input", "linear1.weight", "output of linear1"
+    rank: int
+    param: str | None = None  # the full parameter name, for parameters
+    attr: str | None = None  # a module parameter's attribute: weight, bias ...
+    registered: str | None = None  # the parameter's name in Parameter._registry
+
+
+class _Namer:
+    """Compact names for the tensors of one loss graph, derived from the model.
+
+    Parameters: ``W1, b1`` for ``linear1.weight, linear1.bias`` (modules numbered in the order
+    the data flows through them; no number when there is one); other parameters keep their
+    name. Layer outputs: ``z{k}`` for the affine output of layer k, ``h{k}`` (or ``h``) for a
+    hidden activation, ``o`` for the model's output. Data: ``x`` inputs, ``t`` targets,
+    ``y`` integer labels. The loss is ``E``.
+    """
+
+    def __init__(self, loss: Node, wrt: Sequence[tuple[str | None, Node]], given: Mapping):
+        self.loss = loss
+        self.order = toposort([loss])
+        self.tensors: dict[Node, _Tensor] = {}
+        self.groups: dict[Node, str] = {}  # parameter -> its layer's number ("" if one layer)
+        self._taken: set[str] = {"E"}
+        self._name_params(wrt)
+        self._name_data(given)
+        self.batch = self._batch_size()
+
+    # ------------------------------------------------------------ leaves
+
+    def _take(self, name: str) -> str:
+        while name in self._taken:
+            name += "′"
+        self._taken.add(name)
+        return name
+
+    def _name_params(self, wrt: Sequence[tuple[str | None, Node]]) -> None:
+        def split(full: str | None) -> tuple[str, str] | None:
+            """(module path, attribute) of a module's parameter; a root Linear's are bare."""
+            if not full or _AUTO_NAME.fullmatch(full):
+                return None
+            path, _, attr = full.rpartition(".")
+            attr = attr.split("#")[0]  # a second model's parameter of the same name: name#2
+            return (path, attr) if path or attr in _SHORT else None
+
+        modules: dict[str, int] = {}
+        for full, _ in wrt:
+            if (pa := split(full)) is not None:
+                modules.setdefault(pa[0], len(modules) + 1)
+        # A parameter named like one of another model gets "#2" (names are global); shown
+        # without it unless that makes two alike.
+        bare = Counter(re.sub(r"#\d+$", "", f) for f, _ in wrt if f)
+        loose = 0
+        for full, node in wrt:
+            pa = split(full)
+            if pa is not None:
+                k = "" if len(modules) == 1 else str(modules[pa[0]])
+                name = _SHORT.get(pa[1], pa[1]) + k
+                self.groups[node] = k
+            elif full and full.isidentifier() and not _AUTO_NAME.fullmatch(full):
+                name = full  # given by the user: params={"w": w}
+                self.groups[node] = ""
+            else:
+                loose += 1
+                name = f"p{loose}"
+                self.groups[node] = str(loose)
+            shown = re.sub(r"#\d+$", "", full) if full else name
+            shown = shown if bare[shown] == 1 else full or name
+            about = shown if pa is not None else "parameter"
+            attr = pa[1] if pa is not None else None
+            sym = _symbol(self._take(name))
+            self.tensors[node] = _Tensor(sym, node, about, _RANK_PARAM, shown, attr, full)
+
+    def is_layer(self, n: Node) -> bool:
+        """A layer output worth a name: what a module returned, or an activation function
+        applied outside modules (``symbp.sigmoid(self.fc(x))``)."""
+        if n.op == "input" or n is self.loss:
+            return False
+        if n in LABELS:
+            return True
+        return n.op == "ew" and len(n.src) == 1 and n.arg.label in _activations()
+
+    def _name_data(self, given: Mapping[Node, str]) -> None:
+        # Inputs feed the model (its labelled layers), the rest feeds only the loss: targets.
+        # A model without modules: the first data the loss reads is the input.
+        labelled = [n for n in self.order if n in LABELS and n.op != "input" and n is not self.loss]
+        model_part = set(toposort(labelled))
+        data = [n for n in self.order if n.op == "input" and n not in self.tensors]
+        floats = [n for n in data if n.dtype.kind == "f"]
+        count: Counter = Counter()
+        for n in data:
+            name = given.get(n)
+            if name and (not name.isidentifier() or _AUTO_NAME.fullmatch(name)):
+                name = None
+            if n.dtype.kind in "iub":
+                about, base = "labels", name or "y"
+            elif (n in model_part) if labelled else n is floats[0]:
+                about, base = "input", name or "x"
+            else:
+                about, base = "target", name or "t"
+            count[base] += 1
+            sym = _symbol(self._take(base if count[base] == 1 else f"{base}{count[base]}"))
+            self.tensors[n] = _Tensor(sym, n, about, _RANK_DATA)
+
+    def _batch_size(self) -> Any:
+        for n in self.order:
+            if n.op == "input" and any(isinstance(d, sympy.Expr) for d in n.shape):
+                return B
+        xs = [t.node for t in self.tensors.values() if t.about == "input" and t.node is not None]
+        return xs[0].shape[0] if xs and xs[0].ndim >= 2 else None
+
+    def sum_kind(self, node: Node) -> int:
+        x = node.src[0]
+        axes = node.arg[0]
+        if len(axes) == x.ndim:
+            return _SUM_ALL
+        if axes == (0,) and self.batch is not None and x.shape[0] == self.batch:
+            return _SUM_BATCH
+        return _SUM_AXES
+
+    # ------------------------------------------------------------ layer outputs
+
+    def name_layers(
+        self, defs: Mapping[Node, sympy.Expr], temp: Mapping[Node, sympy.Symbol]
+    ) -> dict[sympy.Symbol, sympy.Symbol]:
+        """Name the labelled nodes from their definitions (written in the placeholder symbols
+        ``temp``); returns the renaming placeholder -> name."""
+        users = consumers(self.order)
+        layers = set(defs)
+        roles: dict[Node, tuple[str, str]] = {}
+        for n, d in defs.items():
+            if _affine(d):  # z_k, k from the parameters it reads
+                ks = {
+                    self.groups[t.node]
+                    for t in self.tensors.values()
+                    if t.node in self.groups and t.symbol in d.free_symbols
+                }
+                roles[n] = ("z", ks.pop() if len(ks) == 1 else "")
+            elif not self._reaches_layer(n, layers, users):
+                roles[n] = ("o", "")
+            else:  # h_k after z_k
+                zs = [m for m in roles if roles[m][0] == "z" and temp[m] in d.free_symbols]
+                roles[n] = ("h", roles[zs[0]][1] if len(zs) == 1 else "")
+        one_hidden = sum(r[0] == "h" for r in roles.values()) == 1
+        rename = {}
+        for n, (base, k) in roles.items():
+            sym = _symbol(self._take(base if base == "h" and one_hidden else base + k))
+            about = f"output of {_describe(LABELS[n]) if n in LABELS else n.arg.label}"
+            self.tensors[n] = _Tensor(sym, n, about, _RANK_LAYER + len(self.tensors))
+            rename[temp[n]] = sym
+        return rename
+
+    def _reaches_layer(self, n: Node, layers: set[Node], users: Mapping) -> bool:
+        stack, seen = list(users.get(n, [])), set()
+        while stack:
+            u = stack.pop()
+            if u in seen:
+                continue
+            seen.add(u)
+            if u in layers:
+                return True
+            stack.extend(users.get(u, []))
+        return False
+
+    def symbol_of(self, node: Node) -> sympy.Symbol:
+        return self.tensors[node].symbol
+
+    def rank(self) -> Callable[[sympy.Expr], int]:
+        ranks = {t.symbol: t.rank for t in self.tensors.values()}
+
+        def rank(e: sympy.Expr) -> int:
+            return max((ranks.get(s, _RANK_DATA) for s in e.free_symbols), default=-1)
+
+        return rank
+
+
+def _activations() -> set[str]:
+    from symbp.api import _CUSTOM  # custom ops registered with symbp.elementwise
+
+    return {"sigmoid", "tanh", "relu", "gelu", "silu", "softplus", *_CUSTOM}
+
+
+def _affine(d: sympy.Expr) -> bool:
+    """x·Wᵀ + b, or x·Wᵀ: a layer's pre-activation."""
+    return isinstance(d, Dot) or (d.is_Add and any(isinstance(a, Dot) for a in d.args))
+
+
+def _describe(path: str) -> str:
+    return f"layer {path}" if path.replace(".", "").isdigit() else path
+
+
+# ================================================================ the formulas
+
+
+class Equation(NamedTuple):
+    """One printed equation: ``lhs = expr`` (SymPy), e.g. δ2 = (o − t)*o*(1 − o)."""
+
+    lhs: sympy.Symbol
+    expr: sympy.Expr
+
+
+class Formulas:
+    """The gradient of a loss by every parameter, as formulas (see ``formulas``).
+
+    ``forward`` defines the named layer outputs and the loss, ``backward`` the error signals
+    and the gradients in the order backpropagation computes them; ``grads`` maps each
+    parameter name to its gradient's equation. All are SymPy (``Equation.expr``).
+    """
+
+    def __init__(
+        self,
+        loss: Node,
+        wrt: Sequence[tuple[str | None, Node]],
+        values: Mapping[Node, np.ndarray],
+        given: Mapping[Node, str],
+    ) -> None:
+        self.derived: Derived = derive(loss, [n for _, n in wrt])
+        self._values = dict(values)
+        self._namer = namer = _Namer(loss, wrt, given)
+        self._wrt = list(wrt)
+        self.forward: list[Equation] = []
+        self.backward: list[Equation] = []
+        self.grads: dict[str, Equation] = {}
+        self._nameback = _NameBack()
+        self._build_forward()
+        self._build_backward()
+        self._rank = namer.rank()
+        self._scalar: _ScalarLevel | None = None
+
+    # ------------------------------------------------------------ building
+
+    def _expr(self, node: Node, env: dict[Node, sympy.Expr]) -> sympy.Expr:
+        for n in toposort([node], known=env):
+            if n not in env:
+                if n.op == "input":
+                    raise KeyError(f"formulas: leaf '{n.arg}' has no name")
+                e = _express(n, [env[s] for s in n.src], self._namer)
+                env[n] = self._nameback(tidy(e))
+        return env[node]
+
+    def _build_forward(self) -> None:
+        namer = self._namer
+        env: dict[Node, sympy.Expr] = {n: t.symbol for n, t in namer.tensors.items()}
+        # Definitions of the labelled layer outputs, each in terms of the earlier ones (held
+        # by placeholders until every definition is known: is this the last layer? ...).
+        defs: dict[Node, sympy.Expr] = {}
+        temp: dict[Node, sympy.Symbol] = {}
+        for n in namer.order:
+            if namer.is_layer(n):
+                d = self._expr(n, env)
+                if d.is_Symbol or (isinstance(d, (Reshape, Broadcast)) and d.args[0].is_Symbol):
+                    continue  # Identity, Flatten: an alias, not a new quantity
+                defs[n] = d
+                temp[n] = env[n] = sympy.Dummy(real=True)
+                self._nameback.add(d, temp[n])
+        loss = self._expr(namer.loss, env)
+        rename = namer.name_layers(defs, temp)
+        self._nameback = _NameBack()
+        for n, d in defs.items():
+            sym = rename[temp[n]]
+            self.forward.append(Equation(sym, d.xreplace(rename)))
+            self._nameback.add(d.xreplace(rename), sym)
+        self.forward.append(Equation(_symbol("E"), loss.xreplace(rename)))
+
+    def _deltas(self) -> dict[Node, str]:
+        """Name the error signals: the elementwise backward nodes that feed a matrix product
+        (or several nodes). δk is the one the gradient of layer k's weight reads."""
+        d = self.derived
+        order = toposort(d.outputs)
+        forward = set(toposort([d.outputs[0]]))
+        users = consumers(order)
+        grads = set(d.grads)
+        cands = [
+            n
+            for n in order
+            if n.op == "ew"
+            and n not in forward
+            and n not in grads
+            and (any(u.op in ("matmul", "transpose") for u in users[n]) or len(users[n]) > 1)
+        ]
+        names: dict[Node, str] = {}
+        taken: set[str] = set()
+        for (_, w), g in zip(self._wrt, d.grads):
+            stack = [g]
+            while stack:  # down through structural ops to the elementwise δ it reads
+                n = stack.pop()
+                if n in cands:
+                    if n not in names:
+                        name = "δ" + self._namer.groups[w]
+                        while name in taken:
+                            name += "′"
+                        names[n] = name
+                        taken.add(name)
+                elif n.op in ("matmul", "transpose", "reshape", "expand", "sum", "cast"):
+                    stack.extend(n.src)
+        fresh = iter(range(1, 10**6))
+        for n in cands:
+            if n not in names:
+                while (name := f"δ{next(fresh)}") in taken:
+                    pass
+                names[n] = name
+                taken.add(name)
+        return {n: names[n] for n in order if n in names}
+
+    def _build_backward(self) -> None:
+        namer = self._namer
+        d = self.derived
+        env: dict[Node, sympy.Expr] = {n: t.symbol for n, t in namer.tensors.items()}
+        delta_eqs: list[Equation] = []
+        for i, (n, name) in enumerate(self._deltas().items()):
+            sym = _symbol(name)
+            delta_eqs.append(Equation(sym, sympy.factor_terms(self._expr(n, env))))
+            env[n] = sym
+            z = "z" + name[1:]
+            about = f"∂E/∂{z}, error signal" if z in self.symbols else "backward intermediate"
+            namer.tensors[n] = _Tensor(sym, n, about, _RANK_DELTA + i)
+        grads: list[Equation] = []
+        for (_, w), g in zip(self._wrt, d.grads):
+            t = namer.tensors[w]
+            lhs = _symbol(f"∂E/∂{t.symbol.name}")
+            eq = Equation(lhs, sympy.factor_terms(self._expr(g, env)))
+            self.grads[t.param or t.symbol.name] = eq
+            grads.append(eq)
+        # Textbook order: each δ, then the gradients that only need the δ's printed so far.
+        delta_syms = {e.lhs for e in delta_eqs}
+        shown: set[sympy.Symbol] = set()
+        pending = list(grads)
+        for eq in delta_eqs:
+            self.backward.append(eq)
+            shown.add(eq.lhs)
+            ready = [g for g in pending if (g.expr.free_symbols & delta_syms) <= shown]
+            self.backward.extend(ready)
+            pending = [g for g in pending if g not in ready]
+        self.backward.extend(pending)
+        self._unreached = {namer.symbol_of(w) for w in d.unreached}
+
+    # ------------------------------------------------------------ reading
+
+    @property
+    def equations(self) -> list[Equation]:
+        """Every equation, forward then backward, in the order they are computed."""
+        return self.forward + self.backward
+
+    @property
+    def symbols(self) -> dict[str, sympy.Symbol]:
+        """The named tensors by name: ``f.symbols["W1"]``."""
+        return {t.symbol.name: t.symbol for t in self._namer.tensors.values()}
+
+    def legend(self) -> dict[sympy.Symbol, tuple[str, str]]:
+        """What each name stands for, and its type: W1 -> ("linear1.weight", "f64[2,2]")."""
+        return {
+            t.symbol: (t.about, type_str(t.node) if t.node is not None else "")
+            for t in self._namer.tensors.values()
+        }
+
+    def grad(self, param: str) -> Equation:
+        """The gradient equation of one parameter, by name (``linear1.weight``) or short
+        name (``W1``)."""
+        return list(self.grads.values())[self._param_index(param)]
+
+    def _param_index(self, param: str) -> int:
+        for k, (_, w) in enumerate(self._wrt):
+            t = self._namer.tensors[w]
+            if param in (t.param, t.registered, t.symbol.name):
+                return k
+        raise KeyError(f"no parameter {param!r}; the parameters are {', '.join(self.grads)}")
+
+    def evaluate(self, values: Mapping[str, Any] | None = None) -> dict[sympy.Symbol, np.ndarray]:
+        """Evaluate every equation with NumPy, in order, from the leaves' values.
+
+        The leaves' values are those of the eager forward pass; ``values`` (by name: ``"x"``,
+        ``"W1"`` or ``"linear1.weight"``) adds or overrides some. Returns the value of every
+        left-hand side, gradients included (``f.evaluate()[f.grad("W1").lhs]``).
+        """
+        env: dict[sympy.Symbol, Any] = {}
+        leaf_values: dict[Node, np.ndarray] = dict(self._values)
+        by_name = {}
+        for n, t in self._namer.tensors.items():
+            by_name[t.symbol.name] = n
+            if t.param:
+                by_name[t.param] = n
+        for name, v in (values or {}).items():
+            if name not in by_name:
+                raise KeyError(f"evaluate: no tensor named {name!r}")
+            leaf_values[by_name[name]] = np.asarray(v.numpy() if isinstance(v, Tensor) else v)
+        leaves = [n for n in toposort([self._namer.loss]) if n.op == "input"]
+        missing = [self._namer.symbol_of(n).name for n in leaves if n not in leaf_values]
+        if missing:
+            raise KeyError(f"evaluate: no values for {', '.join(missing)} (pass values=...)")
+        for n in leaves:
+            env[self._namer.symbol_of(n)] = np.asarray(leaf_values[n])
+        env.update(bind_dims((n, np.shape(leaf_values[n])) for n in leaves))
+        for eq in self.equations:
+            args = sorted(eq.expr.free_symbols, key=lambda s: s.name)
+            fn = sympy.lambdify(args, eq.expr, modules=_LAMBDIFY_MODULES, dummify=True)
+            with np.errstate(all="ignore"):
+                env[eq.lhs] = np.asarray(fn(*(env[s] for s in args)))
+        env.pop(B, None)
+        return env
+
+    # ------------------------------------------------------------ printing
+
+    def _lines(self, eqs: list[Equation], latex: bool) -> list[tuple[str, str]]:
+        fmt = to_latex if latex else to_text
+        return [
+            (latex_name(e.lhs.name) if latex else e.lhs.name, fmt(e.expr, True, self._rank))
+            for e in eqs
+        ]
+
+    def text(self) -> str:
+        """The tensor-level formulas as Unicode text (what ``str()`` gives)."""
+        fw, bw = self._lines(self.forward, False), self._lines(self.backward, False)
+        width = max(len(lhs) for lhs, _ in fw + bw)
+        out = ["forward"]
+        out += [f"  {lhs:<{width}} = {rhs}" for lhs, rhs in fw]
+        out.append("backward")
+        for (lhs, rhs), eq in zip(bw, self.backward):
+            note = ""
+            if eq.lhs.name[4:] in {s.name for s in self._unreached}:
+                note = "    (E does not depend on it)"
+            out.append(f"  {lhs:<{width}} = {rhs}{note}")
+        out.append("where")
+        used = set().union(*(e.expr.free_symbols | {e.lhs} for e in self.equations))
+        rows = [(s.name, *row) for s, row in self.legend().items() if s in used]
+        if B in used:
+            rows.append(("B", "batch size", ""))
+        w1, w2 = (max(len(r[i]) for r in rows) for i in (0, 1))
+        out += [f"  {name:<{w1}}  {about:<{w2}}  {kind}".rstrip() for name, about, kind in rows]
+        out.append("  ⊙ elementwise product, · matrix product, ᵀ transpose, Σ sum")
+        return "\n".join(out)
+
+    def latex(self) -> str:
+        """The tensor-level formulas as a LaTeX ``aligned`` block."""
+        rows = [r"&\textbf{forward}"]
+        rows += [f"{lhs} &= {rhs}" for lhs, rhs in self._lines(self.forward, True)]
+        rows.append(r"&\textbf{backward}")
+        rows += [f"{lhs} &= {rhs}" for lhs, rhs in self._lines(self.backward, True)]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+    def __str__(self) -> str:
+        return self.text()
+
+    __repr__ = __str__
+
+    # ------------------------------------------------------------ scalar level
+
+    def scalar(
+        self,
+        param: str | None = None,
+        index: int | tuple[int, ...] | None = None,
+        *,
+        expand: bool = False,
+        force: bool = False,
+    ) -> ScalarGradient | ScalarGradients:
+        """Closed forms of ∂E/∂w, each parameter entry its own symbol (small models only).
+
+        ``param`` is an entry's symbol (``"w5"``), a parameter (``"linear2.weight"`` or
+        ``"W2"``) or None for all; ``index`` picks one entry of a parameter. Weights are
+        numbered row-major across the parameters in model order (``w1..w4`` linear1.weight,
+        ``w5..w8`` linear2.weight), biases likewise (``b1 ..``). With ``expand`` the named
+        intermediates (h1, o1 ...) are substituted away, leaving inputs, targets and weights.
+        Models with more than 200 parameter entries are refused unless ``force``.
+        """
+        if self._scalar is None:
+            self._scalar = _ScalarLevel(self, force)
+        return self._scalar.select(param, index, expand)
+
+
+# ================================================================ scalar level
+
+
+@dataclass(frozen=True)
+class ScalarGradient:
+    """∂E/∂w for one parameter entry: ``expr`` in named intermediates, ``where`` defines them."""
+
+    symbol: sympy.Symbol  # the entry, e.g. w5
+    param: str  # its parameter, e.g. linear2.weight
+    index: tuple[int, ...]
+    expr: sympy.Expr
+    where: tuple[Equation, ...] = ()
+    value: float | None = None  # at the forward pass's values
+    rank: Callable[[sympy.Expr], int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def lhs(self) -> str:
+        return f"∂E/∂{self.symbol.name}"
+
+    def _footer(self) -> list[str]:
+        return [f"{self.symbol.name} = {self.param}[{', '.join(map(str, self.index))}]"]
+
+    def text(self) -> str:
+        """``∂E/∂w5 = ... = value``, then the definitions it uses."""
+        return _scalar_block([self], self.where, self._footer(), latex=False)
+
+    def latex(self) -> str:
+        return _scalar_block([self], self.where, [], latex=True)
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+class ScalarGradients(Sequence[ScalarGradient]):
+    """Several ``ScalarGradient``s printed together, with one shared ``where`` block."""
+
+    def __init__(
+        self, items: list[ScalarGradient], where: tuple[Equation, ...], legend: list[str]
+    ) -> None:
+        self.items = items
+        self.where = where  # the definitions the formulas use, in forward order
+        self._legend = legend  # linear1.weight = [[w1, w2], [w3, w4]] ...
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.items[i]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def by_symbol(self) -> dict[str, ScalarGradient]:
+        """The gradients by entry: ``grads.by_symbol()["w5"]``."""
+        return {g.symbol.name: g for g in self.items}
+
+    def text(self) -> str:
+        return _scalar_block(self.items, self.where, self._legend, latex=False)
+
+    def latex(self) -> str:
+        return _scalar_block(self.items, self.where, [], latex=True)
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+    def __str__(self) -> str:
+        return self.text()
+
+    __repr__ = __str__
+
+
+def _scalar_block(
+    items: Sequence[ScalarGradient], where: Sequence[Equation], footer: list[str], latex: bool
+) -> str:
+    """The gradients (with their values), then ``where``: definitions and ``footer`` lines."""
+    rank = items[0].rank if items else None
+    fmt = to_latex if latex else to_text
+
+    def row(lhs: str, expr: sympy.Expr, value: float | None = None) -> str:
+        shown = f" = {value:.10g}" if value is not None else ""
+        if latex:
+            return f"{latex_name(lhs)} &= {fmt(expr, False, rank)}{shown}"
+        return f"{lhs} = {fmt(expr, False, rank)}{shown}"
+
+    rows = [row(g.lhs, g.expr, g.value) for g in items]
+    defs = [row(e.lhs.name, e.expr) for e in where]
+    if latex:
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows + defs) + "\n\\end{aligned}"
+    if defs or footer:
+        rows += ["where", *(f"  {line}" for line in defs + footer)]
+    return "\n".join(rows)
+
+
+def _entry_names(base: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Names of a tensor's entries: o -> o1, o2; z1 -> z1_1, z1_2; a [3, 2] x -> x[1,2] ...
+
+    Axes of size 1 (a batch of one) are not numbered.
+    """
+    out = np.empty(shape, dtype=object)
+    live = [i for i, d in enumerate(shape) if d != 1]
+    for idx in np.ndindex(*shape):
+        if not live:
+            out[idx] = base
+        elif len(live) == 1:
+            out[idx] = base + ("_" if base[-1].isdigit() else "") + str(idx[live[0]] + 1)
+        else:
+            out[idx] = base + "[" + ",".join(str(idx[i] + 1) for i in live) + "]"
+    return out
+
+
+class _ScalarLevel:
+    """Runs the derived program on object arrays of SymPy symbols (see the module docstring)."""
+
+    def __init__(self, f: Formulas, force: bool) -> None:
+        self.f = f
+        namer = f._namer
+        n_params = sum(int(np.prod(w.shape)) for _, w in f._wrt)
+        data = [n for n in namer.order if n.op == "input" and n not in {w for _, w in f._wrt}]
+        self.dims = self._dims(data)
+        n_data = sum(int(np.prod([self._dim(d) for d in n.shape])) for n in data)
+        if not force and (n_params > SCALAR_LIMIT or n_data > SCALAR_LIMIT):
+            raise ValueError(
+                f"scalar formulas: the model has {n_params} parameter entries and its inputs "
+                f"{n_data} entries; the scalar level is for small models (at most "
+                f"{SCALAR_LIMIT} of each). Use the tensor level (print(formulas)), or pass "
+                f"force=True"
+            )
+        self.values: dict[sympy.Symbol, float] = {}  # every scalar symbol at the forward pass
+        self.defs: dict[sympy.Symbol, sympy.Expr] = {}  # named intermediates, in forward order
+        self.params: set[sympy.Symbol] = set()
+        self.legend: list[str] = []
+        self.env: dict[Node, np.ndarray] = {}
+        self.nameback = _NameBack()
+        self._shifts: set[sympy.Symbol] = set()
+        self._n_shifts = 0
+        self.numeric = self._numeric()
+        self._leaves(data)
+        self._run()
+
+    # ------------------------------------------------------------ set-up
+
+    def _dims(self, data: list[Node]) -> dict[sympy.Symbol, int]:
+        known = [(n, np.shape(self.f._values[n])) for n in data if n in self.f._values]
+        dims = bind_dims(known)
+        if any(isinstance(d, sympy.Symbol) for n in data for d in n.shape):
+            dims.setdefault(B, 1)  # traced without values: show one sample
+        return dims
+
+    def _dim(self, d: Any) -> int:
+        return int(sympy.sympify(d).xreplace(self.dims)) if isinstance(d, sympy.Expr) else int(d)
+
+    def _shape(self, node: Node) -> tuple[int, ...]:
+        return tuple(self._dim(d) for d in node.shape)
+
+    def _numeric(self) -> dict[Node, np.ndarray] | None:
+        """Every node's value at the forward pass: picks the max entries, checks shifts."""
+        leaves = [n for n in toposort(self.f.derived.outputs) if n.op == "input"]
+        leaves += [n for n in self.f._namer.order if n.op == "input"]
+        if not all(n in self.f._values for n in leaves):
+            return None
+        outs = [*self.f.derived.outputs, self.f._namer.loss]
+        env = {n: self.f._values[n] for n in leaves}
+        with np.errstate(all="ignore"):
+            return evaluate_all(outs, env, self.dims)
+
+    def _symbols(self, base: str, node: Node) -> np.ndarray:
+        names = _entry_names(base, self._shape(node))
+        syms = np.empty(names.shape, dtype=object)
+        for idx in np.ndindex(*names.shape):
+            syms[idx] = _symbol(str(names[idx]))
+            if node in self.f._values:
+                self.values[syms[idx]] = float(np.asarray(self.f._values[node])[idx])
+        return syms
+
+    def _leaves(self, data: list[Node]) -> None:
+        namer = self.f._namer
+        counters: Counter = Counter()
+        for _, w in self.f._wrt:
+            t = namer.tensors[w]
+            if t.attr is None:  # a loose parameter keeps its own name: w, b, p1_1 ...
+                syms = self._symbols(t.symbol.name, w)
+            else:  # w1 w2 ... row-major across the weights, in model order; b1 ... likewise
+                base = {"weight": "w", "bias": "b"}.get(t.attr, t.attr)
+                syms = np.empty(self._shape(w), dtype=object)
+                for idx in np.ndindex(*syms.shape):
+                    counters[base] += 1
+                    syms[idx] = _symbol(f"{base}{counters[base]}")
+                    if w in self.f._values:
+                        self.values[syms[idx]] = float(np.asarray(self.f._values[w])[idx])
+            self.params.update(syms.flat)
+            self.env[w] = syms
+            if syms.ndim or str(syms[()]) != t.param:  # not for a scalar w named w
+                self.legend.append(f"{t.param} = {_show_array(syms)}")
+        for n in data:
+            if n.dtype.kind in "iub":  # labels select, they are not variables
+                if n not in self.f._values:
+                    raise ValueError(
+                        "scalar formulas need the label values: call formulas() on a loss "
+                        "computed eagerly"
+                    )
+                self.env[n] = _exact(np.asarray(self.f._values[n]))
+            else:
+                self.env[n] = self._symbols(namer.symbol_of(n).name, n)
+
+    # ------------------------------------------------------------ running
+
+    def _run(self) -> None:
+        f, namer = self.f, self.f._namer
+        symbolic = {n for n in self.env if self.env[n].dtype == object and n.dtype.kind == "f"}
+        layers = {
+            t.node: t.symbol.name
+            for t in namer.tensors.values()
+            if t.node is not None and t.node.op != "input" and t.rank < _RANK_DELTA
+        }
+        for n in toposort([namer.loss]):  # forward: name each layer output's entries
+            self._node(n, symbolic)
+            if n in layers:
+                self._name(n, layers[n])
+        for n in toposort(f.derived.grads):  # the derived backward program, same executor
+            self._node(n, symbolic)
+        self.grads = [self.env[g] for g in f.derived.grads]
+        self._drop_shifts()
+        # common factors out (1/N, 1/Σ exp), which also lets the softmax entries show
+        self.grads = [np.vectorize(sympy.factor_terms, otypes=[object])(g) for g in self.grads]
+        self._name_softmax()
+
+    def _node(self, n: Node, symbolic: set[Node]) -> None:
+        if n in self.env:
+            return
+        if any(s in symbolic for s in n.src):
+            symbolic.add(n)
+        if n.op == "const":
+            value = sympy.sympify(n.arg).xreplace(self.dims)
+            self.env[n] = np.full(self._shape(n), value, dtype=object)
+        elif n not in symbolic or n.op == "argmax" or (n.op == "ew" and _locally_constant(n)):
+            # No symbolic source, or a 0/1 mask whose derivative is zero: exact numbers.
+            self.env[n] = _exact(self._value_of(n))
+        elif n.op == "max":
+            self._shift(n)
+        else:
+            out = evaluate([n], self.env, self.dims)[0]  # the reference executor's own rule
+            self.env[n] = _object_array(out, self._shape(n), self.nameback)
+
+    def _value_of(self, n: Node) -> np.ndarray:
+        if self.numeric is not None and n in self.numeric:
+            return np.asarray(self.numeric[n])
+        srcs = [self.env[s] for s in n.src]
+        if all(s.dtype != object for s in srcs):
+            return evaluate([n], dict(zip(n.src, srcs)), self.dims)[0]
+        raise ValueError(
+            f"scalar formulas: a {n.op} node needs the forward pass's values (call formulas() "
+            f"on a loss computed eagerly)"
+        )
+
+    def _name(self, n: Node, base: str) -> None:
+        """Give every entry of a layer output its own symbol, recording its definition."""
+        syms = self._symbols(base, n)
+        vals = self.numeric[n] if self.numeric is not None else None
+        for idx in np.ndindex(*syms.shape):
+            s = syms[idx]
+            self.defs[s] = self.env[n][idx]
+            self.nameback.add(self.env[n][idx], s)
+            if vals is not None:
+                self.values[s] = float(np.asarray(vals)[idx])
+        self.env[n] = syms
+
+    def _shift(self, n: Node) -> None:
+        """A max node (the overflow shift of softmax): one symbol per entry, m = max(...)."""
+        if self.numeric is None:
+            raise ValueError("scalar formulas of a max need the forward pass's values")
+        axes = n.arg[0]
+        self._n_shifts += 1
+        out = self._symbols("m" if self._n_shifts == 1 else f"m{self._n_shifts}", n)
+        # the reduced axes last, flattened: one row of candidates per output entry
+        src = np.moveaxis(self.env[n.src[0]], axes, tuple(range(-len(axes), 0)))
+        rows = src.reshape(-1, int(np.prod(src.shape[src.ndim - len(axes) :])))
+        vals = np.asarray(self.numeric[n]).reshape(-1)
+        for i, idx in enumerate(np.ndindex(*out.shape)):
+            s = out[idx]
+            self.defs[s] = sympy.Max(*rows[i], evaluate=False)
+            self.values[s] = float(vals[i])
+            self._shifts.add(s)
+        self.env[n] = out
+
+    def _drop_shifts(self) -> None:
+        """softmax(u) = exp(u − m)/Σ exp(u − m) for any m: where a formula does not depend on
+        the shift (checked numerically at two shifts), print it without one."""
+        shifts = [s for s in self.defs if s in self._shifts]
+        if not shifts or not self.values:
+            return
+        zero = dict.fromkeys(shifts, 0)
+
+        def drop(e: sympy.Expr) -> sympy.Expr:
+            if not (e.free_symbols & set(shifts)):
+                return e
+            other = {s: self.values[s] + 1.375 for s in shifts}
+            a, b = self._at(e, {}), self._at(e, other)
+            if np.isclose(a, b, rtol=1e-9, atol=1e-12):
+                return e.xreplace(zero)
+            return e
+
+        self.grads = [np.vectorize(drop, otypes=[object])(g) for g in self.grads]
+        self.defs = {s: drop(d) for s, d in self.defs.items()}
+
+    def _name_softmax(self) -> None:
+        """exp(z2_1)/(exp(z2_1) + exp(z2_2) + exp(z2_3)) -> p2_1, defined once in ``where``."""
+        names: dict[sympy.Expr, sympy.Symbol] = {}
+
+        def one(e: sympy.Expr) -> sympy.Expr:
+            if not e.is_Mul:
+                return e
+            for f in e.args:
+                den = f.base if f.is_Pow and f.exp == -1 else None
+                if (
+                    den is None
+                    or not den.is_Add
+                    or not all(isinstance(a, sympy.exp) for a in den.args)
+                ):
+                    continue
+                for num in e.args:
+                    if isinstance(num, sympy.exp) and num in den.args:
+                        p = names.get(num / den)
+                        if p is None:
+                            a = num.args[0]
+                            z = a.name if a.is_Symbol and a.name[0] == "z" else f"z{len(names)}"
+                            p = names[num / den] = _symbol("p" + z[1:])
+                            self.defs[p] = num / den
+                            self.values[p] = self._at(num / den, {})
+                        rest = list(e.args)
+                        rest.remove(f)
+                        rest.remove(num)
+                        return sympy.Mul(*rest, p)
+            return e
+
+        self.grads = [
+            np.vectorize(lambda g: _bottom_up(g, one), otypes=[object])(g) for g in self.grads
+        ]
+
+    def _at(self, e: sympy.Expr, override: Mapping[sympy.Symbol, float]) -> float:
+        """The value of ``e`` at the forward pass (every named entry has its value)."""
+        args = sorted(e.free_symbols, key=lambda s: s.name)
+        fn = sympy.lambdify(args, e, modules=_LAMBDIFY_MODULES)
+        vals = {**self.values, **override}
+        with np.errstate(all="ignore"):
+            return float(fn(*(vals[s] for s in args)))
+
+    def expand(self, e: sympy.Expr) -> sympy.Expr:
+        """Substitute the named intermediates' definitions until only leaves remain."""
+        # Max re-checks its arguments pairwise when rebuilt: keep it as it is (that is slow).
+        with sympy.evaluate(
+            not e.has(sympy.Max) and not any(d.has(sympy.Max) for d in self.defs.values())
+        ):
+            for s in reversed(list(self.defs)):
+                if s in e.free_symbols:
+                    e = e.xreplace({s: self.defs[s]})
+        return e
+
+    # ------------------------------------------------------------ selecting
+
+    def select(
+        self, which: str | None, index: Any, expand: bool
+    ) -> ScalarGradient | ScalarGradients:
+        f = self.f
+        # An entry's name first: "b2" is linear1.bias[1] here, not the tensor b2.
+        entries = [
+            (k, idx)
+            for k, (_, w) in enumerate(f._wrt)
+            for idx in np.ndindex(*self._shape(w))
+            if which == str(self.env[w][idx])
+        ]
+        if not entries:
+            for k, (_, w) in enumerate(f._wrt):
+                t = f._namer.tensors[w]
+                if which in (None, t.param, t.registered, t.symbol.name):
+                    entries += [(k, idx) for idx in np.ndindex(*self._shape(w))]
+        if not entries:
+            raise KeyError(
+                f"scalar: no parameter or entry {which!r}; parameters: {', '.join(f.grads)}"
+            )
+        if index is not None:
+            idx = (index,) if isinstance(index, int) else tuple(index)
+            entries = [(k, i) for k, i in entries if i == idx]
+            if not entries:
+                raise IndexError(f"scalar: index {idx} out of range for {which}")
+        single = index is not None or (which is not None and len(entries) == 1)
+        items = [self._gradient(k, idx, expand) for k, idx in entries]
+        if single and len(items) == 1:
+            return items[0]
+        return ScalarGradients(items, self._where(*(g.expr for g in items)), self.legend)
+
+    def _gradient(self, k: int, idx: tuple[int, ...], expand: bool) -> ScalarGradient:
+        w = self.f._wrt[k][1]
+        expr = self.grads[k][idx]
+        if expand:
+            expr = self.expand(expr)
+        where = self._where(expr)
+        value = self._at(expr, {}) if self.numeric is not None else None
+        return ScalarGradient(
+            symbol=self.env[w][idx],
+            param=list(self.f.grads)[k],
+            index=tuple(int(i) for i in idx),
+            expr=expr,
+            where=where,
+            value=value,
+            rank=self._rank(),
+        )
+
+    def _where(self, *exprs: sympy.Expr) -> tuple[Equation, ...]:
+        """Definitions of the intermediates ``exprs`` need, transitively, in forward order."""
+        need: set[sympy.Symbol] = set()
+        stack = [s for e in exprs for s in e.free_symbols if s in self.defs]
+        while stack:
+            s = stack.pop()
+            if s not in need:
+                need.add(s)
+                stack.extend(t for t in self.defs[s].free_symbols if t in self.defs)
+        return tuple(Equation(s, self.defs[s]) for s in self.defs if s in need)
+
+    def _rank(self) -> Callable[[sympy.Expr], int]:
+        order = {s: _RANK_LAYER + i for i, s in enumerate(self.defs)}
+        order.update(dict.fromkeys(self.params, _RANK_PARAM))
+
+        def rank(e: sympy.Expr) -> int:
+            return max((order.get(s, _RANK_DATA) for s in e.free_symbols), default=-1)
+
+        return rank
+
+
+def _locally_constant(n: Node) -> bool:
+    """An elementwise 0/1 mask (max's tie mask): its derivative is zero wherever defined."""
+    expr = n.arg.expr
+    return bool(expr.has(sympy.Piecewise)) and all(
+        sympy.diff(expr, xsym(i)) == 0 for i in range(len(n.src))
+    )
+
+
+def _object_array(value: Any, shape: tuple[int, ...], fn: Callable) -> np.ndarray:
+    """``fn`` of every entry, as an object array of ``shape`` (a full sum returns a scalar)."""
+    out = np.empty(shape, dtype=object)
+    value = np.asarray(value, dtype=object).reshape(shape)
+    for idx in np.ndindex(*shape):
+        out[idx] = fn(value[idx])
+    return out
+
+
+def _exact(values: np.ndarray) -> np.ndarray:
+    """Numbers as exact SymPy numbers (1.0 -> 1), so labels and masks print cleanly."""
+    out = np.empty(values.shape, dtype=object)
+    for idx in np.ndindex(*values.shape):
+        out[idx] = to_expr(values[idx])
+    return out
+
+
+def _show_array(syms: np.ndarray) -> str:
+    if syms.ndim == 0:
+        return str(syms[()])
+    if syms.ndim == 1:
+        return "[" + ", ".join(map(str, syms)) + "]"
+    return "[" + ", ".join(_show_array(r) for r in syms) + "]"
+
+
+# ================================================================ entry point
+
+
+def formulas(
+    loss: Tensor | Traced,
+    *,
+    params: Any = None,
+) -> Formulas:
+    """Print the gradient of ``loss`` by every parameter, as the textbook writes it.
+
+    ``loss`` is a scalar Tensor after an eager forward pass (or a ``symbp.trace`` result whose
+    first output is the loss). ``params`` chooses the parameters: a Module, a dict of name to
+    tensor, or a list of tensors or parameter names; by default every leaf that requires grad.
+
+    >>> import symbp
+    >>> from symbp import nn
+    >>> lin = nn.Linear(2, 1)
+    >>> x, t = symbp.tensor([[1.0, 2.0]]), symbp.tensor([[0.5]])
+    >>> f = symbp.formulas(((symbp.sigmoid(lin(x)) - t) ** 2).sum() / 2)
+    >>> print(str(f).splitlines()[5])
+      δ     = (o − t) ⊙ o ⊙ (1 − o)
+    >>> f.grad("W").expr  # SymPy: ∂E/∂W = δᵀ·x
+    Dot(Permute(δ, (1, 0)), x)
+    >>> print(f.scalar("w1").text().splitlines()[0])  # doctest: +ELLIPSIS
+    ∂E/∂w1 = (o − t)·o·(1 − o)·x1 = ...
+    """
+    loss_node, values, candidates, given = _source(loss)
+    wrt = _choose_params(params, candidates, values, loss_node)
+    if not wrt:
+        raise ValueError(
+            "formulas: the loss does not depend on any tensor that requires grad (pass params=)"
+        )
+    return Formulas(loss_node, wrt, values, given)
+
+
+def _source(
+    loss: Tensor | Traced,
+) -> tuple[Node, dict[Node, np.ndarray], list[tuple[str | None, Node]], dict[Node, str]]:
+    """The loss node, the leaves' values, the leaves that require grad, given input names."""
+    if isinstance(loss, Traced):
+        if not loss.outputs:
+            raise ValueError("formulas: the traced function returned nothing")
+        node = loss.outputs[0]
+        values: dict[Node, np.ndarray] = {p.node: p.data for p in loss.params.values()}
+        values.update(getattr(loss, "constants", {}))  # tensors built inside the function
+        leaves = {n for n in toposort([node]) if n.op == "input"}
+        cands: list[tuple[str | None, Node]] = [
+            (name, p.node) for name, p in loss.params.items() if p.node in leaves
+        ]
+        order = {n: i for i, n in enumerate(toposort([node]))}
+        cands.sort(key=lambda c: order[c[1]])
+        given = {n: name for name, n in loss.inputs.items()}
+        return node, values, cands, given
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"formulas: expects a scalar Tensor or a trace, got {type(loss).__name__}")
+    from symbp.api import _graph_tensors
+
+    tensors = _graph_tensors(loss)
+    leaf_tensors = {t.node: t for t in tensors if t.node.op == "input" and not t._parents}
+    values = {n: t.value for n, t in leaf_tensors.items() if t.value is not None}
+    cands = []  # in the order the data flows: the model's order
+    for n in toposort([loss.node]):
+        t = leaf_tensors.get(n)
+        if t is not None and t.requires_grad:
+            cands.append((t.name if isinstance(t, Parameter) else None, n))
+    return loss.node, values, cands, {}
+
+
+def _choose_params(
+    params: Any,
+    cands: list[tuple[str | None, Node]],
+    values: dict[Node, np.ndarray],
+    loss: Node,
+) -> list[tuple[str | None, Node]]:
+    if params is None:
+        return cands
+    from symbp.nn.module import Module
+
+    chosen: list[tuple[str | None, Node]] = []
+    if isinstance(params, Module):
+        items: Iterable[tuple[str | None, Any]] = [(p.name, p) for p in params.parameters()]
+    elif isinstance(params, Mapping):
+        items = list(params.items())
+    else:
+        items = [(None, p) for p in params]
+    by_name = {name: n for name, n in cands if name}
+    for name, p in items:
+        if isinstance(p, str):
+            if p in by_name:
+                chosen.append((p, by_name[p]))
+                continue
+            raise KeyError(f"formulas: no parameter named {p!r} in the loss's graph")
+        if not isinstance(p, Tensor):
+            raise TypeError(f"formulas: params must be tensors or names, got {type(p).__name__}")
+        if name is None and isinstance(p, Parameter):
+            name = p.name
+        node = p.node
+        if p.value is not None:  # one the loss never reads: derive lists it as unreached
+            values.setdefault(node, p.value)
+        chosen.append((name, node))
+    return chosen
