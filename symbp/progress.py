@@ -1,0 +1,236 @@
+"""A small progress display for training epochs and compilation, with no dependency.
+
+One line, redrawn in place::
+
+    epoch 12/50 [#######.............] loss 0.0831 acc 0.973 | 41.2k samples/s | 0:03 left
+
+It is quiet (prints nothing at all) when the stream is not a terminal, so logs and pipes stay
+clean, or when ``quiet=True``. ``SYMBP_PROGRESS=1`` forces it on, ``=0`` off.
+
+>>> import io
+>>> with Progress(3, "epoch", stream=io.StringIO(), quiet=False) as bar:
+...     for epoch in range(3):
+...         bar.update(loss=1.0 / (epoch + 1))
+>>> bar.line().startswith("epoch 3/3 [####################] loss 0.3333")
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TextIO, TypeVar
+
+__all__ = ["Progress", "format_duration", "status", "track"]
+
+T = TypeVar("T")
+
+
+def _enabled(stream: TextIO, quiet: bool | None) -> bool:
+    """Shown unless quiet; by default only on a terminal (SYMBP_PROGRESS=0/1 overrides)."""
+    if quiet is not None:
+        return not quiet
+    env = os.environ.get("SYMBP_PROGRESS")
+    if env in ("0", "1"):
+        return env == "1"
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def format_duration(seconds: float) -> str:
+    """``0:07``, ``1:02:03``: minutes and seconds, hours when there are any."""
+    s = max(0, round(seconds))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _rate(value: float, unit: str) -> str:
+    """``41.2k samples/s``; a slow rate reads better as time per unit (``2.5 s/epoch``)."""
+    if value <= 0:
+        return f"- {unit}/s"
+    if value < 1:
+        return f"{1 / value:.3g} s/{unit}"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix} {unit}/s"
+    return f"{value:.3g} {unit}/s"
+
+
+def _metric(value: Any) -> str:
+    if isinstance(value, numbers.Integral):
+        return str(value)
+    if isinstance(value, numbers.Real):  # Python and NumPy floats alike
+        v = float(value)
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+    return str(value)
+
+
+class Progress:
+    """A one-line progress bar: ``update()`` once per unit of work (an epoch, a batch).
+
+    ``total`` may be None (no bar, no ETA). Metrics passed to ``update`` or ``set`` show after
+    the bar (``loss 0.083``); ``samples=`` counts the samples a unit processed, so the
+    throughput reads in samples per second rather than units per second.
+    """
+
+    width = 20  # characters in the bar
+
+    def __init__(
+        self,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        *,
+        quiet: bool | None = None,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        min_interval: float = 0.1,
+    ) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.stream: TextIO = stream if stream is not None else sys.stdout
+        self.enabled = _enabled(self.stream, quiet)
+        self.clock, self.min_interval = clock, min_interval
+        self.n = 0
+        self.samples = 0
+        self.metrics: dict[str, Any] = {}
+        self.start = clock()
+        self._last_draw = -float("inf")
+        self._drawn = 0  # characters on the line now, to blank out when it gets shorter
+        self.closed = False
+
+    # ------------------------------------------------------------ updating
+
+    def update(self, n: int = 1, *, samples: int | None = None, **metrics: Any) -> None:
+        """Advance by ``n`` units (of ``samples`` samples in all) and set the shown metrics."""
+        self.n += n
+        if samples is not None:
+            self.samples += samples
+        self.metrics.update(metrics)
+        self._draw(force=self.total is not None and self.n >= self.total)
+
+    def set(self, **metrics: Any) -> None:
+        """Change the shown metrics without advancing."""
+        self.metrics.update(metrics)
+        self._draw()
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.enabled:
+            self._draw(force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ rendering
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def rate(self) -> float:
+        """Units (or samples, when counted) per second so far."""
+        t = self.elapsed()
+        done = self.samples if self.samples else self.n
+        return done / t if t > 0 else 0.0
+
+    def eta(self) -> float | None:
+        """Seconds left at the average pace so far (None without a total or a start)."""
+        if self.total is None or self.n == 0:
+            return None
+        return self.elapsed() / self.n * max(self.total - self.n, 0)
+
+    def line(self) -> str:
+        """The text of the display as it stands."""
+        parts = []
+        head = self.desc + " " if self.desc else ""
+        if self.total:
+            filled = min(self.width, self.width * self.n // self.total)
+            bar = "#" * filled + "." * (self.width - filled)
+            parts.append(f"{head}{self.n}/{self.total} [{bar}]")
+        else:
+            parts.append(f"{head}{self.n} {self.unit}")
+        metrics = " ".join(f"{k} {_metric(v)}" for k, v in self.metrics.items())
+        if metrics:
+            parts[0] += " " + metrics
+        parts.append(_rate(self.rate(), "samples" if self.samples else self.unit))
+        eta = self.eta()
+        done = self.total is not None and self.n >= self.total
+        if done or eta is None:
+            parts.append(format_duration(self.elapsed()))
+        else:
+            parts.append(f"{format_duration(eta)} left")
+        return " | ".join(parts)
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.enabled or (self.closed and not force):
+            return
+        now = self.clock()
+        if not force and now - self._last_draw < self.min_interval:
+            return  # redraw at most every min_interval: printing is not free
+        self._last_draw = now
+        columns = shutil.get_terminal_size((100, 20)).columns
+        text = self.line()[: max(columns - 1, 10)]
+        self.stream.write("\r" + text + " " * max(self._drawn - len(text), 0))
+        self.stream.flush()
+        self._drawn = len(text)
+
+
+def track(
+    iterable: Iterable[T],
+    desc: str = "",
+    total: int | None = None,
+    unit: str = "it",
+    *,
+    quiet: bool | None = None,
+    stream: TextIO | None = None,
+) -> Iterator[T]:
+    """Iterate with a progress display, like ``tqdm``: ``for epoch in track(range(10)): ...``."""
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    with Progress(total, desc, unit, quiet=quiet, stream=stream) as bar:
+        for item in iterable:
+            yield item
+            bar.update()
+
+
+@contextlib.contextmanager
+def status(
+    message: str,
+    *,
+    quiet: bool | None = None,
+    stream: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[None]:
+    """Show ``message ...`` while a block runs, then how long it took (``compiling ... 1.9 s``).
+
+    For work without steps to count, such as compiling a model.
+    """
+    out: TextIO = stream if stream is not None else sys.stdout
+    shown = _enabled(out, quiet)
+    if shown:
+        out.write(f"{message} ...")
+        out.flush()
+    start = clock()
+    try:
+        yield
+    except BaseException:
+        if shown:
+            out.write(" failed\n")
+            out.flush()
+        raise
+    if shown:
+        out.write(f" {clock() - start:.1f} s\n")
+        out.flush()
