@@ -275,11 +275,6 @@ class Transpose(Op):
         return (transpose(ct, tuple(np.argsort(node.arg).tolist())),)
 
 
-def _show_reduce(node: Node, names: list[str]) -> str:
-    axes, keepdim = node.arg
-    return "[axes=" + ",".join(map(str, axes)) + (" keepdim]" if keepdim else "]")
-
-
 def _reduced(x: Node, axes: tuple[int, ...], keepdim: bool) -> Shape:
     if any(not 0 <= a < x.ndim for a in axes):
         raise shape_error(f"reduce: axes {axes} out of range for shape {shape_str(x.shape)}")
@@ -293,43 +288,44 @@ def _unreduce(ct: Node, x: Node, axes: tuple[int, ...]) -> Node:
     return expand(reshape(ct, _reduced(x, axes, True)), x.shape)
 
 
-@register
-class Sum(Op):
-    """Sum over ``axes``; arg = (axes, keepdim). Adjoint: broadcast the cotangent back."""
+class _Reduce(Op):
+    """A reduction over ``axes``; arg = (axes, keepdim). ``reduce`` is its NumPy function."""
 
-    name = "sum"
-
-    show_arg = staticmethod(_show_reduce)
+    reduce: Callable[..., np.ndarray]
 
     def infer(self, src, arg):
         return _reduced(src[0], *arg), src[0].dtype
 
     def numpy(self, node, vals, dims):
         axes, keepdim = node.arg
-        return np.sum(vals[0], axis=axes, keepdims=keepdim)
+        return type(self).reduce(vals[0], axis=axes, keepdims=keepdim)
+
+    def show_arg(self, node, names):
+        axes, keepdim = node.arg
+        return "[axes=" + ",".join(map(str, axes)) + (" keepdim]" if keepdim else "]")
+
+
+@register
+class Sum(_Reduce):
+    """Sum over ``axes``. Adjoint: broadcast the cotangent back."""
+
+    name = "sum"
+    reduce = np.sum
 
     def adjoint(self, node, ct):
         return (_unreduce(ct, node.src[0], node.arg[0]),)
 
 
 @register
-class Max(Op):
-    """Max over ``axes``; arg = (axes, keepdim).
+class Max(_Reduce):
+    """Max over ``axes``.
 
     Ties as PyTorch: ``x.max()`` over everything spreads the gradient evenly over the tied
     maxima; ``x.max(dim)`` sends it to the first maximum along ``dim``.
     """
 
     name = "max"
-
-    show_arg = staticmethod(_show_reduce)
-
-    def infer(self, src, arg):
-        return _reduced(src[0], *arg), src[0].dtype
-
-    def numpy(self, node, vals, dims):
-        axes, keepdim = node.arg
-        return np.max(vals[0], axis=axes, keepdims=keepdim)
+    reduce = np.max
 
     def adjoint(self, node, ct):
         x = node.src[0]
