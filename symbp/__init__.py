@@ -17,8 +17,14 @@ from symbp.cache import cache_info, clear_cache
 from symbp.compiled import CompiledModel, compile
 from symbp.api import Derived, Traced, derive, elementwise, grad, symbols, trace
 from symbp.check import GradcheckReport, GradcheckWarning, check_grads, gradcheck
+from symbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from symbp.formulas import Formulas, formulas
+from symbp.graph import ComputationGraph, computation_graph
+from symbp.interop import WeightsError, load_weights, save_weights
 from symbp.ir import B, ShapeError, float32, float64, int64, print_program
 from symbp.nn.init import manual_seed
+from symbp.plot import plot_formula, plot_history
+from symbp.progress import Progress
 from symbp.tensor import (
     Parameter,
     Tensor,
@@ -68,29 +74,39 @@ softplus = _unary("softplus")
 
 __all__ = [
     "B",
+    "Checkpoint",
+    "CheckpointError",
     "CompiledModel",
+    "ComputationGraph",
     "Derived",
+    "Formulas",
     "GradcheckReport",
     "GradcheckWarning",
     "Parameter",
+    "Progress",
     "ShapeError",
     "Tensor",
     "Traced",
+    "WeightsError",
     "abs",
     "cache_info",
     "clear_cache",
     "compile",
+    "computation_graph",
     "check_grads",
     "derive",
     "elementwise",
     "exp",
     "float32",
     "float64",
+    "formulas",
     "gelu",
     "get_default_dtype",
     "grad",
     "gradcheck",
     "int64",
+    "load_checkpoint",
+    "load_weights",
     "log",
     "log_softmax",
     "logsumexp",
@@ -102,8 +118,12 @@ __all__ = [
     "onehot",
     "optim",
     "placeholder",
+    "plot_formula",
+    "plot_history",
     "print_program",
     "relu",
+    "save_checkpoint",
+    "save_weights",
     "set_default_dtype",
     "sigmoid",
     "silu",

@@ -8,7 +8,7 @@ eagerly, keyed by the graph's structure so an eager training loop pays for SymPy
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -150,6 +150,9 @@ class Traced:
     inputs: dict[str, Node]
     outputs: list[Node]
     params: dict[str, Any]  # name -> Parameter, for every parameter leaf the outputs reach
+    # leaves that are neither inputs nor parameters but carry a value (a tensor built inside
+    # fn, such as fixed labels): constants of the traced program
+    constants: dict[Node, np.ndarray] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return print_program({f"out{i}": o for i, o in enumerate(self.outputs)})
@@ -191,7 +194,14 @@ def trace(
         for n in toposort(nodes)
         if n.op == "input" and n.arg in Parameter._registry
     }
-    return Traced({t.node.arg: t.node for t in inputs}, nodes, params)
+    reached = set(toposort(nodes))
+    constants: dict[Node, np.ndarray] = {
+        t.node: t.value  # type: ignore[misc]
+        for o in outs
+        for t in _graph_tensors(o)
+        if t.node.op == "input" and t.node in reached and t.node.arg not in params and t.has_value
+    }
+    return Traced({t.node.arg: t.node for t in inputs}, nodes, params, constants)
 
 
 # ---------------------------------------------------------------- symbolic teaching entry

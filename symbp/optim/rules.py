@@ -60,6 +60,11 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), **kw):
         super().__init__(params, lr=lr, beta1=betas[0], beta2=betas[1], **kw)
 
+    def check(self, group):
+        if "betas" in group:  # a param group may give PyTorch's betas=(beta1, beta2)
+            group["beta1"], group["beta2"] = group.pop("betas")
+        super().check(group)
+
     def rule(self, h, s, opts):
         g = -G if opts["maximize"] else G
         p = P
@@ -86,3 +91,66 @@ class AdamW(Adam):
 
     defaults = {**Adam.defaults, "weight_decay": 1e-2}
     decoupled = True
+
+
+class RMSprop(Optimizer):
+    """RMSprop (optionally centered, with momentum and weight decay), as ``torch.optim.RMSprop``."""
+
+    defaults = {
+        "lr": 1e-2,
+        "alpha": 0.99,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "centered": False,
+        "maximize": False,
+    }
+
+    def __init__(self, params, lr: float = 1e-2, **kw):
+        super().__init__(params, lr=lr, **kw)
+
+    def rule(self, h, s, opts):
+        g = -G if opts["maximize"] else G
+        if opts["weight_decay"]:
+            g = g + h["weight_decay"] * P
+        a = h["alpha"]
+        sq = a * s["square_avg"] + (1 - a) * g**2
+        new = {"square_avg": sq}
+        if opts["centered"]:
+            ga = a * s["grad_avg"] + (1 - a) * g
+            new["grad_avg"] = ga
+            avg = sympy.sqrt(sq - ga**2) + h["eps"]
+        else:
+            avg = sympy.sqrt(sq) + h["eps"]
+        if opts["momentum"]:
+            buf = h["momentum"] * s["momentum_buffer"] + g / avg
+            new["momentum_buffer"] = buf
+            return P - h["lr"] * buf, new
+        return P - h["lr"] * g / avg, new
+
+
+class Adagrad(Optimizer):
+    """Adagrad with learning-rate decay and weight decay, as ``torch.optim.Adagrad``."""
+
+    defaults = {
+        "lr": 1e-2,
+        "lr_decay": 0.0,
+        "weight_decay": 0.0,
+        "initial_accumulator_value": 0.0,
+        "eps": 1e-10,
+        "maximize": False,
+    }
+
+    def __init__(self, params, lr: float = 1e-2, **kw):
+        super().__init__(params, lr=lr, **kw)
+
+    def initial_state(self, group, name):
+        return float(group["initial_accumulator_value"]) if name == "sum" else 0.0
+
+    def rule(self, h, s, opts):
+        g = -G if opts["maximize"] else G
+        if opts["weight_decay"]:
+            g = g + h["weight_decay"] * P
+        clr = h["lr"] / (1 + (T - 1) * h["lr_decay"])
+        acc = s["sum"] + g**2
+        return P - clr * g / (sympy.sqrt(acc) + h["eps"]), {"sum": acc}

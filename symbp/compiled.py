@@ -1,0 +1,601 @@
+"""``symbp.compile``: a model, its loss and its optimizer as one compiled training program.
+
+>>> import numpy as np, symbp
+>>> from symbp import nn
+>>> net = nn.Sequential(nn.Linear(2, 2), nn.Sigmoid(), nn.Linear(2, 2), nn.Sigmoid())
+>>> model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.5))
+>>> x = np.array([[0.05, 0.10]], np.float32); y = np.array([[0.01, 0.99]], np.float32)
+>>> loss = model.step(x, y)  # forward, backward and update in one compiled call
+>>> history = model.fit(x, y, epochs=100, batch_size=1)  # 100 epochs, one compiled call
+
+The program is built on the first ``step``/``fit``/``predict`` call, for the feature shape and
+dtype of that batch (the batch size stays a runtime value): trace -> derive -> simplify ->
+lower -> Numba, or, on a disk-cache hit (``symbp.cache``), trace -> load.
+
+After ``step`` every Parameter's ``.data`` holds the new values and ``.grad`` the gradient, as
+after PyTorch's ``zero_grad(); loss.backward(); opt.step()``; the optimizer's ``state`` holds
+its buffers, so ``state_dict()``/``load_state_dict()`` work as usual. (``.data``, ``.grad``
+and the state are views into the compiled program's memory: assigning new arrays is fine,
+they are copied in before the next call.)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from symbp import cache, runtime
+from symbp.api import canonical, derive, trace
+from symbp.ir import ShapeError, print_program
+from symbp.lower import ParamSpec, lower_predict, lower_train
+from symbp.lower.program import GRADS, SHUFFLE, STOP_NONFINITE, UPDATE
+from symbp.tensor import Parameter, Tensor
+
+_NO_ORDER = np.empty(0, np.int64)
+_STEP = GRADS | UPDATE
+
+
+def _array(a: Any, what: str) -> np.ndarray:
+    if isinstance(a, Tensor):
+        a = a.numpy()
+    if not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    return a
+
+
+def _shape_str(shape: Sequence[Any]) -> str:
+    return "[" + ", ".join("B" if d is None else str(d) for d in shape) + "]"
+
+
+class _Program:
+    """A loaded training program bound to its Parameters, optimizer and memory."""
+
+    def __init__(self, model: CompiledModel, mod: Any, params: list[Parameter], key: str):
+        self.model, self.mod, self.key = model, mod, key
+        self.spec: dict[str, Any] = mod.SPEC
+        self.source: str = model_source(mod)
+        self.dtype = np.dtype(self.spec["dtype"])
+        self.params = params
+        self.W = np.zeros(self.spec["w_size"], self.dtype)
+        self.views, self.grads, self.states = [], [], []
+        for p, ps in zip(params, self.spec["params"]):
+            shape = tuple(ps["shape"])
+            n = int(np.prod(shape, dtype=np.int64))
+
+            def view(off: int, n: int = n, shape: tuple = shape) -> np.ndarray:
+                return self.W[off : off + n].reshape(shape)
+
+            self.views.append(view(ps["offset"]))
+            self.grads.append(None if ps["grad"] is None else view(ps["grad"]))
+            self.states.append({s: view(off) for s, off in ps["state"].items()})
+            self.views[-1][...] = p.data
+        self.arenas = runtime.Arenas(self.spec, self.dtype, 1)
+        self.hyper = np.zeros(max(sum(len(h) for h in self.spec["hyper"]), 1), np.float64)
+        self.ints = np.zeros(4, np.int64)
+        self._state_ref: Any = None
+        self.stepped = [i for i, ps in enumerate(self.spec["params"]) if ps["group"] is not None]
+        # what the fast path of step() compares against
+        sx, sy = self.spec["data"]["x"], self.spec["data"]["y"]
+        self.x_dtype, self.y_dtype = np.dtype(sx["dtype"]), np.dtype(sy["dtype"])
+        self.x_tail, self.y_tail = tuple(sx["shape"][1:]), tuple(sy["shape"][1:])
+        self.pairs = list(zip(params, self.views))
+        self.grad_pairs = [(p, g) for p, g in zip(params, self.grads) if g is not None]
+        opt = model.optimizer
+        self.hyper_keys = (
+            [(opt.param_groups[g], h) for g, hs in enumerate(self.spec["hyper"]) for h in hs]
+            if opt is not None
+            else []
+        )
+        self.hyper_vals: list[Any] = []
+        self.step_states: list[dict[str, Any]] = []
+        self.state_views: list[tuple[dict[str, Any], str, np.ndarray]] = []
+        self.losses1 = np.zeros(2, np.float64)
+        self.warm = False
+        self.call: Callable[..., Any] = mod.train
+
+    # ------------------------------------------------------------ keeping Python in sync
+
+    def sync_in(self) -> None:
+        """Copy in whatever Python changed since the last call (new .data, loaded state, lr)."""
+        for p, v in self.pairs:
+            if p._data is not v:
+                self._adopt_param(p, v)
+        opt = self.model.optimizer
+        if opt is None:
+            return
+        vals = [g[h] for g, h in self.hyper_keys]
+        if vals != self.hyper_vals:  # a scheduler changed lr, or the first call
+            self.hyper[: len(vals)] = vals
+            self.hyper_vals = vals
+        if opt.state is not self._state_ref:  # a loaded state dict
+            self._adopt_state(opt)
+            return
+        for st, name, view in self.state_views:
+            if st.get(name) is not view:  # an eager opt.step() replaced the state's arrays
+                self._adopt_state(opt)
+                return
+
+    def _adopt_param(self, p: Parameter, v: np.ndarray) -> None:
+        if p._data.shape != v.shape or p._data.dtype != v.dtype:
+            raise ShapeError(
+                f"parameter '{p.name}' changed to {p._data.dtype}{list(p._data.shape)} after "
+                f"compiling for {v.dtype}{list(v.shape)}: compile the model again"
+            )
+        v[...] = p._data
+        p._data = v
+
+    def _adopt_state(self, opt: Any) -> None:
+        """Move the optimizer's state into the program's memory and make it views of that."""
+        t = 0
+        for i in self.stepped:
+            p = self.params[i]
+            st = opt.state.get(id(p))
+            group = opt.param_groups[self.spec["params"][i]["group"]]
+            for name, view in self.states[i].items():
+                if st is not None and name in st:
+                    view[...] = np.asarray(st[name]).reshape(view.shape)
+                else:
+                    view[...] = (
+                        opt.initial_state(group, name) if hasattr(opt, "initial_state") else 0.0
+                    )
+            if st is not None:
+                t = max(t, int(st.get("step", 0)))
+        self.ints[0] = t
+        self.step_states = []
+        self.state_views = []
+        for i in self.stepped:
+            if not self.states[i]:  # as PyTorch: a stateless rule (plain SGD) keeps no state
+                continue
+            st = opt.state[id(self.params[i])] = {"step": t, **self.states[i]}
+            self.step_states.append(st)
+            self.state_views += [(st, name, v) for name, v in self.states[i].items()]
+        self._state_ref = opt.state
+
+    def sync_out(self, grads: bool = True) -> None:
+        if grads:
+            for p, g in self.grad_pairs:
+                p.grad = g
+        if self.step_states:
+            t = int(self.ints[0])
+            for st in self.step_states:
+                st["step"] = t
+
+    # ------------------------------------------------------------ data checks
+
+    def check(self, x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+        """The data as the compiled code reads it, or a clear error before anything runs."""
+        sx, sy = self.spec["data"]["x"], self.spec["data"]["y"]
+        x = self.model._check_x(x, sx, where, "x")
+        y = _array(y, "y")
+        if y.dtype.kind in "iu" and np.dtype(sy["dtype"]).kind in "iu":
+            y = y.astype(np.int64, copy=False)
+        elif y.dtype != np.dtype(sy["dtype"]):
+            raise TypeError(
+                f"{where}: targets y are {y.dtype}, the loss expects {sy['dtype']}"
+                + (" class labels" if np.dtype(sy["dtype"]).kind in "iu" else "")
+            )
+        if y.ndim != len(sy["shape"]) or tuple(y.shape[1:]) != tuple(sy["shape"][1:]):
+            raise ShapeError(
+                f"{where}: targets y have shape {list(y.shape)}, the loss expects "
+                f"{_shape_str(sy['shape'])}"
+            )
+        if len(y) != len(x):
+            raise ShapeError(f"{where}: {len(x)} inputs but {len(y)} targets")
+        classes = self.spec["classes"]
+        if classes is not None and y.size and where != "step":  # step: checked in the kernel
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= classes:
+                bad = lo if lo < 0 else hi
+                row = int(np.flatnonzero(y == bad)[0])
+                raise IndexError(
+                    f"{where}: label {bad} (row {row}) out of range for {classes} classes"
+                )
+        if not (y.flags.c_contiguous and y.flags.writeable):
+            y = np.array(y, order="C")
+        return x, y
+
+    def run(self, x, y, n_epochs, batch_size, mode, seed=0, order=_NO_ORDER):
+        self.arenas.ensure(min(batch_size, max(len(x), 1)))
+        losses = self.losses1 if n_epochs == 1 else np.zeros(n_epochs + 1, np.float64)
+        args = (x, y, order, n_epochs, batch_size, mode, seed, self.W, self.arenas.work,
+                self.arenas.iwork, self.hyper, self.ints, losses)  # fmt: skip
+        if self.warm:
+            status = self.call(*args)
+        else:  # the first call compiles, or loads Numba's code from the disk cache
+            status = self.first_call(self.mod.train, args)
+            self.warm = True
+            self.call = _entry_point(self.mod.train)
+        if status == 2:
+            self.bad_label(y, int(self.ints[2]))
+        return status, losses
+
+    def first_call(self, fn: Any, args: tuple) -> Any:
+        """Call a freshly loaded function; if Numba's cached code for it is damaged, rebuild."""
+        try:
+            with runtime.deep_recursion():
+                return fn(*args)
+        except Exception as e:  # only failures inside Numba's cache loading are ours to fix
+            frames = traceback.extract_tb(e.__traceback__)
+            if not any(f.filename.endswith("caching.py") and "numba" in f.filename
+                       for f in frames):  # fmt: skip
+                raise
+        # a truncated or stale Numba cache file: drop it, load the module afresh, compile
+        text = self.source + f"\n\nSPEC = {self.spec!r}\n"
+        runtime.forget(self.key)
+        self.mod = runtime.load(self.key, text)
+        with runtime.deep_recursion():
+            return getattr(self.mod, fn.__name__)(*args)
+
+    def bad_label(self, y: np.ndarray, row: int) -> None:
+        raise IndexError(
+            f"label {int(y[row])} (row {row}) out of range for {self.spec['classes']} classes; "
+            f"nothing was updated"
+        )
+
+
+def _entry_point(dispatcher: Any) -> Callable[..., Any]:
+    """The compiled function behind a Numba dispatcher with exactly one signature.
+
+    Calling it skips the dispatcher's type resolution (~0.4 us of a ~3 us step from Python);
+    callers pass the very types it was compiled for (``step``'s fast path checks them).
+    """
+    try:
+        (sig,) = dispatcher.signatures
+        return dispatcher.overloads[sig].entry_point  # type: ignore[no-any-return]
+    except (ValueError, AttributeError, KeyError):
+        return dispatcher  # type: ignore[no-any-return]
+
+
+def model_source(mod: Any) -> str:
+    with open(mod.__file__) as f:
+        text = f.read()
+    body = text.partition("\n")[2]
+    return body.split("\n\nSPEC = ")[0] + "\n"
+
+
+class CompiledModel:
+    """A model compiled for training and inference; see ``symbp.compile``."""
+
+    def __init__(self, net: Callable[..., Any], loss_fn: Callable[..., Any] | None, optimizer: Any):
+        self.net = net
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self._train: _Program | None = None
+        self._predict: tuple[Any, list[Parameter], dict[str, Any]] | None = None
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------ building
+
+    def _loss_of(self, x: Any, y: Any) -> Any:
+        if self.loss_fn is None:
+            raise TypeError("this model was compiled without a loss function: only predict()")
+        return self.loss_fn(self.net(x), y)
+
+    def build(self, x: Any, y: Any) -> CompiledModel:
+        """Compile the training program for batches shaped like ``x``, ``y`` (done lazily)."""
+        x, y = _array(x, "x"), _array(y, "y")
+        t0 = time.perf_counter()
+        traced = trace(self._loss_of, x[:1], y[:1])
+        params = list(traced.params.values())
+        loss = traced.outputs[0]
+        (canon,), memo = canonical([loss])
+        opt = self.optimizer
+        group_of: dict[int, int] = {}
+        if opt is not None:
+            for g, group in enumerate(opt.param_groups):
+                for p in group["params"]:
+                    group_of[id(p)] = g
+        roles = [
+            (memo[p.node].arg, p.requires_grad, group_of.get(id(p)) if p.requires_grad else None)
+            for p in params
+        ]
+        data_roles = [memo[n].arg if n in memo else None for n in traced.inputs.values()]
+        opt_key = None
+        if opt is not None:
+            opt_key = (
+                type(opt).__name__,
+                [(opt.structure(g), opt.formulas(g)[0]) for g in opt.param_groups],
+            )
+        names = [p.name.split("#")[0] for p in params]
+        consts = [
+            (memo[n].arg, v.dtype.str, v.shape, v.tobytes().hex())
+            for n, v in traced.constants.items()
+        ]
+        key = cache.make_key(
+            "train",
+            print_program([canon]),
+            roles,
+            data_roles,
+            opt_key,
+            names,
+            str(loss.dtype),
+            consts,
+        )
+        text = cache.read_entry(key)
+        hit = text is not None
+        t1 = time.perf_counter()
+        if not hit:
+            text = runtime.module_text(*self._lower_train(traced, params, loss))
+        mod = runtime.load(key, text if not hit else None)
+        self._train = _Program(self, mod, params, key)
+        if int(os.environ.get("SYMBP_DEBUG", "0") or 0) >= 4:  # DEBUG=4: show generated code
+            print(f"# symbp: {mod.__file__}{' (cache hit)' if hit else ''}\n{self._train.source}")
+        self.timings.update(trace=t1 - t0, lower=time.perf_counter() - t1, cache_hit=float(hit))
+        return self
+
+    def _lower_train(self, traced: Any, params: list[Parameter], loss: Any):
+        opt = self.optimizer
+        trainable = [p for p in params if p.requires_grad]
+        derived = derive(loss, [p.node for p in trainable])
+        grads = {p.name: g for p, g in zip(trainable, derived.grads)}
+        pspecs, updates = [], {}
+        hyper: list[list[str]] = []
+        if opt is not None:
+            forms = [opt.formulas(g) for g in opt.param_groups]
+            hyper = [list(f[0]) for f in forms]
+        for p in params:
+            group = None
+            if opt is not None and p.requires_grad:
+                for g, grp in enumerate(opt.param_groups):
+                    if any(q is p for q in grp["params"]):
+                        group = g
+                        h, new_p, new_s = forms[g]
+                        updates[p.name] = (g, h, new_p, new_s)
+            pspecs.append(ParamSpec(p.name, p.node, p.requires_grad, group))
+        loss_name = getattr(self.loss_fn, "__name__", type(self.loss_fn).__name__)
+        title = f"{type(self.net).__name__} trained on {loss_name}"
+        if opt is not None:
+            title += f" with {type(opt).__name__}"
+        data = dict(traced.inputs)
+        low = lower_train(
+            title, derived.outputs[0], grads, pspecs, data, updates, hyper, traced.constants
+        )
+        return low.source, low.spec
+
+    def _program(self, x: np.ndarray, y: np.ndarray) -> _Program:
+        if self._train is None:
+            self.build(x, y)
+        assert self._train is not None
+        return self._train
+
+    @property
+    def source(self) -> str:
+        """The generated training module (built by the first step/fit, or by ``build``)."""
+        if self._train is not None:
+            return self._train.source
+        if self._predict is not None:
+            return model_source(self._predict[0])
+        raise RuntimeError(
+            "nothing compiled yet: the program is built for the shapes of the first batch; "
+            "call step(), fit() or build(x, y) first"
+        )
+
+    # ------------------------------------------------------------ checks in the model's words
+
+    def _check_x(self, x: Any, sx: dict[str, Any], where: str, name: str) -> np.ndarray:
+        x = _array(x, name)
+        want = np.dtype(sx["dtype"])
+        if x.dtype != want:
+            raise TypeError(
+                f"{where}: inputs x are {x.dtype}, the model is {want}: pass x.astype(np.{want})"
+            )
+        if x.ndim != len(sx["shape"]) or tuple(x.shape[1:]) != tuple(sx["shape"][1:]):
+            try:  # let the model say what it expected, in its own terms
+                trace(self.net, x[:1] if x.ndim else x)
+            except ShapeError as e:
+                raise ShapeError(f"{where}: {e}") from None
+            raise ShapeError(
+                f"{where}: inputs x have shape {list(x.shape)}, the model was compiled for "
+                f"{_shape_str(sx['shape'])}"
+            )
+        if not (x.flags.c_contiguous and x.flags.writeable):
+            x = np.array(x, order="C")
+        return x
+
+    # ------------------------------------------------------------ training
+
+    def step(self, x: Any, y: Any) -> float:
+        """One forward, backward and optimizer update on the batch (x, y); returns the loss."""
+        prog = self._train
+        fast = (
+            prog is not None
+            and type(x) is np.ndarray
+            and type(y) is np.ndarray
+            and x.dtype is prog.x_dtype
+            and y.dtype is prog.y_dtype
+            and x.shape[1:] == prog.x_tail
+            and y.shape[1:] == prog.y_tail
+            and len(x) == len(y) > 0
+            and x.flags.carray  # C-contiguous, aligned and writeable
+            and y.flags.carray
+            and prog.warm
+            and len(x) <= prog.arenas.capacity
+        )
+        if fast:  # the types the compiled code was built for: call it directly
+            assert prog is not None
+            prog.sync_in()
+            a = prog.arenas
+            status = prog.call(
+                x, y, _NO_ORDER, 1, len(x), _STEP, 0, prog.W, a.work, a.iwork, prog.hyper,
+                prog.ints, prog.losses1,
+            )  # fmt: skip
+            if status == 2:
+                prog.bad_label(y, int(prog.ints[2]))
+        else:  # the general path: convert, or explain what is wrong
+            if self.optimizer is None:
+                raise TypeError("step() needs an optimizer: symbp.compile(net, loss_fn, opt)")
+            prog = self._program(_array(x, "x"), _array(y, "y"))
+            x, y = prog.check(x, y, "step")
+            prog.sync_in()
+            prog.run(x, y, 1, len(x), GRADS | UPDATE)
+        prog.sync_out()
+        return float(prog.losses1[1])
+
+    def loss_and_grads(self, x: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss and each parameter's gradient (by name; also in ``.grad``), no update."""
+        prog = self._program(_array(x, "x"), _array(y, "y"))
+        x, y = prog.check(x, y, "loss_and_grads")
+        prog.sync_in()
+        _, losses = prog.run(x, y, 1, max(len(x), 1), GRADS)
+        prog.sync_out()
+        names = {id(p): p.name for p in prog.params}
+        if hasattr(self.net, "named_parameters"):  # the model's own names: "0.weight"
+            names.update({id(p): n for n, p in self.net.named_parameters()})
+        grads = {names[id(p)]: g.copy() for p, g in zip(prog.params, prog.grads) if g is not None}
+        return float(losses[1]), grads
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int | None = None,
+        validation_data: tuple[Any, Any] | None = None,
+        verbose: bool = False,
+        callback: Callable[[int, dict[str, list[float]]], Any] | None = None,
+    ) -> dict[str, list[float]]:
+        """Train for ``epochs`` passes over (X, y); returns per-epoch metrics (``"loss"``...).
+
+        Each epoch -- shuffle (``seed``, epoch) -> ``symbp.lower.support.epoch_order``, gather
+        the minibatches, forward, backward, update, sum the loss -- is one compiled call; when
+        nothing needs Python between epochs (no validation, ``verbose`` or ``callback``) all
+        epochs are. A non-finite loss stops training with an error naming the epoch and batch,
+        the parameters as they were before that batch (or at the start of that epoch if they
+        had already stopped being finite). ``callback(epoch, history)`` returning True stops.
+        """
+        if self.optimizer is None:
+            raise TypeError("fit() needs an optimizer: symbp.compile(net, loss_fn, optimizer)")
+        if batch_size < 1 or epochs < 0:
+            raise ValueError(
+                f"fit: need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}"
+            )
+        prog = self._program(_array(X, "X"), _array(y, "y"))
+        X, y = prog.check(X, y, "fit")
+        if len(X) == 0:
+            raise ValueError("fit: no training samples")
+        seed = secrets.randbits(62) if seed is None else int(seed)
+        order = np.empty(len(X), np.int64) if shuffle else _NO_ORDER
+        mode = GRADS | UPDATE | STOP_NONFINITE | (SHUFFLE if shuffle else 0)
+        history: dict[str, list[float]] = {"loss": []}
+        per_call = epochs if (validation_data is None and not verbose and callback is None) else 1
+        prog.sync_in()
+        done = 0
+        while done < epochs:
+            n = min(per_call, epochs - done)
+            snapshot = prog.W.copy()
+            t_before = int(prog.ints[0])
+            prog.ints[1] = done
+            status, losses = prog.run(X, y, n, batch_size, mode, seed, order)
+            if status:
+                self._nonfinite(prog, snapshot, t_before, done, losses)
+            history["loss"] += losses[:n].tolist()
+            done += n
+            prog.sync_out()
+            if validation_data is not None:
+                for k, v in self.evaluate(*validation_data).items():
+                    history.setdefault(f"val_{k}", []).append(v)
+            if verbose:
+                line = ", ".join(f"{k}={v[-1]:.4g}" for k, v in history.items())
+                print(f"epoch {done}/{epochs}: {line}")
+            if callback is not None and callback(done - 1, history):
+                break
+        return history
+
+    def _nonfinite(self, prog: _Program, snapshot, t_before, first_epoch, losses) -> None:
+        epoch, batch = int(prog.ints[2]), int(prog.ints[3])
+        n_params = sum(v.size for v in prog.views)
+        finite = all(np.isfinite(v).all() for v in prog.views)
+        if finite:
+            restored = f"parameters are as before batch {batch + 1}"
+        else:  # an update made them non-finite before the loss showed it: back to the epoch start
+            prog.W[...] = snapshot
+            prog.ints[0] = t_before
+            restored = f"parameters restored to the start of epoch {first_epoch + 1}"
+        prog.sync_out(grads=False)
+        raise FloatingPointError(
+            f"fit: the loss is not finite at epoch {first_epoch + epoch + 1}, batch {batch + 1} "
+            f"({n_params} parameters); {restored}. Lower the learning rate or check the data."
+        )
+
+    # ------------------------------------------------------------ inference
+
+    def _predict_program(self, X: np.ndarray) -> tuple[Any, list[Parameter], dict[str, Any]]:
+        if self._predict is None:
+            t0 = time.perf_counter()
+            traced = trace(self.net, X[:1])
+            out = traced.outputs[0]
+            params = list(traced.params.values())
+            (canon,), _memo = canonical([out])
+            names = [p.name.split("#")[0] for p in params]
+            key = cache.make_key("predict", print_program([canon]), names, str(out.dtype))
+            text = cache.read_entry(key)
+            if text is None:
+                pspecs = [ParamSpec(p.name, p.node, False) for p in params]
+                (x,) = traced.inputs.values()
+                low = lower_predict(f"{type(self.net).__name__} inference", out, pspecs, x)
+                text = runtime.module_text(low.source, low.spec)
+                mod = runtime.load(key, text)
+            else:
+                mod = runtime.load(key)
+            self._predict = (mod, params, mod.SPEC)
+            self.timings["predict_build"] = time.perf_counter() - t0
+        return self._predict
+
+    def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """The model's outputs for every row of X, computed in compiled batches."""
+        X = _array(X, "X")
+        mod, params, spec = self._predict_program(X)
+        X = self._check_x(X, spec["x"], "predict", "X")
+        if self._train is not None:
+            self._train.sync_in()
+        out_shape = (len(X), *spec["out_shape"][1:])
+        out = np.empty(out_shape, np.dtype(spec["out_dtype"]))
+        if len(X):
+            bs = max(1, min(batch_size, len(X)))
+            ar = runtime.Arenas(spec, np.dtype(spec["dtype"]), bs)
+            mod.predict(X, bs, ar.work, ar.iwork, out, *(p.data for p in params))
+        return out
+
+    def evaluate(
+        self, X: Any, y: Any, metrics: Sequence[str] = ("accuracy",), batch_size: int = 256
+    ) -> dict[str, float]:
+        """The mean loss over (X, y) and the requested metrics (``"accuracy"``)."""
+        prog = self._program(_array(X, "X"), _array(y, "y"))
+        X, y = prog.check(X, y, "evaluate")
+        prog.sync_in()
+        _, losses = prog.run(X, y, 1, batch_size, 0)
+        result = {"loss": float(losses[0])}
+        for m in metrics:
+            if m != "accuracy":
+                raise ValueError(f"evaluate: unknown metric {m!r} (known: 'accuracy')")
+            pred = self.predict(X, batch_size)
+            if y.ndim == 1 and y.dtype.kind in "iu":
+                result["accuracy"] = float(np.mean(pred.argmax(axis=-1) == y))
+            elif pred.shape[-1] == 1:  # binary: a probability or a logit against 0/1 targets
+                thresh = 0.5 if (pred.min() >= 0 and pred.max() <= 1) else 0.0
+                result["accuracy"] = float(np.mean((pred > thresh) == (y > 0.5)))
+            else:
+                result["accuracy"] = float(np.mean(pred.argmax(-1) == y.argmax(-1)))
+        return result
+
+
+def compile(  # noqa: A001 -- symbp.compile, as torch.compile
+    net: Callable[..., Any], loss_fn: Callable[..., Any] | None = None, optimizer: Any = None
+) -> CompiledModel:
+    """Compile ``net`` with ``loss_fn(net(x), y)`` and ``optimizer`` for fast training.
+
+    Nothing is built until the first batch arrives (its feature shape and dtype fix the
+    program; the batch size stays free). See the module docstring for an example.
+    """
+    return CompiledModel(net, loss_fn, optimizer)
+
+
+__all__ = ["CompiledModel", "compile"]

@@ -1,0 +1,21 @@
+"""Stage 4, lower: schedule the simplified program into kernels and print it as Numba source.
+
+- ``schedule``: which nodes get buffers, which are read through views, kernel order;
+- ``printer``:  one SymPy scalar formula -> one line of nopython-mode Python;
+- ``emit``:     one kernel -> a loop nest (or a BLAS call);
+- ``program``:  the whole module: the training loop (``train``) and inference (``predict``);
+- ``support``:  the scalar helpers (stable sigmoid, softplus, clamped log) and the shuffle.
+"""
+
+from symbp.lower.printer import LoweringError, NumbaPrinter, numba_code
+from symbp.lower.program import Lowered, ParamSpec, lower_predict, lower_train
+
+__all__ = [
+    "Lowered",
+    "LoweringError",
+    "NumbaPrinter",
+    "ParamSpec",
+    "lower_predict",
+    "lower_train",
+    "numba_code",
+]

@@ -1,0 +1,417 @@
+"""Emit Python source for Numba from a ``Schedule``: one loop nest per kernel.
+
+A kernel's body is its SymPy formula, with every source replaced by the code that reads it at
+the loop indices (through broadcasts, transposes and one-hots: see ``schedule``), then
+common subexpressions shared (``sympy.cse``) and loop-invariant factors (``1/B``, a bias
+correction ``lr/(1 - beta1**t)``) hoisted out of the loop and computed once, in float64 like
+PyTorch's Python-side scalars. Matrix products are explicit loops when small (calling BLAS
+costs more than a 2x2 product) and ``np.dot`` into the preallocated output otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import sympy
+
+from symbp.ir import Node, type_str
+from symbp.lower.printer import NumbaPrinter
+from symbp.lower.schedule import Buffer, Kernel, Schedule, Update
+from symbp.ops import xsym
+
+# Below this many multiply-adds a matrix product is written as loops (measured on W1/W5: a
+# BLAS call costs ~0.3 us, more than the arithmetic of a 10x5 layer).
+SMALL_MATMUL = 4096
+
+# An optimizer update over at least this many entries runs on all cores (numba prange): it
+# reads and writes ~5 arrays per entry and is bound by memory bandwidth, not arithmetic.
+PARALLEL_UPDATE = 1 << 15
+
+LOOP_VARS = ("i", "j", "k", "l", "m", "n", "p", "q")
+_DT = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+def dim_code(d: object) -> str:
+    return str(d) if not isinstance(d, sympy.Expr) else str(d).replace(" ", "")
+
+
+def numel_code(shape: Sequence[object]) -> str:
+    if not shape:
+        return "1"
+    return "*".join(dim_code(d) for d in shape)
+
+
+def at(buf: Buffer, idx: Sequence[str]) -> str:
+    """The code indexing ``buf`` at ``idx`` (a 0-d buffer is a 1-element array)."""
+    return f"{buf.name}[{', '.join(idx)}]" if idx else f"{buf.name}[0]"
+
+
+class Emitter:
+    """Turns kernels into indented lines of code; ``invariant`` maps symbols to local names."""
+
+    def __init__(self, sched: Schedule, invariant: dict[sympy.Symbol, str], mkl: bool = False):
+        self.mkl = mkl  # matrix products through MKL's gemm (symbp.lower.support) or np.dot
+        self.parallel = False  # set when a loop uses prange: the function needs parallel=True
+        self.sched = sched
+        self.invariant = invariant
+        self._syms: dict[str, sympy.Symbol] = {}
+        self._kid = itertools.count()
+
+    # ------------------------------------------------------------ reading through views
+
+    def sym(self, code: str) -> sympy.Symbol:
+        s = self._syms.get(code)
+        if s is None:
+            s = self._syms[code] = sympy.Symbol(code, real=True)
+        return s
+
+    def read(self, n: Node, idx: Sequence[str], top: bool = False) -> sympy.Expr:
+        """The value of node ``n`` at index ``idx`` as a SymPy expression of buffer reads."""
+        buf = self.sched.buffers.get(n)
+        if buf is not None and not top:
+            return self.sym(at(buf, idx))
+        op = n.op
+        if op == "const":
+            return sympy.sympify(n.arg)
+        if op == "detach":
+            return self.read(n.src[0], idx)
+        if op == "expand":
+            (x,) = n.src
+            src_idx = ["0" if a == 1 and b != 1 else i for a, b, i in zip(x.shape, n.shape, idx)]
+            return self.read(x, src_idx)
+        if op == "transpose":
+            src_idx = [""] * n.ndim
+            for k, a in enumerate(n.arg):
+                src_idx[a] = idx[k]
+            return self.read(n.src[0], src_idx)
+        if op == "reshape":
+            return self.read(n.src[0], _reshape_index(n.src[0].shape, n.shape, idx))
+        if op == "cast":
+            inner = self.code(self.read(n.src[0], idx), n.src[0].dtype)
+            conv = _DT.get(n.dtype, "int")
+            return self.sym(f"{conv}({inner})")
+        if op == "onehot":
+            label = self.read(n.src[0], idx[:-1])
+            j = idx[-1]
+            hot = sympy.Eq(label, sympy.Integer(0) if j == "0" else self.sym(j))
+            return sympy.Piecewise((1, hot), (0, True))
+        if op == "ew":  # inlined into a reduction's loop
+            return n.arg.expr.xreplace({xsym(i): self.read(s, idx) for i, s in enumerate(n.src)})
+        raise NotImplementedError(f"the Numba backend cannot read a '{op}' node through a view")
+
+    def code(self, expr: sympy.Expr, dtype: np.dtype) -> str:
+        return NumbaPrinter(dict(self.invariant), _DT.get(dtype, "f64")).doprint(expr)
+
+    # ------------------------------------------------------------ formulas -> statements
+
+    def assign(
+        self, targets: Sequence[str], exprs: Sequence[sympy.Expr], dtype: np.dtype, op: str = "="
+    ) -> tuple[list[str], list[str]]:
+        """(hoisted lines, body lines) computing ``exprs`` into ``targets``.
+
+        Loop-invariant subexpressions become hoisted locals (float64, cast to the kernel's
+        dtype), repeated subexpressions become body locals.
+        """
+        kid = next(self._kid)
+        hoisted: dict[sympy.Expr, sympy.Symbol] = {}
+        inv_syms = set(self.invariant)
+
+        def is_invariant(e: sympy.Expr) -> bool:
+            if e.is_Atom:
+                return e in inv_syms
+            return e.free_symbols <= inv_syms and not e.is_Boolean and not e.is_Relational
+
+        def lift(e: sympy.Expr) -> sympy.Symbol:
+            return hoisted.setdefault(e, sympy.Symbol(f"k{kid}_{len(hoisted)}", real=True))
+
+        def hoist(e: sympy.Expr) -> sympy.Expr:
+            if e.is_number and not e.is_Number and not e.is_Boolean:  # sqrt(2/pi): one literal
+                return sympy.Float(e.evalf(20), 20)
+            if is_invariant(e):
+                return lift(e)
+            if e.is_Atom or e.is_Relational or e.is_Boolean:
+                return e
+            if isinstance(e, sympy.Piecewise):
+                return sympy.Piecewise(*[(hoist(a), c) for a, c in e.args])
+            if e.is_Add or e.is_Mul:  # group the invariant terms/factors into one local
+                inv = [a for a in e.args if is_invariant(a)]
+                rest = [hoist(a) for a in e.args if not is_invariant(a)]
+                if inv:
+                    return e.func(lift(e.func(*inv)), *rest)
+                return e.func(*rest)
+            return e.func(*[hoist(a) for a in e.args])
+
+        exprs = [hoist(sympy.sympify(e)) for e in exprs]
+        kt = _DT.get(dtype, "f64")
+        pre = []
+        f64 = NumbaPrinter(dict(self.invariant), "f64")
+        for e, s in hoisted.items():
+            value = f64.doprint(e)
+            pre.append(f"{s.name} = {kt}({value})" if kt == "f32" else f"{s.name} = {value}")
+        temps = (sympy.Symbol(f"c{kid}_{i}", real=True) for i in itertools.count())
+        repl, reduced = sympy.cse(list(exprs), symbols=temps, order="none")
+        printer = NumbaPrinter(dict(self.invariant), kt)
+        body = [f"{s.name} = {printer.doprint(e)}" for s, e in repl]
+        if len(targets) == 1:
+            body.append(f"{targets[0]} {op} {printer.doprint(reduced[0])}")
+        else:  # compute every new value before storing any (an update reads its old state)
+            names = [f"n{kid}_{i}" for i in range(len(targets))]
+            body += [f"{v} = {printer.doprint(e)}" for v, e in zip(names, reduced)]
+            body += [f"{t} {op} {v}" for t, v in zip(targets, names)]
+        return pre, body
+
+    # ------------------------------------------------------------ kernels
+
+    def kernel(self, k: Kernel) -> list[str]:
+        n, out = k.node, k.out
+        head = f"# {out.name}:{type_str(n)} = {_describe(n, self.sched)}"
+        if self.sched.buffers.get(n) is not out:  # a second output of one value: a copy
+            return [head, *self.elementwise(n, out, copy=True)]
+        if n.op == "matmul":
+            return [head, *self.matmul(n, out)]
+        if n.op in ("sum", "max"):
+            for k in self.sched.siblings.get(n, []):
+                head += f"\n# {k.out.name}:{type_str(k.node)} = {_describe(k.node, self.sched)}"
+                head += " (in the same loop)"
+            return [*head.split("\n"), *self.reduce(n, out)]
+        if n.op == "argmax":
+            return [head, *self.argmax(n, out)]
+        return [head, *self.elementwise(n, out)]
+
+    def elementwise(self, n: Node, out: Buffer, copy: bool = False) -> list[str]:
+        idx = _index(n.shape)
+        value = self.read(n, idx, top=not copy)
+        pre, body = self.assign([at(out, idx)], [value], n.dtype)
+        return pre + _loops(n.shape, idx, body)
+
+    def reduce(self, n: Node, out: Buffer) -> list[str]:
+        (x,) = n.src
+        axes, keepdim = n.arg
+        idx = _index(x.shape)
+        if keepdim:
+            oidx = ["0" if a in axes else v for a, v in enumerate(idx)]
+        else:
+            oidx = [v for a, v in enumerate(idx) if a not in axes]
+        value = self.read(x, idx)
+        kt = _DT.get(n.dtype, "f64")
+        is_max = n.op == "max"
+        if is_max:
+            init = "-np.inf" if kt == "f64" else "f32(-np.inf)"
+        else:
+            init = "0.0" if (kt == "f64" or not oidx) else "f32(0.0)"
+        suffix = list(axes) == list(range(x.ndim - len(axes), x.ndim))
+        # sibling kernels over the same index space are computed in the same loop
+        sib = self.sched.siblings.get(n, [])
+        targets = ["v"] + [at(k.out, idx) for k in sib]
+        values = [value] + [self.read(k.node, idx, top=True) for k in sib]
+        if suffix:  # reduce the innermost axes into a scalar accumulator
+            kept = x.ndim - len(axes)
+            pre, body = self.assign(targets, values, n.dtype)
+            step = ["if v > acc or v != v:", "    acc = v"] if is_max else ["acc += v"]
+            inner = _loops(x.shape[kept:], idx[kept:], body + step)
+            outer_body = [f"acc = {init}", *inner, f"{at(out, oidx)} = acc"]
+            return pre + _loops(x.shape[:kept], idx[:kept], outer_body)
+        # reduce leading axes: sweep the source in memory order, accumulating into the output
+        zero = _loops(out.shape, _index(out.shape), [f"{at(out, _index(out.shape))} = {init}"])
+        pre, body = self.assign(targets, values, n.dtype)
+        if is_max:
+            o = at(out, oidx)
+            step = [f"if v > {o} or v != v:", f"    {o} = v"]
+        else:
+            step = [f"{at(out, oidx)} += v"]
+        return zero + pre + _loops(x.shape, idx, body + step)
+
+    def argmax(self, n: Node, out: Buffer) -> list[str]:
+        (x,) = n.src
+        axis = n.arg
+        idx = list(LOOP_VARS[: x.ndim])
+        outer = [d for a, d in enumerate(x.shape) if a != axis]
+        outer_idx = [v for a, v in enumerate(idx) if a != axis]
+        pre, body = self.assign(["v"], [self.read(x, idx)], n.dtype)
+        scan = _loops(
+            [x.shape[axis]],
+            [idx[axis]],
+            [
+                *body,
+                "if v > best:",
+                f"    best = v; hit = {idx[axis]}",
+            ],
+        )
+        one, zero = ("f32(1.0)", "f32(0.0)") if _DT.get(n.dtype) == "f32" else ("1.0", "0.0")
+        write = _loops(
+            [x.shape[axis]],
+            [idx[axis]],
+            [f"{at(out, idx)} = {one} if {idx[axis]} == hit else {zero}"],
+        )
+        return pre + _loops(outer, outer_idx, ["best = -np.inf", "hit = 0", *scan, *write])
+
+    def operand(self, n: Node) -> tuple[Buffer, bool]:
+        """The buffer behind a matmul operand, and whether it is read transposed."""
+        while n.op == "detach":
+            n = n.src[0]
+        if n in self.sched.buffers:
+            return self.sched.buffers[n], False
+        assert n.op == "transpose"
+        buf, t = self.operand(n.src[0])
+        return buf, not t
+
+    def matmul(self, n: Node, out: Buffer) -> list[str]:
+        (a, ta), (b, tb) = (self.operand(s) for s in n.src)
+        M, K = n.src[0].shape
+        N = n.shape[1]
+
+        def el(buf: Buffer, t: bool, r: str, c: str) -> str:
+            return f"{buf.name}[{c}, {r}]" if t else f"{buf.name}[{r}, {c}]"
+
+        kt = _DT.get(n.dtype, "f64")
+        zero = "f32(0.0)" if kt == "f32" else "0.0"
+        if tb and not ta:  # rows of a against rows of b: inner products over contiguous k
+            loops = _loops(
+                [M, N],
+                ["i", "j"],
+                [
+                    f"acc = {zero}",
+                    *_loops([K], ["k"], [f"acc += {el(a, ta, 'i', 'k')} * {el(b, tb, 'k', 'j')}"]),
+                    f"{out.name}[i, j] = acc",
+                ],
+            )
+        else:  # axpy form: out[i, :] += a[i, k] * b[k, :], contiguous in j
+            loops = _loops(
+                [M],
+                ["i"],
+                [
+                    *_loops([N], ["j"], [f"{out.name}[i, j] = {zero}"]),
+                    *_loops(
+                        [K],
+                        ["k"],
+                        [
+                            f"aik = {el(a, ta, 'i', 'k')}",
+                            *_loops(
+                                [N], ["j"], [f"{out.name}[i, j] += aik * {el(b, tb, 'k', 'j')}"]
+                            ),
+                        ],
+                    ),
+                ],
+            )
+        if self.mkl and kt in ("f32", "f64"):
+            blas = f"gemm_{kt}({a.name}, {ta}, {b.name}, {tb}, {out.name})"
+        else:
+            blas = f"np.dot({a.name}{'.T' if ta else ''}, {b.name}{'.T' if tb else ''}, {out.name})"
+        flops = sympy.sympify(M) * K * N
+        if flops.is_Number:
+            return loops if int(flops) <= SMALL_MATMUL else [blas]
+        static = flops.as_coeff_Mul()[0]  # the product is at least this big (B >= 1)
+        if static > SMALL_MATMUL:
+            return [blas]
+        return [f"if {dim_code(flops)} <= {SMALL_MATMUL}:", *_indent(loops), "else:", "    " + blas]
+
+    def update(self, u: Update, names: dict[str, str], title: str = "") -> list[str]:
+        """The optimizer step of one parameter: new p and state from p, g, state, hypers, t."""
+        from symbp.optim.optimizer import G, P
+
+        p = u.param
+        idx = list(LOOP_VARS[: len(p.shape)])
+        sub = {P: self.sym(at(p, idx)), G: self.sym(at(u.grad, idx))}
+        for s, buf in u.state.items():
+            sub[sympy.Symbol(s, real=True)] = self.sym(at(buf, idx))
+        hyper = {sympy.Symbol(h, real=True): sympy.Symbol(names[h], real=True) for h in u.hyper}
+        sub.update(hyper)
+        targets = [at(p, idx)] + [at(u.state[s], idx) for s in u.new_state]
+        exprs = [e.xreplace(sub) for e in (u.new_p, *u.new_state.values())]
+        pre, body = self.assign(targets, exprs, p.dtype)
+        rule = "; ".join(f"{k} <- {v}" for k, v in [("p", u.new_p), *u.new_state.items()])
+        loops = _loops(p.shape, idx, body)
+        n = sympy.sympify(numel_code(p.shape))
+        if n.is_Number and int(n) >= PARALLEL_UPDATE:  # memory-bound: use both cores
+            loops[0] = loops[0].replace(" in range(", " in prange(", 1)
+            self.parallel = True
+        return [f"# update {title or p.name}: {rule}", *pre, *loops]
+
+
+def _reshape_index(src: Sequence[object], dst: Sequence[object], idx: Sequence[str]) -> list[str]:
+    """Index into ``src`` for index ``idx`` of its reshape to ``dst`` (C order)."""
+    s_big = [d for d in src if d != 1]
+    d_big = [(d, i) for d, i in zip(dst, idx) if d != 1]
+    if [d for d, _ in d_big] == s_big:  # only size-1 axes added or removed
+        it = iter(i for _, i in d_big)
+        return ["0" if d == 1 else next(it) for d in src]
+    # general: through the flat index
+    terms, stride = [], "1"
+    for d, i in reversed(list(zip(dst, idx))):
+        terms.append(f"{i}*{stride}" if stride != "1" else i)
+        stride = f"{stride}*{dim_code(d)}" if stride != "1" else dim_code(d)
+    flat = "(" + " + ".join(reversed(terms)) + ")"
+    out, stride = [], "1"
+    for d in reversed(src):
+        out.append(
+            f"({flat} // ({stride})) % ({dim_code(d)})"
+            if stride != "1"
+            else f"{flat} % ({dim_code(d)})"
+        )
+        stride = f"{stride}*{dim_code(d)}" if stride != "1" else dim_code(d)
+    return list(reversed(out))
+
+
+def _loops(shape: Sequence[object], idx: Sequence[str], body: list[str]) -> list[str]:
+    """Nested loops over ``shape`` with index variables ``idx`` (an index "0" is no loop)."""
+    lines: list[str] = []
+    depth = 0
+    for d, v in zip(shape, idx):
+        if v != "0":
+            lines.append("    " * depth + f"for {v} in range({dim_code(d)}):")
+            depth += 1
+    return lines + ["    " * depth + b for b in body]
+
+
+def _index(shape: Sequence[object]) -> list[str]:
+    """Loop variables for ``shape``: "0" for an axis of size 1, which needs no loop."""
+    return ["0" if d == 1 else v for d, v in zip(shape, LOOP_VARS)]
+
+
+def _indent(lines: list[str], n: int = 1) -> list[str]:
+    return ["    " * n + line for line in lines]
+
+
+def _describe(n: Node, sched: Schedule) -> str:
+    """The node as a formula over the names of its sources, for the kernel's comment."""
+
+    def name(s: Node) -> str:
+        if s in sched.buffers:
+            return sched.buffers[s].name
+        if s.op in ("expand", "reshape", "detach"):
+            return name(s.src[0])
+        if s.op == "transpose":
+            return name(s.src[0]) + ".T"
+        if s.op == "onehot":
+            return f"onehot({name(s.src[0])})"
+        if s.op == "const":
+            return str(s.arg)
+        if s.op == "ew":
+            return (
+                "("
+                + str(
+                    s.arg.expr.xreplace(
+                        {xsym(i): sympy.Symbol(name(c)) for i, c in enumerate(s.src)}
+                    )
+                )
+                + ")"
+            )
+        return f"{s.op}({', '.join(name(c) for c in s.src)})"
+
+    if n.op == "ew":
+        return str(
+            n.arg.expr.xreplace({xsym(i): sympy.Symbol(name(s)) for i, s in enumerate(n.src)})
+        )
+    if n.op == "matmul":
+        return f"{name(n.src[0])} @ {name(n.src[1])}"
+    if n.op in ("sum", "max"):
+        axes, keepdim = n.arg
+        return f"{n.op}({name(n.src[0])}, axes={axes}{', keepdim' if keepdim else ''})"
+    if n.op == "argmax":
+        return f"first-max one-hot of {name(n.src[0])} along axis {n.arg}"
+    return f"copy of {name(n)}" if n in sched.buffers else name(n)
+
+
+__all__ = ["SMALL_MATMUL", "Emitter", "at", "dim_code", "numel_code"]

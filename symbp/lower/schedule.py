@@ -1,0 +1,218 @@
+"""Schedule a simplified program into kernels over named buffers.
+
+Which nodes get a buffer, and what every other node is:
+
+- ``input``: a buffer given from outside (a data batch or a parameter);
+- ``ew``, ``matmul``, ``sum``, ``max``, ``argmax``: one kernel each, writing its own buffer --
+  except an ``ew`` node read only by one reduction, which is computed inside the reduction's
+  loop and never stored;
+- ``expand``, ``reshape``, ``transpose``, ``detach``, ``cast``, ``const``, ``onehot``: *views*,
+  never stored: a reader indexes through them (a broadcast bias is read as ``bias[j]`` inside
+  its consumer's loop, a one-hot as ``(1 if y[i] == j else 0)``). A view feeding a matrix
+  product that BLAS cannot take as it is (anything but a buffer or its transpose), or a view
+  that is a program output, is copied into a buffer by a kernel of its own.
+
+The result is a ``Schedule``: buffers with model-derived names, and kernels in execution order,
+each tagged with the phase it belongs to (forward, backward, update).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+
+from symbp.ir import LABELS, Node, Shape, consumers, toposort
+
+VIEWS = ("expand", "reshape", "transpose", "detach", "cast", "const", "onehot")
+KERNELS = ("ew", "matmul", "sum", "max", "argmax")
+
+
+def ident(name: str) -> str:
+    """A Python identifier from a model name: ``0.weight#2`` -> ``layer0_weight``."""
+    name = name.split("#")[0]
+    name = re.sub(r"\W", "_", name).strip("_") or "t"
+    return f"layer{name}" if name[0].isdigit() else name
+
+
+@dataclass
+class Buffer:
+    """A named array the generated code reads and writes.
+
+    ``arena`` says where it lives: ``"W"`` (parameters, gradients, optimizer state: kept
+    between calls), ``"work"``/``"iwork"`` (float/integer intermediates, sized by the batch).
+    """
+
+    name: str
+    shape: Shape
+    dtype: np.dtype
+    arena: str
+    node: Node | None = None
+
+
+@dataclass
+class Kernel:
+    """One loop nest (or BLAS call) computing ``node`` into ``out``."""
+
+    node: Node
+    out: Buffer
+    phase: str  # "forward" | "backward" | "copy"
+
+
+@dataclass
+class Update:
+    """The optimizer update of one parameter: formulas in p, g, t, its state and hyperparameters."""
+
+    param: Buffer
+    grad: Buffer
+    state: dict[str, Buffer]
+    group: int
+    new_p: sympy.Expr
+    new_state: dict[str, sympy.Expr]
+    hyper: list[str]
+
+
+@dataclass
+class Schedule:
+    buffers: dict[Node, Buffer]
+    kernels: list[Kernel]
+    inlined: set[Node]  # ew nodes computed inside their reduction's loop
+    outputs: dict[str, Buffer]
+    updates: list[Update] = field(default_factory=list)
+    # elementwise kernels computed in the loop of a reduction over the same index space (the
+    # loss's sum and the output layer's δ share their σ(z): computed once, not twice)
+    siblings: dict[Node, list[Kernel]] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
+
+    def all_kernels(self) -> list[Kernel]:
+        """Every kernel, those computed in a reduction's loop included."""
+        return self.kernels + [k for ks in self.siblings.values() for k in ks]
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.names:
+            k += 1
+            name = f"{base}{k}"
+        self.names.add(name)
+        return name
+
+
+def _blas_operand(n: Node, stored: set[Node]) -> bool:
+    """Can np.dot take this operand as it is: a stored 2-D buffer or the transpose of one?"""
+    while n.op == "detach":
+        n = n.src[0]
+    if n in stored:
+        return True
+    return n.op == "transpose" and _blas_operand(n.src[0], stored)
+
+
+_PREFIX = {"ew": "ew", "matmul": "mm", "sum": "sum", "max": "max", "argmax": "argmax"}
+
+
+def schedule(
+    outputs: Sequence[tuple[Buffer, Node]],
+    inputs: dict[Node, Buffer],
+    forward: Sequence[Node] = (),
+    reserved: Sequence[str] = (),
+) -> Schedule:
+    """Kernels computing each output node into its given buffer, from the ``inputs`` buffers.
+
+    ``forward`` are the nodes whose kernels belong to the forward phase (what the loss needs);
+    the rest of the program is the backward phase. ``reserved`` names are not given to buffers.
+    """
+    out_nodes = [n for _, n in outputs]
+    order = toposort(out_nodes)
+    users = consumers(order)
+    sched = Schedule(dict(inputs), [], set(), {}, names=set(reserved))
+    sched.names.update(b.name for b in inputs.values())
+    sched.names.update(b.name for b, _ in outputs)
+
+    # Which nodes need a buffer of their own.
+    stored: set[Node] = set(inputs)
+    for n in order:
+        if n.op in KERNELS:
+            readers = users.get(n, [])
+            to_reduction = (
+                n.op == "ew"
+                and n not in out_nodes
+                and len(readers) == 1
+                and readers[0].op in ("sum", "max")
+            )
+            if to_reduction:
+                sched.inlined.add(n)
+            else:
+                stored.add(n)
+        elif n.op == "input" and n not in inputs:
+            raise KeyError(f"no buffer for input '{n.arg}'")
+    for n in order:  # views BLAS cannot read get copied into a buffer
+        if n.op == "matmul":
+            stored.update(s for s in n.src if not _blas_operand(s, stored))
+
+    fwd = set(toposort(forward)) if forward else set()
+    target: dict[Node, Buffer] = {}
+    for buf, n in outputs:  # an output's kernel writes straight into the output's buffer
+        if n not in inputs:
+            target.setdefault(n, buf)
+    counters: dict[str, int] = {}
+    for n in order:
+        if n in inputs or (n not in stored and n not in target):
+            continue
+        found = target.get(n)
+        if found is not None:
+            buf = found
+        else:
+            prefix = _PREFIX.get(n.op, "copy")
+            label = LABELS.get(n)
+            base = f"{ident(label)}_{prefix}" if label else prefix
+            k = counters.get(base, 0)
+            counters[base] = k + 1
+            name = sched.fresh(f"{base}{k}")
+            buf = Buffer(name, n.shape, n.dtype, "iwork" if n.dtype.kind in "iu" else "work", n)
+        sched.buffers[n] = buf
+        sched.kernels.append(Kernel(n, buf, "forward" if n in fwd else "backward"))
+    for buf, n in outputs:  # outputs that are inputs, or repeat another output: copies
+        if sched.buffers[n] is not buf:
+            sched.kernels.append(Kernel(n, buf, "forward" if n in fwd else "backward"))
+    sched.outputs = {b.name: b for b, _ in outputs}
+    _fuse_siblings(sched)
+    return sched
+
+
+def _stored_deps(n: Node, sched: Schedule) -> set[Node]:
+    """The stored nodes (and inputs) that reading ``n`` touches, through views and inlining."""
+    if n in sched.buffers:
+        return {n}
+    out: set[Node] = set()
+    for s in n.src:
+        out |= _stored_deps(s, sched)
+    return out
+
+
+def _fuse_siblings(sched: Schedule) -> None:
+    """Move each elementwise kernel into an earlier reduction's loop when both sweep the same
+    index space, share a source, and everything the kernel reads is ready by then."""
+    position = {k.node: i for i, k in enumerate(sched.kernels)}
+    taken: set[int] = set()
+    for i, r in enumerate(sched.kernels):
+        if r.node.op not in ("sum", "max") or r.node.src[0] not in sched.inlined:
+            continue
+        space = r.node.src[0].shape
+        shared = _stored_deps(r.node.src[0], sched)
+        for j in range(i + 1, len(sched.kernels)):
+            k = sched.kernels[j]
+            if j in taken or k.node.op != "ew" or k.node.shape != space:
+                continue
+            if sched.buffers.get(k.node) is not k.out:
+                continue
+            deps = set().union(*(_stored_deps(s, sched) for s in k.node.src))
+            ready = all(position.get(d, -1) < i for d in deps)
+            if ready and deps & shared:
+                sched.siblings.setdefault(r.node, []).append(k)
+                taken.add(j)
+    sched.kernels = [k for j, k in enumerate(sched.kernels) if j not in taken]
+
+
+__all__ = ["KERNELS", "VIEWS", "Buffer", "Kernel", "Schedule", "Update", "ident", "schedule"]

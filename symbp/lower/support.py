@@ -1,0 +1,164 @@
+"""Scalar helpers every generated module imports: stable forms and the epoch shuffle.
+
+They are small ``@njit`` functions; LLVM inlines them into the kernels that call them. Each
+works for float32 and float64 alike and stays in the argument's precision.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import sys
+
+import numpy as np
+from numba import njit, types
+
+
+def _find_mkl() -> str | None:
+    """libmkl_rt from the ``mkl`` wheel, if installed (``SYMBP_BLAS=openblas`` ignores it)."""
+    if os.environ.get("SYMBP_BLAS", "").lower() == "openblas":
+        return None
+    for d in (os.path.join(sys.prefix, "lib"), os.path.join(sys.base_prefix, "lib")):
+        for path in sorted(glob.glob(os.path.join(d, "libmkl_rt.so*")), reverse=True):
+            try:
+                import llvmlite.binding as llvm
+
+                llvm.load_library_permanently(path)  # its symbols resolve in compiled code
+                return path
+            except (OSError, RuntimeError):
+                continue
+    return None
+
+
+# Matrix products go to MKL's cblas_?gemm when the mkl wheel is there (faster than OpenBLAS for
+# the small products of MLP training, and steadier under load); numpy.dot (OpenBLAS) otherwise.
+# The functions are resolved by symbol name when code is loaded, so Numba can cache callers.
+MKL = _find_mkl()
+_i, _u = types.int32, types.uintp
+_sgemm = types.ExternalFunction(
+    "cblas_sgemm",
+    types.void(_i, _i, _i, _i, _i, _i, types.float32, _u, _i, _u, _i, types.float32, _u, _i),
+)
+_dgemm = types.ExternalFunction(
+    "cblas_dgemm",
+    types.void(_i, _i, _i, _i, _i, _i, types.float64, _u, _i, _u, _i, types.float64, _u, _i),
+)
+_threads_local = types.ExternalFunction("MKL_Set_Num_Threads_Local", types.int32(types.int32))
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# Below this many multiply-adds one thread is faster: waking MKL's OpenMP team costs more.
+THREADED_GEMM = 1 << 21
+
+
+@njit(cache=True)
+def gemm_f32(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
+    """out = op(a) @ op(b) with MKL, op = transpose when ``ta``/``tb``; C-contiguous arrays."""
+    m, n = out.shape
+    k = a.shape[0] if ta else a.shape[1]
+    _threads_local(1 if m * n * k < THREADED_GEMM else 0)  # 0: MKL's own setting
+    _sgemm(
+        _ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k,
+        np.float32(1.0), a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
+        np.float32(0.0), out.ctypes.data, n,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def gemm_f64(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
+    m, n = out.shape
+    k = a.shape[0] if ta else a.shape[1]
+    _threads_local(1 if m * n * k < THREADED_GEMM else 0)
+    _dgemm(
+        _ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k,
+        1.0, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], 0.0, out.ctypes.data, n,
+    )  # fmt: skip
+
+
+_ONE = {"f32": np.float32(1), "f64": np.float64(1)}
+_ZERO = {"f32": np.float32(0), "f64": np.float64(0)}
+_M100 = {"f32": np.float32(-100), "f64": np.float64(-100)}
+ONE32, ZERO32, M100_32 = _ONE["f32"], _ZERO["f32"], _M100["f32"]
+ONE64, ZERO64, M100_64 = _ONE["f64"], _ZERO["f64"], _M100["f64"]
+
+# One function per precision: a bare literal 1 would promote float32 arithmetic to float64.
+
+
+@njit(cache=True, inline="always")
+def sigmoid_f32(x):  # type: ignore[no-untyped-def]
+    """1 / (1 + exp(-x)): branch-free (it vectorizes), and exact in both tails in IEEE
+    arithmetic, exp(-x) = inf giving 0 rather than an overflow error."""
+    return ONE32 / (ONE32 + math.exp(-x))
+
+
+@njit(cache=True, inline="always")
+def sigmoid_f64(x):  # type: ignore[no-untyped-def]
+    return ONE64 / (ONE64 + math.exp(-x))
+
+
+@njit(cache=True, inline="always")
+def softplus_f32(x):  # type: ignore[no-untyped-def]
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))."""
+    return max(x, ZERO32) + math.log1p(math.exp(-abs(x)))
+
+
+@njit(cache=True, inline="always")
+def softplus_f64(x):  # type: ignore[no-untyped-def]
+    return max(x, ZERO64) + math.log1p(math.exp(-abs(x)))
+
+
+@njit(cache=True, inline="always")
+def clog_f32(x):  # type: ignore[no-untyped-def]
+    """log(x) clamped below at -100, as PyTorch's BCELoss."""
+    if x <= ZERO32:
+        return M100_32
+    return max(math.log(x), M100_32)
+
+
+@njit(cache=True, inline="always")
+def clog_f64(x):  # type: ignore[no-untyped-def]
+    if x <= ZERO64:
+        return M100_64
+    return max(math.log(x), M100_64)
+
+
+@njit(cache=True)
+def shuffle(order, seed, epoch):  # type: ignore[no-untyped-def]
+    """Fill ``order`` with a permutation of its indices, a pure function of (seed, epoch).
+
+    Fisher-Yates driven by splitmix64, so Python (calling this same function) and a compiled
+    epoch loop see the very same order.
+    """
+    n = order.shape[0]
+    for i in range(n):
+        order[i] = i
+    state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(epoch + 1)
+    for i in range(n - 1, 0, -1):
+        state += np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = np.int64(z % np.uint64(i + 1))
+        order[i], order[j] = order[j], order[i]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The sample order ``fit(shuffle=True, seed=seed)`` uses in epoch ``epoch`` (0-based)."""
+    order = np.empty(n, np.int64)
+    shuffle(order, np.int64(seed), np.int64(epoch))
+    return order
+
+
+__all__ = [
+    "MKL",
+    "clog_f32",
+    "clog_f64",
+    "epoch_order",
+    "gemm_f32",
+    "gemm_f64",
+    "shuffle",
+    "sigmoid_f32",
+    "sigmoid_f64",
+    "softplus_f32",
+    "softplus_f64",
+]

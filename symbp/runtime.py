@@ -1,0 +1,93 @@
+"""Stage 5, run: load a generated module (through the disk cache) and hold its buffers.
+
+``load`` turns module text into live ``@njit`` functions: the text is an entry of
+``symbp.cache`` (a real file, so Numba caches its machine code beside it and tracebacks show
+the generated lines). ``Arenas`` are the flat arrays the generated code carves its views from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import linecache
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from symbp import cache
+
+_LOADED: dict[str, types.ModuleType] = {}
+
+
+def module_text(source: str, spec: dict[str, Any]) -> str:
+    return f"{source}\n\nSPEC = {spec!r}\n"
+
+
+def load(key: str, text: str | None = None) -> types.ModuleType:
+    """Import the cached module ``key`` (writing ``text`` there first when given)."""
+    mod = _LOADED.get(key)
+    if mod is not None and text is None:
+        return mod
+    if text is not None:
+        body = text.partition("\n")[2] if text.startswith(cache.MAGIC) else text
+        path = cache.write_entry(key, body)
+    else:
+        path = cache.entry_path(key)
+    name = f"symbp_generated_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    linecache.checkcache(str(path))
+    spec.loader.exec_module(mod)
+    _LOADED[key] = mod
+    return mod
+
+
+@contextlib.contextmanager
+def deep_recursion(limit: int = 20000) -> Iterator[None]:
+    """Numba's SSA pass recurses once per basic block: a first call (a compile) of a big
+    generated function needs a deeper Python stack than the default 1000 frames."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def forget(key: str) -> None:
+    """Drop a module whose cached code failed to load; the next ``load`` rebuilds it."""
+    _LOADED.pop(key, None)
+    sys.modules.pop(f"symbp_generated_{key}", None)
+    cache.drop_entry(key)
+
+
+def size(expr: str, batch: int) -> int:
+    """An arena size from its formula in the batch size B (``'16*B+2'``)."""
+    return int(eval(expr, {"__builtins__": {}}, {"B": batch}))
+
+
+class Arenas:
+    """The work arrays of one program for batches of up to ``capacity`` rows."""
+
+    def __init__(self, spec: dict[str, Any], dtype: np.dtype, capacity: int):
+        self.spec = spec
+        self.dtype = dtype
+        self.capacity = 0
+        self.work = np.empty(0, dtype)
+        self.iwork = np.empty(0, np.int64)
+        self.ensure(capacity)
+
+    def ensure(self, batch: int) -> None:
+        if batch <= self.capacity:
+            return
+        self.capacity = max(batch, 1)
+        self.work = np.zeros(max(size(self.spec["work"], self.capacity), 1), self.dtype)
+        self.iwork = np.zeros(max(size(self.spec["iwork"], self.capacity), 1), np.int64)
+
+
+__all__ = ["Arenas", "forget", "load", "module_text", "size"]

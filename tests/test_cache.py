@@ -1,0 +1,99 @@
+"""The disk cache: hits across processes, damaged entries rebuilt, concurrent compiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import symbp
+from symbp import cache
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, time
+    import numpy as np, symbp
+    from symbp import nn
+    symbp.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    x = np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3)
+    y = np.ones((5, 2), np.float32)
+    t0 = time.perf_counter()
+    loss = model.step(x, y)
+    first = time.perf_counter() - t0
+    print(json.dumps({"loss": loss, "hit": model.timings["cache_hit"], "first": first,
+                      "w": net[0].weight.data.tolist()}))
+    """
+)
+
+
+def _run(cache_dir: Path, n: int = 1) -> list[dict]:
+    env = {**os.environ, "SYMBP_CACHE_DIR": str(cache_dir)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(n)
+    ]  # fmt: skip
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0, stderr
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def test_second_process_hits_and_damaged_entries_are_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
+    (first,) = _run(tmp_path)
+    assert first["hit"] == 0.0
+    (second,) = _run(tmp_path)
+    assert second["hit"] == 1.0 and second["loss"] == first["loss"] and second["w"] == first["w"]
+
+    # a truncated module file fails its digest: rebuilt, never loaded
+    (entry,) = tmp_path.glob("m_*.py")
+    entry.write_text(entry.read_text()[:200])
+    (third,) = _run(tmp_path)
+    assert third["hit"] == 0.0 and third["loss"] == first["loss"]
+    assert cache.read_entry(entry.stem[2:]) is not None
+
+    # a truncated Numba code file is detected when loading and recompiled
+    for f in (tmp_path / "__pycache__").glob(f"{entry.stem}.*.nbc"):
+        f.write_bytes(f.read_bytes()[:50])
+    (fourth,) = _run(tmp_path)
+    assert fourth["hit"] == 1.0 and fourth["loss"] == first["loss"]
+
+
+def test_two_concurrent_compiles_both_succeed(tmp_path):
+    a, b = _run(tmp_path, n=2)
+    assert a["loss"] == b["loss"] and a["w"] == b["w"]
+    assert len(list(tmp_path.glob("m_*.py"))) == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_cache_info_and_clear(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
+    key = cache.make_key("test")
+    cache.write_entry(key, "x = 1\n")
+    info = symbp.cache_info()
+    assert info["dir"] == str(tmp_path) and info["entries"] == 1 and info["bytes"] > 0
+    assert "numba=" in info["versions"]
+    assert symbp.clear_cache() == 1
+    assert symbp.cache_info()["entries"] == 0
+
+
+def test_key_depends_on_the_program_not_the_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
+    assert cache.make_key("a", 1) == cache.make_key("a", 1) != cache.make_key("a", 2)
+
+
+@pytest.mark.parametrize("bad", ["", "# symbp-cache sha256=00\nx = 1\n", "x = 1\n"])
+def test_invalid_entries_are_not_read(tmp_path, monkeypatch, bad):
+    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
+    cache.entry_path("k").write_text(bad)
+    assert cache.read_entry("k") is None

@@ -1,0 +1,218 @@
+"""symbp.compile: the compiled step, fit, predict and evaluate, and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import B1_222, B2_222, T222, W1_222, W2_222, X222, Net222, backprop_222, half_sse
+
+import symbp
+from symbp import nn
+from symbp.lower.support import epoch_order
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tmp_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
+    yield
+    mp.undo()
+
+
+def _mlp(seed=0, dtype=np.float64, sizes=(4, 6, 3)):
+    symbp.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(sizes[0], sizes[1], dtype=dtype),
+        nn.ReLU(),
+        nn.Linear(sizes[1], sizes[2], dtype=dtype),
+    )
+
+
+def _blobs(n=23, dtype=np.float64):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, n)
+    x = rng.standard_normal((n, 4)) + np.eye(3, 4)[y] * 2
+    return x.astype(dtype), y
+
+
+# ---------------------------------------------------------------- the 2-2-2 tutorial network
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_step_222_matches_hand_backprop(dtype):
+    net = Net222(dtype)
+    model = symbp.compile(net, half_sse, symbp.optim.SGD(net.parameters(), lr=0.5))
+    x, t = X222.astype(dtype), T222.astype(dtype)
+    loss_want, grads = backprop_222()
+    loss = model.step(x, t)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    assert loss == pytest.approx(loss_want, rel=tol)
+    start = {"linear1.weight": W1_222, "linear1.bias": B1_222,
+             "linear2.weight": W2_222, "linear2.bias": B2_222}  # fmt: skip
+    for name, p in net.named_parameters():
+        assert p.data.dtype == dtype and p.grad.dtype == dtype
+        np.testing.assert_allclose(p.grad, grads[name], rtol=tol, atol=tol)
+        np.testing.assert_allclose(p.data, start[name] - 0.5 * grads[name], rtol=tol, atol=tol)
+
+
+def test_source_is_readable():
+    net = Net222(np.float32)
+    model = symbp.compile(net, half_sse, symbp.optim.SGD(net.parameters(), lr=0.5))
+    with pytest.raises(RuntimeError, match="nothing compiled yet"):
+        model.source
+    model.step(X222.astype(np.float32), T222.astype(np.float32))
+    src = model.source
+    assert "def train(" in src and "@njit" in src
+    for name in ("linear1_weight", "grad_linear2_bias", "sigmoid_f32("):
+        assert name in src
+    assert "# update group 0 (linear1_weight" in src and "σ(" in src  # formulas as comments
+    assert "select" not in src and "object" not in src
+    assert len(model._train.mod.train.signatures) == 1
+
+
+# ---------------------------------------------------------------- fit
+
+
+def test_fit_equals_step_by_step_with_the_same_shuffle():
+    x, y = _blobs()
+    nets = [_mlp(), _mlp()]
+    models = [symbp.compile(n, nn.CrossEntropyLoss(), symbp.optim.Adam(n.parameters(), lr=0.01))
+              for n in nets]  # fmt: skip
+    hist = models[0].fit(x, y, epochs=3, batch_size=5, seed=11)  # 23 = 4*5 + 3: short last batch
+    losses = []
+    for epoch in range(3):
+        order = epoch_order(len(x), 11, epoch)
+        total = 0.0
+        for s in range(0, len(x), 5):
+            idx = order[s : s + 5]
+            total += models[1].step(x[idx], y[idx]) * len(idx)
+        losses.append(total / len(x))
+    for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hist["loss"], losses, rtol=1e-12)
+    for m in models:  # the short batch did not need a second compiled version
+        assert len(m._train.mod.train.signatures) == 1
+
+
+def test_fit_digits_reaches_95_percent():
+    datasets = pytest.importorskip("sklearn.datasets")
+    digits = datasets.load_digits()
+    x = digits.data.astype(np.float32)
+    x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1)
+    y = digits.target
+    symbp.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.Adam(net.parameters(), lr=1e-3))
+    hist = model.fit(x, y, epochs=20, batch_size=32, seed=0)
+    assert len(hist["loss"]) == 20 and hist["loss"][-1] < hist["loss"][0]
+    result = model.evaluate(x, y)
+    assert result["accuracy"] >= 0.95
+    assert result["loss"] == pytest.approx(hist["loss"][-1], rel=0.5)
+    pred = model.predict(x[:7])
+    assert pred.shape == (7, 10) and pred.dtype == np.float32
+
+
+def test_fit_validation_history_and_callback():
+    x, y = _blobs()
+    net = _mlp()
+    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    seen = []
+    hist = model.fit(x, y, epochs=5, batch_size=8, validation_data=(x, y),
+                     callback=lambda e, h: seen.append(e) or e == 2)  # fmt: skip
+    assert seen == [0, 1, 2] and len(hist["loss"]) == 3
+    assert len(hist["val_loss"]) == 3 and 0 <= hist["val_accuracy"][-1] <= 1
+
+
+def test_loss_and_grads_does_not_update():
+    x, y = _blobs()
+    net = _mlp()
+    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    before = [p.data.copy() for p in net.parameters()]
+    loss, grads = model.loss_and_grads(x, y)
+    ref = nn.CrossEntropyLoss()(net(symbp.tensor(x)), symbp.tensor(y))
+    assert loss == pytest.approx(float(ref), rel=1e-12)
+    net.zero_grad()
+    ref.backward()
+    for (name, p), b in zip(net.named_parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+        np.testing.assert_allclose(grads[name], p.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_predict_matches_eager():
+    x, _ = _blobs()
+    net = _mlp()
+    model = symbp.compile(net)
+    np.testing.assert_allclose(model.predict(x, batch_size=4), net(symbp.tensor(x)).numpy(),
+                               rtol=1e-12)  # fmt: skip
+
+
+def test_user_assigned_data_is_picked_up():
+    x, y = _blobs()
+    net = _mlp()
+    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    model.step(x, y)
+    net[0].bias.data = np.zeros(6)  # a new array: copied into the compiled memory next call
+    _, grads = model.loss_and_grads(x, y)
+    ref = nn.CrossEntropyLoss()(net(symbp.tensor(x)), symbp.tensor(y))
+    net.zero_grad()
+    ref.backward()
+    np.testing.assert_allclose(grads["0.bias"], net[0].bias.grad, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x, y = _blobs()
+    net = _mlp()
+    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    model.step(x, y)
+    return net, model, x, y
+
+
+def _unchanged(net, fn):
+    before = [p.data.copy() for p in net.parameters()]
+    fn()
+    for p, b in zip(net.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+
+
+def test_wrong_feature_count_speaks_the_models_language(trained):
+    net, model, x, y = trained
+    with pytest.raises(symbp.ShapeError, match="Linear '0' expects 4 input features"):
+        _unchanged(net, lambda: model.step(x[:, :3], y))
+    with pytest.raises(symbp.ShapeError, match="Linear '0' expects 4 input features"):
+        _unchanged(net, lambda: model.fit(x[:, :3], y))
+
+
+def test_wrong_dtype_and_lengths(trained):
+    _net, model, x, y = trained
+    with pytest.raises(TypeError, match="inputs x are float32, the model is float64"):
+        model.step(x.astype(np.float32), y)
+    with pytest.raises(TypeError, match="targets y are float64"):
+        model.step(x, y.astype(np.float64))
+    with pytest.raises(symbp.ShapeError, match="23 inputs but 22 targets"):
+        model.fit(x, y[:-1])
+
+
+def test_labels_out_of_range(trained):
+    net, model, x, y = trained
+    bad = y.copy()
+    bad[4] = 3
+    with pytest.raises(IndexError, match=r"label 3 \(row 4\) out of range for 3 classes"):
+        _unchanged(net, lambda: model.step(x, bad))
+    bad[4] = -1
+    with pytest.raises(IndexError, match=r"label -1 \(row 4\) out of range"):
+        _unchanged(net, lambda: model.fit(x, bad, epochs=2))
+    model.step(x, y)  # still usable
+
+
+def test_nonfinite_loss_stops_fit_with_epoch_and_batch():
+    x, y = _blobs()
+    x = x * 1e3
+    net = _mlp()
+    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=1e30))
+    with pytest.raises(FloatingPointError, match=r"not finite at epoch \d+, batch \d+"):
+        model.fit(x, y, epochs=5, batch_size=4, shuffle=False)
+    assert all(np.isfinite(p.data).all() for p in net.parameters())

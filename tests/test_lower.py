@@ -1,0 +1,155 @@
+"""Every op through the Numba backend agrees with the NumPy reference executor.
+
+Each case is a small program ``out = f(X, W)`` of parameters X and W, compiled with the loss
+``sum(out * R)`` (R a third parameter). Then ``grad R`` is the forward value of ``out`` element
+by element, and ``grad X``, ``grad W`` its backward pass: one compiled call checks both against
+the eager reference (``Tensor.backward`` runs ``symbp.reference`` on the derived program).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy
+
+import symbp
+from symbp import nn
+from symbp.lower import numba_code
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def _sm(t):
+    return t.softmax(-1)
+
+
+# name -> (f(X, W), shape of X, shape of W, range of X values)
+CASES = {
+    "add": (lambda x, w: x + w, (3, 4), (4,), None),
+    "sub": (lambda x, w: x - w, (3, 4), (3, 4), None),
+    "mul": (lambda x, w: x * w, (3, 4), (1, 4), None),
+    "div": (lambda x, w: x / (w * w + 1), (3, 4), (4,), None),
+    "pow": (lambda x, w: (x * x + 1) ** (w * 0.5), (3, 4), (3, 4), None),
+    "int_pow": (lambda x, w: x**3 - x**-2 * w, (3, 4), (3, 4), (0.5, 2.0)),
+    "neg": (lambda x, w: -x * w, (3, 4), (4,), None),
+    "exp": (lambda x, w: symbp.exp(x) * w, (3, 4), (4,), None),
+    "log": (lambda x, w: symbp.log(x) * w, (3, 4), (4,), (0.2, 3.0)),
+    "sqrt": (lambda x, w: symbp.sqrt(x) + w, (3, 4), (4,), (0.2, 3.0)),
+    "abs": (lambda x, w: symbp.abs(x) * w, (3, 4), (4,), None),
+    "sigmoid": (lambda x, w: symbp.sigmoid(x * 30) + w, (3, 4), (4,), None),
+    "tanh": (lambda x, w: symbp.tanh(x) * w, (3, 4), (4,), None),
+    "relu": (lambda x, w: symbp.relu(x) * w, (3, 4), (4,), None),
+    "softplus": (lambda x, w: symbp.softplus(x * 40) + w, (3, 4), (4,), None),
+    "gelu": (lambda x, w: symbp.gelu(x) * w, (3, 4), (4,), None),
+    "silu": (lambda x, w: symbp.silu(x) * w, (3, 4), (4,), None),
+    "maximum": (lambda x, w: nn.losses.T.nary("maximum", x, w), (3, 4), (3, 4), None),
+    "minimum": (lambda x, w: nn.losses.T.nary("minimum", x, w), (3, 4), (3, 4), None),
+    "clog": (lambda x, w: nn.losses.T.unary("clog", x) * w, (3, 4), (4,), (0.1, 1.0)),
+    "matmul": (lambda x, w: x @ w, (3, 4), (4, 5), None),
+    "matmul_T": (lambda x, w: x.T @ w, (4, 3), (4, 5), None),
+    "sum_all": (lambda x, w: (x * w).sum() * w, (3, 4), (4,), None),
+    "sum_rows": (lambda x, w: (x * w).sum(1, keepdim=True) * x, (3, 4), (4,), None),
+    "sum_cols": (lambda x, w: (x * w).sum(0) * w, (3, 4), (4,), None),
+    "mean": (lambda x, w: (x * w).mean(1), (3, 4), (4,), None),
+    "max_dim": (lambda x, w: (x * w).max(1).values, (3, 4), (4,), None),
+    "max_all": (lambda x, w: (x * w).max() + x, (3, 4), (4,), None),
+    "softmax": (lambda x, w: _sm(x * w), (3, 4), (4,), None),
+    "log_softmax": (lambda x, w: (x * w).log_softmax(1), (3, 4), (4,), None),
+    "reshape": (lambda x, w: (x * w).reshape(2, 6) @ x.reshape(6, 2), (3, 4), (4,), None),
+    "transpose": (lambda x, w: (x * w).T * 2, (3, 4), (4,), None),
+    "expand": (lambda x, w: x + w.reshape(3, 1), (3, 4), (3,), None),
+    "detach": (lambda x, w: x * w.detach() + w, (3, 4), (4,), None),
+    "onehot_ce": (
+        lambda x, w: nn.CrossEntropyLoss(reduction="none")(x * w, symbp.tensor([1, 0, 3])),
+        (3, 4), (4,), None,
+    ),
+    "bce": (lambda x, w: nn.BCELoss(reduction="none")(symbp.sigmoid(x * w), x * 0 + 0.25),
+            (3, 4), (4,), None),
+}  # fmt: skip
+
+
+CHUNK = 6  # cases per compiled program: fewer Numba compiles, still small functions
+
+
+class _Cases(nn.Module):
+    """Several cases side by side in one program."""
+
+    def __init__(self, names, dtype):
+        super().__init__()
+        self.names = names
+        for name in self.names:
+            fn, xs, ws, lo_hi = CASES[name]
+            rng = np.random.default_rng(sorted(CASES).index(name))
+            lo, hi = lo_hi or (-1.5, 1.5)
+            setattr(self, f"{name}_X", nn.Parameter(rng.uniform(lo, hi, xs).astype(dtype)))
+            setattr(self, f"{name}_W", nn.Parameter(rng.uniform(-1.5, 1.5, ws).astype(dtype)))
+            out = fn(getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))  # eager, for shape
+            r = np.random.default_rng(100 + rng.integers(100)).uniform(0.5, 1.5, out.shape)
+            setattr(self, f"{name}_R", nn.Parameter(r.astype(dtype)))
+
+    def forward(self, x):
+        total = 0 * x.sum()
+        for name in self.names:
+            out = CASES[name][0](getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))
+            total = total + (out * getattr(self, f"{name}_R")).sum()
+        return total
+
+
+def _loss(out, y):
+    return out + 0 * y.sum()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_cache):
+    """(eager reference grads, compiled grads, losses) for both dtypes, computed once."""
+    out = {}
+    names = sorted(CASES)
+    for dtype in (np.float64, np.float32):
+        for i in range(0, len(names), CHUNK):
+            net = _Cases(names[i : i + CHUNK], dtype)
+            x = np.zeros((2, 1), dtype)
+            loss = _loss(net(symbp.tensor(x)), symbp.tensor(x))
+            loss.backward()
+            want = {p.name: p.grad.copy() for p in net.parameters()}
+            for p in net.parameters():
+                p.grad = None
+            got_loss, got = symbp.compile(net, _loss).loss_and_grads(x, x)
+            for name in net.names:
+                out[name, dtype] = (want, got, float(loss), got_loss)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_kernel_matches_reference(name, dtype, results):
+    want, got, want_loss, got_loss = results[name, dtype]
+    tol = TOL[dtype]
+    np.testing.assert_allclose(got_loss, want_loss, rtol=tol)
+    for part in ("R", "X", "W"):  # grad R is the forward value of the op, X and W its backward
+        k = f"{name}_{part}"
+        np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=f"grad {k}")
+        assert got[k].dtype == dtype
+
+
+def test_printer_numba_safe_forms():
+    x, y = sympy.symbols("x y", real=True)
+    names = {x: "a[i]", y: "b[i]"}
+    assert numba_code(sympy.Heaviside(x, 0), names, "f32") == "(f32(1.0) if a[i] > 0 else f32(0.0))"
+    pw = numba_code(sympy.Piecewise((x, x > y), (y, True)), names)
+    assert pw == "(a[i] if (a[i] > b[i]) else b[i])" and "select" not in pw
+    assert numba_code(sympy.Max(x, y), names) == "(b[i] if a[i] < b[i] else a[i])"
+    assert numba_code(x**2 + 1 / sympy.sqrt(y), names) == "(a[i]*a[i]) + 1.0/math.sqrt(b[i])"
+    assert numba_code(y / x**2, names) == "b[i]/(a[i]*a[i])"
+    sig = numba_code(symbp.scalar.sigmoid(x), names, "f64")
+    assert sig == "sigmoid_f64(a[i])"
+    with pytest.raises(NotImplementedError, match="no scalar form"):
+        numba_code(sympy.besselj(0, x), names)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tmp_cache(tmp_path_factory):
+    """Compile into a cache directory of this test session (hermetic, shared by its tests)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
+    yield
+    mp.undo()
