@@ -13,11 +13,11 @@ symbolically (every elementwise derivative from SymPy), simplifies it on purpose
 """
 
 from symbp import nn, optim
-from symbp.cache import cache_info, clear_cache
-from symbp.compiled import CompiledModel, compile
 from symbp.api import Derived, Traced, derive, elementwise, grad, symbols, trace
+from symbp.cache import cache_info, clear_cache
 from symbp.check import GradcheckReport, GradcheckWarning, check_grads, gradcheck
 from symbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from symbp.compiled import CompiledModel, compile
 from symbp.formulas import Formulas, formulas
 from symbp.graph import ComputationGraph, computation_graph
 from symbp.interop import WeightsError, load_weights, save_weights
@@ -90,10 +90,10 @@ __all__ = [
     "WeightsError",
     "abs",
     "cache_info",
+    "check_grads",
     "clear_cache",
     "compile",
     "computation_graph",
-    "check_grads",
     "derive",
     "elementwise",
     "exp",
