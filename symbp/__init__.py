@@ -41,6 +41,7 @@ from symbp.tensor import (
 from symbp.tensor import max as max
 from symbp.tensor import mean as mean
 from symbp.tensor import sum as sum
+from symbp.training import EarlyStopping
 
 __version__ = "0.1.0"
 
@@ -79,6 +80,7 @@ __all__ = [
     "CompiledModel",
     "ComputationGraph",
     "Derived",
+    "EarlyStopping",
     "Formulas",
     "GradcheckReport",
     "GradcheckWarning",

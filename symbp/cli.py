@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import re
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -112,11 +114,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     import symbp
 
     ns = load_model(args.model)
-    if args.stage == "source":
+    if args.stage in ("source", "kernels"):
         compiled = symbp.compile(ns.model, ns.loss_fn, ns.optimizer)
         x, t = ns.sample
         compiled.loss_and_grads(np.asarray(x), np.asarray(t))
-        print(compiled.source)
+        if args.stage == "source":
+            print(compiled.source)
+        else:
+            doc = compiled.source.split('"""')[1].strip().splitlines()
+            print("\n".join([doc[0], doc[-1], "", *_kernels(compiled.source)]))
         return 0
     # What the compiler sees: traced without values, the batch dimension symbolic (B).
     traced = symbp.trace(lambda x, t: ns.loss_fn(ns.model(x), t), *ns.sample, names=["x", "t"])
@@ -127,6 +133,101 @@ def cmd_show(args: argparse.Namespace) -> int:
     params = traced.params
     print(symbp.derive(loss, [p.node for p in params.values()]))
     return 0
+
+
+def _kernels(source: str) -> list[str]:
+    """The kernel schedule of a generated module: sections, then one line per kernel (its node
+    and formula, from the comment the emitter writes above each loop nest)."""
+    lines, n = [], 0
+    for line in source.splitlines():
+        text = line.strip()
+        if text.startswith("# ---- "):  # a section: forward, backward, optimizer update
+            lines.append(text[7:])
+        elif re.match(r"# (\w+:\w+\[[^]]*\] = |update group )", text):
+            fused = text.endswith("(in the same loop)") or text.startswith("# update")
+            n += not fused
+            lines.append(f"  {'+' if fused else n:>3}  {text[2:]}")
+    return lines
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import symbp
+
+    ns = load_model(args.model)
+    if ns.data is None:
+        raise UsageError(f"MODEL {args.model} defines no data = (X, y) to train on")
+    X, y = (np.asarray(a) for a in ns.data)
+    opt = ns.optimizer
+    if args.optimizer is not None:
+        names = {
+            n.lower(): n for n in symbp.optim.__all__ if n not in ("Optimizer", "lr_scheduler")
+        }
+        if args.optimizer.lower() not in names:
+            raise UsageError(
+                f"unknown optimizer {args.optimizer!r} (known: {', '.join(sorted(names))})"
+            )
+        cls = getattr(symbp.optim, names[args.optimizer.lower()])
+        opt = cls(ns.model.parameters(), lr=args.lr if args.lr is not None else 1e-2)
+    elif opt is None:
+        opt = symbp.optim.SGD(ns.model.parameters(), lr=args.lr if args.lr is not None else 1e-2)
+    elif args.lr is not None:
+        for group in opt.param_groups:
+            group["lr"] = args.lr
+    validation = None
+    if args.val_split > 0:
+        n_val = round(len(X) * args.val_split)
+        perm = np.random.default_rng(args.seed).permutation(len(X))
+        X, Xv, y, yv = X[perm[n_val:]], X[perm[:n_val]], y[perm[n_val:]], y[perm[:n_val]]
+        validation = (Xv, yv)
+    model = symbp.compile(ns.model, ns.loss_fn, opt)
+    from symbp.progress import status
+
+    with status("compiling", quiet=True if args.quiet else None):
+        model.build(X[: args.batch_size], y[: args.batch_size])
+    verbose: bool | int = False if args.quiet else (True if sys.stdout.isatty() else 2)
+    start = time.perf_counter()
+    history = model.fit(
+        X,
+        y,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        validation_data=validation,
+        verbose=verbose,
+        checkpoint=args.checkpoint,
+    )
+    seconds = time.perf_counter() - start
+    train = model.evaluate(X, y)
+    final = f"train loss {train['loss']:.4f} accuracy {train['accuracy']:.2%}"
+    if validation is not None:
+        val = model.evaluate(*validation)
+        final += f"; validation loss {val['loss']:.4f} accuracy {val['accuracy']:.2%}"
+    print(f"{type(opt).__name__}, {args.epochs} epochs in {seconds:.2f} s: {final}")
+    if args.checkpoint:
+        print(f"checkpoint written to {args.checkpoint}")
+    if args.plot:
+        from symbp.plot import plot_history
+
+        plot_history(history, args.plot, title=f"{args.model} ({type(opt).__name__})")
+        print(f"training curves written to {args.plot}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    import symbp
+
+    script = Path(symbp.__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+    if not script.is_file():
+        print(
+            "symbp bench: the benchmarks are not installed with the package; run it from a "
+            "source checkout (git clone ... && pip install -e .)",
+            file=sys.stderr,
+        )
+        return 1
+    cmd = [sys.executable, str(script)] + ([] if args.full else ["--quick"]) + args.bench_args
+    return subprocess.call(cmd)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -178,8 +279,41 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="print a compiler stage of a MODEL")
     s.add_argument("model", help="path/to/model.py or package.module:attr")
-    s.add_argument("--stage", choices=["ir", "backward", "source"], default="backward")
+    s.add_argument(
+        "--stage",
+        choices=["ir", "backward", "kernels", "source"],
+        default="backward",
+        help="ir: the traced graph; backward: the derived gradients; kernels: the kernel "
+        "schedule of the training program; source: the generated Numba module",
+    )
     s.set_defaults(fn=cmd_show)
+
+    t = sub.add_parser("train", help="train a MODEL on its data = (X, y)")
+    t.add_argument("model", help="path/to/model.py or package.module:attr (with data)")
+    t.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
+    t.add_argument("--batch-size", type=int, default=32, help="minibatch size (default 32)")
+    t.add_argument(
+        "--optimizer",
+        help="sgd, adam, adamw, rmsprop or adagrad (default: the MODEL's optimizer, else sgd)",
+    )
+    t.add_argument("--lr", type=float, help="learning rate (default: the optimizer's, or 0.01)")
+    t.add_argument(
+        "--val-split", type=float, default=0.2, help="fraction held out for validation (0.2)"
+    )
+    t.add_argument("--seed", type=int, default=0, help="shuffle and split seed (default 0)")
+    t.add_argument("--plot", metavar="FILE.png", help="save training curves (needs matplotlib)")
+    t.add_argument("--checkpoint", metavar="FILE", help="save a .npz checkpoint every epoch")
+    t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    t.set_defaults(fn=cmd_train)
+
+    b = sub.add_parser(
+        "bench",
+        help="run the benchmarks (--quick) from a source checkout",
+        description="Run benchmarks/bench.py --quick; other options are passed on to it "
+        "(e.g. --workloads W1,W2 --peers symbp,torch --json out.json).",
+    )
+    b.add_argument("--full", action="store_true", help="the full benchmark, not --quick")
+    b.set_defaults(fn=cmd_bench)
 
     k = sub.add_parser("cache", help="show or clear the compiled-kernel cache")
     k.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
@@ -189,7 +323,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
+    if extra and getattr(args, "command", None) != "bench":
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.bench_args = extra
     if not getattr(args, "fn", None):
         p.print_help()
         return 0

@@ -35,6 +35,7 @@ from symbp.api import canonical, derive, trace
 from symbp.ir import ShapeError, print_program
 from symbp.lower import ParamSpec, lower_predict, lower_train
 from symbp.lower.program import GRADS, SHUFFLE, STOP_NONFINITE, UPDATE
+from symbp.nn.conv import check_compilable
 from symbp.tensor import Parameter, Tensor
 
 _NO_ORDER = np.empty(0, np.int64)
@@ -281,6 +282,7 @@ class CompiledModel:
         """Compile the training program for batches shaped like ``x``, ``y`` (done lazily)."""
         x, y = _array(x, "x"), _array(y, "y")
         t0 = time.perf_counter()
+        check_compilable(self.net)  # layers the backend cannot train yet: a clear error now
         traced = trace(self._loss_of, x[:1], y[:1])
         params = list(traced.params.values())
         loss = traced.outputs[0]
@@ -459,55 +461,140 @@ class CompiledModel:
         shuffle: bool = True,
         seed: int | None = None,
         validation_data: tuple[Any, Any] | None = None,
-        verbose: bool = False,
+        verbose: bool | int = False,
         callback: Callable[[int, dict[str, list[float]]], Any] | None = None,
+        *,
+        scheduler: Any = None,
+        early_stopping: Any = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 1,
+        resume: str | os.PathLike[str] | None = None,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` passes over (X, y); returns per-epoch metrics (``"loss"``...).
 
         Each epoch -- shuffle (``seed``, epoch) -> ``symbp.lower.support.epoch_order``, gather
         the minibatches, forward, backward, update, sum the loss -- is one compiled call; when
-        nothing needs Python between epochs (no validation, ``verbose`` or ``callback``) all
-        epochs are. A non-finite loss stops training with an error naming the epoch and batch,
-        the parameters as they were before that batch (or at the start of that epoch if they
-        had already stopped being finite). ``callback(epoch, history)`` returning True stops.
+        nothing needs Python between epochs (no validation, ``verbose``, ``callback``,
+        scheduler, early stopping or checkpoint) all epochs are. A non-finite loss stops
+        training with an error naming the epoch and batch, the parameters as they were before
+        that batch (or at the start of that epoch if they had already stopped being finite).
+
+        Between epochs, in this order: ``history`` gets ``loss``, ``val_*`` (with
+        ``validation_data``) and ``lr`` (the first group's learning rate used in the epoch);
+        ``scheduler.step()`` (``ReduceLROnPlateau.step(metric)`` with its ``monitor``
+        attribute, default ``val_loss`` when there is validation data, else ``loss``);
+        ``early_stopping`` (an ``EarlyStopping``, a dict of its options, or True) may stop;
+        every ``checkpoint_every`` epochs, and at the last, ``save_checkpoint(checkpoint)``
+        (model, optimizer, scheduler, epoch, history, seed); then ``verbose`` (True: a progress
+        bar, quiet off a terminal; 2: one line per epoch) and ``callback(epoch, history)``,
+        which stops training by returning True. Learning rates are re-read every epoch.
+
+        ``resume=PATH`` loads such a checkpoint and continues from its epoch to ``epochs``
+        (the total, as Keras' ``epochs`` with ``initial_epoch``), with its history and seed
+        (unless ``seed`` is given), so the shuffles match an uninterrupted run.
         """
+        from symbp.checkpoint import load_checkpoint, save_checkpoint
+        from symbp.optim.lr_scheduler import ReduceLROnPlateau
+        from symbp.progress import Progress
+        from symbp.training import as_early_stopping, monitored
+
         if self.optimizer is None:
             raise TypeError("fit() needs an optimizer: symbp.compile(net, loss_fn, optimizer)")
-        if batch_size < 1 or epochs < 0:
+        if batch_size < 1 or epochs < 0 or checkpoint_every < 1:
             raise ValueError(
-                f"fit: need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}"
+                f"fit: need batch_size >= 1, epochs >= 0 and checkpoint_every >= 1, got "
+                f"{batch_size}, {epochs}, {checkpoint_every}"
             )
+        stopper = as_early_stopping(early_stopping)
+        if stopper is not None:
+            stopper.reset()
         prog = self._program(_array(X, "X"), _array(y, "y"))
         X, y = prog.check(X, y, "fit")
         if len(X) == 0:
             raise ValueError("fit: no training samples")
+        history: dict[str, list[float]] = {"loss": []}
+        done = 0
+        if resume is not None:
+            ckpt = load_checkpoint(resume, self.net, self.optimizer, scheduler=scheduler)
+            done = int(ckpt.epoch or 0)
+            history = {k: list(v) for k, v in (ckpt.history or {"loss": []}).items()}
+            if seed is None and "seed" in ckpt.extra:
+                seed = int(ckpt.extra["seed"])
         seed = secrets.randbits(62) if seed is None else int(seed)
         order = np.empty(len(X), np.int64) if shuffle else _NO_ORDER
         mode = GRADS | UPDATE | STOP_NONFINITE | (SHUFFLE if shuffle else 0)
-        history: dict[str, list[float]] = {"loss": []}
-        per_call = epochs if (validation_data is None and not verbose and callback is None) else 1
-        prog.sync_in()
-        done = 0
-        while done < epochs:
-            n = min(per_call, epochs - done)
-            snapshot = prog.W.copy()
-            t_before = int(prog.ints[0])
-            prog.ints[1] = done
-            status, losses = prog.run(X, y, n, batch_size, mode, seed, order)
-            if status:
-                self._nonfinite(prog, snapshot, t_before, done, losses)
-            history["loss"] += losses[:n].tolist()
-            done += n
-            prog.sync_out()
-            if validation_data is not None:
-                for k, v in self.evaluate(*validation_data).items():
-                    history.setdefault(f"val_{k}", []).append(v)
-            if verbose:
-                line = ", ".join(f"{k}={v[-1]:.4g}" for k, v in history.items())
-                print(f"epoch {done}/{epochs}: {line}")
-            if callback is not None and callback(done - 1, history):
-                break
+        between = (
+            validation_data is not None
+            or verbose
+            or callback is not None
+            or scheduler is not None
+            or stopper is not None
+            or checkpoint is not None
+        )
+        per_call = 1 if between else max(epochs - done, 1)
+        bar = Progress(epochs, "epoch", quiet=None if verbose is True or verbose == 1 else True)
+        bar.n = min(done, epochs)
+        best: list[np.ndarray] | None = None
+        try:
+            while done < epochs:
+                n = min(per_call, epochs - done)
+                prog.sync_in()  # every call: a scheduler or callback may have changed lr
+                lr = float(self.optimizer.param_groups[0].get("lr", np.nan))
+                snapshot = prog.W.copy()
+                t_before = int(prog.ints[0])
+                prog.ints[1] = done  # the shuffle of epoch e is (seed, e): resumable
+                status, losses = prog.run(X, y, n, batch_size, mode, seed, order)
+                if status:
+                    self._nonfinite(prog, snapshot, t_before, done, losses)
+                history["loss"] += losses[:n].tolist()
+                history.setdefault("lr", []).extend([lr] * n)
+                done += n
+                prog.sync_out()
+                if validation_data is not None:
+                    for k, v in self.evaluate(*validation_data).items():
+                        history.setdefault(f"val_{k}", []).append(v)
+                if scheduler is not None:
+                    if isinstance(scheduler, ReduceLROnPlateau):
+                        default = "val_loss" if validation_data is not None else "loss"
+                        name = getattr(scheduler, "monitor", default)
+                        scheduler.step(monitored(history, name, "the scheduler"))
+                    else:
+                        scheduler.step()
+                stop = False
+                if stopper is not None:
+                    stop = stopper.update(monitored(history, stopper.monitor, "early stopping"))
+                    if stopper.best_epoch == stopper._epoch - 1 and stopper.restore_best:
+                        best = [v.copy() for v in prog.views]
+                if checkpoint is not None and (
+                    done % checkpoint_every == 0 or done == epochs or stop
+                ):
+                    save_checkpoint(
+                        checkpoint, self.net, self.optimizer, scheduler=scheduler,
+                        epoch=done, history=history, extra={"seed": seed},
+                    )  # fmt: skip
+                self._report(bar, verbose, done, epochs, history, len(X) * n)
+                if callback is not None and callback(done - 1, history):
+                    stop = True
+                if stop:
+                    break
+        finally:
+            bar.close()
+        if stopper is not None and stopper.stopped_epoch is not None and best is not None:
+            for view, kept in zip(prog.views, best):
+                view[...] = kept
         return history
+
+    @staticmethod
+    def _report(bar: Any, verbose: Any, done: int, epochs: int, history: dict, samples: int):
+        """The progress bar (``verbose=True``) or one printed line per epoch (``verbose=2``)."""
+        if not verbose:
+            return
+        latest = {k: v[-1] for k, v in history.items() if v}
+        if verbose is True or verbose == 1:
+            bar.update(samples=samples, **{k: v for k, v in latest.items() if k != "lr"})
+        else:
+            line = ", ".join(f"{k}={v:.4g}" for k, v in latest.items())
+            print(f"epoch {done}/{epochs}: {line}", flush=True)
 
     def _nonfinite(self, prog: _Program, snapshot, t_before, first_epoch, losses) -> None:
         epoch, batch = int(prog.ints[2]), int(prog.ints[3])

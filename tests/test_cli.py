@@ -26,7 +26,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_command():
     out = run("--help")
     assert out.returncode == 0
-    for command in ("demo", "formulas", "check", "show", "cache"):
+    for command in ("demo", "formulas", "check", "show", "train", "bench", "cache"):
         assert command in out.stdout
     for command in ("formulas", "check", "show"):
         sub = run(command, "--help")
@@ -90,3 +90,86 @@ def test_module_attr_spec_loads(module, monkeypatch):
     ns = load_model(module)
     assert ns.model is not None and ns.loss_fn is not None
     np.testing.assert_allclose(ns.sample[0], [[0.05, 0.10]], rtol=0, atol=1e-7)
+
+
+# ---------------------------------------------------------------- train, bench, show kernels
+
+DIGITS = str(ROOT / "examples" / "model_digits.py")
+
+
+@pytest.mark.parametrize("command", ["train", "bench", "show"])
+def test_new_commands_have_help(command):
+    out = run(command, "--help")
+    assert out.returncode == 0 and "usage: symbp " + command in out.stdout
+
+
+def test_train_prints_epochs_and_final_metrics(tmp_path):
+    ckpt = tmp_path / "digits.npz"
+    out = run("train", DIGITS, "--epochs", "3", "--batch-size", "64", "--optimizer", "adam",
+              "--lr", "0.01", "--checkpoint", str(ckpt))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [e.split(":")[0] for e in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "lr=0.01" in epochs[0] and "val_accuracy=" in epochs[0]
+    final = next(line for line in lines if line.startswith("Adam, 3 epochs"))
+    acc = float(final.rsplit("accuracy ", 1)[1].rstrip("%")) / 100
+    assert acc > 0.85  # the digits MLP learns quickly with Adam at 0.01
+    from symbp.checkpoint import load_checkpoint
+
+    assert load_checkpoint(ckpt).epoch == 3
+
+
+def test_train_quiet_prints_only_the_result():
+    out = run("train", DIGITS, "--epochs", "1", "--quiet", "--optimizer", "sgd", "--lr", "0.1")
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.strip().splitlines()
+    assert line.startswith("SGD, 1 epochs") and "validation loss" in line
+
+
+def test_train_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    out = run("train", DIGITS, "--epochs", "2", "--quiet", "--plot", str(png))
+    assert out.returncode == 0, out.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", MODEL], "defines no data"),
+        (["train", DIGITS, "--optimizer", "nope"], "unknown optimizer 'nope'"),
+        (["train", "no/such/model.py"], "no/such/model.py"),
+    ],
+)
+def test_train_errors_are_one_line(args, message):
+    out = run(*args)
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert message in line and "Traceback" not in out.stderr
+
+
+def test_show_kernels_lists_the_schedule():
+    out = run("show", MODEL, "--stage", "kernels")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[1].startswith("11 kernels")
+    sections = [line for line in lines if line and not line.startswith(" ")][2:]
+    assert sections == ["forward", "backward", "optimizer update"]
+    numbered = [line.split()[0] for line in lines if line.startswith("  ")]
+    assert numbered.count("+") == 2  # one fused loop, one update
+    assert [int(n) for n in numbered if n != "+"] == list(range(1, 12))
+    assert any("σ(linear1_bias + mm0)" in line for line in lines)
+
+
+def test_bench_runs_the_quick_benchmark_or_says_why(tmp_path):
+    # options after the command go to bench.py; the smallest run (bench.py's own smoke test,
+    # tests/test_bench_smoke.py, checks its table)
+    out = run("bench", "--workloads", "W1", "--peers", "symbp", "--repeats", "1",
+              "--call-ms", "1", "--gap-ms", "0", "--json", str(tmp_path / "b.json"))  # fmt: skip
+    if (ROOT / "benchmarks" / "bench.py").is_file():
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "W1" in out.stdout and (tmp_path / "b.json").is_file()
+    else:
+        assert out.returncode == 1 and "source checkout" in out.stderr

@@ -384,6 +384,28 @@ def state_updates(model: Module) -> list[StateUpdate]:
     return out
 
 
+def check_compilable(model: Any) -> None:
+    """Raise ``NotImplementedError`` naming the first layer ``symbp.compile`` cannot train yet:
+    a Dropout in training mode (its per-step seed input is not fed by the generated loop) and
+    a BatchNorm tracking running statistics (their write-back after each step is not lowered).
+    Both train eagerly; in eval mode Dropout is the identity and compiles."""
+    if not isinstance(model, Module):  # a plain function of tensors: nothing to check
+        return
+    for path, m in model.named_modules():
+        layer = f"{type(m).__name__} '{path}'" if path else type(m).__name__
+        if isinstance(m, Dropout) and m.training and m.p > 0:
+            raise NotImplementedError(
+                f"symbp.compile: {layer} in training mode is not supported by the Numba "
+                f"backend yet (no per-step dropout seed); train eagerly, or call .eval() on it"
+            )
+        if isinstance(m, _BatchNorm) and m.track_running_stats:
+            raise NotImplementedError(
+                f"symbp.compile: {layer} with running statistics is not supported by the "
+                f"Numba backend yet (no write-back of running_mean/running_var); train eagerly, "
+                f"or use track_running_stats=False"
+            )
+
+
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
@@ -393,5 +415,6 @@ __all__ = [
     "Dropout",
     "MaxPool2d",
     "StateUpdate",
+    "check_compilable",
     "state_updates",
 ]
