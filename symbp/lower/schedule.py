@@ -6,6 +6,9 @@ Which nodes get a buffer, and what every other node is:
 - ``ew``, ``matmul``, ``sum``, ``max``, ``argmax``: one kernel each, writing its own buffer --
   except an ``ew`` node read only by one reduction, which is computed inside the reduction's
   loop and never stored;
+- ``conv2d``, ``conv2d_input_grad``, ``conv2d_weight_grad``, ``maxpool2d``, ``maxpool2d_grad``,
+  ``avgpool2d``, ``avgpool2d_grad``: one loop nest each (``emit.Emitter._emit_<op>``), reading
+  its sources from buffers: a view feeding one is copied into a buffer first, like a matmul's;
 - ``expand``, ``reshape``, ``transpose``, ``detach``, ``cast``, ``const``, ``onehot``: *views*,
   never stored: a reader indexes through them (a broadcast bias is read as ``bias[j]`` inside
   its consumer's loop, a one-hot as ``(1 if y[i] == j else 0)``). A view feeding a matrix
@@ -28,7 +31,12 @@ import sympy
 from symbp.ir import LABELS, Node, Shape, consumers, toposort
 
 VIEWS = ("expand", "reshape", "transpose", "detach", "cast", "const", "onehot")
-KERNELS = ("ew", "matmul", "sum", "max", "argmax")
+# Window ops: each sweeps its sources' buffers directly with computed indices.
+WINDOW_OPS = (
+    "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "maxpool2d", "maxpool2d_grad",
+    "avgpool2d", "avgpool2d_grad",
+)  # fmt: skip
+KERNELS = ("ew", "matmul", "sum", "max", "argmax", *WINDOW_OPS)
 
 
 def ident(name: str) -> str:
@@ -109,7 +117,11 @@ def _blas_operand(n: Node, stored: set[Node]) -> bool:
     return n.op == "transpose" and _blas_operand(n.src[0], stored)
 
 
-_PREFIX = {"ew": "ew", "matmul": "mm", "sum": "sum", "max": "max", "argmax": "argmax"}
+_PREFIX = {
+    "ew": "ew", "matmul": "mm", "sum": "sum", "max": "max", "argmax": "argmax", "conv2d": "conv",
+    "conv2d_input_grad": "dconv_x", "conv2d_weight_grad": "dconv_w", "maxpool2d": "maxpool",
+    "maxpool2d_grad": "dmaxpool", "avgpool2d": "avgpool", "avgpool2d_grad": "davgpool",
+}  # fmt: skip
 
 
 def schedule(
@@ -147,9 +159,11 @@ def schedule(
                 stored.add(n)
         elif n.op == "input" and n not in inputs:
             raise KeyError(f"no buffer for input '{n.arg}'")
-    for n in order:  # views BLAS cannot read get copied into a buffer
+    for n in order:  # views BLAS (or a window op) cannot read get copied into a buffer
         if n.op == "matmul":
             stored.update(s for s in n.src if not _blas_operand(s, stored))
+        elif n.op in WINDOW_OPS:
+            stored.update(s for s in n.src if s.op != "detach" or s.src[0] not in stored)
 
     fwd = set(toposort(forward)) if forward else set()
     target: dict[Node, Buffer] = {}
@@ -215,4 +229,14 @@ def _fuse_siblings(sched: Schedule) -> None:
     sched.kernels = [k for j, k in enumerate(sched.kernels) if j not in taken]
 
 
-__all__ = ["KERNELS", "VIEWS", "Buffer", "Kernel", "Schedule", "Update", "ident", "schedule"]
+__all__ = [
+    "KERNELS",
+    "VIEWS",
+    "WINDOW_OPS",
+    "Buffer",
+    "Kernel",
+    "Schedule",
+    "Update",
+    "ident",
+    "schedule",
+]

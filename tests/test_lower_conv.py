@@ -1,0 +1,158 @@
+"""Convolution and pooling through the Numba backend agree with the NumPy reference executor.
+
+As in ``test_lower``: each case is ``out = f(X, W)`` of parameters X and W, compiled with the
+loss ``sum(out * R)``, so ``grad R`` is the op's forward value and ``grad X``, ``grad W`` its
+backward ops (``conv2d_input_grad``, ``conv2d_weight_grad``, ``maxpool2d_grad``,
+``avgpool2d_grad``), each checked against the eager reference in float64 and float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symbp
+from symbp import functional as F
+from symbp import nn
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def _conv(k, s, p, d, groups=1):
+    return lambda x, w: F.conv2d(x, w, stride=s, padding=p, dilation=d, groups=groups)
+
+
+# name -> (f(X, W), shape of X, shape of W, integer-valued X (ties for max pooling))
+CASES: dict[str, tuple] = {}
+# a covering subset of kernel 3/5 x stride 1/2 x padding 0/1/'same' x dilation 1/2 x batch 1/3
+# (every pair of values appears; each compiled program costs Numba seconds)
+for k, s, p, d, batch in [
+    (3, 1, 0, 1, 1),
+    (3, 2, 1, 2, 3),
+    (3, 1, "same", 2, 1),
+    (3, 2, 0, 1, 3),
+    (3, 1, 1, 1, 3),
+    (5, 1, 1, 2, 1),
+    (5, 2, 0, 2, 3),
+    (5, 1, "same", 1, 3),
+    (5, 2, 1, 1, 1),
+    (5, 1, 0, 2, 3),
+]:
+    CASES[f"conv_k{k}_s{s}_p{p}_d{d}_b{batch}"] = (
+        _conv(k, s, p, d),
+        (batch, 2, 10, 9),
+        (3, 2, k, k),
+        False,
+    )
+CASES["conv_groups2"] = (_conv(3, 1, 1, 1, groups=2), (2, 4, 6, 5), (6, 2, 3, 3), False)
+CASES["conv_rect"] = (
+    lambda x, w: F.conv2d(x, w, stride=(2, 1), padding=(1, 0)),
+    (2, 2, 7, 6),
+    (3, 2, 3, 2),
+    False,
+)
+
+
+def _scaled(pool, **kw):
+    return lambda x, w: pool(x * w, **kw)  # w [1, C, 1, 1] scales channels: a grad W too
+
+
+POOLS = {
+    "max_k2": (F.max_pool2d, {"kernel_size": 2}),
+    "max_k3_s2_p1": (F.max_pool2d, {"kernel_size": 3, "stride": 2, "padding": 1}),
+    "max_k3_s1_p1_d2": (F.max_pool2d, {"kernel_size": 3, "stride": 1, "padding": 1, "dilation": 2}),
+    "avg_k2": (F.avg_pool2d, {"kernel_size": 2}),
+    "avg_k3_s2_p1": (F.avg_pool2d, {"kernel_size": 3, "stride": 2, "padding": 1}),
+    "avg_k3_s2_p1_nopad": (
+        F.avg_pool2d,
+        {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
+    ),
+    "avg_k3_s1_p1_div5": (
+        F.avg_pool2d,
+        {"kernel_size": 3, "stride": 1, "padding": 1, "divisor_override": 5},
+    ),
+}
+for name, (pool, kw) in POOLS.items():
+    batch = 1 if name.endswith("k2") else 3
+    CASES[f"{name}_b{batch}"] = (_scaled(pool, **kw), (batch, 2, 7, 6), (1, 2, 1, 1), False)
+# integer-valued inputs: ties inside windows, and (stride 1) windows sharing their arg-max
+CASES["max_ties"] = (
+    _scaled(F.max_pool2d, kernel_size=3, stride=2, padding=1),
+    (3, 2, 7, 6),
+    (1, 2, 1, 1),
+    True,
+)
+CASES["max_ties_overlap"] = (
+    _scaled(F.max_pool2d, kernel_size=3, stride=1),
+    (2, 2, 5, 5),
+    (1, 2, 1, 1),
+    True,
+)
+
+CHUNK = 11  # cases per compiled program
+
+
+class _Cases(nn.Module):
+    def __init__(self, names, dtype):
+        super().__init__()
+        self.names = names
+        for name in names:
+            fn, xs, ws, ties = CASES[name]
+            rng = np.random.default_rng(sorted(CASES).index(name))
+            x = rng.integers(0, 3, xs) if ties else rng.uniform(-1.5, 1.5, xs)
+            w = np.abs(rng.uniform(0.5, 1.5, ws)) if ties else rng.uniform(-1.5, 1.5, ws)
+            setattr(self, f"{name}_X", nn.Parameter(x.astype(dtype)))
+            setattr(self, f"{name}_W", nn.Parameter(w.astype(dtype)))
+            out = fn(getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))
+            r = np.random.default_rng(100 + rng.integers(100)).uniform(0.5, 1.5, out.shape)
+            setattr(self, f"{name}_R", nn.Parameter(r.astype(dtype)))
+
+    def forward(self, x):
+        total = 0 * x.sum()
+        for name in self.names:
+            out = CASES[name][0](getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))
+            total = total + (out * getattr(self, f"{name}_R")).sum()
+        return total
+
+
+def _loss(out, y):
+    return out + 0 * y.sum()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_cache):
+    out = {}
+    names = sorted(CASES)
+    for dtype in (np.float64, np.float32):
+        for i in range(0, len(names), CHUNK):
+            net = _Cases(names[i : i + CHUNK], dtype)
+            x = np.zeros((2, 1), dtype)
+            loss = _loss(net(symbp.tensor(x)), symbp.tensor(x))
+            loss.backward()
+            want = {p.name: p.grad.copy() for p in net.parameters()}
+            for p in net.parameters():
+                p.grad = None
+            got_loss, got = symbp.compile(net, _loss).loss_and_grads(x, x)
+            for name in net.names:
+                out[name, dtype] = (want, got, float(loss), got_loss)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_window_kernel_matches_reference(name, dtype, results):
+    want, got, want_loss, got_loss = results[name, dtype]
+    tol = TOL[dtype]
+    np.testing.assert_allclose(got_loss, want_loss, rtol=tol)
+    for part in ("R", "X", "W"):  # grad R is the op's forward value, X and W its backward
+        k = f"{name}_{part}"
+        np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=f"grad {k}")
+        assert got[k].dtype == dtype
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tmp_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
+    yield
+    mp.undo()
