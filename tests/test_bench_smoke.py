@@ -59,11 +59,12 @@ def test_json_is_complete(quick_run):
     assert set(results["workloads"]) == {"W1", "W2"}
     for name, res in results["workloads"].items():
         rows = res["rows"]
+        assert len(res["rounds"]["used"]) >= 2 and len(res["rounds"]["other_cpu_share"]) >= 2
         assert {"symbp_fit", "symbp_step", "numba_hand"} <= set(rows), name
         for row_name, row in rows.items():
             assert row["median_s"] > 0 and row["min_s"] <= row["median_s"] <= row["max_s"]
             assert row["q1_s"] <= row["median_s"] <= row["q3_s"]
-            assert len(row["times_s"]) == 2 and row["units_per_call"] >= 1
+            assert len(row["times_s"]) >= 2 and row["units_per_call"] >= 1  # reruns: more
             assert row["agree"]["ok"], (name, row_name, row["agree"])
     for row in results["workloads"]["W2"]["rows"].values():
         assert 0.0 <= row["train_accuracy"] <= 1.0
