@@ -126,3 +126,57 @@ def net222():
 def half_sse(out, t):
     """The tutorials' loss: sum((out - t)^2) / 2."""
     return ((out - t) ** 2).sum() / 2
+
+
+# ---------------------------------------------------------------- compiled kernels vs eager
+
+
+class KernelCases(nn.Module):
+    """Several op cases side by side in one program, for comparing generated kernels with
+    the reference executor. ``cases[name] = (fn, x_shape, w_shape, extra)``; each case's
+    output is weighted by a random R, so grad R is the op's forward value and grad X, grad W
+    its backward. ``make_xw(rng, x_shape, w_shape, extra)`` draws the case's X and W."""
+
+    def __init__(self, cases, names, dtype, make_xw):
+        super().__init__()
+        self.cases, self.names = cases, names
+        for name in names:
+            fn, xs, ws, extra = cases[name]
+            rng = np.random.default_rng(sorted(cases).index(name))
+            x, w = make_xw(rng, xs, ws, extra)
+            setattr(self, f"{name}_X", nn.Parameter(x.astype(dtype)))
+            setattr(self, f"{name}_W", nn.Parameter(w.astype(dtype)))
+            out = fn(getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))  # eager, for shape
+            r = np.random.default_rng(100 + rng.integers(100)).uniform(0.5, 1.5, out.shape)
+            setattr(self, f"{name}_R", nn.Parameter(r.astype(dtype)))
+
+    def forward(self, x):
+        total = 0 * x.sum()
+        for name in self.names:
+            out = self.cases[name][0](getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))
+            total = total + (out * getattr(self, f"{name}_R")).sum()
+        return total
+
+
+def _kernel_loss(out, y):
+    return out + 0 * y.sum()
+
+
+def kernel_results(cases, chunk, make_xw) -> dict:
+    """{(name, dtype): (eager grads, compiled grads, eager loss, compiled loss)}, compiling
+    ``chunk`` cases per program (fewer Numba compiles, still small functions)."""
+    out = {}
+    names = sorted(cases)
+    for dtype in (np.float64, np.float32):
+        for i in range(0, len(names), chunk):
+            net = KernelCases(cases, names[i : i + chunk], dtype, make_xw)
+            x = np.zeros((2, 1), dtype)
+            loss = _kernel_loss(net(symbp.tensor(x)), symbp.tensor(x))
+            loss.backward()
+            want = {p.name: p.grad.copy() for p in net.parameters()}
+            for p in net.parameters():
+                p.grad = None
+            got_loss, got = symbp.compile(net, _kernel_loss).loss_and_grads(x, x)
+            for name in net.names:
+                out[name, dtype] = (want, got, float(loss), got_loss)
+    return out

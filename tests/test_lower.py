@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy
+from conftest import kernel_results
 
 import symbp
 from symbp import nn
@@ -71,52 +72,15 @@ CASES = {
 CHUNK = 6  # cases per compiled program: fewer Numba compiles, still small functions
 
 
-class _Cases(nn.Module):
-    """Several cases side by side in one program."""
-
-    def __init__(self, names, dtype):
-        super().__init__()
-        self.names = names
-        for name in self.names:
-            fn, xs, ws, lo_hi = CASES[name]
-            rng = np.random.default_rng(sorted(CASES).index(name))
-            lo, hi = lo_hi or (-1.5, 1.5)
-            setattr(self, f"{name}_X", nn.Parameter(rng.uniform(lo, hi, xs).astype(dtype)))
-            setattr(self, f"{name}_W", nn.Parameter(rng.uniform(-1.5, 1.5, ws).astype(dtype)))
-            out = fn(getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))  # eager, for shape
-            r = np.random.default_rng(100 + rng.integers(100)).uniform(0.5, 1.5, out.shape)
-            setattr(self, f"{name}_R", nn.Parameter(r.astype(dtype)))
-
-    def forward(self, x):
-        total = 0 * x.sum()
-        for name in self.names:
-            out = CASES[name][0](getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))
-            total = total + (out * getattr(self, f"{name}_R")).sum()
-        return total
-
-
-def _loss(out, y):
-    return out + 0 * y.sum()
+def _make_xw(rng, xs, ws, lo_hi):
+    lo, hi = lo_hi or (-1.5, 1.5)
+    return rng.uniform(lo, hi, xs), rng.uniform(-1.5, 1.5, ws)
 
 
 @pytest.fixture(scope="module")
 def results(tmp_cache):
     """(eager reference grads, compiled grads, losses) for both dtypes, computed once."""
-    out = {}
-    names = sorted(CASES)
-    for dtype in (np.float64, np.float32):
-        for i in range(0, len(names), CHUNK):
-            net = _Cases(names[i : i + CHUNK], dtype)
-            x = np.zeros((2, 1), dtype)
-            loss = _loss(net(symbp.tensor(x)), symbp.tensor(x))
-            loss.backward()
-            want = {p.name: p.grad.copy() for p in net.parameters()}
-            for p in net.parameters():
-                p.grad = None
-            got_loss, got = symbp.compile(net, _loss).loss_and_grads(x, x)
-            for name in net.names:
-                out[name, dtype] = (want, got, float(loss), got_loss)
-    return out
+    return kernel_results(CASES, CHUNK, _make_xw)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import kernel_results
 
-import symbp
 from symbp import functional as F
-from symbp import nn
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 
@@ -92,50 +91,17 @@ CASES["max_ties_overlap"] = (
 CHUNK = 11  # cases per compiled program
 
 
-class _Cases(nn.Module):
-    def __init__(self, names, dtype):
-        super().__init__()
-        self.names = names
-        for name in names:
-            fn, xs, ws, ties = CASES[name]
-            rng = np.random.default_rng(sorted(CASES).index(name))
-            x = rng.integers(0, 3, xs) if ties else rng.uniform(-1.5, 1.5, xs)
-            w = np.abs(rng.uniform(0.5, 1.5, ws)) if ties else rng.uniform(-1.5, 1.5, ws)
-            setattr(self, f"{name}_X", nn.Parameter(x.astype(dtype)))
-            setattr(self, f"{name}_W", nn.Parameter(w.astype(dtype)))
-            out = fn(getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))
-            r = np.random.default_rng(100 + rng.integers(100)).uniform(0.5, 1.5, out.shape)
-            setattr(self, f"{name}_R", nn.Parameter(r.astype(dtype)))
-
-    def forward(self, x):
-        total = 0 * x.sum()
-        for name in self.names:
-            out = CASES[name][0](getattr(self, f"{name}_X"), getattr(self, f"{name}_W"))
-            total = total + (out * getattr(self, f"{name}_R")).sum()
-        return total
-
-
-def _loss(out, y):
-    return out + 0 * y.sum()
+def _make_xw(rng, xs, ws, ties):
+    # integer inputs and positive weights force ties in the pooling windows
+    x = rng.integers(0, 3, xs) if ties else rng.uniform(-1.5, 1.5, xs)
+    w = np.abs(rng.uniform(0.5, 1.5, ws)) if ties else rng.uniform(-1.5, 1.5, ws)
+    return x, w
 
 
 @pytest.fixture(scope="module")
 def results(tmp_cache):
-    out = {}
-    names = sorted(CASES)
-    for dtype in (np.float64, np.float32):
-        for i in range(0, len(names), CHUNK):
-            net = _Cases(names[i : i + CHUNK], dtype)
-            x = np.zeros((2, 1), dtype)
-            loss = _loss(net(symbp.tensor(x)), symbp.tensor(x))
-            loss.backward()
-            want = {p.name: p.grad.copy() for p in net.parameters()}
-            for p in net.parameters():
-                p.grad = None
-            got_loss, got = symbp.compile(net, _loss).loss_and_grads(x, x)
-            for name in net.names:
-                out[name, dtype] = (want, got, float(loss), got_loss)
-    return out
+    """(eager reference grads, compiled grads, losses) for both dtypes, computed once."""
+    return kernel_results(CASES, CHUNK, _make_xw)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
