@@ -122,6 +122,51 @@ def write_entry(key: str, body: str) -> Path:
     return path
 
 
+def use_for_numba() -> None:
+    """Keep Numba's machine code of symbp's own ``@njit(cache=True)`` helpers in
+    ``<cache dir>/numba`` rather than in ``__pycache__`` beside the installed package, where it
+    would need a writable install, go stale across reinstalls and outlive an uninstall.
+    ``NUMBA_CACHE_DIR``, when set, still wins. Call before the helpers are decorated."""
+    from numba.core import caching
+
+    classes = getattr(getattr(caching, "CacheImpl", None), "_locator_classes", None)
+    if _PackageLocator is not None and classes is not None and _PackageLocator not in classes:
+        classes.insert(1, _PackageLocator)  # after NUMBA_CACHE_DIR's, before the in-tree one
+
+
+def _package_locator() -> type | None:
+    """Numba's private locator API, when this Numba has it (else its default placement)."""
+    try:
+        from numba.core.caching import _CacheLocator, _SourceFileBackedLocatorMixin
+    except ImportError:
+        return None
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+    class PackageLocator(_SourceFileBackedLocatorMixin, _CacheLocator):  # type: ignore[misc]
+        """Numba's cache of functions defined in symbp's own source files."""
+
+        def __init__(self, py_func: Any, py_file: str):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            rel = os.path.relpath(os.path.dirname(os.path.abspath(py_file)), package)
+            self._cache_path = str(cache_dir() / "numba" / rel)
+
+        def get_cache_path(self) -> str:
+            return self._cache_path
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if not os.path.abspath(py_file).startswith(package):
+                return None
+            return super().from_function(py_func, py_file)
+
+    return PackageLocator
+
+
+_PackageLocator = _package_locator()
+
+
 def _drop_numba_cache(key: str) -> None:
     for f in (cache_dir() / "__pycache__").glob(f"m_{key}.*"):
         with contextlib.suppress(OSError):
@@ -160,6 +205,7 @@ def clear_cache() -> int:
         with contextlib.suppress(OSError):
             f.unlink()
     shutil.rmtree(d / "__pycache__", ignore_errors=True)
+    shutil.rmtree(d / "numba", ignore_errors=True)  # symbp's helpers: rebuilt on next use
     return n
 
 

@@ -25,6 +25,8 @@ from symbp.ops import OPS, xsym
 # Below this many multiply-adds a matrix product is written as loops (measured on W1/W5: a
 # BLAS call costs ~0.3 us, more than the arithmetic of a 10x5 layer).
 SMALL_MATMUL = 4096
+# A batch-dependent product gets a loop branch only if it serves batches of this many rows.
+SMALL_BATCH = 8
 
 # An optimizer update over at least this many entries runs on all cores (numba prange): it
 # reads and writes ~5 arrays per entry and is bound by memory bandwidth, not arithmetic.
@@ -306,7 +308,9 @@ class Emitter:
         if flops.is_Number:
             return loops if int(flops) <= SMALL_MATMUL else [blas]
         static = flops.as_coeff_Mul()[0]  # the product is at least this big (B >= 1)
-        if static > SMALL_MATMUL:
+        if static * SMALL_BATCH > SMALL_MATMUL:
+            # The loops would serve only batches of fewer than SMALL_BATCH rows, and each loop
+            # nest costs LLVM ~0.4 s of compile time (W2's two such branches: 3.3 -> 2.5 s).
             return [blas]
         return [f"if {dim_code(flops)} <= {SMALL_MATMUL}:", *_indent(loops), "else:", "    " + blas]
 

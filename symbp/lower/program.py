@@ -37,8 +37,8 @@ import numpy as np
 from numba import njit, prange  # noqa: F401
 
 from symbp.lower.support import (  # noqa: F401
-    clog_f32, clog_f64, gemm_f32, gemm_f64, shuffle, sigmoid_f32, sigmoid_f64, softplus_f32,
-    softplus_f64,
+    carve, clog_f32, clog_f64, gemm_f32, gemm_f64, shuffle, sigmoid_f32, sigmoid_f64,
+    softplus_f32, softplus_f64,
 )
 
 f32 = np.float32
@@ -101,9 +101,10 @@ class _Arena:
     def add(self, buf: Buffer) -> int | str:
         start, self.size = self.size, self.size + _size(buf.shape)
         shape = ", ".join(dim_code(d) for d in buf.shape)
-        view = f"{self.name}[{dim_code(start)}:{dim_code(self.size)}]"
-        if len(buf.shape) > 1:
-            view += f".reshape(({shape}))"
+        if len(buf.shape) > 1:  # not .reshape(): that calls into C, ~20 ns a view a call
+            view = f"carve({self.name}, {dim_code(start)}, ({shape}))"
+        else:
+            view = f"{self.name}[{dim_code(start)}:{dim_code(self.size)}]"
         self.lines.append(f"{buf.name} = {view}")
         return int(start) if start.is_Number else str(start)
 

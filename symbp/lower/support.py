@@ -13,6 +13,13 @@ import sys
 
 import numpy as np
 from numba import njit, types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
+from symbp import cache
+
+cache.use_for_numba()  # before any @njit(cache=True) below
 
 
 def _find_mkl() -> str | None:
@@ -79,6 +86,41 @@ _ZERO = {"f32": np.float32(0), "f64": np.float64(0)}
 _M100 = {"f32": np.float32(-100), "f64": np.float64(-100)}
 ONE32, ZERO32, M100_32 = _ONE["f32"], _ZERO["f32"], _M100["f32"]
 ONE64, ZERO64, M100_64 = _ONE["f64"], _ZERO["f64"], _M100["f64"]
+
+
+
+@intrinsic
+def carve(typingctx, buf, start, shape):  # type: ignore[no-untyped-def]
+    """``buf[start:start + prod(shape)]`` as a C-contiguous array of ``shape``: a view that
+    keeps ``buf`` alive, made inline (``.reshape`` calls into C: ~20 ns a view, a fifth of a
+    W1 step called from Python)."""
+    if not (isinstance(buf, types.Array) and isinstance(shape, types.UniTuple)):
+        return None
+    ret = types.Array(buf.dtype, shape.count, "C")
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        intp = context.get_value_type(types.intp)
+
+        def wide(v):  # type: ignore[no-untyped-def]
+            return builder.sext(v, intp) if v.type.width < intp.width else v
+
+        src = make_array(sig.args[0])(context, builder, args[0])
+        out = make_array(ret)(context, builder)
+        dims = [wide(builder.extract_value(args[2], i)) for i in range(shape.count)]
+        size = context.get_abi_sizeof(context.get_data_type(buf.dtype))
+        itemsize = context.get_constant(types.intp, size)
+        strides, acc = [], itemsize
+        for d in reversed(dims):
+            strides.insert(0, acc)
+            acc = builder.mul(acc, d)
+        data = builder.gep(src.data, [wide(args[1])])
+        populate_array(
+            out, data=data, shape=dims, strides=strides, itemsize=itemsize, meminfo=src.meminfo
+        )
+        return impl_ret_borrowed(context, builder, ret, out._getvalue())
+
+    return ret(buf, start, shape), codegen
+
 
 # One function per precision: a bare literal 1 would promote float32 arithmetic to float64.
 
@@ -151,6 +193,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 __all__ = [
     "MKL",
+    "carve",
     "clog_f32",
     "clog_f64",
     "epoch_order",
