@@ -19,20 +19,7 @@ import numpy as np
 
 import symbp
 from symbp import nn
-
-
-def tutorial_cnn(m):
-    return m.Sequential(
-        m.Conv2d(3, 32, 5, padding=2),
-        m.MaxPool2d(2),
-        m.Conv2d(32, 32, 5, padding=2),
-        m.MaxPool2d(2),
-        m.Conv2d(32, 64, 5, padding=2),
-        m.MaxPool2d(2),
-        m.Flatten(),
-        m.Linear(1024, 64),
-        m.Linear(64, 10),
-    )
+from symbp.models import tutorial_cnn
 
 
 def timed(step, steps: int, repeats: int) -> float:

@@ -15,23 +15,9 @@ import numpy as np
 
 import symbp
 from symbp import nn
+from symbp.models import tutorial_cnn as cnn  # the tutorial model, in symbp or torch.nn
 
 BATCH, LR = 4, 0.001
-
-
-def cnn(m=nn):
-    """The tutorial model, in symbp (``m=nn``) or PyTorch (``m=torch.nn``)."""
-    return m.Sequential(
-        m.Conv2d(3, 32, 5, padding=2),
-        m.MaxPool2d(2),
-        m.Conv2d(32, 32, 5, padding=2),
-        m.MaxPool2d(2),
-        m.Conv2d(32, 64, 5, padding=2),
-        m.MaxPool2d(2),
-        m.Flatten(),
-        m.Linear(1024, 64),
-        m.Linear(64, 10),
-    )
 
 
 def main():

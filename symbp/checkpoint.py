@@ -12,7 +12,8 @@
 The file is a plain NumPy archive, readable without symbp (``np.load(path)``):
 
 - ``model/<name>``: every parameter and buffer by its dotted name (``linear1.weight``);
-- ``optimizer/...``, ``scheduler/...``: the arrays of their state dicts (``exp_avg`` ...);
+- ``optimizer/...``, ``scheduler/...``, ``early_stopping/...``: the arrays of their state
+  dicts (``exp_avg`` ..., early stopping's best parameters);
 - ``__symbp__``: one JSON string with everything else: the format version, the epoch, the
   history, the optimizer's hyperparameters, which model parameter each optimizer slot holds,
   and the class names, so a load can check it restores into matching objects.
@@ -67,15 +68,16 @@ class CheckpointError(ValueError):
 class Checkpoint:
     """What a checkpoint file holds, as read back by ``load_checkpoint``.
 
-    ``model`` maps dotted names to arrays; ``optimizer`` and ``scheduler`` are state dicts (as
-    their ``state_dict()`` returned them) or None; ``epoch``, ``history`` and ``extra`` are as
-    saved.
+    ``model`` maps dotted names to arrays; ``optimizer``, ``scheduler`` and ``early_stopping``
+    are state dicts (as their ``state_dict()`` returned them) or None; ``epoch``, ``history``
+    and ``extra`` are as saved.
     """
 
     path: Path
     model: dict[str, np.ndarray]
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
+    early_stopping: dict[str, Any] | None = None
     epoch: int | None = None
     history: dict[str, list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -211,6 +213,7 @@ def save_checkpoint(
     optimizer: Any = None,
     *,
     scheduler: Any = None,
+    early_stopping: Any = None,
     epoch: int | None = None,
     history: Mapping[str, list[float]] | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -220,7 +223,8 @@ def save_checkpoint(
 
     ``model`` is an ``nn.Module`` or a compiled model (its network and optimizer are saved);
     ``epoch`` is conventionally the number of epochs completed, so training resumes at
-    ``range(ckpt.epoch, epochs)``. ``extra`` holds any other JSON-able values or arrays.
+    ``range(ckpt.epoch, epochs)``. ``early_stopping`` is an ``EarlyStopping`` (its counters and
+    best parameters). ``extra`` holds any other JSON-able values or arrays.
     """
     model, optimizer = _unwrap(model, optimizer)
     arrays: dict[str, np.ndarray] = {}
@@ -243,6 +247,8 @@ def save_checkpoint(
     if scheduler is not None:
         meta["scheduler_class"] = type(scheduler).__name__
         meta["scheduler"] = _pack(scheduler.state_dict(), "scheduler", arrays)
+    if early_stopping is not None:
+        meta["early_stopping"] = _pack(early_stopping.state_dict(), "early_stopping", arrays)
     arrays[META] = np.array(json.dumps(meta))
     path = Path(path)
     write: Any = np.savez_compressed if compress else np.savez
@@ -260,10 +266,11 @@ def load_checkpoint(
     optimizer: Any = None,
     *,
     scheduler: Any = None,
+    early_stopping: Any = None,
     strict: bool = True,
 ) -> Checkpoint:
-    """Read a checkpoint and restore it into ``model``, ``optimizer`` and ``scheduler`` (each
-    optional); return what the file holds.
+    """Read a checkpoint and restore it into ``model``, ``optimizer``, ``scheduler`` and
+    ``early_stopping`` (each optional); return what the file holds.
 
     Everything is checked before anything changes. With ``strict`` the model's parameter and
     buffer names must match the file's exactly; without, only the common names load. As in
@@ -293,6 +300,7 @@ def load_checkpoint(
             model={k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")},
             optimizer=_unpack(meta.get("optimizer"), arrays),
             scheduler=_unpack(meta.get("scheduler"), arrays),
+            early_stopping=_unpack(meta.get("early_stopping"), arrays),
             epoch=meta.get("epoch"),
             history=_unpack(meta.get("history"), arrays),
             extra=_unpack(meta.get("extra") or {}, arrays),
@@ -308,6 +316,8 @@ def load_checkpoint(
         _check_optimizer(ckpt, optimizer, model)
     if scheduler is not None:
         _check_scheduler(ckpt, scheduler)
+    if early_stopping is not None:
+        _check_early_stopping(ckpt, early_stopping)
     if model is not None:
         known = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
         model.load_state_dict({k: v for k, v in ckpt.model.items() if k in known}, strict=False)
@@ -315,6 +325,8 @@ def load_checkpoint(
         optimizer.load_state_dict(ckpt.optimizer)
     if scheduler is not None:
         scheduler.load_state_dict(ckpt.scheduler)
+    if early_stopping is not None:
+        early_stopping.load_state_dict(ckpt.early_stopping)
     return ckpt
 
 
@@ -399,3 +411,18 @@ def _check_scheduler(ckpt: Checkpoint, scheduler: Any) -> None:
             f"checkpoint {ckpt.path} holds {ckpt.meta.get('scheduler_class')} state, "
             f"the scheduler is {what}"
         )
+
+
+def _check_early_stopping(ckpt: Checkpoint, stopper: Any) -> None:
+    saved = ckpt.early_stopping
+    if saved is None:
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} holds no early-stopping state (it was saved without early "
+            f"stopping)"
+        )
+    for key in ("monitor", "mode"):
+        if saved.get(key) != getattr(stopper, key):
+            raise CheckpointError(
+                f"checkpoint {ckpt.path}: early stopping has {key}={saved.get(key)!r} in the "
+                f"file but {key}={getattr(stopper, key)!r} here"
+            )

@@ -88,15 +88,24 @@ def _loss(ns: SimpleNamespace):
 def cmd_formulas(args: argparse.Namespace) -> int:
     import symbp
 
+    if args.png:
+        from symbp.plot import _matplotlib
+
+        _matplotlib()  # missing: say so before deriving anything
     ns = load_model(args.model)
     f = symbp.formulas(_loss(ns))
+    out: Any = f
     if args.scalar or args.param:
         out = (
             f.scalar(args.param, expand=args.expand) if args.param else f.scalar(expand=args.expand)
         )
-        print(out.latex() if args.latex else out)
+    if args.png:
+        from symbp.plot import plot_formula
+
+        plot_formula(out, args.png)
+        print(f"formulas rendered to {args.png}")
     else:
-        print(f.latex() if args.latex else f)
+        print(out.latex() if args.latex else out)
     return 0
 
 
@@ -179,6 +188,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         perm = np.random.default_rng(args.seed).permutation(len(X))
         X, Xv, y, yv = X[perm[n_val:]], X[perm[:n_val]], y[perm[n_val:]], y[perm[:n_val]]
         validation = (Xv, yv)
+    scheduler = _scheduler(args.scheduler, opt) if args.scheduler else None
+    stopper = None
+    if args.patience is not None:
+        monitor = "val_loss" if validation is not None else "loss"
+        stopper = symbp.EarlyStopping(monitor=monitor, patience=args.patience)
+    resume = None
+    if args.resume:
+        if not args.checkpoint:
+            raise UsageError("--resume needs --checkpoint FILE (the checkpoint to resume from)")
+        if Path(args.checkpoint).is_file():
+            resume = args.checkpoint
+            done = symbp.load_checkpoint(resume).epoch
+            print(f"resuming from {resume} after epoch {done}")
+        else:
+            print(f"no checkpoint {args.checkpoint} yet: starting from epoch 0")
     model = symbp.compile(ns.model, ns.loss_fn, opt)
     from symbp.progress import status
 
@@ -194,7 +218,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         validation_data=validation,
         verbose=verbose,
+        scheduler=scheduler,
+        early_stopping=stopper,
         checkpoint=args.checkpoint,
+        resume=resume,
     )
     seconds = time.perf_counter() - start
     train = model.evaluate(X, y)
@@ -202,7 +229,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if validation is not None:
         val = model.evaluate(*validation)
         final += f"; validation loss {val['loss']:.4f} accuracy {val['accuracy']:.2%}"
-    print(f"{type(opt).__name__}, {args.epochs} epochs in {seconds:.2f} s: {final}")
+    ran = len(history["loss"])
+    if stopper is not None and stopper.stopped_epoch is not None:
+        final += f" (early stopping after epoch {ran}: the parameters of epoch "
+        final += f"{stopper.best_epoch + 1}, best {stopper.monitor} {stopper.best:.4f})"
+    print(f"{type(opt).__name__}, {ran} epochs in {seconds:.2f} s: {final}")
     if args.checkpoint:
         print(f"checkpoint written to {args.checkpoint}")
     if args.plot:
@@ -210,6 +241,53 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         plot_history(history, args.plot, title=f"{args.model} ({type(opt).__name__})")
         print(f"training curves written to {args.plot}")
+    return 0
+
+
+_SCHEDULERS = {  # --scheduler NAME:ARG:ARG -> (class, its positional options, their types)
+    "step": ("StepLR", ("step_size", "gamma"), (int, float)),
+    "exponential": ("ExponentialLR", ("gamma",), (float,)),
+    "cosine": ("CosineAnnealingLR", ("T_max", "eta_min"), (int, float)),
+    "plateau": ("ReduceLROnPlateau", ("patience", "factor"), (int, float)),
+}
+
+
+def _scheduler(spec: str, opt: Any) -> Any:
+    """``--scheduler step:10:0.5`` -> ``StepLR(opt, step_size=10, gamma=0.5)``, and so on."""
+    from symbp.optim import lr_scheduler
+
+    name, *values = spec.split(":")
+    known = ", ".join(
+        f"{k}:{':'.join(a.upper() for a in args)}" for k, (_, args, _) in _SCHEDULERS.items()
+    )
+    if name not in _SCHEDULERS or len(values) > len(_SCHEDULERS[name][1]):
+        raise UsageError(f"unknown scheduler {spec!r} (known: {known}; trailing values optional)")
+    cls, names, types = _SCHEDULERS[name]
+    try:
+        options = {k: t(v) for k, t, v in zip(names, types, values)}
+    except ValueError as e:
+        raise UsageError(f"scheduler {spec!r}: {e}") from e
+    return getattr(lr_scheduler, cls)(opt, **options)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import symbp
+    from symbp.export import module_path
+
+    module_path(args.out)  # a bad name: say so before compiling anything
+    ns = load_model(args.model)
+    if args.checkpoint:  # the trained weights, and the optimizer's state when it is this one
+        saved = symbp.load_checkpoint(args.checkpoint).meta.get("optimizer_class")
+        opt = ns.optimizer if saved == type(ns.optimizer).__name__ else None
+        symbp.load_checkpoint(args.checkpoint, ns.model, opt)
+    compiled = symbp.compile(ns.model, ns.loss_fn, ns.optimizer)
+    x, t = (np.asarray(a) for a in ns.sample)
+    if ns.optimizer is not None:
+        compiled.build(x, t)
+    compiled.predict(x)
+    module, weights = compiled.export(args.out)
+    what = "inference and training" if ns.optimizer is not None else "inference"
+    print(f"{module}: the {what} kernels, needing only numpy and numba; parameters in {weights}")
     return 0
 
 
@@ -271,6 +349,9 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--scalar", action="store_true", help="scalar closed forms, one per weight")
     f.add_argument("--param", help="only this weight (e.g. w5 or linear2.weight)")
     f.add_argument("--expand", action="store_true", help="expand fully in inputs and weights")
+    f.add_argument(
+        "--png", metavar="FILE.png", help="render the formulas to a picture (needs matplotlib)"
+    )
     f.set_defaults(fn=cmd_formulas)
 
     c = sub.add_parser("check", help="compare symbolic gradients with finite differences")
@@ -303,8 +384,41 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="shuffle and split seed (default 0)")
     t.add_argument("--plot", metavar="FILE.png", help="save training curves (needs matplotlib)")
     t.add_argument("--checkpoint", metavar="FILE", help="save a .npz checkpoint every epoch")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --checkpoint FILE if it exists (model, optimizer, epoch, scheduler "
+        "and early stopping); --epochs is the total",
+    )
+    t.add_argument(
+        "--scheduler",
+        metavar="SPEC",
+        help="learning-rate schedule: step:STEP_SIZE[:GAMMA], exponential:GAMMA, "
+        "cosine:T_MAX[:ETA_MIN] or plateau[:PATIENCE[:FACTOR]]",
+    )
+    t.add_argument(
+        "--patience",
+        type=int,
+        metavar="N",
+        help="early stopping: stop when the validation loss (the training loss with "
+        "--val-split 0) has not improved for N epochs, keeping the best parameters",
+    )
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser(
+        "export",
+        help="write the compiled kernels as a standalone module (numpy and numba only)",
+        description="Compile MODEL and write its generated kernels, the symbp helpers they use "
+        "and a small driver (predict, fit, train_step, save) to OUT.py, and its parameters to "
+        "OUT.npz beside it. The module imports only numpy and numba.",
+    )
+    e.add_argument("model", help="path/to/model.py or package.module:attr")
+    e.add_argument("out", metavar="OUT.py", help="the module to write")
+    e.add_argument(
+        "--checkpoint", metavar="FILE", help="load these weights first (from symbp train)"
+    )
+    e.set_defaults(fn=cmd_export)
 
     b = sub.add_parser(
         "bench",

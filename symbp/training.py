@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 __all__ = ["EarlyStopping", "monitored"]
 
 
@@ -24,7 +26,12 @@ class EarlyStopping:
     in ``mode="min"``; ``"auto"`` is ``"max"`` for accuracies, ``"min"`` otherwise). With
     ``restore_best=True`` the parameters of the best epoch are put back when it stops training
     (as Keras' ``restore_best_weights``: not when the epochs simply run out); the optimizer
-    state is left as it is. ``best_epoch`` and ``stopped_epoch`` count from 0 within a ``fit``.
+    state is left as it is. ``best_epoch`` and ``stopped_epoch`` count epochs from 0, from the
+    start of the ``fit`` or of the run it resumes.
+
+    ``state_dict()`` / ``load_state_dict()`` carry the counters and the best epoch's parameters
+    (``best_weights``, by name), so that a checkpoint resumes early stopping exactly where it was
+    (``fit(checkpoint=..., resume=...)`` does this).
     """
 
     monitor: str = "val_loss"
@@ -37,6 +44,7 @@ class EarlyStopping:
     wait: int = field(default=0, init=False)
     stopped_epoch: int | None = field(default=None, init=False)
     _epoch: int = field(default=0, init=False, repr=False)
+    best_weights: dict[str, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode == "auto":
@@ -50,6 +58,7 @@ class EarlyStopping:
         """Forget the epochs seen (``fit`` calls this when it starts)."""
         self.best, self.best_epoch, self.wait, self.stopped_epoch = math.nan, -1, 0, None
         self._epoch = 0
+        self.best_weights = None
 
     def improved(self, value: float) -> bool:
         if math.isnan(self.best):
@@ -69,6 +78,37 @@ class EarlyStopping:
             self.stopped_epoch = epoch
             return True
         return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """What ``load_state_dict`` needs to carry on: the options it checks, the counters, and
+        the best parameters when kept (plain numbers, strings and arrays)."""
+        return {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "epoch": self._epoch,
+            "best_weights": self.best_weights,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Carry on from ``state``; ``monitor`` and ``mode`` must match (``patience`` and
+        ``min_delta`` are this object's: a resumed run may be given more patience)."""
+        for key in ("monitor", "mode"):
+            if state[key] != getattr(self, key):
+                raise ValueError(
+                    f"EarlyStopping: the saved state has {key}={state[key]!r}, this one "
+                    f"{key}={getattr(self, key)!r}"
+                )
+        self.best = float(state["best"])
+        self.best_epoch, self.wait = int(state["best_epoch"]), int(state["wait"])
+        stopped = state["stopped_epoch"]
+        self.stopped_epoch = None if stopped is None else int(stopped)
+        self._epoch = int(state["epoch"])
+        kept = state.get("best_weights")
+        self.best_weights = None if kept is None else {k: np.array(v) for k, v in kept.items()}
 
 
 def monitored(history: dict[str, list[float]], name: str, who: str) -> float:

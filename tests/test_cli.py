@@ -26,7 +26,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_command():
     out = run("--help")
     assert out.returncode == 0
-    for command in ("demo", "formulas", "check", "show", "train", "bench", "cache"):
+    for command in ("demo", "formulas", "check", "show", "train", "export", "bench", "cache"):
         assert command in out.stdout
     for command in ("formulas", "check", "show"):
         sub = run(command, "--help")
@@ -52,6 +52,33 @@ def test_formulas_scalar_w5_prints_its_value():
     out = run("formulas", MODEL, "--scalar", "--param", "w5")
     assert out.returncode == 0, out.stderr
     assert "w5" in out.stdout or "w_5" in out.stdout
+
+
+@pytest.mark.parametrize("options", [[], ["--scalar", "--param", "w5"]], ids=["deltas", "w5"])
+def test_formulas_png_renders_a_picture(tmp_path, options):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "formulas.png"
+    out = run("formulas", MODEL, *options, "--png", str(png))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"formulas rendered to {png}"
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width > 100 and height > 20  # the IHDR chunk: a picture of some text, not a dot
+
+
+def test_formulas_png_without_matplotlib_is_one_line(tmp_path):
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from symbp.cli import main\n"
+        f"sys.exit(main(['formulas', {MODEL!r}, '--png', {str(tmp_path / 'f.png')!r}]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=300)  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "plotting needs matplotlib" in line and "pip install" in line
+    assert not (tmp_path / "f.png").exists()
 
 
 def test_check_passes_on_the_tutorial_network():
@@ -97,7 +124,7 @@ def test_module_attr_spec_loads(module, monkeypatch):
 DIGITS = str(ROOT / "examples" / "model_digits.py")
 
 
-@pytest.mark.parametrize("command", ["train", "bench", "show"])
+@pytest.mark.parametrize("command", ["train", "bench", "show", "export"])
 def test_new_commands_have_help(command):
     out = run(command, "--help")
     assert out.returncode == 0 and "usage: symbp " + command in out.stdout

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_conv import tutorial_cnn
 
 import symbp
 from symbp import nn
 from symbp.datasets import load_digits, train_test_split
+from symbp.models import tutorial_cnn
 
 
 def test_digits_cnn_compiled_fit_reaches_97_percent():

@@ -20,6 +20,7 @@ from symbp import api, nn, ops
 from symbp import functional as F
 from symbp.autodiff import vjp
 from symbp.ir import B, toposort
+from symbp.models import tutorial_cnn
 from symbp.reference import evaluate
 
 
@@ -610,22 +611,8 @@ def test_gradcheck_reports_max_pool_ties_honestly():
 
 
 # ---------------------------------------------------------------- the tutorial CNN
-
-
-def tutorial_cnn(torch_nn=None):
-    """Conv 3→32 5×5 pad 2, pool, conv 32→32, pool, conv 32→64, pool, flatten, 1024→64→10."""
-    m = torch_nn or nn
-    return m.Sequential(
-        m.Conv2d(3, 32, 5, padding=2),
-        m.MaxPool2d(2),
-        m.Conv2d(32, 32, 5, padding=2),
-        m.MaxPool2d(2),
-        m.Conv2d(32, 64, 5, padding=2),
-        m.MaxPool2d(2),
-        m.Flatten(),
-        m.Linear(1024, 64),
-        m.Linear(64, 10),
-    )
+# (symbp.models.tutorial_cnn: conv 3→32 5×5 pad 2, pool, conv 32→32, pool, conv 32→64, pool,
+# flatten, 1024→64→10)
 
 
 @pytest.mark.parametrize(
