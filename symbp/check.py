@@ -24,7 +24,8 @@ Kinks. relu, abs, max, Heaviside, Piecewise ... have points where the derivative
 central difference straddling one measures the average of the two one-sided slopes, which
 no correct gradient matches. So every non-smooth node of the forward graph has a *regime*:
 the signs of its kink coordinates (relu(u): sign u; Max(a, b): sign(a − b); Piecewise: the
-signs of its conditions' lhs − rhs; a ``max`` reduction: which entries are the maximum). An
+signs of its conditions' lhs − rhs; a ``max`` reduction or a max pooling: which entries of
+each reduction or window are its maximum, so exact ties in a pooling window are handled). An
 entry whose regime differs between θ − h, θ and θ + h is skipped and reported, not failed.
 A point sitting exactly on a kink is warned about: there the symbolic gradient follows
 PyTorch's convention (relu'(0) = 0, ties of max shared or routed to the first), which

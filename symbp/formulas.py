@@ -11,6 +11,12 @@ so what is printed is what symbp computes. Two levels:
   Fused formulas are named back: ``σ(h·W2ᵀ + b2)`` inside a δ becomes ``o``, so the δ of a
   sigmoid output under half-SSE reads ``(o − t) ⊙ o ⊙ (1 − o)``. Each equation still
   evaluates with NumPy (``Formulas.evaluate``), which is how the tests check the printed form.
+- **Index notation** (convolutional networks). Convolutions, poolings and their gradients are
+  ``Window`` tensor ops; an equation holding one (or summing, broadcasting or reshaping
+  images) prints entry by entry with the layer's stride, padding and dilation:
+  ``∂E/∂W1[o,i,p,q] = Σ_{b,y,x} δ1[b,o,y,x]·x[b,i,2y+p−1,2x+q−1]``. A term whose index
+  falls outside its tensor, or is no whole number (a transposed stride), is left out, which
+  is zero padding; the legend says so.
 - **Scalar level** (small models). The same derived program runs through the reference
   executor on object arrays of SymPy symbols, one per entry (``w1 .. w8`` for the weights,
   row-major in model order, ``x1``, ``t1`` ...), with every layer-output entry named
@@ -22,6 +28,7 @@ known functions; text and LaTeX share the layout logic and differ in their token
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,7 +43,7 @@ from sympy.printing.printer import Printer
 from symbp import scalar
 from symbp.api import Derived, Traced, derive
 from symbp.ir import LABELS, B, Node, bind_dims, consumers, toposort, type_str
-from symbp.ops import to_expr, xsym
+from symbp.ops import OPS, Conv2dArg, Pool2dArg, to_expr, xsym
 from symbp.reference import evaluate, evaluate_all
 from symbp.tensor import Parameter, Tensor
 
@@ -132,6 +139,98 @@ class LogSoftmax(TensorOp):
     nargs = 2
 
 
+class Static(sympy.Atom):
+    """A static argument that is no number (a convolution's ``Conv2dArg`` and output shape):
+    compared by value, handed to NumPy as a Python literal (``evaluate`` lambdifies it)."""
+
+    is_commutative = True
+    value: Any
+
+    def __new__(cls, value: Any) -> Static:
+        obj = super().__new__(cls)
+        obj.value = value
+        return obj
+
+    def _hashable_content(self) -> tuple:
+        return (self.value,)
+
+    def _numpycode(self, printer: Any) -> str:
+        arg, shape = self.value
+        return repr((arg, tuple(int(d) for d in shape[2:])))  # the batch B stays out
+
+    _lambdacode = _pythoncode = _numpycode
+
+    def _sympystr(self, printer: Any) -> str:
+        return str(self.value[0])
+
+
+class Window(TensorOp):
+    """A convolution or pooling op, or one of their gradients: the IR op ``op`` on the
+    leading tensor arguments; the last argument is ``Static((op's arg, output shape))``.
+    Printed in index notation (``TextPrinter._index_<Class>``) with ``letters`` for the
+    output's indices."""
+
+    op = ""
+    letters: tuple[str, ...] = ("b", "c", "y", "x")
+
+    @property
+    def arg(self) -> Any:
+        return self.args[-1].value[0]
+
+    @property
+    def out_shape(self) -> tuple:
+        return tuple(self.args[-1].value[1])
+
+
+class Conv(Window):
+    """conv2d(x, w): z[b,o,y,x] = Σ_{i,p,q} w[o,i,p,q]·x[b,i,y+p,x+q] (stride 1, no padding)."""
+
+    op, nargs, tensors, letters = "conv2d", 3, 2, ("b", "o", "y", "x")
+
+
+class ConvInputGrad(Window):
+    """conv2d_input_grad(δ, w), transposed: x̄[b,i,u,v] = Σ δ[b,o,u−p,v−q]·w[o,i,p,q]."""
+
+    op, nargs, tensors, letters = "conv2d_input_grad", 3, 2, ("b", "i", "u", "v")
+
+
+class ConvWeightGrad(Window):
+    """conv2d_weight_grad(x, δ): w̄[o,i,p,q] = Σ_{b,y,x} δ[b,o,y,x]·x[b,i,y+p,x+q]."""
+
+    op, nargs, tensors, letters = "conv2d_weight_grad", 3, 2, ("o", "i", "p", "q")
+
+
+class MaxPool(Window):
+    """maxpool2d(x): the maximum of each window."""
+
+    op, nargs, tensors = "maxpool2d", 2, 1
+
+
+class MaxPoolGrad(Window):
+    """maxpool2d_grad(x, δ): δ routed to each window's arg-max."""
+
+    op, nargs, tensors, letters = "maxpool2d_grad", 3, 2, ("b", "c", "u", "v")
+
+
+class AvgPool(Window):
+    """avgpool2d(x): the mean of each window."""
+
+    op, nargs, tensors = "avgpool2d", 2, 1
+
+
+class AvgPoolGrad(Window):
+    """avgpool2d_grad(δ): each window's δ spread evenly over it."""
+
+    op, nargs, tensors, letters = "avgpool2d_grad", 2, 1, ("b", "c", "u", "v")
+
+
+# The IR's window ops and their tensor-level functions.
+WINDOWS: dict[str, type[Window]] = {
+    cls.op: cls
+    for cls in (Conv, ConvInputGrad, ConvWeightGrad, MaxPool, MaxPoolGrad, AvgPool, AvgPoolGrad)
+}
+
+
 def _axes(a: Any) -> tuple[int, ...]:
     return tuple(int(i) for i in a)
 
@@ -152,8 +251,31 @@ def _np_argmax_mask(a, axis):
     return out
 
 
+class _Stub(NamedTuple):
+    """What an op's NumPy rule reads of its node (the output's spatial size, not the batch)."""
+
+    arg: Any
+    shape: tuple
+    dtype: np.dtype
+
+
+def _window_numpy(op: str) -> Callable[..., np.ndarray]:
+    """A window op's NumPy form: the op table's own reference rule."""
+
+    def run(*args: Any) -> np.ndarray:
+        *vals, (arg, hw) = args
+        vals = [np.asarray(v) for v in vals]
+        node: Any = _Stub(arg, (0, 0, *hw), np.result_type(*vals))
+        return OPS[op].numpy(node, vals, {})
+
+    return run
+
+
 # NumPy forms of the tensor ops, for lambdify: this is how printed equations are evaluated.
 TENSOR_NUMPY: dict[str, Callable[..., Any]] = {
+    **{cls.__name__: _window_numpy(op) for op, cls in WINDOWS.items()},
+    "Conv2dArg": Conv2dArg,  # Static arguments print as these constructors
+    "Pool2dArg": Pool2dArg,
     "Dot": np.matmul,
     "Permute": lambda a, perm: np.transpose(a, _axes(perm)),
     "SumOver": lambda a, axes, keepdim, kind: np.sum(a, axis=_axes(axes), keepdims=bool(keepdim)),
@@ -167,6 +289,52 @@ TENSOR_NUMPY: dict[str, Callable[..., Any]] = {
     "LogSoftmax": _np_log_softmax,
 }
 _LAMBDIFY_MODULES = [TENSOR_NUMPY, scalar.NUMPY, "numpy"]
+
+
+def _reduced(e: Any, shape_of: Callable) -> tuple:
+    a, axes, keepdim = e.args[:3]
+    shape = shape_of(a)
+    if keepdim == sympy.true:
+        return tuple(1 if k in _axes(axes) else d for k, d in enumerate(shape))
+    return tuple(d for k, d in enumerate(shape) if k not in _axes(axes))
+
+
+# The shape of each tensor op's result, from its arguments' (``shape_of``): index notation
+# needs it to line up a broadcast or a reshape with the indices of its argument.
+TENSOR_SHAPES: dict[str, Callable[[Any, Callable], tuple]] = {
+    "Dot": lambda e, s: (*s(e.args[0])[:-1], *s(e.args[1])[-1:]),
+    "Permute": lambda e, s: tuple(s(e.args[0])[k] for k in _axes(e.args[1])),
+    "SumOver": _reduced,
+    "MaxOver": _reduced,
+    "ArgmaxMask": lambda e, s: s(e.args[0]),
+    "Broadcast": lambda e, s: tuple(e.args[1]),
+    "Reshape": lambda e, s: tuple(e.args[1]),
+    "Fill": lambda e, s: tuple(e.args[1]),
+    "OneHot": lambda e, s: (*s(e.args[0]), e.args[1]),
+    "Softmax": lambda e, s: s(e.args[0]),
+    "LogSoftmax": lambda e, s: s(e.args[0]),
+    **{cls.__name__: lambda e, s: e.out_shape for cls in WINDOWS.values()},
+}
+
+
+def shape_of(expr: sympy.Basic, shapes: Mapping[sympy.Symbol, tuple]) -> tuple:
+    """The shape of a tensor-level expression, given its symbols' (unknown ones: scalars)."""
+
+    def walk(e: sympy.Basic) -> tuple:
+        if isinstance(e, TensorOp):
+            return tuple(TENSOR_SHAPES[type(e).__name__](e, walk))
+        if e.is_Symbol:
+            return tuple(shapes.get(e, ()))
+        out: tuple = ()
+        for arg in e.args:  # elementwise: NumPy's broadcasting of the arguments' shapes
+            s = walk(arg)
+            n = max(len(out), len(s))
+            out, s = (1,) * (n - len(out)) + out, (1,) * (n - len(s)) + s
+            out = tuple(d2 if d1 == 1 else d1 for d1, d2 in zip(out, s))
+        return out
+
+    return walk(expr)
+
 
 _SUM_AXES, _SUM_BATCH, _SUM_ALL = 0, 1, 2
 
@@ -194,6 +362,7 @@ EXPRESS: dict[str, Callable[[Node, list[sympy.Expr], _Namer], sympy.Expr]] = {
     "onehot": lambda n, a, c: OneHot(a[0], n.arg[0]),
     "cast": lambda n, a, c: a[0],  # values, not storage: a cast is invisible in a formula
     "detach": lambda n, a, c: a[0],  # the value is the same; only the gradient differs
+    **{op: lambda n, a, c: WINDOWS[n.op](*a, Static((n.arg, n.shape))) for op in WINDOWS},
 }
 
 
@@ -384,7 +553,22 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "LogSoftmax": ("log_softmax", r"\log\operatorname{softmax}"),
     "OneHot": ("onehot", r"\operatorname{onehot}"),
     "ArgmaxMask": ("onehot∘argmax", r"\operatorname{onehot}\circ\operatorname{argmax}"),
+    # window ops print in index notation; these names are for a convolution in groups
+    **{
+        c.__name__: (c.op, rf"\operatorname{{{c.op}}}".replace("_", r"\_"))
+        for c in WINDOWS.values()
+    },
 }
+
+# Index letters by role, the order their terms print in: batch, channels, positions, taps
+# (y+p−1, not p+y−1; 4c+2y+x).
+_INDEX_ORDER = "bocikyxuvpq"
+
+
+def _letters(ndim: int, image: tuple[str, ...] = ("b", "o", "y", "x")) -> tuple[str, ...]:
+    """Index letters of an ndim tensor: an image's, or i, j, k ..."""
+    return image if ndim == 4 else tuple("ijklmn"[:ndim])
+
 
 # Precedences, SymPy's scale: a sub-expression binding weaker than its context gets brackets.
 _ADD, _PRODUCT, _MUL, _POW, _ATOM = 40, 45, 50, 60, 1000
@@ -405,11 +589,12 @@ class TextPrinter(Printer):
     """Unicode formulas: ``(δ2·W2) ⊙ h ⊙ (1 − h)``, ``Σ_batch δ2``, ``[z1 > 0]``.
 
     ``hadamard``: products print as ⊙ (tensor level) or · (scalar level). ``rank`` orders the
-    factors of a product as the chain rule produces them: later layers first.
+    factors of a product as the chain rule produces them: later layers first. ``shapes`` maps
+    the tensors' symbols to their shapes, which index notation needs (``indexed``).
     """
 
     printmethod = "_symbp_text"
-    _default_settings: dict[str, Any] = {"hadamard": True, "rank": None}
+    _default_settings: dict[str, Any] = {"hadamard": True, "rank": None, "shapes": {}}
 
     # tokens; LatexPrinter overrides them
     times_hadamard, times_scalar, matmul, minus, neg = " ⊙ ", "·", "·", " − ", "−"
@@ -419,6 +604,12 @@ class TextPrinter(Printer):
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
         self.rank: Callable[[sympy.Expr], int] = self._settings["rank"] or (lambda e: 0)
+        # Index notation: the indices the expression being printed is taken at (None at the
+        # tensor level), the index symbols of this equation in the order they were bound, and
+        # which notations were used, for the legend.
+        self._at: tuple[sympy.Expr, ...] | None = None
+        self._bound: dict[sympy.Symbol, int] = {}
+        self.used: dict[str, Any] = {}
 
     # ------------------------------------------------------------ layout hooks
 
@@ -427,7 +618,13 @@ class TextPrinter(Printer):
 
     def group(self, e: sympy.Expr, level: int) -> str:
         s = self._print(e)
-        return self.paren(s) if _prec(e) < level else s
+        return self.paren(s) if self.prec(e) < level else s
+
+    def prec(self, e: sympy.Expr) -> int:
+        if self._at is not None and isinstance(e, TensorOp) and not isinstance(e, Window):
+            # indexed: a broadcast or reshape is its argument, anything else (δ2·W2)[b,k]
+            return self.prec(e.args[0]) if isinstance(e, (Broadcast, Reshape)) else _ATOM
+        return _prec(e)
 
     def frac(self, num: str, den: str, den_expr: sympy.Expr) -> str:
         # den comes printed with its own brackets if it needs them; a product gets one pair
@@ -464,7 +661,11 @@ class TextPrinter(Printer):
         return sympy.sstr(expr)
 
     def _print_Symbol(self, e: sympy.Symbol) -> str:
-        return self.symbol(e.name)
+        shape = self._settings["shapes"].get(e)
+        if self._at is None or not shape:
+            return self.symbol(e.name)
+        # broadcasting lines the shapes up on the right
+        return self.symbol(e.name) + self.subscript(self._at[len(self._at) - len(shape) :])
 
     def _print_Integer(self, e: sympy.Integer) -> str:
         return str(e.p)
@@ -519,12 +720,18 @@ class TextPrinter(Printer):
         if consts:
             shown = [self.group(c, _MUL) for c in consts]
             head = self.times_scalar.join([head, *shown] if head else shown)
-        join = self.times_hadamard if self._settings["hadamard"] else self.times_scalar
+        hadamard = self._settings["hadamard"] and self._at is None  # indexed: numbers
+        join = self.times_hadamard if hadamard else self.times_scalar
         # In a Hadamard product a matrix product or a sum gets brackets: (δ2·W2) ⊙ h.
         level = _MUL if join is self.times_scalar else _MUL + 1
         if len(num) == 1:  # Σ (o − t)²/2: a lone factor needs no ⊙ brackets
             level = _ADD if den and not head and self.frac_delimits else _PRODUCT
-        parts = [self.group(f, level) for f in self._order(num)]
+        ordered = self._order(num)
+        sums = [f for f in ordered if f.has(Window, SumOver)]
+        last = self._at is not None and len(sums) == 1 and not den
+        if last:  # indexed, a·Σ_{y,x} ...: the Σ last, where it needs no brackets
+            ordered = [f for f in ordered if f is not sums[0]] + sums
+        parts = [self.group(f, _PRODUCT if last and f is sums[0] else level) for f in ordered]
         body = join.join(parts)
         if head:
             body = head + (self.times_scalar + body if body else "")
@@ -650,7 +857,280 @@ class TextPrinter(Printer):
         return self._print(e.args[0])
 
     def _print_Reshape(self, e: Reshape) -> str:
+        a, shape = e.args
+        inner = self.shape_of(a)
+        if len(inner) > 2 and len(shape) == 2 and inner[0] == shape[0]:  # Flatten
+            self.used.setdefault("flatten", (a, inner))
+            return self.call(("flatten", r"\operatorname{flatten}")[self._which], self._print(a))
+        return self._print(a)  # [1, n] -> [n] and the like
+
+    # ------------------------------------------------------------ index notation
+    #
+    # A formula holding a convolution or a pooling prints in index notation: every tensor
+    # carries its indices, z1[b,o,y,x] = Σ_{i,p,q} W1[o,i,p,q]·x[b,i,y+p−1,x+q−1] + b1[o].
+    # Indices are SymPy integer symbols and their affine combinations; each window op binds
+    # fresh ones for its sum (``_index_<Class>``); ops without an index form print as the
+    # tensor they make, indexed: (δ2·W2)[b,4c+2y+x].
+
+    def shape_of(self, e: sympy.Expr) -> tuple:
+        return shape_of(e, self._settings["shapes"])
+
+    def indexed(self, expr: sympy.Expr) -> tuple[str, str]:
+        """(the indices, the formula) of ``expr`` in index notation: ('[o,i,p,q]', 'Σ ...')."""
+        shape = self.shape_of(expr)
+        letters: Sequence[str | None] = _letters(len(shape), ("b", "c", "u", "v"))
+        for e in sympy.preorder_traversal(expr):
+            if isinstance(e, Window) and e.out_shape == shape:
+                letters = e.letters  # a convolution's output is [b,o,y,x], its weight's [o,i,p,q]
+                break
+            if isinstance(e, SumOver):
+                full, summed = _letters(len(self.shape_of(e.args[0]))), _axes(e.args[1])
+                if e.args[2] == sympy.true and self.shape_of(e) == shape:
+                    # Σ_{y,x} h[b,o,y,x]/25 kept in its dims: s[b,o,0,0]
+                    letters = [None if k in summed else c for k, c in enumerate(full)]
+                    break
+                kept = tuple(c for k, c in enumerate(full) if k not in summed)
+                if len(kept) == len(shape):  # ∂E/∂b1[o] = Σ_{b,y,x} δ1[b,o,y,x]
+                    letters = kept
+                    break
+        names = iter(self.index_vars(*(c for c in letters if c is not None)))
+        idx = [sympy.Integer(0) if c is None else next(names) for c in letters]
+        return self.subscript(idx), self.at(expr, idx, 0)
+
+    def index_vars(self, *names: str) -> list[sympy.Symbol]:
+        """Fresh index symbols: y, x, or y′, x′ when y and x are bound already."""
+        taken = {s.name for s in self._bound}
+        out = []
+        for name in names:
+            while name in taken:
+                name += "′"
+            taken.add(name)
+            sym = sympy.Symbol(name, integer=True)
+            self._bound[sym] = len(self._bound)
+            out.append(sym)
+        return out
+
+    def at(self, e: sympy.Expr, idx: Sequence[sympy.Expr], level: int) -> str:
+        """``e`` printed at the indices ``idx``."""
+        saved, self._at = self._at, tuple(idx)
+        try:
+            return self.group(e, level)
+        finally:
+            self._at = saved
+
+    def _print(self, expr: Any, **kwargs: Any) -> str:
+        if self._at is None or not isinstance(expr, TensorOp):
+            return super()._print(expr, **kwargs)
+        rule = getattr(self, f"_index_{type(expr).__name__}", None)
+        out = rule(expr, self._at) if rule is not None else None
+        if out is None:  # no index form: the tensor, then its indices
+            idx, self._at = self._at, None
+            try:
+                shown = self._print(expr) if isinstance(expr, Window) else self.group(expr, _ATOM)
+                out = shown + self.subscript(idx)
+            finally:
+                self._at = idx
+        return out
+
+    def subscript(self, idx: Sequence[sympy.Expr]) -> str:
+        return "[" + ",".join(self.index(i) for i in idx) + "]"
+
+    def index_name(self, s: sympy.Symbol) -> str:
+        return s.name
+
+    def index(self, e: sympy.Expr) -> str:
+        """An index: 2y+p−1, (u−p+1)/2, 4c+2y+x, outer indices first, the constant last."""
+        e = sympy.expand(e)
+        den = math.lcm(*(sympy.Rational(c).q for c in e.as_coefficients_dict().values()))
+
+        def key(t: sympy.Expr) -> tuple[int, int]:
+            if t.is_Number:
+                return (len(_INDEX_ORDER) + 1, 0)
+            v = t.as_coeff_Mul()[1]
+            role = _INDEX_ORDER.find(v.name[0]) if v.is_Symbol else -1
+            return (role if role >= 0 else len(_INDEX_ORDER), self._bound.get(v, 0))
+
+        terms = sorted(sympy.Add.make_args(sympy.expand(e * den)), key=key)
+        out = ""
+        for t in terms:
+            c, v = (t, None) if t.is_Number else t.as_coeff_Mul()
+            mag = abs(int(c))
+            body = str(mag) if v is None else ("" if mag == 1 else str(mag)) + self.index_name(v)
+            out += (self.neg if c < 0 else "+" if out else "") + body
+        if den != 1:
+            out = (self.paren(out) if len(terms) > 1 else out) + f"/{den}"
+        return out
+
+    def bigop(self, op: str, names: Sequence[sympy.Symbol]) -> str:
+        """Σ_{i,p,q}, max_{p,q}, argmax_{p,q}, followed by a space."""
+        sign = {"sum": "Σ", "max": "max", "argmax": "argmax"}[op]
+        return sign + "_{" + ",".join(self.index_name(n) for n in names) + "} "
+
+    def mean(self, body: str, divisor: str) -> str:
+        return f"{body}/{divisor}"
+
+    def indexed_name(self, name: str, sub: str) -> str:
+        return name + sub
+
+    def _taps(self, out, taps, a_stride, a_dilation, pad) -> list[sympy.Expr]:
+        """Input positions of kernel taps (p, q) at output (y, x): s·y + d·p − pad."""
+        if any(pad):
+            self.used["outside"] = True
+        return [s * y + d * p - lo for y, p, s, d, lo in zip(out, taps, a_stride, a_dilation, pad)]
+
+    def _sources(self, pos, taps, a_stride, a_dilation, pad) -> list[sympy.Expr]:
+        """The output positions whose tap (p, q) reads input position (u, v): the transposed
+        form (u − d·p + pad)/s, left out where it is no whole number or outside."""
+        self.used["outside"] = True
+        if any(s != 1 for s in a_stride):
+            self.used["stride"] = True
+        return [
+            (u - d * p + lo) / sympy.Integer(s)
+            for u, p, s, d, lo in zip(pos, taps, a_stride, a_dilation, pad)
+        ]
+
+    def _index_Broadcast(self, e: Broadcast, idx: tuple) -> str | None:
+        a, shape = e.args
+        inner = self.shape_of(a)
+        if len(idx) != len(shape) or len(inner) > len(shape):
+            return None
+        lead = len(shape) - len(inner)  # an axis broadcast from size 1 has index 0 in a
+        src = [0 if d == 1 and shape[lead + k] != 1 else idx[lead + k] for k, d in enumerate(inner)]
+        return self.at(a, [sympy.Integer(i) if i == 0 else i for i in src], 0)
+
+    def _index_Reshape(self, e: Reshape, idx: tuple) -> str | None:
+        a, shape = e.args
+        inner = self.shape_of(a)
+        src = _reshape_index(idx, tuple(shape), inner)
+        if src is not None:
+            return self.at(a, src, 0)
+        # each sample's row back in image shape, or some other reshape: say which
+        unflatten = len(inner) == 2 and len(shape) > 2 and inner[0] == shape[0]
+        if unflatten:
+            self.used.setdefault("unflatten", (a, tuple(shape)))
+        saved, self._at = self._at, None
+        try:
+            name = "unflatten" if unflatten else "reshape"
+            shown = self.call((name, rf"\operatorname{{{name}}}")[self._which], self._print(a))
+            return shown + self.subscript(idx)
+        finally:
+            self._at = saved
+
+    def _index_SumOver(self, e: SumOver, idx: tuple) -> str | None:
+        a, axes, keepdim, _ = e.args
+        shape = self.shape_of(a)
+        if len(shape) < 3:  # Σ_batch δ2 reads better than Σ_{b} δ2[b,k]
+            return None
+        kept = iter(idx)
+        inner = []
+        for k in range(len(shape)):
+            if k not in _axes(axes):
+                inner.append(next(kept))
+                continue
+            if keepdim == sympy.true:
+                next(kept)
+            inner.append(self.index_vars(_letters(len(shape))[k])[0])
+        summed = [inner[k] for k in _axes(axes)]
+        return self.bigop("sum", summed) + self.at(a, inner, _MUL)
+
+    def _index_Fill(self, e: Fill, idx: tuple) -> str:
         return self._print(e.args[0])
+
+    def _index_Conv(self, e: Conv, idx: tuple) -> str | None:
+        x, w = e.args[:2]
+        a = e.arg
+        if a.groups != 1:
+            return None
+        b, o, y, col = idx
+        i, p, q = self.index_vars("i", "p", "q")
+        pad = (a.padding[0][0], a.padding[1][0])
+        taps = self._taps((y, col), (p, q), a.stride, a.dilation, pad)
+        return (
+            self.bigop("sum", (i, p, q))
+            + self.at(w, (o, i, p, q), _MUL)
+            + self.times_scalar
+            + self.at(x, (b, i, *taps), _MUL)
+        )
+
+    def _index_ConvInputGrad(self, e: ConvInputGrad, idx: tuple) -> str | None:
+        ct, w = e.args[:2]
+        a = e.arg[0]
+        if a.groups != 1:
+            return None
+        b, i, u, v = idx
+        o, p, q = self.index_vars("o", "p", "q")
+        pad = (a.padding[0][0], a.padding[1][0])
+        rows, cols = self._sources((u, v), (p, q), a.stride, a.dilation, pad)
+        return (
+            self.bigop("sum", (o, p, q))
+            + self.at(ct, (b, o, rows, cols), _MUL)
+            + self.times_scalar
+            + self.at(w, (o, i, p, q), _MUL)
+        )
+
+    def _index_ConvWeightGrad(self, e: ConvWeightGrad, idx: tuple) -> str | None:
+        x, ct = e.args[:2]
+        a = e.arg[0]
+        if a.groups != 1:
+            return None
+        o, i, p, q = idx
+        b, y, col = self.index_vars("b", "y", "x")
+        pad = (a.padding[0][0], a.padding[1][0])
+        taps = self._taps((y, col), (p, q), a.stride, a.dilation, pad)
+        return (
+            self.bigop("sum", (b, y, col))
+            + self.at(ct, (b, o, y, col), _MUL)
+            + self.times_scalar
+            + self.at(x, (b, i, *taps), _MUL)
+        )
+
+    def _index_MaxPool(self, e: MaxPool, idx: tuple) -> str:
+        a = e.arg
+        b, c, y, col = idx
+        p, q = self.index_vars("p", "q")
+        taps = self._taps((y, col), (p, q), a.stride, a.dilation, a.padding)
+        return self.bigop("max", (p, q)) + self.at(e.args[0], (b, c, *taps), _MUL)
+
+    def _index_MaxPoolGrad(self, e: MaxPoolGrad, idx: tuple) -> str:
+        x, ct = e.args[:2]
+        a = e.arg
+        b, c, u, v = idx
+        y, col, p, q = self.index_vars("y", "x", "p", "q")
+        taps = self._taps((y, col), (p, q), a.stride, a.dilation, a.padding)
+        self.used["argmax"] = True
+        where = f"({self.index(u)}, {self.index(v)}) = "
+        window = self.bigop("argmax", (p, q)) + self.at(x, (b, c, *taps), _MUL)
+        return (
+            self.bigop("sum", (y, col))
+            + self.at(ct, (b, c, y, col), _MUL)
+            + self.times_scalar
+            + self.indicator(where + window)
+        )
+
+    def _index_AvgPool(self, e: AvgPool, idx: tuple) -> str:
+        a = e.arg
+        b, c, y, col = idx
+        p, q = self.index_vars("p", "q")
+        taps = self._taps((y, col), (p, q), a.stride, a.dilation, a.padding)
+        body = self.bigop("sum", (p, q)) + self.at(e.args[0], (b, c, *taps), _MUL)
+        return self.mean(body, self._divisor(a, (y, col)))
+
+    def _index_AvgPoolGrad(self, e: AvgPoolGrad, idx: tuple) -> str:
+        a = e.arg[0]
+        b, c, u, v = idx
+        p, q = self.index_vars("p", "q")
+        rows, cols = self._sources((u, v), (p, q), a.stride, a.dilation, a.padding)
+        body = self.bigop("sum", (p, q)) + self.at(e.args[0], (b, c, rows, cols), _MUL)
+        return self.mean(body, self._divisor(a, (rows, cols)))
+
+    def _divisor(self, a: Pool2dArg, window: Sequence[sympy.Expr]) -> str:
+        """What average pooling divides window (y, x)'s sum by."""
+        if a.divisor is not None:
+            return str(a.divisor)
+        if a.count_include_pad:
+            return str(a.kernel[0] * a.kernel[1])
+        self.used["count"] = True
+        return "n" + self.subscript(window)
 
     def _print_Fill(self, e: Fill) -> str:
         value = e.args[0]
@@ -721,6 +1201,48 @@ class LatexPrinter(TextPrinter):
             return "{" + self.group(a, _ATOM) + "}" + self.transpose_mark
         return super()._print_Permute(e)
 
+    def index_name(self, s: sympy.Symbol) -> str:
+        return s.name.replace("′", "'")
+
+    def bigop(self, op: str, names: Sequence[sympy.Symbol]) -> str:
+        sign = {"sum": r"\sum", "max": r"\max", "argmax": r"\operatorname{argmax}"}[op]
+        space = r"\, " if op == "argmax" else " "  # an operatorname's limits sit beside it
+        return sign + "_{" + ",".join(self.index_name(n) for n in names) + "}" + space
+
+    def mean(self, body: str, divisor: str) -> str:
+        return rf"\frac{{1}}{{{divisor}}} {body}"
+
+    def indexed_name(self, name: str, sub: str) -> str:
+        if name.startswith("∂E/∂"):
+            return rf"\frac{{\partial E}}{{\partial {latex_name(name[4:])}{sub}}}"
+        return latex_name(name) + sub
+
+
+def _reshape_index(idx: Sequence[Any], shape: tuple, src: tuple) -> list[sympy.Expr] | None:
+    """The index into ``src`` of entry ``idx`` of its row-major reshape to ``shape``, where
+    consecutive axes of ``shape`` merge into one of ``src`` (an unflatten: [b, 4c+2y+x]).
+
+    None where an axis of ``src`` would have to be split (that needs ÷ and mod), or where an
+    index is more than a bare index letter: 2y+p−1 may fall outside its axis, and merged
+    into 4c+2y+x it would land in the wrong row instead of leaving the term out.
+    """
+    if not all(i == 0 or isinstance(i, sympy.Symbol) for i in idx):
+        return None
+    live = [(i, d) for i, d in zip(idx, shape) if d != 1]  # axes of size 1 carry no index
+    out: list[sympy.Expr] = [sympy.Integer(0)] * len(src)
+    k = 0
+    for axis, size in enumerate(src):
+        if size == 1:
+            continue
+        flat, prod = sympy.Integer(0), sympy.Integer(1)
+        while k < len(live) and prod != size:
+            i, d = live[k]
+            flat, prod, k = flat * d + i, prod * d, k + 1
+        if prod != size:
+            return None
+        out[axis] = flat
+    return out if k == len(live) else None
+
 
 def _prec(e: sympy.Expr) -> int:
     """How tightly ``e`` binds when printed (brackets go around weaker sub-expressions)."""
@@ -728,7 +1250,7 @@ def _prec(e: sympy.Expr) -> int:
         return _prec(e.args[0])
     if e.is_Add or _negative(e):
         return _ADD
-    if isinstance(e, (Dot, SumOver)):
+    if isinstance(e, (Dot, SumOver, Window)):  # Window: its Σ_{i,p,q} in index notation
         return _PRODUCT
     if e.is_Mul or (e.is_Rational and not e.is_Integer):
         return _MUL
@@ -737,11 +1259,66 @@ def _prec(e: sympy.Expr) -> int:
     return _ATOM
 
 
-_STRUCTURAL = (Dot, Permute, SumOver, MaxOver, Softmax, LogSoftmax)
+_STRUCTURAL = (Dot, Permute, SumOver, MaxOver, Softmax, LogSoftmax, Window)
 
 
 def _structural(e: sympy.Expr) -> bool:
     return e.has(*_STRUCTURAL)
+
+
+def _indexed(expr: sympy.Expr, shapes: Mapping[sympy.Symbol, tuple]) -> bool:
+    """Whether ``expr`` prints in index notation: it convolves or pools, or it sums,
+    broadcasts or reshapes images (a silent broadcast of [B, C] to [B, C, H, W] misleads)."""
+    if expr.has(Window):
+        return True
+    sums = expr.atoms(SumOver)
+    images = expr.atoms(Broadcast, Reshape)  # (not a flatten: that prints as flatten(s1))
+    return any(len(shape_of(e.args[0], shapes)) > 2 for e in sums) or any(
+        len(shape_of(e, shapes)) > 2 for e in images
+    )
+
+
+def _index_legend(used: Mapping[str, Any]) -> list[str]:
+    """What the index notation of ``used`` means (``TextPrinter.used``), one line each."""
+    lines = []
+    if "flatten" in used:
+        a, shape = used["flatten"]
+        pr = TextPrinter()
+        idx = pr.index_vars(*(("b", "c", "y", "x") if len(shape) == 4 else "bijkl"[: len(shape)]))
+        flat = sympy.Integer(0)
+        for i, d in zip(idx[1:], shape[1:]):
+            flat = flat * d + i
+        name = pr.doprint(a)
+        lines.append(
+            f"flatten({name})[{idx[0]},{pr.index(flat)}] = {name}{pr.subscript(idx)}: "
+            f"each sample's entries in one row"
+        )
+    if "unflatten" in used:
+        a, shape = used["unflatten"]
+        pr = TextPrinter()
+        idx = pr.index_vars(*_letters(len(shape), ("b", "c", "y", "x")))
+        flat = sympy.Integer(0)
+        for i, d in zip(idx[1:], shape[1:]):
+            flat = flat * d + i
+        name = pr.doprint(a)
+        lines.append(
+            f"unflatten({name}){pr.subscript(idx)} = ({name})[{idx[0]},{pr.index(flat)}]: each "
+            f"sample's row back in shape [{','.join(map(str, shape[1:]))}]"
+        )
+    if "outside" in used or "stride" in used:
+        whole = " or is no whole number" if "stride" in used else ""
+        lines.append(
+            f"Σ_{{p,q}} sums over all values of p and q, leaving out every term whose index "
+            f"falls outside its tensor{whole} (zero padding)"
+        )
+    if "argmax" in used:
+        lines.append(
+            "argmax_{p,q} the position of the window's first maximum in row-major (p, q) "
+            "order, which alone receives the window's gradient (ties as in PyTorch)"
+        )
+    if "count" in used:
+        lines.append("n[y,x] the number of window (y, x)'s entries inside the input")
+    return lines
 
 
 def latex_name(name: str) -> str:
@@ -872,7 +1449,9 @@ class _Namer:
         # A model without modules: the first data the loss reads is the input.
         labelled = [n for n in self.order if n in LABELS and n.op != "input" and n is not self.loss]
         model_part = set(toposort(labelled))
-        data = [n for n in self.order if n.op == "input" and n not in self.tensors]
+        masks = [n for n in self.order if n.op == "bernoulli"]
+        seeds = {m.src[0] for m in masks}  # a dropout mask's seed is no data of the model
+        data = [n for n in self.order if n.op == "input" and n not in self.tensors.keys() | seeds]
         floats = [n for n in data if n.dtype.kind == "f"]
         count: Counter = Counter()
         for n in data:
@@ -887,6 +1466,10 @@ class _Namer:
                 about, base = "target", name or "t"
             count[base] += 1
             sym = _symbol(self._take(base if count[base] == 1 else f"{base}{count[base]}"))
+            self.tensors[n] = _Tensor(sym, n, about, _RANK_DATA)
+        for k, n in enumerate(masks):  # dropout: h ⊙ m/(1 − p), m a tensor of 0s and 1s
+            sym = _symbol(self._take("m" if len(masks) == 1 else f"m{k + 1}"))
+            about = f"dropout mask: 1 with probability {n.arg[0]:g}, else 0"
             self.tensors[n] = _Tensor(sym, n, about, _RANK_DATA)
 
     def _batch_size(self) -> Any:
@@ -925,6 +1508,9 @@ class _Namer:
                 roles[n] = ("z", ks.pop() if len(ks) == 1 else "")
             elif not self._reaches_layer(n, layers, users):
                 roles[n] = ("o", "")
+            elif _pooled(d):  # s_k: layer k's output subsampled
+                ks = {roles[m][1] for m in roles if temp[m] in d.free_symbols}
+                roles[n] = ("s", ks.pop() if len(ks) == 1 else "")
             else:  # h_k after z_k
                 zs = [m for m in roles if roles[m][0] == "z" and temp[m] in d.free_symbols]
                 roles[n] = ("h", roles[zs[0]][1] if len(zs) == 1 else "")
@@ -968,8 +1554,15 @@ def _activations() -> set[str]:
 
 
 def _affine(d: sympy.Expr) -> bool:
-    """x·Wᵀ + b, or x·Wᵀ: a layer's pre-activation."""
-    return isinstance(d, Dot) or (d.is_Add and any(isinstance(a, Dot) for a in d.args))
+    """x·Wᵀ + b, x·Wᵀ, or a convolution (plus a bias): a layer's pre-activation."""
+    return isinstance(d, (Dot, Conv)) or (
+        d.is_Add and any(isinstance(a, (Dot, Conv)) for a in d.args)
+    )
+
+
+def _pooled(d: sympy.Expr) -> bool:
+    """A pooling: a max or average pool, or a mean over an image's positions."""
+    return d.has(MaxPool, AvgPool) or any(_axes(s.args[1]) == (2, 3) for s in d.atoms(SumOver))
 
 
 def _describe(path: str) -> str:
@@ -984,6 +1577,11 @@ class Equation(NamedTuple):
 
     lhs: sympy.Symbol
     expr: sympy.Expr
+
+
+# Backward ops that read an error signal δ, and those a weight's gradient reads it through.
+_READS_DELTA = ("matmul", "transpose", "conv2d_weight_grad", "conv2d_input_grad")
+_TO_DELTA = ("matmul", "transpose", "reshape", "expand", "sum", "cast", "conv2d_weight_grad")
 
 
 class Formulas:
@@ -1050,8 +1648,9 @@ class Formulas:
         self.forward.append(Equation(_symbol("E"), loss.xreplace(rename)))
 
     def _deltas(self) -> dict[Node, str]:
-        """Name the error signals: the elementwise backward nodes that feed a matrix product
-        (or several nodes). δk is the one the gradient of layer k's weight reads."""
+        """Name the error signals: the elementwise (or pooling-gradient) backward nodes that
+        feed a matrix product or a convolution's gradient (or several nodes). δk is the one
+        the gradient of layer k's weight reads."""
         d = self.derived
         order = toposort(d.outputs)
         forward = set(toposort([d.outputs[0]]))
@@ -1060,10 +1659,10 @@ class Formulas:
         cands = [
             n
             for n in order
-            if n.op == "ew"
+            if n.op in ("ew", "maxpool2d_grad", "avgpool2d_grad")
             and n not in forward
             and n not in grads
-            and (any(u.op in ("matmul", "transpose") for u in users[n]) or len(users[n]) > 1)
+            and (any(u.op in _READS_DELTA for u in users[n]) or len(users[n]) > 1)
         ]
         names: dict[Node, str] = {}
         taken: set[str] = set()
@@ -1078,7 +1677,7 @@ class Formulas:
                             name += "′"
                         names[n] = name
                         taken.add(name)
-                elif n.op in ("matmul", "transpose", "reshape", "expand", "sum", "cast"):
+                elif n.op in _TO_DELTA:
                     stack.extend(n.src)
         fresh = iter(range(1, 10**6))
         for n in cands:
@@ -1171,12 +1770,17 @@ class Formulas:
                 raise KeyError(f"evaluate: no tensor named {name!r}")
             leaf_values[by_name[name]] = np.asarray(v.numpy() if isinstance(v, Tensor) else v)
         leaves = [n for n in toposort([self._namer.loss]) if n.op == "input"]
-        missing = [self._namer.symbol_of(n).name for n in leaves if n not in leaf_values]
+        named = self._namer.tensors
+        missing = [named[n].symbol.name for n in leaves if n not in leaf_values and n in named]
         if missing:
             raise KeyError(f"evaluate: no values for {', '.join(missing)} (pass values=...)")
-        for n in leaves:
-            env[self._namer.symbol_of(n)] = np.asarray(leaf_values[n])
-        env.update(bind_dims((n, np.shape(leaf_values[n])) for n in leaves))
+        dims = bind_dims((n, np.shape(leaf_values[n])) for n in leaves if n in leaf_values)
+        for n, t in named.items():
+            if n.op == "input" and n in leaf_values:
+                env[t.symbol] = np.asarray(leaf_values[n])
+            elif n.op == "bernoulli":  # a dropout mask, drawn from its seed as in the forward
+                env[t.symbol] = evaluate([n], leaf_values, dims)[0]
+        env.update(dims)
         for eq in self.equations:
             args = sorted(eq.expr.free_symbols, key=lambda s: s.name)
             fn = sympy.lambdify(args, eq.expr, modules=_LAMBDIFY_MODULES, dummify=True)
@@ -1187,16 +1791,34 @@ class Formulas:
 
     # ------------------------------------------------------------ printing
 
-    def _lines(self, eqs: list[Equation], latex: bool) -> list[tuple[str, str]]:
-        fmt = to_latex if latex else to_text
-        return [
-            (latex_name(e.lhs.name) if latex else e.lhs.name, fmt(e.expr, True, self._rank))
-            for e in eqs
-        ]
+    def _lines(
+        self, eqs: list[Equation], latex: bool, used: dict[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        """(lhs, rhs) of each equation, a convolution's or pooling's in index notation;
+        ``used`` collects the notations the legend explains."""
+        shapes = {t.symbol: t.node.shape for t in self._namer.tensors.values() if t.node}
+        out = []
+        for e in eqs:
+            printer = (LatexPrinter if latex else TextPrinter)(
+                {"hadamard": True, "rank": self._rank, "shapes": shapes}
+            )
+            if _indexed(e.expr, shapes):
+                sub, rhs = printer.indexed(e.expr)
+                lhs = printer.indexed_name(e.lhs.name, sub)
+            else:
+                rhs = printer.doprint(e.expr)
+                lhs = latex_name(e.lhs.name) if latex else e.lhs.name
+            out.append((lhs, rhs))
+            if used is not None:
+                for k, v in printer.used.items():
+                    used.setdefault(k, v)
+        return out
 
     def text(self) -> str:
         """The tensor-level formulas as Unicode text (what ``str()`` gives)."""
-        fw, bw = self._lines(self.forward, False), self._lines(self.backward, False)
+        notation: dict[str, Any] = {}
+        fw = self._lines(self.forward, False, notation)
+        bw = self._lines(self.backward, False, notation)
         width = max(len(lhs) for lhs, _ in fw + bw)
         out = ["forward"]
         out += [f"  {lhs:<{width}} = {rhs}" for lhs, rhs in fw]
@@ -1214,6 +1836,7 @@ class Formulas:
         w1, w2 = (max(len(r[i]) for r in rows) for i in (0, 1))
         out += [f"  {name:<{w1}}  {about:<{w2}}  {kind}".rstrip() for name, about, kind in rows]
         out.append("  ⊙ elementwise product, · matrix product, ᵀ transpose, Σ sum")
+        out += [f"  {line}" for line in _index_legend(notation)]
         return "\n".join(out)
 
     def latex(self) -> str:
@@ -1372,6 +1995,12 @@ class _ScalarLevel:
     def __init__(self, f: Formulas, force: bool) -> None:
         self.f = f
         namer = f._namer
+        windows = {n.op for n in toposort(f.derived.outputs) if n.op in WINDOWS}
+        if windows:
+            raise ValueError(
+                f"scalar formulas: the model has {', '.join(sorted(windows))}, whose formulas "
+                f"are printed entry by entry already, in index notation: print(formulas)"
+            )
         n_params = sum(int(np.prod(w.shape)) for _, w in f._wrt)
         data = [n for n in namer.order if n.op == "input" and n not in {w for _, w in f._wrt}]
         self.dims = self._dims(data)
