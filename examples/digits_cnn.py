@@ -4,7 +4,7 @@
     Conv2d(16, 32, 3, padding=1) - ReLU - MaxPool2d(2)      -> 32×2×2
     Flatten - Dropout(0.25) - Linear(128, 10)
 
-Adam (lr 0.005), batch 32, cross-entropy, 10 epochs on a seeded 80/20 split: 98.3% test
+Adam (lr 0.005), batch 32, cross-entropy, 10 epochs on a seeded 80/20 split: 98.6% test
 accuracy on the held-out 20% (above 97% from epoch 7), in about 9 s on 2 cores. Eager mode:
 every op runs through the NumPy reference, and one symbolic derivation of the backward graph
 serves every step. On a busy machine OPENBLAS_NUM_THREADS=1 keeps BLAS from spinning.

@@ -36,6 +36,8 @@ class Derived:
     wrt: tuple[Node, ...]
     outputs: tuple[Node, ...]
     unreached: tuple[Node, ...]
+    # further forward values simplified with the program (BatchNorm's new running statistics)
+    also: tuple[Node, ...] = ()
 
     @property
     def grads(self) -> tuple[Node, ...]:
@@ -47,8 +49,9 @@ class Derived:
         return print_program(names)
 
 
-def derive(loss: Node, wrt: Sequence[Node]) -> Derived:
-    """Differentiate a scalar loss node symbolically and simplify forward and backward together."""
+def derive(loss: Node, wrt: Sequence[Node], also: Sequence[Node] = ()) -> Derived:
+    """Differentiate a scalar loss node symbolically and simplify forward and backward together
+    (with ``also``, nodes the program computes besides, so that they share its work)."""
     if numel_is_not_one(loss):
         raise ShapeError(
             f"the loss must be a scalar, got shape {shape_str(loss.shape)}: reduce it with "
@@ -60,8 +63,9 @@ def derive(loss: Node, wrt: Sequence[Node]) -> Derived:
     gs = grad_nodes(forward, list(wrt))
     unreached = tuple(w for w, g in zip(wrt, gs) if g is None)
     grads = [ops.const(0, w.shape, w.dtype) if g is None else g for w, g in zip(wrt, gs)]
-    outputs = simplify([forward, *grads])
-    return Derived(loss, tuple(wrt), tuple(outputs), unreached)
+    outputs = simplify([forward, *grads, *also])
+    n = 1 + len(grads)
+    return Derived(loss, tuple(wrt), tuple(outputs[:n]), unreached, tuple(outputs[n:]))
 
 
 def numel_is_not_one(node: Node) -> bool:

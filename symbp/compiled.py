@@ -14,13 +14,16 @@ lower -> Numba, or, on a disk-cache hit (``symbp.cache``), trace -> load.
 
 After ``step`` every Parameter's ``.data`` holds the new values and ``.grad`` the gradient, as
 after PyTorch's ``zero_grad(); loss.backward(); opt.step()``; the optimizer's ``state`` holds
-its buffers, so ``state_dict()``/``load_state_dict()`` work as usual. (``.data``, ``.grad``
-and the state are views into the compiled program's memory: assigning new arrays is fine,
-they are copied in before the next call.)
+its buffers, so ``state_dict()``/``load_state_dict()`` work as usual, and batch norm's running
+statistics have moved as PyTorch's would. (``.data``, ``.grad``, the state and the running
+statistics are views into the compiled program's memory: assigning new arrays is fine, they
+are copied in before the next call.) Dropout masks are drawn per step from (``fit``'s seed, or
+one drawn when the program is built, and the step count): see ``functional.dropout``.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 import secrets
 import time
@@ -33,9 +36,10 @@ import numpy as np
 from symbp import cache, runtime
 from symbp.api import canonical, derive, trace
 from symbp.ir import ShapeError, print_program
-from symbp.lower import ParamSpec, lower_predict, lower_train
+from symbp.lower import ParamSpec, StateSpec, lower_predict, lower_train
 from symbp.lower.program import GRADS, SHUFFLE, STOP_NONFINITE, UPDATE
-from symbp.nn.conv import check_compilable
+from symbp.nn.conv import StateUpdate, check_compilable, mode_dependent, program_inputs
+from symbp.nn.module import Module
 from symbp.tensor import Parameter, Tensor
 
 _NO_ORDER = np.empty(0, np.int64)
@@ -57,7 +61,14 @@ def _shape_str(shape: Sequence[Any]) -> str:
 class _Program:
     """A loaded training program bound to its Parameters, optimizer and memory."""
 
-    def __init__(self, model: CompiledModel, mod: Any, params: list[Parameter], key: str):
+    def __init__(
+        self,
+        model: CompiledModel,
+        mod: Any,
+        params: list[Parameter],
+        key: str,
+        buffers: Sequence[StateUpdate] = (),
+    ):
         self.model, self.mod, self.key = model, mod, key
         self.spec: dict[str, Any] = mod.SPEC
         self.source: str = model_source(mod)
@@ -76,6 +87,7 @@ class _Program:
             self.grads.append(None if ps["grad"] is None else view(ps["grad"]))
             self.states.append({s: view(off) for s, off in ps["state"].items()})
             self.views[-1][...] = p.data
+        self._bind_model_state(buffers)
         self.arenas = runtime.Arenas(self.spec, self.dtype, 1)
         self.hyper = np.zeros(max(sum(len(h) for h in self.spec["hyper"]), 1), np.float64)
         self.ints = np.zeros(4, np.int64)
@@ -88,8 +100,13 @@ class _Program:
         self.pairs = list(zip(params, self.views))
         self.grad_pairs = [(p, g) for p, g in zip(params, self.grads) if g is not None]
         opt = model.optimizer
+        # each group's hyperparameters in one C-level call (itemgetter with 2+ keys: a tuple)
         self.hyper_keys = (
-            [(opt.param_groups[g], h) for g, hs in enumerate(self.spec["hyper"]) for h in hs]
+            [
+                (opt.param_groups[g], operator.itemgetter(*hs, *hs[:1]))
+                for g, hs in enumerate(self.spec["hyper"])
+                if hs
+            ]
             if opt is not None
             else []
         )
@@ -102,17 +119,77 @@ class _Program:
 
     # ------------------------------------------------------------ keeping Python in sync
 
+    def _bind_model_state(self, buffers: Sequence[StateUpdate]) -> None:
+        """Make the module buffers the program reads (BatchNorm's running statistics) views
+        into W, as the parameters are, and draw the base of ``step``'s dropout seeds."""
+        from symbp.nn.init import generator
+
+        # step()'s k-th dropout mask at step t is drawn from dropout_seed(seed, t, k); fit()
+        # passes its own seed instead (symbp.lower.support.dropout_seed)
+        self.seed = int(generator().integers(0, 2**62)) if self.spec.get("seeds") else 0
+        self.buffer_views: list[tuple[Any, str, np.ndarray]] = []
+        for u, bs in zip(buffers, self.spec.get("buffers", [])):
+            n = int(np.prod(bs["shape"], dtype=np.int64))
+            view = self.W[bs["offset"] : bs["offset"] + n].reshape(bs["shape"])
+            self.buffer_views.append((u.module, u.buffer, view))
+            self._adopt_buffer(u.module, u.buffer, view)
+        # num_batches_tracked stays in Python: it moves with the optimizer's step count t
+        counted = {id(u.module): u.module for u in buffers if u.new is not None}
+        self.counted = list(counted.values())
+        self.t_seen = 0
+        # batch norm over [B, C] cannot train on a batch of one (PyTorch's rule): step's fast
+        # path takes only batches of at least min_batch rows, the others get check_batch
+        small = [u for u in buffers if u.min_batch() > 1]
+        self.min_batch = 2 if small else 1
+        self.small_layer = small[0].module.describe() if small else ""
+        # the modes the program was traced in: after a train()/eval() it is built again
+        net = self.model.net
+        mods = net.modules() if isinstance(net, Module) else ()
+        self.mode_mods = [m for m in mods if mode_dependent(m)]
+        self.modes = [m.training for m in self.mode_mods]
+
+    def mode_changed(self) -> bool:
+        return [m.training for m in self.mode_mods] != self.modes
+
+    def check_batch(self, n: int, batch_size: int, where: str) -> None:
+        """A clear error for a training batch of one row when batch norm needs two."""
+        if self.min_batch < 2 or n < 1 or batch_size < 1:
+            return
+        if 1 not in (min(n, batch_size), n % batch_size):
+            return
+        got = "a batch of 1" if n == 1 or where == "step" else (
+            f"{n} samples in batches of {batch_size} leave a last batch of 1"
+        )  # fmt: skip
+        raise ValueError(
+            f"{where}: {self.small_layer} expects more than 1 value per channel when training, "
+            f"got {got}: use larger batches, or call .eval() on it"
+        )
+
+    def _adopt_buffer(self, module: Any, name: str, view: np.ndarray) -> None:
+        value = module._buffers[name]
+        if value.shape != view.shape:
+            raise ShapeError(
+                f"{module.describe()}: buffer '{name}' changed to shape {list(value.shape)} "
+                f"after compiling for {list(view.shape)}: compile the model again"
+            )
+        view[...] = value
+        module.register_buffer(name, view)
+
     def sync_in(self) -> None:
         """Copy in whatever Python changed since the last call (new .data, loaded state, lr)."""
         for p, v in self.pairs:
             if p._data is not v:
                 self._adopt_param(p, v)
+        for m, name, v in self.buffer_views:  # a loaded state dict replaces buffers
+            if m._buffers.get(name) is not v:
+                self._adopt_buffer(m, name, v)
         opt = self.model.optimizer
         if opt is None:
             return
-        vals = [g[h] for g, h in self.hyper_keys]
+        vals = [get(g) for g, get in self.hyper_keys]
         if vals != self.hyper_vals:  # a scheduler changed lr, or the first call
-            self.hyper[: len(vals)] = vals
+            flat = [v for group in vals for v in group[:-1]]
+            self.hyper[: len(flat)] = flat
             self.hyper_vals = vals
         if opt.state is not self._state_ref:  # a loaded state dict
             self._adopt_state(opt)
@@ -148,6 +225,7 @@ class _Program:
             if st is not None:
                 t = max(t, int(st.get("step", 0)))
         self.ints[0] = t
+        self.t_seen = t
         self.step_states = []
         self.state_views = []
         for i in self.stepped:
@@ -166,6 +244,11 @@ class _Program:
             t = int(self.ints[0])
             for st in self.step_states:
                 st["step"] = t
+        if self.counted and self.ints[0] != self.t_seen:  # BatchNorm counts training steps
+            done = int(self.ints[0]) - self.t_seen
+            for m in self.counted:
+                m._buffers["num_batches_tracked"][...] += done
+            self.t_seen += done
 
     # ------------------------------------------------------------ data checks
 
@@ -201,7 +284,8 @@ class _Program:
             y = np.array(y, order="C")
         return x, y
 
-    def run(self, x, y, n_epochs, batch_size, mode, seed=0, order=_NO_ORDER):
+    def run(self, x, y, n_epochs, batch_size, mode, seed=None, order=_NO_ORDER):
+        seed = self.seed if seed is None else seed  # fit's seed, or step's dropout base
         self.arenas.ensure(min(batch_size, max(len(x), 1)))
         losses = self.losses1 if n_epochs == 1 else np.zeros(n_epochs + 1, np.float64)
         args = (x, y, order, n_epochs, batch_size, mode, seed, self.W, self.arenas.work,
@@ -238,6 +322,17 @@ class _Program:
             f"label {int(y[row])} (row {row}) out of range for {self.spec['classes']} classes; "
             f"nothing was updated"
         )
+
+
+class _BufferArg:
+    """A module buffer ``predict`` takes like a parameter: its current array at each call."""
+
+    def __init__(self, u: StateUpdate):
+        self.module, self.buffer, self.name, self.node = u.module, u.buffer, u.name, u.read
+
+    @property
+    def data(self) -> np.ndarray:
+        return self.module._buffers[self.buffer]  # type: ignore[no-any-return]
 
 
 def _entry_point(dispatcher: Any) -> Callable[..., Any]:
@@ -287,6 +382,18 @@ class CompiledModel:
         params = list(traced.params.values())
         loss = traced.outputs[0]
         (canon,), memo = canonical([loss])
+        # running statistics (read, and their new values) and dropout seeds: inputs beyond
+        # the data and parameters, each with its role in the key
+        buffers, seeds = program_inputs(self.net, traced)
+        state: list[Any] = []
+        if buffers or seeds:
+            news = [u.new for u in buffers if u.new is not None]
+            canon_all, memo_all = canonical([loss, *news])
+            state = [
+                print_program(canon_all),
+                [(memo_all[u.read].arg, u.name, u.new is not None) for u in buffers],
+                [memo_all[s].arg for s in seeds],  # by position: F.dropout numbers its names
+            ]
         opt = self.optimizer
         group_of: dict[int, int] = {}
         if opt is not None:
@@ -318,24 +425,37 @@ class CompiledModel:
             names,
             str(loss.dtype),
             consts,
+            *state,
         )
         text = cache.read_entry(key)
         hit = text is not None
         t1 = time.perf_counter()
         if not hit:
-            text = runtime.module_text(*self._lower_train(traced, params, loss))
+            text = runtime.module_text(*self._lower_train(traced, params, loss, buffers, seeds))
         mod = runtime.load(key, text if not hit else None)
-        self._train = _Program(self, mod, params, key)
+        self._train = _Program(self, mod, params, key, buffers)
         if int(os.environ.get("SYMBP_DEBUG", "0") or 0) >= 4:  # DEBUG=4: show generated code
             print(f"# symbp: {mod.__file__}{' (cache hit)' if hit else ''}\n{self._train.source}")
         self.timings.update(trace=t1 - t0, lower=time.perf_counter() - t1, cache_hit=float(hit))
         return self
 
-    def _lower_train(self, traced: Any, params: list[Parameter], loss: Any):
+    def _lower_train(
+        self,
+        traced: Any,
+        params: list[Parameter],
+        loss: Any,
+        buffers: Sequence[StateUpdate] = (),
+        seeds: Sequence[Any] = (),
+    ):
         opt = self.optimizer
         trainable = [p for p in params if p.requires_grad]
-        derived = derive(loss, [p.node for p in trainable])
+        news = [u.new for u in buffers if u.new is not None]
+        derived = derive(loss, [p.node for p in trainable], also=news)
         grads = {p.name: g for p, g in zip(trainable, derived.grads)}
+        new_of = iter(derived.also)  # the new values, simplified with the program
+        states = [
+            StateSpec(u.name, u.read, None if u.new is None else next(new_of)) for u in buffers
+        ]
         pspecs, updates = [], {}
         hyper: list[list[str]] = []
         if opt is not None:
@@ -356,11 +476,14 @@ class CompiledModel:
             title += f" with {type(opt).__name__}"
         data = dict(traced.inputs)
         low = lower_train(
-            title, derived.outputs[0], grads, pspecs, data, updates, hyper, traced.constants
-        )
+            title, derived.outputs[0], grads, pspecs, data, updates, hyper, traced.constants,
+            states, seeds,
+        )  # fmt: skip
         return low.source, low.spec
 
     def _program(self, x: np.ndarray, y: np.ndarray) -> _Program:
+        if self._train is not None and self._train.mode_changed():
+            self._train = None  # train()/eval() since: dropout and batch norm act otherwise
         if self._train is None:
             self.build(x, y)
         assert self._train is not None
@@ -377,6 +500,13 @@ class CompiledModel:
             "nothing compiled yet: the program is built for the shapes of the first batch; "
             "call step(), fit() or build(x, y) first"
         )
+
+    def export(self, path: str | os.PathLike[str]) -> tuple[Any, Any]:
+        """Write the generated kernels as a standalone module (numpy and numba only) to
+        ``path`` (``name.py``) and the parameters to ``name.npz``; see ``symbp.export``."""
+        from symbp.export import export_model
+
+        return export_model(self, path)
 
     # ------------------------------------------------------------ checks in the model's words
 
@@ -413,18 +543,19 @@ class CompiledModel:
             and y.dtype is prog.y_dtype
             and x.shape[1:] == prog.x_tail
             and y.shape[1:] == prog.y_tail
-            and len(x) == len(y) > 0
+            and len(x) == len(y) >= prog.min_batch
             and x.flags.carray  # C-contiguous, aligned and writeable
             and y.flags.carray
             and prog.warm
             and len(x) <= prog.arenas.capacity
+            and (not prog.mode_mods or not prog.mode_changed())
         )
         if fast:  # the types the compiled code was built for: call it directly
             assert prog is not None
             prog.sync_in()
             a = prog.arenas
             status = prog.call(
-                x, y, _NO_ORDER, 1, len(x), _STEP, 0, prog.W, a.work, a.iwork, prog.hyper,
+                x, y, _NO_ORDER, 1, len(x), _STEP, prog.seed, prog.W, a.work, a.iwork, prog.hyper,
                 prog.ints, prog.losses1,
             )  # fmt: skip
             if status == 2:
@@ -434,6 +565,7 @@ class CompiledModel:
                 raise TypeError("step() needs an optimizer: symbp.compile(net, loss_fn, opt)")
             prog = self._program(_array(x, "x"), _array(y, "y"))
             x, y = prog.check(x, y, "step")
+            prog.check_batch(len(x), len(x), "step")
             prog.sync_in()
             prog.run(x, y, 1, len(x), GRADS | UPDATE)
         prog.sync_out()
@@ -485,13 +617,16 @@ class CompiledModel:
         attribute, default ``val_loss`` when there is validation data, else ``loss``);
         ``early_stopping`` (an ``EarlyStopping``, a dict of its options, or True) may stop;
         every ``checkpoint_every`` epochs, and at the last, ``save_checkpoint(checkpoint)``
-        (model, optimizer, scheduler, epoch, history, seed); then ``verbose`` (True: a progress
-        bar, quiet off a terminal; 2: one line per epoch) and ``callback(epoch, history)``,
-        which stops training by returning True. Learning rates are re-read every epoch.
+        (model, optimizer, scheduler, early stopping, epoch, history, seed); then ``verbose``
+        (True: a progress bar, quiet off a terminal; 2: one line per epoch) and
+        ``callback(epoch, history)``, which stops training by returning True. Learning rates
+        are re-read every epoch.
 
         ``resume=PATH`` loads such a checkpoint and continues from its epoch to ``epochs``
         (the total, as Keras' ``epochs`` with ``initial_epoch``), with its history and seed
-        (unless ``seed`` is given), so the shuffles match an uninterrupted run.
+        (unless ``seed`` is given), so the shuffles match an uninterrupted run; the scheduler
+        and early stopping given carry on from their saved state (a run early stopping ended
+        stays ended: resume without ``early_stopping`` to train on).
         """
         from symbp.checkpoint import load_checkpoint, save_checkpoint
         from symbp.optim.lr_scheduler import ReduceLROnPlateau
@@ -512,10 +647,13 @@ class CompiledModel:
         X, y = prog.check(X, y, "fit")
         if len(X) == 0:
             raise ValueError("fit: no training samples")
+        prog.check_batch(len(X), batch_size, "fit")
         history: dict[str, list[float]] = {"loss": []}
         done = 0
         if resume is not None:
-            ckpt = load_checkpoint(resume, self.net, self.optimizer, scheduler=scheduler)
+            ckpt = load_checkpoint(
+                resume, self.net, self.optimizer, scheduler=scheduler, early_stopping=stopper
+            )
             done = int(ckpt.epoch or 0)
             history = {k: list(v) for k, v in (ckpt.history or {"loss": []}).items()}
             if seed is None and "seed" in ckpt.extra:
@@ -534,9 +672,11 @@ class CompiledModel:
         per_call = 1 if between else max(epochs - done, 1)
         bar = Progress(epochs, "epoch", quiet=None if verbose is True or verbose == 1 else True)
         bar.n = min(done, epochs)
-        best: list[np.ndarray] | None = None
-        try:
-            while done < epochs:
+        named = self.net.named_parameters() if hasattr(self.net, "named_parameters") else []
+        own = {id(p): n for n, p in named}
+        names = [own.get(id(p), p.name) for p in prog.params]  # the model's, as checkpoints'
+        try:  # (a resumed run that early stopping had ended stays ended)
+            while done < epochs and (stopper is None or stopper.stopped_epoch is None):
                 n = min(per_call, epochs - done)
                 prog.sync_in()  # every call: a scheduler or callback may have changed lr
                 lr = float(self.optimizer.param_groups[0].get("lr", np.nan))
@@ -564,13 +704,13 @@ class CompiledModel:
                 if stopper is not None:
                     stop = stopper.update(monitored(history, stopper.monitor, "early stopping"))
                     if stopper.best_epoch == stopper._epoch - 1 and stopper.restore_best:
-                        best = [v.copy() for v in prog.views]
+                        stopper.best_weights = {n: v.copy() for n, v in zip(names, prog.views)}
                 if checkpoint is not None and (
                     done % checkpoint_every == 0 or done == epochs or stop
                 ):
                     save_checkpoint(
                         checkpoint, self.net, self.optimizer, scheduler=scheduler,
-                        epoch=done, history=history, extra={"seed": seed},
+                        early_stopping=stopper, epoch=done, history=history, extra={"seed": seed},
                     )  # fmt: skip
                 self._report(bar, verbose, done, epochs, history, len(X) * n)
                 if callback is not None and callback(done - 1, history):
@@ -579,9 +719,11 @@ class CompiledModel:
                     break
         finally:
             bar.close()
+        best = stopper.best_weights if stopper is not None else None
         if stopper is not None and stopper.stopped_epoch is not None and best is not None:
-            for view, kept in zip(prog.views, best):
-                view[...] = kept
+            prog.sync_in()  # a resumed, ended run: the loaded parameters are not in W yet
+            for name, view in zip(names, prog.views):
+                view[...] = best[name]
         return history
 
     @staticmethod
@@ -617,9 +759,15 @@ class CompiledModel:
     def _predict_program(self, X: np.ndarray) -> tuple[Any, list[Parameter], dict[str, Any]]:
         if self._predict is None:
             t0 = time.perf_counter()
-            traced = trace(self.net, X[:1])
+            traced = self._trace_inference(X[:1])
             out = traced.outputs[0]
-            params = list(traced.params.values())
+            buffers, seeds = program_inputs(self.net, traced)  # eval: running statistics
+            if seeds:  # a dropout outside any Module that eval() could switch off
+                raise NotImplementedError(
+                    f"predict: the model applies dropout ('{seeds[0].arg}') in training mode; "
+                    f"inference has no dropout: pass training=False to F.dropout"
+                )
+            params: list[Any] = [*traced.params.values(), *map(_BufferArg, buffers)]
             (canon,), _memo = canonical([out])
             names = [p.name.split("#")[0] for p in params]
             key = cache.make_key("predict", print_program([canon]), names, str(out.dtype))
@@ -636,8 +784,22 @@ class CompiledModel:
             self.timings["predict_build"] = time.perf_counter() - t0
         return self._predict
 
+    def _trace_inference(self, x: np.ndarray) -> Any:
+        """The model traced in eval mode (Dropout off, BatchNorm on its running statistics),
+        whatever mode it is in: one inference program serves both."""
+        net: Any = self.net
+        modes = [(m, m.training) for m in net.modules()] if hasattr(net, "eval") else []
+        if modes:
+            net.eval()
+        try:
+            return trace(self.net, x)
+        finally:
+            for m, mode in modes:
+                object.__setattr__(m, "training", mode)
+
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
-        """The model's outputs for every row of X, computed in compiled batches."""
+        """The model's outputs for every row of X, computed in compiled batches: inference, as
+        after ``model.eval()`` (no dropout; batch norm normalises with its running statistics)."""
         X = _array(X, "X")
         mod, params, spec = self._predict_program(X)
         X = self._check_x(X, spec["x"], "predict", "X")

@@ -211,7 +211,9 @@ def dropout(
 
     The mask is a ``bernoulli`` node fed by an int64 seed input: eagerly a fresh draw from
     symbp's generator (``symbp.manual_seed``), traced an input leaf named ``seed_name`` that
-    the compiled step feeds a fresh draw each step.
+    the compiled program feeds ``symbp.lower.support.dropout_seed(base, t, k)`` at optimizer
+    step ``t`` (``base``: ``fit``'s seed, or for ``step`` a draw from symbp's generator when the
+    program is built). The mask is a hash of (seed, index): ``symbp.ops.bernoulli_mask``.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")

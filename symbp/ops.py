@@ -1067,13 +1067,46 @@ class AvgPool2dGrad(Op):
         return f"[{a} input={_pair_str(hw)}]"
 
 
+# The bernoulli op's bits: splitmix64 (Steele, Lea and Flood 2014), counter-based. Entry i
+# (C order) of a mask drawn from ``seed`` is 1 iff mix(mix(seed) + (i + 1)·GOLDEN) < prob·2⁶⁴,
+# all in uint64 arithmetic, so the NumPy reference here and the Numba kernels
+# (``symbp.lower.support.bernoulli_bits``) give the very same mask, bit for bit.
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def mix64(z: Any) -> Any:
+    """splitmix64's finalizer on uint64 values (arrays or scalars), wrapping mod 2⁶⁴."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def bernoulli_threshold(prob: float) -> int | None:
+    """The uint64 a hash must be below for a 1: floor(prob·2⁶⁴); None for prob 1 (always)."""
+    return None if prob >= 1.0 else int(prob * 2.0**64)
+
+
+def bernoulli_mask(seed: int, prob: float, shape: tuple[int, ...]) -> np.ndarray:
+    """The bernoulli op's 0/1 pattern (bool) for ``seed``, vectorised over the flat index."""
+    thr = bernoulli_threshold(prob)
+    if thr is None:
+        return np.ones(shape, bool)
+    key = mix64(np.array([int(seed) & (2**64 - 1)], np.uint64))  # the seed's 64 bits
+    with np.errstate(over="ignore"):
+        counter = (np.arange(1, int(np.prod(shape)) + 1, dtype=np.uint64)) * np.uint64(GOLDEN)
+        return (mix64(key + counter) < np.uint64(thr)).reshape(shape)
+
+
 @register
 class Bernoulli(Op):
     """Random 0/1 entries, 1 with probability ``prob``; src (seed,), arg (prob, shape, dtype).
 
     The dropout mask. Its randomness is an input: an int64 scalar seed, drawn from symbp's
-    generator per call (eager) or per step (compiled), so a program is a pure function of its
-    inputs and the backward pass sees the very mask the forward drew. Not differentiable.
+    generator per call (eager) or derived per step (compiled, ``support.dropout_seed``), so a
+    program is a pure function of its inputs and the backward pass sees the very mask the
+    forward drew. Entry i is a counter-based hash of (seed, i) (``bernoulli_mask``), so every
+    backend draws the same mask from the same seed. Not differentiable.
     """
 
     name = "bernoulli"
@@ -1091,9 +1124,8 @@ class Bernoulli(Op):
     def numpy(self, node, vals, dims):
         from symbp.ir import concrete
 
-        rng = np.random.default_rng(int(vals[0]))
-        prob = node.arg[0]
-        return (rng.random(concrete(node.shape, dims)) < prob).astype(node.dtype)
+        mask = bernoulli_mask(int(vals[0]), node.arg[0], concrete(node.shape, dims))
+        return mask.astype(node.dtype)
 
     def adjoint(self, node, ct):
         return (None,)

@@ -14,14 +14,23 @@ import sympy
 from conftest import kernel_results
 
 import symbp
-from symbp import nn
+from symbp import nn, ops
 from symbp.lower import numba_code
+from symbp.tensor import _result
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 
 
 def _sm(t):
     return t.softmax(-1)
+
+
+def _dropped(x, w):
+    """x·w through a dropout mask drawn from a fixed seed: the generated kernel's bits must
+    be the NumPy reference's."""
+    seed = symbp.tensor(np.int64(-77))
+    mask = _result(ops.bernoulli(seed.node, 0.6, x.shape, x.dtype), [seed], False)
+    return x * mask * w / 0.6
 
 
 # name -> (f(X, W), shape of X, shape of W, range of X values)
@@ -66,6 +75,7 @@ CASES = {
     ),
     "bce": (lambda x, w: nn.BCELoss(reduction="none")(symbp.sigmoid(x * w), x * 0 + 0.25),
             (3, 4), (4,), None),
+    "bernoulli": (_dropped, (5, 7), (7,), None),
 }  # fmt: skip
 
 

@@ -4,17 +4,19 @@
 - ``printer``:  one SymPy scalar formula -> one line of nopython-mode Python;
 - ``emit``:     one kernel -> a loop nest (or a BLAS call);
 - ``program``:  the whole module: the training loop (``train``) and inference (``predict``);
-- ``support``:  the scalar helpers (stable sigmoid, softplus, clamped log) and the shuffle.
+- ``support``:  the scalar helpers (stable sigmoid, softplus, clamped log), the shuffle
+  and the dropout masks' hash.
 """
 
 from symbp.lower.printer import LoweringError, NumbaPrinter, numba_code
-from symbp.lower.program import Lowered, ParamSpec, lower_predict, lower_train
+from symbp.lower.program import Lowered, ParamSpec, StateSpec, lower_predict, lower_train
 
 __all__ = [
     "Lowered",
     "LoweringError",
     "NumbaPrinter",
     "ParamSpec",
+    "StateSpec",
     "lower_predict",
     "lower_train",
     "numba_code",

@@ -20,7 +20,7 @@ import sympy
 from symbp.ir import Node, type_str
 from symbp.lower.printer import NumbaPrinter
 from symbp.lower.schedule import WINDOW_OPS, Buffer, Kernel, Schedule, Update
-from symbp.ops import OPS, xsym
+from symbp.ops import OPS, bernoulli_threshold, xsym
 
 # Below this many multiply-adds a matrix product is written as loops (measured on W1/W5: a
 # BLAS call costs ~0.3 us, more than the arithmetic of a 10x5 layer).
@@ -181,6 +181,8 @@ class Emitter:
             return [*head.split("\n"), *self.reduce(n, out)]
         if n.op == "argmax":
             return [head, *self.argmax(n, out)]
+        if n.op == "bernoulli":
+            return [head, *self._emit_bernoulli(n, out)]
         if n.op in WINDOW_OPS:
             return [head, *getattr(self, f"_emit_{n.op}")(n, out)]
         return [head, *self.elementwise(n, out)]
@@ -251,6 +253,28 @@ class Emitter:
             [f"{at(out, idx)} = {one} if {idx[axis]} == hit else {zero}"],
         )
         return pre + _loops(outer, outer_idx, ["best = -np.inf", "hit = 0", *scan, *write])
+
+    def _emit_bernoulli(self, n: Node, out: Buffer) -> list[str]:
+        """The dropout mask: entry f (C order) is 1 iff its hash is below floor(prob·2⁶⁴),
+        ``symbp.ops.bernoulli_mask`` bit for bit (``support.bernoulli_bits``)."""
+        prob = n.arg[0]
+        thr = bernoulli_threshold(prob)
+        one, zero = ("f32(1.0)", "f32(0.0)") if _DT.get(n.dtype) == "f32" else ("1.0", "0.0")
+        idx = _index(n.shape)
+        if thr is None:  # probability 1: every entry
+            return _loops(n.shape, idx, [f"{at(out, idx)} = {one}"])
+        terms, stride = [], sympy.Integer(1)  # the flat index from the loop indices
+        for d, v in reversed(list(zip(n.shape, idx))):
+            if v != "0":
+                terms.append(v if stride == 1 else f"{v} * {dim_code(stride)}")
+            stride = stride * sympy.sympify(d)
+        flat = " + ".join(reversed(terms)) or "0"
+        key = self.sched.fresh(f"{out.name}_key")
+        hit = f"bernoulli_bits({key}, {flat}) < np.uint64({thr})"
+        return [
+            f"{key} = bernoulli_key({self.read(n.src[0], [])})",
+            *_loops(n.shape, idx, [f"{at(out, idx)} = {one} if {hit} else {zero}"]),
+        ]
 
     def operand(self, n: Node) -> tuple[Buffer, bool]:
         """The buffer behind a matmul operand, and whether it is read transposed."""
@@ -709,6 +733,8 @@ def _describe(n: Node, sched: Schedule) -> str:
         return f"{n.op}({name(n.src[0])}, axes={axes}{', keepdim' if keepdim else ''})"
     if n.op == "argmax":
         return f"first-max one-hot of {name(n.src[0])} along axis {n.arg}"
+    if n.op == "bernoulli":
+        return f"bernoulli(seed={name(n.src[0])}, p={n.arg[0]})"
     if n.op in WINDOW_OPS:
         srcs = ", ".join(name(s) for s in n.src)
         return f"{n.op}({srcs}) {OPS[n.op].show_arg(n, [])}"

@@ -37,8 +37,8 @@ import numpy as np
 from numba import njit, prange  # noqa: F401
 
 from symbp.lower.support import (  # noqa: F401
-    carve, clog_f32, clog_f64, gemm_f32, gemm_f64, shuffle, sigmoid_f32, sigmoid_f64,
-    softplus_f32, softplus_f64,
+    bernoulli_bits, bernoulli_key, carve, clog_f32, clog_f64, dropout_seed, gemm_f32, gemm_f64,
+    shuffle, sigmoid_f32, sigmoid_f64, softplus_f32, softplus_f64,
 )
 
 f32 = np.float32
@@ -71,6 +71,17 @@ class ParamSpec:
     node: Node
     trainable: bool
     group: int | None = None  # optimizer param group, None when the optimizer skips it
+
+
+@dataclass
+class StateSpec:
+    """A module buffer the program reads (BatchNorm's running statistics): it lives in W
+    after the optimizer state, and after each update takes its ``new`` value (None: read
+    only, as in eval mode)."""
+
+    name: str  # the model's name (``1.running_mean``)
+    node: Node  # the input leaf the program reads it through
+    new: Node | None = None
 
 
 @dataclass
@@ -143,11 +154,15 @@ def lower_train(
     updates: dict[str, tuple[int, list[str], sympy.Expr, dict[str, sympy.Expr]]],
     hyper: Sequence[Sequence[str]],
     constants: dict[Node, np.ndarray] | None = None,
+    buffers: Sequence[StateSpec] = (),
+    seeds: Sequence[Node] = (),
 ) -> Lowered:
     """The module for training: ``train(...)`` running epochs of forward/backward/update.
 
     ``grads`` maps trainable parameter names to their gradient nodes, ``updates`` maps the
     names of parameters the optimizer steps to (group, hyperparameter names, new p, new state).
+    ``buffers`` are module buffers kept in W and updated with the parameters; ``seeds`` the
+    int64 seed leaves of dropout masks, the k-th fed ``dropout_seed(seed, t, k)`` each step.
     """
     W, work, iwork = _Arena("W"), _Arena("work"), _Arena("iwork")
     arenas = {"W": W, "work": work, "iwork": iwork}
@@ -211,6 +226,24 @@ def lower_train(
         sched_updates.append((members, upd))
     pspecs = [pspec[p.name] for p in params]
 
+    # module buffers (running statistics) after the optimizer state; a new value is computed
+    # into a work buffer with the gradients and copied in with the update
+    bspecs, new_bufs = [], []
+    for b in buffers:
+        buf = Buffer(unique(ident(b.name)), b.node.shape, b.node.dtype, "W", b.node)
+        inputs[b.node] = buf
+        bspecs.append({"name": b.name, "var": buf.name, "shape": list(b.node.shape),
+                       "offset": W.add(buf), "updated": b.new is not None})  # fmt: skip
+        if b.new is not None:
+            new = Buffer(unique(f"{buf.name}_new"), b.node.shape, b.node.dtype, "work")
+            outputs.append((new, b.new))
+            new_bufs.append((buf, new))
+    seed_bufs = []
+    for s in seeds:
+        buf = Buffer(unique(ident(str(s.arg))), (), s.dtype, "iwork", s)
+        inputs[s] = buf
+        seed_bufs.append(buf)
+
     const_lines = []
     for k, (node, value) in enumerate((constants or {}).items()):
         buf = Buffer(unique(f"const{k}"), node.shape, node.dtype, "global", node)
@@ -230,7 +263,8 @@ def lower_train(
 
     # Every work buffer gets its place in the work arenas (data first, then as scheduled).
     placed: set[str] = set()
-    for buf in [*data_bufs.values(), *(k.out for k in sched.all_kernels() if k.out.arena != "W")]:
+    works = [*data_bufs.values(), *seed_bufs, *(k.out for k in sched.all_kernels())]
+    for buf in [b for b in works if b.arena != "W"]:
         if buf.name not in placed:
             placed.add(buf.name)
             arenas[buf.arena].add(buf)
@@ -260,6 +294,10 @@ def lower_train(
     for members, u in sched_updates:
         who = ", ".join(pbufs[p.name].name for p in members)
         update += em.update(u, group_names[u.group], f"group {u.group} ({who})")
+    for buf, new in new_bufs:
+        update += [f"{buf.name}[:] = {new.name}  # {buf.name} <- its new value"]
+    # the k-th dropout mask of step t is drawn from dropout_seed(seed, t, k)
+    seeding = [f"{b.name}[0] = dropout_seed(seed, t, {k})" for k, b in enumerate(seed_bufs)]
 
     gather = ["for i in range(B):", "    r = order[start + i] if use_order else start + i"]
     classes = sorted(
@@ -297,6 +335,8 @@ def lower_train(
         *_indent(carve, 3),
         "        # gather the minibatch",
         *_indent(gather, 2),
+        *(["        # dropout seeds of step t"] if seeding else []),
+        *_indent(seeding, 2),
         "        # ---- forward",
         *_indent(forward, 2),
         f"        value = {at(loss_buf, [])}",
@@ -353,6 +393,8 @@ def lower_train(
             for k, n in data.items()
         },
         "classes": classes[0] if classes else None,
+        "buffers": bspecs,
+        "seeds": [str(s.arg) for s in seeds],
     }
     return Lowered(source, spec)
 
@@ -430,7 +472,8 @@ def _const_line(name: str, value: np.ndarray) -> str:
     value = np.asarray(value)
     dt = "np.int64" if value.dtype.kind in "iu" else f"np.{value.dtype}"
     flat = value.ravel().tolist()
-    return f"{name} = np.array({flat!r}, dtype={dt}).reshape({tuple(value.shape)!r})"
+    shape = tuple(value.shape) or (1,)  # a 0-d buffer is a 1-element array (``emit.at``)
+    return f"{name} = np.array({flat!r}, dtype={dt}).reshape({shape!r})"
 
 
 def _gather_out(buf: Buffer) -> list[str]:
@@ -458,6 +501,7 @@ __all__ = [
     "UPDATE",
     "Lowered",
     "ParamSpec",
+    "StateSpec",
     "lower_predict",
     "lower_train",
 ]

@@ -3,7 +3,8 @@
 Which nodes get a buffer, and what every other node is:
 
 - ``input``: a buffer given from outside (a data batch or a parameter);
-- ``ew``, ``matmul``, ``sum``, ``max``, ``argmax``: one kernel each, writing its own buffer --
+- ``ew``, ``matmul``, ``sum``, ``max``, ``argmax``, ``bernoulli`` (a dropout mask, drawn from
+  its seed's buffer): one kernel each, writing its own buffer --
   except an ``ew`` node read only by one reduction, which is computed inside the reduction's
   loop and never stored;
 - ``conv2d``, ``conv2d_input_grad``, ``conv2d_weight_grad``, ``maxpool2d``, ``maxpool2d_grad``,
@@ -36,7 +37,7 @@ WINDOW_OPS = (
     "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "maxpool2d", "maxpool2d_grad",
     "avgpool2d", "avgpool2d_grad",
 )  # fmt: skip
-KERNELS = ("ew", "matmul", "sum", "max", "argmax", *WINDOW_OPS)
+KERNELS = ("ew", "matmul", "sum", "max", "argmax", "bernoulli", *WINDOW_OPS)
 
 
 def ident(name: str) -> str:
@@ -118,7 +119,8 @@ def _blas_operand(n: Node, stored: set[Node]) -> bool:
 
 
 _PREFIX = {
-    "ew": "ew", "matmul": "mm", "sum": "sum", "max": "max", "argmax": "argmax", "conv2d": "conv",
+    "ew": "ew", "matmul": "mm", "sum": "sum", "max": "max", "argmax": "argmax",
+    "bernoulli": "mask", "conv2d": "conv",
     "conv2d_input_grad": "dconv_x", "conv2d_weight_grad": "dconv_w", "maxpool2d": "maxpool",
     "maxpool2d_grad": "dmaxpool", "avgpool2d": "avgpool", "avgpool2d_grad": "davgpool",
 }  # fmt: skip

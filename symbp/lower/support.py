@@ -88,7 +88,6 @@ ONE32, ZERO32, M100_32 = _ONE["f32"], _ZERO["f32"], _M100["f32"]
 ONE64, ZERO64, M100_64 = _ONE["f64"], _ZERO["f64"], _M100["f64"]
 
 
-
 @intrinsic
 def carve(typingctx, buf, start, shape):  # type: ignore[no-untyped-def]
     """``buf[start:start + prod(shape)]`` as a C-contiguous array of ``shape``: a view that
@@ -191,11 +190,69 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return order
 
 
+# Dropout masks: the bits of ``symbp.ops.bernoulli_mask`` (its NumPy reference), in uint64
+# arithmetic throughout (Numba would turn uint64 + int64 into a float).
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+
+@njit(cache=True, inline="always")
+def mix64(z):  # type: ignore[no-untyped-def]
+    """splitmix64's finalizer (``symbp.ops.mix64``)."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, inline="always")
+def bernoulli_key(seed):  # type: ignore[no-untyped-def]
+    """A mask's key: the mixed bits of its int64 seed."""
+    return mix64(np.uint64(seed))
+
+
+@njit(cache=True, inline="always")
+def bernoulli_bits(key, i):  # type: ignore[no-untyped-def]
+    """The hash of flat entry ``i``: the entry is 1 iff it is below floor(prob·2⁶⁴)."""
+    return mix64(key + np.uint64(i + 1) * _GOLDEN)
+
+
+@njit(cache=True)
+def dropout_seed(base, t, k):  # type: ignore[no-untyped-def]
+    """The seed of the ``k``-th dropout mask (in program order) of training step ``t``.
+
+    A compiled program draws its masks from ``base`` (``fit``'s ``seed``; for ``step``, a
+    draw from symbp's generator when the program is built) and the optimizer's step count
+    ``t``, so a run is reproducible from its seed and resumable from a checkpoint.
+    """
+    z = mix64(np.uint64(base) + np.uint64(t + 1) * _GOLDEN)
+    return np.int64(mix64(z + np.uint64(k + 1) * _GOLDEN))
+
+
+def bernoulli_numba(seed: int, prob: float, n: int) -> np.ndarray:
+    """The first ``n`` entries of the mask the generated kernels draw (for tests)."""
+    return _bernoulli_numba(np.int64(seed), prob, np.int64(n))
+
+
+@njit(cache=True)
+def _bernoulli_numba(seed, prob, n):  # type: ignore[no-untyped-def]
+    out = np.zeros(n, np.bool_)
+    key = bernoulli_key(seed)
+    thr = np.uint64(prob * 2.0**64) if prob < 1.0 else np.uint64(0)
+    for i in range(n):
+        out[i] = prob >= 1.0 or bernoulli_bits(key, i) < thr
+    return out
+
+
 __all__ = [
     "MKL",
+    "bernoulli_bits",
+    "bernoulli_key",
+    "bernoulli_numba",
     "carve",
     "clog_f32",
     "clog_f64",
+    "dropout_seed",
     "epoch_order",
     "gemm_f32",
     "gemm_f64",

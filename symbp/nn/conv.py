@@ -7,8 +7,9 @@ Buffers and tracing. Eagerly, ``BatchNorm`` updates its running statistics in pl
 training forward, as PyTorch. Traced (inputs without values), a layer cannot write anything:
 it reads each buffer through an ``input`` leaf named after it (``bn1.running_mean``) and
 records a ``StateUpdate`` per buffer, the leaf it read and, in training, the node of its new
-value. ``state_updates(model)`` collects them after a trace: the compiler binds each ``read``
-leaf to the buffer's array and, after each step, writes the ``new`` output back into it.
+value. ``state_updates(model)`` collects them after a trace: ``symbp.compile`` keeps each
+buffer in the program's memory (the module's buffer becomes a view of it, as parameters do),
+computes the ``new`` values with the gradients and writes them there with each update.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import sympy
 
 from symbp import functional as F
-from symbp.ir import Node, ShapeError, int64, shape_str
+from symbp.ir import B, Node, ShapeError, int64, numel, shape_str, toposort
 from symbp.nn import init
 from symbp.nn.module import Module
 from symbp.tensor import Parameter, Tensor, get_default_dtype, placeholder, tensor
@@ -224,7 +226,8 @@ class AdaptiveAvgPool2d(Module):
 
 class Dropout(Module):
     """Inverted dropout: in training, zero entries with probability ``p`` and scale the rest
-    by 1/(1 - p); in eval mode, the identity. Masks come from symbp's seeded generator."""
+    by 1/(1 - p); in eval mode, the identity. Eager masks are seeded by symbp's generator,
+    compiled ones by (``fit``'s seed, the step): see ``functional.dropout``."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -247,10 +250,18 @@ class StateUpdate:
     buffer: str  # the buffer's attribute name on ``module``
     read: Node  # the input leaf the traced graph reads the buffer through
     new: Node | None  # its new value, an output for the compiler to write back; None: read only
+    count: Any = None  # the values per channel of the batch it comes from (a Dim, maybe in B)
 
     @property
     def name(self) -> str:
         return str(self.read.arg)
+
+    def min_batch(self) -> int:
+        """The smallest batch that updates it: PyTorch needs more than one value per channel."""
+        if self.new is None or self.count is None:
+            return 1
+        per_row = sympy.sympify(self.count).xreplace({B: 1})
+        return 2 if per_row <= 1 else 1
 
 
 _STATS = ("running_mean", "running_var")
@@ -316,8 +327,9 @@ class _BatchNorm(Module):
         )
         if traced and stats is not None:
             news = (new_mean, new_var) if update else (None, None)
+            count = numel((x.shape[0], *x.shape[2:]))
             self._traced = [
-                StateUpdate(self, name, s.node, None if new is None else new.node)
+                StateUpdate(self, name, s.node, None if new is None else new.node, count)
                 for name, s, new in zip(_STATS, stats, news)
             ]
         elif update:  # PyTorch's side effect: the buffers move after each training forward
@@ -385,25 +397,66 @@ def state_updates(model: Module) -> list[StateUpdate]:
 
 
 def check_compilable(model: Any) -> None:
-    """Raise ``NotImplementedError`` naming the first layer ``symbp.compile`` cannot train yet:
-    a Dropout in training mode (its per-step seed input is not fed by the generated loop) and
-    a BatchNorm tracking running statistics (their write-back after each step is not lowered).
-    Both train eagerly; in eval mode Dropout is the identity and compiles."""
+    """Prepare ``model`` for a trace by ``symbp.compile``: forget the state updates of earlier
+    traces, and raise ``NotImplementedError`` naming the first layer the compiled program
+    cannot train: a BatchNorm with ``momentum=None`` (a cumulative average, whose factor
+    1/steps would have to be an input of every step)."""
     if not isinstance(model, Module):  # a plain function of tensors: nothing to check
         return
     for path, m in model.named_modules():
-        layer = f"{type(m).__name__} '{path}'" if path else type(m).__name__
-        if isinstance(m, Dropout) and m.training and m.p > 0:
+        if not isinstance(m, _BatchNorm):
+            continue
+        m._traced = []
+        if m.training and m.track_running_stats and m.momentum is None:
+            layer = f"{type(m).__name__} '{path}'" if path else type(m).__name__
             raise NotImplementedError(
-                f"symbp.compile: {layer} in training mode is not supported by the Numba "
-                f"backend yet (no per-step dropout seed); train eagerly, or call .eval() on it"
+                f"symbp.compile: {layer} with momentum=None (a cumulative average of the "
+                f"batch statistics) trains eagerly only; give it a momentum (PyTorch's default "
+                f"is 0.1), or call .eval() on it"
             )
-        if isinstance(m, _BatchNorm) and m.track_running_stats:
-            raise NotImplementedError(
-                f"symbp.compile: {layer} with running statistics is not supported by the "
-                f"Numba backend yet (no write-back of running_mean/running_var); train eagerly, "
-                f"or use track_running_stats=False"
+
+
+def mode_dependent(m: Module) -> bool:
+    """Whether ``m`` computes differently in training and eval mode (Dropout, BatchNorm)."""
+    return isinstance(m, (Dropout, _BatchNorm))
+
+
+def program_inputs(model: Any, traced: Any) -> tuple[list[StateUpdate], list[Node]]:
+    """What a traced program of ``model`` reads besides its data, parameters and constants.
+
+    Returns the ``StateUpdate``s of the buffers the trace reads (running statistics; ``new``
+    set in training) and the seed leaves of its dropout masks, in program order. Any other
+    leaf is an error naming it: nothing would feed it.
+    """
+    updates = state_updates(model) if isinstance(model, Module) else []
+    news = [u.new for u in updates if u.new is not None]
+    order = toposort([*traced.outputs, *news])
+    reached = set(order)
+    updates = [u for u in updates if u.read in reached]  # a layer the output does not use
+    seeds = [n.src[0] for n in order if n.op == "bernoulli" and n.src[0].op == "input"]
+    seeds = [s for s in dict.fromkeys(seeds) if s not in traced.constants]
+    known = {
+        *traced.inputs.values(),
+        *(p.node for p in traced.params.values()),
+        *traced.constants,
+        *(u.read for u in updates),
+        *seeds,
+    }
+    dtype = traced.outputs[0].dtype
+    for n in order:
+        if n.op == "input" and n not in known:
+            raise ShapeError(
+                f"symbp.compile: the model reads '{n.arg}' {shape_str(n.shape)}, which is "
+                f"none of its inputs, parameters, buffers or dropout seeds: nothing feeds it"
             )
+    for u in updates:
+        if u.read.dtype != dtype:
+            raise ShapeError(
+                f"symbp.compile: {u.module.describe()} keeps its {u.buffer} in {u.read.dtype}, "
+                f"the model computes in {dtype}: convert the whole model with .float() or "
+                f".double()"
+            )
+    return updates, seeds
 
 
 __all__ = [
@@ -416,5 +469,7 @@ __all__ = [
     "MaxPool2d",
     "StateUpdate",
     "check_compilable",
+    "mode_dependent",
+    "program_inputs",
     "state_updates",
 ]
