@@ -22,22 +22,9 @@ import numpy as np
 import symbp
 from symbp import nn
 from symbp.datasets import load_digits, train_test_split
+from symbp.models import digits_cnn
 
 BATCH, LR = 32, 0.005
-
-
-def digits_cnn():
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Dropout(0.25),
-        nn.Linear(128, 10),
-    )
 
 
 def accuracy(model, X, y):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["tutorial_cnn"]
+__all__ = ["digits_cnn", "tutorial_cnn"]
 
 
 def tutorial_cnn(m: Any = None) -> Any:
@@ -36,4 +36,25 @@ def tutorial_cnn(m: Any = None) -> Any:
         m.Flatten(),
         m.Linear(1024, 64),
         m.Linear(64, 10),
+    )
+
+
+def digits_cnn(m: Any = None) -> Any:
+    """The digits CNN for scikit-learn's 1×8×8 images and 10 classes.
+
+    Conv2d(1, 16, 3, padding=1) - ReLU - MaxPool2d(2) - Conv2d(16, 32, 3, padding=1) - ReLU -
+    MaxPool2d(2) - Flatten - Dropout(0.25) - Linear(128, 10). ``m``: ``symbp.nn`` or ``torch.nn``.
+    """
+    if m is None:
+        from symbp import nn as m
+    return m.Sequential(
+        m.Conv2d(1, 16, 3, padding=1),
+        m.ReLU(),
+        m.MaxPool2d(2),
+        m.Conv2d(16, 32, 3, padding=1),
+        m.ReLU(),
+        m.MaxPool2d(2),
+        m.Flatten(),
+        m.Dropout(0.25),
+        m.Linear(128, 10),
     )

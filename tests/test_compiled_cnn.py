@@ -9,7 +9,7 @@ import pytest
 import symbp
 from symbp import nn
 from symbp.datasets import load_digits, train_test_split
-from symbp.models import tutorial_cnn
+from symbp.models import digits_cnn, tutorial_cnn
 
 
 def test_digits_cnn_compiled_fit_reaches_97_percent():
@@ -17,17 +17,7 @@ def test_digits_cnn_compiled_fit_reaches_97_percent():
     X = (X / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_fraction=0.2, seed=0)
     symbp.manual_seed(0)
-    net = nn.Sequential(  # examples/digits_cnn.py, its Dropout included
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Dropout(0.25),
-        nn.Linear(128, 10),
-    )
+    net = digits_cnn()  # examples/digits_cnn.py's network, its Dropout included
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.Adam(net.parameters(), lr=0.005))
     model.fit(X_train, y_train, epochs=8, batch_size=32, seed=0)
     net.eval()

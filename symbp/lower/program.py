@@ -41,6 +41,11 @@ from symbp.lower.support import (  # noqa: F401
     shuffle, sigmoid_f32, sigmoid_f64, softplus_f32, softplus_f64,
 )
 
+from symbp.lower.conv_kernels import (  # noqa: F401
+    conv2d_forward_f32, conv2d_forward_f64, conv2d_input_grad_f32, conv2d_input_grad_f64,
+    conv2d_weight_grad_f32, conv2d_weight_grad_f64,
+)
+
 f32 = np.float32
 f64 = np.float64
 '''

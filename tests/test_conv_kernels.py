@@ -1,0 +1,105 @@
+"""The library convolution kernels (symbp/lower/conv_kernels.py) against a NumPy reference.
+
+The reference is written here from the definition, one tap at a time:
+y[n,o,oy,ox] = Σ_{c,p,q} x_pad[n, c, oy*sh + p*dh, ox*sw + q*dw] · w[o,c,p,q]; its two gradients
+are the adjoints of that sum, accumulated the same way. Shapes cover batch 1, channel counts
+that are not whole vector blocks, output widths that are not whole tiles, strides, dilations
+and asymmetric padding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from symbp.lower import conv, conv_kernels
+
+
+def pad(x, top, bottom, left, right):
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+
+
+def out_size(size, k, stride, lo, hi, dil):
+    return (size + lo + hi - dil * (k - 1) - 1) // stride + 1
+
+
+def reference(x, w, stride, padding, dilation):
+    """y, and a function ct -> (x̄, w̄), of conv2d by summing taps."""
+    (sh, sw), ((top, bottom), (left, right)), (dh, dw) = stride, padding, dilation
+    n, _, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    ho = out_size(h, kh, sh, top, bottom, dh)
+    wo = out_size(wd, kw, sw, left, right, dw)
+    xp = pad(x, top, bottom, left, right)
+
+    def window(p, q):
+        return (slice(None), slice(None), slice(p * dh, p * dh + (ho - 1) * sh + 1, sh),
+                slice(q * dw, q * dw + (wo - 1) * sw + 1, sw))  # fmt: skip
+
+    y = np.zeros((n, o, ho, wo))
+    for p in range(kh):
+        for q in range(kw):
+            y += np.einsum("nchw,oc->nohw", xp[window(p, q)], w[:, :, p, q])
+
+    def grads(ct):
+        xbar = np.zeros_like(xp, dtype=np.float64)
+        wbar = np.zeros(w.shape)
+        for p in range(kh):
+            for q in range(kw):
+                xbar[window(p, q)] += np.einsum("nohw,oc->nchw", ct, w[:, :, p, q])
+                wbar[:, :, p, q] = np.einsum("nohw,nchw->oc", ct, xp[window(p, q)])
+        return xbar[:, :, top : top + h, left : left + wd], wbar
+
+    return y, grads
+
+
+CASES = [
+    # n, c, h, w, o, (kh, kw), stride, ((top, bottom), (left, right)), dilation
+    (1, 3, 8, 8, 16, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    (2, 5, 13, 11, 20, (3, 3), (2, 2), ((1, 1), (1, 1)), (2, 2)),
+    (2, 7, 9, 9, 33, (5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1)),
+    (2, 16, 7, 7, 48, (3, 3), (3, 3), ((3, 3), (3, 3)), (3, 2)),
+    (3, 4, 6, 9, 5, (2, 3), (1, 2), ((0, 1), (1, 0)), (1, 1)),
+    (2, 3, 5, 7, 4, (3, 1), (2, 1), ((0, 0), (0, 0)), (1, 1)),
+    (4, 32, 8, 8, 64, (5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:5])))
+def test_kernels_match_the_definition(case, dtype):
+    n, c, h, wd, o, (kh, kw), stride, padding, dilation = case
+    rng = np.random.default_rng(sum(case[:5]))
+    x = rng.standard_normal((n, c, h, wd))
+    w = rng.standard_normal((o, c, kh, kw))
+    y, grads = reference(x, w, stride, padding, dilation)
+    ct = rng.standard_normal(y.shape)
+    xbar, wbar = grads(ct)
+    kt = "f32" if dtype == np.float32 else "f64"
+    (sh, sw), ((top, _), (left, _)), (dh, dw) = stride, padding, dilation
+    geometry = (sh, sw, top, left, dh, dw)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+
+    def close(got, want):
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale)
+
+    got = np.full(y.shape, np.nan, dtype)
+    getattr(conv_kernels, f"conv2d_forward_{kt}")(x.astype(dtype), w.astype(dtype), got, *geometry)
+    close(got, y)
+    got = np.full(w.shape, np.nan, dtype)
+    getattr(conv_kernels, f"conv2d_weight_grad_{kt}")(
+        x.astype(dtype), ct.astype(dtype), got, *geometry
+    )
+    close(got, wbar)
+    if top <= dh * (kh - 1) and left <= dw * (kw - 1):  # the emitter's condition for this kernel
+        got = np.full(x.shape, np.nan, dtype)
+        getattr(conv_kernels, f"conv2d_input_grad_{kt}")(
+            ct.astype(dtype), w.astype(dtype), got, *geometry
+        )
+        close(got, xbar)
+
+
+def test_generated_file_is_up_to_date():
+    """conv_kernels.py is what ``python -m symbp.lower.conv`` writes from conv.py."""
+    assert conv.TARGET.read_text() == conv.source()
