@@ -58,7 +58,7 @@ def data(workload: str) -> tuple[np.ndarray, np.ndarray]:
 def init(net: Any) -> None:
     """The same parameters in either library: PyTorch's default init drawn from NumPy."""
     rng = np.random.default_rng(1)
-    for _, p in sorted(net.state_dict().items()):
+    for _, p in sorted(net.named_parameters(), key=lambda item: item[0]):
         shape = tuple(p.shape)
         fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
         value = rng.uniform(-1, 1, shape).astype(np.float32) / np.sqrt(fan_in)
