@@ -65,9 +65,10 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("variant", ["", "_narrow"])  # 2 vectors of channels per tile, or 1
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:5])))
-def test_kernels_match_the_definition(case, dtype):
+def test_kernels_match_the_definition(case, dtype, variant):
     n, c, h, wd, o, (kh, kw), stride, padding, dilation = case
     rng = np.random.default_rng(sum(case[:5]))
     x = rng.standard_normal((n, c, h, wd))
@@ -75,7 +76,7 @@ def test_kernels_match_the_definition(case, dtype):
     y, grads = reference(x, w, stride, padding, dilation)
     ct = rng.standard_normal(y.shape)
     xbar, wbar = grads(ct)
-    kt = "f32" if dtype == np.float32 else "f64"
+    kt = ("f32" if dtype == np.float32 else "f64") + variant
     (sh, sw), ((top, _), (left, _)), (dh, dw) = stride, padding, dilation
     geometry = (sh, sw, top, left, dh, dw)
     tol = 1e-5 if dtype == np.float32 else 1e-12

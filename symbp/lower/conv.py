@@ -22,6 +22,10 @@ path on this AMD CPU) and the auto-vectorised loops 101 ms.
     weight_grad(x[N,C,H,W], ct[N,O,HO,WO], out[O,C,KH,KW], sh, sw, ph, pw, dh, dw)
         per thread a private [KH,KW,C,O] accumulator, summed at the end
 
+Each comes in a ``_narrow`` variant too, of one vector of output channels per tile, for
+layers with at most that many (16 float32): the digits CNN's first layer and its second's
+input gradient would otherwise compute as many padding channels as real ones.
+
 ``python -m symbp.lower.conv`` rewrites ``conv_kernels.py``; a test checks it is up to date.
 """
 
@@ -98,21 +102,25 @@ def _tile_weight_grad(mr: int, nv: int, lanes: int) -> list[str]:
     return lines
 
 
+def _suffix(nv: int) -> str:
+    return "_narrow" if nv == 1 else ""
+
+
 def _indent(lines: list[str], n: int) -> list[str]:
     return ["    " * n + line for line in lines]
 
 
-def _forward(kt: str, dt: str, lanes: int) -> list[str]:
+def _forward(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
     return [
         "",
         "",
         "@njit(cache=True, parallel=True, nogil=True)",
-        f"def conv2d_forward_{kt}(x, w, out, sh, sw, ph, pw, dh, dw):",
+        f"def conv2d_forward_{kt}{_suffix(nv)}(x, w, out, sh, sw, ph, pw, dh, dw):",
         '    """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""',
         "    N, C, H, W = x.shape",
         "    O, _, KH, KW = w.shape",
         "    HO, WO = out.shape[2], out.shape[3]",
-        f"    BO = {NV * lanes}",
+        f"    BO = {nv * lanes}",
         "    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks",
         f"    WOP = (WO + {MR - 1}) // {MR} * {MR}  # output columns padded to whole tiles",
         "    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows, columns read",
@@ -141,7 +149,7 @@ def _forward(kt: str, dt: str, lanes: int) -> list[str]:
         "            for oy in range(HO):",
         "                for ob in range(0, OP, BO):",
         f"                    for ox0 in range(0, WOP, {MR}):",
-        *_indent(_tile_forward(MR, NV, lanes), 6),
+        *_indent(_tile_forward(MR, nv, lanes), 6),
         "            for o in range(O):",
         "                for oy in range(HO):",
         "                    for ox in range(WO):",
@@ -149,19 +157,19 @@ def _forward(kt: str, dt: str, lanes: int) -> list[str]:
     ]
 
 
-def _input_grad(kt: str, dt: str, lanes: int) -> list[str]:
+def _input_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
     return [
         "",
         "",
         "@njit(cache=True, parallel=True, nogil=True)",
-        f"def conv2d_input_grad_{kt}(ct, w, out, sh, sw, ph, pw, dh, dw):",
+        f"def conv2d_input_grad_{kt}{_suffix(nv)}(ct, w, out, sh, sw, ph, pw, dh, dw):",
         '    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1',
         "    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the",
         '    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""',
         "    N, O, HO, WO = ct.shape",
         "    _, C, KH, KW = w.shape",
         "    H, W = out.shape[2], out.shape[3]",
-        f"    BO = {NV * lanes}",
+        f"    BO = {nv * lanes}",
         "    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels",
         f"    WOP = (W + {MR - 1}) // {MR} * {MR}",
         "    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw",
@@ -198,7 +206,7 @@ def _input_grad(kt: str, dt: str, lanes: int) -> list[str]:
         "            for oy in range(HO):",
         "                for ob in range(0, OP, BO):",
         f"                    for ox0 in range(0, WOP, {MR}):",
-        *_indent(_tile_forward(MR, NV, lanes), 6),
+        *_indent(_tile_forward(MR, nv, lanes), 6),
         "            for c in range(C_):",
         "                for iy in range(H):",
         "                    for ix in range(W):",
@@ -206,19 +214,19 @@ def _input_grad(kt: str, dt: str, lanes: int) -> list[str]:
     ]
 
 
-def _weight_grad(kt: str, dt: str, lanes: int) -> list[str]:
+def _weight_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
     return [
         "",
         "",
         "@njit(cache=True, parallel=True, nogil=True)",
-        f"def conv2d_weight_grad_{kt}(x, ct, out, sh, sw, ph, pw, dh, dw):",
+        f"def conv2d_weight_grad_{kt}{_suffix(nv)}(x, ct, out, sh, sw, ph, pw, dh, dw):",
         '    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,',
         "    tiles of 8 reduction indices (kq, c) x 2 vectors of output channels, each summed over",
         '    all pixels of an image in registers; the threads\' sums added at the end."""',
         "    N, C, H, W = x.shape",
         "    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]",
         "    KH, KW = out.shape[2], out.shape[3]",
-        f"    BO = {NV * lanes}",
+        f"    BO = {nv * lanes}",
         "    OP = (O + BO - 1) // BO * BO",
         "    HP = (HO - 1) * sh + (KH - 1) * dh + 1",
         "    WP = (WO - 1) * sw + (KW - 1) * dw + 1",
@@ -247,7 +255,7 @@ def _weight_grad(kt: str, dt: str, lanes: int) -> list[str]:
         "                    for ob in range(0, OP, BO):",
         f"                        for j0 in range(0, JP, {MR}):",
         "                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob",
-        *_indent(_tile_weight_grad(MR, NV, lanes), 7),
+        *_indent(_tile_weight_grad(MR, nv, lanes), 7),
         "    for o in range(O):",
         "        for c in range(C):",
         "            for kp in range(KH):",
@@ -264,7 +272,9 @@ def _weight_grad(kt: str, dt: str, lanes: int) -> list[str]:
 def source() -> str:
     lines = [HEADER.rstrip("\n")]
     for kt, (dt, lanes) in DTYPES.items():
-        lines += _forward(kt, dt, lanes) + _input_grad(kt, dt, lanes) + _weight_grad(kt, dt, lanes)
+        for nv in (NV, 1):
+            for build in (_forward, _input_grad, _weight_grad):
+                lines += build(kt, dt, lanes, nv)
     return "\n".join(lines) + "\n"
 
 

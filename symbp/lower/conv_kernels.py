@@ -345,6 +345,260 @@ def conv2d_weight_grad_f32(x, ct, out, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    HO, WO = out.shape[2], out.shape[3]
+    BO = 16
+    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
+    WOP = (WO + 7) // 8 * 8  # output columns padded to whole tiles
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows, columns read
+    WP = (WOP - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
+    SX = sw * C
+    # weights as [O/BO, KH, KW, C, BO]
+    wt = np.zeros(OP * KH * KW * C, np.float32)
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
+                    wt[i] = w[o, c, kp, kq]
+    T = min(WORKERS, N)
+    xs = np.zeros((T, HP * WP * C), np.float32)  # per thread: one padded image, channel-last
+    ys = np.empty((T, HO * WOP * OP), np.float32)  # and its output, channel-last
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for oy in range(HO):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, WOP, 8):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        out[nb, o, oy, ox] = on[(oy * WOP + ox) * OP + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
+    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
+    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
+    N, O, HO, WO = ct.shape
+    _, C, KH, KW = w.shape
+    H, W = out.shape[2], out.shape[3]
+    BO = 16
+    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
+    WOP = (W + 7) // 8 * 8
+    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
+    HP = H + (KH - 1) * dh
+    WP = WOP + (KW - 1) * dw
+    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
+    SX = O
+    C_, C = C, O  # the tile reads C as its input channels: here, ct's
+    wt = np.zeros(OP * KH * KW * C, np.float32)  # as [C/BO, KH, KW, O, BO], flipped
+    for o in range(O):
+        for c in range(C_):
+            for kp in range(KH):
+                for kq in range(KW):
+                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
+                        w[o, c, KH - 1 - kp, KW - 1 - kq]
+                    )
+    T = min(WORKERS, N)
+    xs = np.zeros((T, HP * WP * C), np.float32)
+    ys = np.empty((T, H * WOP * OP), np.float32)
+    sh_, sw_ = sh, sw
+    sh = sw = 1  # the tile runs a stride-1 convolution
+    HO_, WO_ = HO, WO
+    HO = H
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for o in range(O):
+                for oy in range(HO_):
+                    for ox in range(WO_):
+                        iy, ix = qh + oy * sh_, qw + ox * sw_
+                        if iy < HP and ix < WP:
+                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
+            for oy in range(HO):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, WOP, 8):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
+            for c in range(C_):
+                for iy in range(H):
+                    for ix in range(W):
+                        out[nb, c, iy, ix] = on[(iy * WOP + ix) * OP + c]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad_f32_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
+    tiles of 8 reduction indices (kq, c) x 2 vectors of output channels, each summed over
+    all pixels of an image in registers; the threads' sums added at the end."""
+    N, C, H, W = x.shape
+    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
+    KH, KW = out.shape[2], out.shape[3]
+    BO = 16
+    OP = (O + BO - 1) // BO * BO
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1
+    WP = (WO - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
+    JP = (CJ + 7) // 8 * 8  # reduction indices padded to whole tiles
+    SX = sw * C
+    T = min(WORKERS, N)
+    accs = np.zeros((T, KH * KQ * JP * OP), np.float32)
+    xs = np.zeros((T, HP * WP * C + JP), np.float32)  # + JP: a padded tile reads past the end
+    ds = np.zeros((T, HO * WO * OP), np.float32)
+    for t in prange(T):
+        xn = xs[t]
+        dn = ds[t]
+        acc = accs[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
+            for kp in range(KH):
+                for kq in range(KQ):
+                    for ob in range(0, OP, BO):
+                        for j0 in range(0, JP, 8):
+                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            a6_0 = vload(acc, ab + 6 * OP + 0)
+                            a7_0 = vload(acc, ab + 7 * OP + 0)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                                    x6 = vbload(xn, xb + ox * SX + 6)
+                                    a6_0 = vfma(x6, d0, a6_0)
+                                    x7 = vbload(xn, xb + ox * SX + 7)
+                                    a7_0 = vfma(x7, d0, a7_0)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+                            vstore(acc, ab + 6 * OP + 0, a6_0)
+                            vstore(acc, ab + 7 * OP + 0, a7_0)
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                    i = ((kp * KQ + q) * JP + j) * OP + o
+                    s = accs[0, i]
+                    for t in range(1, T):
+                        s += accs[t, i]
+                    out[o, c, kp, kq] = s
+
+
+@njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
     """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""
     N, C, H, W = x.shape
@@ -661,6 +915,260 @@ def conv2d_weight_grad_f64(x, ct, out, sh, sw, ph, pw, dh, dw):
                             vstore(acc, ab + 6 * OP + 8, a6_1)
                             vstore(acc, ab + 7 * OP + 0, a7_0)
                             vstore(acc, ab + 7 * OP + 8, a7_1)
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                    i = ((kp * KQ + q) * JP + j) * OP + o
+                    s = accs[0, i]
+                    for t in range(1, T):
+                        s += accs[t, i]
+                    out[o, c, kp, kq] = s
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_f64_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    HO, WO = out.shape[2], out.shape[3]
+    BO = 8
+    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
+    WOP = (WO + 7) // 8 * 8  # output columns padded to whole tiles
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows, columns read
+    WP = (WOP - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
+    SX = sw * C
+    # weights as [O/BO, KH, KW, C, BO]
+    wt = np.zeros(OP * KH * KW * C, np.float64)
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
+                    wt[i] = w[o, c, kp, kq]
+    T = min(WORKERS, N)
+    xs = np.zeros((T, HP * WP * C), np.float64)  # per thread: one padded image, channel-last
+    ys = np.empty((T, HO * WOP * OP), np.float64)  # and its output, channel-last
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for oy in range(HO):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, WOP, 8):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        out[nb, o, oy, ox] = on[(oy * WOP + ox) * OP + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
+    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
+    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
+    N, O, HO, WO = ct.shape
+    _, C, KH, KW = w.shape
+    H, W = out.shape[2], out.shape[3]
+    BO = 8
+    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
+    WOP = (W + 7) // 8 * 8
+    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
+    HP = H + (KH - 1) * dh
+    WP = WOP + (KW - 1) * dw
+    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
+    SX = O
+    C_, C = C, O  # the tile reads C as its input channels: here, ct's
+    wt = np.zeros(OP * KH * KW * C, np.float64)  # as [C/BO, KH, KW, O, BO], flipped
+    for o in range(O):
+        for c in range(C_):
+            for kp in range(KH):
+                for kq in range(KW):
+                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
+                        w[o, c, KH - 1 - kp, KW - 1 - kq]
+                    )
+    T = min(WORKERS, N)
+    xs = np.zeros((T, HP * WP * C), np.float64)
+    ys = np.empty((T, H * WOP * OP), np.float64)
+    sh_, sw_ = sh, sw
+    sh = sw = 1  # the tile runs a stride-1 convolution
+    HO_, WO_ = HO, WO
+    HO = H
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for o in range(O):
+                for oy in range(HO_):
+                    for ox in range(WO_):
+                        iy, ix = qh + oy * sh_, qw + ox * sw_
+                        if iy < HP and ix < WP:
+                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
+            for oy in range(HO):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, WOP, 8):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
+            for c in range(C_):
+                for iy in range(H):
+                    for ix in range(W):
+                        out[nb, c, iy, ix] = on[(iy * WOP + ix) * OP + c]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad_f64_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
+    tiles of 8 reduction indices (kq, c) x 2 vectors of output channels, each summed over
+    all pixels of an image in registers; the threads' sums added at the end."""
+    N, C, H, W = x.shape
+    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
+    KH, KW = out.shape[2], out.shape[3]
+    BO = 8
+    OP = (O + BO - 1) // BO * BO
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1
+    WP = (WO - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
+    JP = (CJ + 7) // 8 * 8  # reduction indices padded to whole tiles
+    SX = sw * C
+    T = min(WORKERS, N)
+    accs = np.zeros((T, KH * KQ * JP * OP), np.float64)
+    xs = np.zeros((T, HP * WP * C + JP), np.float64)  # + JP: a padded tile reads past the end
+    ds = np.zeros((T, HO * WO * OP), np.float64)
+    for t in prange(T):
+        xn = xs[t]
+        dn = ds[t]
+        acc = accs[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
+            for kp in range(KH):
+                for kq in range(KQ):
+                    for ob in range(0, OP, BO):
+                        for j0 in range(0, JP, 8):
+                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            a6_0 = vload(acc, ab + 6 * OP + 0)
+                            a7_0 = vload(acc, ab + 7 * OP + 0)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                                    x6 = vbload(xn, xb + ox * SX + 6)
+                                    a6_0 = vfma(x6, d0, a6_0)
+                                    x7 = vbload(xn, xb + ox * SX + 7)
+                                    a7_0 = vfma(x7, d0, a7_0)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+                            vstore(acc, ab + 6 * OP + 0, a6_0)
+                            vstore(acc, ab + 7 * OP + 0, a7_0)
     for o in range(O):
         for c in range(C):
             for kp in range(KH):

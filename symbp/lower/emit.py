@@ -19,6 +19,7 @@ import numpy as np
 import sympy
 
 from symbp.ir import B, Node, type_str
+from symbp.lower import simd
 from symbp.lower.printer import NumbaPrinter
 from symbp.lower.schedule import WINDOW_OPS, Buffer, Kernel, Schedule, Update
 from symbp.ops import OPS, bernoulli_threshold, xsym
@@ -444,18 +445,23 @@ class Emitter:
         idx = _index(out.shape)
         return _loops(out.shape, idx, [f"{at(out, idx)} = 0"])
 
-    def _conv_call(self, kernel: str, n: Node, a: Any, args: Sequence[str]) -> list[str] | None:
-        """A call of a library kernel (``conv_kernels.py``), when there is one for ``n``."""
+    def _conv_call(
+        self, kernel: str, n: Node, a: Any, args: Sequence[str], w: Node
+    ) -> list[str] | None:
+        """A call of a library kernel (``conv_kernels.py``), when there is one for ``n``: the
+        ``_narrow`` one when the channels it produces fit one vector."""
         kt = _DT.get(n.dtype)
         if a.groups != 1 or kt is None:
             return None
         (sh, sw), (dh, dw), ((top, _), (left, _)) = a.stride, a.dilation, a.padding
         geometry = f"{sh}, {sw}, {top}, {left}, {dh}, {dw}"
-        return [f"conv2d_{kernel}_{kt}({', '.join(args)}, {geometry})"]
+        produced = w.shape[1] if kernel == "input_grad" else w.shape[0]
+        narrow = "_narrow" if produced <= simd.lanes(n.dtype) else ""
+        return [f"conv2d_{kernel}_{kt}{narrow}({', '.join(args)}, {geometry})"]
 
     def _emit_conv2d(self, n: Node, out: Buffer) -> list[str]:
         x, w = (self._src(s) for s in n.src)
-        call = self._conv_call("forward", n, n.arg, [x, w, out.name])
+        call = self._conv_call("forward", n, n.arg, [x, w, out.name], n.src[1])
         if call is not None:
             return call
         shapes = (n.src[0].shape, n.shape, n.src[1].shape)
@@ -470,7 +476,7 @@ class Emitter:
         (dh, dw), ((top, _), (left, _)) = a.dilation, a.padding
         _, _, kh, kw = n.src[1].shape
         if top <= dh * (kh - 1) and left <= dw * (kw - 1):  # the kernel's transposed form
-            call = self._conv_call("input_grad", n, a, [ct, w, out.name])
+            call = self._conv_call("input_grad", n, a, [ct, w, out.name], n.src[1])
             if call is not None:
                 return call
         shapes = (n.shape, n.src[0].shape, n.src[1].shape)
@@ -482,7 +488,7 @@ class Emitter:
         # w̄[o,c,p,q] = Σ ct[n,o,oy,ox] · x[n,c,iy,ix]
         x, ct = (self._src(s) for s in n.src)
         a = n.arg[0]
-        call = self._conv_call("weight_grad", n, a, [x, ct, out.name])
+        call = self._conv_call("weight_grad", n, a, [x, ct, out.name], n)
         if call is not None:
             return call
         shapes = (n.src[0].shape, n.src[1].shape, n.shape)

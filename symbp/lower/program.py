@@ -42,8 +42,10 @@ from symbp.lower.support import (  # noqa: F401
 )
 
 from symbp.lower.conv_kernels import (  # noqa: F401
-    conv2d_forward_f32, conv2d_forward_f64, conv2d_input_grad_f32, conv2d_input_grad_f64,
-    conv2d_weight_grad_f32, conv2d_weight_grad_f64,
+    conv2d_forward_f32, conv2d_forward_f32_narrow, conv2d_forward_f64, conv2d_forward_f64_narrow,
+    conv2d_input_grad_f32, conv2d_input_grad_f32_narrow, conv2d_input_grad_f64,
+    conv2d_input_grad_f64_narrow, conv2d_weight_grad_f32, conv2d_weight_grad_f32_narrow,
+    conv2d_weight_grad_f64, conv2d_weight_grad_f64_narrow,
 )
 
 f32 = np.float32
