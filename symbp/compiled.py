@@ -97,6 +97,10 @@ class _Program:
         sx, sy = self.spec["data"]["x"], self.spec["data"]["y"]
         self.x_dtype, self.y_dtype = np.dtype(sx["dtype"]), np.dtype(sy["dtype"])
         self.x_tail, self.y_tail = tuple(sx["shape"][1:]), tuple(sy["shape"][1:])
+        # the strides of C-contiguous data (the same for any number of rows): comparing them is
+        # step()'s cheap contiguity test (x.flags.carray builds a flags object: ~0.1 us each)
+        self.x_strides = np.empty((2, *self.x_tail), self.x_dtype).strides
+        self.y_strides = np.empty((2, *self.y_tail), self.y_dtype).strides
         self.pairs = list(zip(params, self.views))
         self.grad_pairs = [(p, g) for p, g in zip(params, self.grads) if g is not None]
         opt = model.optimizer
@@ -115,6 +119,7 @@ class _Program:
         self.state_views: list[tuple[dict[str, Any], str, np.ndarray]] = []
         self.losses1 = np.zeros(2, np.float64)
         self.warm = False
+        self.fast: Callable[[Any, Any], float | None] | None = None  # after the first call
         self.call: Callable[..., Any] = mod.train
 
     # ------------------------------------------------------------ keeping Python in sync
@@ -186,7 +191,8 @@ class _Program:
         opt = self.model.optimizer
         if opt is None:
             return
-        vals = [get(g) for g, get in self.hyper_keys]
+        keys = self.hyper_keys
+        vals = [keys[0][1](keys[0][0])] if len(keys) == 1 else [get(g) for g, get in keys]
         if vals != self.hyper_vals:  # a scheduler changed lr, or the first call
             flat = [v for group in vals for v in group[:-1]]
             self.hyper[: len(flat)] = flat
@@ -298,7 +304,42 @@ class _Program:
             self.call = _entry_point(self.mod.train)
         if status == 2:
             self.bad_label(y, int(self.ints[2]))
+        self.fast = self._fast_step()  # the arenas may have grown
         return status, losses
+
+    def _fast_step(self) -> Callable[[Any, Any], float | None]:
+        """``step``'s fast path: one closure over what it touches (locals, not attribute
+        lookups: ~0.3 us of a ~2 us W5 step). None from it: the data need the general path."""
+        call, a, ints, losses = self.call, self.arenas, self.ints, self.losses1
+        W, work, iwork, hyper, seed = self.W, a.work, a.iwork, self.hyper, self.seed
+        xd, yd, xt, yt = self.x_dtype, self.y_dtype, self.x_tail, self.y_tail
+        xs, ys, lo, hi = self.x_strides, self.y_strides, self.min_batch, a.capacity
+        sync_in, sync_out, modes = self.sync_in, self.sync_out, self.mode_mods
+        ndarray = np.ndarray
+
+        def fast(x: Any, y: Any) -> float | None:
+            if not (
+                type(x) is ndarray
+                and type(y) is ndarray
+                and x.dtype is xd
+                and y.dtype is yd
+                and x.strides == xs  # C-contiguous (the flags object costs ~0.1 us)
+                and y.strides == ys
+                and x.shape[1:] == xt
+                and y.shape[1:] == yt
+                and lo <= len(x) == len(y) <= hi
+                and (not modes or not self.mode_changed())
+            ):
+                return None
+            sync_in()
+            n = len(x)
+            status = call(x, y, _NO_ORDER, 1, n, _STEP, seed, W, work, iwork, hyper, ints, losses)
+            if status == 2:
+                self.bad_label(y, int(ints[2]))
+            sync_out()
+            return float(losses[1])
+
+        return fast
 
     def first_call(self, fn: Any, args: tuple) -> Any:
         """Call a freshly loaded function; if Numba's cached code for it is damaged, rebuild."""
@@ -535,39 +576,18 @@ class CompiledModel:
     def step(self, x: Any, y: Any) -> float:
         """One forward, backward and optimizer update on the batch (x, y); returns the loss."""
         prog = self._train
-        fast = (
-            prog is not None
-            and type(x) is np.ndarray
-            and type(y) is np.ndarray
-            and x.dtype is prog.x_dtype
-            and y.dtype is prog.y_dtype
-            and x.shape[1:] == prog.x_tail
-            and y.shape[1:] == prog.y_tail
-            and len(x) == len(y) >= prog.min_batch
-            and x.flags.carray  # C-contiguous, aligned and writeable
-            and y.flags.carray
-            and prog.warm
-            and len(x) <= prog.arenas.capacity
-            and (not prog.mode_mods or not prog.mode_changed())
-        )
-        if fast:  # the types the compiled code was built for: call it directly
-            assert prog is not None
-            prog.sync_in()
-            a = prog.arenas
-            status = prog.call(
-                x, y, _NO_ORDER, 1, len(x), _STEP, prog.seed, prog.W, a.work, a.iwork, prog.hyper,
-                prog.ints, prog.losses1,
-            )  # fmt: skip
-            if status == 2:
-                prog.bad_label(y, int(prog.ints[2]))
-        else:  # the general path: convert, or explain what is wrong
-            if self.optimizer is None:
-                raise TypeError("step() needs an optimizer: symbp.compile(net, loss_fn, opt)")
-            prog = self._program(_array(x, "x"), _array(y, "y"))
-            x, y = prog.check(x, y, "step")
-            prog.check_batch(len(x), len(x), "step")
-            prog.sync_in()
-            prog.run(x, y, 1, len(x), GRADS | UPDATE)
+        if prog is not None and prog.fast is not None:  # the data the code was built for
+            loss = prog.fast(x, y)
+            if loss is not None:
+                return loss
+        # the general path: convert, or explain what is wrong
+        if self.optimizer is None:
+            raise TypeError("step() needs an optimizer: symbp.compile(net, loss_fn, opt)")
+        prog = self._program(_array(x, "x"), _array(y, "y"))
+        x, y = prog.check(x, y, "step")
+        prog.check_batch(len(x), len(x), "step")
+        prog.sync_in()
+        prog.run(x, y, 1, len(x), GRADS | UPDATE)
         prog.sync_out()
         return float(prog.losses1[1])
 

@@ -1,4 +1,5 @@
-"""The library convolution kernels (symbp/lower/conv_kernels.py) against a NumPy reference.
+"""The library kernels (symbp/lower/conv_kernels.py) against NumPy references: convolutions and
+the register-tiled matrix product.
 
 The reference is written here from the definition, one tap at a time:
 y[n,o,oy,ox] = Σ_{c,p,q} x_pad[n, c, oy*sh + p*dh, ox*sw + q*dw] · w[o,c,p,q]; its two gradients
@@ -99,6 +100,23 @@ def test_kernels_match_the_definition(case, dtype, variant):
             ct.astype(dtype), w.astype(dtype), got, *geometry
         )
         close(got, xbar)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (5, 3, 7), (33, 17, 40), (128, 300, 70)])
+def test_tiled_matmul_matches_numpy(m, k, n, dtype):
+    """op(a) @ op(b) for every pair of transposes; sizes that are not whole tiles."""
+    rng = np.random.default_rng(m + k + n)
+    kt = "f32" if dtype == np.float32 else "f64"
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for ta in (False, True):
+        for tb in (False, True):
+            a = rng.standard_normal((k, m) if ta else (m, k))
+            b = rng.standard_normal((n, k) if tb else (k, n))
+            want = (a.T if ta else a) @ (b.T if tb else b)
+            got = np.full((m, n), np.nan, dtype)
+            getattr(conv_kernels, f"matmul_{kt}")(a.astype(dtype), ta, b.astype(dtype), tb, got)
+            np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
 
 
 def test_generated_file_is_up_to_date():

@@ -269,12 +269,71 @@ def _weight_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
     ]
 
 
+def _tile_matmul(mr: int, nv: int, lanes: int) -> list[str]:
+    """MR rows x NV*lanes columns of the product, summed over k in registers."""
+    lines = [f"a{i}_{j} = vzero(bt)" for i in range(mr) for j in range(nv)]
+    lines += ["ab = ib * K * MR", "bb = jb * K * BO", "for k in range(K):"]
+    body = [f"w{j} = vload(bt, bb + k * BO + {j * lanes})" for j in range(nv)]
+    for i in range(mr):
+        body.append(f"x{i} = vbload(at, ab + k * MR + {i})")
+        body += [f"a{i}_{j} = vfma(x{i}, w{j}, a{i}_{j})" for j in range(nv)]
+    lines += ["    " + b for b in body]
+    for i in range(mr):
+        for j in range(nv):
+            lines.append(f"vstore(ot, (ib * MR + {i}) * NP + jb * BO + {j * lanes}, a{i}_{j})")
+    return lines
+
+
+def _matmul(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
+    return [
+        "",
+        "",
+        "@njit(cache=True, parallel=True, nogil=True)",
+        f"def matmul_{kt}(a, ta, b, tb, out):",
+        '    """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as',
+        "    [M/8, K, 8] (a tile's 8 rows of one k side by side) and op(b) as [N/BO, K, BO]; each",
+        "    tile of 8 rows x BO columns sums over k in registers; column panels are split over",
+        '    the cores."""',
+        "    M, N = out.shape",
+        "    K = a.shape[0] if ta else a.shape[1]",
+        f"    MR, BO = {MR}, {nv * lanes}",
+        "    MP = (M + MR - 1) // MR * MR",
+        "    NP = (N + BO - 1) // BO * BO",
+        f"    at = np.zeros(MP * K, {dt})",
+        f"    bt = np.zeros(NP * K, {dt})",
+        f"    ot = np.empty(MP * NP, {dt})",
+        "    if ta:  # each loop reads its source contiguously",
+        "        for k in range(K):",
+        "            for i in range(M):",
+        "                at[((i // MR) * K + k) * MR + i % MR] = a[k, i]",
+        "    else:",
+        "        for i in range(M):",
+        "            for k in range(K):",
+        "                at[((i // MR) * K + k) * MR + i % MR] = a[i, k]",
+        "    if tb:",
+        "        for n in range(N):",
+        "            for k in range(K):",
+        "                bt[((n // BO) * K + k) * BO + n % BO] = b[n, k]",
+        "    else:",
+        "        for k in range(K):",
+        "            for n in range(N):",
+        "                bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]",
+        "    for jb in prange(NP // BO):",
+        "        for ib in range(MP // MR):",
+        *_indent(_tile_matmul(MR, nv, lanes), 3),
+        "    for i in range(M):",
+        "        for n in range(N):",
+        "            out[i, n] = ot[i * NP + n]",
+    ]
+
+
 def source() -> str:
     lines = [HEADER.rstrip("\n")]
     for kt, (dt, lanes) in DTYPES.items():
         for nv in (NV, 1):
             for build in (_forward, _input_grad, _weight_grad):
                 lines += build(kt, dt, lanes, nv)
+        lines += _matmul(kt, dt, lanes)
     return "\n".join(lines) + "\n"
 
 

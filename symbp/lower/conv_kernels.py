@@ -599,6 +599,104 @@ def conv2d_weight_grad_f32_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, parallel=True, nogil=True)
+def matmul_f32(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as
+    [M/8, K, 8] (a tile's 8 rows of one k side by side) and op(b) as [N/BO, K, BO]; each
+    tile of 8 rows x BO columns sums over k in registers; column panels are split over
+    the cores."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, BO = 8, 32
+    MP = (M + MR - 1) // MR * MR
+    NP = (N + BO - 1) // BO * BO
+    at = np.zeros(MP * K, np.float32)
+    bt = np.zeros(NP * K, np.float32)
+    ot = np.empty(MP * NP, np.float32)
+    if ta:  # each loop reads its source contiguously
+        for k in range(K):
+            for i in range(M):
+                at[((i // MR) * K + k) * MR + i % MR] = a[k, i]
+    else:
+        for i in range(M):
+            for k in range(K):
+                at[((i // MR) * K + k) * MR + i % MR] = a[i, k]
+    if tb:
+        for n in range(N):
+            for k in range(K):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[n, k]
+    else:
+        for k in range(K):
+            for n in range(N):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]
+    for jb in prange(NP // BO):
+        for ib in range(MP // MR):
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            a6_0 = vzero(bt)
+            a6_1 = vzero(bt)
+            a7_0 = vzero(bt)
+            a7_1 = vzero(bt)
+            ab = ib * K * MR
+            bb = jb * K * BO
+            for k in range(K):
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + 16)
+                x0 = vbload(at, ab + k * MR + 0)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(at, ab + k * MR + 1)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(at, ab + k * MR + 2)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(at, ab + k * MR + 3)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(at, ab + k * MR + 4)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(at, ab + k * MR + 5)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+                x6 = vbload(at, ab + k * MR + 6)
+                a6_0 = vfma(x6, w0, a6_0)
+                a6_1 = vfma(x6, w1, a6_1)
+                x7 = vbload(at, ab + k * MR + 7)
+                a7_0 = vfma(x7, w0, a7_0)
+                a7_1 = vfma(x7, w1, a7_1)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + 16, a0_1)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + 16, a1_1)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + 16, a2_1)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + 16, a3_1)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + 16, a4_1)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + 16, a5_1)
+            vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
+            vstore(ot, (ib * MR + 6) * NP + jb * BO + 16, a6_1)
+            vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
+            vstore(ot, (ib * MR + 7) * NP + jb * BO + 16, a7_1)
+    for i in range(M):
+        for n in range(N):
+            out[i, n] = ot[i * NP + n]
+
+
+@njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
     """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""
     N, C, H, W = x.shape
@@ -1179,3 +1277,101 @@ def conv2d_weight_grad_f64_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
                     for t in range(1, T):
                         s += accs[t, i]
                     out[o, c, kp, kq] = s
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def matmul_f64(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as
+    [M/8, K, 8] (a tile's 8 rows of one k side by side) and op(b) as [N/BO, K, BO]; each
+    tile of 8 rows x BO columns sums over k in registers; column panels are split over
+    the cores."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, BO = 8, 16
+    MP = (M + MR - 1) // MR * MR
+    NP = (N + BO - 1) // BO * BO
+    at = np.zeros(MP * K, np.float64)
+    bt = np.zeros(NP * K, np.float64)
+    ot = np.empty(MP * NP, np.float64)
+    if ta:  # each loop reads its source contiguously
+        for k in range(K):
+            for i in range(M):
+                at[((i // MR) * K + k) * MR + i % MR] = a[k, i]
+    else:
+        for i in range(M):
+            for k in range(K):
+                at[((i // MR) * K + k) * MR + i % MR] = a[i, k]
+    if tb:
+        for n in range(N):
+            for k in range(K):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[n, k]
+    else:
+        for k in range(K):
+            for n in range(N):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]
+    for jb in prange(NP // BO):
+        for ib in range(MP // MR):
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            a6_0 = vzero(bt)
+            a6_1 = vzero(bt)
+            a7_0 = vzero(bt)
+            a7_1 = vzero(bt)
+            ab = ib * K * MR
+            bb = jb * K * BO
+            for k in range(K):
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + 8)
+                x0 = vbload(at, ab + k * MR + 0)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(at, ab + k * MR + 1)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(at, ab + k * MR + 2)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(at, ab + k * MR + 3)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(at, ab + k * MR + 4)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(at, ab + k * MR + 5)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+                x6 = vbload(at, ab + k * MR + 6)
+                a6_0 = vfma(x6, w0, a6_0)
+                a6_1 = vfma(x6, w1, a6_1)
+                x7 = vbload(at, ab + k * MR + 7)
+                a7_0 = vfma(x7, w0, a7_0)
+                a7_1 = vfma(x7, w1, a7_1)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + 8, a0_1)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + 8, a1_1)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + 8, a2_1)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + 8, a3_1)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + 8, a4_1)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + 8, a5_1)
+            vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
+            vstore(ot, (ib * MR + 6) * NP + jb * BO + 8, a6_1)
+            vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
+            vstore(ot, (ib * MR + 7) * NP + jb * BO + 8, a7_1)
+    for i in range(M):
+        for n in range(N):
+            out[i, n] = ot[i * NP + n]

@@ -27,6 +27,12 @@ from symbp.ops import OPS, bernoulli_threshold, xsym
 # Below this many multiply-adds a matrix product is written as loops (measured on W1/W5: a
 # BLAS call costs ~0.3 us, more than the arithmetic of a 10x5 layer).
 SMALL_MATMUL = 4096
+# From this many multiply-adds a product runs in conv_kernels' register-tiled matmul, which
+# beats BLAS here (MKL takes its non-Intel path on this AMD CPU; OpenBLAS is pinned to its
+# AVX2 kernels by this host's OPENBLAS_CORETYPE=Haswell). Measured, float32, 2 cores:
+# 128x256x128 62 us vs MKL 159 us, W3's 128x784x512 0.62 vs 1.11 ms; but 32x1024x64
+# (2M) 55 vs 35 us, and below that BLAS wins: the tile pays for packing and its threads.
+TILED_MATMUL = 1 << 22
 # A batch-dependent product gets a loop branch only if it serves batches of this many rows.
 SMALL_BATCH = 8
 
@@ -365,9 +371,17 @@ class Emitter:
         else:
             blas = f"np.dot({a.name}{'.T' if ta else ''}, {b.name}{'.T' if tb else ''}, {out.name})"
         flops = sympy.sympify(M) * K * N
+        static = flops.as_coeff_Mul()[0]  # the product is at least this big (B >= 1)
+        if kt in ("f32", "f64") and static >= TILED_MATMUL // (1 if flops.is_Number else 256):
+            # big products: the register-tiled kernel of conv_kernels.py (a batch-dependent
+            # one, when batches up to 256 rows can make it big, chooses at run time)
+            tiled = f"matmul_{kt}({a.name}, {ta}, {b.name}, {tb}, {out.name})"
+            if flops.is_Number:
+                return [tiled]
+            big = f"if {dim_code(flops)} >= {TILED_MATMUL}:"
+            return [big, "    " + tiled, "else:", "    " + blas]
         if flops.is_Number:
             return loops if int(flops) <= SMALL_MATMUL else [blas]
-        static = flops.as_coeff_Mul()[0]  # the product is at least this big (B >= 1)
         if static * SMALL_BATCH > SMALL_MATMUL:
             # The loops would serve only batches of fewer than SMALL_BATCH rows, and each loop
             # nest costs LLVM ~0.4 s of compile time (W2's two such branches: 3.3 -> 2.5 s).

@@ -45,7 +45,7 @@ from symbp.lower.conv_kernels import (  # noqa: F401
     conv2d_forward_f32, conv2d_forward_f32_narrow, conv2d_forward_f64, conv2d_forward_f64_narrow,
     conv2d_input_grad_f32, conv2d_input_grad_f32_narrow, conv2d_input_grad_f64,
     conv2d_input_grad_f64_narrow, conv2d_weight_grad_f32, conv2d_weight_grad_f32_narrow,
-    conv2d_weight_grad_f64, conv2d_weight_grad_f64_narrow,
+    conv2d_weight_grad_f64, conv2d_weight_grad_f64_narrow, matmul_f32, matmul_f64,
 )
 
 f32 = np.float32
