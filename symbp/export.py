@@ -136,14 +136,19 @@ class _Helpers:
     def __init__(self) -> None:
         self.imports: list[str] = []
         self.defs: dict[str, str] = {}  # name -> source, dependencies first
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()
 
     def add(self, name: str, where: str) -> None:
-        if name in self._seen:
+        if (name, where) in self._seen:  # by both: a name re-exported from another module
             return
-        self._seen.add(name)
+        self._seen.add((name, where))
         module_name, _, attr = where.partition(":")
         module = importlib.import_module(module_name)
+        if module_name in _WHOLE_MODULES:  # defines types and registers them: copied whole
+            self.defs.setdefault(module_name, _module_body(module))
+            if attr != name:
+                self.defs[name] = f"{name} = {attr}"
+            return
         obj = getattr(module, attr)
         stand_in = _STAND_INS.get((module_name, attr))
         imported = _imports(module).get(attr)
@@ -178,6 +183,33 @@ class _Helpers:
     def _import(self, line: str) -> None:
         if line not in self.imports:
             self.imports.append(line)
+
+
+# Modules copied in whole when anything of theirs is used: the SIMD intrinsics of the
+# convolution and matrix kernels come with a Numba type and its data model (registered on
+# import), which no single function's source carries.
+_WHOLE_MODULES = ("symbp.lower.simd",)
+
+
+def _module_body(module: Any) -> str:
+    """A module's source without its docstring, ``from __future__`` and ``__all__``."""
+    tree = ast.parse(inspect.getsource(module))
+    keep = [
+        node
+        for node in tree.body
+        if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+        and not (isinstance(node, ast.ImportFrom) and node.module == "__future__")
+        and not (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", "") for t in node.targets] == ["__all__"]
+        )
+    ]
+    lines = inspect.getsource(module).splitlines()
+    chunks = []
+    for node in keep:
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        chunks.append("\n".join(lines[start - 1 : node.end_lineno]))
+    return "\n\n".join(chunks)
 
 
 @functools.cache

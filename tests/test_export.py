@@ -250,3 +250,37 @@ def test_cli_export_errors_are_one_line(args, message, tmp_path):
     (line,) = out.stderr.strip().splitlines()
     assert message in line
     assert not (ROOT / "out.py").exists() and not (ROOT / "out.npz").exists()
+
+
+def test_exported_cnn_carries_the_convolution_kernels(tmp_path):
+    """A CNN's export copies the library kernels and their SIMD intrinsics (a Numba type and
+    its data model, copied as a whole module); it predicts and trains as symbp does."""
+    from symbp.models import digits_cnn
+
+    symbp.manual_seed(3)
+    net = digits_cnn().double().eval()  # eval: no dropout, so training is deterministic
+    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    x = RNG.uniform(0, 1, size=(6, 1, 8, 8))
+    y = np.arange(6) % 10
+    model.step(x, y)  # builds the training program: its kernels are exported too
+    want = model.predict(x)
+    model.export(tmp_path / "cnn.py")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    out = run_without_symbp(
+        """
+        import numpy as np
+        import cnn
+        x, y = np.load("x.npy"), np.load("y.npy")
+        np.save("got.npy", cnn.predict(x))
+        cnn.train_step(x, y)
+        np.save("after.npy", cnn.predict(x))
+        """,
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "got.npy"), want, rtol=0, atol=1e-12)
+    model.step(x, y)
+    after = model.predict(x)
+    assert np.abs(after - want).max() > 1e-6  # the step changed the model
+    np.testing.assert_allclose(np.load(tmp_path / "after.npy"), after, rtol=0, atol=1e-12)
