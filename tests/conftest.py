@@ -180,3 +180,28 @@ def kernel_results(cases, chunk, make_xw) -> dict:
             for name in net.names:
                 out[name, dtype] = (want, got, float(loss), got_loss)
     return out
+
+
+KERNEL_TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def assert_kernel_matches(results: dict, name: str, dtype) -> None:
+    """Case ``name`` of ``kernel_results``: compiled loss and grads equal eager's (grad R is
+    the op's forward value, grads X and W its backward), in the case's dtype."""
+    want, got, want_loss, got_loss = results[name, dtype]
+    tol = KERNEL_TOL[dtype]
+    np.testing.assert_allclose(got_loss, want_loss, rtol=tol)
+    for part in ("R", "X", "W"):
+        k = f"{name}_{part}"
+        np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=f"grad {k}")
+        assert got[k].dtype == dtype
+
+
+@pytest.fixture(scope="module")
+def tmp_cache(tmp_path_factory):
+    """Compile into a cache directory of this test session (hermetic, shared by its tests);
+    a module opts in with ``pytestmark = pytest.mark.usefixtures("tmp_cache")``."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
+    yield
+    mp.undo()

@@ -10,13 +10,7 @@ import symbp
 from symbp import nn
 from symbp.lower.support import epoch_order
 
-
-@pytest.fixture(scope="module", autouse=True)
-def tmp_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # compile into this session's cache
 
 
 def _mlp(seed=0, dtype=np.float64, sizes=(4, 6, 3)):

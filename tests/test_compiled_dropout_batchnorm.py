@@ -21,13 +21,7 @@ from symbp.tensor import _result
 MASK64 = 2**64 - 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tmp_cache(tmp_path_factory):
-    """Compile into a cache directory of this test session (hermetic, shared by its tests)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # compile into this session's cache
 
 
 def _torch():

@@ -28,9 +28,7 @@ XT = RNG.normal(size=(40, 64))
 NO_SYMBP = "import sys; sys.modules['symbp'] = None\n"
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # compile into this session's cache
 
 
 def run_without_symbp(code: str, where: Path) -> subprocess.CompletedProcess:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy
-from conftest import kernel_results
+from conftest import assert_kernel_matches, kernel_results
 
 import symbp
 from symbp import nn, ops
 from symbp.lower import numba_code
 from symbp.tensor import _result
 
-TOL = {np.float64: 1e-12, np.float32: 1e-5}
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # compile into this session's cache
 
 
 def _sm(t):
@@ -96,13 +96,7 @@ def results(tmp_cache):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_kernel_matches_reference(name, dtype, results):
-    want, got, want_loss, got_loss = results[name, dtype]
-    tol = TOL[dtype]
-    np.testing.assert_allclose(got_loss, want_loss, rtol=tol)
-    for part in ("R", "X", "W"):  # grad R is the forward value of the op, X and W its backward
-        k = f"{name}_{part}"
-        np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=f"grad {k}")
-        assert got[k].dtype == dtype
+    assert_kernel_matches(results, name, dtype)
 
 
 def test_printer_numba_safe_forms():
@@ -118,12 +112,3 @@ def test_printer_numba_safe_forms():
     assert sig == "sigmoid_f64(a[i])"
     with pytest.raises(NotImplementedError, match="no scalar form"):
         numba_code(sympy.besselj(0, x), names)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tmp_cache(tmp_path_factory):
-    """Compile into a cache directory of this test session (hermetic, shared by its tests)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
-    yield
-    mp.undo()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import kernel_results
+from conftest import assert_kernel_matches, kernel_results
 
 from symbp import functional as F
 
-TOL = {np.float64: 1e-12, np.float32: 1e-5}
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # compile into this session's cache
 
 
 def _conv(k, s, p, d, groups=1):
@@ -107,18 +107,4 @@ def results(tmp_cache):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_window_kernel_matches_reference(name, dtype, results):
-    want, got, want_loss, got_loss = results[name, dtype]
-    tol = TOL[dtype]
-    np.testing.assert_allclose(got_loss, want_loss, rtol=tol)
-    for part in ("R", "X", "W"):  # grad R is the op's forward value, X and W its backward
-        k = f"{name}_{part}"
-        np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=f"grad {k}")
-        assert got[k].dtype == dtype
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tmp_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
-    yield
-    mp.undo()
+    assert_kernel_matches(results, name, dtype)
