@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,7 @@ def init(net: Any) -> None:
             p.data = value
 
 
-def symbp_runner(workload: str) -> tuple[Any, Any]:
+def symbp_runner(workload: str) -> Callable[[], float]:
     import symbp
     from symbp import models, nn
 
@@ -81,7 +82,7 @@ def symbp_runner(workload: str) -> tuple[Any, Any]:
         init(net)
         opt = symbp.optim.SGD(net.parameters(), lr=0.001)
         model = symbp.compile(net, nn.CrossEntropyLoss(), opt)
-        return (lambda: model.step(X, y)), None
+        return lambda: model.step(X, y)
     net = models.digits_cnn(nn)
     init(net)
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.Adam(net.parameters(), lr=0.005))
@@ -91,10 +92,10 @@ def symbp_runner(workload: str) -> tuple[Any, Any]:
         epoch[0] += 1
         return float(model.fit(X, y, epochs=1, batch_size=32, seed=epoch[0])["loss"][-1])
 
-    return run, None
+    return run
 
 
-def torch_runner(workload: str) -> tuple[Any, Any]:
+def torch_runner(workload: str) -> Callable[[], float]:
     import torch
 
     from symbp import models
@@ -115,7 +116,7 @@ def torch_runner(workload: str) -> tuple[Any, Any]:
             opt.step()
             return float(loss)
 
-        return step, None
+        return step
     net = models.digits_cnn(torch.nn)
     init(net)
     opt = torch.optim.Adam(net.parameters(), lr=0.005)
@@ -131,11 +132,11 @@ def torch_runner(workload: str) -> tuple[Any, Any]:
             total += float(loss) * len(idx)
         return total / len(tx)
 
-    return epoch, None
+    return epoch
 
 
 def worker(contender: str, workload: str, rounds: int) -> None:
-    run, _ = (symbp_runner if contender == "symbp" else torch_runner)(workload)
+    run = (symbp_runner if contender == "symbp" else torch_runner)(workload)
     steps = WORKLOADS[workload]["steps"]
     t0 = time.perf_counter()
     losses = [run() for _ in range(3)]  # warm-up: compile, thread pools; agreement check

@@ -14,14 +14,17 @@ per tensor, and a step allocates nothing.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import sympy
+from numba.core.registry import CPUDispatcher as Dispatcher
 
 from symbp.ir import B, Node, numel, toposort, type_str
+from symbp.lower import conv_kernels
 from symbp.lower.emit import Emitter, at, dim_code
 from symbp.lower.schedule import Buffer, Update, ident, schedule
 
@@ -42,15 +45,20 @@ from symbp.lower.support import (  # noqa: F401
 )
 
 from symbp.lower.conv_kernels import (  # noqa: F401
-    conv2d_forward_f32, conv2d_forward_f32_narrow, conv2d_forward_f64, conv2d_forward_f64_narrow,
-    conv2d_input_grad_f32, conv2d_input_grad_f32_narrow, conv2d_input_grad_f64,
-    conv2d_input_grad_f64_narrow, conv2d_weight_grad_f32, conv2d_weight_grad_f32_narrow,
-    conv2d_weight_grad_f64, conv2d_weight_grad_f64_narrow, matmul_f32, matmul_f64,
+{kernels}
 )
 
 f32 = np.float32
 f64 = np.float64
 '''
+
+# every kernel conv_kernels.py defines, as the generated modules import them
+KERNELS = textwrap.fill(
+    ", ".join(sorted(n for n, f in vars(conv_kernels).items() if isinstance(f, Dispatcher))) + ",",
+    width=96,
+    initial_indent="    ",
+    subsequent_indent="    ",
+)
 
 TRAIN_DEF = '''\
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -373,7 +381,7 @@ def lower_train(
         else ""
     )
     source = (
-        HEADER.format(title=title, summary=summary)
+        HEADER.format(title=title, summary=summary, kernels=KERNELS)
         + consts
         + "\n\n"
         + "\n".join(
@@ -447,7 +455,9 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         *_indent(forward, 1),
         *_indent(copy_out, 1),
     ]
-    source = HEADER.format(title=title, summary=f"Forward pass of {len(params)} parameters.")
+    source = HEADER.format(
+        title=title, summary=f"Forward pass of {len(params)} parameters.", kernels=KERNELS
+    )
     source += (
         "\n\n"
         + "\n".join(
