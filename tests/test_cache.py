@@ -97,3 +97,41 @@ def test_invalid_entries_are_not_read(tmp_path, monkeypatch, bad):
     monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
     cache.entry_path("k").write_text(bad)
     assert cache.read_entry("k") is None
+
+
+CNN_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, symbp
+    from symbp import nn
+    symbp.manual_seed(0)
+    outputs = int(sys.argv[1])
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(64, outputs)).double()
+    x = np.linspace(-1, 1, 2 * 36).reshape(2, 1, 6, 6)
+    y = np.ones((2, outputs))
+    eager = float(nn.MSELoss()(net(symbp.tensor(x)), symbp.tensor(y)).item())
+    model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    loss = model.step(x, y)
+    print(json.dumps({"loss": loss, "eager": eager, "hit": model.timings["cache_hit"]}))
+    """
+)
+
+
+def test_cached_program_calling_cached_parallel_kernels_runs(tmp_path):
+    """A program compiled while the conv kernels came from the cache, then loaded from the
+    cache itself, must start Numba's thread pool (Numba does not: it crashed)."""
+    env = {**os.environ, "SYMBP_CACHE_DIR": str(tmp_path)}
+
+    def run(outputs: int) -> dict:
+        cmd = [sys.executable, "-c", CNN_SCRIPT, str(outputs)]
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, f"exit {p.returncode}: {p.stderr[-2000:]}"
+        return json.loads(p.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    first = run(3)  # compiles the kernels and its program
+    second = run(2)  # another program: compiled, with the kernels loaded from the cache
+    third = run(2)  # that program loaded from the cache
+    assert (first["hit"], second["hit"], third["hit"]) == (0.0, 0.0, 1.0)
+    for r in (first, second, third):
+        assert r["loss"] == pytest.approx(r["eager"], rel=1e-12)
+    assert third["loss"] == second["loss"]

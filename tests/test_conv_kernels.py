@@ -10,6 +10,10 @@ and asymmetric padding.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -122,3 +126,23 @@ def test_tiled_matmul_matches_numpy(m, k, n, dtype):
 def test_generated_file_is_up_to_date():
     """conv_kernels.py is what ``python -m symbp.lower.conv`` writes from conv.py."""
     assert conv.TARGET.read_text() == conv.source()
+
+
+@pytest.mark.parametrize("env", [{}, {"NUMBA_THREADING_LAYER": "workqueue"}])
+def test_parallel_regions_run_on_openmp_unless_numba_is_told(env):
+    """symbp prefers Numba's OpenMP layer, and MKL on the same runtime; a user's choice wins."""
+    pytest.importorskip("numba.np.ufunc.omppool")  # libgomp is there
+    script = (
+        "import os, numpy as np, numba, symbp\n"
+        "from symbp.lower.conv_kernels import conv2d_forward_f64\n"
+        "x, w, out = np.ones((2, 1, 4, 4)), np.ones((3, 1, 3, 3)), np.empty((2, 3, 2, 2))\n"
+        "conv2d_forward_f64(x, w, out, 1, 1, 0, 0, 1, 1)\n"
+        "assert (out == 9).all()\n"
+        "print(numba.threading_layer(), os.environ.get('MKL_THREADING_LAYER'))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_THREADING", "MKL_"))}
+    p = subprocess.run([sys.executable, "-c", script], env={**base, **env},
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    layer, mkl = p.stdout.split()
+    assert (layer, mkl) == (("workqueue", "None") if env else ("omp", "GNU"))

@@ -6,13 +6,14 @@ kernels instead: generic in every size, stride, padding and dilation, compiled o
 (Numba's cache, in symbp's cache directory) and called from the generated programs as BLAS is.
 
 Each kernel keeps a tile of accumulators in SIMD registers (``symbp.lower.simd``) across its
-whole reduction: ``MR`` output pixels of a row x ``NV`` vectors of output channels (8 x 2
-registers of 16 float32 or 8 float64 lanes). Operands are repacked per image into channel-last
-scratch arrays, zero-padded, so that the innermost loop is one broadcast load, ``NV`` vector
-loads and ``MR * NV`` fused multiply-adds, with no bounds tests. Images are split over the cores
-(``prange``). Measured at the tutorial CNN (batch 32, float32, 2 cores, per call): conv2 forward
-1.08 ms against PyTorch's oneDNN 0.95 ms; im2col + MKL took 7.8 ms (MKL runs its slow non-Intel
-path on this AMD CPU) and the auto-vectorised loops 101 ms.
+whole reduction: ``MR`` output pixels of a row (or of the whole image, for small ones) x ``NV``
+vectors of output channels (8 x 2 registers of 16 float32 or 8 float64 lanes). Operands are
+repacked per image into channel-last scratch arrays, zero-padded, so that the innermost loop is
+one broadcast load, ``NV`` vector loads and ``MR * NV`` fused multiply-adds, with no bounds
+tests. Images are split over the cores (``prange``). Measured at the tutorial CNN (batch 32,
+float32, 2 cores, per call): conv2 forward 1.08 ms against PyTorch's oneDNN 0.95 ms; im2col +
+MKL took 7.8 ms (MKL runs its slow non-Intel path on this AMD CPU) and the auto-vectorised loops
+101 ms.
 
     forward(x[N,C,H,W], w[O,C,KH,KW], out[N,O,HO,WO], sh, sw, ph, pw, dh, dw)
     input_grad(ct[N,O,HO,WO], w[O,C,KH,KW], out[N,C,H,W], sh, sw, ph, pw, dh, dw)
@@ -75,7 +76,7 @@ def _tile_forward(mr: int, nv: int, lanes: int) -> list[str]:
     lines += ["            " + b for b in body]
     for i in range(mr):
         for j in range(nv):
-            lines.append(f"vstore(on, ((oy * WOP + ox0 + {i}) * OP) + ob + {j * lanes}, a{i}_{j})")
+            lines.append(f"vstore(on, ((oy * TW + ox0 + {i}) * OP) + ob + {j * lanes}, a{i}_{j})")
     return lines
 
 
@@ -102,6 +103,27 @@ def _tile_weight_grad(mr: int, nv: int, lanes: int) -> list[str]:
     return lines
 
 
+def _layout() -> list[str]:
+    """How a forward tile's MR pixels lie: on one output row (rows of HO x WO padded to whole
+    tiles, TW columns), or, when that wastes more, anywhere in the image taken as one row
+    ("flat"): the output rows laid end to end at a pitch QP >= WO chosen so that pixel q reads
+    the scratch image at q * sw * C in every row, which makes the scratch rows WP = QP * sw / sh
+    wide. A 4 x 4 output, 3 x 3 kernel computes 24 pixels flat instead of 32 in rows. QP is
+    the output pitch (the rows layout: TW), XS the scratch image's length in pixels."""
+    return [
+        f"TW = (WO + {MR - 1}) // {MR} * {MR}",
+        "QP = WO",
+        "while QP * sw % sh or QP * sw < WN * sh:",
+        "    QP += 1",
+        f"FLAT = (HO * QP + {MR - 1}) // {MR} * {MR}",
+        "if FLAT < HO * TW:",
+        "    TH, TW, WP = 1, FLAT, QP * sw // sh",
+        "else:",
+        "    TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1",
+        "XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)",
+    ]
+
+
 def _suffix(nv: int) -> str:
     return "_narrow" if nv == 1 else ""
 
@@ -122,9 +144,9 @@ def _forward(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "    HO, WO = out.shape[2], out.shape[3]",
         f"    BO = {nv * lanes}",
         "    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks",
-        f"    WOP = (WO + {MR - 1}) // {MR} * {MR}  # output columns padded to whole tiles",
-        "    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows, columns read",
-        "    WP = (WOP - 1) * sw + (KW - 1) * dw + 1",
+        "    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read",
+        "    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns",
+        *_indent(_layout(), 1),
         "    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1",
         "    SX = sw * C",
         "    # weights as [O/BO, KH, KW, C, BO]",
@@ -136,8 +158,8 @@ def _forward(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO",
         "                    wt[i] = w[o, c, kp, kq]",
         "    T = min(WORKERS, N)",
-        f"    xs = np.zeros((T, HP * WP * C), {dt})  # per thread: one padded image, channel-last",
-        f"    ys = np.empty((T, HO * WOP * OP), {dt})  # and its output, channel-last",
+        f"    xs = np.zeros((T, XS * C), {dt})  # per thread: one padded image, channel-last",
+        f"    ys = np.empty((T, TH * TW * OP), {dt})  # and its output, channel-last",
         "    for t in prange(T):",
         "        xn = xs[t]",
         "        on = ys[t]",
@@ -146,14 +168,14 @@ def _forward(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "                for iy in range(min(H, HP - ph)):",
         "                    for ix in range(min(W, WP - pw)):",
         "                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]",
-        "            for oy in range(HO):",
+        "            for oy in range(TH):",
         "                for ob in range(0, OP, BO):",
-        f"                    for ox0 in range(0, WOP, {MR}):",
+        f"                    for ox0 in range(0, TW, {MR}):",
         *_indent(_tile_forward(MR, nv, lanes), 6),
         "            for o in range(O):",
         "                for oy in range(HO):",
         "                    for ox in range(WO):",
-        "                        out[nb, o, oy, ox] = on[(oy * WOP + ox) * OP + o]",
+        "                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]",
     ]
 
 
@@ -171,10 +193,9 @@ def _input_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "    H, W = out.shape[2], out.shape[3]",
         f"    BO = {nv * lanes}",
         "    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels",
-        f"    WOP = (W + {MR - 1}) // {MR} * {MR}",
         "    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw",
         "    HP = H + (KH - 1) * dh",
-        "    WP = WOP + (KW - 1) * dw",
+        "    WN = W + (KW - 1) * dw",
         "    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)",
         "    SX = O",
         "    C_, C = C, O  # the tile reads C as its input channels: here, ct's",
@@ -187,12 +208,13 @@ def _input_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "                        w[o, c, KH - 1 - kp, KW - 1 - kq]",
         "                    )",
         "    T = min(WORKERS, N)",
-        f"    xs = np.zeros((T, HP * WP * C), {dt})",
-        f"    ys = np.empty((T, H * WOP * OP), {dt})",
         "    sh_, sw_ = sh, sw",
         "    sh = sw = 1  # the tile runs a stride-1 convolution",
         "    HO_, WO_ = HO, WO",
-        "    HO = H",
+        "    HO, WO = H, W",
+        *_indent(_layout(), 1),
+        f"    xs = np.zeros((T, XS * C), {dt})",
+        f"    ys = np.empty((T, TH * TW * OP), {dt})",
         "    for t in prange(T):",
         "        xn = xs[t]",
         "        on = ys[t]",
@@ -203,14 +225,14 @@ def _input_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "                        iy, ix = qh + oy * sh_, qw + ox * sw_",
         "                        if iy < HP and ix < WP:",
         "                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]",
-        "            for oy in range(HO):",
+        "            for oy in range(TH):",
         "                for ob in range(0, OP, BO):",
-        f"                    for ox0 in range(0, WOP, {MR}):",
+        f"                    for ox0 in range(0, TW, {MR}):",
         *_indent(_tile_forward(MR, nv, lanes), 6),
         "            for c in range(C_):",
         "                for iy in range(H):",
         "                    for ix in range(W):",
-        "                        out[nb, c, iy, ix] = on[(iy * WOP + ix) * OP + c]",
+        "                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]",
     ]
 
 
@@ -256,16 +278,17 @@ def _weight_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         f"                        for j0 in range(0, JP, {MR}):",
         "                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob",
         *_indent(_tile_weight_grad(MR, nv, lanes), 7),
-        "    for o in range(O):",
-        "        for c in range(C):",
-        "            for kp in range(KH):",
-        "                for kq in range(KW):",
-        "                    j, q = (kq * C + c, 0) if dw == 1 else (c, kq)",
-        "                    i = ((kp * KQ + q) * JP + j) * OP + o",
-        "                    s = accs[0, i]",
-        "                    for t in range(1, T):",
-        "                        s += accs[t, i]",
-        "                    out[o, c, kp, kq] = s",
+        "    acc = accs[0]",
+        "    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)",
+        "        for i in range(acc.size):",
+        "            acc[i] += accs[t, i]",
+        "    for kp in range(KH):  # scattered into out, reading acc in order",
+        "        for kq in range(KW):",
+        "            for c in range(C):",
+        "                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)",
+        "                ab = ((kp * KQ + q) * JP + j) * OP",
+        "                for o in range(O):",
+        "                    out[o, c, kp, kq] = acc[ab + o]",
     ]
 
 

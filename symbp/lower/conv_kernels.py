@@ -23,9 +23,18 @@ def conv2d_forward_f32(x, w, out, sh, sw, ph, pw, dh, dw):
     HO, WO = out.shape[2], out.shape[3]
     BO = 32
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
-    WOP = (WO + 7) // 8 * 8  # output columns padded to whole tiles
-    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows, columns read
-    WP = (WOP - 1) * sw + (KW - 1) * dw + 1
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + 7) // 8 * 8
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + 7) // 8 * 8
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
     KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
     SX = sw * C
     # weights as [O/BO, KH, KW, C, BO]
@@ -37,8 +46,8 @@ def conv2d_forward_f32(x, w, out, sh, sw, ph, pw, dh, dw):
                     i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
                     wt[i] = w[o, c, kp, kq]
     T = min(WORKERS, N)
-    xs = np.zeros((T, HP * WP * C), np.float32)  # per thread: one padded image, channel-last
-    ys = np.empty((T, HO * WOP * OP), np.float32)  # and its output, channel-last
+    xs = np.zeros((T, XS * C), np.float32)  # per thread: one padded image, channel-last
+    ys = np.empty((T, TH * TW * OP), np.float32)  # and its output, channel-last
     for t in prange(T):
         xn = xs[t]
         on = ys[t]
@@ -47,9 +56,9 @@ def conv2d_forward_f32(x, w, out, sh, sw, ph, pw, dh, dw):
                 for iy in range(min(H, HP - ph)):
                     for ix in range(min(W, WP - pw)):
                         xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
-            for oy in range(HO):
+            for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, WOP, 8):
+                    for ox0 in range(0, TW, 8):
                         a0_0 = vzero(wt)
                         a0_1 = vzero(wt)
                         a1_0 = vzero(wt)
@@ -97,26 +106,26 @@ def conv2d_forward_f32(x, w, out, sh, sw, ph, pw, dh, dw):
                                     x7 = vbload(xn, xb + 7 * SX + c)
                                     a7_0 = vfma(x7, w0, a7_0)
                                     a7_1 = vfma(x7, w1, a7_1)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 16, a0_1)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 16, a1_1)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 16, a2_1)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 16, a3_1)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 16, a4_1)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 16, a5_1)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 16, a6_1)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 16, a7_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 16, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 16, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 16, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 16, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 16, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 16, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 16, a6_1)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 16, a7_1)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
-                        out[nb, o, oy, ox] = on[(oy * WOP + ox) * OP + o]
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -129,10 +138,9 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
     H, W = out.shape[2], out.shape[3]
     BO = 32
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
-    WOP = (W + 7) // 8 * 8
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
     HP = H + (KH - 1) * dh
-    WP = WOP + (KW - 1) * dw
+    WN = W + (KW - 1) * dw
     KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
     SX = O
     C_, C = C, O  # the tile reads C as its input channels: here, ct's
@@ -145,12 +153,22 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
                         w[o, c, KH - 1 - kp, KW - 1 - kq]
                     )
     T = min(WORKERS, N)
-    xs = np.zeros((T, HP * WP * C), np.float32)
-    ys = np.empty((T, H * WOP * OP), np.float32)
     sh_, sw_ = sh, sw
     sh = sw = 1  # the tile runs a stride-1 convolution
     HO_, WO_ = HO, WO
-    HO = H
+    HO, WO = H, W
+    TW = (WO + 7) // 8 * 8
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + 7) // 8 * 8
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = np.zeros((T, XS * C), np.float32)
+    ys = np.empty((T, TH * TW * OP), np.float32)
     for t in prange(T):
         xn = xs[t]
         on = ys[t]
@@ -161,9 +179,9 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
                         iy, ix = qh + oy * sh_, qw + ox * sw_
                         if iy < HP and ix < WP:
                             xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
-            for oy in range(HO):
+            for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, WOP, 8):
+                    for ox0 in range(0, TW, 8):
                         a0_0 = vzero(wt)
                         a0_1 = vzero(wt)
                         a1_0 = vzero(wt)
@@ -211,26 +229,26 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
                                     x7 = vbload(xn, xb + 7 * SX + c)
                                     a7_0 = vfma(x7, w0, a7_0)
                                     a7_1 = vfma(x7, w1, a7_1)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 16, a0_1)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 16, a1_1)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 16, a2_1)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 16, a3_1)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 16, a4_1)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 16, a5_1)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 16, a6_1)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 16, a7_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 16, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 16, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 16, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 16, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 16, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 16, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 16, a6_1)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 16, a7_1)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
-                        out[nb, c, iy, ix] = on[(iy * WOP + ix) * OP + c]
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -332,16 +350,17 @@ def conv2d_weight_grad_f32(x, ct, out, sh, sw, ph, pw, dh, dw):
                             vstore(acc, ab + 6 * OP + 16, a6_1)
                             vstore(acc, ab + 7 * OP + 0, a7_0)
                             vstore(acc, ab + 7 * OP + 16, a7_1)
-    for o in range(O):
-        for c in range(C):
-            for kp in range(KH):
-                for kq in range(KW):
-                    j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
-                    i = ((kp * KQ + q) * JP + j) * OP + o
-                    s = accs[0, i]
-                    for t in range(1, T):
-                        s += accs[t, i]
-                    out[o, c, kp, kq] = s
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -352,9 +371,18 @@ def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
     HO, WO = out.shape[2], out.shape[3]
     BO = 16
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
-    WOP = (WO + 7) // 8 * 8  # output columns padded to whole tiles
-    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows, columns read
-    WP = (WOP - 1) * sw + (KW - 1) * dw + 1
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + 7) // 8 * 8
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + 7) // 8 * 8
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
     KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
     SX = sw * C
     # weights as [O/BO, KH, KW, C, BO]
@@ -366,8 +394,8 @@ def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
                     i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
                     wt[i] = w[o, c, kp, kq]
     T = min(WORKERS, N)
-    xs = np.zeros((T, HP * WP * C), np.float32)  # per thread: one padded image, channel-last
-    ys = np.empty((T, HO * WOP * OP), np.float32)  # and its output, channel-last
+    xs = np.zeros((T, XS * C), np.float32)  # per thread: one padded image, channel-last
+    ys = np.empty((T, TH * TW * OP), np.float32)  # and its output, channel-last
     for t in prange(T):
         xn = xs[t]
         on = ys[t]
@@ -376,9 +404,9 @@ def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
                 for iy in range(min(H, HP - ph)):
                     for ix in range(min(W, WP - pw)):
                         xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
-            for oy in range(HO):
+            for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, WOP, 8):
+                    for ox0 in range(0, TW, 8):
                         a0_0 = vzero(wt)
                         a1_0 = vzero(wt)
                         a2_0 = vzero(wt)
@@ -409,18 +437,18 @@ def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
                                     a6_0 = vfma(x6, w0, a6_0)
                                     x7 = vbload(xn, xb + 7 * SX + c)
                                     a7_0 = vfma(x7, w0, a7_0)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
-                        out[nb, o, oy, ox] = on[(oy * WOP + ox) * OP + o]
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -433,10 +461,9 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
     H, W = out.shape[2], out.shape[3]
     BO = 16
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
-    WOP = (W + 7) // 8 * 8
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
     HP = H + (KH - 1) * dh
-    WP = WOP + (KW - 1) * dw
+    WN = W + (KW - 1) * dw
     KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
     SX = O
     C_, C = C, O  # the tile reads C as its input channels: here, ct's
@@ -449,12 +476,22 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
                         w[o, c, KH - 1 - kp, KW - 1 - kq]
                     )
     T = min(WORKERS, N)
-    xs = np.zeros((T, HP * WP * C), np.float32)
-    ys = np.empty((T, H * WOP * OP), np.float32)
     sh_, sw_ = sh, sw
     sh = sw = 1  # the tile runs a stride-1 convolution
     HO_, WO_ = HO, WO
-    HO = H
+    HO, WO = H, W
+    TW = (WO + 7) // 8 * 8
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + 7) // 8 * 8
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = np.zeros((T, XS * C), np.float32)
+    ys = np.empty((T, TH * TW * OP), np.float32)
     for t in prange(T):
         xn = xs[t]
         on = ys[t]
@@ -465,9 +502,9 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
                         iy, ix = qh + oy * sh_, qw + ox * sw_
                         if iy < HP and ix < WP:
                             xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
-            for oy in range(HO):
+            for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, WOP, 8):
+                    for ox0 in range(0, TW, 8):
                         a0_0 = vzero(wt)
                         a1_0 = vzero(wt)
                         a2_0 = vzero(wt)
@@ -498,18 +535,18 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
                                     a6_0 = vfma(x6, w0, a6_0)
                                     x7 = vbload(xn, xb + 7 * SX + c)
                                     a7_0 = vfma(x7, w0, a7_0)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
-                        out[nb, c, iy, ix] = on[(iy * WOP + ix) * OP + c]
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -586,16 +623,17 @@ def conv2d_weight_grad_f32_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
                             vstore(acc, ab + 5 * OP + 0, a5_0)
                             vstore(acc, ab + 6 * OP + 0, a6_0)
                             vstore(acc, ab + 7 * OP + 0, a7_0)
-    for o in range(O):
-        for c in range(C):
-            for kp in range(KH):
-                for kq in range(KW):
-                    j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
-                    i = ((kp * KQ + q) * JP + j) * OP + o
-                    s = accs[0, i]
-                    for t in range(1, T):
-                        s += accs[t, i]
-                    out[o, c, kp, kq] = s
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -704,9 +742,18 @@ def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
     HO, WO = out.shape[2], out.shape[3]
     BO = 16
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
-    WOP = (WO + 7) // 8 * 8  # output columns padded to whole tiles
-    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows, columns read
-    WP = (WOP - 1) * sw + (KW - 1) * dw + 1
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + 7) // 8 * 8
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + 7) // 8 * 8
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
     KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
     SX = sw * C
     # weights as [O/BO, KH, KW, C, BO]
@@ -718,8 +765,8 @@ def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
                     i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
                     wt[i] = w[o, c, kp, kq]
     T = min(WORKERS, N)
-    xs = np.zeros((T, HP * WP * C), np.float64)  # per thread: one padded image, channel-last
-    ys = np.empty((T, HO * WOP * OP), np.float64)  # and its output, channel-last
+    xs = np.zeros((T, XS * C), np.float64)  # per thread: one padded image, channel-last
+    ys = np.empty((T, TH * TW * OP), np.float64)  # and its output, channel-last
     for t in prange(T):
         xn = xs[t]
         on = ys[t]
@@ -728,9 +775,9 @@ def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
                 for iy in range(min(H, HP - ph)):
                     for ix in range(min(W, WP - pw)):
                         xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
-            for oy in range(HO):
+            for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, WOP, 8):
+                    for ox0 in range(0, TW, 8):
                         a0_0 = vzero(wt)
                         a0_1 = vzero(wt)
                         a1_0 = vzero(wt)
@@ -778,26 +825,26 @@ def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
                                     x7 = vbload(xn, xb + 7 * SX + c)
                                     a7_0 = vfma(x7, w0, a7_0)
                                     a7_1 = vfma(x7, w1, a7_1)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 8, a0_1)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 8, a1_1)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 8, a2_1)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 8, a3_1)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 8, a4_1)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 8, a5_1)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 8, a6_1)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 8, a7_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 8, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 8, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 8, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 8, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 8, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 8, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 8, a6_1)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 8, a7_1)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
-                        out[nb, o, oy, ox] = on[(oy * WOP + ox) * OP + o]
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -810,10 +857,9 @@ def conv2d_input_grad_f64(ct, w, out, sh, sw, ph, pw, dh, dw):
     H, W = out.shape[2], out.shape[3]
     BO = 16
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
-    WOP = (W + 7) // 8 * 8
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
     HP = H + (KH - 1) * dh
-    WP = WOP + (KW - 1) * dw
+    WN = W + (KW - 1) * dw
     KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
     SX = O
     C_, C = C, O  # the tile reads C as its input channels: here, ct's
@@ -826,12 +872,22 @@ def conv2d_input_grad_f64(ct, w, out, sh, sw, ph, pw, dh, dw):
                         w[o, c, KH - 1 - kp, KW - 1 - kq]
                     )
     T = min(WORKERS, N)
-    xs = np.zeros((T, HP * WP * C), np.float64)
-    ys = np.empty((T, H * WOP * OP), np.float64)
     sh_, sw_ = sh, sw
     sh = sw = 1  # the tile runs a stride-1 convolution
     HO_, WO_ = HO, WO
-    HO = H
+    HO, WO = H, W
+    TW = (WO + 7) // 8 * 8
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + 7) // 8 * 8
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = np.zeros((T, XS * C), np.float64)
+    ys = np.empty((T, TH * TW * OP), np.float64)
     for t in prange(T):
         xn = xs[t]
         on = ys[t]
@@ -842,9 +898,9 @@ def conv2d_input_grad_f64(ct, w, out, sh, sw, ph, pw, dh, dw):
                         iy, ix = qh + oy * sh_, qw + ox * sw_
                         if iy < HP and ix < WP:
                             xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
-            for oy in range(HO):
+            for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, WOP, 8):
+                    for ox0 in range(0, TW, 8):
                         a0_0 = vzero(wt)
                         a0_1 = vzero(wt)
                         a1_0 = vzero(wt)
@@ -892,26 +948,26 @@ def conv2d_input_grad_f64(ct, w, out, sh, sw, ph, pw, dh, dw):
                                     x7 = vbload(xn, xb + 7 * SX + c)
                                     a7_0 = vfma(x7, w0, a7_0)
                                     a7_1 = vfma(x7, w1, a7_1)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 8, a0_1)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 8, a1_1)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 8, a2_1)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 8, a3_1)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 8, a4_1)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 8, a5_1)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 8, a6_1)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 8, a7_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 8, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 8, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 8, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 8, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 8, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 8, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 8, a6_1)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 8, a7_1)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
-                        out[nb, c, iy, ix] = on[(iy * WOP + ix) * OP + c]
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -1013,16 +1069,17 @@ def conv2d_weight_grad_f64(x, ct, out, sh, sw, ph, pw, dh, dw):
                             vstore(acc, ab + 6 * OP + 8, a6_1)
                             vstore(acc, ab + 7 * OP + 0, a7_0)
                             vstore(acc, ab + 7 * OP + 8, a7_1)
-    for o in range(O):
-        for c in range(C):
-            for kp in range(KH):
-                for kq in range(KW):
-                    j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
-                    i = ((kp * KQ + q) * JP + j) * OP + o
-                    s = accs[0, i]
-                    for t in range(1, T):
-                        s += accs[t, i]
-                    out[o, c, kp, kq] = s
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -1033,9 +1090,18 @@ def conv2d_forward_f64_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
     HO, WO = out.shape[2], out.shape[3]
     BO = 8
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
-    WOP = (WO + 7) // 8 * 8  # output columns padded to whole tiles
-    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows, columns read
-    WP = (WOP - 1) * sw + (KW - 1) * dw + 1
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + 7) // 8 * 8
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + 7) // 8 * 8
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
     KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
     SX = sw * C
     # weights as [O/BO, KH, KW, C, BO]
@@ -1047,8 +1113,8 @@ def conv2d_forward_f64_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
                     i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
                     wt[i] = w[o, c, kp, kq]
     T = min(WORKERS, N)
-    xs = np.zeros((T, HP * WP * C), np.float64)  # per thread: one padded image, channel-last
-    ys = np.empty((T, HO * WOP * OP), np.float64)  # and its output, channel-last
+    xs = np.zeros((T, XS * C), np.float64)  # per thread: one padded image, channel-last
+    ys = np.empty((T, TH * TW * OP), np.float64)  # and its output, channel-last
     for t in prange(T):
         xn = xs[t]
         on = ys[t]
@@ -1057,9 +1123,9 @@ def conv2d_forward_f64_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
                 for iy in range(min(H, HP - ph)):
                     for ix in range(min(W, WP - pw)):
                         xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
-            for oy in range(HO):
+            for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, WOP, 8):
+                    for ox0 in range(0, TW, 8):
                         a0_0 = vzero(wt)
                         a1_0 = vzero(wt)
                         a2_0 = vzero(wt)
@@ -1090,18 +1156,18 @@ def conv2d_forward_f64_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
                                     a6_0 = vfma(x6, w0, a6_0)
                                     x7 = vbload(xn, xb + 7 * SX + c)
                                     a7_0 = vfma(x7, w0, a7_0)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
-                        out[nb, o, oy, ox] = on[(oy * WOP + ox) * OP + o]
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -1114,10 +1180,9 @@ def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
     H, W = out.shape[2], out.shape[3]
     BO = 8
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
-    WOP = (W + 7) // 8 * 8
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
     HP = H + (KH - 1) * dh
-    WP = WOP + (KW - 1) * dw
+    WN = W + (KW - 1) * dw
     KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
     SX = O
     C_, C = C, O  # the tile reads C as its input channels: here, ct's
@@ -1130,12 +1195,22 @@ def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
                         w[o, c, KH - 1 - kp, KW - 1 - kq]
                     )
     T = min(WORKERS, N)
-    xs = np.zeros((T, HP * WP * C), np.float64)
-    ys = np.empty((T, H * WOP * OP), np.float64)
     sh_, sw_ = sh, sw
     sh = sw = 1  # the tile runs a stride-1 convolution
     HO_, WO_ = HO, WO
-    HO = H
+    HO, WO = H, W
+    TW = (WO + 7) // 8 * 8
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + 7) // 8 * 8
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = np.zeros((T, XS * C), np.float64)
+    ys = np.empty((T, TH * TW * OP), np.float64)
     for t in prange(T):
         xn = xs[t]
         on = ys[t]
@@ -1146,9 +1221,9 @@ def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
                         iy, ix = qh + oy * sh_, qw + ox * sw_
                         if iy < HP and ix < WP:
                             xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
-            for oy in range(HO):
+            for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, WOP, 8):
+                    for ox0 in range(0, TW, 8):
                         a0_0 = vzero(wt)
                         a1_0 = vzero(wt)
                         a2_0 = vzero(wt)
@@ -1179,18 +1254,18 @@ def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
                                     a6_0 = vfma(x6, w0, a6_0)
                                     x7 = vbload(xn, xb + 7 * SX + c)
                                     a7_0 = vfma(x7, w0, a7_0)
-                        vstore(on, ((oy * WOP + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * WOP + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * WOP + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * WOP + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * WOP + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * WOP + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * WOP + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * WOP + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
-                        out[nb, c, iy, ix] = on[(iy * WOP + ix) * OP + c]
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -1267,16 +1342,17 @@ def conv2d_weight_grad_f64_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
                             vstore(acc, ab + 5 * OP + 0, a5_0)
                             vstore(acc, ab + 6 * OP + 0, a6_0)
                             vstore(acc, ab + 7 * OP + 0, a7_0)
-    for o in range(O):
-        for c in range(C):
-            for kp in range(KH):
-                for kq in range(KW):
-                    j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
-                    i = ((kp * KQ + q) * JP + j) * OP + o
-                    s = accs[0, i]
-                    for t in range(1, T):
-                        s += accs[t, i]
-                    out[o, c, kp, kq] = s
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
 
 
 @njit(cache=True, parallel=True, nogil=True)

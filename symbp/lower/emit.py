@@ -70,6 +70,7 @@ class Emitter:
     def __init__(self, sched: Schedule, invariant: dict[sympy.Symbol, str], mkl: bool = False):
         self.mkl = mkl  # matrix products through MKL's gemm (symbp.lower.support) or np.dot
         self.parallel = False  # set when a loop uses prange: the function needs parallel=True
+        self.threaded = False  # set when it calls a parallel library kernel (conv_kernels.py)
         self.sched = sched
         self.invariant = invariant
         self._syms: dict[str, sympy.Symbol] = {}
@@ -376,6 +377,7 @@ class Emitter:
             # big products: the register-tiled kernel of conv_kernels.py (a batch-dependent
             # one, when batches up to 256 rows can make it big, chooses at run time)
             tiled = f"matmul_{kt}({a.name}, {ta}, {b.name}, {tb}, {out.name})"
+            self.threaded = True
             if flops.is_Number:
                 return [tiled]
             big = f"if {dim_code(flops)} >= {TILED_MATMUL}:"
@@ -471,6 +473,7 @@ class Emitter:
         geometry = f"{sh}, {sw}, {top}, {left}, {dh}, {dw}"
         produced = w.shape[1] if kernel == "input_grad" else w.shape[0]
         narrow = "_narrow" if produced <= simd.lanes(n.dtype) else ""
+        self.threaded = True
         return [f"conv2d_{kernel}_{kt}{narrow}({', '.join(args)}, {geometry})"]
 
     def _emit_conv2d(self, n: Node, out: Buffer) -> list[str]:

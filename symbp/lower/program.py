@@ -50,7 +50,17 @@ from symbp.lower.conv_kernels import (  # noqa: F401
 
 f32 = np.float32
 f64 = np.float64
-'''
+{pool}'''
+
+# Numba starts its thread pool when it loads cached code that runs in parallel, but not when a
+# function that is not parallel itself calls parallel kernels that were loaded from a cache too
+# (Numba 0.68: the pool's start hook is not passed on): that cached code would crash at its first
+# parallel region. Modules that call the library kernels start the pool themselves (~30 ms once).
+POOL = """
+import numba  # noqa: E402
+
+THREADS = numba.get_num_threads()  # starts Numba's thread pool: see symbp.lower.program.POOL
+"""
 
 # every kernel conv_kernels.py defines, as the generated modules import them
 KERNELS = textwrap.fill(
@@ -381,7 +391,9 @@ def lower_train(
         else ""
     )
     source = (
-        HEADER.format(title=title, summary=summary, kernels=KERNELS)
+        HEADER.format(
+            title=title, summary=summary, kernels=KERNELS, pool=POOL if em.threaded else ""
+        )
         + consts
         + "\n\n"
         + "\n".join(
@@ -456,7 +468,10 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         *_indent(copy_out, 1),
     ]
     source = HEADER.format(
-        title=title, summary=f"Forward pass of {len(params)} parameters.", kernels=KERNELS
+        title=title,
+        summary=f"Forward pass of {len(params)} parameters.",
+        kernels=KERNELS,
+        pool=POOL if em.threaded else "",
     )
     source += (
         "\n\n"

@@ -17,10 +17,6 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from symbp import cache
-
-cache.use_for_numba()  # before any @njit(cache=True) below
-
 
 def _find_mkl() -> str | None:
     """libmkl_rt from the ``mkl`` wheel, if installed (``SYMBP_BLAS=openblas`` ignores it)."""
