@@ -106,12 +106,16 @@ def test_kernels_match_the_definition(case, dtype, variant):
         close(got, xbar)
 
 
+@pytest.mark.parametrize("kernel", ["matmul", "matmul_small", "matmul_small_narrow"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (5, 3, 7), (33, 17, 40), (128, 300, 70)])
-def test_tiled_matmul_matches_numpy(m, k, n, dtype):
-    """op(a) @ op(b) for every pair of transposes; sizes that are not whole tiles."""
+@pytest.mark.parametrize(
+    "m, k, n", [(1, 1, 1), (5, 3, 7), (8, 16, 32), (33, 17, 40), (128, 300, 70)]
+)
+def test_tiled_matmul_matches_numpy(m, k, n, dtype, kernel):
+    """op(a) @ op(b) for every pair of transposes; sizes that are and are not whole tiles."""
     rng = np.random.default_rng(m + k + n)
     kt = "f32" if dtype == np.float32 else "f64"
+    name = kernel.replace("_narrow", f"_{kt}_narrow") if "narrow" in kernel else f"{kernel}_{kt}"
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for ta in (False, True):
         for tb in (False, True):
@@ -119,7 +123,7 @@ def test_tiled_matmul_matches_numpy(m, k, n, dtype):
             b = rng.standard_normal((n, k) if tb else (k, n))
             want = (a.T if ta else a) @ (b.T if tb else b)
             got = np.full((m, n), np.nan, dtype)
-            getattr(conv_kernels, f"matmul_{kt}")(a.astype(dtype), ta, b.astype(dtype), tb, got)
+            getattr(conv_kernels, name)(a.astype(dtype), ta, b.astype(dtype), tb, got)
             np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
 
 

@@ -350,6 +350,68 @@ def _matmul(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
     ]
 
 
+def _tile_matmul_small(mr: int, nv: int, lanes: int) -> list[str]:
+    """MR rows x NV*lanes columns, op(a) read where it lies (rows past M clamped to M-1)."""
+    lines = [f"r{i} = min(m0 + {i}, M - 1) * sm" for i in range(mr)]
+    lines += [f"a{i}_{j} = vzero(bt)" for i in range(mr) for j in range(nv)]
+    lines += ["bb = jb * K * BO", "for k in range(K):", "    kk = k * sk"]
+    body = [f"w{j} = vload(bt, bb + k * BO + {j * lanes})" for j in range(nv)]
+    for i in range(mr):
+        body.append(f"x{i} = vbload(a, r{i} + kk)")
+        body += [f"a{i}_{j} = vfma(x{i}, w{j}, a{i}_{j})" for j in range(nv)]
+    lines += ["    " + b for b in body]
+    lines += ["if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out"]
+    for i in range(mr):
+        for j in range(nv):
+            lines.append(f"    vstore(out, (m0 + {i}) * N + jb * BO + {j * lanes}, a{i}_{j})")
+    lines += ["else:  # an edge tile: through ot, then its part inside out"]
+    for i in range(mr):
+        for j in range(nv):
+            lines.append(f"    vstore(ot, {i * nv * lanes + j * lanes}, a{i}_{j})")
+    lines += [
+        "    for i in range(min(MR, M - m0)):",
+        "        for n in range(min(BO, N - jb * BO)):",
+        "            out[m0 + i, jb * BO + n] = ot[i * BO + n]",
+    ]
+    return lines
+
+
+def _matmul_small(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
+    return [
+        "",
+        "",
+        "@njit(cache=True, nogil=True)",
+        f"def matmul_small_{kt}{_suffix(nv)}(a, ta, b, tb, out):",
+        '    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP',
+        "    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is",
+        "    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles",
+        '    are stored straight into out."""',
+        "    M, N = out.shape",
+        "    K = a.shape[0] if ta else a.shape[1]",
+        f"    MR, BO = {MR}, {nv * lanes}",
+        "    NB = (N + BO - 1) // BO",
+        "    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk",
+        f"    bt = np.empty(NB * K * BO, {dt})",
+        f"    ot = np.empty(MR * BO, {dt})",
+        "    for jb in range(NB):",
+        "        n0 = jb * BO",
+        "        nw = min(BO, N - n0)",
+        "        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache",
+        "            base = (jb * K + k) * BO",
+        "            if tb:",
+        "                for n in range(nw):",
+        "                    bt[base + n] = b[n0 + n, k]",
+        "            else:",
+        "                for n in range(nw):",
+        "                    bt[base + n] = b[k, n0 + n]",
+        "            for n in range(nw, BO):",
+        "                bt[base + n] = 0",
+        "    for jb in range(NB):",
+        "        for m0 in range(0, M, MR):",
+        *_indent(_tile_matmul_small(MR, nv, lanes), 3),
+    ]
+
+
 def source() -> str:
     lines = [HEADER.rstrip("\n")]
     for kt, (dt, lanes) in DTYPES.items():
@@ -357,6 +419,8 @@ def source() -> str:
             for build in (_forward, _input_grad, _weight_grad):
                 lines += build(kt, dt, lanes, nv)
         lines += _matmul(kt, dt, lanes)
+        for nv in (NV, 1):
+            lines += _matmul_small(kt, dt, lanes, nv)
     return "\n".join(lines) + "\n"
 
 

@@ -734,6 +734,213 @@ def matmul_f32(a, ta, b, tb, out):
             out[i, n] = ot[i * NP + n]
 
 
+@njit(cache=True, nogil=True)
+def matmul_small_f32(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, BO = 8, 32
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = np.empty(NB * K * BO, np.float32)
+    ot = np.empty(MR * BO, np.float32)
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            r6 = min(m0 + 6, M - 1) * sm
+            r7 = min(m0 + 7, M - 1) * sm
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            a6_0 = vzero(bt)
+            a6_1 = vzero(bt)
+            a7_0 = vzero(bt)
+            a7_1 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + 16)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+                x6 = vbload(a, r6 + kk)
+                a6_0 = vfma(x6, w0, a6_0)
+                a6_1 = vfma(x6, w1, a6_1)
+                x7 = vbload(a, r7 + kk)
+                a7_0 = vfma(x7, w0, a7_0)
+                a7_1 = vfma(x7, w1, a7_1)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 0) * N + jb * BO + 16, a0_1)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 1) * N + jb * BO + 16, a1_1)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 2) * N + jb * BO + 16, a2_1)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 3) * N + jb * BO + 16, a3_1)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 4) * N + jb * BO + 16, a4_1)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 5) * N + jb * BO + 16, a5_1)
+                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                vstore(out, (m0 + 6) * N + jb * BO + 16, a6_1)
+                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+                vstore(out, (m0 + 7) * N + jb * BO + 16, a7_1)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, 16, a0_1)
+                vstore(ot, 32, a1_0)
+                vstore(ot, 48, a1_1)
+                vstore(ot, 64, a2_0)
+                vstore(ot, 80, a2_1)
+                vstore(ot, 96, a3_0)
+                vstore(ot, 112, a3_1)
+                vstore(ot, 128, a4_0)
+                vstore(ot, 144, a4_1)
+                vstore(ot, 160, a5_0)
+                vstore(ot, 176, a5_1)
+                vstore(ot, 192, a6_0)
+                vstore(ot, 208, a6_1)
+                vstore(ot, 224, a7_0)
+                vstore(ot, 240, a7_1)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f32_narrow(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, BO = 8, 16
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = np.empty(NB * K * BO, np.float32)
+    ot = np.empty(MR * BO, np.float32)
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            r6 = min(m0 + 6, M - 1) * sm
+            r7 = min(m0 + 7, M - 1) * sm
+            a0_0 = vzero(bt)
+            a1_0 = vzero(bt)
+            a2_0 = vzero(bt)
+            a3_0 = vzero(bt)
+            a4_0 = vzero(bt)
+            a5_0 = vzero(bt)
+            a6_0 = vzero(bt)
+            a7_0 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                x6 = vbload(a, r6 + kk)
+                a6_0 = vfma(x6, w0, a6_0)
+                x7 = vbload(a, r7 + kk)
+                a7_0 = vfma(x7, w0, a7_0)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, 16, a1_0)
+                vstore(ot, 32, a2_0)
+                vstore(ot, 48, a3_0)
+                vstore(ot, 64, a4_0)
+                vstore(ot, 80, a5_0)
+                vstore(ot, 96, a6_0)
+                vstore(ot, 112, a7_0)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
     """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""
@@ -1451,3 +1658,210 @@ def matmul_f64(a, ta, b, tb, out):
     for i in range(M):
         for n in range(N):
             out[i, n] = ot[i * NP + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f64(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, BO = 8, 16
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = np.empty(NB * K * BO, np.float64)
+    ot = np.empty(MR * BO, np.float64)
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            r6 = min(m0 + 6, M - 1) * sm
+            r7 = min(m0 + 7, M - 1) * sm
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            a6_0 = vzero(bt)
+            a6_1 = vzero(bt)
+            a7_0 = vzero(bt)
+            a7_1 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + 8)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+                x6 = vbload(a, r6 + kk)
+                a6_0 = vfma(x6, w0, a6_0)
+                a6_1 = vfma(x6, w1, a6_1)
+                x7 = vbload(a, r7 + kk)
+                a7_0 = vfma(x7, w0, a7_0)
+                a7_1 = vfma(x7, w1, a7_1)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 0) * N + jb * BO + 8, a0_1)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 1) * N + jb * BO + 8, a1_1)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 2) * N + jb * BO + 8, a2_1)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 3) * N + jb * BO + 8, a3_1)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 4) * N + jb * BO + 8, a4_1)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 5) * N + jb * BO + 8, a5_1)
+                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                vstore(out, (m0 + 6) * N + jb * BO + 8, a6_1)
+                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+                vstore(out, (m0 + 7) * N + jb * BO + 8, a7_1)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, 8, a0_1)
+                vstore(ot, 16, a1_0)
+                vstore(ot, 24, a1_1)
+                vstore(ot, 32, a2_0)
+                vstore(ot, 40, a2_1)
+                vstore(ot, 48, a3_0)
+                vstore(ot, 56, a3_1)
+                vstore(ot, 64, a4_0)
+                vstore(ot, 72, a4_1)
+                vstore(ot, 80, a5_0)
+                vstore(ot, 88, a5_1)
+                vstore(ot, 96, a6_0)
+                vstore(ot, 104, a6_1)
+                vstore(ot, 112, a7_0)
+                vstore(ot, 120, a7_1)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f64_narrow(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, BO = 8, 8
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = np.empty(NB * K * BO, np.float64)
+    ot = np.empty(MR * BO, np.float64)
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            r6 = min(m0 + 6, M - 1) * sm
+            r7 = min(m0 + 7, M - 1) * sm
+            a0_0 = vzero(bt)
+            a1_0 = vzero(bt)
+            a2_0 = vzero(bt)
+            a3_0 = vzero(bt)
+            a4_0 = vzero(bt)
+            a5_0 = vzero(bt)
+            a6_0 = vzero(bt)
+            a7_0 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                x6 = vbload(a, r6 + kk)
+                a6_0 = vfma(x6, w0, a6_0)
+                x7 = vbload(a, r7 + kk)
+                a7_0 = vfma(x7, w0, a7_0)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, 8, a1_0)
+                vstore(ot, 16, a2_0)
+                vstore(ot, 24, a3_0)
+                vstore(ot, 32, a4_0)
+                vstore(ot, 40, a5_0)
+                vstore(ot, 48, a6_0)
+                vstore(ot, 56, a7_0)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
