@@ -316,6 +316,7 @@ class _Program:
         xs, ys, lo, hi = self.x_strides, self.y_strides, self.min_batch, a.capacity
         sync_in, sync_out, modes = self.sync_in, self.sync_out, self.mode_mods
         ndarray = np.ndarray
+        seen: list[Any] = [None, None]  # the shapes of the last batch that passed the checks
 
         def fast(x: Any, y: Any) -> float | None:
             if not (
@@ -323,13 +324,16 @@ class _Program:
                 and type(y) is ndarray
                 and x.dtype is xd
                 and y.dtype is yd
-                and x.strides == xs  # C-contiguous (the flags object costs ~0.1 us)
-                and y.strides == ys
-                and x.shape[1:] == xt
-                and y.shape[1:] == yt
-                and lo <= len(x) == len(y) <= hi
-                and (not modes or not self.mode_changed())
+                and x.strides == xs  # C-contiguous (the flags object costs ~0.1 us), and
+                and y.strides == ys  # as many dimensions as expected
             ):
+                return None
+            sx, sy = x.shape, y.shape
+            if sx != seen[0] or sy != seen[1]:  # (slicing shapes costs ~0.15 us a step)
+                if not (sx[1:] == xt and sy[1:] == yt and lo <= sx[0] == sy[0] <= hi):
+                    return None
+                seen[0], seen[1] = sx, sy
+            if modes and self.mode_changed():
                 return None
             sync_in()
             n = len(x)

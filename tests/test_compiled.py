@@ -190,6 +190,20 @@ def test_wrong_dtype_and_lengths(trained):
         model.fit(x, y[:-1])
 
 
+def test_step_checks_every_batch_after_a_good_one(trained):
+    """step()'s fast path remembers the shapes of the last good batch, and nothing else: a
+    batch of another shape but the same strides still gets every check."""
+    net, model, x, y = trained
+    model.step(x, y)
+    with pytest.raises(symbp.ShapeError, match="22 inputs but 23 targets"):
+        _unchanged(net, lambda: model.step(x[:-1], y))
+    narrow = np.lib.stride_tricks.as_strided(x, shape=(len(x), 3), strides=x.strides)
+    with pytest.raises(symbp.ShapeError, match="Linear '0' expects 4 input features"):
+        _unchanged(net, lambda: model.step(narrow, y))
+    want = model.loss_and_grads(x[:5], y[:5])[0]
+    assert model.step(x[:5], y[:5]) == want  # another batch size: checked, then taken
+
+
 def test_labels_out_of_range(trained):
     net, model, x, y = trained
     bad = y.copy()
