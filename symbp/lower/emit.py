@@ -273,6 +273,16 @@ class Emitter:
             trailing += 1
         if trailing:
             lead = x.ndim - trailing
+            count = sympy.Mul(*(sympy.sympify(d) for d in x.shape[lead:]))
+            buf = self.sched.buffers.get(x)
+            plain = buf is not None and str(value) == at(buf, idx) and not (is_max or sib)
+            if plain and count.is_Number and int(count) >= 64:
+                # a stored array's contiguous runs: summed on vectors (support.run_sum_*)
+                assert buf is not None
+                strides = [numel_code(x.shape[a + 1 :]) for a in range(lead)]
+                start = " + ".join(f"{v}*{s}" for v, s in zip(idx, strides) if v != "0")
+                call = f"acc = run_sum_{kt}({buf.name}, {start or '0'}, {int(count)})"
+                return zero + pre + _loops(x.shape[:lead], idx[:lead], [call, *merge("acc")])
             step = ["if v > acc or v != v:", "    acc = v"] if is_max else ["acc += v"]
             inner = _loops(x.shape[lead:], idx[lead:], body + step)
             run = [f"acc = {init}", *inner, *merge("acc")]

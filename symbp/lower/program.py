@@ -41,7 +41,7 @@ from numba import njit, prange  # noqa: F401
 
 from symbp.lower.support import (  # noqa: F401
     bernoulli_bits, bernoulli_key, carve, clog_f32, clog_f64, dropout_seed, gemm_f32, gemm_f64,
-    shuffle, sigmoid_f32, sigmoid_f64, softplus_f32, softplus_f64,
+    run_sum_f32, run_sum_f64, shuffle, sigmoid_f32, sigmoid_f64, softplus_f32, softplus_f64,
 )
 
 from symbp.lower.conv_kernels import (  # noqa: F401

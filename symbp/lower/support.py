@@ -143,6 +143,28 @@ def softplus_f64(x):  # type: ignore[no-untyped-def]
     return max(x, ZERO64) + math.log1p(math.exp(-abs(x)))
 
 
+@njit(cache=True, fastmath={"reassoc"})
+def run_sum_f32(a, start, n):  # type: ignore[no-untyped-def]
+    """The sum of a's flat elements [start, start + n), which LLVM may reassociate (the
+    'reassoc' fast-math flag alone: NaN and infinities propagate as usual), so that the loop
+    runs on vectors. Added one by one, a conv bias gradient's sum over H and W is a chain of
+    dependent adds: ~1 ms of the tutorial CNN's step (1M entries)."""
+    run = carve(a, start, (n,))
+    acc = ZERO32
+    for i in range(n):
+        acc += run[i]
+    return acc
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def run_sum_f64(a, start, n):  # type: ignore[no-untyped-def]
+    run = carve(a, start, (n,))
+    acc = ZERO64
+    for i in range(n):
+        acc += run[i]
+    return acc
+
+
 @njit(cache=True, inline="always")
 def clog_f32(x):  # type: ignore[no-untyped-def]
     """log(x) clamped below at -100, as PyTorch's BCELoss."""
