@@ -60,6 +60,9 @@ CASES = {
     "sum_all": (lambda x, w: (x * w).sum() * w, (3, 4), (4,), None),
     "sum_rows": (lambda x, w: (x * w).sum(1, keepdim=True) * x, (3, 4), (4,), None),
     "sum_cols": (lambda x, w: (x * w).sum(0) * w, (3, 4), (4,), None),
+    # runs of >= 64 stored entries summed over trailing axes: support.run_sum_* (vectorised)
+    "sum_runs": (lambda x, w: (x * w).sum((0, 2, 3), keepdim=True) * (x * w),
+                 (3, 2, 8, 9), (9,), None),
     "mean": (lambda x, w: (x * w).mean(1), (3, 4), (4,), None),
     "max_dim": (lambda x, w: (x * w).max(1).values, (3, 4), (4,), None),
     "max_all": (lambda x, w: (x * w).max() + x, (3, 4), (4,), None),
