@@ -33,6 +33,7 @@ input gradient would otherwise compute as many padding channels as real ones.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 MR = 8  # output pixels (forward) or reduction indices (weight gradient) per tile
@@ -58,6 +59,18 @@ WORKERS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
 '''
 
 
+def _fma_step(
+    mr: int, nv: int, lanes: int, vec: str, at: Callable[[int], str], w: str = "w"
+) -> list[str]:
+    """One step of a tile's reduction: NV vectors loaded (``vec`` + a lane offset), then for
+    each of the MR rows one broadcast load (``at(i)``) and NV fused multiply-adds."""
+    body = [f"{w}{j} = vload({vec} + {j * lanes})" for j in range(nv)]
+    for i in range(mr):
+        body.append(f"x{i} = vbload({at(i)})")
+        body += [f"a{i}_{j} = vfma(x{i}, {w}{j}, a{i}_{j})" for j in range(nv)]
+    return body
+
+
 def _tile_forward(mr: int, nv: int, lanes: int) -> list[str]:
     """One MR x NV*lanes output tile: accumulate over (kp, kq, c), store to the scratch row."""
     acc = [f"a{i}_{j}" for i in range(mr) for j in range(nv)]
@@ -69,10 +82,7 @@ def _tile_forward(mr: int, nv: int, lanes: int) -> list[str]:
         "        wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO",
         "        for c in range(CJ):",
     ]
-    body = [f"w{j} = vload(wt, wb + c * BO + {j * lanes})" for j in range(nv)]
-    for i in range(mr):
-        body.append(f"x{i} = vbload(xn, xb + {i} * SX + c)")
-        body += [f"a{i}_{j} = vfma(x{i}, w{j}, a{i}_{j})" for j in range(nv)]
+    body = _fma_step(mr, nv, lanes, "wt, wb + c * BO", lambda i: f"xn, xb + {i} * SX + c")
     lines += ["            " + b for b in body]
     for i in range(mr):
         for j in range(nv):
@@ -92,10 +102,7 @@ def _tile_weight_grad(mr: int, nv: int, lanes: int) -> list[str]:
         "    db = oy * WO * OP + ob",
         "    for ox in range(WO):",
     ]
-    body = [f"d{j} = vload(dn, db + ox * OP + {j * lanes})" for j in range(nv)]
-    for i in range(mr):
-        body.append(f"x{i} = vbload(xn, xb + ox * SX + {i})")
-        body += [f"a{i}_{j} = vfma(x{i}, d{j}, a{i}_{j})" for j in range(nv)]
+    body = _fma_step(mr, nv, lanes, "dn, db + ox * OP", lambda i: f"xn, xb + ox * SX + {i}", "d")
     lines += ["        " + b for b in body]
     for i in range(mr):
         for j in range(nv):
@@ -296,10 +303,7 @@ def _tile_matmul(mr: int, nv: int, lanes: int) -> list[str]:
     """MR rows x NV*lanes columns of the product, summed over k in registers."""
     lines = [f"a{i}_{j} = vzero(bt)" for i in range(mr) for j in range(nv)]
     lines += ["ab = ib * K * MR", "bb = jb * K * BO", "for k in range(K):"]
-    body = [f"w{j} = vload(bt, bb + k * BO + {j * lanes})" for j in range(nv)]
-    for i in range(mr):
-        body.append(f"x{i} = vbload(at, ab + k * MR + {i})")
-        body += [f"a{i}_{j} = vfma(x{i}, w{j}, a{i}_{j})" for j in range(nv)]
+    body = _fma_step(mr, nv, lanes, "bt, bb + k * BO", lambda i: f"at, ab + k * MR + {i}")
     lines += ["    " + b for b in body]
     for i in range(mr):
         for j in range(nv):
@@ -355,10 +359,7 @@ def _tile_matmul_small(mr: int, nv: int, lanes: int) -> list[str]:
     lines = [f"r{i} = min(m0 + {i}, M - 1) * sm" for i in range(mr)]
     lines += [f"a{i}_{j} = vzero(bt)" for i in range(mr) for j in range(nv)]
     lines += ["bb = jb * K * BO", "for k in range(K):", "    kk = k * sk"]
-    body = [f"w{j} = vload(bt, bb + k * BO + {j * lanes})" for j in range(nv)]
-    for i in range(mr):
-        body.append(f"x{i} = vbload(a, r{i} + kk)")
-        body += [f"a{i}_{j} = vfma(x{i}, w{j}, a{i}_{j})" for j in range(nv)]
+    body = _fma_step(mr, nv, lanes, "bt, bb + k * BO", lambda i: f"a, r{i} + kk")
     lines += ["    " + b for b in body]
     lines += ["if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out"]
     for i in range(mr):
