@@ -42,6 +42,22 @@ def cache_dir() -> Path:
     return path
 
 
+def kernel_cache_dir() -> Path:
+    """Where Numba keeps the machine code of symbp's own kernels (``symbp.lower``): per user,
+    ``<XDG cache>/symbp/numba``, whatever ``SYMBP_CACHE_DIR`` says. They belong to the installed
+    library, not to a program cache: compiled once per machine (~25 s for a CNN's), and Numba
+    keys them by their source files. ``<cache dir>/numba`` if that one is not writable."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    path = Path(base) / "symbp" / "numba"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    return cache_dir() / "numba"
+
+
 @functools.lru_cache(maxsize=1)
 def versions() -> str:
     """symbp (version and a digest of its compiler's source), Numba and NumPy versions."""
@@ -124,7 +140,7 @@ def write_entry(key: str, body: str) -> Path:
 
 def use_for_numba() -> None:
     """Keep Numba's machine code of symbp's own ``@njit(cache=True)`` helpers in
-    ``<cache dir>/numba`` rather than in ``__pycache__`` beside the installed package, where it
+    ``kernel_cache_dir()`` rather than in ``__pycache__`` beside the installed package, where it
     would need a writable install, go stale across reinstalls and outlive an uninstall.
     ``NUMBA_CACHE_DIR``, when set, still wins. Call before the helpers are decorated."""
     from numba.core import caching
@@ -150,7 +166,9 @@ def _package_locator() -> type | None:
             self._py_file = py_file
             self._lineno = py_func.__code__.co_firstlineno
             rel = os.path.relpath(os.path.dirname(os.path.abspath(py_file)), package)
-            self._cache_path = str(cache_dir() / "numba" / rel)
+            # per installed copy: two installs must not overwrite each other's entries
+            where = hashlib.sha256(package.encode()).hexdigest()[:12]
+            self._cache_path = str(kernel_cache_dir() / where / rel)
 
         def get_cache_path(self) -> str:
             return self._cache_path
@@ -198,7 +216,8 @@ def cache_info() -> dict[str, Any]:
 
 
 def clear_cache() -> int:
-    """Delete every cached program (and Numba's code for it); return how many there were."""
+    """Delete every cached program (and Numba's code for it); return how many there were.
+    symbp's library kernels (``kernel_cache_dir``) stay: they are compiled once per machine."""
     d = cache_dir()
     n = len(list(d.glob("m_*.py")))
     for f in d.glob("m_*.py"):

@@ -75,6 +75,12 @@ class _Module:
     """One generated module split into its top-level pieces, each kept as its source text."""
 
     def __init__(self, source: str):
+        # Library kernels are called by symbol in symbp (conv_kernels.need, call_<name>); the
+        # export calls them as Numba functions, copied in by source, and registers nothing.
+        source = re.sub(
+            r"\n# the library kernels called below, by symbol\n\w+ = need\(.*\)\n", "\n", source
+        )
+        source = re.sub(r"\bcall_(matmul\w*)\(", r"\1(", source)
         lines = source.splitlines()
         tree = ast.parse(source)
         self.imports: list[str] = []  # plain imports (math, numpy, numba)

@@ -150,3 +150,17 @@ def test_parallel_regions_run_on_openmp_unless_numba_is_told(env):
     assert p.returncode == 0, p.stderr[-2000:]
     layer, mkl = p.stdout.split()
     assert (layer, mkl) == (("workqueue", "None") if env else ("omp", "GNU"))
+
+
+def test_products_called_by_symbol_equal_the_kernels():
+    """``need`` registers a product kernel's C entry point; ``call_<name>`` reaches it by
+    symbol, with its transposes, one core or all."""
+    names = ("matmul_small_f64", "matmul_f64")
+    assert conv_kernels.need(*names) == names
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((20, 9)), rng.standard_normal((33, 20))
+    for name in names:
+        got = np.full((9, 33), np.nan)
+        getattr(conv_kernels, f"call_{name}")(a, True, b, True, got)
+        want = a.T @ b.T
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())

@@ -4,15 +4,42 @@ Generic in sizes, stride, padding and dilation; one function per dtype; compiled
 machine and cached. See ``symbp/lower/conv.py`` for the design and the measurements.
 """
 
+from typing import Any
+
+import llvmlite.binding as llvm
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import carray, cfunc, njit, prange, types
 
 from symbp.lower.simd import vbload, vfma, vload, vstore, vzero
 
 # Scratch arrays per worker (images are split into this many chunks). A constant: a call to
 # numba.get_num_threads() would keep Numba from caching the kernels. Any value is correct.
 WORKERS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+
+# Programs call the matrix-product kernels by symbol, ``call_<name>`` -> ``symbp_<name>``, a
+# C entry point (``_c_<name>``, a cfunc) that ``need`` compiles or loads and registers. Called
+# as Numba functions, they would be linked into each program and compiled again there (~0.5 s
+# a kernel a program: W2's two took its first compile from 2.4 to 3.6 s). The convolutions
+# are still linked in: compiled into a program, Numba specialises them to the layer's
+# geometry, and by symbol the tutorial CNN ran 12.3 instead of 11.4 ms a step.
+_I = types.intp
+_U = types.uintp
+_C_SIGS: dict[str, Any] = {}  # name -> the signature of its C entry point
+_ENTRIES: dict[str, Any] = {}  # name -> its compiled cfunc, kept alive
+
+
+def need(*names: str) -> tuple[str, ...]:
+    """Compile (or load from Numba's cache) the C entry points of these kernels and register
+    each under its symbol, before a program that calls them is compiled or loaded."""
+    for name in names:
+        if name not in _ENTRIES:
+            if not name.startswith("matmul_small"):  # parallel: its cached code needs the
+                numba.get_num_threads()  # thread pool's symbols, which starting it defines
+            entry = cfunc(_C_SIGS[name], cache=True)(globals()["_c_" + name])
+            llvm.add_symbol("symbp_" + name, entry.address)
+            _ENTRIES[name] = entry
+    return names
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -734,6 +761,19 @@ def matmul_f32(a, ta, b, tb, out):
             out[i, n] = ot[i * NP + n]
 
 
+def _c_matmul_f32(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
+    matmul_f32(carray(ap, (a0, a1)), ta, carray(bp, (b0, b1)), tb, carray(outp, (out0, out1)))
+
+
+_C_SIGS["matmul_f32"] = types.void(types.CPointer(types.float32), _I, _I, types.CPointer(types.float32), _I, _I, types.CPointer(types.float32), _I, _I, types.boolean, types.boolean)
+_x_matmul_f32 = types.ExternalFunction("symbp_matmul_f32", types.void(_U, _I, _I, _U, _I, _I, _U, _I, _I, types.boolean, types.boolean))
+
+
+@njit(cache=True)
+def call_matmul_f32(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
+    _x_matmul_f32(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
+
+
 @njit(cache=True, nogil=True)
 def matmul_small_f32(a, ta, b, tb, out):
     """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
@@ -854,6 +894,19 @@ def matmul_small_f32(a, ta, b, tb, out):
                         out[m0 + i, jb * BO + n] = ot[i * BO + n]
 
 
+def _c_matmul_small_f32(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
+    matmul_small_f32(carray(ap, (a0, a1)), ta, carray(bp, (b0, b1)), tb, carray(outp, (out0, out1)))
+
+
+_C_SIGS["matmul_small_f32"] = types.void(types.CPointer(types.float32), _I, _I, types.CPointer(types.float32), _I, _I, types.CPointer(types.float32), _I, _I, types.boolean, types.boolean)
+_x_matmul_small_f32 = types.ExternalFunction("symbp_matmul_small_f32", types.void(_U, _I, _I, _U, _I, _I, _U, _I, _I, types.boolean, types.boolean))
+
+
+@njit(cache=True)
+def call_matmul_small_f32(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
+    _x_matmul_small_f32(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
+
+
 @njit(cache=True, nogil=True)
 def matmul_small_f32_narrow(a, ta, b, tb, out):
     """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
@@ -939,6 +992,19 @@ def matmul_small_f32_narrow(a, ta, b, tb, out):
                 for i in range(min(MR, M - m0)):
                     for n in range(min(BO, N - jb * BO)):
                         out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+def _c_matmul_small_f32_narrow(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
+    matmul_small_f32_narrow(carray(ap, (a0, a1)), ta, carray(bp, (b0, b1)), tb, carray(outp, (out0, out1)))
+
+
+_C_SIGS["matmul_small_f32_narrow"] = types.void(types.CPointer(types.float32), _I, _I, types.CPointer(types.float32), _I, _I, types.CPointer(types.float32), _I, _I, types.boolean, types.boolean)
+_x_matmul_small_f32_narrow = types.ExternalFunction("symbp_matmul_small_f32_narrow", types.void(_U, _I, _I, _U, _I, _I, _U, _I, _I, types.boolean, types.boolean))
+
+
+@njit(cache=True)
+def call_matmul_small_f32_narrow(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
+    _x_matmul_small_f32_narrow(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -1660,6 +1726,19 @@ def matmul_f64(a, ta, b, tb, out):
             out[i, n] = ot[i * NP + n]
 
 
+def _c_matmul_f64(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
+    matmul_f64(carray(ap, (a0, a1)), ta, carray(bp, (b0, b1)), tb, carray(outp, (out0, out1)))
+
+
+_C_SIGS["matmul_f64"] = types.void(types.CPointer(types.float64), _I, _I, types.CPointer(types.float64), _I, _I, types.CPointer(types.float64), _I, _I, types.boolean, types.boolean)
+_x_matmul_f64 = types.ExternalFunction("symbp_matmul_f64", types.void(_U, _I, _I, _U, _I, _I, _U, _I, _I, types.boolean, types.boolean))
+
+
+@njit(cache=True)
+def call_matmul_f64(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
+    _x_matmul_f64(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
+
+
 @njit(cache=True, nogil=True)
 def matmul_small_f64(a, ta, b, tb, out):
     """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
@@ -1780,6 +1859,19 @@ def matmul_small_f64(a, ta, b, tb, out):
                         out[m0 + i, jb * BO + n] = ot[i * BO + n]
 
 
+def _c_matmul_small_f64(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
+    matmul_small_f64(carray(ap, (a0, a1)), ta, carray(bp, (b0, b1)), tb, carray(outp, (out0, out1)))
+
+
+_C_SIGS["matmul_small_f64"] = types.void(types.CPointer(types.float64), _I, _I, types.CPointer(types.float64), _I, _I, types.CPointer(types.float64), _I, _I, types.boolean, types.boolean)
+_x_matmul_small_f64 = types.ExternalFunction("symbp_matmul_small_f64", types.void(_U, _I, _I, _U, _I, _I, _U, _I, _I, types.boolean, types.boolean))
+
+
+@njit(cache=True)
+def call_matmul_small_f64(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
+    _x_matmul_small_f64(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
+
+
 @njit(cache=True, nogil=True)
 def matmul_small_f64_narrow(a, ta, b, tb, out):
     """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
@@ -1865,3 +1957,16 @@ def matmul_small_f64_narrow(a, ta, b, tb, out):
                 for i in range(min(MR, M - m0)):
                     for n in range(min(BO, N - jb * BO)):
                         out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+def _c_matmul_small_f64_narrow(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
+    matmul_small_f64_narrow(carray(ap, (a0, a1)), ta, carray(bp, (b0, b1)), tb, carray(outp, (out0, out1)))
+
+
+_C_SIGS["matmul_small_f64_narrow"] = types.void(types.CPointer(types.float64), _I, _I, types.CPointer(types.float64), _I, _I, types.CPointer(types.float64), _I, _I, types.boolean, types.boolean)
+_x_matmul_small_f64_narrow = types.ExternalFunction("symbp_matmul_small_f64_narrow", types.void(_U, _I, _I, _U, _I, _I, _U, _I, _I, types.boolean, types.boolean))
+
+
+@njit(cache=True)
+def call_matmul_small_f64_narrow(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
+    _x_matmul_small_f64_narrow(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)

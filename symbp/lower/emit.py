@@ -77,6 +77,7 @@ class Emitter:
         self.mkl = mkl  # matrix products through MKL's gemm (symbp.lower.support) or np.dot
         self.parallel = False  # set when a loop uses prange: the function needs parallel=True
         self.threaded = False  # set when it calls a parallel library kernel (conv_kernels.py)
+        self.kernels: list[str] = []  # the product kernels it calls by symbol (call_<name>)
         self.sched = sched
         self.invariant = invariant
         self._syms: dict[str, sympy.Symbol] = {}
@@ -335,6 +336,12 @@ class Emitter:
             *_loops(n.shape, idx, [f"{at(out, idx)} = {one} if {hit} else {zero}"]),
         ]
 
+    def library(self, name: str, *args: object) -> str:
+        """A call of the product kernel ``name`` through its symbol (``conv_kernels.need``)."""
+        if name not in self.kernels:
+            self.kernels.append(name)
+        return f"call_{name}({', '.join(str(a) for a in args)})"
+
     def operand(self, n: Node) -> tuple[Buffer, bool]:
         """The buffer behind a matmul operand, and whether it is read transposed."""
         while n.op == "detach":
@@ -392,13 +399,13 @@ class Emitter:
             # mid-sized products: conv_kernels' one-core tile (see NT_SMALL), narrow when
             # the product has at most one vector of columns
             narrow = "_narrow" if N.is_Number and int(N) <= simd.lanes(n.dtype) else ""
-            blas = f"matmul_small_{kt}{narrow}({a.name}, {ta}, {b.name}, {tb}, {out.name})"
+            blas = self.library(f"matmul_small_{kt}{narrow}", a.name, ta, b.name, tb, out.name)
         flops = sympy.sympify(M) * K * N
         static = flops.as_coeff_Mul()[0]  # the product is at least this big (B >= 1)
         if kt in ("f32", "f64") and static >= TILED_MATMUL // (1 if flops.is_Number else 256):
             # big products: the register-tiled kernel of conv_kernels.py (a batch-dependent
             # one, when batches up to 256 rows can make it big, chooses at run time)
-            tiled = f"matmul_{kt}({a.name}, {ta}, {b.name}, {tb}, {out.name})"
+            tiled = self.library(f"matmul_{kt}", a.name, ta, b.name, tb, out.name)
             self.threaded = True
             if flops.is_Number:
                 return [tiled]

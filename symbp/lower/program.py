@@ -50,7 +50,7 @@ from symbp.lower.conv_kernels import (  # noqa: F401
 
 f32 = np.float32
 f64 = np.float64
-{pool}'''
+{pool}{need}'''
 
 # Numba starts its thread pool when it loads cached code that runs in parallel, but not when a
 # function that is not parallel itself calls parallel kernels that were loaded from a cache too
@@ -62,9 +62,21 @@ import numba  # noqa: E402
 THREADS = numba.get_num_threads()  # starts Numba's thread pool: see symbp.lower.program.POOL
 """
 
+
+def _need(name: str, kernels: list[str]) -> str:
+    """The line that registers the library kernels a module calls, before Numba sees it."""
+    if not kernels:
+        return ""
+    names = ", ".join(map(repr, kernels))
+    return f"\n# the library kernels called below, by symbol\n{name} = need({names})\n"
+
+
 # every kernel conv_kernels.py defines, as the generated modules import them
 KERNELS = textwrap.fill(
-    ", ".join(sorted(n for n, f in vars(conv_kernels).items() if isinstance(f, Dispatcher))) + ",",
+    ", ".join(
+        sorted(["need", *(n for n, f in vars(conv_kernels).items() if isinstance(f, Dispatcher))])
+    )
+    + ",",
     width=96,
     initial_indent="    ",
     subsequent_indent="    ",
@@ -392,7 +404,11 @@ def lower_train(
     )
     source = (
         HEADER.format(
-            title=title, summary=summary, kernels=KERNELS, pool=POOL if em.threaded else ""
+            title=title,
+            summary=summary,
+            kernels=KERNELS,
+            pool=POOL if em.threaded else "",
+            need=_need("TRAIN_KERNELS", em.kernels),
         )
         + consts
         + "\n\n"
@@ -472,6 +488,7 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         summary=f"Forward pass of {len(params)} parameters.",
         kernels=KERNELS,
         pool=POOL if em.threaded else "",
+        need=_need("PREDICT_KERNELS", em.kernels),
     )
     source += (
         "\n\n"
