@@ -75,11 +75,8 @@ class _Module:
     """One generated module split into its top-level pieces, each kept as its source text."""
 
     def __init__(self, source: str):
-        # Library kernels are called by symbol in symbp (conv_kernels.need, call_<name>); the
+        # Product kernels are called by symbol in symbp (conv_kernels.need, call_<name>); the
         # export calls them as Numba functions, copied in by source, and registers nothing.
-        source = re.sub(
-            r"\n# the library kernels called below, by symbol\n\w+ = need\(.*\)\n", "\n", source
-        )
         source = re.sub(r"\bcall_(matmul\w*)\(", r"\1(", source)
         lines = source.splitlines()
         tree = ast.parse(source)
@@ -99,6 +96,8 @@ class _Module:
                 self.imports.append(text)
             elif isinstance(node, ast.FunctionDef):
                 self.pieces.append((node.name, text))
+            elif _is_need(node):
+                continue  # the registration of kernels called by symbol: see above
             elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
                 self.pieces.append((node.targets[0].id, text))
             else:
@@ -110,6 +109,12 @@ class _Module:
         for _, text in self.pieces:
             names |= {n.id for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)}
         return names
+
+
+def _is_need(node: ast.stmt) -> bool:
+    """``NAME = need(...)``: a generated module registering the kernels it calls by symbol."""
+    call = node.value if isinstance(node, ast.Assign) else None
+    return isinstance(call, ast.Call) and getattr(call.func, "id", "") == "need"
 
 
 def _join(texts: list[str]) -> str:

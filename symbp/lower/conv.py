@@ -442,39 +442,30 @@ def _matmul_small(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
 
 def _entry(name: str, kt: str) -> list[str]:
     """A matrix-product kernel's C entry point ``_c_<name>``, its signature, and
-    ``call_<name>``, which programs call: arrays go by address and shape, then the flags."""
-    arrays, dims, scalars = ("a", "b", "out"), 2, ("ta", "tb")
-    dtype = "types.float32" if kt == "f32" else "types.float64"
-
-    def shape(a: str) -> list[str]:
-        return [f"{a}{d}" for d in range(dims)]
-
-    c_params = [p for a in arrays for p in (f"{a}p", *shape(a))] + list(scalars)
-    views = {a: f"carray({a}p, ({', '.join(shape(a))}))" for a in arrays}
-    impl_args = [views["a"], "ta", views["b"], "tb", views["out"]]
-    params = ["a", "ta", "b", "tb", "out"]
-    scalar_t = "types.boolean"
-    call_args = [
-        v for a in arrays for v in (f"{a}.ctypes.data", *(f"{a}.shape[{d}]" for d in range(dims)))
-    ]
-    tail = [scalar_t] * len(scalars)
-    ptr = f"types.CPointer({dtype})"
-    sig_c = f"types.void({', '.join([ptr, *['_I'] * dims] * len(arrays) + tail)})"
-    sig_u = f"types.void({', '.join(['_U', *['_I'] * dims] * len(arrays) + tail)})"
+    ``call_<name>``, which programs call: each array goes by address and its two dimensions,
+    then the transpose flags."""
+    arrays = ("a", "b", "out")
+    ptr = f"types.CPointer({'types.float32' if kt == 'f32' else 'types.float64'})"
+    flags = ["types.boolean"] * 2
+    sig_c = ", ".join([ptr, "_I", "_I"] * 3 + flags)
+    sig_u = ", ".join(["_U", "_I", "_I"] * 3 + flags)
+    c_params = ", ".join(f"{v}p, {v}0, {v}1" for v in arrays) + ", ta, tb"
+    a, b, out = (f"carray({v}p, ({v}0, {v}1))" for v in arrays)
+    call_args = ", ".join(f"{v}.ctypes.data, {v}.shape[0], {v}.shape[1]" for v in arrays)
     return [
         "",
         "",
-        f"def _c_{name}({', '.join(c_params)}):  # type: ignore[no-untyped-def]",
-        f"    {name}({', '.join(impl_args)})",
+        f"def _c_{name}({c_params}):  # type: ignore[no-untyped-def]",
+        f"    {name}({a}, ta, {b}, tb, {out})",
         "",
         "",
-        f'_C_SIGS["{name}"] = {sig_c}',
-        f'_x_{name} = types.ExternalFunction("symbp_{name}", {sig_u})',
+        f'_C_SIGS["{name}"] = types.void({sig_c})',
+        f'_x_{name} = types.ExternalFunction("symbp_{name}", types.void({sig_u}))',
         "",
         "",
         "@njit(cache=True)",
-        f"def call_{name}({', '.join(params)}):  # type: ignore[no-untyped-def]",
-        f"    _x_{name}({', '.join(call_args + list(scalars))})",
+        f"def call_{name}(a, ta, b, tb, out):  # type: ignore[no-untyped-def]",
+        f"    _x_{name}({call_args}, ta, tb)",
     ]
 
 

@@ -390,16 +390,20 @@ class Emitter:
                     ),
                 ],
             )
-        if self.mkl and kt in ("f32", "f64"):
-            blas = f"gemm_{kt}({a.name}, {ta}, {b.name}, {tb}, {out.name})"
-        else:
-            blas = f"np.dot({a.name}{'.T' if ta else ''}, {b.name}{'.T' if tb else ''}, {out.name})"
-        long_nt = tb and not ta and not (K.is_Number and int(K) <= NT_SMALL)
-        if kt in ("f32", "f64") and not long_nt:
-            # mid-sized products: conv_kernels' one-core tile (see NT_SMALL), narrow when
-            # the product has at most one vector of columns
-            narrow = "_narrow" if N.is_Number and int(N) <= simd.lanes(n.dtype) else ""
-            blas = self.library(f"matmul_small_{kt}{narrow}", a.name, ta, b.name, tb, out.name)
+
+        def mid() -> str:
+            """The call for a mid-sized product, made only where it is used: a kernel called by
+            symbol must be registered (``need``) only if the program calls it."""
+            long_nt = tb and not ta and not (K.is_Number and int(K) <= NT_SMALL)
+            if kt in ("f32", "f64") and not long_nt:
+                # conv_kernels' one-core tile (see NT_SMALL), narrow when the product has at
+                # most one vector of columns
+                narrow = "_narrow" if N.is_Number and int(N) <= simd.lanes(n.dtype) else ""
+                return self.library(f"matmul_small_{kt}{narrow}", a.name, ta, b.name, tb, out.name)
+            if self.mkl and kt in ("f32", "f64"):
+                return f"gemm_{kt}({a.name}, {ta}, {b.name}, {tb}, {out.name})"
+            return f"np.dot({a.name}{'.T' if ta else ''}, {b.name}{'.T' if tb else ''}, {out.name})"
+
         flops = sympy.sympify(M) * K * N
         static = flops.as_coeff_Mul()[0]  # the product is at least this big (B >= 1)
         if kt in ("f32", "f64") and static >= TILED_MATMUL // (1 if flops.is_Number else 256):
@@ -410,14 +414,19 @@ class Emitter:
             if flops.is_Number:
                 return [tiled]
             big = f"if {dim_code(flops)} >= {TILED_MATMUL}:"
-            return [big, "    " + tiled, "else:", "    " + blas]
+            return [big, "    " + tiled, "else:", "    " + mid()]
         if flops.is_Number:
-            return loops if int(flops) <= SMALL_MATMUL else [blas]
+            return loops if int(flops) <= SMALL_MATMUL else [mid()]
         if static * SMALL_BATCH > SMALL_MATMUL:
             # The loops would serve only batches of fewer than SMALL_BATCH rows, and each loop
             # nest costs LLVM ~0.4 s of compile time (W2's two such branches: 3.3 -> 2.5 s).
-            return [blas]
-        return [f"if {dim_code(flops)} <= {SMALL_MATMUL}:", *_indent(loops), "else:", "    " + blas]
+            return [mid()]
+        return [
+            f"if {dim_code(flops)} <= {SMALL_MATMUL}:",
+            *_indent(loops),
+            "else:",
+            "    " + mid(),
+        ]
 
     # ------------------------------------------------------------ convolution and pooling
     #
