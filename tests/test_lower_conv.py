@@ -88,6 +88,9 @@ CASES["max_ties_overlap"] = (
     True,
 )
 
+# windows that tile the input (stride = kernel): each entry written once, ties included
+CASES["max_ties_tiled"] = (_scaled(F.max_pool2d, kernel_size=2), (2, 2, 6, 4), (1, 2, 1, 1), True)
+
 CHUNK = 11  # cases per compiled program
 
 
@@ -108,3 +111,39 @@ def results(tmp_cache):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_window_kernel_matches_reference(name, dtype, results):
     assert_kernel_matches(results, name, dtype)
+
+
+# NaN and infinities in the windows: a NaN wins over any number (the last NaN of several), an
+# all -inf window still routes its gradient to its first tap; against the eager reference,
+# which test_conv checks against PyTorch on such inputs
+NAN_CASES = {
+    f"max_nan_{name}": (_scaled(F.max_pool2d, **kw), (2, 2, 6, 6), (1, 2, 1, 1), False)
+    for name, kw in {
+        "k2": {"kernel_size": 2},
+        "k3_s1_p1": {"kernel_size": 3, "stride": 1, "padding": 1},
+        "k2_s1": {"kernel_size": 2, "stride": 1},
+    }.items()
+}
+
+
+def _make_xw_nan(rng, xs, ws, ties):
+    x, w = _make_xw(rng, xs, ws, ties)
+    w = np.abs(w)  # keeps the signs of the infinities
+    flat = x.reshape(-1)
+    for value, count in [(np.nan, 6), (np.inf, 3), (-np.inf, 8)]:
+        flat[rng.choice(flat.size, count, replace=False)] = value
+    x[0, 0, :2, :2] = -np.inf  # a whole window of -inf
+    x[1, 1, 2:4, 2:4] = [[np.nan, 1.0], [np.nan, 2.0]]  # two NaNs in one window
+    return x, w
+
+
+@pytest.fixture(scope="module")
+def nan_results(tmp_cache):
+    with np.errstate(invalid="ignore"):  # the eager loss is NaN
+        return kernel_results(NAN_CASES, CHUNK, _make_xw_nan)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(NAN_CASES))
+def test_max_pool_nan_and_infinity_match_reference(name, dtype, nan_results):
+    assert_kernel_matches(nan_results, name, dtype)
