@@ -62,3 +62,33 @@ def test_tutorial_cnn_compiled_sgd_steps_match_eager_and_pytorch(rng):
         np.testing.assert_allclose(v, eager.state_dict()[k], rtol=1e-10, atol=1e-12, err_msg=k)
         if torch is not None:
             np.testing.assert_allclose(v, theirs.state_dict()[k].numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_flatten_is_a_view_not_a_copy(rng):
+    """Flatten of a stored feature map, and its gradient's reshape back, are carved from the
+    same memory (no copy loop), in training and in predict; the numbers are eager's."""
+    import re
+
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 4))
+    x, y = rng.normal(size=(5, 2, 6, 6)), np.array([0, 3, 1, 2, 3])
+    net = net.double()
+    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    got_loss, got = model.loss_and_grads(x, y)
+    src = model.source
+    assert "copy of" not in src
+    offsets = dict(re.findall(r"(\w+) = carve\(work, ([^,]+),", src))
+    views = re.findall(r"(\w+) = carve\(work, [^,]+, [^)]+\)\)  # (\w+), reshaped", src)
+    assert len(views) == 2  # the flatten, and its cotangent's reshape back to [B, 3, 2, 2]
+    for view, base in views:
+        assert offsets[view] == offsets[base]
+    for p in net.parameters():
+        p.grad = None  # loss_and_grads filled them
+    loss = nn.CrossEntropyLoss()(net(symbp.tensor(x)), symbp.tensor(y))
+    loss.backward()
+    assert got_loss == pytest.approx(loss.item(), rel=1e-12)
+    for name, p in net.named_parameters():
+        np.testing.assert_allclose(got[name], p.grad, rtol=1e-10, atol=1e-14, err_msg=name)
+    np.testing.assert_allclose(model.predict(x), net(symbp.tensor(x)).numpy(), rtol=1e-12)
+    predict = symbp.compile(net)  # a model without a loss: the predict program only
+    np.testing.assert_allclose(predict.predict(x), net(symbp.tensor(x)).numpy(), rtol=1e-12)
+    assert "copy of" not in predict.source and "maxpool0, reshaped" in predict.source

@@ -145,15 +145,21 @@ class _Arena:
         self.name = name
         self.size: sympy.Expr = sympy.Integer(0)
         self.lines: list[str] = []
+        self.starts: dict[str, sympy.Expr] = {}
 
     def add(self, buf: Buffer) -> int | str:
-        start, self.size = self.size, self.size + _size(buf.shape)
+        """Place ``buf`` after the others (a view: where its buffer is); its offset."""
+        if buf.view_of is not None:
+            start, note = self.starts[buf.view_of.name], f"  # {buf.view_of.name}, reshaped"
+        else:
+            start, self.size, note = self.size, self.size + _size(buf.shape), ""
+        self.starts[buf.name] = start
         shape = ", ".join(dim_code(d) for d in buf.shape)
         if len(buf.shape) > 1:  # not .reshape(): that calls into C, ~20 ns a view a call
             view = f"carve({self.name}, {dim_code(start)}, ({shape}))"
         else:
-            view = f"{self.name}[{dim_code(start)}:{dim_code(self.size)}]"
-        self.lines.append(f"{buf.name} = {view}")
+            view = f"{self.name}[{dim_code(start)}:{dim_code(start + _size(buf.shape))}]"
+        self.lines.append(f"{buf.name} = {view}{note}")
         return int(start) if start.is_Number else str(start)
 
 
@@ -300,7 +306,7 @@ def lower_train(
 
     # Every work buffer gets its place in the work arenas (data first, then as scheduled).
     placed: set[str] = set()
-    works = [*data_bufs.values(), *seed_bufs, *(k.out for k in sched.all_kernels())]
+    works = [*data_bufs.values(), *seed_bufs, *(k.out for k in sched.all_kernels()), *sched.views]
     for buf in [b for b in works if b.arena != "W"]:
         if buf.name not in placed:
             placed.add(buf.name)
@@ -463,7 +469,7 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
     work, iwork = _Arena("work"), _Arena("iwork")
     arenas = {"work": work, "iwork": iwork}
     seen: set[str] = set()
-    for buf in [xbuf, *(k.out for k in sched.all_kernels())]:
+    for buf in [xbuf, *(k.out for k in sched.all_kernels()), *sched.views]:
         if buf.name not in seen:
             seen.add(buf.name)
             arenas[buf.arena].add(buf)

@@ -53,6 +53,7 @@ class Buffer:
 
     ``arena`` says where it lives: ``"W"`` (parameters, gradients, optimizer state: kept
     between calls), ``"work"``/``"iwork"`` (float/integer intermediates, sized by the batch).
+    ``view_of``: the work buffer whose memory this one is, reshaped (C order), not a copy.
     """
 
     name: str
@@ -60,6 +61,7 @@ class Buffer:
     dtype: np.dtype
     arena: str
     node: Node | None = None
+    view_of: Buffer | None = None
 
 
 @dataclass
@@ -90,6 +92,7 @@ class Schedule:
     kernels: list[Kernel]
     inlined: set[Node]  # ew nodes computed inside their reduction's loop
     outputs: dict[str, Buffer]
+    views: list[Buffer] = field(default_factory=list)  # reshapes of work buffers: no kernel
     updates: list[Update] = field(default_factory=list)
     # elementwise kernels computed in the loop of a reduction over the same index space (the
     # loss's sum and the output layer's δ share their σ(z): computed once, not twice)
@@ -173,20 +176,30 @@ def schedule(
         if n not in inputs:
             target.setdefault(n, buf)
     counters: dict[str, int] = {}
+
+    def fresh(n: Node, prefix: str) -> str:  # layer6_view0: the layer's label, the kind, a count
+        label = LABELS.get(n)
+        base = f"{ident(label)}_{prefix}" if label else prefix
+        k = counters.get(base, 0)
+        counters[base] = k + 1
+        return sched.fresh(f"{base}{k}")
+
     for n in order:
         if n in inputs or (n not in stored and n not in target):
             continue
         found = target.get(n)
+        src = sched.buffers.get(n.src[0]) if n.op == "reshape" else None
+        if found is None and src is not None and src.arena in ("work", "iwork"):
+            # a reshape of a stored intermediate (a CNN's Flatten) is the same memory
+            view = Buffer(fresh(n, "view"), n.shape, n.dtype, src.arena, n, src.view_of or src)
+            sched.buffers[n] = view
+            sched.views.append(view)
+            continue
         if found is not None:
             buf = found
         else:
-            prefix = _PREFIX.get(n.op, "copy")
-            label = LABELS.get(n)
-            base = f"{ident(label)}_{prefix}" if label else prefix
-            k = counters.get(base, 0)
-            counters[base] = k + 1
-            name = sched.fresh(f"{base}{k}")
-            buf = Buffer(name, n.shape, n.dtype, "iwork" if n.dtype.kind in "iu" else "work", n)
+            kind = "iwork" if n.dtype.kind in "iu" else "work"
+            buf = Buffer(fresh(n, _PREFIX.get(n.op, "copy")), n.shape, n.dtype, kind, n)
         sched.buffers[n] = buf
         sched.kernels.append(Kernel(n, buf, "forward" if n in fwd else "backward"))
     for buf, n in outputs:  # outputs that are inputs, or repeat another output: copies
