@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import symbp
+from symbp import functional as F
 from symbp import nn
 from symbp.datasets import load_digits, train_test_split
 from symbp.models import digits_cnn, tutorial_cnn
@@ -92,3 +93,29 @@ def test_flatten_is_a_view_not_a_copy(rng):
     predict = symbp.compile(net)  # a model without a loss: the predict program only
     np.testing.assert_allclose(predict.predict(x), net(symbp.tensor(x)).numpy(), rtol=1e-12)
     assert "copy of" not in predict.source and "maxpool0, reshaped" in predict.source
+
+
+def test_parameters_named_like_the_pooling_loops_locals(rng):
+    """Parameters called hk, gv, take, best (names the generated pooling loops use for their
+    locals) keep their own names' meaning: the compiled gradients equal eager's."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            for k, name in enumerate(("hk", "gv", "take", "best")):
+                setattr(self, name, nn.Parameter(rng.uniform(0.5, 1.5, (1, 2, 1, 1)) + k))
+
+        def forward(self, x):
+            y = F.max_pool2d(x * self.hk, 2) * self.gv
+            return F.max_pool2d(y * self.take, 3, 1, 1).sum((2, 3)) * self.best.reshape(1, 2)
+
+    net = Net()
+    x, y = rng.normal(size=(3, 2, 6, 6)), np.array([0, 1, 1])
+    got_loss, got = symbp.compile(net, nn.CrossEntropyLoss()).loss_and_grads(x, y)
+    for p in net.parameters():
+        p.grad = None
+    loss = nn.CrossEntropyLoss()(net(symbp.tensor(x)), symbp.tensor(y))
+    loss.backward()
+    assert got_loss == pytest.approx(loss.item(), rel=1e-12)
+    for name, p in net.named_parameters():
+        np.testing.assert_allclose(got[name], p.grad, rtol=1e-10, atol=1e-14, err_msg=name)

@@ -98,7 +98,7 @@ RESERVED = (
     "hyper", "ints", "losses", "t", "N", "B", "n_batches", "epoch", "batch", "start", "total",
     "value", "carved", "r", "acc", "aik", "v", "best", "hit", "math", "np", "f32", "f64",
     "nb", "oc", "icl", "ic", "c", "kp", "kq", "oy", "ox", "iy", "ix", "oy0", "oy1", "ox0", "ox1",
-    "wv", "xv", "cnt", "hy", "hx",
+    "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv",
 )  # fmt: skip
 
 
