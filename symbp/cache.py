@@ -61,6 +61,7 @@ class Refusal(NamedTuple):
     path: Path  # the directory that failed: the cache itself or one of its parents
     problem: str
     fix: str
+    others: bool = False  # others could write it (rather than: it is no usable directory)
 
 
 # ---------------------------------------------------------------- the ownership checks
@@ -117,6 +118,7 @@ def dir_problem(path: Path | str) -> Refusal | None:
                 f"{_describe(p, st)} belongs to another user, who could plant code there "
                 f"that symbp would run",
                 f"use a directory of your own, or chown {_user(os.geteuid()).split()[0]} {p}",
+                others=True,
             )
         if st.st_mode & _WRITABLE_BY_OTHERS and not (i > 0 and st.st_mode & stat.S_ISVTX):
             return Refusal(
@@ -124,6 +126,7 @@ def dir_problem(path: Path | str) -> Refusal | None:
                 f"{_describe(p, st)} is writable by other users, who could plant code there "
                 f"that symbp would run",
                 f"chmod 700 {p}" if i == 0 else f"chmod go-w {p}",
+                others=True,
             )
     return None
 
@@ -191,11 +194,8 @@ def _warn_once(message: str) -> None:
 
 
 def _refused(who: str, configured: Path, refusal: Refusal, instead: str = "") -> str:
-    trust = (
-        f"; {TRUST_SHARED}=1 trusts a shared cache that an administrator controls"
-        if "another user" in refusal.problem or "other users" in refusal.problem
-        else ""
-    )
+    trust = f"; {TRUST_SHARED}=1 trusts a shared cache that an administrator controls"
+    trust = trust if refusal.others else ""
     var = who.split()[0] if who.endswith("=") else "SYMBP_CACHE_DIR"  # the one to change
     return (
         f"symbp: not using {who} {configured}: {refusal.problem}. "

@@ -143,7 +143,7 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    name = ""
+    name = None  # the array being read, once the file opened as an archive
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {}
@@ -151,7 +151,7 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                 arrays[name] = archive[name]
             return arrays
     except ValueError as e:
-        if "allow_pickle" not in str(e):
+        if name is None or "allow_pickle" not in str(e):  # not a zip: NumPy took it for a pickle
             raise CheckpointError(f"cannot read {path}: the file is truncated or corrupt "
                                   f"(ValueError: {e})") from e  # fmt: skip
         # An object array is a pickle, and unpickling runs whatever code the file names.
