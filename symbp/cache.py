@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -188,9 +189,14 @@ _INSTEAD = "This process compiles without the disk cache (into a private tempora
 
 
 def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        warnings.warn(message, CacheWarning, stacklevel=3)
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    # point at the caller's line (model.step(...)), not at symbp's internals
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame that called us
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    warnings.warn(message, CacheWarning, stacklevel=level)
 
 
 def _refused(who: str, configured: Path, refusal: Refusal, instead: str = "") -> str:
@@ -378,10 +384,11 @@ def _read(d: Path, key: str) -> str | None:
     return text
 
 
-def read_entry(key: str) -> str | None:
-    """The module text of a valid entry, or None (missing, truncated, corrupted, changed since
-    symbp wrote it, or not to be trusted)."""
-    return _read(cache_dir(), key)
+def read_entry(key: str, directory: Path | None = None) -> str | None:
+    """The module text of a valid entry (in the cache, or in ``directory`` that ``write_entry``
+    returned), or None: missing, truncated, corrupted, changed since symbp wrote it, or not to
+    be trusted."""
+    return _read(cache_dir() if directory is None else directory, key)
 
 
 def entry_text(body: str) -> str:

@@ -61,7 +61,9 @@ def load(key: str, text: str | None = None) -> types.ModuleType:
     if text is not None:
         body = text.partition("\n")[2] if text.startswith(cache.MAGIC) else text
         path = cache.write_entry(key, body)
-        text = cache.entry_text(body)
+        # the file's text: a concurrent compile's, if it got there first (Numba keys its code
+        # by that file)
+        text = cache.read_entry(key, path.parent) or cache.entry_text(body)
     else:
         path = cache.entry_path(key)
         text = cache.read_entry(key)
