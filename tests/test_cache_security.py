@@ -188,6 +188,12 @@ def test_an_administrators_shared_cache_is_trusted_when_asked(monkeypatch, tmp_p
     monkeypatch.setenv(cache.TRUST_SHARED, "1")
     assert cache.read_entry("shared") == text
     assert cache.cache_info()["refused"] is None
+    # read-only for us (as root, access() says yes to all): new programs go elsewhere
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != d.resolve())
+    with pytest.warns(CacheWarning, match=f"{re.escape(str(d))} is read-only"):
+        path = cache.write_entry("mine", "x = 'mine'\n")
+    assert path.parent != d.resolve() and _mode(path.parent) == 0o700
+    assert cache.read_entry("mine", path.parent) == cache.entry_text("x = 'mine'\n")
 
 
 @needs_root
