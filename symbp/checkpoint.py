@@ -143,10 +143,23 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    name = None  # the array being read, once the file opened as an archive
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
+            arrays = {}
+            for name in archive.files:
+                arrays[name] = archive[name]
+            return arrays
+    except ValueError as e:
+        if name is None or "allow_pickle" not in str(e):  # not a zip: NumPy took it for a pickle
+            raise CheckpointError(f"cannot read {path}: the file is truncated or corrupt "
+                                  f"(ValueError: {e})") from e  # fmt: skip
+        # An object array is a pickle, and unpickling runs whatever code the file names.
+        raise CheckpointError(
+            f"{path}: array {name!r} holds pickled Python objects; symbp never unpickles a "
+            f"file (a pickle can run any code). Save numeric arrays only (np.savez)"
+        ) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as e:
         raise CheckpointError(
             f"cannot read {path}: the file is truncated or corrupt ({type(e).__name__}: {e})"
         ) from e

@@ -20,6 +20,7 @@ import importlib.util
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -321,7 +322,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
         n = symbp.clear_cache()
         print(f"removed {n} cache entries")
     else:
-        print(symbp.cache_info())
+        with warnings.catch_warnings():  # said once below, plainly, rather than as a warning
+            warnings.simplefilter("ignore", symbp.cache.CacheWarning)
+            info = symbp.cache_info()
+        print(info)
+        if info["refused"]:
+            print(info["refused"], file=sys.stderr)
     return 0
 
 

@@ -22,6 +22,8 @@ checkpoint (``symbp.save_checkpoint``) is an ``.npz`` whose model weights load h
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -113,6 +115,15 @@ def read_state_dict(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[
     torch = _torch()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # an object weights_only refused: never retry without
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        raise WeightsError(
+            f"{path} holds pickled Python objects besides tensors"
+            + (f" ({found.group(1)})" if found else "")
+            + "; symbp reads .pt files with torch.load(weights_only=True) and never unpickles "
+            "anything else (a pickle can run any code): save the tensors alone, "
+            "torch.save(model.state_dict(), path)"
+        ) from None
     except Exception as e:  # torch raises many kinds (pickle, zip, runtime) for a bad file
         raise WeightsError(f"cannot read {path} with torch.load: {e}") from e
     if hasattr(obj, "state_dict") and not isinstance(obj, Mapping):

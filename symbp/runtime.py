@@ -49,22 +49,38 @@ def module_text(source: str, spec: dict[str, Any]) -> str:
 
 
 def load(key: str, text: str | None = None) -> types.ModuleType:
-    """Import the cached module ``key`` (writing ``text`` there first when given)."""
+    """Import the cached module ``key`` (writing ``text`` there first when given).
+
+    What runs is the text symbp checked (``cache.read_entry``) or wrote itself, compiled under
+    the entry's file name, not what a loader would read from the file a moment later; Numba's
+    files for it are vetted first (``cache.vet_numba_files``) and recorded whenever Numba
+    writes them (``cache.watch``)."""
     mod = _LOADED.get(key)
     if mod is not None and text is None:
         return mod
     if text is not None:
         body = text.partition("\n")[2] if text.startswith(cache.MAGIC) else text
         path = cache.write_entry(key, body)
+        # the file's text: a concurrent compile's, if it got there first (Numba keys its code
+        # by that file)
+        text = cache.read_entry(key, path.parent) or cache.entry_text(body)
     else:
         path = cache.entry_path(key)
+        text = cache.read_entry(key)
+        if text is None:
+            raise RuntimeError(
+                f"the cached program {path} changed or vanished while it was being loaded; "
+                f"compile the model again"
+            )
+    cache.vet_numba_files(path.parent, key)
     name = f"symbp_generated_{key}"
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     linecache.checkcache(str(path))
-    spec.loader.exec_module(mod)
+    exec(compile(text, str(path), "exec"), mod.__dict__)
+    cache.watch(mod, key, path)
     _LOADED[key] = mod
     return mod
 

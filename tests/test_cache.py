@@ -27,8 +27,11 @@ SCRIPT = textwrap.dedent(
     t0 = time.perf_counter()
     loss = model.step(x, y)
     first = time.perf_counter() - t0
+    stats = model._train.mod.train.stats  # Numba's: loaded from its cache, or compiled
     print(json.dumps({"loss": loss, "hit": model.timings["cache_hit"], "first": first,
-                      "w": net[0].weight.data.tolist()}))
+                      "w": net[0].weight.data.tolist(),
+                      "numba_hit": sum(stats.cache_hits.values()),
+                      "numba_miss": sum(stats.cache_misses.values())}))
     """
 )
 
@@ -50,10 +53,13 @@ def _run(cache_dir: Path, n: int = 1) -> list[dict]:
 
 def test_second_process_hits_and_damaged_entries_are_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
+    tmp_path.chmod(0o755)  # a cache made before symbp made them 0700 is still private enough
     (first,) = _run(tmp_path)
-    assert first["hit"] == 0.0
+    assert first["hit"] == 0.0 and (first["numba_hit"], first["numba_miss"]) == (0, 1)
     (second,) = _run(tmp_path)
     assert second["hit"] == 1.0 and second["loss"] == first["loss"] and second["w"] == first["w"]
+    # no rebuild at all: Numba's machine code, as symbp recorded it, is loaded too
+    assert (second["numba_hit"], second["numba_miss"]) == (1, 0)
 
     # a truncated module file fails its digest: rebuilt, never loaded
     (entry,) = tmp_path.glob("m_*.py")
@@ -67,6 +73,7 @@ def test_second_process_hits_and_damaged_entries_are_rebuilt(tmp_path, monkeypat
         f.write_bytes(f.read_bytes()[:50])
     (fourth,) = _run(tmp_path)
     assert fourth["hit"] == 1.0 and fourth["loss"] == first["loss"]
+    assert fourth["numba_miss"] == 1  # the damaged code differs from its record: recompiled
 
 
 def test_two_concurrent_compiles_both_succeed(tmp_path):
@@ -85,6 +92,21 @@ def test_cache_info_and_clear(tmp_path, monkeypatch):
     assert "numba=" in info["versions"]
     assert symbp.clear_cache() == 1
     assert symbp.cache_info()["entries"] == 0
+
+
+def test_numba_cache_dir_is_checked_before_symbp_kernels_use_it(tmp_path, monkeypatch):
+    from numba.core import config
+
+    import symbp.lower.conv_kernels as kernels
+
+    shared = tmp_path / "numba"
+    shared.mkdir()
+    monkeypatch.setattr(config, "CACHE_DIR", str(shared))
+    assert cache._numba_dir(kernels.__file__) is None  # private: Numba's own locator uses it
+    shared.chmod(0o777)
+    with pytest.warns(cache.CacheWarning, match=f"NUMBA_CACHE_DIR = {shared}: .*mode 0777"):
+        where = cache._numba_dir(kernels.__file__)
+    assert where is not None and Path(where).is_relative_to(cache.kernel_cache_dir())
 
 
 def test_key_depends_on_the_program_not_the_process(tmp_path, monkeypatch):
