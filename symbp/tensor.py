@@ -702,7 +702,8 @@ def index(x: Tensor, key: Any) -> Tensor:
     keys = key if isinstance(key, tuple) else (key,)
     shown = ", ".join(_show_index(k) for k in keys)
     meaning = ""
-    if len(keys) == 2 and keys[0] == slice(None) and _is_integer_index(keys[1]):
+    columns = len(keys) == 2 and isinstance(keys[0], slice) and keys[0] == slice(None)
+    if columns and _is_integer_index(keys[1]):
         meaning = (
             " PyTorch selects whole columns here (a result of shape [n, len(labels)]), not one "
             "entry per row."
@@ -714,14 +715,21 @@ def index(x: Tensor, key: Any) -> Tensor:
     )
 
 
+def _index_array(k: Any) -> np.ndarray | None:
+    """A list or array index as NumPy reads it; None for what NumPy cannot (ragged lists)."""
+    try:
+        return np.asarray(k)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 def _is_integer_index(k: Any) -> bool:
     """An integer index array (PyTorch's advanced indexing): not a bool mask, not a scalar."""
     if isinstance(k, range):
         return True
     if isinstance(k, Tensor):
         return k.dtype.kind in "iu"
-    if isinstance(k, (list, np.ndarray)):
-        arr = np.asarray(k)
+    if isinstance(k, (list, np.ndarray)) and (arr := _index_array(k)) is not None:
         return arr.ndim > 0 and (arr.dtype.kind in "iu" or (arr.size == 0 and isinstance(k, list)))
     return False
 
@@ -734,12 +742,10 @@ def _show_index(k: Any) -> str:
         return ":".join(parts[:2]) + (f":{parts[2]}" if k.step is not None else "")
     if k is None or k is Ellipsis or isinstance(k, (bool, int, np.bool_, np.integer)):
         return "..." if k is Ellipsis else repr(k)
-    if isinstance(k, (Tensor, np.ndarray, list, range)):
-        dtype, shape = (
-            (k.dtype, k.shape) if isinstance(k, Tensor) else (np.asarray(k).dtype, np.shape(k))
-        )
+    arr = k if isinstance(k, Tensor) else _index_array(k) if isinstance(k, (list, range)) else k
+    if isinstance(arr, (Tensor, np.ndarray)):
         what = {"b": "bool mask", "i": "integer indices", "u": "integer indices"}
-        return f"<{what.get(dtype.kind, f'{dtype} values')} {shape_str(shape)}>"
+        return f"<{what.get(arr.dtype.kind, f'{arr.dtype} values')} {shape_str(arr.shape)}>"
     return f"<{type(k).__name__}>"
 
 

@@ -226,6 +226,13 @@ def test_iteration_raises_where_pytorch_yields_rows():
     assert str(mine.value) == str(theirs.value)  # "iteration over a 0-d tensor"
 
 
+def test_an_optimizer_given_one_parameter_says_so_as_pytorch():
+    with pytest.raises(TypeError, match="iterable of Tensors or dicts"):
+        torch.optim.SGD(torch.nn.Parameter(torch.zeros(3)), lr=0.1)
+    with pytest.raises(TypeError, match=r"SGD: params should be an iterable.*pass \[p\]"):
+        symbp.optim.SGD(nn.Parameter(np.zeros(3)), lr=0.1)
+
+
 @pytest.mark.parametrize("values", [2.5, [1.0, 2.0], [[1.0], [2.0]]])
 def test_numpy_asarray_gives_the_values_as_pytorch(values):
     x, tx = pair(values)
@@ -281,31 +288,54 @@ UNSUPPORTED = {
     "None then slice": (None, slice(None)),
     "integer list alone": [0, 2],
     "range alone": range(2),
-    "float tensor labels": (range(4), "float"),
+    "float tensor labels": (range(4), "float labels"),
+    "bool array rows with labels": (np.array([True, False, True, True]), [2, 0, 4]),
+    "index tensor then slice": ("row tensor", slice(None)),
+    "ragged list": [[0, 1], [2]],  # PyTorch reads it as x[[0, 1], [2]] (deprecated)
+}
+# Forms PyTorch refuses too: symbp's error must still name the form, not leak from NumPy.
+PYTORCH_ERRORS = {
+    "too many indices": (0, 1, 2),
+    "ragged labels": ([0, 1], [[1], [2, 3]]),
+    "a string": "a",
+    "a float": 1.5,
 }
 
 
+def _keys(key):
+    """(symbp's key, torch's key): the strings above stand for tensors made by each library."""
+    if not isinstance(key, tuple) or not any(isinstance(k, str) for k in key):
+        return key, key
+    made = {
+        "float labels": (symbp.tensor([2.0, 0.0, 4.0, 1.0]), torch.tensor([2.0, 0.0, 4.0, 1.0])),
+        "row tensor": (symbp.tensor([0, 1, 2, 3]), torch.arange(4)),
+    }
+    return tuple(tuple(made[k][i] if isinstance(k, str) else k for k in key) for i in (0, 1))
+
+
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")  # torch, ragged
 @pytest.mark.parametrize("key", list(UNSUPPORTED.values()), ids=list(UNSUPPORTED))
 def test_unsupported_index_forms_raise_naming_the_form(key):
     x, tx = _x()
-    if isinstance(key, tuple) and isinstance(key[1], str):  # made here: symbp and torch
-        key, tkey = (
-            (key[0], symbp.tensor([2.0, 0.0, 4.0, 1.0])),
-            (
-                key[0],
-                torch.tensor([2.0, 0.0, 4.0, 1.0]),
-            ),
-        )
-    else:
-        tkey = key
-    if isinstance(key[-1] if isinstance(key, tuple) else key, symbp.Tensor):
+    key, tkey = _keys(key)
+    if isinstance(key, tuple) and isinstance(key[-1], symbp.Tensor):
         with pytest.raises(IndexError, match="tensors used as indices must be long"):
-            tx[tkey]
+            tx[tkey]  # float labels
     else:
         assert isinstance(tx[tkey], torch.Tensor)  # PyTorch gives each form a meaning
     with pytest.raises(NotImplementedError, match=r"x\[.*\] on a \[4,5\] tensor") as err:
         x[key]
     assert "range(n), labels" in str(err.value)  # what symbp does support
+
+
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")  # torch, "a"
+@pytest.mark.parametrize("key", list(PYTORCH_ERRORS.values()), ids=list(PYTORCH_ERRORS))
+def test_index_forms_pytorch_refuses_raise_naming_the_form(key):
+    x, tx = _x()
+    with pytest.raises((IndexError, TypeError, ValueError)):
+        tx[key]
+    with pytest.raises(NotImplementedError, match=r"x\[.*\] on a \[4,5\] tensor"):
+        x[key]
 
 
 def test_columns_by_labels_is_named_as_pytorch_reads_it():
