@@ -68,6 +68,7 @@ def _no_comparison(x: Tensor, op: str, other: Any) -> NotImplementedError:
         f"x {op} y on a {shape_str(x.shape)} tensor and {them}: PyTorch compares elementwise and "
         f"gives a bool tensor; symbp has no comparison ops yet (Python's fallback would compare "
         f"the objects). Compare the values, x.numpy() {op} y.numpy(); test identity with `is`"
+        + where()
     )
 
 
@@ -85,7 +86,7 @@ def _no_in_place(x: Tensor, op: str) -> NotImplementedError:
     return NotImplementedError(
         f"x {op} y on a {shape_str(x.shape)} tensor: PyTorch changes x in place (every other "
         f"reference to it sees the change); symbp has no in-place tensor ops yet: write "
-        f"x = x {plain} y"
+        f"x = x {plain} y" + where()
     )
 
 
@@ -711,7 +712,7 @@ def index(x: Tensor, key: Any) -> Tensor:
     raise NotImplementedError(
         f"x[{shown}] on a {shape_str(x.shape)} tensor: symbp does not implement this indexing form "
         f"yet.{meaning} It supports x[range(n), labels] (entry labels[i] of each row i, as "
-        f"PyTorch); for values, index x.numpy()"
+        f"PyTorch); for values, index x.numpy()" + where()
     )
 
 
@@ -759,7 +760,7 @@ def _pick_by_index(x: Tensor, rows: Any, labels: Any) -> Tensor:
     """``x[rows, labels]`` when rows are every row in order; anything else raises."""
     n, classes = x.shape
     row_vals = _known_ints(rows)
-    want = f"x[range(n), labels] on a {shape_str(x.shape)} tensor"
+    want = f"x[range(n), labels] on a {shape_str(x.shape)} tensor{where()}"
     if row_vals is None or not isinstance(n, (int, np.integer)):
         raise NotImplementedError(
             f"{want}: symbp picks one entry per row when the rows are known to be 0..n-1 in order "
@@ -787,7 +788,7 @@ def _pick_by_index(x: Tensor, rows: Any, labels: Any) -> Tensor:
         if bad.any():
             raise IndexError(  # PyTorch's words, with the row
                 f"index {v[bad][0]} is out of bounds for dimension 1 with size {classes} "
-                f"(labels[{int(np.argmax(bad))}])"
+                f"(labels[{int(np.argmax(bad))}]){where()}"
             )
         if (v < 0).any():  # PyTorch counts a negative index from the end
             lab = tensor(np.where(v < 0, v + classes, v))

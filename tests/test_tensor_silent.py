@@ -410,3 +410,26 @@ def test_losses_pick_as_before():
         got.backward()
         want.backward()
         np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-13, atol=1e-16)
+
+
+def test_the_errors_name_the_layer_they_happen_in():
+    class Gate(nn.Module):
+        def __init__(self, form):
+            super().__init__()
+            self.form = form
+
+        def forward(self, x):
+            return self.form(x)
+
+    class Net(nn.Module):
+        def __init__(self, form):
+            super().__init__()
+            self.gate = Gate(form)
+
+        def forward(self, x):
+            return self.gate(x)
+
+    x = symbp.tensor(np.zeros((2, 3)))
+    for form in (lambda x: x[:, [0, 1]], lambda x: x < 0.5, lambda x: x[range(2), [0, 7]]):
+        with pytest.raises((NotImplementedError, IndexError), match=r"\(in Gate 'gate'\)$"):
+            Net(form)(x)
