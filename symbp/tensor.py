@@ -193,8 +193,10 @@ class Tensor:
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                 "instead (PyTorch's rule for np.asarray; symbp's x.numpy() also works)"
             )
-        arr = self.numpy()
+        arr = self.numpy()  # shared, as PyTorch's np.asarray(t) shares the tensor's memory
         if dtype is not None and np.dtype(dtype) != arr.dtype:
+            if copy is False:
+                raise ValueError(f"np.asarray(x, {np.dtype(dtype)}, copy=False) of {arr.dtype}")
             return arr.astype(dtype)
         return arr.copy() if copy else arr
 

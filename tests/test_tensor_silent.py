@@ -233,6 +233,7 @@ def test_an_optimizer_given_one_parameter_says_so_as_pytorch():
         symbp.optim.SGD(nn.Parameter(np.zeros(3)), lr=0.1)
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # torch's
 @pytest.mark.parametrize("values", [2.5, [1.0, 2.0], [[1.0], [2.0]]])
 def test_numpy_asarray_gives_the_values_as_pytorch(values):
     x, tx = pair(values)
@@ -240,6 +241,8 @@ def test_numpy_asarray_gives_the_values_as_pytorch(values):
     assert got.dtype == want.dtype == np.float64 and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
     assert np.asarray(x, dtype=np.float32).dtype == np.float32
+    assert np.shares_memory(np.asarray(x), x.numpy()) == np.shares_memory(want, tx.numpy())
+    assert np.shares_memory(np.array(x), x.numpy()) == np.shares_memory(np.array(tx), tx.numpy())
     g, tg = pair(values, requires_grad=True)
     with pytest.raises(RuntimeError, match="Can't call numpy"):
         np.asarray(tg)
