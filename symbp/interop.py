@@ -26,11 +26,12 @@ import pickle
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from symbp.checkpoint import META, atomic_write, read_npz
+from symbp.nn.module import IncompatibleKeys  # one type for both loaders
 
 __all__ = ["IncompatibleKeys", "WeightsError", "load_weights", "read_state_dict", "save_weights"]
 
@@ -41,13 +42,6 @@ NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 
 class WeightsError(ValueError):
     """Weights that do not fit the model, or a file that holds none."""
-
-
-class IncompatibleKeys(NamedTuple):
-    """The names that did not match (as ``torch.nn.Module.load_state_dict`` returns them)."""
-
-    missing_keys: list[str]
-    unexpected_keys: list[str]
 
 
 # ---------------------------------------------------------------- reading

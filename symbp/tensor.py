@@ -62,6 +62,34 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     return arr
 
 
+def _no_comparison(x: Tensor, op: str, other: Any) -> NotImplementedError:
+    them = f"a {shape_str(other.shape)} tensor" if isinstance(other, Tensor) else repr(other)
+    return NotImplementedError(
+        f"x {op} y on a {shape_str(x.shape)} tensor and {them}: PyTorch compares elementwise and "
+        f"gives a bool tensor; symbp has no comparison ops yet (Python's fallback would compare "
+        f"the objects). Compare the values, x.numpy() {op} y.numpy(); test identity with `is`"
+        + where()
+    )
+
+
+def _no_in_place(x: Tensor, op: str) -> NotImplementedError:
+    # Without __iadd__, Python runs x = x + y: it rebinds the name, leaving the tensor (and a
+    # model's parameter) unchanged, where PyTorch updates it in place.
+    plain = op[:-1]
+    if isinstance(x, Parameter):
+        return NotImplementedError(
+            f"p {op} ... on Parameter '{x.name}': PyTorch updates the parameter in place (inside "
+            f"torch.no_grad()); symbp has no in-place tensor ops yet, and rebinding the name "
+            f"would leave the model's parameter unchanged. Update its values, p.data {op} ... "
+            f"(p.data and p.grad are NumPy arrays), or use a symbp.optim optimizer"
+        )
+    return NotImplementedError(
+        f"x {op} y on a {shape_str(x.shape)} tensor: PyTorch changes x in place (every other "
+        f"reference to it sees the change); symbp has no in-place tensor ops yet: write "
+        f"x = x {plain} y" + where()
+    )
+
+
 class Tensor:
     """A node of the traced graph, with its value when it has one (eager mode)."""
 
@@ -105,7 +133,15 @@ class Tensor:
         return self.ndim
 
     def __len__(self) -> int:
-        return int(self.shape[0])
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")  # PyTorch's words
+        try:
+            return int(self.shape[0])
+        except TypeError:
+            raise TypeError(
+                f"len() of a traced {shape_str(self.shape)} tensor: its first dimension is the "
+                f"symbolic {self.shape[0]}, known only when the program runs; use x.shape[0]"
+            ) from None
 
     @property
     def has_value(self) -> bool:
@@ -134,6 +170,105 @@ class Tensor:
 
     def __float__(self) -> float:
         return float(self.item())
+
+    def __bool__(self) -> bool:
+        # Python's default would be len(x) != 0: `if x:` true for any non-empty tensor.
+        v = self.value
+        if v is None:
+            raise RuntimeError(
+                f"bool() of a traced {shape_str(self.shape)} tensor: its value is known only when "
+                f"the program runs, so Python control flow (if, while, and, or) cannot depend "
+                f"on it"
+            )
+        if v.size != 1:
+            amount = "more than one value" if v.size else "no values"
+            raise RuntimeError(f"Boolean value of Tensor with {amount} is ambiguous")
+        return bool(v.reshape(()).item())
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(x)``: the value, as PyTorch gives it (without, NumPy would make an
+        object array holding the tensor)."""
+        if self.requires_grad:
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead (PyTorch's rule for np.asarray; symbp's x.numpy() also works)"
+            )
+        arr = self.numpy()  # shared, as PyTorch's np.asarray(t) shares the tensor's memory
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            if copy is False:
+                raise ValueError(f"np.asarray(x, {np.dtype(dtype)}, copy=False) of {arr.dtype}")
+            return arr.astype(dtype)
+        return arr.copy() if copy else arr
+
+    # ------------------------------------------------------------ what symbp does not do yet
+    # Each of these means something in PyTorch (an elementwise comparison, an update in place,
+    # an iteration over rows) that Python's fallback would silently replace with something else
+    # (identity, rebinding the name, getitem(0), getitem(1), ...): a clear error until symbp
+    # has the op. Hashing stays by identity, so tensors still key dicts and fill sets. (`x @= y`
+    # is left to Python: PyTorch has no in-place matmul either, and rebinds the name too.)
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:  # type: ignore[override]
+        if other is None:
+            return False  # as PyTorch: `x == None` is False
+        raise _no_comparison(self, "==", other)
+
+    def __ne__(self, other: object) -> bool:  # type: ignore[override]
+        if other is None:
+            return True
+        raise _no_comparison(self, "!=", other)
+
+    def __lt__(self, other: Any) -> Any:
+        raise _no_comparison(self, "<", other)
+
+    def __le__(self, other: Any) -> Any:
+        raise _no_comparison(self, "<=", other)
+
+    def __gt__(self, other: Any) -> Any:
+        raise _no_comparison(self, ">", other)
+
+    def __ge__(self, other: Any) -> Any:
+        raise _no_comparison(self, ">=", other)
+
+    def __contains__(self, item: Any) -> bool:
+        raise NotImplementedError(
+            f"`v in x` on a {shape_str(self.shape)} tensor: PyTorch tests (x == v).any() "
+            f"elementwise; symbp has no comparison ops yet: test the values, v in x.numpy()"
+        )
+
+    def __iter__(self) -> Any:
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")  # PyTorch's words
+        raise NotImplementedError(
+            f"iterating over a {shape_str(self.shape)} tensor: PyTorch yields x[0], x[1], ... "
+            f"(tensors of one dimension less); symbp has no integer indexing yet: iterate over "
+            f"the values, x.tolist() or x.numpy()"
+        )
+
+    def __iadd__(self, other: Any) -> Any:
+        raise _no_in_place(self, "+=")
+
+    def __isub__(self, other: Any) -> Any:
+        raise _no_in_place(self, "-=")
+
+    def __imul__(self, other: Any) -> Any:
+        raise _no_in_place(self, "*=")
+
+    def __itruediv__(self, other: Any) -> Any:
+        raise _no_in_place(self, "/=")
+
+    def __ipow__(self, other: Any) -> Any:
+        raise _no_in_place(self, "**=")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        where = f"Parameter '{self.name}'" if isinstance(self, Parameter) else "a tensor"
+        raise NotImplementedError(
+            f"x[...] = v on {where} {shape_str(self.shape)}: PyTorch writes into x in place; "
+            f"symbp has no in-place ops yet. For a Parameter, write its NumPy values: "
+            f"p.data[...] = v; otherwise build the values in NumPy (a = x.numpy().copy(); "
+            f"a[...] = v) and make a new tensor, symbp.tensor(a)"
+        )
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -560,20 +695,125 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 
 def index(x: Tensor, key: Any) -> Tensor:
-    """``x[range(n), labels]`` (the pick of a loss) as sum(x * onehot(labels)) over the classes."""
+    """``x[key]``. Of PyTorch's indexing symbp has only the pick of a loss, ``x[range(n),
+    labels]``: entry labels[i] of each row i, exactly as PyTorch. Every other form raises, naming
+    the form, rather than give an answer PyTorch would not (``x[:, labels]`` selects columns)."""
     if isinstance(key, tuple) and len(key) == 2 and x.ndim == 2:
         rows, labels = key
-        is_all_rows = (isinstance(rows, slice) and rows == slice(None)) or isinstance(
-            rows, (range, np.ndarray, Tensor, list)
+        if _is_integer_index(rows) and _is_integer_index(labels):
+            return _pick_by_index(x, rows, labels)
+    keys = key if isinstance(key, tuple) else (key,)
+    shown = ", ".join(_show_index(k) for k in keys)
+    meaning = ""
+    columns = len(keys) == 2 and isinstance(keys[0], slice) and keys[0] == slice(None)
+    if columns and _is_integer_index(keys[1]):
+        meaning = (
+            " PyTorch selects whole columns here (a result of shape [n, len(labels)]), not one "
+            "entry per row."
         )
-        labels = labels if isinstance(labels, Tensor) else tensor(np.asarray(labels))
-        if is_all_rows and labels.dtype.kind in "iu" and labels.ndim == 1:
-            oh = _result(ops.onehot(labels.node, x.shape[1], x.dtype), [labels], False)
-            return sum(x * oh, 1)
     raise NotImplementedError(
-        f"indexing a {shape_str(x.shape)} tensor with {key!r}: symbp supports x[range(n), labels]"
-        " (picking one entry per row by integer labels)"
+        f"x[{shown}] on a {shape_str(x.shape)} tensor: symbp does not implement this indexing form "
+        f"yet.{meaning} It supports x[range(n), labels] (entry labels[i] of each row i, as "
+        f"PyTorch); for values, index x.numpy()" + where()
     )
+
+
+def _index_array(k: Any) -> np.ndarray | None:
+    """A list or array index as NumPy reads it; None for what NumPy cannot (ragged lists)."""
+    try:
+        return np.asarray(k)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _is_integer_index(k: Any) -> bool:
+    """An integer index array (PyTorch's advanced indexing): not a bool mask, not a scalar."""
+    if isinstance(k, range):
+        return True
+    if isinstance(k, Tensor):
+        return k.dtype.kind in "iu"
+    if isinstance(k, (list, np.ndarray)) and (arr := _index_array(k)) is not None:
+        return arr.ndim > 0 and (arr.dtype.kind in "iu" or (arr.size == 0 and isinstance(k, list)))
+    return False
+
+
+def _show_index(k: Any) -> str:
+    """One entry of an index as Python wrote it, or what it is: ``:``, ``1:5:2``, ``None``,
+    ``...``, ``3``, ``<bool mask [4]>``, ``<integer indices [3]>``."""
+    if isinstance(k, slice):
+        parts = ["" if v is None else str(v) for v in (k.start, k.stop, k.step)]
+        return ":".join(parts[:2]) + (f":{parts[2]}" if k.step is not None else "")
+    if k is None or k is Ellipsis or isinstance(k, (bool, int, np.bool_, np.integer)):
+        return "..." if k is Ellipsis else repr(k)
+    arr = k if isinstance(k, Tensor) else _index_array(k) if isinstance(k, (list, range)) else k
+    if isinstance(arr, (Tensor, np.ndarray)):
+        what = {"b": "bool mask", "i": "integer indices", "u": "integer indices"}
+        return f"<{what.get(arr.dtype.kind, f'{arr.dtype} values')} {shape_str(arr.shape)}>"
+    return f"<{type(k).__name__}>"
+
+
+def _known_ints(k: Any) -> np.ndarray | None:
+    if isinstance(k, Tensor):
+        return None if k.value is None else np.asarray(k.value)
+    return np.asarray(k, dtype=int64)
+
+
+def _pick_by_index(x: Tensor, rows: Any, labels: Any) -> Tensor:
+    """``x[rows, labels]`` when rows are every row in order; anything else raises."""
+    n, classes = x.shape
+    row_vals = _known_ints(rows)
+    want = f"x[range(n), labels] on a {shape_str(x.shape)} tensor{where()}"
+    if row_vals is None or not isinstance(n, (int, np.integer)):
+        raise NotImplementedError(
+            f"{want}: symbp picks one entry per row when the rows are known to be 0..n-1 in order "
+            f"(here the {'row count' if row_vals is not None else 'rows'} are only known when "
+            f"the program runs); losses pick with nn.NLLLoss / nn.CrossEntropyLoss"
+        )
+    if row_vals.ndim != 1 or not np.array_equal(row_vals, np.arange(n)):
+        raise NotImplementedError(
+            f"{want}: rows {_show_index(rows)} are not all {n} rows in order: PyTorch picks "
+            f"x[rows[i], labels[i]]; symbp has only the form whose rows are range({n})"
+        )
+    if isinstance(labels, Tensor) and labels.ndim == 1 and labels.shape[0] == n:
+        lab = labels
+    else:
+        shape = labels.shape if isinstance(labels, Tensor) else np.shape(labels)
+        if len(shape) != 1 or shape[0] != n:
+            raise NotImplementedError(
+                f"{want}: {n} rows but labels of shape {shape_str(shape)}: PyTorch broadcasts "
+                f"the two index arrays; symbp needs one label per row"
+            )
+        lab = tensor(np.asarray(labels, dtype=int64))
+    if lab.value is not None:
+        v = lab.value
+        bad = (v < -classes) | (v >= classes)
+        if bad.any():
+            raise IndexError(  # PyTorch's words, with the row
+                f"index {v[bad][0]} is out of bounds for dimension 1 with size {classes} "
+                f"(labels[{int(np.argmax(bad))}]){where()}"
+            )
+        if (v < 0).any():  # PyTorch counts a negative index from the end
+            lab = tensor(np.where(v < 0, v + classes, v))
+    return pick(x, lab)
+
+
+def pick(x: Tensor, labels: Tensor) -> Tensor:
+    """Entry labels[i] of each row of a [N, C] tensor, as sum(x * onehot(labels)) over the
+    classes; labels [N] in 0..C-1 (losses have checked them; x[range(n), labels] goes here)."""
+    oh = _result(ops.onehot(labels.node, x.shape[1], x.dtype), [labels], False)
+    if x.value is not None and labels.value is not None:
+        # x * onehot makes an inf or nan anywhere in the row a nan (inf * 0), where PyTorch's
+        # pick reads only the picked entry: say so rather than return the nan.
+        off = ~np.isfinite(x.value) & (oh.numpy() == 0)
+        if off.any():
+            r, c = (int(i) for i in np.argwhere(off)[0])
+            raise NotImplementedError(
+                f"picking entry labels[i] of each row of a {shape_str(x.shape)} tensor with "
+                f"{x.value[r, c]} at the unpicked entry [{r}, {c}]: symbp picks as "
+                f"sum(x * onehot(labels)), which would give nan where PyTorch reads only the "
+                f"picked entries; mask with a large finite value instead of inf{where()}"
+            )
+    return sum(x * oh, 1)
 
 
 def onehot(labels: Tensor, classes: int, dtype: Any = None) -> Tensor:

@@ -151,15 +151,21 @@ def test_load_state_dict_shape_mismatch():
     model = TwoLayers()
     state = model.state_dict()
     state["fc1.weight"] = np.zeros((4, 3))
-    with pytest.raises(
-        symbp.ShapeError, match=r"'fc1.weight' has shape \[3,4\] in the model, \[4,3\]"
+    with pytest.raises(  # PyTorch's words; the square weight's transpose is named too
+        RuntimeError,
+        match=r"size mismatch for fc1.weight: copying a param with shape \[4,3\] from "
+        r"checkpoint, the shape in current model is \[3,4\] \(transposed\?\)",
     ):
         model.load_state_dict(state)
 
 
 def test_load_state_dict_missing_and_unexpected_keys():
     model = TwoLayers()
-    with pytest.raises(KeyError, match=r"missing keys \['fc1.bias'.*unexpected keys \['extra'\]"):
+    with pytest.raises(
+        RuntimeError,
+        match=r'Missing key\(s\) in state_dict: "fc1.bias", .*\n\tUnexpected key\(s\) in '
+        r'state_dict: "extra"',
+    ):
         model.load_state_dict({"fc1.weight": np.zeros((3, 4)), "extra": np.zeros(1)})
 
 

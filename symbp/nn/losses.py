@@ -86,7 +86,7 @@ class NLLLoss(_Loss):
 
     def forward(self, logp: Tensor, y) -> Tensor:
         y = _labels(logp, y, "NLLLoss")
-        return self.reduce(-T.index(logp, (slice(None), y)))
+        return self.reduce(-T.pick(logp, y))
 
 
 class CrossEntropyLoss(_Loss):
@@ -107,4 +107,4 @@ class CrossEntropyLoss(_Loss):
                 )
             return self.reduce(-(logp * y).sum(1))
         y = _labels(x, y, "CrossEntropyLoss")
-        return self.reduce(-T.index(logp, (slice(None), y)))
+        return self.reduce(-T.pick(logp, y))

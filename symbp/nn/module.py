@@ -2,14 +2,59 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from symbp.ir import LABELS, ShapeError, scope, shape_str
+from symbp.ir import LABELS, scope, shape_str
 from symbp.tensor import Parameter, Tensor
+
+
+class IncompatibleKeys(NamedTuple):
+    """The names that did not match, as ``torch.nn.Module.load_state_dict`` returns them."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return f"IncompatibleKeys(missing_keys={self[0]}, unexpected_keys={self[1]})"
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+def _convert(name: str, value: Any, current: np.ndarray) -> tuple[np.ndarray, str]:
+    """``value`` as an array of ``current``'s dtype, or the reason it cannot be loaded."""
+    try:
+        arr = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
+    except (TypeError, ValueError, RuntimeError) as e:  # a torch tensor on a GPU, ...
+        return current, f"cannot read {name} as an array: {type(e).__name__}: {e}"
+    if arr.shape != current.shape:
+        hint = " (transposed?)" if arr.ndim == 2 and arr.shape == current.shape[::-1] else ""
+        return current, (
+            f"size mismatch for {name}: copying a param with shape {shape_str(arr.shape)} from "
+            f"checkpoint, the shape in current model is {shape_str(current.shape)}{hint}."
+        )
+    if arr.dtype.kind not in "biuf":
+        return current, f"dtype mismatch for {name}: cannot load {arr.dtype} into {current.dtype}"
+    with np.errstate(all="ignore"):
+        out = arr.astype(current.dtype)  # a copy: the model never shares the caller's array
+    if current.dtype.kind in "biu" and not np.array_equal(out, arr):
+        return current, (
+            f"dtype mismatch for {name}: the model holds {current.dtype}, and the {arr.dtype} "
+            f"value has entries it cannot hold exactly"
+        )
+    if arr.dtype.kind == "f" and np.isfinite(arr).all() and not np.isfinite(out).all():
+        return current, (
+            f"dtype mismatch for {name}: a {arr.dtype} value overflows the model's {current.dtype}"
+        )
+    return out, ""
 
 
 class Module:
@@ -94,43 +139,56 @@ class Module:
     # ------------------------------------------------------------ state
 
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Copies of every parameter and buffer by dotted name."""
-        state: OrderedDict[str, np.ndarray] = OrderedDict()
-        for name, p in self.named_parameters():
-            state[name] = p.data.copy()
-        for name, b in self.named_buffers():
-            state[name] = np.array(b, copy=True)
-        return state
+        """Copies of every parameter and buffer by dotted name, in PyTorch's order."""
+        return OrderedDict((name, np.array(v, copy=True)) for name, v, _ in self._state_entries())
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Load arrays by dotted name; shapes must match, as must the names when ``strict``."""
-        params = dict(self.named_parameters())
-        buffers = {n: (m, n.rsplit(".", 1)[-1]) for n, m in self._buffer_owners()}
-        missing = [n for n in [*params, *buffers] if n not in state]
-        unexpected = [n for n in state if n not in params and n not in buffers]
-        if strict and (missing or unexpected):
-            raise KeyError(
-                f"load_state_dict for {type(self).__name__}: missing keys {missing}, "
-                f"unexpected keys {unexpected}"
-            )
-        for name, value in state.items():
-            arr = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
-            if name in params:
-                p = params[name]
-                if arr.shape != p.data.shape:
-                    raise ShapeError(
-                        f"load_state_dict: '{name}' has shape {shape_str(p.data.shape)} in the "
-                        f"model, {shape_str(arr.shape)} in the state dict"
-                    )
-                p.data = arr.astype(p.data.dtype)
-            elif name in buffers:
-                owner, attr = buffers[name]
-                owner.register_buffer(attr, arr.astype(owner._buffers[attr].dtype))
-
-    def _buffer_owners(self) -> Iterator[tuple[str, Module]]:
+    def _state_entries(self) -> Iterator[tuple[str, np.ndarray, Callable[[np.ndarray], None]]]:
+        """(name, value, assign) of each parameter and buffer, ordered as PyTorch's state_dict:
+        module by module, a module's parameters before its buffers (a shared parameter once)."""
+        seen: set[int] = set()
         for path, m in self.named_modules():
-            for name in m._buffers:
-                yield (f"{path}.{name}" if path else name), m
+            prefix = f"{path}." if path else ""
+            for name, p in m._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield prefix + name, p.data, functools.partial(setattr, p, "data")
+            for name, b in m._buffers.items():
+                yield prefix + name, b, functools.partial(m.register_buffer, name)
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Load parameters and buffers by dotted name, as PyTorch does: with ``strict`` the names
+        must match exactly; shapes must always match. Returns (missing_keys, unexpected_keys).
+
+        Everything is checked before anything changes (PyTorch copies the keys before a bad
+        one, then raises): a failed load leaves the model as it was. Every problem is reported
+        in one RuntimeError, in PyTorch's words.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state)}.")
+        targets = {name: (v, assign) for name, v, assign in self._state_entries()}
+        missing = [n for n in targets if n not in state]
+        unexpected = [n for n in state if n not in targets]
+        errors = []
+        if strict and missing:
+            errors.append(f"Missing key(s) in state_dict: {_quoted(missing)}. ")
+        if strict and unexpected:
+            errors.append(f"Unexpected key(s) in state_dict: {_quoted(unexpected)}. ")
+        converted: dict[str, np.ndarray] = {}
+        for name, (current, _) in targets.items():
+            if name in state:
+                arr, problem = _convert(name, state[name], current)
+                if problem:
+                    errors.append(problem)
+                else:
+                    converted[name] = arr
+        if errors:
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
+                + "\n\t".join(errors)
+            )
+        for name, arr in converted.items():
+            targets[name][1](arr)
+        return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ modes and dtypes
 

@@ -10,13 +10,14 @@ choices that change the formula's shape (momentum on or off, nesterov) select an
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import sympy
 
-from symbp.tensor import Parameter
+from symbp.ir import shape_str
+from symbp.tensor import Parameter, Tensor
 
 P, G, T = sympy.symbols("p g t", real=True)  # parameter entry, gradient entry, step count
 
@@ -28,6 +29,11 @@ class Optimizer:
         for k in hyper:
             if k not in self.defaults:
                 raise TypeError(f"{type(self).__name__}: unknown option {k!r}")
+        if isinstance(params, Tensor):  # as PyTorch: not iterated over its rows
+            raise TypeError(
+                f"{type(self).__name__}: params should be an iterable of Parameters or dicts, "
+                f"got a single {type(params).__name__}; pass [p] or model.parameters()"
+            )
         given: list[Any] = list(params)
         if not given:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
@@ -114,21 +120,61 @@ class Optimizer:
             ],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        params = self._params()
-        groups = state["param_groups"]
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore ``state_dict()``'s hyperparameters and state, slot by slot as PyTorch does.
+
+        Everything is checked before anything changes (group sizes, hyperparameters, each
+        state entry's name and shape), so a failed load leaves the optimizer as it was.
+        """
+        what = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, Mapping) or not {"state", "param_groups"} <= set(state):
+            raise ValueError(f"{what}: expects a dict with 'state' and 'param_groups' entries")
+        params, groups = self._params(), state["param_groups"]
         if len(groups) != len(self.param_groups):
-            raise ValueError("load_state_dict: the number of parameter groups differs")
+            raise ValueError(
+                f"{what}: loaded state dict has a different number of parameter groups "
+                f"({len(groups)} in the state dict, {len(self.param_groups)} here)"
+            )
+        sizes = [len(g["params"]) for g in groups]
+        mine_sizes = [len(g["params"]) for g in self.param_groups]
+        if sizes != mine_sizes:
+            raise ValueError(
+                f"{what}: loaded state dict contains a parameter group that doesn't match the "
+                f"size of optimizer's group (sizes {sizes} in the state dict, {mine_sizes} here)"
+            )
+        new_groups = []
         for mine, theirs in zip(self.param_groups, groups):
-            if len(mine["params"]) != len(theirs["params"]):
-                raise ValueError("load_state_dict: a parameter group has a different size")
-            mine.update({k: v for k, v in theirs.items() if k != "params"})
-        self.state = {
-            id(params[int(i)]): {
-                n: (np.copy(v) if isinstance(v, np.ndarray) else v) for n, v in st.items()
-            }
-            for i, st in state["state"].items()
-        }
+            group = {**mine, **{k: v for k, v in theirs.items() if k != "params"}}
+            self.check(group)
+            new_groups.append(group)
+        slot_group = [g for g in new_groups for _ in g["params"]]
+        new_state: dict[int, dict[str, Any]] = {}
+        for key, entries in state["state"].items():
+            i = _slot(what, key, len(params))
+            p, known = params[i], {"step", *self.formulas(slot_group[i])[2]}
+            loaded: dict[str, Any] = {}
+            for name, v in entries.items():
+                if name not in known:
+                    raise ValueError(
+                        f"{what}: state of parameter {i} ('{p.name}') has an entry {name!r} that "
+                        f"{type(self).__name__} with these options does not keep "
+                        f"(it keeps {sorted(known)}): state from another optimizer?"
+                    )
+                if name == "step":
+                    loaded[name] = _step_count(what, i, v)
+                    continue
+                arr = np.asarray(v)
+                if arr.shape != p.data.shape or arr.dtype.kind not in "biuf":
+                    raise ValueError(
+                        f"{what}: state '{name}' of parameter {i} ('{p.name}') is "
+                        f"{arr.dtype}{shape_str(arr.shape)}, the parameter is "
+                        f"{p.data.dtype}{shape_str(p.data.shape)}"
+                    )
+                loaded[name] = arr.astype(p.data.dtype)  # a copy in the parameter's dtype
+            new_state[id(p)] = loaded
+        for mine, group in zip(self.param_groups, new_groups):
+            mine.update(group)
+        self.state = new_state
 
     def _params(self) -> list[Parameter]:
         return [p for g in self.param_groups for p in g["params"]]
@@ -136,6 +182,26 @@ class Optimizer:
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.param_groups[0].items() if k != "params")
         return f"{type(self).__name__}({opts})"
+
+
+def _slot(what: str, key: Any, count: int) -> int:
+    try:
+        i = int(key)
+    except (TypeError, ValueError):
+        i = -1
+    if not 0 <= i < count or (isinstance(key, float) and key != i):
+        raise ValueError(
+            f"{what}: the state dict holds state for parameter {key!r}, "
+            f"but the optimizer has parameters 0..{count - 1}"
+        )
+    return i
+
+
+def _step_count(what: str, i: int, v: Any) -> int:
+    step = np.asarray(v)
+    if step.shape != () or step.dtype.kind not in "iuf" or step != int(step) or step < 0:
+        raise ValueError(f"{what}: parameter {i} has step {v!r}, not a count of steps")
+    return int(step)
 
 
 @functools.lru_cache(maxsize=256)
