@@ -293,9 +293,41 @@ def test_loader_batches_as_torch(size, drop):
     ours = DataLoader(TensorDataset(*_tensors((x, y), symbp)), batch_size=size, drop_last=drop)
     theirs = tdata.DataLoader(tdata.TensorDataset(*_tensors((x, y), torch)), batch_size=size,
                               drop_last=drop)  # fmt: skip
-    assert len(ours) == len(theirs)
+    assert len(ours) == len(theirs) == len(iter(ours)) == len(iter(theirs))
     got, want = [_plain(b) for b in ours], [_plain(b) for b in theirs]
     assert len(got) == len(ours) and got == want
+
+
+def test_loader_over_a_tensor_as_torch():
+    x, _ = _data(7)
+    for size in (3, None):
+        ours = [_plain(b) for b in DataLoader(symbp.tensor(x), batch_size=size)]
+        assert ours == [_plain(b) for b in tdata.DataLoader(torch.from_numpy(x), batch_size=size)]
+
+
+def test_eager_training_over_a_loader_as_torch():
+    """A PyTorch loop, run by both libraries from the same weights: the same parameters."""
+    x, y = _data(10)
+    symbp.manual_seed(0)
+    nets = {symbp: nn.Linear(3, 4), torch: torch.nn.Linear(3, 4)}
+    with torch.no_grad():
+        nets[torch].weight.copy_(torch.from_numpy(nets[symbp].weight.data))
+        nets[torch].bias.copy_(torch.from_numpy(nets[symbp].bias.data))
+    for lib, mod in ((symbp, sdata), (torch, tdata)):
+        net, loss_fn = nets[lib], lib.nn.CrossEntropyLoss()
+        opt = lib.optim.SGD(net.parameters(), lr=0.5)
+        loader = mod.DataLoader(mod.TensorDataset(*_tensors((x, y), lib)), batch_size=4)
+        for _ in range(3):
+            for xb, yb in loader:
+                opt.zero_grad()
+                loss = loss_fn(net(xb), yb)
+                loss.backward()
+                opt.step()
+    np.testing.assert_allclose(nets[symbp].weight.data, nets[torch].weight.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(nets[symbp].bias.data, nets[torch].bias.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert not np.allclose(nets[symbp].bias.data, 0)
 
 
 def test_gathered_batches_equal_sample_by_sample_collation():
@@ -444,6 +476,9 @@ _ERRORS = {
     "stack args and kwargs": lambda mod: mod.StackDataset(_ds(mod), a=_ds(mod)),
     "stack sizes": lambda mod: mod.StackDataset(_ds(mod), range(2)),
     "base Dataset getitem": lambda mod: mod.Dataset()[0],
+    "Subset overriding only __getitem__": lambda mod: type(
+        "Picky", (mod.Subset,), {"__getitem__": lambda self, i: 0}
+    )(range(3), [0]),
 }
 
 

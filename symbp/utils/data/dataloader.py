@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections.abc
 import copy
+import functools
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +30,7 @@ import numpy as np
 
 from symbp.ir import float64
 from symbp.tensor import Tensor, tensor
-from symbp.utils.data.dataset import IterableDataset, gather
+from symbp.utils.data.dataset import IterableDataset, gather, rows
 from symbp.utils.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 
 _STRINGS = re.compile(r"[SaUO]")  # NumPy dtypes of strings and objects: no tensor holds them
@@ -140,6 +141,22 @@ def default_convert(data: Any) -> Any:
         items = [default_convert(d) for d in data]
         return _rebuild(data, items, enumerate(items))
     return data
+
+
+class _LoaderIter:
+    """One pass over a loader: an iterator with ``len``, as PyTorch's."""
+
+    def __init__(self, batches: Iterator[Any], loader: DataLoader) -> None:
+        self._batches, self._loader = batches, loader
+
+    def __iter__(self) -> _LoaderIter:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._loader)
 
 
 _FIXED = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
@@ -294,15 +311,15 @@ class DataLoader:
             )
         if self.timeout != 0 and self.num_workers == 0:
             raise AssertionError("_SingleProcessDataLoaderIter requires timeout == 0")
-        if self._iterable:
-            return self._iter_stream()
-        return self._iter_map()
+        return _LoaderIter(self._iter_stream() if self._iterable else self._iter_map(), self)
 
     def _iter_map(self) -> Iterator[Any]:
         ds, collate = self.dataset, self.collate_fn
+        # DataLoader(tensor): its rows are the samples (symbp's indexing covers loss picks only)
+        item = functools.partial(rows, ds) if isinstance(ds, Tensor) else ds.__getitem__
         if self.batch_sampler is None:  # batching off: one sample at a time
             for i in self.sampler:  # type: ignore[union-attr]
-                yield collate(ds[i])
+                yield collate(item(i))
             return
         fast = collate is default_collate
         getitems = getattr(ds, "__getitems__", None)
@@ -313,7 +330,7 @@ class DataLoader:
             elif callable(getitems):
                 yield collate(getitems(list(idx)))
             else:
-                yield collate([ds[i] for i in idx])
+                yield collate([item(i) for i in idx])
 
     def _iter_stream(self) -> Iterator[Any]:
         it, collate, size = iter(self.dataset), self.collate_fn, self.batch_size

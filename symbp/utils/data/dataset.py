@@ -57,7 +57,7 @@ def _first_dim(t: Any) -> int:
     return int(shape[0])
 
 
-def _rows(t: Any, index: Any) -> Any:
+def rows(t: Any, index: Any) -> Any:
     """``t[index]``: symbp tensors with values are indexed through their array (symbp's own
     indexing covers only loss picks), arrays and anything else by their own ``[]``."""
     if isinstance(t, Tensor) and t.has_value and not t.requires_grad:
@@ -81,7 +81,7 @@ class TensorDataset(Dataset):
         self.tensors = tensors
 
     def __getitem__(self, index: Any) -> tuple[Any, ...]:
-        return tuple(_rows(t, index) for t in self.tensors)
+        return tuple(rows(t, index) for t in self.tensors)
 
     def __len__(self) -> int:
         return _first_dim(self.tensors[0])
@@ -165,6 +165,16 @@ class Subset(Dataset):
     def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
         self.dataset = dataset
         self.indices = indices
+        kind = type(self)
+        if kind.__getitem__ is not Subset.__getitem__ and kind.__getitems__ is Subset.__getitems__:
+            # DataLoader reads batches through __getitems__: the override would be bypassed
+            raise NotImplementedError(
+                f"{kind.__name__} overrides __getitem__ but not __getitems__. When subclassing "
+                f"Subset and overriding __getitem__, you must also override __getitems__ to "
+                f"ensure DataLoader works correctly with your custom logic. A simple "
+                f"implementation:\n\ndef __getitems__(self, indices):\n    return "
+                f"[self.__getitem__(idx) for idx in indices]"
+            )
 
     def __getitem__(self, idx: Any) -> Any:
         if isinstance(idx, list):
