@@ -80,6 +80,28 @@ def test_importable_as_pytorch_spells_it():
         assert name in data.__all__
 
 
+def test_subclassing_with_type_parameters_as_in_pytorch():
+    class Pairs(Dataset[tuple[symbp.Tensor, int]]):
+        def __getitem__(self, i):
+            return symbp.tensor([float(i)]), i
+
+        def __len__(self):
+            return 3
+
+    class Backwards(sdata.Sampler[int]):
+        def __init__(self, n):
+            self.n = n
+
+        def __iter__(self):
+            return iter(range(self.n - 1, -1, -1))
+
+        def __len__(self):
+            return self.n
+
+    (xb, yb), *_ = DataLoader(Pairs(), batch_size=2, sampler=Backwards(3))
+    assert xb.tolist() == [[2.0], [1.0]] and yb.tolist() == [2, 1]
+
+
 def test_tensor_dataset_items_as_torch():
     x, y = _data()
     s, t = TensorDataset(*_tensors((x, y), symbp)), tdata.TensorDataset(*_tensors((x, y), torch))

@@ -18,26 +18,28 @@ import itertools
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from symbp.tensor import Tensor, tensor
 from symbp.utils.data.sampler import numpy_generator
 
+T_co = TypeVar("T_co", covariant=True)
 
-class Dataset:
+
+class Dataset(Generic[T_co]):  # generic as PyTorch's: class MyData(Dataset[tuple[Tensor, int]])
     """A map-style dataset: ``dataset[i]`` is sample ``i``; subclasses define ``__getitem__``
     (and ``__len__``, which samplers and ``DataLoader`` need). ``a + b`` concatenates."""
 
-    def __getitem__(self, index: Any) -> Any:
+    def __getitem__(self, index: Any) -> T_co:
         raise NotImplementedError("Subclasses of Dataset should implement __getitem__.")
 
     def __add__(self, other: Dataset) -> ConcatDataset:
         return ConcatDataset([self, other])
 
 
-class IterableDataset(Dataset):
+class IterableDataset(Dataset[T_co]):
     """A dataset that is a stream: subclasses define ``__iter__``. ``a + b`` chains them."""
 
     def __iter__(self) -> Iterator[Any]:

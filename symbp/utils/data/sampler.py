@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Sequence, Sized
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -49,14 +49,17 @@ def _fresh(generator: Any, what: str) -> np.random.Generator:
     return np.random.default_rng(int(init.generator().integers(2**63)))
 
 
-class Sampler:
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Sampler(Generic[T_co]):  # generic as PyTorch's: class MySampler(Sampler[int])
     """Base class: subclasses define ``__iter__`` (indices, or lists of them) and ``__len__``."""
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[T_co]:
         raise NotImplementedError
 
 
-class SequentialSampler(Sampler):
+class SequentialSampler(Sampler[int]):
     """``0, 1, ..., len(data_source) - 1``."""
 
     def __init__(self, data_source: Sized) -> None:
@@ -69,7 +72,7 @@ class SequentialSampler(Sampler):
         return len(self.data_source)
 
 
-class RandomSampler(Sampler):
+class RandomSampler(Sampler[int]):
     """A random permutation of the indices each pass; with ``replacement``, ``num_samples``
     independent draws. ``num_samples`` (default ``len(data_source)``) beyond the length
     without replacement repeats whole permutations."""
@@ -115,7 +118,7 @@ class RandomSampler(Sampler):
         return self.num_samples
 
 
-class SubsetRandomSampler(Sampler):
+class SubsetRandomSampler(Sampler[int]):
     """The given ``indices`` in a random order, a new one each pass."""
 
     def __init__(self, indices: Sequence[int], generator: Any = None) -> None:
@@ -131,7 +134,7 @@ class SubsetRandomSampler(Sampler):
         return len(self.indices)
 
 
-class WeightedRandomSampler(Sampler):
+class WeightedRandomSampler(Sampler[int]):
     """``num_samples`` indices drawn with probabilities proportional to ``weights``."""
 
     def __init__(
@@ -191,7 +194,7 @@ class WeightedRandomSampler(Sampler):
         return self.num_samples
 
 
-class BatchSampler(Sampler):
+class BatchSampler(Sampler[list[int]]):
     """Lists of ``batch_size`` indices from ``sampler``; the last one shorter unless
     ``drop_last``."""
 
