@@ -482,6 +482,9 @@ _ERRORS = {
     ),
     "iterable and shuffle": lambda mod: mod.DataLoader(_stream(mod), shuffle=True),
     "iterable and sampler": lambda mod: mod.DataLoader(_stream(mod), sampler=[0]),
+    "iterable, shuffle and sampler": lambda mod: mod.DataLoader(
+        _stream(mod), shuffle=True, sampler=[0]
+    ),
     "context without workers": lambda mod: mod.DataLoader(
         _ds(mod), multiprocessing_context="spawn"
     ),

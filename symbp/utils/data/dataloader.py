@@ -174,6 +174,13 @@ class DataLoader:
     is batched by one gather per tensor, giving the same batches as collating sample by
     sample. Loading runs in this process whatever ``num_workers`` says (see the module
     docstring). ``symbp.compile``'s ``fit`` takes a DataLoader in place of ``(X, y)``.
+
+    >>> import numpy as np, symbp
+    >>> from symbp.utils.data import TensorDataset
+    >>> ds = TensorDataset(symbp.tensor(np.arange(10.0)))
+    >>> loader = DataLoader(ds, 4, shuffle=True, drop_last=True, generator=np.random.default_rng(0))
+    >>> len(loader), [xb.shape for (xb,) in loader]
+    (2, [(4,), (4,)])
     """
 
     def __init__(
@@ -220,17 +227,17 @@ class DataLoader:
             )
         iterable = isinstance(dataset, IterableDataset)
         if iterable:
+            if shuffle not in (False, None):
+                raise ValueError(
+                    f"DataLoader with IterableDataset: expected unspecified shuffle option, "
+                    f"but got shuffle={shuffle}"
+                )
             for name, value in (("sampler", sampler), ("batch_sampler", batch_sampler)):
                 if value is not None:
                     raise ValueError(
                         f"DataLoader with IterableDataset: expected unspecified {name} option, "
                         f"but got {name}={value}"
                     )
-            if shuffle not in (False, None):
-                raise ValueError(
-                    f"DataLoader with IterableDataset: expected unspecified shuffle option, "
-                    f"but got shuffle={shuffle}"
-                )
             if num_workers > 0:
                 warnings.warn(
                     f"DataLoader: symbp iterates the IterableDataset once, in this process; "
