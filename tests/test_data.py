@@ -362,13 +362,22 @@ def test_gathered_batches_equal_sample_by_sample_collation():
 
     x, y = _data(12)
     arrays = (x, y, (x[:, 0] > 0))  # float32, int64, bool
-    for make in (lambda cls: Subset(cls(*_tensors(arrays, symbp)), [5, 0, 11, 3, 3, 7]),
-                 lambda cls: cls(*_tensors(arrays, symbp)) + cls(*arrays)):  # fmt: skip
+    for make in (
+        lambda cls: Subset(cls(*_tensors(arrays, symbp)), [5, 0, 11, 3, 3, 7]),
+        lambda cls: cls(*_tensors(arrays, symbp)) + cls(*_tensors(arrays, symbp)),
+        lambda cls: cls(*arrays) + cls(*arrays),
+    ):
         fast, slow = make(TensorDataset), make(Rows)
         assert sdata.dataset.gather(fast, np.arange(2)) is not None
         assert sdata.dataset.gather(slow, np.arange(2)) is None
         got = [_plain(b) for b in DataLoader(fast, batch_size=4)]
         assert got == [_plain(b) for b in DataLoader(slow, batch_size=4)]
+        ds_len = len(fast)
+        with pytest.raises(IndexError):
+            list(DataLoader(fast, batch_sampler=[[0, ds_len]]))
+        assert [_plain(b) for b in DataLoader(fast, batch_sampler=[[-1, 0]])] == [
+            _plain(b) for b in DataLoader(slow, batch_sampler=[[-1, 0]])
+        ]
         assert got[0][1][0] == ("tensor", "float32", x[[5, 0, 11, 3]].tolist() if len(fast) == 6
                                 else x[:4].tolist())  # fmt: skip
 

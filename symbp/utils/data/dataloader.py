@@ -30,7 +30,7 @@ import numpy as np
 
 from symbp.ir import float64
 from symbp.tensor import Tensor, tensor
-from symbp.utils.data.dataset import IterableDataset, gather, rows
+from symbp.utils.data.dataset import IterableDataset, gatherer, rows
 from symbp.utils.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 
 _STRINGS = re.compile(r"[SaUO]")  # NumPy dtypes of strings and objects: no tensor holds them
@@ -328,12 +328,11 @@ class DataLoader:
             for i in self.sampler:  # type: ignore[union-attr]
                 yield collate(item(i))
             return
-        fast = collate is default_collate
+        fast = gatherer(ds) if collate is default_collate else None
         getitems = getattr(ds, "__getitems__", None)
         for idx in self.batch_sampler:
-            cols = gather(ds, np.asarray(idx, np.int64)) if fast and len(idx) else None
-            if cols is not None:  # what default_collate makes of the rows, gathered at once
-                yield [tensor(c) for c in cols]
+            if fast is not None and len(idx):  # what default_collate makes of the rows
+                yield [tensor(c) for c in fast(np.asarray(idx, np.int64))]
             elif callable(getitems):
                 yield collate(getitems(list(idx)))
             else:

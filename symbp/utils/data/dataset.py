@@ -17,7 +17,7 @@ import bisect
 import itertools
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -247,40 +247,64 @@ def _columns(ds: TensorDataset) -> list[np.ndarray] | None:
     return cols
 
 
-def gather(ds: Any, idx: np.ndarray) -> list[np.ndarray] | None:
-    """The rows ``idx`` of every field of ``ds``, as arrays, when ``ds`` is tensor data: a
-    ``TensorDataset`` of arrays or tensors, or ``Subset``/``ConcatDataset``s of them, none
-    with its own ``__getitem__``. ``None`` otherwise (a dataset whose samples only its
-    ``__getitem__`` knows). ``DataLoader`` batches such data by one gather per field;
-    ``fit`` reads it whole."""
+Gather = Callable[[np.ndarray], list[np.ndarray]]
+
+
+def gatherer(ds: Any) -> Gather | None:
+    """A function from row indices to the rows of every field of ``ds``, as arrays, when
+    ``ds`` is tensor data: a ``TensorDataset`` of arrays or tensors, or ``Subset``s and
+    ``ConcatDataset``s of them, none with its own ``__getitem__``. ``None`` otherwise (a
+    dataset whose samples only its ``__getitem__`` knows). ``DataLoader`` batches such data
+    by one gather per field (the same batches ``default_collate`` makes of the samples);
+    ``fit`` reads it whole. Index arrays are built once, here, not per batch."""
     kind = type(ds)
     if isinstance(ds, TensorDataset) and kind.__getitem__ is TensorDataset.__getitem__:
         cols = _columns(ds)
-        return None if cols is None else [c[idx] for c in cols]
+        return None if cols is None else (lambda idx: [c[idx] for c in cols])
     if (
         isinstance(ds, Subset)
         and kind.__getitem__ is Subset.__getitem__
         and kind.__getitems__ is Subset.__getitems__
     ):
-        return gather(ds.dataset, np.asarray(ds.indices, np.int64)[idx])
+        inner = gatherer(ds.dataset)
+        base = np.asarray(ds.indices, np.int64)
+        return None if inner is None else (lambda idx: inner(base[idx]))
     if isinstance(ds, ConcatDataset) and kind.__getitem__ is ConcatDataset.__getitem__:
-        ends = np.asarray(ds.cumulative_sizes)
-        part = np.searchsorted(ends, idx, side="right")
-        starts = np.concatenate([[0], ends[:-1]])
-        pieces = [gather(d, idx[part == k] - starts[k]) for k, d in enumerate(ds.datasets)]
-        if any(p is None for p in pieces):
-            return None
-        first = pieces[0]
-        assert first is not None
-        if any(
-            len(p) != len(first) or any(a.shape[1:] != b.shape[1:] or a.dtype != b.dtype
-                                        for a, b in zip(p, first))
-            for p in pieces if p is not None
-        ):  # fmt: skip
-            return None  # fields that differ between parts: leave them to default_collate
-        out = [np.empty((len(idx), *c.shape[1:]), c.dtype) for c in first]
-        for k, p in enumerate(pieces):
-            for o, c in zip(out, p or []):
-                o[part == k] = c
-        return out
+        return _concat_gatherer(ds)
     return None
+
+
+def _concat_gatherer(ds: ConcatDataset) -> Gather | None:
+    parts = [gatherer(d) for d in ds.datasets]
+    if any(p is None for p in parts):
+        return None
+    none = np.empty(0, np.int64)
+    kinds = [[(c.dtype, c.shape[1:]) for c in p(none)] for p in parts if p is not None]
+    if any(k != kinds[0] for k in kinds):
+        return None  # fields that differ between parts: leave them to default_collate
+    ends = np.asarray(ds.cumulative_sizes)
+    starts = np.concatenate([[0], ends[:-1]])
+
+    def rows_of(idx: np.ndarray) -> list[np.ndarray]:
+        bad = idx[(idx >= ends[-1]) | (idx < -ends[-1])]
+        if len(bad):
+            raise IndexError(
+                f"index {bad[0]} is out of range for a ConcatDataset of {ends[-1]} samples"
+            )
+        idx = np.where(idx < 0, idx + ends[-1], idx)
+        part = np.searchsorted(ends, idx, side="right")
+        out = [np.empty((len(idx), *shape), dtype) for dtype, shape in kinds[0]]
+        for k, p in enumerate(parts):
+            picked = part == k
+            if picked.any() and p is not None:
+                for o, c in zip(out, p(idx[picked] - starts[k])):
+                    o[picked] = c
+        return out
+
+    return rows_of
+
+
+def gather(ds: Any, idx: np.ndarray) -> list[np.ndarray] | None:
+    """The rows ``idx`` of every field of ``ds`` (see ``gatherer``), or None."""
+    g = gatherer(ds)
+    return None if g is None else g(idx)
