@@ -12,7 +12,7 @@ symbolically (every elementwise derivative from SymPy), simplifies it on purpose
 18.666666666666668
 """
 
-from symbp import nn, optim
+from symbp import nn, optim, utils
 from symbp.api import Derived, Traced, derive, elementwise, grad, symbols, trace
 from symbp.cache import cache_info, clear_cache
 from symbp.check import GradcheckReport, GradcheckWarning, check_grads, gradcheck
@@ -137,4 +137,5 @@ __all__ = [
     "tanh",
     "tensor",
     "trace",
+    "utils",
 ]

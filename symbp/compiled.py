@@ -611,10 +611,10 @@ class CompiledModel:
     def fit(
         self,
         X: Any,
-        y: Any,
+        y: Any = None,
         epochs: int = 1,
-        batch_size: int = 32,
-        shuffle: bool = True,
+        batch_size: int | None = None,
+        shuffle: bool | None = None,
         seed: int | None = None,
         validation_data: tuple[Any, Any] | None = None,
         verbose: bool | int = False,
@@ -627,6 +627,11 @@ class CompiledModel:
         resume: str | os.PathLike[str] | None = None,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` passes over (X, y); returns per-epoch metrics (``"loss"``...).
+
+        ``X`` may be a ``symbp.utils.data.DataLoader`` (then leave out ``y``; its batch size,
+        shuffling and ``drop_last`` are fit's, see ``symbp.utils.data.arrays.fit_arrays``) or a
+        ``TensorDataset``; ``validation_data`` too. ``batch_size`` defaults to 32 and
+        ``shuffle`` to True.
 
         Each epoch -- shuffle (``seed``, epoch) -> ``symbp.lower.support.epoch_order``, gather
         the minibatches, forward, backward, update, sum the loss -- is one compiled call; when
@@ -656,7 +661,14 @@ class CompiledModel:
         from symbp.optim.lr_scheduler import ReduceLROnPlateau
         from symbp.progress import Progress
         from symbp.training import as_early_stopping, monitored
+        from symbp.utils.data.arrays import eval_arrays, fit_arrays, is_data
 
+        # a DataLoader or Dataset becomes arrays; batch_size=None, shuffle=None: 32, True
+        X, y, batch_size, shuffle, seed = fit_arrays(
+            X, y, batch_size, shuffle, seed, resume is None
+        )
+        if is_data(validation_data):
+            validation_data = eval_arrays(validation_data, None, "fit: validation_data")
         if self.optimizer is None:
             raise TypeError("fit() needs an optimizer: symbp.compile(net, loss_fn, optimizer)")
         if batch_size < 1 or epochs < 0 or checkpoint_every < 1:
@@ -838,9 +850,13 @@ class CompiledModel:
         return out
 
     def evaluate(
-        self, X: Any, y: Any, metrics: Sequence[str] = ("accuracy",), batch_size: int = 256
+        self, X: Any, y: Any = None, metrics: Sequence[str] = ("accuracy",), batch_size: int = 256
     ) -> dict[str, float]:
-        """The mean loss over (X, y) and the requested metrics (``"accuracy"``)."""
+        """The mean loss over (X, y) and the requested metrics (``"accuracy"``); X may be a
+        DataLoader or TensorDataset (every sample it reads), with y left out."""
+        from symbp.utils.data.arrays import eval_arrays
+
+        X, y = eval_arrays(X, y, "evaluate")
         prog = self._program(_array(X, "X"), _array(y, "y"))
         X, y = prog.check(X, y, "evaluate")
         prog.sync_in()
