@@ -40,6 +40,7 @@ from symbp.lower import ParamSpec, StateSpec, lower_predict, lower_train
 from symbp.lower.program import (
     BAD_LABEL,
     CHECK_FINITE,
+    CHECK_UPDATE,
     GRADS,
     NONFINITE_DATA,
     NONFINITE_GRAD,
@@ -841,9 +842,9 @@ class CompiledModel:
                 seed = int(ckpt.extra["seed"])
         seed = secrets.randbits(62) if seed is None else int(seed)
         order = np.empty(len(X), np.int64) if shuffle else _NO_ORDER
-        # the data are checked above; CHECK_FINITE in the kernel: the loss and the gradients
+        # the data are checked above; in the kernel, the loss and the gradients
         mode = GRADS | UPDATE | (SHUFFLE if shuffle else 0)
-        mode |= (STOP_NONFINITE | CHECK_FINITE) if check else 0
+        mode |= (STOP_NONFINITE | CHECK_UPDATE) if check else 0
         between = (
             validation_data is not None
             or verbose

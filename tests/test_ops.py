@@ -182,9 +182,9 @@ ELEMENTWISE_ROWS = [
         _nary("bce"),
         lambda p, t: -(t * np.log(p) + (1 - t) * np.log(1 - p)),
         _uniform((0.05, 0.95), (0, 1)),
-        None if torch is None else (
-            lambda p, t: torch.nn.functional.binary_cross_entropy(p, t, reduction="none")
-        ),
+        None
+        if torch is None
+        else (lambda p, t: torch.nn.functional.binary_cross_entropy(p, t, reduction="none")),
     ),
 ]
 

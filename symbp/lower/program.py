@@ -89,16 +89,18 @@ def train(X, Y, order, n_epochs, batch_size, mode, seed, W, work, iwork, hyper, 
     """Run n_epochs over (X, Y) in minibatches: forward, backward and (mode & 2) the update.
 
     Returns OK (0), or stops early with a status, ints[0] = t (the steps taken):
-    NONFINITE_LOSS (1) when a loss is not finite (mode & 8 or 16), ints[2:4] = (epoch, batch),
-    parameters as before that batch; BAD_LABEL (2): ints[2] = the label's row; with mode & 16,
+    NONFINITE_LOSS (1) when a loss is not finite (mode & 8 or 32), ints[2:4] = (epoch, batch),
+    parameters as before that batch; BAD_LABEL (2): ints[2] = the label's row; with mode & 32,
     NONFINITE_GRAD (3): a gradient (or new running statistic) is not finite, ints[2:4] =
-    (epoch, batch), that update not made; NONFINITE_DATA (4): ints[2] = the row, ints[3] =
-    which data array (0 inputs, 1 targets), checked as each batch is gathered, before its step.
+    (epoch, batch), that update not made; with mode & 16, NONFINITE_DATA (4): ints[2] = the
+    row, ints[3] = which data array (0 inputs, 1 targets), checked as each batch is gathered.
     losses[e] is the mean loss of epoch e, losses[n_epochs] the loss of the last batch."""'''
 
-# Mode bits of ``train``. CHECK_FINITE: the data gathered, the loss and the gradients an
-# update would apply must be finite (symbp.compile's check_finite)
-GRADS, UPDATE, SHUFFLE, STOP_NONFINITE, CHECK_FINITE = 1, 2, 4, 8, 16
+# Mode bits of ``train``. CHECK_DATA: the rows gathered must be finite (step; fit checks its
+# data once, up front); CHECK_UPDATE: the loss, and the gradients an update would apply
+# (symbp.compile's check_finite sets both)
+GRADS, UPDATE, SHUFFLE, STOP_NONFINITE, CHECK_DATA, CHECK_UPDATE = 1, 2, 4, 8, 16, 32
+CHECK_FINITE = CHECK_DATA | CHECK_UPDATE
 # What ``train`` returns
 OK, NONFINITE_LOSS, BAD_LABEL, NONFINITE_GRAD, NONFINITE_DATA = 0, 1, 2, 3, 4
 RESERVED = (
@@ -106,7 +108,7 @@ RESERVED = (
     "hyper", "ints", "losses", "t", "N", "B", "n_batches", "epoch", "batch", "start", "total",
     "value", "carved", "r", "acc", "aik", "v", "best", "hit", "math", "np", "f32", "f64",
     "nb", "oc", "icl", "ic", "c", "kp", "kq", "oy", "ox", "iy", "ix", "oy0", "oy1", "ox0", "ox1",
-    "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv", "ok", "check", "all_finite",
+    "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv", "ok", "all_finite",
 )  # fmt: skip
 
 
@@ -199,12 +201,12 @@ def _gather(buf: Buffer, src: str) -> list[str]:
 
 
 def _finite_row(buf: Buffer, src: str, k: int) -> list[str]:
-    """With mode & CHECK_FINITE: stop if row ``r`` of the data array ``src`` (data array
+    """With mode & CHECK_DATA: stop if row ``r`` of the data array ``src`` (data array
     number ``k``) holds a NaN or an infinity. An and of comparisons over the row, which runs
     on vectors (|v| <= max is False for both); the branch is taken once per row."""
     idx = [f"j{d}" for d in range(1, len(buf.shape))]
     big = f"{_dtype_code(buf.dtype)}({float(np.finfo(buf.dtype).max)!r})"
-    lines, pad = [f"if mode & {CHECK_FINITE}:", "    ok = True"], "    "
+    lines, pad = [f"if mode & {CHECK_DATA}:", "    ok = True"], "    "
     for v, d in zip(idx, buf.shape[1:]):
         lines.append(f"{pad}for {v} in range({dim_code(d)}):")
         pad += "    "
@@ -385,7 +387,7 @@ def lower_train(
         checks.append(f"all_finite(W, {g0}, {max(o + n for o, n in runs) - g0})")
     checks += [f"all_finite({new.name}, 0, {dim_code(_size(new.shape))})" for _, new in new_bufs]
     guard = [
-        f"if mode & {CHECK_FINITE} and not ({' and '.join(checks)}):",
+        f"if mode & {CHECK_UPDATE} and not ({' and '.join(checks)}):",
         "    ints[0] = t",
         "    ints[2] = epoch",
         "    ints[3] = batch",
@@ -435,7 +437,7 @@ def lower_train(
         "        # ---- forward",
         *_indent(forward, 2),
         f"        value = {at(loss_buf, [])}",
-        f"        if mode & {STOP_NONFINITE | CHECK_FINITE} and not math.isfinite(value):",
+        f"        if mode & {STOP_NONFINITE | CHECK_UPDATE} and not math.isfinite(value):",
         "            ints[0] = t",
         "            ints[2] = epoch",
         "            ints[3] = batch",
@@ -600,7 +602,9 @@ def _summary(sched, params: Sequence[ParamSpec], loss: Node) -> str:
 
 __all__ = [
     "BAD_LABEL",
+    "CHECK_DATA",
     "CHECK_FINITE",
+    "CHECK_UPDATE",
     "GRADS",
     "NONFINITE_DATA",
     "NONFINITE_GRAD",
