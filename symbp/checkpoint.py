@@ -98,10 +98,8 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     >>> open(p, "rb").read()
     b'all or nothing'
     """
+    directory = check_writable(path)
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: no directory {directory}")
     # Same directory, so that os.replace is a rename within one file system.
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -116,6 +114,21 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             os.unlink(tmp)
         raise
     _fsync_directory(directory)  # make the rename itself durable
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "") -> Path:
+    """The directory ``path`` would be written in, or a clear error now: a missing directory,
+    or ``path`` itself a directory (``fit`` checks its checkpoint before training)."""
+    path = Path(path)
+    lead = f"{what}: " if what else ""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{lead}cannot write {path}: no directory {directory}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{lead}cannot write {path}: it is a directory; give a file name")
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(f"{lead}cannot write {path}: directory {directory} is read-only")
+    return directory
 
 
 @functools.cache
@@ -231,6 +244,7 @@ def save_checkpoint(
     history: Mapping[str, list[float]] | None = None,
     extra: Mapping[str, Any] | None = None,
     compress: bool = False,
+    allow_nonfinite: bool = False,
 ) -> Path:
     """Write model (and optimizer, scheduler) state to ``path`` atomically; return the path.
 
@@ -238,11 +252,20 @@ def save_checkpoint(
     ``epoch`` is conventionally the number of epochs completed, so training resumes at
     ``range(ckpt.epoch, epochs)``. ``early_stopping`` is an ``EarlyStopping`` (its counters and
     best parameters). ``extra`` holds any other JSON-able values or arrays.
+
+    A NaN or Inf in the model's parameters or buffers is an error (a checkpoint is what a run
+    goes back to), unless ``allow_nonfinite``.
     """
     model, optimizer = _unwrap(model, optimizer)
     arrays: dict[str, np.ndarray] = {}
     for name, value in model.state_dict().items():
         arrays[f"model/{name}"] = np.asarray(value)
+        a = arrays[f"model/{name}"]
+        if not allow_nonfinite and a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise FloatingPointError(
+                f"save_checkpoint: '{name}' holds {int((~np.isfinite(a)).sum())} non-finite "
+                f"values of {a.size}; not written to {path} (allow_nonfinite=True writes it)"
+            )
     meta: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,

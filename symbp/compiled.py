@@ -37,13 +37,25 @@ from symbp import cache, runtime
 from symbp.api import canonical, derive, trace
 from symbp.ir import ShapeError, print_program
 from symbp.lower import ParamSpec, StateSpec, lower_predict, lower_train
-from symbp.lower.program import GRADS, SHUFFLE, STOP_NONFINITE, UPDATE
+from symbp.lower.program import (
+    BAD_LABEL,
+    CHECK_FINITE,
+    CHECK_UPDATE,
+    GRADS,
+    NONFINITE_DATA,
+    NONFINITE_GRAD,
+    NONFINITE_LOSS,
+    SHUFFLE,
+    STOP_NONFINITE,
+    UPDATE,
+)
 from symbp.nn.conv import StateUpdate, check_compilable, mode_dependent, program_inputs
 from symbp.nn.module import Module
 from symbp.tensor import Parameter, Tensor
 
 _NO_ORDER = np.empty(0, np.int64)
 _STEP = GRADS | UPDATE
+_OPT_OUT = "pass check_finite=False to use it as it is"
 
 
 def _array(a: Any, what: str) -> np.ndarray:
@@ -52,6 +64,50 @@ def _array(a: Any, what: str) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
     return a
+
+
+def _int_arg(where: str, name: str, value: Any, low: int) -> int:
+    """``value`` as an int of at least ``low``, or an error naming the argument: every count
+    and size an entry point takes goes through here (1.5 epochs, a batch of 0 rows)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: {name} must be an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{where}: {name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _nonfinite_data_error(where: str, what: str, a: np.ndarray, row: int) -> ValueError:
+    """The error for NaN or Inf data: the entry point, the array, its first bad row."""
+    bad = ~np.isfinite(a[row])
+    col = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
+    at = f" at [{', '.join(map(str, (row, *col)))}]" if col else ""
+    return ValueError(
+        f"{where}: {what} have a non-finite value ({a[(row, *col)]}) in row {row}{at}; "
+        f"nothing was computed or updated: clean the data, or {_OPT_OUT}"
+    )
+
+
+def _check_finite_data(where: str, what: str, a: np.ndarray) -> None:
+    """Refuse NaN or Inf in a whole data set (``fit``, ``evaluate``, ``predict``), up front:
+    one vectorised pass. ``step`` checks its batch inside the compiled code instead."""
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        rows = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+        raise _nonfinite_data_error(where, what, a, int(np.flatnonzero(rows)[0]))
+
+
+def _batched(where: str, what: str, a: np.ndarray) -> None:
+    """Data come in rows: a 0-d array is a clear error, before tracing slices a row off it."""
+    if a.ndim == 0:
+        raise ShapeError(
+            f"{where}: {what} must have a batch dimension first ([N, ...]), got a 0-d array "
+            f"({a!r}): pass np.atleast_1d(...) or a batch of rows"
+        )
+
+
+def _has_rows(where: str, x: np.ndarray) -> None:
+    """A loss, a gradient or an update of no data is not defined (a mean over 0 rows)."""
+    if len(x) == 0:
+        raise ValueError(f"{where}: the batch has 0 rows: it needs at least one sample")
 
 
 def _shape_str(shape: Sequence[Any]) -> str:
@@ -290,7 +346,9 @@ class _Program:
             y = np.array(y, order="C")
         return x, y
 
-    def run(self, x, y, n_epochs, batch_size, mode, seed=None, order=_NO_ORDER):
+    def run(self, x, y, n_epochs, batch_size, mode, seed=None, order=_NO_ORDER, where=""):
+        """Run ``train``; a failed check raises here, but for fit's own non-finite loss and
+        gradient statuses (returned: it knows the epochs and restores)."""
         seed = self.seed if seed is None else seed  # fit's seed, or step's dropout base
         self.arenas.ensure(min(batch_size, max(len(x), 1)))
         losses = self.losses1 if n_epochs == 1 else np.zeros(n_epochs + 1, np.float64)
@@ -302,8 +360,8 @@ class _Program:
             status = self.first_call(self.mod.train, args)
             self.warm = True
             self.call = _entry_point(self.mod.train)
-        if status == 2:
-            self.bad_label(y, int(self.ints[2]))
+        if status and not (where == "fit" and status in (NONFINITE_LOSS, NONFINITE_GRAD)):
+            self.failed(status, where, x, y)
         self.fast = self._fast_step()  # the arenas may have grown
         return status, losses
 
@@ -315,6 +373,7 @@ class _Program:
         xd, yd, xt, yt = self.x_dtype, self.y_dtype, self.x_tail, self.y_tail
         xs, ys, lo, hi = self.x_strides, self.y_strides, self.min_batch, a.capacity
         sync_in, sync_out, modes = self.sync_in, self.sync_out, self.mode_mods
+        mode = _STEP | (CHECK_FINITE if self.model.check_finite else 0)  # setting it: rebuilt
         ndarray = np.ndarray
         seen: list[Any] = [None, None]  # the shapes of the last batch that passed the checks
 
@@ -337,9 +396,9 @@ class _Program:
                 return None
             sync_in()
             n = len(x)
-            status = call(x, y, _NO_ORDER, 1, n, _STEP, seed, W, work, iwork, hyper, ints, losses)
-            if status == 2:
-                self.bad_label(y, int(ints[2]))
+            status = call(x, y, _NO_ORDER, 1, n, mode, seed, W, work, iwork, hyper, ints, losses)
+            if status:
+                self.failed(status, "step", x, y)
             sync_out()
             return float(losses[1])
 
@@ -361,6 +420,40 @@ class _Program:
         self.mod = runtime.load(self.key, text)
         with runtime.deep_recursion():
             return getattr(self.mod, fn.__name__)(*args)
+
+    def failed(self, status: int, where: str, x: np.ndarray, y: np.ndarray) -> None:
+        """Raise the error a status of ``train`` stands for: nothing was updated."""
+        if status == BAD_LABEL:
+            self.bad_label(y, int(self.ints[2]))
+        if status == NONFINITE_DATA:
+            name = list(self.spec["data"])[int(self.ints[3])]
+            what = {"x": "inputs x", "y": "targets y"}.get(name, name)
+            a = x if name == "x" else y
+            raise _nonfinite_data_error(where, what, a, int(self.ints[2]))
+        raise FloatingPointError(f"{where}: {self.nonfinite(status)}; nothing was updated")
+
+    def nonfinite(self, status: int, at: str = "") -> str:
+        """What was not finite (a non-finite loss or gradient status) ``at`` where, and what
+        to do."""
+        if status == NONFINITE_LOSS:
+            loss_fn = self.model.loss_fn
+            domain = getattr(loss_fn, "domain", "")  # e.g. BCELoss: probabilities in [0, 1]
+            hint = f" ({type(loss_fn).__name__}: {domain})" if domain else ""
+            return (
+                f"the loss is not finite{at}{hint}. Lower the learning rate or check the data, "
+                f"or {_OPT_OUT}"
+            )
+        net = self.model.net
+        own = {id(p): n for n, p in net.named_parameters()} if isinstance(net, Module) else {}
+        bad = [own.get(id(p), p.name) for p, g in zip(self.params, self.grads)
+               if g is not None and not np.isfinite(g).all()]  # fmt: skip
+        what = f"the gradient of '{bad[0]}'" if bad else "a new running statistic"
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        return (
+            f"{what}{more} is not finite{at} while the loss is (an Inf or NaN the forward "
+            f"pass hid: a ReLU that is off, a sqrt at 0 ...). Check the data and the model, or "
+            f"{_OPT_OUT}"
+        )
 
     def bad_label(self, y: np.ndarray, row: int) -> None:
         raise IndexError(
@@ -403,13 +496,42 @@ def model_source(mod: Any) -> str:
 class CompiledModel:
     """A model compiled for training and inference; see ``symbp.compile``."""
 
-    def __init__(self, net: Callable[..., Any], loss_fn: Callable[..., Any] | None, optimizer: Any):
+    def __init__(
+        self,
+        net: Callable[..., Any],
+        loss_fn: Callable[..., Any] | None,
+        optimizer: Any,
+        check_finite: bool = True,
+    ):
         self.net = net
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self._train: _Program | None = None
+        self.check_finite = check_finite
         self._predict: tuple[Any, list[Parameter], dict[str, Any]] | None = None
         self.timings: dict[str, float] = {}
+
+    @property
+    def check_finite(self) -> bool:
+        """Whether the entry points refuse NaN and Inf (the default; see ``symbp.compile``)."""
+        return self._check_finite
+
+    @check_finite.setter
+    def check_finite(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"check_finite must be True or False, got {value!r}")
+        self._check_finite = bool(value)
+        if self._train is not None:  # step's fast path holds its mode: make it again
+            self._train.fast = None
+
+    def _checking(self, where: str, check_finite: bool | None) -> bool:
+        """A call's ``check_finite`` (None: the model's)."""
+        if check_finite is None:
+            return self._check_finite
+        if not isinstance(check_finite, (bool, np.bool_)):
+            raise TypeError(f"{where}: check_finite must be True, False or None, got "
+                            f"{check_finite!r}")  # fmt: skip
+        return bool(check_finite)
 
     # ------------------------------------------------------------ building
 
@@ -526,7 +648,9 @@ class CompiledModel:
         )  # fmt: skip
         return low.source, low.spec
 
-    def _program(self, x: np.ndarray, y: np.ndarray) -> _Program:
+    def _program(self, x: np.ndarray, y: np.ndarray, where: str = "step") -> _Program:
+        _batched(where, "inputs x", x)
+        _batched(where, "targets y", y)
         if self._train is not None and self._train.mode_changed():
             self._train = None  # train()/eval() since: dropout and batch norm act otherwise
         if self._train is None:
@@ -577,30 +701,42 @@ class CompiledModel:
 
     # ------------------------------------------------------------ training
 
-    def step(self, x: Any, y: Any) -> float:
-        """One forward, backward and optimizer update on the batch (x, y); returns the loss."""
+    def step(self, x: Any, y: Any, *, check_finite: bool | None = None) -> float:
+        """One forward, backward and optimizer update on the batch (x, y); returns the loss.
+
+        With ``check_finite`` (the model's setting unless given), NaN or Inf in x or y, a
+        non-finite loss or a non-finite gradient is an error and nothing is updated."""
         prog = self._train
-        if prog is not None and prog.fast is not None:  # the data the code was built for
-            loss = prog.fast(x, y)
+        if prog is not None and prog.fast is not None and check_finite is None:
+            loss = prog.fast(x, y)  # the data the code was built for
             if loss is not None:
                 return loss
         # the general path: convert, or explain what is wrong
         if self.optimizer is None:
             raise TypeError("step() needs an optimizer: symbp.compile(net, loss_fn, opt)")
-        prog = self._program(_array(x, "x"), _array(y, "y"))
+        check = self._checking("step", check_finite)
+        prog = self._program(_array(x, "x"), _array(y, "y"), "step")
         x, y = prog.check(x, y, "step")
+        _has_rows("step", x)
         prog.check_batch(len(x), len(x), "step")
         prog.sync_in()
-        prog.run(x, y, 1, len(x), GRADS | UPDATE)
+        prog.run(x, y, 1, len(x), _STEP | (CHECK_FINITE if check else 0), where="step")
         prog.sync_out()
         return float(prog.losses1[1])
 
-    def loss_and_grads(self, x: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
-        """The loss and each parameter's gradient (by name; also in ``.grad``), no update."""
-        prog = self._program(_array(x, "x"), _array(y, "y"))
+    def loss_and_grads(
+        self, x: Any, y: Any, *, check_finite: bool | None = None
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss and each parameter's gradient (by name; also in ``.grad``), no update.
+
+        With ``check_finite``, NaN or Inf in x or y or a non-finite loss is an error."""
+        check = self._checking("loss_and_grads", check_finite)
+        prog = self._program(_array(x, "x"), _array(y, "y"), "loss_and_grads")
         x, y = prog.check(x, y, "loss_and_grads")
+        _has_rows("loss_and_grads", x)
         prog.sync_in()
-        _, losses = prog.run(x, y, 1, max(len(x), 1), GRADS)
+        mode = GRADS | (CHECK_FINITE if check else 0)
+        _, losses = prog.run(x, y, 1, len(x), mode, where="loss_and_grads")
         prog.sync_out()
         names = {id(p): p.name for p in prog.params}
         if hasattr(self.net, "named_parameters"):  # the model's own names: "0.weight"
@@ -625,6 +761,7 @@ class CompiledModel:
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_every: int = 1,
         resume: str | os.PathLike[str] | None = None,
+        check_finite: bool | None = None,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` passes over (X, y); returns per-epoch metrics (``"loss"``...).
 
@@ -656,8 +793,13 @@ class CompiledModel:
         (unless ``seed`` is given), so the shuffles match an uninterrupted run; the scheduler
         and early stopping given carry on from their saved state (a run early stopping ended
         stays ended: resume without ``early_stopping`` to train on).
+
+        ``check_finite`` (the model's setting unless given; see ``symbp.compile``): NaN or Inf
+        in the data is an error before training; a non-finite loss or gradient stops training
+        with an error, the update not made; a checkpoint is never written with non-finite
+        parameters. False trains on whatever comes, as PyTorch does.
         """
-        from symbp.checkpoint import load_checkpoint, save_checkpoint
+        from symbp.checkpoint import check_writable, load_checkpoint, save_checkpoint
         from symbp.optim.lr_scheduler import ReduceLROnPlateau
         from symbp.progress import Progress
         from symbp.training import as_early_stopping, monitored
@@ -671,18 +813,34 @@ class CompiledModel:
             validation_data = eval_arrays(validation_data, None, "fit: validation_data")
         if self.optimizer is None:
             raise TypeError("fit() needs an optimizer: symbp.compile(net, loss_fn, optimizer)")
-        if batch_size < 1 or epochs < 0 or checkpoint_every < 1:
-            raise ValueError(
-                f"fit: need batch_size >= 1, epochs >= 0 and checkpoint_every >= 1, got "
-                f"{batch_size}, {epochs}, {checkpoint_every}"
-            )
+        # every argument checked before anything trains (a bad path found after an epoch)
+        epochs = _int_arg("fit", "epochs", epochs, 0)
+        batch_size = _int_arg("fit", "batch_size", batch_size, 1)
+        checkpoint_every = _int_arg("fit", "checkpoint_every", checkpoint_every, 1)
+        if seed is not None:
+            seed = _int_arg("fit", "seed", seed, 0)
+        check = self._checking("fit", check_finite)
+        if checkpoint is not None:
+            check_writable(checkpoint, "fit: checkpoint")
+        if validation_data is not None:
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                raise TypeError(
+                    f"fit: validation_data must be a pair (X_val, y_val), got "
+                    f"{type(validation_data).__name__}"
+                )
+            if check:
+                _check_finite_data("fit", "validation inputs", _array(validation_data[0], "X"))
+                _check_finite_data("fit", "validation targets", _array(validation_data[1], "y"))
         stopper = as_early_stopping(early_stopping)
         if stopper is not None:
             stopper.reset()
-        prog = self._program(_array(X, "X"), _array(y, "y"))
+        prog = self._program(_array(X, "X"), _array(y, "y"), "fit")
         X, y = prog.check(X, y, "fit")
         if len(X) == 0:
             raise ValueError("fit: no training samples")
+        if check:  # once for all epochs, before any update (the kernel's check: off)
+            _check_finite_data("fit", "inputs X", X)
+            _check_finite_data("fit", "targets y", y)
         prog.check_batch(len(X), batch_size, "fit")
         history: dict[str, list[float]] = {"loss": []}
         done = 0
@@ -696,7 +854,9 @@ class CompiledModel:
                 seed = int(ckpt.extra["seed"])
         seed = secrets.randbits(62) if seed is None else int(seed)
         order = np.empty(len(X), np.int64) if shuffle else _NO_ORDER
-        mode = GRADS | UPDATE | STOP_NONFINITE | (SHUFFLE if shuffle else 0)
+        # the data are checked above; in the kernel, the loss and the gradients
+        mode = GRADS | UPDATE | (SHUFFLE if shuffle else 0)
+        mode |= (STOP_NONFINITE | CHECK_UPDATE) if check else 0
         between = (
             validation_data is not None
             or verbose
@@ -719,15 +879,16 @@ class CompiledModel:
                 snapshot = prog.W.copy()
                 t_before = int(prog.ints[0])
                 prog.ints[1] = done  # the shuffle of epoch e is (seed, e): resumable
-                status, losses = prog.run(X, y, n, batch_size, mode, seed, order)
+                status, losses = prog.run(X, y, n, batch_size, mode, seed, order, "fit")
                 if status:
-                    self._nonfinite(prog, snapshot, t_before, done, losses)
+                    self._nonfinite(prog, snapshot, t_before, done, status)
                 history["loss"] += losses[:n].tolist()
                 history.setdefault("lr", []).extend([lr] * n)
                 done += n
                 prog.sync_out()
                 if validation_data is not None:
-                    for k, v in self.evaluate(*validation_data).items():
+                    val = self.evaluate(*validation_data, check_finite=False)  # checked above
+                    for k, v in val.items():
                         history.setdefault(f"val_{k}", []).append(v)
                 if scheduler is not None:
                     if isinstance(scheduler, ReduceLROnPlateau):
@@ -747,6 +908,7 @@ class CompiledModel:
                     save_checkpoint(
                         checkpoint, self.net, self.optimizer, scheduler=scheduler,
                         early_stopping=stopper, epoch=done, history=history, extra={"seed": seed},
+                        allow_nonfinite=not check,
                     )  # fmt: skip
                 self._report(bar, verbose, done, epochs, history, len(X) * n)
                 if callback is not None and callback(done - 1, history):
@@ -774,7 +936,7 @@ class CompiledModel:
             line = ", ".join(f"{k}={v:.4g}" for k, v in latest.items())
             print(f"epoch {done}/{epochs}: {line}", flush=True)
 
-    def _nonfinite(self, prog: _Program, snapshot, t_before, first_epoch, losses) -> None:
+    def _nonfinite(self, prog: _Program, snapshot, t_before, first_epoch, status) -> None:
         epoch, batch = int(prog.ints[2]), int(prog.ints[3])
         n_params = sum(v.size for v in prog.views)
         finite = all(np.isfinite(v).all() for v in prog.views)
@@ -785,10 +947,8 @@ class CompiledModel:
             prog.ints[0] = t_before
             restored = f"parameters restored to the start of epoch {first_epoch + 1}"
         prog.sync_out(grads=False)
-        raise FloatingPointError(
-            f"fit: the loss is not finite at epoch {first_epoch + epoch + 1}, batch {batch + 1} "
-            f"({n_params} parameters); {restored}. Lower the learning rate or check the data."
-        )
+        at = f" at epoch {first_epoch + epoch + 1}, batch {batch + 1} ({n_params} parameters)"
+        raise FloatingPointError(f"fit: {prog.nonfinite(status, at)}; {restored}")
 
     # ------------------------------------------------------------ inference
 
@@ -833,12 +993,21 @@ class CompiledModel:
             for m, mode in modes:
                 object.__setattr__(m, "training", mode)
 
-    def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
+    def predict(
+        self, X: Any, batch_size: int = 256, *, check_finite: bool | None = None
+    ) -> np.ndarray:
         """The model's outputs for every row of X, computed in compiled batches: inference, as
-        after ``model.eval()`` (no dropout; batch norm normalises with its running statistics)."""
+        after ``model.eval()`` (no dropout; batch norm normalises with its running statistics).
+        With ``check_finite`` (the model's setting unless given), NaN or Inf in X is an error.
+        """
+        batch_size = _int_arg("predict", "batch_size", batch_size, 1)
+        check = self._checking("predict", check_finite)
         X = _array(X, "X")
+        _batched("predict", "inputs X", X)
         mod, params, spec = self._predict_program(X)
         X = self._check_x(X, spec["x"], "predict", "X")
+        if check:
+            _check_finite_data("predict", "inputs X", X)
         if self._train is not None:
             self._train.sync_in()
         out_shape = (len(X), *spec["out_shape"][1:])
@@ -850,22 +1019,39 @@ class CompiledModel:
         return out
 
     def evaluate(
-        self, X: Any, y: Any = None, metrics: Sequence[str] = ("accuracy",), batch_size: int = 256
+        self,
+        X: Any,
+        y: Any = None,
+        metrics: Sequence[str] = ("accuracy",),
+        batch_size: int = 256,
+        *,
+        check_finite: bool | None = None,
     ) -> dict[str, float]:
         """The mean loss over (X, y) and the requested metrics (``"accuracy"``); X may be a
-        DataLoader or TensorDataset (every sample it reads), with y left out."""
+        DataLoader or TensorDataset (every sample it reads), with y left out.
+
+        With ``check_finite`` (the model's setting unless given), NaN or Inf in X or y, or a
+        non-finite loss, is an error."""
         from symbp.utils.data.arrays import eval_arrays
 
         X, y = eval_arrays(X, y, "evaluate")
-        prog = self._program(_array(X, "X"), _array(y, "y"))
-        X, y = prog.check(X, y, "evaluate")
-        prog.sync_in()
-        _, losses = prog.run(X, y, 1, batch_size, 0)
-        result = {"loss": float(losses[0])}
+        batch_size = _int_arg("evaluate", "batch_size", batch_size, 1)
+        check = self._checking("evaluate", check_finite)
+        if isinstance(metrics, str):
+            metrics = (metrics,)
         for m in metrics:
             if m != "accuracy":
                 raise ValueError(f"evaluate: unknown metric {m!r} (known: 'accuracy')")
-            pred = self.predict(X, batch_size)
+        prog = self._program(_array(X, "X"), _array(y, "y"), "evaluate")
+        X, y = prog.check(X, y, "evaluate")
+        if len(X) == 0:  # a mean over no samples is not a loss (NumPy's would be nan)
+            raise ValueError("evaluate: X has 0 rows: it needs at least one sample")
+        prog.sync_in()
+        # the data are checked as each batch is gathered: nothing is updated here
+        _, losses = prog.run(X, y, 1, batch_size, CHECK_FINITE if check else 0, where="evaluate")
+        result = {"loss": float(losses[0])}
+        for _m in metrics:
+            pred = self.predict(X, batch_size, check_finite=False)
             if y.ndim == 1 and y.dtype.kind in "iu":
                 result["accuracy"] = float(np.mean(pred.argmax(axis=-1) == y))
             elif pred.shape[-1] == 1:  # binary: a probability or a logit against 0/1 targets
@@ -877,14 +1063,25 @@ class CompiledModel:
 
 
 def compile(  # noqa: A001 -- symbp.compile, as torch.compile
-    net: Callable[..., Any], loss_fn: Callable[..., Any] | None = None, optimizer: Any = None
+    net: Callable[..., Any],
+    loss_fn: Callable[..., Any] | None = None,
+    optimizer: Any = None,
+    *,
+    check_finite: bool = True,
 ) -> CompiledModel:
     """Compile ``net`` with ``loss_fn(net(x), y)`` and ``optimizer`` for fast training.
 
     Nothing is built until the first batch arrives (its feature shape and dtype fix the
     program; the batch size stays free). See the module docstring for an example.
+
+    ``check_finite`` (default True; ``model.check_finite`` changes it, and every entry point
+    takes it per call): ``step``, ``loss_and_grads``, ``fit``, ``evaluate`` and ``predict``
+    refuse NaN or Inf inputs and targets with an error naming the array and its first bad
+    row, and a non-finite loss, or a non-finite gradient before its update lands, is an
+    error, the parameters unchanged. ``step`` checks inside the compiled code (~0 cost).
+    False uses whatever comes, as PyTorch does.
     """
-    return CompiledModel(net, loss_fn, optimizer)
+    return CompiledModel(net, loss_fn, optimizer, check_finite=check_finite)
 
 
 __all__ = ["CompiledModel", "compile"]

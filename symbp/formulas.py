@@ -544,6 +544,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "exp": ("exp", r"\exp"),
     "log": ("log", r"\log"),
     "clog": ("log", r"\log"),
+    "bce": ("bce", r"\operatorname{bce}"),
     "tanh": ("tanh", r"\tanh"),
     "relu": ("relu", r"\operatorname{relu}"),
     "softplus": ("softplus", r"\operatorname{softplus}"),

@@ -460,6 +460,7 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     "maximum": sympy.Max,
     "minimum": sympy.Min,
     "clog": scalar.clog,
+    "bce": scalar.bce,
 }
 
 

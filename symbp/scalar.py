@@ -9,6 +9,8 @@ function of its own, or differentiates it in a form we do not want, it is define
   SymPy's ``Max(x, 0)`` would give ``Heaviside(x)``, which is 1/2 there.
 - ``softplus`` = log(1 + exp(x)) evaluated stably (``logaddexp``), derivative ``sigmoid``.
 - ``clog`` is log clamped below at -100, as PyTorch's BCELoss does; derivative 1/x.
+- ``bce(p, t)`` is BCELoss's elementwise term, with PyTorch's derivative in p (0 at a
+  saturated correct prediction) and NaN for a probability outside [0, 1].
 
 ``NUMPY`` maps every function name that may appear in a formula to its NumPy implementation;
 the reference executor lambdifies formulas with it.
@@ -97,6 +99,29 @@ class clog(sympy.Function):  # noqa: N801
         return f"log({printer._print(self.args[0])})"
 
 
+class bce(sympy.Function):  # noqa: N801
+    """Binary cross-entropy -(t clog(p) + (1 - t) clog(1 - p)) of a probability p, target t.
+
+    One function, not two clamped logs, for its derivative in p: PyTorch's (p - t) /
+    max(p (1 - p), 1e-12), which is 0 at a saturated correct prediction (p = t = 0, p = t = 1)
+    where the sum of the clamped logs' derivatives leaves -t/1e-12 + (1 - t)/1 = +-1. In t it
+    is clog(1 - p) - clog(p) (PyTorch's unclamped logs give +-inf at p = 0 or 1). A p outside
+    [0, 1] is NaN (PyTorch raises: BCELoss raises too when it has values; compiled code stops
+    on the non-finite loss)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1):
+        p, t = self.args
+        if argindex == 1:
+            return (p - t) / sympy.Max(p * (1 - p), sympy.Float(1e-12))
+        return clog(1 - p) - clog(p)
+
+    def _latex(self, printer: LatexPrinter) -> str:
+        p, t = (printer._print(a) for a in self.args)
+        return rf"\operatorname{{bce}}\left({p}, {t}\right)"
+
+
 # ---------------------------------------------------------------- NumPy forms
 
 
@@ -119,6 +144,15 @@ def _np_clog(x):
         return np.maximum(np.log(x), -100 + 0 * x)
 
 
+def _np_bce(p, t):
+    p = np.asarray(p)
+    inside = (p >= 0) & (p <= 1)  # False for NaN too
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(inside, p, 0.5)
+        out = -(t * _np_clog(q) + (1 - t) * _np_clog(1 - q))
+    return np.where(inside, out, np.nan)
+
+
 def _np_heaviside(x, h0=0.5):
     return np.heaviside(x, h0 + 0 * x)
 
@@ -128,6 +162,7 @@ NUMPY: dict[str, object] = {
     "relu": _np_relu,
     "softplus": _np_softplus,
     "clog": _np_clog,
+    "bce": _np_bce,
     "Heaviside": _np_heaviside,
     "erf": scipy.special.erf,
 }

@@ -619,8 +619,10 @@ def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     if x.dtype.kind != "f":  # the mean of integers is a float (an int mean would truncate)
         x = cast(x, _default_dtype[0])
     axes = _axes(x, dim)
-    count = numel(tuple(x.shape[a] for a in axes))
-    return sum(x, dim, keepdim) * (1 / sympy.sympify(count))
+    count = sympy.sympify(numel(tuple(x.shape[a] for a in axes)))
+    if count.is_zero:  # a mean over no elements is nan, as PyTorch's (1/0 is SymPy's zoo)
+        return sum(x, dim, keepdim) * sympy.nan
+    return sum(x, dim, keepdim) * (1 / count)
 
 
 class MaxResult(NamedTuple):

@@ -175,6 +175,17 @@ ELEMENTWISE_ROWS = [
         _uniform((0.05, 1)),
         _torch("log"),
     ),
+    # BCELoss's term: PyTorch's loss and gradients inside (0, 1) (the clamps and saturated
+    # points: tests/test_silent.py)
+    Elementwise(
+        "bce",
+        _nary("bce"),
+        lambda p, t: -(t * np.log(p) + (1 - t) * np.log(1 - p)),
+        _uniform((0.05, 0.95), (0, 1)),
+        None
+        if torch is None
+        else (lambda p, t: torch.nn.functional.binary_cross_entropy(p, t, reduction="none")),
+    ),
 ]
 
 

@@ -38,6 +38,7 @@ MATH = {
     "sigmoid": "sigmoid",  # symbp.lower.support: the stable scalar forms
     "softplus": "softplus",
     "clog": "clog",
+    "bce": "bce",
 }
 
 
@@ -194,7 +195,7 @@ class NumbaPrinter(StrPrinter):
                 f"the Numba backend has no scalar form for {name}() (in {expr}); give a custom "
                 f"elementwise op a formula of known functions"
             )
-        if fn in ("sigmoid", "softplus", "clog"):
+        if fn in ("sigmoid", "softplus", "clog", "bce"):
             fn = f"{fn}_{self.dtype}"
         return f"{fn}({', '.join(self._print(a) for a in expr.args)})"
 
@@ -202,6 +203,9 @@ class NumbaPrinter(StrPrinter):
         return self._print_Function(expr)
 
     def _print_clog(self, expr: sympy.Expr) -> str:
+        return self._print_Function(expr)
+
+    def _print_bce(self, expr: sympy.Expr) -> str:
         return self._print_Function(expr)
 
     def _print_softplus(self, expr: sympy.Expr) -> str:

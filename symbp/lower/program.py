@@ -40,8 +40,9 @@ import numpy as np
 from numba import njit, prange  # noqa: F401
 
 from symbp.lower.support import (  # noqa: F401
-    bernoulli_bits, bernoulli_key, carve, clog_f32, clog_f64, dropout_seed, gemm_f32, gemm_f64,
-    run_sum_f32, run_sum_f64, shuffle, sigmoid_f32, sigmoid_f64, softplus_f32, softplus_f64,
+    all_finite, bce_f32, bce_f64, bernoulli_bits, bernoulli_key, carve, clog_f32, clog_f64,
+    dropout_seed, gemm_f32, gemm_f64, run_sum_f32, run_sum_f64, shuffle, sigmoid_f32,
+    sigmoid_f64, softplus_f32, softplus_f64,
 )
 
 from symbp.lower.conv_kernels import (  # noqa: F401
@@ -87,18 +88,27 @@ TRAIN_DEF = '''\
 def train(X, Y, order, n_epochs, batch_size, mode, seed, W, work, iwork, hyper, ints, losses):
     """Run n_epochs over (X, Y) in minibatches: forward, backward and (mode & 2) the update.
 
-    Returns 0; 1 when a loss is not finite (mode & 8): ints[2:4] = (epoch, batch), parameters
-    as before that batch; 2 when a label is out of range: ints[2] = its row. losses[e] is the
-    mean loss of epoch e, losses[n_epochs] the loss of the last batch."""'''
+    Returns OK (0), or stops early with a status, ints[0] = t (the steps taken):
+    NONFINITE_LOSS (1) when a loss is not finite (mode & 8 or 32), ints[2:4] = (epoch, batch),
+    parameters as before that batch; BAD_LABEL (2): ints[2] = the label's row; with mode & 32,
+    NONFINITE_GRAD (3): a gradient (or new running statistic) is not finite, ints[2:4] =
+    (epoch, batch), that update not made; with mode & 16, NONFINITE_DATA (4): ints[2] = the
+    row, ints[3] = which data array (0 inputs, 1 targets), checked as each batch is gathered.
+    losses[e] is the mean loss of epoch e, losses[n_epochs] the loss of the last batch."""'''
 
-# Mode bits of ``train``.
-GRADS, UPDATE, SHUFFLE, STOP_NONFINITE = 1, 2, 4, 8
+# Mode bits of ``train``. CHECK_DATA: the rows gathered must be finite (step; fit checks its
+# data once, up front); CHECK_UPDATE: the loss, and the gradients an update would apply
+# (symbp.compile's check_finite sets both)
+GRADS, UPDATE, SHUFFLE, STOP_NONFINITE, CHECK_DATA, CHECK_UPDATE = 1, 2, 4, 8, 16, 32
+CHECK_FINITE = CHECK_DATA | CHECK_UPDATE
+# What ``train`` returns
+OK, NONFINITE_LOSS, BAD_LABEL, NONFINITE_GRAD, NONFINITE_DATA = 0, 1, 2, 3, 4
 RESERVED = (
     "X", "Y", "OUT", "order", "n_epochs", "batch_size", "mode", "seed", "W", "work", "iwork",
     "hyper", "ints", "losses", "t", "N", "B", "n_batches", "epoch", "batch", "start", "total",
     "value", "carved", "r", "acc", "aik", "v", "best", "hit", "math", "np", "f32", "f64",
     "nb", "oc", "icl", "ic", "c", "kp", "kq", "oy", "ox", "iy", "ix", "oy0", "oy1", "ox0", "ox1",
-    "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv",
+    "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv", "ok", "all_finite",
 )  # fmt: skip
 
 
@@ -187,6 +197,27 @@ def _gather(buf: Buffer, src: str) -> list[str]:
         lines.append(f"{pad}for {v} in range({dim_code(d)}):")
         pad += "    "
     lines.append(f"{pad}{buf.name}[{', '.join(['i', *idx])}] = {src}[{', '.join(['r', *idx])}]")
+    return lines
+
+
+def _finite_row(buf: Buffer, src: str, k: int) -> list[str]:
+    """With mode & CHECK_DATA: stop if row ``r`` of the data array ``src`` (data array
+    number ``k``) holds a NaN or an infinity. An and of comparisons over the row, which runs
+    on vectors (|v| <= max is False for both); the branch is taken once per row."""
+    idx = [f"j{d}" for d in range(1, len(buf.shape))]
+    big = f"{_dtype_code(buf.dtype)}({float(np.finfo(buf.dtype).max)!r})"
+    lines, pad = [f"if mode & {CHECK_DATA}:", "    ok = True"], "    "
+    for v, d in zip(idx, buf.shape[1:]):
+        lines.append(f"{pad}for {v} in range({dim_code(d)}):")
+        pad += "    "
+    lines.append(f"{pad}ok &= abs({src}[{', '.join(['r', *idx])}]) <= {big}")
+    lines += [
+        "    if not ok:",
+        "        ints[0] = t",
+        "        ints[2] = r",
+        f"        ints[3] = {k}",
+        f"        return {NONFINITE_DATA}",
+    ]
     return lines
 
 
@@ -346,19 +377,38 @@ def lower_train(
     # the k-th dropout mask of step t is drawn from dropout_seed(seed, t, k)
     seeding = [f"{b.name}[0] = dropout_seed(seed, t, {k})" for k, b in enumerate(seed_bufs)]
 
+    # what an update writes must be finite: its gradients (one run of W) and new running
+    # statistics, checked before any of it lands
+    runs = [(pspec[p.name]["grad"], int(_size(p.node.shape))) for p in order]
+    runs = [(o, n) for o, n in runs if o is not None]  # adjacent in W: one run
+    checks = []
+    if runs:
+        g0 = min(o for o, _ in runs)
+        checks.append(f"all_finite(W, {g0}, {max(o + n for o, n in runs) - g0})")
+    checks += [f"all_finite({new.name}, 0, {dim_code(_size(new.shape))})" for _, new in new_bufs]
+    guard = [
+        f"if mode & {CHECK_UPDATE} and not ({' and '.join(checks)}):",
+        "    ints[0] = t",
+        "    ints[2] = epoch",
+        "    ints[3] = batch",
+        f"    return {NONFINITE_GRAD}",
+    ] if checks and sched_updates else []  # fmt: skip
+
     gather = ["for i in range(B):", "    r = order[start + i] if use_order else start + i"]
     classes = sorted(
         {n.arg[0] for n in toposort([loss]) if n.op == "onehot" and n.src[0] in data.values()}
     )
-    for name, node in data.items():
+    for k, (name, node) in enumerate(data.items()):
         if classes and any(n.op == "onehot" and n.src[0] is node for n in toposort([loss])):
             gather += [  # a label out of range would silently pick nothing: stop before updating
                 f"    if {name.upper()}[r] < 0 or {name.upper()}[r] >= {classes[0]}:",
                 "        ints[0] = t",
                 "        ints[2] = r",
-                "        return 2",
+                f"        return {BAD_LABEL}",
             ]
         gather += _indent(_gather(data_bufs[name], name.upper()), 1)
+        if node.dtype.kind == "f":  # NaN or Inf data would train silently: stop before the step
+            gather += _indent(_finite_row(data_bufs[name], name.upper(), k), 1)
 
     body: list[str] = [
         "# parameters, gradients and optimizer state: views into W",
@@ -387,17 +437,18 @@ def lower_train(
         "        # ---- forward",
         *_indent(forward, 2),
         f"        value = {at(loss_buf, [])}",
-        f"        if mode & {STOP_NONFINITE} and not math.isfinite(value):",
+        f"        if mode & {STOP_NONFINITE | CHECK_UPDATE} and not math.isfinite(value):",
         "            ints[0] = t",
         "            ints[2] = epoch",
         "            ints[3] = batch",
-        "            return 1",
+        f"            return {NONFINITE_LOSS}",
         "        total += value * B",
         "        losses[n_epochs] = value",
         f"        if mode & {GRADS}:",
         "            # ---- backward",
         *_indent(backward or ["pass"], 3),
         f"            if mode & {UPDATE}:",
+        *_indent(guard, 4),
         "                t += 1",
         "                # ---- optimizer update",
         *_indent(update or ["pass"], 4),
@@ -550,7 +601,15 @@ def _summary(sched, params: Sequence[ParamSpec], loss: Node) -> str:
 
 
 __all__ = [
+    "BAD_LABEL",
+    "CHECK_DATA",
+    "CHECK_FINITE",
+    "CHECK_UPDATE",
     "GRADS",
+    "NONFINITE_DATA",
+    "NONFINITE_GRAD",
+    "NONFINITE_LOSS",
+    "OK",
     "SHUFFLE",
     "STOP_NONFINITE",
     "UPDATE",

@@ -82,6 +82,7 @@ _ZERO = {"f32": np.float32(0), "f64": np.float64(0)}
 _M100 = {"f32": np.float32(-100), "f64": np.float64(-100)}
 ONE32, ZERO32, M100_32 = _ONE["f32"], _ZERO["f32"], _M100["f32"]
 ONE64, ZERO64, M100_64 = _ONE["f64"], _ZERO["f64"], _M100["f64"]
+NAN32, NAN64 = np.float32(np.nan), np.float64(np.nan)
 
 
 @intrinsic
@@ -165,6 +166,20 @@ def run_sum_f64(a, start, n):  # type: ignore[no-untyped-def]
     return acc
 
 
+@njit(cache=True)
+def all_finite(a, start, n):  # type: ignore[no-untyped-def]
+    """Whether a's flat elements [start, start + n) are all finite: the guard a training step
+    runs on its gradients before the update. An and of comparisons, which LLVM runs on vectors
+    (|v| <= max is False for NaN and both infinities): ~0.25 ns an element, a copy's speed; a
+    sum of v * 0 would be one dependent add per element, 4-6x slower."""
+    run = carve(a, start, (n,))
+    big = np.finfo(a.dtype).max
+    ok = True
+    for i in range(n):
+        ok &= abs(run[i]) <= big
+    return ok
+
+
 @njit(cache=True, inline="always")
 def clog_f32(x):  # type: ignore[no-untyped-def]
     """log(x) clamped below at -100, as PyTorch's BCELoss."""
@@ -178,6 +193,22 @@ def clog_f64(x):  # type: ignore[no-untyped-def]
     if x <= ZERO64:
         return M100_64
     return max(math.log(x), M100_64)
+
+
+@njit(cache=True, inline="always")
+def bce_f32(p, t):  # type: ignore[no-untyped-def]
+    """BCELoss's term (symbp.scalar.bce): NaN for p outside [0, 1], which stops a checked
+    step on its non-finite loss before anything is updated."""
+    if not (ZERO32 <= p <= ONE32):
+        return NAN32
+    return -(t * clog_f32(p) + (ONE32 - t) * clog_f32(ONE32 - p))
+
+
+@njit(cache=True, inline="always")
+def bce_f64(p, t):  # type: ignore[no-untyped-def]
+    if not (ZERO64 <= p <= ONE64):
+        return NAN64
+    return -(t * clog_f64(p) + (ONE64 - t) * clog_f64(ONE64 - p))
 
 
 @njit(cache=True)
@@ -264,6 +295,9 @@ def _bernoulli_numba(seed, prob, n):  # type: ignore[no-untyped-def]
 
 __all__ = [
     "MKL",
+    "all_finite",
+    "bce_f32",
+    "bce_f64",
     "bernoulli_bits",
     "bernoulli_key",
     "bernoulli_numba",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from symbp import tensor as T
 from symbp.ir import ShapeError, shape_str
 from symbp.nn.module import Module
@@ -50,12 +52,25 @@ class L1Loss(_Loss):
 
 
 class BCELoss(_Loss):
-    """-(t log p + (1 - t) log(1 - p)), logs clamped at -100 as PyTorch does."""
+    """-(t log p + (1 - t) log(1 - p)), logs clamped at -100 and the gradient PyTorch's (0 at
+    a saturated correct prediction): ``symbp.scalar.bce``. Probabilities outside [0, 1] are an
+    error: at once for values, in compiled code as the non-finite loss they give."""
+
+    domain = "input probabilities must be in [0, 1]"  # named when a compiled loss is NaN
 
     def forward(self, p: Tensor, t) -> Tensor:
         t = self.as_tensor(t, p)
         self.same_shape(p, t)
-        return self.reduce(-(t * T.unary("clog", p) + (1 - t) * T.unary("clog", 1 - p)))
+        if p.has_value:
+            v = p.numpy()
+            outside = ~((v >= 0) & (v <= 1))  # NaN too, as PyTorch
+            if outside.any():
+                at = tuple(int(i) for i in np.argwhere(outside)[0])
+                raise ValueError(
+                    f"BCELoss: {self.domain}, got {v[at]} at {list(at)} ({int(outside.sum())} "
+                    f"of {v.size} outside): apply a sigmoid first, or use BCEWithLogitsLoss"
+                )
+        return self.reduce(T.nary("bce", p, t))
 
 
 class BCEWithLogitsLoss(_Loss):
