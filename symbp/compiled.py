@@ -103,18 +103,12 @@ class _Program:
         self.y_strides = np.empty((2, *self.y_tail), self.y_dtype).strides
         self.pairs = list(zip(params, self.views))
         self.grad_pairs = [(p, g) for p, g in zip(params, self.grads) if g is not None]
-        opt = model.optimizer
-        # each group's hyperparameters in one C-level call (itemgetter with 2+ keys: a tuple)
-        self.hyper_keys = (
-            [
-                (opt.param_groups[g], operator.itemgetter(*hs, *hs[:1]))
-                for g, hs in enumerate(self.spec["hyper"])
-                if hs
-            ]
-            if opt is not None
-            else []
-        )
-        self.hyper_vals: list[Any] = []
+        opt = self.opt = model.optimizer
+        # sync_in compares every group's options and members with what the hyper array holds
+        # in one C-level call per group: itemgetter over every option and "params"
+        self.watch = operator.itemgetter(*opt.defaults, "params") if opt is not None else None
+        self.watched: tuple = ()  # the groups as last read (params copied); () before the first
+        self.built_for = self.layout(opt)
         self.step_states: list[dict[str, Any]] = []
         self.state_views: list[tuple[dict[str, Any], str, np.ndarray]] = []
         self.losses1 = np.zeros(2, np.float64)
@@ -180,8 +174,12 @@ class _Program:
         view[...] = value
         module.register_buffer(name, view)
 
-    def sync_in(self) -> None:
-        """Copy in whatever Python changed since the last call (new .data, loaded state, lr)."""
+    def sync_in(self) -> bool:
+        """Copy in whatever Python changed since the last call (new .data, loaded state, lr).
+
+        True: the optimizer now needs another program (an option that changes the update's
+        formula, or the param groups' members, changed): the caller builds it (``_program``).
+        """
         for p, v in self.pairs:
             if p._data is not v:
                 self._adopt_param(p, v)
@@ -189,21 +187,55 @@ class _Program:
             if m._buffers.get(name) is not v:
                 self._adopt_buffer(m, name, v)
         opt = self.model.optimizer
+        if opt is not self.opt:
+            return True
         if opt is None:
-            return
-        keys = self.hyper_keys
-        vals = [keys[0][1](keys[0][0])] if len(keys) == 1 else [get(g) for g, get in keys]
-        if vals != self.hyper_vals:  # a scheduler changed lr, or the first call
-            flat = [v for group in vals for v in group[:-1]]
-            self.hyper[: len(flat)] = flat
-            self.hyper_vals = vals
+            return False
+        try:  # every option and member of every group against what the program holds: one
+            # tuple comparison at each step (a scheduler's lr, betas... and structural changes)
+            moved = tuple(map(self.watch, opt.param_groups)) != self.watched  # type: ignore[arg-type]
+        except Exception:  # a removed option (reread explains), or a Parameter whose == raises
+            moved = True
+        if moved and self.reread(opt):
+            return True
         if opt.state is not self._state_ref:  # a loaded state dict
             self._adopt_state(opt)
-            return
+            return False
         for st, name, view in self.state_views:
             if st.get(name) is not view:  # an eager opt.step() replaced the state's arrays
                 self._adopt_state(opt)
-                return
+                return False
+        return False
+
+    def reread(self, opt: Any) -> bool:
+        """The options moved: take their new values, or True if they need another program."""
+        if self.layout(opt) != self.built_for:
+            return True
+        flat = [v for g in opt.param_groups for v in opt.hyper_values(g)]
+        self.hyper[: len(flat)] = flat
+        self.watched = tuple(
+            (*vals[:-1], list(vals[-1]))  # a copy: appending to a group's list is a change
+            for vals in map(self.watch, opt.param_groups)  # type: ignore[arg-type]
+        )
+        return False
+
+    def layout(self, opt: Any) -> tuple:
+        """What the program's update is built from: each group's formula structure and the
+        group of each parameter (None: not stepped)."""
+        if opt is None:
+            return ()
+        group_of = {}
+        for g, group in enumerate(opt.param_groups):
+            missing = [k for k in opt.defaults if k not in group]
+            if missing or "params" not in group:
+                raise KeyError(
+                    f"{type(opt).__name__}: param_groups[{g}] has no option "
+                    f"{(missing or ['params'])[0]!r} (change options by assigning new values)"
+                )
+            for p in group["params"]:
+                group_of[id(p)] = g
+        members = tuple(group_of.get(id(p)) if p.requires_grad else None for p in self.params)
+        return tuple(opt.structure(g) for g in opt.param_groups), members
 
     def _adopt_param(self, p: Parameter, v: np.ndarray) -> None:
         if p._data.shape != v.shape or p._data.dtype != v.dtype:
@@ -217,19 +249,29 @@ class _Program:
     def _adopt_state(self, opt: Any) -> None:
         """Move the optimizer's state into the program's memory and make it views of that."""
         t = 0
+        fresh: set[int] = set()  # the groups with a state entry started here
         for i in self.stepped:
             p = self.params[i]
             st = opt.state.get(id(p))
-            group = opt.param_groups[self.spec["params"][i]["group"]]
+            g = self.spec["params"][i]["group"]
             for name, view in self.states[i].items():
                 if st is not None and name in st:
                     view[...] = np.asarray(st[name]).reshape(view.shape)
                 else:
-                    view[...] = (
-                        opt.initial_state(group, name) if hasattr(opt, "initial_state") else 0.0
-                    )
+                    view[...] = opt.initial_state(opt.param_groups[g], name)
+                    fresh.add(g)
             if st is not None:
                 t = max(t, int(st.get("step", 0)))
+        if t and fresh and opt.restart_count:  # one step count t serves every group here
+            for g in sorted(fresh):
+                name = opt.late_start(opt.param_groups[g], t)
+                if name is not None:
+                    raise NotImplementedError(
+                        f"{type(opt).__name__}: param group {g} starts its {name} at step "
+                        f"{t + 1} while other groups' state goes on; PyTorch would start it "
+                        f"afresh, the compiled program counts one step for all groups. Start "
+                        f"it in its own optimizer, or for one eager opt.step()"
+                    )
         self.ints[0] = t
         self.t_seen = t
         self.step_states = []
@@ -237,7 +279,13 @@ class _Program:
         for i in self.stepped:
             if not self.states[i]:  # as PyTorch: a stateless rule (plain SGD) keeps no state
                 continue
-            st = opt.state[id(self.params[i])] = {"step": t, **self.states[i]}
+            # entries this program does not update stay, as PyTorch keeps a momentum buffer
+            # while momentum is off (copies: they may be views into a replaced program's W)
+            kept = {
+                n: np.array(v) if isinstance(v, np.ndarray) else v
+                for n, v in opt.state.get(id(self.params[i]), {}).items()
+            }
+            st = opt.state[id(self.params[i])] = {**kept, "step": t, **self.states[i]}
             self.step_states.append(st)
             self.state_views += [(st, name, v) for name, v in self.states[i].items()]
         self._state_ref = opt.state
@@ -335,7 +383,8 @@ class _Program:
                 seen[0], seen[1] = sx, sy
             if modes and self.mode_changed():
                 return None
-            sync_in()
+            if sync_in():  # new optimizer options need another program: step() builds it
+                return None
             n = len(x)
             status = call(x, y, _NO_ORDER, 1, n, _STEP, seed, W, work, iwork, hyper, ints, losses)
             if status == 2:
@@ -527,8 +576,13 @@ class CompiledModel:
         return low.source, low.spec
 
     def _program(self, x: np.ndarray, y: np.ndarray) -> _Program:
-        if self._train is not None and self._train.mode_changed():
-            self._train = None  # train()/eval() since: dropout and batch norm act otherwise
+        prog = self._train
+        if prog is not None and (prog.mode_changed() or prog.sync_in()):
+            # train()/eval() since: dropout and batch norm act otherwise; or an optimizer
+            # option that changes the update's formula (momentum switched on, amsgrad...), or
+            # the param groups' members: build (or load) that program, which takes over the
+            # parameters and the optimizer state as they are
+            self._train = None
         if self._train is None:
             self.build(x, y)
         assert self._train is not None
@@ -702,6 +756,7 @@ class CompiledModel:
         try:  # (a resumed run that early stopping had ended stays ended)
             while done < epochs and (stopper is None or stopper.stopped_epoch is None):
                 n = min(per_call, epochs - done)
+                prog = self._program(X, y)  # a callback may have changed the optimizer's options
                 prog.sync_in()  # every call: a scheduler or callback may have changed lr
                 lr = float(self.optimizer.param_groups[0].get("lr", np.nan))
                 snapshot = prog.W.copy()
