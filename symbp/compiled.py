@@ -23,7 +23,6 @@ one drawn when the program is built, and the step count): see ``functional.dropo
 
 from __future__ import annotations
 
-import operator
 import os
 import secrets
 import time
@@ -103,12 +102,11 @@ class _Program:
         self.y_strides = np.empty((2, *self.y_tail), self.y_dtype).strides
         self.pairs = list(zip(params, self.views))
         self.grad_pairs = [(p, g) for p, g in zip(params, self.grads) if g is not None]
-        opt = self.opt = model.optimizer
-        # sync_in compares every group's options and members with what the hyper array holds
-        # in one C-level call per group: itemgetter over every option and "params"
-        self.watch = operator.itemgetter(*opt.defaults, "params") if opt is not None else None
-        self.watched: tuple = ()  # the groups as last read (params copied); () before the first
-        self.built_for = self.layout(opt)
+        self.opt = model.optimizer
+        # the param groups' values (options and "params") as last read: sync_in compares each
+        # group's values with them at every call; [] before the first
+        self.watched: list[list[Any]] = []
+        self.built_for = self.layout(self.opt)
         self.step_states: list[dict[str, Any]] = []
         self.state_views: list[tuple[dict[str, Any], str, np.ndarray]] = []
         self.losses1 = np.zeros(2, np.float64)
@@ -191,10 +189,15 @@ class _Program:
             return True
         if opt is None:
             return False
-        try:  # every option and member of every group against what the program holds: one
-            # tuple comparison at each step (a scheduler's lr, betas... and structural changes)
-            moved = tuple(map(self.watch, opt.param_groups)) != self.watched  # type: ignore[arg-type]
-        except Exception:  # a removed option (reread explains), or a Parameter whose == raises
+        # every option and member of every group against what the program holds, at every
+        # step: values in order, no hashing (~20 ns more than comparing lr alone)
+        groups, seen = opt.param_groups, self.watched
+        try:
+            if len(groups) == 1 == len(seen):
+                moved = [*groups[0].values()] != seen[0]
+            else:
+                moved = [[*g.values()] for g in groups] != seen
+        except Exception:  # a Parameter whose == raises (a group's members changed)
             moved = True
         if moved and self.reread(opt):
             return True
@@ -213,10 +216,10 @@ class _Program:
             return True
         flat = [v for g in opt.param_groups for v in opt.hyper_values(g)]
         self.hyper[: len(flat)] = flat
-        self.watched = tuple(
-            (*vals[:-1], list(vals[-1]))  # a copy: appending to a group's list is a change
-            for vals in map(self.watch, opt.param_groups)  # type: ignore[arg-type]
-        )
+        # lists copied ("params"): appending to a group's list is a change
+        self.watched = [
+            [list(v) if type(v) is list else v for v in g.values()] for g in opt.param_groups
+        ]
         return False
 
     def layout(self, opt: Any) -> tuple:
