@@ -8,13 +8,15 @@ PyTorch, symbp eager (``loss.backward(); opt.step()``) and symbp compiled (``mod
 the same model from the same weights in float64; losses and parameters after every step must
 agree to ``RTOL``.
 
-A case's id is its seed: ``pytest tests/test_fuzz_torch.py -k seed_17`` replays case 17, and
-``describe(17)`` prints it. ``SYMBP_FUZZ_CASES=500`` runs 500 cases (default ``DEFAULT_CASES``).
+A case's id is its seed: ``pytest tests/test_fuzz_torch.py -k seed_17`` replays case 17 (with
+more cases also 170-179; the node id ``test_training_matches_torch[seed_17]`` is exact), and
+``describe(17)`` says what it is. ``SYMBP_FUZZ_CASES=500`` runs 500 cases (default
+``DEFAULT_CASES``); a seed draws the same case whatever the number of cases.
 
-Compiling costs seconds per distinct program, so the compiled half of a case runs on one of a
-few fixed architectures (``COMPILED_ARCHS``, drawn by the seed; its weights, data, optimizer and
-option changes stay random) and every case shares one cache directory: the default run
-compiles a few dozen small programs. The eager half draws its architecture freely.
+Compiling costs seconds per new program, so only every ``COMPILED_EVERY``-th case trains
+compiled too, on one of a few fixed architectures (``COMPILED_ARCHS``, in turn; its weights,
+data, optimizer, options and their changes stay random), and all cases share one cache
+directory: the default run compiles a handful of small MLP programs (the CNN comes at seed 48).
 """
 
 from __future__ import annotations

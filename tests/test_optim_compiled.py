@@ -534,3 +534,22 @@ def test_sgd_momentum_started_in_one_group_of_several():
                 model.step(x, y)
     opt.param_groups[1]["dampening"] = 0.0  # then the two agree: no error
     model.step(x, y)
+
+
+@pytest.mark.usefixtures("tmp_cache")
+def test_fit_follows_options_a_callback_changes():
+    """fit re-reads the options before each epoch: momentum switched on by a callback after
+    the first epoch (one batch an epoch) acts from the second, as in the hand-written run."""
+    x, y = _data()
+    net = _net()
+    opt = symbp.optim.SGD(net.parameters(), lr=0.05)
+    model = symbp.compile(net, _loss, opt)
+
+    def callback(epoch, history):
+        if epoch == 0:
+            opt.param_groups[0]["momentum"] = 0.9
+
+    model.fit(x, y, epochs=3, batch_size=len(x), shuffle=False, callback=callback)
+    want = _numpy_with_changes("SGD", {}, {1: {"momentum": 0.9}}, 3)
+    for p, w in zip(net.parameters(), want[-1]):
+        np.testing.assert_allclose(p.data, w, rtol=1e-10, atol=1e-12)
