@@ -57,7 +57,14 @@ class Optimizer:
         self.check(group)
         self.param_groups.append(group)
 
+    def upgrade(self, group: dict[str, Any]) -> None:
+        """Bring a group's options to today's form (a list from a JSON checkpoint: a tuple)."""
+        for k in self.components:
+            if isinstance(group.get(k), list):
+                group[k] = tuple(group[k])
+
     def check(self, group: dict[str, Any]) -> None:
+        self.upgrade(group)
         for k, v in group.items():
             if k != "params" and isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
                 raise ValueError(f"{type(self).__name__}: invalid {k}={v} (must be >= 0)")
@@ -69,7 +76,6 @@ class Optimizer:
                 )
             if any(not isinstance(c, (int, float)) or c < 0 for c in v):
                 raise ValueError(f"{type(self).__name__}: invalid {k}={v!r} (must be >= 0)")
-            group[k] = tuple(v)  # as PyTorch keeps betas (a JSON checkpoint gives a list)
 
     def hyper_values(self, group: dict[str, Any]) -> list[Any]:
         """The group's hyperparameters in the order of ``formulas(group)[0]``
@@ -189,7 +195,7 @@ class Optimizer:
             if len(mine["params"]) != len(theirs["params"]):
                 raise ValueError("load_state_dict: a parameter group has a different size")
             mine.update({k: v for k, v in theirs.items() if k != "params"})
-            self.check(mine)  # (and brings an older checkpoint's options up to date)
+            self.upgrade(mine)  # (not check: PyTorch checks options only at construction)
         self.state = {
             id(params[int(i)]): {
                 n: (np.copy(v) if isinstance(v, np.ndarray) else v) for n, v in st.items()

@@ -61,10 +61,10 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), **kw):
         super().__init__(params, lr=lr, betas=tuple(betas), **kw)
 
-    def check(self, group):
+    def upgrade(self, group):
         if "beta1" in group:  # a state dict saved when groups held beta1 and beta2
             group["betas"] = (group.pop("beta1"), group.pop("beta2"))
-        super().check(group)
+        super().upgrade(group)
 
     def rule(self, h, s, opts):
         g = -G if opts["maximize"] else G
