@@ -23,7 +23,6 @@ one drawn when the program is built, and the step count): see ``functional.dropo
 
 from __future__ import annotations
 
-import operator
 import os
 import secrets
 import time
@@ -159,18 +158,11 @@ class _Program:
         self.y_strides = np.empty((2, *self.y_tail), self.y_dtype).strides
         self.pairs = list(zip(params, self.views))
         self.grad_pairs = [(p, g) for p, g in zip(params, self.grads) if g is not None]
-        opt = model.optimizer
-        # each group's hyperparameters in one C-level call (itemgetter with 2+ keys: a tuple)
-        self.hyper_keys = (
-            [
-                (opt.param_groups[g], operator.itemgetter(*hs, *hs[:1]))
-                for g, hs in enumerate(self.spec["hyper"])
-                if hs
-            ]
-            if opt is not None
-            else []
-        )
-        self.hyper_vals: list[Any] = []
+        self.opt = model.optimizer
+        # the param groups' values (options and "params") as last read: sync_in compares each
+        # group's values with them at every call; [] before the first
+        self.watched: list[list[Any]] = []
+        self.built_for = self.layout(self.opt)
         self.step_states: list[dict[str, Any]] = []
         self.state_views: list[tuple[dict[str, Any], str, np.ndarray]] = []
         self.losses1 = np.zeros(2, np.float64)
@@ -236,8 +228,12 @@ class _Program:
         view[...] = value
         module.register_buffer(name, view)
 
-    def sync_in(self) -> None:
-        """Copy in whatever Python changed since the last call (new .data, loaded state, lr)."""
+    def sync_in(self) -> bool:
+        """Copy in whatever Python changed since the last call (new .data, loaded state, lr).
+
+        True: the optimizer now needs another program (an option that changes the update's
+        formula, or the param groups' members, changed): the caller builds it (``_program``).
+        """
         for p, v in self.pairs:
             if p._data is not v:
                 self._adopt_param(p, v)
@@ -245,21 +241,60 @@ class _Program:
             if m._buffers.get(name) is not v:
                 self._adopt_buffer(m, name, v)
         opt = self.model.optimizer
+        if opt is not self.opt:
+            return True
         if opt is None:
-            return
-        keys = self.hyper_keys
-        vals = [keys[0][1](keys[0][0])] if len(keys) == 1 else [get(g) for g, get in keys]
-        if vals != self.hyper_vals:  # a scheduler changed lr, or the first call
-            flat = [v for group in vals for v in group[:-1]]
-            self.hyper[: len(flat)] = flat
-            self.hyper_vals = vals
+            return False
+        # every option and member of every group against what the program holds, at every
+        # step: values in order, no hashing (~20 ns more than comparing lr alone)
+        groups, seen = opt.param_groups, self.watched
+        try:
+            if len(groups) == 1 == len(seen):
+                moved = [*groups[0].values()] != seen[0]
+            else:
+                moved = [[*g.values()] for g in groups] != seen
+        except Exception:  # a Parameter whose == raises (a group's members changed)
+            moved = True
+        if moved and self.reread(opt):
+            return True
         if opt.state is not self._state_ref:  # a loaded state dict
             self._adopt_state(opt)
-            return
+            return False
         for st, name, view in self.state_views:
             if st.get(name) is not view:  # an eager opt.step() replaced the state's arrays
                 self._adopt_state(opt)
-                return
+                return False
+        return False
+
+    def reread(self, opt: Any) -> bool:
+        """The options moved: take their new values, or True if they need another program."""
+        if self.layout(opt) != self.built_for:
+            return True
+        flat = [v for g in opt.param_groups for v in opt.hyper_values(g)]
+        self.hyper[: len(flat)] = flat
+        # lists copied ("params"): appending to a group's list is a change
+        self.watched = [
+            [list(v) if type(v) is list else v for v in g.values()] for g in opt.param_groups
+        ]
+        return False
+
+    def layout(self, opt: Any) -> tuple:
+        """What the program's update is built from: each group's formula structure and the
+        group of each parameter (None: not stepped)."""
+        if opt is None:
+            return ()
+        group_of = {}
+        for g, group in enumerate(opt.param_groups):
+            missing = [k for k in opt.defaults if k not in group]
+            if missing or "params" not in group:
+                raise KeyError(
+                    f"{type(opt).__name__}: param_groups[{g}] has no option "
+                    f"{(missing or ['params'])[0]!r} (change options by assigning new values)"
+                )
+            for p in group["params"]:
+                group_of[id(p)] = g
+        members = tuple(group_of.get(id(p)) if p.requires_grad else None for p in self.params)
+        return tuple(opt.structure(g) for g in opt.param_groups), members
 
     def _adopt_param(self, p: Parameter, v: np.ndarray) -> None:
         if p._data.shape != v.shape or p._data.dtype != v.dtype:
@@ -273,19 +308,29 @@ class _Program:
     def _adopt_state(self, opt: Any) -> None:
         """Move the optimizer's state into the program's memory and make it views of that."""
         t = 0
+        fresh: set[int] = set()  # the groups with a state entry started here
         for i in self.stepped:
             p = self.params[i]
             st = opt.state.get(id(p))
-            group = opt.param_groups[self.spec["params"][i]["group"]]
+            g = self.spec["params"][i]["group"]
             for name, view in self.states[i].items():
                 if st is not None and name in st:
                     view[...] = np.asarray(st[name]).reshape(view.shape)
                 else:
-                    view[...] = (
-                        opt.initial_state(group, name) if hasattr(opt, "initial_state") else 0.0
-                    )
+                    view[...] = opt.initial_state(opt.param_groups[g], name)
+                    fresh.add(g)
             if st is not None:
                 t = max(t, int(st.get("step", 0)))
+        if t and fresh and opt.restart_count:  # one step count t serves every group here
+            for g in sorted(fresh):
+                name = opt.late_start(opt.param_groups[g], t)
+                if name is not None:
+                    raise NotImplementedError(
+                        f"{type(opt).__name__}: param group {g} starts its {name} at step "
+                        f"{t + 1} while other groups' state goes on; PyTorch would start it "
+                        f"afresh, the compiled program counts one step for all groups. Start "
+                        f"it in its own optimizer, or for one eager opt.step()"
+                    )
         self.ints[0] = t
         self.t_seen = t
         self.step_states = []
@@ -293,7 +338,13 @@ class _Program:
         for i in self.stepped:
             if not self.states[i]:  # as PyTorch: a stateless rule (plain SGD) keeps no state
                 continue
-            st = opt.state[id(self.params[i])] = {"step": t, **self.states[i]}
+            # entries this program does not update stay, as PyTorch keeps a momentum buffer
+            # while momentum is off (copies: they may be views into a replaced program's W)
+            kept = {
+                n: np.array(v) if isinstance(v, np.ndarray) else v
+                for n, v in opt.state.get(id(self.params[i]), {}).items()
+            }
+            st = opt.state[id(self.params[i])] = {**kept, "step": t, **self.states[i]}
             self.step_states.append(st)
             self.state_views += [(st, name, v) for name, v in self.states[i].items()]
         self._state_ref = opt.state
@@ -394,7 +445,8 @@ class _Program:
                 seen[0], seen[1] = sx, sy
             if modes and self.mode_changed():
                 return None
-            sync_in()
+            if sync_in():  # new optimizer options need another program: step() builds it
+                return None
             n = len(x)
             status = call(x, y, _NO_ORDER, 1, n, mode, seed, W, work, iwork, hyper, ints, losses)
             if status:
@@ -651,8 +703,13 @@ class CompiledModel:
     def _program(self, x: np.ndarray, y: np.ndarray, where: str = "step") -> _Program:
         _batched(where, "inputs x", x)
         _batched(where, "targets y", y)
-        if self._train is not None and self._train.mode_changed():
-            self._train = None  # train()/eval() since: dropout and batch norm act otherwise
+        prog = self._train
+        if prog is not None and (prog.mode_changed() or prog.sync_in()):
+            # train()/eval() since: dropout and batch norm act otherwise; or an optimizer
+            # option that changes the update's formula (momentum switched on, amsgrad...), or
+            # the param groups' members: build (or load) that program, which takes over the
+            # parameters and the optimizer state as they are
+            self._train = None
         if self._train is None:
             self.build(x, y)
         assert self._train is not None
@@ -874,6 +931,7 @@ class CompiledModel:
         try:  # (a resumed run that early stopping had ended stays ended)
             while done < epochs and (stopper is None or stopper.stopped_epoch is None):
                 n = min(per_call, epochs - done)
+                prog = self._program(X, y)  # a callback may have changed the optimizer's options
                 prog.sync_in()  # every call: a scheduler or callback may have changed lr
                 lr = float(self.optimizer.param_groups[0].get("lr", np.nan))
                 snapshot = prog.W.copy()

@@ -115,7 +115,8 @@ def _numpy_update(kind, p, g, st, o, lr, t):
             g = g + wd * p
         mu = o.get("momentum", 0.0)
         if mu:
-            b = g if t == 1 else mu * st["b"] + (1 - o.get("dampening", 0.0)) * g
+            # PyTorch: the buffer starts as the gradient, at the first step with momentum
+            b = g if "b" not in st else mu * st["b"] + (1 - o.get("dampening", 0.0)) * g
             st["b"] = b
             g = g + mu * b if o.get("nesterov") else b
         return p - lr * g
@@ -308,3 +309,247 @@ def test_large_update_runs_in_parallel_and_matches(tmp_path, monkeypatch):
     assert "prange(" in model.source and "parallel=True" in model.source
     for p, q in zip(nets[0].parameters(), nets[1].parameters()):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------- options changed mid-run
+
+
+def _run_with_changes(kind, options, changes, compiled, steps=None):
+    """Train _net() with ``kind``, applying ``changes[k]`` to every group before step k;
+    returns the parameters after each step and, compiled, the programs used."""
+    cls, _, _, lr = CONFIGS[kind]
+    x, y = _data()
+    net = _net()
+    opt = cls(net.parameters(), lr=lr, **COMMON.get(kind, {}), **options)
+    model = symbp.compile(net, _loss, opt) if compiled else None
+    traj, programs = [], []
+    for k in range(steps or max(changes) + 2):
+        for g in opt.param_groups:
+            g.update(changes.get(k, {}))
+        if model is not None:
+            model.step(x, y)
+            programs.append(model._train)
+        else:
+            opt.zero_grad()
+            _loss(net(symbp.tensor(x)), symbp.tensor(y)).backward()
+            opt.step()
+        traj.append([p.data.copy() for p in net.parameters()])
+    return traj, programs
+
+
+def _numpy_with_changes(kind, options, changes, steps):
+    _, _, _, lr = CONFIGS[kind]
+    net = _net()
+    x, y = _data()
+    params = list(net.parameters())
+    states = [{} for _ in params]
+    o = {**COMMON.get(kind, {}), **options}
+    traj = []
+    for t in range(1, steps + 1):
+        o.update(changes.get(t - 1, {}))
+        lr = o.get("lr", lr)
+        loss = _loss(net(symbp.tensor(x)), symbp.tensor(y))
+        loss.backward()
+        for p, st in zip(params, states):
+            p.data = _numpy_update(kind, p.data, p.grad, st, o, lr, t)
+            p.grad = None
+        traj.append([p.data.copy() for p in params])
+    return traj
+
+
+# before step k: these options (a structural one rebuilds the program, a value one does not)
+CHANGES = {  # (few programs: each new structure is a Numba compile)
+    "SGD": (
+        {},
+        {
+            1: {"dampening": 0.3},  # a value: the same program
+            2: {"momentum": 0.9},  # switched on: the buffer starts as the gradient, undamped
+            3: {"nesterov": True, "dampening": 0.0},
+            4: {"momentum": 0.0},  # off: PyTorch keeps the buffer...
+            5: {"momentum": 0.5},  # ...and uses it again (nesterov still on)
+            6: {"weight_decay": 0.5, "maximize": True},  # 0 -> nonzero: a term more
+        },
+    ),
+    "Adam": (
+        {"amsgrad": True},
+        {
+            1: {"betas": (0.5, 0.9)},  # values: the same program
+            2: {"eps": 1e-3, "lr": 0.01},
+            3: {"amsgrad": False},  # off: max_exp_avg_sq is kept...
+            4: {"amsgrad": True},  # ...and used again
+            5: {"weight_decay": 0.2, "maximize": True},
+        },
+    ),
+    "RMSprop": (
+        {"centered": True, "momentum": 0.9},
+        {
+            1: {"alpha": 0.8},
+            2: {"centered": False, "momentum": 0.0},  # grad_avg and the buffer are kept...
+            3: {"eps": 1e-3},
+            4: {"momentum": 0.5, "centered": True},  # ...and used again
+        },
+    ),
+    "Adagrad": ({}, {1: {"lr_decay": 0.1}, 2: {"eps": 1e-3}, 3: {"weight_decay": 0.1}}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+@pytest.mark.usefixtures("tmp_cache")
+def test_compiled_follows_options_changed_between_steps(kind):
+    """opt.param_groups[0][option] = value between compiled steps acts as it does in PyTorch
+    (hand-written updates): values at the next step, structural options by another program
+    that takes over the parameters and the optimizer state (a switched-off buffer is kept)."""
+    options, changes = CHANGES[kind]
+    steps = max(changes) + 2
+    want = _numpy_with_changes(kind, options, changes, steps)
+    got, programs = _run_with_changes(kind, options, changes, compiled=True, steps=steps)
+    eager, _ = _run_with_changes(kind, options, changes, compiled=False, steps=steps)
+    for t in range(steps):
+        for k, (w, g, e) in enumerate(zip(want[t], got[t], eager[t])):
+            where = f"{kind} param {k} step {t + 1}"
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=f"compiled {where}")
+            np.testing.assert_allclose(e, w, rtol=1e-10, atol=1e-12, err_msg=f"eager {where}")
+    # a changed value keeps the program; a structural option builds another one
+    cls = CONFIGS[kind][0]
+    opt = cls(_net().parameters(), **options)
+    for t in range(1, steps):
+        before = [opt.structure(g) for g in opt.param_groups]
+        for g in opt.param_groups:
+            g.update(changes.get(t, {}))
+        same = before == [opt.structure(g) for g in opt.param_groups]
+        assert (programs[t] is programs[t - 1]) == same, f"{kind} step {t + 1}: {changes.get(t)}"
+
+
+def test_structure_is_what_the_rule_branches_on():
+    """Runtime values (lr, dampening, betas, lr_decay) are no part of the structure, so a
+    scheduler taking lr to 0 or a dampening change needs no new program."""
+    sgd = symbp.optim.SGD(_net().parameters(), lr=0.1)
+    g = sgd.param_groups[0]
+    assert sgd.structure(g) == (("maximize", False), ("momentum", False), ("weight_decay", False))
+    g.update(lr=0.0, dampening=0.5)
+    assert sgd.structure(g) == (("maximize", False), ("momentum", False), ("weight_decay", False))
+    g.update(momentum=0.9)  # nesterov matters only with momentum
+    assert dict(sgd.structure(g)) == {
+        "maximize": False, "momentum": True, "nesterov": False, "weight_decay": False
+    }  # fmt: skip
+    adam = symbp.optim.Adam(_net().parameters(), betas=(0.8, 0.9))
+    assert adam.param_groups[0]["betas"] == (0.8, 0.9)  # PyTorch's key, as in its state dict
+    assert dict(adam.structure(adam.param_groups[0])) == {
+        "amsgrad": False, "maximize": False, "weight_decay": False
+    }  # fmt: skip
+    assert adam.hyper_values(adam.param_groups[0]) == [1e-3, 0.8, 0.9, 1e-8, 0.0]
+    adam.param_groups[0]["betas"] = 0.9
+    with pytest.raises(ValueError, match="betas must be 2 numbers"):
+        adam.hyper_values(adam.param_groups[0])
+
+
+def test_eager_adam_follows_a_changed_betas():
+    """group["betas"] = ... is PyTorch's spelling; eager Adam used to keep its old betas."""
+    changes = {1: {"betas": (0.5, 0.8)}}
+    want = _numpy_with_changes("Adam", {}, changes, 3)
+    got, _ = _run_with_changes("Adam", {}, changes, compiled=False, steps=3)
+    for w, g in zip(want[-1], got[-1]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_old_state_dict_with_beta1_beta2_loads():
+    opt = symbp.optim.Adam(_net().parameters())
+    sd = opt.state_dict()
+    group = sd["param_groups"][0]
+    del group["betas"]
+    group.update(beta1=0.7, beta2=0.8)
+    opt.load_state_dict(sd)
+    assert opt.param_groups[0]["betas"] == (0.7, 0.8) and "beta1" not in opt.param_groups[0]
+
+
+@pytest.mark.usefixtures("tmp_cache")
+def test_compiled_follows_param_group_membership():
+    """add_param_group, appending to or removing from a group after compiling: the program
+    steps exactly the optimizer's parameters (as eager and PyTorch do), never the old set."""
+    x, y = _data()
+    net, ref = _net(), _net()
+    p, q = list(net.parameters()), list(ref.parameters())
+    opt = symbp.optim.SGD(p[:2], lr=0.1)
+    ref_opt = symbp.optim.SGD(q[:2], lr=0.1)
+    model = symbp.compile(net, _loss, opt)
+
+    def step_both():
+        model.step(x, y)
+        ref.zero_grad()
+        _loss(ref(symbp.tensor(x)), symbp.tensor(y)).backward()
+        ref_opt.step()
+        for a, b in zip(p, q):
+            np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
+
+    step_both()
+    frozen = [a.data.copy() for a in p[2:]]
+    step_both()
+    for a, f in zip(p[2:], frozen):  # not in any group: not stepped
+        np.testing.assert_array_equal(a.data, f)
+    opt.add_param_group({"params": p[2:4], "lr": 0.5, "momentum": 0.9})
+    ref_opt.add_param_group({"params": q[2:4], "lr": 0.5, "momentum": 0.9})
+    step_both()
+    opt.param_groups[0]["params"].append(p[4])  # in place: the same list object
+    ref_opt.param_groups[0]["params"].append(q[4])
+    step_both()
+    opt.param_groups[1]["params"].remove(p[3])
+    ref_opt.param_groups[1]["params"].remove(q[3])
+    step_both()
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        opt.add_param_group({"params": [p[0]]})
+
+
+@pytest.mark.usefixtures("tmp_cache")
+def test_sgd_momentum_started_in_one_group_of_several():
+    """PyTorch starts a momentum buffer as the gradient whenever momentum is switched on.
+    Eager does; the compiled program counts one step for all groups, so a buffer started
+    while another group's goes on would get (1 - dampening)·g: a clear error instead."""
+    x, y = _data()
+    net, ref = _net(), _net()
+    groups = [{"params": [p], "momentum": 0.9 if k == 0 else 0.0, "dampening": 0.3}
+              for k, p in enumerate(net.parameters())]  # fmt: skip
+    opt = symbp.optim.SGD(groups, lr=0.05)
+    eager = symbp.optim.SGD(
+        [{**g, "params": [q]} for g, q in zip(groups, ref.parameters())], lr=0.05
+    )
+    states: list[dict] = [{} for _ in groups]
+    want = [p.data.copy() for p in ref.parameters()]
+    model = symbp.compile(net, _loss, opt)
+    for t in range(1, 4):
+        if t == 3:
+            for o in (opt, eager):
+                o.param_groups[1]["momentum"] = 0.9
+        ref.zero_grad()
+        _loss(ref(symbp.tensor(x)), symbp.tensor(y)).backward()
+        for k, (q, st) in enumerate(zip(ref.parameters(), states)):
+            o = {"momentum": eager.param_groups[k]["momentum"], "dampening": 0.3}
+            want[k] = _numpy_update("SGD", q.data, q.grad, st, o, 0.05, t)
+        eager.step()
+        for q, w in zip(ref.parameters(), want):
+            np.testing.assert_allclose(q.data, w, rtol=1e-12, atol=1e-14)
+        if t < 3:
+            model.step(x, y)
+        else:
+            with pytest.raises(NotImplementedError, match="param group 1 starts its momentum_b"):
+                model.step(x, y)
+    opt.param_groups[1]["dampening"] = 0.0  # then the two agree: no error
+    model.step(x, y)
+
+
+@pytest.mark.usefixtures("tmp_cache")
+def test_fit_follows_options_a_callback_changes():
+    """fit re-reads the options before each epoch: momentum switched on by a callback after
+    the first epoch (one batch an epoch) acts from the second, as in the hand-written run."""
+    x, y = _data()
+    net = _net()
+    opt = symbp.optim.SGD(net.parameters(), lr=0.05)
+    model = symbp.compile(net, _loss, opt)
+
+    def callback(epoch, history):
+        if epoch == 0:
+            opt.param_groups[0]["momentum"] = 0.9
+
+    model.fit(x, y, epochs=3, batch_size=len(x), shuffle=False, callback=callback)
+    want = _numpy_with_changes("SGD", {}, {1: {"momentum": 0.9}}, 3)
+    for p, w in zip(net.parameters(), want[-1]):
+        np.testing.assert_allclose(p.data, w, rtol=1e-10, atol=1e-12)

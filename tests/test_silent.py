@@ -167,7 +167,10 @@ def test_every_entry_point_refuses_nonfinite_data_before_any_change(where, bad):
     # the opt-out, per call and for the model: used as it is (PyTorch trains on NaN too)
     out = call(model, x, y, check_finite=False)
     if where == "predict":
-        assert np.isnan(out[3]).all() and np.isfinite(out[[0, 1, 2, 4, 5]]).all()
+        # row 3 is whatever the inf makes of it (nan, or +-inf, or finite if the ReLUs are
+        # off: the weights are random), as in eager mode; the other rows are finite
+        np.testing.assert_allclose(out, net(symbp.tensor(x)).numpy(), rtol=1e-5)
+        assert np.isfinite(out[[0, 1, 2, 4, 5]]).all()
     if where in ("step", "fit"):
         assert not all(np.isfinite(v).all() for v in _params(net).values())
 

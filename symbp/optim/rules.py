@@ -18,6 +18,7 @@ class SGD(Optimizer):
         "nesterov": False,
         "maximize": False,
     }
+    restart_count = True  # t counts the momentum buffer's steps: it starts at t == 1
 
     def __init__(self, params, lr: float = 1e-3, **kw):
         super().__init__(params, lr=lr, **kw)
@@ -48,22 +49,22 @@ class Adam(Optimizer):
 
     defaults = {
         "lr": 1e-3,
-        "beta1": 0.9,
-        "beta2": 0.999,
+        "betas": (0.9, 0.999),
         "eps": 1e-8,
         "weight_decay": 0.0,
         "amsgrad": False,
         "maximize": False,
     }
+    components = {"betas": ("beta1", "beta2")}  # the rule's symbols beta1, beta2
     decoupled = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), **kw):
-        super().__init__(params, lr=lr, beta1=betas[0], beta2=betas[1], **kw)
+        super().__init__(params, lr=lr, betas=tuple(betas), **kw)
 
-    def check(self, group):
-        if "betas" in group:  # a param group may give PyTorch's betas=(beta1, beta2)
-            group["beta1"], group["beta2"] = group.pop("betas")
-        super().check(group)
+    def upgrade(self, group):
+        if "beta1" in group:  # a state dict saved when groups held beta1 and beta2
+            group["betas"] = (group.pop("beta1"), group.pop("beta2"))
+        super().upgrade(group)
 
     def rule(self, h, s, opts):
         g = -G if opts["maximize"] else G
