@@ -788,7 +788,10 @@ class Lowering:
     buffer reads, for a node the schedule leaves unstored (a view, a formula inlined into a
     reduction); None: the op is always stored. ``show``: how such a node is named inside
     another's comment (None: ``op(sources)``). ``batch_parallel``: its loops write only
-    their own sample, so a big enough one runs its batch loop on all cores.
+    their own sample, so a big enough one runs its batch loop on all cores. ``indexes(n)``:
+    (the integer source whose entries index something, that size), for an op reading labels
+    (a one-hot's, below its classes): the training loop checks a data batch's labels against
+    it before any update, since an index out of range would silently pick nothing.
     """
 
     kernel: Callable[[Emitter, Node, Buffer], list[str]] | NotApplicable
@@ -796,6 +799,7 @@ class Lowering:
     read: Callable[[Emitter, Node, Sequence[str]], sympy.Expr] | None = None
     show: Callable[[Node, Namer], str] | None = None
     batch_parallel: bool = False
+    indexes: Callable[[Node], tuple[Node, Any]] | None = None
 
 
 def _view(read: Callable[[Emitter, Node, Sequence[str]], sympy.Expr], show=None) -> Lowering:
@@ -826,7 +830,13 @@ LOWERING: dict[str, Lowering] = {
     "reshape": _view(Emitter._read_reshape, _same),
     "transpose": _view(Emitter._read_transpose, lambda n, name: name(n.src[0]) + ".T"),
     "detach": _view(Emitter._read_detach, _same),
-    "onehot": _view(Emitter._read_onehot, lambda n, name: f"onehot({name(n.src[0])})"),
+    "onehot": Lowering(
+        Emitter.elementwise,
+        _copy_of,
+        Emitter._read_onehot,
+        lambda n, name: f"onehot({name(n.src[0])})",
+        indexes=lambda n: (n.src[0], n.arg[0]),  # labels < classes
+    ),
     "sum": Lowering(Emitter._emit_sum, _reduction),
     "max": Lowering(Emitter._emit_max, _reduction),
     "argmax": Lowering(
