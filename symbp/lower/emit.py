@@ -802,8 +802,13 @@ class Lowering:
     indexes: Callable[[Node], tuple[Node, Any]] | None = None
 
 
-def _view(read: Callable[[Emitter, Node, Sequence[str]], sympy.Expr], show=None) -> Lowering:
-    return Lowering(Emitter.elementwise, _copy_of, read, show)
+def _view(
+    read: Callable[[Emitter, Node, Sequence[str]], sympy.Expr],
+    show: Callable[[Node, Namer], str] | None = None,
+    indexes: Callable[[Node], tuple[Node, Any]] | None = None,
+) -> Lowering:
+    """A view's row: read through by its consumers; stored (an output), a copy loop."""
+    return Lowering(Emitter.elementwise, _copy_of, read, show, indexes=indexes)
 
 
 def _window_op(kernel: Callable[[Emitter, Node, Buffer], list[str]], pool: bool) -> Lowering:
@@ -830,9 +835,7 @@ LOWERING: dict[str, Lowering] = {
     "reshape": _view(Emitter._read_reshape, _same),
     "transpose": _view(Emitter._read_transpose, lambda n, name: name(n.src[0]) + ".T"),
     "detach": _view(Emitter._read_detach, _same),
-    "onehot": Lowering(
-        Emitter.elementwise,
-        _copy_of,
+    "onehot": _view(
         Emitter._read_onehot,
         lambda n, name: f"onehot({name(n.src[0])})",
         indexes=lambda n: (n.src[0], n.arg[0]),  # labels < classes

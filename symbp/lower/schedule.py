@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import sympy
@@ -50,10 +51,10 @@ class Placement:
     (a reshape: C order is kept).
     """
 
-    kind: str
+    kind: Literal["input", "kernel", "view"]
     prefix: str = "copy"
-    sources: str = "any"
-    operand: str | None = None
+    sources: Literal["any", "blas", "buffers"] = "any"
+    operand: Literal["same", "transposed"] | None = None
     fuses: bool = False
     reduction: bool = False
     alias: bool = False
