@@ -53,7 +53,7 @@ import sympy
 from symbp import scalar
 from symbp.api import derive
 from symbp.ir import LABELS, Node, ShapeError, bind_dims, shape_str, toposort
-from symbp.ops import OPS, xsym
+from symbp.ops import OPS, NotApplicable, xsym
 from symbp.reference import evaluate, evaluate_all
 from symbp.tensor import Parameter, Tensor, get_default_dtype, set_default_dtype, tensor
 
@@ -187,12 +187,43 @@ def _maxpool_kink(node: Node, dims: dict) -> Kink:
     )
 
 
-# The non-smooth ops, one line each: how to read the regime of one of their nodes.
-KINKS: dict[str, Callable[[Node, dict], Kink | None]] = {
-    "ew": _ew_kink,
+_LINEAR = NotApplicable("linear in each source: no kink")
+_NO_GRADIENT = NotApplicable("no gradient flows through it")
+
+# One row per op of ops.OPS (tests/test_ops.py checks that none is missing): how to read the
+# regime of one of its nodes, or why it has none.
+KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
+    "input": NotApplicable("a leaf: its value is the point being checked"),
+    "const": _NO_GRADIENT,
+    "ew": _ew_kink,  # the formula's relu, abs, Max, Piecewise ... (``kink_coordinates``)
+    "cast": NotApplicable("values pass unchanged (a cast to integers passes no gradient)"),
+    "expand": _LINEAR,
+    "reshape": _LINEAR,
+    "transpose": _LINEAR,
+    "detach": _NO_GRADIENT,
+    "onehot": _NO_GRADIENT,
+    "sum": _LINEAR,
     "max": _max_kink,
+    "argmax": NotApplicable("no gradient flows through it: the kink is the max's it routes"),
+    "matmul": NotApplicable("bilinear: smooth"),
+    "bernoulli": NotApplicable("no gradient flows through it: its mask is fixed by its seed"),
+    "conv2d": _LINEAR,
+    "conv2d_input_grad": _LINEAR,
+    "conv2d_weight_grad": _LINEAR,
     "maxpool2d": _maxpool_kink,
+    "maxpool2d_grad": NotApplicable("a backward op: no double backward through max pooling"),
+    "avgpool2d": _LINEAR,
+    "avgpool2d_grad": _LINEAR,
 }
+
+
+def _kink(node: Node, dims: dict) -> Kink | None:
+    """The regime reader of ``node`` (None: smooth there); an op without a row is an error,
+    not silently smooth."""
+    rule = KINKS.get(node.op)
+    if rule is None:
+        raise NotImplementedError(f"gradcheck: no kink rule for op '{node.op}' in check.KINKS")
+    return None if isinstance(rule, NotApplicable) else rule(node, dims)
 
 
 def _downstream(order: list[Node], leaf: Node, differentiable: bool = False) -> set[Node]:
@@ -556,7 +587,7 @@ def gradcheck(
     grads = evaluate(derived.grads, env, dims)
 
     order = toposort([loss])
-    kinks = [k for n in order if n.op in KINKS and (k := KINKS[n.op](n, dims)) is not None]
+    kinks = [k for n in order if (k := _kink(n, dims)) is not None]
     regimes = {k: k.regime([base[r] for r in k.reads]) for k in kinks}
 
     rng = np.random.default_rng(seed)

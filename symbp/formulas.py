@@ -43,7 +43,7 @@ from sympy.printing.printer import Printer
 from symbp import scalar
 from symbp.api import Derived, Traced, derive
 from symbp.ir import LABELS, B, Node, bind_dims, consumers, toposort, type_str
-from symbp.ops import OPS, Conv2dArg, Pool2dArg, to_expr, xsym
+from symbp.ops import OPS, Conv2dArg, Formula, NotApplicable, Pool2dArg, to_expr, xsym
 from symbp.reference import evaluate, evaluate_all
 from symbp.tensor import Parameter, Tensor
 
@@ -343,34 +343,58 @@ def _tuple(values: Iterable[Any]) -> sympy.Tuple:
     return sympy.Tuple(*(sympy.sympify(v) for v in values))
 
 
-# Each IR op as a SymPy expression of its sources' expressions. One row per op.
-EXPRESS: dict[str, Callable[[Node, list[sympy.Expr], _Namer], sympy.Expr]] = {
-    "const": lambda n, a, c: n.arg if not n.shape else Fill(n.arg, _tuple(n.shape)),
-    "ew": lambda n, a, c: n.arg.expr.xreplace({xsym(i): e for i, e in enumerate(a)}),
-    "matmul": lambda n, a, c: Dot(a[0], a[1]),
-    "transpose": lambda n, a, c: Permute(a[0], _tuple(n.arg)),
-    "expand": lambda n, a, c: Broadcast(a[0], _tuple(n.shape)),
-    "reshape": lambda n, a, c: Reshape(a[0], _tuple(n.shape)),
-    "sum": lambda n, a, c: SumOver(a[0], _tuple(n.arg[0]), sympy.sympify(n.arg[1]), c.sum_kind(n)),
-    "max": lambda n, a, c: MaxOver(
-        a[0],
-        _tuple(n.arg[0]),
-        sympy.sympify(n.arg[1]),
-        sympy.sympify(len(n.arg[0]) == n.src[0].ndim),
-    ),
-    "argmax": lambda n, a, c: ArgmaxMask(a[0], n.arg),
-    "onehot": lambda n, a, c: OneHot(a[0], n.arg[0]),
-    "cast": lambda n, a, c: a[0],  # values, not storage: a cast is invisible in a formula
-    "detach": lambda n, a, c: a[0],  # the value is the same; only the gradient differs
-    **{op: lambda n, a, c: WINDOWS[n.op](*a, Static((n.arg, n.shape))) for op in WINDOWS},
-}
+Express = Callable[[Node, list[sympy.Expr], "_Namer"], sympy.Expr]
+
+
+def _window_expr(n: Node, a: list[sympy.Expr], c: _Namer) -> sympy.Expr:
+    return WINDOWS[n.op](*a, Static((n.arg, n.shape)))
+
+
+def _max_expr(n: Node, a: list[sympy.Expr], c: _Namer) -> sympy.Expr:
+    whole = sympy.sympify(len(n.arg[0]) == n.src[0].ndim)
+    return MaxOver(a[0], _tuple(n.arg[0]), sympy.sympify(n.arg[1]), whole)
+
+
+@dataclass(frozen=True)
+class Printing:
+    """How ``formulas`` shows the nodes of one op: its row of ``PRINTING``.
+
+    ``express(n, args, namer)``: the node as a SymPy expression of its sources' (``args``),
+    elementwise algebra or a ``TensorOp``; NotApplicable for the nodes ``_Namer`` names as
+    tensors of their own (leaves, dropout masks). ``scalar``: how the scalar level computes a
+    node (a ``_ScalarLevel`` method); NotApplicable: the scalar level refuses models with one.
+    ``delta``: a backward node of the op may be an error signal δ (elementwise, or a pooling's
+    gradient); ``reads_delta``: the op reads one (a product, a convolution's gradient), which
+    makes its source a δ; ``to_delta``: a weight's gradient reaches its δ through the op.
+    ``mask``: a random 0/1 tensor (dropout's), named ``m`` beside the data and drawn from
+    its seed when equations are evaluated.
+    """
+
+    express: Express | NotApplicable
+    scalar: Callable[[_ScalarLevel, Node, set[Node]], None] | NotApplicable
+    delta: bool = False
+    reads_delta: bool = False
+    to_delta: bool = False
+    mask: bool = False
+
+
+# The table itself, ``PRINTING``, closes this module: its scalar rules are methods of
+# ``_ScalarLevel``.
 
 
 def _express(node: Node, args: list[sympy.Expr], namer: _Namer) -> sympy.Expr:
-    rule = EXPRESS.get(node.op)
-    if rule is None:  # an op added to the table later still prints, as op(args)
-        return sympy.Function(node.op)(*args)
+    rule = printing(node).express
+    if isinstance(rule, NotApplicable):
+        raise ValueError(f"formulas: a '{node.op}' node is named, not expressed: {rule.why}")
     return rule(node, args, namer)
+
+
+def printing(node: Node) -> Printing:
+    """The printing rule of ``node``'s op; an op without a row is named in the error."""
+    rule = PRINTING.get(node.op)
+    if rule is None:
+        raise NotImplementedError(f"formulas: no printing rule for op '{node.op}'")
+    return rule
 
 
 # ================================================================ tidying rewrites
@@ -1443,14 +1467,15 @@ class _Namer:
             return False
         if n in LABELS:
             return True
-        return n.op == "ew" and len(n.src) == 1 and n.arg.label in _activations()
+        # an elementwise node (only those carry a Formula) applying a named activation
+        return isinstance(n.arg, Formula) and len(n.src) == 1 and n.arg.label in _activations()
 
     def _name_data(self, given: Mapping[Node, str]) -> None:
         # Inputs feed the model (its labelled layers), the rest feeds only the loss: targets.
         # A model without modules: the first data the loss reads is the input.
         labelled = [n for n in self.order if n in LABELS and n.op != "input" and n is not self.loss]
         model_part = set(toposort(labelled))
-        masks = [n for n in self.order if n.op == "bernoulli"]
+        masks = [n for n in self.order if printing(n).mask]
         seeds = {m.src[0] for m in masks}  # a dropout mask's seed is no data of the model
         data = [n for n in self.order if n.op == "input" and n not in self.tensors.keys() | seeds]
         floats = [n for n in data if n.dtype.kind == "f"]
@@ -1580,11 +1605,6 @@ class Equation(NamedTuple):
     expr: sympy.Expr
 
 
-# Backward ops that read an error signal δ, and those a weight's gradient reads it through.
-_READS_DELTA = ("matmul", "transpose", "conv2d_weight_grad", "conv2d_input_grad")
-_TO_DELTA = ("matmul", "transpose", "reshape", "expand", "sum", "cast", "conv2d_weight_grad")
-
-
 class Formulas:
     """The gradient of a loss by every parameter, as formulas (see ``formulas``).
 
@@ -1660,10 +1680,10 @@ class Formulas:
         cands = [
             n
             for n in order
-            if n.op in ("ew", "maxpool2d_grad", "avgpool2d_grad")
+            if printing(n).delta
             and n not in forward
             and n not in grads
-            and (any(u.op in _READS_DELTA for u in users[n]) or len(users[n]) > 1)
+            and (any(printing(u).reads_delta for u in users[n]) or len(users[n]) > 1)
         ]
         names: dict[Node, str] = {}
         taken: set[str] = set()
@@ -1678,7 +1698,7 @@ class Formulas:
                             name += "′"
                         names[n] = name
                         taken.add(name)
-                elif n.op in _TO_DELTA:
+                elif printing(n).to_delta:
                     stack.extend(n.src)
         fresh = iter(range(1, 10**6))
         for n in cands:
@@ -1779,7 +1799,7 @@ class Formulas:
         for n, t in named.items():
             if n.op == "input" and n in leaf_values:
                 env[t.symbol] = np.asarray(leaf_values[n])
-            elif n.op == "bernoulli":  # a dropout mask, drawn from its seed as in the forward
+            elif printing(n).mask:  # a dropout mask, drawn from its seed as in the forward
                 env[t.symbol] = evaluate([n], leaf_values, dims)[0]
         env.update(dims)
         for eq in self.equations:
@@ -1996,7 +2016,8 @@ class _ScalarLevel:
     def __init__(self, f: Formulas, force: bool) -> None:
         self.f = f
         namer = f._namer
-        windows = {n.op for n in toposort(f.derived.outputs) if n.op in WINDOWS}
+        order = toposort(f.derived.outputs)
+        windows = {n.op for n in order if isinstance(printing(n).scalar, NotApplicable)}
         if windows:
             raise ValueError(
                 f"scalar formulas: the model has {', '.join(sorted(windows))}, whose formulas "
@@ -2117,17 +2138,39 @@ class _ScalarLevel:
             return
         if any(s in symbolic for s in n.src):
             symbolic.add(n)
-        if n.op == "const":
-            value = sympy.sympify(n.arg).xreplace(self.dims)
-            self.env[n] = np.full(self._shape(n), value, dtype=object)
-        elif n not in symbolic or n.op == "argmax" or (n.op == "ew" and _locally_constant(n)):
-            # No symbolic source, or a 0/1 mask whose derivative is zero: exact numbers.
+        rule = printing(n).scalar
+        assert not isinstance(rule, NotApplicable)  # refused in __init__
+        rule(self, n, symbolic)
+
+    # One rule per op (``Printing.scalar``): the node's entries as SymPy expressions.
+
+    def _evaluated(self, n: Node, symbolic: set[Node]) -> None:
+        """The reference executor's own rule; exact numbers where no source is symbolic."""
+        if n not in symbolic:
             self.env[n] = _exact(self._value_of(n))
-        elif n.op == "max":
+        else:
+            out = evaluate([n], self.env, self.dims)[0]
+            self.env[n] = _object_array(out, self._shape(n), self.nameback)
+
+    def _exactly(self, n: Node, symbolic: set[Node]) -> None:
+        """A 0/1 mask whose derivative is zero (argmax's): exact numbers, symbolic or not."""
+        self.env[n] = _exact(self._value_of(n))
+
+    def _filled(self, n: Node, symbolic: set[Node]) -> None:
+        value = sympy.sympify(n.arg).xreplace(self.dims)
+        self.env[n] = np.full(self._shape(n), value, dtype=object)
+
+    def _elementwise(self, n: Node, symbolic: set[Node]) -> None:
+        if n in symbolic and _locally_constant(n):  # max's tie mask: exact numbers
+            self._exactly(n, symbolic)
+        else:
+            self._evaluated(n, symbolic)
+
+    def _maximum(self, n: Node, symbolic: set[Node]) -> None:
+        if n in symbolic:
             self._shift(n)
         else:
-            out = evaluate([n], self.env, self.dims)[0]  # the reference executor's own rule
-            self.env[n] = _object_array(out, self._shape(n), self.nameback)
+            self._evaluated(n, symbolic)
 
     def _value_of(self, n: Node) -> np.ndarray:
         if self.numeric is not None and n in self.numeric:
@@ -2312,6 +2355,65 @@ class _ScalarLevel:
             return max((order.get(s, _RANK_DATA) for s in e.free_symbols), default=-1)
 
         return rank
+
+
+_INDEXED = NotApplicable("printed entry by entry already, in index notation")
+
+
+def _window_row(delta: bool = False, reads_delta: bool = False, to_delta: bool = False):
+    return Printing(_window_expr, _INDEXED, delta, reads_delta, to_delta)
+
+
+# One row per op of ops.OPS (tests/test_ops.py checks that none is missing).
+PRINTING: dict[str, Printing] = {
+    "input": Printing(NotApplicable("a leaf, named by _Namer"), _ScalarLevel._evaluated),
+    "const": Printing(
+        lambda n, a, c: n.arg if not n.shape else Fill(n.arg, _tuple(n.shape)),
+        _ScalarLevel._filled,
+    ),
+    "ew": Printing(
+        lambda n, a, c: n.arg.expr.xreplace({xsym(i): e for i, e in enumerate(a)}),
+        _ScalarLevel._elementwise,
+        delta=True,
+    ),
+    # values, not storage: a cast is invisible in a formula
+    "cast": Printing(lambda n, a, c: a[0], _ScalarLevel._evaluated, to_delta=True),
+    "expand": Printing(
+        lambda n, a, c: Broadcast(a[0], _tuple(n.shape)), _ScalarLevel._evaluated, to_delta=True
+    ),
+    "reshape": Printing(
+        lambda n, a, c: Reshape(a[0], _tuple(n.shape)), _ScalarLevel._evaluated, to_delta=True
+    ),
+    "transpose": Printing(
+        lambda n, a, c: Permute(a[0], _tuple(n.arg)),
+        _ScalarLevel._evaluated,
+        reads_delta=True,
+        to_delta=True,
+    ),
+    # the value is the same; only the gradient differs
+    "detach": Printing(lambda n, a, c: a[0], _ScalarLevel._evaluated),
+    "onehot": Printing(lambda n, a, c: OneHot(a[0], n.arg[0]), _ScalarLevel._evaluated),
+    "sum": Printing(
+        lambda n, a, c: SumOver(a[0], _tuple(n.arg[0]), sympy.sympify(n.arg[1]), c.sum_kind(n)),
+        _ScalarLevel._evaluated,
+        to_delta=True,
+    ),
+    "max": Printing(_max_expr, _ScalarLevel._maximum),  # softmax's shift: m = max(...)
+    "argmax": Printing(lambda n, a, c: ArgmaxMask(a[0], n.arg), _ScalarLevel._exactly),
+    "matmul": Printing(
+        lambda n, a, c: Dot(a[0], a[1]), _ScalarLevel._evaluated, reads_delta=True, to_delta=True
+    ),
+    "bernoulli": Printing(
+        NotApplicable("a dropout mask, named m by _Namer"), _ScalarLevel._evaluated, mask=True
+    ),
+    "conv2d": _window_row(),
+    "conv2d_input_grad": _window_row(reads_delta=True),
+    "conv2d_weight_grad": _window_row(reads_delta=True, to_delta=True),
+    "maxpool2d": _window_row(),
+    "maxpool2d_grad": _window_row(delta=True),
+    "avgpool2d": _window_row(),
+    "avgpool2d_grad": _window_row(delta=True),
+}
 
 
 def _locally_constant(n: Node) -> bool:

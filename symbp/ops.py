@@ -129,6 +129,20 @@ class Op:
 OPS: dict[str, Op] = {}
 
 
+@dataclass(frozen=True)
+class NotApplicable:
+    """A stage's row for an op that stage has no rule for, on purpose; ``why`` says why.
+
+    Each backend stage (scheduling, emitting, formula printing, kink finding) keeps a table
+    keyed by op name, one row per op of ``OPS``, and dispatches on it rather than on
+    ``if node.op == ...``. This marker makes an absence deliberate (an input is never computed,
+    a smooth op has no kink), so the guard in tests/test_ops.py can tell it from a forgotten
+    row. The tables live in the stages' own modules: this one imports none of them.
+    """
+
+    why: str
+
+
 def register(cls: type[Op]) -> type[Op]:
     OPS[cls.name] = cls()
     return cls
@@ -1171,4 +1185,4 @@ def bernoulli(seed: Node, prob: float, shape: Shape, dtype: np.dtype) -> Node:
 
 
 FLOATS = (float32, float64)
-__all__ = ["ELEMENTWISE", "OPS", "Formula", "Op", "int64"]
+__all__ = ["ELEMENTWISE", "OPS", "Formula", "NotApplicable", "Op", "int64"]

@@ -1,6 +1,6 @@
 """Every op of the op table against two oracles: a NumPy forward written here and float64
 central differences (PyTorch's autograd too, when it is installed). One parametrized test
-covers the table; a guard fails when an op is added without a row."""
+covers the table; guards fail when an op is added without a row here or in any stage table."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from conftest import numeric_grads
 from test_conv import ref_avg_pool2d, ref_conv2d, ref_max_pool2d
 
 import symbp
-from symbp import api, ops
+from symbp import api, check, ops
 from symbp import functional as F
+from symbp.formulas import PRINTING, Printing, _express
 from symbp.ir import toposort
+from symbp.lower import LoweringError, emit, schedule
 from symbp.tensor import _result, nary
 
 try:
@@ -518,6 +520,98 @@ def test_every_op_has_a_row():
     builtin = set(ops.ELEMENTWISE) - api._CUSTOM
     missing = sorted(builtin - {r.name for r in ELEMENTWISE_ROWS})
     assert not missing, f"ops.ELEMENTWISE entries without a row in ELEMENTWISE_ROWS: {missing}"
+
+
+# ---------------------------------------------------------------- every stage has a row per op
+
+# Each backend stage dispatches on a table keyed by op, in its own module: adding an op is its
+# ops.OPS entry, one row in each of these (ops.NotApplicable where the stage has no rule for
+# it, on purpose), and one row in ROWS above.
+STAGES = {
+    "symbp.lower.schedule.PLACEMENT": (schedule.PLACEMENT, schedule.Placement),
+    "symbp.lower.emit.LOWERING": (emit.LOWERING, emit.Lowering),
+    "symbp.formulas.PRINTING": (PRINTING, Printing),
+    "symbp.check.KINKS": (check.KINKS, None),  # rows: regime readers (functions)
+}
+
+
+def _gaps(table):
+    """(ops without a row, rows of no op)."""
+    return sorted(set(ops.OPS) - set(table)), sorted(set(table) - set(ops.OPS))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_op_has_a_row_in_every_stage(stage):
+    table, row_type = STAGES[stage]
+    missing, stale = _gaps(table)
+    assert not missing, (
+        f"ops.OPS entries without a row in {stage}: {missing} (add one, or "
+        f"ops.NotApplicable(why) where the stage has no rule for the op)"
+    )
+    assert not stale, f"{stage} has rows for ops not in ops.OPS: {stale}"
+    for op, row in table.items():
+        fields = list(vars(row).values()) if row_type is not None else [row]
+        if row_type is not None and not isinstance(row, ops.NotApplicable):
+            assert isinstance(row, row_type), f"{stage}[{op!r}] is a {type(row).__name__}"
+        for rule in fields:  # a deliberate absence says why
+            if isinstance(rule, ops.NotApplicable):
+                assert rule.why.strip(), f"{stage}[{op!r}]: NotApplicable without a reason"
+            elif row_type is None:
+                assert callable(rule), f"{stage}[{op!r}] is neither a rule nor NotApplicable"
+
+
+class _Flip(ops.Op):
+    """An op registered in ops.OPS with no stage rows: what the guard above exists to catch."""
+
+    name = "flip_for_test"
+
+    def infer(self, src, arg):
+        return src[0].shape, src[0].dtype
+
+    def numpy(self, node, vals, dims):
+        return np.flip(vals[0], node.arg)
+
+    def adjoint(self, node, ct):
+        return (ops.make(self.name, (ct,), node.arg),)
+
+
+def test_an_op_without_stage_rows_is_named_by_the_guard_and_every_stage(monkeypatch):
+    monkeypatch.setitem(ops.OPS, _Flip.name, _Flip())
+    for table, _ in STAGES.values():
+        assert _gaps(table)[0] == [_Flip.name]  # test_every_op_has_a_row_in_every_stage fails
+
+    def flipped(t):
+        return _result(ops.make(_Flip.name, (t.node,), 1), [t])
+
+    x = np.arange(6.0).reshape(2, 3)
+    xt = symbp.tensor(x, requires_grad=True)
+    loss = (flipped(xt) * symbp.tensor(x)).sum()  # eager: the Op entry alone suffices
+    np.testing.assert_allclose(loss.numpy(), np.sum(np.flip(x, 1) * x))
+    loss.backward()
+    np.testing.assert_allclose(xt.grad, np.flip(x, 1))
+
+    # Each stage names the op it has no rule for, rather than guessing (smooth? a view?).
+    with pytest.raises(NotImplementedError, match=f"no kink rule for op '{_Flip.name}'"):
+        symbp.check_grads(lambda t: (flipped(t) * flipped(t)).sum(), x)
+    w = symbp.nn.Parameter(x.copy())
+    with pytest.raises(NotImplementedError, match=f"no printing rule for op '{_Flip.name}'"):
+        symbp.formulas((flipped(w) * symbp.tensor(x)).sum(), params={"w": w})
+    node = flipped(symbp.tensor(x)).node
+    buf = schedule.Buffer("out", node.shape, node.dtype, "work", node)
+    xbuf = schedule.Buffer("x", node.shape, node.dtype, "arg", node.src[0])
+    with pytest.raises(LoweringError, match=f"no scheduling rule for op '{_Flip.name}'"):
+        schedule.schedule([(buf, node)], {node.src[0]: xbuf})
+
+
+def test_not_applicable_rows_are_errors_not_guesses():
+    """A stage reaching an op it marked NotApplicable says so, with the reason."""
+    x = symbp.tensor(np.ones((2, 2))).node
+    buf = schedule.Buffer("x", x.shape, x.dtype, "arg", x)
+    em = emit.Emitter(schedule.Schedule({x: buf}, [], set(), {}), {})
+    with pytest.raises(LoweringError, match="computes no 'input' node: a buffer given"):
+        em.kernel(schedule.Kernel(x, buf, "forward"))
+    with pytest.raises(ValueError, match="'input' node is named, not expressed: a leaf"):
+        _express(x, [], None)
 
 
 # ---------------------------------------------------------------- composite functions

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,9 @@ import sympy
 
 from symbp.ir import B, Node, type_str
 from symbp.lower import simd
-from symbp.lower.printer import NumbaPrinter
-from symbp.lower.schedule import WINDOW_OPS, Buffer, Kernel, Schedule, Update
-from symbp.ops import OPS, bernoulli_threshold, xsym
+from symbp.lower.printer import LoweringError, NumbaPrinter
+from symbp.lower.schedule import Buffer, Kernel, Schedule, Update, placement
+from symbp.ops import OPS, NotApplicable, bernoulli_threshold, xsym
 
 # Below this many multiply-adds a matrix product is written as loops (measured on W1/W5: a
 # BLAS call costs ~0.3 us, more than the arithmetic of a 10x5 layer).
@@ -47,9 +48,9 @@ SMALL_BATCH = 8
 PARALLEL_UPDATE = 1 << 15
 # An elementwise or pooling kernel over at least this many entries per sample (a CNN's feature
 # maps) splits its batch loop over the cores: the tutorial CNN's bias adds, pooling and their
-# gradients took ~10 of its 18 ms a step on one core. Its iterations write disjoint samples.
+# gradients took ~10 of its 18 ms a step on one core. Its iterations write disjoint samples
+# (the ops whose ``Lowering.batch_parallel`` says so).
 PARALLEL_SAMPLE = 1 << 12
-BATCH_PARALLEL = ("ew", "maxpool2d", "maxpool2d_grad", "avgpool2d", "avgpool2d_grad")
 
 LOOP_VARS = ("i", "j", "k", "l", "m", "n", "p", "q")
 _DT = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -96,34 +97,47 @@ class Emitter:
         buf = self.sched.buffers.get(n)
         if buf is not None and not top:
             return self.sym(at(buf, idx))
-        op = n.op
-        if op == "const":
-            return sympy.sympify(n.arg)
-        if op == "detach":
-            return self.read(n.src[0], idx)
-        if op == "expand":
-            (x,) = n.src
-            src_idx = ["0" if a == 1 and b != 1 else i for a, b, i in zip(x.shape, n.shape, idx)]
-            return self.read(x, src_idx)
-        if op == "transpose":
-            src_idx = [""] * n.ndim
-            for k, a in enumerate(n.arg):
-                src_idx[a] = idx[k]
-            return self.read(n.src[0], src_idx)
-        if op == "reshape":
-            return self.read(n.src[0], _reshape_index(n.src[0].shape, n.shape, idx))
-        if op == "cast":
-            inner = self.code(self.read(n.src[0], idx), n.src[0].dtype)
-            conv = _DT.get(n.dtype, "int")
-            return self.sym(f"{conv}({inner})")
-        if op == "onehot":
-            label = self.read(n.src[0], idx[:-1])
-            j = idx[-1]
-            hot = sympy.Eq(label, sympy.Integer(0) if j == "0" else self.sym(j))
-            return sympy.Piecewise((1, hot), (0, True))
-        if op == "ew":  # inlined into a reduction's loop
-            return n.arg.expr.xreplace({xsym(i): self.read(s, idx) for i, s in enumerate(n.src)})
-        raise NotImplementedError(f"the Numba backend cannot read a '{op}' node through a view")
+        rule = lowering(n).read
+        if rule is None:
+            raise LoweringError(f"the Numba backend cannot read a '{n.op}' node through a view")
+        return rule(self, n, idx)
+
+    # One read rule per view op (and for an elementwise node inlined into a reduction's loop):
+    # the value at loop index ``idx`` from its source's, in ``LOWERING``.
+
+    def _read_const(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
+        return sympy.sympify(n.arg)
+
+    def _read_detach(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
+        return self.read(n.src[0], idx)
+
+    def _read_expand(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
+        (x,) = n.src
+        src_idx = ["0" if a == 1 and b != 1 else i for a, b, i in zip(x.shape, n.shape, idx)]
+        return self.read(x, src_idx)
+
+    def _read_transpose(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
+        src_idx = [""] * n.ndim
+        for k, a in enumerate(n.arg):
+            src_idx[a] = idx[k]
+        return self.read(n.src[0], src_idx)
+
+    def _read_reshape(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
+        return self.read(n.src[0], _reshape_index(n.src[0].shape, n.shape, idx))
+
+    def _read_cast(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
+        inner = self.code(self.read(n.src[0], idx), n.src[0].dtype)
+        conv = _DT.get(n.dtype, "int")
+        return self.sym(f"{conv}({inner})")
+
+    def _read_onehot(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
+        label = self.read(n.src[0], idx[:-1])
+        j = idx[-1]
+        hot = sympy.Eq(label, sympy.Integer(0) if j == "0" else self.sym(j))
+        return sympy.Piecewise((1, hot), (0, True))
+
+    def _read_ew(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
+        return n.arg.expr.xreplace({xsym(i): self.read(s, idx) for i, s in enumerate(n.src)})
 
     def code(self, expr: sympy.Expr, dtype: np.dtype) -> str:
         return NumbaPrinter(dict(self.invariant), _DT.get(dtype, "f64")).doprint(expr)
@@ -190,29 +204,23 @@ class Emitter:
 
     def kernel(self, k: Kernel) -> list[str]:
         n, out = k.node, k.out
-        head = f"# {out.name}:{type_str(n)} = {_describe(n, self.sched)}"
+        head = [f"# {out.name}:{type_str(n)} = {_describe(n, self.sched)}"]
         if self.sched.buffers.get(n) is not out:  # a second output of one value: a copy
-            return [head, *self.elementwise(n, out, copy=True)]
-        if n.op == "matmul":
-            return [head, *self.matmul(n, out)]
-        if n.op in ("sum", "max"):
-            for k in self.sched.siblings.get(n, []):
-                head += f"\n# {k.out.name}:{type_str(k.node)} = {_describe(k.node, self.sched)}"
-                head += " (in the same loop)"
-            return [*head.split("\n"), *self.reduce(n, out)]
-        if n.op == "argmax":
-            return [head, *self.argmax(n, out)]
-        if n.op == "bernoulli":
-            return [head, *self._emit_bernoulli(n, out)]
-        if n.op in WINDOW_OPS:
-            return [head, *self._batch_parallel(n, getattr(self, f"_emit_{n.op}")(n, out))]
-        return [head, *self._batch_parallel(n, self.elementwise(n, out))]
+            return [*head, *self.elementwise(n, out, copy=True)]
+        for sib in self.sched.siblings.get(n, []):  # a reduction's: computed in its loop
+            text = f"# {sib.out.name}:{type_str(sib.node)} = {_describe(sib.node, self.sched)}"
+            head.append(text + " (in the same loop)")
+        rule = lowering(n)
+        if isinstance(rule.kernel, NotApplicable):
+            raise LoweringError(f"the Numba backend computes no '{n.op}' node: {rule.kernel.why}")
+        lines = rule.kernel(self, n, out)
+        return [*head, *(self._batch_parallel(n, lines) if rule.batch_parallel else lines)]
 
     def _batch_parallel(self, n: Node, lines: list[str]) -> list[str]:
         """``lines`` with their outermost loops over the batch made ``prange``, when ``n``
-        touches many entries per sample (its output or a batched source: a pooling's input)
-        and its loops write only their own sample (``BATCH_PARALLEL``)."""
-        if n.op not in BATCH_PARALLEL or not n.shape or n.shape[0] != B:
+        touches many entries per sample (its output or a batched source: a pooling's input);
+        called for the ops whose loops write only their own sample (``batch_parallel``)."""
+        if not n.shape or n.shape[0] != B:
             return lines
         sizes = [sympy.sympify(numel_code(s.shape[1:])) for s in (n, *n.src) if s.shape[:1] == (B,)]
         if max((int(s) for s in sizes if s.is_Number), default=0) < PARALLEL_SAMPLE:
@@ -229,7 +237,15 @@ class Emitter:
         pre, body = self.assign([at(out, idx)], [value], n.dtype)
         return pre + _loops(n.shape, idx, body)
 
-    def reduce(self, n: Node, out: Buffer) -> list[str]:
+    def _emit_sum(self, n: Node, out: Buffer) -> list[str]:
+        return self.reduce(n, out, is_max=False)
+
+    def _emit_max(self, n: Node, out: Buffer) -> list[str]:
+        return self.reduce(n, out, is_max=True)
+
+    def reduce(self, n: Node, out: Buffer, is_max: bool) -> list[str]:
+        """A sum (or, ``is_max``, a max) over ``n.arg``'s axes, with the elementwise kernels
+        inlined into it or computed in the same loop (``Schedule.siblings``)."""
         (x,) = n.src
         axes, keepdim = n.arg
         idx = _index(x.shape)
@@ -239,7 +255,6 @@ class Emitter:
             oidx = [v for a, v in enumerate(idx) if a not in axes]
         value = self.read(x, idx)
         kt = _DT.get(n.dtype, "f64")
-        is_max = n.op == "max"
         if is_max:
             init = "-np.inf" if kt == "f64" else "f32(-np.inf)"
         else:
@@ -341,11 +356,11 @@ class Emitter:
 
     def operand(self, n: Node) -> tuple[Buffer, bool]:
         """The buffer behind a matmul operand, and whether it is read transposed."""
-        while n.op == "detach":
+        while placement(n).operand == "same":
             n = n.src[0]
         if n in self.sched.buffers:
             return self.sched.buffers[n], False
-        assert n.op == "transpose"
+        assert placement(n).operand == "transposed"  # what the scheduler left unstored
         buf, t = self.operand(n.src[0])
         return buf, not t
 
@@ -461,17 +476,16 @@ class Emitter:
 
     def _conv_nest(
         self,
-        n: Node,
+        a: Any,
         shapes: tuple[Sequence[object], Sequence[object], Sequence[object]],
         body: list[str],
         before_tap: list[str],
         after_tap: Sequence[str] = (),
     ) -> list[str]:
         """Loops over (image, out channel, in channel, tap, in-bounds oy, ox) of the
-        convolution of ``n`` -- ``shapes`` = (x [N,C,H,W], out [N,O,Ho,Wo], w [O,C/g,kh,kw])
-        -- around ``body``, which sees the input coordinates ``iy``, ``ix``. ``before_tap``
-        and ``after_tap`` run once per tap around its rows."""
-        a = n.arg if n.op == "conv2d" else n.arg[0]
+        convolution ``a`` (a ``Conv2dArg``) -- ``shapes`` = (x [N,C,H,W], out [N,O,Ho,Wo],
+        w [O,C/g,kh,kw]) -- around ``body``, which sees the input coordinates ``iy``, ``ix``.
+        ``before_tap`` and ``after_tap`` run once per tap around its rows."""
         (nb, _, h, w), (_, _, ho, wo), (o, cg, kh, kw) = shapes
         (sh, sw), (dh, dw), ((top, _), (left, _)) = a.stride, a.dilation, a.padding
         cols = [f"ix = {self._in('ox', 'kq', sw, dw, left)}", *body]
@@ -519,7 +533,7 @@ class Emitter:
         shapes = (n.src[0].shape, n.shape, n.src[1].shape)
         body = [f"{out.name}[nb, oc, oy, ox] += wv * {x}[nb, ic, iy, ix]"]
         tap = [f"wv = {w}[oc, icl, kp, kq]"]
-        return self._zero_out(out) + self._conv_nest(n, shapes, body, tap)
+        return self._zero_out(out) + self._conv_nest(n.arg, shapes, body, tap)
 
     def _emit_conv2d_input_grad(self, n: Node, out: Buffer) -> list[str]:
         # x̄[n,c,iy,ix] = Σ ct[n,o,oy,ox] · w[o,c,p,q]
@@ -534,7 +548,7 @@ class Emitter:
         shapes = (n.shape, n.src[0].shape, n.src[1].shape)
         body = [f"{out.name}[nb, ic, iy, ix] += wv * {ct}[nb, oc, oy, ox]"]
         tap = [f"wv = {w}[oc, icl, kp, kq]"]
-        return self._zero_out(out) + self._conv_nest(n, shapes, body, tap)
+        return self._zero_out(out) + self._conv_nest(a, shapes, body, tap)
 
     def _emit_conv2d_weight_grad(self, n: Node, out: Buffer) -> list[str]:
         # w̄[o,c,p,q] = Σ ct[n,o,oy,ox] · x[n,c,iy,ix]
@@ -547,7 +561,7 @@ class Emitter:
         body = [f"acc += {ct}[nb, oc, oy, ox] * {x}[nb, ic, iy, ix]"]
         before = [f"acc = {self._zero(n.dtype)}"]
         after = [f"{out.name}[oc, icl, kp, kq] += acc"]
-        return self._zero_out(out) + self._conv_nest(n, shapes, body, before, after)
+        return self._zero_out(out) + self._conv_nest(a, shapes, body, before, after)
 
     def _pool_nest(self, a: Any, in_shape: Sequence[object], body: list[str]) -> list[str]:
         """Loops over the in-bounds taps (iy, ix) of output (oy, ox)'s window around ``body``."""
@@ -732,43 +746,136 @@ def _describe(n: Node, sched: Schedule) -> str:
     def name(s: Node) -> str:
         if s in sched.buffers:
             return sched.buffers[s].name
-        if s.op in ("expand", "reshape", "detach"):
-            return name(s.src[0])
-        if s.op == "transpose":
-            return name(s.src[0]) + ".T"
-        if s.op == "onehot":
-            return f"onehot({name(s.src[0])})"
-        if s.op == "const":
-            return str(s.arg)
-        if s.op == "ew":
-            return (
-                "("
-                + str(
-                    s.arg.expr.xreplace(
-                        {xsym(i): sympy.Symbol(name(c)) for i, c in enumerate(s.src)}
-                    )
-                )
-                + ")"
-            )
-        return f"{s.op}({', '.join(name(c) for c in s.src)})"
+        show = lowering(s).show
+        if show is None:
+            return f"{s.op}({', '.join(name(c) for c in s.src)})"
+        return show(s, name)
 
-    if n.op == "ew":
-        return str(
-            n.arg.expr.xreplace({xsym(i): sympy.Symbol(name(s)) for i, s in enumerate(n.src)})
-        )
-    if n.op == "matmul":
-        return f"{name(n.src[0])} @ {name(n.src[1])}"
-    if n.op in ("sum", "max"):
-        axes, keepdim = n.arg
-        return f"{n.op}({name(n.src[0])}, axes={axes}{', keepdim' if keepdim else ''})"
-    if n.op == "argmax":
-        return f"first-max one-hot of {name(n.src[0])} along axis {n.arg}"
-    if n.op == "bernoulli":
-        return f"bernoulli(seed={name(n.src[0])}, p={n.arg[0]})"
-    if n.op in WINDOW_OPS:
-        srcs = ", ".join(name(s) for s in n.src)
-        return f"{n.op}({srcs}) {OPS[n.op].show_arg(n, [])}"
-    return f"copy of {name(n)}" if n in sched.buffers else name(n)
+    return lowering(n).describe(n, name)
 
 
-__all__ = ["SMALL_MATMUL", "Emitter", "at", "dim_code", "numel_code"]
+# Describing rules: ``describe(n, name)`` is the comment over node n's kernel, ``show(n,
+# name)`` names a node read through (a view, an inlined formula) inside another's; ``name(s)``
+# gives a source's name.
+Namer = Callable[[Node], str]
+
+
+def _formula(n: Node, name: Namer) -> str:
+    return str(n.arg.expr.xreplace({xsym(i): sympy.Symbol(name(s)) for i, s in enumerate(n.src)}))
+
+
+def _copy_of(n: Node, name: Namer) -> str:  # a view stored as an output, or an input copied
+    return f"copy of {name(n)}"
+
+
+def _reduction(n: Node, name: Namer) -> str:
+    axes, keepdim = n.arg
+    return f"{n.op}({name(n.src[0])}, axes={axes}{', keepdim' if keepdim else ''})"
+
+
+def _window(n: Node, name: Namer) -> str:
+    srcs = ", ".join(name(s) for s in n.src)
+    return f"{n.op}({srcs}) {OPS[n.op].show_arg(n, [])}"
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """How the emitter writes the nodes of one op: its row of ``LOWERING``.
+
+    ``kernel(emitter, n, out)``: the lines computing node ``n`` into its buffer ``out`` (a
+    view's: a copy loop, reading through it). ``describe``: the comment over that kernel.
+    ``read(emitter, n, idx)``: ``n``'s value at loop index ``idx`` as a SymPy expression of
+    buffer reads, for a node the schedule leaves unstored (a view, a formula inlined into a
+    reduction); None: the op is always stored. ``show``: how such a node is named inside
+    another's comment (None: ``op(sources)``). ``batch_parallel``: its loops write only
+    their own sample, so a big enough one runs its batch loop on all cores. ``indexes(n)``:
+    (the integer source whose entries index something, that size), for an op reading labels
+    (a one-hot's, below its classes): the training loop checks a data batch's labels against
+    it before any update, since an index out of range would silently pick nothing.
+    """
+
+    kernel: Callable[[Emitter, Node, Buffer], list[str]] | NotApplicable
+    describe: Callable[[Node, Namer], str]
+    read: Callable[[Emitter, Node, Sequence[str]], sympy.Expr] | None = None
+    show: Callable[[Node, Namer], str] | None = None
+    batch_parallel: bool = False
+    indexes: Callable[[Node], tuple[Node, Any]] | None = None
+
+
+def _view(
+    read: Callable[[Emitter, Node, Sequence[str]], sympy.Expr],
+    show: Callable[[Node, Namer], str] | None = None,
+    indexes: Callable[[Node], tuple[Node, Any]] | None = None,
+) -> Lowering:
+    """A view's row: read through by its consumers; stored (an output), a copy loop."""
+    return Lowering(Emitter.elementwise, _copy_of, read, show, indexes=indexes)
+
+
+def _window_op(kernel: Callable[[Emitter, Node, Buffer], list[str]], pool: bool) -> Lowering:
+    return Lowering(kernel, _window, batch_parallel=pool)  # a pooling's samples: disjoint
+
+
+def _same(n: Node, name: Namer) -> str:
+    return name(n.src[0])
+
+
+# One row per op of ops.OPS (tests/test_ops.py checks that none is missing).
+LOWERING: dict[str, Lowering] = {
+    "input": Lowering(NotApplicable("a buffer given from outside, never computed"), _copy_of),
+    "const": _view(Emitter._read_const, lambda n, name: str(n.arg)),
+    "ew": Lowering(
+        Emitter.elementwise,
+        _formula,
+        Emitter._read_ew,
+        lambda n, name: "(" + _formula(n, name) + ")",
+        batch_parallel=True,
+    ),
+    "cast": _view(Emitter._read_cast),
+    "expand": _view(Emitter._read_expand, _same),
+    "reshape": _view(Emitter._read_reshape, _same),
+    "transpose": _view(Emitter._read_transpose, lambda n, name: name(n.src[0]) + ".T"),
+    "detach": _view(Emitter._read_detach, _same),
+    "onehot": _view(
+        Emitter._read_onehot,
+        lambda n, name: f"onehot({name(n.src[0])})",
+        indexes=lambda n: (n.src[0], n.arg[0]),  # labels < classes
+    ),
+    "sum": Lowering(Emitter._emit_sum, _reduction),
+    "max": Lowering(Emitter._emit_max, _reduction),
+    "argmax": Lowering(
+        Emitter.argmax,
+        lambda n, name: f"first-max one-hot of {name(n.src[0])} along axis {n.arg}",
+    ),
+    "matmul": Lowering(Emitter.matmul, lambda n, name: f"{name(n.src[0])} @ {name(n.src[1])}"),
+    "bernoulli": Lowering(
+        Emitter._emit_bernoulli,
+        lambda n, name: f"bernoulli(seed={name(n.src[0])}, p={n.arg[0]})",
+    ),
+    "conv2d": _window_op(Emitter._emit_conv2d, pool=False),
+    "conv2d_input_grad": _window_op(Emitter._emit_conv2d_input_grad, pool=False),
+    "conv2d_weight_grad": _window_op(Emitter._emit_conv2d_weight_grad, pool=False),
+    "maxpool2d": _window_op(Emitter._emit_maxpool2d, pool=True),
+    "maxpool2d_grad": _window_op(Emitter._emit_maxpool2d_grad, pool=True),
+    "avgpool2d": _window_op(Emitter._emit_avgpool2d, pool=True),
+    "avgpool2d_grad": _window_op(Emitter._emit_avgpool2d_grad, pool=True),
+}
+
+
+def lowering(n: Node) -> Lowering:
+    """The emitting rule of ``n``'s op; an op without a row is named in the error."""
+    rule = LOWERING.get(n.op)
+    if rule is None:
+        raise LoweringError(f"the Numba backend has no lowering rule for op '{n.op}'")
+    return rule
+
+
+__all__ = [
+    "LOWERING",
+    "SMALL_MATMUL",
+    "Emitter",
+    "Lowering",
+    "at",
+    "dim_code",
+    "lowering",
+    "numel_code",
+]

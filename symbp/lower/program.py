@@ -25,7 +25,7 @@ from numba.core.registry import CPUDispatcher as Dispatcher
 
 from symbp.ir import B, Node, numel, toposort, type_str
 from symbp.lower import conv_kernels
-from symbp.lower.emit import Emitter, at, dim_code
+from symbp.lower.emit import Emitter, at, dim_code, lowering
 from symbp.lower.schedule import Buffer, Schedule, Update, ident, schedule
 
 HEADER = '''\
@@ -395,11 +395,11 @@ def lower_train(
     ] if checks and sched_updates else []  # fmt: skip
 
     gather = ["for i in range(B):", "    r = order[start + i] if use_order else start + i"]
-    classes = sorted(
-        {n.arg[0] for n in toposort([loss]) if n.op == "onehot" and n.src[0] in data.values()}
-    )
+    indexed = [(n, rule) for n in toposort([loss]) if (rule := lowering(n).indexes) is not None]
+    bounds = [rule(n) for n, rule in indexed]  # (integer source, the size it indexes)
+    classes = sorted({size for src, size in bounds if src in data.values()})
     for k, (name, node) in enumerate(data.items()):
-        if classes and any(n.op == "onehot" and n.src[0] is node for n in toposort([loss])):
+        if classes and any(src is node for src, _ in bounds):
             gather += [  # a label out of range would silently pick nothing: stop before updating
                 f"    if {name.upper()}[r] < 0 or {name.upper()}[r] >= {classes[0]}:",
                 "        ints[0] = t",

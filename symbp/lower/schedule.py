@@ -1,20 +1,18 @@
 """Schedule a simplified program into kernels over named buffers.
 
-Which nodes get a buffer, and what every other node is:
+Which nodes get a buffer, and what every other node is, is one row per op of ``PLACEMENT``:
 
 - ``input``: a buffer given from outside (a data batch or a parameter);
-- ``ew``, ``matmul``, ``sum``, ``max``, ``argmax``, ``bernoulli`` (a dropout mask, drawn from
-  its seed's buffer): one kernel each, writing its own buffer --
-  except an ``ew`` node read only by one reduction, which is computed inside the reduction's
-  loop and never stored;
-- ``conv2d``, ``conv2d_input_grad``, ``conv2d_weight_grad``, ``maxpool2d``, ``maxpool2d_grad``,
-  ``avgpool2d``, ``avgpool2d_grad``: one loop nest each (``emit.Emitter._emit_<op>``), reading
-  its sources from buffers: a view feeding one is copied into a buffer first, like a matmul's;
-- ``expand``, ``reshape``, ``transpose``, ``detach``, ``cast``, ``const``, ``onehot``: *views*,
-  never stored: a reader indexes through them (a broadcast bias is read as ``bias[j]`` inside
-  its consumer's loop, a one-hot as ``(1 if y[i] == j else 0)``). A view feeding a matrix
-  product that BLAS cannot take as it is (anything but a buffer or its transpose), or a view
-  that is a program output, is copied into a buffer by a kernel of its own.
+- a *kernel* (``ew``, ``matmul``, ``sum``, ``max``, ``argmax``, ``bernoulli``, the window ops):
+  one loop nest (or library call) each, writing its own buffer -- except an ``ew`` node read
+  only by one reduction, which is computed inside the reduction's loop and never stored. A
+  window op (a convolution, a pooling, their gradients) sweeps its sources' buffers with
+  computed indices, and a matmul hands its operands to BLAS, so a view feeding one is copied
+  into a buffer first unless the op can take it as it is (``Placement.sources``);
+- a *view* (``expand``, ``reshape``, ``transpose``, ``detach``, ``cast``, ``const``,
+  ``onehot``): never stored: a reader indexes through it (a broadcast bias is read as
+  ``bias[j]`` inside its consumer's loop, a one-hot as ``(1 if y[i] == j else 0)``). A view
+  that is a program output is copied into a buffer by a kernel of its own.
 
 The result is a ``Schedule``: buffers with model-derived names, and kernels in execution order,
 each tagged with the phase it belongs to (forward, backward, update).
@@ -25,19 +23,77 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import sympy
 
 from symbp.ir import LABELS, Node, Shape, consumers, toposort
+from symbp.lower.printer import LoweringError
 
-VIEWS = ("expand", "reshape", "transpose", "detach", "cast", "const", "onehot")
-# Window ops: each sweeps its sources' buffers directly with computed indices.
-WINDOW_OPS = (
-    "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "maxpool2d", "maxpool2d_grad",
-    "avgpool2d", "avgpool2d_grad",
-)  # fmt: skip
-KERNELS = ("ew", "matmul", "sum", "max", "argmax", "bernoulli", *WINDOW_OPS)
+
+@dataclass(frozen=True)
+class Placement:
+    """How the scheduler treats the nodes of one op: its row of ``PLACEMENT``.
+
+    ``kind``: ``"input"`` (a buffer given from outside), ``"kernel"`` (computed into a buffer
+    of its own, named ``prefix`` + a count) or ``"view"`` (read through by its consumers,
+    stored only when it is an output or a source that must be a buffer).
+    ``sources``: what its sources must be: ``"any"`` (read through views at its loop
+    indices), ``"blas"`` (buffers or their transposes, as a BLAS call takes them), or
+    ``"buffers"`` (the buffers a window op sweeps with computed indices).
+    ``operand``: for a view, how a ``blas`` or ``buffers`` consumer sees through it without
+    a copy: ``"same"`` (its source's memory as is) or ``"transposed"``; None: it cannot.
+    ``fuses``: an elementwise kernel, computed inside the loop of the one reduction reading
+    it (then never stored), or of an earlier reduction over the same index space.
+    ``reduction``: a reduction whose loop hosts such kernels.
+    ``alias``: a view whose copy of a stored intermediate is that buffer's memory, carved
+    (a reshape: C order is kept).
+    """
+
+    kind: Literal["input", "kernel", "view"]
+    prefix: str = "copy"
+    sources: Literal["any", "blas", "buffers"] = "any"
+    operand: Literal["same", "transposed"] | None = None
+    fuses: bool = False
+    reduction: bool = False
+    alias: bool = False
+
+
+_VIEW = Placement("view")
+
+# One row per op of ops.OPS (tests/test_ops.py checks that none is missing).
+PLACEMENT: dict[str, Placement] = {
+    "input": Placement("input"),
+    "const": _VIEW,
+    "ew": Placement("kernel", "ew", fuses=True),
+    "cast": _VIEW,
+    "expand": _VIEW,
+    "reshape": Placement("view", alias=True),
+    "transpose": Placement("view", operand="transposed"),
+    "detach": Placement("view", operand="same"),
+    "onehot": _VIEW,
+    "sum": Placement("kernel", "sum", reduction=True),
+    "max": Placement("kernel", "max", reduction=True),
+    "argmax": Placement("kernel", "argmax"),
+    "matmul": Placement("kernel", "mm", sources="blas"),
+    "bernoulli": Placement("kernel", "mask"),  # a dropout mask, drawn from its seed's buffer
+    "conv2d": Placement("kernel", "conv", sources="buffers"),
+    "conv2d_input_grad": Placement("kernel", "dconv_x", sources="buffers"),
+    "conv2d_weight_grad": Placement("kernel", "dconv_w", sources="buffers"),
+    "maxpool2d": Placement("kernel", "maxpool", sources="buffers"),
+    "maxpool2d_grad": Placement("kernel", "dmaxpool", sources="buffers"),
+    "avgpool2d": Placement("kernel", "avgpool", sources="buffers"),
+    "avgpool2d_grad": Placement("kernel", "davgpool", sources="buffers"),
+}
+
+
+def placement(n: Node) -> Placement:
+    """The scheduling rule of ``n``'s op; an op without a row is named in the error."""
+    rule = PLACEMENT.get(n.op)
+    if rule is None:
+        raise LoweringError(f"the Numba backend has no scheduling rule for op '{n.op}'")
+    return rule
 
 
 def ident(name: str) -> str:
@@ -114,19 +170,20 @@ class Schedule:
 
 def _blas_operand(n: Node, stored: set[Node]) -> bool:
     """Can np.dot take this operand as it is: a stored 2-D buffer or the transpose of one?"""
-    while n.op == "detach":
+    while placement(n).operand == "same":
         n = n.src[0]
     if n in stored:
         return True
-    return n.op == "transpose" and _blas_operand(n.src[0], stored)
+    return placement(n).operand == "transposed" and _blas_operand(n.src[0], stored)
 
 
-_PREFIX = {
-    "ew": "ew", "matmul": "mm", "sum": "sum", "max": "max", "argmax": "argmax",
-    "bernoulli": "mask", "conv2d": "conv",
-    "conv2d_input_grad": "dconv_x", "conv2d_weight_grad": "dconv_w", "maxpool2d": "maxpool",
-    "maxpool2d_grad": "dmaxpool", "avgpool2d": "avgpool", "avgpool2d_grad": "davgpool",
-}  # fmt: skip
+def _must_copy(s: Node, rule: Placement, stored: set[Node]) -> bool:
+    """Must source ``s`` of a node scheduled by ``rule`` be copied into a buffer first?"""
+    if rule.sources == "blas":
+        return not _blas_operand(s, stored)
+    if rule.sources == "buffers":  # a window op reads a buffer as is, or through a detach
+        return placement(s).operand != "same" or s.src[0] not in stored
+    return False
 
 
 def schedule(
@@ -150,25 +207,25 @@ def schedule(
     # Which nodes need a buffer of their own.
     stored: set[Node] = set(inputs)
     for n in order:
-        if n.op in KERNELS:
+        rule = placement(n)
+        if rule.kind == "kernel":
             readers = users.get(n, [])
             to_reduction = (
-                n.op == "ew"
+                rule.fuses
                 and n not in out_nodes
                 and len(readers) == 1
-                and readers[0].op in ("sum", "max")
+                and placement(readers[0]).reduction
             )
             if to_reduction:
                 sched.inlined.add(n)
             else:
                 stored.add(n)
-        elif n.op == "input" and n not in inputs:
+        elif rule.kind == "input" and n not in inputs:
             raise KeyError(f"no buffer for input '{n.arg}'")
     for n in order:  # views BLAS (or a window op) cannot read get copied into a buffer
-        if n.op == "matmul":
-            stored.update(s for s in n.src if not _blas_operand(s, stored))
-        elif n.op in WINDOW_OPS:
-            stored.update(s for s in n.src if s.op != "detach" or s.src[0] not in stored)
+        rule = placement(n)
+        # lazily: a source copied just now is a buffer the next one may be the transpose of
+        stored.update(s for s in n.src if _must_copy(s, rule, stored))
 
     fwd = set(toposort(forward)) if forward else set()
     target: dict[Node, Buffer] = {}
@@ -188,7 +245,7 @@ def schedule(
         if n in inputs or (n not in stored and n not in target):
             continue
         found = target.get(n)
-        src = sched.buffers.get(n.src[0]) if n.op == "reshape" else None
+        src = sched.buffers.get(n.src[0]) if placement(n).alias else None
         if found is None and src is not None and src.arena in ("work", "iwork"):
             # a reshape of a stored intermediate (a CNN's Flatten) is the same memory
             view = Buffer(fresh(n, "view"), n.shape, n.dtype, src.arena, n, src.view_of or src)
@@ -199,7 +256,7 @@ def schedule(
             buf = found
         else:
             kind = "iwork" if n.dtype.kind in "iu" else "work"
-            buf = Buffer(fresh(n, _PREFIX.get(n.op, "copy")), n.shape, n.dtype, kind, n)
+            buf = Buffer(fresh(n, placement(n).prefix), n.shape, n.dtype, kind, n)
         sched.buffers[n] = buf
         sched.kernels.append(Kernel(n, buf, "forward" if n in fwd else "backward"))
     for buf, n in outputs:  # outputs that are inputs, or repeat another output: copies
@@ -226,13 +283,13 @@ def _fuse_siblings(sched: Schedule) -> None:
     position = {k.node: i for i, k in enumerate(sched.kernels)}
     taken: set[int] = set()
     for i, r in enumerate(sched.kernels):
-        if r.node.op not in ("sum", "max") or r.node.src[0] not in sched.inlined:
+        if not placement(r.node).reduction or r.node.src[0] not in sched.inlined:
             continue
         space = r.node.src[0].shape
         shared = _stored_deps(r.node.src[0], sched)
         for j in range(i + 1, len(sched.kernels)):
             k = sched.kernels[j]
-            if j in taken or k.node.op != "ew" or k.node.shape != space:
+            if j in taken or not placement(k.node).fuses or k.node.shape != space:
                 continue
             if sched.buffers.get(k.node) is not k.out:
                 continue
@@ -245,13 +302,13 @@ def _fuse_siblings(sched: Schedule) -> None:
 
 
 __all__ = [
-    "KERNELS",
-    "VIEWS",
-    "WINDOW_OPS",
+    "PLACEMENT",
     "Buffer",
     "Kernel",
+    "Placement",
     "Schedule",
     "Update",
     "ident",
+    "placement",
     "schedule",
 ]
