@@ -80,11 +80,14 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory):
     """Every test compiles into one program cache of this session, so that a program built by
-    one test is loaded, not rebuilt, by the next (a fresh session starts empty: hermetic, and
-    what CI sees). Subprocesses (the CLI, the examples) inherit it. A test about the cache
-    itself points SYMBP_CACHE_DIR elsewhere with ``monkeypatch``."""
+    one test is loaded, not rebuilt, by the next (in one process, not even loaded again).
+    Subprocesses (the CLI, the examples) inherit it. By default a session starts with an empty
+    one (hermetic: what CI and a new machine see); ``SYMBP_TEST_CACHE_DIR=DIR`` keeps it in DIR
+    across runs, for everyday work (entries are keyed by symbp's compiler source, so a change
+    there rebuilds). A test about the cache itself points SYMBP_CACHE_DIR elsewhere."""
+    path = os.environ.get("SYMBP_TEST_CACHE_DIR") or tmp_path_factory.getbasetemp() / "symbp-cache"
     mp = pytest.MonkeyPatch()
-    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
+    mp.setenv("SYMBP_CACHE_DIR", str(path))
     yield
     mp.undo()
 

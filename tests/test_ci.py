@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_readme import COMMANDS
+
+import symbp
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / ".ci" / "run"
@@ -95,3 +98,29 @@ def test_require_torch_without_torch_stops_before_any_test(tmp_path):
     out = _pytest(tmp_path, require=True, block_torch=True)
     assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr
     assert "pip install torch==2.13.0" in out.stderr, out.stderr
+
+
+# ---------------------------------------------------------------- one program cache per session
+
+_first_build: list[float] = []
+
+
+def _tiny_model():
+    from symbp import nn
+
+    symbp.manual_seed(0)
+    net = nn.Linear(3, 1, dtype=np.float64)
+    model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    model.step(np.ones((4, 3)), np.zeros((4, 1)))
+    return model
+
+
+def test_one_test_compiles_a_program():
+    _first_build.append(_tiny_model().timings["cache_hit"])
+
+
+def test_the_next_test_loads_it_from_the_session_cache():
+    if not _first_build:
+        pytest.skip("run with the test before it")
+    assert _tiny_model().timings["cache_hit"] == 1.0  # not compiled again
+    assert os.environ["SYMBP_CACHE_DIR"] == str(symbp.cache.cache_dir())
