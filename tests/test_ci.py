@@ -76,12 +76,14 @@ def _pytest(tmp_path, require: bool, block_torch: bool = False) -> subprocess.Co
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a pytest subprocess importing symbp
 def test_torch_skips_are_skips_by_default(tmp_path):
     out = _pytest(tmp_path, require=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 skipped" in out.stdout and "failed" not in out.stdout, out.stdout
 
 
+@pytest.mark.slow  # a pytest subprocess importing symbp
 def test_torch_skips_fail_under_require_torch(tmp_path):
     pytest.importorskip("torch")  # else the configure check below stops the run first
     out = _pytest(tmp_path, require=True)
@@ -94,6 +96,7 @@ def test_torch_skips_fail_under_require_torch(tmp_path):
     assert "no_such_module_here" not in out.stdout, out.stdout
 
 
+@pytest.mark.slow  # a pytest subprocess importing symbp
 def test_require_torch_without_torch_stops_before_any_test(tmp_path):
     out = _pytest(tmp_path, require=True, block_torch=True)
     assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr

@@ -80,6 +80,7 @@ def _missing_build_requirements() -> list[str]:
     return missing
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     os.environ.get("SYMBP_SKIP_README_TEST") == "1", reason="SYMBP_SKIP_README_TEST=1"
 )
