@@ -156,6 +156,7 @@ def test_compiled_step_masks_follow_symbp_manual_seed():
     np.testing.assert_array_equal(grads[0], grads[1])
 
 
+@pytest.mark.slow
 def test_fit_with_dropout_trains_a_digits_mlp():
     X, y = load_digits()
     X = (X / 16.0).astype(np.float32)
@@ -211,6 +212,7 @@ def _batches(kind, rng, n_steps, batch=6):
 
 
 @pytest.mark.parametrize("kind", sorted(NETS))
+@pytest.mark.slow
 def test_compiled_batchnorm_steps_match_eager_and_pytorch(kind, rng):
     net, ref = _pair(kind)
     model = symbp.compile(
@@ -251,6 +253,7 @@ def test_compiled_batchnorm_steps_match_eager_and_pytorch(kind, rng):
 
 
 @pytest.mark.parametrize("kind", ["bn1d", "bn2d"])
+@pytest.mark.slow
 def test_compiled_batchnorm_fit_then_eval_predict_matches_eager(kind, rng):
     net, ref = _pair(kind)
     xs, ys = _batches(kind, rng, 5, batch=8)
