@@ -293,6 +293,7 @@ def test_compiled_batchnorm_fit_then_eval_predict_matches_eager(kind, rng):
         np.testing.assert_allclose(net.state_dict()[k], v, rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+@pytest.mark.slow
 def test_compiled_batchnorm_reads_buffers_loaded_between_steps(rng):
     net, ref = _pair("bn1d")
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
@@ -331,6 +332,7 @@ def test_compiled_batchnorm_errors_speak_the_models_language():
         model.predict(x)
 
 
+@pytest.mark.slow
 def test_compiled_batchnorm1d_refuses_a_training_batch_of_one(rng):
     net, _ = _pair("bn1d")
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
@@ -373,6 +375,7 @@ def test_compiled_model_follows_train_and_eval_switches(rng):
         np.testing.assert_allclose(net.state_dict()[k], v, rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+@pytest.mark.slow
 def test_compiled_batchnorm2d_float32_matches_eager(rng):
     symbp.manual_seed(2)
     net, ref = bn2d_net(nn), bn2d_net(nn)
