@@ -179,6 +179,7 @@ def trajectories():
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
+@pytest.mark.slow
 def test_matches_numpy_updates(kind, trajectories):
     _, _, options, lr = CONFIGS[kind]
     net = _net()
@@ -199,6 +200,7 @@ def test_matches_numpy_updates(kind, trajectories):
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
+@pytest.mark.slow
 def test_matches_torch(kind, trajectories):
     torch = pytest.importorskip("torch")
     _, tname, options, lr = CONFIGS[kind]
@@ -226,6 +228,7 @@ def test_matches_torch(kind, trajectories):
             )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_state_dict_round_trip():
     """Optimizer state lives in the compiled buffers and survives state_dict/load_state_dict."""
     x, y = _data()
@@ -281,6 +284,7 @@ def test_eager_and_compiled_steps_interleave():
         np.testing.assert_allclose(p.data, q.data, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_large_update_runs_in_parallel_and_matches():
     """A group of >= PARALLEL_UPDATE entries is updated in a prange loop: same numbers."""
     from symbp.lower.emit import PARALLEL_UPDATE
