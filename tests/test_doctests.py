@@ -4,6 +4,7 @@ run here says so with ``# doctest: +SKIP``."""
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import importlib
 import pkgutil
@@ -11,6 +12,7 @@ import pkgutil
 import pytest
 
 import symbp
+from symbp import api, ops
 
 
 def _modules() -> list[str]:
@@ -34,12 +36,38 @@ def test_the_package_has_examples():
         assert name in MODULES
 
 
+@contextlib.contextmanager
+def _restored_registries():
+    """An example may register an op (``symbp.elementwise("swish", ...)``): the op tables are
+    global, and a test module's own "swish" would then run the example's formula, whose
+    globals doctest clears (NameError: sympy). Examples leave the tables as they found them."""
+    saved = dict(ops.ELEMENTWISE), set(api._CUSTOM)
+    try:
+        yield
+    finally:
+        ops.ELEMENTWISE.clear()
+        ops.ELEMENTWISE.update(saved[0])
+        api._CUSTOM.clear()
+        api._CUSTOM.update(saved[1])
+
+
+def _run_examples(name: str) -> tuple[int, str]:
+    """(failures, report) of the examples of module ``name``."""
+    runner = doctest.DocTestRunner()  # no option flags: as `python -m doctest` runs them
+    report: list[str] = []
+    with _restored_registries():
+        for test in doctest.DocTestFinder().find(importlib.import_module(name)):
+            runner.run(test, out=report.append)
+    return runner.failures, "".join(report)
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    module = importlib.import_module(name)
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner()  # no option flags: as `python -m doctest` runs them
-    report = []
-    for test in finder.find(module):
-        runner.run(test, out=report.append)
-    assert runner.failures == 0, "".join(report)
+    failures, report = _run_examples(name)
+    assert failures == 0, report
+
+
+def test_examples_leave_the_op_tables_as_they_were():
+    before = dict(ops.ELEMENTWISE), set(api._CUSTOM)
+    assert _run_examples("symbp.api")[0] == 0  # its example registers "swish"
+    assert (dict(ops.ELEMENTWISE), set(api._CUSTOM)) == before
