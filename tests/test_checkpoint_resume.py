@@ -86,6 +86,7 @@ def test_early_stopping_resumes_with_its_counters_and_best_parameters(tmp_path):
     assert_same_params(params(net), params(ref_net))
 
 
+@pytest.mark.slow
 def test_a_run_early_stopping_ended_stays_ended(tmp_path):
     path = tmp_path / "run.npz"
     full_net, _, _, full_history = cosine_run(path, epochs=20)

@@ -23,6 +23,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_help_lists_every_command():
     out = run("--help")
     assert out.returncode == 0
