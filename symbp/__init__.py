@@ -7,9 +7,9 @@ symbolically (every elementwise derivative from SymPy), simplifies it on purpose
 >>> x = symbp.tensor([1.0, 2.0, 3.0])
 >>> w = symbp.tensor(2.0, requires_grad=True)
 >>> loss = ((w * x - 1) ** 2).mean()
->>> loss.backward()
->>> float(w.grad)
-18.666666666666668
+>>> loss.backward()  # d/dw of mean((w x - 1)^2) is 2/3 * sum((w x - 1) x) = 44/3 at w = 2
+>>> w.grad  # a NumPy array, in the default dtype (float32, as in PyTorch)
+array(14.666666, dtype=float32)
 """
 
 from symbp import nn, optim, utils

@@ -1,7 +1,11 @@
-"""Shared fixtures and oracles: float64 central differences and the tutorials' 2-2-2 network."""
+"""Shared fixtures and oracles: float64 central differences and the tutorials' 2-2-2 network;
+the session's one program cache; and, under ``SYMBP_REQUIRE_TORCH=1`` (``.ci/run``), no PyTorch
+comparison may be skipped."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -9,6 +13,84 @@ import pytest
 
 import symbp
 from symbp import nn
+
+# ---------------------------------------------------------------- session: cache and PyTorch
+
+# Set by .ci/run, which installs torch: there a skipped comparison with PyTorch is a failure
+# (without it, every `importorskip("torch")` test would pass CI by not running).
+REQUIRE_TORCH = os.environ.get("SYMBP_REQUIRE_TORCH") == "1"
+_TORCH_REASON = re.compile(r"\b(torch|pytorch)\b", re.IGNORECASE)
+_torch_skips: list[str] = []  # node ids of the comparisons that were skipped (and so failed)
+
+
+def pytest_configure(config):
+    if REQUIRE_TORCH:
+        # some tests compare with torch only when it imports (`torch = None` otherwise): they
+        # skip nothing, so check the import itself first
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise pytest.UsageError(
+                f"SYMBP_REQUIRE_TORCH=1: every PyTorch comparison must run, but torch does not "
+                f"import ({e}); install it with `pip install torch==2.13.0` (the CPU build)"
+            ) from e
+
+
+def _torch_skip(report) -> str | None:
+    """Under SYMBP_REQUIRE_TORCH=1, the reason of a skip that names torch (recorded)."""
+    if not (REQUIRE_TORCH and report.skipped) or hasattr(report, "wasxfail"):
+        return None
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not _TORCH_REASON.search(reason):
+        return None
+    _torch_skips.append(f"{report.nodeid}: {reason}")
+    return reason
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    reason = _torch_skip(report)
+    if reason is not None:  # the test fails, where it is
+        report.outcome = "failed"
+        report.longrepr = f"SYMBP_REQUIRE_TORCH=1, but a PyTorch comparison was skipped: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield  # a module-level importorskip("torch") skips the whole module here;
+    _torch_skip(outcome.get_result())  # failing it would stop the collection: fail at the end
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _torch_skips and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REQUIRE_TORCH:  # the line .ci/run's log shows
+        for skip in _torch_skips:
+            terminalreporter.write_line(f"SKIPPED PyTorch comparison (a failure here): {skip}")
+        terminalreporter.write_line(
+            f"SYMBP_REQUIRE_TORCH=1: PyTorch comparisons skipped: {len(_torch_skips)}"
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Every test compiles into one program cache of this session, so that a program built by
+    one test is loaded, not rebuilt, by the next (in one process, not even loaded again).
+    Subprocesses (the CLI, the examples) inherit it. By default a session starts with an empty
+    one (hermetic: what CI and a new machine see); ``SYMBP_TEST_CACHE_DIR=DIR`` keeps it in DIR
+    across runs, for everyday work (entries are keyed by symbp's compiler source, so a change
+    there rebuilds). A test about the cache itself points SYMBP_CACHE_DIR elsewhere."""
+    path = os.environ.get("SYMBP_TEST_CACHE_DIR") or tmp_path_factory.getbasetemp() / "symbp-cache"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SYMBP_CACHE_DIR", str(path))
+    yield
+    mp.undo()
+
 
 # The tutorials' 2-2-2 sigmoid network (Mazur's "step by step" example).
 X222 = np.array([[0.05, 0.10]])
@@ -198,10 +280,6 @@ def assert_kernel_matches(results: dict, name: str, dtype) -> None:
 
 
 @pytest.fixture(scope="module")
-def tmp_cache(tmp_path_factory):
-    """Compile into a cache directory of this test session (hermetic, shared by its tests);
-    a module opts in with ``pytestmark = pytest.mark.usefixtures("tmp_cache")``."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
-    yield
-    mp.undo()
+def tmp_cache(_session_cache):
+    """The session's program cache (every test has it now, ``_session_cache``); kept for the
+    modules and fixtures that name it."""

@@ -51,6 +51,7 @@ def _run(cache_dir: Path, n: int = 1) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
 def test_second_process_hits_and_damaged_entries_are_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
     tmp_path.chmod(0o755)  # a cache made before symbp made them 0700 is still private enough
@@ -76,6 +77,7 @@ def test_second_process_hits_and_damaged_entries_are_rebuilt(tmp_path, monkeypat
     assert fourth["numba_miss"] == 1  # the damaged code differs from its record: recompiled
 
 
+@pytest.mark.slow
 def test_two_concurrent_compiles_both_succeed(tmp_path):
     a, b = _run(tmp_path, n=2)
     assert a["loss"] == b["loss"] and a["w"] == b["w"]
@@ -139,6 +141,7 @@ CNN_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_cached_program_calling_cached_parallel_kernels_runs(tmp_path):
     """A program compiled while the conv kernels came from the cache, then loaded from the
     cache itself, must start Numba's thread pool (Numba does not: it crashed)."""

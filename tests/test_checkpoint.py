@@ -98,6 +98,7 @@ def test_optimizer_and_scheduler_state_round_trip(tmp_path):
             np.testing.assert_array_equal(loaded["state"][i][k], v)
 
 
+@pytest.mark.slow
 def test_compiled_training_resumes(tmp_path):
     X, y = DATA
     net, opt, _ = make()

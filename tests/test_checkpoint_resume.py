@@ -60,6 +60,7 @@ def cosine_run(path, epochs, resume=None, seed=0):
     return net, sched, stop, history
 
 
+@pytest.mark.slow
 def test_early_stopping_resumes_with_its_counters_and_best_parameters(tmp_path):
     full_net, _, full_stop, full_history = cosine_run(tmp_path / "full.npz", epochs=20)
     assert len(full_history["loss"]) == 6 and full_stop.stopped_epoch == 5
@@ -85,6 +86,7 @@ def test_early_stopping_resumes_with_its_counters_and_best_parameters(tmp_path):
     assert_same_params(params(net), params(ref_net))
 
 
+@pytest.mark.slow
 def test_a_run_early_stopping_ended_stays_ended(tmp_path):
     path = tmp_path / "run.npz"
     full_net, _, _, full_history = cosine_run(path, epochs=20)
@@ -93,6 +95,7 @@ def test_a_run_early_stopping_ended_stays_ended(tmp_path):
     assert_same_params(params(net), params(full_net))  # the best epoch's, as the run ended
 
 
+@pytest.mark.slow
 def test_resume_with_validation_and_plateau_matches_one_run(tmp_path):
     """ReduceLROnPlateau and early stopping on val_loss, 8 epochs against 4 + 4."""
 
@@ -175,6 +178,7 @@ def cli(*args):
     ],
     ids=["step-lr", "cosine-stopping"],
 )
+@pytest.mark.slow
 def test_cli_resume_matches_one_run(tmp_path, options):
     model = tmp_path / "mlp.py"
     model.write_text(textwrap.dedent(MODEL_FILE))
@@ -209,6 +213,7 @@ def test_cli_resume_matches_one_run(tmp_path, options):
         assert state_a["stopped_epoch"] is not None and 3 <= ca.epoch < 6
 
 
+@pytest.mark.slow
 def test_cli_resume_needs_a_checkpoint_and_a_known_scheduler(tmp_path):
     model = tmp_path / "mlp.py"
     model.write_text(textwrap.dedent(MODEL_FILE))

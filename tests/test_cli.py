@@ -23,6 +23,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_help_lists_every_command():
     out = run("--help")
     assert out.returncode == 0
@@ -55,6 +56,7 @@ def test_formulas_scalar_w5_prints_its_value():
 
 
 @pytest.mark.parametrize("options", [[], ["--scalar", "--param", "w5"]], ids=["deltas", "w5"])
+@pytest.mark.slow
 def test_formulas_png_renders_a_picture(tmp_path, options):
     pytest.importorskip("matplotlib")
     png = tmp_path / "formulas.png"
@@ -130,6 +132,7 @@ def test_new_commands_have_help(command):
     assert out.returncode == 0 and "usage: symbp " + command in out.stdout
 
 
+@pytest.mark.slow
 def test_train_prints_epochs_and_final_metrics(tmp_path):
     ckpt = tmp_path / "digits.npz"
     out = run("train", DIGITS, "--epochs", "3", "--batch-size", "64", "--optimizer", "adam",
@@ -147,6 +150,7 @@ def test_train_prints_epochs_and_final_metrics(tmp_path):
     assert load_checkpoint(ckpt).epoch == 3
 
 
+@pytest.mark.slow
 def test_train_quiet_prints_only_the_result():
     out = run("train", DIGITS, "--epochs", "1", "--quiet", "--optimizer", "sgd", "--lr", "0.1")
     assert out.returncode == 0, out.stderr
@@ -154,6 +158,7 @@ def test_train_quiet_prints_only_the_result():
     assert line.startswith("SGD, 1 epochs") and "validation loss" in line
 
 
+@pytest.mark.slow
 def test_train_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "curves.png"
@@ -177,6 +182,7 @@ def test_train_errors_are_one_line(args, message):
     assert message in line and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_show_kernels_lists_the_schedule():
     out = run("show", MODEL, "--stage", "kernels")
     assert out.returncode == 0, out.stderr
@@ -190,6 +196,7 @@ def test_show_kernels_lists_the_schedule():
     assert any("σ(linear1_bias + mm0)" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_bench_runs_the_quick_benchmark_or_says_why(tmp_path):
     # options after the command go to bench.py; the smallest run (bench.py's own smoke test,
     # tests/test_bench_smoke.py, checks its table)

@@ -67,6 +67,7 @@ def test_source_is_readable():
 # ---------------------------------------------------------------- fit
 
 
+@pytest.mark.slow
 def test_fit_equals_step_by_step_with_the_same_shuffle():
     x, y = _blobs()
     nets = [_mlp(), _mlp()]

@@ -12,6 +12,8 @@ from symbp import nn
 from symbp.datasets import load_digits, train_test_split
 from symbp.models import digits_cnn, tutorial_cnn
 
+pytestmark = pytest.mark.slow  # each test compiles a CNN's program (20-60 s on a busy machine)
+
 
 def test_digits_cnn_compiled_fit_reaches_97_percent():
     X, y = load_digits()

@@ -156,6 +156,7 @@ def test_compiled_step_masks_follow_symbp_manual_seed():
     np.testing.assert_array_equal(grads[0], grads[1])
 
 
+@pytest.mark.slow
 def test_fit_with_dropout_trains_a_digits_mlp():
     X, y = load_digits()
     X = (X / 16.0).astype(np.float32)
@@ -211,6 +212,7 @@ def _batches(kind, rng, n_steps, batch=6):
 
 
 @pytest.mark.parametrize("kind", sorted(NETS))
+@pytest.mark.slow
 def test_compiled_batchnorm_steps_match_eager_and_pytorch(kind, rng):
     net, ref = _pair(kind)
     model = symbp.compile(
@@ -251,6 +253,7 @@ def test_compiled_batchnorm_steps_match_eager_and_pytorch(kind, rng):
 
 
 @pytest.mark.parametrize("kind", ["bn1d", "bn2d"])
+@pytest.mark.slow
 def test_compiled_batchnorm_fit_then_eval_predict_matches_eager(kind, rng):
     net, ref = _pair(kind)
     xs, ys = _batches(kind, rng, 5, batch=8)
@@ -290,6 +293,7 @@ def test_compiled_batchnorm_fit_then_eval_predict_matches_eager(kind, rng):
         np.testing.assert_allclose(net.state_dict()[k], v, rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+@pytest.mark.slow
 def test_compiled_batchnorm_reads_buffers_loaded_between_steps(rng):
     net, ref = _pair("bn1d")
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
@@ -328,6 +332,7 @@ def test_compiled_batchnorm_errors_speak_the_models_language():
         model.predict(x)
 
 
+@pytest.mark.slow
 def test_compiled_batchnorm1d_refuses_a_training_batch_of_one(rng):
     net, _ = _pair("bn1d")
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
@@ -370,6 +375,7 @@ def test_compiled_model_follows_train_and_eval_switches(rng):
         np.testing.assert_allclose(net.state_dict()[k], v, rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+@pytest.mark.slow
 def test_compiled_batchnorm2d_float32_matches_eager(rng):
     symbp.manual_seed(2)
     net, ref = bn2d_net(nn), bn2d_net(nn)

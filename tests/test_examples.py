@@ -38,6 +38,7 @@ def test_the_tutorial_scripts_are_still_run_elsewhere():
     assert all(f'"{name}"' in text for name in IN_TEST_TUTORIALS)
 
 
+@pytest.mark.slow  # each a subprocess that compiles its programs
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_example_runs_in_quick_mode(script, tmp_path):
     if needs_torch(script) and importlib.util.find_spec("torch") is None:

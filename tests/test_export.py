@@ -52,6 +52,7 @@ def numpy_forward(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     return h @ params["2.weight"].T + params["2.bias"]
 
 
+@pytest.mark.slow
 def test_exported_module_predicts_and_trains_as_symbp(tmp_path):
     net, model = make()
     model.build(X[:32], Y[:32])
@@ -104,6 +105,7 @@ def test_exported_module_predicts_and_trains_as_symbp(tmp_path):
     assert got["losses"][-1] < got["losses"][0]
 
 
+@pytest.mark.slow
 def test_exported_module_saves_and_reloads_its_training_state(tmp_path):
     _, model = make()
     model.fit(X, Y, epochs=1, batch_size=32, seed=1)
@@ -131,6 +133,7 @@ def test_exported_module_saves_and_reloads_its_training_state(tmp_path):
     assert state == {"same": True, "epoch": 1, "step": 6, "lr": 0.01}
 
 
+@pytest.mark.slow
 def test_exported_training_updates_the_batch_norm_statistics_predict_reads(tmp_path):
     symbp.manual_seed(6)
     net = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).double()
@@ -172,6 +175,7 @@ def test_export_errors_are_clear(tmp_path):
         model.export(tmp_path / "my-model.py")
 
 
+@pytest.mark.slow
 def test_inference_only_model_exports_predict(tmp_path):
     symbp.manual_seed(2)
     net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
@@ -199,6 +203,7 @@ def test_inference_only_model_exports_predict(tmp_path):
     assert "exported without its training program" in out.stdout
 
 
+@pytest.mark.slow
 def test_cli_export_of_the_tutorial_network(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "symbp.cli", "export", str(ROOT / "examples" / "model_222.py"),
@@ -252,6 +257,7 @@ def test_cli_export_errors_are_one_line(args, message, tmp_path):
     assert not (ROOT / "out.py").exists() and not (ROOT / "out.npz").exists()
 
 
+@pytest.mark.slow
 def test_exported_cnn_carries_the_convolution_kernels(tmp_path):
     """A CNN's export copies the library kernels and their SIMD intrinsics (a Numba type and
     its data model, copied as a whole module); it predicts and trains as symbp does."""

@@ -271,6 +271,7 @@ def test_relu_cross_entropy_tensor_level():
     assert r"\left[z_{1} > 0\right]" in f.latex()
 
 
+@pytest.mark.slow
 def test_relu_cross_entropy_scalar_level():
     net, loss_fn, x, _ = relu_ce(batch=2, seed=1)
     loss = loss_fn()

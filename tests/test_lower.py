@@ -98,6 +98,7 @@ def results(tmp_cache):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.slow
 def test_kernel_matches_reference(name, dtype, results):
     assert_kernel_matches(results, name, dtype)
 

@@ -14,7 +14,8 @@ from conftest import assert_kernel_matches, kernel_results
 
 from symbp import functional as F
 
-pytestmark = pytest.mark.usefixtures("tmp_cache")  # compile into this session's cache
+# compile into this session's cache; slow: the biggest programs of the suite (every window op)
+pytestmark = [pytest.mark.usefixtures("tmp_cache"), pytest.mark.slow]
 
 
 def _conv(k, s, p, d, groups=1):

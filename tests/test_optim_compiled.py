@@ -163,10 +163,8 @@ def _loss(out, y):
 
 
 @pytest.fixture(scope="module")
-def trajectories(tmp_path_factory):
+def trajectories():
     """Compiled parameters after every step, per optimizer (one compile per optimizer)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYMBP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symbp-cache"))
     x, y = _data()
     out = {}
     for kind, (cls, _, options, lr) in CONFIGS.items():
@@ -178,11 +176,11 @@ def trajectories(tmp_path_factory):
             model.step(x, y)
             traj.append([p.data.copy() for p in net.parameters()])
         out[kind] = traj
-    mp.undo()
     return out
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
+@pytest.mark.slow
 def test_matches_numpy_updates(kind, trajectories):
     _, _, options, lr = CONFIGS[kind]
     net = _net()
@@ -203,6 +201,7 @@ def test_matches_numpy_updates(kind, trajectories):
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
+@pytest.mark.slow
 def test_matches_torch(kind, trajectories):
     torch = pytest.importorskip("torch")
     _, tname, options, lr = CONFIGS[kind]
@@ -230,9 +229,9 @@ def test_matches_torch(kind, trajectories):
             )  # fmt: skip
 
 
-def test_state_dict_round_trip(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_state_dict_round_trip():
     """Optimizer state lives in the compiled buffers and survives state_dict/load_state_dict."""
-    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
     x, y = _data()
     net = _net()
     opt = symbp.optim.Adam(net.parameters(), lr=0.05)
@@ -265,9 +264,8 @@ def test_state_dict_round_trip(tmp_path, monkeypatch):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-10)
 
 
-def test_eager_and_compiled_steps_interleave(tmp_path, monkeypatch):
+def test_eager_and_compiled_steps_interleave():
     """An eager opt.step() between compiled steps is seen by the next compiled step."""
-    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
     x, y = _data()
     nets = [_net(), _net()]
     opts = [symbp.optim.Adam(n.parameters(), lr=0.05) for n in nets]
@@ -287,11 +285,11 @@ def test_eager_and_compiled_steps_interleave(tmp_path, monkeypatch):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-10)
 
 
-def test_large_update_runs_in_parallel_and_matches(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_large_update_runs_in_parallel_and_matches():
     """A group of >= PARALLEL_UPDATE entries is updated in a prange loop: same numbers."""
     from symbp.lower.emit import PARALLEL_UPDATE
 
-    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((6, 256)), rng.integers(0, 128, 6)
     nets = []
