@@ -7,6 +7,7 @@ eagerly, keyed by the graph's structure so an eager training loop pays for SymPy
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,8 +259,18 @@ def elementwise(
     builder: Callable[..., sympy.Expr] = formula
     if derivative is not None or numpy is not None:
         builder = _custom_function(name, formula, derivative, n_args, numpy)
+    rule = _rule(formula, derivative, numpy, n_args)
+    if name in _CUSTOM and _RULES.get(name) != rule:
+        # ops are looked up by name when applied: the functions returned earlier for this name
+        # compute the new formula from now on, which must not happen unannounced
+        warnings.warn(
+            f"elementwise op {name!r} registered again with another formula: every function "
+            f"returned for {name!r} (and every graph traced from now on) uses the new one",
+            stacklevel=2,
+        )
     ops.ELEMENTWISE[name] = builder
     _CUSTOM.add(name)
+    _RULES[name] = rule
 
     def apply(*args: Any) -> Tensor:
         if len(args) != n_args:
@@ -277,6 +288,23 @@ def elementwise(
 
 
 _CUSTOM: set[str] = set()
+
+
+_RULES: dict[str, tuple] = {}  # what each custom name was registered with, to compare
+
+
+def _rule(formula: Any, derivative: Any, numpy_fn: Any, n_args: int) -> tuple:
+    """A registration as comparable values: its formula and derivatives as expressions, its
+    NumPy form by its code (a script run twice registers the same rule again)."""
+    xs = sympy.symbols(f"x0:{n_args}", real=True)
+    d = None if derivative is None else derivative(*xs)
+    d = tuple(d) if isinstance(d, (list, tuple)) else d
+    code = getattr(numpy_fn, "__code__", None)
+    return (
+        formula(*xs),
+        d,
+        None if numpy_fn is None else (code and code.co_code, numpy_fn if code is None else None),
+    )
 
 
 def _custom_function(name, formula, derivative, n_args, numpy_fn) -> type[sympy.Function]:

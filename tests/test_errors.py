@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -201,3 +202,25 @@ def test_bad_loss_reduction_and_optimizer_options():
         symbp.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1, momentun=0.9)
     with pytest.raises(ValueError, match="empty parameter list"):
         symbp.optim.SGD([], lr=0.1)
+
+
+def test_registering_an_elementwise_name_again_with_another_formula_warns():
+    import sympy
+
+    from symbp import ops
+
+    saved = dict(ops.ELEMENTWISE)
+    try:
+        first = symbp.elementwise("twice_or_thrice", lambda x: 2 * x)
+        x = symbp.tensor([1.5])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the same formula again: nothing to say
+            symbp.elementwise("twice_or_thrice", lambda x: 2 * x)
+        with pytest.warns(UserWarning, match="'twice_or_thrice' registered again"):
+            symbp.elementwise("twice_or_thrice", lambda x: 3 * x)
+        # what the warning announces: the earlier handle now computes the new formula
+        assert float(first(x).item()) == 4.5
+        assert sympy.Symbol("y") * 3 == ops.ELEMENTWISE["twice_or_thrice"](sympy.Symbol("y"))
+    finally:
+        ops.ELEMENTWISE.clear()
+        ops.ELEMENTWISE.update(saved)
