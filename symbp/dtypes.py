@@ -17,7 +17,7 @@ computing in another dtype.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import numpy as np
 
@@ -58,6 +58,12 @@ class dtype:  # noqa: N801 (PyTorch's name)
 
     def __reduce__(self) -> tuple:
         return (of, (self.np,))
+
+    def __copy__(self) -> Self:  # one object per dtype (else __getattr__ would find NumPy's)
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Self:
+        return self
 
 
 float32 = dtype("float32", np.float32)

@@ -6,11 +6,15 @@ dtypes, the right distribution (moments on large samples) and reproducible seede
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
 import symbp
 from symbp import nn
+from symbp.ir import Node
 from symbp.utils.data import DataLoader, RandomSampler, TensorDataset
 
 torch = pytest.importorskip("torch")
@@ -51,6 +55,27 @@ def test_dtype_objects_are_torch_s_names():
     assert {np.dtype(np.float32): "f"}[x.dtype] == "f"
     assert np.zeros(2, symbp.float64).dtype == np.float64
     assert x.dtype != symbp.float64 and x.dtype != "nonsense"
+    assert copy.deepcopy(x.dtype) is symbp.float32 and copy.copy(symbp.int64) is symbp.int64
+    assert pickle.loads(pickle.dumps(symbp.float64)) is symbp.float64
+    # A node built from a Tensor's dtype holds the NumPy dtype (generated code prints it).
+    node = Node("input", (), "dtype_probe", (2,), x.dtype)
+    assert type(node.dtype) is type(np.dtype(np.float32)) and str(node.dtype) == "float32"
+    assert node is Node("input", (), "dtype_probe", (2,), np.float32)
+
+
+def test_seeded_training_with_factories_runs_and_learns():
+    # The tutorials' style: leaves from randn(requires_grad=True), data from linspace/sin.
+    symbp.manual_seed(0)
+    x = symbp.linspace(-1, 1, 50).reshape(50, 1)
+    y = 3 * x + 1
+    w = symbp.randn(1, 1, requires_grad=True)
+    b = symbp.zeros(1, requires_grad=True)
+    loss = ((x @ w + b - y) ** 2).mean()
+    loss.backward()
+    # d/dw mean((xw + b - y)^2) = mean(2 (xw + b - y) x), by hand in NumPy.
+    xs, ys, w0 = x.numpy(), y.numpy(), w.numpy()
+    expected = np.mean(2 * (xs @ w0 - ys) * xs)
+    np.testing.assert_allclose(np.asarray(w.grad).ravel(), [expected], rtol=1e-5)
 
 
 def test_default_dtype_takes_symbp_dtypes():
