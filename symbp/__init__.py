@@ -12,38 +12,101 @@ symbolically (every elementwise derivative from SymPy), simplifies it on purpose
 array(14.666666, dtype=float32)
 """
 
-from symbp import nn, optim, utils
+from symbp import backends, cuda, dtypes, nn, optim, random, utils
 from symbp.api import Derived, Traced, derive, elementwise, grad, symbols, trace
 from symbp.cache import cache_info, clear_cache
 from symbp.check import GradcheckReport, GradcheckWarning, check_grads, gradcheck
 from symbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from symbp.compiled import CompiledModel, compile
+from symbp.devices import DeviceError, device, get_default_device, set_default_device
+from symbp.dtypes import dtype, float16, float32, float64, int32, int64
+from symbp.factories import (
+    BoolTensor,
+    DoubleTensor,
+    FloatTensor,
+    LongTensor,
+    arange,
+    as_tensor,
+    bernoulli,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    logspace,
+    multinomial,
+    normal,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randint_like,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
 from symbp.formulas import Formulas, formulas
 from symbp.graph import ComputationGraph, computation_graph
 from symbp.interop import WeightsError, load_weights, save_weights
-from symbp.ir import B, ShapeError, float32, float64, int64, print_program
-from symbp.nn.init import manual_seed
+from symbp.ir import B, ShapeError, print_program
 from symbp.plot import plot_formula, plot_history
 from symbp.progress import Progress
+from symbp.random import (
+    Generator,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    seed,
+    set_rng_state,
+)
 from symbp.tensor import (
     Parameter,
     Tensor,
-    get_default_dtype,
     log_softmax,
     logsumexp,
     matmul,
     onehot,
     placeholder,
-    set_default_dtype,
     softmax,
-    tensor,
 )
+from symbp.tensor import get_default_dtype as _get_default_dtype
 from symbp.tensor import max as max
 from symbp.tensor import mean as mean
+from symbp.tensor import set_default_dtype as _set_default_dtype
 from symbp.tensor import sum as sum
 from symbp.training import EarlyStopping
 
 __version__ = "0.1.0"
+
+# PyTorch's aliases (defined here, after every use of the builtins they shadow in this module).
+float = float32  # noqa: A001
+double = float64
+half = float16
+long = int64
+int = int32  # noqa: A001
+bool = dtypes.bool_  # noqa: A001
+
+
+def set_default_dtype(d: object) -> None:
+    """As ``torch.set_default_dtype``: ``symbp.float32`` or ``symbp.float64`` for new float
+    tensors (Python floats, ``zeros``, ``rand``, layers' parameters)."""
+    np_dtype = dtypes.to_numpy(d, "symbp.set_default_dtype")
+    if np_dtype.kind != "f":
+        raise TypeError(
+            f"symbp.set_default_dtype: expected a float dtype, got {dtypes.of(np_dtype)!r}"
+        )
+    _set_default_dtype(np_dtype)
+
+
+def get_default_dtype() -> dtype:
+    """The dtype of new float tensors, as a symbp dtype (``symbp.float32`` by default)."""
+    return dtypes.of(_get_default_dtype())
 
 
 def _unary(name: str):
@@ -75,15 +138,21 @@ softplus = _unary("softplus")
 
 __all__ = [
     "B",
+    "BoolTensor",
     "Checkpoint",
     "CheckpointError",
     "CompiledModel",
     "ComputationGraph",
     "Derived",
+    "DeviceError",
+    "DoubleTensor",
     "EarlyStopping",
+    "FloatTensor",
     "Formulas",
+    "Generator",
     "GradcheckReport",
     "GradcheckWarning",
+    "LongTensor",
     "Parameter",
     "Progress",
     "ShapeError",
@@ -91,42 +160,84 @@ __all__ = [
     "Traced",
     "WeightsError",
     "abs",
+    "arange",
+    "as_tensor",
+    "backends",
+    "bernoulli",
+    "bool",
     "cache_info",
     "check_grads",
     "clear_cache",
     "compile",
     "computation_graph",
+    "cuda",
     "derive",
+    "device",
+    "double",
+    "dtype",
+    "dtypes",
     "elementwise",
+    "empty",
+    "empty_like",
     "exp",
+    "eye",
+    "float",
+    "float16",
     "float32",
     "float64",
     "formulas",
+    "from_numpy",
+    "full",
+    "full_like",
     "gelu",
+    "get_default_device",
     "get_default_dtype",
+    "get_rng_state",
     "grad",
     "gradcheck",
+    "half",
+    "initial_seed",
+    "int",
+    "int32",
     "int64",
+    "linspace",
     "load_checkpoint",
     "load_weights",
     "log",
     "log_softmax",
+    "logspace",
     "logsumexp",
+    "long",
     "manual_seed",
     "matmul",
     "max",
     "mean",
+    "multinomial",
     "nn",
+    "normal",
     "onehot",
+    "ones",
+    "ones_like",
     "optim",
     "placeholder",
     "plot_formula",
     "plot_history",
     "print_program",
+    "rand",
+    "rand_like",
+    "randint",
+    "randint_like",
+    "randn",
+    "randn_like",
+    "random",
+    "randperm",
     "relu",
     "save_checkpoint",
     "save_weights",
+    "seed",
+    "set_default_device",
     "set_default_dtype",
+    "set_rng_state",
     "sigmoid",
     "silu",
     "softmax",
@@ -138,4 +249,6 @@ __all__ = [
     "tensor",
     "trace",
     "utils",
+    "zeros",
+    "zeros_like",
 ]

@@ -50,6 +50,10 @@ class Node:
 
     def __new__(cls, op: str, src: tuple[Node, ...], arg: Any, shape: Shape, dtype: np.dtype):
         shape = tuple(d if isinstance(d, sympy.Expr) else int(d) for d in shape)
+        # Always a NumPy dtype: a symbp dtype (what Tensor.dtype returns) names one, and the
+        # generated code and cache keys print node dtypes as NumPy's names ("float32").
+        if not isinstance(dtype, np.dtype):
+            dtype = np.dtype(dtype)
         # src nodes are kept alive by the node that names them, so their ids are stable keys.
         key = (op, tuple(id(s) for s in src), arg, shape, dtype)
         node = cls._interned.get(key)

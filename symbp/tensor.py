@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import sympy
 
-from symbp import ops
+from symbp import devices as _device
+from symbp import dtypes, ops
 from symbp.ir import (
     Node,
     ShapeError,
@@ -122,8 +123,26 @@ class Tensor:
         return self.shape if dim is None else self.shape[dim]
 
     @property
-    def dtype(self) -> np.dtype:
-        return self.node.dtype
+    def dtype(self) -> Any:
+        # A symbp dtype (prints symbp.float32); typed Any because it stands in for the NumPy
+        # dtype it equals wherever NumPy takes one (np.zeros(3, x.dtype), arr.astype(x.dtype)).
+        return dtypes.of(self.node.dtype)
+
+    @property
+    def device(self) -> _device.device:
+        return _device.CPU
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """As ``Tensor.to``: ``to(dtype)``, ``to('cpu')``, ``to(device, dtype)``, ``to(other)``."""
+        _, dtype = _device.parse_to(args, kwargs, "Tensor.to")
+        return self if dtype is None else cast(self, dtype)
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, device: Any = None, non_blocking: bool = False) -> Tensor:
+        _device.check("cuda" if device is None else device, "Tensor.cuda")
+        return self
 
     @property
     def ndim(self) -> int:
@@ -366,6 +385,9 @@ class Tensor:
 
     def long(self):
         return cast(self, int64)
+
+    def half(self):
+        return cast(self, dtypes.to_numpy(dtypes.float16, "Tensor.half"))  # raises: not stored
 
     def sum(self, dim=None, keepdim: bool = False):
         return sum(self, dim, keepdim)

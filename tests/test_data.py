@@ -37,9 +37,9 @@ def _plain(obj):
     """A collated batch with every tensor (symbp's or torch's) as (dtype name, NumPy values),
     and containers by kind: the structure both libraries must agree on."""
     if isinstance(obj, symbp.Tensor):
-        return ("tensor", str(obj.dtype), obj.numpy().tolist())
+        return ("tensor", str(obj.dtype).replace("symbp.", ""), obj.numpy().tolist())
     if isinstance(obj, torch.Tensor):
-        return ("tensor", str(obj.numpy().dtype), obj.numpy().tolist())
+        return ("tensor", str(obj.dtype).replace("torch.", ""), obj.numpy().tolist())
     if isinstance(obj, Point):
         return ("Point", *map(_plain, obj))
     if isinstance(obj, dict):

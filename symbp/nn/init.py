@@ -6,18 +6,15 @@ import math
 
 import numpy as np
 
+from symbp import random as _random
 from symbp.tensor import Parameter
 
-_rng = [np.random.default_rng(0)]
-
-
-def manual_seed(seed: int) -> None:
-    """Seed the generator behind parameter initialisation (and dropout masks)."""
-    _rng[0] = np.random.default_rng(seed)
+# The default generator lives in symbp.random; these two names stay for existing callers.
+manual_seed = _random.manual_seed
 
 
 def generator() -> np.random.Generator:
-    return _rng[0]
+    return _random.default_generator.numpy_generator
 
 
 def _fill(p: Parameter, values: np.ndarray) -> Parameter:

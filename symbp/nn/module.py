@@ -9,6 +9,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from symbp import dtypes
+from symbp.devices import check as check_device
+from symbp.devices import parse_to
 from symbp.ir import LABELS, scope, shape_str
 from symbp.tensor import Parameter, Tensor
 
@@ -200,7 +203,17 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def to(self, dtype: Any) -> Module:
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """As ``Module.to``: ``to(dtype)``, ``to('cpu')``, ``to(device, dtype)``, ``to(tensor)``;
+        float parameters and buffers take the dtype, in place (PyTorch casts floats only)."""
+        _, dtype = parse_to(args, kwargs, f"{type(self).__name__}.to")
+        if dtype is None:
+            return self
+        if dtype.kind != "f":
+            raise TypeError(
+                f"{type(self).__name__}.to only accepts floating point dtypes, got "
+                f"{dtypes.of(dtype)!r}"
+            )
         for p in self.parameters():
             p.set_dtype(dtype)
         for m in self.modules():  # float buffers (running statistics) follow, as in PyTorch
@@ -214,6 +227,16 @@ class Module:
 
     def float(self) -> Module:
         return self.to(np.float32)
+
+    def half(self) -> Module:
+        return self.to(dtypes.float16)  # raises: symbp does not store float16
+
+    def cpu(self) -> Module:
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        check_device("cuda" if device is None else device, f"{type(self).__name__}.cuda")
+        return self
 
     def zero_grad(self) -> None:
         for p in self.parameters():

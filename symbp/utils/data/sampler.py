@@ -35,8 +35,9 @@ def numpy_generator(generator: Any, what: str) -> np.random.Generator:
     if isinstance(inner, np.random.Generator):
         return inner
     raise TypeError(
-        f"{what}: generator must be a numpy.random.Generator (np.random.default_rng(seed)), an "
-        f"object with a numpy_generator, or None for symbp's (symbp.manual_seed); got "
+        f"{what}: generator must be a numpy.random.Generator (np.random.default_rng(seed)), a "
+        f"symbp.Generator, an object with a numpy_generator, or None for symbp's "
+        f"(symbp.manual_seed); got "
         f"{type(generator).__name__}"
     )
 

@@ -1,0 +1,5 @@
+"""``torch.backends`` on a CPU-only system: ``mps`` and ``cudnn`` report they are unavailable."""
+
+from symbp.backends import cudnn, mps
+
+__all__ = ["cudnn", "mps"]
