@@ -555,7 +555,7 @@ def gradcheck(
 
     >>> import numpy as np, symbp
     >>> from symbp import nn
-    >>> symbp.manual_seed(0)
+    >>> _ = symbp.manual_seed(0)
     >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
     >>> x, t = np.ones((2, 3)), np.zeros((2, 1))
     >>> report = symbp.gradcheck(net, nn.MSELoss(), x, t)

@@ -131,17 +131,21 @@ def _np_sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+# The constants are zeros_like(x), not 0 * x: 0 * inf is nan, which made relu(inf),
+# softplus(-inf) and log(inf) nan where PyTorch gives inf, 0 and inf (and relu(-1) was -0.0).
+
+
 def _np_relu(x):
-    return np.maximum(x, 0 * x)
+    return np.maximum(x, np.zeros_like(x))
 
 
 def _np_softplus(x):
-    return np.logaddexp(0 * x, x)
+    return np.logaddexp(np.zeros_like(x), x)
 
 
 def _np_clog(x):
     with np.errstate(divide="ignore"):
-        return np.maximum(np.log(x), -100 + 0 * x)
+        return np.maximum(np.log(x), np.full_like(x, -100))
 
 
 def _np_bce(p, t):
@@ -154,7 +158,7 @@ def _np_bce(p, t):
 
 
 def _np_heaviside(x, h0=0.5):
-    return np.heaviside(x, h0 + 0 * x)
+    return np.heaviside(x, h0 + np.zeros_like(x))
 
 
 NUMPY: dict[str, object] = {

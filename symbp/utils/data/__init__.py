@@ -8,7 +8,7 @@ reproducible, but not PyTorch's orders.
 
 >>> import symbp
 >>> from symbp.utils.data import DataLoader, TensorDataset, random_split
->>> symbp.manual_seed(0)
+>>> _ = symbp.manual_seed(0)
 >>> X = symbp.tensor([[float(i), float(i)] for i in range(10)])
 >>> y = symbp.tensor([i % 2 for i in range(10)])
 >>> train, val = random_split(TensorDataset(X, y), [0.8, 0.2])

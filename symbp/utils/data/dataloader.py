@@ -87,7 +87,7 @@ def default_collate(batch: list[Any]) -> Any:
     >>> import numpy as np
     >>> xb, yb = default_collate([(np.array([1.0, 2.0]), 0), (np.array([3.0, 4.0]), 1)])
     >>> xb.shape, xb.dtype, yb.tolist(), yb.dtype
-    ((2, 2), dtype('float64'), [0, 1], dtype('int64'))
+    ((2, 2), symbp.float64, [0, 1], symbp.int64)
     >>> default_collate([{"x": 1.5}, {"x": 2.5}])
     {'x': tensor([1.5, 2.5])}
     """
