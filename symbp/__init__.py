@@ -28,6 +28,7 @@ from symbp.progress import Progress
 from symbp.tensor import (
     Parameter,
     Tensor,
+    flatten,
     get_default_dtype,
     log_softmax,
     logsumexp,
@@ -99,6 +100,7 @@ __all__ = [
     "derive",
     "elementwise",
     "exp",
+    "flatten",
     "float32",
     "float64",
     "formulas",
