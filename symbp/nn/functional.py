@@ -1,8 +1,8 @@
 """``torch.nn.functional`` for symbp: PyTorch's names, argument order and defaults.
 
 >>> import symbp, symbp.nn.functional as F
->>> F.relu(symbp.tensor([-1.0, 2.0])).tolist()
-[0.0, 2.0]
+>>> F.mse_loss(symbp.tensor([1.0, 2.0]), symbp.tensor([0.0, 0.0])).item()
+2.5
 
 Nothing here has maths of its own where symbp already has it: activations are the op table's
 elementwise ops, softmax the tensor module's, convolution, pooling, dropout and batch norm
