@@ -68,6 +68,7 @@ from symbp.random import (
 from symbp.tensor import (
     Parameter,
     Tensor,
+    flatten,
     log_softmax,
     logsumexp,
     matmul,
@@ -181,6 +182,7 @@ __all__ = [
     "empty_like",
     "exp",
     "eye",
+    "flatten",
     "float",
     "float16",
     "float32",

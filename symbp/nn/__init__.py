@@ -1,7 +1,6 @@
 """PyTorch-style layers and losses; each is a composition of symbp's tensor ops."""
 
-from symbp import functional
-from symbp.nn import init
+from symbp.nn import functional, init
 from symbp.nn.conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,

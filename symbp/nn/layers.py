@@ -9,7 +9,7 @@ import numpy as np
 
 from symbp import tensor as T
 from symbp.ir import ShapeError, shape_str
-from symbp.nn import init
+from symbp.nn import functional, init
 from symbp.nn.module import Module
 from symbp.tensor import Parameter, Tensor, get_default_dtype
 
@@ -38,8 +38,7 @@ class Linear(Module):
                 f"{self.describe()} expects {self.in_features} input features (weight "
                 f"{shape_str(self.weight.shape)}), got an input of shape {shape_str(x.shape)}"
             )
-        y = x @ self.weight.T
-        return y + self.bias if self.bias is not None else y
+        return functional.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return (
