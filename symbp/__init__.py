@@ -19,6 +19,13 @@ from symbp.check import GradcheckReport, GradcheckWarning, check_grads, gradchec
 from symbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from symbp.compiled import CompiledModel, compile
 from symbp.formulas import Formulas, formulas
+from symbp.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from symbp.graph import ComputationGraph, computation_graph
 from symbp.interop import WeightsError, load_weights, save_weights
 from symbp.ir import B, ShapeError, float32, float64, int64, print_program
@@ -98,6 +105,7 @@ __all__ = [
     "computation_graph",
     "derive",
     "elementwise",
+    "enable_grad",
     "exp",
     "float32",
     "float64",
@@ -106,7 +114,9 @@ __all__ = [
     "get_default_dtype",
     "grad",
     "gradcheck",
+    "inference_mode",
     "int64",
+    "is_grad_enabled",
     "load_checkpoint",
     "load_weights",
     "log",
@@ -117,6 +127,7 @@ __all__ = [
     "max",
     "mean",
     "nn",
+    "no_grad",
     "onehot",
     "optim",
     "placeholder",
@@ -127,6 +138,7 @@ __all__ = [
     "save_checkpoint",
     "save_weights",
     "set_default_dtype",
+    "set_grad_enabled",
     "sigmoid",
     "silu",
     "softmax",

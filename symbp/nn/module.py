@@ -151,7 +151,7 @@ class Module:
             for name, p in m._parameters.items():
                 if id(p) not in seen:
                     seen.add(id(p))
-                    yield prefix + name, p.data, functools.partial(setattr, p, "data")
+                    yield prefix + name, p._data, functools.partial(setattr, p, "data")
             for name, b in m._buffers.items():
                 yield prefix + name, b, functools.partial(m.register_buffer, name)
 
