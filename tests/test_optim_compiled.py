@@ -175,7 +175,7 @@ def trajectories(tmp_path_factory):
         traj = []
         for _ in range(STEPS):
             model.step(x, y)
-            traj.append([p.data.copy() for p in net.parameters()])
+            traj.append([p.data.numpy().copy() for p in net.parameters()])
         out[kind] = traj
     mp.undo()
     return out
@@ -207,7 +207,7 @@ def test_matches_torch(kind, trajectories):
     _, tname, options, lr = CONFIGS[kind]
     net = _net()
     x, y = (torch.tensor(a) for a in _data())
-    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in net.parameters()]
+    tparams = [torch.tensor(p.data.numpy().copy(), requires_grad=True) for p in net.parameters()]
     topt = getattr(torch.optim, tname)(
         [{"params": [p], **o} for p, o in zip(tparams, options)], lr=lr, **COMMON.get(kind, {})
     )
@@ -243,7 +243,7 @@ def test_state_dict_round_trip(tmp_path, monkeypatch):
     after = []
     for _ in range(2):
         model.step(x, y)
-        after.append([p.data.copy() for p in net.parameters()])
+        after.append([p.data.numpy().copy() for p in net.parameters()])
     # back to step 3 through the state dicts, then the same two steps again
     net.load_state_dict(saved_net)
     opt.load_state_dict(saved_opt)
@@ -297,7 +297,7 @@ def test_large_update_runs_in_parallel_and_matches(tmp_path, monkeypatch):
     for _ in range(2):
         symbp.manual_seed(1)
         nets.append(nn.Sequential(nn.Linear(256, 128, dtype=np.float64)))
-    assert sum(p.data.size for p in nets[0].parameters()) >= PARALLEL_UPDATE
+    assert sum(p.data.numpy().size for p in nets[0].parameters()) >= PARALLEL_UPDATE
     opts = [symbp.optim.SGD(n.parameters(), lr=0.1, momentum=0.9) for n in nets]
     model = symbp.compile(nets[0], nn.CrossEntropyLoss(), opts[0])
     for _ in range(3):
