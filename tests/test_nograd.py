@@ -182,6 +182,15 @@ def test_module_zero_grad_sets_none_as_pytorch_2(float64):
     tnet.zero_grad()
     assert all(p.grad is None for p in net.parameters())
     assert all(p.grad is None for p in tnet.parameters())
+    for mine, theirs in [(net, tnet), (symbp.optim.SGD(net.parameters(), lr=0.1), None)]:
+        net(symbp.tensor(x)).sum().backward()
+        held = [p.grad for p in net.parameters()]
+        mine.zero_grad(set_to_none=False)  # in place: a held gradient sees the zeros
+        assert all(g is p.grad and not g.numpy().any() for g, p in zip(held, net.parameters()))
+    tnet(torch.tensor(x)).sum().backward()
+    held = [p.grad for p in tnet.parameters()]
+    tnet.zero_grad(set_to_none=False)
+    assert all(g is p.grad and not g.numpy().any() for g, p in zip(held, tnet.parameters()))
 
 
 # ---------------------------------------------------------------- grad mode

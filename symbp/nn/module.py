@@ -215,9 +215,13 @@ class Module:
     def float(self) -> Module:
         return self.to(np.float32)
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients (PyTorch 2's default), or zero them in place."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none:
+                p.grad = None
+            elif p._grad is not None:
+                p._grad[...] = 0
 
     # ------------------------------------------------------------ calling
 

@@ -81,7 +81,10 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None if set_to_none or p._grad is None else np.zeros_like(p._grad)
+                if set_to_none:
+                    p.grad = None
+                elif p._grad is not None:
+                    p._grad[...] = 0  # in place, as PyTorch: a held p.grad sees the zeros
 
     def step(self) -> None:
         for group in self.param_groups:
