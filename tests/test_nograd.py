@@ -463,3 +463,32 @@ def test_integer_array_assignment_raises_naming_the_form():
         x[np.array([0, 2])] = 0.0
     x[symbp.tensor(np.array([True, False, True]))] = 0.0  # a bool mask, as PyTorch
     assert x.tolist() == [0.0, 2.0, 0.0]
+
+
+def test_compiled_step_grads_are_tensors_and_in_place_updates_reach_the_program(float64):
+    x, y = data()
+    net, tnet = _nets()
+    model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    topt = torch.optim.SGD(tnet.parameters(), lr=0.1)
+
+    def torch_step():
+        topt.zero_grad()
+        torch.nn.functional.mse_loss(tnet(torch.tensor(x)), torch.tensor(y)).backward()
+        topt.step()
+
+    model.step(x, y)
+    torch_step()
+    for p, tp in zip(net.parameters(), tnet.parameters()):
+        assert isinstance(p.grad, symbp.Tensor)
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-12, atol=1e-15)
+    with symbp.no_grad():  # a manual update between compiled steps, seen by the next one
+        for p in net.parameters():
+            p.mul_(0.5)
+    with torch.no_grad():
+        for tp in tnet.parameters():
+            tp.mul_(0.5)
+    model.step(x, y)
+    torch_step()
+    for p, tp in zip(net.parameters(), tnet.parameters()):
+        np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-12, atol=1e-15)
