@@ -376,7 +376,7 @@ class _BufferArg:
         self.module, self.buffer, self.name, self.node = u.module, u.buffer, u.name, u.read
 
     @property
-    def data(self) -> np.ndarray:
+    def _data(self) -> np.ndarray:  # read as a Parameter's array is
         return self.module._buffers[self.buffer]  # type: ignore[no-any-return]
 
 
