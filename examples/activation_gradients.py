@@ -29,7 +29,7 @@ def main():
         v.grad = None
         s = symbp.softmax(v, 0)
         (s * symbp.tensor(np.eye(len(xs))[i])).sum().backward()  # ds_i / dx
-        rows.append(v.grad.copy())
+        rows.append(v.grad.numpy().copy())
     jac = np.array(rows)
     e = np.exp(xs - xs.max())
     s = e / e.sum()

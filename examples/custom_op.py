@@ -47,7 +47,7 @@ def main():
     np.testing.assert_array_equal(x.grad, (xs > 0).astype(float))
     away = xs != 0
     fd = central_differences(lambda v: max(v, 0.0), xs[away])
-    np.testing.assert_allclose(x.grad[away], fd, rtol=1e-8)
+    np.testing.assert_allclose(x.grad.numpy()[away], fd, rtol=1e-8)
     print("all checks passed")
 
 

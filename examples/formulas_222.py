@@ -52,9 +52,9 @@ def main() -> None:
     print(f.scalar("w5", expand=True).text().splitlines()[0])
 
     loss.backward()
-    assert abs(w5.value - net.linear2.weight.grad[0, 0]) < 1e-12
+    assert abs(w5.value - net.linear2.weight.grad.numpy()[0, 0]) < 1e-12
     assert abs(w5.value - 0.082167041) < 1e-9
-    print(f"\nloss.backward() agrees: ∂E/∂w5 = {net.linear2.weight.grad[0, 0]:.9f}")
+    print(f"\nloss.backward() agrees: ∂E/∂w5 = {net.linear2.weight.grad.numpy()[0, 0]:.9f}")
 
 
 if __name__ == "__main__":

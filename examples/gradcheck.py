@@ -53,8 +53,8 @@ def main() -> None:
     report.raise_if_failed()
 
     print("\n== the same MLP with hidden unit 2 within eps of its kink for the first sample")
-    w = mlp[0].weight.data[2].astype(np.float64)
-    bias = mlp[0].bias.data.copy()
+    w = mlp[0].weight.data.numpy()[2].astype(np.float64)
+    bias = mlp[0].bias.data.numpy().copy()
     bias[2] = 3e-7 - xs[0] @ w  # its pre-activation is now about 3e-7: a ±1e-6 step crosses 0
     mlp[0].bias.data = bias
     report = symbp.gradcheck(mlp, nn.MSELoss(), xs, ys)

@@ -71,14 +71,14 @@ def main():
     loss.backward()
     print("\ngradients:")
     for name, p in net.named_parameters():
-        print(f"  dE/d{name:15s} =", np.array2string(p.grad, precision=9).replace("\n", ""))
+        print(f"  dE/d{name:15s} =", np.array2string(p.grad.numpy(), precision=9).replace("\n", ""))
         np.testing.assert_allclose(p.grad, ref_grads[name], rtol=1e-5, atol=1e-9)
 
     opt = symbp.optim.SGD(net.parameters(), lr=0.5)
     opt.step()
     print("\nafter one SGD step, lr 0.5:")
     for name, p in net.named_parameters():
-        print(f"  {name:15s} =", np.array2string(p.data, precision=9).replace("\n", ""))
+        print(f"  {name:15s} =", np.array2string(p.data.numpy(), precision=9).replace("\n", ""))
         step = ref_params[name] - 0.5 * ref_grads[name]  # the update, by hand
         np.testing.assert_allclose(p.data, step, rtol=1e-6)
     # the tutorial's published w5..w8 and w1..w4 after the step

@@ -8,8 +8,10 @@ symbolically (every elementwise derivative from SymPy), simplifies it on purpose
 >>> w = symbp.tensor(2.0, requires_grad=True)
 >>> loss = ((w * x - 1) ** 2).mean()
 >>> loss.backward()  # d/dw of mean((w x - 1)^2) is 2/3 * sum((w x - 1) x) = 44/3 at w = 2
->>> w.grad  # a NumPy array, in the default dtype (float32, as in PyTorch)
-array(14.666666, dtype=float32)
+>>> w.grad  # a Tensor, in the default dtype (float32), printed as PyTorch prints it
+tensor(14.6667)
+>>> w.grad.item()
+14.666666030883789
 """
 
 from symbp import backends, cuda, dtypes, nn, optim, random, utils
@@ -52,6 +54,13 @@ from symbp.factories import (
     zeros_like,
 )
 from symbp.formulas import Formulas, formulas
+from symbp.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from symbp.graph import ComputationGraph, computation_graph
 from symbp.interop import WeightsError, load_weights, save_weights
 from symbp.ir import B, ShapeError, print_program
@@ -180,6 +189,7 @@ __all__ = [
     "elementwise",
     "empty",
     "empty_like",
+    "enable_grad",
     "exp",
     "eye",
     "flatten",
@@ -198,10 +208,12 @@ __all__ = [
     "grad",
     "gradcheck",
     "half",
+    "inference_mode",
     "initial_seed",
     "int",
     "int32",
     "int64",
+    "is_grad_enabled",
     "linspace",
     "load_checkpoint",
     "load_weights",
@@ -216,6 +228,7 @@ __all__ = [
     "mean",
     "multinomial",
     "nn",
+    "no_grad",
     "normal",
     "onehot",
     "ones",
@@ -239,6 +252,7 @@ __all__ = [
     "seed",
     "set_default_device",
     "set_default_dtype",
+    "set_grad_enabled",
     "set_rng_state",
     "sigmoid",
     "silu",

@@ -121,6 +121,7 @@ def backward(loss: Tensor) -> None:
     if not loss.requires_grad:
         raise RuntimeError("backward(): the loss does not depend on any tensor that requires grad")
     tensors = _graph_tensors(loss)
+    _check_versions(tensors)
     # Leaves only: a folded x.unsqueeze(0).squeeze(0) has x's node but is not a leaf.
     leaves = {
         t.node: t
@@ -139,10 +140,30 @@ def backward(loss: Tensor) -> None:
     for w, g in zip(wrt, grads):
         t = leaves[back[w]]
         g = np.asarray(g, dtype=t.dtype).reshape(t.value.shape)  # type: ignore[union-attr]
-        t.grad = g.copy() if t.grad is None else t.grad + g
+        if t._grad is None:
+            t._grad = g.copy()
+        elif t._grad.shape == g.shape and t._grad.flags.writeable:
+            t._grad += g  # in place, as PyTorch accumulates: a held x.grad sees the sum
+        else:
+            t._grad = t._grad + g
     for node, t in leaves.items():  # folded out of the graph (x * 0): PyTorch gives zeros
-        if node not in memo and t.grad is None:
-            t.grad = np.zeros_like(t.value)
+        if node not in memo and t._grad is None:
+            t._grad = np.zeros_like(t.value)
+
+
+def _check_versions(tensors: Sequence[Tensor]) -> None:
+    """Refuse a backward that would read values updated in place since the forward ran (the
+    graph is re-evaluated from its inputs' current values), as PyTorch does."""
+    for t in tensors:
+        for p, v in zip(t._parents, t._versions):
+            if p._version != v:
+                kind = {"f": "Float", "i": "Long", "b": "Bool"}.get(p.dtype.kind, str(p.dtype))
+                kind = "Double" if p.dtype == np.float64 else kind
+                raise RuntimeError(  # PyTorch's words
+                    f"one of the variables needed for gradient computation has been modified by "
+                    f"an inplace operation: [torch.{kind}Tensor {list(p.shape)}] is at version "
+                    f"{p._version}; expected version {v} instead."
+                )
 
 
 # ---------------------------------------------------------------- tracing for the compiler

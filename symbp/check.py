@@ -441,7 +441,7 @@ def _graph_tensors(root: Tensor) -> Iterator[Tensor]:
 @contextlib.contextmanager
 def _float64(params: Sequence[Parameter]) -> Iterator[None]:
     """Run with ``params`` and new float tensors in float64; restore them exactly after."""
-    saved = [(p, p.data) for p in params]
+    saved = [(p, p._data) for p in params]
     default = get_default_dtype()
     try:
         for p in params:
@@ -502,7 +502,7 @@ def _trace64(
         ordered = [found[n] for n in toposort([first.node]) if n in found]  # as they appear
         named = [(p.name, p) for p in ordered if p.requires_grad]
     for n, p in named:
-        _first_bad(f"parameter '{n}'", p.data)
+        _first_bad(f"parameter '{n}'", p._data)
 
     # a training forward moves buffers (batch norm's running statistics): put them back
     modules = list(model.modules()) if hasattr(model, "modules") else []

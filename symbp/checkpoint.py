@@ -371,7 +371,7 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 
 def _check_model(ckpt: Checkpoint, model: Any, strict: bool) -> None:
-    mine = {n: p.data for n, p in model.named_parameters()}
+    mine = {n: p._data for n, p in model.named_parameters()}
     mine.update(dict(model.named_buffers()))
     if strict:
         missing = [n for n in mine if n not in ckpt.model]
@@ -428,11 +428,11 @@ def _check_optimizer(ckpt: Checkpoint, optimizer: Any, model: Any) -> None:
                 f"file but '{name}' here (parameters passed in another order?)"
             )
         for key, value in saved["state"].get(i, {}).items():
-            if isinstance(value, np.ndarray) and value.ndim and value.shape != p.data.shape:
+            if isinstance(value, np.ndarray) and value.ndim and value.shape != p._data.shape:
                 raise CheckpointError(
                     f"checkpoint {ckpt.path}: optimizer state '{key}' of '{name}' has shape "
                     f"{_shape(value.shape)} in the file but the parameter is "
-                    f"{_shape(p.data.shape)}"
+                    f"{_shape(p._data.shape)}"
                 )
 
 

@@ -141,7 +141,7 @@ class _Program:
             self.views.append(view(ps["offset"]))
             self.grads.append(None if ps["grad"] is None else view(ps["grad"]))
             self.states.append({s: view(off) for s, off in ps["state"].items()})
-            self.views[-1][...] = p.data
+            self.views[-1][...] = p._data
         self._bind_model_state(buffers)
         self.arenas = runtime.Arenas(self.spec, self.dtype, 1)
         self.hyper = np.zeros(max(sum(len(h) for h in self.spec["hyper"]), 1), np.float64)
@@ -352,7 +352,7 @@ class _Program:
     def sync_out(self, grads: bool = True) -> None:
         if grads:
             for p, g in self.grad_pairs:
-                p.grad = g
+                p._grad = g  # a view into the program's memory
         if self.step_states:
             t = int(self.ints[0])
             for st in self.step_states:
@@ -521,7 +521,7 @@ class _BufferArg:
         self.module, self.buffer, self.name, self.node = u.module, u.buffer, u.name, u.read
 
     @property
-    def data(self) -> np.ndarray:
+    def _data(self) -> np.ndarray:  # read as a Parameter's array is
         return self.module._buffers[self.buffer]  # type: ignore[no-any-return]
 
 
@@ -1073,7 +1073,7 @@ class CompiledModel:
         if len(X):
             bs = max(1, min(batch_size, len(X)))
             ar = runtime.Arenas(spec, np.dtype(spec["dtype"]), bs)
-            mod.predict(X, bs, ar.work, ar.iwork, out, *(p.data for p in params))
+            mod.predict(X, bs, ar.work, ar.iwork, out, *(p._data for p in params))
         return out
 
     def evaluate(

@@ -58,7 +58,7 @@ def main(epochs: int = 20, quiet: bool = False) -> int:
     print(f.scalar("w5"))
     loss.backward()
     symbp.optim.SGD(net.parameters(), lr=0.5).step()
-    print(f"\nafter one SGD step (lr 0.5): w5 = {net.linear2.weight.data[0, 0]:.8f}")
+    print(f"\nafter one SGD step (lr 0.5): w5 = {net.linear2.weight._data[0, 0]:.8f}")
 
     _title("2. Gradient check: symbolic against central differences (float64)")
     report = symbp.gradcheck(TutorialNet(), half_sse, [[0.05, 0.10]], [[0.01, 0.99]])

@@ -2492,7 +2492,7 @@ def _source(
         if not loss.outputs:
             raise ValueError("formulas: the traced function returned nothing")
         node = loss.outputs[0]
-        values: dict[Node, np.ndarray] = {p.node: p.data for p in loss.params.values()}
+        values: dict[Node, np.ndarray] = {p.node: p._data for p in loss.params.values()}
         values.update(getattr(loss, "constants", {}))  # tensors built inside the function
         leaves = {n for n in toposort([node]) if n.op == "input"}
         cands: list[tuple[str | None, Node]] = [

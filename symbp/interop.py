@@ -181,7 +181,7 @@ def load_weights(
             raise WeightsError(f"rename maps several names of {where} to {', '.join(clashes)}")
         state = dict(zip(new, state.values()))
 
-    mine: dict[str, tuple[int, ...]] = {n: p.data.shape for n, p in model.named_parameters()}
+    mine: dict[str, tuple[int, ...]] = {n: p._data.shape for n, p in model.named_parameters()}
     mine.update({n: np.shape(b) for n, b in model.named_buffers()})
     missing = [n for n in mine if n not in state]
     unexpected = [n for n in state if n not in mine]

@@ -2,7 +2,7 @@
 
 >>> from symbp.models import tutorial_cnn
 >>> net = tutorial_cnn()  # the CIFAR-10-shaped CNN in symbp
->>> sum(p.data.size for p in net.parameters())
+>>> sum(p.numel() for p in net.parameters())
 145578
 
 Each builder takes the layer namespace, ``symbp.nn`` by default or ``torch.nn``, so that a test,

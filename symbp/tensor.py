@@ -19,6 +19,7 @@ import sympy
 
 from symbp import devices as _device
 from symbp import dtypes, ops
+from symbp.grad_mode import enable_grad, is_grad_enabled
 from symbp.ir import (
     Node,
     ShapeError,
@@ -73,26 +74,31 @@ def _no_comparison(x: Tensor, op: str, other: Any) -> NotImplementedError:
     )
 
 
-def _no_in_place(x: Tensor, op: str) -> NotImplementedError:
-    # Without __iadd__, Python runs x = x + y: it rebinds the name, leaving the tensor (and a
-    # model's parameter) unchanged, where PyTorch updates it in place.
-    plain = op[:-1]
-    if isinstance(x, Parameter):
-        return NotImplementedError(
-            f"p {op} ... on Parameter '{x.name}': PyTorch updates the parameter in place (inside "
-            f"torch.no_grad()); symbp has no in-place tensor ops yet, and rebinding the name "
-            f"would leave the model's parameter unchanged. Update its values, p.data {op} ... "
-            f"(p.data and p.grad are NumPy arrays), or use a symbp.optim optimizer"
+def _leaf(arr: np.ndarray) -> Tensor:
+    """A new leaf holding ``arr`` itself (no copy): ``.data``, ``.grad``, results under no_grad."""
+    return Tensor(Node("input", (), f"t{next(_ids)}", arr.shape, arr.dtype), arr)
+
+
+def _operand(x: Tensor, what: str, other: Any) -> Any:
+    """The values of an in-place op's other operand (a number stays a number)."""
+    if not isinstance(other, Tensor):
+        return other
+    if other.requires_grad and is_grad_enabled():
+        raise NotImplementedError(
+            f"x.{what} with an operand that requires grad, outside no_grad(): PyTorch would make "
+            f"x part of that graph; symbp does in-place updates only on constants. Write "
+            f"x = x {_SYMBOLS.get(what, '...')} y, or update inside symbp.no_grad()" + where()
         )
-    return NotImplementedError(
-        f"x {op} y on a {shape_str(x.shape)} tensor: PyTorch changes x in place (every other "
-        f"reference to it sees the change); symbp has no in-place tensor ops yet: write "
-        f"x = x {plain} y" + where()
-    )
+    return other.numpy()
+
+
+_SYMBOLS = {"add_": "+", "sub_": "-", "mul_": "*", "div_": "/", "pow_": "**"}
 
 
 class Tensor:
     """A node of the traced graph, with its value when it has one (eager mode)."""
+
+    _version: int  # bumped by each in-place update
 
     __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
 
@@ -104,10 +110,16 @@ class Tensor:
         parents: tuple[Tensor, ...] = (),
     ):
         self._node = node
-        self._value = value
+        # an array, never a NumPy scalar: in-place updates write into it
+        self._value = value if value is None or type(value) is np.ndarray else np.asarray(value)
         self.requires_grad = requires_grad
         self._parents = parents
-        self.grad: np.ndarray | None = None
+        # the parents' versions when this was computed: an in-place update of one since
+        # would make backward read other values than the forward did (PyTorch's check)
+        self._versions = tuple(p._version for p in parents)
+        self._version = 0
+        self._grad: np.ndarray | None = None
+        self._grad_view: Tensor | None = None
 
     # ------------------------------------------------------------ basic attributes
 
@@ -150,6 +162,9 @@ class Tensor:
 
     def dim(self) -> int:
         return self.ndim
+
+    def numel(self) -> Any:
+        return numel(self.shape)
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -220,8 +235,8 @@ class Tensor:
         return arr.copy() if copy else arr
 
     # ------------------------------------------------------------ what symbp does not do yet
-    # Each of these means something in PyTorch (an elementwise comparison, an update in place,
-    # an iteration over rows) that Python's fallback would silently replace with something else
+    # Each of these means something in PyTorch (an elementwise comparison, an iteration over
+    # rows) that Python's fallback would silently replace with something else
     # (identity, rebinding the name, getitem(0), getitem(1), ...): a clear error until symbp
     # has the op. Hashing stays by identity, so tensors still key dicts and fill sets. (`x @= y`
     # is left to Python: PyTorch has no in-place matmul either, and rebinds the name too.)
@@ -265,29 +280,187 @@ class Tensor:
             f"the values, x.tolist() or x.numpy()"
         )
 
-    def __iadd__(self, other: Any) -> Any:
-        raise _no_in_place(self, "+=")
+    # ------------------------------------------------------------ in place
+    # PyTorch's rules: an update writes into this tensor's memory (every alias sees it), keeps
+    # its shape and dtype, and is refused on a leaf that requires grad while grad mode is on.
+    # symbp updates only constants (a leaf, or any tensor no graph needs): an update of a
+    # tensor inside a graph that requires grad would need version-checked saved values.
 
-    def __isub__(self, other: Any) -> Any:
-        raise _no_in_place(self, "-=")
+    def _writable(self, what: str) -> np.ndarray:
+        """The array an in-place op may write, after PyTorch's checks."""
+        if self.requires_grad:
+            if self.is_leaf and is_grad_enabled():
+                raise RuntimeError(
+                    "a leaf Variable that requires grad is being used in an in-place operation."
+                    f" (x.{what}; update parameters inside symbp.no_grad())" + where()
+                )
+            if not self.is_leaf:
+                raise NotImplementedError(
+                    f"x.{what} on a {shape_str(self.shape)} tensor computed from tensors that "
+                    f"require grad: symbp does in-place updates only on leaves and constants; "
+                    f"write x = x {_SYMBOLS.get(what, '...')} y (a new tensor)" + where()
+                )
+        if self.value is None:
+            raise NotImplementedError(
+                f"x.{what} on a traced {shape_str(self.shape)} tensor: in-place updates need "
+                f"values; inside a traced model write x = x {_SYMBOLS.get(what, '...')} y"
+            )
+        return self.value
 
-    def __imul__(self, other: Any) -> Any:
-        raise _no_in_place(self, "*=")
+    def _assign(self, what: str, values: Any) -> Tensor:
+        """Write ``values`` (broadcast to this shape) into this tensor's memory."""
+        dst = self._writable(what)
+        values = np.asarray(values)
+        if np.broadcast_shapes(values.shape, dst.shape) != dst.shape:
+            raise RuntimeError(  # PyTorch's words
+                f"output with shape {list(dst.shape)} doesn't match the broadcast shape "
+                f"{list(np.broadcast_shapes(values.shape, dst.shape))}" + where()
+            )
+        if not np.can_cast(values.dtype, dst.dtype, "same_kind"):
+            names = {"f": "Float", "i": "Long", "u": "Long", "b": "Bool"}
+            raise RuntimeError(
+                f"result type {names.get(values.dtype.kind, values.dtype)} can't be cast to the "
+                f"desired output type {names.get(dst.dtype.kind, dst.dtype)}" + where()
+            )
+        dst[...] = values
+        self._changed()
+        return self
 
-    def __itruediv__(self, other: Any) -> Any:
-        raise _no_in_place(self, "/=")
+    def _changed(self) -> None:
+        self._version += 1
+        if self._parents:  # now a constant: its node's formula no longer gives its values
+            self._node = Node("input", (), f"t{next(_ids)}", self.shape, self.dtype)
+            self._parents, self._versions = (), ()
 
-    def __ipow__(self, other: Any) -> Any:
-        raise _no_in_place(self, "**=")
+    def _binary_(self, what: str, fn: Any, other: Any, alpha: Any = 1) -> Tensor:
+        dst = self._writable(what)
+        y = _operand(self, what, other)
+        if alpha != 1:
+            y = np.multiply(alpha, y)
+        with np.errstate(all="ignore"):  # inf and nan as PyTorch gives them
+            return self._assign(what, fn(dst, y))
+
+    def _unary_(self, what: str, fn: Any) -> Tensor:
+        dst = self._writable(what)
+        if dst.dtype.kind != "f" and what in ("exp_", "log_", "sqrt_"):
+            raise RuntimeError(
+                f"result type Float can't be cast to the desired output type Long ({what})"
+            )
+        with np.errstate(all="ignore"):
+            return self._assign(what, fn(dst))
+
+    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self._binary_("add_", np.add, other, alpha)
+
+    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self._binary_("sub_", np.subtract, other, alpha)
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._binary_("mul_", np.multiply, other)
+
+    def div_(self, other: Any) -> Tensor:
+        return self._binary_("div_", np.true_divide, other)
+
+    def pow_(self, exponent: Any) -> Tensor:
+        return self._binary_("pow_", np.power, exponent)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self.add_(other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self.sub_(other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self.mul_(other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self.div_(other)
+
+    def __ipow__(self, other: Any) -> Tensor:
+        return self.pow_(other)
+
+    def neg_(self) -> Tensor:
+        return self._unary_("neg_", np.negative)
+
+    def abs_(self) -> Tensor:
+        return self._unary_("abs_", np.abs)
+
+    def exp_(self) -> Tensor:
+        return self._unary_("exp_", np.exp)
+
+    def log_(self) -> Tensor:
+        return self._unary_("log_", np.log)
+
+    def sqrt_(self) -> Tensor:
+        return self._unary_("sqrt_", np.sqrt)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (PyTorch's names)
+        if min is None and max is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        dst = self._writable("clamp_")
+        lo = None if min is None else _operand(self, "clamp_", min)
+        hi = None if max is None else _operand(self, "clamp_", max)
+        out = dst if lo is None else np.maximum(dst, lo)  # NaN stays NaN, as PyTorch
+        out = out if hi is None else np.minimum(out, hi)  # max wins where min > max, as PyTorch
+        return self._assign("clamp_", out)
+
+    def clamp_min_(self, min: Any) -> Tensor:  # noqa: A002
+        return self.clamp_(min=min)
+
+    def clamp_max_(self, max: Any) -> Tensor:  # noqa: A002
+        return self.clamp_(max=max)
+
+    def zero_(self) -> Tensor:
+        return self._assign("zero_", np.zeros((), self.dtype))
+
+    def fill_(self, value: Any) -> Tensor:
+        v = np.asarray(_operand(self, "fill_", value))
+        if v.ndim:
+            raise RuntimeError(
+                f"fill_ only supports 0-dimension value tensor but got tensor with {v.ndim} "
+                f"dimensions."
+            )
+        return self._assign("fill_", v.astype(self.dtype))  # fill_ casts, as PyTorch
+
+    def copy_(self, src: Any) -> Tensor:
+        v = np.asarray(_operand(self, "copy_", src))
+        return self._assign("copy_", v.astype(self.dtype))  # copy_ converts the dtype
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+        from symbp.nn.init import generator
+
+        shape = self._writable("uniform_").shape
+        return self._assign("uniform_", generator().uniform(a, b, shape))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        from symbp.nn.init import generator
+
+        shape = self._writable("normal_").shape
+        return self._assign("normal_", generator().normal(mean, std, shape))
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        where = f"Parameter '{self.name}'" if isinstance(self, Parameter) else "a tensor"
-        raise NotImplementedError(
-            f"x[...] = v on {where} {shape_str(self.shape)}: PyTorch writes into x in place; "
-            f"symbp has no in-place ops yet. For a Parameter, write its NumPy values: "
-            f"p.data[...] = v; otherwise build the values in NumPy (a = x.numpy().copy(); "
-            f"a[...] = v) and make a new tensor, symbp.tensor(a)"
-        )
+        """``x[key] = v`` for basic keys (integers, slices, ``...``, ``None``) and bool masks,
+        where NumPy and PyTorch agree; integer-array keys raise."""
+        keys = key if isinstance(key, tuple) else (key,)
+        for k in keys:
+            basic = k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer))
+            mask = isinstance(k, (Tensor, np.ndarray)) and k.dtype.kind == "b"
+            if not (basic or mask) or isinstance(k, bool):
+                raise NotImplementedError(
+                    f"x[{_show_index(k)}] = v on a {shape_str(self.shape)} tensor: symbp writes "
+                    f"with integers, slices, ..., None and bool masks; for integer-array "
+                    f"indices write the NumPy values, x.numpy()[...] = v" + where()
+                )
+        dst = self._writable("__setitem__")
+        keys = tuple(k.numpy() if isinstance(k, Tensor) else k for k in keys)
+        v = np.asarray(_operand(self, "__setitem__", value))
+        if not np.can_cast(v.dtype, dst.dtype, "same_kind") and v.ndim:
+            raise RuntimeError(
+                f"Index put requires the source and destination dtypes match, "
+                f"got {dst.dtype} for the destination and {v.dtype} for the source."
+            )
+        dst[keys] = v
+        self._changed()
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -301,11 +474,73 @@ class Tensor:
     def detach(self) -> Tensor:
         return _unary_node(ops.detach(self.node), self, requires_grad=False)
 
-    def requires_grad_(self, flag: bool = True) -> Tensor:
-        if self.node.op != "input":
-            raise RuntimeError("requires_grad_ can only be set on leaf tensors")
-        self.requires_grad = flag
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if self.requires_grad and not self.is_leaf and not requires_grad:
+            raise RuntimeError(  # PyTorch's words
+                "you can only change requires_grad flags of leaf variables. If you want to use a "
+                "computed variable in a subgraph that doesn't require differentiation use "
+                "var_no_grad = var.detach()."
+            )
+        if requires_grad and self.dtype.kind != "f":
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        if requires_grad and self._parents:
+            if self.value is None:
+                raise NotImplementedError(
+                    f"requires_grad_() on a traced {shape_str(self.shape)} tensor computed from "
+                    f"others: make it an input of the traced function instead" + where()
+                )
+            self._changed()  # a tensor no graph needed: it becomes a leaf of new graphs
+            self._version -= 1  # its values did not change
+        self.requires_grad = bool(requires_grad)
         return self
+
+    @property
+    def is_leaf(self) -> bool:
+        """As PyTorch: a tensor that does not require grad, or one made by the user."""
+        return not self.requires_grad or (self.node.op == "input" and not self._parents)
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient, a Tensor sharing the stored array's memory (so
+        ``x.grad.zero_()`` clears it); None until a backward reaches this leaf."""
+        g = self._grad
+        if g is None:
+            return None
+        view = self._grad_view
+        if view is None or view._value is not g:
+            view = self._grad_view = _leaf(g)
+        return view
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        if value is None:
+            self._grad = self._grad_view = None
+            return
+        arr = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+        if self.value is not None and arr.shape != self.value.shape:
+            raise RuntimeError(  # PyTorch's words
+                f"attempting to assign a gradient of size '{list(arr.shape)}' to a tensor of "
+                f"size '{list(self.value.shape)}'. Please ensure that the gradient and the "
+                f"tensor are the same size"
+            )
+        self._grad = arr
+        self._grad_view = value if isinstance(value, Tensor) and not value._parents else None
+
+    @property
+    def data(self) -> Tensor:
+        """The values as a new leaf that does not require grad, sharing this tensor's memory:
+        updates through it (``x.data.sub_(...)``) change this tensor and record no graph."""
+        if self.value is None:
+            return self.detach()
+        return _leaf(self.value)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        arr = _as_array(value) if not isinstance(value, Tensor) else value.numpy()
+        if arr.shape != self.shape or arr.dtype != self.dtype or self._parents:
+            self._node = Node("input", (), f"t{next(_ids)}", arr.shape, arr.dtype)
+            self._parents, self._versions = (), ()
+        self._value = arr
 
     def backward(self) -> None:
         """Derive the gradient of this scalar symbolically and add it to every leaf's ``.grad``."""
@@ -477,15 +712,17 @@ class Parameter(Tensor):
         return self._name
 
     @property
-    def data(self) -> np.ndarray:
-        return self._data
+    def data(self) -> Tensor:
+        return _leaf(self._data)
 
     @data.setter
     def data(self, value: Any) -> None:
+        if isinstance(value, Tensor) and value.value is getattr(self, "_data", None):
+            return  # p.data -= ...: updated in place already
         # Assignment keeps the parameter's dtype (a NumPy literal is float64 where the ported
         # torch.tensor literal was float32); module.double() / .to() change it on purpose.
         current = getattr(self, "_data", None)
-        arr = _as_array(value)
+        arr = _as_array(value)  # a Tensor's values are copied: its own stay its own
         dtype = current.dtype if current is not None else arr.dtype
         if dtype.kind != "f":
             dtype = _default_dtype[0]
@@ -537,6 +774,14 @@ def _lift(x: Any, like: Tensor | None = None) -> Tensor | sympy.Expr:
 
 def _result(node: Node, args: Sequence[Tensor], requires_grad: bool | None = None) -> Tensor:
     """Wrap a new node, evaluating it now when every argument has a value."""
+    if not is_grad_enabled():
+        # no graph: an eager result is a constant leaf, a traced one is cut off from the
+        # gradient (either way nothing computed here is differentiated later)
+        with enable_grad():
+            if not all(a.has_value for a in args):
+                return _result(ops.detach(node), args, False)
+            out = _result(node, args, False)
+        return Tensor(Node("input", (), f"t{next(_ids)}", node.shape, node.dtype), out.value)
     if requires_grad is None:
         requires_grad = any(a.requires_grad for a in args)
     value = None

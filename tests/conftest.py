@@ -255,7 +255,7 @@ def kernel_results(cases, chunk, make_xw) -> dict:
             x = np.zeros((2, 1), dtype)
             loss = _kernel_loss(net(symbp.tensor(x)), symbp.tensor(x))
             loss.backward()
-            want = {n: p.grad.copy() for n, p in net.named_parameters()}  # as compiled's
+            want = {n: p.grad.numpy().copy() for n, p in net.named_parameters()}  # as compiled's
             for p in net.parameters():
                 p.grad = None
             got_loss, got = symbp.compile(net, _kernel_loss).loss_and_grads(x, x)

@@ -50,7 +50,7 @@ def _model():
     its first step recomputed in float64 NumPy from its initial weights."""
     symbp.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 4), nn.Sigmoid(), nn.Linear(4, 1))
-    w1, b1, w2, b2 = (p.data.astype(np.float64) for p in net.parameters())
+    w1, b1, w2, b2 = (p.data.numpy().astype(np.float64) for p in net.parameters())
     out = 1 / (1 + np.exp(-(X @ w1.T + b1))) @ w2.T + b2
     model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
     return model, float(np.mean((out - Y) ** 2))
@@ -304,7 +304,7 @@ def test_a_pt_file_with_a_pickle_that_runs_code_is_rejected(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(1, 3), "bias": Payload(marker)}, path)
     net = nn.Linear(3, 1)
-    before = net.weight.data.copy()
+    before = net.weight.data.numpy().copy()
     with pytest.raises(
         symbp.WeightsError, match=r"pickled Python objects besides tensors \(exec\)"
     ):

@@ -57,7 +57,7 @@ class MLP(nn.Module):
 
 
 def params(net):
-    return {n: p.data.astype(np.float64) for n, p in net.named_parameters()}
+    return {n: p.data.numpy().astype(np.float64) for n, p in net.named_parameters()}
 
 
 # ---------------------------------------------------------------- smooth models pass
@@ -237,7 +237,7 @@ def test_relu_within_eps_of_kink_is_skipped_not_failed():
     net = _relu_net()
     x = np.array([[1.0, 2.0, -1.0], [0.5, -0.4, 0.9], [-1.5, 0.3, 0.6]])
     t = np.array([[0.3], [-0.2], [0.8]])
-    W, b = net.fc1.weight.data, net.fc1.bias.data.copy()
+    W, b = net.fc1.weight.data.numpy(), net.fc1.bias.data.numpy().copy()
     b[1] = 3e-7 - (x[1] @ W[1])  # row 1's pre-activation of unit 1 is 3e-7: within eps of 0
     net.fc1.bias.data = b
     assert abs((x @ W.T + b)[1, 1] - 3e-7) < 1e-15
@@ -257,7 +257,7 @@ def test_relu_within_eps_of_kink_is_skipped_not_failed():
     # Skipping was necessary: the plain central difference of b[1] straddles the kink.
     def loss_b(bb):
         h = np.maximum(x @ W.T + bb, 0)
-        return 0.5 * np.sum((h @ net.fc2.weight.data.T + net.fc2.bias.data - t) ** 2)
+        return 0.5 * np.sum((h @ net.fc2.weight.numpy().T + net.fc2.bias.numpy() - t) ** 2)
 
     naive = numeric_grad(loss_b, b)
     assert abs(naive[1] - report["fc1.bias"].symbolic[1]) > 1e-2
@@ -265,7 +265,7 @@ def test_relu_within_eps_of_kink_is_skipped_not_failed():
 
 def test_exactly_on_a_kink_warns_and_follows_pytorch():
     net = _relu_net()
-    b = net.fc1.bias.data.copy()
+    b = net.fc1.bias.data.numpy().copy()
     b[1] = 0.0
     net.fc1.bias.data = b
     x = np.array([[0.0, 0.0, 0.0], [0.5, -0.4, 0.9]])  # row 0: unit 1's pre-activation is 0
@@ -277,7 +277,7 @@ def test_exactly_on_a_kink_warns_and_follows_pytorch():
     assert report["fc1.weight"].skipped == 0  # x = 0 there: weights do not move that input
     assert "exactly on a kink" in str(report)
     # relu'(0) = 0: row 0 contributes nothing to unit 1's bias gradient (PyTorch's rule).
-    W, W2, b2 = net.fc1.weight.data, net.fc2.weight.data, net.fc2.bias.data
+    W, W2, b2 = net.fc1.weight.numpy(), net.fc2.weight.numpy(), net.fc2.bias.numpy()
     z = x @ W.T + b
     d = ((np.maximum(z, 0) @ W2.T + b2 - t) @ W2) * (z > 0)
     np.testing.assert_allclose(report["fc1.bias"].symbolic, d.sum(0), rtol=1e-12)
@@ -339,7 +339,7 @@ def test_nan_input_names_it():
 
 def test_inf_parameter_names_it():
     net = MLP()
-    w = net.fc2.weight.data.copy()
+    w = net.fc2.weight.data.numpy().copy()
     w[1, 3] = -np.inf
     net.fc2.weight.data = w
     with pytest.raises(ValueError, match=r"parameter 'fc2.weight' has inf at index \(1, 3\)"):
@@ -373,12 +373,12 @@ def test_model_is_left_unchanged():
     symbp.manual_seed(3)
     net = MLP()
     net.float()  # float32 parameters; the check itself runs in float64
-    before = {n: p.data for n, p in net.named_parameters()}
+    before = {n: p.numpy() for n, p in net.named_parameters()}
     snapshot = {n: a.copy() for n, a in before.items()}
     report = gradcheck(net, nn.MSELoss(), np.ones((2, 3), np.float32), np.zeros((2, 2), np.float32))
     assert report.ok
     for n, p in net.named_parameters():
-        assert p.data is before[n] and p.data.dtype == np.float32 and p.grad is None
+        assert p.numpy() is before[n] and p.data.dtype == np.float32 and p.grad is None
         np.testing.assert_array_equal(p.data, snapshot[n])
     assert symbp.get_default_dtype() == np.float32
 
@@ -394,7 +394,7 @@ def test_function_form_checks_inputs_and_closed_over_parameters(rng):
     assert report.ok
     assert {(r.name, r.kind) for r in report.rows} == {(w.name, "parameter"), ("x", "input")}
     sech2 = 1 - np.tanh(x @ w.data) ** 2
-    np.testing.assert_allclose(report["x"].symbolic, sech2 @ w.data.T, rtol=1e-12)
+    np.testing.assert_allclose(report["x"].symbolic, sech2 @ w.numpy().T, rtol=1e-12)
     np.testing.assert_allclose(report[w.name].symbolic, x.T @ sech2, rtol=1e-12)
     assert check_grads(f, x).ok
 
@@ -439,7 +439,7 @@ def test_report_table_has_a_row_per_parameter():
     assert "max abs err" in lines[1] and "worst at" in lines[1]
     for name, p in net.named_parameters():
         (line,) = [s for s in lines if s.split()[0] == name]
-        assert f"{p.data.size}/{p.data.size}" in line and line.endswith("ok")
+        assert f"{p.data.numpy().size}/{p.data.numpy().size}" in line and line.endswith("ok")
     assert repr(report).startswith("<GradcheckReport ok")
 
 

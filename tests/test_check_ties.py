@@ -54,7 +54,7 @@ def test_a_tie_between_parameters_is_skipped_not_failed():
     np.testing.assert_allclose(row.symbolic.ravel(), [2 * out * 2, 0.0])
     # and why skipping is right: the central difference straddles the kink, half of each
     h = 1e-6
-    w = net[0].weight.data
+    w = net[0].weight.numpy()
     w[0, 0, 0, 0] = 0.5 + h
     up = loss_fn(net(symbp.tensor(x)), symbp.tensor(t)).item()
     w[0, 0, 0, 0] = 0.5 - h

@@ -39,7 +39,7 @@ def train(net, opt, sched, epochs):
 
 
 def params(net):
-    return {n: p.data.copy() for n, p in net.named_parameters()}
+    return {n: p.data.numpy().copy() for n, p in net.named_parameters()}
 
 
 def test_round_trip_resumes_exactly(tmp_path):

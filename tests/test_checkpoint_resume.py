@@ -36,7 +36,7 @@ def make(seed=0):
 
 
 def params(net):
-    return {name: p.data.copy() for name, p in net.named_parameters()}
+    return {name: p.data.numpy().copy() for name, p in net.named_parameters()}
 
 
 def assert_same_params(a, b):

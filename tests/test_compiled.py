@@ -122,7 +122,7 @@ def test_loss_and_grads_does_not_update():
     x, y = _blobs()
     net = _mlp()
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
-    before = [p.data.copy() for p in net.parameters()]
+    before = [p.data.numpy().copy() for p in net.parameters()]
     loss, grads = model.loss_and_grads(x, y)
     ref = nn.CrossEntropyLoss()(net(symbp.tensor(x)), symbp.tensor(y))
     assert loss == pytest.approx(float(ref), rel=1e-12)
@@ -167,7 +167,7 @@ def trained():
 
 
 def _unchanged(net, fn):
-    before = [p.data.copy() for p in net.parameters()]
+    before = [p.data.numpy().copy() for p in net.parameters()]
     fn()
     for p, b in zip(net.parameters(), before):
         np.testing.assert_array_equal(p.data, b)

@@ -129,14 +129,14 @@ def test_compiled_dropout_steps_draw_fresh_masks_of_the_right_fraction():
     masks = []
     for t in range(3):
         model.step(x, y)
-        g = net[0].weight.grad[:, 0].copy()
+        g = net[0].weight.grad.numpy()[:, 0].copy()
         want = ops.bernoulli_mask(int(support.dropout_seed(model._train.seed, t, 0)), 1 - p, (n,))
         np.testing.assert_array_equal(g, want / (1 - p))  # kept entries scaled by exactly 1/(1-p)
         assert abs(want.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
         masks.append(want)
     assert (masks[0] != masks[1]).any() and (masks[1] != masks[2]).any()
     # inference has no dropout, whatever mode the model is in
-    np.testing.assert_array_equal(model.predict(x), x @ net[0].weight.data.T)
+    np.testing.assert_array_equal(model.predict(x), x @ net[0].weight.numpy().T)
 
 
 def test_compiled_dropout_in_eval_mode_is_the_identity():
@@ -152,7 +152,7 @@ def test_compiled_step_masks_follow_symbp_manual_seed():
     for _ in range(2):
         net, model, x, y = _masked_weights()  # manual_seed(3) before compiling
         model.step(x, y)
-        grads.append(net[0].weight.grad.copy())
+        grads.append(net[0].weight.grad.numpy().copy())
     np.testing.assert_array_equal(grads[0], grads[1])
 
 

@@ -462,7 +462,7 @@ def test_dropout_traced_mask_is_a_bernoulli_node_fed_by_a_seed_input():
     assert "bernoulli[p=0.5] 1.seed" in str(traced)
     # the reference draws the mask from the seed: equal seeds, equal masks, any batch size
     env = {n: np.ones((5, *n.shape[1:]), np.float32) for n in traced.inputs.values()}
-    env.update({p.node: p.data for p in model.parameters()})
+    env.update({p.node: p.numpy() for p in model.parameters()})
     (m1,) = evaluate([mask], {**env, seed: np.int64(3)}, dims={B: 5})
     (m2,) = evaluate([mask], {**env, seed: np.int64(3)}, dims={B: 5})
     assert m1.shape == (5, 8)
@@ -546,7 +546,7 @@ def test_batch_norm_traced_exposes_its_state_updates(rng):
     ]
     assert all(u.module is model[1] and u.new is not None for u in updates)
     # the traced updates, evaluated, are what an eager training forward writes
-    env = {traced.inputs["x"]: x, **{p.node: p.data for p in model.parameters()}}
+    env = {traced.inputs["x"]: x, **{p.node: p.numpy() for p in model.parameters()}}
     env.update({u.read: getattr(u.module, u.buffer) for u in updates})
     new = evaluate([u.new for u in updates], env)
     y = evaluate(traced.outputs, env)[0]
@@ -580,7 +580,7 @@ def test_traced_cnn_has_a_symbolic_batch_and_runs_at_any_batch_size(rng):
     assert traced.outputs[0].shape == (B, 3)
     for batch in (1, 3):
         x = rng.normal(size=(batch, 1, 8, 8)).astype(np.float32)
-        env = {traced.inputs["x"]: x, **{p.node: p.data for p in model.parameters()}}
+        env = {traced.inputs["x"]: x, **{p.node: p.numpy() for p in model.parameters()}}
         np.testing.assert_allclose(
             evaluate(traced.outputs, env)[0], model(symbp.tensor(x)).numpy(), rtol=1e-6
         )

@@ -330,8 +330,8 @@ def test_eager_training_over_a_loader_as_torch():
     symbp.manual_seed(0)
     nets = {symbp: nn.Linear(3, 4), torch: torch.nn.Linear(3, 4)}
     with torch.no_grad():
-        nets[torch].weight.copy_(torch.from_numpy(nets[symbp].weight.data))
-        nets[torch].bias.copy_(torch.from_numpy(nets[symbp].bias.data))
+        nets[torch].weight.copy_(torch.from_numpy(nets[symbp].weight.numpy()))
+        nets[torch].bias.copy_(torch.from_numpy(nets[symbp].bias.numpy()))
     for lib, mod in ((symbp, sdata), (torch, tdata)):
         net, loss_fn = nets[lib], lib.nn.CrossEntropyLoss()
         opt = lib.optim.SGD(net.parameters(), lr=0.5)

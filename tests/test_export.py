@@ -93,7 +93,7 @@ def test_exported_module_predicts_and_trains_as_symbp(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     got = np.load(tmp_path / "out.npz")
     want = model.predict(XT)
-    params = {name: p.data for name, p in net.named_parameters()}
+    params = {name: p.numpy() for name, p in net.named_parameters()}
     np.testing.assert_allclose(got["trained"], want, rtol=0, atol=1e-12)
     np.testing.assert_allclose(got["small_batches"], want, rtol=0, atol=1e-12)
     np.testing.assert_allclose(got["trained"], numpy_forward(params, XT), rtol=0, atol=1e-12)
@@ -198,7 +198,7 @@ def test_inference_only_model_exports_predict(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "got.npy"), want, rtol=0, atol=1e-12)
-    w1, b1, w2, b2 = (p.data for p in net.parameters())
+    w1, b1, w2, b2 = (p.numpy() for p in net.parameters())
     np.testing.assert_allclose(want, np.tanh(x @ w1.T + b1) @ w2.T + b2, rtol=0, atol=1e-12)
     assert "exported without its training program" in out.stdout
 

@@ -36,7 +36,7 @@ def make(opt="sgd", lr=0.1, seed=0):
 
 
 def params(net):
-    return [p.data.copy() for p in net.parameters()]
+    return [p.data.numpy().copy() for p in net.parameters()]
 
 
 def assert_same(a, b):

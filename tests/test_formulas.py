@@ -73,7 +73,7 @@ def relu_ce(batch: int = 4, seed: int = 0):
 def backward_grads(net, loss) -> dict[str, np.ndarray]:
     net.zero_grad()
     loss.backward()
-    return {name: p.grad.copy() for name, p in net.named_parameters()}
+    return {name: p.grad.numpy().copy() for name, p in net.named_parameters()}
 
 
 def central_differences(net, loss_fn, eps: float = 1e-6) -> dict[str, np.ndarray]:
@@ -82,12 +82,12 @@ def central_differences(net, loss_fn, eps: float = 1e-6) -> dict[str, np.ndarray
     for name, p in net.named_parameters():
         g = np.zeros_like(p.data)
         for idx in np.ndindex(*p.data.shape):
-            keep = p.data[idx]
-            p.data[idx] = keep + eps
+            keep = p.data.numpy()[idx]
+            p.data.numpy()[idx] = keep + eps
             up = loss_fn().item()
-            p.data[idx] = keep - eps
+            p.data.numpy()[idx] = keep - eps
             down = loss_fn().item()
-            p.data[idx] = keep
+            p.data.numpy()[idx] = keep
             g[idx] = (up - down) / (2 * eps)
         out[name] = g
     return out
@@ -280,8 +280,8 @@ def test_relu_cross_entropy_scalar_level():
     every = f.scalar()
     # leaves by the scalar level's names: weights and biases row-major in model order
     params = list(net.named_parameters())
-    ws = [p.data for name, p in params if name.endswith("weight")]
-    bs = [p.data for name, p in params if name.endswith("bias")]
+    ws = [p.numpy() for name, p in params if name.endswith("weight")]
+    bs = [p.numpy() for name, p in params if name.endswith("bias")]
     values = {f"w{k + 1}": v for k, v in enumerate(np.concatenate([w.ravel() for w in ws]))}
     values |= {f"b{k + 1}": v for k, v in enumerate(np.concatenate(bs))}
     values |= {f"x[{n + 1},{j + 1}]": x.numpy()[n, j] for n in range(2) for j in range(3)}

@@ -170,9 +170,9 @@ def test_strided_cnn_prints_strides_padding_and_the_transposed_sum():
 def test_the_printed_strided_formulas_are_the_gradients():
     """Each printed formula of STRIDED_LINES, transcribed into loops, against backward()."""
     net, _, x, labels, f = run(strided_cnn(), (2, 1, 10, 10))
-    W1, b1 = net[0].weight.data, net[0].bias.data
-    W2, b2 = net[2].weight.data, net[2].bias.data
-    W3, b3 = net[6].weight.data, net[6].bias.data
+    W1, b1 = net[0].weight.numpy(), net[0].bias.numpy()
+    W2, b2 = net[2].weight.numpy(), net[2].bias.numpy()
+    W3, b3 = net[6].weight.numpy(), net[6].bias.numpy()
     B = x.shape[0]
 
     # forward, as printed
@@ -268,7 +268,7 @@ def test_dilation_and_average_pooling():
         np.testing.assert_allclose(got, p.grad, rtol=1e-12, atol=1e-14)
 
     # the average-pool gradient as printed: each window's share, transposed
-    W2 = net[4].weight.data
+    W2 = net[4].weight.numpy()
     h = np.tanh(values[f.symbols["z1"]])
     d2 = values[f.symbols["δ2"]]
     g = (d2 @ W2).reshape(2, 2, 3, 3)  # unflatten(δ2·W2)
@@ -378,7 +378,7 @@ def test_stride_and_dilation_together_in_the_transposed_sum():
         assert line in text, f"{line!r} not in\n{text}"
     values = f.evaluate()
     s = f.symbols
-    h1, d2, W2 = values[s["h1"]], values[s["δ2"]], net[2].weight.data
+    h1, d2, W2 = values[s["h1"]], values[s["δ2"]], net[2].weight.numpy()
     d1 = np.zeros(h1.shape)
     for b, i, u, v in grid(*d1.shape):  # the printed δ1, term by term
         d1[b, i, u, v] = (1 - h1[b, i, u, v] ** 2) * sum(

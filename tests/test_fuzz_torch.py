@@ -323,7 +323,7 @@ def _train_eager(case: Case) -> list[tuple[float, list[np.ndarray]]]:
         loss = loss_fn(net(x), y)
         loss.backward()
         opt.step()
-        out.append((float(loss.item()), [p.data.copy() for p in net.parameters()]))
+        out.append((float(loss.item()), [p.numpy().copy() for p in net.parameters()]))
     return out
 
 
@@ -336,7 +336,7 @@ def _train_compiled(case: Case) -> list[tuple[float, list[np.ndarray]]]:
     for k in range(case.steps):
         opt.param_groups[0].update(case.changes.get(k, {}))
         loss = model.step(x, y)
-        out.append((loss, [p.data.copy() for p in net.parameters()]))
+        out.append((loss, [p.numpy().copy() for p in net.parameters()]))
     return out
 
 

@@ -62,7 +62,7 @@ def test_pt_from_torch_gives_the_same_forward(tmp_path, which):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     for name, value in tmodel.state_dict().items():
         ours = dict(model.named_parameters()).get(name)
-        ours = ours.data if ours is not None else dict(model.named_buffers())[name]
+        ours = ours.numpy() if ours is not None else dict(model.named_buffers())[name]
         np.testing.assert_array_equal(ours, value.numpy(), err_msg=name)
 
 

@@ -92,12 +92,12 @@ class Elementwise:
         for point, expected in self.kinks:
             ts = [symbp.tensor([p], requires_grad=True) for p in point]
             self.fn(*ts).sum().backward()
-            got = [float(t.grad[0]) for t in ts]
+            got = [float(t.grad.numpy()[0]) for t in ts]
             assert got == list(expected), f"{self.name}'{point} = {got}, PyTorch: {expected}"
             if torch is not None and self.torch_fn is not None:
                 tt = [torch.tensor([p], dtype=torch.float64, requires_grad=True) for p in point]
                 self.torch_fn(*tt).sum().backward()
-                assert got == [float(t.grad[0]) for t in tt]
+                assert got == [float(t.grad.numpy()[0]) for t in tt]
 
 
 def _torch(path):
@@ -837,13 +837,13 @@ def test_bce_at_saturated_probabilities_is_finite():
     assert loss.item() == 200.0
     loss.backward()
     assert np.all(np.isfinite(p.grad))
-    np.testing.assert_allclose(p.grad[:2], [-1e12, 1e12], rtol=1e-12)  # -t/eps, (1 - t)/eps
+    np.testing.assert_allclose(p.grad.numpy()[:2], [-1e12, 1e12], rtol=1e-12)  # -t/eps, (1 - t)/eps
     if torch is not None:
         tp = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
         tt = torch.tensor([1.0, 0.0], dtype=torch.float64)
         torch.nn.BCELoss(reduction="sum")(tp, tt).backward()
         # PyTorch's eps is the float32 1e-12, 4e-21 below the double: rtol 1e-8
-        np.testing.assert_allclose(p.grad[:2], tp.grad.numpy(), rtol=1e-8)
+        np.testing.assert_allclose(p.grad.numpy()[:2], tp.grad.numpy(), rtol=1e-8)
 
 
 def test_linear_on_three_dimensional_input(rng):

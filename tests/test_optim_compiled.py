@@ -174,7 +174,7 @@ def trajectories():
         traj = []
         for _ in range(STEPS):
             model.step(x, y)
-            traj.append([p.data.copy() for p in net.parameters()])
+            traj.append([p.data.numpy().copy() for p in net.parameters()])
         out[kind] = traj
     return out
 
@@ -192,7 +192,7 @@ def test_matches_numpy_updates(kind, trajectories):
         loss.backward()  # gradients from the reference executor
         for p, st, o in zip(params, states, options):
             o = {**COMMON.get(kind, {}), **o}
-            p.data = _numpy_update(kind, p.data, p.grad, st, o, lr, t)
+            p.data = _numpy_update(kind, p.numpy(), p.grad.numpy(), st, o, lr, t)
             p.grad = None
         for k, (want, got) in enumerate(zip(params, trajectories[kind][t - 1])):
             np.testing.assert_allclose(
@@ -207,7 +207,7 @@ def test_matches_torch(kind, trajectories):
     _, tname, options, lr = CONFIGS[kind]
     net = _net()
     x, y = (torch.tensor(a) for a in _data())
-    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in net.parameters()]
+    tparams = [torch.tensor(p.data.numpy().copy(), requires_grad=True) for p in net.parameters()]
     topt = getattr(torch.optim, tname)(
         [{"params": [p], **o} for p, o in zip(tparams, options)], lr=lr, **COMMON.get(kind, {})
     )
@@ -243,7 +243,7 @@ def test_state_dict_round_trip():
     after = []
     for _ in range(2):
         model.step(x, y)
-        after.append([p.data.copy() for p in net.parameters()])
+        after.append([p.data.numpy().copy() for p in net.parameters()])
     # back to step 3 through the state dicts, then the same two steps again
     net.load_state_dict(saved_net)
     opt.load_state_dict(saved_opt)
@@ -296,7 +296,7 @@ def test_large_update_runs_in_parallel_and_matches():
     for _ in range(2):
         symbp.manual_seed(1)
         nets.append(nn.Sequential(nn.Linear(256, 128, dtype=np.float64)))
-    assert sum(p.data.size for p in nets[0].parameters()) >= PARALLEL_UPDATE
+    assert sum(p.data.numpy().size for p in nets[0].parameters()) >= PARALLEL_UPDATE
     opts = [symbp.optim.SGD(n.parameters(), lr=0.1, momentum=0.9) for n in nets]
     model = symbp.compile(nets[0], nn.CrossEntropyLoss(), opts[0])
     for _ in range(3):
@@ -331,7 +331,7 @@ def _run_with_changes(kind, options, changes, compiled, steps=None):
             opt.zero_grad()
             _loss(net(symbp.tensor(x)), symbp.tensor(y)).backward()
             opt.step()
-        traj.append([p.data.copy() for p in net.parameters()])
+        traj.append([p.numpy().copy() for p in net.parameters()])
     return traj, programs
 
 
@@ -349,9 +349,9 @@ def _numpy_with_changes(kind, options, changes, steps):
         loss = _loss(net(symbp.tensor(x)), symbp.tensor(y))
         loss.backward()
         for p, st in zip(params, states):
-            p.data = _numpy_update(kind, p.data, p.grad, st, o, lr, t)
+            p.data = _numpy_update(kind, p.numpy(), p.grad.numpy(), st, o, lr, t)
             p.grad = None
-        traj.append([p.data.copy() for p in params])
+        traj.append([p.numpy().copy() for p in params])
     return traj
 
 
@@ -480,7 +480,7 @@ def test_compiled_follows_param_group_membership():
             np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
 
     step_both()
-    frozen = [a.data.copy() for a in p[2:]]
+    frozen = [a.numpy().copy() for a in p[2:]]
     step_both()
     for a, f in zip(p[2:], frozen):  # not in any group: not stepped
         np.testing.assert_array_equal(a.data, f)
@@ -490,8 +490,9 @@ def test_compiled_follows_param_group_membership():
     opt.param_groups[0]["params"].append(p[4])  # in place: the same list object
     ref_opt.param_groups[0]["params"].append(q[4])
     step_both()
-    opt.param_groups[1]["params"].remove(p[3])
-    ref_opt.param_groups[1]["params"].remove(q[3])
+    # pop, not remove(p[3]): list.remove compares tensors with ==, elementwise in PyTorch
+    assert opt.param_groups[1]["params"].pop() is p[3]
+    assert ref_opt.param_groups[1]["params"].pop() is q[3]
     step_both()
     with pytest.raises(ValueError, match="more than one parameter group"):
         opt.add_param_group({"params": [p[0]]})
@@ -511,7 +512,7 @@ def test_sgd_momentum_started_in_one_group_of_several():
         [{**g, "params": [q]} for g, q in zip(groups, ref.parameters())], lr=0.05
     )
     states: list[dict] = [{} for _ in groups]
-    want = [p.data.copy() for p in ref.parameters()]
+    want = [p.numpy().copy() for p in ref.parameters()]
     model = symbp.compile(net, _loss, opt)
     for t in range(1, 4):
         if t == 3:
@@ -521,7 +522,7 @@ def test_sgd_momentum_started_in_one_group_of_several():
         _loss(ref(symbp.tensor(x)), symbp.tensor(y)).backward()
         for k, (q, st) in enumerate(zip(ref.parameters(), states)):
             o = {"momentum": eager.param_groups[k]["momentum"], "dampening": 0.3}
-            want[k] = _numpy_update("SGD", q.data, q.grad, st, o, 0.05, t)
+            want[k] = _numpy_update("SGD", q.numpy(), q.grad.numpy(), st, o, 0.05, t)
         eager.step()
         for q, w in zip(ref.parameters(), want):
             np.testing.assert_allclose(q.data, w, rtol=1e-12, atol=1e-14)

@@ -151,7 +151,7 @@ def test_scheduled_lr_drives_the_update():
     p = Parameter(np.array([1.0, -2.0]))
     opt = symbp.optim.SGD([p], lr=0.5)
     s = sched.StepLR(opt, step_size=1, gamma=0.1)
-    expected = p.data.copy()
+    expected = p.data.numpy().copy()
     for lr in (0.5, 0.05, 0.005):
         p.grad = np.array([1.0, 3.0])
         opt.step()

@@ -79,9 +79,9 @@ def _sqrt_model(off: bool = True):
 def test_the_nonfinite_gradient_case_is_real_in_pytorch():
     net, _, _ = _sqrt_model()
     x, y = _data()
-    w1 = torch.tensor(net.fc1.weight.data, requires_grad=True)
-    h = torch.tensor(x) @ w1.T + torch.tensor(net.fc1.bias.data)
-    out = h.sqrt() @ torch.tensor(net.fc2.weight.data).T + torch.tensor(net.fc2.bias.data)
+    w1 = torch.tensor(net.fc1.weight.numpy(), requires_grad=True)
+    h = torch.tensor(x) @ w1.T + torch.tensor(net.fc1.bias.numpy())
+    out = h.sqrt() @ torch.tensor(net.fc2.weight.numpy()).T + torch.tensor(net.fc2.bias.numpy())
     loss = ((out - torch.tensor(y)) ** 2).mean()
     loss.backward()
     assert np.isfinite(loss.item())
@@ -237,7 +237,7 @@ def test_bce_loss_and_gradient_match_pytorch_at_saturation():
     tloss = torch.nn.functional.binary_cross_entropy(tp, torch.tensor(BCE_T))
     tloss.backward()
     np.testing.assert_allclose(float(loss), tloss.item(), rtol=1e-12)
-    assert p.grad[0] == 0.0 and p.grad[1] == 0.0  # were +-1/N
+    assert p.grad.numpy()[0] == 0.0 and p.grad.numpy()[1] == 0.0  # were +-1/N
     np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-7)
 
 
@@ -292,7 +292,7 @@ def test_bce_probabilities_outside_0_1_are_an_error_as_in_pytorch():
             FloatingPointError, match=r"step: the loss is not finite \(BCELoss: inp"
         ):
             model.step(x, y)
-    assert net.b.data[0] == 0.0
+    assert net.b.numpy()[0] == 0.0
     with pytest.raises(FloatingPointError, match=r"evaluate: the loss is not finite \(BCELoss"):
         model.evaluate(x, y, metrics=())
 

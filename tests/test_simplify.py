@@ -60,7 +60,7 @@ def test_sigmoid_output_delta_is_textbook_and_has_no_exp(net222):
     assert sympy.expand(d1.arg.expr - xsym(0) * xsym(1) * (1 - xsym(1))) == 0
 
     # and the program computes the hand-written backprop
-    env = {p.node: p.data for p in net.parameters()}
+    env = {p.node: p.numpy() for p in net.parameters()}
     values = evaluate(derived.outputs, {**env, x.node: X222, t.node: T222})
     ref_loss, ref_grads = backprop_222()
     assert values[0] == pytest.approx(ref_loss, rel=1e-14)
@@ -159,7 +159,7 @@ def test_symbolic_batch_one_trace_every_batch_size(net222):
     rng = np.random.default_rng(0)
     for batch in (3, 7):
         xs, ts = rng.uniform(0, 1, (batch, 2)), rng.uniform(0, 1, (batch, 2))
-        env = {x: xs, t: ts, **{p.node: p.data for p in params}}
+        env = {x: xs, t: ts, **{p.node: p.numpy() for p in params}}
         loss, *grads = evaluate(derived.outputs, env)
         # eager, on this batch: the same numbers (and the hand-written backprop)
         net.zero_grad()

@@ -1,7 +1,8 @@
 """Tensor Python protocol: where PyTorch gives a meaning symbp does not have yet, a clear error.
 
 Python's fallbacks would answer silently and wrongly: ``a == b`` by object identity, ``p -= g`` by
-rebinding the name, ``bool(x)`` as ``len(x) != 0``, ``x[:, labels]`` as one entry per row.
+rebinding the name (now an update in place, as PyTorch's: tests/test_nograd.py), ``bool(x)`` as
+``len(x) != 0``, ``x[:, labels]`` as one entry per row.
 Each test states PyTorch's behaviour (asserted on torch itself) and checks symbp either matches
 it exactly or refuses with an error that names the form.
 """
@@ -9,7 +10,6 @@ it exactly or refuses with an error that names the form.
 from __future__ import annotations
 
 import operator
-import re
 
 import numpy as np
 import pytest
@@ -99,17 +99,16 @@ def _apply_in_place(op, x, y):
 
 
 @pytest.mark.parametrize("op", IN_PLACE)
-def test_in_place_operators_raise_where_pytorch_updates_in_place(op):
+def test_in_place_operators_update_in_place_as_pytorch(op):
     a = np.array([[1.0, 2.0], [3.0, 4.0]])
     x, tx = pair(a)
     y, ty = pair(a / 4)
-    alias = tx
+    alias, talias = x, tx
     _apply_in_place(op, tx, ty)
-    assert not np.array_equal(alias.numpy(), a)  # torch changed the one tensor both names hold
-    alias = x
-    with pytest.raises(NotImplementedError, match=re.escape(f"x {op} y") + ".*in place"):
-        _apply_in_place(op, x, y)
-    np.testing.assert_array_equal(alias.numpy(), a)
+    _apply_in_place(op, x, y)
+    assert not np.array_equal(talias.numpy(), a)  # torch changed the one tensor both names hold
+    assert alias is x and talias is tx
+    np.testing.assert_allclose(alias.numpy(), talias.numpy(), rtol=1e-15, atol=0)
 
 
 def test_matmul_in_place_rebinds_as_in_pytorch():  # a guard: PyTorch has no in-place @ either
@@ -124,48 +123,64 @@ def test_matmul_in_place_rebinds_as_in_pytorch():  # a guard: PyTorch has no in-
     np.testing.assert_array_equal(x.numpy(), tx.numpy())
 
 
-def test_manual_sgd_over_parameters_raises_and_names_the_way_that_works(float64):
+def test_manual_sgd_over_parameters_as_pytorch(float64):
     rng = np.random.default_rng(0)
     xs, ys = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
     symbp.manual_seed(0)
     net = nn.Linear(3, 2)
     tnet = torch.nn.Linear(3, 2).double()
     with torch.no_grad():
-        tnet.weight.copy_(torch.tensor(net.weight.data))
-        tnet.bias.copy_(torch.tensor(net.bias.data))
+        tnet.weight.copy_(torch.tensor(net.weight.numpy()))
+        tnet.bias.copy_(torch.tensor(net.bias.numpy()))
     lr = 0.1
 
-    before = net.weight.data.copy()
+    before = net.weight.numpy().copy()
     ((net(symbp.tensor(xs)) - symbp.tensor(ys)) ** 2).mean().backward()
-    for p in net.parameters():
-        with pytest.raises(NotImplementedError, match=rf"p -= \.\.\. on Parameter '{p.name}'"):
+    ((tnet(torch.tensor(xs)) - torch.tensor(ys)) ** 2).mean().backward()
+    for p, tp in zip(net.parameters(), tnet.parameters()):
+        with pytest.raises(RuntimeError, match="leaf Variable that requires grad") as theirs:
+            tp -= lr * tp.grad  # outside no_grad: PyTorch refuses
+        with pytest.raises(RuntimeError) as mine:
             p -= lr * p.grad  # the silent no-op of old
-    np.testing.assert_array_equal(net.weight.data, before)  # nothing half-done
+        assert str(mine.value).startswith(str(theirs.value))
+    np.testing.assert_array_equal(net.weight.numpy(), before)  # nothing half-done
 
-    for _ in range(3):  # the loop the message names, against PyTorch's no_grad loop
-        for p in net.parameters():
-            p.grad = None
-        ((net(symbp.tensor(xs)) - symbp.tensor(ys)) ** 2).mean().backward()
-        for p in net.parameters():
-            p.data -= lr * p.grad
-        tnet.zero_grad()
-        ((tnet(torch.tensor(xs)) - torch.tensor(ys)) ** 2).mean().backward()
-        with torch.no_grad():
-            for tp in tnet.parameters():
-                tp -= lr * tp.grad
-    np.testing.assert_allclose(net.weight.data, tnet.weight.detach().numpy(), rtol=1e-13)
-    np.testing.assert_allclose(net.bias.data, tnet.bias.detach().numpy(), rtol=1e-13)
+    for form in ("no_grad", "data"):  # both loops, against PyTorch's no_grad loop
+        for _ in range(3):
+            net.zero_grad()
+            tnet.zero_grad()
+            ((net(symbp.tensor(xs)) - symbp.tensor(ys)) ** 2).mean().backward()
+            ((tnet(torch.tensor(xs)) - torch.tensor(ys)) ** 2).mean().backward()
+            if form == "data":
+                for p in net.parameters():
+                    p.data -= lr * p.grad
+            else:
+                with symbp.no_grad():
+                    for p in net.parameters():
+                        p -= lr * p.grad
+            with torch.no_grad():
+                for tp in tnet.parameters():
+                    tp -= lr * tp.grad
+        np.testing.assert_allclose(net.weight.numpy(), tnet.weight.detach().numpy(), rtol=1e-13)
+        np.testing.assert_allclose(net.bias.numpy(), tnet.bias.detach().numpy(), rtol=1e-13)
 
 
-def test_item_assignment_raises():
+def test_item_assignment_as_pytorch():
     x, tx = pair([1.0, 2.0, 3.0])
     tx[0] = 5.0
-    assert tx.tolist() == [5.0, 2.0, 3.0]
-    with pytest.raises(NotImplementedError, match=r"x\[\.\.\.\] = v .*in place"):
-        x[0] = 5.0
+    x[0] = 5.0
+    assert x.tolist() == tx.tolist() == [5.0, 2.0, 3.0]
+    tp = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
     p = nn.Parameter(np.zeros(3))
-    with pytest.raises(NotImplementedError, match=r"Parameter .*p\.data\[\.\.\.\] = v"):
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        tp[0] = 1.0
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
         p[0] = 1.0
+    with torch.no_grad():
+        tp[1:] = 2.0
+    with symbp.no_grad():
+        p[1:] = 2.0
+    assert p.tolist() == tp.tolist() == [0.0, 2.0, 2.0]
 
 
 # ---------------------------------------------------------------- truth, length, iteration

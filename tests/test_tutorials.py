@@ -47,7 +47,7 @@ def test_222_loss_and_gradients(dtype, net222):
 def test_222_one_sgd_step(dtype, net222):
     net, x, t = net222(dtype)
     opt = symbp.optim.SGD(net.parameters(), lr=0.5)
-    before = {n: p.data.astype(np.float64) for n, p in net.named_parameters()}
+    before = {n: p.data.numpy().astype(np.float64) for n, p in net.named_parameters()}
     opt.zero_grad()
     half_sse(net(x), t).backward()
     opt.step()
@@ -133,7 +133,7 @@ def test_softmax_jacobian():
         x.grad = None
         s = symbp.softmax(x, 0)
         (s * symbp.tensor(np.eye(len(xs))[i])).sum().backward()
-        rows.append(x.grad.copy())
+        rows.append(x.grad.numpy().copy())
     jac = np.array(rows)
     e = np.exp(xs - xs.max())
     sv = e / e.sum()
@@ -158,7 +158,7 @@ def test_grads_accumulate_until_zero_grad(net222):
     net, x, t = net222(np.float64)
     opt = symbp.optim.SGD(net.parameters(), lr=0.1)
     half_sse(net(x), t).backward()
-    once = {n: p.grad.copy() for n, p in net.named_parameters()}
+    once = {n: p.grad.numpy().copy() for n, p in net.named_parameters()}
     half_sse(net(x), t).backward()
     for n, p in net.named_parameters():
         np.testing.assert_allclose(p.grad, 2 * once[n], rtol=1e-15)
@@ -185,7 +185,7 @@ def test_backward_graph_is_cached(net222, monkeypatch):
     for step in range(3):
         opt.zero_grad()
         half_sse(net(x), t).backward()
-        grads.append(net.linear1.weight.grad.copy())
+        grads.append(net.linear1.weight.grad.numpy().copy())
         opt.step()
         assert len(calls) == 1, f"step {step} derived again"
     assert not np.allclose(grads[0], grads[2])  # the cached program saw the new weights
@@ -297,7 +297,7 @@ def test_custom_relu_with_explicit_derivative():
     np.testing.assert_array_equal(x.grad, w * (xs > 0))  # the given derivative, 0 at 0
     away = np.abs(xs) > 0.1
     fd = numeric_grad(lambda a: np.sum(np.maximum(a, 0) * w), xs)
-    np.testing.assert_allclose(x.grad[away], fd[away], rtol=1e-8)
+    np.testing.assert_allclose(x.grad.numpy()[away], fd[away], rtol=1e-8)
     if torch is None:
         return
 
@@ -333,7 +333,7 @@ def test_custom_op_inside_a_model():
     net = SwishNet()
     xs = np.random.default_rng(3).normal(size=(5, 3))
     (net(symbp.tensor(xs)) ** 2).mean().backward()
-    W = net.fc1.weight.data.copy()
+    W = net.fc1.weight.data.numpy().copy()
 
     def loss_of_w1(w1):
         net.fc1.weight.data = w1
@@ -350,7 +350,7 @@ def load_torch(tmodel, model):
     """Copy symbp parameters into a torch model whose parameters come in the same order."""
     with torch.no_grad():
         for tp, p in zip(tmodel.parameters(), model.parameters(), strict=True):
-            tp.copy_(torch.tensor(p.data))
+            tp.copy_(torch.tensor(p.data.numpy()))
 
 
 def assert_grads_match(model, tmodel, rtol=1e-10):

@@ -103,7 +103,7 @@ class Conv2d(Module):
         # bias uses the same bound, as PyTorch
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            fan_in = self.weight.data[0].size
+            fan_in = self.weight._data[0].size
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(self.bias, -bound, bound)
 

@@ -18,16 +18,16 @@ def generator() -> np.random.Generator:
 
 
 def _fill(p: Parameter, values: np.ndarray) -> Parameter:
-    p.data = values.astype(p.data.dtype).reshape(p.data.shape)
+    p.data = values.astype(p._data.dtype).reshape(p._data.shape)
     return p
 
 
 def uniform_(p: Parameter, a: float = 0.0, b: float = 1.0) -> Parameter:
-    return _fill(p, generator().uniform(a, b, p.data.shape))
+    return _fill(p, generator().uniform(a, b, p._data.shape))
 
 
 def normal_(p: Parameter, mean: float = 0.0, std: float = 1.0) -> Parameter:
-    return _fill(p, generator().normal(mean, std, p.data.shape))
+    return _fill(p, generator().normal(mean, std, p._data.shape))
 
 
 def constant_(p: Parameter, value: float) -> Parameter:
@@ -43,7 +43,7 @@ def ones_(p: Parameter) -> Parameter:
 
 
 def _fans(p: Parameter) -> tuple[int, int]:
-    shape = p.data.shape
+    shape = p._data.shape
     if len(shape) < 2:
         raise ValueError(f"fan in and fan out need at least 2 dimensions, got {list(shape)}")
     receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1

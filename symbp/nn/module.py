@@ -154,7 +154,7 @@ class Module:
             for name, p in m._parameters.items():
                 if id(p) not in seen:
                     seen.add(id(p))
-                    yield prefix + name, p.data, functools.partial(setattr, p, "data")
+                    yield prefix + name, p._data, functools.partial(setattr, p, "data")
             for name, b in m._buffers.items():
                 yield prefix + name, b, functools.partial(m.register_buffer, name)
 
@@ -238,9 +238,13 @@ class Module:
         check_device("cuda" if device is None else device, f"{type(self).__name__}.cuda")
         return self
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients (PyTorch 2's default), or zero them in place."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none:
+                p.grad = None
+            elif p._grad is not None:
+                p._grad[...] = 0
 
     # ------------------------------------------------------------ calling
 

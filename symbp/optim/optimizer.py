@@ -150,7 +150,10 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.grad)
+                if set_to_none:
+                    p.grad = None
+                elif p._grad is not None:
+                    p._grad[...] = 0  # in place, as PyTorch: a held p.grad sees the zeros
 
     def step(self) -> None:
         for group in self.param_groups:
@@ -158,22 +161,23 @@ class Optimizer:
             fn = _compiled(type(self), self.structure(group))  # type: ignore[arg-type]
             values = self.hyper_values(group)
             for p in group["params"]:
-                if p.grad is None:
+                if p._grad is None:
                     continue
                 st = self.state.setdefault(id(p), {"step": 0})
                 for name in new_s:
                     if name not in st:
-                        st[name] = np.full_like(p.data, self.initial_state(group, name))
+                        st[name] = np.full_like(p._data, self.initial_state(group, name))
                         if self.restart_count:
                             st["step"] = 0
                 st["step"] += 1
-                dtype = p.data.dtype
-                args = [p.data, p.grad, *(st[n] for n in new_s), *values]
+                dtype = p._data.dtype
+                args = [p._data, p._grad, *(st[n] for n in new_s), *values]
                 with np.errstate(all="ignore"):
                     outs = fn(*args, st["step"])
-                p.data = np.asarray(outs[0], dtype=dtype).reshape(p.data.shape)
+                p.data = np.asarray(outs[0], dtype=dtype).reshape(p._data.shape)
+                p._version += 1  # an update in place, as PyTorch's: older graphs are stale
                 for name, v in zip(new_s, outs[1:]):
-                    st[name] = np.asarray(v, dtype=dtype).reshape(p.data.shape)
+                    st[name] = np.asarray(v, dtype=dtype).reshape(p._data.shape)
 
     def state_dict(self) -> dict[str, Any]:
         index = {id(p): i for i, p in enumerate(self._params())}
@@ -237,13 +241,13 @@ class Optimizer:
                     loaded[name] = _step_count(what, i, v)
                     continue
                 arr = np.asarray(v)
-                if arr.shape != p.data.shape or arr.dtype.kind not in "biuf":
+                if arr.shape != p._data.shape or arr.dtype.kind not in "biuf":
                     raise ValueError(
                         f"{what}: state '{name}' of parameter {i} ('{p.name}') is "
                         f"{arr.dtype}{shape_str(arr.shape)}, the parameter is "
-                        f"{p.data.dtype}{shape_str(p.data.shape)}"
+                        f"{p._data.dtype}{shape_str(p._data.shape)}"
                     )
-                loaded[name] = arr.astype(p.data.dtype)  # a copy in the parameter's dtype
+                loaded[name] = arr.astype(p._data.dtype)  # a copy in the parameter's dtype
             new_state[id(p)] = loaded
         for mine, group in zip(self.param_groups, new_groups):
             mine.update(group)
