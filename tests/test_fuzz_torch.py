@@ -295,11 +295,8 @@ def _symbp_opt(case: Case, net: nn.Sequential) -> Any:
 # ---------------------------------------------------------------- training three ways
 
 
-def _train_torch(case: Case) -> list[tuple[float, list[np.ndarray]]]:
-    net = _torch_net(case, _symbp_net(case))
-    x, y = (torch.tensor(a) for a in _data(case))
-    opt = getattr(torch.optim, case.opt)(net.parameters(), **case.options)
-    loss_fn = _loss(case, torch.nn)
+def _loop(case: Case, net, opt, loss_fn, x, y) -> list[tuple[float, list[np.ndarray]]]:
+    """The PyTorch training loop, as written for torch: symbp runs the very same code."""
     out = []
     for k in range(case.steps):
         opt.param_groups[0].update(case.changes.get(k, {}))
@@ -307,24 +304,21 @@ def _train_torch(case: Case) -> list[tuple[float, list[np.ndarray]]]:
         loss = loss_fn(net(x), y)
         loss.backward()
         opt.step()
-        out.append((loss.item(), [p.detach().numpy().copy() for p in net.parameters()]))
+        out.append((float(loss.item()), [p.detach().numpy().copy() for p in net.parameters()]))
     return out
+
+
+def _train_torch(case: Case) -> list[tuple[float, list[np.ndarray]]]:
+    net = _torch_net(case, _symbp_net(case))
+    x, y = (torch.tensor(a) for a in _data(case))
+    opt = getattr(torch.optim, case.opt)(net.parameters(), **case.options)
+    return _loop(case, net, opt, _loss(case, torch.nn), x, y)
 
 
 def _train_eager(case: Case) -> list[tuple[float, list[np.ndarray]]]:
     net = _symbp_net(case)
     x, y = (symbp.tensor(a) for a in _data(case))
-    opt = _symbp_opt(case, net)
-    loss_fn = _loss(case, nn)
-    out = []
-    for k in range(case.steps):
-        opt.param_groups[0].update(case.changes.get(k, {}))
-        opt.zero_grad()
-        loss = loss_fn(net(x), y)
-        loss.backward()
-        opt.step()
-        out.append((float(loss.item()), [p.numpy().copy() for p in net.parameters()]))
-    return out
+    return _loop(case, net, _symbp_opt(case, net), _loss(case, nn), x, y)
 
 
 def _train_compiled(case: Case) -> list[tuple[float, list[np.ndarray]]]:
