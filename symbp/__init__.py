@@ -268,3 +268,18 @@ __all__ = [
     "zeros",
     "zeros_like",
 ]
+
+# -- issue 12/13 (names and __all__ += [...]) . math (rows of this family go below this line)
+#
+# -- issue 12/13 (names and __all__ += [...]) . logic (rows of this family go below this line)
+#
+# -- issue 12/13 (names and __all__ += [...]) . indexing (rows of this family go below this line)
+#
+# -- issue 12/13 (names and __all__ += [...]) . shaping (rows of this family go below this line)
+#
+# -- issue 12/13 (names and __all__ += [...]) . reductions (rows of this family go below this line)
+#
+# -- issue 12/13 (names and __all__ += [...]) . linalg (rows of this family go below this line)
+#
+# -- issue 12/13 (names and __all__ += [...]) . autograd (rows of this family go below this line)
+#

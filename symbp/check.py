@@ -190,6 +190,19 @@ def _maxpool_kink(node: Node, dims: dict) -> Kink:
 _LINEAR = NotApplicable("linear in each source: no kink")
 _NO_GRADIENT = NotApplicable("no gradient flows through it")
 
+# -- issue 12 . math (rows of this family go below this line)
+#
+# -- issue 12 . logic (rows of this family go below this line)
+#
+# -- issue 12 . indexing (rows of this family go below this line)
+#
+# -- issue 12 . shaping (rows of this family go below this line)
+#
+# -- issue 12 . reductions (rows of this family go below this line)
+#
+# -- issue 12 . linalg (rows of this family go below this line)
+#
+
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing): how to read the
 # regime of one of its nodes, or why it has none.
 KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
@@ -214,6 +227,18 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     "maxpool2d_grad": NotApplicable("a backward op: no double backward through max pooling"),
     "avgpool2d": _LINEAR,
     "avgpool2d_grad": _LINEAR,
+    # -- issue 12 . math (rows of this family go below this line)
+    #
+    # -- issue 12 . logic (rows of this family go below this line)
+    #
+    # -- issue 12 . indexing (rows of this family go below this line)
+    #
+    # -- issue 12 . shaping (rows of this family go below this line)
+    #
+    # -- issue 12 . reductions (rows of this family go below this line)
+    #
+    # -- issue 12 . linalg (rows of this family go below this line)
+    #
 }
 
 

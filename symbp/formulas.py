@@ -2364,6 +2364,20 @@ def _window_row(delta: bool = False, reads_delta: bool = False, to_delta: bool =
     return Printing(_window_expr, _INDEXED, delta, reads_delta, to_delta)
 
 
+# -- issue 12 . math (rows of this family go below this line)
+#
+# -- issue 12 . logic (rows of this family go below this line)
+#
+# -- issue 12 . indexing (rows of this family go below this line)
+#
+# -- issue 12 . shaping (rows of this family go below this line)
+#
+# -- issue 12 . reductions (rows of this family go below this line)
+#
+# -- issue 12 . linalg (rows of this family go below this line)
+#
+
+
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing).
 PRINTING: dict[str, Printing] = {
     "input": Printing(NotApplicable("a leaf, named by _Namer"), _ScalarLevel._evaluated),
@@ -2413,6 +2427,18 @@ PRINTING: dict[str, Printing] = {
     "maxpool2d_grad": _window_row(delta=True),
     "avgpool2d": _window_row(),
     "avgpool2d_grad": _window_row(delta=True),
+    # -- issue 12 . math (rows of this family go below this line)
+    #
+    # -- issue 12 . logic (rows of this family go below this line)
+    #
+    # -- issue 12 . indexing (rows of this family go below this line)
+    #
+    # -- issue 12 . shaping (rows of this family go below this line)
+    #
+    # -- issue 12 . reductions (rows of this family go below this line)
+    #
+    # -- issue 12 . linalg (rows of this family go below this line)
+    #
 }
 
 

@@ -475,6 +475,10 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     "minimum": sympy.Min,
     "clog": scalar.clog,
     "bce": scalar.bce,
+    # -- issue 12 . math (rows of this family go below this line)
+    #
+    # -- issue 12 . logic (rows of this family go below this line)
+    #
 }
 
 
@@ -1182,6 +1186,21 @@ def bernoulli(seed: Node, prob: float, shape: Shape, dtype: np.dtype) -> Node:
 
 
 # ---------------------------------------------------------------- end of convolution and pooling
+
+
+# ---------------------------------------------------------------- the tensor language (issue 12)
+# -- issue 12 . math (rows of this family go below this line)
+#
+# -- issue 12 . logic (rows of this family go below this line)
+#
+# -- issue 12 . indexing (rows of this family go below this line)
+#
+# -- issue 12 . shaping (rows of this family go below this line)
+#
+# -- issue 12 . reductions (rows of this family go below this line)
+#
+# -- issue 12 . linalg (rows of this family go below this line)
+#
 
 
 FLOATS = (float32, float64)

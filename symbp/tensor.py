@@ -678,6 +678,20 @@ class Tensor:
             shape.pop(dim)
         return reshape(self, *shape)
 
+    # -- issue 12/13 . math (rows of this family go below this line)
+    #
+    # -- issue 12/13 . logic (rows of this family go below this line)
+    #
+    # -- issue 12/13 . indexing (rows of this family go below this line)
+    #
+    # -- issue 12/13 . shaping (rows of this family go below this line)
+    #
+    # -- issue 12/13 . reductions (rows of this family go below this line)
+    #
+    # -- issue 12/13 . linalg (rows of this family go below this line)
+    #
+    # -- issue 12/13 . autograd (rows of this family go below this line)
+    #
     def __getitem__(self, key):
         return index(self, key)
 
@@ -1088,3 +1102,19 @@ def pick(x: Tensor, labels: Tensor) -> Tensor:
 def onehot(labels: Tensor, classes: int, dtype: Any = None) -> Tensor:
     dtype = np.dtype(dtype or _default_dtype[0])
     return _result(ops.onehot(labels.node, classes, dtype), [labels], False)
+
+
+# -- issue 12/13 . math (rows of this family go below this line)
+#
+# -- issue 12/13 . logic (rows of this family go below this line)
+#
+# -- issue 12/13 . indexing (rows of this family go below this line)
+#
+# -- issue 12/13 . shaping (rows of this family go below this line)
+#
+# -- issue 12/13 . reductions (rows of this family go below this line)
+#
+# -- issue 12/13 . linalg (rows of this family go below this line)
+#
+# -- issue 12/13 . autograd (rows of this family go below this line)
+#

@@ -188,6 +188,10 @@ ELEMENTWISE_ROWS = [
         if torch is None
         else (lambda p, t: torch.nn.functional.binary_cross_entropy(p, t, reduction="none")),
     ),
+    # -- issue 12 . math (rows of this family go below this line)
+    #
+    # -- issue 12 . logic (rows of this family go below this line)
+    #
 ]
 
 
@@ -502,6 +506,18 @@ STRUCTURAL_ROWS = [
         _normal(SHAPE),
         torch_fn=lambda x: x * torch.bernoulli(torch.ones_like(x)),
     ),
+    # -- issue 12 . math (rows of this family go below this line)
+    #
+    # -- issue 12 . logic (rows of this family go below this line)
+    #
+    # -- issue 12 . indexing (rows of this family go below this line)
+    #
+    # -- issue 12 . shaping (rows of this family go below this line)
+    #
+    # -- issue 12 . reductions (rows of this family go below this line)
+    #
+    # -- issue 12 . linalg (rows of this family go below this line)
+    #
 ]
 
 ROWS = ELEMENTWISE_ROWS + STRUCTURAL_ROWS

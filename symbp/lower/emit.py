@@ -819,6 +819,20 @@ def _same(n: Node, name: Namer) -> str:
     return name(n.src[0])
 
 
+# -- issue 12 . math (rows of this family go below this line)
+#
+# -- issue 12 . logic (rows of this family go below this line)
+#
+# -- issue 12 . indexing (rows of this family go below this line)
+#
+# -- issue 12 . shaping (rows of this family go below this line)
+#
+# -- issue 12 . reductions (rows of this family go below this line)
+#
+# -- issue 12 . linalg (rows of this family go below this line)
+#
+
+
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing).
 LOWERING: dict[str, Lowering] = {
     "input": Lowering(NotApplicable("a buffer given from outside, never computed"), _copy_of),
@@ -858,6 +872,18 @@ LOWERING: dict[str, Lowering] = {
     "maxpool2d_grad": _window_op(Emitter._emit_maxpool2d_grad, pool=True),
     "avgpool2d": _window_op(Emitter._emit_avgpool2d, pool=True),
     "avgpool2d_grad": _window_op(Emitter._emit_avgpool2d_grad, pool=True),
+    # -- issue 12 . math (rows of this family go below this line)
+    #
+    # -- issue 12 . logic (rows of this family go below this line)
+    #
+    # -- issue 12 . indexing (rows of this family go below this line)
+    #
+    # -- issue 12 . shaping (rows of this family go below this line)
+    #
+    # -- issue 12 . reductions (rows of this family go below this line)
+    #
+    # -- issue 12 . linalg (rows of this family go below this line)
+    #
 }
 
 

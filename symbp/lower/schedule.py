@@ -85,6 +85,18 @@ PLACEMENT: dict[str, Placement] = {
     "maxpool2d_grad": Placement("kernel", "dmaxpool", sources="buffers"),
     "avgpool2d": Placement("kernel", "avgpool", sources="buffers"),
     "avgpool2d_grad": Placement("kernel", "davgpool", sources="buffers"),
+    # -- issue 12 . math (rows of this family go below this line)
+    #
+    # -- issue 12 . logic (rows of this family go below this line)
+    #
+    # -- issue 12 . indexing (rows of this family go below this line)
+    #
+    # -- issue 12 . shaping (rows of this family go below this line)
+    #
+    # -- issue 12 . reductions (rows of this family go below this line)
+    #
+    # -- issue 12 . linalg (rows of this family go below this line)
+    #
 }
 
 

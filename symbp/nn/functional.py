@@ -306,3 +306,16 @@ __all__ = [
     "softplus",
     "tanh",
 ]
+
+# -- issue 12 . math (rows of this family go below this line)
+#
+# -- issue 12 . logic (rows of this family go below this line)
+#
+# -- issue 12 . indexing (rows of this family go below this line)
+#
+# -- issue 12 . shaping (rows of this family go below this line)
+#
+# -- issue 12 . reductions (rows of this family go below this line)
+#
+# -- issue 12 . linalg (rows of this family go below this line)
+#
