@@ -76,6 +76,72 @@ CONFIGS = {
         ],
         0.1,
     ),
+    "Adadelta": (
+        symbp.optim.Adadelta,
+        "Adadelta",
+        [{}, {"rho": 0.5}, {"eps": 1e-3}, {"weight_decay": 0.1}, {"maximize": True}, {}],
+        1.0,
+    ),
+    "Adamax": (
+        symbp.optim.Adamax,
+        "Adamax",
+        [{}, {"betas": (0.8, 0.9)}, {"eps": 1e-3}, {"weight_decay": 0.1}, {"maximize": True}, {}],
+        0.05,
+    ),
+    "NAdam": (
+        symbp.optim.NAdam,
+        "NAdam",
+        [
+            {},
+            {"momentum_decay": 0.05},
+            {"weight_decay": 0.1},
+            {"weight_decay": 0.1, "decoupled_weight_decay": True},
+            {"betas": (0.8, 0.9), "eps": 1e-3},
+            {"maximize": True},
+        ],
+        0.05,
+    ),
+    "RAdam": (
+        symbp.optim.RAdam,
+        "RAdam",
+        # beta2 = 0.9: rho_t passes 5 at step 6, so the trajectory has both regimes
+        [
+            {},
+            {"betas": (0.9, 0.9)},
+            {"betas": (0.8, 0.9), "weight_decay": 0.1},
+            {"betas": (0.9, 0.9), "weight_decay": 0.1, "decoupled_weight_decay": True},
+            {"eps": 1e-3, "betas": (0.9, 0.9)},
+            {"maximize": True, "betas": (0.9, 0.9)},
+        ],
+        0.05,
+    ),
+    "Rprop": (
+        symbp.optim.Rprop,
+        "Rprop",
+        [
+            {},
+            {"etas": (0.3, 1.5)},
+            {"step_sizes": (1e-3, 0.02)},
+            {"maximize": True},
+            {"lr": 0.1},
+            {"etas": (0.6, 1.1), "step_sizes": (1e-4, 1.0)},
+        ],
+        0.01,
+    ),
+    "ASGD": (
+        symbp.optim.ASGD,
+        "ASGD",
+        # t0 = 5: the average starts inside the trajectory (mu = 1 / (t - t0) after it)
+        [
+            {},
+            {"t0": 5.0},
+            {"lambd": 0.1, "t0": 3.0},
+            {"alpha": 0.5},
+            {"weight_decay": 0.1},
+            {"maximize": True, "t0": 8.0},
+        ],
+        0.05,
+    ),
 }
 
 
@@ -155,6 +221,74 @@ def _numpy_update(kind, p, g, st, o, lr, t):
         clr = lr / (1 + (t - 1) * o.get("lr_decay", 0.0))
         st["sum"] = st.get("sum", 0 * p + o.get("initial_accumulator_value", 0.0)) + g * g
         return p - clr * g / (np.sqrt(st["sum"]) + o.get("eps", 1e-10))
+    if kind == "Adadelta":
+        rho, eps = o.get("rho", 0.9), o.get("eps", 1e-6)
+        if wd:
+            g = g + wd * p
+        st["sq"] = rho * st.get("sq", 0 * p) + (1 - rho) * g * g
+        delta = np.sqrt(st.get("acc", 0 * p) + eps) / np.sqrt(st["sq"] + eps) * g
+        st["acc"] = rho * st.get("acc", 0 * p) + (1 - rho) * delta * delta
+        return p - lr * delta
+    if kind == "Adamax":
+        b1, b2 = o.get("betas", (0.9, 0.999))
+        if wd:
+            g = g + wd * p
+        st["m"] = b1 * st.get("m", 0 * p) + (1 - b1) * g
+        st["u"] = np.maximum(b2 * st.get("u", 0 * p), np.abs(g) + o.get("eps", 1e-8))
+        return p - lr / (1 - b1**t) * st["m"] / st["u"]
+    if kind == "NAdam":
+        b1, b2 = o.get("betas", (0.9, 0.999))
+        psi, eps = o.get("momentum_decay", 4e-3), o.get("eps", 1e-8)
+        if wd and o.get("decoupled_weight_decay"):
+            p = p * (1 - lr * wd)
+        elif wd:
+            g = g + wd * p
+        mu = b1 * (1 - 0.5 * 0.96 ** (t * psi))
+        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+        st["prod"] = st.get("prod", 1.0) * mu
+        st["m"] = b1 * st.get("m", 0 * p) + (1 - b1) * g
+        st["v"] = b2 * st.get("v", 0 * p) + (1 - b2) * g * g
+        denom = np.sqrt(st["v"] / (1 - b2**t)) + eps
+        p = p - lr * (1 - mu) / (1 - st["prod"]) * g / denom
+        return p - lr * mu_next / (1 - st["prod"] * mu_next) * st["m"] / denom
+    if kind == "RAdam":
+        b1, b2 = o.get("betas", (0.9, 0.999))
+        if wd and o.get("decoupled_weight_decay"):
+            p = p * (1 - lr * wd)
+        elif wd:
+            g = g + wd * p
+        st["m"] = b1 * st.get("m", 0 * p) + (1 - b1) * g
+        st["v"] = b2 * st.get("v", 0 * p) + (1 - b2) * g * g
+        m_hat = st["m"] / (1 - b1**t)
+        rho_inf = 2 / (1 - b2) - 1
+        rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
+        if rho_t <= 5:
+            return p - lr * m_hat
+        rect = math.sqrt(
+            (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        )
+        adaptive = math.sqrt(1 - b2**t) / (np.sqrt(st["v"]) + o.get("eps", 1e-8))
+        return p - lr * m_hat * rect * adaptive
+    if kind == "Rprop":
+        lr = o.get("lr", lr)
+        em, ep = o.get("etas", (0.5, 1.2))
+        lo, hi = o.get("step_sizes", (1e-6, 50))
+        prev, size = st.get("prev", 0 * p), st.get("size", 0 * p + lr)
+        agree = g * prev
+        size = np.clip(np.where(agree > 0, size * ep, np.where(agree < 0, size * em, size)), lo, hi)
+        g = np.where(agree < 0, 0.0, g)
+        st["prev"], st["size"] = g, size
+        return p - np.sign(g) * size
+    if kind == "ASGD":
+        lambd, alpha, t0 = o.get("lambd", 1e-4), o.get("alpha", 0.75), o.get("t0", 1e6)
+        if wd:
+            g = g + wd * p
+        eta, mu = st.get("eta", lr), st.get("mu", 1.0)
+        p = p * (1 - lambd * eta) - eta * g
+        st["ax"] = p.copy() if mu == 1 else st["ax"] + (p - st["ax"]) * mu
+        st["eta"] = lr / (1 + lambd * lr * t) ** alpha
+        st["mu"] = 1 / max(1, t - t0)
+        return p
     raise KeyError(kind)
 
 
@@ -204,6 +338,17 @@ def test_matches_numpy_updates(kind, trajectories):
 @pytest.mark.slow
 def test_matches_torch(kind, trajectories):
     torch = pytest.importorskip("torch")
+    # PyTorch keeps per-parameter scalar state (ASGD's eta and mu, NAdam's mu_product) in the
+    # default dtype: float64 here, as the parameters are
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        _torch_trajectory(torch, kind, trajectories)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _torch_trajectory(torch, kind, trajectories):
     _, tname, options, lr = CONFIGS[kind]
     net = _net()
     x, y = (torch.tensor(a) for a in _data())

@@ -23,6 +23,12 @@ from symbp.tensor import Parameter, Tensor
 
 P, G, T = sympy.symbols("p g t", real=True)  # parameter entry, gradient entry, step count
 
+# PyTorch's choices of implementation, not of mathematics: accepted by every optimizer and
+# kept in its param groups (so a PyTorch state dict loads), with no effect on the update.
+# ``differentiable=True`` (a gradient through the step itself) is refused: symbp's update
+# is not part of the traced graph.
+IMPLEMENTATION = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
+
 
 class Optimizer:
     defaults: dict[str, Any] = {}
@@ -34,7 +40,7 @@ class Optimizer:
 
     def __init__(self, params: Iterable[Parameter] | Iterable[dict], **hyper: Any):
         for k in hyper:
-            if k not in self.defaults:
+            if k not in self.defaults and k not in IMPLEMENTATION:
                 raise TypeError(f"{type(self).__name__}: unknown option {k!r}")
         if isinstance(params, Tensor):  # as PyTorch: not iterated over its rows
             raise TypeError(
@@ -54,7 +60,7 @@ class Optimizer:
         """Add a group of parameters with its own options (the others: the constructor's)."""
         params = param_group["params"]
         params = [params] if isinstance(params, Parameter) else list(params)
-        group = {**self.defaults, **self._given, **param_group, "params": params}
+        group = {**self.defaults, **IMPLEMENTATION, **self._given, **param_group, "params": params}
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in params) or len({id(p) for p in params}) < len(params):
             raise ValueError(
@@ -71,6 +77,11 @@ class Optimizer:
 
     def check(self, group: dict[str, Any]) -> None:
         self.upgrade(group)
+        if group.get("differentiable"):
+            raise ValueError(
+                f"{type(self).__name__}: differentiable=True is not supported: symbp's update "
+                f"step is not traced, so no gradient can flow through it"
+            )
         for k, v in group.items():
             if k != "params" and isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
                 raise ValueError(f"{type(self).__name__}: invalid {k}={v} (must be >= 0)")
@@ -174,10 +185,10 @@ class Optimizer:
                 args = [p._data, p._grad, *(st[n] for n in new_s), *values]
                 with np.errstate(all="ignore"):
                     outs = fn(*args, st["step"])
-                p.data = np.asarray(outs[0], dtype=dtype).reshape(p._data.shape)
+                p.data = _entries(outs[0], p._data)
                 p._version += 1  # an update in place, as PyTorch's: older graphs are stale
                 for name, v in zip(new_s, outs[1:]):
-                    st[name] = np.asarray(v, dtype=dtype).reshape(p._data.shape)
+                    st[name] = _entries(v, p._data)
 
     def state_dict(self) -> dict[str, Any]:
         index = {id(p): i for i, p in enumerate(self._params())}
@@ -259,6 +270,12 @@ class Optimizer:
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.param_groups[0].items() if k != "params")
         return f"{type(self).__name__}({opts})"
+
+
+def _entries(value: Any, p: np.ndarray) -> np.ndarray:
+    """A new value of ``p`` or of its state, entry by entry, as a fresh array like ``p``: a
+    formula free of ``p``, ``g`` and the state (ASGD's next eta) evaluates to one number."""
+    return np.array(np.broadcast_to(np.asarray(value, dtype=p.dtype), p.shape))
 
 
 def _slot(what: str, key: Any, count: int) -> int:
