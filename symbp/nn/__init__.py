@@ -1,6 +1,7 @@
 """PyTorch-style layers and losses; each is a composition of symbp's tensor ops."""
 
 from symbp.nn import functional, init
+from symbp.nn.containers import ModuleDict, ModuleList, ParameterDict, ParameterList
 from symbp.nn.conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -49,8 +50,12 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "NLLLoss",
     "Parameter",
+    "ParameterDict",
+    "ParameterList",
     "ReLU",
     "Sequential",
     "SiLU",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -50,10 +52,14 @@ class Linear(Module):
 class Sequential(Module):
     """Modules applied in order; indexable and iterable like PyTorch's."""
 
-    def __init__(self, *modules: Module):
+    def __init__(self, *modules: Module | Mapping[str, Module]):
         super().__init__()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
+        if len(modules) == 1 and isinstance(modules[0], Mapping):  # Sequential(OrderedDict(...))
+            for name, m in modules[0].items():
+                self.add_module(name, m)
+            return
+        for i, mod in enumerate(modules):
+            self.add_module(str(i), mod)  # type: ignore[arg-type]  # add_module checks it
 
     def forward(self, x: Any) -> Any:
         for m in self._modules.values():
@@ -61,8 +67,43 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, i: int | slice) -> Module:
+        mods = list(self._modules.items())
+        if isinstance(i, slice):
+            return Sequential(OrderedDict(mods[i]))  # PyTorch keeps the names of a slice
+        if not -len(mods) <= i < len(mods):
+            raise IndexError(f"index {i} is out of range for a Sequential of {len(mods)}")
+        return mods[i][1]
+
+    def __setitem__(self, i: int, m: Module) -> None:
+        self.add_module(list(self._modules)[i], m)
+
+    def __delitem__(self, i: int | slice) -> None:
+        names = list(self._modules)
+        for name in names[i] if isinstance(i, slice) else [names[i]]:
+            delattr(self, name)
+        self._renumber(list(self._modules.values()))  # as PyTorch: the rest become 0, 1, ...
+
+    def _renumber(self, mods: list[Module]) -> None:
+        for name in list(self._modules):
+            delattr(self, name)
+        for k, mod in enumerate(mods):
+            self.add_module(str(k), mod)
+
+    def insert(self, index: int, m: Module) -> Sequential:
         mods = list(self._modules.values())
-        return Sequential(*mods[i]) if isinstance(i, slice) else mods[i]
+        mods.insert(index, m)
+        self._renumber(mods)
+        return self
+
+    def extend(self, modules: Any) -> Sequential:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def pop(self, index: int = -1) -> Module:
+        m = self[index]
+        del self[index]
+        return m
 
     def __len__(self) -> int:
         return len(self._modules)

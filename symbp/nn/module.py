@@ -96,48 +96,119 @@ class Module:
             table.pop(name, None)
         object.__delattr__(self, name)
 
-    def register_buffer(self, name: str, value: np.ndarray) -> None:
-        """A non-trainable array saved in the state dict (running statistics and the like)."""
-        self._buffers[name] = np.asarray(value)
+    def register_buffer(self, name: str, value: Any, persistent: bool = True) -> None:
+        """A non-trainable array, saved in the state dict (running statistics and the like)
+        unless ``persistent=False`` (a cached mask, say)."""
+        self._buffers[name] = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
+        if not persistent:
+            self.__dict__.setdefault("_non_persistent", set()).add(name)
         object.__setattr__(self, name, self._buffers[name])
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(
+                f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
+                f"(symbp.nn.Parameter or None required)"
+            )
         setattr(self, name, param)
 
-    def add_module(self, name: str, module: Module) -> None:
+    def add_module(self, name: str, module: Module | None) -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+        if not isinstance(name, str) or "." in name or not name:
+            raise KeyError(f"module name must be a non-empty string without '.', got {name!r}")
         setattr(self, name, module)
+        if module is None:
+            self._modules[name] = None  # type: ignore[assignment]  # an empty slot, as PyTorch's
+
+    register_module = add_module
+
+    def get_submodule(self, target: str) -> Module:
+        """The module at dotted path ``target`` (``"encoder.layers.0"``); "" is this one."""
+        m: Module = self
+        for part in target.split(".") if target else []:
+            if part not in m._modules or m._modules[part] is None:
+                raise AttributeError(f"{type(m).__name__} has no attribute `{part}`")
+            m = m._modules[part]
+        return m
+
+    def get_parameter(self, target: str) -> Parameter:
+        path, _, name = target.rpartition(".")
+        m = self.get_submodule(path)
+        if name not in m._parameters:
+            raise AttributeError(f"{type(m).__name__} has no parameter `{name}`")
+        return m._parameters[name]
 
     # ------------------------------------------------------------ traversal
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, memo: set[int] | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """Every module once (a module held twice appears under its first name), this one
+        first, as PyTorch orders them."""
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+            if m is not None:
+                yield from m.named_modules(
+                    memo, f"{prefix}.{name}" if prefix else name, remove_duplicate
+                )
 
     def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
 
     def children(self) -> Iterator[Module]:
-        return iter(self._modules.values())
+        return (m for _, m in self.named_children())
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
-        return iter(self._modules.items())
-
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         seen: set[int] = set()
-        for path, m in self.named_modules(prefix):
+        for name, m in self._modules.items():
+            if m is not None and id(m) not in seen:
+                seen.add(id(m))
+                yield name, m
+
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        seen: set[int] = set()
+        mods = self.named_modules(prefix=prefix) if recurse else iter([(prefix, self)])
+        for path, m in mods:
             for name, p in m._parameters.items():
-                if id(p) not in seen:
+                if p is not None and (not remove_duplicate or id(p) not in seen):
                     seen.add(id(p))
                     yield (f"{path}.{name}" if path else name), p
 
-    def parameters(self) -> Iterator[Parameter]:
-        return (p for _, p in self.named_parameters())
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        return (p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
-        for path, m in self.named_modules():
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        mods = self.named_modules(prefix=prefix) if recurse else iter([(prefix, self)])
+        for path, m in mods:
             for name, b in m._buffers.items():
                 yield (f"{path}.{name}" if path else name), b
+
+    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
+        return (b for _, b in self.named_buffers(recurse=recurse))
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """``fn`` on every sub-module, children before parents (PyTorch's order: an
+        initialisation pass ``net.apply(init_weights)``), then on this one."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     # ------------------------------------------------------------ state
 
@@ -152,11 +223,12 @@ class Module:
         for path, m in self.named_modules():
             prefix = f"{path}." if path else ""
             for name, p in m._parameters.items():
-                if id(p) not in seen:
+                if p is not None and id(p) not in seen:
                     seen.add(id(p))
                     yield prefix + name, p._data, functools.partial(setattr, p, "data")
             for name, b in m._buffers.items():
-                yield prefix + name, b, functools.partial(m.register_buffer, name)
+                if name not in m.__dict__.get("_non_persistent", ()):
+                    yield prefix + name, b, functools.partial(m.register_buffer, name)
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Load parameters and buffers by dotted name, as PyTorch does: with ``strict`` the names
@@ -196,6 +268,8 @@ class Module:
     # ------------------------------------------------------------ modes and dtypes
 
     def train(self, mode: bool = True) -> Module:
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
@@ -275,8 +349,14 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}({self.extra_repr()}"]
-        for name, m in self._modules.items():
-            child = repr(m).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {child}")
-        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+        """As PyTorch prints a module: one line when it has no children and a one-line
+        ``extra_repr``; otherwise its extra lines and children, indented, one per line."""
+        extra = self.extra_repr().split("\n") if self.extra_repr() else []
+        children = [
+            f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()
+        ]
+        if len(extra) == 1 and not children:
+            return f"{type(self).__name__}({extra[0]})"
+        lines = extra + children
+        body = "\n  " + "\n  ".join(lines) + "\n" if lines else ""
+        return f"{type(self).__name__}({body})"
