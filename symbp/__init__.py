@@ -74,6 +74,7 @@ from symbp.random import (
     seed,
     set_rng_state,
 )
+from symbp.serialization import load, save
 from symbp.tensor import (
     Parameter,
     Tensor,
@@ -215,6 +216,7 @@ __all__ = [
     "int64",
     "is_grad_enabled",
     "linspace",
+    "load",
     "load_checkpoint",
     "load_weights",
     "log",
@@ -247,6 +249,7 @@ __all__ = [
     "random",
     "randperm",
     "relu",
+    "save",
     "save_checkpoint",
     "save_weights",
     "seed",

@@ -181,7 +181,6 @@ class Optimizer:
                         if self.restart_count:
                             st["step"] = 0
                 st["step"] += 1
-                dtype = p._data.dtype
                 args = [p._data, p._grad, *(st[n] for n in new_s), *values]
                 with np.errstate(all="ignore"):
                     outs = fn(*args, st["step"])
