@@ -1520,6 +1520,9 @@ def crop(x: Node, ranges: Sequence[tuple[int, Any]]) -> Node:
     ranges = tuple((int(a), b if isinstance(b, sympy.Expr) else int(b)) for a, b in ranges)
     if all(r == (0, d) for r, d in zip(ranges, x.shape)):
         return x
+    if x.op == "crop":  # a crop of a crop is one crop
+        inner = x.arg
+        return crop(x.src[0], [(a + i, b + i) for (a, b), (i, _) in zip(ranges, inner)])
     return make("crop", (x,), ranges)
 
 

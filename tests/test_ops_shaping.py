@@ -392,3 +392,100 @@ def results(tmp_cache):
 @pytest.mark.slow
 def test_compiled_matches_eager(name, dtype, results):
     assert_kernel_matches(results, name, dtype)
+
+
+# ---------------------------------------------------------------- a compiled model
+
+
+class _CatSplit:
+    """A model joining and splitting features: split the hidden layer, roll one part,
+    join them with a piece of the input, pad the join reflectively, read it out. The same
+    code runs on symbp (``lib=symbp``) and on torch."""
+
+    def __init__(self, lib, pad):
+        self.lib, self.pad = lib, pad
+
+    def __call__(self, net, x):
+        h = net.fc1(x).tanh()
+        a, b = h.split([2, 4], dim=1)
+        x0, _ = x.split([1, 3], 1)
+        z = self.lib.cat([b, a.roll(1, 1) * a, x0], 1)
+        return net.fc2(self.pad(z.unsqueeze(1), (1, 2), "reflect").squeeze(1))
+
+
+class _SymbpNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 6, dtype=np.float64)
+        self.fc2 = nn.Linear(10, 3, dtype=np.float64)
+
+    def forward(self, x):
+        return _CatSplit(symbp, F.pad)(self, x)
+
+
+class _TorchNet(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(4, 6, dtype=torch.float64)
+        self.fc2 = torch.nn.Linear(10, 3, dtype=torch.float64)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                p.copy_(torch.tensor(dict(net.named_parameters())[name].numpy()))
+
+    def forward(self, x):
+        return _CatSplit(torch, TF.pad)(self, x)
+
+
+@pytest.mark.slow
+def test_compiled_model_with_cat_and_split_trains_as_eager_and_torch(tmp_cache):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 3))
+    nets = [_SymbpNet() for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    tnet = _TorchNet(nets[0])
+    lr, steps = 0.1, 4
+
+    def mse(out, t):
+        return ((out - t) ** 2).mean()
+
+    compiled = symbp.compile(nets[0], mse, symbp.optim.SGD(nets[0].parameters(), lr=lr))
+    eager_opt = symbp.optim.SGD(nets[1].parameters(), lr=lr)
+    torch_opt = torch.optim.SGD(tnet.parameters(), lr=lr)
+    for step in range(steps):
+        got = compiled.step(x, y)
+        eager_opt.zero_grad()
+        loss = mse(nets[1](symbp.tensor(x)), symbp.tensor(y))
+        loss.backward()
+        eager_opt.step()
+        torch_opt.zero_grad()
+        tloss = mse(tnet(torch.tensor(x)), torch.tensor(y))
+        tloss.backward()
+        torch_opt.step()
+        np.testing.assert_allclose(got, float(loss), rtol=1e-12)
+        np.testing.assert_allclose(got, tloss.item(), rtol=1e-10)
+        for name, p in tnet.named_parameters():
+            want = p.detach().numpy()
+            for net in nets:
+                got_p = dict(net.named_parameters())[name].numpy()
+                np.testing.assert_allclose(got_p, want, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_formulas_of_a_model_with_cat_split_and_pads_evaluate_to_its_gradients():
+    symbp.manual_seed(0)
+    l1, l2 = nn.Linear(3, 4, dtype=np.float64), nn.Linear(10, 1, dtype=np.float64)
+    x = symbp.randn(5, 3, dtype=symbp.float64)
+    t = symbp.randn(5, 1, dtype=symbp.float64)
+    h = symbp.sigmoid(l1(x))
+    a, b = h.split([1, 3], 1)
+    wide = F.pad(b.unsqueeze(1), (1, 0), "reflect").squeeze(1)  # [5, 4]
+    z = symbp.cat([b, a.flip(1), F.pad(a, (1, 0)), wide], 1)
+    loss = ((l2(z) - t) ** 2).sum() / 2
+    f = symbp.formulas(loss)
+    text = str(f)
+    assert "[h[:, 1:4], h[:, 0:1], pad(h[:, 0:1])" in text and "pad_grad(" in text
+    values = f.evaluate()  # every printed equation, evaluated with NumPy
+    loss.backward()
+    for lin, names in ((l1, ("W", "b")), (l2, ("W′", "b′"))):
+        for name, p in zip(names, (lin.weight, lin.bias)):
+            printed = values[f.grad(name).lhs].reshape(p.shape)
+            np.testing.assert_allclose(printed, p.grad.numpy(), rtol=1e-12, atol=1e-15)
