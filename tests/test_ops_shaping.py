@@ -5,6 +5,8 @@ errors named for the op."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import sympy
@@ -489,3 +491,31 @@ def test_formulas_of_a_model_with_cat_split_and_pads_evaluate_to_its_gradients()
         for name, p in zip(names, (lin.weight, lin.bias)):
             printed = values[f.grad(name).lhs].reshape(p.shape)
             np.testing.assert_allclose(printed, p.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+class _Views(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(10, 2)
+
+    def forward(self, x):
+        a, b = x.split([1, 3], 1)
+        z = symbp.cat([b.flip(1), F.pad(a, (2, 1), "replicate"), b.roll(1, 1)], 1)
+        return self.fc(z)
+
+
+@pytest.mark.slow
+def test_views_are_read_through_and_cat_is_one_kernel(tmp_cache):
+    """Split pieces, flips, rolls and pads are never stored: the cat's loops read x at moved
+    indices, and the one buffer between x and the matrix product is the cat's."""
+    net = _Views()
+    model = symbp.compile(
+        net, lambda o, t: ((o - t) ** 2).mean(), symbp.optim.SGD(net.parameters(), lr=0.1)
+    )
+    model.build(np.zeros((4, 4), np.float32), np.zeros((4, 2), np.float32))
+    code = model.source
+    forward = code[code.index("# ---- forward") : code.index("# ---- backward")]
+    assert len(re.findall(r"cat0\[i, [^\]]*\] = ", forward)) == 3  # a loop nest per piece
+    assert "copy" not in forward  # no view copied into a buffer
+    assert "cat0[i, j] = x[i, (3 - 1 - j) + 1]" in forward  # flip of the piece 1:4
+    assert "x[i, ((j + 2) % 3) + 1]" in forward  # its roll by one

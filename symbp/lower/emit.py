@@ -926,6 +926,14 @@ def _named(what: str) -> Callable[[Node, Namer], str]:
     return lambda n, name: f"{what}({name(n.src[0])}){OPS[n.op].show_arg(n, [])}"
 
 
+def _shaping_view(
+    read: Callable[[Emitter, Node, Sequence[str]], sympy.Expr], what: str
+) -> Lowering:
+    """A view's row (``_view``) whose stored copy's comment says what it copies."""
+    show = _named(what)
+    return Lowering(Emitter.elementwise, lambda n, name: f"copy of {show(n, name)}", read, show)
+
+
 def _cat_describe(n: Node, name: Namer) -> str:
     return f"cat({', '.join(name(s) for s in n.src)}, dim={n.arg})"
 
@@ -983,10 +991,10 @@ LOWERING: dict[str, Lowering] = {
     #
     # -- issue 12 . shaping (rows of this family go below this line)
     "cat": Lowering(_emit_cat, _cat_describe),
-    "flip": _view(_read_flip, _named("flip")),
-    "roll": _view(_read_roll, _named("roll")),
-    "crop": _view(_read_crop, _named("crop")),
-    "pad": _view(_read_pad, _named("pad")),
+    "flip": _shaping_view(_read_flip, "flip"),
+    "roll": _shaping_view(_read_roll, "roll"),
+    "crop": _shaping_view(_read_crop, "crop"),
+    "pad": _shaping_view(_read_pad, "pad"),
     "pad_grad": Lowering(_emit_pad_grad, _named("pad_grad")),
     # -- issue 12 . reductions (rows of this family go below this line)
     #
