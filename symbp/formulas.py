@@ -2461,7 +2461,7 @@ TENSOR_SHAPES.update(
         "Cat": _cat_shape,
         "Flip": lambda e, s: s(e.args[0]),
         "Roll": lambda e, s: s(e.args[0]),
-        "Crop": lambda e, s: tuple(int(b) - int(a) for a, b in e.args[1]),
+        "Crop": lambda e, s: tuple(b - a for a, b in e.args[1]),  # b may be the batch B
         "Pad": lambda e, s: tuple(d + lo + hi for d, (lo, hi) in zip(s(e.args[0]), e.args[1])),
         "PadGrad": lambda e, s: tuple(d - lo - hi for d, (lo, hi) in zip(s(e.args[0]), e.args[1])),
     }

@@ -13,9 +13,10 @@ import sympy
 from conftest import assert_kernel_matches, kernel_results, numeric_grads
 
 import symbp
-from symbp import nn
-from symbp.ir import B, ShapeError
+from symbp import nn, ops
+from symbp.ir import B, Node, ShapeError
 from symbp.nn import functional as F
+from symbp.reference import evaluate
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -342,6 +343,9 @@ def test_formulas_print_cat_as_a_block_and_a_crop_as_a_slice():
     assert p.doprint(Cat(a, a, 1)) == "[a, a]"
     assert p.doprint(Crop(a, tup(tup(0, 2), tup(1, 3)))) == "a[:, 1:3]"
     assert p.doprint(Flip(a, tup(1))) == "flip(a)"
+    # index notation: a flip reads its argument at mirrored indices, a crop at shifted ones
+    assert p.indexed(Flip(a, tup(0))) == ("[i,j]", "a[−i+1,j]")
+    assert p.indexed(Crop(a, tup(tup(0, 2), tup(1, 3))))[1] == "a[i′,j′+1]"
 
 
 # ---------------------------------------------------------------- compiled
@@ -519,3 +523,42 @@ def test_views_are_read_through_and_cat_is_one_kernel(tmp_cache):
     assert "copy" not in forward  # no view copied into a buffer
     assert "cat0[i, j] = x[i, (3 - 1 - j) + 1]" in forward  # flip of the piece 1:4
     assert "x[i, ((j + 2) % 3) + 1]" in forward  # its roll by one
+
+
+def _leaf(name, shape):
+    return Node("input", (), name, shape, np.dtype(np.float64))
+
+
+# each op's node from a leaf x of the given shape: its adjoint must be its transpose
+ADJOINTS = {
+    "cat": ((3, 2), lambda x: ops.cat([x, ops.flip(x, (0,)), x], 1)),
+    "flip": ((3, 4), lambda x: ops.flip(x, (0, 1))),
+    "roll": ((3, 4), lambda x: ops.roll(x, [(0, 1), (1, 3)])),
+    "crop": ((3, 4), lambda x: ops.crop(x, [(1, 3), (0, 4)])),
+    **{
+        f"pad-{mode}": ((3, 4), lambda x, mode=mode: ops.pad(x, [(1, 2), (3, 2)], mode, 0.0))
+        for mode in ops.PAD_MODES
+    },
+    **{
+        f"pad_grad-{mode}": ((6, 9), lambda x, mode=mode: ops.pad_grad(x, [(1, 2), (3, 2)], mode))
+        for mode in ops.PAD_MODES[1:]
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADJOINTS))
+def test_adjoint_is_the_transpose(name):
+    """<op(x), y> = <x, adjoint(y)> for random x, y: each linear op's adjoint rule (and so
+    a gradient of a gradient through it, pad_grad's being the pad) is exact."""
+    shape, build = ADJOINTS[name]
+    x = _leaf("x", shape)
+    out = build(x)
+    y = _leaf("y", out.shape)
+    adj = list(ops.OPS[out.op].adjoint(out, y))
+    rng = np.random.default_rng(11)
+    xv, yv = rng.normal(size=shape), rng.normal(size=out.shape)
+    fwd, *vals = evaluate([out, *out.src, *adj], {x: xv, y: yv})
+    srcs, backs = vals[: len(adj)], vals[len(adj) :]
+    assert [b.shape for b in backs] == [s.shape for s in srcs]
+    inner = sum(np.sum(s * b) for s, b in zip(srcs, backs))
+    np.testing.assert_allclose(np.sum(fwd * yv), inner, rtol=1e-13)
