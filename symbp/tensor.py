@@ -702,8 +702,8 @@ class Tensor:
     def repeat_interleave(self, repeats, dim=None):
         return repeat_interleave(self, repeats, dim)
 
-    def flip(self, *dims):
-        return flip(self, *dims)
+    def flip(self, *dims, **kw):
+        return flip(self, *dims, **kw)
 
     def fliplr(self):
         return fliplr(self)
@@ -1227,14 +1227,17 @@ def _joined_dtype(what: str, ts: list[Tensor]) -> list[Tensor]:
     return [cast(t, target) for t in ts]
 
 
-def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
-    """Join tensors along ``dim`` (as ``torch.cat``); every other size must agree.
+def cat(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """Join tensors along ``dim`` (as ``torch.cat``; ``axis`` is its NumPy-style alias, as in
+    ``torch.concatenate``); every other size must agree.
 
     >>> import symbp
     >>> symbp.cat([symbp.ones(2, 1), symbp.zeros(2, 2)], dim=1).tolist()
     [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
     """
     ts = _joined_dtype("cat", _tensors("cat", tensors))
+    if axis is not None:
+        dim = axis
     first = ts[0]
     axis = _dim("cat", dim, first.ndim)
     for k, t in enumerate(ts):  # PyTorch's checks, named for this call
@@ -1472,9 +1475,13 @@ def repeat_interleave(x: Tensor, repeats: Any, dim: int | None = None) -> Tensor
     return _unary_node(ops.reshape(node, (*x.shape[:axis], d * r, *x.shape[axis + 1 :])), x)
 
 
-def flip(x: Tensor, *dims: Any) -> Tensor:
-    """Reverse the order along ``dims`` (as ``torch.flip``). A view in compiled code."""
-    axes = _dims("flip", _sizes(dims), x.ndim) if x.ndim else ()
+def flip(x: Tensor, *args: Any, dims: Any = None) -> Tensor:
+    """Reverse the order along ``dims`` (as ``torch.flip(x, dims)``, ``x.flip(0, 1)`` or
+    ``x.flip(dims=(0,))``). A view in compiled code."""
+    if dims is not None and args:
+        raise TypeError("flip: dims given twice, positionally and as dims=" + where())
+    dims = _sizes(args) if dims is None else dims
+    axes = _dims("flip", dims, x.ndim) if x.ndim else ()
     return _unary_node(ops.flip(x.node, axes), x)
 
 
