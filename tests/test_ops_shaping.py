@@ -460,14 +460,15 @@ def test_compiled_model_with_cat_and_split_trains_as_eager_and_torch(tmp_cache):
     compiled = symbp.compile(nets[0], mse, symbp.optim.SGD(nets[0].parameters(), lr=lr))
     eager_opt = symbp.optim.SGD(nets[1].parameters(), lr=lr)
     torch_opt = torch.optim.SGD(tnet.parameters(), lr=lr)
-    for step in range(steps):
-        got = compiled.step(x, y)
+    for step in range(steps + 1):
+        xb, yb = (x, y) if step < steps else (x[:1], y[:1])  # and a batch of one
+        got = compiled.step(xb, yb)
         eager_opt.zero_grad()
-        loss = mse(nets[1](symbp.tensor(x)), symbp.tensor(y))
+        loss = mse(nets[1](symbp.tensor(xb)), symbp.tensor(yb))
         loss.backward()
         eager_opt.step()
         torch_opt.zero_grad()
-        tloss = mse(tnet(torch.tensor(x)), torch.tensor(y))
+        tloss = mse(tnet(torch.tensor(xb)), torch.tensor(yb))
         tloss.backward()
         torch_opt.step()
         np.testing.assert_allclose(got, float(loss), rtol=1e-12)
