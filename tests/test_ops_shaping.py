@@ -566,3 +566,37 @@ def test_adjoint_is_the_transpose(name):
     assert [b.shape for b in backs] == [s.shape for s in srcs]
     inner = sum(np.sum(s * b) for s, b in zip(srcs, backs))
     np.testing.assert_allclose(np.sum(fwd * yv), inner, rtol=1e-13)
+
+
+class _Maps(nn.Module):
+    """Image-sized joins and pads: their batch loops run on all cores (prange)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(np.random.default_rng(4).normal(size=(2, 48, 48)))
+
+    def forward(self, x):
+        h = x * self.w
+        z = symbp.cat([h, h.flip(3)], 1)  # [B, 4, 48, 48]
+        return F.pad(z, (1, 1, 2, 1), "reflect").sum((1, 2, 3))
+
+
+@pytest.mark.slow
+def test_big_joins_and_pads_run_their_batch_loop_on_all_cores(tmp_cache):
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(3, 2, 48, 48)), rng.normal(size=(3,))
+    net = _Maps()
+
+    def mse(out, t):
+        return ((out - t) ** 2).mean()
+
+    loss = mse(net(symbp.tensor(x)), symbp.tensor(y))
+    loss.backward()
+    want = net.w.grad.numpy().copy()
+    net.w.grad = None
+    compiled = symbp.compile(net, mse)
+    got_loss, got = compiled.loss_and_grads(x, y)
+    assert "for i in prange(B):" in compiled.source.split("# ---- backward")[0]  # the cat
+    assert "dpad" in compiled.source
+    np.testing.assert_allclose(got_loss, float(loss), rtol=1e-12)
+    np.testing.assert_allclose(got["w"], want, rtol=1e-12, atol=1e-12)

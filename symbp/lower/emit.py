@@ -990,12 +990,13 @@ LOWERING: dict[str, Lowering] = {
     # -- issue 12 . indexing (rows of this family go below this line)
     #
     # -- issue 12 . shaping (rows of this family go below this line)
-    "cat": Lowering(_emit_cat, _cat_describe),
+    # their loops write only their own sample (neither joins nor pads along the batch)
+    "cat": Lowering(_emit_cat, _cat_describe, batch_parallel=True),
     "flip": _shaping_view(_read_flip, "flip"),
     "roll": _shaping_view(_read_roll, "roll"),
     "crop": _shaping_view(_read_crop, "crop"),
     "pad": _shaping_view(_read_pad, "pad"),
-    "pad_grad": Lowering(_emit_pad_grad, _named("pad_grad")),
+    "pad_grad": Lowering(_emit_pad_grad, _named("pad_grad"), batch_parallel=True),
     # -- issue 12 . reductions (rows of this family go below this line)
     #
     # -- issue 12 . linalg (rows of this family go below this line)
