@@ -279,7 +279,63 @@ __all__ = [
 # -- issue 12/13 (names and __all__ += [...]) . indexing (rows of this family go below this line)
 #
 # -- issue 12/13 (names and __all__ += [...]) . shaping (rows of this family go below this line)
-#
+from symbp.tensor import (  # noqa: E402 (after the builtins' aliases above)
+    atleast_1d,
+    atleast_2d,
+    broadcast_to,
+    cat,
+    chunk,
+    concat,
+    concatenate,
+    flip,
+    fliplr,
+    flipud,
+    hstack,
+    moveaxis,
+    movedim,
+    permute,
+    repeat_interleave,
+    reshape,
+    roll,
+    split,
+    squeeze,
+    stack,
+    swapaxes,
+    swapdims,
+    tile,
+    unbind,
+    unsqueeze,
+    vstack,
+)
+
+__all__ += [
+    "atleast_1d",
+    "atleast_2d",
+    "broadcast_to",
+    "cat",
+    "chunk",
+    "concat",
+    "concatenate",
+    "flip",
+    "fliplr",
+    "flipud",
+    "hstack",
+    "moveaxis",
+    "movedim",
+    "permute",
+    "repeat_interleave",
+    "reshape",
+    "roll",
+    "split",
+    "squeeze",
+    "stack",
+    "swapaxes",
+    "swapdims",
+    "tile",
+    "unbind",
+    "unsqueeze",
+    "vstack",
+]
 # -- issue 12/13 (names and __all__ += [...]) . reductions (rows of this family go below this line)
 #
 # -- issue 12/13 (names and __all__ += [...]) . linalg (rows of this family go below this line)

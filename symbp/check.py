@@ -234,7 +234,13 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     # -- issue 12 . indexing (rows of this family go below this line)
     #
     # -- issue 12 . shaping (rows of this family go below this line)
-    #
+    # they move, copy, join or add entries: linear (a reflected border is a copy)
+    "cat": _LINEAR,
+    "flip": _LINEAR,
+    "roll": _LINEAR,
+    "crop": _LINEAR,
+    "pad": _LINEAR,
+    "pad_grad": _LINEAR,
     # -- issue 12 . reductions (rows of this family go below this line)
     #
     # -- issue 12 . linalg (rows of this family go below this line)

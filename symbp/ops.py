@@ -1196,7 +1196,353 @@ def bernoulli(seed: Node, prob: float, shape: Shape, dtype: np.dtype) -> Node:
 # -- issue 12 . indexing (rows of this family go below this line)
 #
 # -- issue 12 . shaping (rows of this family go below this line)
-#
+# Joining and shaping. Most of PyTorch's shaping functions are the ops above (view, squeeze,
+# movedim, expand, repeat, tile are reshapes, transposes and expands: symbp.tensor builds
+# them so). The ops here are what those cannot say: ``cat`` joins tensors along an axis,
+# ``flip`` and ``roll`` move entries, ``crop`` keeps a box of them (a split's piece; the
+# adjoint of ``cat`` and of a constant pad), ``pad`` adds a border (F.pad's four modes), and
+# ``pad_grad`` sends a reflected, replicated or circular border's cotangent back onto the
+# entries it copies. Every one is linear in its sources; all but cat and pad_grad are views
+# in compiled code. Shapes keep the batch symbol B where the op leaves the batch alone; an
+# op that would make a batch of another size (a cat, pad or crop along B) is an error.
+
+
+def static_size(what: str, x: Node, axis: int) -> int:
+    """The size of ``x`` along ``axis``, which an op is about to change: an int, else an error
+    (the batch B of a traced program is known only when it runs)."""
+    size = x.shape[axis]
+    if not isinstance(size, int):
+        raise shape_error(
+            f"{what}: dim {axis} of {shape_str(x.shape)} is the batch dimension {size}, whose "
+            f"size is known only when the program runs; {what} along it would change the "
+            f"batch. Apply it along another dim, or to tensors of a fixed size"
+        )
+    return size
+
+
+@register
+class Cat(Op):
+    """Join the sources along axis ``arg``; all other sizes and the dtype must agree.
+
+    Adjoint: each source's cotangent is its block of ``ct`` (a ``crop``)."""
+
+    name = "cat"
+
+    def infer(self, src, arg):
+        if not src:
+            raise shape_error("cat: expects a non-empty list of tensors")
+        first = src[0]
+        if not 0 <= arg < first.ndim:
+            raise shape_error(f"cat: dim {arg} out of range for {shape_str(first.shape)}")
+        for k, x in enumerate(src):
+            if x.dtype != first.dtype:
+                raise shape_error(
+                    f"cat: tensor {k} is {x.dtype} but tensor 0 is {first.dtype}; convert one "
+                    f"with .float(), .double() or .to(dtype)"
+                )
+            same = x.ndim == first.ndim and all(
+                a == b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != arg
+            )
+            if not same:
+                raise shape_error(
+                    f"cat: sizes must match except in dim {arg}: tensor {k} is "
+                    f"{shape_str(x.shape)}, tensor 0 is {shape_str(first.shape)}"
+                )
+        total = sum(static_size("cat", x, arg) for x in src)
+        return (*first.shape[:arg], total, *first.shape[arg + 1 :]), first.dtype
+
+    def numpy(self, node, vals, dims):
+        return np.concatenate(vals, axis=node.arg)
+
+    def adjoint(self, node, ct):
+        out, start = [], 0
+        for x in node.src:
+            size = x.shape[node.arg]
+            out.append(crop_axis(ct, node.arg, start, start + size))
+            start += size
+        return tuple(out)
+
+    def show_arg(self, node, names):
+        return f"[dim={node.arg}]"
+
+
+@register
+class Flip(Op):
+    """Reverse the order of entries along the axes ``arg``. Adjoint: the same flip."""
+
+    name = "flip"
+
+    def infer(self, src, arg):
+        (x,) = src
+        if any(not 0 <= a < x.ndim for a in arg):
+            raise shape_error(f"flip: dims {arg} out of range for {shape_str(x.shape)}")
+        return x.shape, x.dtype
+
+    def numpy(self, node, vals, dims):
+        return np.flip(vals[0], node.arg)
+
+    def adjoint(self, node, ct):
+        return (flip(ct, node.arg),)
+
+
+@register
+class Roll(Op):
+    """Shift entries cyclically: arg = ((axis, shift), ...), 0 < shift < size;
+    out[.., i, ..] = x[.., (i − shift) mod size, ..]. Adjoint: the roll back."""
+
+    name = "roll"
+
+    def infer(self, src, arg):
+        (x,) = src
+        for axis, shift in arg:
+            if not 0 <= axis < x.ndim:
+                raise shape_error(f"roll: dim {axis} out of range for {shape_str(x.shape)}")
+            if not 0 < shift < static_size("roll", x, axis):
+                raise shape_error(f"roll: shift {shift} along dim {axis} is not normalised")
+        return x.shape, x.dtype
+
+    def numpy(self, node, vals, dims):
+        axes, shifts = zip(*node.arg)
+        return np.roll(vals[0], shifts, axes)
+
+    def adjoint(self, node, ct):
+        x = node.src[0]
+        return (roll(ct, [(a, x.shape[a] - s) for a, s in node.arg]),)
+
+    def show_arg(self, node, names):
+        return "[" + ", ".join(f"dim {a} by {s}" for a, s in node.arg) + "]"
+
+
+@register
+class Crop(Op):
+    """The box ``x[start:stop]`` along each axis; arg = ((start, stop) per axis).
+
+    A split's piece, a narrow, the adjoint of ``cat`` and of a constant ``pad``. Adjoint: the
+    cotangent zero-padded back to the source's shape."""
+
+    name = "crop"
+
+    def infer(self, src, arg):
+        (x,) = src
+        if len(arg) != x.ndim:
+            raise shape_error(f"crop: {len(arg)} ranges for {shape_str(x.shape)}")
+        shape: list[Dim] = []
+        for axis, ((start, stop), size) in enumerate(zip(arg, x.shape)):
+            if (start, stop) == (0, size):
+                shape.append(size)
+                continue
+            size = static_size("crop", x, axis)
+            if not 0 <= start <= stop <= size:
+                raise shape_error(
+                    f"crop: range {start}:{stop} out of bounds for dim {axis} of "
+                    f"{shape_str(x.shape)}"
+                )
+            shape.append(stop - start)
+        return tuple(shape), x.dtype
+
+    def numpy(self, node, vals, dims):
+        return vals[0][
+            tuple(
+                slice(a, b) if b != d else slice(a, None)
+                for (a, b), d in zip(node.arg, node.src[0].shape)
+            )
+        ]
+
+    def adjoint(self, node, ct):
+        x = node.src[0]
+        widths = tuple(
+            (a, d - b) if (a, b) != (0, d) else (0, 0) for (a, b), d in zip(node.arg, x.shape)
+        )
+        return (pad(ct, widths, "constant", 0),)
+
+    def show_arg(self, node, names):
+        return (
+            "["
+            + ", ".join(
+                ":" if (a, b) == (0, d) else f"{a}:{b}"
+                for (a, b), d in zip(node.arg, node.src[0].shape)
+            )
+            + "]"
+        )
+
+
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+# F.pad's modes as NumPy's np.pad names them (reflect leaves out the edge in both).
+_NP_PAD = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def pad_source_index(mode: str, j: Any, size: int) -> Any:
+    """Which source entry padded position ``j`` (counted from the source's first entry, so
+    negative in the leading border) copies, for one axis of ``size`` entries; NumPy arrays
+    and Python ints alike. ``constant`` gives the clamped index (its border is the value)."""
+    if mode == "reflect":
+        return (size - 1) - abs((size - 1) - abs(j))
+    if mode == "circular":
+        return j % size
+    return np.minimum(np.maximum(j, 0), size - 1)
+
+
+def _check_pad(what: str, x: Node, widths: Any, mode: str) -> None:
+    if mode not in PAD_MODES:
+        raise shape_error(f"{what}: mode {mode!r} is none of {', '.join(PAD_MODES)}")
+    if len(widths) != x.ndim:
+        raise shape_error(f"{what}: {len(widths)} (before, after) pairs for {shape_str(x.shape)}")
+    for axis, ((lo, hi), size) in enumerate(zip(widths, x.shape)):
+        if lo < 0 or hi < 0:
+            raise shape_error(f"{what}: negative padding {lo}, {hi} along dim {axis}")
+        if not (lo or hi):
+            continue
+        size = static_size(what, x, axis)
+        # PyTorch's limits: a reflection needs an entry beyond the edge, a wrap one period
+        limit = {"reflect": size - 1, "circular": size}.get(mode)
+        if limit is not None and max(lo, hi) > limit:
+            raise shape_error(
+                f"{what}: {mode} padding of {max(lo, hi)} along dim {axis} must be at most "
+                f"{limit} for {shape_str(x.shape)}"
+            )
+        if mode == "replicate" and size == 0:
+            raise shape_error(f"{what}: replicate padding of an empty dim {axis}")
+
+
+def _padded(shape: Shape, widths: Any) -> Shape:
+    return tuple(d + lo + hi if (lo or hi) else d for d, (lo, hi) in zip(shape, widths))
+
+
+@register
+class Pad(Op):
+    """A border around x: arg = (((before, after) per axis), mode, value), F.pad's modes
+    ``constant`` (the border is ``value``), ``reflect``, ``replicate`` and ``circular`` (it
+    copies entries: ``pad_source_index``). Adjoint: constant, a crop of the cotangent; the
+    others, ``pad_grad`` (the border's cotangent accumulates onto the entries it copies)."""
+
+    name = "pad"
+
+    def infer(self, src, arg):
+        (x,) = src
+        widths, mode, _ = arg
+        _check_pad("pad", x, widths, mode)
+        return _padded(x.shape, widths), x.dtype
+
+    def numpy(self, node, vals, dims):
+        widths, mode, value = node.arg
+        x = vals[0]
+        if mode == "constant":
+            return np.pad(x, widths, constant_values=value)
+        return np.pad(x, widths, mode=_NP_PAD[mode])
+
+    def adjoint(self, node, ct):
+        x = node.src[0]
+        widths, mode, _ = node.arg
+        if mode == "constant":
+            return (
+                crop(
+                    ct,
+                    tuple(
+                        (lo, lo + d) if (lo or hi) else (0, d)
+                        for (lo, hi), d in zip(widths, x.shape)
+                    ),
+                ),
+            )
+        return (pad_grad(ct, widths, mode),)
+
+    def show_arg(self, node, names):
+        widths, mode, value = node.arg
+        shown = ",".join(f"{lo}:{hi}" for lo, hi in widths)
+        return f"[{shown} {mode}" + (f" {value}]" if mode == "constant" and value else "]")
+
+
+@register
+class PadGrad(Op):
+    """The adjoint of a reflect, replicate or circular ``pad``: ct (the padded shape) to the
+    source's shape, each border entry's cotangent added onto the entry it copies;
+    arg = (widths, mode), as the pad's. Linear; its adjoint is the pad itself."""
+
+    name = "pad_grad"
+
+    def infer(self, src, arg):
+        (ct,) = src
+        widths, mode = arg
+        if mode not in PAD_MODES[1:]:
+            raise shape_error(f"pad_grad: mode {mode!r} is none of {', '.join(PAD_MODES[1:])}")
+        if len(widths) != ct.ndim:
+            raise shape_error(f"pad_grad: {len(widths)} pairs for {shape_str(ct.shape)}")
+        shape = tuple(d - lo - hi if (lo or hi) else d for d, (lo, hi) in zip(ct.shape, widths))
+        return shape, ct.dtype
+
+    def numpy(self, node, vals, dims):
+        widths, mode = node.arg
+        g = vals[0]
+        for axis, (lo, hi) in enumerate(widths):
+            if not (lo or hi):
+                continue
+            size = g.shape[axis] - lo - hi
+            src = pad_source_index(mode, np.arange(g.shape[axis]) - lo, size)
+            out = np.zeros((size, *np.delete(g.shape, axis)), dtype=g.dtype)
+            np.add.at(out, src, np.moveaxis(g, axis, 0))
+            g = np.moveaxis(out, 0, axis)
+        return np.ascontiguousarray(g)
+
+    def adjoint(self, node, ct):
+        widths, mode = node.arg
+        return (pad(ct, widths, mode, 0),)
+
+    def show_arg(self, node, names):
+        widths, mode = node.arg
+        return "[" + ",".join(f"{lo}:{hi}" for lo, hi in widths) + f" {mode}]"
+
+
+def cat(xs: Sequence[Node], axis: int) -> Node:
+    xs = tuple(xs)
+    if len(xs) == 1:  # checked all the same; one tensor joined is itself
+        OPS["cat"].infer(xs, axis)
+        return xs[0]
+    return make("cat", xs, axis)
+
+
+def flip(x: Node, axes: Sequence[int]) -> Node:
+    axes = tuple(sorted({a for a in axes if x.shape[a] != 1}))
+    return make("flip", (x,), axes) if axes else x
+
+
+def roll(x: Node, shifts: Sequence[tuple[int, int]]) -> Node:
+    """Roll by (axis, shift) pairs; shifts are taken modulo the size, repeated axes add up."""
+    total: dict[int, int] = {}
+    for axis, shift in shifts:
+        size = x.shape[axis]
+        if not isinstance(size, int):  # a roll by a multiple of B is only known at run time
+            static_size("roll", x, axis)
+        total[axis] = (total.get(axis, 0) + shift) % size if size else 0
+    arg = tuple(sorted((a, s) for a, s in total.items() if s))
+    return make("roll", (x,), arg) if arg else x
+
+
+def crop(x: Node, ranges: Sequence[tuple[int, Any]]) -> Node:
+    ranges = tuple((int(a), b if isinstance(b, sympy.Expr) else int(b)) for a, b in ranges)
+    if all(r == (0, d) for r, d in zip(ranges, x.shape)):
+        return x
+    if x.op == "crop":  # a crop of a crop is one crop
+        inner = x.arg
+        return crop(x.src[0], [(a + i, b + i) for (a, b), (i, _) in zip(ranges, inner)])
+    return make("crop", (x,), ranges)
+
+
+def crop_axis(x: Node, axis: int, start: int, stop: int) -> Node:
+    """``x`` narrowed to start:stop along ``axis``."""
+    return crop(x, [(start, stop) if a == axis else (0, d) for a, d in enumerate(x.shape)])
+
+
+def pad(x: Node, widths: Sequence[tuple[int, int]], mode: str = "constant", value: Any = 0) -> Node:
+    widths = tuple((int(lo), int(hi)) for lo, hi in widths)
+    if not any(lo or hi for lo, hi in widths):
+        return x
+    value = float(value) if mode == "constant" else 0.0
+    return make("pad", (x,), (widths, mode, value))
+
+
+def pad_grad(ct: Node, widths: Sequence[tuple[int, int]], mode: str) -> Node:
+    return make("pad_grad", (ct,), (tuple((int(a), int(b)) for a, b in widths), mode))
+
+
 # -- issue 12 . reductions (rows of this family go below this line)
 #
 # -- issue 12 . linalg (rows of this family go below this line)

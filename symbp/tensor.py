@@ -666,17 +666,10 @@ class Tensor:
         return self.T
 
     def unsqueeze(self, dim: int):
-        shape = list(self.shape)
-        shape.insert(dim % (self.ndim + 1), 1)
-        return reshape(self, *shape)
+        return unsqueeze(self, dim)
 
-    def squeeze(self, dim: int | None = None):
-        if dim is None:
-            return reshape(self, *[d for d in self.shape if d != 1])
-        shape = list(self.shape)
-        if shape[dim] == 1:
-            shape.pop(dim)
-        return reshape(self, *shape)
+    def squeeze(self, dim=None):
+        return squeeze(self, dim)
 
     # -- issue 12/13 . math (rows of this family go below this line)
     #
@@ -685,7 +678,61 @@ class Tensor:
     # -- issue 12/13 . indexing (rows of this family go below this line)
     #
     # -- issue 12/13 . shaping (rows of this family go below this line)
-    #
+    def view_as(self, other):
+        return reshape(self, *other.shape)
+
+    def reshape_as(self, other):
+        return reshape(self, *other.shape)
+
+    def expand(self, *sizes):
+        return broadcast_to(self, *sizes)
+
+    def expand_as(self, other):
+        return broadcast_to(self, *other.shape)
+
+    def broadcast_to(self, *sizes):
+        return broadcast_to(self, *sizes)
+
+    def repeat(self, *sizes):
+        return repeat(self, *sizes)
+
+    def tile(self, *dims):
+        return tile(self, _sizes(dims))
+
+    def repeat_interleave(self, repeats, dim=None):
+        return repeat_interleave(self, repeats, dim)
+
+    def flip(self, *dims, **kw):
+        return flip(self, *dims, **kw)
+
+    def fliplr(self):
+        return fliplr(self)
+
+    def flipud(self):
+        return flipud(self)
+
+    def roll(self, shifts, dims=None):
+        return roll(self, shifts, dims)
+
+    def movedim(self, source, destination):
+        return movedim(self, source, destination)
+
+    moveaxis = movedim
+
+    def swapaxes(self, axis0: int, axis1: int):
+        return swapaxes(self, axis0, axis1)
+
+    swapdims = swapaxes
+
+    def split(self, split_size, dim: int = 0):
+        return split(self, split_size, dim)
+
+    def chunk(self, chunks: int, dim: int = 0):
+        return chunk(self, chunks, dim)
+
+    def unbind(self, dim: int = 0):
+        return unbind(self, dim)
+
     # -- issue 12/13 . reductions (rows of this family go below this line)
     #
     # -- issue 12/13 . linalg (rows of this family go below this line)
@@ -1111,7 +1158,417 @@ def onehot(labels: Tensor, classes: int, dtype: Any = None) -> Tensor:
 # -- issue 12/13 . indexing (rows of this family go below this line)
 #
 # -- issue 12/13 . shaping (rows of this family go below this line)
-#
+# Joining and shaping, with PyTorch's names, signatures and semantics: dims are ints (negative
+# from the end) or tuples, sizes varargs or one sequence. Most are reshapes, transposes and
+# expands of the IR; cat, flip, roll, pad and split's pieces (crops) are ops of their own.
+
+
+def _dim(what: str, dim: Any, ndim: int) -> int:
+    """``dim`` in [-ndim, ndim) as an axis, PyTorch's error otherwise (a 0-d tensor takes 0
+    and -1, as PyTorch)."""
+    n = builtins.max(ndim, 1)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{what}: dim must be an int, got {type(dim).__name__}")
+    if not -n <= dim < n:
+        raise IndexError(
+            f"{what}: dimension out of range (expected to be in range of [{-n}, {n - 1}], but "
+            f"got {dim})" + where()
+        )
+    return int(dim) % n
+
+
+def _dims(what: str, dims: Any, ndim: int) -> tuple[int, ...]:
+    """An int or a sequence of ints as distinct axes."""
+    seq = dims if isinstance(dims, (tuple, list)) else (dims,)
+    axes = tuple(_dim(what, d, ndim) for d in seq)
+    for a in axes:
+        if axes.count(a) > 1:
+            raise ValueError(f"{what}: dim {a} appears multiple times in the list of dims")
+    return axes
+
+
+def _sizes(args: Sequence[Any]) -> tuple:
+    """Varargs sizes or one sequence of them (``x.repeat(2, 3)`` and ``x.repeat((2, 3))``)."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+def _tensors(what: str, tensors: Any) -> list[Tensor]:
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
+        raise TypeError(
+            f"{what}: expects a list or tuple of tensors, got {type(tensors).__name__}" + where()
+        )
+    if not tensors:
+        raise ValueError(f"{what}: expects a non-empty list of tensors" + where())
+    out = [_lift(t) for t in tensors]
+    for k, t in enumerate(out):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{what}: entry {k} is a {type(tensors[k]).__name__}, not a tensor")
+    return out  # type: ignore[return-value]
+
+
+def _joined_dtype(what: str, ts: list[Tensor]) -> list[Tensor]:
+    """The tensors in one dtype: integers and bools join floats as PyTorch promotes them; a
+    float32 and a float64 tensor are an error, as in symbp's arithmetic (PyTorch would make
+    the float32 model's values float64 without a word)."""
+    dts = [np.dtype(t.dtype) for t in ts]
+    floats = sorted({d for d in dts if d.kind == "f"}, key=str)
+    if len(floats) > 1:
+        k = next(i for i, d in enumerate(dts) if d != dts[0])
+        raise ShapeError(
+            f"{what}: tensor {k} is {dts[k]} but tensor 0 is {dts[0]}; convert one with "
+            f".float() or .double()" + where()
+        )
+    if len(set(dts)) == 1:
+        return ts
+    kinds = {d.kind for d in dts}
+    target = floats[0] if floats else int64 if kinds & set("iu") else dts[0]
+    return [cast(t, target) for t in ts]
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """Join tensors along ``dim`` (as ``torch.cat``; ``axis`` is its NumPy-style alias, as in
+    ``torch.concatenate``); every other size must agree.
+
+    >>> import symbp
+    >>> symbp.cat([symbp.ones(2, 1), symbp.zeros(2, 2)], dim=1).tolist()
+    [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+    """
+    ts = _joined_dtype("cat", _tensors("cat", tensors))
+    if axis is not None:
+        dim = axis
+    first = ts[0]
+    axis = _dim("cat", dim, first.ndim)
+    for k, t in enumerate(ts):  # PyTorch's checks, named for this call
+        if t.ndim != first.ndim:
+            raise ShapeError(
+                f"cat: tensors must have the same number of dimensions: tensor 0 is "
+                f"{shape_str(first.shape)}, tensor {k} is {shape_str(t.shape)}" + where()
+            )
+        for i, (a, b) in enumerate(zip(first.shape, t.shape)):
+            if i != axis and a != b:
+                raise ShapeError(
+                    f"cat: sizes of tensors must match except in dim {axis}: tensor 0 is "
+                    f"{shape_str(first.shape)}, tensor {k} is {shape_str(t.shape)} (dim {i}: "
+                    f"{a} != {b})" + where()
+                )
+    return _result(ops.cat([t.node for t in ts], axis), ts)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join equal-shaped tensors along a new axis ``dim`` (as ``torch.stack``)."""
+    ts = _tensors("stack", tensors)
+    for k, t in enumerate(ts):
+        if t.shape != ts[0].shape:
+            raise ShapeError(
+                f"stack: expects each tensor to be equal size, but got {shape_str(ts[0].shape)} "
+                f"at entry 0 and {shape_str(t.shape)} at entry {k}" + where()
+            )
+    axis = _dim("stack", dim, ts[0].ndim + 1)
+    return cat([unsqueeze(t, axis) for t in ts], axis)
+
+
+def hstack(tensors: Sequence[Tensor]) -> Tensor:
+    """Join along dim 1, or dim 0 for 1-D tensors (as ``torch.hstack``)."""
+    ts = [atleast_1d(t) for t in _tensors("hstack", tensors)]
+    return cat(ts, 0 if ts[0].ndim == 1 else 1)
+
+
+def vstack(tensors: Sequence[Tensor]) -> Tensor:
+    """Join along dim 0, 1-D tensors as rows (as ``torch.vstack``)."""
+    return cat([atleast_2d(t) for t in _tensors("vstack", tensors)], 0)
+
+
+def atleast_1d(x: Tensor) -> Tensor:
+    return reshape(x, 1) if x.ndim == 0 else x
+
+
+def atleast_2d(x: Tensor) -> Tensor:
+    return reshape(x, 1, *x.shape) if x.ndim < 2 else x  # [n] -> [1, n], as torch
+
+
+def _static(what: str, x: Tensor, axis: int) -> int:
+    try:
+        return ops.static_size(what, x.node, axis)
+    except ShapeError as e:
+        raise ShapeError(str(e) + where()) from None
+
+
+def narrow_axis(x: Tensor, axis: int, start: int, length: int) -> Tensor:
+    """Entries start .. start+length-1 along ``axis``: a split's piece."""
+    return _unary_node(ops.crop_axis(x.node, axis, start, start + length), x)
+
+
+def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    """Pieces along ``dim``: of ``split_size`` each (the last one smaller) or of the listed
+    sizes, which must sum to the size (as ``torch.split``)."""
+    axis = _dim("split", dim, x.ndim)
+    size = _static("split", x, axis)
+    if isinstance(split_size_or_sections, (tuple, list)):
+        sizes = [int(s) for s in split_size_or_sections]
+        if builtins.sum(sizes) != size or any(s < 0 for s in sizes):
+            raise ValueError(
+                f"split: split_sizes must be non-negative and sum exactly to {size} (the size "
+                f"of {shape_str(x.shape)} in dim {axis}), but got split_sizes={sizes}" + where()
+            )
+    else:
+        step = int(split_size_or_sections)
+        if step <= 0 and size:
+            raise ValueError(f"split: split_size must be positive, got {step}" + where())
+        sizes = [builtins.min(step, size - s) for s in range(0, size, step)] if size else [0]
+    starts = itertools.accumulate([0, *sizes])
+    return tuple(narrow_axis(x, axis, s, n) for s, n in zip(starts, sizes))
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    """At most ``chunks`` pieces of ceil(size / chunks) along ``dim`` (as ``torch.chunk``)."""
+    if int(chunks) <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}" + where())
+    axis = _dim("chunk", dim, x.ndim)
+    size = _static("chunk", x, axis)
+    return split(x, builtins.max(-(-size // int(chunks)), 1), axis)
+
+
+def unbind(x: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
+    """The slices along ``dim``, that axis removed (as ``torch.unbind``)."""
+    axis = _dim("unbind", dim, x.ndim)
+    return tuple(squeeze(p, axis) for p in split(x, 1, axis))
+
+
+def squeeze(x: Tensor, dim: Any = None) -> Tensor:
+    """Drop axes of size 1: all of them, or those among ``dim`` (an int or a tuple); a named
+    axis of another size stays, as in PyTorch."""
+    if dim is None:
+        axes: tuple[int, ...] = tuple(range(x.ndim))
+    else:
+        axes = _dims("squeeze", dim, x.ndim) if x.ndim else ()
+    return reshape(x, *[d for i, d in enumerate(x.shape) if not (i in axes and d == 1)])
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    """A new axis of size 1 at ``dim`` (in [-ndim-1, ndim])."""
+    axis = _dim("unsqueeze", dim, x.ndim + 1)
+    return reshape(x, *x.shape[:axis], 1, *x.shape[axis:])
+
+
+def movedim(x: Tensor, source: Any, destination: Any) -> Tensor:
+    """Move the axes ``source`` to the positions ``destination``; the others keep their order
+    (as ``torch.movedim``)."""
+    src = _dims("movedim", source, x.ndim)
+    dst = _dims("movedim", destination, x.ndim)
+    if len(src) != len(dst):
+        raise ValueError(
+            f"movedim: invalid source or destination dims: source ({list(src)} dims) should "
+            f"contain the same number of dims as destination ({list(dst)} dims)" + where()
+        )
+    rest = iter(a for a in range(x.ndim) if a not in src)
+    placed = dict(zip(dst, src))
+    return permute(x, *[placed[i] if i in placed else next(rest) for i in range(x.ndim)])
+
+
+moveaxis = movedim
+
+
+def swapaxes(x: Tensor, axis0: int, axis1: int) -> Tensor:
+    a, b = _dim("swapaxes", axis0, x.ndim), _dim("swapaxes", axis1, x.ndim)
+    perm = list(range(x.ndim))
+    perm[a], perm[b] = b, a
+    return permute(x, *perm)
+
+
+swapdims = swapaxes
+
+
+def broadcast_to(x: Tensor, *size: Any) -> Tensor:
+    """``x`` expanded to ``size``: new leading axes, size-1 axes repeated, -1 keeps an axis
+    (as ``torch.broadcast_to`` and ``Tensor.expand``). A view: no copy."""
+    want = _sizes(size)
+    lead = len(want) - x.ndim
+    if lead < 0:
+        raise ShapeError(
+            f"expand: the number of sizes provided ({len(want)}) must be greater or equal to "
+            f"the number of dimensions in the tensor ({x.ndim})" + where()
+        )
+    shape = []
+    for i, w in enumerate(want):
+        have = x.shape[i - lead] if i >= lead else None
+        if w == -1:
+            if have is None:
+                raise ShapeError(
+                    f"expand: the size -1 is not allowed in a leading, non-existing dim {i} "
+                    f"(target sizes {list(want)}, tensor {shape_str(x.shape)})" + where()
+                )
+            w = have
+        if have is not None and have != 1 and have != w:
+            raise ShapeError(
+                f"expand: the expanded size of the tensor ({w}) must match the existing size "
+                f"({have}) at non-singleton dimension {i}. Target sizes: {list(want)}. Tensor "
+                f"sizes: {shape_str(x.shape)}" + where()
+            )
+        shape.append(w)
+    return _unary_node(ops.broadcast_to(x.node, tuple(shape)), x)
+
+
+def repeat(x: Tensor, *sizes: Any) -> Tensor:
+    """``x`` tiled ``sizes[i]`` times along each axis, new leading axes for extra sizes (as
+    ``Tensor.repeat``): an expand of interleaved size-1 axes, read as a view."""
+    reps = [int(r) for r in _sizes(sizes)]
+    if len(reps) < x.ndim:
+        raise ShapeError(
+            f"repeat: the number of repeat dims ({len(reps)}) can not be smaller than the "
+            f"number of dimensions of the tensor {shape_str(x.shape)}" + where()
+        )
+    shape = (1,) * (len(reps) - x.ndim) + tuple(x.shape)
+    split_shape: list[Any] = []
+    big: list[Any] = []
+    for axis, (r, d) in enumerate(zip(reps, shape)):
+        if r < 0:
+            raise ValueError(f"repeat: repeats must be non-negative, got {reps}" + where())
+        if r != 1 and d != 1:  # a copy per repeat, ahead of the axis: [r, d]
+            if not isinstance(d, int):
+                raise ShapeError(
+                    f"repeat: repeating dim {axis} of {shape_str(x.shape)}, the batch "
+                    f"dimension {d}, would change the batch; repeat another dim" + where()
+                )
+            split_shape += [1, d]
+            big += [r, d]
+        else:
+            split_shape.append(d)
+            big.append(r * d if r != 1 else d)
+    node = ops.expand(ops.reshape(x.node, tuple(split_shape)), tuple(big))
+    out = tuple(r * d if r != 1 else d for r, d in zip(reps, shape))
+    return _unary_node(ops.reshape(node, out), x)
+
+
+def tile(x: Tensor, dims: Any) -> Tensor:
+    """``torch.tile``: ``repeat``, with too few ``dims`` padded by leading 1s."""
+    reps = list(_sizes((dims,)))
+    return repeat(x, *([1] * (x.ndim - len(reps)) + reps))
+
+
+def repeat_interleave(x: Tensor, repeats: Any, dim: int | None = None) -> Tensor:
+    """Each entry ``repeats`` times in a row along ``dim`` (flattened when None), as
+    ``torch.repeat_interleave`` with an int count."""
+    if isinstance(repeats, Tensor) and repeats.ndim == 0 and repeats.has_value:
+        repeats = int(repeats.item())
+    if isinstance(repeats, (Tensor, list, tuple, np.ndarray)):
+        raise NotImplementedError(
+            "repeat_interleave: repeats per entry (a tensor) give a shape that depends on the "
+            "data; symbp takes one int count" + where()
+        )
+    r = int(repeats)
+    if r < 0:
+        raise ValueError(f"repeat_interleave: repeats must be non-negative, got {r}" + where())
+    if dim is None:
+        x, axis = reshape(x, -1), 0
+    else:
+        axis = _dim("repeat_interleave", dim, x.ndim)
+    if r != 1 and x.shape[axis] != 1:  # a batch of B would become one of r·B
+        _static("repeat_interleave", x, axis)
+    d = x.shape[axis]
+    node = ops.reshape(x.node, (*x.shape[: axis + 1], 1, *x.shape[axis + 1 :]))
+    node = ops.expand(node, (*x.shape[: axis + 1], r, *x.shape[axis + 1 :]))
+    return _unary_node(ops.reshape(node, (*x.shape[:axis], d * r, *x.shape[axis + 1 :])), x)
+
+
+def flip(x: Tensor, *args: Any, dims: Any = None) -> Tensor:
+    """Reverse the order along ``dims`` (as ``torch.flip(x, dims)``, ``x.flip(0, 1)`` or
+    ``x.flip(dims=(0,))``). A view in compiled code."""
+    if dims is not None and args:
+        raise TypeError("flip: dims given twice, positionally and as dims=" + where())
+    dims = _sizes(args) if dims is None else dims
+    axes = _dims("flip", dims, x.ndim) if x.ndim else ()
+    return _unary_node(ops.flip(x.node, axes), x)
+
+
+def fliplr(x: Tensor) -> Tensor:
+    if x.ndim < 2:
+        raise ShapeError(f"fliplr: input must be at least 2-D, got {shape_str(x.shape)}" + where())
+    return flip(x, 1)
+
+
+def flipud(x: Tensor) -> Tensor:
+    if x.ndim < 1:
+        raise ShapeError("fliplr: input must be at least 1-D, got a 0-d tensor" + where())
+    return flip(x, 0)
+
+
+def roll(x: Tensor, shifts: Any, dims: Any = None) -> Tensor:
+    """Shift entries cyclically along ``dims`` (as ``torch.roll``; none: the flattened
+    tensor, shape kept). A view in compiled code."""
+    shift = list(shifts) if isinstance(shifts, (tuple, list)) else [shifts]
+    if dims is None:
+        if len(shift) != 1:
+            raise ValueError(f"roll: {len(shift)} shifts need as many dims" + where())
+        return reshape(roll(reshape(x, -1), shift[0], 0), *x.shape)
+    axes = list(dims) if isinstance(dims, (tuple, list)) else [dims]
+    if len(axes) != len(shift):
+        raise ValueError(
+            f"roll: shifts and dimensions must align: {len(shift)} shifts, {len(axes)} dims"
+            + where()
+        )
+    pairs = [(_dim("roll", a, x.ndim), int(s)) for a, s in zip(axes, shift)]
+    for a, s in pairs:
+        if s % builtins.max(int(x.shape[a]) if isinstance(x.shape[a], int) else 1, 1):
+            _static("roll", x, a)
+    return _unary_node(ops.roll(x.node, pairs), x)
+
+
+def pad(x: Tensor, pad: Sequence[int], mode: str = "constant", value: Any = None) -> Tensor:
+    """``torch.nn.functional.pad``: ``pad`` lists (before, after) pairs from the last dim
+    backwards; modes ``constant`` (with ``value``, default 0; negative widths crop),
+    ``reflect``, ``replicate`` and ``circular`` (the last 1-3 dims of a batched or unbatched
+    input, as PyTorch)."""
+    widths = [int(p) for p in pad]
+    if len(widths) % 2 or len(widths) // 2 > x.ndim:
+        raise ValueError(
+            f"pad: padding length must be even and at most twice the input's dims: got "
+            f"{len(widths)} for {shape_str(x.shape)}" + where()
+        )
+    k = len(widths) // 2
+    pairs = [(0, 0)] * (x.ndim - k) + [
+        (widths[2 * i], widths[2 * i + 1]) for i in reversed(range(k))
+    ]
+    if mode not in ops.PAD_MODES:
+        raise ValueError(f"pad: mode {mode!r} is none of {', '.join(ops.PAD_MODES)}" + where())
+    if mode != "constant":
+        if value is not None and value != 0:
+            raise ValueError(f'pad: padding mode "{mode}" does not take a value' + where())
+        if not 1 <= k <= 3 or x.ndim not in (k + 1, k + 2):
+            raise NotImplementedError(
+                f"pad: {mode} padding of the last {k} dims needs a {k + 1}-D or {k + 2}-D "
+                f"input (batch optional), got {shape_str(x.shape)}, as PyTorch" + where()
+            )
+        if any(lo < 0 or hi < 0 for lo, hi in pairs):
+            raise ValueError(f"pad: negative {mode} padding {widths}" + where())
+    node = x.node
+    # negative widths crop first (constant mode); what is left pads
+    if any(lo < 0 or hi < 0 for lo, hi in pairs):
+        ranges = []
+        for a, ((lo, hi), d) in enumerate(zip(pairs, x.shape)):
+            if lo < 0 or hi < 0:
+                d = _static("pad", x, a)
+                ranges.append((builtins.max(-lo, 0), d - builtins.max(-hi, 0)))
+                if ranges[-1][0] > ranges[-1][1]:
+                    raise ShapeError(
+                        f"pad: widths {widths} leave dim {a} of {shape_str(x.shape)} empty"
+                        + where()
+                    )
+            else:
+                ranges.append((0, d))
+        node = ops.crop(node, ranges)
+        pairs = [(builtins.max(lo, 0), builtins.max(hi, 0)) for lo, hi in pairs]
+    try:
+        node = ops.pad(node, pairs, mode, 0 if value is None else value)
+    except ShapeError as e:
+        raise ShapeError(str(e) + where()) from None
+    return _unary_node(node, x)
+
+
 # -- issue 12/13 . reductions (rows of this family go below this line)
 #
 # -- issue 12/13 . linalg (rows of this family go below this line)

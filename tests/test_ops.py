@@ -513,7 +513,80 @@ STRUCTURAL_ROWS = [
     # -- issue 12 . indexing (rows of this family go below this line)
     #
     # -- issue 12 . shaping (rows of this family go below this line)
-    #
+    # joining and shaping: views and joins, every one linear
+    Structural(
+        "cat",
+        "cat",
+        lambda x, y: symbp.cat([x, y, x], 1),
+        lambda x, y: np.concatenate([x, y, x], 1),
+        _normal((3, 2), (3, 4)),
+        torch_fn=lambda x, y: torch.cat([x, y, x], 1),
+    ),
+    Structural(
+        "stack",
+        "cat",
+        lambda x, y: symbp.stack([x, y], -1),
+        lambda x, y: np.stack([x, y], -1),
+        _normal(SHAPE, SHAPE),
+        torch_fn=lambda x, y: torch.stack([x, y], -1),
+    ),
+    Structural(
+        "flip",
+        "flip",
+        lambda x: x.flip((0, -1)),
+        lambda x: np.flip(x, (0, 2)),
+        _normal((2, 3, 4)),
+        torch_fn=lambda x: x.flip((0, -1)),
+    ),
+    Structural(
+        "roll",
+        "roll",
+        lambda x: x.roll((1, -3), (0, 1)),
+        lambda x: np.roll(x, (1, -3), (0, 1)),
+        _normal(SHAPE),
+        torch_fn=lambda x: x.roll((1, -3), (0, 1)),
+    ),
+    Structural(
+        "crop-split",
+        "crop",
+        lambda x: x.split([1, 2, 1], 1)[1],
+        lambda x: x[:, 1:3],
+        _normal(SHAPE),
+        torch_fn=lambda x: x.split([1, 2, 1], 1)[1],
+    ),
+    Structural(
+        "pad-constant",
+        "pad",
+        lambda x: symbp.nn.functional.pad(x, (1, 2, 0, 1), value=0.5),
+        lambda x: np.pad(x, ((0, 1), (1, 2)), constant_values=0.5),
+        _normal(SHAPE),
+        torch_fn=lambda x: torch.nn.functional.pad(x, (1, 2, 0, 1), value=0.5),
+    ),
+    Structural(
+        "pad-reflect",
+        "pad_grad",
+        lambda x: symbp.nn.functional.pad(x, (3, 2), "reflect"),
+        lambda x: np.pad(x, ((0, 0), (3, 2)), "reflect"),
+        _normal(SHAPE),
+        torch_fn=lambda x: torch.nn.functional.pad(x, (3, 2), "reflect"),
+        backward_only=True,
+    ),
+    Structural(
+        "pad-replicate",
+        "pad",
+        lambda x: symbp.nn.functional.pad(x, (2, 1, 1, 3), "replicate"),
+        lambda x: np.pad(x, ((0, 0), (1, 3), (2, 1)), "edge"),
+        _normal((2, 3, 4)),
+        torch_fn=lambda x: torch.nn.functional.pad(x, (2, 1, 1, 3), "replicate"),
+    ),
+    Structural(
+        "pad-circular",
+        "pad",
+        lambda x: symbp.nn.functional.pad(x, (4, 1), "circular"),
+        lambda x: np.pad(x, ((0, 0), (4, 1)), "wrap"),
+        _normal(SHAPE),
+        torch_fn=lambda x: torch.nn.functional.pad(x, (4, 1), "circular"),
+    ),
     # -- issue 12 . reductions (rows of this family go below this line)
     #
     # -- issue 12 . linalg (rows of this family go below this line)

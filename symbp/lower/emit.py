@@ -23,7 +23,7 @@ from symbp.ir import B, Node, type_str
 from symbp.lower import simd
 from symbp.lower.printer import LoweringError, NumbaPrinter
 from symbp.lower.schedule import Buffer, Kernel, Schedule, Update, placement
-from symbp.ops import OPS, NotApplicable, bernoulli_threshold, xsym
+from symbp.ops import OPS, NotApplicable, bernoulli_threshold, to_expr, xsym
 
 # Below this many multiply-adds a matrix product is written as loops (measured on W1/W5: a
 # BLAS call costs ~0.3 us, more than the arithmetic of a 10x5 layer).
@@ -826,7 +826,118 @@ def _same(n: Node, name: Namer) -> str:
 # -- issue 12 . indexing (rows of this family go below this line)
 #
 # -- issue 12 . shaping (rows of this family go below this line)
-#
+# Joining and shaping: flip, roll, crop and pad are views, read through at transformed
+# indices (a reflected pad reads x[n−1−|n−1−|i−lo||], a constant one tests whether i falls in
+# the border); cat writes each source's block into its buffer; pad_grad adds the cotangent of
+# every padded position onto the entry it copied.
+
+
+def _paren(i: str) -> str:
+    """An index as an operand: ``i`` stays, ``j + 2`` gets brackets (an index may be another
+    view's expression)."""
+    return i if re.fullmatch(r"\w+", i) else f"({i})"
+
+
+def _read_flip(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    (x,) = n.src
+    src = [
+        f"{dim_code(d)} - 1 - {_paren(i)}" if a in n.arg else i
+        for a, (d, i) in enumerate(zip(x.shape, idx))
+    ]
+    return em.read(x, src)
+
+
+def _read_roll(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    (x,) = n.src
+    shifts = dict(n.arg)  # out[i] = x[(i - s) mod d], written (i + d - s) % d: never negative
+    src = [
+        f"({_paren(i)} + {x.shape[a] - shifts[a]}) % {x.shape[a]}" if a in shifts else i
+        for a, i in enumerate(idx)
+    ]
+    return em.read(x, src)
+
+
+def _read_crop(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    src = [f"{_paren(i)} + {a}" if a else i for (a, _), i in zip(n.arg, idx)]
+    return em.read(n.src[0], src)
+
+
+def _pad_index(mode: str, i: str, lo: int, size: int) -> str:
+    """The code of ``ops.pad_source_index``: the source entry padded position ``i`` copies."""
+    j = f"{_paren(i)} - {lo}" if lo else i
+    if mode == "reflect":
+        return f"{size - 1} - abs({size - 1} - abs({j}))"
+    if mode == "circular":
+        return f"({_paren(i)} + {size - lo}) % {size}"
+    return f"min(max({j}, 0), {size - 1})"  # replicate, and constant's clamped read
+
+
+def _read_pad(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    (x,) = n.src
+    widths, mode, value = n.arg
+    src = [
+        _pad_index(mode, i, lo, d) if (lo or hi) else i
+        for i, (lo, hi), d in zip(idx, widths, x.shape)
+    ]
+    inner = em.read(x, src)
+    if mode != "constant":
+        return inner
+    # the border is the value; inside, the source (its index clamped, so that the read stays
+    # in bounds even where a shared subexpression hoists it out of the test)
+    inside = [
+        sympy.And(em.sym(_paren(i)) >= lo, em.sym(_paren(i)) < lo + d)
+        for i, (lo, hi), d in zip(idx, widths, x.shape)
+        if lo or hi
+    ]
+    return sympy.Piecewise((inner, sympy.And(*inside)), (to_expr(value), True))
+
+
+def _emit_cat(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """Each source's loop nest writes its block of the output."""
+    lines: list[str] = []
+    start: Any = 0
+    for x in n.src:
+        idx = _index(x.shape)
+        oidx = list(idx)
+        if start:
+            oidx[n.arg] = f"{start} + {_paren(idx[n.arg])}"
+        pre, body = em.assign([at(out, oidx)], [em.read(x, idx)], n.dtype)
+        lines += pre + _loops(x.shape, idx, body)
+        start += x.shape[n.arg]
+    return lines
+
+
+def _emit_pad_grad(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """Zero the source-shaped gradient, then add every padded position's cotangent onto the
+    entry it copied (a border entry meets an inner one: +=)."""
+    (ct,) = n.src
+    widths, mode = n.arg
+    idx = _index(ct.shape)
+    target = [
+        _pad_index(mode, i, lo, d) if (lo or hi) else i
+        for i, (lo, hi), d in zip(idx, widths, n.shape)
+    ]
+    pre, body = em.assign([at(out, target)], [em.read(ct, idx)], n.dtype, op="+=")
+    return em._zero_out(out) + pre + _loops(ct.shape, idx, body)
+
+
+def _named(what: str) -> Callable[[Node, Namer], str]:
+    """``what(source) [arg]``: a shaping node inside a comment."""
+    return lambda n, name: f"{what}({name(n.src[0])}){OPS[n.op].show_arg(n, [])}"
+
+
+def _shaping_view(
+    read: Callable[[Emitter, Node, Sequence[str]], sympy.Expr], what: str
+) -> Lowering:
+    """A view's row (``_view``) whose stored copy's comment says what it copies."""
+    show = _named(what)
+    return Lowering(Emitter.elementwise, lambda n, name: f"copy of {show(n, name)}", read, show)
+
+
+def _cat_describe(n: Node, name: Namer) -> str:
+    return f"cat({', '.join(name(s) for s in n.src)}, dim={n.arg})"
+
+
 # -- issue 12 . reductions (rows of this family go below this line)
 #
 # -- issue 12 . linalg (rows of this family go below this line)
@@ -879,7 +990,13 @@ LOWERING: dict[str, Lowering] = {
     # -- issue 12 . indexing (rows of this family go below this line)
     #
     # -- issue 12 . shaping (rows of this family go below this line)
-    #
+    # their loops write only their own sample (neither joins nor pads along the batch)
+    "cat": Lowering(_emit_cat, _cat_describe, batch_parallel=True),
+    "flip": _shaping_view(_read_flip, "flip"),
+    "roll": _shaping_view(_read_roll, "roll"),
+    "crop": _shaping_view(_read_crop, "crop"),
+    "pad": _shaping_view(_read_pad, "pad"),
+    "pad_grad": Lowering(_emit_pad_grad, _named("pad_grad"), batch_parallel=True),
     # -- issue 12 . reductions (rows of this family go below this line)
     #
     # -- issue 12 . linalg (rows of this family go below this line)

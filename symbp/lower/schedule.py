@@ -92,7 +92,14 @@ PLACEMENT: dict[str, Placement] = {
     # -- issue 12 . indexing (rows of this family go below this line)
     #
     # -- issue 12 . shaping (rows of this family go below this line)
-    #
+    # cat writes each source's block; pad_grad accumulates a border back; the rest are read
+    # through at moved indices, never stored
+    "cat": Placement("kernel", "cat"),
+    "flip": _VIEW,
+    "roll": _VIEW,
+    "crop": _VIEW,
+    "pad": _VIEW,
+    "pad_grad": Placement("kernel", "dpad"),
     # -- issue 12 . reductions (rows of this family go below this line)
     #
     # -- issue 12 . linalg (rows of this family go below this line)

@@ -68,3 +68,9 @@ __all__ = [
     "init",
     "state_updates",
 ]
+
+# issue 12 . shaping: the padding layers
+from symbp.nn import padding as _padding
+from symbp.nn.padding import *  # noqa: F403
+
+__all__ += _padding.__all__

@@ -314,7 +314,8 @@ __all__ = [
 # -- issue 12 . indexing (rows of this family go below this line)
 #
 # -- issue 12 . shaping (rows of this family go below this line)
-#
+pad = T.pad  # F.pad(input, pad, mode="constant", value=None): PyTorch's pad order, last dim first
+__all__ += ["pad"]
 # -- issue 12 . reductions (rows of this family go below this line)
 #
 # -- issue 12 . linalg (rows of this family go below this line)
