@@ -200,6 +200,40 @@ _NO_GRADIENT = NotApplicable("no gradient flows through it")
 #
 # -- issue 12 . reductions (rows of this family go below this line)
 #
+# The index ops (argidx, argsort, cumarg) pass no gradient, but which entries they pick is
+# where the gradient of the values taken at them (``take_along``) jumps: their regime is the
+# picked indices, and a point is on a kink where a picked entry ties with another entry of
+# its row (max(dim), topk, sort, median, cummax at ties).
+
+
+def _index_kink(what: str):
+    def rule(node: Node, dims: dict) -> Kink:
+        axis = node.arg[0]
+
+        def regime(vals: list[np.ndarray]) -> np.ndarray:
+            (x,) = vals
+            idx = OPS[node.op].numpy(node, [x], dims)
+            keep = idx if idx.ndim == x.ndim else np.expand_dims(idx, axis)
+            picked = np.take_along_axis(x, keep, axis=axis)  # [.., m, ..]
+            # entries equal to each picked one, itself included: > 1 is a tie
+            same = (np.expand_dims(x, axis + 1) == np.expand_dims(picked, axis)).sum(axis=axis)
+            return np.stack([keep, same])
+
+        return Kink(
+            node,
+            node.src,
+            regime,
+            on_kink=lambda r: int(np.count_nonzero(r[1] > 1)),
+            what=f"{what} along dim {axis}{_where(node)}",
+            at_kink="{n} picked entry(ies) tied with another entry, where the symbolic "
+            "gradient goes to the picked index (the first maximum, the stable sort's order, "
+            "cummax's last), as PyTorch",
+        )
+
+    return rule
+
+
+#
 # -- issue 12 . linalg (rows of this family go below this line)
 #
 
@@ -217,7 +251,6 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     "onehot": _NO_GRADIENT,
     "sum": _LINEAR,
     "max": _max_kink,
-    "argmax": NotApplicable("no gradient flows through it: the kink is the max's it routes"),
     "matmul": NotApplicable("bilinear: smooth"),
     "bernoulli": NotApplicable("no gradient flows through it: its mask is fixed by its seed"),
     "conv2d": _LINEAR,
@@ -236,6 +269,17 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     # -- issue 12 . shaping (rows of this family go below this line)
     #
     # -- issue 12 . reductions (rows of this family go below this line)
+    "argidx": _index_kink("argmax/argmin"),
+    "argsort": _index_kink("sort/topk/median"),
+    "cumarg": _index_kink("cummax/cummin"),
+    "take_along": _LINEAR,  # linear in x; the jumps are its indices' (above)
+    "put_along": _LINEAR,
+    # a polynomial in its entries: smooth, zeros included; the adjoint's cases for zeros
+    # (``ops.Prod``) are exact values of one continuous gradient, not regimes
+    "prod": NotApplicable("a polynomial: smooth everywhere, zeros included"),
+    "cumsum": _LINEAR,
+    "cumprod": NotApplicable("running products: polynomials, smooth everywhere"),
+    "cumprod_grad": NotApplicable("a backward op: no double backward through cumprod"),
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #
