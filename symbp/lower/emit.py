@@ -1041,9 +1041,7 @@ LOWERING: dict[str, Lowering] = {
     "argidx": Lowering(_emit_argidx, _along_op, batch_parallel=True),
     "argsort": Lowering(_emit_argsort, _along_op, batch_parallel=True),
     "cumarg": Lowering(_emit_cumarg, _along_op, batch_parallel=True),
-    "take_along": _view(
-        _read_take_along, lambda n, name: f"{name(n.src[0])}[{name(n.src[1])}]"
-    ),
+    "take_along": _view(_read_take_along, lambda n, name: f"{name(n.src[0])}[{name(n.src[1])}]"),
     "put_along": Lowering(_emit_put_along, _along_op, batch_parallel=True),
     "prod": Lowering(_emit_prod, _reduction, batch_parallel=True),
     "cumsum": Lowering(_emit_cumsum, _along_op, batch_parallel=True),
