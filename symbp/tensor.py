@@ -971,8 +971,14 @@ def mean(x: Tensor, dim=None, keepdim: bool = False, *, dtype: Any = None) -> Te
     return sum(x, dim, keepdim) * (1 / count)
 
 
-# (values, indices), named as PyTorch's torch.return_types.max
-MaxResult = NamedTuple("max", [("values", Tensor), ("indices", Tensor)])  # noqa: UP014
+class MaxResult(NamedTuple):
+    """(values, indices), named ``max`` as PyTorch's torch.return_types.max."""
+
+    values: Tensor
+    indices: Tensor
+
+
+MaxResult.__name__ = MaxResult.__qualname__ = "max"
 
 
 def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001
