@@ -351,7 +351,8 @@ def test_gradcheck_knows_the_tie_kinks():
 
 
 def _f(t, like):
-    """An index tensor as the float dtype of ``like`` (so it can be weighted by R)."""
+    """An index tensor as the float dtype of ``like`` (so it can be weighted by R); the
+    cases add x, so that X has a gradient (an index has none)."""
     return t.double() if like.dtype == np.float64 else t.float()
 
 
@@ -367,13 +368,13 @@ CASES = {
     "min_dim": (lambda x, w: (x * w).min(1, keepdim=True).values * x, (3, 4), (4,), None),
     "amax_dims": (lambda x, w: (x * w).amax((0, 2)), (2, 3, 4), (4,), None),
     "amin": (lambda x, w: (x * w).amin(1), (3, 4), (4,), None),
-    "argmax": (lambda x, w: _f((x * w).argmax(0), x) * w, (3, 4), (4,), None),
-    "argmin_all": (lambda x, w: _f((x * w).argmin(), x) * w, (3, 4), (4,), None),
+    "argmax": (lambda x, w: _f((x * w).argmax(0), x) * w + x, (3, 4), (4,), None),
+    "argmin_all": (lambda x, w: _f((x * w).argmin(), x) * w + x, (3, 4), (4,), None),
     "sort": (lambda x, w: (x * w).sort(1, descending=True).values, (3, 4), (4,), None),
-    "sort_idx": (lambda x, w: _f((x * w).sort(0).indices, x) * w, (3, 4), (4,), None),
+    "sort_idx": (lambda x, w: _f((x * w).sort(0).indices, x) * w + x, (3, 4), (4,), None),
     "topk": (lambda x, w: (x * w).topk(2, 1).values, (3, 4), (4,), None),
     "cummax": (lambda x, w: (x * w).cummax(1).values, (3, 4), (4,), None),
-    "cummin_idx": (lambda x, w: _f((x * w).cummin(0).indices, x) * w, (3, 4), (4,), None),
+    "cummin_idx": (lambda x, w: _f((x * w).cummin(0).indices, x) * w + x, (3, 4), (4,), None),
     "median": (lambda x, w: (x * w).median(1).values, (3, 5), (5,), None),
     "var": (lambda x, w: (x * w).var(1), (3, 4), (4,), None),
     "std": (lambda x, w: (x * w).std((0, 1), correction=0), (3, 4), (4,), None),
@@ -381,7 +382,7 @@ CASES = {
     "norm3": (lambda x, w: (x * w).norm(3, 0), (3, 4), (4,), None),
     "norm_inf": (lambda x, w: symbp.vector_norm(x * w, float("inf"), 1), (3, 4), (4,), None),
     "logsumexp": (lambda x, w: (x * w).logsumexp((0, 1)), (3, 4), (4,), None),
-    "count_nonzero": (lambda x, w: _f(symbp.relu(x).count_nonzero(0), x) * w, (3, 4), (4,), None),
+    "count_nonzero": (lambda x, w: _f(symbp.relu(x).count_nonzero(0), x) * w + x, (3, 4), (4,), None),
 }  # fmt: skip
 
 CHUNK = 13  # cases per compiled program: two programs per dtype
