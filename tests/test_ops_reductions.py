@@ -356,6 +356,10 @@ def _f(t, like):
     return t.double() if like.dtype == np.float64 else t.float()
 
 
+def _nonzero(x, w):
+    return _f(symbp.relu(x).count_nonzero(0), x) * w + x
+
+
 CASES = {
     "sum_dims": (lambda x, w: (x * w).sum((0, 2)), (2, 3, 4), (4,), None),
     "prod_dim": (lambda x, w: (x * w).prod(1), (3, 4), (4,), None),
@@ -382,7 +386,7 @@ CASES = {
     "norm3": (lambda x, w: (x * w).norm(3, 0), (3, 4), (4,), None),
     "norm_inf": (lambda x, w: symbp.vector_norm(x * w, float("inf"), 1), (3, 4), (4,), None),
     "logsumexp": (lambda x, w: (x * w).logsumexp((0, 1)), (3, 4), (4,), None),
-    "count_nonzero": (lambda x, w: _f(symbp.relu(x).count_nonzero(0), x) * w + x, (3, 4), (4,), None),
+    "count_nonzero": (_nonzero, (3, 4), (4,), None),
 }  # fmt: skip
 
 CHUNK = 13  # cases per compiled program: two programs per dtype
