@@ -1382,14 +1382,19 @@ class Prod(_Reduce):
     def adjoint(self, node, ct):
         x = node.src[0]
         axes = node.arg[0]
-        is0 = sympy.Eq(xsym(0), 0)
-        zeros = ew(sympy.Piecewise((1, is0), (0, True)), [x])
-        nonzero = ew(sympy.Piecewise((1, is0), (xsym(0), True)), [x])  # zeros as 1
+        # 1 - sign(x)² is 1 at a zero and 0 elsewhere, exactly, and no Piecewise to nest in
+        # the conditions below (where it would print as if-then-else chains)
+        zero = 1 - sympy.sign(xsym(0)) ** 2
+        zeros = ew(zero, [x])
+        nonzero = ew(xsym(0) + zero, [x])  # zeros as 1
         count = _unreduce(sum_(zeros, axes, True), x, axes)
         rest = _unreduce(prod(nonzero, axes, True), x, axes)
         out = _unreduce(node, x, axes)
         x0, p, c, r = (xsym(i) for i in range(4))
-        others = sympy.Piecewise((p / x0, sympy.Eq(c, 0)), (r, sympy.Eq(c, 1) & is0), (0, True))
+        # in order: no zero in the group; this entry its only zero (c = 1 and sign(x)² = 0,
+        # read as one test since c = 0 was the first case); two or more zeros
+        one_zero_here = sympy.Eq(c + sympy.sign(x0) ** 2, 1)
+        others = sympy.Piecewise((p / x0, sympy.Eq(c, 0)), (r, one_zero_here), (0, True))
         dx = ew(others, [x, out, count, rest])
         return (ew(xsym(0) * xsym(1), [_unreduce(ct, x, axes), dx], label="mul"),)
 
