@@ -337,6 +337,53 @@ __all__ += [
     "vstack",
 ]
 # -- issue 12/13 (names and __all__ += [...]) . reductions (rows of this family go below this line)
+from symbp.tensor import (  # noqa: E402 (the families' names come after the core's)
+    amax,
+    amin,
+    argmax,
+    argmin,
+    argsort,
+    count_nonzero,
+    cummax,
+    cummin,
+    cumprod,
+    cumsum,
+    median,
+    norm,
+    prod,
+    sort,
+    std,
+    std_mean,
+    topk,
+    var,
+    var_mean,
+    vector_norm,
+)
+from symbp.tensor import min as min  # noqa: E402
+
+__all__ += [
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "argsort",
+    "count_nonzero",
+    "cummax",
+    "cummin",
+    "cumprod",
+    "cumsum",
+    "median",
+    "min",
+    "norm",
+    "prod",
+    "sort",
+    "std",
+    "std_mean",
+    "topk",
+    "var",
+    "var_mean",
+    "vector_norm",
+]
 #
 # -- issue 12/13 (names and __all__ += [...]) . linalg (rows of this family go below this line)
 #

@@ -200,6 +200,44 @@ _NO_GRADIENT = NotApplicable("no gradient flows through it")
 #
 # -- issue 12 . reductions (rows of this family go below this line)
 #
+# The index ops (argidx, argsort, cumarg) pass no gradient, but which entries they pick is
+# where the gradient of the values taken at them jumps: ``take_along``'s regime is its
+# indices, and a point is on a kink where a picked entry ties with another entry of its row
+# (max(dim), topk, sort, median, cummax at ties).
+_PICKS = {
+    "argidx": "{m} over dim {axis}",
+    "argsort": "sort along dim {axis}",
+    "cumarg": "cum{m} along dim {axis}",
+}
+
+
+def _take_along_kink(node: Node, dims: dict) -> Kink:
+    axis = node.arg
+    picks = node.src[1]
+    largest = (picks.op == "argidx" and picks.arg[2]) or (picks.op == "cumarg" and picks.arg[1])
+    what = _PICKS.get(picks.op, "a gather along dim {axis}")
+    what = what.format(m="max" if largest else "min", axis=axis)
+
+    def regime(vals: list[np.ndarray]) -> np.ndarray:
+        x, idx = vals
+        picked = np.take_along_axis(x, idx, axis=axis)  # [.., m, ..]
+        # entries of x equal to each picked one, itself included: more than one is a tie
+        same = (np.expand_dims(x, axis + 1) == np.expand_dims(picked, axis)).sum(axis=axis)
+        return np.stack([idx, same])
+
+    return Kink(
+        node,
+        node.src,
+        regime,
+        on_kink=lambda r: int(np.count_nonzero(r[1] > 1)),
+        what=what + _where(node),
+        at_kink="{n} tie(s) of a picked entry with another, where the symbolic gradient goes "
+        "to the picked index (the first maximum, the stable sort's order, cummax's last), "
+        "as PyTorch",
+    )
+
+
+#
 # -- issue 12 . linalg (rows of this family go below this line)
 #
 
@@ -217,7 +255,6 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     "onehot": _NO_GRADIENT,
     "sum": _LINEAR,
     "max": _max_kink,
-    "argmax": NotApplicable("no gradient flows through it: the kink is the max's it routes"),
     "matmul": NotApplicable("bilinear: smooth"),
     "bernoulli": NotApplicable("no gradient flows through it: its mask is fixed by its seed"),
     "conv2d": _LINEAR,
@@ -242,6 +279,17 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     "pad": _LINEAR,
     "pad_grad": _LINEAR,
     # -- issue 12 . reductions (rows of this family go below this line)
+    "argidx": NotApplicable("no gradient flows through it: the kink is take_along's"),
+    "argsort": NotApplicable("no gradient flows through it: the kink is take_along's"),
+    "cumarg": NotApplicable("no gradient flows through it: the kink is take_along's"),
+    "take_along": _take_along_kink,  # linear in x, but its indices jump at ties
+    "put_along": _LINEAR,
+    # a polynomial in its entries: smooth, zeros included; the adjoint's cases for zeros
+    # (``ops.Prod``) are exact values of one continuous gradient, not regimes
+    "prod": NotApplicable("a polynomial: smooth everywhere, zeros included"),
+    "cumsum": _LINEAR,
+    "cumprod": NotApplicable("running products: polynomials, smooth everywhere"),
+    "cumprod_grad": NotApplicable("a backward op: no double backward through cumprod"),
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #

@@ -96,12 +96,6 @@ class MaxOver(TensorOp):
     nargs = 4
 
 
-class ArgmaxMask(TensorOp):
-    """One-hot of the first maximum along an axis; args (a, axis)."""
-
-    nargs = 2
-
-
 class Broadcast(TensorOp):
     """Broadcast to a shape; printed as its argument (broadcasting is implicit in math)."""
 
@@ -245,12 +239,6 @@ def _np_log_softmax(a, axes):
     return s - np.log(np.sum(np.exp(s), axis=_axes(axes), keepdims=True))
 
 
-def _np_argmax_mask(a, axis):
-    out = np.zeros_like(a)
-    np.put_along_axis(out, np.expand_dims(np.argmax(a, axis=axis), axis), 1, axis=axis)
-    return out
-
-
 class _Stub(NamedTuple):
     """What an op's NumPy rule reads of its node (the output's spatial size, not the batch)."""
 
@@ -280,7 +268,6 @@ TENSOR_NUMPY: dict[str, Callable[..., Any]] = {
     "Permute": lambda a, perm: np.transpose(a, _axes(perm)),
     "SumOver": lambda a, axes, keepdim, kind: np.sum(a, axis=_axes(axes), keepdims=bool(keepdim)),
     "MaxOver": lambda a, axes, keepdim, whole: np.max(a, axis=_axes(axes), keepdims=bool(keepdim)),
-    "ArgmaxMask": _np_argmax_mask,
     "Broadcast": lambda a, shape: np.broadcast_to(a, _axes(shape)),
     "Reshape": lambda a, shape: np.reshape(a, _axes(shape)),
     "OneHot": lambda y, c: (np.asarray(y)[..., None] == np.arange(c)).astype(np.float64),
@@ -306,7 +293,6 @@ TENSOR_SHAPES: dict[str, Callable[[Any, Callable], tuple]] = {
     "Permute": lambda e, s: tuple(s(e.args[0])[k] for k in _axes(e.args[1])),
     "SumOver": _reduced,
     "MaxOver": _reduced,
-    "ArgmaxMask": lambda e, s: s(e.args[0]),
     "Broadcast": lambda e, s: tuple(e.args[1]),
     "Reshape": lambda e, s: tuple(e.args[1]),
     "Fill": lambda e, s: tuple(e.args[1]),
@@ -577,7 +563,6 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "Softmax": ("softmax", r"\operatorname{softmax}"),
     "LogSoftmax": ("log_softmax", r"\log\operatorname{softmax}"),
     "OneHot": ("onehot", r"\operatorname{onehot}"),
-    "ArgmaxMask": ("onehot∘argmax", r"\operatorname{onehot}\circ\operatorname{argmax}"),
     # window ops print in index notation; these names are for a convolution in groups
     **{
         c.__name__: (c.op, rf"\operatorname{{{c.op}}}".replace("_", r"\_"))
@@ -2525,6 +2510,67 @@ for _name, _rule in {
 
 # -- issue 12 . reductions (rows of this family go below this line)
 #
+# The reductions that are ops of their own print as functions of their tensors, named as
+# PyTorch names them (cumsum(x), sort indices ...), one TensorOp class per op whose NumPy form
+# is the op table's own rule and whose last argument is the op's static arg and output shape.
+
+
+class _AlongArg(Static):
+    """An along-axis op's (arg, output shape): handed to NumPy as the arg alone."""
+
+    def _numpycode(self, printer: Any) -> str:
+        return repr(self.value[0])
+
+    _lambdacode = _pythoncode = _numpycode
+
+    def _sympystr(self, printer: Any) -> str:
+        return str(self.value[0])
+
+
+def _along_numpy(op: str) -> Callable[..., np.ndarray]:
+    def run(*args: Any) -> np.ndarray:
+        *vals, arg = args
+        vals = [np.asarray(v) for v in vals]
+        node: Any = _Stub(arg, (), np.result_type(*vals))
+        return OPS[op].numpy(node, vals, {})
+
+    return run
+
+
+def _along_class(op: str, cls: str, tensors: int, text: str, latex: str) -> type[TensorOp]:
+    new = type(cls, (TensorOp,), {"nargs": tensors + 1, "tensors": tensors, "__doc__": text})
+    TENSOR_NUMPY[cls] = _along_numpy(op)
+    TENSOR_SHAPES[cls] = lambda e, s: tuple(e.args[-1].value[1])
+    FUNCTIONS[cls] = (text, latex)
+    return new
+
+
+_ALONG = {
+    op: _along_class(op, cls, tensors, text, latex)
+    for op, cls, tensors, text, latex in [
+        ("argidx", "ArgIndex", 1, "argmax", r"\operatorname{argmax}"),
+        ("argsort", "ArgSort", 1, "argsort", r"\operatorname{argsort}"),
+        ("cumarg", "CumArg", 1, "cumargmax", r"\operatorname{cumargmax}"),
+        ("take_along", "TakeAlong", 2, "take_along", r"\operatorname{take\_along}"),
+        ("put_along", "PutAlong", 2, "put_along", r"\operatorname{put\_along}"),
+        ("prod", "ProdOver", 1, "Π", r"\prod"),
+        ("cumsum", "CumSum", 1, "cumsum", r"\operatorname{cumsum}"),
+        ("cumprod", "CumProd", 1, "cumprod", r"\operatorname{cumprod}"),
+        ("cumprod_grad", "CumProdGrad", 2, "cumprod_grad", r"\operatorname{cumprod\_grad}"),
+    ]
+}
+
+
+def _along_row(op: str, scalar: Any = None, **flags: bool) -> Printing:
+    cls = _ALONG[op]
+    return Printing(
+        lambda n, a, c: cls(*a, _AlongArg((n.arg, n.shape))),
+        scalar or _ScalarLevel._evaluated,
+        **flags,
+    )
+
+
+#
 # -- issue 12 . linalg (rows of this family go below this line)
 #
 
@@ -2564,7 +2610,6 @@ PRINTING: dict[str, Printing] = {
         to_delta=True,
     ),
     "max": Printing(_max_expr, _ScalarLevel._maximum),  # softmax's shift: m = max(...)
-    "argmax": Printing(lambda n, a, c: ArgmaxMask(a[0], n.arg), _ScalarLevel._exactly),
     "matmul": Printing(
         lambda n, a, c: Dot(a[0], a[1]), _ScalarLevel._evaluated, reads_delta=True, to_delta=True
     ),
@@ -2621,6 +2666,15 @@ PRINTING: dict[str, Printing] = {
         delta=True,
     ),
     # -- issue 12 . reductions (rows of this family go below this line)
+    "argidx": _along_row("argidx", _ScalarLevel._exactly),  # indices: numbers, not symbols
+    "argsort": _along_row("argsort", _ScalarLevel._exactly),
+    "cumarg": _along_row("cumarg", _ScalarLevel._exactly),
+    "take_along": _along_row("take_along", to_delta=True),
+    "put_along": _along_row("put_along", delta=True),
+    "prod": _along_row("prod"),
+    "cumsum": _along_row("cumsum", delta=True, to_delta=True),
+    "cumprod": _along_row("cumprod"),
+    "cumprod_grad": _along_row("cumprod_grad", delta=True),
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #

@@ -334,8 +334,9 @@ class Sum(_Reduce):
 class Max(_Reduce):
     """Max over ``axes``.
 
-    Ties as PyTorch: ``x.max()`` over everything spreads the gradient evenly over the tied
-    maxima; ``x.max(dim)`` sends it to the first maximum along ``dim``.
+    Ties as PyTorch's ``x.max()`` and ``amax``: the gradient is spread evenly over the tied
+    maxima. ``x.max(dim)``, which sends it to the first maximum, is not this op: it is
+    ``take_along`` at ``argidx`` (see ``symbp.tensor.max``).
     """
 
     name = "max"
@@ -344,31 +345,10 @@ class Max(_Reduce):
     def adjoint(self, node, ct):
         x = node.src[0]
         axes = node.arg[0]
-        if len(axes) == 1 and x.ndim > 1:
-            mask = make("argmax", (x,), axes[0])
-        else:
-            top = _unreduce(node, x, axes)
-            hit = ew(sympy.Piecewise((1, sympy.Eq(xsym(0), xsym(1))), (0, True)), [x, top])
-            mask = ew(xsym(0) / xsym(1), [hit, _unreduce(sum_(hit, axes, True), x, axes)])
+        top = _unreduce(node, x, axes)
+        hit = ew(sympy.Piecewise((1, sympy.Eq(xsym(0), xsym(1))), (0, True)), [x, top])
+        mask = ew(xsym(0) / xsym(1), [hit, _unreduce(sum_(hit, axes, True), x, axes)])
         return (ew(xsym(0) * xsym(1), [_unreduce(ct, x, axes), mask], label="mul"),)
-
-
-@register
-class Argmax(Op):
-    """One-hot of the first maximum along axis ``arg`` (the routing mask of ``max(dim)``)."""
-
-    name = "argmax"
-    differentiable = False
-
-    def infer(self, src, arg):
-        return src[0].shape, src[0].dtype
-
-    def numpy(self, node, vals, dims):
-        x = vals[0]
-        idx = np.expand_dims(np.argmax(x, axis=node.arg), node.arg)
-        out = np.zeros_like(x)
-        np.put_along_axis(out, idx, 1, axis=node.arg)
-        return out
 
 
 @register
@@ -1544,6 +1524,352 @@ def pad_grad(ct: Node, widths: Sequence[tuple[int, int]], mode: str) -> Node:
 
 
 # -- issue 12 . reductions (rows of this family go below this line)
+#
+# Reductions that are compositions (mean, min, var, std, norm, logsumexp, count_nonzero) live
+# in ``symbp.tensor``; the ops here are the ones composition cannot give. Indices are int64
+# nodes of their own (``argidx``, ``argsort``, ``cumarg``), never differentiated; the values
+# that go with them are ``take_along`` of the input, whose adjoint ``put_along`` routes the
+# cotangent back to exactly the picked entries (repeated picks accumulate, as cummax's do).
+
+
+def _check_axis(what: str, x: Node, axis: int) -> None:
+    if not 0 <= axis < x.ndim:
+        raise shape_error(f"{what}: dim {axis} out of range for shape {shape_str(x.shape)}")
+
+
+def _moved(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x`` with ``axis`` last: the scans below run along the last axis."""
+    return np.moveaxis(x, axis, -1)
+
+
+def _along_shape(x: Node, axis: int, size: Dim) -> Shape:
+    return tuple(size if a == axis else d for a, d in enumerate(x.shape))
+
+
+@register
+class ArgIndex(Op):
+    """int64 index of the first maximum (``largest``) or minimum along ``axis``; arg = (axis,
+    keepdim, largest). A NaN counts as the extreme, as in PyTorch's argmax."""
+
+    name = "argidx"
+    differentiable = False
+
+    def infer(self, src, arg):
+        (x,) = src
+        axis, keepdim, _ = arg
+        _check_axis("argmax", x, axis)
+        if x.shape[axis] == 0:
+            raise shape_error(f"argmax: cannot take the index over an empty dim {axis}")
+        return _reduced(x, (axis,), keepdim), int64
+
+    def numpy(self, node, vals, dims):
+        axis, keepdim, largest = node.arg
+        x = vals[0]
+        if x.dtype != object and x.dtype.kind == "f" and np.isnan(x).any():
+            idx = np.argmax(np.isnan(x), axis=axis)  # the first NaN where there is one
+            rest = (np.argmax if largest else np.argmin)(np.where(np.isnan(x), 0, x), axis=axis)
+            idx = np.where(np.isnan(x).any(axis=axis), idx, rest)
+        else:
+            idx = (np.argmax if largest else np.argmin)(x, axis=axis)
+        idx = np.asarray(idx, dtype=np.int64)
+        return np.expand_dims(idx, axis) if keepdim else idx
+
+    def show_arg(self, node, names):
+        axis, keepdim, largest = node.arg
+        return f"[{'max' if largest else 'min'} axis={axis}{' keepdim' if keepdim else ''}]"
+
+
+@register
+class ArgSort(Op):
+    """int64 positions [start, stop) of a stable sort along ``axis``: ``sort`` takes them all,
+    ``topk`` the first k, ``median`` the middle one; arg = (axis, descending, start, stop).
+    Ties keep their order, so the first of equal entries comes first either way."""
+
+    name = "argsort"
+    differentiable = False
+
+    def infer(self, src, arg):
+        (x,) = src
+        axis, _, start, stop = arg
+        _check_axis("sort", x, axis)
+        n = x.shape[axis]
+        if not 0 <= start <= stop or (isinstance(n, int) and stop > n):
+            raise shape_error(
+                f"sort: positions {start}..{stop} out of range for dim {axis} of size {n}"
+            )
+        return _along_shape(x, axis, stop - start), int64
+
+    def numpy(self, node, vals, dims):
+        axis, descending, start, stop = node.arg
+        x = vals[0]
+        if x.dtype == object:
+            x = x.astype(np.float64)
+        key = -x if descending and x.dtype.kind != "b" else (~x if descending else x)
+        order = np.argsort(key, axis=axis, kind="stable")
+        return np.take(order, np.arange(start, stop), axis=axis).astype(np.int64)
+
+    def show_arg(self, node, names):
+        axis, descending, start, stop = node.arg
+        return f"[axis={axis}{' descending' if descending else ''} {start}:{stop}]"
+
+
+@register
+class CumArg(Op):
+    """int64 index of the running maximum (``largest``) or minimum along ``axis``, the last
+    of tied entries, as PyTorch's cummax/cummin; arg = (axis, largest)."""
+
+    name = "cumarg"
+    differentiable = False
+
+    def infer(self, src, arg):
+        _check_axis("cummax", src[0], arg[0])
+        return src[0].shape, int64
+
+    def numpy(self, node, vals, dims):
+        axis, largest = node.arg
+        x = _moved(vals[0], axis)
+        out = np.zeros(x.shape, np.int64)
+        if x.shape[-1] == 0:
+            return np.moveaxis(out, -1, axis)
+        best, hit = x[..., 0].copy(), np.zeros(x.shape[:-1], np.int64)
+        for k in range(x.shape[-1]):
+            v = x[..., k]
+            better = (v >= best) if largest else (v <= best)
+            with np.errstate(invalid="ignore"):
+                take = (better | (v != v)) & (best == best)  # a NaN stays the extreme
+            take = take | (k == 0)
+            best, hit = np.where(take, v, best), np.where(take, k, hit)
+            out[..., k] = hit
+        return np.moveaxis(out, -1, axis)
+
+    def show_arg(self, node, names):
+        return f"[{'max' if node.arg[1] else 'min'} axis={node.arg[0]}]"
+
+
+@register
+class TakeAlong(Op):
+    """x [.., n, ..] at int64 indices [.., m, ..] along ``axis`` (NumPy's take_along_axis).
+    Linear in x; adjoint: ``put_along`` of the cotangent at the same indices."""
+
+    name = "take_along"
+
+    def infer(self, src, arg):
+        x, idx = src
+        _check_axis("take_along", x, arg)
+        same = idx.ndim == x.ndim and all(
+            a == arg or d == e for a, (d, e) in enumerate(zip(x.shape, idx.shape))
+        )
+        if not same or idx.dtype.kind not in "iu":
+            raise shape_error(
+                f"take_along: indices {shape_str(idx.shape)} ({idx.dtype}) do not index "
+                f"{shape_str(x.shape)} along dim {arg}"
+            )
+        return idx.shape, x.dtype
+
+    def numpy(self, node, vals, dims):
+        return np.take_along_axis(vals[0], vals[1], axis=node.arg)
+
+    def adjoint(self, node, ct):
+        x, idx = node.src
+        return (put_along(ct, idx, node.arg, x.shape[node.arg]), None)
+
+    def show_arg(self, node, names):
+        return f"[axis={node.arg}]"
+
+
+@register
+class PutAlong(Op):
+    """A zero tensor with ``ct`` added at int64 indices along ``axis`` (repeated indices
+    accumulate); arg = (axis, size of that axis). The adjoint of ``take_along``, and linear:
+    its own adjoint is ``take_along``."""
+
+    name = "put_along"
+
+    def infer(self, src, arg):
+        ct, idx = src
+        axis, size = arg
+        _check_axis("put_along", ct, axis)
+        if idx.shape != ct.shape or idx.dtype.kind not in "iu":
+            raise shape_error(
+                f"put_along: indices {shape_str(idx.shape)} do not match {shape_str(ct.shape)}"
+            )
+        return _along_shape(ct, axis, size), ct.dtype
+
+    def numpy(self, node, vals, dims):
+        from symbp.ir import concrete
+
+        ct, idx = vals
+        axis, size = node.arg
+        shape = list(ct.shape)
+        shape[axis] = concrete((size,), dims)[0]
+        out = np.zeros(shape, dtype=ct.dtype)
+        where = list(np.indices(idx.shape, sparse=True))
+        where[axis] = idx
+        np.add.at(out, tuple(where), ct)  # repeated indices accumulate
+        return out
+
+    def adjoint(self, node, ct):
+        return (take_along(ct, node.src[1], node.arg[0]), None)
+
+    def show_arg(self, node, names):
+        return f"[axis={node.arg[0]} size={node.arg[1]}]"
+
+
+@register
+class Prod(_Reduce):
+    """Product over ``axes``. Adjoint: ct times the product of the *other* entries of each
+    group, built from products and counts so that zeros are exact, as PyTorch: no zero in
+    the group, out / x; one zero, the product of the rest at the zero and 0 elsewhere; two
+    or more, 0 everywhere."""
+
+    name = "prod"
+    reduce = np.prod
+
+    def adjoint(self, node, ct):
+        x = node.src[0]
+        axes = node.arg[0]
+        # 1 - sign(x)² is 1 at a zero and 0 elsewhere, exactly, and no Piecewise to nest in
+        # the conditions below (where it would print as if-then-else chains)
+        zero = 1 - sympy.sign(xsym(0)) ** 2
+        zeros = ew(zero, [x])
+        nonzero = ew(xsym(0) + zero, [x])  # zeros as 1
+        count = _unreduce(sum_(zeros, axes, True), x, axes)
+        rest = _unreduce(prod(nonzero, axes, True), x, axes)
+        out = _unreduce(node, x, axes)
+        x0, p, c, r = (xsym(i) for i in range(4))
+        # in order: no zero in the group; this entry its only zero (c = 1 and sign(x)² = 0,
+        # read as one test since c = 0 was the first case); two or more zeros
+        one_zero_here = sympy.Eq(c + sympy.sign(x0) ** 2, 1)
+        others = sympy.Piecewise((p / x0, sympy.Eq(c, 0)), (r, one_zero_here), (0, True))
+        dx = ew(others, [x, out, count, rest])
+        return (ew(xsym(0) * xsym(1), [_unreduce(ct, x, axes), dx], label="mul"),)
+
+
+@register
+class CumSum(Op):
+    """Running sum along ``axis``; arg = (axis, reverse): reverse sums from the end, which is
+    the adjoint: x̄_i = Σ_{k≥i} ct_k."""
+
+    name = "cumsum"
+
+    def infer(self, src, arg):
+        _check_axis("cumsum", src[0], arg[0])
+        return src[0].shape, src[0].dtype
+
+    def numpy(self, node, vals, dims):
+        axis, reverse = node.arg
+        x = vals[0]
+        if reverse:
+            return np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis).astype(x.dtype)
+        return np.cumsum(x, axis=axis).astype(x.dtype)
+
+    def adjoint(self, node, ct):
+        axis, reverse = node.arg
+        return (cumsum(ct, axis, not reverse),)
+
+    def show_arg(self, node, names):
+        return f"[axis={node.arg[0]}{' reverse' if node.arg[1] else ''}]"
+
+
+@register
+class CumProd(Op):
+    """Running product along ``axis`` (arg). Adjoint: ``cumprod_grad``, exact with zeros."""
+
+    name = "cumprod"
+
+    def infer(self, src, arg):
+        _check_axis("cumprod", src[0], arg)
+        return src[0].shape, src[0].dtype
+
+    def numpy(self, node, vals, dims):
+        return np.cumprod(vals[0], axis=node.arg).astype(vals[0].dtype)
+
+    def adjoint(self, node, ct):
+        return (make("cumprod_grad", (node.src[0], ct), node.arg),)
+
+    def show_arg(self, node, names):
+        return f"[axis={node.arg}]"
+
+
+def cumprod_grad_numpy(x: np.ndarray, ct: np.ndarray, axis: int) -> np.ndarray:
+    """x̄_i = Σ_{k≥i} ct_k · Π_{j≤k, j≠i} x_j, by running products: no division, so zeros in
+    x give PyTorch's gradient (not the 0/0 of reverse-cumsum(ct·out)/x)."""
+    xm, cm = _moved(x, axis), _moved(ct, axis)
+    n = xm.shape[-1]
+    out = np.zeros(np.broadcast_shapes(xm.shape, cm.shape), dtype=np.result_type(xm, cm))
+    before = np.ones_like(out[..., 0]) if n else None  # Π_{j<i} x_j
+    for i in range(n):
+        run, acc = before, np.zeros_like(out[..., 0])
+        for k in range(i, n):
+            if k > i:
+                run = run * xm[..., k]
+            acc = acc + cm[..., k] * run
+        out[..., i] = acc
+        before = before * xm[..., i]
+    return np.moveaxis(out, -1, axis)
+
+
+@register
+class CumProdGrad(Op):
+    """The cotangent of ``cumprod``: src (x, ct), arg = axis (``cumprod_grad_numpy``)."""
+
+    name = "cumprod_grad"
+
+    def infer(self, src, arg):
+        x, ct = src
+        if x.shape != ct.shape:
+            raise shape_error(
+                f"cumprod_grad: cotangent {shape_str(ct.shape)} does not match {shape_str(x.shape)}"
+            )
+        return x.shape, x.dtype
+
+    def numpy(self, node, vals, dims):
+        return cumprod_grad_numpy(vals[0], vals[1], node.arg)
+
+    def adjoint(self, node, ct):
+        raise NotImplementedError(
+            "cumprod_grad: no double backward through cumprod (its second derivative would "
+            "need another running-product op)"
+        )
+
+    def show_arg(self, node, names):
+        return f"[axis={node.arg}]"
+
+
+def argidx(x: Node, axis: int, keepdim: bool = False, largest: bool = True) -> Node:
+    return make("argidx", (x,), (int(axis), bool(keepdim), bool(largest)))
+
+
+def argsort(x: Node, axis: int, descending: bool = False, start: int = 0, stop=None) -> Node:
+    stop = x.shape[axis] if stop is None else stop
+    return make("argsort", (x,), (int(axis), bool(descending), int(start), stop))
+
+
+def cumarg(x: Node, axis: int, largest: bool = True) -> Node:
+    return make("cumarg", (x,), (int(axis), bool(largest)))
+
+
+def take_along(x: Node, idx: Node, axis: int) -> Node:
+    return make("take_along", (x, idx), int(axis))
+
+
+def put_along(ct: Node, idx: Node, axis: int, size: Dim) -> Node:
+    return make("put_along", (ct, idx), (int(axis), size))
+
+
+def prod(x: Node, axes: Sequence[int], keepdim: bool = False) -> Node:
+    axes = tuple(sorted(a % x.ndim for a in axes)) if x.ndim else ()
+    return make("prod", (x,), (axes, keepdim)) if axes else x
+
+
+def cumsum(x: Node, axis: int, reverse: bool = False) -> Node:
+    return make("cumsum", (x,), (int(axis), bool(reverse)))
+
+
+def cumprod(x: Node, axis: int) -> Node:
+    return make("cumprod", (x,), int(axis))
+
+
 #
 # -- issue 12 . linalg (rows of this family go below this line)
 #

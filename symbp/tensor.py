@@ -624,11 +624,11 @@ class Tensor:
     def half(self):
         return cast(self, dtypes.to_numpy(dtypes.float16, "Tensor.half"))  # raises: not stored
 
-    def sum(self, dim=None, keepdim: bool = False):
-        return sum(self, dim, keepdim)
+    def sum(self, dim=None, keepdim: bool = False, *, dtype=None):
+        return sum(self, dim, keepdim, dtype=dtype)
 
-    def mean(self, dim=None, keepdim: bool = False):
-        return mean(self, dim, keepdim)
+    def mean(self, dim=None, keepdim: bool = False, *, dtype=None):
+        return mean(self, dim, keepdim, dtype=dtype)
 
     def max(self, dim=None, keepdim: bool = False):
         return max(self, dim, keepdim)
@@ -734,6 +734,61 @@ class Tensor:
         return unbind(self, dim)
 
     # -- issue 12/13 . reductions (rows of this family go below this line)
+    #
+    def min(self, dim=None, keepdim: bool = False):
+        return min(self, dim, keepdim)
+
+    def amax(self, dim=(), keepdim: bool = False):
+        return amax(self, dim, keepdim)
+
+    def amin(self, dim=(), keepdim: bool = False):
+        return amin(self, dim, keepdim)
+
+    def argmax(self, dim=None, keepdim: bool = False):
+        return argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim: bool = False):
+        return argmin(self, dim, keepdim)
+
+    def prod(self, dim=None, keepdim: bool = False, *, dtype=None):
+        return prod(self, dim, keepdim, dtype=dtype)
+
+    def var(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+        return var(self, dim, unbiased, keepdim, correction=correction)
+
+    def std(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+        return std(self, dim, unbiased, keepdim, correction=correction)
+
+    def norm(self, p="fro", dim=None, keepdim: bool = False, dtype=None):
+        return norm(self, p, dim, keepdim, dtype)
+
+    def count_nonzero(self, dim=None):
+        return count_nonzero(self, dim)
+
+    def cumsum(self, dim, *, dtype=None):
+        return cumsum(self, dim, dtype=dtype)
+
+    def cumprod(self, dim, *, dtype=None):
+        return cumprod(self, dim, dtype=dtype)
+
+    def cummax(self, dim):
+        return cummax(self, dim)
+
+    def cummin(self, dim):
+        return cummin(self, dim)
+
+    def sort(self, dim=-1, descending: bool = False, stable: bool = False):
+        return sort(self, dim, descending, stable)
+
+    def argsort(self, dim=-1, descending: bool = False, stable: bool = False):
+        return argsort(self, dim, descending, stable)
+
+    def topk(self, k, dim=-1, largest: bool = True, sorted: bool = True):  # noqa: A002
+        return topk(self, k, dim, largest, sorted)
+
+    def median(self, dim=None, keepdim: bool = False):
+        return median(self, dim, keepdim)
+
     #
     # -- issue 12/13 . linalg (rows of this family go below this line)
     #
@@ -939,13 +994,23 @@ def _axes(x: Tensor, dim) -> tuple[int, ...]:
     return tuple(d % x.ndim for d in dims) if x.ndim else ()
 
 
-def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+def sum(x: Tensor, dim=None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:  # noqa: A001
+    """The sum over ``dim`` (an int, a tuple, None for all); bool and integer tensors sum in
+    int64, as PyTorch."""
+    x = _accumulating(x, dtype)
     return _unary_node(ops.sum_(x.node, _axes(x, dim), keepdim), x)
 
 
-def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    if x.dtype.kind != "f":  # the mean of integers is a float (an int mean would truncate)
-        x = cast(x, _default_dtype[0])
+def mean(x: Tensor, dim=None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    """sum / count over ``dim``. Integer and bool tensors raise, as PyTorch's mean (an
+    accuracy is ``(pred == y).float().mean()``); over no elements it is nan."""
+    if dtype is not None:
+        x = cast(x, dtypes.to_numpy(dtype, "mean"))
+    if x.dtype.kind != "f":
+        raise TypeError(
+            f"mean(): could not infer output dtype: the input is {x.dtype}, and the mean needs "
+            f"a float tensor, as in PyTorch; convert it with .float() or .double()" + where()
+        )
     axes = _axes(x, dim)
     count = sympy.sympify(numel(tuple(x.shape[a] for a in axes)))
     if count.is_zero:  # a mean over no elements is nan, as PyTorch's (1/0 is SymPy's zoo)
@@ -954,28 +1019,25 @@ def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 
 class MaxResult(NamedTuple):
+    """(values, indices), named ``max`` as PyTorch's torch.return_types.max."""
+
     values: Tensor
     indices: Tensor
 
 
+MaxResult.__name__ = MaxResult.__qualname__ = "max"
+
+
 def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001
-    """``x.max()`` is a scalar; ``x.max(dim)`` is (values, indices), as in PyTorch."""
-    axes = _axes(x, dim)
-    if dim is not None and x.ndim == 1:
-        # A max over every axis spreads ties (x.max()); x.max(0) sends the gradient to the
-        # first maximum, as PyTorch does: take it along axis 1 of the [1, n] row instead.
-        row = max(reshape(x, 1, *x.shape), 1, keepdim).values
-        out = reshape(row, *row.shape[1:])
-    else:
-        out = _unary_node(ops.max_(x.node, axes, keepdim), x)
+    """``x.max()`` is a scalar, ties sharing the gradient evenly; ``x.max(dim)`` is (values,
+    indices) of the first maximum, the gradient sent to it, as in PyTorch. ``max(a, b)`` with
+    a tensor b is the elementwise maximum (PyTorch's overload)."""
+    if isinstance(dim, Tensor):
+        return binary("maximum", x, dim)
     if dim is None:
-        return out
-    idx = None
-    if x.has_value:
-        idx = np.argmax(x.numpy(), axis=_axes(x, dim)[0])
-        idx = np.expand_dims(idx, dim) if keepdim else idx
-    indices = Tensor(Node("input", (), f"t{next(_ids)}", out.shape, int64), idx)
-    return MaxResult(out, indices)
+        _nonempty(x, "max")
+        return amax(x, None)
+    return _extreme(x, dim, keepdim, largest=True)
 
 
 def reshape(x: Tensor, *shape) -> Tensor:
@@ -1008,19 +1070,26 @@ def permute(x: Tensor, *dims) -> Tensor:
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x - max) / sum(exp(x - max)): the max shift is exact, so it carries no gradient."""
-    e = (x - max(x.detach(), dim, keepdim=True).values).exp()
+    e = (x - amax(x.detach(), dim, keepdim=True)).exp()
     return e / sum(e, dim, keepdim=True)
 
 
-def logsumexp(x: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
-    m = max(x.detach(), dim, keepdim=True).values
-    out = m + sum((x - m).exp(), dim, keepdim=True).log()
-    return out if keepdim else out.squeeze(dim)
+def logsumexp(x: Tensor, dim: Any = -1, keepdim: bool = False) -> Tensor:
+    """log Σ exp(x) over ``dim`` (an int or a tuple), shifted by the max so that nothing
+    overflows; a row of -inf gives -inf and one holding +inf gives +inf, as PyTorch."""
+    if x.dtype.kind != "f":
+        x = cast(x, _default_dtype[0])
+    axes = _axes(x, dim)
+    if not axes:
+        return x
+    m = _finite_shift(amax(x.detach(), axes, keepdim=True))
+    out = m + sum((x - m).exp(), axes, keepdim=True).log()
+    return out if keepdim else reshape(out, *[d for a, d in enumerate(x.shape) if a not in axes])
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     # (x - m) - log(sum(exp(x - m))), not x - logsumexp(x): x - (m + ...) loses ulp(m)
-    z = x - max(x.detach(), dim, keepdim=True).values
+    z = x - amax(x.detach(), dim, keepdim=True)
     return z - sum(z.exp(), dim, keepdim=True).log()
 
 
@@ -1570,6 +1639,359 @@ def pad(x: Tensor, pad: Sequence[int], mode: str = "constant", value: Any = None
 
 
 # -- issue 12/13 . reductions (rows of this family go below this line)
+#
+# PyTorch's reductions over any dim (an int, a tuple, negative, None for all). Where one is a
+# composition of IR ops it is built as one (mean = sum / n, amin = -amax(-x), var from sums,
+# norm from abs, pow and sum), so it derives, prints and compiles with no op of its own.
+
+
+def _named(kind: str) -> Any:
+    """PyTorch's (values, indices) result type for ``kind`` (torch.return_types.<kind>)."""
+    return NamedTuple(kind, [("values", Tensor), ("indices", Tensor)])
+
+
+_RESULTS = {k: _named(k) for k in ("min", "cummax", "cummin", "sort", "topk", "median")}
+_RESULTS["max"] = MaxResult
+
+
+def _dim(x: Tensor, dim: Any, what: str) -> int:
+    """One dim of ``x`` (negative counts from the end; a 0-d tensor has dim 0 or -1)."""
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{what}: dim must be an int, got {type(dim).__name__}")
+    (axis,) = _axes(x, int(dim))
+    return axis
+
+
+def _lead(x: Tensor) -> Tensor:
+    """A 0-d tensor as [1], so a dim-wise op has an axis to run along."""
+    return reshape(x, 1) if x.ndim == 0 else x
+
+
+def _unlead(out: Tensor, x: Tensor) -> Tensor:
+    return reshape(out) if x.ndim == 0 and out.ndim == 1 else out
+
+
+def _index_result(node: Node, x: Tensor) -> Tensor:
+    """An int64 index node of ``x`` (no gradient)."""
+    return _result(node, [x], False)
+
+
+def _picked(x: Tensor, idx: Tensor, axis: int) -> Tensor:
+    """x at int64 indices along ``axis``: its gradient goes to exactly the picked entries."""
+    return _result(ops.take_along(x.node, idx.node, axis), [x, idx], x.requires_grad)
+
+
+def _nonempty(x: Tensor, what: str) -> None:
+    if sympy.sympify(numel(x.shape)).is_zero:
+        raise shape_error(
+            f"{what}(): the input {shape_str(x.shape)} is empty: no {what}; specify the "
+            f"reduction dim with the 'dim' argument (as PyTorch)"
+        )
+
+
+def _extreme(x: Tensor, dim: Any, keepdim: bool, largest: bool):
+    """max(x, dim) / min(x, dim): (values, indices), ties to the first, the gradient to it."""
+    kind = "max" if largest else "min"
+    y = _lead(x)
+    axis = _dim(y, dim, kind)
+    if y.shape[axis] == 0:
+        raise shape_error(f"{kind}(): dim {dim} of {shape_str(x.shape)} is empty")
+    idx = _index_result(ops.argidx(y.node, axis, True, largest), y)
+    values = _picked(y, idx, axis)
+    if not keepdim or x.ndim == 0:
+        squeezed = [d for a, d in enumerate(y.shape) if a != axis]
+        values, idx = reshape(values, *squeezed), reshape(idx, *squeezed)
+    return _RESULTS[kind](_unlead(values, x), _unlead(idx, x))
+
+
+def amax(x: Tensor, dim: Any = (), keepdim: bool = False) -> Tensor:
+    """The maximum over ``dim`` (all dims for () or None); ties share the gradient evenly."""
+    axes = _axes(x, None if dim == () else dim)
+    if any(sympy.sympify(x.shape[a]).is_zero for a in axes):
+        raise shape_error(f"amax(): reduces over an empty dim of {shape_str(x.shape)}")
+    return _unary_node(ops.max_(x.node, axes, keepdim), x)
+
+
+def amin(x: Tensor, dim: Any = (), keepdim: bool = False) -> Tensor:
+    """-amax(-x): the minimum over ``dim``, ties sharing the gradient evenly."""
+    neg = _unary_node(ops.ew(-ops.xsym(0), [x.node], label="neg"), x)
+    top = amax(neg, dim, keepdim)
+    return _unary_node(ops.ew(-ops.xsym(0), [top.node], label="neg"), top)
+
+
+def min(x: Tensor, dim: Any = None, keepdim: bool = False):  # noqa: A001
+    """``x.min()`` is a scalar (ties share the gradient); ``x.min(dim)`` is (values,
+    indices), the first minimum; ``min(a, b)`` with a tensor b is the elementwise minimum."""
+    if isinstance(dim, Tensor):
+        return binary("minimum", x, dim)
+    if dim is None:
+        _nonempty(x, "min")
+        return amin(x, None)
+    return _extreme(x, dim, keepdim, largest=False)
+
+
+def _arg(x: Tensor, dim: Any, keepdim: bool, largest: bool) -> Tensor:
+    if dim is None:  # over the flattened tensor, as PyTorch
+        _nonempty(x, "argmax" if largest else "argmin")
+        flat = reshape(x, -1)
+        idx = _index_result(ops.argidx(flat.node, 0, False, largest), flat)
+        return reshape(idx, *([1] * x.ndim)) if keepdim else idx
+    y = _lead(x)
+    axis = _dim(y, dim, "argmax" if largest else "argmin")
+    idx = _index_result(ops.argidx(y.node, axis, keepdim and x.ndim > 0, largest), y)
+    return _unlead(idx, x)
+
+
+def argmax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """int64 index of the first maximum (a NaN counts as the maximum), as PyTorch."""
+    return _arg(x, dim, keepdim, True)
+
+
+def argmin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """int64 index of the first minimum, as PyTorch."""
+    return _arg(x, dim, keepdim, False)
+
+
+def _accumulating(x: Tensor, dtype: Any) -> Tensor:
+    """Sum-like reductions of bool and integer tensors accumulate in int64, as PyTorch."""
+    if dtype is not None:
+        return cast(x, dtypes.to_numpy(dtype, "dtype"))
+    return cast(x, int64) if x.dtype.kind in "biu" else x
+
+
+def prod(x: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    """The product over ``dim`` (all for None); exact gradients with zeros, as PyTorch."""
+    x = _accumulating(x, dtype)
+    axes = _axes(x, dim)
+    return _unary_node(ops.prod(x.node, axes, keepdim), x)
+
+
+def _count(x: Tensor, axes: tuple[int, ...]) -> sympy.Expr:
+    return sympy.sympify(numel(tuple(x.shape[a] for a in axes)))
+
+
+def var(
+    x: Tensor,
+    dim: Any = None,
+    unbiased: Any = None,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> Tensor:
+    """Σ (x - mean)² / (N - correction) over ``dim``; correction 1 by default (Bessel's),
+    the old ``unbiased=False`` is correction 0. N ≤ correction gives inf or nan, as PyTorch."""
+    if isinstance(dim, bool):  # the old var(x, unbiased) signature
+        dim, unbiased = None, dim
+    if unbiased is not None and correction is not None:
+        raise TypeError("var: give correction or the older unbiased, not both")
+    c = correction if correction is not None else (1 if unbiased is None else int(bool(unbiased)))
+    if x.dtype.kind != "f":
+        raise TypeError(f"var(): expects a float tensor, got {x.dtype} (as PyTorch)")
+    axes = _axes(x, dim)
+    m = mean(x, axes, keepdim=True)
+    centred = x - m
+    total = sum(centred * centred, axes, keepdim)
+    n = _count(x, axes) - ops.to_expr(c)
+    if n.is_number and n <= 0:  # 0/0 -> nan, s/0 -> inf, as PyTorch's division by max(0, N-c)
+        return total * sympy.oo
+    return total * (1 / n)
+
+
+def std(
+    x: Tensor,
+    dim: Any = None,
+    unbiased: Any = None,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> Tensor:
+    """sqrt(var(x, ...)), with var's arguments."""
+    return var(x, dim, unbiased, keepdim, correction=correction).sqrt()
+
+
+def var_mean(
+    x: Tensor,
+    dim: Any = None,
+    unbiased: Any = None,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> tuple[Tensor, Tensor]:
+    """(var, mean) over ``dim``, as PyTorch."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    v = var(x, dim, unbiased, keepdim, correction=correction)
+    return v, mean(x, dim, keepdim)
+
+
+def std_mean(
+    x: Tensor,
+    dim: Any = None,
+    unbiased: Any = None,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> tuple[Tensor, Tensor]:
+    """(std, mean) over ``dim``, as PyTorch."""
+    v, m = var_mean(x, dim, unbiased, keepdim, correction=correction)
+    return v.sqrt(), m
+
+
+def _ew(expr: sympy.Expr, x: Tensor, label: str = "") -> Tensor:
+    return _unary_node(ops.ew(expr, [x.node], label=label), x)
+
+
+def vector_norm(x: Tensor, ord: Any = 2, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    """(Σ |x|^p)^(1/p) over ``dim`` (all for None): p = 2, 1, any positive float, inf (the
+    largest |x|), -inf (the smallest) and 0 (the count of nonzeros), as
+    torch.linalg.vector_norm. The gradient at 0 is 0, PyTorch's subgradient: the root and
+    |x|^p are pinned to 0 at 0 (a Piecewise), where their derivatives would be 0/0."""
+    if x.dtype.kind != "f":
+        raise TypeError(f"vector_norm: expects a float tensor, got {x.dtype} (as PyTorch)")
+    axes = tuple(range(x.ndim)) if dim is None else _axes(x, dim)
+    p = float(ord) if not isinstance(ord, str) else ord
+    s = ops.xsym(0)
+    if p == np.inf:
+        return amax(_ew(sympy.Abs(s), x, "abs"), axes, keepdim)
+    if p == -np.inf:
+        return amin(_ew(sympy.Abs(s), x, "abs"), axes, keepdim)
+    if p == 0:
+        return sum(_ew(sympy.Piecewise((0, sympy.Eq(s, 0)), (1, True)), x), axes, keepdim)
+    if not isinstance(p, float) or p < 0:
+        raise ValueError(f"vector_norm: ord must be a number >= 0 or ±inf, got {ord!r}")
+    if p == 1:
+        return sum(_ew(sympy.Abs(s), x, "abs"), axes, keepdim)
+    e = ops.to_expr(p)
+    power = s**2 if p == 2 else sympy.Piecewise((0, sympy.Eq(s, 0)), (sympy.Abs(s) ** e, True))
+    total = sum(_ew(power, x), axes, keepdim)
+    root = sympy.sqrt(s) if p == 2 else s ** (1 / e)
+    return _ew(sympy.Piecewise((0, sympy.Eq(s, 0)), (root, True)), total)
+
+
+def norm(
+    x: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Any = None
+) -> Tensor:
+    """torch.norm: 'fro' (and None) is the 2-norm of the entries over ``dim``; a number
+    is ``vector_norm``'s ord. ('nuc' needs a singular value decomposition: not here.)"""
+    if dtype is not None:
+        x = cast(x, dtypes.to_numpy(dtype, "norm"))
+    if p is None or p == "fro":
+        p = 2
+    if isinstance(p, str):
+        raise NotImplementedError(f"norm: p={p!r} is not implemented (use 'fro' or a number)")
+    return vector_norm(x, p, dim, keepdim)
+
+
+def _finite_shift(m: Tensor) -> Tensor:
+    """max(x) clamped to the finite range: subtracting an infinite max would make x - m nan
+    (-inf - -inf), while a shift by the largest float keeps a row of -inf at -inf and one
+    holding +inf at +inf. (SymPy takes real symbols as finite, so no test for inf folds.)"""
+    big = ops.to_expr(float(np.finfo(m.dtype).max))
+    return _ew(sympy.Max(sympy.Min(ops.xsym(0), big), -big), m)
+
+
+def count_nonzero(x: Tensor, dim: Any = None) -> Tensor:
+    """The number of nonzero entries over ``dim`` (all for None), int64, as PyTorch."""
+    s = ops.xsym(0)
+    hit = _unary_node(
+        ops.ew(sympy.Piecewise((0, sympy.Eq(s, 0)), (1, True)), [x.node], dtype=int64), x, False
+    )
+    return sum(hit, dim)
+
+
+def cumsum(x: Tensor, dim: Any, *, dtype: Any = None) -> Tensor:
+    """Running sum along ``dim``: out_i = Σ_{j≤i} x_j (bool and int accumulate in int64)."""
+    x = _accumulating(x, dtype)
+    y = _lead(x)
+    return _unlead(_unary_node(ops.cumsum(y.node, _dim(y, dim, "cumsum")), y), x)
+
+
+def cumprod(x: Tensor, dim: Any, *, dtype: Any = None) -> Tensor:
+    """Running product along ``dim``; its gradient is exact with zeros in x, as PyTorch."""
+    x = _accumulating(x, dtype)
+    y = _lead(x)
+    return _unlead(_unary_node(ops.cumprod(y.node, _dim(y, dim, "cumprod")), y), x)
+
+
+def _running(x: Tensor, dim: Any, largest: bool):
+    kind = "cummax" if largest else "cummin"
+    y = _lead(x)
+    axis = _dim(y, dim, kind)
+    idx = _index_result(ops.cumarg(y.node, axis, largest), y)
+    return _RESULTS[kind](_unlead(_picked(y, idx, axis), x), _unlead(idx, x))
+
+
+def cummax(x: Tensor, dim: Any):
+    """(values, indices) of the running maximum along ``dim``; ties to the last index and
+    the gradient to it, as PyTorch."""
+    return _running(x, dim, True)
+
+
+def cummin(x: Tensor, dim: Any):
+    """(values, indices) of the running minimum along ``dim``, as ``cummax``."""
+    return _running(x, dim, False)
+
+
+def _sorted_part(x: Tensor, dim: Any, descending: bool, start: int, stop: Any, kind: str):
+    y = _lead(x)
+    axis = _dim(y, dim, kind)
+    idx = _index_result(ops.argsort(y.node, axis, descending, start, stop), y)
+    return y, idx, axis
+
+
+def sort(x: Tensor, dim: Any = -1, descending: bool = False, stable: bool = False):
+    """(values, indices) sorted along ``dim``. Always stable (equal entries keep their order),
+    which PyTorch's stable=True guarantees and its default gives on the CPU."""
+    y, idx, axis = _sorted_part(x, dim, descending, 0, None, "sort")
+    return _RESULTS["sort"](_unlead(_picked(y, idx, axis), x), _unlead(idx, x))
+
+
+def argsort(x: Tensor, dim: Any = -1, descending: bool = False, stable: bool = False) -> Tensor:
+    """The indices that sort ``x`` along ``dim`` (stable, as ``sort``)."""
+    return _unlead(_sorted_part(x, dim, descending, 0, None, "argsort")[1], x)
+
+
+def topk(x: Tensor, k: int, dim: Any = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
+    """(values, indices) of the k largest (or smallest) along ``dim``, largest first; the
+    gradient goes to the picked entries. Among tied entries symbp picks the first ones;
+    PyTorch's choice among ties is unspecified (its CPU kernel may pick others)."""
+    y = _lead(x)
+    n = y.shape[_dim(y, dim, "topk")]
+    if not isinstance(k, (int, np.integer)) or k < 0 or (isinstance(n, int) and k > n):
+        raise shape_error(f"topk: k={k} out of range for dim {dim} of {shape_str(x.shape)}")
+    y, idx, axis = _sorted_part(x, dim, largest, 0, int(k), "topk")
+    return _RESULTS["topk"](_unlead(_picked(y, idx, axis), x), _unlead(idx, x))
+
+
+def median(x: Tensor, dim: Any = None, keepdim: bool = False):
+    """The lower median (entry (n-1)//2 of the sorted values), as PyTorch: ``median()`` a
+    scalar whose gradient is shared by the entries equal to it, ``median(dim)`` (values,
+    indices) whose gradient goes to the one entry indexed. The index is the stable sort's,
+    which is PyTorch's on ties (checked in the tests)."""
+    if dim is None:  # the value; its gradient shared evenly by the entries equal to it
+        if sympy.sympify(numel(x.shape)).is_zero:
+            return sum(x) * sympy.nan  # PyTorch's median of nothing is nan
+        m = median(reshape(x.detach(), -1), 0).values
+        at = ops.broadcast_to(m.node, x.shape)
+        s0, s1 = ops.xsym(0), ops.xsym(1)
+        hit = _result(
+            ops.ew(sympy.Piecewise((1, sympy.Eq(s0, s1)), (0, True)), [x.node, at]), [x, m], False
+        )
+        return m + sum((x - m) * hit) / sum(hit)  # m exactly; d/dx = hit / count
+    y = _lead(x)
+    axis = _dim(y, dim, "median")
+    n = y.shape[axis]
+    if not isinstance(n, int):
+        raise shape_error(f"median: dim {dim} must have a known size, got {shape_str(x.shape)}")
+    mid = (n - 1) // 2
+    y, idx, axis = _sorted_part(x, dim, False, mid, mid + 1, "median")
+    values = _picked(y, idx, axis)
+    if not keepdim or x.ndim == 0:
+        squeezed = [d for a, d in enumerate(y.shape) if a != axis]
+        values, idx = reshape(values, *squeezed), reshape(idx, *squeezed)
+    return _RESULTS["median"](_unlead(values, x), _unlead(idx, x))
+
+
 #
 # -- issue 12/13 . linalg (rows of this family go below this line)
 #

@@ -289,6 +289,59 @@ def _mask(x, prob):
     return _result(ops.bernoulli(seed.node, prob, x.shape, x.dtype), [seed], False)
 
 
+# -- issue 12 . reductions: references for the rows of that family
+
+
+def _prod_zeros(rng):
+    x = rng.normal(size=(3, 4))
+    x[0, 1] = 0.0  # one zero in row 0, two in row 1, none in row 2
+    x[1, [0, 2]] = 0.0
+    return [x]
+
+
+def _prod_zeros_grad(args, w):
+    (x,) = args
+    g = np.zeros_like(x)
+    for r in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            g[r, c] = w[r, 0] * np.prod(np.delete(x[r], c))  # the product of the others
+    return [g]
+
+
+def _cumprod_zeros_grad(args, w):
+    (x,) = args
+    g = np.zeros_like(x)
+    for r, c in np.ndindex(*x.shape):  # Σ_{k≥c} w_k Π_{j≤k, j≠c} x_j
+        g[r, c] = sum(w[r, k] * np.prod(np.delete(x[r, : k + 1], c)) for k in range(c, x.shape[1]))
+    return [g]
+
+
+def _sort_ties_grad(args, w):
+    (x,) = args
+    order = np.argsort(-x, axis=1, kind="stable")  # ties keep their order
+    g = np.zeros_like(x)
+    np.put_along_axis(g, order, w, axis=1)
+    return [g]
+
+
+def _cummax_ties_grad(args, w):
+    (x,) = args
+    g = np.zeros_like(x)
+    for r in range(x.shape[0]):
+        best = 0
+        for k in range(x.shape[1]):
+            if x[r, k] >= x[r, best]:  # the last of tied maxima, as PyTorch's cummax
+                best = k
+            g[r, best] += w[r, k]
+    return [g]
+
+
+def _first_min_grad(x, w):
+    g = np.zeros_like(x)
+    g[np.argmin(x, axis=0), np.arange(x.shape[1])] = w
+    return g
+
+
 LABELS = np.array([0, 3, 1, 4])
 
 STRUCTURAL_ROWS = [
@@ -375,7 +428,7 @@ STRUCTURAL_ROWS = [
     ),
     Structural(
         "max-dim",
-        "max",
+        "take_along",  # max(dim) is x at its argmax: the gradient goes to that entry
         lambda x: x.max(1).values,
         lambda x: x.max(1),
         _normal(SHAPE),
@@ -383,7 +436,7 @@ STRUCTURAL_ROWS = [
     ),
     Structural(
         "max-dim-keepdim",
-        "max",
+        "argidx",
         lambda x: x.max(0, keepdim=True).values,
         lambda x: x.max(0, keepdims=True),
         _normal(SHAPE),
@@ -391,7 +444,7 @@ STRUCTURAL_ROWS = [
     ),
     Structural(
         "max-dim-ties",
-        "argmax",
+        "put_along",
         lambda x: x.max(1).values,
         lambda x: x.max(1),
         _ties,
@@ -402,7 +455,7 @@ STRUCTURAL_ROWS = [
     # on a 1-D tensor too, max(dim) routes to the first maximum and max() spreads over ties
     Structural(
         "max-dim-1d-ties",
-        "argmax",
+        "put_along",
         lambda x: x.max(0).values,
         lambda x: x.max(0),
         lambda rng: [np.array([0.0, 2.0, 1.0, 2.0])],
@@ -588,6 +641,139 @@ STRUCTURAL_ROWS = [
         torch_fn=lambda x: torch.nn.functional.pad(x, (4, 1), "circular"),
     ),
     # -- issue 12 . reductions (rows of this family go below this line)
+    Structural.alike("prod-dim", "prod", lambda x: x.prod(1), _normal(SHAPE)),
+    Structural(
+        "prod-zeros",
+        "prod",
+        lambda x: x.prod(1, keepdim=True),
+        lambda x: x.prod(1, keepdims=True),
+        _prod_zeros,
+        grad_ref=_prod_zeros_grad,
+        torch_fn=lambda x: x.prod(1, keepdim=True),
+    ),
+    Structural(
+        "prod-all-zero",
+        "prod",
+        lambda x: x.prod(),
+        lambda x: np.prod(x),
+        lambda rng: [np.array([[2.0, 0.0, 3.0], [0.5, -1.0, 4.0]])],
+        grad_ref=lambda args, w: [np.array([[0.0, -12.0 * w, 0.0], [0.0, 0.0, 0.0]])],
+        torch_fn=lambda x: x.prod(),
+    ),
+    Structural(
+        "cumsum",
+        "cumsum",
+        lambda x: x.cumsum(1),
+        lambda x: np.cumsum(x, 1),
+        _normal(SHAPE),
+        torch_fn=lambda x: x.cumsum(1),
+    ),
+    Structural(
+        "cumprod",
+        "cumprod",
+        lambda x: x.cumprod(0),
+        lambda x: np.cumprod(x, 0),
+        _normal(SHAPE),
+        torch_fn=lambda x: x.cumprod(0),
+    ),
+    Structural(
+        "cumprod-zeros",
+        "cumprod_grad",
+        lambda x: x.cumprod(1),
+        lambda x: np.cumprod(x, 1),
+        lambda rng: [np.array([[2.0, 0.0, 3.0, 0.5], [0.0, 1.5, 0.0, 2.0]])],
+        grad_ref=_cumprod_zeros_grad,
+        torch_fn=lambda x: x.cumprod(1),
+        backward_only=True,
+    ),
+    Structural(
+        "sort-descending-ties",
+        "argsort",
+        lambda x: x.sort(1, descending=True).values,
+        lambda x: -np.sort(-x, 1),
+        _ties,
+        grad_ref=_sort_ties_grad,
+        torch_fn=lambda x: x.sort(1, descending=True).values,
+    ),
+    Structural(
+        "topk",
+        "argsort",
+        lambda x: x.topk(2, 1).values,
+        lambda x: -np.sort(-x, 1)[:, :2],
+        _normal(SHAPE),
+        torch_fn=lambda x: x.topk(2, 1).values,
+    ),
+    Structural(
+        "cummax-ties",
+        "cumarg",
+        lambda x: x.cummax(1).values,
+        lambda x: np.maximum.accumulate(x, 1),
+        _ties,
+        grad_ref=_cummax_ties_grad,
+        torch_fn=lambda x: x.cummax(1).values,
+    ),
+    Structural(
+        "min-dim-ties",
+        "argidx",
+        lambda x: x.min(0).values,
+        lambda x: x.min(0),
+        lambda rng: [-_ties(rng)[0].T],  # ties for the minimum down the columns
+        grad_ref=lambda args, w: [_first_min_grad(args[0], w)],
+        torch_fn=lambda x: x.min(0).values,
+    ),
+    Structural(
+        "amax-dim-ties",
+        "max",
+        lambda x: x.amax(1),
+        lambda x: x.max(1),
+        _ties,
+        grad_ref=lambda args, w: [
+            (args[0] == args[0].max(1, keepdims=True))
+            * (w / (args[0] == args[0].max(1, keepdims=True)).sum(1))[:, None]
+        ],
+        torch_fn=lambda x: x.amax(1),
+    ),
+    Structural(
+        "median-dim",
+        "argsort",
+        lambda x: x.median(1).values,
+        lambda x: np.sort(x, 1)[:, (x.shape[1] - 1) // 2],
+        _normal(SHAPE),
+        torch_fn=lambda x: x.median(1).values,
+    ),
+    Structural(
+        "logsumexp-dims",
+        "max",
+        lambda x: x.logsumexp((0, 2)),
+        lambda x: scipy.special.logsumexp(x, (0, 2)),
+        _normal((2, 3, 4)),
+        torch_fn=lambda x: x.logsumexp((0, 2)),
+    ),
+    Structural(
+        "var-dims",
+        "sum",
+        lambda x: x.var((0, 2)),
+        lambda x: x.var((0, 2), ddof=1),
+        _normal((2, 3, 4)),
+        torch_fn=lambda x: x.var((0, 2)),
+    ),
+    Structural(
+        "norm-p3",
+        "sum",
+        lambda x: x.norm(3, 1),
+        lambda x: (np.abs(x) ** 3).sum(1) ** (1 / 3),
+        _normal(SHAPE),
+        torch_fn=lambda x: x.norm(3, 1),
+    ),
+    Structural(
+        "norm-at-zero",
+        "sum",
+        lambda x: x.norm(),
+        lambda x: np.sqrt((x * x).sum()),
+        lambda rng: [np.zeros((2, 3))],
+        grad_ref=lambda args, w: [np.zeros((2, 3))],  # PyTorch's subgradient: 0, not nan
+        torch_fn=lambda x: x.norm(),
+    ),
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #
@@ -910,8 +1096,13 @@ def test_integer_tensors_with_python_floats_compute_in_float():
         assert got.dtype == np.float32  # the default float, as PyTorch
         np.testing.assert_array_equal(got.numpy(), want)
     assert (n * 2).dtype == np.int64 and (n * 2).tolist() == [2, 4, 6]
-    assert n.mean().dtype == np.float32 and n.mean().item() == 2.0  # not a truncated int
-    assert symbp.tensor([True, False, True, True]).mean().item() == 0.75  # an accuracy
+    # PyTorch's mean refuses integers and bools (no truncated int, no silent float): an
+    # accuracy is (pred == y).float().mean(); the sum of integers is int64
+    with pytest.raises(TypeError, match=r"mean.*int64.*float"):
+        n.mean()
+    assert n.float().mean().dtype == np.float32 and n.float().mean().item() == 2.0
+    assert symbp.tensor([True, False, True, True]).float().mean().item() == 0.75  # an accuracy
+    assert n.sum().dtype == np.int64 and symbp.tensor([True, True]).sum().item() == 2
     if torch is not None:
         tn = torch.tensor([1, 2, 3])
         assert (tn * 0.5).tolist() == (n * 0.5).tolist() and (tn + 1.0).dtype == torch.float32

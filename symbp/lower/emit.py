@@ -302,30 +302,6 @@ class Emitter:
             return zero + pre + _loops(x.shape[:lead], idx[:lead], run)
         return zero + pre + _loops(x.shape, idx, body + merge("v"))
 
-    def argmax(self, n: Node, out: Buffer) -> list[str]:
-        (x,) = n.src
-        axis = n.arg
-        idx = list(LOOP_VARS[: x.ndim])
-        outer = [d for a, d in enumerate(x.shape) if a != axis]
-        outer_idx = [v for a, v in enumerate(idx) if a != axis]
-        pre, body = self.assign(["v"], [self.read(x, idx)], n.dtype)
-        scan = _loops(
-            [x.shape[axis]],
-            [idx[axis]],
-            [
-                *body,
-                "if v > best:",
-                f"    best = v; hit = {idx[axis]}",
-            ],
-        )
-        one, zero = ("f32(1.0)", "f32(0.0)") if _DT.get(n.dtype) == "f32" else ("1.0", "0.0")
-        write = _loops(
-            [x.shape[axis]],
-            [idx[axis]],
-            [f"{at(out, idx)} = {one} if {idx[axis]} == hit else {zero}"],
-        )
-        return pre + _loops(outer, outer_idx, ["best = -np.inf", "hit = 0", *scan, *write])
-
     def _emit_bernoulli(self, n: Node, out: Buffer) -> list[str]:
         """The dropout mask: entry f (C order) is 1 iff its hash is below floor(prob·2⁶⁴),
         ``symbp.ops.bernoulli_mask`` bit for bit (``support.bernoulli_bits``)."""
@@ -940,6 +916,191 @@ def _cat_describe(n: Node, name: Namer) -> str:
 
 # -- issue 12 . reductions (rows of this family go below this line)
 #
+# Kernels of the reductions that are ops of their own. Each loops over every axis but the one
+# it runs along, and walks that axis in an inner loop written ``range(0, n)``: a scan carries
+# state from entry to entry, so that loop must never become a ``prange`` (``_batch_parallel``
+# turns only a top-level ``range(B)`` into one). Locals carry the output buffer's name, so
+# kernels of different dtypes in one function never share a variable.
+
+
+def _along(n: Node, x: Node, axis: int) -> tuple[list[str], list[object], list[str]]:
+    """(x's loop indices, the other axes' sizes, their indices): loops over all but ``axis``."""
+    idx = list(LOOP_VARS[: x.ndim])
+    others = [a for a in range(x.ndim) if a != axis]
+    return idx, [x.shape[a] for a in others], [idx[a] for a in others]
+
+
+def _at_axis(idx: Sequence[str], axis: int, value: str) -> list[str]:
+    return [value if a == axis else v for a, v in enumerate(idx)]
+
+
+def _lit(dtype: np.dtype, value: float) -> str:
+    """A literal of the kernel's dtype (an int for integer tensors)."""
+    kt = _DT.get(dtype)
+    if kt is None:
+        return str(int(value))
+    return f"f32({float(value)!r})" if kt == "f32" else repr(float(value))
+
+
+def _emit_argidx(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """The first maximum (minimum) along the axis; a NaN wins and stays, as PyTorch."""
+    (x,) = n.src
+    axis, keepdim, largest = n.arg
+    idx, sizes, outer = _along(n, x, axis)
+    k, best, hit = idx[axis], f"{out.name}_best", f"{out.name}_hit"
+    oidx = _at_axis(idx, axis, "0") if keepdim else outer
+    first = em.code(em.read(x, _at_axis(idx, axis, "0")), x.dtype)
+    v = em.code(em.read(x, idx), x.dtype)
+    better = ">" if largest else "<"
+    body = [
+        f"{best} = {first}",
+        f"{hit} = 0",
+        f"for {k} in range(1, {dim_code(x.shape[axis])}):",
+        f"    {out.name}_v = {v}",
+        f"    if ({out.name}_v {better} {best} or {out.name}_v != {out.name}_v) "
+        f"and {best} == {best}:",
+        f"        {best} = {out.name}_v",
+        f"        {hit} = {k}",
+        f"{at(out, oidx)} = {hit}",
+    ]
+    return _loops(sizes, outer, body)
+
+
+def _emit_cumarg(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """The index of the running maximum (minimum), the last of ties, as PyTorch's cummax."""
+    (x,) = n.src
+    axis, largest = n.arg
+    idx, sizes, outer = _along(n, x, axis)
+    k, best, hit, v = idx[axis], f"{out.name}_best", f"{out.name}_hit", f"{out.name}_v"
+    better = ">=" if largest else "<="
+    body = [
+        f"{best} = {em.code(em.read(x, _at_axis(idx, axis, '0')), x.dtype)}",
+        f"{hit} = 0",
+        f"for {k} in range(0, {dim_code(x.shape[axis])}):",
+        f"    {v} = {em.code(em.read(x, idx), x.dtype)}",
+        f"    if ({v} {better} {best} or {v} != {v}) and {best} == {best}:",
+        f"        {best} = {v}",
+        f"        {hit} = {k}",
+        f"    {at(out, idx)} = {hit}",
+    ]
+    return _loops(sizes, outer, body)
+
+
+def _emit_argsort(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """Each row copied out, NumPy's stable argsort (mergesort), positions start..stop kept;
+    descending sorts the negated row, which keeps equal entries in order."""
+    (x,) = n.src
+    axis, descending, start, stop = n.arg
+    idx, sizes, outer = _along(n, x, axis)
+    k, row, order = idx[axis], f"{out.name}_row", f"{out.name}_order"
+    size = dim_code(x.shape[axis])
+    npdt = {"f32": "np.float32", "f64": "np.float64"}.get(_DT.get(x.dtype, ""), "np.int64")
+    v = em.code(em.read(x, idx), x.dtype)
+    body = [
+        f"{row} = np.empty({size}, {npdt})",
+        f"for {k} in range(0, {size}):",
+        f"    {row}[{k}] = {'-' if descending else ''}({v})",
+        f'{order} = np.argsort({row}, kind="mergesort")',
+        f"for {k} in range(0, {stop - start}):",
+        f"    {at(out, idx)} = {order}[{k} + {start}]",
+    ]
+    return _loops(sizes, outer, body)
+
+
+def _read_take_along(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    x, where = n.src
+    j = em.code(em.read(where, idx), where.dtype)
+    return em.read(x, _at_axis(idx, n.arg, f"({j})"))
+
+
+def _emit_put_along(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """Zero, then add each cotangent entry at its index (repeated indices accumulate)."""
+    ct, where = n.src
+    axis, _ = n.arg
+    idx = list(LOOP_VARS[: ct.ndim])
+    j = f"{out.name}_j"
+    body = [
+        f"{j} = {em.code(em.read(where, idx), where.dtype)}",
+        f"{at(out, _at_axis(idx, axis, j))} += {em.code(em.read(ct, idx), ct.dtype)}",
+    ]
+    lines: list[str] = []
+    depth = 0
+    for a, (d, v) in enumerate(zip(ct.shape, idx)):  # the indexed axis: never a prange
+        lo = "0, " if a == axis else ""
+        lines.append("    " * depth + f"for {v} in range({lo}{dim_code(d)}):")
+        depth += 1
+    return em._zero_out(out) + lines + ["    " * depth + b for b in body]
+
+
+def _emit_prod(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """Ones, then every entry multiplied into its group's product (memory order)."""
+    (x,) = n.src
+    axes, keepdim = n.arg
+    idx = _index(x.shape)
+    oidx = (
+        ["0" if a in axes else v for a, v in enumerate(idx)]
+        if keepdim
+        else [v for a, v in enumerate(idx) if a not in axes]
+    )
+    oall = _index(out.shape)
+    one = _loops(out.shape, oall, [f"{at(out, oall)} = {_lit(n.dtype, 1)}"])
+    pre, body = em.assign([at(out, oidx)], [em.read(x, idx)], n.dtype, op="*=")
+    return one + pre + _loops(x.shape, idx, body)
+
+
+def _emit_scan(em: Emitter, n: Node, out: Buffer, axis: int, reverse: bool, op: str) -> list[str]:
+    (x,) = n.src
+    idx, sizes, outer = _along(n, x, axis)
+    k, acc, size = idx[axis], f"{out.name}_acc", dim_code(x.shape[axis])
+    walk = [f"for {out.name}_s in range(0, {size}):"]
+    walk.append(f"    {k} = {size} - 1 - {out.name}_s" if reverse else f"    {k} = {out.name}_s")
+    body = [
+        f"{acc} = {_lit(n.dtype, 1 if op == '*=' else 0)}",
+        *walk,
+        f"    {acc} {op} {em.code(em.read(x, idx), x.dtype)}",
+        f"    {at(out, idx)} = {acc}",
+    ]
+    return _loops(sizes, outer, body)
+
+
+def _emit_cumsum(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    return _emit_scan(em, n, out, n.arg[0], n.arg[1], "+=")
+
+
+def _emit_cumprod(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    return _emit_scan(em, n, out, n.arg, False, "*=")
+
+
+def _emit_cumprod_grad(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """x̄_i = Σ_{k≥i} ct_k · Π_{j≤k, j≠i} x_j by running products (``ops.cumprod_grad_numpy``):
+    no division, so zeros in x are exact. O(n²) along the axis."""
+    x, ct = n.src
+    axis = n.arg
+    idx, sizes, outer = _along(n, x, axis)
+    i, size = idx[axis], dim_code(x.shape[axis])
+    pre, run, acc, s = (f"{out.name}_{w}" for w in ("pre", "run", "acc", "s"))
+    at_s = _at_axis(idx, axis, s)
+    body = [
+        f"{pre} = {_lit(n.dtype, 1)}",
+        f"for {i} in range(0, {size}):",
+        f"    {run} = {pre}",
+        f"    {acc} = {_lit(n.dtype, 0)}",
+        f"    for {s} in range({i}, {size}):",
+        f"        if {s} > {i}:",
+        f"            {run} *= {em.code(em.read(x, at_s), x.dtype)}",
+        f"        {acc} += {em.code(em.read(ct, at_s), ct.dtype)} * {run}",
+        f"    {at(out, idx)} = {acc}",
+        f"    {pre} *= {em.code(em.read(x, idx), x.dtype)}",
+    ]
+    return _loops(sizes, outer, body)
+
+
+def _along_op(n: Node, name: Namer) -> str:
+    srcs = ", ".join(name(s) for s in n.src)
+    return f"{n.op}({srcs}) {OPS[n.op].show_arg(n, [])}"
+
+
+#
 # -- issue 12 . linalg (rows of this family go below this line)
 #
 
@@ -967,10 +1128,6 @@ LOWERING: dict[str, Lowering] = {
     ),
     "sum": Lowering(Emitter._emit_sum, _reduction),
     "max": Lowering(Emitter._emit_max, _reduction),
-    "argmax": Lowering(
-        Emitter.argmax,
-        lambda n, name: f"first-max one-hot of {name(n.src[0])} along axis {n.arg}",
-    ),
     "matmul": Lowering(Emitter.matmul, lambda n, name: f"{name(n.src[0])} @ {name(n.src[1])}"),
     "bernoulli": Lowering(
         Emitter._emit_bernoulli,
@@ -998,6 +1155,15 @@ LOWERING: dict[str, Lowering] = {
     "pad": _shaping_view(_read_pad, "pad"),
     "pad_grad": Lowering(_emit_pad_grad, _named("pad_grad"), batch_parallel=True),
     # -- issue 12 . reductions (rows of this family go below this line)
+    "argidx": Lowering(_emit_argidx, _along_op, batch_parallel=True),
+    "argsort": Lowering(_emit_argsort, _along_op, batch_parallel=True),
+    "cumarg": Lowering(_emit_cumarg, _along_op, batch_parallel=True),
+    "take_along": _view(_read_take_along, lambda n, name: f"{name(n.src[0])}[{name(n.src[1])}]"),
+    "put_along": Lowering(_emit_put_along, _along_op, batch_parallel=True),
+    "prod": Lowering(_emit_prod, _reduction, batch_parallel=True),
+    "cumsum": Lowering(_emit_cumsum, _along_op, batch_parallel=True),
+    "cumprod": Lowering(_emit_cumprod, _along_op, batch_parallel=True),
+    "cumprod_grad": Lowering(_emit_cumprod_grad, _along_op, batch_parallel=True),
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #

@@ -3,7 +3,7 @@
 Which nodes get a buffer, and what every other node is, is one row per op of ``PLACEMENT``:
 
 - ``input``: a buffer given from outside (a data batch or a parameter);
-- a *kernel* (``ew``, ``matmul``, ``sum``, ``max``, ``argmax``, ``bernoulli``, the window ops):
+- a *kernel* (``ew``, ``matmul``, ``sum``, ``max``, ``bernoulli``, the window ops, ...):
   one loop nest (or library call) each, writing its own buffer -- except an ``ew`` node read
   only by one reduction, which is computed inside the reduction's loop and never stored. A
   window op (a convolution, a pooling, their gradients) sweeps its sources' buffers with
@@ -75,7 +75,6 @@ PLACEMENT: dict[str, Placement] = {
     "onehot": _VIEW,
     "sum": Placement("kernel", "sum", reduction=True),
     "max": Placement("kernel", "max", reduction=True),
-    "argmax": Placement("kernel", "argmax"),
     "matmul": Placement("kernel", "mm", sources="blas"),
     "bernoulli": Placement("kernel", "mask"),  # a dropout mask, drawn from its seed's buffer
     "conv2d": Placement("kernel", "conv", sources="buffers"),
@@ -101,6 +100,15 @@ PLACEMENT: dict[str, Placement] = {
     "pad": _VIEW,
     "pad_grad": Placement("kernel", "dpad"),
     # -- issue 12 . reductions (rows of this family go below this line)
+    "argidx": Placement("kernel", "argidx"),
+    "argsort": Placement("kernel", "argsort"),
+    "cumarg": Placement("kernel", "cumarg"),
+    "take_along": _VIEW,  # a gather: its readers index x at the read index
+    "put_along": Placement("kernel", "put"),
+    "prod": Placement("kernel", "prod"),
+    "cumsum": Placement("kernel", "cumsum"),
+    "cumprod": Placement("kernel", "cumprod"),
+    "cumprod_grad": Placement("kernel", "dcumprod"),
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #
