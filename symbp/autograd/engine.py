@@ -210,7 +210,12 @@ def gradients(
 
 def _wrap(node: Node, tensors: list[Tensor], requires_grad: bool) -> Tensor:
     """A tensor for a backward node computed from ``tensors``: its value when they have
-    theirs; without ``requires_grad`` a constant (a detached node when traced)."""
+    theirs; without ``requires_grad`` a constant (a detached node when traced). Its parents
+    are the tensors whose nodes it reads: a leaf the gradient does not depend on (the last
+    bias, in d output / d input) is not in its graph, and its ``.grad`` stays None, as
+    PyTorch's."""
+    reads = set(toposort([node]))
+    tensors = [t for t in tensors if t.node in reads]
     if any(t.value is None for t in tensors):
         if not requires_grad:
             node = ops.detach(node)
@@ -231,7 +236,7 @@ def accumulate(t: Tensor, g: Tensor) -> None:
             f"backward: the gradient of a {shape_str(t.value.shape)} tensor came out "
             f"{shape_str(g.shape)}"
         )
-    old = t.grad
+    old = t.grad if t._grad is not None else None  # (no non-leaf warning from here)
     if old is None:
         if g.requires_grad:
             t._grad, t._grad_view = g.value, g

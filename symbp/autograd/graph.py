@@ -9,11 +9,11 @@ input that needs no gradient). Composite functions (softmax is exp / sum) show t
 >>> import symbp
 >>> x = symbp.tensor([1.0, 2.0], requires_grad=True)
 >>> y = (x * 2).sum()
->>> y.grad_fn
+>>> y.grad_fn  # doctest: +ELLIPSIS
 <SumBackward0 object at ...>
->>> y.grad_fn.next_functions
+>>> y.grad_fn.next_functions  # doctest: +ELLIPSIS
 ((<MulBackward0 object at ...>, 0),)
->>> y.grad_fn.next_functions[0][0].next_functions
+>>> y.grad_fn.next_functions[0][0].next_functions  # doctest: +ELLIPSIS
 ((<AccumulateGrad object at ...>, 0), (None, 0))
 """
 
@@ -50,7 +50,7 @@ class BackwardNode:
         return {}
 
     def __repr__(self) -> str:
-        return f"<{self.name()} object at {hex(id(self))}>"
+        return f"<{type(self).__name__} object at {hex(id(self))}>"
 
 
 class AccumulateGrad(BackwardNode):
@@ -58,6 +58,9 @@ class AccumulateGrad(BackwardNode):
 
     def __init__(self, tensor: Any):
         super().__init__(tensor, (), 0)
+
+    def name(self) -> str:
+        return "torch::autograd::AccumulateGrad"  # PyTorch's name(); its class is AccumulateGrad
 
     @property
     def variable(self) -> Any:
@@ -88,7 +91,7 @@ def edge(t: Any) -> BackwardNode | None:
 
 # ---------------------------------------------------------------- PyTorch's names
 
-_BINARY = {"add", "sub", "mul", "div", "pow"}
+_BINARY = {"add", "sub", "mul", "div"}  # with a number: (None, 0) in next_functions
 
 # ew nodes, by the label of the elementwise op that made them
 EW_NAMES: dict[str, str] = {
@@ -152,6 +155,17 @@ def _mean_of(t: Any) -> Any:
     return s if n.arg.expr == xsym(0) / count else None
 
 
+def _squared_difference(t: Any) -> tuple[Any, ...] | None:
+    """(a, b) when ``t`` is (a - b)**2 of two tensors, else None."""
+    n = t.node
+    if n.op != "ew" or n.arg.label != "pow" or n.arg.expr != xsym(0) ** 2 or len(t._parents) != 1:
+        return None
+    (d,) = t._parents
+    if d.node.op != "ew" or d.node.arg.label != "sub" or len(d._parents) != 2:
+        return None
+    return tuple(d._parents)
+
+
 def _name(t: Any) -> tuple[str, tuple[Any, ...], int]:
     """PyTorch's name for the backward of ``t``'s op, its input tensors, folded numbers."""
     n = t.node
@@ -163,13 +177,19 @@ def _name(t: Any) -> tuple[str, tuple[Any, ...], int]:
         s = _mean_of(t)
         if s is not None:
             full = _all_axes(s.node)
+            sq = _squared_difference(s._parents[0]) if full and s._parents else None
+            if sq is not None:  # mean((a - b)²): F.mse_loss, MseLossBackward0 in PyTorch
+                return "MseLossBackward0", sq, 0
             return ("MeanBackward0" if full else "MeanBackward1"), tuple(s._parents), 0
         label = n.arg.label
+        mm = [p for p in parents if p.node.op == "matmul" and p._parents]
+        if label == "add" and len(parents) == 2 and len(mm) == 1 and n.ndim == 2:
+            # x @ W.T + b: PyTorch's Linear is one addmm, whose inputs are (b, x, W.T)
+            (bias,) = [p for p in parents if p is not mm[0]]
+            return "AddmmBackward0", (bias, *mm[0]._parents), 0
         folded = 1 if label in _BINARY and len(parents) == 1 else 0
         if label == "sub" and folded and sympy.diff(n.arg.expr, xsym(0)) == -1:
             return "RsubBackward1", parents, 0  # 1 - x
-        if label == "div" and folded and sympy.diff(n.arg.expr, xsym(0)).is_number:
-            return "MulBackward0", parents, 1  # x / 2 is x * 0.5 in PyTorch
         if label == "pow" and len(parents) == 2:
             return "PowBackward1", parents, 0
         name = EW_NAMES.get(label) or _FORMULA_NAMES.get(n.arg.expr.func, "")
