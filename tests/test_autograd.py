@@ -320,8 +320,46 @@ def test_custom_function_checked_by_gradchecks_and_printed():
     assert symbp.autograd.gradcheck(relu.apply, (x,))
     report = symbp.check_grads(lambda t: (exp.apply(t) * stanh.apply(t, 0.5)).sum(), x.numpy())
     assert report.ok
-    f = symbp.formulas((exp.apply(x) * 3).sum())
-    assert "exp" in str(f)
+    text = str(symbp.formulas(stanh.apply(x, 1.5).sum()))
+    assert "o      = tanh(3·p1/2)" in text  # the forward's formula
+    assert "∂E/∂p1 = 3·(1 − o²)/2" in text  # the user's backward, as the IR ops it traced
+
+
+def test_function_nodes_intern_and_print_what_their_backward_depends_on():
+    """Equal structure, equal canonical program (the eager backward and the compile cache are
+    keyed by it); another backward under the same class name prints differently."""
+    from symbp.api import canonical
+
+    _, _, stanh = _functions(symbp)
+    a = stanh.apply(symbp.tensor([0.3, -0.2], requires_grad=True), 1.5).sum()
+    b = stanh.apply(symbp.tensor([1.0, 2.0], requires_grad=True), 1.5).sum()
+    c = stanh.apply(symbp.tensor([1.0, 2.0], requires_grad=True), 2.5).sum()
+    assert canonical([a.node])[0][0] is canonical([b.node])[0][0]
+    assert canonical([a.node])[0][0] is not canonical([c.node])[0][0]
+    assert "args=t0,1.5" in symbp.print_program([a.node])
+    _, _, again = _functions(symbp)  # the same code in a new class: the same digest
+    e = again.apply(symbp.tensor([1.0, 2.0], requires_grad=True), 1.5).sum()
+    assert canonical([e.node])[0][0] is not canonical([b.node])[0][0]  # another class
+    assert print_canonical(e) == print_canonical(b)  # yet the same code: the same cache key
+
+    class ScaledTanh(symbp.autograd.Function):  # same name, another backward
+        @staticmethod
+        def forward(ctx, x, scale):
+            return (x * scale).tanh()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, None
+
+    d = ScaledTanh.apply(symbp.tensor([1.0, 2.0], requires_grad=True), 1.5).sum()
+    assert symbp.print_program([d.node]).split("function[")[1].split("#")[0] == "ScaledTanh"
+    assert print_canonical(d) != print_canonical(b)
+
+
+def print_canonical(t):
+    from symbp.api import canonical
+
+    return symbp.print_program(canonical([t.node])[0])
 
 
 def test_custom_function_wrong_backward_fails_gradcheck_and_bad_count_raises():

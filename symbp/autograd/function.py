@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from symbp import ops
 from symbp.grad_mode import enable_grad, is_grad_enabled
 from symbp.ir import Node, shape_str, toposort
@@ -49,7 +51,13 @@ class _ByIdentity:
         self.value = value
 
     def __repr__(self) -> str:
-        return f"<{type(self.value).__name__}>"
+        # printed in the program (so in its cache key): by content, deterministically
+        v = self.value
+        if isinstance(v, np.ndarray):
+            data = v.dtype.str.encode() + repr(v.shape).encode() + v.tobytes()
+        else:
+            data = repr(v).encode()
+        return f"<{type(v).__name__} {hashlib.sha256(data).hexdigest()[:10]}>"
 
 
 def _hashable(value: Any) -> Any:
@@ -97,8 +105,30 @@ class FunctionSpec:
     materialize_grads: bool = True
 
     def __str__(self) -> str:
-        name = self.fn.__qualname__
-        return name if len(self.results) == 1 else f"{name}.{self.index}"
+        # Everything the derived backward depends on besides the nodes: the compiled
+        # program's cache key is made from the printed forward program, so two calls that
+        # would derive different backwards must print differently (the code's digest, the
+        # constants, where the saved tensors come from).
+        name = self.fn.__name__  # the digest tells two classes of one name apart
+        out = name if len(self.results) == 1 else f"{name}.{self.index}"
+        parts = [f"{out}#{self.digest}"]
+        parts.append("args=" + ",".join(_show(a) for a in self.args))
+        if self.saved:
+            parts.append("saved=" + ",".join("None" if r is None else _show(r) for r in self.saved))
+        for attr, (kind, v) in self.attrs:
+            parts.append(f"{attr}={_show(v) if kind == 'ref' else repr(v)}")
+        parts.append("needs=" + "".join("TF"[not b] for b in self.needs_input_grad))
+        if self.non_differentiable:
+            parts.append(f"nondiff={self.non_differentiable}")
+        if not self.materialize_grads:
+            parts.append("unmaterialized")
+        return " ".join(parts)
+
+
+def _show(ref: tuple) -> str:
+    kind, v = ref
+    short = {"tensor": "t", "input": "t", "output": "out", "extra": "e"}
+    return f"{short[kind]}{v}" if kind in short else repr(v)
 
 
 class FunctionOp(ops.Op):
