@@ -105,6 +105,10 @@ def canonical(outputs: Sequence[Node]) -> tuple[list[Node], dict[Node, Node]]:
     return [memo[o] for o in outputs], memo
 
 
+# The derived and simplified backward program of each graph structure (symbp.autograd.engine)
+_BACKWARD_CACHE: dict[tuple, tuple[Node | None, ...]] = {}
+
+
 def backward(loss: Tensor) -> None:
     """Fill ``.grad`` of every leaf that requires grad, accumulating as PyTorch does (the
     engine is ``symbp.autograd.engine``; ``loss.backward()`` takes PyTorch's arguments)."""

@@ -225,6 +225,34 @@ def test_hessian_vector_product_and_gradient_penalty_of_an_mlp():
     assert out[0][1][-1] is None
 
 
+def test_physics_informed_second_derivative_of_an_mlp_on_its_input():
+    """d²u/dx² of u(x) = MLP(x) by autograd.grad twice on the input, in a loss that is
+    backpropagated to the parameters (a 1-D Poisson residual u'' + x²)."""
+    X = np.linspace(-1.0, 1.0, 5).reshape(-1, 1)
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(size=s) for s in ((4, 1), (4,), (1, 4), (1,))]
+    out = []
+    for lib in (symbp, torch):
+        net = lib.nn.Sequential(lib.nn.Linear(1, 4), lib.nn.Tanh(), lib.nn.Linear(4, 1)).double()
+        with lib.no_grad():
+            for p, w in zip(net.parameters(), weights):
+                p.copy_(lib.tensor(w, dtype=lib.float64))
+        x = lib.tensor(X, dtype=lib.float64, requires_grad=True)
+        u = net(x)
+        (du,) = lib.autograd.grad(u.sum(), x, create_graph=True)
+        (d2u,) = lib.autograd.grad(du.sum(), x, create_graph=True)
+        loss = ((d2u + x * x) ** 2).mean()
+        loss.backward()
+        out.append((du, d2u, loss, [p.grad for p in net.parameters()]))
+    for s, t in zip(out[0][:3], out[1][:3]):
+        same(s, t, 1e-10)
+    for s, t in zip(out[0][3], out[1][3]):
+        assert (s is None) == (t is None)  # the last bias: u'' does not depend on it
+        if t is not None:
+            same(s, t, 1e-10)
+    assert out[0][3][-1] is None
+
+
 def test_backward_create_graph_gives_differentiable_grad():
     res = []
     for x, lib in ((both([0.7])[0], symbp), (both([0.7])[1], torch)):
@@ -579,8 +607,9 @@ def test_requires_grad_propagation_and_detach_():
 @pytest.mark.slow
 def test_compiled_pinn_with_create_graph_and_a_custom_function_follows_torch():
     """A physics-informed loss: u(x) by an MLP whose activation is a custom Function, trained
-    so that du/dx + u² matches cos(x); du/dx from autograd.grad(create_graph=True) inside the
-    traced forward. One compiled program, PyTorch's trajectory to 1e-10 (float64)."""
+    so that u''/10 + u' + u² matches cos(x); u' and u'' from autograd.grad(create_graph=True)
+    inside the traced forward (so training differentiates the custom backward twice more).
+    One compiled program, PyTorch's trajectory to 1e-10 (float64)."""
 
     def run(lib, compiled):
         lnn = lib.nn
@@ -599,7 +628,8 @@ def test_compiled_pinn_with_create_graph_and_a_custom_function_follows_torch():
                 x.requires_grad_(True)
                 u = self.u(x)
                 (du,) = lib.autograd.grad(u.sum(), x, create_graph=True)
-                return du + u * u
+                (d2u,) = lib.autograd.grad(du.sum(), x, create_graph=True)
+                return d2u * 0.1 + du + u * u
 
         model = Residual().double()
         rng = np.random.default_rng(0)

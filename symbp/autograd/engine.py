@@ -103,38 +103,47 @@ def seeds(
     return nodes, given
 
 
-# The derived and simplified backward program of each graph structure: an eager training loop
-# derives it once. Keys are canonical (leaves renamed in order), so they hold no user data.
-_CACHE: dict[tuple, tuple[Node | None, ...]] = {}
-
-
 def vjp_values(
     outputs: Sequence[Tensor], cts: Sequence[Node], inputs: Sequence[Tensor], tensors: list[Tensor]
 ) -> list[np.ndarray | None]:
-    """The gradients of ``inputs`` as arrays (None: not reached in the IR), from the cached
-    simplified program of this graph's structure."""
-    from symbp.api import canonical
+    """The gradients of ``inputs`` as arrays (None: not reached in the IR), from the
+    simplified program of this graph's structure, derived once and cached
+    (``api._BACKWARD_CACHE``: keys are canonical, leaves renamed in order, so an eager training
+    loop derives once and the cache holds no user data)."""
+    from symbp import api
 
     out_nodes = [o.node for o in outputs]
     in_nodes = [t.node for t in inputs]
-    canon, memo = canonical([*out_nodes, *cts, *in_nodes])
+    canon, memo = api.canonical([*out_nodes, *cts, *in_nodes])
     n = len(out_nodes)
     c_outs, c_cts, c_ins = canon[:n], canon[n : 2 * n], canon[2 * n :]
     reached = set(toposort(c_outs))
-    key = (tuple(c_outs), tuple(c_cts), tuple(c_ins))
-    program = _CACHE.get(key)
+    c_wrt = tuple(w if w in reached else _UNREACHED for w in c_ins)
+    key = (tuple(c_outs), tuple(c_cts), c_wrt)
+    program = api._BACKWARD_CACHE.get(key)
     if program is None:
-        if all(w.op == "input" for w in c_ins):
-            fwd = simplify(c_outs)  # stable forms before differentiating, as api.derive
-        else:  # a non-leaf input must stay a node of the graph being differentiated
-            fwd = c_outs
-        gs = vjp(fwd, c_cts, [w if w in reached else _UNREACHED for w in c_ins])
-        done = iter(simplify([g for g in gs if g is not None]))
-        program = _CACHE[key] = tuple(None if g is None else next(done) for g in gs)
+        program = api._BACKWARD_CACHE[key] = _derive(c_outs, c_cts, c_wrt)
     env = {memo[t.node]: t.value for t in tensors if t.node in memo and t.value is not None}
     want = [g for g in program if g is not None]
     vals = iter(evaluate(want, env) if want else [])
     return [None if g is None else next(vals) for g in program]
+
+
+def _derive(outs: list[Node], cts: list[Node], wrt: tuple[Node, ...]) -> tuple[Node | None, ...]:
+    """The simplified gradient nodes of ``wrt`` (None: not reached)."""
+    from symbp import api
+
+    one = len(outs) == 1 and cts[0] is ops.const(1, outs[0].shape, outs[0].dtype)
+    if one and all(w.op == "input" for w in wrt):  # loss.backward(): the compiler's own derive
+        derived = api.derive(outs[0], list(wrt))
+        return tuple(None if w in derived.unreached else g for w, g in zip(wrt, derived.grads))
+    if all(w.op == "input" for w in wrt):
+        fwd = simplify(outs)  # stable forms before differentiating, as api.derive
+    else:  # a non-leaf input must stay a node of the graph being differentiated
+        fwd = outs
+    gs = vjp(fwd, cts, list(wrt))
+    done = iter(simplify([g for g in gs if g is not None]))
+    return tuple(None if g is None else next(done) for g in gs)
 
 
 _UNREACHED = Node("input", (), "<unreached>", (), np.dtype(np.float64))  # in no graph
