@@ -420,6 +420,33 @@ def test_custom_function_wrong_backward_fails_gradcheck_and_bad_count_raises():
         TwoGrads.apply(x).sum().backward()
 
 
+def test_gradgradcheck_passes_a_differentiable_backward_and_fails_a_detached_one():
+    class Cube(symbp.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x**3
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 3 * x**2 * g
+
+    class DetachedCube(Cube):  # right first derivative, no second one
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 3 * x.detach() ** 2 * g
+
+    x = symbp.tensor([0.5, -1.0], dtype=symbp.float64, requires_grad=True)
+    for fn in (Cube.apply, DetachedCube.apply):
+        assert symbp.autograd.gradcheck(fn, (x,))
+    assert symbp.autograd.gradgradcheck(Cube.apply, (x,))
+    assert symbp.autograd.gradgradcheck(lambda t: t.tanh() * t**2, (x,))
+    assert not symbp.autograd.gradgradcheck(DetachedCube.apply, (x,), raise_exception=False)
+    assert symbp.autograd.Variable(x) is x
+
+
 def test_custom_function_non_differentiable_output_and_no_grad():
     class SortedPair(symbp.autograd.Function):
         @staticmethod

@@ -39,7 +39,15 @@ from symbp.grad_mode import (
 )
 from symbp.tensor import Tensor, _leaf
 
-Variable = Tensor  # PyTorch's old name; torch.autograd.Variable(t) is t itself in symbp
+
+def Variable(data: Any, requires_grad: bool = False, volatile: bool = False) -> Tensor:
+    """PyTorch's old wrapper, which PyTorch 0.4 merged into Tensor: a tensor given stays
+    itself (``requires_grad`` set when asked), anything else becomes ``symbp.tensor(data)``."""
+    if isinstance(data, Tensor):
+        return data.requires_grad_() if requires_grad else data
+    from symbp.tensor import tensor
+
+    return tensor(data, requires_grad=requires_grad)
 
 
 def _tensors(x: Any, what: str) -> list[Any]:
@@ -162,8 +170,8 @@ def _jacobians(
             vals = []
             for step in (eps, -eps):
                 flat[k] = orig + step
-                with no_grad():
-                    vals.append([np.array(o.numpy(), np.float64) for o in run(inputs)])
+                # with grad on: func may itself differentiate (gradgradcheck's does)
+                vals.append([np.array(o.numpy(), np.float64) for o in run(inputs)])
             flat[k] = orig
             for j in range(len(outs)):
                 col = (vals[0][j] - vals[1][j]).reshape(-1) / (2 * eps)
@@ -250,6 +258,48 @@ def gradcheck(
     return True
 
 
+def gradgradcheck(
+    func: Callable[..., Any],
+    inputs: Any,
+    grad_outputs: Any = None,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    gen_non_contig_grad_outputs: bool = False,
+    raise_exception: bool = True,
+    **unused: Any,
+) -> bool:
+    """``torch.autograd.gradgradcheck``: ``gradcheck`` of the gradient itself, that is of
+    ``grad(func(*inputs), inputs, grad_outputs, create_graph=True)`` as a function of the
+    inputs and of ``grad_outputs`` (random float64 tensors when not given, seeded)."""
+    args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    outs = func(*args)
+    outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+    if grad_outputs is None:
+        rng = np.random.default_rng(0)
+        grad_outputs = [_leaf(rng.normal(size=tuple(o.shape))).requires_grad_() for o in outs]
+    gos = list(grad_outputs) if isinstance(grad_outputs, (tuple, list)) else [grad_outputs]
+    n = len(args)
+
+    def first_grads(*all_args: Any) -> tuple:
+        ins, cts = all_args[:n], all_args[n:]
+        results = func(*ins)
+        results = list(results) if isinstance(results, (tuple, list)) else [results]
+        wrt = [a for a in ins if isinstance(a, Tensor) and a.requires_grad]
+        gs = grad(results, wrt, list(cts), create_graph=True, allow_unused=True)
+        return tuple(g for g in gs if g is not None)
+
+    return gradcheck(
+        first_grads,
+        (*args, *gos),
+        eps=eps,
+        atol=atol,
+        rtol=rtol,
+        raise_exception=raise_exception,
+    )
+
+
 __all__ = [
     "AccumulateGrad",
     "BackwardNode",
@@ -261,6 +311,7 @@ __all__ = [
     "enable_grad",
     "grad",
     "gradcheck",
+    "gradgradcheck",
     "inference_mode",
     "is_grad_enabled",
     "no_grad",
