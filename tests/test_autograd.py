@@ -631,6 +631,15 @@ def test_requires_grad_propagation_and_detach_():
 # ---------------------------------------------------------------- compiled
 
 
+def test_ones_like_of_a_traced_tensor_is_a_constant_of_its_symbolic_shape():
+    u = symbp.placeholder("u", (symbp.B, 1), symbp.float64)
+    for fn, value in ((symbp.ones_like, 1), (symbp.zeros_like, 0)):
+        c = fn(u)
+        assert c.shape == (symbp.B, 1) and c.dtype == symbp.float64 and c.value is None
+        assert c.node.op == "const" and c.node.arg == value
+    assert symbp.ones_like(u, dtype=symbp.float32).dtype == symbp.float32
+
+
 @pytest.mark.slow
 def test_compiled_pinn_with_create_graph_and_a_custom_function_follows_torch():
     """A physics-informed loss: u(x) by an MLP whose activation is a custom Function, trained
@@ -654,7 +663,9 @@ def test_compiled_pinn_with_create_graph_and_a_custom_function_follows_torch():
             def forward(self, x):
                 x.requires_grad_(True)
                 u = self.u(x)
-                (du,) = lib.autograd.grad(u.sum(), x, create_graph=True)
+                # both idioms: grad_outputs=ones_like(u) (a constant node when traced) and .sum()
+                ones = lib.ones_like(u)
+                (du,) = lib.autograd.grad(u, x, grad_outputs=ones, create_graph=True)
                 (d2u,) = lib.autograd.grad(du.sum(), x, create_graph=True)
                 return d2u * 0.1 + du + u * u
 
