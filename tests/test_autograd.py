@@ -531,6 +531,11 @@ def test_grad_fn_names_and_next_functions_match_torch():
     leaf = s.grad_fn.next_functions[0][0].next_functions[0][0]
     assert type(leaf).__name__ == "AccumulateGrad" and leaf.variable is a
     assert repr(leaf).startswith("<AccumulateGrad object at 0x")
+    import copy
+    import pickle
+
+    for clone in (copy.deepcopy(s), pickle.loads(pickle.dumps(s))):  # grad_fn cached on s
+        assert clone.grad_fn.name() == "SumBackward0" and clone.item() == s.item()
 
 
 def test_tutorial_network_grad_fn_chain_matches_torch():

@@ -52,6 +52,11 @@ class BackwardNode:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} object at {hex(id(self))}>"
 
+    def __reduce__(self) -> tuple:
+        # the named classes are made at run time: a pickled (or deep-copied) tensor drops its
+        # cached grad_fn and builds it again when asked
+        return (_dropped, ())
+
 
 class AccumulateGrad(BackwardNode):
     """A leaf's end of the graph: where its gradient accumulates into ``.grad``."""
@@ -65,6 +70,10 @@ class AccumulateGrad(BackwardNode):
     @property
     def variable(self) -> Any:
         return self._tensor
+
+
+def _dropped() -> None:
+    return None
 
 
 _CLASSES: dict[str, type[BackwardNode]] = {}
@@ -205,7 +214,7 @@ def grad_fn(t: Any) -> BackwardNode | None:
     if t.is_leaf:
         return None
     cached = t.__dict__.get("_grad_fn_cache")
-    if cached is not None and cached[0] is t.node:
+    if cached is not None and cached[0] is t.node and cached[1] is not None:
         return cached[1]
     name, parents, folded = _name(t)
     fn = _named(name)(t, parents, folded)
