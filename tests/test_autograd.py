@@ -468,6 +468,18 @@ def test_custom_function_non_differentiable_output_and_no_grad():
         z, _ = SortedPair.apply(x)
     assert not z.requires_grad and z.grad_fn is None
 
+    class WithIndices(symbp.autograd.Function):  # an integer output needs no marking
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2, x.long()
+
+        @staticmethod
+        def backward(ctx, g, g_indices):
+            return g * 2
+
+    y, i = WithIndices.apply(x)
+    assert y.requires_grad and not i.requires_grad and i.dtype == symbp.int64
+
 
 def test_tutorial_relu_with_comparisons_and_masked_assignment():
     """The tutorial's own MyReLU: clamp, grad_output.clone(), grad_input[input < 0] = 0."""

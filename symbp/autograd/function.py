@@ -394,7 +394,12 @@ def _apply(cls: Any, args: tuple) -> Any:
             consts.append(("tensor", tensor_args.index(a)))
         else:
             consts.append(("value", _hashable(a)))
-    nondiff = tuple(j for j, o in enumerate(outs) if any(o is t for t in ctx._non_differentiable))
+    # marked so, or not floating point (indices: PyTorch never differentiates those either)
+    nondiff = tuple(
+        j
+        for j, o in enumerate(outs)
+        if any(o is t for t in ctx._non_differentiable) or o.dtype.kind != "f"
+    )
     spec = FunctionSpec(
         cls,
         code_digest(cls),
