@@ -389,3 +389,7 @@ __all__ += [
 #
 # -- issue 12/13 (names and __all__ += [...]) . autograd (rows of this family go below this line)
 #
+from symbp import autograd  # noqa: E402
+from symbp.autograd import rows as _function_rows  # noqa: E402, F401 (the function op's rows)
+
+__all__ += ["autograd"]

@@ -18,7 +18,6 @@ import sympy
 from symbp import ops
 from symbp.autodiff import grad as grad_nodes
 from symbp.ir import Node, ShapeError, print_program, shape_str, toposort
-from symbp.reference import evaluate
 from symbp.simplify import simplify
 from symbp.tensor import Tensor
 
@@ -106,64 +105,16 @@ def canonical(outputs: Sequence[Node]) -> tuple[list[Node], dict[Node, Node]]:
     return [memo[o] for o in outputs], memo
 
 
-_BACKWARD_CACHE: dict[tuple[Node, tuple[Node, ...]], Derived] = {}
+# The derived and simplified backward program of each graph structure (symbp.autograd.engine)
+_BACKWARD_CACHE: dict[tuple, tuple[Node | None, ...]] = {}
 
 
 def backward(loss: Tensor) -> None:
-    """Fill ``.grad`` of every leaf that requires grad, accumulating as PyTorch does."""
-    if not loss.has_value:
-        raise RuntimeError("backward() needs values: this loss was traced symbolically")
-    if numel_is_not_one(loss.node):
-        raise RuntimeError(
-            f"backward() needs a scalar loss, got shape {shape_str(loss.shape)}: reduce it with "
-            f".sum() or .mean() first"
-        )
-    if not loss.requires_grad:
-        raise RuntimeError("backward(): the loss does not depend on any tensor that requires grad")
-    tensors = _graph_tensors(loss)
-    _check_versions(tensors)
-    # Leaves only: a folded x.unsqueeze(0).squeeze(0) has x's node but is not a leaf.
-    leaves = {
-        t.node: t
-        for t in _graph_tensors(loss, grad_only=True)
-        if t.node.op == "input" and t.requires_grad and not t._parents
-    }
-    (canon_loss,), memo = canonical([loss.node])
-    wrt = tuple(memo[n] for n in toposort([loss.node]) if n in leaves)
-    key = (canon_loss, wrt)
-    derived = _BACKWARD_CACHE.get(key)
-    if derived is None:
-        derived = _BACKWARD_CACHE[key] = derive(canon_loss, wrt)
-    env = {memo[t.node]: t.value for t in tensors if t.node in memo and t.value is not None}
-    grads = evaluate(derived.grads, env)
-    back = {c: n for n, c in memo.items()}
-    for w, g in zip(wrt, grads):
-        t = leaves[back[w]]
-        g = np.asarray(g, dtype=t.dtype).reshape(t.value.shape)  # type: ignore[union-attr]
-        if t._grad is None:
-            t._grad = g.copy()
-        elif t._grad.shape == g.shape and t._grad.flags.writeable:
-            t._grad += g  # in place, as PyTorch accumulates: a held x.grad sees the sum
-        else:
-            t._grad = t._grad + g
-    for node, t in leaves.items():  # folded out of the graph (x * 0): PyTorch gives zeros
-        if node not in memo and t._grad is None:
-            t._grad = np.zeros_like(t.value)
+    """Fill ``.grad`` of every leaf that requires grad, accumulating as PyTorch does (the
+    engine is ``symbp.autograd.engine``; ``loss.backward()`` takes PyTorch's arguments)."""
+    from symbp.autograd.engine import run_backward
 
-
-def _check_versions(tensors: Sequence[Tensor]) -> None:
-    """Refuse a backward that would read values updated in place since the forward ran (the
-    graph is re-evaluated from its inputs' current values), as PyTorch does."""
-    for t in tensors:
-        for p, v in zip(t._parents, t._versions):
-            if p._version != v:
-                kind = {"f": "Float", "i": "Long", "b": "Bool"}.get(p.dtype.kind, str(p.dtype))
-                kind = "Double" if p.dtype == np.float64 else kind
-                raise RuntimeError(  # PyTorch's words
-                    f"one of the variables needed for gradient computation has been modified by "
-                    f"an inplace operation: [torch.{kind}Tensor {list(p.shape)}] is at version "
-                    f"{p._version}; expected version {v} instead."
-                )
+    run_backward([loss], [None], None, False, "backward")
 
 
 # ---------------------------------------------------------------- tracing for the compiler

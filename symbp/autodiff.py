@@ -102,7 +102,9 @@ def vjp(outputs: Sequence[Node], cts: Sequence[Node], wrt: Sequence[Node]) -> li
     for n in order:  # nodes through which a wrt leaf influences the outputs
         if n in wrt_set or (OPS[n.op].differentiable and any(s in needed for s in n.src)):
             needed.add(n)
-    root = regions(order, needed, keep=set(outputs))
+    # a wrt node that is not a leaf (autograd.grad by an intermediate, retain_grad) must stay
+    # the root of its region, or the region's formula would differentiate straight through it
+    root = regions(order, needed, keep=set(outputs) | wrt_set)
     members: dict[Node, set[Node]] = {}
     for m, r in root.items():
         members.setdefault(r, set()).add(m)

@@ -248,12 +248,32 @@ def _like(what: str, input: Any, kw: dict) -> tuple[tuple, dict]:  # noqa: A002
     return tuple(int(d) for d in input.shape), kw
 
 
+def _traced_fill(what: str, input: Any, fill: Any, kw: dict) -> Tensor | None:  # noqa: A002
+    """``zeros_like``/``ones_like``/``full_like`` of a traced tensor (inside ``symbp.compile``,
+    its batch size symbolic): a constant node of its shape, as in ``autograd.grad(u, x,
+    grad_outputs=ones_like(u))``; None for a tensor with values (the ordinary path)."""
+    if not isinstance(input, Tensor) or input.value is not None:
+        return None
+    dtype, device, requires_grad = _options(what, dict(kw))
+    _device.check(device, what)
+    np_dtype = dtypes.to_numpy(dtype, what) if dtype is not None else np.dtype(input.dtype)
+    from symbp import ops
+
+    return Tensor(ops.const(fill, input.shape, np_dtype), None, requires_grad)
+
+
 def zeros_like(input: Tensor, **kw: Any) -> Tensor:  # noqa: A002
+    traced = _traced_fill("symbp.zeros_like", input, 0, kw)
+    if traced is not None:
+        return traced
     size, kw = _like("symbp.zeros_like", input, kw)
     return zeros(size, **kw)
 
 
 def ones_like(input: Tensor, **kw: Any) -> Tensor:  # noqa: A002
+    traced = _traced_fill("symbp.ones_like", input, 1, kw)
+    if traced is not None:
+        return traced
     size, kw = _like("symbp.ones_like", input, kw)
     return ones(size, **kw)
 

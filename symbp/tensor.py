@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -91,6 +92,15 @@ def _operand(x: Tensor, what: str, other: Any) -> Any:
         )
     return other.numpy()
 
+
+# PyTorch's warning, word for word, on reading .grad of a non-leaf
+NON_LEAF_GRAD = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
+    "attribute won't be populated during autograd.backward(). If you indeed want the .grad "
+    "field to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If "
+    "you access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead. "
+    "See github.com/pytorch/pytorch/pull/30531 for more information."
+)
 
 _SYMBOLS = {"add_": "+", "sub_": "-", "mul_": "*", "div_": "/", "pow_": "**"}
 
@@ -463,11 +473,14 @@ class Tensor:
         self._changed()
 
     def __repr__(self) -> str:
-        grad = ", requires_grad=True" if self.requires_grad else ""
+        from symbp.tensor_str import tensor_repr
+
+        fn = self.grad_fn
+        grad = f"grad_fn=<{fn.name()}>" if fn is not None else ""
+        grad = grad or ("requires_grad=True" if self.requires_grad else "")
         if self.value is None:
-            return f"Tensor(<traced {type_str(self.node)}>{grad})"
-        body = np.array2string(self.value, separator=", ", precision=4)
-        return f"tensor({body}{grad})"
+            return f"Tensor(<traced {type_str(self.node)}>{', ' + grad if grad else ''})"
+        return tensor_repr(self.value, [grad] if grad else [], _default_dtype[0])
 
     # ------------------------------------------------------------ autograd
 
@@ -491,7 +504,7 @@ class Tensor:
                 )
             self._changed()  # a tensor no graph needed: it becomes a leaf of new graphs
             self._version -= 1  # its values did not change
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
         return self
 
     @property
@@ -505,6 +518,8 @@ class Tensor:
         ``x.grad.zero_()`` clears it); None until a backward reaches this leaf."""
         g = self._grad
         if g is None:
+            if not self.is_leaf and not self._retains_grad:
+                warnings.warn(NON_LEAF_GRAD, UserWarning, stacklevel=2)
             return None
         view = self._grad_view
         if view is None or view._value is not g:
@@ -542,11 +557,23 @@ class Tensor:
             self._parents, self._versions = (), ()
         self._value = arr
 
-    def backward(self) -> None:
-        """Derive the gradient of this scalar symbolically and add it to every leaf's ``.grad``."""
-        from symbp.api import backward
+    def backward(
+        self,
+        gradient: Any = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Any = None,
+    ) -> None:
+        """Derive the gradient symbolically and add it to every leaf's ``.grad``, as PyTorch's
+        ``Tensor.backward`` (see ``symbp.autograd.backward``; ``retain_graph`` is accepted:
+        symbp's graph is never freed, see ``symbp.autograd.engine``)."""
+        from symbp.autograd.engine import run_backward
 
-        backward(self)
+        if isinstance(inputs, Tensor):
+            inputs = [inputs]
+        elif inputs is not None:
+            inputs = list(inputs)
+        run_backward([self], [gradient], inputs, create_graph, "backward")
 
     # ------------------------------------------------------------ arithmetic
 
@@ -794,6 +821,51 @@ class Tensor:
     #
     # -- issue 12/13 . autograd (rows of this family go below this line)
     #
+    _retains_grad = False  # set by retain_grad(): backward fills .grad of this non-leaf too
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        # ``x.requires_grad = True`` is requires_grad_(True), as in PyTorch: on a tensor that
+        # was computed (``randn(3).double()``), it makes it a leaf, so .grad fills
+        if "_requires_grad" not in self.__dict__:
+            self._requires_grad = bool(value)  # construction
+        else:
+            self.requires_grad_(value)
+
+    @property
+    def grad_fn(self) -> Any:
+        """The backward of the op that made this tensor, named as PyTorch names it
+        (``<AddBackward0 object at ...>``, with ``next_functions``); None for a leaf."""
+        from symbp.autograd.graph import grad_fn
+
+        return grad_fn(self)
+
+    def retain_grad(self) -> None:
+        """Have backward fill ``.grad`` of this non-leaf too (a leaf's fills anyway)."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if not self.is_leaf:
+            self._retains_grad = True
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad and not self.is_leaf
+
+    def detach_(self) -> Tensor:
+        """Detach this tensor from its graph in place: a leaf that does not require grad."""
+        if self.value is None:
+            self._node = ops.detach(self._node)
+        elif self._parents:
+            self._node = Node("input", (), f"t{next(_ids)}", self.shape, self.dtype)
+            self._parents, self._versions = (), ()
+        self._requires_grad = False
+        self._retains_grad = False
+        return self
+
     def __getitem__(self, key):
         return index(self, key)
 

@@ -777,6 +777,23 @@ STRUCTURAL_ROWS = [
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #
+    # -- issue 13 . autograd (rows of this family go below this line)
+    # a custom autograd.Function: the forward's value, the gradient its traced backward gives
+    Structural(
+        "function",
+        "function",
+        lambda x: type(
+            "Cube",
+            (symbp.autograd.Function,),
+            {
+                "forward": staticmethod(lambda ctx, x: (ctx.save_for_backward(x), x**3)[1]),
+                "backward": staticmethod(lambda ctx, g: 3 * ctx.saved_tensors[0] ** 2 * g),
+            },
+        ).apply(x),
+        lambda x: x**3,
+        _normal(SHAPE),
+        torch_fn=lambda x: x**3,
+    ),
 ]
 
 ROWS = ELEMENTWISE_ROWS + STRUCTURAL_ROWS

@@ -89,7 +89,7 @@ def default_collate(batch: list[Any]) -> Any:
     >>> xb.shape, xb.dtype, yb.tolist(), yb.dtype
     ((2, 2), symbp.float64, [0, 1], symbp.int64)
     >>> default_collate([{"x": 1.5}, {"x": 2.5}])
-    {'x': tensor([1.5, 2.5])}
+    {'x': tensor([1.5000, 2.5000], dtype=symbp.float64)}
     """
     elem = batch[0]
     if isinstance(elem, Tensor):
