@@ -1726,7 +1726,7 @@ _RESULTS = {k: _named(k) for k in ("min", "cummax", "cummin", "sort", "topk", "m
 _RESULTS["max"] = MaxResult
 
 
-def _dim(x: Tensor, dim: Any, what: str) -> int:
+def _axis_of(x: Tensor, dim: Any, what: str) -> int:
     """One dim of ``x`` (negative counts from the end; a 0-d tensor has dim 0 or -1)."""
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
         raise TypeError(f"{what}: dim must be an int, got {type(dim).__name__}")
@@ -1765,7 +1765,7 @@ def _extreme(x: Tensor, dim: Any, keepdim: bool, largest: bool):
     """max(x, dim) / min(x, dim): (values, indices), ties to the first, the gradient to it."""
     kind = "max" if largest else "min"
     y = _lead(x)
-    axis = _dim(y, dim, kind)
+    axis = _axis_of(y, dim, kind)
     if y.shape[axis] == 0:
         raise shape_error(f"{kind}(): dim {dim} of {shape_str(x.shape)} is empty")
     idx = _index_result(ops.argidx(y.node, axis, True, largest), y)
@@ -1809,7 +1809,7 @@ def _arg(x: Tensor, dim: Any, keepdim: bool, largest: bool) -> Tensor:
         idx = _index_result(ops.argidx(flat.node, 0, False, largest), flat)
         return reshape(idx, *([1] * x.ndim)) if keepdim else idx
     y = _lead(x)
-    axis = _dim(y, dim, "argmax" if largest else "argmin")
+    axis = _axis_of(y, dim, "argmax" if largest else "argmin")
     idx = _index_result(ops.argidx(y.node, axis, keepdim and x.ndim > 0, largest), y)
     return _unlead(idx, x)
 
@@ -1975,20 +1975,20 @@ def cumsum(x: Tensor, dim: Any, *, dtype: Any = None) -> Tensor:
     """Running sum along ``dim``: out_i = Σ_{j≤i} x_j (bool and int accumulate in int64)."""
     x = _accumulating(x, dtype)
     y = _lead(x)
-    return _unlead(_unary_node(ops.cumsum(y.node, _dim(y, dim, "cumsum")), y), x)
+    return _unlead(_unary_node(ops.cumsum(y.node, _axis_of(y, dim, "cumsum")), y), x)
 
 
 def cumprod(x: Tensor, dim: Any, *, dtype: Any = None) -> Tensor:
     """Running product along ``dim``; its gradient is exact with zeros in x, as PyTorch."""
     x = _accumulating(x, dtype)
     y = _lead(x)
-    return _unlead(_unary_node(ops.cumprod(y.node, _dim(y, dim, "cumprod")), y), x)
+    return _unlead(_unary_node(ops.cumprod(y.node, _axis_of(y, dim, "cumprod")), y), x)
 
 
 def _running(x: Tensor, dim: Any, largest: bool):
     kind = "cummax" if largest else "cummin"
     y = _lead(x)
-    axis = _dim(y, dim, kind)
+    axis = _axis_of(y, dim, kind)
     idx = _index_result(ops.cumarg(y.node, axis, largest), y)
     return _RESULTS[kind](_unlead(_picked(y, idx, axis), x), _unlead(idx, x))
 
@@ -2006,7 +2006,7 @@ def cummin(x: Tensor, dim: Any):
 
 def _sorted_part(x: Tensor, dim: Any, descending: bool, start: int, stop: Any, kind: str):
     y = _lead(x)
-    axis = _dim(y, dim, kind)
+    axis = _axis_of(y, dim, kind)
     idx = _index_result(ops.argsort(y.node, axis, descending, start, stop), y)
     return y, idx, axis
 
@@ -2028,7 +2028,7 @@ def topk(x: Tensor, k: int, dim: Any = -1, largest: bool = True, sorted: bool = 
     gradient goes to the picked entries. Among tied entries symbp picks the first ones;
     PyTorch's choice among ties is unspecified (its CPU kernel may pick others)."""
     y = _lead(x)
-    n = y.shape[_dim(y, dim, "topk")]
+    n = y.shape[_axis_of(y, dim, "topk")]
     if not isinstance(k, (int, np.integer)) or k < 0 or (isinstance(n, int) and k > n):
         raise shape_error(f"topk: k={k} out of range for dim {dim} of {shape_str(x.shape)}")
     y, idx, axis = _sorted_part(x, dim, largest, 0, int(k), "topk")
@@ -2051,7 +2051,7 @@ def median(x: Tensor, dim: Any = None, keepdim: bool = False):
         )
         return m + sum((x - m) * hit) / sum(hit)  # m exactly; d/dx = hit / count
     y = _lead(x)
-    axis = _dim(y, dim, "median")
+    axis = _axis_of(y, dim, "median")
     n = y.shape[axis]
     if not isinstance(n, int):
         raise shape_error(f"median: dim {dim} must have a known size, got {shape_str(x.shape)}")
