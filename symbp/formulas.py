@@ -2370,6 +2370,161 @@ def _window_row(delta: bool = False, reads_delta: bool = False, to_delta: bool =
 #
 # -- issue 12 . indexing (rows of this family go below this line)
 #
+# Indexing prints as Python writes it: x[:, 2:5] for a slice, E[:, labels] for a gather
+# (a torch.gather's own positions print as their index letters: x[i, y]); a gradient's
+# placement as place(δ at x[:, 2:5]), a scatter-add as scatter_add(δ at labels).
+
+
+class Sliced(TensorOp):
+    """A slice; args (a, Static(box)), box one ops.SliceArg per axis."""
+
+    nargs = 2
+
+
+class Placed(TensorOp):
+    """A slice's gradient: a placed into zeros; args (a, Static((box, shape)))."""
+
+    nargs = 2
+
+
+class Gathered(TensorOp):
+    """A gather (``take``); args (x, Tuple(index arrays), Static(axis))."""
+
+    nargs = 3
+
+
+class Scattered(TensorOp):
+    """A scatter-add into zeros (``put_add``); args (ct, Tuple(index arrays), Static((axis,
+    shape)))."""
+
+    nargs = 3
+
+
+class Iota(TensorOp):
+    """The position along an axis; args (Static((shape, axis)),)."""
+
+    nargs = 1
+    tensors = 0
+
+
+def _np_box(box: Any) -> tuple:
+    return tuple(slice(int(a.start), int(a.start) + a.step * (int(a.size) - 1) + 1 if
+                       int(a.size) else int(a.start), a.step) for a in box)  # fmt: skip
+
+
+def _np_scattered(ct: Any, idx: Any, arg: Any) -> Any:
+    axis, shape = arg
+    out = np.zeros(tuple(int(d) for d in shape), dtype=np.asarray(ct).dtype)
+    key = (slice(None),) * axis + tuple(np.asarray(i) % int(shape[axis + m])
+                                        for m, i in enumerate(idx))  # fmt: skip
+    np.add.at(out, key, ct)
+    return out
+
+
+def _np_placed(a: Any, arg: Any) -> Any:
+    box, shape = arg
+    out = np.zeros(tuple(int(d) for d in shape), dtype=np.asarray(a).dtype)
+    out[_np_box(box)] = a
+    return out
+
+
+def _np_iota(arg: Any) -> Any:
+    shape, axis = arg
+    shape = tuple(int(d) for d in shape)
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return np.broadcast_to(np.arange(shape[axis]).reshape(view), shape)
+
+
+def _np_gathered(x: Any, idx: Any, axis: Any) -> Any:
+    x = np.asarray(x)
+    sizes = x.shape[axis : axis + len(idx)]
+    key = (slice(None),) * axis + tuple(np.asarray(i) % s for i, s in zip(idx, sizes))
+    return x[key]
+
+
+TENSOR_NUMPY.update(
+    Sliced=lambda a, box: np.asarray(a)[_np_box(box)],
+    Placed=_np_placed,
+    Gathered=_np_gathered,
+    Scattered=_np_scattered,
+    Iota=_np_iota,
+)
+TENSOR_SHAPES.update(
+    Sliced=lambda e, s: tuple(a.size for a in e.args[1].value),
+    Placed=lambda e, s: tuple(e.args[1].value[1]),
+    Gathered=lambda e, s: (
+        *s(e.args[0])[: e.args[2].value],
+        *s(e.args[1].args[0]),
+        *s(e.args[0])[e.args[2].value + len(e.args[1].args) :],
+    ),
+    Scattered=lambda e, s: tuple(e.args[2].value[1]),
+    Iota=lambda e, s: tuple(e.args[0].value[0]),
+)
+FUNCTIONS.update(
+    Placed=("place", r"\operatorname{place}"),
+    Scattered=("scatter_add", r"\operatorname{scatter\_add}"),
+)
+
+
+def _key_text(box: Any) -> str:
+    parts = []
+    for a in box:
+        stop = a.start + a.step * (a.size - 1) + 1 if a.size != 0 else a.start
+        if a.start == 0 and a.step == 1 and a.size != 0 and stop == a.size:
+            parts.append(":")  # the whole axis (unknown to the box: printed as written)
+            continue
+        text = ("" if a.start == 0 else str(a.start)) + ":" + str(stop)
+        parts.append(text + (f":{a.step}" if a.step != 1 else ""))
+    while parts and parts[-1] == ":":
+        parts.pop()
+    return ", ".join(parts) or ":"
+
+
+def _print_sliced(self: TextPrinter, e: Sliced) -> str:
+    a, box = e.args
+    full = [
+        "0:" + str(n) if a_.start == 0 and a_.step == 1 and a_.size == n else None
+        for a_, n in zip(box.value, self.shape_of(a))
+    ]
+    parts = _key_text(box.value).split(", ")
+    parts = [":" if f is not None else p for f, p in zip(full, parts)] + parts[len(full) :]
+    while len(parts) > 1 and parts[-1] == ":":
+        parts.pop()
+    return f"{self.group(a, _ATOM)}[{', '.join(parts)}]"
+
+
+def _print_gathered(self: TextPrinter, e: Gathered) -> str:
+    x, idx, axis = e.args
+    names = []
+    for i in idx.args:
+        if isinstance(i, Broadcast):
+            i = i.args[0]
+        if isinstance(i, Iota):
+            names.append("ijklmn"[i.args[0].value[1]])
+        else:
+            names.append(self._print(i))
+    return f"{self.group(x, _ATOM)}[{', '.join([':'] * axis.value + names)}]"
+
+
+def _print_placed(self: TextPrinter, e: Placed) -> str:
+    a, arg = e.args
+    shown = ("place", r"\operatorname{place}")[self._which]
+    return self.call(shown, f"{self._print(a)} at [{_key_text(arg.value[0])}]")
+
+
+def _print_scattered(self: TextPrinter, e: Scattered) -> str:
+    ct, idx, _ = e.args
+    shown = ("scatter_add", r"\operatorname{scatter\_add}")[self._which]
+    return self.call(shown, f"{self._print(ct)} at {', '.join(self._print(i) for i in idx.args)}")
+
+
+TextPrinter._print_Sliced = _print_sliced  # type: ignore[attr-defined]
+TextPrinter._print_Gathered = _print_gathered  # type: ignore[attr-defined]
+TextPrinter._print_Placed = _print_placed  # type: ignore[attr-defined]
+TextPrinter._print_Scattered = _print_scattered  # type: ignore[attr-defined]
+
+#
 # -- issue 12 . shaping (rows of this family go below this line)
 #
 # -- issue 12 . reductions (rows of this family go below this line)
@@ -2432,7 +2587,23 @@ PRINTING: dict[str, Printing] = {
     # -- issue 12 . logic (rows of this family go below this line)
     #
     # -- issue 12 . indexing (rows of this family go below this line)
-    #
+    "slice": Printing(
+        lambda n, a, c: Sliced(a[0], Static(n.arg)), _ScalarLevel._evaluated, to_delta=True
+    ),
+    "slice_grad": Printing(
+        lambda n, a, c: Placed(a[0], Static(n.arg)), _ScalarLevel._evaluated, to_delta=True
+    ),
+    "take": Printing(
+        lambda n, a, c: Gathered(a[0], sympy.Tuple(*a[1:]), Static(n.arg.axis)),
+        _ScalarLevel._evaluated,
+        to_delta=True,
+    ),
+    "put_add": Printing(
+        lambda n, a, c: Scattered(a[0], sympy.Tuple(*a[1:]), Static((n.arg.axis, n.shape))),
+        _ScalarLevel._evaluated,
+        to_delta=True,
+    ),
+    "iota": Printing(lambda n, a, c: Iota(Static(n.arg)), _ScalarLevel._exactly),
     # -- issue 12 . shaping (rows of this family go below this line)
     #
     # -- issue 12 . reductions (rows of this family go below this line)
