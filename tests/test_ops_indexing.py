@@ -415,3 +415,14 @@ def test_formulas_print_indexing_in_python_notation_and_evaluate_to_the_gradient
     loss.backward()
     printed = f.evaluate()[f.grad("w").lhs].reshape(w.shape)
     np.testing.assert_allclose(printed, w.grad.numpy(), rtol=1e-13, atol=1e-15)
+
+
+def test_gradcheck_reads_indexing_as_linear():
+    def fn(t):
+        h = t * 1
+        h[0, :2] = t[1, 1:3] ** 2  # a setitem in the graph: its Piecewise picks by position
+        picked = h[IX[:3], 1:].gather(1, symbp.tensor([[0], [2], [2]]))
+        return (picked**2).sum() + h[1:, ::2].exp().sum() + h.scatter_add(1, G, t[:, :3]).sum()
+
+    report = symbp.check_grads(fn, np.random.default_rng(8).normal(size=(3, 4)))
+    assert report.ok

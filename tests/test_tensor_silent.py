@@ -227,12 +227,17 @@ def test_len_as_pytorch():
         len(traced)
 
 
-def test_iteration_raises_where_pytorch_yields_rows():
-    x, tx = pair([[1.0, 2.0], [3.0, 4.0]])
-    assert [r.tolist() for r in tx] == [[1.0, 2.0], [3.0, 4.0]]
+def test_iteration_yields_rows_as_pytorch():
+    x, tx = pair([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     for it in (list, tuple, lambda t: [*t]):
-        with pytest.raises(NotImplementedError, match=r"iterating over a \[2,2\] tensor"):
-            it(x)
+        assert [r.tolist() for r in it(x)] == [r.tolist() for r in it(tx)] == [[1, 2], [3, 4]]
+    a, b = x
+    ta, tb = tx
+    (a * 2 + b * b).sum().backward()
+    (ta * 2 + tb * tb).sum().backward()
+    np.testing.assert_array_equal(x.grad, tx.grad.numpy())
+    with pytest.raises(TypeError, match=r"len\(\) of a traced"):
+        list(symbp.placeholder("x", (symbp.B, 3)))
     s, ts = pair(1.0)
     with pytest.raises(TypeError) as theirs:
         list(ts)
