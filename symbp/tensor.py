@@ -1013,17 +1013,6 @@ def _index_array(k: Any) -> np.ndarray | None:
         return None
 
 
-def _is_integer_index(k: Any) -> bool:
-    """An integer index array (PyTorch's advanced indexing): not a bool mask, not a scalar."""
-    if isinstance(k, range):
-        return True
-    if isinstance(k, Tensor):
-        return k.dtype.kind in "iu"
-    if isinstance(k, (list, np.ndarray)) and (arr := _index_array(k)) is not None:
-        return arr.ndim > 0 and (arr.dtype.kind in "iu" or (arr.size == 0 and isinstance(k, list)))
-    return False
-
-
 def _show_index(k: Any) -> str:
     """One entry of an index as Python wrote it, or what it is: ``:``, ``1:5:2``, ``None``,
     ``...``, ``3``, ``<bool mask [4]>``, ``<integer indices [3]>``."""
@@ -1039,54 +1028,10 @@ def _show_index(k: Any) -> str:
     return f"<{type(k).__name__}>"
 
 
-def _known_ints(k: Any) -> np.ndarray | None:
-    if isinstance(k, Tensor):
-        return None if k.value is None else np.asarray(k.value)
-    return np.asarray(k, dtype=int64)
-
-
-def _pick_by_index(x: Tensor, rows: Any, labels: Any) -> Tensor:
-    """``x[rows, labels]`` when rows are every row in order; anything else raises."""
-    n, classes = x.shape
-    row_vals = _known_ints(rows)
-    want = f"x[range(n), labels] on a {shape_str(x.shape)} tensor{where()}"
-    if row_vals is None or not isinstance(n, (int, np.integer)):
-        raise NotImplementedError(
-            f"{want}: symbp picks one entry per row when the rows are known to be 0..n-1 in order "
-            f"(here the {'row count' if row_vals is not None else 'rows'} are only known when "
-            f"the program runs); losses pick with nn.NLLLoss / nn.CrossEntropyLoss"
-        )
-    if row_vals.ndim != 1 or not np.array_equal(row_vals, np.arange(n)):
-        raise NotImplementedError(
-            f"{want}: rows {_show_index(rows)} are not all {n} rows in order: PyTorch picks "
-            f"x[rows[i], labels[i]]; symbp has only the form whose rows are range({n})"
-        )
-    if isinstance(labels, Tensor) and labels.ndim == 1 and labels.shape[0] == n:
-        lab = labels
-    else:
-        shape = labels.shape if isinstance(labels, Tensor) else np.shape(labels)
-        if len(shape) != 1 or shape[0] != n:
-            raise NotImplementedError(
-                f"{want}: {n} rows but labels of shape {shape_str(shape)}: PyTorch broadcasts "
-                f"the two index arrays; symbp needs one label per row"
-            )
-        lab = tensor(np.asarray(labels, dtype=int64))
-    if lab.value is not None:
-        v = lab.value
-        bad = (v < -classes) | (v >= classes)
-        if bad.any():
-            raise IndexError(  # PyTorch's words, with the row
-                f"index {v[bad][0]} is out of bounds for dimension 1 with size {classes} "
-                f"(labels[{int(np.argmax(bad))}]){where()}"
-            )
-        if (v < 0).any():  # PyTorch counts a negative index from the end
-            lab = tensor(np.where(v < 0, v + classes, v))
-    return pick(x, lab)
-
-
 def pick(x: Tensor, labels: Tensor) -> Tensor:
     """Entry labels[i] of each row of a [N, C] tensor, as sum(x * onehot(labels)) over the
-    classes; labels [N] in 0..C-1 (losses have checked them; x[range(n), labels] goes here)."""
+    classes; labels [N] in 0..C-1 (the losses' pick, which have checked them; x[range(n),
+    labels] is a gather, ``getitem``)."""
     oh = _result(ops.onehot(labels.node, x.shape[1], x.dtype), [labels], False)
     if x.value is not None and labels.value is not None:
         # x * onehot makes an inf or nan anywhere in the row a nan (inf * 0), where PyTorch's
