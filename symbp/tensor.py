@@ -1345,8 +1345,30 @@ def setitem(x: Tensor, key: Any, value: Any) -> None:
         _rebind(x, _put(x, items, value, False, "x[...] = v"))
         return
     dst = x._writable("__setitem__")
-    new = _put(_leaf(dst), items, _operand(x, "__setitem__", value), False, "x[...] = v")
+    v = _operand(x, "__setitem__", value)
+    if all(it.kind != "array" for it in items):  # basic: NumPy's meaning is PyTorch's
+        target = dst[(*_numpy_key(items), Ellipsis)]  # a view, even of one entry
+        if np.ndim(v) and not np.can_cast(np.asarray(v).dtype, dst.dtype, "same_kind"):
+            raise RuntimeError(  # PyTorch's words
+                f"Index put requires the source and destination dtypes match, got "
+                f"{dst.dtype} for the destination and {np.asarray(v).dtype} for the source."
+            )
+        shape = np.broadcast_shapes(np.shape(v), target.shape)
+        if shape != target.shape:
+            raise RuntimeError(  # PyTorch's words
+                f"x[...] = v: shape mismatch: value tensor of shape {list(np.shape(v))} cannot "
+                f"be broadcast to indexing result of shape {list(target.shape)}" + where()
+            )
+        target[...] = v  # a view of x's memory
+        x._changed()
+        return
+    new = _put(_leaf(dst), items, v, False, "x[...] = v")
     x._assign("__setitem__", new.numpy())
+
+
+def _numpy_key(items: list[_Item]) -> tuple:
+    """The NumPy key of parsed basic items (ints, slices, None)."""
+    return tuple(np.newaxis if it.kind == "none" else it.value for it in items)
 
 
 def index_put(x: Tensor, indices: Any, values: Any, accumulate: bool = False) -> Tensor:
