@@ -334,6 +334,7 @@ CASES = {
     "setitem": (_setitem_case, (3, 4), (3, 4), None),
     "bool mask": (lambda x, w: x[symbp.tensor(np.array([1, 0, 1], bool))] * w[0], (3, 4),
                   (3, 4), None),
+    "embedding": (lambda x, w: x[symbp.tensor([[0, 2], [2, 1]])] * w[0], (3, 4), (3, 4), None),
     "take flat": (lambda x, w: x.take(symbp.tensor([[11, 0], [5, 5]])) * w[:2, :2], (3, 4),
                   (3, 4), None),
 }  # fmt: skip

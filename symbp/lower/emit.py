@@ -878,7 +878,15 @@ def _emit_take(em: Emitter, n: Node, out: Buffer) -> list[str]:
     checks, names = _index_lines(em, n, idx, inner, x.shape[a.axis : a.axis + len(idx)])
     xidx = [*oidx[: a.axis], *names, *oidx[a.axis + r :]]
     pre, body = em.assign([at(out, oidx)], [em.read(x, xidx)], n.dtype)
-    return pre + _loops(n.shape, oidx, checks + body)
+    return pre + _nest(n.shape, oidx, a.axis + r, checks, body)
+
+
+def _nest(
+    shape: Sequence[object], idx: Sequence[str], k: int, checks: list[str], body: list[str]
+) -> list[str]:
+    """Loops over ``shape`` with the index reads and checks after the first ``k`` axes (the
+    index arrays' own): once per index, not once per entry of a gathered row."""
+    return _loops(shape[:k], idx[:k], checks + _loops(shape[k:], idx[k:], body))
 
 
 def _emit_put_add(em: Emitter, n: Node, out: Buffer) -> list[str]:
@@ -890,7 +898,7 @@ def _emit_put_add(em: Emitter, n: Node, out: Buffer) -> list[str]:
     checks, names = _index_lines(em, n, idx, inner, n.shape[a.axis : a.axis + len(idx)])
     target = at(out, [*cidx[: a.axis], *names, *cidx[a.axis + r :]])
     pre, body = em.assign([target], [em.read(ct, cidx)], n.dtype, op="+=")
-    return em._zero_out(out) + pre + _loops(ct.shape, cidx, checks + body)
+    return em._zero_out(out) + pre + _nest(ct.shape, cidx, a.axis + r, checks, body)
 
 
 def _emit_slice_grad(em: Emitter, n: Node, out: Buffer) -> list[str]:
