@@ -277,6 +277,29 @@ __all__ = [
 # -- issue 12/13 (names and __all__ += [...]) . logic (rows of this family go below this line)
 #
 # -- issue 12/13 (names and __all__ += [...]) . indexing (rows of this family go below this line)
+from symbp.tensor import (  # noqa: E402 (the indexing family's names, PyTorch's)
+    gather,
+    index_add,
+    index_put,
+    index_select,
+    masked_select,
+    narrow,
+    scatter,
+    scatter_add,
+    take,
+)
+
+__all__ += [
+    "gather",
+    "index_add",
+    "index_put",
+    "index_select",
+    "masked_select",
+    "narrow",
+    "scatter",
+    "scatter_add",
+    "take",
+]
 #
 # -- issue 12/13 (names and __all__ += [...]) . shaping (rows of this family go below this line)
 from symbp.tensor import (  # noqa: E402 (after the builtins' aliases above)

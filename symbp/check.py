@@ -269,7 +269,11 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     # -- issue 12 . logic (rows of this family go below this line)
     #
     # -- issue 12 . indexing (rows of this family go below this line)
-    #
+    "slice": _LINEAR,  # entries move; none is changed
+    "slice_grad": _LINEAR,
+    "take": _LINEAR,  # linear in x; the indices carry no gradient
+    "put_add": _LINEAR,
+    "iota": _NO_GRADIENT,
     # -- issue 12 . shaping (rows of this family go below this line)
     # they move, copy, join or add entries: linear (a reflected border is a copy)
     "cat": _LINEAR,

@@ -1175,6 +1175,271 @@ def bernoulli(seed: Node, prob: float, shape: Shape, dtype: np.dtype) -> Node:
 #
 # -- issue 12 . indexing (rows of this family go below this line)
 #
+# PyTorch's indexing is five primitives. Basic indexing (integers, slices, None, ...) is a
+# strided ``slice`` view plus reshapes; its adjoint ``slice_grad`` places a cotangent into
+# zeros (a padded placement). Advanced indexing (integer arrays) is ``take``, a gather along
+# k adjacent axes by k same-shaped index arrays; its adjoint ``put_add`` scatters into zeros,
+# adding where indices repeat. ``iota`` (the position along an axis) turns gather/scatter
+# along an axis (torch.gather, scatter_add) into a take/put_add over every axis.
+
+
+class SliceArg(NamedTuple):
+    """One axis of a ``slice``: entries start, start + step, ... (``size`` of them)."""
+
+    start: Dim
+    size: Dim
+    step: int
+
+
+def _slice_check(x_shape: Shape, arg: tuple[SliceArg, ...], what: str) -> None:
+    if len(arg) != len(x_shape):
+        raise shape_error(f"{what}: {len(arg)} axes sliced of a {shape_str(x_shape)} tensor")
+    for d, (a, n) in enumerate(zip(arg, x_shape)):
+        if a.step < 1:
+            raise shape_error(f"{what}: step {a.step} along dim {d}: steps must be positive")
+        last = sympy.sympify(a.start + a.step * (a.size - 1) - n)
+        if sympy.sympify(a.start).is_negative or (a.size != 0 and last.is_nonnegative):
+            raise shape_error(f"{what}: {a} out of range of dim {d} of size {n}")
+
+
+def _slices(arg: tuple[SliceArg, ...], dims: dict) -> tuple[slice, ...]:
+    """The NumPy key of a slice, its dims bound (B)."""
+    out = []
+    for a in arg:
+        start, size = (int(sympy.sympify(v).xreplace(dims)) for v in (a.start, a.size))
+        out.append(slice(start, start + a.step * (size - 1) + 1 if size else start, a.step))
+    return tuple(out)
+
+
+def _show_slices(arg: tuple[SliceArg, ...]) -> str:
+    """``2:5``, ``::2`` ... per axis, as Python writes the key."""
+    parts = []
+    for a in arg:
+        stop = a.start + a.step * (a.size - 1) + 1 if a.size != 0 else a.start
+        text = ("" if a.start == 0 else str(a.start)) + ":" + str(stop)
+        parts.append(text + (f":{a.step}" if a.step != 1 else ""))
+    return "[" + ", ".join(parts) + "]"
+
+
+@register
+class Slice(Op):
+    """A strided box of ``x``: arg = one ``SliceArg`` per axis. Adjoint: ``slice_grad``."""
+
+    name = "slice"
+
+    def infer(self, src, arg):
+        (x,) = src
+        _slice_check(x.shape, arg, "slice")
+        return tuple(a.size for a in arg), x.dtype
+
+    def numpy(self, node, vals, dims):
+        return vals[0][_slices(node.arg, dims)]
+
+    def adjoint(self, node, ct):
+        return (slice_grad(ct, node.arg, node.src[0].shape),)
+
+    def show_arg(self, node, names):
+        return _show_slices(node.arg)
+
+
+@register
+class SliceGrad(Op):
+    """ct placed into zeros of ``shape`` at the box of a slice; arg = (slices, shape).
+    Linear: its adjoint is the slice again."""
+
+    name = "slice_grad"
+
+    def infer(self, src, arg):
+        (ct,) = src
+        box, shape = arg
+        _slice_check(shape, box, "slice_grad")
+        if tuple(a.size for a in box) != ct.shape:
+            raise shape_error(f"slice_grad: cotangent {shape_str(ct.shape)} is not the box")
+        return tuple(shape), ct.dtype
+
+    def numpy(self, node, vals, dims):
+        from symbp.ir import concrete
+
+        out = np.zeros(concrete(node.shape, dims), dtype=vals[0].dtype)
+        out[_slices(node.arg[0], dims)] = vals[0]
+        return out
+
+    def adjoint(self, node, ct):
+        return (slice_(ct, node.arg[0]),)
+
+    def show_arg(self, node, names):
+        return _show_slices(node.arg[0]) + f" into {shape_str(node.shape)}"
+
+
+class IndexArg(NamedTuple):
+    """How a ``take`` or ``put_add`` indexes: ``k`` index arrays for the axes ``axis`` ..
+    ``axis + k - 1``; ``what`` names the user's op in errors; ``wrap``: negative indices
+    count from the end (x[idx], torch.take), else they are out of range (gather,
+    index_select). ``shape``: put_add's output shape (None for take)."""
+
+    axis: int
+    what: str
+    wrap: bool = True
+    shape: Shape | None = None
+
+
+def _indexed_shape(x: Shape, idx: tuple[Node, ...], a: IndexArg) -> Shape:
+    k = len(idx)
+    if not idx or any(i.dtype.kind not in "iu" for i in idx):
+        raise shape_error(f"{a.what}: indices must be integer tensors")
+    if len({i.shape for i in idx}) != 1:
+        raise shape_error(
+            f"{a.what}: index arrays of shapes "
+            + ", ".join(shape_str(i.shape) for i in idx)
+            + " (broadcast them first)"
+        )
+    if not 0 <= a.axis <= len(x) - k:
+        raise shape_error(f"{a.what}: axes {a.axis}..{a.axis + k - 1} of {shape_str(x)}")
+    return (*x[: a.axis], *idx[0].shape, *x[a.axis + k :])
+
+
+def check_indices(what: str, values: np.ndarray, dim: int, size: Any, wrap: bool) -> np.ndarray:
+    """``values`` as indices into a dim of ``size``, negative ones counted from the end
+    (``wrap``); an IndexError naming the op, the dim, the index and the size otherwise."""
+    values = np.asarray(values)
+    lo = -size if wrap else 0
+    bad = (values < lo) | (values >= size)
+    if bad.any():
+        raise IndexError(  # PyTorch's words, with the op
+            f"{what}: index {values[bad].ravel()[0]} is out of bounds for dimension {dim} with "
+            f"size {size}{_where_hint()}"
+        )
+    return np.where(values < 0, values + size, values) if wrap else values
+
+
+def _fancy_key(node_axis: int, idx: list[np.ndarray], sizes, a: IndexArg) -> tuple:
+    fixed = [check_indices(a.what, v, node_axis + m, s, a.wrap) for m, (v, s) in
+             enumerate(zip(idx, sizes))]  # fmt: skip
+    return (slice(None),) * node_axis + tuple(fixed)
+
+
+@register
+class Take(Op):
+    """Gather: out[a.., j.., b..] = x[a.., i0[j..], .., ik[j..], b..] with the k index arrays
+    (same shape) of src[1:] on axes ``arg.axis`` ... Adjoint: ``put_add`` (scatter-add), so
+    repeated indices accumulate their cotangents."""
+
+    name = "take"
+
+    def infer(self, src, arg):
+        x, *idx = src
+        return _indexed_shape(x.shape, tuple(idx), arg), x.dtype
+
+    def numpy(self, node, vals, dims):
+        x, *idx = vals
+        a = node.arg
+        sizes = x.shape[a.axis : a.axis + len(idx)]
+        key = _fancy_key(a.axis, idx, sizes, a)
+        # NumPy moves the gathered axes first when the key starts with slices: not here,
+        # the key's arrays are adjacent, so they stay at axis (NumPy's rule as PyTorch's)
+        return x[key]
+
+    def adjoint(self, node, ct):
+        x, *idx = node.src
+        a = node.arg
+        return (put_add(ct, tuple(idx), a._replace(shape=x.shape)), *([None] * len(idx)))
+
+    def show_arg(self, node, names):
+        return f"[axis={node.arg.axis}]"
+
+
+@register
+class PutAdd(Op):
+    """Scatter-add into zeros of ``arg.shape``: out[a.., i0[j..], .., b..] += ct[a.., j.., b..]
+    (repeated indices add). The adjoint of ``take``; linear, its adjoint is ``take``."""
+
+    name = "put_add"
+
+    def infer(self, src, arg):
+        ct, *idx = src
+        if arg.shape is None:
+            raise shape_error(f"{arg.what}: put_add needs its output shape")
+        want = _indexed_shape(arg.shape, tuple(idx), arg)
+        if tuple(ct.shape) != tuple(want):
+            raise shape_error(
+                f"{arg.what}: values of shape {shape_str(ct.shape)}, the indexed places are "
+                f"{shape_str(want)}"
+            )
+        return tuple(arg.shape), ct.dtype
+
+    def numpy(self, node, vals, dims):
+        from symbp.ir import concrete
+
+        ct, *idx = vals
+        a = node.arg
+        out = np.zeros(concrete(node.shape, dims), dtype=ct.dtype)
+        key = _fancy_key(a.axis, idx, out.shape[a.axis : a.axis + len(idx)], a)
+        np.add.at(out, key, ct)
+        return out
+
+    def adjoint(self, node, ct):
+        _, *idx = node.src
+        return (take(ct, tuple(idx), node.arg._replace(shape=None)), *([None] * len(idx)))
+
+    def show_arg(self, node, names):
+        return f"[axis={node.arg.axis} into {shape_str(node.shape)}]"
+
+
+@register
+class Iota(Op):
+    """The position along axis ``arg[1]`` of a tensor of shape ``arg[0]`` (int64): the
+    indices of the axes a torch.gather does not gather along."""
+
+    name = "iota"
+    differentiable = False
+
+    def infer(self, src, arg):
+        return tuple(arg[0]), int64
+
+    def numpy(self, node, vals, dims):
+        from symbp.ir import concrete
+
+        shape = concrete(node.shape, dims)
+        axis = node.arg[1]
+        view = [1] * len(shape)
+        view[axis] = shape[axis]
+        return np.broadcast_to(np.arange(shape[axis]).reshape(view), shape).copy()
+
+    def show_arg(self, node, names):
+        return f"[axis={node.arg[1]}]"
+
+
+def slice_(x: Node, box: Sequence[SliceArg]) -> Node:
+    box = tuple(box)
+    if all(a.start == 0 and a.size == n and a.step == 1 for a, n in zip(box, x.shape)):
+        return x
+    return make("slice", (x,), box)
+
+
+def slice_grad(ct: Node, box: Sequence[SliceArg], shape: Shape) -> Node:
+    box = tuple(box)
+    if tuple(a.size for a in box) == tuple(shape):
+        return ct
+    if ct.op == "const" and ct.arg == 0:
+        return const(0, shape, ct.dtype)
+    return make("slice_grad", (ct,), (box, tuple(shape)))
+
+
+def take(x: Node, idx: Sequence[Node], arg: IndexArg) -> Node:
+    return make("take", (x, *idx), arg)
+
+
+def put_add(ct: Node, idx: Sequence[Node], arg: IndexArg) -> Node:
+    if ct.op == "const" and ct.arg == 0:
+        return const(0, arg.shape, ct.dtype)  # type: ignore[arg-type]
+    return make("put_add", (ct, *idx), arg)
+
+
+def iota(shape: Shape, axis: int) -> Node:
+    return make("iota", (), (tuple(shape), int(axis)))
+
+
+#
 # -- issue 12 . shaping (rows of this family go below this line)
 # Joining and shaping. Most of PyTorch's shaping functions are the ops above (view, squeeze,
 # movedim, expand, repeat, tile are reshapes, transposes and expands: symbp.tensor builds

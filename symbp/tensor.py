@@ -284,11 +284,7 @@ class Tensor:
     def __iter__(self) -> Any:
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")  # PyTorch's words
-        raise NotImplementedError(
-            f"iterating over a {shape_str(self.shape)} tensor: PyTorch yields x[0], x[1], ... "
-            f"(tensors of one dimension less); symbp has no integer indexing yet: iterate over "
-            f"the values, x.tolist() or x.numpy()"
-        )
+        return (self[i] for i in range(len(self)))  # x[0], x[1], ... as PyTorch
 
     # ------------------------------------------------------------ in place
     # PyTorch's rules: an update writes into this tensor's memory (every alias sees it), keeps
@@ -449,28 +445,8 @@ class Tensor:
         return self._assign("normal_", generator().normal(mean, std, shape))
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        """``x[key] = v`` for basic keys (integers, slices, ``...``, ``None``) and bool masks,
-        where NumPy and PyTorch agree; integer-array keys raise."""
-        keys = key if isinstance(key, tuple) else (key,)
-        for k in keys:
-            basic = k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer))
-            mask = isinstance(k, (Tensor, np.ndarray)) and k.dtype.kind == "b"
-            if not (basic or mask) or isinstance(k, bool):
-                raise NotImplementedError(
-                    f"x[{_show_index(k)}] = v on a {shape_str(self.shape)} tensor: symbp writes "
-                    f"with integers, slices, ..., None and bool masks; for integer-array "
-                    f"indices write the NumPy values, x.numpy()[...] = v" + where()
-                )
-        dst = self._writable("__setitem__")
-        keys = tuple(k.numpy() if isinstance(k, Tensor) else k for k in keys)
-        v = np.asarray(_operand(self, "__setitem__", value))
-        if not np.can_cast(v.dtype, dst.dtype, "same_kind") and v.ndim:
-            raise RuntimeError(
-                f"Index put requires the source and destination dtypes match, "
-                f"got {dst.dtype} for the destination and {v.dtype} for the source."
-            )
-        dst[keys] = v
-        self._changed()
+        """``x[key] = v`` as PyTorch (every key ``x[key]`` reads): see ``setitem``."""
+        setitem(self, key, value)
 
     def __repr__(self) -> str:
         from symbp.tensor_str import tensor_repr
@@ -703,7 +679,54 @@ class Tensor:
     # -- issue 12/13 . logic (rows of this family go below this line)
     #
     # -- issue 12/13 . indexing (rows of this family go below this line)
-    #
+    def index_select(self, dim: int, index: Any) -> Tensor:
+        return index_select(self, dim, index)
+
+    def gather(self, dim: int, index: Any) -> Tensor:
+        return gather(self, dim, index)
+
+    def take(self, index: Any) -> Tensor:
+        return take(self, index)
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        return narrow(self, dim, start, length)
+
+    def masked_select(self, mask: Any) -> Tensor:
+        return masked_select(self, mask)
+
+    def scatter(self, dim: int, index: Any, src: Any = None, value: Any = None) -> Tensor:
+        return scatter(self, dim, index, src, value)
+
+    def scatter_add(self, dim: int, index: Any, src: Any) -> Tensor:
+        return scatter_add(self, dim, index, src)
+
+    def index_add(self, dim: int, index: Any, source: Any, alpha: Any = 1) -> Tensor:
+        return index_add(self, dim, index, source, alpha)
+
+    def index_put(self, indices: Any, values: Any, accumulate: bool = False) -> Tensor:
+        return index_put(self, indices, values, accumulate)
+
+    def _inplace(self, what: str, new: Tensor) -> Tensor:
+        """An in-place indexing op (scatter_, index_put_ ...): recorded in the graph when
+        self is in one, else written into its values."""
+        if self.requires_grad and self.is_leaf and is_grad_enabled():
+            self._writable(what)
+        if _in_graph(self, new):
+            return _rebind(self, new)
+        return self._assign(what, new.numpy())
+
+    def scatter_(self, dim: int, index: Any, src: Any = None, value: Any = None) -> Tensor:
+        return self._inplace("scatter_", scatter(self, dim, index, src, value))
+
+    def scatter_add_(self, dim: int, index: Any, src: Any) -> Tensor:
+        return self._inplace("scatter_add_", scatter_add(self, dim, index, src))
+
+    def index_add_(self, dim: int, index: Any, source: Any, alpha: Any = 1) -> Tensor:
+        return self._inplace("index_add_", index_add(self, dim, index, source, alpha))
+
+    def index_put_(self, indices: Any, values: Any, accumulate: bool = False) -> Tensor:
+        return self._inplace("index_put_", index_put(self, indices, values, accumulate))
+
     # -- issue 12/13 . shaping (rows of this family go below this line)
     def view_as(self, other):
         return reshape(self, *other.shape)
@@ -1166,27 +1189,8 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 
 def index(x: Tensor, key: Any) -> Tensor:
-    """``x[key]``. Of PyTorch's indexing symbp has only the pick of a loss, ``x[range(n),
-    labels]``: entry labels[i] of each row i, exactly as PyTorch. Every other form raises, naming
-    the form, rather than give an answer PyTorch would not (``x[:, labels]`` selects columns)."""
-    if isinstance(key, tuple) and len(key) == 2 and x.ndim == 2:
-        rows, labels = key
-        if _is_integer_index(rows) and _is_integer_index(labels):
-            return _pick_by_index(x, rows, labels)
-    keys = key if isinstance(key, tuple) else (key,)
-    shown = ", ".join(_show_index(k) for k in keys)
-    meaning = ""
-    columns = len(keys) == 2 and isinstance(keys[0], slice) and keys[0] == slice(None)
-    if columns and _is_integer_index(keys[1]):
-        meaning = (
-            " PyTorch selects whole columns here (a result of shape [n, len(labels)]), not one "
-            "entry per row."
-        )
-    raise NotImplementedError(
-        f"x[{shown}] on a {shape_str(x.shape)} tensor: symbp does not implement this indexing form "
-        f"yet.{meaning} It supports x[range(n), labels] (entry labels[i] of each row i, as "
-        f"PyTorch); for values, index x.numpy()" + where()
-    )
+    """``x[key]`` with PyTorch's semantics (``getitem``, with the indexing ops)."""
+    return getitem(x, key)
 
 
 def _index_array(k: Any) -> np.ndarray | None:
@@ -1195,17 +1199,6 @@ def _index_array(k: Any) -> np.ndarray | None:
         return np.asarray(k)
     except (TypeError, ValueError, RuntimeError):
         return None
-
-
-def _is_integer_index(k: Any) -> bool:
-    """An integer index array (PyTorch's advanced indexing): not a bool mask, not a scalar."""
-    if isinstance(k, range):
-        return True
-    if isinstance(k, Tensor):
-        return k.dtype.kind in "iu"
-    if isinstance(k, (list, np.ndarray)) and (arr := _index_array(k)) is not None:
-        return arr.ndim > 0 and (arr.dtype.kind in "iu" or (arr.size == 0 and isinstance(k, list)))
-    return False
 
 
 def _show_index(k: Any) -> str:
@@ -1223,54 +1216,10 @@ def _show_index(k: Any) -> str:
     return f"<{type(k).__name__}>"
 
 
-def _known_ints(k: Any) -> np.ndarray | None:
-    if isinstance(k, Tensor):
-        return None if k.value is None else np.asarray(k.value)
-    return np.asarray(k, dtype=int64)
-
-
-def _pick_by_index(x: Tensor, rows: Any, labels: Any) -> Tensor:
-    """``x[rows, labels]`` when rows are every row in order; anything else raises."""
-    n, classes = x.shape
-    row_vals = _known_ints(rows)
-    want = f"x[range(n), labels] on a {shape_str(x.shape)} tensor{where()}"
-    if row_vals is None or not isinstance(n, (int, np.integer)):
-        raise NotImplementedError(
-            f"{want}: symbp picks one entry per row when the rows are known to be 0..n-1 in order "
-            f"(here the {'row count' if row_vals is not None else 'rows'} are only known when "
-            f"the program runs); losses pick with nn.NLLLoss / nn.CrossEntropyLoss"
-        )
-    if row_vals.ndim != 1 or not np.array_equal(row_vals, np.arange(n)):
-        raise NotImplementedError(
-            f"{want}: rows {_show_index(rows)} are not all {n} rows in order: PyTorch picks "
-            f"x[rows[i], labels[i]]; symbp has only the form whose rows are range({n})"
-        )
-    if isinstance(labels, Tensor) and labels.ndim == 1 and labels.shape[0] == n:
-        lab = labels
-    else:
-        shape = labels.shape if isinstance(labels, Tensor) else np.shape(labels)
-        if len(shape) != 1 or shape[0] != n:
-            raise NotImplementedError(
-                f"{want}: {n} rows but labels of shape {shape_str(shape)}: PyTorch broadcasts "
-                f"the two index arrays; symbp needs one label per row"
-            )
-        lab = tensor(np.asarray(labels, dtype=int64))
-    if lab.value is not None:
-        v = lab.value
-        bad = (v < -classes) | (v >= classes)
-        if bad.any():
-            raise IndexError(  # PyTorch's words, with the row
-                f"index {v[bad][0]} is out of bounds for dimension 1 with size {classes} "
-                f"(labels[{int(np.argmax(bad))}]){where()}"
-            )
-        if (v < 0).any():  # PyTorch counts a negative index from the end
-            lab = tensor(np.where(v < 0, v + classes, v))
-    return pick(x, lab)
-
-
 def pick(x: Tensor, labels: Tensor) -> Tensor:
     """Entry labels[i] of each row of a [N, C] tensor, as sum(x * onehot(labels)) over the
-    classes; labels [N] in 0..C-1 (losses have checked them; x[range(n), labels] goes here)."""
+    classes; labels [N] in 0..C-1 (the losses' pick, which have checked them; x[range(n),
+    labels] is a gather, ``getitem``)."""
     oh = _result(ops.onehot(labels.node, x.shape[1], x.dtype), [labels], False)
     if x.value is not None and labels.value is not None:
         # x * onehot makes an inf or nan anywhere in the row a nan (inf * 0), where PyTorch's
@@ -1297,6 +1246,472 @@ def onehot(labels: Tensor, classes: int, dtype: Any = None) -> Tensor:
 # -- issue 12/13 . logic (rows of this family go below this line)
 #
 # -- issue 12/13 . indexing (rows of this family go below this line)
+#
+# x[key] as PyTorch reads it. A key is parsed into items, one per indexed dim (masks become
+# their nonzero positions), then built as: one ``slice`` of the integers and slices (an
+# integer is a box of size 1 whose axis a reshape drops, None a size-1 axis it adds), then
+# one ``take`` of the integer arrays, broadcast together. PyTorch's rule for where the
+# gathered axes land: in place when the arrays index adjacent dims (None counts as a dim,
+# an integer does not: PyTorch selects those first), else first.
+
+
+class _Item(NamedTuple):
+    """One entry of a parsed key: kind "int", "slice", "none" or "array" (``value``: an int,
+    a slice, None or an integer index Tensor); ``dim``: the user's dim it indexes."""
+
+    kind: str
+    value: Any
+    dim: int
+
+
+_MASK_HINT = (
+    "its result's shape depends on the mask's values, so it is known only in eager mode; "
+    "a compiled program needs static shapes: keep the shape with symbp.where(mask, x, 0) or "
+    "x.masked_fill(~mask, 0)"
+)
+
+
+def _key_error(x: Tensor, key: Any, why: str, error: type = IndexError) -> Exception:
+    keys = key if isinstance(key, tuple) else (key,)
+    shown = ", ".join(_show_index(k) for k in keys)
+    return error(f"x[{shown}] on a {shape_str(x.shape)} tensor: {why}" + where())
+
+
+def _as_index(k: Any) -> Any:
+    """A list, range or array key entry as a NumPy array or Tensor; other entries as they are."""
+    if isinstance(k, (list, range)):
+        arr = _index_array(k)
+        if arr is None or arr.dtype == object:
+            return k  # ragged: PyTorch reads it as a tuple (below)
+        return arr.astype(int64) if arr.size == 0 else arr
+    return k
+
+
+def _parse_key(x: Tensor, key: Any, what: str = "x[...]") -> list[_Item]:
+    """The items of ``key`` for tensor ``x``, every integer checked against its dim's size."""
+    if isinstance(key, list) and ((arr := _index_array(key)) is None or arr.dtype == object):
+        key = tuple(key)  # a ragged list: PyTorch's legacy reading, x[[0, 1], [2]]
+    keys = list(key) if isinstance(key, tuple) else [key]
+    keys = [_as_index(k) for k in keys]
+    for k in keys:
+        ok = k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer, np.bool_))
+        ok = ok or isinstance(k, (Tensor, np.ndarray))
+        if not ok:
+            raise _key_error(
+                x, key, "only integers, slices (:), ellipsis (...), None and long or bool "
+                "tensors are valid indices (PyTorch's rule)", IndexError)  # fmt: skip
+        if isinstance(k, (Tensor, np.ndarray)) and k.dtype.kind not in "iub":
+            raise _key_error(
+                x, key, "tensors used as indices must be long, int, byte or bool tensors"
+            )
+    if builtins.sum(k is Ellipsis for k in keys) > 1:
+        raise _key_error(x, key, "an index can only have a single ellipsis ('...')")
+
+    def width(k: Any) -> int:  # how many dims of x an entry indexes
+        if k is None or k is Ellipsis or isinstance(k, (bool, np.bool_)):
+            return 0
+        if isinstance(k, (Tensor, np.ndarray)) and k.dtype.kind == "b":
+            return k.ndim
+        return 1
+
+    used = builtins.sum(width(k) for k in keys)
+    if used > x.ndim:
+        raise _key_error(x, key, f"too many indices for tensor of dimension {x.ndim}")
+    items: list[_Item] = []
+    d = 0
+    for k in keys:
+        if k is Ellipsis:
+            for _ in range(x.ndim - used):
+                items.append(_Item("slice", slice(None), d))
+                d += 1
+        elif k is None or isinstance(k, (bool, np.bool_)):
+            if k is False or k is np.False_:
+                raise _key_error(x, key, "x[False] (an empty new axis) is not supported",
+                                 NotImplementedError)  # fmt: skip
+            items.append(_Item("none", None, d))
+        elif isinstance(k, slice):
+            items.append(_Item("slice", k, d))
+            d += 1
+        elif isinstance(k, (int, np.integer)):
+            items.append(_Item("int", _int_index(x, key, int(k), d, what), d))
+            d += 1
+        elif k.dtype.kind == "b":
+            items += _mask_items(x, key, k, d)
+            d += k.ndim
+        else:
+            idx = k if isinstance(k, Tensor) else tensor(np.asarray(k, dtype=int64))
+            if idx.value is not None:  # known now: checked at trace time, naming the dim
+                ops.check_indices(what, idx.value, d, x.shape[d], wrap=True)
+            items.append(_Item("array", idx, d))
+            d += 1
+    items += [_Item("slice", slice(None), i) for i in range(d, x.ndim)]
+    return items
+
+
+def _int_index(x: Tensor, key: Any, k: int, d: int, what: str) -> Any:
+    n = x.shape[d]
+    if isinstance(n, sympy.Expr):  # the batch: B is known only when the program runs
+        if k in (0, -1):
+            return 0 if k == 0 else n - 1
+        raise _key_error(
+            x, key, f"integer {k} on dim {d} of symbolic size {n}: only 0 and -1 are in range "
+            f"for every batch size", NotImplementedError)  # fmt: skip
+    if not -n <= k < n:
+        raise IndexError(  # PyTorch's words, with the op
+            f"{what}: index {k} is out of bounds for dimension {d} with size {n}" + where()
+        )
+    return k % n
+
+
+def _mask_items(x: Tensor, key: Any, mask: Any, d: int) -> list[_Item]:
+    want = tuple(x.shape[d : d + mask.ndim])
+    if tuple(mask.shape) != want:
+        raise _key_error(
+            x, key, f"the shape of the mask {shape_str(mask.shape)} at index {d} does not "
+            f"match the shape of the indexed tensor {shape_str(x.shape)} at index {d}")  # fmt: skip
+    values = mask.value if isinstance(mask, Tensor) else np.asarray(mask)
+    if values is None:
+        raise _key_error(
+            x, key, f"a bool mask known only when the program runs: {_MASK_HINT}",
+            NotImplementedError)  # fmt: skip
+    if mask.ndim == 0:
+        raise _key_error(x, key, "a 0-d bool mask is not supported", NotImplementedError)
+    return [_Item("array", tensor(p), d + m) for m, p in enumerate(np.nonzero(values))]
+
+
+def _box(item: _Item, n: Any, x: Tensor) -> ops.SliceArg:
+    """The slice of one dim of size ``n``."""
+    if item.kind == "int":
+        return ops.SliceArg(item.value, 1, 1)
+    if item.kind == "array":
+        return ops.SliceArg(0, n, 1)
+    s: slice = item.value
+    if s.step is not None and s.step <= 0:
+        raise ValueError("step must be greater than zero" + where())  # PyTorch's words
+    if isinstance(n, sympy.Expr):
+        start, stop = s.start or 0, s.stop
+        if s.step not in (None, 1) or start < 0 or (stop is not None and stop >= 0):
+            raise NotImplementedError(
+                f"x[{_show_index(s)}] on dim {item.dim} of symbolic size {n}: compiled code "
+                f"slices the batch only as x[a:] or x[a:-b] with a, b >= 0 (its size must be "
+                f"a formula in {n})" + where()
+            )
+        end = n if stop is None else n + stop
+        return ops.SliceArg(start, end - start, 1)
+    start, stop, step = s.indices(int(n))
+    return ops.SliceArg(start, builtins.max(0, -(-(stop - start) // step)), step)
+
+
+def _indexed(base: Node, items: list[_Item], shape: tuple, x: Tensor, what: str) -> Node:
+    """x[key] built on ``base`` (a node of x's shape) from the parsed items."""
+    box = [_box(it, shape[it.dim], x) for it in items if it.kind != "none"]
+    out_shape: list[Any] = []
+    arrays: list[tuple[int, _Item]] = []  # (axis of the sliced, reshaped tensor, item)
+    bi = iter(box)
+    for it in items:
+        if it.kind == "none":
+            out_shape.append(1)
+            continue
+        b = next(bi)
+        if it.kind == "int":
+            continue
+        if it.kind == "array":
+            arrays.append((len(out_shape), it))
+        out_shape.append(b.size)
+    node = ops.reshape(ops.slice_(base, box), tuple(out_shape))
+    if not arrays:
+        return node
+    idx_shape = ops.broadcast_shapes(*(it.value.shape for _, it in arrays), what=what)
+    idx = [ops.broadcast_to(it.value.node, idx_shape) for _, it in arrays]
+    axes = [a for a, _ in arrays]
+    arg = ops.IndexArg(axes[0], what)
+    if axes != list(range(axes[0], axes[0] + len(axes))):  # apart: gathered axes go first
+        rest = [a for a in range(len(out_shape)) if a not in axes]
+        node = ops.transpose(node, tuple(axes + rest))
+        arg = ops.IndexArg(0, what)
+    return ops.take(node, idx, arg)
+
+
+def _index_tensors(items: list[_Item]) -> list[Tensor]:
+    return [it.value for it in items if it.kind == "array"]
+
+
+def getitem(x: Tensor, key: Any) -> Tensor:
+    """``x[key]`` with PyTorch's semantics; its gradient places the cotangent back (a slice's
+    is a padded placement, a gather's a scatter-add: repeated indices accumulate)."""
+    items = _parse_key(x, key)
+    node = _indexed(x.node, items, x.shape, x, "x[...]")
+    return _result(node, [x, *_index_tensors(items)])
+
+
+def _placed(x: Tensor, items: list[_Item], values: Node, what: str) -> Node:
+    """``values`` (shaped as x[key]) placed at key's positions of zeros shaped as x: the
+    adjoint of the indexing, walked back from x[key] to x (repeated positions add)."""
+    dummy = Node("input", (), "_indexed", x.shape, x.node.dtype)
+    out = _indexed(dummy, items, x.shape, x, what)
+    ct, n = values, out
+    while n is not dummy:
+        back = ops.OPS[n.op].adjoint(n, ct)[0]
+        assert back is not None  # each step of an indexing is linear in x
+        ct, n = back, n.src[0]
+    return ct
+
+
+def _put(x: Tensor, items: list[_Item], value: Any, accumulate: bool, what: str) -> Tensor:
+    """A new tensor: x with ``value`` written at (or, ``accumulate``, added to) the places of
+    the parsed key; functional, so it records into the graph like any op."""
+    v = value if isinstance(value, Tensor) else tensor(np.asarray(value, dtype=x.dtype))
+    if v.dtype != x.dtype:
+        if v.ndim and not (v.dtype.kind == x.dtype.kind == "f"):
+            raise RuntimeError(
+                f"Index put requires the source and destination dtypes match, got "
+                f"{x.dtype} for the destination and {v.dtype} for the source." + where()
+            )
+        v = cast(v, x.dtype)
+    dummy = Node("input", (), "_indexed", x.shape, x.node.dtype)
+    target = _indexed(dummy, items, x.shape, x, what).shape
+    try:
+        shape = ops.broadcast_shapes(v.shape, target)
+        if tuple(shape) != tuple(target):
+            raise ShapeError
+    except ShapeError:
+        raise RuntimeError(  # PyTorch's words
+            f"{what}: shape mismatch: value tensor of shape {shape_str(v.shape)} cannot be "
+            f"broadcast to indexing result of shape {shape_str(target)}" + where()
+        ) from None
+    vb = ops.broadcast_to(v.node, target)
+    placed = _placed(x, items, vb, what)
+    args = [x, v, *_index_tensors(items)]
+    if accumulate:
+        return _result(ops.apply("add", x.node, placed), args)
+    hits = _placed(x, items, ops.const(1, target, x.node.dtype), what)
+    count = _result(hits, _index_tensors(items), False)
+    if count.value is not None and count.value.max(initial=0) > 1:
+        raise NotImplementedError(
+            f"{what} writes one place more than once (repeated indices): PyTorch leaves which "
+            f"write wins unspecified; use unique indices, or accumulate=True (index_put) / "
+            f"index_add to add them" + where()
+        )
+    take_new = sympy.Piecewise((ops.xsym(1), ops.xsym(2) > _HALF), (ops.xsym(0), True))
+    return _result(ops.ew(take_new, [x.node, placed, hits], label="index_put"), args)
+
+
+# A written place is one whose hit count is above 1/2 (it is 0 or 1): never exactly at the
+# Piecewise's boundary, so gradcheck sees no kink there (the counts are constants anyway).
+_HALF = sympy.Rational(1, 2)
+
+
+def _rebind(x: Tensor, new: Tensor) -> Tensor:
+    """An in-place op on a tensor inside a graph, done functionally: x now stands for the new
+    node (a new version), its old self a parent of it, as PyTorch's autograd records it."""
+    old = Tensor(x._node, x._value, x.requires_grad, x._parents)
+    old._versions, old._version = x._versions, x._version
+    parents = tuple(old if p is x else p for p in new._parents)
+    x._node, x._value, x.requires_grad = new._node, new._value, new.requires_grad
+    x._parents = parents
+    x._versions = tuple(p._version for p in parents)
+    x._version += 1
+    return x
+
+
+def _in_graph(x: Tensor, value: Any) -> bool:
+    """Must an update of x be recorded in the graph (rather than written into its values)?"""
+    if x.value is None or (isinstance(value, Tensor) and value.value is None):
+        return True
+    if not is_grad_enabled():
+        return False
+    return x.requires_grad or (isinstance(value, Tensor) and value.requires_grad)
+
+
+def setitem(x: Tensor, key: Any, value: Any) -> None:
+    """``x[key] = value`` as PyTorch: into x's memory for a constant; inside a graph (a
+    tensor computed from ones that require grad, or traced) a new node x is rebound to."""
+    if x.requires_grad and x.is_leaf and is_grad_enabled():
+        x._writable("__setitem__")  # PyTorch's error for a leaf that requires grad
+    items = _parse_key(x, key, "x[...] = v")
+    if _in_graph(x, value):
+        _rebind(x, _put(x, items, value, False, "x[...] = v"))
+        return
+    dst = x._writable("__setitem__")
+    v = _operand(x, "__setitem__", value)
+    if all(it.kind != "array" for it in items):  # basic: NumPy's meaning is PyTorch's
+        target = dst[(*_numpy_key(items), Ellipsis)]  # a view, even of one entry
+        if np.ndim(v) and not np.can_cast(np.asarray(v).dtype, dst.dtype, "same_kind"):
+            raise RuntimeError(  # PyTorch's words
+                f"Index put requires the source and destination dtypes match, got "
+                f"{dst.dtype} for the destination and {np.asarray(v).dtype} for the source."
+            )
+        shape = np.broadcast_shapes(np.shape(v), target.shape)
+        if shape != target.shape:
+            raise RuntimeError(  # PyTorch's words
+                f"x[...] = v: shape mismatch: value tensor of shape {list(np.shape(v))} cannot "
+                f"be broadcast to indexing result of shape {list(target.shape)}" + where()
+            )
+        target[...] = v  # a view of x's memory
+        x._changed()
+        return
+    new = _put(_leaf(dst), items, v, False, "x[...] = v")
+    x._assign("__setitem__", new.numpy())
+
+
+def _numpy_key(items: list[_Item]) -> tuple:
+    """The NumPy key of parsed basic items (ints, slices, None)."""
+    return tuple(np.newaxis if it.kind == "none" else it.value for it in items)
+
+
+def index_put(x: Tensor, indices: Any, values: Any, accumulate: bool = False) -> Tensor:
+    """As ``torch.index_put``: a new tensor, x with ``values`` at ``x[indices]`` (added when
+    ``accumulate``: repeated indices add up)."""
+    items = _parse_key(x, tuple(indices), "index_put")
+    return _put(x, items, values, accumulate, "index_put")
+
+
+def _dim(x: Tensor, dim: int, what: str) -> int:
+    if not -builtins.max(x.ndim, 1) <= dim < builtins.max(x.ndim, 1):
+        raise IndexError(
+            f"{what}: Dimension out of range (expected to be in range of "
+            f"[{-x.ndim}, {x.ndim - 1}], but got {dim})" + where()
+        )
+    return dim % builtins.max(x.ndim, 1)
+
+
+def _long(index: Any, what: str) -> Tensor:
+    t = index if isinstance(index, Tensor) else tensor(np.asarray(index))
+    if t.dtype.kind not in "iu":
+        raise RuntimeError(f"{what}(): Expected dtype int64 for index" + where())
+    return t
+
+
+def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
+    """As ``torch.index_select``: the entries ``index`` (1-D) along ``dim``."""
+    d, idx = _dim(x, dim, "index_select"), _long(index, "index_select")
+    if idx.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector" + where())
+    idx = reshape(idx, -1) if idx.ndim == 0 else idx
+    if idx.value is not None:
+        ops.check_indices("index_select", idx.value, d, x.shape[d], wrap=False)
+    node = ops.take(x.node, [idx.node], ops.IndexArg(d, "index_select", False))
+    return _result(node, [x, idx])
+
+
+def take(x: Tensor, index: Any) -> Tensor:
+    """As ``torch.take``: x read as 1-D at ``index`` (negative counts from the end)."""
+    idx = _long(index, "take")
+    flat = reshape(x, -1)
+    if idx.value is not None:
+        ops.check_indices("take", idx.value, 0, flat.shape[0], wrap=True)
+    return _result(ops.take(flat.node, [idx.node], ops.IndexArg(0, "take")), [flat, idx])
+
+
+def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """As ``torch.narrow``: ``length`` entries of ``dim`` from ``start`` (a view)."""
+    d = _dim(x, dim, "narrow")
+    n = x.shape[d]
+    s = start + n if start < 0 else start
+    if isinstance(n, int) and not (s >= 0 and s + length <= n and length >= 0):
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
+    key = [slice(None)] * x.ndim
+    key[d] = slice(s, s + length)
+    return getitem(x, tuple(key))
+
+
+def _along(x: Tensor, d: int, idx: Tensor, what: str, shape: Any = None) -> list[Node]:
+    """The index arrays of a gather/scatter along ``d``: ``idx`` there, iotas elsewhere."""
+    if idx.ndim != x.ndim:
+        raise RuntimeError(
+            f"{what}: Index tensor must have the same number of dimensions as input tensor "
+            f"({shape_str(idx.shape)} index, {shape_str(x.shape)} input)" + where()
+        )
+    for a, (i, n) in enumerate(zip(idx.shape, x.shape)):
+        if a != d and isinstance(i, int) and isinstance(n, int) and i > n:
+            raise RuntimeError(
+                f"{what}: Size does not match at dimension {a} expected index "
+                f"{shape_str(idx.shape)} to be no larger than self {shape_str(x.shape)} apart "
+                f"from dimension {d}" + where()
+            )
+    if idx.value is not None:
+        ops.check_indices(what, idx.value, d, x.shape[d], wrap=False)
+    return [idx.node if a == d else ops.iota(idx.shape, a) for a in range(x.ndim)]
+
+
+def gather(x: Tensor, dim: int, index: Any) -> Tensor:
+    """As ``torch.gather``: out[i][j] = x[i][index[i][j]] (for dim 1). Its gradient is a
+    scatter-add: an entry gathered twice gets both cotangents."""
+    d, idx = _dim(x, dim, "gather"), _long(index, "gather")
+    arrays = _along(x, d, idx, "gather")
+    return _result(ops.take(x.node, arrays, ops.IndexArg(0, "gather", False)), [x, idx])
+
+
+def _scatter_src(src: Any, idx: Tensor, x: Tensor) -> Tensor:
+    """The values a scatter writes: src's first index.shape entries, or a number filled."""
+    if not isinstance(src, Tensor):
+        return (
+            tensor(np.full(idx.shape, src, dtype=x.dtype))
+            if all(isinstance(n, int) for n in idx.shape)
+            else _result(ops.const(src, idx.shape, x.node.dtype), [], False)
+        )
+    box = [ops.SliceArg(0, i, 1) for i in idx.shape]
+    return _result(ops.slice_(src.node, box), [src])
+
+
+def scatter_add(x: Tensor, dim: int, index: Any, src: Any) -> Tensor:
+    """As ``torch.scatter_add``: x[i][index[i][j]] += src[i][j] (dim 1), repeats adding."""
+    d, idx = _dim(x, dim, "scatter_add"), _long(index, "scatter_add")
+    arrays = _along(x, d, idx, "scatter_add")
+    v = _scatter_src(src, idx, x)
+    arg = ops.IndexArg(0, "scatter_add", False, x.shape)
+    return _result(ops.apply("add", x.node, ops.put_add(v.node, arrays, arg)), [x, v, idx])
+
+
+def scatter(x: Tensor, dim: int, index: Any, src: Any = None, value: Any = None) -> Tensor:
+    """As ``torch.scatter`` (src or value form): x[i][index[i][j]] = src[i][j] (dim 1)."""
+    if (src is None) == (value is None):
+        raise TypeError("scatter(): give exactly one of src and value")
+    d, idx = _dim(x, dim, "scatter"), _long(index, "scatter")
+    arrays = _along(x, d, idx, "scatter")
+    v = _scatter_src(src if src is not None else value, idx, x)
+    arg = ops.IndexArg(0, "scatter", False, x.shape)
+    placed = ops.put_add(v.node, arrays, arg)
+    hits = ops.put_add(ops.const(1, idx.shape, x.node.dtype), arrays, arg)
+    count = _result(hits, [idx], False)
+    if count.value is not None and count.value.max(initial=0) > 1:
+        raise NotImplementedError(
+            "scatter writes one place more than once (repeated indices): PyTorch leaves which "
+            "write wins unspecified; use scatter_add to add them" + where()
+        )
+    pick = sympy.Piecewise((ops.xsym(1), ops.xsym(2) > _HALF), (ops.xsym(0), True))
+    return _result(ops.ew(pick, [x.node, placed, hits], label="scatter"), [x, v, idx])
+
+
+def index_add(x: Tensor, dim: int, index: Any, source: Any, alpha: Any = 1) -> Tensor:
+    """As ``torch.index_add``: x[..., index[j], ...] += alpha * source[..., j, ...] along dim,
+    repeated indices adding."""
+    d, idx = _dim(x, dim, "index_add"), _long(index, "index_add")
+    if idx.value is not None:
+        ops.check_indices("index_add", idx.value, d, x.shape[d], wrap=False)
+    src = source if isinstance(source, Tensor) else tensor(np.asarray(source, dtype=x.dtype))
+    if alpha != 1:
+        src = src * alpha
+    arg = ops.IndexArg(d, "index_add", False, x.shape)
+    return _result(ops.apply("add", x.node, ops.put_add(src.node, [idx.node], arg)), [x, src, idx])
+
+
+def masked_select(x: Tensor, mask: Any) -> Tensor:
+    """As ``torch.masked_select``: the entries where ``mask`` (broadcast with x) is True, as a
+    1-D tensor. Its length depends on the mask's values: eager only."""
+    m = mask.value if isinstance(mask, Tensor) else np.asarray(mask)
+    if m is None or (x.value is None and any(isinstance(d, sympy.Expr) for d in x.shape)):
+        raise NotImplementedError(
+            f"masked_select on a {shape_str(x.shape)} tensor with a mask known only when the "
+            f"program runs: {_MASK_HINT}" + where()
+        )
+    if m.dtype != np.bool_:
+        raise RuntimeError(f"masked_select: expected BoolTensor for mask, got {m.dtype}")
+    shape = ops.broadcast_shapes(x.shape, m.shape, what="masked_select")
+    xb = _result(ops.broadcast_to(x.node, shape), [x])
+    return getitem(xb, np.broadcast_to(m, shape))
+
+
 #
 # -- issue 12/13 . shaping (rows of this family go below this line)
 # Joining and shaping, with PyTorch's names, signatures and semantics: dims are ints (negative

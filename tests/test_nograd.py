@@ -459,12 +459,14 @@ def test_in_place_on_a_tensor_in_a_graph_refuses_rather_than_guess():
         symbp.trace(lambda v: v.add_(1), (4, 2))
 
 
-def test_integer_array_assignment_raises_naming_the_form():
-    x = symbp.tensor([1.0, 2.0, 3.0])
-    with pytest.raises(NotImplementedError, match=r"x\[<integer indices \[2\]>\] = v"):
-        x[np.array([0, 2])] = 0.0
-    x[symbp.tensor(np.array([True, False, True]))] = 0.0  # a bool mask, as PyTorch
-    assert x.tolist() == [0.0, 2.0, 0.0]
+def test_integer_array_assignment_writes_as_pytorch():
+    x, tx = symbp.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 3.0])
+    alias = x.data  # the same memory: PyTorch's x[idx] = v writes in place
+    x[np.array([0, 2])] = 0.5
+    tx[torch.tensor([0, 2])] = 0.5
+    assert x.tolist() == tx.tolist() == [0.5, 2.0, 0.5] and alias.tolist() == x.tolist()
+    x[symbp.tensor(np.array([True, False, False]))] = 0.0  # a bool mask, as PyTorch
+    assert x.tolist() == [0.0, 2.0, 0.5]
 
 
 def test_compiled_step_grads_are_tensors_and_in_place_updates_reach_the_program(float64):

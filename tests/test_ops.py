@@ -343,6 +343,7 @@ def _first_min_grad(x, w):
 
 
 LABELS = np.array([0, 3, 1, 4])
+_IDX = np.array([2, 0, 2, -1])  # a repeated and a negative index
 
 STRUCTURAL_ROWS = [
     Structural.alike("input", "input", lambda x: x, _normal(SHAPE)),
@@ -564,7 +565,29 @@ STRUCTURAL_ROWS = [
     # -- issue 12 . logic (rows of this family go below this line)
     #
     # -- issue 12 . indexing (rows of this family go below this line)
-    #
+    # the same key on symbp, NumPy and torch; repeated indices accumulate their gradients
+    Structural.alike("slice", "slice", lambda x: x[1:, ::2], _normal(SHAPE)),
+    Structural.alike(
+        "slice-grad", "slice_grad", lambda x: x[:, 1:3], _normal(SHAPE), backward_only=True
+    ),
+    Structural.alike(
+        "take", "take", lambda x, i: x[i, 1:], lambda rng: [rng.normal(size=SHAPE), _IDX]
+    ),
+    Structural.alike(
+        "put-add-repeated",
+        "put_add",
+        lambda x, i: x[:, i],
+        lambda rng: [rng.normal(size=SHAPE), _IDX],
+        backward_only=True,
+    ),
+    Structural(
+        "gather",
+        "iota",
+        lambda x, i: x.gather(1, i),
+        lambda x, i: np.take_along_axis(x, i, 1),
+        lambda rng: [rng.normal(size=SHAPE), np.array([[0, 0], [3, 1], [2, 2]])],
+        torch_fn=lambda x, i: x.gather(1, i),
+    ),
     # -- issue 12 . shaping (rows of this family go below this line)
     # joining and shaping: views and joins, every one linear
     Structural(

@@ -801,6 +801,102 @@ def _same(n: Node, name: Namer) -> str:
 #
 # -- issue 12 . indexing (rows of this family go below this line)
 #
+# A slice is a view: its readers index x at start + step·i. A gather (``take``) is a loop over
+# its output reading x at the index arrays' entries, a scatter-add (``put_add``) a loop over
+# its values adding into a zeroed output, a slice's gradient (``slice_grad``) a loop writing
+# the box of a zeroed output. Each index is checked before it is used: out of range raises
+# IndexError naming the op, the dim, the index and the size, in the forward or backward pass,
+# so before any update (Numba's dynamic exceptions; ``boundscheck`` is off).
+
+
+def _offset(start: object, step: int, i: str) -> str:
+    """The source index of loop index ``i`` of a slice: start + step·i."""
+    if i == "0":
+        return dim_code(start)
+    term = i if step == 1 else f"{step}*{i}"
+    return term if start == 0 else f"({dim_code(start)} + {term})"
+
+
+def _read_slice(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    return em.read(n.src[0], [_offset(a.start, a.step, i) for a, i in zip(n.arg, idx)])
+
+
+def _read_iota(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    i = idx[n.arg[1]]
+    return sympy.Integer(0) if i == "0" else em.sym(i)
+
+
+def _index_lines(em: Emitter, n: Node, idx: Sequence[Node], at_idx: Sequence[str],
+                 sizes: Sequence[object]) -> tuple[list[str], list[str]]:  # fmt: skip
+    """(lines reading and checking the index arrays at ``at_idx``, the index variables)."""
+    a = n.arg
+    lines, names = [], []
+    for m, (s, size) in enumerate(zip(idx, sizes)):
+        raw, g = f"ir{m}", f"ix{m}"
+        lines.append(f"{raw} = {em.code(em.read(s, at_idx), s.dtype)}")
+        lines.append(f"{g} = {raw} + {dim_code(size)} if {raw} < 0 else {raw}" if a.wrap else
+                     f"{g} = {raw}")  # fmt: skip
+        message = (
+            f"'{a.what}: index ' + str({raw}) + ' is out of bounds for dimension {a.axis + m} "
+            f"with size ' + str({dim_code(size)})"
+        )
+        lines += [f"if {g} < 0 or {g} >= {dim_code(size)}:", f"    raise IndexError({message})"]
+        names.append(g)
+    return lines, names
+
+
+def _emit_take(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    x, *idx = n.src
+    a = n.arg
+    oidx = _index(n.shape)
+    r = idx[0].ndim
+    inner = oidx[a.axis : a.axis + r]
+    checks, names = _index_lines(em, n, idx, inner, x.shape[a.axis : a.axis + len(idx)])
+    xidx = [*oidx[: a.axis], *names, *oidx[a.axis + r :]]
+    pre, body = em.assign([at(out, oidx)], [em.read(x, xidx)], n.dtype)
+    return pre + _nest(n.shape, oidx, a.axis + r, checks, body)
+
+
+def _nest(
+    shape: Sequence[object], idx: Sequence[str], k: int, checks: list[str], body: list[str]
+) -> list[str]:
+    """Loops over ``shape`` with the index reads and checks after the first ``k`` axes (the
+    index arrays' own): once per index, not once per entry of a gathered row."""
+    return _loops(shape[:k], idx[:k], checks + _loops(shape[k:], idx[k:], body))
+
+
+def _emit_put_add(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    ct, *idx = n.src
+    a = n.arg
+    cidx = _index(ct.shape)
+    r = idx[0].ndim
+    inner = cidx[a.axis : a.axis + r]
+    checks, names = _index_lines(em, n, idx, inner, n.shape[a.axis : a.axis + len(idx)])
+    target = at(out, [*cidx[: a.axis], *names, *cidx[a.axis + r :]])
+    pre, body = em.assign([target], [em.read(ct, cidx)], n.dtype, op="+=")
+    return em._zero_out(out) + pre + _nest(ct.shape, cidx, a.axis + r, checks, body)
+
+
+def _emit_slice_grad(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    (ct,) = n.src
+    box, _ = n.arg
+    cidx = _index(ct.shape)
+    target = at(out, [_offset(a.start, a.step, i) for a, i in zip(box, cidx)])
+    pre, body = em.assign([target], [em.read(ct, cidx)], n.dtype)
+    return em._zero_out(out) + pre + _loops(ct.shape, cidx, body)
+
+
+def _show_slice(n: Node, name: Namer) -> str:
+    return name(n.src[0]) + OPS["slice"].show_arg(n, [])
+
+
+def _show_take(n: Node, name: Namer) -> str:
+    x, *idx = n.src
+    lead = [":"] * n.arg.axis
+    return f"{name(x)}[{', '.join([*lead, *(name(i) for i in idx)])}]"
+
+
+#
 # -- issue 12 . shaping (rows of this family go below this line)
 # Joining and shaping: flip, roll, crop and pad are views, read through at transformed
 # indices (a reflected pad reads x[n−1−|n−1−|i−lo||], a constant one tests whether i falls in
@@ -1145,7 +1241,19 @@ LOWERING: dict[str, Lowering] = {
     # -- issue 12 . logic (rows of this family go below this line)
     #
     # -- issue 12 . indexing (rows of this family go below this line)
-    #
+    "slice": _view(_read_slice, _show_slice),
+    "slice_grad": Lowering(
+        _emit_slice_grad,
+        lambda n, name: f"{name(n.src[0])} placed at {OPS['slice_grad'].show_arg(n, [])}",
+    ),
+    "take": Lowering(_emit_take, _show_take),
+    "put_add": Lowering(
+        _emit_put_add,
+        lambda n, name: (
+            f"scatter-add of {name(n.src[0])} at " + ", ".join(name(i) for i in n.src[1:])
+        ),
+    ),
+    "iota": _view(_read_iota, lambda n, name: f"iota(axis={n.arg[1]})"),
     # -- issue 12 . shaping (rows of this family go below this line)
     # their loops write only their own sample (neither joins nor pads along the batch)
     "cat": Lowering(_emit_cat, _cat_describe, batch_parallel=True),

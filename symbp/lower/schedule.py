@@ -89,7 +89,11 @@ PLACEMENT: dict[str, Placement] = {
     # -- issue 12 . logic (rows of this family go below this line)
     #
     # -- issue 12 . indexing (rows of this family go below this line)
-    #
+    "slice": _VIEW,  # basic indexing: read at start + step·i, never stored
+    "slice_grad": Placement("kernel", "placed"),  # zeros with the box written
+    "take": Placement("kernel", "gather"),  # advanced indexing: a gather
+    "put_add": Placement("kernel", "scatter"),  # its adjoint: a scatter-add into zeros
+    "iota": _VIEW,  # the loop index itself
     # -- issue 12 . shaping (rows of this family go below this line)
     # cat writes each source's block; pad_grad accumulates a border back; the rest are read
     # through at moved indices, never stored
