@@ -460,7 +460,7 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     "sub": lambda x, y: x - y,
     "mul": lambda x, y: x * y,
     "div": lambda x, y: x / y,
-    "pow": lambda x, y: x**y,
+    "pow": scalar.pow,  # x**y; two tensors: PyTorch's gradient at x = 0 (scalar.pow)
     "neg": lambda x: -x,
     "exp": sympy.exp,
     "log": sympy.log,

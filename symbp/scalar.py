@@ -241,6 +241,43 @@ class logaddexp(sympy.Function):  # noqa: N801
     def _eval_rewrite_as_log(self, x, y, **kwargs):
         return sympy.log(sympy.exp(x) + sympy.exp(y))
 
+class pow(sympy.Function):  # noqa: N801, A001 -- PyTorch's name
+    """x ** y of two tensors, with PyTorch's gradient where x ** y's formula is 0 * inf: 0 by
+    x where y = 0, 0 by y where x = 0 and y >= 0. A number on either side is SymPy's Pow
+    (x**2 stays x**2); it prints as a power everywhere."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_number or y.is_number:
+            return x**y
+        return None
+
+    def fdiff(self, argindex: int = 1):
+        x, y = self.args
+        if argindex == 1:
+            return sympy.Piecewise((0, sympy.Eq(y, 0)), (y * pow(x, y - 1), True))
+        return sympy.Piecewise(
+            (0, sympy.And(sympy.Eq(x, 0), y >= 0)), (pow(x, y) * sympy.log(x), True)
+        )
+
+    def _power(self) -> sympy.Expr:
+        return sympy.Pow(*self.args, evaluate=False)
+
+    def _numbacode(self, printer) -> str:  # lower.printer
+        return printer._print(self._power())
+
+    def _symbp_text(self, printer) -> str:  # formulas
+        return printer._print(self._power())
+
+    def _symbp_latex(self, printer) -> str:
+        return printer._print(self._power())
+
+    def _sympystr(self, printer) -> str:
+        return printer._print(self._power())
+
+
 
 class Pieces(sympy.Function):
     """A function defined piecewise (an activation with bounds), kept whole in formulas.
@@ -426,6 +463,7 @@ NUMPY: dict[str, object] = {
     "remainder": np.remainder,
     "xlogy": _np_xlogy,
     "logaddexp": np.logaddexp,
+    "pow": np.power,
 }
 NUMPY.update({cls.__name__: cls.numpy() for cls in PIECES})
 

@@ -131,6 +131,8 @@ def _grads(fn, *points, lib="symbp"):
         (symbp.frac, torch.frac, ([2.0, -1.5],)),
         (symbp.nan_to_num, torch.nan_to_num, ([np.nan, np.inf, -np.inf, 1.0],)),
         (F.softsign, tF.softsign, ([0.0, 1.0],)),
+        # a tensor exponent: 0 by x where y = 0, 0 by y where x = 0 <= y (not 0 * inf)
+        (symbp.pow, torch.pow, ([0.0, 0.0, 2.0, 0.5, -1.0], [2.0, 0.0, 1.5, -1.0, 2.0])),
     ],
 )
 def test_kinks_and_bounds_take_pytorchs_gradient(fn, tfn, points):
