@@ -241,6 +241,7 @@ class logaddexp(sympy.Function):  # noqa: N801
     def _eval_rewrite_as_log(self, x, y, **kwargs):
         return sympy.log(sympy.exp(x) + sympy.exp(y))
 
+
 class pow(sympy.Function):  # noqa: N801, A001 -- PyTorch's name
     """x ** y of two tensors, with PyTorch's gradient where x ** y's formula is 0 * inf: 0 by
     x where y = 0, 0 by y where x = 0 and y >= 0. A number on either side is SymPy's Pow
@@ -276,7 +277,6 @@ class pow(sympy.Function):  # noqa: N801, A001 -- PyTorch's name
 
     def _sympystr(self, printer) -> str:
         return printer._print(self._power())
-
 
 
 class Pieces(sympy.Function):
