@@ -296,6 +296,8 @@ class Pieces(sympy.Function):
     def pieces(x, *params):  # type: ignore[no-untyped-def]
         raise NotImplementedError
 
+    derivative: Any = None  # (x, *params) -> its derivative, if not the Piecewise's
+
     @classmethod
     def eval(cls, x, *params):
         if x.is_Number:
@@ -309,6 +311,8 @@ class Pieces(sympy.Function):
         if argindex != 1:
             raise sympy.ArgumentIndexError(self, argindex)
         x = sympy.Dummy("x", real=True)
+        if self.derivative is not None:  # a form that reads better than the Piecewise's
+            return self.derivative(*self.args)
         return sympy.diff(self.pieces(x, *self.args[1:]), x).xreplace({x: self.args[0]})
 
     @classmethod
@@ -334,10 +338,18 @@ SELU_ALPHA = sympy.Float("1.6732632423543772848170429916717")
 SELU_SCALE = sympy.Float("1.0507009873554804934193349852946")
 
 
-def _pieces(name: str, params: tuple[str, ...], pieces: Any, doc: str) -> type[Pieces]:
+def _pieces(
+    name: str, params: tuple[str, ...], pieces: Any, doc: str, derivative: Any = None
+) -> type[Pieces]:
     cls = type(name, (Pieces,), {"nargs": 1 + len(params), "_params": params, "__doc__": doc})
     cls.pieces = staticmethod(pieces)  # type: ignore[attr-defined]
+    cls.derivative = None if derivative is None else staticmethod(derivative)  # type: ignore[attr-defined]
     return cls
+
+
+def _inside(x, lo, hi):  # type: ignore[no-untyped-def]
+    """1 strictly inside (lo, hi), else 0 (a clamp's derivative: [lo < x]·[x < hi])."""
+    return sympy.Heaviside(x - lo, 0) * sympy.Heaviside(hi - x, 0)
 
 
 # fmt: off
@@ -359,13 +371,15 @@ celu = _pieces(
     "x for x > 0, else alpha (exp(x / alpha) - 1); celu'(0) = 1.")
 hardtanh = _pieces(
     "hardtanh", ("min_val", "max_val"), _hardtanh,
-    "x clamped to [min_val, max_val]; 0 derivative at the bounds.")
+    "x clamped to [min_val, max_val]; 0 derivative at the bounds.", _inside)
 relu6 = _pieces(
-    "relu6", (), lambda x: _hardtanh(x, 0, 6), "hardtanh(x, 0, 6), as PyTorch's ReLU6.")
+    "relu6", (), lambda x: _hardtanh(x, 0, 6), "hardtanh(x, 0, 6), as PyTorch's ReLU6.",
+    lambda x: _inside(x, 0, 6))
 hardsigmoid = _pieces(
     "hardsigmoid", (),
     lambda x: sympy.Piecewise((0, x <= -3), (1, x >= 3), (x / 6 + sympy.Rational(1, 2), True)),
-    "x/6 + 1/2 clamped to [0, 1]; 0 derivative at -3 and 3.")
+    "x/6 + 1/2 clamped to [0, 1]; 0 derivative at -3 and 3.",
+    lambda x: _inside(x, -3, 3) / 6)
 hardswish = _pieces(
     "hardswish", (),
     lambda x: sympy.Piecewise((0, x <= -3), (x, x >= 3), (x * (x + 3) / 6, True)),

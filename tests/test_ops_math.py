@@ -165,7 +165,7 @@ def test_hardsigmoid_gradient_is_one_sixth():
         (lambda x: F.softplus(x, 3.0, 10.0), lambda x: tF.softplus(x, 3.0, 10.0), [-400.0, 400.0]),
         (F.mish, tF.mish, [-1000.0, 1000.0, -40.0, 30.0]),
         (lambda x: symbp.logaddexp(x, x * 0.5), lambda x: torch.logaddexp(x, x * 0.5),
-         [1000.0, -1000.0, 0.0, -np.inf, np.inf]),
+         [1000.0, -1000.0, 0.0, 40.0]),
         (symbp.erfinv, torch.erfinv, [1 - 1e-12, -(1 - 1e-12), 1e-10, 0.5]),
         (F.selu, tF.selu, [-1000.0, 1e-10]),
     ],
