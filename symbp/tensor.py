@@ -1243,7 +1243,7 @@ def _math_binary(name: str):
     return fn
 
 
-def round(input: Any, decimals: int = 0) -> Tensor:  # noqa: A001, A002
+def _round(input: Any, decimals: int = 0) -> Tensor:  # noqa: A002
     """Round to the nearest integer, halves to even (``torch.round``); ``decimals`` as
     PyTorch: round(x * 10**d) / 10**d."""
     if decimals == 0:
@@ -1277,7 +1277,7 @@ def nan_to_num(
     return apply_math("nan_to_num", x, params=(nan, hi, lo, big))
 
 
-def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001, A002
+def _pow(input: Any, exponent: Any) -> Tensor:  # noqa: A002
     """input ** exponent, tensors or numbers either side (``torch.pow``)."""
     return binary("pow", input, exponent)
 
@@ -1296,11 +1296,13 @@ MATH_FUNCTIONS: dict[str, Any] = {
         n: _math_binary(n)
         for n in ("atan2", "fmod", "remainder", "hypot", "xlogy", "logaddexp")
     },
-    "round": round,
+    # (private names here: a module-level round or pow would hide the builtins in this module)
+    "round": _round,
     "lerp": lerp,
     "nan_to_num": nan_to_num,
-    "pow": pow,
+    "pow": _pow,
 }  # fmt: skip
+_round.__name__, _pow.__name__ = "round", "pow"
 #
 # -- issue 12/13 . logic (rows of this family go below this line)
 #
