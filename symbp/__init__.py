@@ -273,6 +273,69 @@ __all__ = [
 ]
 
 # -- issue 12/13 (names and __all__ += [...]) . math (rows of this family go below this line)
+# PyTorch's elementwise math (symbp.tensor.MATH_FUNCTIONS; the activations with parameters
+# are in symbp.nn.functional, as PyTorch has them)
+from symbp.tensor import MATH_FUNCTIONS as _MATH  # noqa: E402
+
+sin, cos, tan = _MATH["sin"], _MATH["cos"], _MATH["tan"]
+asin, acos, atan, atan2 = _MATH["asin"], _MATH["acos"], _MATH["atan"], _MATH["atan2"]
+arcsin, arccos, arctan, arctan2 = asin, acos, atan, atan2
+sinh, cosh, asinh, acosh, atanh = (_MATH[n] for n in ("sinh", "cosh", "asinh", "acosh", "atanh"))
+arcsinh, arccosh, arctanh = asinh, acosh, atanh
+exp2, expm1, log2, log10, log1p = (_MATH[n] for n in ("exp2", "expm1", "log2", "log10", "log1p"))
+rsqrt, reciprocal, square = _MATH["rsqrt"], _MATH["reciprocal"], _MATH["square"]
+erf, erfc, erfinv = _MATH["erf"], _MATH["erfc"], _MATH["erfinv"]
+floor, ceil, round, trunc = _MATH["floor"], _MATH["ceil"], _MATH["round"], _MATH["trunc"]  # noqa: A001
+fix, frac = trunc, _MATH["frac"]
+fmod, remainder, lerp, hypot = _MATH["fmod"], _MATH["remainder"], _MATH["lerp"], _MATH["hypot"]
+xlogy, logaddexp, nan_to_num = _MATH["xlogy"], _MATH["logaddexp"], _MATH["nan_to_num"]
+pow = _MATH["pow"]  # noqa: A001
+__all__ += [
+    "acos",
+    "acosh",
+    "arccos",
+    "arccosh",
+    "arcsin",
+    "arcsinh",
+    "arctan",
+    "arctan2",
+    "arctanh",
+    "asin",
+    "asinh",
+    "atan",
+    "atan2",
+    "atanh",
+    "ceil",
+    "cos",
+    "cosh",
+    "erf",
+    "erfc",
+    "erfinv",
+    "exp2",
+    "expm1",
+    "fix",
+    "floor",
+    "fmod",
+    "frac",
+    "hypot",
+    "lerp",
+    "log1p",
+    "log2",
+    "log10",
+    "logaddexp",
+    "nan_to_num",
+    "pow",
+    "reciprocal",
+    "remainder",
+    "round",
+    "rsqrt",
+    "sin",
+    "sinh",
+    "square",
+    "tan",
+    "trunc",
+    "xlogy",
+]  # fmt: skip
 #
 # -- issue 12/13 (names and __all__ += [...]) . logic (rows of this family go below this line)
 #

@@ -99,6 +99,8 @@ def _coordinates(atom: sympy.Basic) -> list[sympy.Expr]:
     if isinstance(atom, sympy.Piecewise):  # which condition holds: each relation's sides
         rels = {r for _, cond in atom.args for r in cond.atoms(sympy.core.relational.Relational)}
         return [r.lhs - r.rhs for r in sorted(rels, key=sympy.default_sort_key)]
+    if hasattr(atom, "kinks"):  # a function that says where it jumps (scalar.floor, fmod)
+        return atom.kinks()
     return [atom.args[0]]  # relu, Abs, Heaviside, sign: the kink is where the argument is 0
 
 

@@ -1561,7 +1561,7 @@ class _Namer:
 def _activations() -> set[str]:
     from symbp.api import _CUSTOM  # custom ops registered with symbp.elementwise
 
-    return {"sigmoid", "tanh", "relu", "gelu", "silu", "softplus", *_CUSTOM}
+    return {"sigmoid", "tanh", "relu", "gelu", "silu", "softplus", *MATH_ACTIVATIONS, *_CUSTOM}
 
 
 def _affine(d: sympy.Expr) -> bool:
@@ -2350,6 +2350,11 @@ def _window_row(delta: bool = False, reads_delta: bool = False, to_delta: bool =
 
 
 # -- issue 12 . math (rows of this family go below this line)
+# The math family's activations: an ew node applying one names a layer output (is_layer).
+MATH_ACTIVATIONS = {
+    "softplus_threshold", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu_tanh", "mish",
+    "hardtanh", "hardsigmoid", "hardswish", "softsign", "tanhshrink", "threshold", "logsigmoid",
+}  # fmt: skip
 #
 # -- issue 12 . logic (rows of this family go below this line)
 #

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import sympy
+from sympy.codegen import cfunctions
 
 from symbp import scalar
 from symbp.ir import (
@@ -439,7 +440,7 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     "sub": lambda x, y: x - y,
     "mul": lambda x, y: x * y,
     "div": lambda x, y: x / y,
-    "pow": lambda x, y: x**y,
+    "pow": scalar.pow,  # x**y; two tensors: PyTorch's gradient at x = 0 (scalar.pow)
     "neg": lambda x: -x,
     "exp": sympy.exp,
     "log": sympy.log,
@@ -456,6 +457,67 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     "clog": scalar.clog,
     "bce": scalar.bce,
     # -- issue 12 . math (rows of this family go below this line)
+    # Parameters (slopes, alphas, bounds) are trailing arguments with PyTorch's defaults: a
+    # number passed to ``apply`` folds into the formula as a constant. The piecewise ones put
+    # each boundary point in the branch whose derivative is PyTorch's there (hardtanh'(±1) = 0,
+    # leaky_relu'(0) = slope, elu'(0) = alpha, threshold'(t) = 0): see scalar.Pieces.
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+    "tan": sympy.tan,
+    "asin": sympy.asin,
+    "acos": sympy.acos,
+    "atan": sympy.atan,
+    "atan2": sympy.atan2,
+    "sinh": sympy.sinh,
+    "cosh": sympy.cosh,
+    "asinh": sympy.asinh,
+    "acosh": sympy.acosh,
+    "atanh": sympy.atanh,
+    "exp2": cfunctions.exp2,
+    "expm1": cfunctions.expm1,
+    "log2": cfunctions.log2,
+    "log10": cfunctions.log10,
+    "log1p": cfunctions.log1p,
+    "rsqrt": lambda x: 1 / sympy.sqrt(x),
+    "reciprocal": lambda x: 1 / x,
+    "square": lambda x: x**2,
+    "erf": sympy.erf,
+    "erfc": sympy.erfc,
+    "erfinv": sympy.erfinv,
+    "floor": scalar.floor,
+    "ceil": scalar.ceil,
+    "round": scalar.round,
+    "trunc": scalar.trunc,
+    "frac": lambda x: x - scalar.trunc(x),
+    "fmod": scalar.fmod,
+    "remainder": scalar.remainder,
+    "lerp": lambda x, y, w: x + w * (y - x),
+    "hypot": cfunctions.hypot,
+    "xlogy": scalar.xlogy,
+    "logaddexp": scalar.logaddexp,
+    "logsigmoid": lambda x: -scalar.softplus(-x),
+    # the piecewise activations: opaque functions of scalar.py (scalar.Pieces)
+    "softplus_threshold": lambda x, beta=1, threshold=20: scalar.softplus_threshold(
+        x, beta, threshold
+    ),
+    "relu6": scalar.relu6,
+    "leaky_relu": lambda x, negative_slope=0.01: scalar.leaky_relu(x, negative_slope),
+    "elu": lambda x, alpha=1: scalar.elu(x, alpha),
+    "selu": scalar.selu,
+    "celu": lambda x, alpha=1: scalar.celu(x, alpha),
+    "gelu_tanh": lambda x: (
+        x / 2 * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (x + sympy.Float("0.044715") * x**3)))
+    ),
+    "mish": lambda x: x * sympy.tanh(scalar.softplus(x)),
+    "hardtanh": lambda x, min_val=-1, max_val=1: scalar.hardtanh(x, min_val, max_val),
+    "hardsigmoid": scalar.hardsigmoid,
+    "hardswish": scalar.hardswish,
+    "softsign": lambda x: x / (1 + sympy.Abs(x)),
+    "tanhshrink": lambda x: x - sympy.tanh(x),
+    "threshold": lambda x, threshold, value: scalar.threshold(x, threshold, value),
+    "nan_to_num": lambda x, nan=0, posinf=None, neginf=None, big=None: scalar.nan_to_num(
+        x, nan, *_infinities(posinf, neginf, big)
+    ),
     #
     # -- issue 12 . logic (rows of this family go below this line)
     #
@@ -1170,6 +1232,13 @@ def bernoulli(seed: Node, prob: float, shape: Shape, dtype: np.dtype) -> Node:
 
 # ---------------------------------------------------------------- the tensor language (issue 12)
 # -- issue 12 . math (rows of this family go below this line)
+def _infinities(posinf, neginf, big):
+    """nan_to_num's posinf, neginf and big (the dtype's largest finite value, float64's when
+    not given): the infinities default to +-big, as PyTorch."""
+    big = to_expr(np.finfo(np.float64).max) if big is None else big
+    return (big if posinf is None else posinf), (-big if neginf is None else neginf), big
+
+
 #
 # -- issue 12 . logic (rows of this family go below this line)
 #

@@ -18,9 +18,15 @@ the reference executor lambdifies formulas with it.
 
 from __future__ import annotations
 
+import builtins
+import functools
+import math
+from typing import Any
+
 import numpy as np
 import scipy.special
 import sympy
+from sympy.codegen import cfunctions
 from sympy.printing.latex import LatexPrinter
 
 
@@ -122,6 +128,292 @@ class bce(sympy.Function):  # noqa: N801
         return rf"\operatorname{{bce}}\left({p}, {t}\right)"
 
 
+# ---------------------------------------------------------------- the math family (issue 12)
+# Rounding has PyTorch's zero derivative (SymPy leaves d floor(x)/dx unevaluated), and the
+# ops built on it (frac, fmod, remainder) differentiate through it. A function whose value
+# jumps says where with ``kinks``: expressions whose sign changes at each jump, which
+# ``check.kink_coordinates`` reads (sin(pi x) changes sign at every integer x).
+
+
+class _Rounding(sympy.Function):
+    """A rounding of x to an integer: derivative 0 (PyTorch's), jumps where ``kinks`` say."""
+
+    is_real = True
+    _python: Any = None  # the rounding of a number, for eval
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number and x.is_finite:
+            return sympy.Integer(cls._python(float(x)))
+        return None
+
+    def fdiff(self, argindex: int = 1):
+        return sympy.S.Zero
+
+    def kinks(self) -> list[sympy.Expr]:
+        return [sympy.sin(sympy.pi * self.args[0])]
+
+
+class floor(_Rounding):  # noqa: N801
+    """The largest integer <= x."""
+
+    _python = staticmethod(math.floor)
+
+
+class ceil(_Rounding):  # noqa: N801
+    """The smallest integer >= x."""
+
+    _python = staticmethod(math.ceil)
+
+
+class trunc(_Rounding):  # noqa: N801
+    """x rounded toward zero."""
+
+    _python = staticmethod(math.trunc)
+
+
+class round(_Rounding):  # noqa: N801, A001 -- PyTorch's name
+    """x rounded to the nearest integer, halves to even (PyTorch's and NumPy's rule)."""
+
+    _python = staticmethod(builtins.round)  # Python's round is half-to-even too
+
+    def kinks(self) -> list[sympy.Expr]:
+        return [sympy.cos(sympy.pi * self.args[0])]  # jumps at the halves
+
+
+class fmod(sympy.Function):  # noqa: N801
+    """x - y trunc(x / y), the remainder with the sign of x (C's fmod, torch.fmod); PyTorch's
+    derivatives 1 and -trunc(x / y)."""
+
+    nargs = 2
+    is_real = True
+
+    def fdiff(self, argindex: int = 1):
+        x, y = self.args
+        return sympy.S.One if argindex == 1 else -trunc(x / y)
+
+    def kinks(self) -> list[sympy.Expr]:
+        return [sympy.sin(sympy.pi * self.args[0] / self.args[1])]
+
+
+class remainder(sympy.Function):  # noqa: N801
+    """x - y floor(x / y), the remainder with the sign of y (Python's %, torch.remainder);
+    PyTorch's derivatives 1 and -floor(x / y)."""
+
+    nargs = 2
+    is_real = True
+
+    def fdiff(self, argindex: int = 1):
+        x, y = self.args
+        return sympy.S.One if argindex == 1 else -floor(x / y)
+
+    def kinks(self) -> list[sympy.Expr]:
+        return [sympy.sin(sympy.pi * self.args[0] / self.args[1])]
+
+
+class xlogy(sympy.Function):  # noqa: N801
+    """x log(y), 0 where x = 0 (for any y but NaN), as torch.xlogy. PyTorch's derivative in x
+    is log(y) but 0 where x = 0 and y <= 0 (where log(y) is -inf or NaN); in y it is x / y."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1):
+        x, y = self.args
+        if argindex == 1:
+            return sympy.Piecewise((0, sympy.And(sympy.Eq(x, 0), y <= 0)), (sympy.log(y), True))
+        return x / y
+
+    def _latex(self, printer: LatexPrinter) -> str:
+        x, y = (printer._print(a) for a in self.args)
+        return rf"{x}\log\left({y}\right)"
+
+
+class logaddexp(sympy.Function):  # noqa: N801
+    """log(exp(x) + exp(y)) without overflow; derivatives sigmoid(x - y) and sigmoid(y - x)."""
+
+    nargs = 2
+    is_real = True
+
+    def fdiff(self, argindex: int = 1):
+        x, y = self.args
+        return sigmoid(x - y) if argindex == 1 else sigmoid(y - x)
+
+    def _eval_rewrite_as_log(self, x, y, **kwargs):
+        return sympy.log(sympy.exp(x) + sympy.exp(y))
+
+
+class pow(sympy.Function):  # noqa: N801, A001 -- PyTorch's name
+    """x ** y of two tensors, with PyTorch's gradient where x ** y's formula is 0 * inf: 0 by
+    x where y = 0, 0 by y where x = 0 and y >= 0. A number on either side is SymPy's Pow
+    (x**2 stays x**2); it prints as a power everywhere."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_number or y.is_number:
+            return x**y
+        return None
+
+    def fdiff(self, argindex: int = 1):
+        x, y = self.args
+        if argindex == 1:
+            return sympy.Piecewise((0, sympy.Eq(y, 0)), (y * pow(x, y - 1), True))
+        return sympy.Piecewise(
+            (0, sympy.And(sympy.Eq(x, 0), y >= 0)), (pow(x, y) * sympy.log(x), True)
+        )
+
+    def _power(self) -> sympy.Expr:
+        return sympy.Pow(*self.args, evaluate=False)
+
+    def _numbacode(self, printer) -> str:  # lower.printer
+        return printer._print(self._power())
+
+    def _symbp_text(self, printer) -> str:  # formulas
+        return printer._print(self._power())
+
+    def _symbp_latex(self, printer) -> str:
+        return printer._print(self._power())
+
+    def _sympystr(self, printer) -> str:
+        return printer._print(self._power())
+
+
+class Pieces(sympy.Function):
+    """A function defined piecewise (an activation with bounds), kept whole in formulas.
+
+    ``pieces(x, *params)`` is its Piecewise form, each boundary point in the branch whose
+    derivative is PyTorch's there. Kept opaque, one activation feeding another stays
+    ``hardtanh(leaky_relu(z, 0.2), -1, 1)``: substituted, SymPy would fold the inner
+    Piecewise into the outer one's conditions (ITE). The derivative is the Piecewise's,
+    the NumPy form its lambdified Piecewise, and the compiled code prints the Piecewise
+    (``lower.printer``); the parameters are numbers, never differentiated.
+    """
+
+    is_real = True
+
+    @staticmethod
+    def pieces(x, *params):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    derivative: Any = None  # (x, *params) -> its derivative, if not the Piecewise's
+
+    @classmethod
+    def eval(cls, x, *params):
+        if x.is_Number:
+            return cls.pieces(x, *params)
+        return None
+
+    def expanded(self) -> sympy.Expr:
+        return self.pieces(*self.args)
+
+    def fdiff(self, argindex: int = 1):
+        if argindex != 1:
+            raise sympy.ArgumentIndexError(self, argindex)
+        x = sympy.Dummy("x", real=True)
+        if self.derivative is not None:  # a form that reads better than the Piecewise's
+            return self.derivative(*self.args)
+        return sympy.diff(self.pieces(x, *self.args[1:]), x).xreplace({x: self.args[0]})
+
+    @classmethod
+    def numpy(cls):  # type: ignore[no-untyped-def]
+        """Its NumPy form, the Piecewise lambdified on first use (not at import)."""
+
+        @functools.lru_cache(maxsize=1)
+        def lambdified():  # type: ignore[no-untyped-def]
+            n = len(cls._params)  # type: ignore[attr-defined]
+            syms = [sympy.Symbol(n, real=True) for n in ["x", *(f"p{i}" for i in range(n))]]
+            return sympy.lambdify(syms, cls.pieces(*syms), modules=[NUMPY, "numpy"])
+
+        return lambda *args: lambdified()(*args)
+
+
+def _hardtanh(x, min_val, max_val):  # type: ignore[no-untyped-def]
+    # the bounds take the flat branch, where PyTorch's gradient is 0; NaN falls through to x
+    return sympy.Piecewise((min_val, x <= min_val), (max_val, x >= max_val), (x, True))
+
+
+# SELU's constants, as PyTorch's (Klambauer et al. 2017)
+SELU_ALPHA = sympy.Float("1.6732632423543772848170429916717")
+SELU_SCALE = sympy.Float("1.0507009873554804934193349852946")
+
+
+def _pieces(
+    name: str, params: tuple[str, ...], pieces: Any, doc: str, derivative: Any = None
+) -> type[Pieces]:
+    cls = type(name, (Pieces,), {"nargs": 1 + len(params), "_params": params, "__doc__": doc})
+    cls.pieces = staticmethod(pieces)  # type: ignore[attr-defined]
+    cls.derivative = None if derivative is None else staticmethod(derivative)  # type: ignore[attr-defined]
+    return cls
+
+
+def _inside(x, lo, hi):  # type: ignore[no-untyped-def]
+    """1 strictly inside (lo, hi), else 0 (a clamp's derivative: [lo < x]·[x < hi])."""
+    return sympy.Heaviside(x - lo, 0) * sympy.Heaviside(hi - x, 0)
+
+
+# fmt: off
+leaky_relu = _pieces(
+    "leaky_relu", ("negative_slope",),
+    lambda x, a: sympy.Piecewise((x, x > 0), (a * x, True)),
+    "x for x > 0, else slope x; the derivative at 0 is the slope (PyTorch's).")
+elu = _pieces(
+    "elu", ("alpha",),
+    lambda x, a: sympy.Piecewise((x, x > 0), (a * cfunctions.expm1(x), True)),
+    "x for x > 0, else alpha (exp(x) - 1); elu'(0) = alpha.")
+selu = _pieces(
+    "selu", (),
+    lambda x: SELU_SCALE * sympy.Piecewise((x, x > 0), (SELU_ALPHA * cfunctions.expm1(x), True)),
+    "scale elu(x, alpha) with SELU's constants; selu'(0) = scale alpha.")
+celu = _pieces(
+    "celu", ("alpha",),
+    lambda x, a: sympy.Piecewise((x, x > 0), (a * cfunctions.expm1(x / a), True)),
+    "x for x > 0, else alpha (exp(x / alpha) - 1); celu'(0) = 1.")
+hardtanh = _pieces(
+    "hardtanh", ("min_val", "max_val"), _hardtanh,
+    "x clamped to [min_val, max_val]; 0 derivative at the bounds.", _inside)
+relu6 = _pieces(
+    "relu6", (), lambda x: _hardtanh(x, 0, 6), "hardtanh(x, 0, 6), as PyTorch's ReLU6.",
+    lambda x: _inside(x, 0, 6))
+hardsigmoid = _pieces(
+    "hardsigmoid", (),
+    lambda x: sympy.Piecewise((0, x <= -3), (1, x >= 3), (x / 6 + sympy.Rational(1, 2), True)),
+    "x/6 + 1/2 clamped to [0, 1]; 0 derivative at -3 and 3.",
+    lambda x: _inside(x, -3, 3) / 6)
+hardswish = _pieces(
+    "hardswish", (),
+    lambda x: sympy.Piecewise((0, x <= -3), (x, x >= 3), (x * (x + 3) / 6, True)),
+    "x relu6(x + 3)/6; derivative 0 at -3, 1 at 3 (PyTorch's).")
+threshold = _pieces(
+    "threshold", ("threshold", "value"),
+    lambda x, t, v: sympy.Piecewise((v, x <= t), (x, True)),
+    "x where x > threshold, else value; derivative 0 at the threshold.")
+softplus_threshold = _pieces(
+    "softplus_threshold", ("beta", "threshold"),
+    lambda x, b, t: sympy.Piecewise((x, b * x > t), (softplus(b * x) / b, True)),
+    "PyTorch's F.softplus: softplus(beta x)/beta, and x itself where beta x > threshold.")
+nan_to_num = _pieces(
+    "nan_to_num", ("nan", "posinf", "neginf", "big"),
+    lambda x, nan, posinf, neginf, big: sympy.Piecewise(
+        (x, sympy.And(x <= big, x >= -big)), (posinf, x > 0), (neginf, x < 0), (nan, True)),
+    "NaN -> nan, +inf -> posinf, -inf -> neginf; big is the dtype's largest finite value, "
+    "x is finite where |x| <= big, the only branch with a gradient (PyTorch's: 0 elsewhere).")
+# fmt: on
+PIECES = (
+    leaky_relu,
+    elu,
+    selu,
+    celu,
+    hardtanh,
+    relu6,
+    hardsigmoid,
+    hardswish,
+    threshold,
+    softplus_threshold,
+    nan_to_num,
+)  # fmt: skip
+
+
 # ---------------------------------------------------------------- NumPy forms
 
 
@@ -161,6 +453,12 @@ def _np_heaviside(x, h0=0.5):
     return np.heaviside(x, h0 + np.zeros_like(x))
 
 
+def _np_xlogy(x, y):
+    # 0 where x = 0 unless y is NaN (scipy's xlogy(0, nan) is 0, PyTorch's nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((x == 0) & ~np.isnan(y), np.zeros_like(x * y), x * np.log(y))
+
+
 NUMPY: dict[str, object] = {
     "sigmoid": _np_sigmoid,
     "relu": _np_relu,
@@ -169,7 +467,22 @@ NUMPY: dict[str, object] = {
     "bce": _np_bce,
     "Heaviside": _np_heaviside,
     "erf": scipy.special.erf,
+    "erfc": scipy.special.erfc,
+    "erfinv": scipy.special.erfinv,
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "trunc": np.trunc,
+    "round": np.rint,  # halves to even, as PyTorch
+    "fmod": np.fmod,
+    "remainder": np.remainder,
+    "xlogy": _np_xlogy,
+    "logaddexp": np.logaddexp,
+    "pow": np.power,
 }
+NUMPY.update({cls.__name__: cls.numpy() for cls in PIECES})
 
 # Functions whose derivative jumps: gradient checks must not difference across their kinks.
-NONSMOOTH = (relu, sympy.Abs, sympy.Heaviside, sympy.sign, sympy.Max, sympy.Min, sympy.Piecewise)
+NONSMOOTH = (
+    relu, sympy.Abs, sympy.Heaviside, sympy.sign, sympy.Max, sympy.Min, sympy.Piecewise,
+    _Rounding, fmod, remainder,
+)  # fmt: skip

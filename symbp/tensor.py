@@ -675,6 +675,90 @@ class Tensor:
         return squeeze(self, dim)
 
     # -- issue 12/13 . math (rows of this family go below this line)
+    # PyTorch's elementwise math as methods, x.sin() and the in-place x.sin_(): each applies
+    # its formula of ops.ELEMENTWISE through apply_math (below, with the functions).
+
+    @staticmethod  # a helper of this class body, deleted after it
+    def _math_method(name: str, inplace: bool = False) -> Any:
+        if inplace:
+
+            def method(self, *args: Any, **kwargs: Any) -> Tensor:
+                return self._math_(name, *args, **kwargs)
+
+        else:
+
+            def method(self, *args: Any, **kwargs: Any) -> Tensor:
+                return MATH_FUNCTIONS[name](self, *args, **kwargs)
+
+        method.__name__ = name + "_" * inplace
+        method.__doc__ = f"As ``Tensor.{name}{'_' * inplace}`` (see symbp.{name})."
+        return method
+
+    sin, sin_ = _math_method("sin"), _math_method("sin", True)
+    cos, cos_ = _math_method("cos"), _math_method("cos", True)
+    tan, tan_ = _math_method("tan"), _math_method("tan", True)
+    asin, asin_ = _math_method("asin"), _math_method("asin", True)
+    acos, acos_ = _math_method("acos"), _math_method("acos", True)
+    atan, atan_ = _math_method("atan"), _math_method("atan", True)
+    arcsin, arccos, arctan = asin, acos, atan
+    atan2, atan2_ = _math_method("atan2"), _math_method("atan2", True)
+    arctan2 = atan2
+    sinh, sinh_ = _math_method("sinh"), _math_method("sinh", True)
+    cosh, cosh_ = _math_method("cosh"), _math_method("cosh", True)
+    asinh, asinh_ = _math_method("asinh"), _math_method("asinh", True)
+    acosh, acosh_ = _math_method("acosh"), _math_method("acosh", True)
+    atanh, atanh_ = _math_method("atanh"), _math_method("atanh", True)
+    arcsinh, arccosh, arctanh = asinh, acosh, atanh
+    exp2, exp2_ = _math_method("exp2"), _math_method("exp2", True)
+    expm1, expm1_ = _math_method("expm1"), _math_method("expm1", True)
+    log2, log2_ = _math_method("log2"), _math_method("log2", True)
+    log10, log10_ = _math_method("log10"), _math_method("log10", True)
+    log1p, log1p_ = _math_method("log1p"), _math_method("log1p", True)
+    rsqrt, rsqrt_ = _math_method("rsqrt"), _math_method("rsqrt", True)
+    reciprocal, reciprocal_ = _math_method("reciprocal"), _math_method("reciprocal", True)
+    square, square_ = _math_method("square"), _math_method("square", True)
+    erf, erf_ = _math_method("erf"), _math_method("erf", True)
+    erfc, erfc_ = _math_method("erfc"), _math_method("erfc", True)
+    erfinv, erfinv_ = _math_method("erfinv"), _math_method("erfinv", True)
+    floor, floor_ = _math_method("floor"), _math_method("floor", True)
+    ceil, ceil_ = _math_method("ceil"), _math_method("ceil", True)
+    round, round_ = _math_method("round"), _math_method("round", True)
+    trunc, trunc_ = _math_method("trunc"), _math_method("trunc", True)
+    fix, fix_ = trunc, trunc_
+    frac, frac_ = _math_method("frac"), _math_method("frac", True)
+    fmod, fmod_ = _math_method("fmod"), _math_method("fmod", True)
+    remainder, remainder_ = _math_method("remainder"), _math_method("remainder", True)
+    lerp, lerp_ = _math_method("lerp"), _math_method("lerp", True)
+    hypot, hypot_ = _math_method("hypot"), _math_method("hypot", True)
+    xlogy, xlogy_ = _math_method("xlogy"), _math_method("xlogy", True)
+    logaddexp = _math_method("logaddexp")
+    nan_to_num, nan_to_num_ = _math_method("nan_to_num"), _math_method("nan_to_num", True)
+    pow = _math_method("pow")
+    sigmoid_ = _math_method("sigmoid", True)
+    tanh_ = _math_method("tanh", True)
+    relu_ = _math_method("relu", True)
+    del _math_method
+
+    def _math_(self, name: str, *args: Any, **kwargs: Any) -> Tensor:
+        """x.<name>_(...): the function's values written into x, PyTorch's in-place rules
+        (``_writable``); another tensor operand is read as values."""
+        what = name + "_"
+        dst = self._writable(what)
+        if dst.dtype.kind != "f" and name not in _KEEPS_INTEGERS:
+            raise RuntimeError(
+                f"result type Float can't be cast to the desired output type Long ({what})"
+            )
+        operands = [_operand(self, what, a) for a in args]
+        operands = [
+            tensor(v, dtype=dst.dtype if v.dtype.kind == "f" else None)
+            if isinstance(v, np.ndarray)
+            else v
+            for v in operands
+        ]
+        with np.errstate(all="ignore"):
+            out = MATH_FUNCTIONS[name](tensor(dst), *operands, **kwargs)
+        return self._assign(what, out.numpy())
+
     #
     # -- issue 12/13 . logic (rows of this family go below this line)
     #
@@ -1242,6 +1326,120 @@ def onehot(labels: Tensor, classes: int, dtype: Any = None) -> Tensor:
 
 
 # -- issue 12/13 . math (rows of this family go below this line)
+# PyTorch's elementwise math, each its formula of ops.ELEMENTWISE applied with broadcasting:
+# numbers fold into the formula as constants, and so do parameters (a slope, a bound).
+# Integer tensors compute in the default float, as PyTorch, except where an op keeps them
+# (the roundings of an integer are itself; fmod and remainder of integers are integers).
+
+_KEEPS_INTEGERS = ("floor", "ceil", "round", "trunc", "fmod", "remainder", "nan_to_num")
+
+
+def apply_math(name: str, *args: Any, params: Sequence[Any] = ()) -> Tensor:
+    """Apply the formula ``ops.ELEMENTWISE[name]`` to tensors or numbers ``args`` (broadcast
+    together), with ``params`` its trailing constant arguments."""
+    like = next((a for a in args if isinstance(a, Tensor)), None)
+    if like is None and any(isinstance(a, sympy.Basic) for a in args):
+        # on formulas: symbp.sin(w*x + b) for symbp.grad, as symbp.sigmoid
+        return ops.ELEMENTWISE[name](*map(ops.to_expr, (*args, *params)))
+    if like is None:
+        raise TypeError(
+            f"{name}(): expects a Tensor argument, got " + ", ".join(type(a).__name__ for a in args)
+        )
+    lifted = [_lift(a, like) for a in args]
+    ints = [a for a in lifted if isinstance(a, Tensor) and a.dtype.kind != "f"]
+    if ints and len(ints) == builtins.sum(isinstance(a, Tensor) for a in lifted):
+        floats = [a for a in args if isinstance(a, (float, np.floating))]
+        if name in ("floor", "ceil", "round", "trunc", "nan_to_num") and len(lifted) == 1:
+            return lifted[0]  # type: ignore[return-value]  # integers are whole and finite
+        if name not in _KEEPS_INTEGERS or floats:
+            lifted = [cast(a, _default_dtype[0]) if isinstance(a, Tensor) else a for a in lifted]
+    elif ints:  # integer tensors joining float ones compute in their float
+        target = next(a.dtype for a in lifted if isinstance(a, Tensor) and a.dtype.kind == "f")
+        lifted = [
+            cast(a, target) if any(a is i for i in ints) else a  # type: ignore[arg-type]
+            for a in lifted
+        ]
+    return nary(name, *lifted, *(ops.to_expr(p) for p in params))
+
+
+def _math_unary(name: str):
+    def fn(input: Any) -> Tensor:  # noqa: A002 -- PyTorch's name
+        return apply_math(name, input)
+
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name}, as ``torch.{name}`` (formula: ops.ELEMENTWISE[{name!r}])."
+    return fn
+
+
+def _math_binary(name: str):
+    def fn(input: Any, other: Any) -> Tensor:  # noqa: A002
+        return apply_math(name, input, other)
+
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name}, as ``torch.{name}`` (formula: ops.ELEMENTWISE[{name!r}])."
+    return fn
+
+
+def _round(input: Any, decimals: int = 0) -> Tensor:  # noqa: A002
+    """Round to the nearest integer, halves to even (``torch.round``); ``decimals`` as
+    PyTorch: round(x * 10**d) / 10**d."""
+    if decimals == 0:
+        return apply_math("round", input)
+    scale = 10.0**decimals
+    return apply_math("round", _lift(input) * scale) / scale
+
+
+def lerp(input: Any, end: Any, weight: Any) -> Tensor:  # noqa: A002
+    """input + weight (end - input), as ``torch.lerp`` (a tensor or a number weight)."""
+    return apply_math("lerp", input, end, weight)
+
+
+def nan_to_num(
+    input: Any,  # noqa: A002
+    nan: float = 0.0,
+    posinf: float | None = None,
+    neginf: float | None = None,
+) -> Tensor:
+    """NaN, +inf and -inf replaced by ``nan``, ``posinf``, ``neginf``; the infinities by
+    default by the dtype's largest and smallest finite values, as PyTorch. The gradient is 1
+    at finite entries, 0 at the replaced ones (PyTorch's)."""
+    x = _lift(input)
+    if not isinstance(x, Tensor):
+        raise TypeError(f"nan_to_num(): expects a Tensor, got {type(input).__name__}")
+    if x.dtype.kind != "f":
+        return x
+    big = float(np.finfo(x.dtype).max)
+    hi = big if posinf is None else posinf
+    lo = -big if neginf is None else neginf
+    return apply_math("nan_to_num", x, params=(nan, hi, lo, big))
+
+
+def _pow(input: Any, exponent: Any) -> Tensor:  # noqa: A002
+    """input ** exponent, tensors or numbers either side (``torch.pow``)."""
+    return binary("pow", input, exponent)
+
+
+MATH_FUNCTIONS: dict[str, Any] = {
+    **{
+        n: _math_unary(n)
+        for n in (
+            "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh",
+            "atanh", "exp2", "expm1", "log2", "log10", "log1p", "rsqrt", "reciprocal",
+            "square", "erf", "erfc", "erfinv", "floor", "ceil", "trunc", "frac", "sigmoid",
+            "tanh", "relu",
+        )
+    },
+    **{
+        n: _math_binary(n)
+        for n in ("atan2", "fmod", "remainder", "hypot", "xlogy", "logaddexp")
+    },
+    # (private names here: a module-level round or pow would hide the builtins in this module)
+    "round": _round,
+    "lerp": lerp,
+    "nan_to_num": nan_to_num,
+    "pow": _pow,
+}  # fmt: skip
+_round.__name__, _pow.__name__ = "round", "pow"
 #
 # -- issue 12/13 . logic (rows of this family go below this line)
 #

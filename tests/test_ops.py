@@ -19,6 +19,7 @@ from symbp import functional as F
 from symbp.formulas import PRINTING, Printing, _express
 from symbp.ir import toposort
 from symbp.lower import LoweringError, emit, schedule
+from symbp.nn import functional as F_nn
 from symbp.tensor import _result, nary
 
 try:
@@ -45,6 +46,34 @@ def _apart(rng, shape):
     """Two arrays that differ by at least 0.1 everywhere (maximum/minimum away from ties)."""
     x = rng.uniform(-2, 2, shape)
     return [x, x + rng.choice([-1.0, 1.0], shape) * rng.uniform(0.1, 1, shape)]
+
+
+def _off_integers(shift):
+    """Sampler keeping x at least 0.1 from every integer + shift (a rounding's jumps)."""
+    return lambda rng, shape: [rng.integers(-3, 3, shape) + shift + rng.uniform(0.1, 0.9, shape)]
+
+
+def _off_multiples(rng, shape):
+    """(x, y) with x/y at least 0.1 from an integer (fmod's and remainder's jumps)."""
+    y = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 2, shape)
+    q = rng.integers(-3, 3, shape) + rng.uniform(0.1, 0.9, shape)
+    return [q * y, y]
+
+
+def _off(lo, hi, kinks, gap=0.1):
+    """Sampler: uniform in (lo, hi), moved at least ``gap`` off each kink point."""
+
+    def sample(rng, shape):
+        x = rng.uniform(lo, hi, shape)
+        for k in kinks:
+            near = np.abs(x - k) < gap
+            x[near] = k + np.where(x[near] >= k, gap, -gap) * 2
+        return [x]
+
+    return sample
+
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 
 def _sigmoid(x):
@@ -189,6 +218,200 @@ ELEMENTWISE_ROWS = [
         else (lambda p, t: torch.nn.functional.binary_cross_entropy(p, t, reduction="none")),
     ),
     # -- issue 12 . math (rows of this family go below this line)
+    # (samplers keep away from kinks and jumps; the kinks listed are PyTorch's values there)
+    *[
+        Elementwise(name, getattr(symbp, name), ref, sample, _torch(name))
+        for name, ref, sample in [
+            ("sin", np.sin, _uniform((-3, 3))),
+            ("cos", np.cos, _uniform((-3, 3))),
+            ("tan", np.tan, _uniform((-1.2, 1.2))),
+            ("asin", np.arcsin, _uniform((-0.9, 0.9))),
+            ("acos", np.arccos, _uniform((-0.9, 0.9))),
+            ("atan", np.arctan, _uniform((-3, 3))),
+            ("sinh", np.sinh, _uniform((-3, 3))),
+            ("cosh", np.cosh, _uniform((-3, 3))),
+            ("asinh", np.arcsinh, _uniform((-3, 3))),
+            ("acosh", np.arccosh, _uniform((1.2, 4))),
+            ("atanh", np.arctanh, _uniform((-0.9, 0.9))),
+            ("exp2", lambda x: 2.0**x, _uniform((-3, 3))),
+            ("expm1", lambda x: np.exp(x) - 1, _uniform((-3, 3))),
+            ("log2", lambda x: np.log(x) / np.log(2), _uniform((0.1, 3))),
+            ("log10", lambda x: np.log(x) / np.log(10), _uniform((0.1, 3))),
+            ("log1p", lambda x: np.log(1 + x), _uniform((-0.5, 3))),
+            ("rsqrt", lambda x: 1 / np.sqrt(x), _uniform((0.2, 3))),
+            ("reciprocal", lambda x: 1 / x, _away(2, gap=0.3)),
+            ("square", lambda x: x * x, _uniform(SIGNED)),
+            ("erf", scipy.special.erf, _uniform(SIGNED)),
+            ("erfc", lambda x: 1 - scipy.special.erf(x), _uniform(SIGNED)),
+            ("erfinv", scipy.special.erfinv, _uniform((-0.9, 0.9))),
+            ("atan2", np.arctan2, _away(2, 2)),
+            ("hypot", lambda x, y: np.sqrt(x * x + y * y), _away(2, 2)),
+            ("logaddexp", lambda x, y: np.log(np.exp(x) + np.exp(y)), _uniform(SIGNED, SIGNED)),
+            ("lerp", lambda a, b, w: a + w * (b - a), _uniform(SIGNED, SIGNED, (0, 1))),
+        ]
+    ],
+    # rounding: PyTorch's gradient is 0, also on the jumps
+    *[
+        Elementwise(name, getattr(symbp, name), ref, _off_integers(shift), _torch(name), kinks)
+        for name, ref, shift, kinks in [
+            ("floor", np.floor, 0.0, [((2.0,), (0.0,)), ((-1.0,), (0.0,))]),
+            ("ceil", np.ceil, 0.0, [((2.0,), (0.0,))]),
+            ("trunc", np.trunc, 0.0, [((-3.0,), (0.0,))]),
+            ("round", lambda x: np.floor(x + 0.5), 0.5, [((2.5,), (0.0,)), ((0.5,), (0.0,))]),
+            ("frac", lambda x: x - np.trunc(x), 0.0, [((2.0,), (1.0,))]),
+        ]
+    ],
+    Elementwise(
+        "fmod",
+        symbp.fmod,
+        lambda x, y: x - y * np.trunc(x / y),
+        _off_multiples,
+        _torch("fmod"),
+        [((6.0, 2.0), (1.0, -3.0)), ((-5.5, 2.0), (1.0, 2.0))],
+    ),
+    Elementwise(
+        "remainder",
+        symbp.remainder,
+        lambda x, y: x - y * np.floor(x / y),
+        _off_multiples,
+        _torch("remainder"),
+        [((6.0, 2.0), (1.0, -3.0)), ((-5.5, 2.0), (1.0, 3.0))],
+    ),
+    # d/dx at x = 0 is 0 where y <= 0 (PyTorch's mask; log(y) elsewhere: test_ops_math.py)
+    Elementwise(
+        "xlogy",
+        symbp.xlogy,
+        lambda x, y: x * np.log(y),
+        _uniform(SIGNED, (0.1, 3)),
+        _torch("xlogy"),
+        [((0.0, -1.0), (0.0, 0.0)), ((0.0, 1.0), (0.0, 0.0))],
+    ),
+    Elementwise(
+        "logsigmoid",
+        F_nn.logsigmoid,
+        lambda x: -np.log1p(np.exp(-x)),
+        _uniform((-5, 5)),
+        _torch("nn.functional.logsigmoid"),
+    ),
+    Elementwise(
+        "softplus_threshold",
+        lambda x: F_nn.softplus(x, 2.0, 3.0),
+        lambda x: np.where(2 * x > 3, x, np.log1p(np.exp(2 * x)) / 2),
+        _off(-3, 3, [1.5]),
+        None if torch is None else (lambda x: torch.nn.functional.softplus(x, 2.0, 3.0)),
+        [((4.0,), (1.0,))],
+    ),
+    Elementwise(
+        "relu6",
+        F_nn.relu6,
+        lambda x: np.clip(x, 0, 6),
+        _off(-2, 8, [0, 6]),
+        _torch("nn.functional.relu6"),
+        [((0.0,), (0.0,)), ((6.0,), (0.0,))],
+    ),
+    Elementwise(
+        "leaky_relu",
+        lambda x: F_nn.leaky_relu(x, 0.25),
+        lambda x: np.where(x > 0, x, 0.25 * x),
+        _away(2),
+        None if torch is None else (lambda x: torch.nn.functional.leaky_relu(x, 0.25)),
+        [((0.0,), (0.25,))],
+    ),
+    Elementwise(
+        "elu",
+        lambda x: F_nn.elu(x, 0.5),
+        lambda x: np.where(x > 0, x, 0.5 * (np.exp(x) - 1)),
+        _away(2),
+        None if torch is None else (lambda x: torch.nn.functional.elu(x, 0.5)),
+        [((0.0,), (0.5,))],
+    ),
+    Elementwise(
+        "selu",
+        F_nn.selu,
+        lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * (np.exp(x) - 1)),
+        _away(2),
+        _torch("nn.functional.selu"),  # selu'(0) = scale alpha: test_ops_math.py, in float64
+    ),
+    Elementwise(
+        "celu",
+        lambda x: F_nn.celu(x, 2.0),
+        lambda x: np.where(x > 0, x, 2.0 * (np.exp(x / 2.0) - 1)),
+        _away(2),
+        None if torch is None else (lambda x: torch.nn.functional.celu(x, 2.0)),
+        [((0.0,), (1.0,))],
+    ),
+    Elementwise(
+        "gelu_tanh",
+        lambda x: F_nn.gelu(x, approximate="tanh"),
+        lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))),
+        _uniform((-3, 3)),
+        None if torch is None else (lambda x: torch.nn.functional.gelu(x, approximate="tanh")),
+    ),
+    Elementwise(
+        "mish",
+        F_nn.mish,
+        lambda x: x * np.tanh(np.log1p(np.exp(x))),
+        _uniform((-5, 5)),
+        _torch("nn.functional.mish"),
+    ),
+    Elementwise(
+        "hardtanh",
+        lambda x: F_nn.hardtanh(x, -0.5, 2.0),
+        lambda x: np.clip(x, -0.5, 2.0),
+        _off(-2, 3, [-0.5, 2.0]),
+        None if torch is None else (lambda x: torch.nn.functional.hardtanh(x, -0.5, 2.0)),
+        [((-0.5,), (0.0,)), ((2.0,), (0.0,))],
+    ),
+    Elementwise(
+        "hardsigmoid",
+        F_nn.hardsigmoid,
+        lambda x: np.clip(x / 6 + 0.5, 0, 1),
+        _off(-5, 5, [-3, 3]),
+        # PyTorch's backward multiplies by the float32 1/6 even in float64 (2^-25 relative
+        # off the derivative 1/6): compared with it in test_ops_math.py at that tolerance
+        None,
+        [((-3.0,), (0.0,)), ((3.0,), (0.0,))],
+    ),
+    Elementwise(
+        "hardswish",
+        F_nn.hardswish,
+        lambda x: x * np.clip(x + 3, 0, 6) / 6,
+        _off(-5, 5, [-3, 3]),
+        _torch("nn.functional.hardswish"),
+        [((-3.0,), (0.0,)), ((3.0,), (1.0,))],
+    ),
+    Elementwise(
+        "softsign",
+        F_nn.softsign,
+        lambda x: x / (1 + np.abs(x)),
+        _away(3),
+        _torch("nn.functional.softsign"),
+        [((0.0,), (1.0,))],
+    ),
+    Elementwise(
+        "tanhshrink",
+        F_nn.tanhshrink,
+        lambda x: x - np.tanh(x),
+        _uniform((-3, 3)),
+        _torch("nn.functional.tanhshrink"),
+    ),
+    Elementwise(
+        "threshold",
+        lambda x: F_nn.threshold(x, 0.5, -1.0),
+        lambda x: np.where(x > 0.5, x, -1.0),
+        _off(-2, 2, [0.5]),
+        None if torch is None else (lambda x: torch.nn.functional.threshold(x, 0.5, -1.0)),
+        [((0.5,), (0.0,))],
+    ),
+    # finite entries pass with gradient 1; NaN and the infinities are replaced, gradient 0
+    Elementwise(
+        "nan_to_num",
+        symbp.nan_to_num,
+        lambda x: x,
+        _uniform(SIGNED),
+        _torch("nan_to_num"),
+        [((float("nan"),), (0.0,)), ((float("inf"),), (0.0,)), ((-float("inf"),), (0.0,))],
+    ),
     #
     # -- issue 12 . logic (rows of this family go below this line)
     #

@@ -15,6 +15,8 @@ import sympy
 from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
+from symbp import scalar
+
 
 class LoweringError(NotImplementedError):
     """A formula uses a function the Numba backend has no scalar form for."""
@@ -39,7 +41,32 @@ MATH = {
     "softplus": "softplus",
     "clog": "clog",
     "bce": "bce",
+    # the math family (issue 12): NumPy's scalar ufuncs where math's would return an int
+    # (math.floor) or does not exist; the stable forms of support.py
+    "asin": "math.asin",
+    "acos": "math.acos",
+    "atan2": "math.atan2",
+    "acosh": "math.acosh",
+    "atanh": "math.atanh",
+    "exp2": "np.exp2",
+    "expm1": "math.expm1",
+    "log2": "math.log2",
+    "log10": "math.log10",
+    "log1p": "math.log1p",
+    "hypot": "math.hypot",
+    "floor": "np.floor",
+    "ceil": "np.ceil",
+    "trunc": "np.trunc",
+    "round": "np.rint",  # halves to even, as PyTorch
+    "fmod": "np.fmod",
+    "remainder": "np.remainder",
+    "erfinv": "erfinv",
+    "xlogy": "xlogy",
+    "logaddexp": "logaddexp",
 }
+
+# support.py's scalar forms, one per precision: the name gets the kernel's _f32 or _f64
+TYPED = {"sigmoid", "softplus", "clog", "bce", "erfinv", "xlogy", "logaddexp"}
 
 
 class NumbaPrinter(StrPrinter):
@@ -188,6 +215,8 @@ class NumbaPrinter(StrPrinter):
     # ------------------------------------------------------------ functions
 
     def _print_Function(self, expr: sympy.Expr) -> str:
+        if isinstance(expr, scalar.Pieces):  # leaky_relu, hardtanh ...: their Piecewise
+            return self._print(expr.expanded())
         name = type(expr).__name__
         fn = MATH.get(name)
         if fn is None:
@@ -195,7 +224,7 @@ class NumbaPrinter(StrPrinter):
                 f"the Numba backend has no scalar form for {name}() (in {expr}); give a custom "
                 f"elementwise op a formula of known functions"
             )
-        if fn in ("sigmoid", "softplus", "clog", "bce"):
+        if fn in TYPED:
             fn = f"{fn}_{self.dtype}"
         return f"{fn}({', '.join(self._print(a) for a in expr.args)})"
 

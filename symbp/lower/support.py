@@ -211,6 +211,79 @@ def bce_f64(p, t):  # type: ignore[no-untyped-def]
     return -(t * clog_f64(p) + (ONE64 - t) * clog_f64(ONE64 - p))
 
 
+# ---------------------------------------------------------------- the math family (issue 12)
+# Stable scalar forms of the math ops that Python's math module lacks; each as sigmoid above,
+# one function per precision.
+
+
+@njit(cache=True, inline="always")
+def logaddexp_f32(x, y):  # type: ignore[no-untyped-def]
+    """log(exp(x) + exp(y)) = max + log1p(exp(-|x - y|)); an infinite max is the answer
+    (inf - inf would be NaN), NaN propagates."""
+    m = max(x, y)
+    if m == -math.inf or m == math.inf:
+        return m
+    return m + math.log1p(math.exp(-abs(x - y)))
+
+
+@njit(cache=True, inline="always")
+def logaddexp_f64(x, y):  # type: ignore[no-untyped-def]
+    m = max(x, y)
+    if m == -math.inf or m == math.inf:
+        return m
+    return m + math.log1p(math.exp(-abs(x - y)))
+
+
+@njit(cache=True, inline="always")
+def xlogy_f32(x, y):  # type: ignore[no-untyped-def]
+    """x log(y), 0 where x = 0 unless y is NaN (torch.xlogy)."""
+    if x == ZERO32 and y == y:
+        return ZERO32
+    return x * math.log(y)
+
+
+@njit(cache=True, inline="always")
+def xlogy_f64(x, y):  # type: ignore[no-untyped-def]
+    if x == ZERO64 and y == y:
+        return ZERO64
+    return x * math.log(y)
+
+
+@njit(cache=True)
+def _erfinv(y):  # type: ignore[no-untyped-def]
+    """The inverse error function in float64: Winitzki's closed-form guess (relative error
+    ~2e-3), then Newton steps, which converge quadratically; above |y| = 0.5 on erfc(x) =
+    1 - |y|, whose right side is exact there, so the tails keep full relative precision."""
+    if not abs(y) <= 1.0:
+        return math.nan
+    a = abs(y)
+    if a == 1.0:
+        return math.copysign(math.inf, y)
+    ln = math.log((1.0 - a) * (1.0 + a))
+    t = 2.0 / (math.pi * 0.147) + ln / 2.0
+    x = math.sqrt(math.sqrt(t * t - ln / 0.147) - t)
+    c = 2.0 / math.sqrt(math.pi)
+    for _ in range(5):
+        slope = c * math.exp(-x * x)
+        if slope == 0.0:
+            break
+        if a <= 0.5:
+            x -= (math.erf(x) - a) / slope
+        else:
+            x += (math.erfc(x) - (1.0 - a)) / slope
+    return math.copysign(x, y)
+
+
+@njit(cache=True, inline="always")
+def erfinv_f32(y):  # type: ignore[no-untyped-def]
+    return np.float32(_erfinv(np.float64(y)))
+
+
+@njit(cache=True, inline="always")
+def erfinv_f64(y):  # type: ignore[no-untyped-def]
+    return _erfinv(y)
+
+
 @njit(cache=True)
 def shuffle(order, seed, epoch):  # type: ignore[no-untyped-def]
     """Fill ``order`` with a permutation of its indices, a pure function of (seed, epoch).

@@ -69,12 +69,10 @@ def tanh(input: Tensor) -> Tensor:  # noqa: A002
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
-    """The exact (erf) GELU; PyTorch's tanh approximation is not an op of symbp's yet."""
-    if approximate != "none":
-        raise NotImplementedError(
-            f"gelu: approximate={approximate!r} is not supported (only 'none', the erf form)"
-        )
-    return T.unary("gelu", input)
+    """x Φ(x), with the erf (``approximate='none'``) or PyTorch's tanh approximation."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return T.unary("gelu" if approximate == "none" else "gelu_tanh", input)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
@@ -83,17 +81,9 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
-    """log(1 + exp(beta x)) / beta. symbp's softplus is stable everywhere, so it has no linear
-    branch; PyTorch's, above ``threshold``, differs from it by under exp(-20) relative at the
-    default, and only that default is accepted."""
-    if threshold != 20:
-        raise NotImplementedError(
-            f"softplus: threshold={threshold!r} is not supported (only the default 20: symbp's "
-            f"softplus is exact, without PyTorch's linear branch)"
-        )
-    if beta == 1:
-        return T.unary("softplus", input)
-    return T.unary("softplus", _x(input) * beta) / beta
+    """log(1 + exp(beta x)) / beta (computed without overflow), and x itself where
+    beta x > threshold, as PyTorch (value and gradient)."""
+    return T.apply_math("softplus_threshold", input, params=(beta, threshold))
 
 
 def _dim(fn: str, dim: int | None, dtype: Any) -> int:
@@ -308,6 +298,89 @@ __all__ = [
 ]
 
 # -- issue 12 . math (rows of this family go below this line)
+# PyTorch's activations with their parameters, each a formula of ops.ELEMENTWISE with the
+# parameters folded in as constants (inplace=True is refused, as by relu above).
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
+    _no_inplace("leaky_relu", inplace)
+    return T.apply_math("leaky_relu", input, params=(negative_slope,))
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    _no_inplace("elu", inplace)
+    return T.apply_math("elu", input, params=(alpha,))
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    _no_inplace("selu", inplace)
+    return T.apply_math("selu", input)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    _no_inplace("celu", inplace)
+    if alpha == 0:
+        raise ValueError("celu: alpha must not be 0 (the formula divides by it)")
+    return T.apply_math("celu", input, params=(alpha,))
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    _no_inplace("mish", inplace)
+    return T.apply_math("mish", input)
+
+
+def hardtanh(
+    input: Tensor,  # noqa: A002
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+    inplace: bool = False,
+) -> Tensor:
+    _no_inplace("hardtanh", inplace)
+    if min_val > max_val:
+        raise ValueError(
+            f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})"
+        )
+    return T.apply_math("hardtanh", input, params=(min_val, max_val))
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    _no_inplace("relu6", inplace)
+    return T.apply_math("relu6", input)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    _no_inplace("hardsigmoid", inplace)
+    return T.apply_math("hardsigmoid", input)
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    _no_inplace("hardswish", inplace)
+    return T.apply_math("hardswish", input)
+
+
+def softsign(input: Tensor) -> Tensor:  # noqa: A002
+    return T.apply_math("softsign", input)
+
+
+def tanhshrink(input: Tensor) -> Tensor:  # noqa: A002
+    return T.apply_math("tanhshrink", input)
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:  # noqa: A002
+    """x where x > threshold, else value (PyTorch's gradient is 0 at x = threshold)."""
+    _no_inplace("threshold", inplace)
+    return T.apply_math("threshold", input, params=(threshold, value))
+
+
+def logsigmoid(input: Tensor) -> Tensor:  # noqa: A002
+    """log σ(x) = -softplus(-x), without overflow for any x."""
+    return T.apply_math("logsigmoid", input)
+
+
+__all__ += [
+    "celu", "elu", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "logsigmoid", "mish",
+    "relu6", "selu", "softsign", "tanhshrink", "threshold",
+]  # fmt: skip
 #
 # -- issue 12 . logic (rows of this family go below this line)
 #

@@ -140,16 +140,37 @@ class Tanh(_Activation):
     fn = "tanh"
 
 
-class GELU(_Activation):
-    fn = "gelu"
+class GELU(Module):
+    """x Φ(x); ``approximate='tanh'`` is PyTorch's tanh approximation."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        functional.gelu(T.tensor([0.0]), approximate)  # checks the argument now, as PyTorch
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
 
 
 class SiLU(_Activation):
     fn = "silu"
 
 
-class Softplus(_Activation):
-    fn = "softplus"
+class Softplus(Module):
+    """log(1 + exp(beta x)) / beta, and x where beta x > threshold (PyTorch's)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
 
 
 class Softmax(Module):
@@ -173,3 +194,109 @@ class Flatten(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return T.flatten(x, self.start_dim, self.end_dim)
+
+
+# ---------------------------------------------------------------- the math family (issue 12)
+# PyTorch's activation layers with their constructor arguments and reprs; each forward is
+# its symbp.nn.functional function.
+
+
+class _Refuses(Module):
+    """An activation taking PyTorch's ``inplace`` flag, which symbp refuses when True."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        functional._no_inplace(type(self).__name__, inplace)
+        self.inplace = inplace
+
+
+class LeakyReLU(_Refuses):
+    def __init__(self, negative_slope: float = 1e-2, inplace: bool = False):
+        super().__init__(inplace)
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(_Refuses):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__(inplace)
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class CELU(ELU):
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.celu(x, self.alpha)
+
+
+class SELU(_Refuses):
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.selu(x)
+
+
+class Mish(_Refuses):
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.mish(x)
+
+
+class Hardtanh(_Refuses):
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+        super().__init__(inplace)
+        if min_val > max_val:
+            raise ValueError(f"Hardtanh: min_val ({min_val}) is greater than max_val ({max_val})")
+        self.min_val, self.max_val = min_val, max_val
+
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.hardtanh(x, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+
+class ReLU6(_Refuses):
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.relu6(x)
+
+
+class Hardsigmoid(_Refuses):
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.hardsigmoid(x)
+
+
+class Hardswish(_Refuses):
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.hardswish(x)
+
+
+class Threshold(_Refuses):
+    def __init__(self, threshold: float, value: float, inplace: bool = False):
+        super().__init__(inplace)
+        self.threshold, self.value = threshold, value
+
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.threshold(x, self.threshold, self.value)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold}, value={self.value}"
+
+
+class Softsign(_Activation):
+    fn = "softsign"
+
+
+class Tanhshrink(_Activation):
+    fn = "tanhshrink"
+
+
+class LogSigmoid(_Activation):
+    fn = "logsigmoid"
