@@ -1764,7 +1764,7 @@ def index_put(x: Tensor, indices: Any, values: Any, accumulate: bool = False) ->
     return _put(x, items, values, accumulate, "index_put")
 
 
-def _dim(x: Tensor, dim: int, what: str) -> int:
+def _index_dim(x: Tensor, dim: int, what: str) -> int:
     if not -builtins.max(x.ndim, 1) <= dim < builtins.max(x.ndim, 1):
         raise IndexError(
             f"{what}: Dimension out of range (expected to be in range of "
@@ -1782,7 +1782,7 @@ def _long(index: Any, what: str) -> Tensor:
 
 def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
     """As ``torch.index_select``: the entries ``index`` (1-D) along ``dim``."""
-    d, idx = _dim(x, dim, "index_select"), _long(index, "index_select")
+    d, idx = _index_dim(x, dim, "index_select"), _long(index, "index_select")
     if idx.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector" + where())
     idx = reshape(idx, -1) if idx.ndim == 0 else idx
@@ -1803,7 +1803,7 @@ def take(x: Tensor, index: Any) -> Tensor:
 
 def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
     """As ``torch.narrow``: ``length`` entries of ``dim`` from ``start`` (a view)."""
-    d = _dim(x, dim, "narrow")
+    d = _index_dim(x, dim, "narrow")
     n = x.shape[d]
     s = start + n if start < 0 else start
     if isinstance(n, int) and not (s >= 0 and s + length <= n and length >= 0):
@@ -1835,7 +1835,7 @@ def _along(x: Tensor, d: int, idx: Tensor, what: str, shape: Any = None) -> list
 def gather(x: Tensor, dim: int, index: Any) -> Tensor:
     """As ``torch.gather``: out[i][j] = x[i][index[i][j]] (for dim 1). Its gradient is a
     scatter-add: an entry gathered twice gets both cotangents."""
-    d, idx = _dim(x, dim, "gather"), _long(index, "gather")
+    d, idx = _index_dim(x, dim, "gather"), _long(index, "gather")
     arrays = _along(x, d, idx, "gather")
     return _result(ops.take(x.node, arrays, ops.IndexArg(0, "gather", False)), [x, idx])
 
@@ -1854,7 +1854,7 @@ def _scatter_src(src: Any, idx: Tensor, x: Tensor) -> Tensor:
 
 def scatter_add(x: Tensor, dim: int, index: Any, src: Any) -> Tensor:
     """As ``torch.scatter_add``: x[i][index[i][j]] += src[i][j] (dim 1), repeats adding."""
-    d, idx = _dim(x, dim, "scatter_add"), _long(index, "scatter_add")
+    d, idx = _index_dim(x, dim, "scatter_add"), _long(index, "scatter_add")
     arrays = _along(x, d, idx, "scatter_add")
     v = _scatter_src(src, idx, x)
     arg = ops.IndexArg(0, "scatter_add", False, x.shape)
@@ -1865,7 +1865,7 @@ def scatter(x: Tensor, dim: int, index: Any, src: Any = None, value: Any = None)
     """As ``torch.scatter`` (src or value form): x[i][index[i][j]] = src[i][j] (dim 1)."""
     if (src is None) == (value is None):
         raise TypeError("scatter(): give exactly one of src and value")
-    d, idx = _dim(x, dim, "scatter"), _long(index, "scatter")
+    d, idx = _index_dim(x, dim, "scatter"), _long(index, "scatter")
     arrays = _along(x, d, idx, "scatter")
     v = _scatter_src(src if src is not None else value, idx, x)
     arg = ops.IndexArg(0, "scatter", False, x.shape)
@@ -1884,7 +1884,7 @@ def scatter(x: Tensor, dim: int, index: Any, src: Any = None, value: Any = None)
 def index_add(x: Tensor, dim: int, index: Any, source: Any, alpha: Any = 1) -> Tensor:
     """As ``torch.index_add``: x[..., index[j], ...] += alpha * source[..., j, ...] along dim,
     repeated indices adding."""
-    d, idx = _dim(x, dim, "index_add"), _long(index, "index_add")
+    d, idx = _index_dim(x, dim, "index_add"), _long(index, "index_add")
     if idx.value is not None:
         ops.check_indices("index_add", idx.value, d, x.shape[d], wrap=False)
     src = source if isinstance(source, Tensor) else tensor(np.asarray(source, dtype=x.dtype))
