@@ -46,7 +46,8 @@ class NumbaPrinter(StrPrinter):
     """Print a scalar SymPy expression as Numba nopython code.
 
     ``names`` maps symbols to the code that reads them (``mm0[i, j]``, ``lr``); ``dtype`` is
-    ``"f32"`` or ``"f64"``, the precision of the kernel the expression runs in.
+    ``"f32"`` or ``"f64"``, the precision of the kernel the expression runs in, or ``"int"``
+    (an integer or bool kernel: whole numbers print as integers).
     """
 
     printmethod = "_numbacode"
@@ -60,6 +61,8 @@ class NumbaPrinter(StrPrinter):
     # ------------------------------------------------------------ atoms
 
     def lit(self, value: float) -> str:
+        if self.dtype == "int" and float(value).is_integer():  # an integer or bool kernel
+            return str(int(value))
         text = repr(float(value))
         if text in ("inf", "-inf", "nan"):
             text = f"np.{text}" if text[0] != "-" else "-np.inf"
