@@ -10,6 +10,7 @@ import operator
 
 import numpy as np
 import pytest
+import sympy
 from conftest import assert_kernel_matches, kernel_results
 
 import symbp
@@ -397,19 +398,37 @@ def test_masked_fill_value_gradient():
     assert v.grad.item() == tv.grad.item()
 
 
+def test_gradcheck_through_where_clamp_and_masks():
+    """gradcheck reads a bool mask as a regime, not a kink (np.sign of a bool raised), and
+    finds the kinks in the comparisons and the clamp."""
+
+    def loss(x):
+        m = x > 0
+        return (symbp.where(m, x * x, -x).clamp(max=1.5) * m.to(x.dtype) + x.clamp(-1, 1)).sum()
+
+    x = symbp.tensor(np.random.default_rng(0).normal(size=(4, 3)), requires_grad=True)
+    report = symbp.gradcheck(None, loss, x)
+    assert report.ok
+    x0 = symbp.tensor(np.array([0.0, 1.0, 2.0, -1.0, -0.5]), requires_grad=True)
+    with pytest.warns(symbp.GradcheckWarning, match="kink") as caught:
+        report = symbp.gradcheck(None, loss, x0)
+    assert report.ok
+    assert not any("kink of where" in str(w.message) for w in caught)
+
+
 # ---------------------------------------------------------------- compiled
 
 
 def _shared_mask(x, w):
     """A comparison read by two kernels: stored as a bool buffer (in the integer arena)."""
     m = x > 0.1
-    return symbp.where(m, x * w, w) + m.float() * x.sum(0)
+    return symbp.where(m, x * w, w) + m.to(x.dtype) * x.sum(0)
 
 
 # name -> (f(X, W), shape of X, shape of W, range of X values); X and W are parameters
 CASES = {
-    "mask_mul": (lambda x, w: (x > w).float() * x * w, (3, 4), (4,), None),
-    "mask_double": (lambda x, w: (x <= 0.1).double() * x + x * w, (3, 4), (4,), None),
+    "mask_mul": (lambda x, w: (x > w).to(x.dtype) * x * w, (3, 4), (4,), None),
+    "mask_to": (lambda x, w: (x <= 0.1).to(x.dtype) * x + x * w, (3, 4), (4,), None),
     "where": (lambda x, w: symbp.where(x > 0, x * w, 0.1 * x), (3, 4), (4,), None),
     "where_eq": (lambda x, w: symbp.where(x.sign() == w.sign(), x, w), (3, 4), (3, 4), None),
     "shared_mask": (_shared_mask, (3, 4), (4,), None),
@@ -420,13 +439,13 @@ CASES = {
     "fmax": (lambda x, w: symbp.fmax(x, w) + symbp.fmin(x * x, w), (3, 4), (4,), None),
     "sign": (lambda x, w: x.sign() * w + x, (3, 4), (4,), None),
     "logical": (
-        lambda x, w: ((x > 0) & (w > 0) | ~(x < -1) ^ (x > 1)).float() * x * w,
+        lambda x, w: ((x > 0) & (w > 0) | ~(x < -1) ^ (x > 1)).to(x.dtype) * x * w,
         (3, 4), (4,), None,
     ),
     "isfinite": (lambda x, w: x.masked_fill(~(x * w).isfinite() | (x > 1), 0.5) * w,
                  (3, 4), (4,), None),
-    "any_all": (lambda x, w: (x > w).any(1, keepdim=True).float() * x
-                + (x > -1).all(0).float() * w, (3, 4), (4,), None),
+    "any_all": (lambda x, w: (x > w).any(1, keepdim=True).to(x.dtype) * x
+                + (x > -1).all(0).to(x.dtype) * w, (3, 4), (4,), None),
     "masked_fill": (lambda x, w: (x * w).masked_fill(x < 0, -0.25), (3, 4), (4,), None),
     "where_int": (lambda x, w: symbp.where(x > 0, 2, -1) * (x * w), (3, 4), (4,), None),
 }  # fmt: skip
@@ -453,21 +472,23 @@ def test_compiled_matches_eager(name, dtype, results):
     assert_kernel_matches(results, name, dtype)
 
 
-class Gated(nn.Module):
-    """A small model using comparisons: a where (leaky gate), a mask from x > 0 multiplying
-    a float, a clamp."""
+def gated(lib):
+    """A small model using comparisons, in ``lib`` (symbp or torch): a where (a leaky gate), a
+    mask from a comparison multiplying a float, a clamp."""
 
-    def __init__(self, lib):
-        super().__init__()
-        self.lib = lib
-        self.fc1 = lib.nn.Linear(3, 6)
-        self.fc2 = lib.nn.Linear(6, 1)
+    class Gated(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = lib.nn.Linear(3, 6)
+            self.fc2 = lib.nn.Linear(6, 1)
 
-    def forward(self, x):
-        h = self.fc1(x)
-        h = self.lib.where(h > 0, h, 0.1 * h)
-        h = h * (x.sum(1, keepdim=True) > 0).float() + h.clamp(-1.0, 1.0)
-        return self.fc2(h)
+        def forward(self, x):
+            h = self.fc1(x)
+            h = lib.where(h > 0, h, 0.1 * h)
+            h = h * (x.sum(1, keepdim=True) > 0).to(h.dtype) + h.clamp(-1.0, 1.0)
+            return self.fc2(h)
+
+    return Gated().double()
 
 
 @pytest.mark.slow
@@ -476,12 +497,12 @@ def test_compiled_model_with_where_and_masks_trains_as_pytorch(tmp_cache):
     x = rng.normal(size=(16, 3))
     y = rng.normal(size=(16, 1))
     symbp.manual_seed(0)
-    net = Gated(symbp).double()
-    tnet = Gated(torch).double()
+    net = gated(symbp)
+    tnet = gated(torch)
     with torch.no_grad():
         for (_, p), (_, tp) in zip(net.named_parameters(), tnet.named_parameters()):
             tp.copy_(torch.tensor(p.data.numpy()))
-    eager = Gated(symbp).double()
+    eager = gated(symbp)
     eager.load_state_dict(net.state_dict())
     opt = symbp.optim.SGD(net.parameters(), lr=0.1)
     eopt = symbp.optim.SGD(eager.parameters(), lr=0.1)
@@ -504,3 +525,21 @@ def test_compiled_model_with_where_and_masks_trains_as_pytorch(tmp_cache):
     ):
         np.testing.assert_allclose(p.data.numpy(), tp.detach().numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(e.data.numpy(), tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_printer_writes_sympys_boolean_forms():
+    """Fusing a mask's indicator into a relation can leave SymPy's ITE; Xor too (Numba had
+    no name for them: a NameError at compile time)."""
+    from symbp.lower import numba_code
+
+    a, b, c = sympy.symbols("a b c", real=True)
+    names = {a: "x[i]", b: "y[i]", c: "z[i]"}
+    ite = numba_code(sympy.Piecewise((a, sympy.ITE(a > 0, b > 0, c > 0)), (c, True)), names)
+    assert ite == "(x[i] if ((y[i] > 0) if (x[i] > 0) else (z[i] > 0)) else z[i])"
+    xor = numba_code(sympy.Piecewise((1, sympy.Xor(a > 0, b > 0)), (0, True)), names, "int")
+    assert xor == "(1 if ((int((x[i] > 0)) + int((y[i] > 0))) % 2 == 1) else 0)"
+    for va, vb, vc in itertools.product([-1.0, 1.0], repeat=3):
+        env = {"x": [va], "y": [vb], "z": [vc], "i": 0}
+        want_ite = va if ((vb > 0) if va > 0 else (vc > 0)) else vc
+        assert eval(ite, env) == want_ite
+        assert eval(xor, env) == int((va > 0) != (vb > 0))

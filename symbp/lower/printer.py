@@ -188,6 +188,15 @@ class NumbaPrinter(StrPrinter):
     def _print_Not(self, expr: sympy.Expr) -> str:
         return f"(not {self._print(expr.args[0])})"
 
+    def _print_ITE(self, expr: sympy.Expr) -> str:
+        # SymPy's if-then-else condition, as fusing a mask's indicator into a relation makes
+        c, a, b = (self._print(e) for e in expr.args)
+        return f"({a} if {c} else {b})"
+
+    def _print_Xor(self, expr: sympy.Expr) -> str:
+        odd = " + ".join(f"int({self._print(a)})" for a in expr.args)
+        return f"(({odd}) % 2 == 1)"
+
     # ------------------------------------------------------------ functions
 
     def _print_Function(self, expr: sympy.Expr) -> str:
