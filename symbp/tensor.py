@@ -64,16 +64,6 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     return arr
 
 
-def _no_comparison(x: Tensor, op: str, other: Any) -> NotImplementedError:
-    them = f"a {shape_str(other.shape)} tensor" if isinstance(other, Tensor) else repr(other)
-    return NotImplementedError(
-        f"x {op} y on a {shape_str(x.shape)} tensor and {them}: PyTorch compares elementwise and "
-        f"gives a bool tensor; symbp has no comparison ops yet (Python's fallback would compare "
-        f"the objects). Compare the values, x.numpy() {op} y.numpy(); test identity with `is`"
-        + where()
-    )
-
-
 def _leaf(arr: np.ndarray) -> Tensor:
     """A new leaf holding ``arr`` itself (no copy): ``.data``, ``.grad``, results under no_grad."""
     return Tensor(Node("input", (), f"t{next(_ids)}", arr.shape, arr.dtype), arr)
@@ -1028,6 +1018,8 @@ def _axes(x: Tensor, dim) -> tuple[int, ...]:
 
 
 def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    if x.dtype.kind == "b" or x.dtype == np.int32:  # PyTorch sums bools and int32 as int64
+        x = cast(x, int64)
     return _unary_node(ops.sum_(x.node, _axes(x, dim), keepdim), x)
 
 

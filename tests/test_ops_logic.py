@@ -233,6 +233,16 @@ def test_sign_and_sgn():
     same(n.sign(), tn.sign())
 
 
+def test_sums_of_bools_and_int32_are_int64():
+    x, tx = both(SPECIAL)
+    same((x > 0).sum(), (tx > 0).sum())
+    same((x > 0).sum(1), (tx > 0).sum(1))
+    same((x > 0).sum(0, keepdim=True), (tx > 0).sum(0, keepdim=True))
+    n, tn = both([[1, 2], [3, 4]], np.int32)
+    same(n.sum(), tn.sum())
+    same(symbp.sum(n, 0), torch.sum(tn, 0))
+
+
 def test_casts_and_type():
     x, tx = both([[-1.5, 0.0, 2.7, NAN]])
     same(x.bool(), tx.bool())  # NaN is True, as any nonzero
@@ -447,6 +457,8 @@ CASES = {
     "any_all": (lambda x, w: (x > w).any(1, keepdim=True).to(x.dtype) * x
                 + (x > -1).all(0).to(x.dtype) * w, (3, 4), (4,), None),
     "masked_fill": (lambda x, w: (x * w).masked_fill(x < 0, -0.25), (3, 4), (4,), None),
+    # a bool mask counted: an int64 sum kernel (integer accumulator) in the integer arena
+    "count": (lambda x, w: (x > w).sum(1, keepdim=True).to(x.dtype) * x, (3, 4), (4,), None),
     "where_int": (lambda x, w: symbp.where(x > 0, 2, -1) * (x * w), (3, 4), (4,), None),
 }  # fmt: skip
 
