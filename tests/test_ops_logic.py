@@ -426,6 +426,28 @@ def test_gradcheck_through_where_clamp_and_masks():
     assert not any("kink of where" in str(w.message) for w in caught)
 
 
+@pytest.mark.parametrize("form", ["where", "mask", "clamp", "maximum"])
+def test_formulas_of_where_clamp_and_masks_evaluate_to_the_gradients(form):
+    """symbp.formulas prints where/clamp/mask models (a Piecewise was broadcast through its
+    (value, condition) pairs: a TypeError) and its equations evaluate to the gradient."""
+    fc = nn.Linear(3, 2)
+    x = symbp.tensor(np.random.default_rng(0).normal(size=(4, 3)), dtype=symbp.float32)
+    gate = (x.sum(1, keepdim=True) > 0).float()
+    fn = {
+        "where": lambda h: symbp.where(h > 0, h, 0.1 * h),
+        "mask": lambda h: h * gate,
+        "clamp": lambda h: h.clamp(-0.5, 0.5),
+        "maximum": lambda h: symbp.maximum(h, 0.5 * h),
+    }[form]
+    loss = (fn(fc(x)) * gate).sum()
+    f = symbp.formulas(loss, params=fc)
+    assert "∂E/∂W" in f.text()
+    values = f.evaluate()
+    loss.backward()
+    np.testing.assert_allclose(values[f.grad("W").lhs], fc.weight.grad.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(values[f.grad("b").lhs], fc.bias.grad.numpy(), rtol=1e-5)
+
+
 # ---------------------------------------------------------------- compiled
 
 
