@@ -480,7 +480,7 @@ CASES = {
                 + (x > -1).all(0).to(x.dtype) * w, (3, 4), (4,), None),
     "masked_fill": (lambda x, w: (x * w).masked_fill(x < 0, -0.25), (3, 4), (4,), None),
     # a bool mask counted: an int64 sum kernel (integer accumulator) in the integer arena
-    "count": (lambda x, w: (x > w).sum(1, keepdim=True).to(x.dtype) * x, (3, 4), (4,), None),
+    "count": (lambda x, w: (x > w).sum(1, keepdim=True).to(x.dtype) * x * w, (3, 4), (4,), None),
     "where_int": (lambda x, w: symbp.where(x > 0, 2, -1) * (x * w), (3, 4), (4,), None),
 }  # fmt: skip
 
