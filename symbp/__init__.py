@@ -338,6 +338,79 @@ __all__ += [
 ]  # fmt: skip
 #
 # -- issue 12/13 (names and __all__ += [...]) . logic (rows of this family go below this line)
+from symbp.tensor import all_ as all  # noqa: E402
+from symbp.tensor import any_ as any  # noqa: E402
+from symbp.tensor import (  # noqa: E402
+    clamp,
+    clamp_max,
+    clamp_min,
+    clip,
+    eq,
+    fmax,
+    fmin,
+    ge,
+    gt,
+    isfinite,
+    isinf,
+    isnan,
+    isneginf,
+    isposinf,
+    le,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    lt,
+    masked_fill,
+    maximum,
+    minimum,
+    ne,
+    promote_types,
+    result_type,
+    sgn,
+    sign,
+)
+from symbp.tensor import where_ as where  # noqa: E402
+
+greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+__all__ += [
+    "all",
+    "any",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "clip",
+    "eq",
+    "fmax",
+    "fmin",
+    "ge",
+    "greater",
+    "greater_equal",
+    "gt",
+    "isfinite",
+    "isinf",
+    "isnan",
+    "isneginf",
+    "isposinf",
+    "le",
+    "less",
+    "less_equal",
+    "logical_and",
+    "logical_not",
+    "logical_or",
+    "logical_xor",
+    "lt",
+    "masked_fill",
+    "maximum",
+    "minimum",
+    "ne",
+    "not_equal",
+    "promote_types",
+    "result_type",
+    "sgn",
+    "sign",
+    "where",
+]
 #
 # -- issue 12/13 (names and __all__ += [...]) . indexing (rows of this family go below this line)
 from symbp.tensor import (  # noqa: E402 (the indexing family's names, PyTorch's)

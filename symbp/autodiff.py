@@ -100,7 +100,10 @@ def vjp(outputs: Sequence[Node], cts: Sequence[Node], wrt: Sequence[Node]) -> li
     wrt_set = set(wrt)
     needed: set[Node] = set()
     for n in order:  # nodes through which a wrt leaf influences the outputs
-        if n in wrt_set or (OPS[n.op].differentiable and any(s in needed for s in n.src)):
+        # (an integer or bool result carries no gradient: a comparison's mask is a constant
+        # of the backward pass, as in PyTorch)
+        differentiable = OPS[n.op].differentiable and n.dtype.kind == "f"
+        if n in wrt_set or (differentiable and any(s in needed for s in n.src)):
             needed.add(n)
     # a wrt node that is not a leaf (autograd.grad by an intermediate, retain_grad) must stay
     # the root of its region, or the region's formula would differentiate straight through it

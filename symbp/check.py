@@ -123,6 +123,10 @@ def _where(node: Node) -> str:
 
 def _ew_kink(node: Node, dims: dict) -> Kink | None:
     coords = kink_coordinates(node.arg.expr, len(node.src))
+    # a bool source (where's condition) is 0 or 1, not a side of a kink: its comparison node,
+    # which finite differences do move, has the kink
+    masks = {xsym(i) for i, s in enumerate(node.src) if s.dtype.kind == "b"}
+    coords = tuple(c for c in coords if not c.free_symbols <= masks)
     if not coords:
         return None
     fn = sympy.lambdify(
@@ -135,7 +139,8 @@ def _ew_kink(node: Node, dims: dict) -> Kink | None:
         with np.errstate(all="ignore"):
             cs = fn(*vals)
         shape = np.shape(vals[0])  # a coordinate may be constant in some sources: broadcast
-        return np.stack([np.sign(np.broadcast_to(c, shape)) for c in cs])
+        # (a coordinate may be a bool mask's value, where's condition: its sign as a number)
+        return np.stack([np.sign(np.broadcast_to(np.asarray(c, float), shape)) for c in cs])
 
     return Kink(
         node,

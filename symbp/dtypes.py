@@ -5,9 +5,9 @@ A symbp dtype names a NumPy dtype and prints as PyTorch prints its own (``symbp.
 wherever it takes a dtype (``np.zeros(3, symbp.float64)``), so code written against NumPy
 dtypes and code written against PyTorch's both work.
 
-symbp computes in float32 and float64, with int64 for indices and labels and bool for masks.
-``symbp.float16``/``half`` and ``symbp.int32``/``int`` exist so that PyTorch programs naming them
-import, but symbp does not store them: asking for one raises a TypeError rather than silently
+symbp computes in float32 and float64, with int64 (and int32) for indices, labels and integer
+arithmetic, and bool for masks. ``symbp.float16``/``half`` exists so that PyTorch programs naming
+it import, but symbp does not store it: asking for it raises a TypeError rather than silently
 computing in another dtype.
 
 >>> import symbp
@@ -74,7 +74,7 @@ int32 = dtype("int32", np.int32)
 bool_ = dtype("bool", np.bool_)
 
 # The dtypes a symbp tensor may hold; the others are named so programs import, and refused.
-SUPPORTED = (float32, float64, int64, bool_)
+SUPPORTED = (float32, float64, int64, int32, bool_)
 _BY_NUMPY = {d.np: d for d in (float32, float64, float16, int64, int32, bool_)}
 
 
@@ -90,7 +90,7 @@ def of(np_dtype: Any) -> dtype:
 def to_numpy(value: Any, what: str) -> np.dtype:
     """``value`` (a symbp, NumPy or Python dtype: ``symbp.float64``, ``np.float32``, ``float``,
     ``"int64"``) as the NumPy dtype symbp stores; a TypeError naming ``what`` for one symbp does
-    not store (float16, int32, ...), rather than a silent conversion."""
+    not store (float16, ...), rather than a silent conversion."""
     try:
         np_dtype = np.dtype(value)
     except TypeError:

@@ -394,7 +394,10 @@ def _broadcast_inward(e: Broadcast) -> sympy.Expr | None:
     # Broadcast(f(a, b)) = f(Broadcast(a), Broadcast(b)) for elementwise f: moves the (silent)
     # broadcast onto tensors, so a 1/(5·Σ exp) computed per row reads as the textbook's.
     a, shape = e.args
-    if isinstance(a, TensorOp) or not (a.is_Add or a.is_Mul or a.is_Pow or a.is_Function):
+    # (a Piecewise's args are (value, condition) pairs, not operands: where, clamp, masks)
+    if isinstance(a, (TensorOp, sympy.Piecewise)) or not (
+        a.is_Add or a.is_Mul or a.is_Pow or a.is_Function
+    ):
         return None
     return a.func(*(Broadcast(x, shape) if _is_tensor(x) else x for x in a.args))
 

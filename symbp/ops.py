@@ -520,6 +520,33 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     ),
     #
     # -- issue 12 . logic (rows of this family go below this line)
+    # Comparisons, logical ops and tests are 0/1 indicators on nodes of dtype bool (see
+    # ``indicator``); ``where``/``clamp``/``fmax``/``fmin``/``sign`` are float formulas whose
+    # Piecewise branches route the gradient as PyTorch's backward formulas do.
+    "eq": lambda x, y: indicator(sympy.Eq(x, y)),
+    "ne": lambda x, y: indicator(sympy.Ne(x, y)),
+    "lt": lambda x, y: indicator(sympy.Lt(x, y)),
+    "le": lambda x, y: indicator(sympy.Le(x, y)),
+    "gt": lambda x, y: indicator(sympy.Gt(x, y)),
+    "ge": lambda x, y: indicator(sympy.Ge(x, y)),
+    "logical_not": lambda x: indicator(sympy.Eq(x, 0)),
+    "logical_and": lambda x, y: indicator(sympy.Ne(x, 0) & sympy.Ne(y, 0)),
+    "logical_or": lambda x, y: indicator(sympy.Ne(x, 0) | sympy.Ne(y, 0)),
+    "logical_xor": lambda x, y: indicator(
+        (sympy.Ne(x, 0) & sympy.Eq(y, 0)) | (sympy.Eq(x, 0) & sympy.Ne(y, 0))
+    ),
+    "isnan": lambda x: isnan(x),
+    "isinf": lambda x: isinf(x),
+    "isposinf": lambda x: isposinf(x),
+    "isneginf": lambda x: isneginf(x),
+    "isfinite": lambda x: isfinite(x),
+    "where": lambda c, x, y: sympy.Piecewise((x, sympy.Ne(c, 0)), (y, True)),
+    "clamp": lambda x, lo, hi: clamp_formula(x, lo, hi),
+    # fmax/fmin: the number wins over a NaN; PyTorch sends a tie's gradient to the first
+    "fmax": lambda x, y: sympy.Piecewise((x, (x >= y) | sympy.Eq(isnan(y), 1)), (y, True)),
+    "fmin": lambda x, y: sympy.Piecewise((x, (x <= y) | sympy.Eq(isnan(y), 1)), (y, True)),
+    # sign(NaN) is 0 in PyTorch, and its gradient is 0 everywhere (no DiracDelta)
+    "sign": lambda x: sympy.Piecewise((1, x > 0), (-1, x < 0), (0, True)),
     #
 }
 
@@ -1241,6 +1268,102 @@ def _infinities(posinf, neginf, big):
 
 #
 # -- issue 12 . logic (rows of this family go below this line)
+#
+# A comparison's formula is the indicator Piecewise((1, x0 < x1), (0, True)) and its node's
+# dtype is bool: SymPy relations are not numbers, so a bare x0 < x1 could not be multiplied
+# into a float formula (a mask times x, fused into one kernel), nor differentiated (to 0).
+# The node's dtype says the 0/1 is a bool; every backend turns the number into its dtype.
+#
+# SymPy's symbols here are real, hence finite and never NaN: to SymPy, Eq(x0, oo) is False
+# and x0 != x0 is False. The IEEE tests are functions of their own, 0/1-valued, with their
+# NumPy names (lambdify finds numpy.isnan ...) and their Numba code (``_numbacode``).
+
+
+def indicator(cond: Any) -> sympy.Expr:
+    """1 where ``cond`` holds, else 0: the formula of a comparison (a bool node)."""
+    return sympy.Piecewise((1, cond), (0, True))
+
+
+class _IEEETest(sympy.Function):
+    """An IEEE-754 class test: 1 or 0, derivative 0 (it is piecewise constant)."""
+
+    nargs = 1
+    numba = ""  # the Numba condition, with {x} for the argument
+
+    def fdiff(self, argindex=1):
+        return sympy.S.Zero
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_number:  # SymPy's oo, -oo, nan and finite numbers, for symbolic evaluation
+            v = complex(x)
+            return sympy.Integer(int(bool(getattr(np, cls.__name__)(v.real))))
+        return None
+
+    def _numbacode(self, printer):
+        return "(" + self.numba.format(x=printer._print(self.args[0])) + ")"
+
+
+class isnan(_IEEETest):  # noqa: N801 (NumPy's and PyTorch's names)
+    numba = "math.isnan({x})"
+
+
+class isinf(_IEEETest):  # noqa: N801
+    numba = "math.isinf({x})"
+
+
+class isposinf(_IEEETest):  # noqa: N801
+    numba = "{x} == np.inf"
+
+
+class isneginf(_IEEETest):  # noqa: N801
+    numba = "{x} == -np.inf"
+
+
+class isfinite(_IEEETest):  # noqa: N801
+    numba = "math.isfinite({x})"
+
+
+class stop_gradient(sympy.Function):  # noqa: N801
+    """The value of its argument with derivative 0: a branch whose value PyTorch's gradient
+    does not reach (clamp at min == max, a NaN input)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sympy.S.Zero
+
+    def _numpycode(self, printer):
+        return printer._print(self.args[0])
+
+    def _numbacode(self, printer):
+        return printer._print(self.args[0])
+
+
+def clamp_formula(x: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr) -> sympy.Expr:
+    """min(max(x, lo), hi), in the regimes of PyTorch's clamp backward: x's gradient passes
+    where lo <= x <= hi (the bounds included), lo's where x < lo < hi, hi's where x > hi or
+    hi < lo; at x < lo = hi and at a NaN (of x or of a bound, which the result is) nothing
+    gets one. A missing bound is -oo or oo, whose branches SymPy drops."""
+    return sympy.Piecewise(
+        (stop_gradient(x), sympy.Eq(isnan(x), 1)),
+        (stop_gradient(lo), sympy.Eq(isnan(lo), 1)),
+        (stop_gradient(hi), sympy.Eq(isnan(hi), 1)),
+        (hi, (x > hi) | (hi < lo)),
+        (x, x >= lo),
+        (lo, lo < hi),
+        (stop_gradient(lo), True),
+    )
+
+
+def apply_as(name: str, *args: Node | Any, shape: Shape, dtype: np.dtype) -> Node:
+    """``apply`` with the result's dtype given: a comparison's bool, where's promoted type."""
+    nodes = [a for a in args if isinstance(a, Node)]
+    syms = iter(xsym(i) for i in itertools.count())
+    inputs = [next(syms) if isinstance(a, Node) else to_expr(a) for a in args]
+    return ew(ELEMENTWISE[name](*inputs), nodes, label=name, shape=shape, dtype=np.dtype(dtype))
+
+
 #
 # -- issue 12 . indexing (rows of this family go below this line)
 #

@@ -65,16 +65,6 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     return arr
 
 
-def _no_comparison(x: Tensor, op: str, other: Any) -> NotImplementedError:
-    them = f"a {shape_str(other.shape)} tensor" if isinstance(other, Tensor) else repr(other)
-    return NotImplementedError(
-        f"x {op} y on a {shape_str(x.shape)} tensor and {them}: PyTorch compares elementwise and "
-        f"gives a bool tensor; symbp has no comparison ops yet (Python's fallback would compare "
-        f"the objects). Compare the values, x.numpy() {op} y.numpy(); test identity with `is`"
-        + where()
-    )
-
-
 def _leaf(arr: np.ndarray) -> Tensor:
     """A new leaf holding ``arr`` itself (no copy): ``.data``, ``.grad``, results under no_grad."""
     return Tensor(Node("input", (), f"t{next(_ids)}", arr.shape, arr.dtype), arr)
@@ -244,42 +234,46 @@ class Tensor:
             return arr.astype(dtype)
         return arr.copy() if copy else arr
 
-    # ------------------------------------------------------------ what symbp does not do yet
-    # Each of these means something in PyTorch (an elementwise comparison, an iteration over
-    # rows) that Python's fallback would silently replace with something else
-    # (identity, rebinding the name, getitem(0), getitem(1), ...): a clear error until symbp
-    # has the op. Hashing stays by identity, so tensors still key dicts and fill sets. (`x @= y`
-    # is left to Python: PyTorch has no in-place matmul either, and rebinds the name too.)
+    # ------------------------------------------------------------ comparisons
+    # Elementwise, as PyTorch: bool tensors (``logic`` section below). Hashing stays by
+    # identity, as PyTorch's, so tensors still key dicts and fill sets; ``t in list`` then
+    # compares values, and raises PyTorch's "ambiguous" error for a many-entry answer.
 
     __hash__ = object.__hash__
 
-    def __eq__(self, other: object) -> bool:  # type: ignore[override]
+    def __eq__(self, other: object) -> Any:  # type: ignore[override]
         if other is None:
             return False  # as PyTorch: `x == None` is False
-        raise _no_comparison(self, "==", other)
+        return compare("eq", self, other)
 
-    def __ne__(self, other: object) -> bool:  # type: ignore[override]
+    def __ne__(self, other: object) -> Any:  # type: ignore[override]
         if other is None:
             return True
-        raise _no_comparison(self, "!=", other)
+        return compare("ne", self, other)
 
     def __lt__(self, other: Any) -> Any:
-        raise _no_comparison(self, "<", other)
+        return compare("lt", self, other)
 
     def __le__(self, other: Any) -> Any:
-        raise _no_comparison(self, "<=", other)
+        return compare("le", self, other)
 
     def __gt__(self, other: Any) -> Any:
-        raise _no_comparison(self, ">", other)
+        return compare("gt", self, other)
 
     def __ge__(self, other: Any) -> Any:
-        raise _no_comparison(self, ">=", other)
+        return compare("ge", self, other)
 
     def __contains__(self, item: Any) -> bool:
-        raise NotImplementedError(
-            f"`v in x` on a {shape_str(self.shape)} tensor: PyTorch tests (x == v).any() "
-            f"elementwise; symbp has no comparison ops yet: test the values, v in x.numpy()"
-        )
+        if not isinstance(item, Tensor) and not _is_number(item):
+            raise RuntimeError(  # PyTorch's words
+                f"Tensor.__contains__ only supports Tensor or scalar, but you passed in a "
+                f"{type(item)}."
+            )
+        return bool(any_(compare("eq", self, item)))
+
+    # ------------------------------------------------------------ what symbp does not do yet
+    # Iteration means something in PyTorch (rows) that Python's fallback would silently
+    # replace (getitem(0), getitem(1), ...): a clear error until symbp has the op.
 
     def __iter__(self) -> Any:
         if self.ndim == 0:
@@ -761,6 +755,128 @@ class Tensor:
 
     #
     # -- issue 12/13 . logic (rows of this family go below this line)
+    def eq(self, other):
+        return compare("eq", self, other)
+
+    def ne(self, other):
+        return compare("ne", self, other)
+
+    def lt(self, other):
+        return compare("lt", self, other)
+
+    def le(self, other):
+        return compare("le", self, other)
+
+    def gt(self, other):
+        return compare("gt", self, other)
+
+    def ge(self, other):
+        return compare("ge", self, other)
+
+    greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+
+    def logical_not(self):
+        return logical_not(self)
+
+    def logical_and(self, other):
+        return logical_and(self, other)
+
+    def logical_or(self, other):
+        return logical_or(self, other)
+
+    def logical_xor(self, other):
+        return logical_xor(self, other)
+
+    def isnan(self):
+        return isnan(self)
+
+    def isinf(self):
+        return isinf(self)
+
+    def isposinf(self):
+        return isposinf(self)
+
+    def isneginf(self):
+        return isneginf(self)
+
+    def isfinite(self):
+        return isfinite(self)
+
+    def any(self, dim=None, keepdim: bool = False):
+        return any_(self, dim, keepdim)
+
+    def all(self, dim=None, keepdim: bool = False):
+        return all_(self, dim, keepdim)
+
+    def where(self, condition, other):
+        return where_(condition, self, other)
+
+    def masked_fill(self, mask, value):
+        return masked_fill(self, mask, value)
+
+    def masked_fill_(self, mask, value):
+        m = mask.numpy() if isinstance(mask, Tensor) else np.asarray(mask)
+        if m.dtype.kind != "b":
+            raise RuntimeError(
+                f"masked_fill_ only supports boolean masks, but got mask with dtype "
+                f"{_torch_name(m.dtype)}" + where()
+            )
+        dst = self._writable("masked_fill_")
+        v = np.asarray(_operand(self, "masked_fill_", value))
+        if v.ndim:
+            raise RuntimeError(
+                f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
+                f"{v.ndim} dimension(s)." + where()
+            )
+        return self._assign("masked_fill_", np.where(m, v.astype(dst.dtype), dst))
+
+    def clamp(self, min=None, max=None):  # noqa: A002
+        return clamp(self, min, max)
+
+    clip = clamp
+
+    def clamp_min(self, min):  # noqa: A002
+        return clamp(self, min=min)
+
+    def clamp_max(self, max):  # noqa: A002
+        return clamp(self, max=max)
+
+    def maximum(self, other):
+        return maximum(self, other)
+
+    def minimum(self, other):
+        return minimum(self, other)
+
+    def fmax(self, other):
+        return fmax(self, other)
+
+    def fmin(self, other):
+        return fmin(self, other)
+
+    def sign(self):
+        return sign(self)
+
+    sgn = sign
+
+    # ~m, m & n, m | n, m ^ n on bool masks are PyTorch's logical ops; on integers they are
+    # bitwise, which symbp has no ops for: refused rather than computed as logical ones
+    def __invert__(self):
+        return logical_not(_bool_operand(self, "~"))
+
+    def __and__(self, other):
+        return logical_and(_bool_operand(self, "&"), _bool_operand(other, "&"))
+
+    def __or__(self, other):
+        return logical_or(_bool_operand(self, "|"), _bool_operand(other, "|"))
+
+    def __xor__(self, other):
+        return logical_xor(_bool_operand(self, "^"), _bool_operand(other, "^"))
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def type(self, dtype=None):
+        return tensor_type(self, dtype)
+
     #
     # -- issue 12/13 . indexing (rows of this family go below this line)
     def index_select(self, dim: int, index: Any) -> Tensor:
@@ -976,6 +1092,14 @@ class Tensor:
     def __getitem__(self, key):
         return index(self, key)
 
+    # Named as PyTorch's casts, these shadow the builtins in the class body: they come last,
+    # so that no annotation above reads them as types.
+    def bool(self):
+        return cast(self, np.dtype(np.bool_))
+
+    def int(self):
+        return cast(self, np.dtype(np.int32))
+
 
 class Parameter(Tensor):
     """A trainable tensor: ``requires_grad=True`` and a NumPy ``.data`` you may assign."""
@@ -1102,38 +1226,41 @@ def unary(name: str, x: Any) -> Tensor:
     x = _lift(x)
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expects a Tensor, got {type(x).__name__}")
-    if x.dtype.kind != "f":
+    if x.dtype.kind != "f" and not (name in _INTEGER_CLOSED and x.dtype.kind in "iu"):
         x = cast(x, _default_dtype[0])
     return _unary_node(ops.apply(name, x.node), x)
 
 
+# Ops that map integers to integers, as in PyTorch (-n and |n| of an int64 tensor are int64).
+_INTEGER_CLOSED = ("neg", "abs")
+# Ops whose result is a float even for integer operands (int / int is a float, as PyTorch).
+_FLOAT_RESULT = ("div", "sqrt", "exp", "log")
+
+
 def binary(name: str, a: Any, b: Any) -> Tensor:
-    if isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
-        # an integer tensor with a Python float (n * 0.5, n + 1.0) computes in float, as PyTorch
-        a, b = (cast(v, _default_dtype[0]) if _is_int_tensor(v) else v for v in (a, b))
     like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    a, b = (v if _is_number(v) else _lift(v, like) for v in (a, b))
+    # PyTorch's promotion, from the operands as the user gave them (a Python float makes an
+    # integer tensor's result a float: n * 0.5, n + 1.0)
+    dtype = _promoted(name, result_type(a, b, what=name))
+    a, b = (cast(v, dtype) if isinstance(v, Tensor) else v for v in (a, b))
     return nary(name, _lift(a, like), _lift(b, like))
 
 
-def _is_int_tensor(v: Any) -> bool:
-    return isinstance(v, Tensor) and v.dtype.kind != "f"
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating))
+
+
+def _promoted(name: str, dtype: np.dtype) -> np.dtype:
+    return _default_dtype[0] if name in _FLOAT_RESULT and dtype.kind != "f" else dtype
 
 
 def nary(name: str, *args: Tensor | sympy.Expr) -> Tensor:
-    """Apply a named elementwise op with NumPy broadcasting; numbers fold into the formula."""
+    """Apply a named elementwise op with NumPy broadcasting; numbers fold into the formula.
+    The operands are promoted as PyTorch promotes them (``result_type``)."""
+    target = _promoted(name, result_type(*args, what=name))
+    args = tuple(cast(a, target) if isinstance(a, Tensor) else a for a in args)
     tensors = [a for a in args if isinstance(a, Tensor)]
-    floats = {t.dtype for t in tensors if t.dtype.kind == "f"}
-    target = floats.pop() if len(floats) == 1 else None
-    if len(floats) > 1:
-        raise ShapeError(
-            f"{name}: mixes float32 and float64 tensors; convert one with .float() or .double()"
-            + where()
-        )
-    if target is None:
-        target = _default_dtype[0] if name in ("div", "sqrt", "exp", "log") else None
-    if target is not None:  # integer operands join the float computation
-        args = tuple(cast(a, target) if isinstance(a, Tensor) else a for a in args)
-        tensors = [a for a in args if isinstance(a, Tensor)]
     shape = ops.broadcast_shapes(*(t.shape for t in tensors), what=name)
     nodes = [ops.broadcast_to(t.node, shape) if isinstance(t, Tensor) else t for t in args]
     return _result(ops.apply(name, *nodes, shape=shape), tensors)
@@ -1442,6 +1569,389 @@ MATH_FUNCTIONS: dict[str, Any] = {
 _round.__name__, _pow.__name__ = "round", "pow"
 #
 # -- issue 12/13 . logic (rows of this family go below this line)
+#
+# Comparisons, logic, where/clamp and PyTorch's type promotion. A comparison computes in the
+# operands' promoted dtype (an int tensor against 0.5 compares in float; a Python number is
+# first rounded to that dtype, as PyTorch converts it) and gives a bool tensor that requires
+# no grad; its formula is a 0/1 indicator (ops.indicator).
+
+_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}  # PyTorch's bool < integer < floating
+
+
+def promote_types(a: Any, b: Any) -> Any:
+    """As ``torch.promote_types``: the higher category wins (int64 and float32 give float32,
+    not NumPy's float64); within one, the wider type."""
+    x, y = np.dtype(a), np.dtype(b)
+    if _CATEGORY[x.kind] != _CATEGORY[y.kind]:
+        return dtypes.of(x if _CATEGORY[x.kind] > _CATEGORY[y.kind] else y)
+    return dtypes.of(np.promote_types(x, y))
+
+
+def _combine(higher: np.dtype | None, lower: np.dtype | None) -> np.dtype | None:
+    """PyTorch's rule joining a priority group with the lower ones: a group decides unless a
+    lower one is of a higher category (an int tensor with a float scalar is a float)."""
+    if higher is None:
+        return lower
+    if lower is None or higher.kind == "f":
+        return higher
+    if higher.kind == "b" or lower.kind == "f":
+        return np.dtype(promote_types(higher, lower))
+    return higher
+
+
+def result_type(*operands: Any, what: str = "result_type", mixed_floats: bool = False) -> Any:
+    """As ``torch.result_type``: the dtype an elementwise op on ``operands`` computes in.
+
+    Three priority groups, as PyTorch: tensors with dimensions, 0-d tensors, then Python
+    numbers (an int is int64, a float the default dtype). The highest group holding a tensor
+    decides, unless a lower group is of a higher category: float32 [3] + float64 0-d is
+    float32, int64 [3] + 0.5 is the default float. ``None`` operands are skipped.
+
+    symbp refuses float32 mixed with float64 in the deciding group (PyTorch would quietly
+    compute in float64); ``mixed_floats`` allows it where nothing is lost (a comparison).
+    """
+    groups: list[list[np.dtype]] = [[], [], []]
+    for v in operands:
+        if v is None:
+            continue
+        if isinstance(v, Tensor):
+            groups[0 if v.ndim else 1].append(np.dtype(v.node.dtype))
+        elif isinstance(v, (bool, np.bool_)):
+            groups[2].append(np.dtype(np.bool_))
+        elif isinstance(v, (int, np.integer)) or (isinstance(v, sympy.Expr) and v.is_integer):
+            groups[2].append(int64)
+        elif isinstance(v, (float, np.floating, sympy.Expr)):
+            groups[2].append(_default_dtype[0])
+        else:
+            raise TypeError(f"{what}: cannot compute with a {type(v).__name__}" + where())
+    if not mixed_floats:
+        for group in groups[:2]:
+            floats = {d for d in group if d.kind == "f"}
+            if len(floats) > 1:
+                raise ShapeError(
+                    f"{what}: mixes float32 and float64 tensors; convert one with .float() or "
+                    f".double()" + where()
+                )
+            if floats:
+                break
+    joined: list[np.dtype | None] = []
+    for group in groups:
+        out: np.dtype | None = None
+        for d in group:
+            out = d if out is None else np.dtype(promote_types(out, d))
+        joined.append(out)
+    found = _combine(joined[0], _combine(joined[1], joined[2]))
+    return dtypes.of(found if found is not None else _default_dtype[0])
+
+
+def _scalar_as(v: Any, dtype: np.dtype) -> Any:
+    """A Python number as the op sees it: converted to the compute dtype, as PyTorch does."""
+    if isinstance(v, sympy.Basic):
+        return v
+    if dtype.kind == "f":
+        return dtype.type(v)  # 0.1 against a float32 tensor is float32(0.1)
+    return int(v)
+
+
+def _operands(args: Sequence[Any], like: Tensor | None = None) -> list[Any]:
+    """Tensors stay, numbers stay numbers, arrays and lists become tensors."""
+    if like is None:
+        like = next((a for a in args if isinstance(a, Tensor)), None)
+    return [a if a is None or isinstance(a, Tensor) or _is_number(a) else _lift(a, like)
+            for a in args]  # fmt: skip
+
+
+def _elementwise(
+    name: str, args: Sequence[Any], compute: np.dtype, out: np.dtype | None = None
+) -> Tensor:
+    """ELEMENTWISE[name] of ``args`` (broadcast), tensors cast to ``compute``, the result of
+    dtype ``out`` (default: ``compute``); only a float result can require grad."""
+    compute = np.dtype(compute)
+    out = compute if out is None else np.dtype(out)
+    vals = [cast(a, compute) if isinstance(a, Tensor) else _scalar_as(a, compute) for a in args]
+    tensors = [v for v in vals if isinstance(v, Tensor)]
+    if not tensors:
+        raise TypeError(f"{name}: expects at least one Tensor" + where())
+    shape = ops.broadcast_shapes(*(t.shape for t in tensors), what=name)
+    nodes = [ops.broadcast_to(v.node, shape) if isinstance(v, Tensor) else v for v in vals]
+    node = ops.apply_as(name, *nodes, shape=shape, dtype=out)
+    return _result(node, tensors, None if out.kind == "f" else False)
+
+
+# x == x is not "always true": NaN differs from itself. SymPy would fold Eq(x0, x0) to True
+# (its symbols are real numbers), so a comparison of a tensor with itself is written out.
+_SELF_COMPARISON = {
+    "eq": lambda x: ops.indicator(sympy.Eq(ops.isnan(x), 0)),
+    "le": lambda x: ops.indicator(sympy.Eq(ops.isnan(x), 0)),
+    "ge": lambda x: ops.indicator(sympy.Eq(ops.isnan(x), 0)),
+    "ne": lambda x: ops.isnan(x),
+    "lt": lambda x: sympy.Integer(0),
+    "gt": lambda x: sympy.Integer(0),
+}
+
+
+def compare(name: str, a: Any, b: Any) -> Tensor:
+    """``a <op> b`` for op ``name`` in eq ne lt le gt ge: a bool tensor, as PyTorch."""
+    a, b = _operands([a, b])
+    compute = np.dtype(result_type(a, b, what=name, mixed_floats=True))
+    # an infinite or NaN number stays an operand: SymPy, whose symbols are finite reals,
+    # would fold x == -oo to False and x > -oo to True
+    a, b = (tensor(np.asarray(v, compute)) if _is_number(v) and not np.isfinite(v) else v
+            for v in (a, b))  # fmt: skip
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.node is b.node:
+        x = cast(a, compute)
+        return _result(
+            ops.ew(_SELF_COMPARISON[name](ops.xsym(0)), [x.node], name, dtype=np.dtype(bool)),
+            [x],
+            False,
+        )
+    return _elementwise(name, [a, b], compute, np.dtype(bool))
+
+
+def eq(input: Any, other: Any) -> Tensor:  # noqa: A002 (PyTorch's argument names)
+    return compare("eq", input, other)
+
+
+def ne(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return compare("ne", input, other)
+
+
+def lt(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return compare("lt", input, other)
+
+
+def le(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return compare("le", input, other)
+
+
+def gt(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return compare("gt", input, other)
+
+
+def ge(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return compare("ge", input, other)
+
+
+def _tensor_arg(what: str, name: str, v: Any) -> Tensor:
+    v = _lift(v) if not isinstance(v, Tensor) and not _is_number(v) else v
+    if not isinstance(v, Tensor):
+        raise TypeError(f"{what}(): argument '{name}' must be Tensor, not {type(v).__name__}")
+    return v
+
+
+def _bool_operand(v: Any, op: str) -> Any:
+    kind = v.dtype.kind if isinstance(v, Tensor) else "b" if isinstance(v, bool) else "?"
+    if kind != "b":
+        what = f"a {_torch_name(v.dtype)} tensor" if isinstance(v, Tensor) else repr(v)
+        raise NotImplementedError(
+            f"x {op} y with {what}: on bool tensors PyTorch's {op} is logical (symbp has it); "
+            f"on integers it is bitwise, which symbp has no ops for" + where()
+        )
+    return v
+
+
+def _logical(name: str, *args: Any) -> Tensor:
+    # nonzero is true, NaN included; no promotion: each operand is tested in its own dtype
+    xs = [tensor(a) if _is_number(a) else _tensor_arg(name, n, a)
+          for n, a in zip(("input", "other"), args)]  # fmt: skip
+    shape = ops.broadcast_shapes(*(x.shape for x in xs), what=name)
+    node = ops.apply_as(
+        name, *(ops.broadcast_to(x.node, shape) for x in xs), shape=shape, dtype=np.dtype(bool)
+    )
+    return _result(node, xs, False)
+
+
+def logical_not(input: Any) -> Tensor:  # noqa: A002
+    return _logical("logical_not", input)
+
+
+def logical_and(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return _logical("logical_and", input, other)
+
+
+def logical_or(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return _logical("logical_or", input, other)
+
+
+def logical_xor(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return _logical("logical_xor", input, other)
+
+
+def _ieee(name: str, x: Any) -> Tensor:
+    x = _tensor_arg(name, "input", x)
+    compute = x.node.dtype if x.dtype.kind == "f" else _default_dtype[0]  # an int is finite
+    return _elementwise(name, [x], compute, np.dtype(bool))
+
+
+def isnan(input: Any) -> Tensor:  # noqa: A002
+    return _ieee("isnan", input)
+
+
+def isinf(input: Any) -> Tensor:  # noqa: A002
+    return _ieee("isinf", input)
+
+
+def isposinf(input: Any) -> Tensor:  # noqa: A002
+    return _ieee("isposinf", input)
+
+
+def isneginf(input: Any) -> Tensor:  # noqa: A002
+    return _ieee("isneginf", input)
+
+
+def isfinite(input: Any) -> Tensor:  # noqa: A002
+    return _ieee("isfinite", input)
+
+
+def _count(x: Tensor, test: str, dim: Any, keepdim: bool) -> Tensor:
+    """How many entries pass ``test`` (ne: nonzero, eq: zero) over ``dim``, as a float sum of
+    0/1 indicators: the sum kernel every backend has, exact up to 2^24 entries in float32."""
+    counted = x.node.dtype if x.dtype.kind == "f" else _default_dtype[0]
+    hits = _elementwise(test, [x, 0], x.node.dtype, counted)
+    return sum(hits, dim, keepdim)
+
+
+# (where_, any_, all_: this module reads ir.where and the builtins any and all; symbp exports
+# these as symbp.where, symbp.any and symbp.all)
+
+
+def any_(input: Any, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    """As ``torch.any``: whether any entry (over ``dim``: int or tuple) is nonzero; bool."""
+    x = _tensor_arg("any", "input", input)
+    return compare("gt", _count(x, "ne", dim, keepdim), 0)
+
+
+def all_(input: Any, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    """As ``torch.all``: whether every entry (over ``dim``: int or tuple) is nonzero; bool."""
+    x = _tensor_arg("all", "input", input)
+    return compare("eq", _count(x, "eq", dim, keepdim), 0)
+
+
+def where_(condition: Any, input: Any = None, other: Any = None) -> Tensor:  # noqa: A002
+    """As ``torch.where(condition, input, other)``: input where condition holds, else other
+    (tensors or numbers, broadcast, promoted). The gradient goes to the branch taken."""
+    if input is None and other is None:
+        raise NotImplementedError(
+            "torch.where(condition) with one argument is nonzero(condition, as_tuple=True): its "
+            "shape depends on the values; symbp has the three-argument where" + where()
+        )
+    cond = _tensor_arg("where", "condition", condition)
+    if cond.dtype.kind != "b":
+        raise RuntimeError(
+            f"where expected condition to be a boolean tensor, but got a tensor with dtype "
+            f"{_torch_name(cond.dtype)}" + where()
+        )
+    x, y = _operands([input, other])
+    compute = np.dtype(result_type(x, y, what="where"))
+    return _where(cond, x, y, compute)
+
+
+def _where(cond: Tensor, x: Any, y: Any, compute: np.dtype) -> Tensor:
+    vals = [cast(v, compute) if isinstance(v, Tensor) else _scalar_as(v, compute) for v in (x, y)]
+    tensors = [cond, *(v for v in vals if isinstance(v, Tensor))]
+    shape = ops.broadcast_shapes(*(t.shape for t in tensors), what="where")
+    nodes = [ops.broadcast_to(v.node, shape) if isinstance(v, Tensor) else v for v in vals]
+    node = ops.apply_as("where", ops.broadcast_to(cond.node, shape), *nodes, shape=shape,
+                        dtype=compute)  # fmt: skip
+    return _result(node, tensors, None if compute.kind == "f" else False)
+
+
+_TORCH_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
+                "bool": "Bool"}  # fmt: skip
+
+
+def _torch_name(dtype: Any) -> str:
+    return _TORCH_NAMES.get(np.dtype(dtype).name, str(dtype))
+
+
+def masked_fill(input: Any, mask: Any, value: Any) -> Tensor:  # noqa: A002
+    """As ``torch.masked_fill``: ``value`` (a number or a 0-d tensor) where ``mask`` (bool,
+    broadcast) holds, the input elsewhere; the input's dtype."""
+    x = _tensor_arg("masked_fill", "input", input)
+    m = _tensor_arg("masked_fill", "mask", mask)
+    if m.dtype.kind != "b":
+        raise RuntimeError(
+            f"masked_fill_ only supports boolean masks, but got mask with dtype "
+            f"{_torch_name(m.dtype)}" + where()
+        )
+    if isinstance(value, Tensor) and value.ndim:
+        raise RuntimeError(
+            f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
+            f"{value.ndim} dimension(s)." + where()
+        )
+    return _where(m, value, x, x.node.dtype)
+
+
+def clamp(input: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    """As ``torch.clamp``: bounds are numbers or tensors (broadcast), either may be None;
+    where min > max the result is max. Gradients as PyTorch's: at a bound x's passes."""
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    x = _tensor_arg("clamp", "input", input)
+    lo, hi = _operands([min, max], x)
+    compute = np.dtype(result_type(x, lo, hi, what="clamp"))
+    lo = -sympy.oo if lo is None else lo  # a missing bound: a branch SymPy drops
+    hi = sympy.oo if hi is None else hi
+    return _elementwise("clamp", [x, lo, hi], compute)
+
+
+clip = clamp
+
+
+def clamp_min(input: Any, min: Any) -> Tensor:  # noqa: A002
+    return clamp(input, min=min)
+
+
+def clamp_max(input: Any, max: Any) -> Tensor:  # noqa: A002
+    return clamp(input, max=max)
+
+
+def _pairwise(name: str, input: Any, other: Any) -> Tensor:  # noqa: A002
+    a = _tensor_arg(name, "input", input)
+    b = _tensor_arg(name, "other", other)
+    return _elementwise(name, [a, b], np.dtype(result_type(a, b, what=name)))
+
+
+def maximum(input: Any, other: Any) -> Tensor:  # noqa: A002
+    """As ``torch.maximum`` (and ``torch.max(a, b)``): a tie splits the gradient in halves."""
+    return _pairwise("maximum", input, other)
+
+
+def minimum(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return _pairwise("minimum", input, other)
+
+
+def fmax(input: Any, other: Any) -> Tensor:  # noqa: A002
+    """As ``torch.fmax``: the number where one is NaN; a tie's gradient goes to ``input``."""
+    return _pairwise("fmax", input, other)
+
+
+def fmin(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return _pairwise("fmin", input, other)
+
+
+def sign(input: Any) -> Tensor:  # noqa: A002
+    """As ``torch.sign``: -1, 0 or 1 (0 at NaN), in the input's dtype; gradient 0."""
+    x = _tensor_arg("sign", "input", input)
+    return _elementwise("sign", [x], x.node.dtype)
+
+
+sgn = sign  # the same for real tensors
+
+
+def tensor_type(x: Tensor, dtype: Any = None) -> Any:
+    """``x.type()``: its type's name (``'torch.FloatTensor'``, as PyTorch prints it, so
+    ported comparisons hold); ``x.type(dtype)``: ``x.to(dtype)``."""
+    if dtype is None:
+        return f"torch.{_torch_name(x.dtype)}Tensor"
+    if isinstance(dtype, str):
+        names = {f"torch.{v}Tensor": k for k, v in _TORCH_NAMES.items()}
+        if dtype not in names:
+            raise TypeError(f"Tensor.type: invalid type: '{dtype}'")
+        dtype = names[dtype]
+    return cast(x, dtypes.to_numpy(dtype, "Tensor.type"))
+
+
 #
 # -- issue 12/13 . indexing (rows of this family go below this line)
 #
@@ -2451,7 +2961,7 @@ def prod(x: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None
     return _unary_node(ops.prod(x.node, axes, keepdim), x)
 
 
-def _count(x: Tensor, axes: tuple[int, ...]) -> sympy.Expr:
+def _numel_over(x: Tensor, axes: tuple[int, ...]) -> sympy.Expr:
     return sympy.sympify(numel(tuple(x.shape[a] for a in axes)))
 
 
@@ -2476,7 +2986,7 @@ def var(
     m = mean(x, axes, keepdim=True)
     centred = x - m
     total = sum(centred * centred, axes, keepdim)
-    n = _count(x, axes) - ops.to_expr(c)
+    n = _numel_over(x, axes) - ops.to_expr(c)
     if n.is_number and n <= 0:  # 0/0 -> nan, s/0 -> inf, as PyTorch's division by max(0, N-c)
         return total * sympy.oo
     return total * (1 / n)

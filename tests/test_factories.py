@@ -94,15 +94,24 @@ def test_default_dtype_takes_symbp_dtypes():
 def test_unstored_dtypes_raise_instead_of_converting():
     for make in (
         lambda: symbp.zeros(2, dtype=symbp.half),
-        lambda: symbp.tensor([1, 2], dtype=symbp.int32),
-        lambda: symbp.arange(3, dtype=symbp.int),
         lambda: symbp.ones(2).half(),
         lambda: symbp.ones(2).to(symbp.float16),
         lambda: nn.Linear(2, 2).half(),
-        lambda: symbp.from_numpy(np.zeros(2, np.int32)),
     ):
         with pytest.raises(TypeError, match="not supported: symbp computes in float32 or float64"):
             make()
+
+
+def test_int32_is_stored_as_pytorch_stores_it():
+    # int32 tensors are values of the IR (issue 12): made, kept and promoted as PyTorch's
+    for ours, theirs in [
+        (symbp.tensor([1, 2], dtype=symbp.int32), torch.tensor([1, 2], dtype=torch.int32)),
+        (symbp.arange(3, dtype=symbp.int), torch.arange(3, dtype=torch.int)),
+        (symbp.from_numpy(np.zeros(2, np.int32)), torch.from_numpy(np.zeros(2, np.int32))),
+    ]:
+        assert torch_name(ours.dtype) == str(theirs.dtype)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+        assert torch_name((ours + 1).dtype) == str((theirs + 1).dtype)  # int32 + int: int32
 
 
 # ------------------------------------------------------------------ deterministic factories

@@ -414,6 +414,121 @@ ELEMENTWISE_ROWS = [
     ),
     #
     # -- issue 12 . logic (rows of this family go below this line)
+    # A comparison's bool mask times x * y: the mask is a constant of the gradient (and at a
+    # tie the kinks say which side PyTorch's mask takes)
+    *(
+        Elementwise(
+            name,
+            (lambda op: lambda x, y: x * op(x, y) * y)(getattr(symbp, name)),
+            (lambda op: lambda x, y: x * op(x, y) * y)(getattr(np, np_name)),
+            _apart,
+            None
+            if torch is None
+            else (lambda op: lambda x, y: x * op(x, y) * y)(getattr(torch, name)),
+            [((1.0, 1.0), (float(name in ("eq", "le", "ge")),) * 2)],
+        )
+        for name, np_name in [
+            ("eq", "equal"),
+            ("ne", "not_equal"),
+            ("lt", "less"),
+            ("le", "less_equal"),
+            ("gt", "greater"),
+            ("ge", "greater_equal"),
+        ]
+    ),
+    *(
+        Elementwise(
+            name,
+            (lambda op: lambda x, y: x * op(x > 0, y > 0) * y)(getattr(symbp, name)),
+            (lambda op: lambda x, y: x * op(x > 0, y > 0) * y)(getattr(np, name)),
+            _away(2, 2),
+            None
+            if torch is None
+            else (lambda op: lambda x, y: x * op(x > 0, y > 0) * y)(getattr(torch, name)),
+        )
+        for name in ("logical_and", "logical_or", "logical_xor")
+    ),
+    Elementwise(
+        "logical_not",
+        lambda x: x * symbp.logical_not(x > 0),
+        lambda x: x * np.logical_not(x > 0),
+        _away(2),
+        None if torch is None else (lambda x: x * torch.logical_not(x > 0)),
+    ),
+    # the IEEE tests on finite inputs (NaN and inf values: tests/test_ops_logic.py)
+    *(
+        Elementwise(
+            name,
+            (lambda op: lambda x: x * symbp.logical_not(op(x)))(getattr(symbp, name)),
+            (lambda op: lambda x: x * np.logical_not(op(x)))(getattr(np, name)),
+            _uniform(SIGNED),
+            None
+            if torch is None
+            else (lambda op: lambda x: x * torch.logical_not(op(x)))(getattr(torch, name)),
+        )
+        for name in ("isnan", "isinf", "isposinf", "isneginf")
+    ),
+    Elementwise(
+        "isfinite",
+        lambda x: x * symbp.isfinite(x),
+        lambda x: x * np.isfinite(x),
+        _uniform(SIGNED),
+        None if torch is None else (lambda x: x * torch.isfinite(x)),
+    ),
+    # where routes the gradient to the branch taken; the condition's mask gets none (c's
+    # gradient is the factor c's)
+    Elementwise(
+        "where",
+        lambda c, x, y: symbp.where(c > 0, x, y) * c,
+        lambda c, x, y: np.where(c > 0, x, y) * c,
+        _away(2, 2, 2),
+        None if torch is None else (lambda c, x, y: torch.where(c > 0, x, y) * c),
+        [((0.0, 1.0, 2.0), (2.0, 0.0, 0.0)), ((1.0, 1.0, 2.0), (1.0, 1.0, 0.0))],
+    ),
+    # clamp with tensor bounds: at a bound x's gradient passes; min > max gives max; at
+    # x < min == max no one gets a gradient (PyTorch's clamp backward)
+    Elementwise(
+        "clamp",
+        lambda x, lo, hi: symbp.clamp(x, lo, hi),
+        lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
+        _uniform((-3, 3), (-2, -0.5), (0.5, 2)),
+        None if torch is None else (lambda x, lo, hi: torch.clamp(x, lo, hi)),
+        [
+            ((1.0, 1.0, 2.0), (1.0, 0.0, 0.0)),
+            ((2.0, 1.0, 2.0), (1.0, 0.0, 0.0)),
+            ((0.0, 1.0, 2.0), (0.0, 1.0, 0.0)),
+            ((3.0, 1.0, 2.0), (0.0, 0.0, 1.0)),
+            ((0.0, 2.0, 1.0), (0.0, 0.0, 1.0)),
+            ((0.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
+            ((1.0, 1.0, 1.0), (1.0, 0.0, 0.0)),
+        ],
+    ),
+    # fmax/fmin: a tie's gradient goes to the first argument; the number wins over a NaN
+    Elementwise(
+        "fmax",
+        _nary("fmax"),
+        np.fmax,
+        _apart,
+        _torch("fmax"),
+        [
+            ((1.0, 1.0), (1.0, 0.0)),
+            ((float("nan"), 1.0), (0.0, 1.0)),
+            ((1.0, float("nan")), (1.0, 0.0)),
+        ],
+    ),
+    Elementwise(
+        "fmin",
+        _nary("fmin"),
+        np.fmin,
+        _apart,
+        _torch("fmin"),
+        [
+            ((1.0, 1.0), (1.0, 0.0)),
+            ((float("nan"), 1.0), (0.0, 1.0)),
+            ((1.0, float("nan")), (1.0, 0.0)),
+        ],
+    ),
+    Elementwise("sign", symbp.sign, np.sign, _away(2), _torch("sign"), [((0.0,), (0.0,))]),
     #
 ]
 

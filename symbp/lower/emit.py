@@ -53,7 +53,15 @@ PARALLEL_UPDATE = 1 << 15
 PARALLEL_SAMPLE = 1 << 12
 
 LOOP_VARS = ("i", "j", "k", "l", "m", "n", "p", "q")
-_DT = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+# The dtype a kernel prints its literals in. Integer and bool buffers live in the int64 arena
+# (``iwork``; a bool is 0 or 1 there) and print integers exactly ("int").
+_DT = {
+    np.dtype(np.float32): "f32",
+    np.dtype(np.float64): "f64",
+    np.dtype(np.int64): "int",
+    np.dtype(np.int32): "int",
+    np.dtype(np.bool_): "int",
+}
 
 
 def dim_code(d: object) -> str:
@@ -127,6 +135,8 @@ class Emitter:
 
     def _read_cast(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
         inner = self.code(self.read(n.src[0], idx), n.src[0].dtype)
+        if n.dtype.kind == "b":  # to bool: nonzero (NaN included) is True, as PyTorch
+            return self.sym(f"int({inner} != 0)")
         conv = _DT.get(n.dtype, "int")
         return self.sym(f"{conv}({inner})")
 
@@ -257,6 +267,8 @@ class Emitter:
         kt = _DT.get(n.dtype, "f64")
         if is_max:
             init = "-np.inf" if kt == "f64" else "f32(-np.inf)"
+        elif kt == "int":  # an integer sum (of a bool mask) counts exactly
+            init = "0"
         else:
             init = "0.0" if (kt == "f64" or not oidx) else "f32(0.0)"
         suffix = list(axes) == list(range(x.ndim - len(axes), x.ndim))
@@ -289,7 +301,7 @@ class Emitter:
             count = sympy.Mul(*(sympy.sympify(d) for d in x.shape[lead:]))
             buf = self.sched.buffers.get(x)
             plain = buf is not None and str(value) == at(buf, idx) and not (is_max or sib)
-            if plain and count.is_Number and int(count) >= 64:
+            if plain and count.is_Number and int(count) >= 64 and kt != "int":
                 # a stored array's contiguous runs: summed on vectors (support.run_sum_*)
                 assert buf is not None
                 strides = [numel_code(x.shape[a + 1 :]) for a in range(lead)]

@@ -73,7 +73,8 @@ class NumbaPrinter(StrPrinter):
     """Print a scalar SymPy expression as Numba nopython code.
 
     ``names`` maps symbols to the code that reads them (``mm0[i, j]``, ``lr``); ``dtype`` is
-    ``"f32"`` or ``"f64"``, the precision of the kernel the expression runs in.
+    ``"f32"`` or ``"f64"``, the precision of the kernel the expression runs in, or ``"int"``
+    (an integer or bool kernel: whole numbers print as integers).
     """
 
     printmethod = "_numbacode"
@@ -87,6 +88,8 @@ class NumbaPrinter(StrPrinter):
     # ------------------------------------------------------------ atoms
 
     def lit(self, value: float) -> str:
+        if self.dtype == "int" and float(value).is_integer():  # an integer or bool kernel
+            return str(int(value))
         text = repr(float(value))
         if text in ("inf", "-inf", "nan"):
             text = f"np.{text}" if text[0] != "-" else "-np.inf"
@@ -211,6 +214,15 @@ class NumbaPrinter(StrPrinter):
 
     def _print_Not(self, expr: sympy.Expr) -> str:
         return f"(not {self._print(expr.args[0])})"
+
+    def _print_ITE(self, expr: sympy.Expr) -> str:
+        # SymPy's if-then-else condition, as fusing a mask's indicator into a relation makes
+        c, a, b = (self._print(e) for e in expr.args)
+        return f"({a} if {c} else {b})"
+
+    def _print_Xor(self, expr: sympy.Expr) -> str:
+        odd = " + ".join(f"int({self._print(a)})" for a in expr.args)
+        return f"(({odd}) % 2 == 1)"
 
     # ------------------------------------------------------------ functions
 

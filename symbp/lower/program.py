@@ -186,7 +186,7 @@ def _place(arenas: dict[str, _Arena], first: list[Buffer], sched: Schedule) -> N
 
 def _data_buffer(name: str, node: Node) -> Buffer:
     return Buffer(
-        ident(name), node.shape, node.dtype, "iwork" if node.dtype.kind in "iu" else "work", node
+        ident(name), node.shape, node.dtype, "iwork" if node.dtype.kind in "iub" else "work", node
     )
 
 

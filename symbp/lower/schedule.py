@@ -139,7 +139,8 @@ class Buffer:
     """A named array the generated code reads and writes.
 
     ``arena`` says where it lives: ``"W"`` (parameters, gradients, optimizer state: kept
-    between calls), ``"work"``/``"iwork"`` (float/integer intermediates, sized by the batch).
+    between calls), ``"work"``/``"iwork"`` (float/integer intermediates, sized by the batch;
+    a bool is 0 or 1 in ``iwork``).
     ``view_of``: the work buffer whose memory this one is, reshaped (C order), not a copy.
     """
 
@@ -286,7 +287,7 @@ def schedule(
         if found is not None:
             buf = found
         else:
-            kind = "iwork" if n.dtype.kind in "iu" else "work"
+            kind = "iwork" if n.dtype.kind in "iub" else "work"
             buf = Buffer(fresh(n, placement(n).prefix), n.shape, n.dtype, kind, n)
         sched.buffers[n] = buf
         sched.kernels.append(Kernel(n, buf, "forward" if n in fwd else "backward"))
