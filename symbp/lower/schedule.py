@@ -97,6 +97,12 @@ PLACEMENT: dict[str, Placement] = {
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #
+    # a batched product's loops read its operands through their views (broadcast batch
+    # axes, a key's transpose): nothing copied
+    "bmm": Placement("kernel", "bmm"),
+    "tril": _VIEW,  # a select on the index: j - i <= k
+    "diagonal": _VIEW,
+    "diag_embed": _VIEW,
 }
 
 
