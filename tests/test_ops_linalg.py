@@ -370,18 +370,19 @@ class TorchAttention(torch.nn.Module):
         return self.out(att @ v).sum(1)
 
 
-def _attention_models(rng):
+def _attention_models(values):
+    """symbp's model (float64) and PyTorch's, with the parameters ``values`` (by name)."""
     symbp.set_default_dtype(symbp.float64)
     try:
         net = Attention(6, 4)
     finally:
         symbp.set_default_dtype(symbp.float32)
+    for name, p in net.named_parameters():
+        p.data = values[name].copy()
     tnet = TorchAttention(6, 4).double()
     with torch.no_grad():
         for name, p in tnet.named_parameters():
-            value = rng.normal(scale=0.5, size=tuple(p.shape))
-            p.copy_(torch.tensor(value))
-            dict(net.named_parameters())[name].data = value.copy()
+            p.copy_(torch.tensor(values[name]))
     return net, tnet
 
 
@@ -393,26 +394,28 @@ def _mse(out, t):
 def test_causal_attention_trains_compiled_as_eager_and_torch(rng, tmp_cache):
     x = rng.normal(size=(3, 5, 6))
     t = rng.normal(size=(3, 2))
-    net, tnet = _attention_models(rng)
-    eager, _ = _attention_models(np.random.default_rng(0))
-    for name, p in net.named_parameters():  # the same start for all three
-        dict(eager.named_parameters())[name].data = p.data.copy()
+    shapes = {"q.weight": (4, 6), "k.weight": (4, 6), "v.weight": (4, 6)}
+    shapes.update({"out.weight": (2, 4), "out.bias": (2,)})
+    values = {name: rng.normal(scale=0.5, size=s) for name, s in shapes.items()}
+    net, tnet = _attention_models(values)
+    eager, _ = _attention_models(values)
+    model = symbp.compile(net, _mse, symbp.optim.SGD(net.parameters(), lr=0.1))
     opt = symbp.optim.SGD(eager.parameters(), lr=0.1)
     topt = torch.optim.SGD(tnet.parameters(), lr=0.1)
-    step = symbp.compile(net, _mse, optimizer=symbp.optim.SGD(net.parameters(), lr=0.1))
     for _ in range(4):
-        got = step.step(x, t) if hasattr(step, "step") else step(x, t)
+        got = model.step(x, t)
         opt.zero_grad()
         loss = _mse(eager(symbp.tensor(x)), symbp.tensor(t))
         loss.backward()
         opt.step()
         topt.zero_grad()
-        tloss = ((tnet(torch.tensor(x)) - torch.tensor(t)) ** 2).mean()
+        tloss = _mse(tnet(torch.tensor(x)), torch.tensor(t))
         tloss.backward()
         topt.step()
-        np.testing.assert_allclose(float(got), float(tloss), rtol=1e-10)
-        np.testing.assert_allclose(float(loss), float(tloss), rtol=1e-10)
+        np.testing.assert_allclose(float(got), tloss.item(), rtol=1e-10)
+        np.testing.assert_allclose(float(loss), tloss.item(), rtol=1e-10)
+    eager_p, compiled_p = dict(eager.named_parameters()), dict(net.named_parameters())
     for name, p in tnet.named_parameters():
         want = p.detach().numpy()
-        np.testing.assert_allclose(dict(eager.named_parameters())[name].data, want, rtol=1e-9)
-        np.testing.assert_allclose(dict(net.named_parameters())[name].data, want, rtol=1e-9)
+        np.testing.assert_allclose(eager_p[name].numpy(), want, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(compiled_p[name].numpy(), want, rtol=1e-9, atol=1e-12)
