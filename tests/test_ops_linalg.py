@@ -295,6 +295,10 @@ CASES = {
     "bmm": (lambda x, w: x @ w, (2, 3, 4), (2, 4, 5), None),
     "bmm_nt": (lambda x, w: x @ _swap(w), (2, 2, 3, 4), (2, 2, 5, 4), None),
     "bmm_tn": (lambda x, w: _swap(x) @ w, (2, 4, 3), (2, 4, 5), None),
+    # big enough for np.dot per batch (> emit.SMALL_MATMUL multiply-adds), plain and q @ kᵀ
+    "bmm_blas": (lambda x, w: x @ w, (2, 16, 24), (2, 24, 16), None),
+    "bmm_blas_nt": (lambda x, w: (x * 2) @ _swap(w), (2, 2, 16, 24), (2, 2, 16, 24), None),
+    "bmm_blas_tn": (lambda x, w: _swap(x) @ (w + 1), (2, 24, 16), (2, 24, 16), None),
     "bmm_bcast": (lambda x, w: x @ w, (2, 1, 3, 4), (3, 4, 2), None),
     "bmm_vec": (lambda x, w: w @ x, (2, 4, 3), (4,), None),
     "fold_2d": (lambda x, w: x @ w, (2, 3, 4), (4, 5), None),

@@ -844,12 +844,39 @@ def _ix(em: Emitter, code: str) -> sympy.Expr:
     return em.sym(code if code.isidentifier() else f"({code})")
 
 
+def _bmm_operand(em: Emitter, s: Node) -> tuple[Buffer, bool] | None:
+    """The stored buffer behind a bmm operand, and whether it is read transposed (its last
+    two axes swapped); None when the operand is another view (a broadcast, a permutation)."""
+    while placement(s).operand == "same":
+        s = s.src[0]
+    if s in em.sched.buffers:
+        return em.sched.buffers[s], False
+    swap = (*range(s.ndim - 2), s.ndim - 1, s.ndim - 2)
+    if s.op == "transpose" and s.arg == swap:
+        inner = _bmm_operand(em, s.src[0])
+        if inner is not None and not inner[1]:
+            return inner[0], True
+    return None
+
+
 def _emit_bmm(em: Emitter, n: Node, out: Buffer) -> list[str]:
-    """out[b, i, j] = Σ_k x[b, i, k] y[b, k, j], one 2-D product per batch index b."""
+    """out[b, i, j] = Σ_k x[b, i, k] y[b, k, j], one 2-D product per batch index b: np.dot
+    on each batch's matrices when both are stored (or their transposes) and the product is
+    big enough to pay for a BLAS call (``SMALL_MATMUL``), loops through the views otherwise."""
     x, y = n.src
     batch = n.shape[:-2]
     M, K, N = x.shape[-2], x.shape[-1], y.shape[-1]
     bidx = ["0" if d == 1 else f"b{a}" for a, d in enumerate(batch)]
+    blas = [_bmm_operand(em, s) for s in n.src]
+    flops = sympy.sympify(M) * K * N
+    if n.dtype in _DT and blas[0] and blas[1] and flops.is_Number and int(flops) > SMALL_MATMUL:
+        (a, ta), (b, tb) = blas[0], blas[1]
+        at_b = ", ".join(bidx)
+        call = (
+            f"np.dot({a.name}[{at_b}]{'.T' if ta else ''}, {b.name}[{at_b}]{'.T' if tb else ''}, "
+            f"{out.name}[{at_b}])"
+        )
+        return _loops(batch, bidx, [call])
     i, j, k = ("0" if d == 1 else v for d, v in zip((M, N, K), ("i", "j", "k")))
     kt = _DT.get(n.dtype, "f64")
     zero = "f32(0.0)" if kt == "f32" else "0.0"
