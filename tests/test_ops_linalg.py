@@ -438,3 +438,41 @@ def test_causal_attention_trains_compiled_as_eager_and_torch(rng, tmp_cache):
         want = p.detach().numpy()
         np.testing.assert_allclose(eager_p[name].numpy(), want, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(compiled_p[name].numpy(), want, rtol=1e-9, atol=1e-12)
+
+
+class _BigBatched(nn.Module):
+    """Products big enough for np.dot per batch and outputs of 64·64 entries per sample, so
+    the batch loops run on all cores (prange): one through BLAS (q @ kᵀ), one broadcast."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.w = nn.Parameter(rng.normal(size=(64, 80)))
+        self.v = nn.Parameter(rng.normal(size=(1, 80, 64)))
+
+    def forward(self, x):
+        q = x * self.w
+        a = q @ (x + self.w).transpose(-2, -1)
+        b = q @ self.v
+        return (a * a).sum((1, 2)) + (b * b).sum((1, 2))
+
+
+@pytest.mark.slow
+def test_big_batched_products_run_blas_on_all_cores_as_eager(rng, tmp_cache):
+    symbp.set_default_dtype(symbp.float64)
+    try:
+        net = _BigBatched(rng)
+    finally:
+        symbp.set_default_dtype(symbp.float32)
+    x, t = rng.normal(size=(6, 64, 80)), rng.normal(size=6)
+    loss = _mse(net(symbp.tensor(x)), symbp.tensor(t))
+    loss.backward()
+    want = {n: p.grad.numpy().copy() for n, p in net.named_parameters()}
+    for p in net.parameters():
+        p.grad = None
+    model = symbp.compile(net, _mse)
+    got_loss, got = model.loss_and_grads(x, t)
+    source = model.source
+    assert "np.dot(" in source and "for b0 in prange(B):" in source
+    np.testing.assert_allclose(got_loss, float(loss), rtol=1e-12)
+    for name, g in want.items():
+        np.testing.assert_allclose(got[name], g, rtol=1e-12, atol=1e-12 * np.abs(g).max())
