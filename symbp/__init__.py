@@ -546,6 +546,61 @@ __all__ += [
 #
 # -- issue 12/13 (names and __all__ += [...]) . linalg (rows of this family go below this line)
 #
+from symbp import linalg  # noqa: E402
+from symbp.api import trace as _trace_program  # noqa: E402
+from symbp.tensor import (  # noqa: E402
+    addbmm,
+    addmm,
+    addmv,
+    baddbmm,
+    bmm,
+    diag,
+    diag_embed,
+    diagonal,
+    dot,
+    einsum,
+    ger,
+    inner,
+    matrix_trace,
+    mm,
+    mv,
+    outer,
+    tensordot,
+    tril,
+    triu,
+)
+
+
+def trace(fn, *args, **kwargs):  # type: ignore[no-untyped-def,no-redef]  # noqa: F811
+    """``symbp.trace(tensor)``: the sum of a matrix's diagonal, as ``torch.trace``;
+    ``symbp.trace(fn, *shapes)``: trace ``fn`` into the IR (``symbp.api.trace``)."""
+    if isinstance(fn, Tensor):
+        return matrix_trace(fn, *args, **kwargs)
+    return _trace_program(fn, *args, **kwargs)
+
+
+__all__ += [
+    "addbmm",
+    "addmm",
+    "addmv",
+    "baddbmm",
+    "bmm",
+    "diag",
+    "diag_embed",
+    "diagonal",
+    "dot",
+    "einsum",
+    "ger",
+    "inner",
+    "linalg",
+    "matrix_trace",
+    "mm",
+    "mv",
+    "outer",
+    "tensordot",
+    "tril",
+    "triu",
+]
 # -- issue 12/13 (names and __all__ += [...]) . autograd (rows of this family go below this line)
 #
 from symbp import autograd  # noqa: E402

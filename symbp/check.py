@@ -304,6 +304,10 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #
+    "bmm": NotApplicable("bilinear: smooth"),
+    "tril": _LINEAR,
+    "diagonal": _LINEAR,
+    "diag_embed": _LINEAR,
 }
 
 

@@ -2330,6 +2330,200 @@ def cumprod(x: Node, axis: int) -> Node:
 #
 # -- issue 12 . linalg (rows of this family go below this line)
 #
+# The 2-D ``matmul`` above stays the one product BLAS and the tiled kernels serve. A batched
+# product is its own op, ``bmm``, over operands whose batch axes already agree (the Tensor
+# API broadcasts them with ``expand``, so the adjoint of that expand sums the cotangent over
+# the broadcast axes). Everything else of linear algebra (mv, dot, outer, einsum, tensordot,
+# addmm ...) is built from these, transposes, reshapes, products and sums; the three views
+# below (``tril``, ``diagonal``, ``diag_embed``) move entries without arithmetic.
+
+
+def _swap_last(x: Node) -> Node:
+    """x with its last two axes exchanged (a batch of transposes)."""
+    perm = list(range(x.ndim))
+    perm[-2], perm[-1] = perm[-1], perm[-2]
+    return transpose(x, tuple(perm))
+
+
+@register
+class Bmm(Op):
+    """[*b, m, k] @ [*b, k, n] -> [*b, m, n] over equal batch axes *b (at least one).
+
+    out[b, i, j] = Σ_k x[b, i, k] y[b, k, j]. Adjoint: ct @ yᵀ and xᵀ @ ct, batch by batch.
+    """
+
+    name = "bmm"
+
+    def infer(self, src, arg):
+        x, y = src
+        shapes = f"{shape_str(x.shape)} @ {shape_str(y.shape)}"
+        if x.ndim < 3 or x.ndim != y.ndim:
+            raise shape_error(f"bmm: expects operands of one rank, at least 3, got {shapes}")
+        if x.shape[:-2] != y.shape[:-2]:
+            raise shape_error(f"bmm: batch dimensions differ: {shapes}")
+        if x.shape[-1] != y.shape[-2]:
+            raise shape_error(
+                f"bmm: inner dimensions differ: {shapes} ({x.shape[-1]} != {y.shape[-2]})"
+            )
+        if x.dtype != y.dtype:
+            raise shape_error(f"bmm: dtypes differ: {x.dtype} @ {y.dtype}")
+        return (*x.shape[:-1], y.shape[-1]), x.dtype
+
+    def numpy(self, node, vals, dims):
+        return np.matmul(vals[0], vals[1])  # object arrays too (the scalar level)
+
+    def adjoint(self, node, ct):
+        x, y = node.src
+        return (bmm(ct, _swap_last(y)), bmm(_swap_last(x), ct))
+
+
+def bmm(x: Node, y: Node) -> Node:
+    return make("bmm", (x, y))
+
+
+@register
+class Tril(Op):
+    """The lower (``arg = (k, False)``: entries with j − i ≤ k) or upper (``(k, True)``:
+    j − i ≥ k) triangle of the last two axes, zeros elsewhere. Linear: its adjoint is itself."""
+
+    name = "tril"
+
+    def infer(self, src, arg):
+        (x,) = src
+        if x.ndim < 2:
+            what = "triu" if arg[1] else "tril"
+            raise shape_error(f"{what}: expects at least 2 dimensions, got {shape_str(x.shape)}")
+        return x.shape, x.dtype
+
+    def numpy(self, node, vals, dims):
+        k, upper = node.arg
+        return (np.triu if upper else np.tril)(vals[0], k)
+
+    def adjoint(self, node, ct):
+        return (tril(ct, *node.arg),)
+
+    def show_arg(self, node, names):
+        k, upper = node.arg
+        return f"[{'upper' if upper else 'lower'} k={k}]"
+
+
+def tril(x: Node, k: int = 0, upper: bool = False) -> Node:
+    return make("tril", (x,), (int(k), bool(upper)))
+
+
+def _diagonal_len(n1: Dim, n2: Dim, offset: int) -> int:
+    if not (isinstance(n1, int) and isinstance(n2, int)):
+        raise shape_error(f"diagonal: the two axes need static sizes, got {n1} and {n2}")
+    return max(0, min(n1 + min(offset, 0), n2 - max(offset, 0)))
+
+
+@register
+class Diagonal(Op):
+    """The diagonal of axes (d1, d2), offset ``k`` above it, as a new last axis; arg =
+    (k, d1, d2) with d1 != d2. out[..., t] = x[..., t + max(−k, 0), ..., t + max(k, 0)]."""
+
+    name = "diagonal"
+
+    def infer(self, src, arg):
+        (x,) = src
+        k, d1, d2 = arg
+        if x.ndim < 2 or not (0 <= d1 < x.ndim and 0 <= d2 < x.ndim) or d1 == d2:
+            raise shape_error(f"diagonal: axes {d1}, {d2} are not two axes of {shape_str(x.shape)}")
+        rest = tuple(d for a, d in enumerate(x.shape) if a not in (d1, d2))
+        return (*rest, _diagonal_len(x.shape[d1], x.shape[d2], k)), x.dtype
+
+    def numpy(self, node, vals, dims):
+        k, d1, d2 = node.arg
+        return np.diagonal(vals[0], k, d1, d2).copy()
+
+    def adjoint(self, node, ct):
+        k, d1, d2 = node.arg
+        x = node.src[0]
+        return (diag_embed(ct, k, d1, d2, (x.shape[d1], x.shape[d2])),)
+
+    def show_arg(self, node, names):
+        return "[offset={} axes={},{}]".format(*node.arg)
+
+
+@register
+class DiagEmbed(Op):
+    """The last axis of x placed on the diagonal of two new axes (d1, d2) of sizes (n1, n2),
+    offset ``k`` above it, zeros elsewhere; arg = (k, d1, d2, (n1, n2)), d1 < d2 axes of the
+    result. The adjoint of ``diagonal`` (and it of this)."""
+
+    name = "diag_embed"
+
+    def infer(self, src, arg):
+        (x,) = src
+        k, d1, d2, (n1, n2) = arg
+        ndim = x.ndim + 1
+        if x.ndim < 1 or not 0 <= d1 < d2 < ndim:
+            raise shape_error(f"diag_embed: axes {d1}, {d2} do not fit {shape_str(x.shape)}")
+        if _diagonal_len(n1, n2, k) != x.shape[-1]:
+            raise shape_error(
+                f"diag_embed: {shape_str(x.shape)} has {x.shape[-1]} entries per diagonal, a "
+                f"{n1}×{n2} matrix has {_diagonal_len(n1, n2, k)} at offset {k}"
+            )
+        rest = iter(x.shape[:-1])
+        shape = [n1 if a == d1 else n2 if a == d2 else next(rest) for a in range(ndim)]
+        return tuple(shape), x.dtype
+
+    def numpy(self, node, vals, dims):
+        k, d1, d2, _ = node.arg
+        from symbp.ir import concrete
+
+        out = np.zeros(concrete(node.shape, dims), dtype=vals[0].dtype)
+        if out.dtype == object:
+            out[...] = 0
+        view = np.moveaxis(out, (d1, d2), (-2, -1))  # a view: writes land in out
+        t = np.arange(vals[0].shape[-1])
+        view[..., t + max(-k, 0), t + max(k, 0)] = vals[0]
+        return out
+
+    def adjoint(self, node, ct):
+        k, d1, d2, _ = node.arg
+        return (diagonal(ct, k, d1, d2),)
+
+    def show_arg(self, node, names):
+        k, d1, d2, (n1, n2) = node.arg
+        return f"[offset={k} axes={d1},{d2} size={n1}x{n2}]"
+
+
+def diagonal(x: Node, k: int, d1: int, d2: int) -> Node:
+    return make("diagonal", (x,), (int(k), int(d1), int(d2)))
+
+
+def diag_embed(x: Node, k: int, d1: int, d2: int, size: tuple[Dim, Dim]) -> Node:
+    """Embed; (d1, d2) in either order: the first of them is the rows' axis of ``size``."""
+    (n1, n2) = size
+    if d1 > d2:
+        d1, d2, n1, n2, k = d2, d1, n2, n1, -k
+    return make("diag_embed", (x,), (int(k), int(d1), int(d2), (n1, n2)))
+
+
+def batched_matmul(x: Node, y: Node) -> Node:
+    """x @ y for operands of rank at least 2, PyTorch's broadcasting of the batch axes.
+
+    A 2-D right operand folds x's batch into its rows: one 2-D product, BLAS's fast path
+    (as PyTorch does). Otherwise the batch axes broadcast (``expand``: its adjoint sums the
+    cotangent over them) and one ``bmm`` multiplies them.
+    """
+    shapes = f"{shape_str(x.shape)} @ {shape_str(y.shape)}"
+    if x.shape[-1] != y.shape[-2]:
+        raise shape_error(
+            f"matmul: inner dimensions differ: {shapes} ({x.shape[-1]} != {y.shape[-2]})"
+        )
+    if x.ndim == 2 and y.ndim == 2:
+        return matmul(x, y)
+    if y.ndim == 2:
+        rows = reshape(x, (numel(x.shape[:-1]), x.shape[-1]))
+        return reshape(matmul(rows, y), (*x.shape[:-1], y.shape[-1]))
+    batch = broadcast_shapes(x.shape[:-2], y.shape[:-2], what=f"matmul {shapes}")
+    xb = broadcast_to(x, (*batch, *x.shape[-2:]))
+    yb = broadcast_to(y, (*batch, *y.shape[-2:]))
+    if len(batch) == 0:
+        return matmul(xb, yb)
+    return bmm(xb, yb)
 
 
 FLOATS = (float32, float64)

@@ -1042,6 +1042,59 @@ class Tensor:
     #
     # -- issue 12/13 . linalg (rows of this family go below this line)
     #
+    def matmul(self, other):
+        return matmul(self, other)
+
+    def mm(self, other):
+        return mm(self, other)
+
+    def bmm(self, other):
+        return bmm(self, other)
+
+    def mv(self, vec):
+        return mv(self, vec)
+
+    def dot(self, other):
+        return dot(self, other)
+
+    def outer(self, other):
+        return outer(self, other)
+
+    ger = outer
+
+    def inner(self, other):
+        return inner(self, other)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        return addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def addmv(self, mat, vec, *, beta=1, alpha=1):
+        return addmv(self, mat, vec, beta=beta, alpha=alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def addbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return addbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def tril(self, diagonal: int = 0):
+        return tril(self, diagonal)
+
+    def triu(self, diagonal: int = 0):
+        return triu(self, diagonal)
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1):
+        return diagonal(self, offset, dim1, dim2)
+
+    def diag(self, diagonal: int = 0):
+        return diag(self, diagonal)
+
+    def diag_embed(self, offset: int = 0, dim1: int = -2, dim2: int = -1):
+        return diag_embed(self, offset, dim1, dim2)
+
+    def trace(self):
+        return matrix_trace(self)
+
     # -- issue 12/13 . autograd (rows of this family go below this line)
     #
     _retains_grad = False  # set by retain_grad(): backward fills .grad of this non-leaf too
@@ -1272,19 +1325,28 @@ def cast(x: Tensor, dtype: Any) -> Tensor:
 
 
 def matmul(a: Any, b: Any) -> Tensor:
+    """``a @ b`` with PyTorch's rules for every rank: 1-D · 1-D is a dot product, a 1-D
+    operand gains an axis that the result loses, batch axes broadcast
+    (``ops.batched_matmul``)."""
     a, b = _lift(a), _lift(b)
     assert isinstance(a, Tensor) and isinstance(b, Tensor)
+    if a.ndim == 0 or b.ndim == 0:
+        raise shape_error(
+            f"matmul: both arguments need at least 1 dimension, got {shape_str(a.shape)} @ "
+            f"{shape_str(b.shape)}"
+        )
     if a.ndim == 1 and b.ndim == 1:
+        if a.shape[0] != b.shape[0]:
+            raise shape_error(
+                f"matmul: inner dimensions differ: {shape_str(a.shape)} @ {shape_str(b.shape)} "
+                f"({a.shape[0]} != {b.shape[0]})"
+            )
         return sum(a * b)
     x = reshape(a, 1, *a.shape) if a.ndim == 1 else a
     y = reshape(b, *b.shape, 1) if b.ndim == 1 else b
-    if x.ndim > 2 and y.ndim == 2:  # [..., k] @ [k, n]: fold the leading axes into one
-        lead = x.shape[:-1]
-        out = matmul(reshape(x, -1, x.shape[-1]), y)
-        return reshape(out, *lead, y.shape[1])
-    out = _result(ops.matmul(x.node, y.node), [x, y])
-    if a.ndim == 1:
-        out = reshape(out, *out.shape[1:])
+    out = _result(ops.batched_matmul(x.node, y.node), [x, y])
+    if a.ndim == 1:  # the row axis it gained, second to last
+        out = reshape(out, *out.shape[:-2], out.shape[-1])
     if b.ndim == 1:
         out = reshape(out, *out.shape[:-1])
     return out
@@ -3190,5 +3252,376 @@ def median(x: Tensor, dim: Any = None, keepdim: bool = False):
 #
 # -- issue 12/13 . linalg (rows of this family go below this line)
 #
+# PyTorch's linear algebra over the IR's products: ``matmul`` (2-D) and ``bmm`` (batched),
+# with transposes, reshapes, elementwise products and sums. Each function checks its operands'
+# ranks and inner sizes itself, so an error names the function the user called.
+
+
+def _linalg_operands(what: str, *xs: Any) -> list[Tensor]:
+    out = []
+    for x in xs:
+        t = _lift(x)
+        if not isinstance(t, Tensor):
+            t = tensor(np.asarray(x, dtype=_default_dtype[0]))
+        out.append(t)
+    return out
+
+
+def _need_ndim(what: str, x: Tensor, ndims: tuple[int, ...], role: str = "") -> None:
+    if x.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise shape_error(f"{what}: expects {role or 'a'} {want} tensor, got {shape_str(x.shape)}")
+
+
+def _inner(what: str, a: Tensor, b: Tensor, ka: Any, kb: Any) -> None:
+    if ka != kb:
+        raise shape_error(
+            f"{what}: inner dimensions differ: {shape_str(a.shape)} and {shape_str(b.shape)} "
+            f"({ka} != {kb})"
+        )
+
+
+def _scaled(x: Tensor, factor: Any) -> Tensor:
+    return x if factor == 1 else x * factor
+
+
+def _affine(what: str, inp: Any, product: Tensor, beta: Any, alpha: Any) -> Tensor:
+    """beta·input + alpha·product, input broadcast to the product's shape; with beta = 0 the
+    input is not read (PyTorch's rule: its nan and inf do not propagate)."""
+    (inp,) = _linalg_operands(what, inp)
+    ops.broadcast_shapes(inp.shape, product.shape, what=what)
+    if tuple(ops.broadcast_shapes(inp.shape, product.shape)) != tuple(product.shape):
+        raise shape_error(
+            f"{what}: input {shape_str(inp.shape)} does not broadcast to the product's shape "
+            f"{shape_str(product.shape)}"
+        )
+    out = _scaled(product, alpha)
+    return out if beta == 0 else out + _scaled(inp, beta)
+
+
+def mm(a: Any, b: Any) -> Tensor:
+    """[n, k] @ [k, m], as ``torch.mm`` (no broadcasting)."""
+    a, b = _linalg_operands("mm", a, b)
+    _need_ndim("mm", a, (2,), "a")
+    _need_ndim("mm", b, (2,), "a")
+    _inner("mm", a, b, a.shape[1], b.shape[0])
+    return matmul(a, b)
+
+
+def bmm(a: Any, b: Any) -> Tensor:
+    """[B, n, k] @ [B, k, m], as ``torch.bmm`` (equal batches, no broadcasting)."""
+    a, b = _linalg_operands("bmm", a, b)
+    _need_ndim("bmm", a, (3,), "a")
+    _need_ndim("bmm", b, (3,), "a")
+    if a.shape[0] != b.shape[0]:
+        raise shape_error(f"bmm: batch sizes differ: {shape_str(a.shape)} and {shape_str(b.shape)}")
+    _inner("bmm", a, b, a.shape[2], b.shape[1])
+    return matmul(a, b)
+
+
+def mv(a: Any, v: Any) -> Tensor:
+    """[n, k] @ [k], as ``torch.mv``."""
+    a, v = _linalg_operands("mv", a, v)
+    _need_ndim("mv", a, (2,), "a matrix:")
+    _need_ndim("mv", v, (1,), "a vector:")
+    _inner("mv", a, v, a.shape[1], v.shape[0])
+    return matmul(a, v)
+
+
+def dot(a: Any, b: Any) -> Tensor:
+    """Σ_i a[i] b[i] of two vectors of one length, as ``torch.dot``."""
+    a, b = _linalg_operands("dot", a, b)
+    _need_ndim("dot", a, (1,), "1-D tensors:")
+    _need_ndim("dot", b, (1,), "1-D tensors:")
+    _inner("dot", a, b, a.shape[0], b.shape[0])
+    return sum(a * b)
+
+
+def outer(a: Any, b: Any) -> Tensor:
+    """out[i, j] = a[i] b[j], as ``torch.outer`` (alias ``ger``)."""
+    a, b = _linalg_operands("outer", a, b)
+    _need_ndim("outer", a, (1,), "1-D tensors:")
+    _need_ndim("outer", b, (1,), "1-D tensors:")
+    return reshape(a, a.shape[0], 1) * reshape(b, 1, b.shape[0])
+
+
+ger = outer
+
+
+def inner(a: Any, b: Any) -> Tensor:
+    """Σ over the last axis of both: [*a, k], [*b, k] -> [*a, *b], as ``torch.inner``."""
+    a, b = _linalg_operands("inner", a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        return a * b
+    _inner("inner", a, b, a.shape[-1], b.shape[-1])
+    return tensordot(a, b, ([a.ndim - 1], [b.ndim - 1]))
+
+
+def addmm(inp: Any, m1: Any, m2: Any, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+    """beta·input + alpha·(m1 @ m2), as ``torch.addmm``."""
+    return _affine("addmm", inp, mm(m1, m2), beta, alpha)
+
+
+def addmv(inp: Any, mat: Any, vec: Any, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+    """beta·input + alpha·(mat @ vec), as ``torch.addmv``."""
+    return _affine("addmv", inp, mv(mat, vec), beta, alpha)
+
+
+def baddbmm(inp: Any, b1: Any, b2: Any, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+    """beta·input + alpha·bmm(b1, b2), as ``torch.baddbmm``."""
+    return _affine("baddbmm", inp, bmm(b1, b2), beta, alpha)
+
+
+def addbmm(inp: Any, b1: Any, b2: Any, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+    """beta·input + alpha·Σ_b b1[b] @ b2[b], as ``torch.addbmm``."""
+    return _affine("addbmm", inp, sum(bmm(b1, b2), 0), beta, alpha)
+
+
+def tensordot(a: Any, b: Any, dims: Any = 2) -> Tensor:
+    """Contract a's axes ``dims[0]`` with b's ``dims[1]`` (an int n: a's last n with b's
+    first n), as ``torch.tensordot``: one 2-D product of the reshaped operands."""
+    a, b = _linalg_operands("tensordot", a, b)
+    if isinstance(dims, (int, np.integer)):
+        n = int(dims)
+        if n < 0 or n > builtins.min(a.ndim, b.ndim):
+            raise shape_error(
+                f"tensordot: cannot contract {n} axes of {shape_str(a.shape)} and "
+                f"{shape_str(b.shape)}"
+            )
+        da, db = list(range(a.ndim - n, a.ndim)), list(range(n))
+    else:
+        da, db = ([d] if isinstance(d, int) else list(d) for d in dims)
+        da = [d % a.ndim for d in da]
+        db = [d % b.ndim for d in db]
+    if len(da) != len(db) or any(a.shape[i] != b.shape[j] for i, j in zip(da, db)):
+        raise shape_error(
+            f"tensordot: axes {da} of {shape_str(a.shape)} do not match axes {db} of "
+            f"{shape_str(b.shape)}"
+        )
+    fa = [i for i in range(a.ndim) if i not in da]
+    fb = [j for j in range(b.ndim) if j not in db]
+    k = numel(tuple(a.shape[i] for i in da))
+    x = reshape(permute(a, *fa, *da), numel(tuple(a.shape[i] for i in fa)), k)
+    y = reshape(permute(b, *db, *fb), k, numel(tuple(b.shape[j] for j in fb)))
+    return reshape(matmul(x, y), *(a.shape[i] for i in fa), *(b.shape[j] for j in fb))
+
+
+def tril(x: Any, diagonal: int = 0) -> Tensor:
+    """Entries on and below diagonal ``diagonal`` of the last two axes, zeros above
+    (``torch.tril``: attention's causal mask)."""
+    (x,) = _linalg_operands("tril", x)
+    return _unary_node(ops.tril(x.node, diagonal, upper=False), x)
+
+
+def triu(x: Any, diagonal: int = 0) -> Tensor:
+    """Entries on and above diagonal ``diagonal`` of the last two axes (``torch.triu``)."""
+    (x,) = _linalg_operands("triu", x)
+    return _unary_node(ops.tril(x.node, diagonal, upper=True), x)
+
+
+def _linalg_dim(what: str, d: int, ndim: int) -> int:
+    if not -ndim <= d < ndim:
+        raise shape_error(f"{what}: dim {d} out of range for {ndim} dimensions")
+    return d % ndim
+
+
+def diagonal(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    """The diagonal of axes (dim1, dim2), ``offset`` above it, as the last axis
+    (``torch.diagonal``)."""
+    (x,) = _linalg_operands("diagonal", x)
+    d1, d2 = _linalg_dim("diagonal", dim1, x.ndim), _linalg_dim("diagonal", dim2, x.ndim)
+    if d1 == d2:
+        raise shape_error(f"diagonal: dim1 and dim2 are both {d1}")
+    return _unary_node(ops.diagonal(x.node, offset, d1, d2), x)
+
+
+def diag_embed(x: Any, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """The last axis on the diagonal of two new axes (dim1, dim2) (``torch.diag_embed``)."""
+    (x,) = _linalg_operands("diag_embed", x)
+    d1, d2 = _linalg_dim("diag_embed", dim1, x.ndim + 1), _linalg_dim("diag_embed", dim2, x.ndim + 1)
+    if d1 == d2:
+        raise shape_error(f"diag_embed: dim1 and dim2 are both {d1}")
+    n = x.shape[-1] + builtins.abs(offset)
+    return _unary_node(ops.diag_embed(x.node, offset, d1, d2, (n, n)), x)
+
+
+def diag(x: Any, diagonal: int = 0) -> Tensor:
+    """A vector to the square matrix with it on diagonal ``diagonal``; a matrix to that
+    diagonal (``torch.diag``)."""
+    (x,) = _linalg_operands("diag", x)
+    _need_ndim("diag", x, (1, 2))
+    if x.ndim == 1:
+        return diag_embed(x, diagonal, 0, 1)
+    return _unary_node(ops.diagonal(x.node, diagonal, 0, 1), x)
+
+
+def matrix_trace(x: Any) -> Tensor:
+    """The sum of a matrix's diagonal (``torch.trace``; ``symbp.trace`` of a Tensor)."""
+    (x,) = _linalg_operands("trace", x)
+    _need_ndim("trace", x, (2,), "a")
+    return sum(diagonal(x))
+
+
+# einsum: subscripts to the IR's products. Each operand's labels are a list (an ellipsis
+# gives labels ".0", ".1" ... aligned from the right, as broadcasting aligns them); repeated
+# labels within one operand take a diagonal, labels no one else needs are summed first, and
+# operands are contracted pairwise, left to right, each pair one matmul/bmm of reshaped
+# operands (or, with nothing to contract or nothing free, a broadcast product and a sum).
+
+
+def _einsum_labels(what: str, term: str, ndim: int, ell: int | None) -> list[str]:
+    if term.count("...") > 1 or "." in term.replace("...", ""):
+        raise ValueError(f"{what}: bad subscripts {term!r}")
+    head, dots, tail = term.partition("...")
+    for c in head + tail:
+        if not c.isalpha():
+            raise ValueError(f"{what}: subscript {c!r} in {term!r} is not a letter")
+    n_ell = ndim - len(head) - len(tail) if ell is None else ell
+    if (not dots and n_ell != 0) or n_ell < 0:
+        raise shape_error(
+            f"{what}: subscripts {term!r} name {len(head) + len(tail)} dimensions of a "
+            f"{ndim}-D operand"
+        )
+    return [*head, *(f".{i}" for i in range(n_ell)), *tail]
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    """PyTorch's ``einsum``: any contraction string, implicit or explicit output, ``...``.
+
+    Lowered to diagonals, transposes, reshapes, products and sums, so it compiles with the
+    existing kernels; 'bij,bjk->bik' is one batched matmul.
+
+    >>> import symbp
+    >>> a, b = symbp.ones(2, 3), symbp.ones(3, 4)
+    >>> symbp.einsum("ij,jk->ik", a, b).shape
+    (2, 4)
+    """
+    what = f"einsum {equation!r}"
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    ts = _linalg_operands(what, *operands)
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ts):
+        raise ValueError(f"{what}: {len(terms)} subscript terms for {len(ts)} operands")
+    labels = [_einsum_labels(what, t, x.ndim, None) for t, x in zip(terms, ts)]
+    # broadcast ellipses of different ranks: right-align them on the widest one
+    n_dots = [builtins.sum(lab.startswith(".") for lab in ls) for ls in labels]
+    width = builtins.max(n_dots, default=0)
+    for ls, n in zip(labels, n_dots):
+        for i, lab in enumerate(ls):
+            if lab.startswith("."):
+                ls[i] = f".{int(lab[1:]) + width - n}"
+    if arrow:
+        out = _einsum_labels(what, rhs, 0, width) if "..." in rhs else list(rhs)
+        if "..." not in rhs:
+            for c in out:
+                if not c.isalpha():
+                    raise ValueError(f"{what}: subscript {c!r} of the output is not a letter")
+        if len(set(out)) != len(out):
+            raise ValueError(f"{what}: the output repeats a subscript")
+        everywhere = {lab for ls in labels for lab in ls}
+        for lab in out:
+            if lab not in everywhere:
+                raise ValueError(f"{what}: output subscript {lab!r} is in no operand")
+    else:  # implicit: the ellipsis, then the letters seen once, in alphabetical order
+        counts: dict[str, int] = {}
+        for ls in labels:
+            for lab in ls:
+                counts[lab] = counts.get(lab, 0) + 1
+        out = [f".{i}" for i in range(width)]
+        out += sorted(c for c, k in counts.items() if k == 1 and not c.startswith("."))
+    sizes: dict[str, Any] = {}
+    for t, ls in zip(ts, labels):
+        for lab, d in zip(ls, t.shape):
+            known = sizes.get(lab, 1)
+            if known != 1 and d != 1 and known != d:
+                name = "..." if lab.startswith(".") else lab
+                raise shape_error(
+                    f"{what}: subscript {name!r} has size {known} in one operand and {d} in "
+                    f"another (shapes {', '.join(shape_str(x.shape) for x in ts)})"
+                )
+            sizes[lab] = d if known == 1 else known
+    # each operand on its own: diagonals of repeated labels
+    items = []
+    for t, ls in zip(ts, labels):
+        ls = list(ls)
+        while len(set(ls)) != len(ls):
+            lab = next(lab for lab in ls if ls.count(lab) > 1)
+            a = ls.index(lab)
+            b = ls.index(lab, a + 1)
+            if t.shape[a] != t.shape[b]:
+                raise shape_error(
+                    f"{what}: subscript {lab!r} repeats over axes of sizes {t.shape[a]} and "
+                    f"{t.shape[b]} in an operand of shape {shape_str(t.shape)}"
+                )
+            t = diagonal(t, 0, a, b)
+            ls = [x for i, x in enumerate(ls) if i not in (a, b)] + [lab]
+        items.append((t, ls))
+    # contract left to right; a label is summed as soon as no one later needs it
+    cur, cl = items[0]
+    for k in range(1, len(items) + 1):
+        later = set(out).union(*(set(ls) for _, ls in items[k + 1 :]))  # after this pair
+        if k == len(items):
+            drop = [i for i, lab in enumerate(cl) if lab not in later]
+            cur = sum(cur, tuple(drop)) if drop else cur
+            cl = [lab for lab in cl if lab in later]
+            break
+        y, yl = items[k]
+        # what only one side has and no one later needs: summed before the product
+        xs = [i for i, lab in enumerate(cl) if lab not in later and lab not in yl]
+        if xs:
+            cur, cl = sum(cur, tuple(xs)), [lab for lab in cl if lab in later or lab in yl]
+        ys = [i for i, lab in enumerate(yl) if lab not in later and lab not in cl]
+        if ys:
+            y, yl = sum(y, tuple(ys)), [lab for lab in yl if lab in later or lab in cl]
+        cur, cl = _contract(cur, cl, y, yl, later, sizes)
+    perm = [cl.index(lab) for lab in out]
+    return permute(cur, *perm) if perm != list(range(len(perm))) else cur
+
+
+def _contract(
+    x: Tensor, xl: list[str], y: Tensor, yl: list[str], keep: set[str], sizes: dict[str, Any]
+) -> tuple[Tensor, list[str]]:
+    """The product of two einsum operands, summed over the labels both have and ``keep``
+    lacks: (result, its labels)."""
+    batch = [lab for lab in xl if lab in yl and lab in keep]
+    summed = [lab for lab in xl if lab in yl and lab not in keep]
+    left = [lab for lab in xl if lab not in yl]
+    right = [lab for lab in yl if lab not in xl]
+
+    def arrange(t: Tensor, ls: list[str], order: list[str]) -> Tensor:
+        """t's axes in ``order``, size 1 for the labels it lacks (broadcast in products)."""
+        mine = [lab for lab in order if lab in ls]
+        t = permute(t, *[ls.index(lab) for lab in mine]) if t.ndim > 1 else t
+        return reshape(t, *[t.shape[mine.index(lab)] if lab in ls else 1 for lab in order])
+
+    if not summed or not (left or right):
+        order = batch + left + right + summed
+        prod = arrange(x, xl, order) * arrange(y, yl, order)
+        if summed:
+            prod = sum(prod, tuple(range(len(order) - len(summed), len(order))))
+        return prod, batch + left + right
+
+    def full(t: Tensor, ls: list[str], order: list[str]) -> Tensor:  # size-1 labels broadcast
+        t = arrange(t, ls, order)
+        want = tuple(sizes[lab] for lab in order)
+        return t if tuple(t.shape) == want else _unary_node(ops.expand(t.node, want), t)
+
+    def n(labs: list[str]) -> Any:
+        return numel(tuple(sizes[lab] for lab in labs))
+
+    xm = reshape(
+        full(x, xl, batch + left + summed), *([n(batch)] if batch else []), n(left), n(summed)
+    )
+    ym = reshape(
+        full(y, yl, batch + summed + right), *([n(batch)] if batch else []), n(summed), n(right)
+    )
+    prod = matmul(xm, ym)
+    shape = [sizes[lab] for lab in batch + left + right]
+    return reshape(prod, *shape), batch + left + right
+
+
 # -- issue 12/13 . autograd (rows of this family go below this line)
 #

@@ -1138,6 +1138,51 @@ STRUCTURAL_ROWS = [
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #
+    Structural.alike("bmm", "bmm", lambda x, y: x @ y, _normal((2, 3, 4), (2, 4, 5))),
+    # [B, h, T, d] @ [B, h, d, T], and batch axes that broadcast (their gradients summed)
+    Structural(
+        "bmm-4d",
+        "bmm",
+        lambda x, y: x @ y.transpose(-2, -1),
+        lambda x, y: x @ np.swapaxes(y, -2, -1),
+        _normal((2, 2, 3, 4), (2, 2, 5, 4)),
+        torch_fn=lambda x, y: x @ y.transpose(-2, -1),
+    ),
+    Structural.alike("bmm-broadcast", "bmm", lambda x, y: x @ y, _normal((2, 1, 3, 4), (3, 4, 2))),
+    Structural.alike("vec-bmm", "bmm", lambda x, y: x @ y, _normal((4,), (2, 4, 3))),
+    Structural.alike("bmm-vec", "matmul", lambda x, y: x @ y, _normal((2, 3, 4), (4,))),
+    Structural(
+        "tril",
+        "tril",
+        lambda x: symbp.tril(x, -1),
+        lambda x: np.tril(x, -1),
+        _normal((2, 3, 4)),
+        torch_fn=lambda x: torch.tril(x, -1),
+    ),
+    Structural(
+        "triu",
+        "tril",
+        lambda x: x.triu(1),
+        lambda x: np.triu(x, 1),
+        _normal((3, 4)),
+        torch_fn=lambda x: x.triu(1),
+    ),
+    Structural(
+        "diagonal",
+        "diagonal",
+        lambda x: x.diagonal(1, 0, 2),
+        lambda x: np.diagonal(x, 1, 0, 2),
+        _normal((3, 2, 4)),
+        torch_fn=lambda x: x.diagonal(1, 0, 2),
+    ),
+    Structural(
+        "diag_embed",
+        "diag_embed",
+        lambda x: symbp.diag_embed(x, -1),
+        lambda x: np.stack([np.diag(r, -1) for r in x]),
+        _normal((2, 3)),
+        torch_fn=lambda x: torch.diag_embed(x, -1),
+    ),
     # -- issue 13 . autograd (rows of this family go below this line)
     # a custom autograd.Function: the forward's value, the gradient its traced backward gives
     Structural(

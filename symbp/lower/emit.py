@@ -1211,6 +1211,129 @@ def _along_op(n: Node, name: Namer) -> str:
 #
 # -- issue 12 . linalg (rows of this family go below this line)
 #
+# A batched product is a loop over its batch axes around the 2-D product's loops, reading
+# both operands through their views (a broadcast batch axis is read at index 0, a key's
+# transpose through the transpose), so no operand is copied; the 2-D ``matmul`` keeps its
+# BLAS and tiled paths. tril, diagonal and diag_embed are views: a select, or an index map.
+
+
+def _ix(em: Emitter, code: str) -> sympy.Expr:
+    """A loop index's code as a SymPy term (bracketed: it may be a sum or a modulo)."""
+    if code == "0":
+        return sympy.Integer(0)
+    return em.sym(code if code.isidentifier() else f"({code})")
+
+
+def _bmm_operand(em: Emitter, s: Node) -> tuple[Buffer, bool] | None:
+    """The stored buffer behind a bmm operand, and whether it is read transposed (its last
+    two axes swapped); None when the operand is another view (a broadcast, a permutation)."""
+    while placement(s).operand == "same":
+        s = s.src[0]
+    if s in em.sched.buffers:
+        return em.sched.buffers[s], False
+    swap = (*range(s.ndim - 2), s.ndim - 1, s.ndim - 2)
+    if s.op == "transpose" and s.arg == swap:
+        inner = _bmm_operand(em, s.src[0])
+        if inner is not None and not inner[1]:
+            return inner[0], True
+    return None
+
+
+def _emit_bmm(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """out[b, i, j] = Σ_k x[b, i, k] y[b, k, j], one 2-D product per batch index b: np.dot
+    on each batch's matrices when both are stored (or their transposes) and the product is
+    big enough to pay for a BLAS call (``SMALL_MATMUL``), loops through the views otherwise."""
+    x, y = n.src
+    batch = n.shape[:-2]
+    M, K, N = x.shape[-2], x.shape[-1], y.shape[-1]
+    bidx = ["0" if d == 1 else f"b{a}" for a, d in enumerate(batch)]
+    blas = [_bmm_operand(em, s) for s in n.src]
+    flops = sympy.sympify(M) * K * N
+    if n.dtype in _DT and blas[0] and blas[1] and flops.is_Number and int(flops) > SMALL_MATMUL:
+        (a, ta), (b, tb) = blas[0], blas[1]
+        at_b = ", ".join(bidx)
+        call = (
+            f"np.dot({a.name}[{at_b}]{'.T' if ta else ''}, {b.name}[{at_b}]{'.T' if tb else ''}, "
+            f"{out.name}[{at_b}])"
+        )
+        return _loops(batch, bidx, [call])
+    i, j, k = ("0" if d == 1 else v for d, v in zip((M, N, K), ("i", "j", "k")))
+    kt = _DT.get(n.dtype, "f64")
+    zero = "f32(0.0)" if kt == "f32" else "0.0"
+
+    def rd(s: Node, r: str, c: str) -> str:
+        return em.code(em.read(s, [*bidx, r, c]), n.dtype)
+
+    o = at(out, [*bidx, i, j])
+    if y.op == "transpose" and y.arg[-2:] == (y.ndim - 1, y.ndim - 2):
+        # y's rows are a stored tensor's columns (q @ kᵀ): inner products, contiguous in k
+        body = [
+            f"acc = {zero}",
+            *_loops([K], [k], [f"acc += {rd(x, i, k)} * {rd(y, k, j)}"]),
+            f"{o} = acc",
+        ]
+        nest = _loops([M, N], [i, j], body)
+    else:  # axpy form: out[b, i, :] += x[b, i, k] * y[b, k, :], contiguous in j
+        nest = _loops(
+            [M],
+            [i],
+            [
+                *_loops([N], [j], [f"{o} = {zero}"]),
+                *_loops(
+                    [K],
+                    [k],
+                    [f"xik = {rd(x, i, k)}", *_loops([N], [j], [f"{o} += xik * {rd(y, k, j)}"])],
+                ),
+            ],
+        )
+    return _loops(batch, bidx, nest)
+
+
+def _read_tril(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    k, upper = n.arg
+    gap = _ix(em, idx[-1]) - _ix(em, idx[-2])  # column − row
+    keep = sympy.Ge(gap, k) if upper else sympy.Le(gap, k)
+    if keep is sympy.true:
+        return em.read(n.src[0], idx)
+    if keep is sympy.false:
+        return sympy.Integer(0)
+    return sympy.Piecewise((em.read(n.src[0], idx), keep), (0, True))
+
+
+def _read_diagonal(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    k, d1, d2 = n.arg
+    rest, t = iter(idx[:-1]), idx[-1]
+
+    def along(shift: int) -> str:
+        return t if shift == 0 else str(shift) if t == "0" else f"{t} + {shift}"
+
+    src = [
+        along(max(-k, 0)) if a == d1 else along(max(k, 0)) if a == d2 else next(rest)
+        for a in range(n.src[0].ndim)
+    ]
+    return em.read(n.src[0], src)
+
+
+def _read_diag_embed(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
+    k, d1, d2, _ = n.arg
+    length = n.src[0].shape[-1]
+    r, c = idx[d1], idx[d2]
+    on = sympy.Eq(_ix(em, c) - _ix(em, r), k)
+    if on is sympy.false:
+        return sympy.Integer(0)
+    pos = r if k >= 0 else c  # the entry's place along the diagonal, kept in bounds off it
+    pos = "0" if length == 1 else pos if pos == "0" else f"min({pos}, {length - 1})"
+    src = [v for a, v in enumerate(idx) if a not in (d1, d2)] + [pos]
+    value = em.read(n.src[0], src)
+    return value if on is sympy.true else sympy.Piecewise((value, on), (0, True))
+
+
+def _tril_show(n: Node, name: Namer) -> str:
+    return f"{'triu' if n.arg[1] else 'tril'}({name(n.src[0])}, {n.arg[0]})"
+
+
+def _bmm_describe(n: Node, name: Namer) -> str:
+    return f"{name(n.src[0])} @ {name(n.src[1])} (batched over {len(n.shape) - 2} axes)"
 
 
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing).
@@ -1287,6 +1410,10 @@ LOWERING: dict[str, Lowering] = {
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #
+    "bmm": Lowering(_emit_bmm, _bmm_describe, batch_parallel=True),
+    "tril": _view(_read_tril, _tril_show),
+    "diagonal": _view(_read_diagonal, lambda n, name: f"diagonal({name(n.src[0])})"),
+    "diag_embed": _view(_read_diag_embed, lambda n, name: f"diag_embed({name(n.src[0])})"),
 }
 
 

@@ -116,6 +116,13 @@ PLACEMENT: dict[str, Placement] = {
     #
     # -- issue 12 . linalg (rows of this family go below this line)
     #
+    # a batched product hands each batch's matrices to BLAS when they are stored (or their
+    # transposes: q @ kᵀ); a view BLAS cannot take is copied first, as for matmul. Its loops
+    # (small products, other views) read through any view.
+    "bmm": Placement("kernel", "bmm", sources="blas"),
+    "tril": _VIEW,  # a select on the index: j - i <= k
+    "diagonal": _VIEW,
+    "diag_embed": _VIEW,
 }
 
 
