@@ -85,7 +85,11 @@ def seeds(
             )
         if g is None:
             if any(d != 1 for d in out.shape):
-                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+                raise RuntimeError(  # PyTorch's words, and what to do about it
+                    f"grad can be implicitly created only for scalar outputs: {what} needs a "
+                    f"scalar loss, got shape {shape_str(out.shape)} (reduce it with .sum() or "
+                    f".mean(), or pass {'gradient' if what == 'backward' else 'grad_outputs'}=)"
+                )
             if out.dtype.kind != "f":
                 raise RuntimeError("grad can be implicitly created only for real scalar outputs")
             nodes.append(ops.const(1, out.shape, out.dtype))
