@@ -122,6 +122,35 @@ class bce(sympy.Function):  # noqa: N801
         return rf"\operatorname{{bce}}\left({p}, {t}\right)"
 
 
+# ---------------------------------------------------------------- gates
+
+
+def gated(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with every product holding a ``Heaviside(z, h0)`` factor written as a select:
+    the rest of the product where z > 0, h0 times it at 0, and 0 where z < 0, instead of a
+    multiplication by 1 or 0. ReLU's backward is ``ct * Heaviside(z, 0)``; as a product, an
+    infinite cotangent where the unit is off gave 0 * inf = nan where PyTorch (a select,
+    ``threshold_backward``) gives 0. A NaN z passes the rest, as PyTorch's does (NaN <= 0 is
+    false). The reference executor and the Numba printer both evaluate formulas through this,
+    so eager and compiled agree; the formulas themselves (``symbp.formulas``) keep the product.
+    """
+
+    def is_gated(e: sympy.Basic) -> bool:
+        return e.is_Mul and any(isinstance(a, sympy.Heaviside) for a in e.args)
+
+    def select(m: sympy.Expr) -> sympy.Expr:
+        h = next(a for a in m.args if isinstance(a, sympy.Heaviside))
+        z, h0 = h.args[0], (h.args[1] if len(h.args) > 1 else sympy.S.Half)
+        rest = gated(sympy.Mul(*(a for a in m.args if a is not h)))
+        if h0 == 0:
+            return sympy.Piecewise((0, z <= 0), (rest, True))
+        return sympy.Piecewise((0, z < 0), (h0 * rest, sympy.Eq(z, 0)), (rest, True))
+
+    if not expr.has(sympy.Heaviside):
+        return expr
+    return expr.replace(is_gated, select)
+
+
 # ---------------------------------------------------------------- NumPy forms
 
 

@@ -15,6 +15,8 @@ import sympy
 from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
+from symbp import scalar
+
 
 class LoweringError(NotImplementedError):
     """A formula uses a function the Numba backend has no scalar form for."""
@@ -120,6 +122,11 @@ class NumbaPrinter(StrPrinter):
                 return f"{one}/{b}**{-n}" if n != -1 else f"{one}/{b}"
             return f"{b}**{n}"
         return f"{b}**{self.parenthesize(exp, precedence(expr), strict=True)}"
+
+    def _print_Mul(self, expr: sympy.Expr) -> str:
+        if any(isinstance(a, sympy.Heaviside) for a in expr.args):  # ct * H(z): a select, as
+            return self._print(scalar.gated(expr))  # the reference executor evaluates it
+        return super()._print_Mul(expr)
 
     def _print_Abs(self, expr: sympy.Expr) -> str:
         return f"abs({self._print(expr.args[0])})"
