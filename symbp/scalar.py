@@ -19,7 +19,6 @@ the reference executor lambdifies formulas with it.
 from __future__ import annotations
 
 import numpy as np
-import scipy.special
 import sympy
 from sympy.printing.latex import LatexPrinter
 
@@ -186,6 +185,14 @@ def _np_bce(p, t):
     return np.where(inside, out, np.nan)
 
 
+def _np_erf(x):
+    # scipy.special on first use: importing it took 0.4 s of every `import symbp` (the CLI,
+    # each subprocess of the tests), for one function few models use
+    import scipy.special
+
+    return scipy.special.erf(x)
+
+
 def _np_heaviside(x, h0=0.5):
     return np.heaviside(x, h0 + np.zeros_like(x))
 
@@ -197,7 +204,7 @@ NUMPY: dict[str, object] = {
     "clog": _np_clog,
     "bce": _np_bce,
     "Heaviside": _np_heaviside,
-    "erf": scipy.special.erf,
+    "erf": _np_erf,
 }
 
 # Functions whose derivative jumps: gradient checks must not difference across their kinks.
