@@ -462,6 +462,7 @@ def test_old_state_dict_with_beta1_beta2_loads():
     assert opt.param_groups[0]["betas"] == (0.7, 0.8) and "beta1" not in opt.param_groups[0]
 
 
+@pytest.mark.slow  # a program per membership change: ~28 s of CPU
 @pytest.mark.usefixtures("tmp_cache")
 def test_compiled_follows_param_group_membership():
     """add_param_group, appending to or removing from a group after compiling: the program
@@ -500,6 +501,7 @@ def test_compiled_follows_param_group_membership():
         opt.add_param_group({"params": [p[0]]})
 
 
+@pytest.mark.slow  # several programs: ~16 s of CPU
 @pytest.mark.usefixtures("tmp_cache")
 def test_sgd_momentum_started_in_one_group_of_several():
     """PyTorch starts a momentum buffer as the gradient whenever momentum is switched on.
