@@ -198,6 +198,7 @@ class Elementwise(Op):
 @functools.lru_cache(maxsize=4096)
 def _lambdified(expr: sympy.Expr, n: int, dims: tuple) -> Callable:
     expr = expr.xreplace(dict(dims)) if dims else expr
+    expr = scalar.gated(expr)  # ct * Heaviside(z) as a select, as compiled code (and PyTorch)
     return sympy.lambdify([xsym(i) for i in range(n)], expr, modules=[scalar.NUMPY, "numpy"])
 
 

@@ -24,7 +24,6 @@ import math
 from typing import Any
 
 import numpy as np
-import scipy.special
 import sympy
 from sympy.codegen import cfunctions
 from sympy.printing.latex import LatexPrinter
@@ -414,6 +413,35 @@ PIECES = (
 )  # fmt: skip
 
 
+# ---------------------------------------------------------------- gates
+
+
+def gated(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with every product holding a ``Heaviside(z, h0)`` factor written as a select:
+    the rest of the product where z > 0, h0 times it at 0, and 0 where z < 0, instead of a
+    multiplication by 1 or 0. ReLU's backward is ``ct * Heaviside(z, 0)``; as a product, an
+    infinite cotangent where the unit is off gave 0 * inf = nan where PyTorch (a select,
+    ``threshold_backward``) gives 0. A NaN z passes the rest, as PyTorch's does (NaN <= 0 is
+    false). The reference executor and the Numba printer both evaluate formulas through this,
+    so eager and compiled agree; the formulas themselves (``symbp.formulas``) keep the product.
+    """
+
+    def is_gated(e: sympy.Basic) -> bool:
+        return e.is_Mul and any(isinstance(a, sympy.Heaviside) for a in e.args)
+
+    def select(m: sympy.Expr) -> sympy.Expr:
+        h = next(a for a in m.args if isinstance(a, sympy.Heaviside))
+        z, h0 = h.args[0], (h.args[1] if len(h.args) > 1 else sympy.S.Half)
+        rest = gated(sympy.Mul(*(a for a in m.args if a is not h)))
+        if h0 == 0:
+            return sympy.Piecewise((0, z <= 0), (rest, True))
+        return sympy.Piecewise((0, z < 0), (h0 * rest, sympy.Eq(z, 0)), (rest, True))
+
+    if not expr.has(sympy.Heaviside):
+        return expr
+    return expr.replace(is_gated, select)
+
+
 # ---------------------------------------------------------------- NumPy forms
 
 
@@ -449,6 +477,22 @@ def _np_bce(p, t):
     return np.where(inside, out, np.nan)
 
 
+def _scipy_special(name: str):
+    """scipy.special's ``name``, imported on first use: importing it took 0.4 s of every
+    ``import symbp`` (the CLI, each subprocess of the tests), for functions few models use."""
+
+    def fn(*args):
+        import scipy.special
+
+        return getattr(scipy.special, name)(*args)
+
+    fn.__name__ = name
+    return fn
+
+
+_np_erf = _scipy_special("erf")
+
+
 def _np_heaviside(x, h0=0.5):
     return np.heaviside(x, h0 + np.zeros_like(x))
 
@@ -466,9 +510,9 @@ NUMPY: dict[str, object] = {
     "clog": _np_clog,
     "bce": _np_bce,
     "Heaviside": _np_heaviside,
-    "erf": scipy.special.erf,
-    "erfc": scipy.special.erfc,
-    "erfinv": scipy.special.erfinv,
+    "erf": _np_erf,
+    "erfc": _scipy_special("erfc"),
+    "erfinv": _scipy_special("erfinv"),
     "floor": np.floor,
     "ceil": np.ceil,
     "trunc": np.trunc,

@@ -92,6 +92,39 @@ def _session_cache(tmp_path_factory):
     mp.undo()
 
 
+# ---------------------------------------------------------------- test time: what to share
+#
+# The suite's time is Numba compiling (measured: a small MLP's training program ~5 s of CPU, a
+# single layer's ~3 s, predict ~1 s more; a conv kernel family ~10 s, cold) and new
+# interpreters (~2-2.5 s each to import symbp, Numba and SymPy). So:
+#
+# - Identical programs compile once per session: every test compiles into the session's cache
+#   (``_session_cache``), in one process a second ``symbp.compile`` of the same model, loss,
+#   optimizer, shapes and dtype is neither compiled nor loaded again. Build shared models with
+#   a fixed seed and the same sizes (a module-level helper, as test_silent's ``_mlp``) rather
+#   than slightly different ones per test; put several cases in one program where a test
+#   compares many ops (``kernel_results`` below, used by tests/test_lower.py).
+# - Everything that compiles is ``@pytest.mark.slow`` unless it is the one light program a
+#   module needs for everyday coverage; ``everyday(rows, keep)`` marks all but a few rows of
+#   a parametrize slow. ``python -m pytest -m "not slow"`` is the everyday set (under 3
+#   minutes of CPU); the README's ``python -m pytest`` runs everything.
+# - Subprocesses: run several checks per interpreter (tests/test_cli.py's ``run_many`` calls
+#   ``symbp.cli.main`` once per command line in one subprocess). A subprocess inherits the
+#   session's program cache (SYMBP_CACHE_DIR) and symbp's kernel cache (per user).
+
+
+def everyday(rows: Sequence, keep: Sequence[int] = (0,), ids=None) -> list:
+    """``pytest.param`` rows for ``parametrize``: the rows at the indexes ``keep`` run in the
+    everyday set, the others are marked slow (a compile each). A row that is a tuple gives
+    several arguments."""
+    out = []
+    for i, row in enumerate(rows):
+        values = row if isinstance(row, tuple) else (row,)
+        marks = () if i in keep else (pytest.mark.slow,)
+        out.append(pytest.param(*values, marks=marks, id=None if ids is None else ids(row)))
+    return out
+
+
 # The tutorials' 2-2-2 sigmoid network (Mazur's "step by step" example).
 X222 = np.array([[0.05, 0.10]])
 T222 = np.array([[0.01, 0.99]])

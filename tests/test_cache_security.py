@@ -46,12 +46,14 @@ def _mode(path: Path) -> int:
 
 
 def _model():
-    """A Linear+Sigmoid MLP (the same program, so the same key, at every call) and the loss of
-    its first step recomputed in float64 NumPy from its initial weights."""
+    """A Linear+Sigmoid layer (the same program, so the same key, at every call) and the loss
+    of its first step recomputed in float64 NumPy from its initial weights. One layer: the
+    tests here compile it into several fresh caches, and a program's compile time grows with
+    its size (~3 s of CPU for this one, ~5 s with a second layer)."""
     symbp.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 4), nn.Sigmoid(), nn.Linear(4, 1))
-    w1, b1, w2, b2 = (p.data.numpy().astype(np.float64) for p in net.parameters())
-    out = 1 / (1 + np.exp(-(X @ w1.T + b1))) @ w2.T + b2
+    net = nn.Sequential(nn.Linear(3, 1), nn.Sigmoid())
+    w, b = (p.data.numpy().astype(np.float64) for p in net.parameters())
+    out = 1 / (1 + np.exp(-(X @ w.T + b)))
     model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
     return model, float(np.mean((out - Y) ** 2))
 

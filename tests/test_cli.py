@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,49 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+# Each new interpreter pays for importing symbp, Numba and SymPy (2-2.5 s of CPU): the quick
+# commands below run in ONE subprocess, ``symbp.cli.main`` called once per command line with
+# its own stdout and stderr, its exit code as the interpreter would give it (SystemExit's, or
+# 1 and the traceback for an exception that escapes, as with --debug). Tests get their
+# command's result from ``cli``; ``run`` still starts ``python -m symbp.cli`` itself (the
+# first test below and the slow ones), so the real entry point stays tested.
+DRIVER = """
+import contextlib, io, json, sys, traceback
+from symbp.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def run_many(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:
+    """Run each command line through ``symbp.cli.main`` in one subprocess: name -> result."""
+    argvs = list(commands.values())
+    p = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argvs)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = json.loads(p.stdout.splitlines()[-1])
+    return {
+        name: subprocess.CompletedProcess(argv, code, out, err)
+        for (name, argv), (code, out, err) in zip(commands.items(), results)
+    }
+
+
+@pytest.fixture(scope="module")
+def cli() -> dict[str, subprocess.CompletedProcess]:
+    return run_many(QUICK)
+
+
 @pytest.mark.slow
 def test_help_lists_every_command():
     out = run("--help")
@@ -42,15 +86,15 @@ def test_show_ir_lists_the_forward_graph():
     assert "linear1.weight" in out.stdout and "linear2.bias" in out.stdout
 
 
-def test_show_backward_lists_the_gradients():
-    out = run("show", MODEL, "--stage", "backward")
+def test_show_backward_lists_the_gradients(cli):
+    out = cli["show backward"]
     assert out.returncode == 0, out.stderr
     for name in ("linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias"):
         assert f"grad_{name}" in out.stdout
 
 
-def test_formulas_scalar_w5_prints_its_value():
-    out = run("formulas", MODEL, "--scalar", "--param", "w5")
+def test_formulas_scalar_w5_prints_its_value(cli):
+    out = cli["formulas w5"]
     assert out.returncode == 0, out.stderr
     assert "w5" in out.stdout or "w_5" in out.stdout
 
@@ -83,31 +127,31 @@ def test_formulas_png_without_matplotlib_is_one_line(tmp_path):
     assert not (tmp_path / "f.png").exists()
 
 
-def test_check_passes_on_the_tutorial_network():
-    out = run("check", MODEL)
+def test_check_passes_on_the_tutorial_network(cli):
+    out = cli["check"]
     assert out.returncode == 0, out.stdout + out.stderr
     for name in ("linear1.weight", "linear2.bias"):
         assert name in out.stdout
 
 
-def test_bad_model_path_is_one_clear_line():
-    out = run("check", "no/such/model.py")
+def test_bad_model_path_is_one_clear_line(cli):
+    out = cli["check missing"]
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "no/such/model.py" in lines[0]
 
 
-def test_shape_error_names_the_layer_in_one_line():
-    out = run("check", str(ROOT / "examples" / "model_shape_error.py"))
+def test_shape_error_names_the_layer_in_one_line(cli):
+    out = cli["check shape error"]
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     (line,) = out.stderr.strip().splitlines()
     assert "Linear '2'" in line and "expects 3 input features" in line and "[5,4]" in line
 
 
-def test_debug_shows_the_traceback():
-    out = run("--debug", "check", "no/such/model.py")
+def test_debug_shows_the_traceback(cli):
+    out = cli["debug"]
     assert out.returncode != 0 and "Traceback" in out.stderr
 
 
@@ -124,11 +168,27 @@ def test_module_attr_spec_loads(module, monkeypatch):
 # ---------------------------------------------------------------- train, bench, show kernels
 
 DIGITS = str(ROOT / "examples" / "model_digits.py")
+TRAIN_ERRORS = [
+    (["train", MODEL], "defines no data"),
+    (["train", DIGITS, "--optimizer", "nope"], "unknown optimizer 'nope'"),
+    (["train", "no/such/model.py"], "no/such/model.py"),
+]
+HELP = ["train", "bench", "show", "export"]
+QUICK: dict[str, list[str]] = {  # the commands ``cli`` runs, by the name the tests use
+    "show backward": ["show", MODEL, "--stage", "backward"],
+    "formulas w5": ["formulas", MODEL, "--scalar", "--param", "w5"],
+    "check": ["check", MODEL],
+    "check missing": ["check", "no/such/model.py"],
+    "check shape error": ["check", str(ROOT / "examples" / "model_shape_error.py")],
+    "debug": ["--debug", "check", "no/such/model.py"],
+    **{f"{c} --help": [c, "--help"] for c in HELP},
+    **{" ".join(args): args for args, _ in TRAIN_ERRORS},
+}
 
 
-@pytest.mark.parametrize("command", ["train", "bench", "show", "export"])
-def test_new_commands_have_help(command):
-    out = run(command, "--help")
+@pytest.mark.parametrize("command", HELP)
+def test_new_commands_have_help(command, cli):
+    out = cli[f"{command} --help"]
     assert out.returncode == 0 and "usage: symbp " + command in out.stdout
 
 
@@ -167,16 +227,9 @@ def test_train_plot_writes_a_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["train", MODEL], "defines no data"),
-        (["train", DIGITS, "--optimizer", "nope"], "unknown optimizer 'nope'"),
-        (["train", "no/such/model.py"], "no/such/model.py"),
-    ],
-)
-def test_train_errors_are_one_line(args, message):
-    out = run(*args)
+@pytest.mark.parametrize("args, message", TRAIN_ERRORS)
+def test_train_errors_are_one_line(args, message, cli):
+    out = cli[" ".join(args)]
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert message in line and "Traceback" not in out.stderr

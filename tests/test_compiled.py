@@ -89,6 +89,7 @@ def test_fit_equals_step_by_step_with_the_same_shuffle():
         assert len(m._train.mod.train.signatures) == 1
 
 
+@pytest.mark.slow  # its own program (64-128-10, Adam): ~14 s of CPU
 def test_fit_digits_reaches_95_percent():
     datasets = pytest.importorskip("sklearn.datasets")
     digits = datasets.load_digits()

@@ -89,6 +89,7 @@ def _mlp(seed=0):
     ).double()  # fmt: skip
 
 
+@pytest.mark.slow  # its own program (a 3-layer MLP with two Dropouts): ~16 s of CPU
 def test_compiled_dropout_matches_eager_given_its_seeds(rng):
     x, y = rng.normal(size=(10, 6)), rng.integers(0, 3, 10)
     net, ref = _mlp(), _mlp()
@@ -356,6 +357,7 @@ def test_compiled_batchnorm1d_refuses_a_training_batch_of_one(rng):
     np.testing.assert_allclose(net2d[1].running_var, ref2d[1].running_var, rtol=1e-10)
 
 
+@pytest.mark.slow  # a program per mode (BatchNorm1d): ~25 s of CPU
 def test_compiled_model_follows_train_and_eval_switches(rng):
     net, ref = _pair("bn1d")
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))

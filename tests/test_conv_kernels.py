@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import everyday
 
 from symbp.lower import conv, conv_kernels
 
@@ -70,9 +71,28 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("variant", ["", "_narrow"])  # 2 vectors of channels per tile, or 1
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:5])))
+# Every (case, dtype, variant): variant "_narrow" is 2 vectors of channels per tile, "" 1. Each
+# kernel family compiles once per machine (~23 s of CPU from an empty kernel cache, a third of
+# the everyday set; Numba's cache keeps it): all rows are in the full suite only. The everyday
+# set still compiles and checks matmul_small below.
+KERNEL_ROWS = [
+    (case, dtype, variant)
+    for case in CASES
+    for dtype in (np.float64, np.float32)
+    for variant in ("", "_narrow")
+]
+
+
+@pytest.mark.parametrize(
+    "case, dtype, variant",
+    everyday(
+        KERNEL_ROWS,
+        keep=[],
+        ids=lambda r: "-".join(
+            ["x".join(map(str, r[0][:5])), np.dtype(r[1]).name, r[2].strip("_") or "wide"]
+        ),
+    ),
+)
 def test_kernels_match_the_definition(case, dtype, variant):
     n, c, h, wd, o, (kh, kw), stride, padding, dilation = case
     rng = np.random.default_rng(sum(case[:5]))
@@ -106,10 +126,22 @@ def test_kernels_match_the_definition(case, dtype, variant):
         close(got, xbar)
 
 
-@pytest.mark.parametrize("kernel", ["matmul", "matmul_small", "matmul_small_narrow"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+MATMUL_SIZES = [(1, 1, 1), (5, 3, 7), (8, 16, 32), (33, 17, 40), (128, 300, 70)]
+MATMUL_ROWS = [
+    (*size, dtype, kernel)
+    for kernel in ("matmul_small", "matmul", "matmul_small_narrow")
+    for dtype in (np.float64, np.float32)
+    for size in MATMUL_SIZES
+]  # everyday: matmul_small in float64 (one kernel), every size
+
+
 @pytest.mark.parametrize(
-    "m, k, n", [(1, 1, 1), (5, 3, 7), (8, 16, 32), (33, 17, 40), (128, 300, 70)]
+    "m, k, n, dtype, kernel",
+    everyday(
+        MATMUL_ROWS,
+        keep=range(len(MATMUL_SIZES)),
+        ids=lambda r: "-".join([f"{r[0]}x{r[1]}x{r[2]}", np.dtype(r[3]).name, r[4]]),
+    ),
 )
 def test_tiled_matmul_matches_numpy(m, k, n, dtype, kernel):
     """op(a) @ op(b) for every pair of transposes; sizes that are and are not whole tiles."""

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import everyday
 
 import symbp
 from symbp import nn
@@ -536,7 +537,8 @@ CHANGES = {  # (few programs: each new structure is a Numba compile)
 }
 
 
-@pytest.mark.parametrize("kind", sorted(CHANGES))
+# each kind compiles a program per structure (12-30 s of CPU each): Adagrad's is everyday
+@pytest.mark.parametrize("kind", everyday(sorted(CHANGES), keep=[0], ids=str))
 @pytest.mark.usefixtures("tmp_cache")
 def test_compiled_follows_options_changed_between_steps(kind):
     """opt.param_groups[0][option] = value between compiled steps acts as it does in PyTorch
@@ -605,6 +607,7 @@ def test_old_state_dict_with_beta1_beta2_loads():
     assert opt.param_groups[0]["betas"] == (0.7, 0.8) and "beta1" not in opt.param_groups[0]
 
 
+@pytest.mark.slow  # a program per membership change: ~28 s of CPU
 @pytest.mark.usefixtures("tmp_cache")
 def test_compiled_follows_param_group_membership():
     """add_param_group, appending to or removing from a group after compiling: the program
@@ -643,6 +646,7 @@ def test_compiled_follows_param_group_membership():
         opt.add_param_group({"params": [p[0]]})
 
 
+@pytest.mark.slow  # several programs: ~16 s of CPU
 @pytest.mark.usefixtures("tmp_cache")
 def test_sgd_momentum_started_in_one_group_of_several():
     """PyTorch starts a momentum buffer as the gradient whenever momentum is switched on.

@@ -151,6 +151,11 @@ class NumbaPrinter(StrPrinter):
             return f"{b}**{n}"
         return f"{b}**{self.parenthesize(exp, precedence(expr), strict=True)}"
 
+    def _print_Mul(self, expr: sympy.Expr) -> str:
+        if any(isinstance(a, sympy.Heaviside) for a in expr.args):  # ct * H(z): a select, as
+            return self._print(scalar.gated(expr))  # the reference executor evaluates it
+        return super()._print_Mul(expr)
+
     def _print_Abs(self, expr: sympy.Expr) -> str:
         return f"abs({self._print(expr.args[0])})"
 

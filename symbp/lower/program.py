@@ -578,9 +578,16 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
 def _const_line(name: str, value: np.ndarray) -> str:
     value = np.asarray(value)
     dt = "np.int64" if value.dtype.kind in "iu" else f"np.{value.dtype}"
-    flat = value.ravel().tolist()
+    # repr gives inf and nan, which are no names in the module: np.inf, np.nan
+    flat = ", ".join(_literal(v) for v in value.ravel().tolist())
     shape = tuple(value.shape) or (1,)  # a 0-d buffer is a 1-element array (``emit.at``)
-    return f"{name} = np.array({flat!r}, dtype={dt}).reshape({shape!r})"
+    return f"{name} = np.array([{flat}], dtype={dt}).reshape({shape!r})"
+
+
+def _literal(v: float | int) -> str:
+    if isinstance(v, float) and not np.isfinite(v):
+        return "np.nan" if np.isnan(v) else ("np.inf" if v > 0 else "-np.inf")
+    return repr(v)
 
 
 def _gather_out(buf: Buffer) -> list[str]:
