@@ -1,4 +1,6 @@
-"""Weights in and out: PyTorch ``state_dict`` files (``.pt``), NumPy archives (``.npz``).
+"""Weights in and out: PyTorch ``state_dict`` files (``.pt``), safetensors files
+(``.safetensors``, as Hugging Face and ``safetensors.torch.save_file`` write them), NumPy
+archives (``.npz``).
 
 symbp's layers store their parameters as PyTorch's do (``Linear.weight`` is
 ``[out_features, in_features]``, ``Conv2d.weight`` is ``[out, in/groups, kh, kw]``,
@@ -15,8 +17,11 @@ dict), for example ``rename=lambda k: k.removeprefix("module.")`` for a model sa
 ``DataParallel``.
 
 Reading ``.pt`` needs PyTorch; it is loaded with ``weights_only=True`` (tensors and plain
-containers, never arbitrary pickled objects). ``.npz`` needs nothing but NumPy, and a symbp
-checkpoint (``symbp.save_checkpoint``) is an ``.npz`` whose model weights load here too.
+containers, never arbitrary pickled objects). ``.safetensors`` needs the ``safetensors``
+package (``pip install "symbp[safetensors]"``; its NumPy API, no torch): a header of names,
+dtypes and shapes, then raw bytes, so nothing in it can run code. ``.npz`` needs nothing but
+NumPy, and a symbp checkpoint (``symbp.save_checkpoint``) is an ``.npz`` whose model weights
+load here too.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from symbp.nn.module import IncompatibleKeys  # one type for both loaders
 __all__ = ["IncompatibleKeys", "WeightsError", "load_weights", "read_state_dict", "save_weights"]
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+SAFETENSORS = ".safetensors"
 # Where training scripts commonly nest the model's state dict inside a bigger checkpoint.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 
@@ -57,6 +63,30 @@ def _torch() -> Any:
             "np.savez('weights.npz', **{k: v.numpy() for k, v in model.state_dict().items()})"
         ) from e
     return torch
+
+
+def _safetensors() -> Any:
+    try:
+        import safetensors.numpy
+    except ImportError as e:
+        raise ImportError(
+            "reading or writing a .safetensors file needs the safetensors package: "
+            'pip install "symbp[safetensors]" (or pip install safetensors)'
+        ) from e
+    return safetensors.numpy
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    st = _safetensors()
+    try:
+        return dict(st.load_file(str(path)))
+    except Exception as e:  # a truncated header, a dtype NumPy lacks (bfloat16) ...
+        hint = (
+            " (NumPy has no bfloat16: convert it on the PyTorch side with .float())"
+            if "bf16" in str(e).lower() or "bfloat16" in str(e).lower()
+            else ""
+        )
+        raise WeightsError(f"cannot read {path} as safetensors: {e}{hint}") from e
 
 
 def _to_numpy(name: str, value: Any, source: str) -> np.ndarray:
@@ -101,10 +131,12 @@ def read_state_dict(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[
         if META in arrays:  # a symbp checkpoint: its model part
             return {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
         return arrays
+    if path.suffix == SAFETENSORS:
+        return _read_safetensors(path)
     if path.suffix not in TORCH_SUFFIXES:
         raise WeightsError(
-            f"{path}: unknown weights format {path.suffix!r} (expected .npz, or "
-            f"{', '.join(TORCH_SUFFIXES)} for PyTorch)"
+            f"{path}: unknown weights format {path.suffix!r} (expected .npz, {SAFETENSORS}, "
+            f"or {', '.join(TORCH_SUFFIXES)} for PyTorch)"
         )
     torch = _torch()
     try:
@@ -214,8 +246,9 @@ def load_weights(
 
 
 def save_weights(model: Any, path: str | os.PathLike[str]) -> Path:
-    """Write the model's state dict atomically: ``.npz`` with NumPy, ``.pt``/``.pth`` as a
-    PyTorch state dict of tensors (``torch_model.load_state_dict(torch.load(path))``)."""
+    """Write the model's state dict atomically: ``.npz`` with NumPy, ``.safetensors`` for
+    PyTorch and Hugging Face users (``safetensors.torch.load_file(path)``), ``.pt``/``.pth`` as
+    a PyTorch state dict of tensors (``torch_model.load_state_dict(torch.load(path))``)."""
     if not hasattr(model, "state_dict") and hasattr(model, "net"):
         model = model.net
     path = Path(path)
@@ -223,6 +256,11 @@ def save_weights(model: Any, path: str | os.PathLike[str]) -> Path:
     if path.suffix == ".npz":
         with atomic_write(path) as f:
             np.savez(f, **state)
+    elif path.suffix == SAFETENSORS:
+        st = _safetensors()
+        # BatchNorm's num_batches_tracked is a 0-d int64, as PyTorch's: safetensors keeps both
+        with atomic_write(path) as f:
+            f.write(st.save({k: np.ascontiguousarray(v) for k, v in state.items()}))
     elif path.suffix in TORCH_SUFFIXES:
         torch = _torch()
         tensors = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
@@ -230,6 +268,7 @@ def save_weights(model: Any, path: str | os.PathLike[str]) -> Path:
             torch.save(tensors, f)
     else:
         raise WeightsError(
-            f"{path}: unknown weights format {path.suffix!r} (use .npz, or .pt for PyTorch)"
+            f"{path}: unknown weights format {path.suffix!r} (use .npz, {SAFETENSORS}, or .pt "
+            f"for PyTorch)"
         )
     return path

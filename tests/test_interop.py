@@ -178,3 +178,66 @@ def test_unknown_suffix_and_missing_file(tmp_path):
         load_weights(symbp_mlp(), tmp_path / "w.h5")
     with pytest.raises(FileNotFoundError, match="no such weights file"):
         load_weights(symbp_mlp(), tmp_path / "none.pt")
+
+
+# ---------------------------------------------------------------- safetensors
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_safetensors_from_torch_gives_the_same_forward(tmp_path, which):
+    """A file safetensors.torch wrote from a PyTorch module (as Hugging Face users share
+    weights) loads into the same symbp model, which then computes PyTorch's forward."""
+    torch = pytest.importorskip("torch")
+    st_torch = pytest.importorskip("safetensors.torch")
+    tmlp, tcnn = torch_models(torch)
+    tmodel, model = (tmlp, symbp_mlp()) if which == "mlp" else (tcnn, symbp_cnn())
+    st_torch.save_file(tmodel.state_dict(), str(tmp_path / "w.safetensors"))
+    load_weights(model, tmp_path / "w.safetensors")
+    model.eval()
+    shape = (7, 6) if which == "mlp" else (7, 2, 6, 6)
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    with torch.no_grad():
+        want = tmodel(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model(symbp.tensor(x)).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_safetensors_written_by_symbp_loads_into_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    st_torch = pytest.importorskip("safetensors.torch")
+    model = symbp_cnn()
+    model.train()
+    model(symbp.tensor(np.random.default_rng(1).normal(size=(8, 2, 6, 6)).astype(np.float32)))
+    save_weights(model, tmp_path / "w.safetensors")
+    _, tcnn = torch_models(torch)
+    tcnn.load_state_dict(st_torch.load_file(str(tmp_path / "w.safetensors")))
+    for name, value in tcnn.state_dict().items():
+        ours = dict(model.named_parameters()).get(name)
+        ours = ours.numpy() if ours is not None else dict(model.named_buffers())[name]
+        np.testing.assert_array_equal(value.numpy(), ours, err_msg=name)
+        assert value.numpy().dtype == np.asarray(ours).dtype, name  # num_batches_tracked int64
+
+
+def test_safetensors_round_trip_without_torch(tmp_path, monkeypatch):
+    pytest.importorskip("safetensors")
+    monkeypatch.setitem(sys.modules, "torch", None)  # the NumPy API needs no torch
+    model = symbp_mlp()
+    save_weights(model, tmp_path / "w.safetensors")
+    again = symbp_mlp()
+    load_weights(again, tmp_path / "w.safetensors")
+    for (n, p), q in zip(model.named_parameters(), again.parameters()):
+        np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=n)
+
+
+def test_a_corrupt_safetensors_file_is_a_clear_error(tmp_path):
+    pytest.importorskip("safetensors")
+    (tmp_path / "w.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(WeightsError, match=r"cannot read .* as safetensors"):
+        load_weights(symbp_mlp(), tmp_path / "w.safetensors")
+
+
+def test_safetensors_without_the_package_names_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "w.safetensors").write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(ImportError, match=r"symbp\[safetensors\]"):
+        load_weights(symbp_mlp(), tmp_path / "w.safetensors")
