@@ -173,3 +173,6 @@ class Flatten(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return T.flatten(x, self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:  # as PyTorch prints it
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
