@@ -151,23 +151,38 @@ def printouts(tmp_path_factory):
     if importlib.util.find_spec("torch") is None:
         pytest.skip("needs PyTorch as the reference")
     tmp = tmp_path_factory.mktemp("pytorch_style")
-    programs = sorted(ACTIVE)
+    programs = sorted({*ACTIVE, *WAITING})
     return run_all("torch", programs, tmp), run_all("symbp", programs, tmp)
 
 
-@pytest.mark.slow  # two interpreters, each running every program
-@pytest.mark.parametrize("program", sorted(ACTIVE))
-def test_program_prints_pytorchs_numbers(printouts, program):
+def check_program(printouts, program: str, rtol: float) -> None:
     by_torch, by_symbp = printouts
     assert by_torch[program]["error"] is None, by_torch[program]["error"]
     assert by_symbp[program]["error"] is None, (
         f"{program} stopped under symbp:\n{by_symbp[program]['error']}"
     )
     assert by_torch[program]["stdout"].strip(), f"{program} printed nothing"
-    problems = compare(
-        program, by_torch[program]["stdout"], by_symbp[program]["stdout"], ACTIVE[program]
-    )
+    problems = compare(program, by_torch[program]["stdout"], by_symbp[program]["stdout"], rtol)
     assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.slow  # two interpreters, each running every program
+@pytest.mark.parametrize("program", sorted(ACTIVE))
+def test_program_prints_pytorchs_numbers(printouts, program):
+    check_program(printouts, program, ACTIVE[program])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("program", sorted(WAITING))
+def test_waiting_program_is_pytorch_and_waits_on_its_feature(printouts, program):
+    """Each waiting program runs under PyTorch; under symbp it is expected to fail until its
+    feature is merged (an XPASS here says: move it to ACTIVE, with its tolerance)."""
+    by_torch, _ = printouts
+    assert by_torch[program]["error"] is None, by_torch[program]["error"]
+    try:
+        check_program(printouts, program, 1e-5)
+    except AssertionError as exc:
+        pytest.xfail(f"waits on {WAITING[program]}: {str(exc).splitlines()[0][:300]}")
 
 
 def test_compare_sees_a_wrong_number_and_forgives_the_last_digit():
