@@ -17,7 +17,7 @@ b = torch.tensor(start[1], dtype=dtype, requires_grad=True)
 c = torch.tensor(start[2], dtype=dtype, requires_grad=True)
 d = torch.tensor(start[3], dtype=dtype, requires_grad=True)
 
-learning_rate = 1e-4
+learning_rate = 1e-5  # below 2 / (largest Hessian eigenvalue, about 5.5e4 here)
 for t in range(300):
     y_pred = a + b * x + c * x**2 + d * x**3
     loss = (y_pred - y).pow(2).sum()
