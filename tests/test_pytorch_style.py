@@ -176,7 +176,7 @@ def test_program_prints_pytorchs_numbers(printouts, program):
 @pytest.mark.parametrize("program", sorted(WAITING))
 def test_waiting_program_is_pytorch_and_waits_on_its_feature(printouts, program):
     """Each waiting program runs under PyTorch; under symbp it is expected to fail until its
-    feature is merged (an XPASS here says: move it to ACTIVE, with its tolerance)."""
+    feature is merged (a pass here says: move it to ACTIVE, with its tolerance)."""
     by_torch, _ = printouts
     assert by_torch[program]["error"] is None, by_torch[program]["error"]
     try:
