@@ -192,6 +192,9 @@ class Flatten(Module):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
+    def extra_repr(self) -> str:  # as PyTorch prints it
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
     def forward(self, x: Tensor) -> Tensor:
         return T.flatten(x, self.start_dim, self.end_dim)
 
