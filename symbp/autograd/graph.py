@@ -6,15 +6,16 @@ grad has a ``grad_fn`` named as PyTorch names it for the op that made it, whose
 ``next_functions`` are its inputs' ``grad_fn`` (``AccumulateGrad`` for a leaf, ``None`` for an
 input that needs no gradient). Composite functions (softmax is exp / sum) show their last op.
 
->>> import symbp
->>> x = symbp.tensor([1.0, 2.0], requires_grad=True)
->>> y = (x * 2).sum()
->>> y.grad_fn  # doctest: +ELLIPSIS
-<SumBackward0 object at ...>
->>> y.grad_fn.next_functions  # doctest: +ELLIPSIS
-((<MulBackward0 object at ...>, 0),)
->>> y.grad_fn.next_functions[0][0].next_functions  # doctest: +ELLIPSIS
-((<AccumulateGrad object at ...>, 0), (None, 0))
+Examples:
+    >>> import symbp
+    >>> x = symbp.tensor([1.0, 2.0], requires_grad=True)
+    >>> y = (x * 2).sum()
+    >>> y.grad_fn  # doctest: +ELLIPSIS
+    <SumBackward0 object at ...>
+    >>> y.grad_fn.next_functions  # doctest: +ELLIPSIS
+    ((<MulBackward0 object at ...>, 0),)
+    >>> y.grad_fn.next_functions[0][0].next_functions  # doctest: +ELLIPSIS
+    ((<AccumulateGrad object at ...>, 0), (None, 0))
 """
 
 from __future__ import annotations
