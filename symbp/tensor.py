@@ -3438,7 +3438,8 @@ def diagonal(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
 def diag_embed(x: Any, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
     """The last axis on the diagonal of two new axes (dim1, dim2) (``torch.diag_embed``)."""
     (x,) = _linalg_operands("diag_embed", x)
-    d1, d2 = _linalg_dim("diag_embed", dim1, x.ndim + 1), _linalg_dim("diag_embed", dim2, x.ndim + 1)
+    d1 = _linalg_dim("diag_embed", dim1, x.ndim + 1)
+    d2 = _linalg_dim("diag_embed", dim2, x.ndim + 1)
     if d1 == d2:
         raise shape_error(f"diag_embed: dim1 and dim2 are both {d1}")
     n = x.shape[-1] + builtins.abs(offset)
