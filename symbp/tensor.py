@@ -205,6 +205,20 @@ class Tensor:
     def __float__(self) -> float:
         return float(self.item())
 
+    def __int__(self) -> int:
+        """As PyTorch: a one-element tensor's value, truncated toward zero if a float."""
+        return int(self.item())
+
+    def __index__(self) -> int:
+        """A one-element integer tensor used as an index (``range(n)``, ``lst[t]``), as
+        PyTorch allows; a float tensor is refused, as there."""
+        if self.dtype.kind not in "iub":
+            raise TypeError(
+                f"only integer tensors of a single element can be converted to an index, got "
+                f"a {self.dtype} tensor"
+            )
+        return int(self.item())
+
     def __bool__(self) -> bool:
         # Python's default would be len(x) != 0: `if x:` true for any non-empty tensor.
         v = self.value
