@@ -12,7 +12,7 @@ import builtins
 import itertools
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -346,7 +346,36 @@ class Tensor:
             self._node = Node("input", (), f"t{next(_ids)}", self.shape, self.dtype)
             self._parents, self._versions = (), ()
 
+    def _records(self, what: str, other: Any = None) -> bool:
+        """Does an in-place ``what`` on this tensor go into the graph (it was computed from
+        tensors that require grad, or is traced, or ``other`` requires grad), done as PyTorch
+        records it: x stands for a new node from then on (``_rebind``)? A leaf that requires
+        grad is refused first, as PyTorch refuses it."""
+        if self.requires_grad and self.is_leaf and is_grad_enabled():
+            self._writable(what)
+        return _in_graph(self, other)
+
+    def _record(self, what: str, new: Tensor) -> Tensor:
+        """This tensor rebound to ``new``, the in-place op's result, with PyTorch's rules: the
+        shape stays (no broadcasting x up), and a float result never goes into an integer x."""
+        if tuple(new.shape) != tuple(self.shape):
+            raise RuntimeError(  # PyTorch's words
+                f"output with shape {shape_str(self.shape)} doesn't match the broadcast shape "
+                f"{shape_str(new.shape)} (x.{what})" + where()
+            )
+        if new.dtype != self.dtype:
+            if new.dtype.kind == "f" and self.dtype.kind != "f":
+                raise RuntimeError(
+                    f"result type Float can't be cast to the desired output type "
+                    f"{'Bool' if self.dtype.kind == 'b' else 'Long'} (x.{what})" + where()
+                )
+            new = cast(new, self.dtype)
+        return _rebind(self, new)
+
     def _binary_(self, what: str, fn: Any, other: Any, alpha: Any = 1) -> Tensor:
+        if self._records(what, other):
+            y = other if alpha == 1 else other * alpha
+            return self._record(what, _IN_PLACE[what](self, y))
         dst = self._writable(what)
         y = _operand(self, what, other)
         if alpha != 1:
@@ -355,6 +384,8 @@ class Tensor:
             return self._assign(what, fn(dst, y))
 
     def _unary_(self, what: str, fn: Any) -> Tensor:
+        if self._records(what):
+            return self._record(what, getattr(self, what[:-1])())  # x.exp_(): x.exp()
         dst = self._writable(what)
         if dst.dtype.kind != "f" and what in ("exp_", "log_", "sqrt_"):
             raise RuntimeError(
@@ -393,6 +424,11 @@ class Tensor:
     def __ipow__(self, other: Any) -> Tensor:
         return self.pow_(other)
 
+    def neg(self) -> Tensor:
+        return -self
+
+    negative = neg
+
     def neg_(self) -> Tensor:
         return self._unary_("neg_", np.negative)
 
@@ -411,6 +447,9 @@ class Tensor:
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (PyTorch's names)
         if min is None and max is None:
             raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        bounds = [b for b in (min, max) if isinstance(b, Tensor)]
+        if self._records("clamp_", bounds[0] if bounds else None):
+            return self._record("clamp_", self.clamp(min, max))
         dst = self._writable("clamp_")
         lo = None if min is None else _operand(self, "clamp_", min)
         hi = None if max is None else _operand(self, "clamp_", max)
@@ -751,6 +790,9 @@ class Tensor:
         """x.<name>_(...): the function's values written into x, PyTorch's in-place rules
         (``_writable``); another tensor operand is read as values."""
         what = name + "_"
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if self._records(what, tensors[0] if tensors else None):
+            return self._record(what, MATH_FUNCTIONS[name](self, *args, **kwargs))
         dst = self._writable(what)
         if dst.dtype.kind != "f" and name not in _KEEPS_INTEGERS:
             raise RuntimeError(
@@ -2285,13 +2327,24 @@ def _put(x: Tensor, items: list[_Item], value: Any, accumulate: bool, what: str)
 _HALF = sympy.Rational(1, 2)
 
 
+# The out-of-place op of each in-place arithmetic update, for updates recorded in a graph
+_IN_PLACE: dict[str, Callable[[Tensor, Any], Tensor]] = {
+    "add_": lambda x, y: x + y,
+    "sub_": lambda x, y: x - y,
+    "mul_": lambda x, y: x * y,
+    "div_": lambda x, y: x / y,
+    "pow_": lambda x, y: x**y,
+}
+
+
 def _rebind(x: Tensor, new: Tensor) -> Tensor:
     """An in-place op on a tensor inside a graph, done functionally: x now stands for the new
     node (a new version), its old self a parent of it, as PyTorch's autograd records it."""
     old = Tensor(x._node, x._value, x.requires_grad, x._parents)
     old._versions, old._version = x._versions, x._version
     parents = tuple(old if p is x else p for p in new._parents)
-    x._node, x._value, x.requires_grad = new._node, new._value, new.requires_grad
+    # ``_requires_grad``, not the property: its setter makes a computed tensor a leaf
+    x._node, x._value, x._requires_grad = new._node, new._value, new.requires_grad
     x._parents = parents
     x._versions = tuple(p._version for p in parents)
     x._version += 1
