@@ -47,48 +47,50 @@ REDS = ("mean", "sum", "none")
 CASES = []
 for red in REDS:
     CASES += [
-        _case("cross_entropy", [X], [Y], dict(reduction=red)),
-        _case("cross_entropy", [X], [Y], dict(reduction=red, weight=W)),
-        _case("cross_entropy", [X], [Y3], dict(reduction=red, ignore_index=3)),
-        _case("cross_entropy", [X], [Y], dict(reduction=red, label_smoothing=0.2)),
-        _case("cross_entropy", [X], [Y], dict(reduction=red, weight=W, label_smoothing=0.1)),
-        _case("cross_entropy", [XS], [YS], dict(reduction=red, weight=W, label_smoothing=0.3)),
-        _case("cross_entropy", [XS], [YS], dict(reduction=red)),
-        _case("cross_entropy", [X], [PROB], dict(reduction=red)),
-        _case("cross_entropy", [X], [PROB], dict(reduction=red, weight=W, label_smoothing=0.2)),
-        _case("cross_entropy", [XS], [PROBS], dict(reduction=red, weight=W)),
-        _case("cross_entropy", [X[0]], [np.array(2)], dict(reduction=red, weight=W)),
-        _case("nll_loss", [X], [Y], dict(reduction=red)),
-        _case("nll_loss", [X], [Y], dict(reduction=red, weight=W)),
-        _case("nll_loss", [X], [Y3], dict(reduction=red, weight=W, ignore_index=1)),
-        _case("nll_loss", [XS], [YS], dict(reduction=red, weight=W)),
-        _case("binary_cross_entropy", [P], [P[::-1].copy()], dict(reduction=red)),
-        _case("binary_cross_entropy", [P], [P[::-1].copy()], dict(reduction=red, weight=W)),
-        _case("binary_cross_entropy_with_logits", [X], [P], dict(reduction=red, weight=W)),
-        _case("binary_cross_entropy_with_logits", [X], [P], dict(reduction=red, pos_weight=W)),
+        _case("cross_entropy", [X], [Y], {"reduction": red}),
+        _case("cross_entropy", [X], [Y], {"reduction": red, "weight": W}),
+        _case("cross_entropy", [X], [Y3], {"reduction": red, "ignore_index": 3}),
+        _case("cross_entropy", [X], [Y], {"reduction": red, "label_smoothing": 0.2}),
+        _case("cross_entropy", [X], [Y], {"reduction": red, "weight": W, "label_smoothing": 0.1}),
+        _case("cross_entropy", [XS], [YS], {"reduction": red, "weight": W, "label_smoothing": 0.3}),
+        _case("cross_entropy", [XS], [YS], {"reduction": red}),
+        _case("cross_entropy", [X], [PROB], {"reduction": red}),
+        _case(
+            "cross_entropy", [X], [PROB], {"reduction": red, "weight": W, "label_smoothing": 0.2}
+        ),
+        _case("cross_entropy", [XS], [PROBS], {"reduction": red, "weight": W}),
+        _case("cross_entropy", [X[0]], [np.array(2)], {"reduction": red, "weight": W}),
+        _case("nll_loss", [X], [Y], {"reduction": red}),
+        _case("nll_loss", [X], [Y], {"reduction": red, "weight": W}),
+        _case("nll_loss", [X], [Y3], {"reduction": red, "weight": W, "ignore_index": 1}),
+        _case("nll_loss", [XS], [YS], {"reduction": red, "weight": W}),
+        _case("binary_cross_entropy", [P], [P[::-1].copy()], {"reduction": red}),
+        _case("binary_cross_entropy", [P], [P[::-1].copy()], {"reduction": red, "weight": W}),
+        _case("binary_cross_entropy_with_logits", [X], [P], {"reduction": red, "weight": W}),
+        _case("binary_cross_entropy_with_logits", [X], [P], {"reduction": red, "pos_weight": W}),
         _case(
             "binary_cross_entropy_with_logits",
             [X],
             [P],
-            dict(reduction=red, weight=W[::-1].copy(), pos_weight=W),
+            {"reduction": red, "weight": W[::-1].copy(), "pos_weight": W},
         ),
-        _case("mse_loss", [X], [T0], dict(reduction=red)),
-        _case("l1_loss", [X], [T0], dict(reduction=red)),
-        _case("huber_loss", [X], [T0], dict(reduction=red, delta=0.7)),
-        _case("smooth_l1_loss", [X], [T0], dict(reduction=red, beta=0.6)),
-        _case("smooth_l1_loss", [X], [T0], dict(reduction=red, beta=0.0)),
-        _case("soft_margin_loss", [X], [SIGN], dict(reduction=red)),
-        _case("margin_ranking_loss", [X, T0], [SIGN], dict(reduction=red, margin=0.3)),
+        _case("mse_loss", [X], [T0], {"reduction": red}),
+        _case("l1_loss", [X], [T0], {"reduction": red}),
+        _case("huber_loss", [X], [T0], {"reduction": red, "delta": 0.7}),
+        _case("smooth_l1_loss", [X], [T0], {"reduction": red, "beta": 0.6}),
+        _case("smooth_l1_loss", [X], [T0], {"reduction": red, "beta": 0.0}),
+        _case("soft_margin_loss", [X], [SIGN], {"reduction": red}),
+        _case("margin_ranking_loss", [X, T0], [SIGN], {"reduction": red, "margin": 0.3}),
     ]
 for red in (*REDS, "batchmean"):
     CASES += [
-        _case("kl_div", [np.log(PROB)], [PROB[::-1].copy()], dict(reduction=red)),
-        _case("kl_div", [X], [np.log(PROB)], dict(reduction=red, log_target=True)),
+        _case("kl_div", [np.log(PROB)], [PROB[::-1].copy()], {"reduction": red}),
+        _case("kl_div", [X], [np.log(PROB)], {"reduction": red, "log_target": True}),
     ]
 # a zero target: t log t is 0 there (xlogy), as PyTorch
 _PZ = PROB.copy()
 _PZ[1, 2] = 0.0
-CASES.append(_case("kl_div", [X], [_PZ], dict(reduction="sum")))
+CASES.append(_case("kl_div", [X], [_PZ], {"reduction": "sum"}))
 
 
 def _kw(kwargs, conv):
