@@ -284,7 +284,7 @@ def _label_terms(
         raise ShapeError(f"{who}: class labels must be integers, got {y.dtype}")
     if tuple(y.shape) != out:
         raise ShapeError(
-            f"{who}: expects one label per sample: input {shape_str(logp.shape)}, "
+            f"{who}: expects one label per row: input {shape_str(logp.shape)}, "
             f"labels {shape_str(y.shape)} (should be {shape_str(out)})"
         )
     if y.has_value:  # PyTorch's error; in compiled code a label cannot be checked
@@ -292,7 +292,7 @@ def _label_terms(
         bad = (v != ignore_index) & ((v < 0) | (v >= c))
         if bad.any():
             raise IndexError(
-                f"{who}: label {v[bad].ravel()[0]} out of range for {c} classes "
+                f"label {v[bad].ravel()[0]} out of range for {c} classes in {who} "
                 f"(ignore_index={ignore_index})"
             )
     labels = y.reshape(-1)
