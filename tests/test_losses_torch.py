@@ -157,3 +157,32 @@ def test_loss_argument_errors():
         nn.CrossEntropyLoss(label_smoothing=1.5)
     with pytest.raises(NotImplementedError, match="size_average and reduce are deprecated"):
         nn.NLLLoss(size_average=True)
+
+
+@pytest.mark.slow
+def test_compiled_training_with_weight_ignore_index_and_smoothing_matches_torch(float64):
+    # the masks and weights are IR expressions: the compiled step traces them like any layer.
+    # ignore_index=2 is a class, so the mask (not an out-of-range label) does the ignoring.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(8, 3))
+    y = np.array([0, 2, 1, 3, 2, 1, 0, 3])
+    tnet = torch.nn.Sequential(
+        torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4)
+    ).double()
+    net = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 4))
+    net.load_state_dict({k: v.detach().numpy().copy() for k, v in tnet.state_dict().items()})
+    args = {"weight": W, "ignore_index": 2, "label_smoothing": 0.1}
+    model = symbp.compile(
+        net, nn.CrossEntropyLoss(**args), symbp.optim.SGD(net.parameters(), lr=0.5)
+    )
+    tloss = torch.nn.CrossEntropyLoss(**{**args, "weight": torch.tensor(W)})
+    topt = torch.optim.SGD(tnet.parameters(), lr=0.5)
+    for _ in range(3):
+        got = model.step(x, y)
+        topt.zero_grad()
+        want = tloss(tnet(torch.tensor(x)), torch.tensor(y))
+        want.backward()
+        topt.step()
+        np.testing.assert_allclose(got, want.item(), rtol=1e-10)
+    for k, v in tnet.state_dict().items():
+        np.testing.assert_allclose(net.state_dict()[k], v.numpy(), rtol=1e-10, atol=1e-12)
