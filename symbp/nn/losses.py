@@ -383,9 +383,7 @@ class CrossEntropyLoss(_Loss):
             if weight is not None:  # along the class axis
                 t = t * weight.reshape(c, *([1] * (x.ndim - cdim - 1)))
             loss = -(logp * t).sum(cdim)
-            if self.reduction == "mean":  # over the samples, whatever the weights
-                return loss.sum() / (loss.numel() if loss.ndim else 1)
-            return self.reduce(loss)
+            return self.reduce(loss)  # 'mean' over the samples, whatever the weights
         picked, w, mask, out = _label_terms(logp, y, weight, self.ignore_index, who)
         nll = _nll(picked, w, out, self.reduction)
         if not eps:
