@@ -9,8 +9,8 @@ elementwise ops, softmax the tensor module's, convolution, pooling, dropout and 
 ``symbp.functional``'s, and the losses the ``symbp.nn`` loss modules' ``forward`` (class
 weights, ``ignore_index``, ``label_smoothing``, ``pos_weight`` included).
 
-An argument symbp cannot honour (the elementwise ``weight`` of mse/l1/huber, PyTorch's
-deprecated ``size_average``/``reduce``) raises an error naming it; none is ignored.
+An argument symbp cannot honour (PyTorch's deprecated ``size_average``/``reduce``) raises an
+error naming it; none is ignored.
 """
 
 from __future__ import annotations
@@ -146,14 +146,12 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 # --- losses -------------------------------------------------------------------------------
 
 
-def _loss_args(fn: str, size_average: Any = None, reduce: Any = None, weight: Any = None) -> None:
+def _loss_args(fn: str, size_average: Any = None, reduce: Any = None) -> None:
     if size_average is not None or reduce is not None:
         raise NotImplementedError(
             f"{fn}: size_average and reduce are deprecated in PyTorch and not supported; "
             f"use reduction='mean'|'sum'|'none'"
         )
-    if weight is not None:
-        raise NotImplementedError(f"{fn}: weight is not supported yet (pass weight=None)")
 
 
 def _run(loss: _Loss, input: Any, *targets: Any) -> Tensor:  # noqa: A002
@@ -161,19 +159,57 @@ def _run(loss: _Loss, input: Any, *targets: Any) -> Tensor:  # noqa: A002
     return loss.forward(_x(input), *targets)
 
 
+def _elementwise_weight(
+    fn: str,
+    loss: _Loss,
+    input: Any,  # noqa: A002
+    target: Any,
+    weight: Any,
+    weight_mean: bool,
+) -> Tensor:
+    """PyTorch's elementwise ``weight=`` of mse/l1/huber: one weight per input element, the
+    loss times it; 'mean' is sum(w l) / sum(w) for mse and l1 but the plain mean of w l for
+    huber (``weight_mean``), as torch.nn.functional computes them."""
+    x = _x(input)
+    reduction = loss.reduction
+    loss.reduction = "none"
+    pointwise = loss.forward(x, target)
+    w = weight if isinstance(weight, Tensor) else T.tensor(weight, dtype=x.dtype)
+    if w.shape != x.shape:
+        raise ShapeError(
+            f"{fn}: weight {shape_str(w.shape)} must have the input's size {shape_str(x.shape)}"
+        )
+    out = pointwise * w
+    if reduction == "none":
+        return out
+    if reduction == "sum" or not weight_mean:
+        return out.sum() if reduction == "sum" else out.mean()
+    return out.sum() / w.sum()
+
+
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):  # noqa: A002
-    _loss_args("mse_loss", size_average, reduce, weight)
+    _loss_args("mse_loss", size_average, reduce)
+    if weight is not None:
+        return _elementwise_weight(
+            "mse_loss", MSELoss(reduction=reduction), input, target, weight, True
+        )
     return _run(MSELoss(reduction=reduction), input, target)
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):  # noqa: A002
-    _loss_args("l1_loss", size_average, reduce, weight)
+    _loss_args("l1_loss", size_average, reduce)
+    if weight is not None:
+        return _elementwise_weight(
+            "l1_loss", L1Loss(reduction=reduction), input, target, weight, True
+        )
     return _run(L1Loss(reduction=reduction), input, target)
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):  # noqa: A002
-    _loss_args("huber_loss", weight=weight)
-    return _run(HuberLoss(reduction, delta), input, target)
+    loss = HuberLoss(reduction, delta)
+    if weight is not None:
+        return _elementwise_weight("huber_loss", loss, input, target, weight, False)
+    return _run(loss, input, target)
 
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):  # noqa: A002
