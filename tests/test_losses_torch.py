@@ -83,6 +83,8 @@ for red in REDS:
         _case("smooth_l1_loss", [X], [T0], {"reduction": red, "beta": 0.6}),
         _case("smooth_l1_loss", [X], [T0], {"reduction": red, "beta": 0.0}),
         _case("soft_margin_loss", [X], [SIGN], {"reduction": red}),
+        _case("cosine_embedding_loss", [X, T0], [SIGN[:, 0]], {"reduction": red, "margin": 0.2}),
+        _case("cosine_embedding_loss", [X[0], T0[0]], [SIGN[0, 0]], {"reduction": red}),
         _case("margin_ranking_loss", [X, T0], [SIGN], {"reduction": red, "margin": 0.3}),
     ]
 for red in (*REDS, "batchmean"):

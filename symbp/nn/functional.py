@@ -30,6 +30,7 @@ from symbp.ir import ShapeError, int64, shape_str
 from symbp.nn.losses import (
     BCELoss,
     BCEWithLogitsLoss,
+    CosineEmbeddingLoss,
     CrossEntropyLoss,
     HuberLoss,
     KLDivLoss,
@@ -230,6 +231,13 @@ def margin_ranking_loss(
     return _run(MarginRankingLoss(margin, size_average, reduce, reduction), input1, input2, target)
 
 
+def cosine_embedding_loss(
+    input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"
+):
+    loss = CosineEmbeddingLoss(margin, size_average, reduce, reduction)
+    return _run(loss, input1, input2, target)
+
+
 def nll_loss(
     input,  # noqa: A002
     target,
@@ -287,6 +295,7 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "conv2d",
+    "cosine_embedding_loss",
     "cross_entropy",
     "dropout",
     "gelu",

@@ -251,6 +251,36 @@ class MarginRankingLoss(_Loss):
         return self.reduce(T.unary("relu", -y * (x1 - x2) + self.margin))
 
 
+class CosineEmbeddingLoss(_Loss):
+    """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1, the cosine along
+    the last axis with PyTorch's 1e-12 added to each squared norm (0 for a zero vector)."""
+
+    def __init__(
+        self,
+        margin: float = 0.0,
+        size_average: Any = None,
+        reduce: Any = None,
+        reduction: str = "mean",
+    ):
+        super().__init__(size_average, reduce, reduction)
+        self.margin = float(margin)
+
+    def forward(self, x1: Tensor, x2: Tensor, y) -> Tensor:
+        y = y if isinstance(y, Tensor) else tensor(y)
+        if x1.shape != x2.shape or x1.ndim not in (1, 2) or y.shape != x1.shape[:-1]:
+            raise ShapeError(
+                f"CosineEmbeddingLoss: expects inputs [N, D] or [D] of one shape and targets "
+                f"[N] or [], got {shape_str(x1.shape)}, {shape_str(x2.shape)} and "
+                f"{shape_str(y.shape)}"
+            )
+        d = x1.ndim - 1
+        eps = 1e-12
+        cos = (x1 * x2).sum(d) / (((x1 * x1).sum(d) + eps) * ((x2 * x2).sum(d) + eps)).sqrt()
+        pos = T.where_(y == 1, 1 - cos, 0.0)
+        neg = T.where_(y == -1, T.unary("relu", cos - self.margin), 0.0)
+        return self.reduce(pos + neg)
+
+
 def _as_rows(x: Tensor, who: str) -> tuple[Tensor, tuple]:
     """Input [N, C, d1...] (or [C]) as rows [M, C] of classes, and the shape [N, d1...] (or [])
     of one loss per row."""
