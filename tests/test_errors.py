@@ -121,7 +121,8 @@ def test_cross_entropy_float_labels_of_the_wrong_shape():
 def test_cross_entropy_one_label_per_row():
     with pytest.raises(symbp.ShapeError, match=r"one label per row: input \[2,3\], labels \[3\]"):
         nn.CrossEntropyLoss()(zeros(2, 3), symbp.tensor([0, 1, 2]))
-    with pytest.raises(symbp.ShapeError, match=r"expects input of shape \[N, C\], got \[6\]"):
+    # an input [C] is one unbatched sample (as PyTorch): its label is a scalar
+    with pytest.raises(symbp.ShapeError, match=r"labels \[3\] \(should be \[\]\)"):
         nn.CrossEntropyLoss()(zeros(6), symbp.tensor([0, 1, 2]))
 
 

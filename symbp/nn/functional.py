@@ -6,12 +6,11 @@
 
 Nothing here has maths of its own where symbp already has it: activations are the op table's
 elementwise ops, softmax the tensor module's, convolution, pooling, dropout and batch norm
-``symbp.functional``'s, and the losses the ``symbp.nn`` loss modules' ``forward``. Only the
-Huber / smooth L1 loss, which has no module yet, is composed here.
+``symbp.functional``'s, and the losses the ``symbp.nn`` loss modules' ``forward`` (class
+weights, ``ignore_index``, ``label_smoothing``, ``pos_weight`` included).
 
-An argument symbp cannot honour (a class ``weight``, a label equal to ``ignore_index``,
-``label_smoothing``, PyTorch's deprecated ``size_average``/``reduce``) raises an error naming
-it; none is ignored.
+An argument symbp cannot honour (PyTorch's deprecated ``size_average``/``reduce``) raises an
+error naming it; none is ignored.
 """
 
 from __future__ import annotations
@@ -31,10 +30,16 @@ from symbp.ir import ShapeError, int64, shape_str
 from symbp.nn.losses import (
     BCELoss,
     BCEWithLogitsLoss,
+    CosineEmbeddingLoss,
     CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
     L1Loss,
+    MarginRankingLoss,
     MSELoss,
     NLLLoss,
+    SmoothL1Loss,
+    SoftMarginLoss,
     _Loss,
 )
 from symbp.tensor import Tensor
@@ -142,70 +147,95 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 # --- losses -------------------------------------------------------------------------------
 
 
-def _loss_args(fn: str, size_average: Any = None, reduce: Any = None, weight: Any = None) -> None:
+def _loss_args(fn: str, size_average: Any = None, reduce: Any = None) -> None:
     if size_average is not None or reduce is not None:
         raise NotImplementedError(
             f"{fn}: size_average and reduce are deprecated in PyTorch and not supported; "
             f"use reduction='mean'|'sum'|'none'"
         )
-    if weight is not None:
-        raise NotImplementedError(f"{fn}: weight is not supported yet (pass weight=None)")
 
 
-def _ignore_index(fn: str, input: Tensor, target: Any, ignore_index: int) -> None:  # noqa: A002
-    """symbp has no ignored labels: an error if one would be ignored, or might be when traced."""
-    t = _x(target)
-    if t.dtype.kind == "f":  # class probabilities: PyTorch has no ignore_index for them
-        return
-    if t.has_value:
-        if (t.numpy() == ignore_index).any():
-            raise NotImplementedError(
-                f"{fn}: target contains ignore_index={ignore_index}; ignored labels are not "
-                f"supported yet"
-            )
-    elif input.ndim == 2 and 0 <= ignore_index < input.shape[1]:
-        raise NotImplementedError(
-            f"{fn}: ignore_index={ignore_index} is a class of the input and the traced target "
-            f"cannot be checked for it; ignored labels are not supported yet"
-        )
-
-
-def _run(loss: type[_Loss], reduction: str, input: Any, target: Any) -> Tensor:  # noqa: A002
+def _run(loss: _Loss, input: Any, *targets: Any) -> Tensor:  # noqa: A002
     # the module's forward, not __call__: a functional call names no layer
-    return loss(reduction).forward(_x(input), target)
+    return loss.forward(_x(input), *targets)
+
+
+def _elementwise_weight(
+    fn: str,
+    loss: _Loss,
+    input: Any,  # noqa: A002
+    target: Any,
+    weight: Any,
+    weight_mean: bool,
+) -> Tensor:
+    """PyTorch's elementwise ``weight=`` of mse/l1/huber: one weight per input element, the
+    loss times it; 'mean' is sum(w l) / sum(w) for mse and l1 but the plain mean of w l for
+    huber (``weight_mean``), as torch.nn.functional computes them."""
+    x = _x(input)
+    reduction = loss.reduction
+    loss.reduction = "none"
+    pointwise = loss.forward(x, target)
+    w = weight if isinstance(weight, Tensor) else T.tensor(weight, dtype=x.dtype)
+    if w.shape != x.shape:
+        raise ShapeError(
+            f"{fn}: weight {shape_str(w.shape)} must have the input's size {shape_str(x.shape)}"
+        )
+    out = pointwise * w
+    if reduction == "none":
+        return out
+    if reduction == "sum" or not weight_mean:
+        return out.sum() if reduction == "sum" else out.mean()
+    return out.sum() / w.sum()
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):  # noqa: A002
-    _loss_args("mse_loss", size_average, reduce, weight)
-    return _run(MSELoss, reduction, input, target)
+    _loss_args("mse_loss", size_average, reduce)
+    if weight is not None:
+        return _elementwise_weight(
+            "mse_loss", MSELoss(reduction=reduction), input, target, weight, True
+        )
+    return _run(MSELoss(reduction=reduction), input, target)
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):  # noqa: A002
-    _loss_args("l1_loss", size_average, reduce, weight)
-    return _run(L1Loss, reduction, input, target)
+    _loss_args("l1_loss", size_average, reduce)
+    if weight is not None:
+        return _elementwise_weight(
+            "l1_loss", L1Loss(reduction=reduction), input, target, weight, True
+        )
+    return _run(L1Loss(reduction=reduction), input, target)
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):  # noqa: A002
-    """0.5 d² for |d| < delta, else delta (|d| - delta/2), as m = min(|d|, delta):
-    0.5 m² + delta (|d| - m), one formula whose derivative is d inside and ±delta outside."""
-    _loss_args("huber_loss", weight=weight)
-    if not delta > 0:
-        raise ValueError(f"huber_loss: delta must be positive, got {delta!r}")
-    holder = _Loss(reduction)  # checks reduction and the shapes, as the loss modules do
-    x = _x(input)
-    t = holder.as_tensor(target, x)
-    holder.same_shape(x, t)
-    a = (x - t).abs()
-    m = T.binary("minimum", a, float(delta))
-    return holder.reduce(m * m * 0.5 + (a - m) * delta)
+    loss = HuberLoss(reduction, delta)
+    if weight is not None:
+        return _elementwise_weight("huber_loss", loss, input, target, weight, False)
+    return _run(loss, input, target)
 
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):  # noqa: A002
-    """The Huber loss with delta = beta, divided by beta (PyTorch's definition)."""
-    _loss_args("smooth_l1_loss", size_average, reduce)
-    if beta == 0:
-        return l1_loss(input, target, reduction=reduction)
-    return huber_loss(input, target, reduction, beta) / beta
+    return _run(SmoothL1Loss(size_average, reduce, reduction, beta), input, target)
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):  # noqa: A002
+    return _run(KLDivLoss(size_average, reduce, reduction, log_target), input, target)
+
+
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):  # noqa: A002
+    return _run(SoftMarginLoss(size_average, reduce, reduction), input, target)
+
+
+def margin_ranking_loss(
+    input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"
+):
+    return _run(MarginRankingLoss(margin, size_average, reduce, reduction), input1, input2, target)
+
+
+def cosine_embedding_loss(
+    input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"
+):
+    loss = CosineEmbeddingLoss(margin, size_average, reduce, reduction)
+    return _run(loss, input1, input2, target)
 
 
 def nll_loss(
@@ -217,9 +247,7 @@ def nll_loss(
     reduce=None,
     reduction="mean",
 ):
-    _loss_args("nll_loss", size_average, reduce, weight)
-    _ignore_index("nll_loss", _x(input), target, ignore_index)
-    return _run(NLLLoss, reduction, input, target)
+    return _run(NLLLoss(weight, size_average, ignore_index, reduce, reduction), input, target)
 
 
 def cross_entropy(
@@ -232,13 +260,8 @@ def cross_entropy(
     reduction="mean",
     label_smoothing=0.0,
 ):
-    _loss_args("cross_entropy", size_average, reduce, weight)
-    if label_smoothing != 0:
-        raise NotImplementedError(
-            f"cross_entropy: label_smoothing={label_smoothing!r} is not supported yet (only 0.0)"
-        )
-    _ignore_index("cross_entropy", _x(input), target, ignore_index)
-    return _run(CrossEntropyLoss, reduction, input, target)
+    loss = CrossEntropyLoss(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+    return _run(loss, input, target)
 
 
 def binary_cross_entropy(
@@ -249,8 +272,7 @@ def binary_cross_entropy(
     reduce=None,
     reduction="mean",
 ):
-    _loss_args("binary_cross_entropy", size_average, reduce, weight)
-    return _run(BCELoss, reduction, input, target)
+    return _run(BCELoss(weight, size_average, reduce, reduction), input, target)
 
 
 def binary_cross_entropy_with_logits(
@@ -262,12 +284,8 @@ def binary_cross_entropy_with_logits(
     reduction="mean",
     pos_weight=None,
 ):
-    _loss_args("binary_cross_entropy_with_logits", size_average, reduce, weight)
-    if pos_weight is not None:
-        raise NotImplementedError(
-            "binary_cross_entropy_with_logits: pos_weight is not supported yet (pass None)"
-        )
-    return _run(BCEWithLogitsLoss, reduction, input, target)
+    loss = BCEWithLogitsLoss(weight, size_average, reduce, reduction, pos_weight)
+    return _run(loss, input, target)
 
 
 __all__ = [
@@ -277,13 +295,16 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "conv2d",
+    "cosine_embedding_loss",
     "cross_entropy",
     "dropout",
     "gelu",
     "huber_loss",
+    "kl_div",
     "l1_loss",
     "linear",
     "log_softmax",
+    "margin_ranking_loss",
     "max_pool2d",
     "mse_loss",
     "nll_loss",
@@ -292,6 +313,7 @@ __all__ = [
     "sigmoid",
     "silu",
     "smooth_l1_loss",
+    "soft_margin_loss",
     "softmax",
     "softplus",
     "tanh",
