@@ -80,8 +80,10 @@ def seeds(
         if not isinstance(out, Tensor):
             raise TypeError(f"{what}: outputs must be Tensors, got {type(out).__name__} at {i}")
         if not out.requires_grad:
-            raise RuntimeError(  # PyTorch's words
-                f"element {i} of tensors does not require grad and does not have a grad_fn"
+            raise RuntimeError(  # PyTorch's words, then what they mean
+                f"element {i} of tensors does not require grad and does not have a grad_fn: "
+                f"{what}: the loss does not depend on any tensor that requires grad (create "
+                f"the parameters with requires_grad=True, and compute outside no_grad())"
             )
         if g is None:
             if any(d != 1 for d in out.shape):
