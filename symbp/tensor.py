@@ -1492,10 +1492,18 @@ def permute(x: Tensor, *dims) -> Tensor:
     return _unary_node(ops.transpose(x.node, tuple(d % x.ndim for d in dims)), x)
 
 
+def _made_by(out: Tensor, name: str, *inputs: Tensor) -> Tensor:
+    """Mark ``out`` as made by a function symbp composes of several ops (softmax is exp, sum
+    and div), so its ``grad_fn`` is PyTorch's single node for it (``SoftmaxBackward0``, whose
+    next functions are those of ``inputs``)."""
+    out.__dict__["_made_by"] = (out.node, name, inputs)
+    return out
+
+
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x - max) / sum(exp(x - max)): the max shift is exact, so it carries no gradient."""
     e = (x - amax(x.detach(), dim, keepdim=True)).exp()
-    return e / sum(e, dim, keepdim=True)
+    return _made_by(e / sum(e, dim, keepdim=True), "SoftmaxBackward0", x)
 
 
 def logsumexp(x: Tensor, dim: Any = -1, keepdim: bool = False) -> Tensor:
@@ -1508,13 +1516,14 @@ def logsumexp(x: Tensor, dim: Any = -1, keepdim: bool = False) -> Tensor:
         return x
     m = _finite_shift(amax(x.detach(), axes, keepdim=True))
     out = m + sum((x - m).exp(), axes, keepdim=True).log()
-    return out if keepdim else reshape(out, *[d for a, d in enumerate(x.shape) if a not in axes])
+    out = out if keepdim else reshape(out, *[d for a, d in enumerate(x.shape) if a not in axes])
+    return _made_by(out, "LogsumexpBackward0", x)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     # (x - m) - log(sum(exp(x - m))), not x - logsumexp(x): x - (m + ...) loses ulp(m)
     z = x - amax(x.detach(), dim, keepdim=True)
-    return z - sum(z.exp(), dim, keepdim=True).log()
+    return _made_by(z - sum(z.exp(), dim, keepdim=True).log(), "LogSoftmaxBackward0", x)
 
 
 def index(x: Tensor, key: Any) -> Tensor:

@@ -530,6 +530,11 @@ def test_grad_fn_names_and_next_functions_match_torch():
         lambda lib, a, b: a.view(6),
         lambda lib, a, b: a.float(),
         lambda lib, a, b: lib.relu(a),
+        # functions symbp composes of several ops: PyTorch's one node for each
+        lambda lib, a, b: lib.softmax(a, 1),
+        lambda lib, a, b: lib.log_softmax(a, 0),
+        lambda lib, a, b: lib.logsumexp(a, 1),
+        lambda lib, a, b: lib.softmax(a + b, -1) * b,
     ]
     data = np.arange(6.0).reshape(2, 3) / 7
     for f in exprs:

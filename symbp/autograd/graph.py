@@ -180,6 +180,9 @@ def _name(t: Any) -> tuple[str, tuple[Any, ...], int]:
     """PyTorch's name for the backward of ``t``'s op, its input tensors, folded numbers."""
     n = t.node
     parents = tuple(t._parents)
+    made = t.__dict__.get("_made_by")
+    if made is not None and made[0] is n:  # one of symbp's composite functions (softmax ...)
+        return made[1], made[2], 0
     if n.op == "function":
         spec = n.arg
         return f"{spec.fn.__name__}Backward", parents[1 : 1 + spec.function_inputs], 0
