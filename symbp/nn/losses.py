@@ -303,10 +303,11 @@ def _class_weight(weight: Tensor | None, c: Any, who: str) -> None:
 
 def _label_terms(
     logp: Tensor, y, weight: Tensor | None, ignore_index: int, who: str
-) -> tuple[Tensor, Tensor, Tensor, tuple]:
+) -> tuple[Tensor, Tensor | None, Tensor | None, tuple]:
     """For log-probabilities [N, C, d1...] and labels [N, d1...]: per row (flattened), the
     picked log-probability, its weight w[y] (0 where y = ignore_index) and the 0/1 mask of
-    kept labels; and the shape of one loss per label."""
+    kept labels (None and None: no weights, nothing ignored); and the shape of one loss per
+    label."""
     y = y if isinstance(y, Tensor) else tensor(y)
     rows, out = _as_rows(logp, who)
     c = rows.shape[1]
@@ -326,6 +327,12 @@ def _label_terms(
                 f"(ignore_index={ignore_index})"
             )
     labels = y.reshape(-1)
+    if not _may_ignore(y, ignore_index, c):
+        # nothing to ignore: the textbook loss, whose gradient formulas read as such
+        # (δ = (softmax(z) − onehot(y))/N); a traced label equal to the default -100 is then
+        # out of range, an error in compiled code, never a silent pick
+        w = None if weight is None else (T.onehot(labels, c, rows.dtype) * weight).sum(1)
+        return T.pick(rows, labels), w, None, out
     kept = labels != ignore_index
     # an ignored label may lie outside the classes: pick class 0 for it, weighted by 0
     safe = T.where_(kept, labels, 0)
@@ -338,13 +345,23 @@ def _label_terms(
     return picked, w, mask, out
 
 
-def _nll(picked: Tensor, w: Tensor, out: tuple, reduction: str) -> Tensor:
+def _may_ignore(y: Tensor, ignore_index: int, c: int) -> bool:
+    """Can a label equal ``ignore_index``? Known labels say; traced ones can when the index
+    is a class, or was chosen (not PyTorch's default -100, which no class index equals)."""
+    if y.has_value:
+        return bool((np.asarray(y.numpy()) == ignore_index).any())
+    return 0 <= ignore_index < c or ignore_index != -100
+
+
+def _nll(picked: Tensor, w: Tensor | None, out: tuple, reduction: str) -> Tensor:
     """-w[y] logp[y]; 'mean' divides by the sum of the kept weights (nan if all are ignored,
     as PyTorch)."""
-    loss = -(picked * w)
+    loss = -picked if w is None else -(picked * w)
     if reduction == "none":
         return loss.reshape(*out) if out else loss.reshape(())
-    return loss.sum() / w.sum() if reduction == "mean" else loss.sum()
+    if reduction == "sum":
+        return loss.sum()
+    return loss.mean() if w is None else loss.sum() / w.sum()
 
 
 class NLLLoss(_Loss):
@@ -421,11 +438,13 @@ class CrossEntropyLoss(_Loss):
         # PyTorch's smoothing term: -sum_c w_c logp_c per kept label, 'mean' over the same
         # sum of picked weights as the NLL term
         rows, _ = _as_rows(logp, who)
-        smooth = -(rows if weight is None else rows * weight).sum(1) * mask
+        smooth = -(rows if weight is None else rows * weight).sum(1)
+        if mask is not None:
+            smooth = smooth * mask
         if self.reduction == "none":
             smooth = smooth.reshape(*out) if out else smooth.reshape(())
         elif self.reduction == "mean":
-            smooth = smooth.sum() / w.sum()
+            smooth = smooth.mean() if w is None else smooth.sum() / w.sum()
         else:
             smooth = smooth.sum()
         return nll * (1 - eps) + smooth * (eps / c)
