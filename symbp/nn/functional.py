@@ -28,6 +28,7 @@ from symbp.functional import (
 from symbp.functional import dropout as _dropout
 from symbp.ir import ShapeError, int64, shape_str
 from symbp.nn.losses import (
+    IGNORE_DEFAULT,
     BCELoss,
     BCEWithLogitsLoss,
     CosineEmbeddingLoss,
@@ -243,7 +244,7 @@ def nll_loss(
     target,
     weight=None,
     size_average=None,
-    ignore_index=-100,
+    ignore_index=IGNORE_DEFAULT,
     reduce=None,
     reduction="mean",
 ):
@@ -255,7 +256,7 @@ def cross_entropy(
     target,
     weight=None,
     size_average=None,
-    ignore_index=-100,
+    ignore_index=IGNORE_DEFAULT,
     reduce=None,
     reduction="mean",
     label_smoothing=0.0,

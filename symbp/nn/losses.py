@@ -329,8 +329,8 @@ def _label_terms(
     labels = y.reshape(-1)
     if not _may_ignore(y, ignore_index, c):
         # nothing to ignore: the textbook loss, whose gradient formulas read as such
-        # (δ = (softmax(z) − onehot(y))/N); a traced label equal to the default -100 is then
-        # out of range, an error in compiled code, never a silent pick
+        # (δ = (softmax(z) − onehot(y))/N); a traced label of -100 with ignore_index left at
+        # PyTorch's default is then out of range, an error in compiled code, never a pick
         w = None if weight is None else (T.onehot(labels, c, rows.dtype) * weight).sum(1)
         return T.pick(rows, labels), w, None, out
     kept = labels != ignore_index
@@ -345,12 +345,29 @@ def _label_terms(
     return picked, w, mask, out
 
 
+class _DefaultIndex(int):
+    """PyTorch's default ``ignore_index``, -100, told apart from a -100 the user passed: a
+    traced loss masks labels only where one may be ignored (``_may_ignore``)."""
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+
+IGNORE_DEFAULT = _DefaultIndex(-100)
+
+
+def _index(ignore_index: int) -> int:
+    """The index as given (the default stays told apart), an int."""
+    return ignore_index if isinstance(ignore_index, _DefaultIndex) else int(ignore_index)
+
+
 def _may_ignore(y: Tensor, ignore_index: int, c: int) -> bool:
-    """Can a label equal ``ignore_index``? Known labels say; traced ones can when the index
-    is a class, or was chosen (not PyTorch's default -100, which no class index equals)."""
+    """Can a label equal ``ignore_index``? Known labels say. Traced ones can when the index
+    is a class, or when the user chose it (``ignore_index=-100`` for padded sequences); with
+    PyTorch's default left as it is, a traced label of -100 is out of range: an error."""
     if y.has_value:
         return bool((np.asarray(y.numpy()) == ignore_index).any())
-    return 0 <= ignore_index < c or ignore_index != -100
+    return 0 <= ignore_index < c or not isinstance(ignore_index, _DefaultIndex)
 
 
 def _nll(picked: Tensor, w: Tensor | None, out: tuple, reduction: str) -> Tensor:
@@ -371,13 +388,15 @@ class NLLLoss(_Loss):
         self,
         weight: Any = None,
         size_average: Any = None,
-        ignore_index: int = -100,
+        ignore_index: int = IGNORE_DEFAULT,
         reduce: Any = None,
         reduction: str = "mean",
     ):
         super().__init__(size_average, reduce, reduction)
         self.keep("weight", weight)
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = (
+            ignore_index if isinstance(ignore_index, _DefaultIndex) else int(ignore_index)
+        )
 
     def forward(self, logp: Tensor, y) -> Tensor:
         weight = self.kept("weight", logp)
@@ -395,7 +414,7 @@ class CrossEntropyLoss(_Loss):
         self,
         weight: Any = None,
         size_average: Any = None,
-        ignore_index: int = -100,
+        ignore_index: int = IGNORE_DEFAULT,
         reduce: Any = None,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
@@ -406,7 +425,9 @@ class CrossEntropyLoss(_Loss):
                 f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing!r}"
             )
         self.keep("weight", weight)
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = (
+            ignore_index if isinstance(ignore_index, _DefaultIndex) else int(ignore_index)
+        )
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, x: Tensor, y) -> Tensor:
