@@ -507,6 +507,17 @@ class Tensor:
 
     # ------------------------------------------------------------ autograd
 
+    def clone(self, *, memory_format: Any = None) -> Tensor:
+        """A copy in memory of its own, in the same graph: gradients flow through it to this
+        tensor (PyTorch's CloneBackward0), and an in-place update of either leaves the other
+        as it was."""
+        out = _result(self.node, [self])
+        if out._value is not None and out._value is self._value:
+            out._value = out._value.copy()
+        if out.requires_grad:
+            _made_by(out, "CloneBackward0", self)
+        return out
+
     def detach(self) -> Tensor:
         return _unary_node(ops.detach(self.node), self, requires_grad=False)
 
@@ -2369,11 +2380,32 @@ def _in_graph(x: Tensor, value: Any) -> bool:
     return x.requires_grad or (isinstance(value, Tensor) and value.requires_grad)
 
 
+def _whole_mask(x: Tensor, key: Any, value: Any) -> bool:
+    """Is ``x[key] = value`` a bool mask of x's shape set to one value (a number, or a
+    one-element tensor)?"""
+    one = not isinstance(value, Tensor) and np.ndim(value) == 0
+    one = one or (isinstance(value, Tensor) and value.ndim == 0)
+    return (
+        one
+        and isinstance(key, Tensor)
+        and key.dtype.kind == "b"
+        and tuple(key.shape) == tuple(x.shape)
+    )
+
+
 def setitem(x: Tensor, key: Any, value: Any) -> None:
     """``x[key] = value`` as PyTorch: into x's memory for a constant; inside a graph (a
     tensor computed from ones that require grad, or traced) a new node x is rebound to."""
     if x.requires_grad and x.is_leaf and is_grad_enabled():
         x._writable("__setitem__")  # PyTorch's error for a leaf that requires grad
+    if _whole_mask(x, key, value) and _in_graph(x, value):
+        # x[mask] = v with a mask of x's own shape and one value keeps the shape: it is
+        # where(mask, v, x), which a traced program (a custom backward) can compute
+        # a mask with values is a constant (x[x < 0] = 0 reads x before the write)
+        mask = tensor(key.numpy()) if key.has_value else key
+        new = where_(mask, value, x)
+        _rebind(x, new if new.dtype == x.dtype else cast(new, x.dtype))
+        return
     items = _parse_key(x, key, "x[...] = v")
     if _in_graph(x, value):
         _rebind(x, _put(x, items, value, False, "x[...] = v"))

@@ -96,3 +96,48 @@ def test_a_leaf_that_requires_grad_is_still_refused():
     x = symbp.tensor(np.ones(3), requires_grad=True)
     with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
         x.add_(1)
+
+
+def _clone_then_mask(lib, x):
+    c = x.clone()
+    c[c < 0] = 0  # a mask of c's own shape, one value
+    return (c * x).sum()
+
+
+def test_clone_is_a_copy_in_the_same_graph():
+    x0 = np.array([1.0, -2.0, 3.0])
+    out = []
+    for lib in (symbp, torch):
+        x = lib.tensor(x0, requires_grad=True)
+        loss = _clone_then_mask(lib, x)
+        loss.backward()
+        c = x.clone()
+        out.append((float(loss), x.grad.tolist(), x.tolist(), c.grad_fn.name()))
+        y = lib.tensor([1.0, 2.0])
+        z = y.clone()
+        z += 1  # the copy's memory is its own
+        out.append((y.tolist(), z.tolist(), z.requires_grad))
+    assert out[:2] == out[2:]
+
+
+def test_a_whole_mask_set_in_a_custom_backward_is_traced():
+    """The tutorial's custom ReLU: its backward (traced, without values) clones the gradient
+    and zeroes it where the input is negative, which is where(mask, 0, g)."""
+
+    class MyReLU(symbp.autograd.Function):
+        @staticmethod
+        def forward(ctx, inp):
+            ctx.save_for_backward(inp)
+            return inp.clamp(min=0)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (inp,) = ctx.saved_tensors
+            grad_input = grad_output.clone()
+            grad_input[inp < 0] = 0
+            return grad_input
+
+    x0 = np.array([[1.0, -2.0], [-0.5, 3.0]])
+    x = symbp.tensor(x0, requires_grad=True)
+    (MyReLU.apply(x) * symbp.tensor(np.array([[1.0, 2.0], [3.0, 4.0]]))).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[1.0, 0.0], [0.0, 4.0]])
