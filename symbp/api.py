@@ -75,11 +75,12 @@ def numel_is_not_one(node: Node) -> bool:
 # ---------------------------------------------------------------- eager backward
 
 
-def _graph_tensors(root: Tensor, grad_only: bool = False) -> list[Tensor]:
-    """The tensors ``root`` was computed from; with ``grad_only``, only along paths that
+def graph_tensors(roots: Sequence[Tensor], grad_only: bool = False) -> list[Tensor]:
+    """The tensors ``roots`` were computed from; with ``grad_only``, only along paths that
     require grad (PyTorch's autograd graph: a detached branch reaches no leaf)."""
     seen: set[int] = set()
-    out, stack = [], [root]
+    out: list[Tensor] = []
+    stack = list(roots)
     while stack:
         t = stack.pop()
         if id(t) in seen:
@@ -175,7 +176,7 @@ def trace(
     constants: dict[Node, np.ndarray] = {
         t.node: t.value  # type: ignore[misc]
         for o in outs
-        for t in _graph_tensors(o)
+        for t in graph_tensors([o])
         if t.node.op == "input" and t.node in reached and t.node.arg not in params and t.has_value
     }
     return Traced({t.node.arg: t.node for t in inputs}, nodes, params, constants)

@@ -3120,9 +3120,9 @@ def _source(
         return node, values, cands, given
     if not isinstance(loss, Tensor):
         raise TypeError(f"formulas: expects a scalar Tensor or a trace, got {type(loss).__name__}")
-    from symbp.api import _graph_tensors
+    from symbp.api import graph_tensors
 
-    tensors = _graph_tensors(loss)
+    tensors = graph_tensors([loss])
     leaf_tensors = {t.node: t for t in tensors if t.node.op == "input" and not t._parents}
     values = {n: t.value for n, t in leaf_tensors.items() if t.value is not None}
     cands = []  # in the order the data flows: the model's order

@@ -26,28 +26,12 @@ from typing import Any
 import numpy as np
 
 from symbp import ops
+from symbp.api import graph_tensors  # the autograd graph's tensors
 from symbp.autodiff import vjp
 from symbp.ir import Node, shape_str, toposort
 from symbp.reference import evaluate
 from symbp.simplify import simplify
 from symbp.tensor import Tensor, _leaf, tensor
-
-
-def graph_tensors(roots: Sequence[Tensor], grad_only: bool = False) -> list[Tensor]:
-    """The tensors ``roots`` were computed from; with ``grad_only``, only along paths that
-    require grad (PyTorch's autograd graph: a detached branch reaches no leaf)."""
-    seen: set[int] = set()
-    out: list[Tensor] = []
-    stack = list(roots)
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        out.append(t)
-        if t.requires_grad or not grad_only:
-            stack.extend(t._parents)
-    return out
 
 
 def check_versions(tensors: Sequence[Tensor]) -> None:
