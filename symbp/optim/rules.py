@@ -7,6 +7,24 @@ import sympy
 from symbp.optim.optimizer import G, Optimizer, P, T
 
 
+def _decayed(h, opts, decoupled: bool = False, option: str = "") -> tuple:
+    """(p, g) a rule starts from: the gradient negated for ``maximize``; weight decay as an L2
+    term of g (PyTorch's default) or, ``decoupled`` (or the group's ``option`` saying so),
+    AdamW's shrinking of p by lr·wd. Options are read only where they matter, so a rule's
+    structure (``Optimizer.structure``) branches on them only then."""
+    g = -G if opts["maximize"] else G
+    if not opts["weight_decay"]:
+        return P, g
+    if opts[option] if option else decoupled:
+        return P * (1 - h["lr"] * h["weight_decay"]), g
+    return P, g + h["weight_decay"] * P
+
+
+def _gradient(h, opts):
+    """The gradient a rule without decoupled decay steps along (``_decayed``'s g)."""
+    return _decayed(h, opts)[1]
+
+
 class SGD(Optimizer):
     """SGD with momentum, dampening, Nesterov and weight decay, as ``torch.optim.SGD``."""
 
@@ -29,9 +47,7 @@ class SGD(Optimizer):
             raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
 
     def rule(self, h, s, opts):
-        g = -G if opts["maximize"] else G
-        if opts["weight_decay"]:
-            g = g + h["weight_decay"] * P
+        g = _gradient(h, opts)
         new = {}
         if opts["momentum"]:
             # PyTorch starts the buffer at the first gradient itself, undampened.
@@ -67,13 +83,7 @@ class Adam(Optimizer):
         super().upgrade(group)
 
     def rule(self, h, s, opts):
-        g = -G if opts["maximize"] else G
-        p = P
-        if opts["weight_decay"]:
-            if self.decoupled:
-                p = P * (1 - h["lr"] * h["weight_decay"])
-            else:
-                g = g + h["weight_decay"] * P
+        p, g = _decayed(h, opts, decoupled=self.decoupled)
         b1, b2 = h["beta1"], h["beta2"]
         m = b1 * s["exp_avg"] + (1 - b1) * g
         v = b2 * s["exp_avg_sq"] + (1 - b2) * g**2
@@ -111,9 +121,7 @@ class RMSprop(Optimizer):
         super().__init__(params, lr=lr, **kw)
 
     def rule(self, h, s, opts):
-        g = -G if opts["maximize"] else G
-        if opts["weight_decay"]:
-            g = g + h["weight_decay"] * P
+        g = _gradient(h, opts)
         a = h["alpha"]
         sq = a * s["square_avg"] + (1 - a) * g**2
         new = {"square_avg": sq}
@@ -149,9 +157,7 @@ class Adagrad(Optimizer):
         return float(group["initial_accumulator_value"]) if name == "sum" else 0.0
 
     def rule(self, h, s, opts):
-        g = -G if opts["maximize"] else G
-        if opts["weight_decay"]:
-            g = g + h["weight_decay"] * P
+        g = _gradient(h, opts)
         clr = h["lr"] / (1 + (T - 1) * h["lr_decay"])
         acc = s["sum"] + g**2
         return P - clr * g / (sympy.sqrt(acc) + h["eps"]), {"sum": acc}
@@ -167,9 +173,7 @@ class Adadelta(Optimizer):
         super().__init__(params, lr=lr, **kw)
 
     def rule(self, h, s, opts):
-        g = -G if opts["maximize"] else G
-        if opts["weight_decay"]:
-            g = g + h["weight_decay"] * P
+        g = _gradient(h, opts)
         rho, eps = h["rho"], h["eps"]
         sq = rho * s["square_avg"] + (1 - rho) * g**2
         delta = sympy.sqrt(s["acc_delta"] + eps) / sympy.sqrt(sq + eps) * g
@@ -193,9 +197,7 @@ class Adamax(Optimizer):
         super().__init__(params, lr=lr, betas=tuple(betas), **kw)
 
     def rule(self, h, s, opts):
-        g = -G if opts["maximize"] else G
-        if opts["weight_decay"]:
-            g = g + h["weight_decay"] * P
+        g = _gradient(h, opts)
         b1, b2 = h["beta1"], h["beta2"]
         m = b1 * s["exp_avg"] + (1 - b1) * g
         u = sympy.Max(b2 * s["exp_inf"], sympy.Abs(g) + h["eps"])
@@ -227,13 +229,7 @@ class NAdam(Optimizer):
         return 1.0 if name == "mu_product" else 0.0
 
     def rule(self, h, s, opts):
-        g = -G if opts["maximize"] else G
-        p = P
-        if opts["weight_decay"]:
-            if opts["decoupled_weight_decay"]:
-                p = P * (1 - h["lr"] * h["weight_decay"])
-            else:
-                g = g + h["weight_decay"] * P
+        p, g = _decayed(h, opts, option="decoupled_weight_decay")
         b1, b2, psi = h["beta1"], h["beta2"], h["momentum_decay"]
         mu = b1 * (1 - sympy.Rational(1, 2) * sympy.Float(0.96) ** (T * psi))
         mu_next = b1 * (1 - sympy.Rational(1, 2) * sympy.Float(0.96) ** ((T + 1) * psi))
@@ -267,13 +263,7 @@ class RAdam(Optimizer):
         super().__init__(params, lr=lr, betas=tuple(betas), **kw)
 
     def rule(self, h, s, opts):
-        g = -G if opts["maximize"] else G
-        p = P
-        if opts["weight_decay"]:
-            if opts["decoupled_weight_decay"]:
-                p = P * (1 - h["lr"] * h["weight_decay"])
-            else:
-                g = g + h["weight_decay"] * P
+        p, g = _decayed(h, opts, option="decoupled_weight_decay")
         b1, b2 = h["beta1"], h["beta2"]
         m = b1 * s["exp_avg"] + (1 - b1) * g
         v = b2 * s["exp_avg_sq"] + (1 - b2) * g**2
@@ -353,9 +343,7 @@ class ASGD(Optimizer):
         return {"eta": float(group["lr"]), "mu": 1.0}.get(name, 0.0)
 
     def rule(self, h, s, opts):
-        g = -G if opts["maximize"] else G
-        if opts["weight_decay"]:
-            g = g + h["weight_decay"] * P
+        g = _gradient(h, opts)
         eta, mu = s["eta"], s["mu"]
         new_p = P * (1 - h["lambd"] * eta) - eta * g
         # mu == 1 copies the iterate exactly (ax + (p - ax) * 1 can round differently)
