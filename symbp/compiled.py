@@ -648,13 +648,6 @@ class CompiledModel:
         # running statistics (read, and their new values) and dropout seeds: inputs beyond
         # the data and parameters, each with its role in the key
         buffers, seeds = program_inputs(self.net, traced)
-        if self.distributed and (buffers or seeds):
-            what = "batch norm's running statistics" if buffers else "dropout"
-            raise NotImplementedError(
-                f"compile(distributed=True): models with {what} are not supported yet (each "
-                f"rank would train on different statistics or masks); use a model without it, "
-                f"or distributed=False"
-            )
         state: list[Any] = []
         if buffers or seeds:
             news = [u.new for u in buffers if u.new is not None]

@@ -36,6 +36,29 @@ def cnn_data():
     return rng.standard_normal((22, 1, 8, 8)), rng.integers(0, 4, 22)
 
 
+def dropout_mlp():
+    symbp.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3)).double()
+
+
+def dropout_model(distributed=True):
+    net = dropout_mlp()
+    opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    return symbp.compile(net, nn.CrossEntropyLoss(), opt, distributed=distributed)
+
+
+def bn_mlp():
+    symbp.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).double()
+
+
+def stats(net):
+    """The running statistics, flat (a buffer may be an array or a Tensor)."""
+    bn = net[1]
+    return np.concatenate([np.asarray(getattr(bn._buffers[k], "_data", bn._buffers[k])).ravel()
+                           for k in ("running_mean", "running_var")])  # fmt: skip
+
+
 def params(net):
     return np.concatenate([p.detach().numpy().ravel() for p in net.parameters()])
 
@@ -91,17 +114,29 @@ def main(SCENARIO: str, OUT: str) -> None:
             batch_size=6, epochs=2,
         )  # fmt: skip
         results.update(per_epoch=per_epoch, loss=loss)
-    elif SCENARIO == "kill":  # the last rank dies in the middle of training
-        net = mlp()
-        model = symbp.compile(net, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.1),
-                              distributed=True)  # fmt: skip
+    elif SCENARIO == "bn":  # batch norm: each rank's share its own batch statistics
+        net = bn_mlp()
+        opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        model = symbp.compile(net, nn.CrossEntropyLoss(), opt, distributed=True)
+        X, y = mlp_data()
+        for k in range(4):
+            model.step(X[9 * k : 9 * k + 9], y[9 * k : 9 * k + 9])
+        results.update(final=params(net), stats=stats(net))
+    elif SCENARIO == "kill":  # checkpoints every epoch; the last rank dies after epoch 2
+        model = dropout_model()
         X, y = mlp_data()
 
         def die(epoch, history):
             if epoch == 1 and dist.rank() == dist.world_size() - 1:
                 os._exit(3)
 
-        model.fit(X, y, epochs=50, batch_size=8, seed=3, callback=die)
+        model.fit(X, y, epochs=50, batch_size=8, seed=3, callback=die,
+                  checkpoint=os.path.join(OUT, "ckpt.npz"))  # fmt: skip
+    elif SCENARIO == "resume":  # from the dead run's last checkpoint, on to epoch 4
+        model = dropout_model()
+        X, y = mlp_data()
+        hist = model.fit(X, y, epochs=4, batch_size=8, resume=os.path.join(OUT, "ckpt.npz"))
+        results.update(final=params(model.net), loss=np.array(hist["loss"]))
     elif SCENARIO == "raise":  # an uncaught error on one rank ends the job
         if dist.rank() == 1:
             raise ValueError("bad data on this rank")

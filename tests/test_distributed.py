@@ -130,21 +130,70 @@ def test_a_rank_that_raises_ends_the_job(tmp_path):
     assert "rank 1 failed" in err and "bad data on this rank" in err, err
 
 
-def test_a_killed_rank_ends_the_job(tmp_path):
+def test_a_killed_rank_ends_the_job_and_its_checkpoint_resumes(tmp_path):
+    """Dropout too: each share draws the masks one process draws for those rows."""
     done = run("kill", 2, tmp_path, timeout=300)  # a hang would be a TimeoutExpired
     assert done.returncode != 0
     assert not (tmp_path / "rank0.npz").exists()
+    assert symbp.load_checkpoint(tmp_path / "ckpt.npz").epoch == 2
+    done = run("resume", 2, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = ranks(tmp_path, 2)
+    model = W.dropout_model(distributed=False)  # uninterrupted, in one process
+    hist = model.fit(*W.mlp_data(), epochs=4, batch_size=8, seed=3)
+    for r in out:
+        _close(r["final"], W.params(model.net))
+        _close(r["loss"], hist["loss"])
+    np.testing.assert_array_equal(out[0]["final"], out[1]["final"])
 
 
-def test_compile_refuses_what_it_cannot_share_yet():
+def _eager_ddp_step(net, opt, x, y, n):
+    """DistributedDataParallel's step, by hand (eager, one process): each of ``n`` shares
+    normalises by its own batch statistics; the gradient is the share-weighted mean of the
+    shares' gradients; the running statistics are those of the last share."""
+    bn = net[1]
+    keys = ("running_mean", "running_var")
+    arr = {k: np.asarray(getattr(bn._buffers[k], "_data", bn._buffers[k])) for k in keys}
+    start = {k: arr[k].copy() for k in keys}
+    total = [np.zeros(p.shape) for p in net.parameters()]
+    for r in range(n):
+        lo, hi = len(x) * r // n, len(x) * (r + 1) // n
+        for k in keys:
+            arr[k][...] = start[k]
+        opt.zero_grad()
+        out = net(symbp.tensor(x[lo:hi]))
+        nn.CrossEntropyLoss()(out, symbp.tensor(y[lo:hi])).backward()
+        for acc, p in zip(total, net.parameters()):
+            acc += (hi - lo) / len(x) * p.grad.numpy()
+    for acc, p in zip(total, net.parameters()):
+        p.grad = symbp.tensor(acc)
+    opt.step()
+
+
+def test_batch_norm_statistics_per_rank_as_ddp(tmp_path):
+    done = run("bn", 2, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = ranks(tmp_path, 2)
+    net = W.bn_mlp()
+    opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    X, y = W.mlp_data()
+    for k in range(4):
+        _eager_ddp_step(net, opt, X[9 * k : 9 * k + 9], y[9 * k : 9 * k + 9], 2)
+    for r in out:
+        _close(r["final"], W.params(net))
+        _close(r["stats"], W.stats(net))
+    np.testing.assert_array_equal(out[0]["final"], out[1]["final"])
+    np.testing.assert_array_equal(out[0]["stats"], out[1]["stats"])
+
+
+def test_a_world_of_one():
     _mpiexec()  # MPI installed (or a skip)
     import symbp.distributed as dist
 
-    dist.init()  # a world of one: this process
-    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).double()
-    model = symbp.compile(net, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.1),
-                          distributed=True)  # fmt: skip
-    x, y = np.zeros((4, 3)), np.zeros(4, np.int64)
-    with pytest.raises(NotImplementedError, match="batch norm"):
-        model.step(x, y)
-    assert dist.rank() == 0 and dist.world_size() == 1
+    dist.init()  # this process alone
+    assert dist.is_initialized() and dist.rank() == 0 and dist.world_size() == 1
+    a = np.arange(4.0)
+    assert dist.all_reduce(a, op="mean") is a
+    np.testing.assert_array_equal(a, np.arange(4.0))
+    with pytest.raises(ValueError, match="op must be one of"):
+        dist.all_reduce(a, op="avg")

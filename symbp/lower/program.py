@@ -110,7 +110,7 @@ RESERVED = (
     "value", "carved", "r", "acc", "aik", "v", "best", "hit", "math", "np", "f32", "f64",
     "nb", "oc", "icl", "ic", "c", "kp", "kq", "oy", "ox", "iy", "ix", "oy0", "oy1", "ox0", "ox1",
     "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv", "ok", "all_finite", "BG", "share",
-    "lo", "rc",
+    "lo", "rc", "red0", "red1", "last",
 )  # fmt: skip
 
 
@@ -292,6 +292,20 @@ def lower_train(
     # allreduce of a single run of W sums all three
     dist = Buffer(unique("dist"), (2,), loss.dtype, "W") if allreduce else None
     dist_at = W.add(dist) if dist is not None else None
+    # ... and the new running statistics: the last rank's (its share is never empty) go to
+    # every rank, as DistributedDataParallel broadcasts rank 0's buffers
+    shared: list[Buffer] = []
+    if allreduce:
+        for b in buffers:
+            if b.new is not None:
+                if b.node.dtype != loss.dtype:
+                    raise NotImplementedError(
+                        f"distributed: buffer {b.name} is {b.node.dtype}, the program "
+                        f"{loss.dtype}: it cannot be shared in the gradients' allreduce"
+                    )
+                shared.append(Buffer(unique(ident(b.name) + "_shared"), b.node.shape,
+                                     b.node.dtype, "W"))  # fmt: skip
+                W.add(shared[-1])
     sched_updates: list[tuple[list[ParamSpec], Update]] = []
     for group in sorted({updates[p.name][0] for p in stepped}):
         members = [p for p in stepped if updates[p.name][0] == group]
@@ -375,6 +389,7 @@ def lower_train(
             offset += 1
 
     em = Emitter(sched, invariant, mkl=use_mkl())
+    em.row_offset = "lo" if allreduce else None  # masks by the row's place in the whole batch
     forward = [line for k in sched.kernels if k.phase == "forward" for line in em.kernel(k)]
     backward = [line for k in sched.kernels if k.phase == "backward" for line in em.kernel(k)]
     update: list[str] = []
@@ -445,7 +460,16 @@ def lower_train(
         *(["        # dropout seeds of step t"] if seeding else []),
         *_indent(seeding, 2),
         *(
-            _distributed(forward, backward, at(loss_buf, []), allreduce, g0, g_n, dist_at)
+            _distributed(
+                forward,
+                backward,
+                at(loss_buf, []),
+                allreduce,
+                g0,
+                g_n,
+                dist_at,
+                [(sh, new) for sh, (_, new) in zip(shared, new_bufs)],
+            )
             if allreduce and dist_at is not None
             else [
                 "        # ---- forward",
@@ -545,14 +569,23 @@ def _distributed(
     g0: int,
     g_n: int,
     dist: int | str,
+    shared: Sequence[tuple[Buffer, Buffer]] = (),
 ) -> list[str]:
     """Forward and backward on this rank's rows, then one allreduce makes the loss and the
     gradients those of the whole batch on every rank: each rank's mean over its B rows is
     weighted by B / BG, and the weighted gradients, loss and a spare slot (a run of W from
     the gradients to ``dist``) are summed. Every later test (a non-finite loss or gradient)
     sees the global values, so all ranks take the same branch and none is left waiting in a
-    collective. A rank with no rows (a short last batch) adds zeros."""
+    collective. A rank with no rows (a short last batch) adds zeros. ``shared``: (a slot in W
+    after ``dist``, a new running statistic): the last rank's values, zeros from the others."""
     s = int(dist)
+    end = s + 2 + sum(int(_size(sh.shape)) for sh, _ in shared)
+    put = [line for sh, new in shared for line in (
+        "if last:", f"    {sh.name}[:] = {new.name}", "else:", f"    {sh.name}[:] = 0.0"
+    )]  # fmt: skip
+    take = [f"{new.name}[:] = {sh.name}" for sh, new in shared]
+    share_stats = ["        last = ints[9] == ints[10] - 1", f"        if mode & {GRADS}:"]
+    share_stats += _indent(put, 3)
     return [
         "        if B > 0:",
         "            # ---- forward (this rank's rows)",
@@ -572,13 +605,16 @@ def _distributed(
         "                W[i] *= share",
         f"        W[{s}] = value * share",
         f"        W[{s + 1}] = 0.0",
-        f"        lo = {g0} if mode & {GRADS} else {s}",
-        f"        rc = {allreduce}(W, lo, {s + 2} - lo, ints)",
+        *(share_stats if shared else []),
+        f"        red0 = {g0} if mode & {GRADS} else {s}",
+        f"        red1 = {end} if mode & {GRADS} else {s + 2}",
+        f"        rc = {allreduce}(W, red0, red1 - red0, ints)",
         "        if rc != 0:",
         "            ints[0] = t",
         "            ints[2] = rc",
         f"            return {MPI_FAILED}",
         f"        value = W[{s}]",
+        *([f"        if mode & {GRADS}:", *_indent(take, 3)] if shared else []),
         *_loss_check,
         "        total += value * BG",
         "        losses[n_epochs] = value",
