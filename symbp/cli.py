@@ -204,7 +204,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"resuming from {resume} after epoch {done}")
         else:
             print(f"no checkpoint {args.checkpoint} yet: starting from epoch 0")
-    model = symbp.compile(ns.model, ns.loss_fn, opt)
+    lead = True  # prints (under mpiexec: rank 0 alone)
+    if args.distributed:
+        import symbp.distributed as dist
+
+        dist.init()
+        dist.broadcast_parameters(ns.model)  # every rank starts from rank 0's parameters
+        lead = dist.rank() == 0
+        args.quiet = args.quiet or not lead
+    model = symbp.compile(ns.model, ns.loss_fn, opt, distributed=args.distributed)
     from symbp.progress import status
 
     with status("compiling", quiet=True if args.quiet else None):
@@ -234,6 +242,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if stopper is not None and stopper.stopped_epoch is not None:
         final += f" (early stopping after epoch {ran}: the parameters of epoch "
         final += f"{stopper.best_epoch + 1}, best {stopper.monitor} {stopper.best:.4f})"
+    if not lead:
+        return 0
     print(f"{type(opt).__name__}, {ran} epochs in {seconds:.2f} s: {final}")
     if args.checkpoint:
         print(f"checkpoint written to {args.checkpoint}")
@@ -390,6 +400,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="shuffle and split seed (default 0)")
     t.add_argument("--plot", metavar="FILE.png", help="save training curves (needs matplotlib)")
     t.add_argument("--checkpoint", metavar="FILE", help="save a .npz checkpoint every epoch")
+    t.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over MPI ranks: run as `mpiexec -n N symbp train ... --distributed`",
+    )
     t.add_argument(
         "--resume",
         action="store_true",

@@ -38,9 +38,11 @@ from symbp.ir import ShapeError, print_program
 from symbp.lower import ParamSpec, StateSpec, lower_predict, lower_train
 from symbp.lower.program import (
     BAD_LABEL,
+    CHECK_DATA,
     CHECK_FINITE,
     CHECK_UPDATE,
     GRADS,
+    MPI_FAILED,
     NONFINITE_DATA,
     NONFINITE_GRAD,
     NONFINITE_LOSS,
@@ -145,7 +147,12 @@ class _Program:
         self._bind_model_state(buffers)
         self.arenas = runtime.Arenas(self.spec, self.dtype, 1)
         self.hyper = np.zeros(max(sum(len(h) for h in self.spec["hyper"]), 1), np.float64)
-        self.ints = np.zeros(4, np.int64)
+        self.ints = np.zeros(self.spec.get("ints", 4), np.int64)
+        self.distributed = bool(self.spec.get("distributed"))
+        if self.distributed:  # MPI's function and handles: this process's, never cached
+            from symbp import distributed
+
+            distributed.fill_slots(self.ints, self.dtype)
         self._state_ref: Any = None
         self.stepped = [i for i, ps in enumerate(self.spec["params"]) if ps["group"] is not None]
         # what the fast path of step() compares against
@@ -401,6 +408,10 @@ class _Program:
         """Run ``train``; a failed check raises here, but for fit's own non-finite loss and
         gradient statuses (returned: it knows the epochs and restores)."""
         seed = self.seed if seed is None else seed  # fit's seed, or step's dropout base
+        if self.distributed:  # a rank with bad data fails every rank, before any collective
+            from symbp import distributed
+
+            distributed.agree(where or "train", lambda: self.precheck(x, y, mode, where))
         self.arenas.ensure(min(batch_size, max(len(x), 1)))
         losses = self.losses1 if n_epochs == 1 else np.zeros(n_epochs + 1, np.float64)
         args = (x, y, order, n_epochs, batch_size, mode, seed, self.W, self.arenas.work,
@@ -408,13 +419,37 @@ class _Program:
         if self.warm:
             status = self.call(*args)
         else:  # the first call compiles, or loads Numba's code from the disk cache
+            if self.distributed:  # rank 0 compiles (a call of 0 epochs) and caches; then all load
+                self.compile_on_rank0(args)
             status = self.first_call(self.mod.train, args)
             self.warm = True
             self.call = _entry_point(self.mod.train)
         if status and not (where == "fit" and status in (NONFINITE_LOSS, NONFINITE_GRAD)):
             self.failed(status, where, x, y)
-        self.fast = self._fast_step()  # the arenas may have grown
+        self.fast = None if self.distributed else self._fast_step()  # the arenas may have grown
         return status, losses
+
+    def compile_on_rank0(self, args: tuple) -> None:
+        """Numba compiles ``train`` on rank 0 alone, by a call running no epochs (so no
+        collective), and writes its disk cache; the other ranks wait, then load that code
+        instead of each compiling the same program on the same cores."""
+        from symbp import distributed
+
+        if distributed.rank() == 0:
+            self.first_call(self.mod.train, (*args[:3], 0, *args[4:]))
+        distributed.barrier()
+
+    def precheck(self, x: np.ndarray, y: np.ndarray, mode: int, where: str) -> None:
+        """What the kernel would stop on while gathering rows (a label out of range, NaN or
+        Inf data), checked in Python: a distributed program must not stop on one rank alone."""
+        classes = self.spec["classes"]
+        if classes is not None and y.size:
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= classes:
+                self.bad_label(y, int(np.flatnonzero((y < 0) | (y >= classes))[0]))
+        if mode & CHECK_DATA:
+            _check_finite_data(where, "inputs x", x)
+            _check_finite_data(where, "targets y", y)
 
     def _fast_step(self) -> Callable[[Any, Any], float | None]:
         """``step``'s fast path: one closure over what it touches (locals, not attribute
@@ -477,6 +512,8 @@ class _Program:
         """Raise the error a status of ``train`` stands for: nothing was updated."""
         if status == BAD_LABEL:
             self.bad_label(y, int(self.ints[2]))
+        if status == MPI_FAILED:
+            raise RuntimeError(f"{where}: MPI_Allreduce failed with error code {self.ints[2]}")
         if status == NONFINITE_DATA:
             name = list(self.spec["data"])[int(self.ints[3])]
             what = {"x": "inputs x", "y": "targets y"}.get(name, name)
@@ -554,7 +591,14 @@ class CompiledModel:
         loss_fn: Callable[..., Any] | None,
         optimizer: Any,
         check_finite: bool = True,
+        distributed: bool = False,
     ):
+        if distributed:
+            from symbp import distributed as dist
+
+            if not dist.is_initialized():
+                dist.init()
+        self.distributed = bool(distributed)
         self.net = net
         self.loss_fn = loss_fn
         self.optimizer = optimizer
@@ -645,6 +689,7 @@ class CompiledModel:
             str(loss.dtype),
             consts,
             *state,
+            *([("mpi", *self._mpi_abi())] if self.distributed else []),
         )
         text = cache.read_entry(key)
         hit = text is not None
@@ -657,6 +702,12 @@ class CompiledModel:
             print(f"# symbp: {mod.__file__}{' (cache hit)' if hit else ''}\n{self._train.source}")
         self.timings.update(trace=t1 - t0, lower=time.perf_counter() - t1, cache_hit=float(hit))
         return self
+
+    @staticmethod
+    def _mpi_abi() -> tuple[int, str]:
+        from symbp import distributed
+
+        return distributed.abi()
 
     def _lower_train(
         self,
@@ -696,9 +747,17 @@ class CompiledModel:
         data = dict(traced.inputs)
         low = lower_train(
             title, derived.outputs[0], grads, pspecs, data, updates, hyper, traced.constants,
-            states, seeds,
+            states, seeds, self._allreduce(),
         )  # fmt: skip
         return low.source, low.spec
+
+    def _allreduce(self) -> str | None:
+        """The kernel summing across ranks (``symbp.distributed.kernel``), or None."""
+        if not self.distributed:
+            return None
+        from symbp import distributed
+
+        return distributed.kernel_name()
 
     def _program(self, x: np.ndarray, y: np.ndarray, where: str = "step") -> _Program:
         _batched(where, "inputs x", x)
@@ -910,6 +969,13 @@ class CompiledModel:
             if seed is None and "seed" in ckpt.extra:
                 seed = int(ckpt.extra["seed"])
         seed = secrets.randbits(62) if seed is None else int(seed)
+        lead = True  # this process reports progress and writes checkpoints
+        if self.distributed:  # one shuffle for all ranks: rank 0's seed
+            from symbp import distributed
+
+            seed = distributed.broadcast(seed)
+            lead = distributed.rank() == 0
+            verbose = verbose if lead else False
         order = np.empty(len(X), np.int64) if shuffle else _NO_ORDER
         # the data are checked above; in the kernel, the loss and the gradients
         mode = GRADS | UPDATE | (SHUFFLE if shuffle else 0)
@@ -960,8 +1026,10 @@ class CompiledModel:
                     stop = stopper.update(monitored(history, stopper.monitor, "early stopping"))
                     if stopper.best_epoch == stopper._epoch - 1 and stopper.restore_best:
                         stopper.best_weights = {n: v.copy() for n, v in zip(names, prog.views)}
-                if checkpoint is not None and (
-                    done % checkpoint_every == 0 or done == epochs or stop
+                if (
+                    checkpoint is not None
+                    and lead
+                    and (done % checkpoint_every == 0 or done == epochs or stop)
                 ):
                     save_checkpoint(
                         checkpoint, self.net, self.optimizer, scheduler=scheduler,
@@ -1126,6 +1194,7 @@ def compile(  # noqa: A001 -- symbp.compile, as torch.compile
     optimizer: Any = None,
     *,
     check_finite: bool = True,
+    distributed: bool = False,
 ) -> CompiledModel:
     """Compile ``net`` with ``loss_fn(net(x), y)`` and ``optimizer`` for fast training.
 
@@ -1138,8 +1207,16 @@ def compile(  # noqa: A001 -- symbp.compile, as torch.compile
     row, and a non-finite loss, or a non-finite gradient before its update lands, is an
     error, the parameters unchanged. ``step`` checks inside the compiled code (~0 cost).
     False uses whatever comes, as PyTorch does.
+
+    ``distributed`` (needs MPI: see ``symbp.distributed``): data-parallel training under
+    ``mpiexec``. ``fit``, ``step``, ``loss_and_grads`` and ``evaluate`` share each batch (of
+    ``batch_size`` rows in all) between the ranks, sum the loss and gradients with one
+    allreduce inside the compiled step, and apply the same update on every rank. Every rank
+    passes the same data; parameters must start equal (``distributed.broadcast_parameters``).
+    Rank 0 alone prints progress and writes checkpoints.
     """
-    return CompiledModel(net, loss_fn, optimizer, check_finite=check_finite)
+    return CompiledModel(net, loss_fn, optimizer, check_finite=check_finite,
+                         distributed=distributed)  # fmt: skip
 
 
 __all__ = ["CompiledModel", "compile"]

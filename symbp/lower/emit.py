@@ -87,6 +87,10 @@ class Emitter:
         self.parallel = False  # set when a loop uses prange: the function needs parallel=True
         self.threaded = False  # set when it calls a parallel library kernel (conv_kernels.py)
         self.kernels: list[str] = []  # the product kernels it calls by symbol (call_<name>)
+        # a distributed program's first row of this rank's share in the whole batch: dropout
+        # masks are drawn by the row's place in the batch, so a share draws what one
+        # process drawing the whole batch would (symbp.lower.program._distributed)
+        self.row_offset: str | None = None
         self.sched = sched
         self.invariant = invariant
         self._syms: dict[str, sympy.Symbol] = {}
@@ -323,8 +327,17 @@ class Emitter:
         idx = _index(n.shape)
         if thr is None:  # probability 1: every entry
             return _loops(n.shape, idx, [f"{at(out, idx)} = {one}"])
+        hashed = list(idx)  # the indices the hash reads: in the whole batch
+        if self.row_offset is not None and any(B in sympy.sympify(d).free_symbols
+                                               for d in n.shape):  # fmt: skip
+            if sympy.sympify(n.shape[0]) != B:
+                raise NotImplementedError(
+                    f"distributed: a dropout mask of shape {list(n.shape)} (the batch not its "
+                    f"first dimension) cannot be shared between ranks yet"
+                )
+            hashed[0] = f"({idx[0]} + {self.row_offset})"
         terms, stride = [], sympy.Integer(1)  # the flat index from the loop indices
-        for d, v in reversed(list(zip(n.shape, idx))):
+        for d, v in reversed(list(zip(n.shape, hashed))):
             if v != "0":
                 terms.append(v if stride == 1 else f"{v} * {dim_code(stride)}")
             stride = stride * sympy.sympify(d)

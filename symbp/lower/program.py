@@ -103,13 +103,14 @@ def train(X, Y, order, n_epochs, batch_size, mode, seed, W, work, iwork, hyper, 
 GRADS, UPDATE, SHUFFLE, STOP_NONFINITE, CHECK_DATA, CHECK_UPDATE = 1, 2, 4, 8, 16, 32
 CHECK_FINITE = CHECK_DATA | CHECK_UPDATE
 # What ``train`` returns
-OK, NONFINITE_LOSS, BAD_LABEL, NONFINITE_GRAD, NONFINITE_DATA = 0, 1, 2, 3, 4
+OK, NONFINITE_LOSS, BAD_LABEL, NONFINITE_GRAD, NONFINITE_DATA, MPI_FAILED = 0, 1, 2, 3, 4, 5
 RESERVED = (
     "X", "Y", "OUT", "order", "n_epochs", "batch_size", "mode", "seed", "W", "work", "iwork",
     "hyper", "ints", "losses", "t", "N", "B", "n_batches", "epoch", "batch", "start", "total",
     "value", "carved", "r", "acc", "aik", "v", "best", "hit", "math", "np", "f32", "f64",
     "nb", "oc", "icl", "ic", "c", "kp", "kq", "oy", "ox", "iy", "ix", "oy0", "oy1", "ox0", "ox1",
-    "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv", "ok", "all_finite",
+    "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv", "ok", "all_finite", "BG", "share",
+    "lo", "rc", "red0", "red1", "last",
 )  # fmt: skip
 
 
@@ -241,6 +242,7 @@ def lower_train(
     constants: dict[Node, np.ndarray] | None = None,
     buffers: Sequence[StateSpec] = (),
     seeds: Sequence[Node] = (),
+    allreduce: str | None = None,
 ) -> Lowered:
     """The module for training: ``train(...)`` running epochs of forward/backward/update.
 
@@ -248,6 +250,8 @@ def lower_train(
     names of parameters the optimizer steps to (group, hyperparameter names, new p, new state).
     ``buffers`` are module buffers kept in W and updated with the parameters; ``seeds`` the
     int64 seed leaves of dropout masks, the k-th fed ``dropout_seed(seed, t, k)`` each step.
+    ``allreduce`` (a kernel of ``symbp.distributed.kernel``): the data-parallel program, see
+    ``_distributed``.
     """
     W, work, iwork = _Arena("W"), _Arena("work"), _Arena("iwork")
     arenas = {"W": W, "work": work, "iwork": iwork}
@@ -284,6 +288,24 @@ def lower_train(
             g = Buffer(unique("grad_" + pbufs[p.name].name), p.node.shape, p.node.dtype, "W")
             pspec[p.name]["grad"] = W.add(g)
             outputs.append((g, grads[p.name]))
+    # distributed: the batch's loss and a spare slot right after the gradients, so that one
+    # allreduce of a single run of W sums all three
+    dist = Buffer(unique("dist"), (2,), loss.dtype, "W") if allreduce else None
+    dist_at = W.add(dist) if dist is not None else None
+    # ... and the new running statistics: the last rank's (its share is never empty) go to
+    # every rank, as DistributedDataParallel broadcasts rank 0's buffers
+    shared: list[Buffer] = []
+    if allreduce:
+        for b in buffers:
+            if b.new is not None:
+                if b.node.dtype != loss.dtype:
+                    raise NotImplementedError(
+                        f"distributed: buffer {b.name} is {b.node.dtype}, the program "
+                        f"{loss.dtype}: it cannot be shared in the gradients' allreduce"
+                    )
+                shared.append(Buffer(unique(ident(b.name) + "_shared"), b.node.shape,
+                                     b.node.dtype, "W"))  # fmt: skip
+                W.add(shared[-1])
     sched_updates: list[tuple[list[ParamSpec], Update]] = []
     for group in sorted({updates[p.name][0] for p in stepped}):
         members = [p for p in stepped if updates[p.name][0] == group]
@@ -367,6 +389,7 @@ def lower_train(
             offset += 1
 
     em = Emitter(sched, invariant, mkl=use_mkl())
+    em.row_offset = "lo" if allreduce else None  # masks by the row's place in the whole batch
     forward = [line for k in sched.kernels if k.phase == "forward" for line in em.kernel(k)]
     backward = [line for k in sched.kernels if k.phase == "backward" for line in em.kernel(k)]
     update: list[str] = []
@@ -383,9 +406,10 @@ def lower_train(
     runs = [(pspec[p.name]["grad"], int(_size(p.node.shape))) for p in order]
     runs = [(o, n) for o, n in runs if o is not None]  # adjacent in W: one run
     checks = []
+    g0, g_n = (min(o for o, _ in runs), max(o + n for o, n in runs)) if runs else (0, 0)
     if runs:
-        g0 = min(o for o, _ in runs)
-        checks.append(f"all_finite(W, {g0}, {max(o + n for o, n in runs) - g0})")
+        g_n -= g0
+        checks.append(f"all_finite(W, {g0}, {g_n})")
     checks += [f"all_finite({new.name}, 0, {dim_code(_size(new.shape))})" for _, new in new_bufs]
     guard = [
         f"if mode & {CHECK_UPDATE} and not ({' and '.join(checks)}):",
@@ -427,7 +451,7 @@ def lower_train(
         "    total = 0.0",
         "    for batch in range(n_batches):",
         "        start = batch * batch_size",
-        "        B = min(batch_size, N - start)",
+        *(_shard if allreduce else ["        B = min(batch_size, N - start)"]),
         "        if B != carved:  # views sized for this batch (again for a short last one)",
         "            carved = B",
         *_indent(carve, 3),
@@ -435,19 +459,31 @@ def lower_train(
         *_indent(gather, 2),
         *(["        # dropout seeds of step t"] if seeding else []),
         *_indent(seeding, 2),
-        "        # ---- forward",
-        *_indent(forward, 2),
-        f"        value = {at(loss_buf, [])}",
-        f"        if mode & {STOP_NONFINITE | CHECK_UPDATE} and not math.isfinite(value):",
-        "            ints[0] = t",
-        "            ints[2] = epoch",
-        "            ints[3] = batch",
-        f"            return {NONFINITE_LOSS}",
-        "        total += value * B",
-        "        losses[n_epochs] = value",
-        f"        if mode & {GRADS}:",
-        "            # ---- backward",
-        *_indent(backward or ["pass"], 3),
+        *(
+            _distributed(
+                forward,
+                backward,
+                at(loss_buf, []),
+                allreduce,
+                g0,
+                g_n,
+                dist_at,
+                [(sh, new) for sh, (_, new) in zip(shared, new_bufs)],
+            )
+            if allreduce and dist_at is not None
+            else [
+                "        # ---- forward",
+                *_indent(forward, 2),
+                f"        value = {at(loss_buf, [])}",
+                *_loss_check,
+                "        total += value * B",
+                "        losses[n_epochs] = value",
+                f"        if mode & {GRADS}:",
+                "            # ---- backward",
+                *_indent(backward or ["pass"], 3),
+            ]
+        ),
+        f"        if mode & {GRADS}:" if allreduce else "",
         f"            if mode & {UPDATE}:",
         *_indent(guard, 4),
         "                t += 1",
@@ -457,6 +493,7 @@ def lower_train(
         "ints[0] = t",
         "return 0",
     ]
+    body = [line for line in body if line != ""]
     summary = _summary(sched, params, loss)
     parallel = "nogil=True, parallel=True)" if em.parallel else "nogil=True)"
     consts = (
@@ -472,6 +509,7 @@ def lower_train(
             pool=POOL if em.threaded else "",
             need=_need("TRAIN_KERNELS", em.kernels),
         )
+        + (f"from symbp.distributed.kernel import {allreduce}\n" if allreduce else "")
         + consts
         + "\n\n"
         + "\n".join(
@@ -500,8 +538,87 @@ def lower_train(
         "classes": classes[0] if classes else None,
         "buffers": bspecs,
         "seeds": [str(s.arg) for s in seeds],
+        "ints": 11 if allreduce else 4,  # symbp.distributed.kernel.N_INTS: the MPI slots
+        "distributed": allreduce is not None,
     }
     return Lowered(source, spec)
+
+
+_loss_check = [
+    f"        if mode & {STOP_NONFINITE | CHECK_UPDATE} and not math.isfinite(value):",
+    "            ints[0] = t",
+    "            ints[2] = epoch",
+    "            ints[3] = batch",
+    f"            return {NONFINITE_LOSS}",
+]
+
+# distributed: rank r of R takes rows [lo, lo + B) of each global batch of BG rows
+_shard = [
+    "        BG = min(batch_size, N - start)",
+    "        lo = BG * ints[9] // ints[10]  # this rank's share: ints[9] = rank, ints[10] = ranks",
+    "        B = BG * (ints[9] + 1) // ints[10] - lo",
+    "        start += lo",
+]
+
+
+def _distributed(
+    forward: list[str],
+    backward: list[str],
+    loss: str,
+    allreduce: str,
+    g0: int,
+    g_n: int,
+    dist: int | str,
+    shared: Sequence[tuple[Buffer, Buffer]] = (),
+) -> list[str]:
+    """Forward and backward on this rank's rows, then one allreduce makes the loss and the
+    gradients those of the whole batch on every rank: each rank's mean over its B rows is
+    weighted by B / BG, and the weighted gradients, loss and a spare slot (a run of W from
+    the gradients to ``dist``) are summed. Every later test (a non-finite loss or gradient)
+    sees the global values, so all ranks take the same branch and none is left waiting in a
+    collective. A rank with no rows (a short last batch) adds zeros. ``shared``: (a slot in W
+    after ``dist``, a new running statistic): the last rank's values, zeros from the others."""
+    s = int(dist)
+    end = s + 2 + sum(int(_size(sh.shape)) for sh, _ in shared)
+    put = [line for sh, new in shared for line in (
+        "if last:", f"    {sh.name}[:] = {new.name}", "else:", f"    {sh.name}[:] = 0.0"
+    )]  # fmt: skip
+    take = [f"{new.name}[:] = {sh.name}" for sh, new in shared]
+    share_stats = ["        last = ints[9] == ints[10] - 1", f"        if mode & {GRADS}:"]
+    share_stats += _indent(put, 3)
+    return [
+        "        if B > 0:",
+        "            # ---- forward (this rank's rows)",
+        *_indent(forward, 3),
+        f"            value = {loss}",
+        f"            if mode & {GRADS}:",
+        "                # ---- backward",
+        *_indent(backward or ["pass"], 4),
+        "        else:",
+        "            value = 0.0",
+        f"            if mode & {GRADS}:",
+        f"                W[{g0}:{g0 + g_n}] = 0.0",
+        "        # ---- sum across ranks: the loss and gradients of the whole batch",
+        "        share = B / BG",
+        f"        if mode & {GRADS}:",
+        f"            for i in range({g0}, {g0 + g_n}):",
+        "                W[i] *= share",
+        f"        W[{s}] = value * share",
+        f"        W[{s + 1}] = 0.0",
+        *(share_stats if shared else []),
+        f"        red0 = {g0} if mode & {GRADS} else {s}",
+        f"        red1 = {end} if mode & {GRADS} else {s + 2}",
+        f"        rc = {allreduce}(W, red0, red1 - red0, ints)",
+        "        if rc != 0:",
+        "            ints[0] = t",
+        "            ints[2] = rc",
+        f"            return {MPI_FAILED}",
+        f"        value = W[{s}]",
+        *([f"        if mode & {GRADS}:", *_indent(take, 3)] if shared else []),
+        *_loss_check,
+        "        total += value * BG",
+        "        losses[n_epochs] = value",
+    ]
 
 
 def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -> Lowered:

@@ -1,0 +1,199 @@
+"""Data-parallel training on MPI (``symbp.distributed``): N ranks train as one process does.
+
+Each scenario runs ``tests/mpi_worker.py`` under ``mpiexec -n N`` (oversubscribed on small
+machines) and reads back what every rank wrote; the reference is the same model trained in
+this process, undistributed, with the same global batch and seed (so the same shuffle).
+Without mpi4py and an ``mpiexec`` these tests skip, unless ``SYMBP_REQUIRE_MPI=1`` (.ci/run),
+which makes that a failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symbp
+from symbp import nn, optim
+
+sys.path.insert(0, str(Path(__file__).parent))
+import mpi_worker as W  # the models and data the ranks use
+
+pytestmark = pytest.mark.slow
+
+REQUIRE = os.environ.get("SYMBP_REQUIRE_MPI") == "1"
+
+
+def _mpiexec() -> list[str]:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        if REQUIRE:
+            pytest.fail("SYMBP_REQUIRE_MPI=1 but mpi4py does not import: pip install mpi4py mpich")
+        pytest.skip("MPI is not installed (pip install mpi4py mpich)")
+    exe = shutil.which("mpiexec")
+    if exe is None:
+        if REQUIRE:
+            pytest.fail("SYMBP_REQUIRE_MPI=1 but no mpiexec on PATH")
+        pytest.skip("no mpiexec on PATH")
+    cmd = [exe, "-n"]
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    if "Open MPI" in out or "OpenRTE" in out:  # more ranks than cores, and as root
+        cmd = [exe, "--oversubscribe", "--allow-run-as-root", "-n"]
+    return cmd
+
+
+def run(scenario: str, n: int, tmp: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(symbp.__file__).parents[1]),
+                                         env.get("PYTHONPATH", "")])  # fmt: skip
+    env["NUMBA_NUM_THREADS"] = "1"  # N ranks share the cores
+    worker = str(Path(__file__).parent / "mpi_worker.py")
+    return subprocess.run(
+        [*_mpiexec(), str(n), sys.executable, worker, scenario, str(tmp)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )  # fmt: skip
+
+
+def ranks(tmp: Path, n: int) -> list[dict[str, np.ndarray]]:
+    return [dict(np.load(tmp / f"rank{r}.npz")) for r in range(n)]
+
+
+def reference(make, data, opt_of, batch_size, epochs):
+    net = make()
+    model = symbp.compile(net, nn.CrossEntropyLoss(), opt_of(net))
+    per_epoch = []
+    hist = model.fit(*data, epochs=epochs, batch_size=batch_size, seed=3,
+                     callback=lambda e, h: per_epoch.append(W.params(net)))  # fmt: skip
+    return model, net, np.array(per_epoch), np.array(hist["loss"])
+
+
+def _close(a, b, tol=1e-10):
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_mlp_adam_equals_one_process(n, tmp_path):
+    done = run("mlp", n, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = ranks(tmp_path, n)
+    model, net, per_epoch, loss = reference(
+        W.mlp, W.mlp_data(), lambda m: optim.Adam(m.parameters(), lr=0.01), 8, 3
+    )
+    for r in out:  # every rank, every epoch: the single-process parameters and losses
+        _close(r["per_epoch"], per_epoch)
+        _close(r["loss"], loss)
+        np.testing.assert_array_equal(r["per_epoch"], out[0]["per_epoch"])  # bit-identical
+    X, y = W.mlp_data()
+    step_loss = model.step(X[:9], y[:9])
+    lg_loss, grads = model.loss_and_grads(X[10:13], y[10:13])
+    ev = model.evaluate(X, y, batch_size=7)["loss"]
+    for r in out:
+        _close(r["step_loss"], step_loss)
+        _close(r["after_step"], W.params(net))
+        _close(r["lg_loss"], lg_loss)
+        _close(r["lg_grads"], np.concatenate([g.ravel() for g in grads.values()]))
+        _close(r["eval_loss"], ev)
+        # user collectives: sum of arange(3) + rank over the ranks; rank 0's parameters
+        np.testing.assert_array_equal(r["all_reduce"], n * np.arange(3.0) + n * (n - 1) / 2)
+        np.testing.assert_array_equal(r["broadcast"], W.params(W.mlp()))
+        # NaN in the last rank's batch: an error on every rank, nothing updated
+        msg = str(r["bad_data"])
+        assert msg != "no error" and ("non-finite" in msg or "rank" in msg), msg
+        np.testing.assert_array_equal(r["after_bad"], r["after_step"])
+    if n > 1:
+        assert f"rank {n - 1} failed" in str(out[0]["bad_data"])
+    assert "non-finite value (nan) in row 4" in str(out[-1]["bad_data"])
+
+
+def test_cnn_sgd_momentum_equals_one_process(tmp_path):
+    done = run("cnn", 2, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = ranks(tmp_path, 2)
+    _, _, per_epoch, loss = reference(
+        W.cnn, W.cnn_data(), lambda m: optim.SGD(m.parameters(), lr=0.05, momentum=0.9), 6, 2
+    )
+    for r in out:
+        _close(r["per_epoch"], per_epoch)
+        _close(r["loss"], loss)
+    np.testing.assert_array_equal(out[0]["per_epoch"], out[1]["per_epoch"])
+
+
+def test_a_rank_that_raises_ends_the_job(tmp_path):
+    done = run("raise", 2, tmp_path, timeout=300)
+    assert done.returncode != 0
+    err = done.stdout + done.stderr
+    assert "rank 1 failed" in err and "bad data on this rank" in err, err
+
+
+def test_a_killed_rank_ends_the_job_and_its_checkpoint_resumes(tmp_path):
+    """Dropout too: each share draws the masks one process draws for those rows."""
+    done = run("kill", 2, tmp_path, timeout=300)  # a hang would be a TimeoutExpired
+    assert done.returncode != 0
+    assert not (tmp_path / "rank0.npz").exists()
+    assert symbp.load_checkpoint(tmp_path / "ckpt.npz").epoch == 2
+    done = run("resume", 2, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = ranks(tmp_path, 2)
+    model = W.dropout_model(distributed=False)  # uninterrupted, in one process
+    hist = model.fit(*W.mlp_data(), epochs=4, batch_size=8, seed=3)
+    for r in out:
+        _close(r["final"], W.params(model.net))
+        _close(r["loss"], hist["loss"])
+    np.testing.assert_array_equal(out[0]["final"], out[1]["final"])
+
+
+def _eager_ddp_step(net, opt, x, y, n):
+    """DistributedDataParallel's step, by hand (eager, one process): each of ``n`` shares
+    normalises by its own batch statistics; the gradient is the share-weighted mean of the
+    shares' gradients; the running statistics are those of the last share."""
+    bn = net[1]
+    keys = ("running_mean", "running_var")
+    arr = {k: np.asarray(getattr(bn._buffers[k], "_data", bn._buffers[k])) for k in keys}
+    start = {k: arr[k].copy() for k in keys}
+    total = [np.zeros(p.shape) for p in net.parameters()]
+    for r in range(n):
+        lo, hi = len(x) * r // n, len(x) * (r + 1) // n
+        for k in keys:
+            arr[k][...] = start[k]
+        opt.zero_grad()
+        out = net(symbp.tensor(x[lo:hi]))
+        nn.CrossEntropyLoss()(out, symbp.tensor(y[lo:hi])).backward()
+        for acc, p in zip(total, net.parameters()):
+            acc += (hi - lo) / len(x) * p.grad.numpy()
+    for acc, p in zip(total, net.parameters()):
+        p.grad = symbp.tensor(acc)
+    opt.step()
+
+
+def test_batch_norm_statistics_per_rank_as_ddp(tmp_path):
+    done = run("bn", 2, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = ranks(tmp_path, 2)
+    net = W.bn_mlp()
+    opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    X, y = W.mlp_data()
+    for k in range(4):
+        _eager_ddp_step(net, opt, X[9 * k : 9 * k + 9], y[9 * k : 9 * k + 9], 2)
+    for r in out:
+        _close(r["final"], W.params(net))
+        _close(r["stats"], W.stats(net))
+    np.testing.assert_array_equal(out[0]["final"], out[1]["final"])
+    np.testing.assert_array_equal(out[0]["stats"], out[1]["stats"])
+
+
+def test_a_world_of_one():
+    _mpiexec()  # MPI installed (or a skip)
+    import symbp.distributed as dist
+
+    dist.init()  # this process alone
+    assert dist.is_initialized() and dist.rank() == 0 and dist.world_size() == 1
+    a = np.arange(4.0)
+    assert dist.all_reduce(a, op="mean") is a
+    np.testing.assert_array_equal(a, np.arange(4.0))
+    with pytest.raises(ValueError, match="op must be one of"):
+        dist.all_reduce(a, op="avg")
