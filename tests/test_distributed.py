@@ -197,3 +197,38 @@ def test_a_world_of_one():
     np.testing.assert_array_equal(a, np.arange(4.0))
     with pytest.raises(ValueError, match="op must be one of"):
         dist.all_reduce(a, op="avg")
+
+
+MODEL = """
+import numpy as np
+import symbp
+from symbp import nn, optim
+
+symbp.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+loss_fn = nn.CrossEntropyLoss()
+optimizer = optim.Adam(model.parameters(), lr=0.01)
+rng = np.random.default_rng(0)
+data = (rng.standard_normal((40, 4)), rng.integers(0, 3, 40))
+sample = (data[0][:4], data[1][:4])
+"""
+
+
+def test_symbp_train_distributed(tmp_path, capsys):
+    """`mpiexec -n 2 symbp train MODEL --distributed` prints (once) what one process prints."""
+    path = tmp_path / "model.py"
+    path.write_text(MODEL)
+    cmd = [*_mpiexec(), "2", sys.executable, "-m", "symbp.cli", "train", str(path),
+           "--distributed", "--epochs", "3", "--quiet"]  # fmt: skip
+    env = dict(os.environ, NUMBA_NUM_THREADS="1",
+               PYTHONPATH=str(Path(symbp.__file__).parents[1]))  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    from symbp import cli
+
+    assert cli.main(["train", str(path), "--epochs", "3", "--quiet"]) == 0
+    one = capsys.readouterr().out.strip().splitlines()[-1]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("Adam, 3 epochs")]
+    assert len(lines) == 1, done.stdout  # rank 0 alone prints
+    # the same losses and accuracies (the times differ)
+    assert lines[0].split(": ", 1)[1] == one.split(": ", 1)[1]
