@@ -2,30 +2,35 @@
 
 ``z1[b,o,y,x] = Σ_{i,p,q} W1[o,i,p,q]·x[b,i,y+p−1,x+q−1] + b1[o]``: convolutions, poolings
 and their gradients, and sums, broadcasts or reshapes of images print this way
-(``_indexed`` says which equations). ``IndexNotation`` is the printers' layer that does it:
-each tensor op with an index form has an ``_index_<Class>`` rule binding fresh index
-symbols for its sum; one without prints as the tensor it makes, indexed.
+(``_indexed`` says which equations), and so do the structural ops a textbook writes entry by
+entry: a batched product ``Z[b,i,j] = Σ_k A[b,i,k]·B[b,k,j]``, a cumsum ``Σ_{j′≤j}``, a roll
+``x[i,(j−2) mod 5]``, a constant pad's cases. ``IndexNotation`` is the printers' layer that
+does it: each tensor op with an index form has an ``_index_<Class>`` rule binding fresh
+index symbols for its sum; one without prints as the tensor it makes, indexed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sympy
 
-from symbp.formulas.layout import _ATOM, _MUL, Layout
+from symbp.formulas.layout import _ATOM, _MUL, _PRODUCT, Layout
 from symbp.formulas.vocabulary import (
+    _SUM_BATCH,
     AvgPool,
     AvgPoolGrad,
     Broadcast,
     Conv,
     ConvInputGrad,
     ConvWeightGrad,
+    Dot,
     Fill,
     MaxPool,
     MaxPoolGrad,
+    Permute,
     Reshape,
     SumOver,
     TensorOp,
@@ -71,16 +76,58 @@ def _reshape_index(idx: Sequence[Any], shape: tuple, src: tuple) -> list[sympy.E
     return out if k == len(live) else None
 
 
+class Wrapped(sympy.Function):
+    """An index taken modulo its axis' size, (i − s) mod n (a roll's); args (index, n).
+    SymPy's own Mod would print (i − 2) mod 5 as (i + 3) mod 5."""
+
+    nargs = 2
+    is_integer = True
+
+
+# (expression, its symbols' shapes) -> whether this tensor op is what a textbook writes in
+# index notation (``INDEX_TRIGGERS``), and whether it has an index form at all
+# (``INDEX_FORMS``: an ``_index_<Class>`` rule that prints it). The families add theirs.
+Predicate = Callable[[Any, Mapping[sympy.Symbol, tuple]], bool]
+
+
+def _always(e: Any, shapes: Mapping[sympy.Symbol, tuple]) -> bool:
+    return True
+
+
+def _never(e: Any, shapes: Mapping[sympy.Symbol, tuple]) -> bool:
+    return False
+
+
+def _batched(e: Any, shapes: Mapping[sympy.Symbol, tuple]) -> bool:
+    return len(shape_of(e, shapes)) > 2  # Z[b,i,j] = Σ_k A[b,i,k]·B[b,k,j]; A·B stays A·B
+
+
+INDEX_TRIGGERS: dict[type, Predicate] = {Dot: _batched}
+INDEX_FORMS: dict[type, Predicate] = dict.fromkeys(
+    (Broadcast, Reshape, Fill, SumOver, Dot, Permute), _always
+)
+# In index notation a view (its argument at other indices) binds as its argument does, and
+# a sum (Σ_k ...) as a product does; every other tensor op prints as one bracketed tensor.
+INDEX_VIEWS: set[type] = {Broadcast, Reshape, Permute}
+INDEX_SUMS: dict[type, Predicate] = {Dot: _batched}
+
+
 def _indexed(expr: sympy.Expr, shapes: Mapping[sympy.Symbol, tuple]) -> bool:
     """Whether ``expr`` prints in index notation: it convolves or pools, or it sums,
-    broadcasts or reshapes images (a silent broadcast of [B, C] to [B, C, H, W] misleads)."""
+    broadcasts or reshapes images (a silent broadcast of [B, C] to [B, C, H, W] misleads),
+    or it holds an op of ``INDEX_TRIGGERS`` and every tensor op in it has an index form
+    (one without would print as a bracketed tensor, indexed: worse than its name)."""
     if expr.has(Window):
         return True
     sums = expr.atoms(SumOver)
     images = expr.atoms(Broadcast, Reshape)  # (not a flatten: that prints as flatten(s1))
-    return any(len(shape_of(e.args[0], shapes)) > 2 for e in sums) or any(
+    if any(len(shape_of(e.args[0], shapes)) > 2 for e in sums) or any(
         len(shape_of(e, shapes)) > 2 for e in images
-    )
+    ):
+        return True
+    ops = expr.atoms(TensorOp)
+    trigger = any(INDEX_TRIGGERS.get(type(e), _never)(e, shapes) for e in ops)
+    return trigger and all(INDEX_FORMS.get(type(e), _never)(e, shapes) for e in ops)
 
 
 class IndexNotation(Layout):
@@ -102,10 +149,16 @@ class IndexNotation(Layout):
         self._bound: dict[sympy.Symbol, int] = {}
         self.used: dict[str, Any] = {}
 
+    # tokens of index notation; LatexPrinter overrides them
+    le, ge, ne, mod = "≤", "≥", "≠", " mod "
+
     def prec(self, e: sympy.Expr) -> int:
         if self._at is not None and isinstance(e, TensorOp) and not isinstance(e, Window):
-            # indexed: a broadcast or reshape is its argument, anything else (δ2·W2)[b,k]
-            return self.prec(e.args[0]) if isinstance(e, (Broadcast, Reshape)) else _ATOM
+            # indexed: a view is its argument, a Σ_k binds as a product, anything else
+            # prints as one tensor: (δ2·W2)[b,k]
+            if type(e) in INDEX_VIEWS:
+                return self.prec(e.args[0])
+            return _PRODUCT if self.sum_like(e) else _ATOM
         return super().prec(e)
 
     def shape_of(self, e: sympy.Expr) -> tuple:
@@ -118,6 +171,9 @@ class IndexNotation(Layout):
         for e in sympy.preorder_traversal(expr):
             if isinstance(e, Window) and e.out_shape == shape:
                 letters = e.letters  # a convolution's output is [b,o,y,x], its weight's [o,i,p,q]
+                break
+            if (product := self._product_letters(e, shape)) is not None:
+                letters = product
                 break
             if isinstance(e, SumOver):
                 full, summed = _letters(len(self.shape_of(e.args[0]))), _axes(e.args[1])
@@ -132,6 +188,16 @@ class IndexNotation(Layout):
         names = iter(self.index_vars(*(c for c in letters if c is not None)))
         idx = [sympy.Integer(0) if c is None else next(names) for c in letters]
         return self.subscript(idx), self.at(expr, idx, 0)
+
+    def sum_like(self, e: sympy.Expr) -> bool:
+        """Whether tensor op ``e`` prints as a Σ in index notation (``INDEX_SUMS``)."""
+        return INDEX_SUMS.get(type(e), _never)(e, self._settings["shapes"])
+
+    def _product_letters(self, e: sympy.Expr, shape: tuple) -> tuple[str, ...] | None:
+        """Z[b,i,j]'s letters where ``e`` is a batched product of ``shape``, else None."""
+        if isinstance(e, Dot) and 2 < len(shape) < 7 and self.shape_of(e) == shape:
+            return (*("b", "h", "g", "f")[: len(shape) - 2], "i", "j")
+        return None
 
     def index_vars(self, *names: str) -> list[sympy.Symbol]:
         """Fresh index symbols: y, x, or y′, x′ when y and x are bound already."""
@@ -169,13 +235,18 @@ class IndexNotation(Layout):
         return out
 
     def subscript(self, idx: Sequence[sympy.Expr]) -> str:
+        if not idx:  # a scalar: E, not E[]
+            return ""
         return "[" + ",".join(self.index(i) for i in idx) + "]"
 
     def index_name(self, s: sympy.Symbol) -> str:
         return s.name
 
     def index(self, e: sympy.Expr) -> str:
-        """An index: 2y+p−1, (u−p+1)/2, 4c+2y+x, outer indices first, the constant last."""
+        """An index: 2y+p−1, (u−p+1)/2, 4c+2y+x, outer indices first, the constant last;
+        (j−2) mod 5 for a ``Wrapped`` one."""
+        if isinstance(e, Wrapped):
+            return self.paren(self.index(e.args[0])) + self.mod + self.index(e.args[1])
         e = sympy.expand(e)
         den = math.lcm(*(sympy.Rational(c).q for c in e.as_coefficients_dict().values()))
 
@@ -191,7 +262,14 @@ class IndexNotation(Layout):
         for t in terms:
             c, v = (t, None) if t.is_Number else t.as_coeff_Mul()
             mag = abs(int(c))
-            body = str(mag) if v is None else ("" if mag == 1 else str(mag)) + self.index_name(v)
+            name = (
+                ""
+                if v is None
+                else self.index_name(v)
+                if v.is_Symbol
+                else self.paren(self.index(v))
+            )
+            body = str(mag) if v is None else ("" if mag == 1 else str(mag)) + name
             out += (self.neg if c < 0 else "+" if out else "") + body
         if den != 1:
             out = (self.paren(out) if len(terms) > 1 else out) + f"/{den}"
@@ -201,6 +279,19 @@ class IndexNotation(Layout):
         """Σ_{i,p,q}, max_{p,q}, argmax_{p,q}, followed by a space."""
         sign = {"sum": "Σ", "max": "max", "argmax": "argmax"}[op]
         return sign + "_{" + ",".join(self.index_name(n) for n in names) + "} "
+
+    def running(
+        self, op: str, var: sympy.Symbol, reverse: bool, limit: sympy.Expr, but: Any = None
+    ) -> str:
+        """Σ_{j′≤j}, Π_{j′≥j}, Π_{j″≤j′,j″≠j}: a running sum's or product's index and bound
+        (and the one index it leaves out), then a space."""
+        sign = {"sum": "Σ", "prod": "Π"}[op]
+        name = self.index_name(var)
+        rel = self.ge if reverse else self.le
+        out = f"{name}{rel}{self.index(limit)}"
+        if but is not None:
+            out += f",{name}{self.ne}{self.index(but)}"
+        return f"{sign}_{{{out}}} "
 
     def mean(self, body: str, divisor: str) -> str:
         return f"{body}/{divisor}"
@@ -255,8 +346,11 @@ class IndexNotation(Layout):
     def _index_SumOver(self, e: SumOver, idx: tuple) -> str | None:
         a, axes, keepdim, _ = e.args
         shape = self.shape_of(a)
-        if len(shape) < 3:  # Σ_batch δ2 reads better than Σ_{b} δ2[b,k]
+        if len(shape) < 3 and int(e.args[3]) == _SUM_BATCH:  # Σ_batch δ2, not Σ_{b} δ2[b,k]
             return None
+        # a sum of a batched product runs over its letters, Σ_{b,i,j}
+        found = (self._product_letters(d, shape) for d in sympy.preorder_traversal(a))
+        letters = next((ls for ls in found if ls is not None), _letters(len(shape)))
         kept = iter(idx)
         inner = []
         for k in range(len(shape)):
@@ -265,9 +359,31 @@ class IndexNotation(Layout):
                 continue
             if keepdim == sympy.true:
                 next(kept)
-            inner.append(self.index_vars(_letters(len(shape))[k])[0])
+            inner.append(self.index_vars(letters[k])[0])
         summed = [inner[k] for k in _axes(axes)]
         return self.bigop("sum", summed) + self.at(a, inner, _MUL)
+
+    def _index_Dot(self, e: Dot, idx: tuple) -> str | None:
+        """(A·B)[b,i,j] = Σ_k A[b,i,k]·B[b,k,j]: the batch axes are shared (bmm's). A matrix
+        product keeps its matrix notation, indexed: (δ2·W2)[b,k]."""
+        a, b = e.args
+        ra, rb = len(self.shape_of(a)), len(self.shape_of(b))
+        if ra < 2 or rb < 2 or len(idx) < 3:
+            return None
+        *batch, i, j = idx
+        (k,) = self.index_vars("k")
+        left = [*batch[len(batch) - (ra - 2) :], i, k]
+        right = [*batch[len(batch) - (rb - 2) :], k, j]
+        body = self.at(a, left, _MUL) + self.times_scalar + self.at(b, right, _MUL)
+        return self.bigop("sum", [k]) + body
+
+    def _index_Permute(self, e: Permute, idx: tuple) -> str:
+        """aᵀ[i,j] = a[j,i]: output axis k is the argument's axis perm[k]."""
+        a, perm = e.args
+        src: list[Any] = [sympy.Integer(0)] * len(idx)
+        for k, axis in enumerate(_axes(perm)):
+            src[axis] = idx[k]
+        return self.at(a, src, 0)
 
     def _index_Fill(self, e: Fill, idx: tuple) -> str:
         return self._print(e.args[0])

@@ -209,12 +209,20 @@ def _print_sliced(self: TextPrinter, e: Sliced) -> str:
 
 
 def _index_names(self: TextPrinter, idx: sympy.Tuple) -> list[str]:
-    """The index arrays as printed; a torch.gather's own positions as their letters."""
+    """The index arrays as printed; a torch.gather's own positions as their letters, and the
+    arrays beside them read at those letters: x[i, y[i]], the textbook's E[b, labels[b]]."""
+    arrays = [i.args[0] if isinstance(i, Broadcast) else i for i in idx.args]
+    positions = any(isinstance(i, Iota) for i in arrays)
+    rank = max((len(self.shape_of(i)) for i in idx.args), default=0)  # their broadcast shape's
+    letters = [sympy.Symbol(c, integer=True) for c in "ijklmn"[:rank]]
     names = []
-    for i in idx.args:
-        if isinstance(i, Broadcast):
-            i = i.args[0]
-        names.append("ijklmn"[i.args[0].value] if isinstance(i, Iota) else self._print(i))
+    for full, i in zip(idx.args, arrays):
+        if isinstance(i, Iota):
+            names.append("ijklmn"[i.args[0].value])
+        elif positions and rank:
+            names.append(self.at(full, letters[rank - len(self.shape_of(full)) :], _ATOM))
+        else:
+            names.append(self._print(i))
     return names
 
 

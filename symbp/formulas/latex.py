@@ -28,6 +28,7 @@ class LatexPrinter(TextPrinter):
         "-",
     )
     transpose_mark, ones = r"^{\top}", r"\mathbf{1}"
+    le, ge, ne, mod = r"\leq", r"\geq", r"\neq", r" \bmod "
     frac_delimits = True
     _which = 1
 
@@ -83,6 +84,16 @@ class LatexPrinter(TextPrinter):
         sign = {"sum": r"\sum", "max": r"\max", "argmax": r"\operatorname{argmax}"}[op]
         space = r"\, " if op == "argmax" else " "  # an operatorname's limits sit beside it
         return sign + "_{" + ",".join(self.index_name(n) for n in names) + "}" + space
+
+    def running(
+        self, op: str, var: sympy.Symbol, reverse: bool, limit: sympy.Expr, but: Any = None
+    ) -> str:
+        sign = {"sum": r"\sum", "prod": r"\prod"}[op]
+        name = self.index_name(var)
+        out = f"{name} {self.ge if reverse else self.le} {self.index(limit)}"
+        if but is not None:
+            out += f", {name} {self.ne} {self.index(but)}"
+        return f"{sign}_{{{out}}} "
 
     def mean(self, body: str, divisor: str) -> str:
         return rf"\frac{{1}}{{{divisor}}} {body}"

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp.formulas.text import FUNCTIONS
+from symbp.formulas.index import INDEX_FORMS, _always
+from symbp.formulas.text import FUNCTIONS, TextPrinter
 from symbp.formulas.vocabulary import TENSOR_NUMPY, TENSOR_SHAPES, TensorOp
 from symbp.ir import Node
 
@@ -103,3 +104,17 @@ def _tril_expr(n: Node, a: list, c: Any) -> sympy.Expr:
 def _diag_embed_expr(n: Node, a: list, c: Any) -> sympy.Expr:
     k, d1, d2, (n1, n2) = n.arg
     return DiagEmbed(a[0], *(sympy.Integer(v) for v in (k, d1, d2, n1, n2)))
+
+
+# In index notation a triangle reads as cases, {a[i,j] if j ≤ i+k; 0 otherwise} (an attention
+# mask); it is no reason to print an equation entry by entry, but has its form there.
+def _index_triangle(self: TextPrinter, e: Any, idx: tuple) -> str:
+    a, k = e.args
+    i, j = idx[-2:]
+    rel = self.ge if isinstance(e, Triu) else self.le
+    inside = f"{self.index(j)} {rel} {self.index(i + k)}"
+    return self.cases([(self.at(a, idx, 0), inside), ("0", None)])
+
+
+TextPrinter._index_Tril = TextPrinter._index_Triu = _index_triangle  # type: ignore[attr-defined]
+INDEX_FORMS.update({Tril: _always, Triu: _always})

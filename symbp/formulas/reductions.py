@@ -7,10 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import sympy
 
+from symbp.formulas.index import INDEX_FORMS, INDEX_SUMS, INDEX_TRIGGERS, _always, _letters
+from symbp.formulas.layout import _MUL
 from symbp.formulas.rules import Printing
 from symbp.formulas.scalar_level import _ScalarLevel
-from symbp.formulas.text import FUNCTIONS
+from symbp.formulas.text import FUNCTIONS, TextPrinter
 from symbp.formulas.vocabulary import TENSOR_NUMPY, TENSOR_SHAPES, Static, TensorOp, _Stub
 from symbp.ops import OPS
 
@@ -74,3 +77,47 @@ def _along_row(op: str, scalar: Any = None, **flags: bool) -> Printing:
         scalar or _ScalarLevel._evaluated,
         **flags,
     )
+
+
+# In index notation a running sum reads Σ_{j′≤j} a[i,j′] (its adjoint, reversed, Σ_{j′≥j}) and
+# a running product Π_{j′≤j} a[i,j′]: what a textbook writes, so an equation holding one
+# prints entry by entry (``index.INDEX_TRIGGERS``).
+def _running_index(self: TextPrinter, e: Any, idx: tuple, op: str, reverse: bool) -> str:
+    a, axis = e.args[0], e.args[-1].value[0]
+    axis = axis[0] if isinstance(axis, tuple) else axis  # cumsum's arg is (axis, reverse)
+    at = idx[axis]
+    base = at.name if isinstance(at, sympy.Symbol) else _letters(len(idx))[axis]
+    (j,) = self.index_vars(base)  # j′ beside j
+    src = [j if k == axis else i for k, i in enumerate(idx)]
+    return self.running(op, j, reverse, at) + self.at(a, src, _MUL)
+
+
+def _index_cumsum(self: TextPrinter, e: Any, idx: tuple) -> str:
+    return _running_index(self, e, idx, "sum", bool(e.args[-1].value[0][1]))
+
+
+def _index_cumprod(self: TextPrinter, e: Any, idx: tuple) -> str:
+    return _running_index(self, e, idx, "prod", False)
+
+
+def _index_cumprod_grad(self: TextPrinter, e: Any, idx: tuple) -> str:
+    """cumprod's adjoint, x̄[i,j] = Σ_{j′≥j} ct[i,j′]·Π_{j″≤j′,j″≠j} x[i,j″]."""
+    x, ct, axis = e.args[0], e.args[1], e.args[-1].value[0]
+    at = idx[axis]
+    base = at.name if isinstance(at, sympy.Symbol) else _letters(len(idx))[axis]
+    k, m = self.index_vars(base, base)  # j′, j″
+    row = [self.at(ct, [k if a == axis else i for a, i in enumerate(idx)], _MUL)]
+    row.append(self.running("prod", m, False, k, but=at))
+    row.append(self.at(x, [m if a == axis else i for a, i in enumerate(idx)], _MUL))
+    return self.running("sum", k, True, at) + row[0] + self.times_scalar + row[1] + row[2]
+
+
+for _op, _rule in (
+    ("cumsum", _index_cumsum),
+    ("cumprod", _index_cumprod),
+    ("cumprod_grad", _index_cumprod_grad),
+):
+    _cls = _ALONG[_op]
+    setattr(TextPrinter, f"_index_{_cls.__name__}", _rule)
+    INDEX_TRIGGERS[_cls] = INDEX_FORMS[_cls] = _always
+    INDEX_SUMS[_cls] = _always

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import sympy
 
+from symbp.formulas.index import INDEX_FORMS, INDEX_TRIGGERS, INDEX_VIEWS, Wrapped, _always
 from symbp.formulas.layout import _ATOM
 from symbp.formulas.text import FUNCTIONS, TextPrinter
 from symbp.formulas.vocabulary import TENSOR_NUMPY, TENSOR_SHAPES, TensorOp, _axes, _Stub
@@ -164,3 +166,47 @@ for _name, _rule in {
     "_index_Crop": _index_crop,
 }.items():
     setattr(TextPrinter, _name, _rule)
+
+
+# In index notation a roll reads its argument at wrapped indices, x[i,(j−2) mod 5], and a
+# constant pad as cases: x[i,j−2] where 2 ≤ j < 2 + n, the value elsewhere. Both are what a
+# textbook writes, so an equation holding one prints entry by entry (``INDEX_TRIGGERS``);
+# a reflect or replicate pad keeps its name (pad(x)[i,j]).
+def _index_roll(self: TextPrinter, e: Roll, idx: tuple) -> str:
+    a, pairs = e.args
+    shape = self.shape_of(a)
+    src = list(idx)
+    for axis, shift in pairs:
+        src[int(axis)] = Wrapped(src[int(axis)] - shift, shape[int(axis)])
+    return self.at(a, src, 0)
+
+
+def _constant_pad(e: Any, shapes: Any) -> bool:
+    return _mode(e.args[2]) == "constant"
+
+
+def _index_pad(self: TextPrinter, e: Pad, idx: tuple) -> str | None:
+    a, widths, mode, value = e.args
+    if _mode(mode) != "constant":
+        return None
+    src, inside = [], []
+    for i, (lo, hi), n in zip(idx, _pairs(widths), self.shape_of(a)):
+        src.append(i - lo)
+        at, end = self.index(i), self.index(sympy.sympify(lo + n))
+        if lo and hi:
+            inside.append(f"{lo} {self.le} {at} < {end}")
+        elif lo:
+            inside.append(f"{at} {self.ge} {lo}")
+        elif hi:
+            inside.append(f"{at} < {end}")
+    shown = self.at(a, src, 0)
+    if not inside:
+        return shown
+    return self.cases([(shown, ", ".join(inside)), (self._print(value), None)])
+
+
+TextPrinter._index_Roll = _index_roll
+TextPrinter._index_Pad = _index_pad
+INDEX_TRIGGERS.update({Roll: _always, Pad: _constant_pad})
+INDEX_FORMS.update({Roll: _always, Pad: _constant_pad, Flip: _always, Crop: _always})
+INDEX_VIEWS.update({Roll, Flip, Crop})

@@ -144,7 +144,11 @@ class TextPrinter(IndexNotation):
         if len(num) == 1:  # Σ (o − t)²/2: a lone factor needs no ⊙ brackets
             level = _ADD if den and not head and self.frac_delimits else _PRODUCT
         ordered = self._order(num)
-        sums = [f for f in ordered if f.has(Window, SumOver)]
+        sums = [
+            f
+            for f in ordered
+            if f.has(Window, SumOver) or any(map(self.sum_like, f.atoms(TensorOp)))
+        ]
         last = self._at is not None and len(sums) == 1 and not den
         if last:  # indexed, a·Σ_{y,x} ...: the Σ last, where it needs no brackets
             ordered = [f for f in ordered if f is not sums[0]] + sums
