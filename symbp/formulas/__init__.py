@@ -7,7 +7,7 @@ so what is printed is what symbp computes. Two levels:
   ``x, t, W1, b1 ...``, layer outputs are ``z1, h, o ...`` (named from the modules that made
   them, see ``ir.LABELS``), error signals are ``δ2, δ1 ...``. Elementwise algebra is plain
   SymPy algebra on those symbols (it acts entry by entry, so it commutes); the structural ops
-  are the ``TensorOp`` functions below, printed as ``·`` (matrix product), ``ᵀ``, ``Σ``.
+  are the ``TensorOp`` functions of ``vocabulary``, printed as ``·`` (matrix product), ``ᵀ``, ``Σ``.
   Fused formulas are named back: ``σ(h·W2ᵀ + b2)`` inside a δ becomes ``o``, so the δ of a
   sigmoid output under half-SSE reads ``(o − t) ⊙ o ⊙ (1 − o)``. Each equation still
   evaluates with NumPy (``Formulas.evaluate``), which is how the tests check the printed form.
@@ -17,6 +17,9 @@ so what is printed is what symbp computes. Two levels:
   ``∂E/∂W1[o,i,p,q] = Σ_{b,y,x} δ1[b,o,y,x]·x[b,i,2y+p−1,2x+q−1]``. A term whose index
   falls outside its tensor, or is no whole number (a transposed stride), is left out, which
   is zero padding; the legend says so.
+  The tensor language's structural ops print this way too where a textbook writes them
+  entry by entry: a batched product ``Σ_k x[b,i,k]·w[b,k,j]``, a cumsum ``Σ_{j′≤j}``, a roll
+  ``x[i,(j−2) mod 5]``, a constant pad's cases.
 - **Scalar level** (small models). The same derived program runs through the reference
   executor on object arrays of SymPy symbols, one per entry (``w1 .. w8`` for the weights,
   row-major in model order, ``x1``, ``t1`` ...), with every layer-output entry named
