@@ -136,6 +136,7 @@ class _Graph:
     def shape(self, dims: Sequence[Any], infer_one: bool = False) -> str:
         """A shape as an int64 1-D tensor. With ``infer_one`` (Reshape), a single symbolic
         dimension is written -1, so that the runtime infers it and no arithmetic is needed."""
+        dims = [int(d) if sympy.sympify(d).is_Integer else d for d in dims]
         symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
         if not symbolic:
             return self.ints([int(d) for d in dims])
@@ -445,7 +446,30 @@ def _broadcast(shapes: Sequence[tuple]) -> tuple | None:
     return tuple(out)
 
 
+def _gemm_with_bias(g: _Graph, node: Node, names: dict[Node, str]) -> str | None:
+    """``x @ W.T + b`` (a Linear) as one Gemm, W as stored and b its C operand, when ``node``
+    adds a bias row to a matrix product; None otherwise."""
+    if len(node.src) != 2 or node.arg.expr != ops.xsym(0) + ops.xsym(1):
+        return None
+    for mm, bias in (node.src, node.src[::-1]):
+        if mm.op != "matmul" or bias.dtype != mm.dtype:
+            continue
+        b = bias.src[0] if bias.op == "expand" else bias
+        if b.op == "reshape" and b.src[0].shape == b.shape[-1:]:  # [N] -> [1, N]: read [N]
+            b = b.src[0]
+        if tuple(b.shape) not in ((mm.shape[1],), (1, mm.shape[1])):
+            continue
+        x, y = mm.src
+        trans = y.op == "transpose" and y.arg == (1, 0)
+        w = y.src[0] if trans else y
+        return g.op("Gemm", [names[x], names[w], names[b]], "gemm", transB=int(trans))
+    return None
+
+
 def _ew(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    gemm = _gemm_with_bias(g, node, names)
+    if gemm is not None:
+        return gemm
     src = list(node.src)
     # ONNX's arithmetic broadcasts as NumPy's: read a bias before its expand where the
     # operands still broadcast to the node's shape (x @ W.T + b, not an Expand of b)
@@ -481,7 +505,7 @@ def _const(g: _Graph, node: Node, names: dict[Node, str]) -> str:
         k = _Formula(g, [], dtype).num(value)
         k = k if dtype == node.dtype else g.cast(k, node.dtype)
     else:
-        k = g.constant(complex(value).real if node.dtype.kind == "f" else int(value), node.dtype)
+        k = g.constant(float(value) if node.dtype.kind == "f" else int(value), node.dtype)
     if not node.shape:
         return g.op("Identity", [k], "const")
     return g.op("Expand", [k, g.shape(node.shape)], "const")
@@ -616,12 +640,26 @@ def _pad(g: _Graph, node: Node, names: dict[Node, str]) -> str:
 
 def _take(g: _Graph, node: Node, names: dict[Node, str]) -> str:
     x, *idx = node.src
-    if len(idx) != 1:
-        raise OnnxExportError(
-            f"ONNX export{g.where}: indexing with {len(idx)} index arrays at once (x[i, j]); "
-            f"index one axis at a time"
-        )
-    return g.op("Gather", [names[x], names[idx[0]]], "gather", axis=node.arg.axis)
+    a = node.arg
+    if len(idx) == 1:
+        return g.op("Gather", [names[x], names[idx[0]]], "gather", axis=a.axis)
+    # k index arrays into k adjacent axes (torch.gather is one along every axis): one Gather
+    # into those axes flattened, at the row-major linear index Σ i_m · stride_m
+    i64 = np.dtype(np.int64)
+    sizes = x.shape[a.axis : a.axis + len(idx)]
+    flat = None
+    for m, (i, size) in enumerate(zip(idx, sizes)):
+        k = names[i] if i.dtype == i64 else g.cast(names[i], i64)
+        if a.wrap:  # a negative index counts from the end
+            n = g.scalar_dim(size)
+            k = g.op("Where", [g.op("Less", [k, g.constant(0, i64)]), g.op("Add", [k, n]), k])
+        stride = sympy.Mul(*sizes[m + 1 :])
+        if stride != 1:
+            k = g.op("Mul", [k, g.scalar_dim(stride)], "index")
+        flat = k if flat is None else g.op("Add", [flat, k], "index")
+    shape = (*x.shape[: a.axis], sympy.Mul(*sizes), *x.shape[a.axis + len(idx) :])
+    xs = g.op("Reshape", [names[x], g.shape(shape, infer_one=True)], "flat")
+    return g.op("Gather", [xs, flat], "gather", axis=a.axis)  # type: ignore[list-item]
 
 
 def _iota(g: _Graph, node: Node, names: dict[Node, str]) -> str:
@@ -694,6 +732,7 @@ def _expand(g: _Graph, node: Node, names: dict[Node, str]) -> str:
 ONNX: dict[str, Callable[..., str] | ops.NotApplicable] = {
     "input": ops.NotApplicable("a graph input or an initializer, named not computed"),
     "detach": ops.NotApplicable("the identity in inference: its source's name"),
+    "function": ops.NotApplicable("a custom autograd.Function's output: its forward's, src[0]"),
     "const": _const,
     "ew": _ew,
     "cast": _cast_rule,
@@ -758,6 +797,23 @@ def _layer(node: Node, users: dict[Node, list[Node]]) -> str:
     return ""
 
 
+# Ops whose value is their first source's: in inference, its name (a custom Function's other
+# sources feed only its backward, and are not written)
+_ALIASES = ("detach", "function")
+
+
+def _needed(out: Node) -> list[Node]:
+    """The nodes ``out``'s value needs, each after its sources."""
+    need: set[Node] = set()
+    todo = [out]
+    while todo:
+        n = todo.pop()
+        if n not in need:
+            need.add(n)
+            todo.extend(n.src[:1] if n.op in _ALIASES else n.src)
+    return [n for n in toposort([out]) if n in need]
+
+
 def _leaf_name(arg: Any) -> str:
     return str(arg).split("#")[0]  # "0.weight#2": the model's name without the trace's tag
 
@@ -776,6 +832,11 @@ def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
     traced = compiled._trace_inference(sample)
     (out,) = traced.outputs
     buffers, seeds = program_inputs(compiled.net, traced)
+    if seeds:  # a dropout outside any Module that eval() could switch off
+        raise OnnxExportError(
+            f"ONNX export: the model applies dropout ('{seeds[0].arg}') in training mode; "
+            f"inference has no dropout: pass training=False to F.dropout"
+        )
     (xnode,) = traced.inputs.values()
     g = _Graph(onnx, "input")
     names: dict[Node, str] = {xnode: "input"}
@@ -784,14 +845,14 @@ def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
     leaves.update(traced.constants)
     for leaf, value in leaves.items():
         names[leaf] = g.initializer(np.asarray(value, dtype=leaf.dtype), _leaf_name(leaf.arg))
-    order = toposort([out])
+    order = _needed(out)
     users = consumers(order)
     for node in order:
         if node in names:
             continue
         rule = ONNX.get(node.op)
         g.where = f" (op '{node.op}'{_layer(node, users)})"
-        if node.op == "detach":
+        if node.op in _ALIASES:
             names[node] = names[node.src[0]]
             continue
         if node.op == "input" or rule is None or isinstance(rule, ops.NotApplicable):
@@ -804,8 +865,6 @@ def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
             )
             raise OnnxExportError(f"ONNX export: op '{node.op}'{_layer(node, users)}: {why}")
         names[node] = rule(g, node, names)
-    if seeds:  # unreachable in practice: a bernoulli node raised above
-        raise OnnxExportError("ONNX export: the model applies dropout in training mode")
     g.nodes.append(g.helper.make_node("Identity", [names[out]], ["output"]))
     graph = g.helper.make_graph(
         _live(g.nodes, "output"),
