@@ -348,3 +348,21 @@ def test_training_mode_dropout_is_an_error():
     net = nn.Sequential(nn.Linear(3, 3), Layer(lambda x: F.dropout(x, 0.5, training=True)))
     with pytest.raises(OnnxExportError, match=r"dropout .* in training mode"):
         onnx_model(symbp.compile(net), np.zeros((1, 3), np.float32))
+
+
+def test_missing_onnx_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # import onnx fails
+    with pytest.raises(OnnxExportError, match=r"pip install onnx"):
+        onnx_model(symbp.compile(nn.Linear(2, 2)), np.zeros((1, 2), np.float32))
+
+
+def test_reference_evaluator_agrees():
+    """onnx's own reference evaluator, a second runtime, runs the same file to the same
+    numbers (and is what the tests fall back on where onnxruntime does not install)."""
+    from onnx.reference import ReferenceEvaluator
+
+    ns = runpy.run_path(str(EXAMPLES / "model_cnn.py"))
+    model = onnx_model(symbp.compile(ns["model"]), ns["sample"][0])
+    x = _rows((1, 1, 4, 4), 5)
+    got = ReferenceEvaluator(model).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, _eager(ns["model"], x), rtol=1e-5, atol=1e-6)
