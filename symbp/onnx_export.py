@@ -645,21 +645,62 @@ def _take(g: _Graph, node: Node, names: dict[Node, str]) -> str:
         return g.op("Gather", [names[x], names[idx[0]]], "gather", axis=a.axis)
     # k index arrays into k adjacent axes (torch.gather is one along every axis): one Gather
     # into those axes flattened, at the row-major linear index Σ i_m · stride_m
-    i64 = np.dtype(np.int64)
     sizes = x.shape[a.axis : a.axis + len(idx)]
+    flat = _linear_index(g, idx, sizes, a.wrap, names)
+    shape = (*x.shape[: a.axis], sympy.Mul(*sizes), *x.shape[a.axis + len(idx) :])
+    xs = g.op("Reshape", [names[x], g.shape(shape, infer_one=True)], "flat")
+    return g.op("Gather", [xs, flat], "gather", axis=a.axis)
+
+
+def _linear_index(g: _Graph, idx: Sequence[Node], sizes: Sequence[Any], wrap: bool, names) -> str:
+    """The row-major linear index Σ i_m · stride_m of k index arrays into axes of ``sizes``
+    (int64), negative indices counted from the end where ``wrap``."""
+    i64 = np.dtype(np.int64)
     flat = None
     for m, (i, size) in enumerate(zip(idx, sizes)):
         k = names[i] if i.dtype == i64 else g.cast(names[i], i64)
-        if a.wrap:  # a negative index counts from the end
+        if wrap:
             n = g.scalar_dim(size)
             k = g.op("Where", [g.op("Less", [k, g.constant(0, i64)]), g.op("Add", [k, n]), k])
         stride = sympy.Mul(*sizes[m + 1 :])
         if stride != 1:
             k = g.op("Mul", [k, g.scalar_dim(stride)], "index")
         flat = k if flat is None else g.op("Add", [flat, k], "index")
-    shape = (*x.shape[: a.axis], sympy.Mul(*sizes), *x.shape[a.axis + len(idx) :])
-    xs = g.op("Reshape", [names[x], g.shape(shape, infer_one=True)], "flat")
-    return g.op("Gather", [xs, flat], "gather", axis=a.axis)  # type: ignore[list-item]
+    assert flat is not None
+    return flat
+
+
+def _put_add(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    """Scatter-add into zeros (scatter_add, index_add): one ScatterElements with reduction
+    add, into the indexed axes flattened, at the linear index of the k index arrays."""
+    ct, *idx = node.src
+    a = node.arg
+    k = len(idx)
+    sizes = node.shape[a.axis : a.axis + k]
+    lead, rest = node.shape[: a.axis], node.shape[a.axis + k :]
+    places = sympy.Mul(*idx[0].shape)
+    flat = _linear_index(g, idx, sizes, a.wrap, names)
+    view = [1] * len(lead) + [places] + [1] * len(rest)
+    updates_shape = (*lead, places, *rest)
+    flat = g.op("Reshape", [flat, g.shape(view, infer_one=True)], "index")
+    flat = g.op("Expand", [flat, g.shape(updates_shape)], "index")
+    updates = g.op("Reshape", [names[ct], g.shape(updates_shape, infer_one=True)], "updates")
+    zeros = _zeros(g, (*lead, sympy.Mul(*sizes), *rest), node.dtype)
+    out = g.op("ScatterElements", [zeros, flat, updates], "put_add", axis=a.axis, reduction="add")
+    return g.op("Reshape", [out, g.shape(node.shape, infer_one=True)], "put_add")
+
+
+def _put_along(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    ct, idx = node.src
+    axis, _ = node.arg
+    zeros = _zeros(g, node.shape, node.dtype)
+    inputs = [zeros, names[idx], names[ct]]
+    return g.op("ScatterElements", inputs, "put_along", axis=axis, reduction="add")
+
+
+def _zeros(g: _Graph, shape: Sequence[Any], dtype: np.dtype) -> str:
+    value = g.onnx.numpy_helper.from_array(np.zeros(1, dtype))
+    return g.op("ConstantOfShape", [g.shape(shape)], "zeros", value=value)
 
 
 def _iota(g: _Graph, node: Node, names: dict[Node, str]) -> str:
@@ -774,8 +815,8 @@ ONNX: dict[str, Callable[..., str] | ops.NotApplicable] = {
     "maxpool2d_grad": _not_inference("maxpool2d_grad"),
     "avgpool2d_grad": _not_inference("avgpool2d_grad"),
     "slice_grad": _not_inference("slice_grad"),
-    "put_add": _not_inference("put_add (scatter-add)"),
-    "put_along": _not_inference("put_along (scatter-add)"),
+    "put_add": _put_add,
+    "put_along": _put_along,
     "pad_grad": _not_inference("pad_grad"),
     "cumprod_grad": _not_inference("cumprod_grad"),
 }

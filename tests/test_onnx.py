@@ -225,6 +225,8 @@ class Ops(nn.Module):
             h - h.mean(0, keepdim=True),  # a mean over the batch: 1/B in the graph
             (h > 0).float() + symbp.where(h < 0.1, h, -h),
             h.reshape(-1, 3, 2).transpose(1, 2).reshape(-1, 6),
+            symbp.scatter_add(h, 1, h.argmax(1, keepdim=True), h[:, :1] * 3),
+            h.index_add(1, symbp.tensor([0, 2, 0]), h[:, 3:]),
         ]
         return symbp.cat(parts, 1)
 
@@ -234,7 +236,8 @@ def test_structural_ops():
     model = _check_against_eager(Ops(), _rows((1, 6), 1))
     used = {n.op_type for n in model.graph.node}
     want = {"Slice", "Concat", "Pad", "Gather", "GatherElements", "CumSum", "ReduceMax"}
-    assert want | {"ReduceSum", "ReduceProd", "ArgMax", "Trilu", "Where", "Transpose"} <= used
+    want |= {"ReduceSum", "ReduceProd", "ArgMax", "Trilu", "Where", "Transpose"}
+    assert want | {"ScatterElements"} <= used
 
 
 def _formula_net(fn):
