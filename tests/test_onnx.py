@@ -369,3 +369,25 @@ def test_reference_evaluator_agrees():
     x = _rows((1, 1, 4, 4), 5)
     got = ReferenceEvaluator(model).run(None, {"input": x})[0]
     np.testing.assert_allclose(got, _eager(ns["model"], x), rtol=1e-5, atol=1e-6)
+
+
+class Embedding(nn.Module):
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.w = nn.Parameter(rng.standard_normal((10, 3)).astype(np.float32))
+
+    def forward(self, x):
+        return self.w[x].reshape(x.shape[0], -1).tanh()
+
+
+def test_integer_input_lookup_table():
+    """An int64 input (token ids) gathering rows of a table: Gather, then the batch is still
+    dynamic through the reshape."""
+    net = Embedding()
+    model = onnx_model(symbp.compile(net), np.array([[1, 2, 3, 9]]))
+    run = _runner(model)
+    for n in (1, 6):
+        xs = np.random.default_rng(n).integers(-10, 10, (n, 4))  # negative ids count from the end
+        np.testing.assert_allclose(run(xs), _eager(net, xs), rtol=1e-6, atol=1e-6)
+    assert [n.op_type for n in model.graph.node][:1] == ["Gather"]
