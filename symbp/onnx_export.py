@@ -89,7 +89,8 @@ class _Graph:
         return name
 
     def constant(self, value: Any, dtype: np.dtype, shape: tuple[int, ...] = ()) -> str:
-        arr = np.asarray(value, dtype=dtype).reshape(shape)
+        with np.errstate(over="ignore"):  # a float64 bound in float32 is inf, as computed
+            arr = np.asarray(value, dtype=dtype).reshape(shape)
         key = ("const", arr.dtype.str, arr.shape, arr.tobytes())
         if key not in self.memo:
             self.memo[key] = self.initializer(arr, "c")
@@ -871,6 +872,11 @@ def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
 
     sample = _sample(compiled, x)
     traced = compiled._trace_inference(sample)
+    if len(traced.outputs) != 1:
+        raise OnnxExportError(
+            f"ONNX export: the model returns {len(traced.outputs)} tensors; the inference graph "
+            f"has one output, as predict (return one tensor, or cat them)"
+        )
     (out,) = traced.outputs
     buffers, seeds = program_inputs(compiled.net, traced)
     if seeds:  # a dropout outside any Module that eval() could switch off

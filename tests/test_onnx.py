@@ -391,3 +391,9 @@ def test_integer_input_lookup_table():
         xs = np.random.default_rng(n).integers(-10, 10, (n, 4))  # negative ids count from the end
         np.testing.assert_allclose(run(xs), _eager(net, xs), rtol=1e-6, atol=1e-6)
     assert [n.op_type for n in model.graph.node][:1] == ["Gather"]
+
+
+def test_several_outputs_are_an_error():
+    net = Layer(lambda x: (x.tanh(), x.exp()))
+    with pytest.raises(OnnxExportError, match="returns 2 tensors"):
+        onnx_model(symbp.compile(net), np.zeros((1, 3), np.float32))
