@@ -285,7 +285,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     import symbp
     from symbp.export import module_path
 
-    module_path(args.out)  # a bad name: say so before compiling anything
+    onnx = Path(args.out).suffix == ".onnx"  # the inference graph in ONNX, by the extension
+    if not onnx:
+        module_path(args.out)  # a bad name: say so before compiling anything
     ns = load_model(args.model)
     if args.checkpoint:  # the trained weights, and the optimizer's state when it is this one
         saved = symbp.load_checkpoint(args.checkpoint).meta.get("optimizer_class")
@@ -293,6 +295,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         symbp.load_checkpoint(args.checkpoint, ns.model, opt)
     compiled = symbp.compile(ns.model, ns.loss_fn, ns.optimizer)
     x, t = (np.asarray(a) for a in ns.sample)
+    if onnx:  # traced, not compiled: no kernels are built
+        from symbp.onnx_export import OPSET
+
+        path = compiled.export_onnx(args.out, x)
+        print(f"{path}: the inference graph in ONNX (opset {OPSET}, dynamic batch dimension)")
+        return 0
     if ns.optimizer is not None:
         compiled.build(x, t)
     compiled.predict(x)
@@ -429,13 +437,15 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "export",
-        help="write the compiled kernels as a standalone module (numpy and numba only)",
+        help="write the compiled kernels as a standalone module (numpy and numba only), or "
+        "the inference graph as ONNX",
         description="Compile MODEL and write its generated kernels, the symbp helpers they use "
         "and a small driver (predict, fit, train_step, save) to OUT.py, and its parameters to "
-        "OUT.npz beside it. The module imports only numpy and numba.",
+        "OUT.npz beside it. The module imports only numpy and numba. With OUT.onnx, write the "
+        "inference graph (what predict computes) as an ONNX model instead (needs onnx).",
     )
     e.add_argument("model", help="path/to/model.py or package.module:attr")
-    e.add_argument("out", metavar="OUT.py", help="the module to write")
+    e.add_argument("out", metavar="OUT.py|OUT.onnx", help="the module (or ONNX file) to write")
     e.add_argument(
         "--checkpoint", metavar="FILE", help="load these weights first (from symbp train)"
     )

@@ -793,6 +793,14 @@ class CompiledModel:
 
         return export_model(self, path)
 
+    def export_onnx(self, path: str | os.PathLike[str], x: Any = None) -> Any:
+        """Write the inference graph (``predict``'s) to ``path`` (``name.onnx``), opset 17 with
+        a dynamic batch dimension; ``x``: a sample input, if nothing is compiled yet. Needs
+        the ``onnx`` package; see ``symbp.onnx_export``."""
+        from symbp.onnx_export import export_onnx
+
+        return export_onnx(self, path, x)
+
     # ------------------------------------------------------------ checks in the model's words
 
     def _check_x(self, x: Any, sx: dict[str, Any], where: str, name: str) -> np.ndarray:
