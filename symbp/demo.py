@@ -68,7 +68,7 @@ def main(epochs: int = 20, quiet: bool = False) -> int:
     from symbp.datasets import load_digits, standardize, train_test_split
 
     X, y = load_digits()
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_fraction=0.2, seed=0)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
     X_train, mean, std = standardize(X_train)
     X_test, _, _ = standardize(X_test, mean, std)
     X_train, X_test = X_train.astype(np.float32), X_test.astype(np.float32)
