@@ -113,7 +113,7 @@ def plot_history(
         cols = min(len(panels), 3)
         rows = math.ceil(len(panels) / cols)
         fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
     colors = [f"C{i}" for i in range(10)]
     for ax, panel in zip(axes, panels):
         values: list[float] = []
