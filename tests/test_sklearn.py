@@ -231,7 +231,7 @@ def _estimators():
             max_epochs=40,
             batch_size=32,
             random_state=0,
-        ),  # fmt: skip
+        ),
     ]
 
 
