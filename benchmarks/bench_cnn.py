@@ -52,7 +52,7 @@ def data(workload: str) -> tuple[np.ndarray, np.ndarray]:
 
     X, y = load_digits()
     X = (X / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    X_train, _, y_train, _ = train_test_split(X, y, test_fraction=0.2, seed=0)
+    X_train, _, y_train, _ = train_test_split(X, y, test_size=0.2, random_state=0)
     return X_train, y_train
 
 

@@ -37,7 +37,7 @@ def accuracy(model, X, y):
 def main(epochs: int = 10) -> float:
     X, y = load_digits()
     X = (X / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)  # pixels 0..16 -> 0..1, NCHW
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_fraction=0.2, seed=0)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
     symbp.manual_seed(0)
     model = digits_cnn()
     opt = symbp.optim.Adam(model.parameters(), lr=LR)

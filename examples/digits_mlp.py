@@ -25,7 +25,7 @@ EPOCHS = 8 if QUICK else 20
 def digits():
     """Standardised float32 features and int64 labels, split 80/20 with seed 0."""
     X, y = load_digits()
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_fraction=0.2, seed=0)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
     X_train, mean, std = standardize(X_train)
     X_test, _, _ = standardize(X_test, mean, std)
     return X_train.astype(np.float32), X_test.astype(np.float32), y_train, y_test

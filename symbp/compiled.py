@@ -925,7 +925,7 @@ class CompiledModel:
         """
         from symbp.checkpoint import check_writable, load_checkpoint, save_checkpoint
         from symbp.optim.lr_scheduler import ReduceLROnPlateau
-        from symbp.progress import Progress
+        from symbp.progress import progress_bar
         from symbp.training import as_early_stopping, monitored
         from symbp.utils.data.arrays import eval_arrays, fit_arrays, is_data
 
@@ -997,7 +997,8 @@ class CompiledModel:
             or checkpoint is not None
         )
         per_call = 1 if between else max(epochs - done, 1)
-        bar = Progress(epochs, "epoch", quiet=None if verbose is True or verbose == 1 else True)
+        shown = None if verbose is True or verbose == 1 else True
+        bar = progress_bar(epochs, "epoch", "epoch", quiet=shown)  # tqdm when installed
         bar.n = min(done, epochs)
         named = self.net.named_parameters() if hasattr(self.net, "named_parameters") else []
         own = {id(p): n for n, p in named}

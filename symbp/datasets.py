@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import numbers
+import warnings
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +30,69 @@ def standardize(X: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray |
     return (X - mean) / std, mean, std
 
 
-def train_test_split(X: np.ndarray, y: np.ndarray, test_fraction: float = 0.2, seed: int = 0):
-    """A seeded random split: (X_train, X_test, y_train, y_test)."""
-    order = np.random.default_rng(seed).permutation(len(X))
-    n_test = round(len(X) * test_fraction)
-    test, train = order[:n_test], order[n_test:]
+def train_test_split(
+    X: np.ndarray,
+    y: np.ndarray,
+    test_size: float | int | None = None,
+    random_state: int | None = None,
+    *,
+    shuffle: bool = True,
+    test_fraction: float | None = None,
+    seed: int | None = None,
+):
+    """A seeded random split: (X_train, X_test, y_train, y_test), in scikit-learn's words.
+
+    ``test_size`` is a fraction in (0, 1) (the count rounded to nearest; scikit-learn rounds
+    up) or a number of samples (default 0.2, a fifth);
+    ``random_state`` seeds the permutation (default 0, so the split repeats; not NumPy's
+    global state); ``shuffle=False`` takes the last samples as the test set, in order. The
+    older names ``test_fraction`` and ``seed`` still work and warn (DeprecationWarning).
+
+    >>> X, y = np.arange(20).reshape(10, 2), np.arange(10)
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=3, random_state=1)
+    >>> len(X_train), len(X_test), sorted(np.concatenate([y_train, y_test]).tolist())
+    (7, 3, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
+    test_size = _renamed("test_fraction", test_fraction, "test_size", test_size)
+    random_state = _renamed("seed", seed, "random_state", random_state)
+    n = len(X)
+    if len(y) != n:
+        raise ValueError(f"train_test_split: X has {n} samples, y has {len(y)}")
+    n_test = _n_test(n, 0.2 if test_size is None else test_size)
+    if shuffle:
+        order = np.random.default_rng(0 if random_state is None else random_state).permutation(n)
+        test, train = order[:n_test], order[n_test:]
+    else:  # scikit-learn's order: the test set is the tail
+        train, test = np.arange(n - n_test), np.arange(n - n_test, n)
     return X[train], X[test], y[train], y[test]
+
+
+def _renamed(old: str, old_value: Any, new: str, new_value: Any) -> Any:
+    """The value of a renamed argument: the new name's, or the old one's with a warning."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise TypeError(f"train_test_split: give {new}= only ({old}= is its old name)")
+    warnings.warn(
+        f"train_test_split: {old}= is now {new}= (scikit-learn's name); {old}= will go",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value
+
+
+def _n_test(n: int, test_size: float | int) -> int:
+    """scikit-learn's reading: an int counts samples, a float in (0, 1) is a fraction."""
+    if isinstance(test_size, numbers.Integral) and not isinstance(test_size, bool):
+        if not 0 < test_size < n:
+            raise ValueError(
+                f"train_test_split: test_size={test_size} samples must be in 1..{n - 1} "
+                f"(of {n} samples)"
+            )
+        return int(test_size)
+    if isinstance(test_size, numbers.Real) and 0 < float(test_size) < 1:
+        return round(n * float(test_size))
+    raise ValueError(
+        f"train_test_split: test_size must be a fraction in (0, 1) or a number of samples, "
+        f"got {test_size!r}"
+    )

@@ -70,6 +70,8 @@ def plot_history(
     history: History | Mapping[str, History],
     path: str | os.PathLike[str] | None = None,
     *,
+    ax: Any = None,
+    metrics: Sequence[str] | None = None,
     title: str | None = None,
     logy: bool | None = None,
     dpi: int = 120,
@@ -81,6 +83,14 @@ def plot_history(
     "Adam": h2}``, one colour per run). Loss panels use a log scale when the loss spans more
     than two decades (``logy`` forces it on or off). Saves to ``path`` when given (the suffix
     picks the format: ``.png``, ``.svg``, ``.pdf``) and returns the matplotlib ``Figure``.
+
+    ``metrics`` picks the panels (``["loss"]``: loss and val_loss), in that order. ``ax``
+    draws into your own axes instead of a new figure: one ``Axes`` for one panel, or a
+    sequence of them, one per panel; the figure returned is theirs::
+
+        fig, (left, right) = plt.subplots(1, 2)
+        symbp.plot_history(history, ax=left, metrics=["loss"])
+        right.imshow(...)
     """
     _matplotlib()
     from matplotlib.figure import Figure
@@ -89,10 +99,21 @@ def plot_history(
     panels = _panels(runs)
     if not panels:
         raise ValueError("plot_history: the history holds no metrics")
-    cols = min(len(panels), 3)
-    rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    if metrics is not None:
+        missing = [m for m in metrics if m not in panels]
+        if missing:
+            raise ValueError(
+                f"plot_history: metrics {missing} are not in the history (it has {panels})"
+            )
+        panels = list(metrics)
+    if ax is not None:
+        axes = _user_axes(ax, panels)
+        fig = axes[0].figure
+    else:
+        cols = min(len(panels), 3)
+        rows = math.ceil(len(panels) / cols)
+        fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
+        axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
     colors = [f"C{i}" for i in range(10)]
     for ax, panel in zip(axes, panels):
         values: list[float] = []
@@ -127,6 +148,19 @@ def plot_history(
         fig.suptitle(title)
     _save(fig, path, dpi=dpi)
     return fig
+
+
+def _user_axes(ax: Any, panels: Sequence[str]) -> list[Any]:
+    """The caller's axes, one per panel (a single Axes for a single panel)."""
+    axes = list(ax) if isinstance(ax, Sequence) or hasattr(ax, "ravel") else [ax]
+    if hasattr(ax, "ravel"):  # a NumPy array of axes, as plt.subplots returns
+        axes = list(ax.ravel())
+    if len(axes) != len(panels):
+        raise ValueError(
+            f"plot_history: {len(panels)} panels {list(panels)} need {len(panels)} axes, "
+            f"ax= gave {len(axes)} (pick panels with metrics=[...])"
+        )
+    return axes
 
 
 # ---------------------------------------------------------------- formulas
@@ -165,6 +199,7 @@ def plot_formula(
     latex: Any,
     path: str | os.PathLike[str] | None = None,
     *,
+    ax: Any = None,
     fontsize: float = 16,
     dpi: int = 150,
 ) -> Any:
@@ -173,14 +208,60 @@ def plot_formula(
     ``latex`` is a string, or anything with a ``latex()`` method (``symbp.formulas(loss)``).
     Rows of an ``aligned`` block line up at their ``&``. Returns the ``Figure``; raises
     ``ValueError`` naming the row mathtext cannot parse.
+
+    Without ``ax`` the figure is sized to the rows. With ``ax`` (your ``Axes``) the rows are
+    drawn into it, its frame and ticks turned off, at ``fontsize`` or smaller where they would
+    not fit; the figure returned (and saved to ``path``, when given) is the axes'.
     """
     _matplotlib()
     from matplotlib.figure import Figure
-    from matplotlib.mathtext import MathTextParser
 
     if hasattr(latex, "latex") and callable(latex.latex):
         latex = latex.latex()
-    rows = mathtext_lines(str(latex))
+    rows = _parsed_rows(str(latex))
+    px = fontsize * dpi / 72  # one em in pixels
+    if ax is not None:
+        fig = ax.figure
+        dpi = fig.dpi  # measure at the user's resolution
+        px = fontsize * dpi / 72
+        left_w, right_w, heights = _measure(rows, fontsize, dpi)
+        pad, gap = 0.3 * px, 0.25 * px
+        need_w = left_w + gap + right_w + 2 * pad
+        need_h = sum(heights) + 2 * pad
+        box = ax.bbox  # the axes in display pixels, known without drawing
+        scale = min(1.0, box.width / need_w, box.height / need_h)
+        if scale < 1.0:  # shrink to fit: measure again, text does not scale exactly linearly
+            fontsize *= scale
+            left_w, right_w, heights = _measure(rows, fontsize, dpi)
+            px, pad, gap = px * scale, pad * scale, gap * scale
+        ax.set_axis_off()
+        _place(
+            rows, fontsize, left_w, gap, heights, pad, box.width, box.height,
+            lambda x, y, text, ha, **kw: ax.text(x, y, text, ha=ha, transform=ax.transAxes, **kw),
+            top_pad=pad,
+        )  # fmt: skip
+        _save(fig, path, dpi=dpi, facecolor="white")
+        return fig
+
+    left_w, right_w, heights = _measure(rows, fontsize, dpi)
+    pad, gap = 0.6 * px, 0.25 * px
+    width = left_w + gap + right_w + 2 * pad
+    height = sum(heights) + 2 * pad
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    _place(
+        rows, fontsize, left_w, gap, heights, pad, width, height,
+        lambda x, y, text, ha, **kw: fig.text(x, y, text, ha=ha, **kw),
+        top_pad=pad,
+    )  # fmt: skip
+    _save(fig, path, dpi=dpi, facecolor="white")
+    return fig
+
+
+def _parsed_rows(latex: str) -> list[tuple[str, str]]:
+    """The rows of ``latex``, each part checked by mathtext first (an error names the row)."""
+    from matplotlib.mathtext import MathTextParser
+
+    rows = mathtext_lines(latex)
     if not rows:
         raise ValueError("plot_formula: nothing to render")
     parser = MathTextParser("path")
@@ -195,43 +276,57 @@ def plot_formula(
                     f"plot_formula: matplotlib's mathtext cannot render row {i + 1} "
                     f"{part!r}: {str(e).strip().splitlines()[-1]}"
                 ) from e
+    return rows
 
-    # Draw every part once to measure it, then size the figure to the rows and place them:
-    # the left parts right-aligned and the right parts left-aligned at one column, the "&".
+
+def _measure(
+    rows: Sequence[tuple[str, str]], fontsize: float, dpi: float
+) -> tuple[float, float, list[float]]:
+    """Pixel widths of the widest left and right parts, and each row's height.
+
+    Drawn once on a scratch Agg figure: a user's figure keeps its own canvas untouched.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    fig = Figure(dpi=dpi)
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    style: dict[str, Any] = {"va": "center", "fontsize": fontsize}
-    texts = [
-        (
-            fig.text(0, 0, f"${left}$", ha="right", **style) if left else None,
-            fig.text(0, 0, f"${right}$", ha="left", **style) if right else None,
-        )
-        for left, right in rows
-    ]
+    scratch = Figure(dpi=dpi)
+    renderer = FigureCanvasAgg(scratch).get_renderer()
 
-    def size(t: Any) -> tuple[float, float]:
-        if t is None:
+    def size(part: str) -> tuple[float, float]:
+        if not part:
             return 0.0, 0.0
-        box = t.get_window_extent(renderer)
+        box = scratch.text(0, 0, f"${part}$", fontsize=fontsize).get_window_extent(renderer)
         return box.width, box.height
 
-    px = fontsize * dpi / 72  # one em in pixels
-    pad, gap = 0.6 * px, 0.25 * px
-    left_w = max(size(lt)[0] for lt, _ in texts)
-    right_w = max(size(rt)[0] for _, rt in texts)
-    heights = [max(size(lt)[1], size(rt)[1], px) + 0.5 * px for lt, rt in texts]
-    width = left_w + gap + right_w + 2 * pad
-    height = sum(heights) + 2 * pad
-    fig.set_size_inches(width / dpi, height / dpi)
-    y = height - pad
-    for (lt, rt), h in zip(texts, heights):
+    px = fontsize * dpi / 72
+    sizes = [(size(left), size(right)) for left, right in rows]
+    left_w = max(lt[0] for lt, _ in sizes)
+    right_w = max(rt[0] for _, rt in sizes)
+    heights = [max(lt[1], rt[1], px) + 0.5 * px for lt, rt in sizes]
+    return left_w, right_w, heights
+
+
+def _place(
+    rows: Sequence[tuple[str, str]],
+    fontsize: float,
+    left_w: float,
+    gap: float,
+    heights: Sequence[float],
+    pad: float,
+    width: float,
+    height: float,
+    text: Any,
+    top_pad: float,
+) -> None:
+    """Put the rows on a ``width`` x ``height`` pixel area (positions as fractions of it):
+    the left parts right-aligned and the right parts left-aligned at one column, the "&"."""
+    y = height - top_pad
+    for (left, right), h in zip(rows, heights):
         y -= h / 2
-        if lt is not None:
-            lt.set_position(((pad + left_w) / width, y / height))
-        if rt is not None:
-            rt.set_position(((pad + left_w + gap) / width, y / height))
+        if left:
+            text((pad + left_w) / width, y / height, f"${left}$", "right",
+                 va="center", fontsize=fontsize)  # fmt: skip
+        if right:
+            text((pad + left_w + gap) / width, y / height, f"${right}$", "left",
+                 va="center", fontsize=fontsize)  # fmt: skip
         y -= h / 2
-    _save(fig, path, dpi=dpi, facecolor="white")
-    return fig

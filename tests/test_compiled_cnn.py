@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # each test compiles a CNN's program (20-60 s on 
 def test_digits_cnn_compiled_fit_reaches_97_percent():
     X, y = load_digits()
     X = (X / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_fraction=0.2, seed=0)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
     symbp.manual_seed(0)
     net = digits_cnn()  # examples/digits_cnn.py's network, its Dropout included
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.Adam(net.parameters(), lr=0.005))

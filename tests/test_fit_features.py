@@ -7,6 +7,7 @@ sequence of one-epoch ``fit`` calls with ``lr`` set by hand.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 
@@ -15,6 +16,7 @@ import pytest
 
 import symbp
 import symbp.checkpoint
+import symbp.progress
 from symbp import nn
 from symbp.checkpoint import load_checkpoint
 from symbp.optim import lr_scheduler
@@ -215,9 +217,16 @@ def test_verbose_shows_progress(capsys, monkeypatch):
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert "val_accuracy=" in lines[-1]
     monkeypatch.setenv("SYMBP_PROGRESS", "1")
-    model.fit(X, Y, epochs=2, batch_size=8, verbose=True)
+    with monkeypatch.context() as without:  # symbp's own bar, where tqdm is not installed
+        without.setattr(symbp.progress, "_tqdm", lambda: None)
+        model.fit(X, Y, epochs=2, batch_size=8, verbose=True)
     out = capsys.readouterr().out
     assert "epoch 2/2 [####################] loss" in out and "samples/s" in out
+    if importlib.util.find_spec("tqdm") is not None:  # tqdm's bar, with the same numbers
+        history = model.fit(X, Y, epochs=2, batch_size=8, verbose=True)
+        final = capsys.readouterr().out.rstrip("\n").split("\r")[-1]
+        assert final.startswith("epoch: 100%") and "2/2" in final and "samples/s" in final
+        assert f"loss={history['loss'][-1]:.4g}" in final
     monkeypatch.setenv("SYMBP_PROGRESS", "0")
     model.fit(X, Y, epochs=2, batch_size=8, verbose=True)
     assert capsys.readouterr().out == ""

@@ -103,3 +103,72 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch):
         plot_history(HISTORY)
     with pytest.raises(ImportError, match="needs matplotlib"):
         plot_formula("x")
+
+
+def test_history_into_the_users_axes(tmp_path):
+    mpl = pytest.importorskip("matplotlib")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2)
+    try:
+        right.plot([0, 1], [5, 6])  # the user's own panel stays as it was
+        out = plot_history(HISTORY, tmp_path / "mine.png", ax=left, metrics=["loss"])
+        assert out is fig and png_size(tmp_path / "mine.png")[0] > 100
+        assert len(fig.axes) == 2  # no axes added
+        lines = left.get_lines()
+        assert [line.get_linestyle() for line in lines] == ["-", "--"]
+        np.testing.assert_array_equal(lines[0].get_ydata(), HISTORY["loss"])
+        np.testing.assert_array_equal(lines[1].get_ydata(), HISTORY["val_loss"])
+        np.testing.assert_array_equal(right.get_lines()[0].get_ydata(), [5, 6])
+        # one axes per panel, from an array of axes as plt.subplots gives
+        fig2, axes = plt.subplots(1, 3)
+        plot_history(HISTORY, ax=axes)
+        assert [a.get_title() for a in axes] == ["loss", "accuracy", "lr"]
+        np.testing.assert_array_equal(axes[2].get_lines()[0].get_ydata(), HISTORY["lr"])
+        plt.close(fig2)
+        with pytest.raises(ValueError, match=r"3 panels .* need 3 axes, ax= gave 1"):
+            plot_history(HISTORY, ax=left)
+        with pytest.raises(ValueError, match=r"metrics \['f1'\] are not in the history"):
+            plot_history(HISTORY, ax=left, metrics=["f1"])
+    finally:
+        plt.close(fig)
+
+
+def test_formula_into_the_users_axes(tmp_path):
+    mpl = pytest.importorskip("matplotlib")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    latex = r"\begin{aligned} E &= \frac{1}{2}(o - t)^2 \\ \delta &= o - t \end{aligned}"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3), dpi=100)
+    try:
+        canvas = fig.canvas
+        out = plot_formula(latex, tmp_path / "mine.png", ax=right)
+        assert out is fig and fig.canvas is canvas  # measured elsewhere, the canvas untouched
+        assert png_size(tmp_path / "mine.png") == (800, 300)
+        texts = right.texts
+        assert [t.get_text() for t in texts] == [
+            "$E$",
+            r"$= \frac{1}{2}(o - t)^2$",
+            r"$\delta$",
+            "$= o - t$",
+        ]
+        assert not right.axison and left.axison and not left.texts
+        # the "&" column: left parts end where right parts start, rows top to bottom
+        xs = [t.get_position()[0] for t in texts]
+        ys = [t.get_position()[1] for t in texts]
+        assert xs[0] == xs[2] < xs[1] == xs[3] and ys[0] == ys[1] > ys[2] == ys[3]
+        assert [t.get_ha() for t in texts] == ["right", "left", "right", "left"]
+        assert all(t.get_fontsize() == 16 for t in texts)
+        # a small axes: the text shrinks to fit inside it
+        small = fig.add_axes((0.0, 0.0, 0.05, 0.05))
+        plot_formula(latex, ax=small)
+        assert all(t.get_fontsize() < 16 for t in small.texts)
+        fig.canvas.draw()
+        box = small.get_window_extent()
+        for t in small.texts:
+            ext = t.get_window_extent()
+            assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1
+    finally:
+        plt.close(fig)

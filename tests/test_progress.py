@@ -126,3 +126,90 @@ def test_status_reports_time_and_failure():
 )
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+# ---------------------------------------------------------------- tqdm, where installed
+
+
+def test_tqdm_bar_in_a_terminal_like_stream():
+    pytest.importorskip("tqdm")
+    from symbp.progress import TqdmProgress, progress_bar
+
+    clock, stream = Clock(), Terminal()
+    bar = progress_bar(4, "epoch", "epoch", stream=stream)
+    assert isinstance(bar, TqdmProgress)
+    bar.clock, bar.start = clock, clock()  # throughput on the fake clock
+    clock.t += 2.0
+    bar.update(samples=1500, loss=np.float32(0.25), accuracy=0.5)
+    assert bar.postfix() == "loss=0.25, accuracy=0.5, 750 samples/s"  # 1500 in 2 s
+    for _ in range(3):
+        bar.update(samples=1500, loss=0.125)
+    bar.close()
+    text = stream.getvalue()
+    final = text.rstrip("\n").split("\r")[-1]
+    assert final.startswith("epoch: 100%") and "4/4" in final
+    assert "loss=0.125, accuracy=0.5" in final and "samples/s" in final
+    assert text.endswith("\n")
+
+
+def test_tqdm_in_a_notebook_output(monkeypatch):
+    """A notebook's stdout is no terminal: shown all the same, as the widget (tqdm.auto) or,
+    without ipywidgets, as tqdm's text bar."""
+    pytest.importorskip("tqdm")
+    import sys
+
+    import symbp.progress as progress
+
+    monkeypatch.delenv("SYMBP_PROGRESS", raising=False)
+    cell = io.StringIO()  # ipykernel's OutStream: isatty() False
+    monkeypatch.setattr(sys, "stdout", cell)
+    assert isinstance(progress.progress_bar(2), progress.Progress)  # not a notebook: quiet
+    assert cell.getvalue() == ""
+    monkeypatch.setattr(progress, "_in_notebook", lambda: True)
+
+    def widget(**kwargs):  # tqdm.notebook without ipywidgets
+        raise ImportError("IProgress not found. Please update jupyter and ipywidgets.")
+
+    monkeypatch.setattr(progress, "_tqdm", lambda: widget)
+    with progress.progress_bar(2, "epoch", "epoch") as bar:
+        assert isinstance(bar, progress.TqdmProgress)
+        bar.update(loss=1.0)
+        bar.update(loss=0.5)
+    assert "epoch: 100%" in cell.getvalue() and "loss=0.5" in cell.getvalue()
+
+
+def test_silent_in_a_pipe_and_when_quiet(monkeypatch):
+    import subprocess
+    import sys
+
+    from symbp.progress import Progress, progress_bar
+
+    monkeypatch.delenv("SYMBP_PROGRESS", raising=False)
+    for stream, quiet in ((io.StringIO(), None), (Terminal(), True)):
+        bar = progress_bar(3, "epoch", stream=stream, quiet=quiet)
+        assert isinstance(bar, Progress) and not bar.enabled  # never a tqdm bar
+        with bar:
+            bar.update(loss=1.0)
+        assert stream.getvalue() == ""
+    code = (
+        "from symbp.progress import progress_bar\n"
+        "with progress_bar(3, 'epoch') as bar:\n"
+        "    for _ in range(3): bar.update(loss=1.0)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "SYMBP_PROGRESS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout == "" and done.stderr == ""
+
+
+def test_without_tqdm_it_is_symbps_own_bar(monkeypatch):
+    import symbp.progress as progress
+
+    monkeypatch.setattr(progress, "_tqdm", lambda: None)
+    stream = Terminal()
+    with progress.progress_bar(2, "epoch", stream=stream) as bar:
+        assert type(bar) is progress.Progress
+        bar.update(loss=0.5)
+        bar.update(loss=0.25)
+    assert "epoch 2/2 [####################] loss 0.25" in stream.getvalue()
