@@ -223,7 +223,24 @@ def case_tutorial_cnn() -> Callable[[], Any]:
     return lambda: model.step(X, y)
 
 
+def case_tiny() -> Callable[[], Any]:
+    """A test-sized program: MLP 3-4-4-2 tanh, float64, MSE, SGD (tests/test_optim_compiled)."""
+    import numpy as np
+
+    import symbp
+    from symbp import nn
+
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    symbp.manual_seed(3)
+    f64 = np.float64
+    net = nn.Sequential(nn.Linear(3, 4, dtype=f64), nn.Tanh(), nn.Linear(4, 2, dtype=f64))
+    model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.05))
+    return lambda: model.step(x, y)
+
+
 CASES: dict[str, Callable[[], Callable[[], Any]]] = {
+    "tiny": case_tiny,
     "demo": case_demo,
     "demo_all": case_demo_all,
     "cnn": case_cnn,
