@@ -108,6 +108,11 @@ def _session_cache(tmp_path_factory):
 #   module needs for everyday coverage; ``everyday(rows, keep)`` marks all but a few rows of
 #   a parametrize slow. ``python -m pytest -m "not slow"`` is the everyday set (under 3
 #   minutes of CPU); the README's ``python -m pytest`` runs everything.
+# - Two cores: ``python -m pytest -n 2 --dist loadfile`` (pytest-xdist, in the test extra).
+#   Each worker has its own session cache (pytest gives each its own base temp), so workers
+#   never write one entry at once; ``loadfile`` keeps a module's tests, which share programs,
+#   in one worker. Measured on a loaded host (load 12, five compile-heavy modules' everyday
+#   tests): 98 s of CPU, all passing. ``benchmarks/bench_compile.py`` shows where a compile goes.
 # - Subprocesses: run several checks per interpreter (tests/test_cli.py's ``run_many`` calls
 #   ``symbp.cli.main`` once per command line in one subprocess). A subprocess inherits the
 #   session's program cache (SYMBP_CACHE_DIR) and symbp's kernel cache (per user).

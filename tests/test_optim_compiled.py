@@ -410,11 +410,16 @@ def test_state_dict_round_trip():
         np.testing.assert_allclose(p.data, q.data, rtol=1e-10)
 
 
-def test_eager_and_compiled_steps_interleave():
+# Everyday: Adagrad, whose program (weight decay off) the everyday options test below builds
+# too, so this costs no compile of its own (~15 s of CPU each on a busy host); Adam, whose
+# bias corrections count the steps an eager step takes, in the full suite.
+@pytest.mark.parametrize("kind", everyday(["Adagrad", "Adam"], keep=[0], ids=str))
+def test_eager_and_compiled_steps_interleave(kind):
     """An eager opt.step() between compiled steps is seen by the next compiled step."""
+    cls, _, _, lr = CONFIGS[kind]
     x, y = _data()
     nets = [_net(), _net()]
-    opts = [symbp.optim.Adam(n.parameters(), lr=0.05) for n in nets]
+    opts = [cls(n.parameters(), lr=lr, **COMMON.get(kind, {})) for n in nets]
     model = symbp.compile(nets[0], _loss, opts[0])
     for k in range(4):
         if k == 2:  # eager step on the compiled model's net
@@ -684,20 +689,29 @@ def test_sgd_momentum_started_in_one_group_of_several():
     model.step(x, y)
 
 
+# a structural option a callback switches on after the first epoch. Everyday: Adagrad's
+# weight decay, whose two programs the everyday options test builds too (no compile of its
+# own); SGD's momentum, whose buffer starts inside fit, in the full suite
+FIT_CHANGES = {"Adagrad": {1: {"weight_decay": 0.1}}, "SGD": {1: {"momentum": 0.9}}}
+
+
+@pytest.mark.parametrize("kind", everyday(sorted(FIT_CHANGES), keep=[0], ids=str))
 @pytest.mark.usefixtures("tmp_cache")
-def test_fit_follows_options_a_callback_changes():
-    """fit re-reads the options before each epoch: momentum switched on by a callback after
-    the first epoch (one batch an epoch) acts from the second, as in the hand-written run."""
+def test_fit_follows_options_a_callback_changes(kind):
+    """fit re-reads the options before each epoch: an option that changes the update's
+    structure, switched on by a callback after the first epoch (one batch an epoch), acts from
+    the second, as in the hand-written run."""
+    cls, _, _, lr = CONFIGS[kind]
     x, y = _data()
     net = _net()
-    opt = symbp.optim.SGD(net.parameters(), lr=0.05)
+    opt = cls(net.parameters(), lr=lr, **COMMON.get(kind, {}))
     model = symbp.compile(net, _loss, opt)
 
     def callback(epoch, history):
         if epoch == 0:
-            opt.param_groups[0]["momentum"] = 0.9
+            opt.param_groups[0].update(FIT_CHANGES[kind][1])
 
     model.fit(x, y, epochs=3, batch_size=len(x), shuffle=False, callback=callback)
-    want = _numpy_with_changes("SGD", {}, {1: {"momentum": 0.9}}, 3)
+    want = _numpy_with_changes(kind, {}, FIT_CHANGES[kind], 3)
     for p, w in zip(net.parameters(), want[-1]):
         np.testing.assert_allclose(p.data, w, rtol=1e-10, atol=1e-12)
