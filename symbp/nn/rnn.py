@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 import numpy as np
+import sympy
 
 from symbp import factories
 from symbp import functional as F
@@ -202,12 +203,15 @@ class RNNBase(Module):
             x = T.unsqueeze(x, 0 if self.batch_first else 1)
         if not self.batch_first:
             x = x.transpose(0, 1)  # [batch, time, features] inside
-        steps = x.shape[1]
-        if not isinstance(steps, (int, np.integer)) or steps == 0:
+        if isinstance(x.shape[1], sympy.Expr) and not x.shape[1].is_Integer:
+            # symbp.compile keeps dim 0 of the data symbolic (the batch): time must be fixed
             raise ShapeError(
-                f"{self.describe()} needs a sequence of fixed, non-zero length (time is "
-                f"unrolled), got input {shape_str(input.shape)}"
+                f"{self.describe()} unrolls time and needs a fixed sequence length, got input "
+                f"{shape_str(input.shape)} (time symbolic); under symbp.compile, whose data "
+                f"lead with the batch, use batch_first=True"
             )
+        if int(x.shape[1]) == 0:
+            raise ShapeError(f"{self.describe()} got an empty sequence {shape_str(input.shape)}")
         h0, c0 = self._states(hx, x.shape[0], x.dtype, x[:, 0])
         h_n, c_n = [], []
         for layer in range(self.num_layers):
@@ -243,7 +247,7 @@ class RNNBase(Module):
         b_ih, b_hh = self._param("bias_ih", tag), self._param("bias_hh", tag)
         w_hr = self._param("weight_hr", tag)
         xw = NF.linear(x, w_ih, b_ih)  # the input's projection, all steps in one matmul
-        steps = x.shape[1]
+        steps = int(x.shape[1])
         hs: list[Tensor] = [None] * steps  # type: ignore[list-item]
         for t in reversed(range(steps)) if reverse else range(steps):
             h, c = _step(self.mode, xw[:, t], h, c, w_hh, b_hh)
