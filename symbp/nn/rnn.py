@@ -157,8 +157,10 @@ class RNNBase(Module):
 
     # -- forward
 
-    def _states(self, hx: Any, batch: Any, dtype: Any, like: Tensor) -> tuple[Tensor, Any]:
-        """(h0, c0) as [layers·directions, batch, size], zeros where not given."""
+    def _states(self, hx: Any, like: Tensor, unbatched: bool) -> tuple[Tensor, Any]:
+        """(h0, c0) as [layers·directions, batch, size], zeros where not given; ``like`` is
+        one step of the input, [batch, features]."""
+        batch = like.shape[0]
         lengths = self.num_layers * self.num_directions
         h_shape = (lengths, batch, self.proj_size or self.hidden_size)
         c_shape = (lengths, batch, self.hidden_size)
@@ -170,16 +172,16 @@ class RNNBase(Module):
             if isinstance(hx, (tuple, list)):
                 raise TypeError(f"{self.describe()} expects hx as one tensor h0, not a tuple")
             h0, c0 = hx, None
-        h0 = self._state("h0", h0, h_shape, like)
-        c0 = self._state("c0", c0, c_shape, like) if self.mode == "LSTM" else None
+        h0 = self._state("h0", h0, h_shape, like, unbatched)
+        c0 = self._state("c0", c0, c_shape, like, unbatched) if self.mode == "LSTM" else None
         return h0, c0
 
-    def _state(self, what: str, s: Any, shape: tuple, like: Tensor) -> Tensor:
+    def _state(self, what: str, s: Any, shape: tuple, like: Tensor, unbatched: bool) -> Tensor:
         if s is None:
             # zeros_like of a slice of the input: a constant of the (maybe symbolic) batch size
             return factories.zeros_like(T.unsqueeze(like[..., :1], 0)).expand(*shape)
         s = s if isinstance(s, Tensor) else T.tensor(np.asarray(s))
-        if self._unbatched:
+        if unbatched:  # PyTorch's unbatched states lack the batch dim too
             _check_state(self, what, s, (shape[0], shape[2]), "layers·directions, size")
             return T.unsqueeze(s, 1)
         _check_state(self, what, s, shape, "layers·directions, batch, size")
@@ -198,8 +200,8 @@ class RNNBase(Module):
                 f"{shape_str(self._parameters['weight_ih_l0'].shape)}), got an input of shape "
                 f"{shape_str(x.shape)}"
             )
-        self._unbatched = x.ndim == 2
-        if self._unbatched:
+        unbatched = x.ndim == 2
+        if unbatched:
             x = T.unsqueeze(x, 0 if self.batch_first else 1)
         if not self.batch_first:
             x = x.transpose(0, 1)  # [batch, time, features] inside
@@ -212,7 +214,7 @@ class RNNBase(Module):
             )
         if int(x.shape[1]) == 0:
             raise ShapeError(f"{self.describe()} got an empty sequence {shape_str(input.shape)}")
-        h0, c0 = self._states(hx, x.shape[0], x.dtype, x[:, 0])
+        h0, c0 = self._states(hx, x[:, 0], unbatched)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outs = []
@@ -233,7 +235,7 @@ class RNNBase(Module):
         output = x if self.batch_first else x.transpose(0, 1)
         hn = T.stack(h_n, 0)
         cn = T.stack(c_n, 0) if c_n else None
-        if self._unbatched:
+        if unbatched:
             output = T.squeeze(output, 0 if self.batch_first else 1)
             hn = T.squeeze(hn, 1)
             cn = None if cn is None else T.squeeze(cn, 1)
