@@ -119,3 +119,9 @@ from symbp.nn import padding as _padding
 from symbp.nn.padding import *  # noqa: F403
 
 __all__ += _padding.__all__
+
+# issue 17 . recurrent layers (RNN, LSTM, GRU and their cells)
+from symbp.nn import rnn as _rnn  # noqa: E402 (after the shaping family's block)
+from symbp.nn.rnn import *  # noqa: E402, F403
+
+__all__ += _rnn.__all__
