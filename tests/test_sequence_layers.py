@@ -333,3 +333,19 @@ def test_masks_of_the_wrong_shape_name_the_layer():
         net[0](x, x, x, is_causal=True)
     with pytest.raises(symbp.ShapeError, match="LayerNorm"):
         snn.LayerNorm(5)(x)
+
+
+@pytest.mark.slow
+def test_compiled_out_of_range_id_names_the_layer_and_position_before_any_update():
+    # The layer's name, quotes and all, is in the compiled take's error (it was pasted into
+    # the generated source unescaped: a SyntaxError when the program loaded).
+    net = snn.Sequential(snn.Embedding(5, 3), snn.Flatten(), snn.Linear(6, 2))
+    model = symbp.compile(net, snn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    x, y = np.array([[0, 1], [2, 3], [4, 4]]), np.array([0, 1, 0])
+    model.step(x, y)
+    before = {n: np.array(p.data) for n, p in net.named_parameters()}
+    x[2, 1] = 9
+    with pytest.raises(IndexError, match=r"Embedding '0': index 9 .* at position \[2, 1\]"):
+        model.step(x, y)
+    for n, p in net.named_parameters():
+        np.testing.assert_array_equal(np.array(p.data), before[n], err_msg=n)
