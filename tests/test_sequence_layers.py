@@ -345,7 +345,7 @@ def test_compiled_out_of_range_id_names_the_layer_and_position_before_any_update
     model.step(x, y)
     before = {n: np.array(p.data) for n, p in net.named_parameters()}
     x[2, 1] = 9
-    with pytest.raises(IndexError, match=r"Embedding '0': index 9 .* at position \[2, 1\]"):
+    with pytest.raises(IndexError, match=r"Embedding '0': index 9 .*position \[2, 1\]"):
         model.step(x, y)
     for n, p in net.named_parameters():
         np.testing.assert_array_equal(np.array(p.data), before[n], err_msg=n)
