@@ -69,6 +69,7 @@ def test_makemore_mlp_trains_as_torch(float64):
     t_net = ex.build(torch.nn, **sizes).double()
     s_net = ex.build(snn, **sizes)
     _copy_weights(t_net, s_net)
+    w0 = t_net[0].weight.detach().numpy().copy()
     t_opt = torch.optim.SGD(t_net.parameters(), lr=0.1, momentum=0.9)
     ref = []
     for b in batches:
@@ -80,7 +81,9 @@ def test_makemore_mlp_trains_as_torch(float64):
     s_opt = symbp.optim.SGD(s_net.parameters(), lr=0.1, momentum=0.9)
     model = symbp.compile(s_net, snn.CrossEntropyLoss(), s_opt)
     losses = [model.step(x[b], y[b]) for b in batches]
-    assert ref[-1] < ref[0]
+    # the run moves (a trajectory standing still would compare nothing); the minibatches
+    # differ, so the losses need not fall in 5 steps
+    assert np.max(np.abs(t_net[0].weight.detach().numpy() - w0)) > 1e-3
     _assert_same(losses, ref, s_net, t_net)
     # sampling from both: the same names from the same draws
     with torch.no_grad():
