@@ -861,9 +861,13 @@ def _index_lines(em: Emitter, n: Node, idx: Sequence[Node], at_idx: Sequence[str
         lines.append(f"{raw} = {em.code(em.read(s, at_idx), s.dtype)}")
         lines.append(f"{g} = {raw} + {dim_code(size)} if {raw} < 0 else {raw}" if a.wrap else
                      f"{g} = {raw}")  # fmt: skip
+        # the op's name as a literal (a layer's name carries quotes), and the position in the
+        # index array that holds the bad index (issue 17: Embedding names it)
+        position = " + ', ' + ".join(f"str({i})" for i in at_idx) or "''"
         message = (
-            f"'{a.what}: index ' + str({raw}) + ' is out of bounds for dimension {a.axis + m} "
-            f"with size ' + str({dim_code(size)})"
+            f"{a.what + ': index '!r} + str({raw}) + ' is out of bounds for dimension "
+            f"{a.axis + m} with size ' + str({dim_code(size)}) + ' (at position [' + "
+            f"{position} + '] of the indices)'"
         )
         lines += [f"if {g} < 0 or {g} >= {dim_code(size)}:", f"    raise IndexError({message})"]
         names.append(g)

@@ -125,3 +125,15 @@ from symbp.nn import rnn as _rnn  # noqa: E402 (after the shaping family's block
 from symbp.nn.rnn import *  # noqa: E402, F403
 
 __all__ += _rnn.__all__
+
+# issue 17 . sequence and attention: embeddings, normalisation, attention, transformer
+from symbp.nn import attention as _attention  # noqa: E402
+from symbp.nn import normalization as _normalization  # noqa: E402
+from symbp.nn import sparse as _sparse  # noqa: E402
+from symbp.nn import transformer as _transformer  # noqa: E402
+from symbp.nn.attention import *  # noqa: E402, F403
+from symbp.nn.normalization import *  # noqa: E402, F403
+from symbp.nn.sparse import *  # noqa: E402, F403
+from symbp.nn.transformer import *  # noqa: E402, F403
+
+__all__ += _sparse.__all__ + _normalization.__all__ + _attention.__all__ + _transformer.__all__

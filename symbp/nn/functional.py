@@ -416,3 +416,307 @@ __all__ += ["pad"]
 #
 # -- issue 12 . linalg (rows of this family go below this line)
 #
+# -- issue 17 . sequence and attention: embedding, normalisation, attention
+#
+# Each is a composition of tensor ops (take, mean/var over dims, matmul with batch dims,
+# where, softmax), so eager autograd, the compiler and gradcheck get them with no rule of
+# their own; the layers in symbp.nn.sparse/normalization/attention/transformer call these.
+import math  # noqa: E402 (this family's imports stay in its section)
+
+import numpy as np  # noqa: E402
+
+from symbp import ops  # noqa: E402
+
+
+def _refuse(fn: str, **options: Any) -> None:
+    """Options symbp does not implement: an error naming them, never silently ignored."""
+    for name, (value, default) in options.items():
+        if value != default:
+            raise NotImplementedError(
+                f"{fn}: {name}={value!r} is not supported by symbp (use the default, {default!r})"
+            )
+
+
+def _ids(fn: str, input: Any, num: int) -> Tensor:  # noqa: A002
+    """Integer ids checked against a table of ``num`` rows when their values are known: the
+    error names the position and the id (traced ids are checked by the compiled take)."""
+    ids = _x(input)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: ids must be an integer tensor, got {ids.dtype}")
+    if ids.has_value:
+        v = ids.numpy()
+        bad = np.argwhere((v < 0) | (v >= num))
+        if len(bad):
+            pos = tuple(int(i) for i in bad[0])
+            raise IndexError(
+                f"{fn}: id {int(v[pos])} at position {list(pos)} of the ids "
+                f"{shape_str(ids.shape)} is out of range for {num} embeddings "
+                f"(ids must be in [0, {num}))"
+            )
+    return ids
+
+
+def _padding_row(num: int, padding_idx: int | None, fn: str) -> int | None:
+    if padding_idx is None:
+        return None
+    if not -num <= padding_idx < num:
+        raise ValueError(f"{fn}: padding_idx {padding_idx} must be within [-{num}, {num})")
+    return padding_idx % num
+
+
+def embedding(
+    input: Tensor,  # noqa: A002
+    weight: Tensor,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+    *,
+    _what: str = "embedding",
+) -> Tensor:
+    """Rows ``weight[input]``: ids of any shape, out ``ids.shape + [dim]``. The gradient is
+    the take's adjoint, a scatter-add (an id used twice gets both cotangents); the
+    ``padding_idx`` row gets none (it reads the table through a stop-gradient)."""
+    _refuse(_what, max_norm=(max_norm, None), scale_grad_by_freq=(scale_grad_by_freq, False),
+            sparse=(sparse, False))  # fmt: skip
+    w = _x(weight)
+    if w.ndim != 2:
+        raise ShapeError(f"{_what}: weight must be [num_embeddings, dim], got {shape_str(w.shape)}")
+    num = w.shape[0]
+    ids = _ids(_what, input, num)
+    pad = _padding_row(num, padding_idx, _what)
+    if pad is not None:
+        row = np.zeros((num, 1), bool)
+        row[pad] = True
+        w = T.where_(T.tensor(row), w.detach(), w)
+    node = ops.take(w.node, [ids.node], ops.IndexArg(0, _what, wrap=False))
+    return T._result(node, [w, ids])
+
+
+def _bag_matrix(fn: str, offsets: Any, n: int, include_last_offset: bool) -> np.ndarray:
+    """[bags, n] 0/1: entry j of the flat ids belongs to bag b (offsets must be known)."""
+    off = offsets.numpy() if isinstance(offsets, Tensor) else np.asarray(offsets)
+    if isinstance(offsets, Tensor) and not offsets.has_value:
+        raise ValueError(f"{fn}: offsets must be known values (a traced offsets tensor)")
+    off = off.astype(np.int64).ravel()
+    if off.size == 0 or off[0] != 0 or np.any(np.diff(off) < 0) or off[-1] > n:
+        raise ValueError(
+            f"{fn}: offsets must start at 0, not decrease and stay within the {n} ids, got "
+            f"{off.tolist()}"
+        )
+    ends = off[1:] if include_last_offset else np.append(off[1:], n)
+    starts = off[:-1] if include_last_offset else off
+    bags = np.zeros((len(starts), n))
+    for b, (s, e) in enumerate(zip(starts, ends)):
+        bags[b, s:e] = 1.0
+    return bags
+
+
+def embedding_bag(
+    input: Tensor,  # noqa: A002
+    weight: Tensor,
+    offsets: Any = None,
+    max_norm: float | None = None,
+    norm_type: float = 2,
+    scale_grad_by_freq: bool = False,
+    mode: str = "mean",
+    sparse: bool = False,
+    per_sample_weights: Tensor | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+    *,
+    _what: str = "embedding_bag",
+) -> Tensor:
+    """Sums or means of bags of embedding rows: 2-D ids are one bag a row; 1-D ids are cut
+    into bags at ``offsets`` (known values). ``padding_idx`` entries are left out of their
+    bag (and of a mean's count); an empty bag is zeros, as PyTorch."""
+    _refuse(_what, max_norm=(max_norm, None), scale_grad_by_freq=(scale_grad_by_freq, False),
+            sparse=(sparse, False))  # fmt: skip
+    if mode not in ("sum", "mean"):
+        raise NotImplementedError(f"{_what}: mode={mode!r} is not supported (use 'sum', 'mean')")
+    if per_sample_weights is not None and mode != "sum":
+        raise NotImplementedError(f"{_what}: per_sample_weights only with mode='sum' (PyTorch)")
+    w, ids = _x(weight), _x(input)
+    e = embedding(ids, w, padding_idx, _what=_what)  # [..., dim]
+    keep = None
+    pad = _padding_row(w.shape[0], padding_idx, _what)
+    if pad is not None:
+        keep = T.cast(ids != pad, e.dtype)
+    if per_sample_weights is not None:
+        psw = _x(per_sample_weights)
+        if tuple(psw.shape) != tuple(ids.shape):
+            raise ShapeError(f"{_what}: per_sample_weights {shape_str(psw.shape)} must have the "
+                             f"ids' shape {shape_str(ids.shape)}")  # fmt: skip
+        keep = psw if keep is None else keep * psw
+    if keep is not None:
+        e = e * T.unsqueeze(keep, -1)
+    if ids.ndim == 2:
+        if offsets is not None:
+            raise ValueError(f"{_what}: offsets must be None for 2-D ids (one bag a row)")
+        total = e.sum(dim=1)
+        count = ids.shape[1] if keep is None or per_sample_weights is not None else None
+        if mode == "sum":
+            return total
+        if count is not None:
+            return total / count
+        return total / T.clamp_min(T.unsqueeze(keep.sum(dim=1), -1), 1.0)  # type: ignore[union-attr]
+    if ids.ndim != 1 or offsets is None:
+        raise ValueError(f"{_what}: ids must be 2-D, or 1-D with offsets; got "
+                         f"{shape_str(ids.shape)} and offsets={offsets!r}")  # fmt: skip
+    bags = T.tensor(_bag_matrix(_what, offsets, ids.shape[0], include_last_offset).astype(e.dtype))
+    total = bags @ e
+    if mode == "sum":
+        return total
+    count = bags.sum(dim=1) if keep is None else bags @ keep
+    return total / T.clamp_min(T.unsqueeze(count, -1), 1.0)
+
+
+def _normalized_dims(fn: str, x: Tensor, normalized_shape: Any) -> tuple[int, ...]:
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or x.ndim < k or tuple(x.shape[x.ndim - k :]) != shape:
+        raise ShapeError(
+            f"{fn}: normalized_shape {list(shape)} must be the input's last dims, got an input "
+            f"of shape {shape_str(x.shape)}"
+        )
+    return tuple(range(x.ndim - k, x.ndim))
+
+
+def layer_norm(
+    input: Tensor,  # noqa: A002
+    normalized_shape: Any,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+    *,
+    _what: str = "layer_norm",
+) -> Tensor:
+    """(x − mean) / √(var + eps) · weight + bias over the last dims (the biased variance)."""
+    x = _x(input)
+    dims = _normalized_dims(_what, x, normalized_shape)
+    mu = x.mean(dim=dims, keepdim=True)
+    xc = x - mu
+    var = (xc * xc).mean(dim=dims, keepdim=True)
+    y = xc / (var + eps).sqrt()
+    y = y if weight is None else y * weight
+    return y if bias is None else y + bias
+
+
+def rms_norm(
+    input: Tensor,  # noqa: A002
+    normalized_shape: Any,
+    weight: Tensor | None = None,
+    eps: float | None = None,
+    *,
+    _what: str = "rms_norm",
+) -> Tensor:
+    """x / √(mean(x²) + eps) · weight over the last dims; eps None is the dtype's machine
+    epsilon (PyTorch's default)."""
+    x = _x(input)
+    dims = _normalized_dims(_what, x, normalized_shape)
+    eps = float(np.finfo(x.dtype).eps) if eps is None else eps
+    y = x / ((x * x).mean(dim=dims, keepdim=True) + eps).sqrt()
+    return y if weight is None else y * weight
+
+
+def group_norm(
+    input: Tensor,  # noqa: A002
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+    *,
+    _what: str = "group_norm",
+) -> Tensor:
+    """Layer norm over each group of C/num_groups channels of [N, C, *] (and its spatial
+    dims), then a per-channel weight and bias."""
+    x = _x(input)
+    if x.ndim < 2 or not isinstance(x.shape[1], int) or x.shape[1] % num_groups:
+        raise ShapeError(
+            f"{_what}: expects [N, C, *] with C divisible by num_groups={num_groups}, got "
+            f"{shape_str(x.shape)}"
+        )
+    n, c, rest = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    g = T.reshape(x, n, num_groups, -1)
+    y = T.reshape(layer_norm(g, g.shape[2:], eps=eps, _what=_what), *x.shape)
+    per_channel = (c,) + (1,) * len(rest)
+    y = y if weight is None else y * T.reshape(weight, *per_channel)
+    return y if bias is None else y + T.reshape(bias, *per_channel)
+
+
+def _additive_mask(what: str, mask: Any, like: Tensor, keep_true: bool) -> Tensor:
+    """A boolean mask as 0 / −inf scores (``keep_true``: True marks the entries that take part,
+    SDPA's convention; else True marks those left out, MultiheadAttention's), a float mask
+    as it is (added to the scores)."""
+    m = _x(mask)
+    if m.dtype == np.bool_:
+        zero, ninf = (T.tensor(np.array(v, like.dtype)) for v in (0.0, -np.inf))
+        return T.where_(m, zero, ninf) if keep_true else T.where_(m, ninf, zero)
+    if m.dtype.kind != "f":
+        raise TypeError(f"{what}: a mask must be bool or float, got {m.dtype}")
+    return m
+
+
+def _broadcastable(what: str, name: str, mask: Tensor, scores: tuple) -> None:
+    ms, ss = tuple(mask.shape), scores
+    ok = len(ms) <= len(ss) and all(
+        a == 1 or a == b or not isinstance(a, int) or not isinstance(b, int)
+        for a, b in zip(ms[::-1], ss[::-1])
+    )
+    if not ok:
+        raise ShapeError(
+            f"{what}: {name} of shape {shape_str(ms)} does not broadcast to the attention "
+            f"scores {shape_str(ss)} ([..., L, S]: queries by keys)"
+        )
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Any = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+    *,
+    _what: str = "scaled_dot_product_attention",
+) -> Tensor:
+    """softmax(q kᵀ · scale + mask) v over [..., L, E], [..., S, E], [..., S, Ev]; scale
+    1/√E by default; a bool ``attn_mask`` keeps its True entries, a float one is added;
+    ``is_causal`` keeps key j ≤ query i (top-left aligned, as PyTorch)."""
+    _refuse(_what, enable_gqa=(enable_gqa, False))
+    q, k, v = _x(query), _x(key), _x(value)
+    if (
+        q.ndim < 2
+        or k.ndim < 2
+        or v.ndim < 2
+        or q.shape[-1] != k.shape[-1]
+        or (k.shape[-2] != v.shape[-2])
+    ):
+        raise ShapeError(
+            f"{_what}: query [..., L, E], key [..., S, E] and value [..., S, Ev] disagree: "
+            f"{shape_str(q.shape)}, {shape_str(k.shape)}, {shape_str(v.shape)}"
+        )
+    if is_causal and attn_mask is not None:
+        raise ValueError(f"{_what}: pass either attn_mask or is_causal=True, not both (PyTorch)")
+    e = q.shape[-1]
+    scores = (q @ T.swapaxes(k, -2, -1)) * (1.0 / math.sqrt(e) if scale is None else scale)
+    if is_causal:
+        ls = (q.shape[-2], k.shape[-2])
+        scores = scores + _additive_mask(_what, np.tril(np.ones(ls, bool)), scores, True)
+    elif attn_mask is not None:
+        add = _additive_mask(_what, attn_mask, scores, keep_true=True)
+        _broadcastable(_what, "attn_mask", add, tuple(scores.shape))
+        scores = scores + add
+    weights = T.softmax(scores, -1)
+    if dropout_p > 0:
+        weights = dropout(weights, dropout_p, True)
+    return weights @ v
+
+
+__all__ += [
+    "embedding", "embedding_bag", "group_norm", "layer_norm", "rms_norm",
+    "scaled_dot_product_attention",
+]  # fmt: skip
