@@ -1419,21 +1419,41 @@ def matmul(a: Any, b: Any) -> Tensor:
     return out
 
 
-def _axes(x: Tensor, dim) -> tuple[int, ...]:
+class DimError(ShapeError, IndexError):
+    """A dim out of range: an IndexError as PyTorch raises it, a ShapeError as symbp's other
+    trace-time mistakes."""
+
+
+def _dim(what: str, dim: Any, ndim: int, shape: Any = None) -> int:
+    """``dim`` in [-ndim, ndim) as an axis (a 0-d tensor takes 0 and -1, as PyTorch): the one
+    dim check of every op. ``ndim`` is the rank the dim counts in (an unsqueeze's is one more
+    than its input's); ``shape``, when given, is named in the error."""
+    n = builtins.max(ndim, 1)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{what}: dim must be an int, got {type(dim).__name__}" + where())
+    if not -n <= dim < n:
+        of = f" for a tensor of shape {shape_str(shape)}" if shape is not None else ""
+        raise DimError(
+            f"{what}: dimension out of range (expected to be in range of [{-n}, {n - 1}], but "
+            f"got {dim}){of}" + where()
+        )
+    return int(dim) % n
+
+
+def _axes(x: Tensor, dim: Any, what: str) -> tuple[int, ...]:
+    """The axes of a reduction over ``dim``: None for all, an int or a sequence of them."""
     if dim is None:
         return tuple(range(x.ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    for d in dims:
-        if not -x.ndim <= d < builtins.max(x.ndim, 1):
-            raise shape_error(f"dim {d} out of range for a tensor of shape {shape_str(x.shape)}")
-    return tuple(d % x.ndim for d in dims) if x.ndim else ()
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    axes = tuple(_dim(what, d, x.ndim, x.shape) for d in dims)
+    return axes if x.ndim else ()
 
 
 def sum(x: Tensor, dim=None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:  # noqa: A001
     """The sum over ``dim`` (an int, a tuple, None for all); bool and integer tensors sum in
     int64, as PyTorch."""
     x = _accumulating(x, dtype)
-    return _unary_node(ops.sum_(x.node, _axes(x, dim), keepdim), x)
+    return _unary_node(ops.sum_(x.node, _axes(x, dim, "sum"), keepdim), x)
 
 
 def mean(x: Tensor, dim=None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
@@ -1446,7 +1466,7 @@ def mean(x: Tensor, dim=None, keepdim: bool = False, *, dtype: Any = None) -> Te
             f"mean(): could not infer output dtype: the input is {x.dtype}, and the mean needs "
             f"a float tensor, as in PyTorch; convert it with .float() or .double()" + where()
         )
-    axes = _axes(x, dim)
+    axes = _axes(x, dim, "mean")
     count = sympy.sympify(numel(tuple(x.shape[a] for a in axes)))
     if count.is_zero:  # a mean over no elements is nan, as PyTorch's (1/0 is SymPy's zoo)
         return sum(x, dim, keepdim) * sympy.nan
@@ -1522,7 +1542,7 @@ def logsumexp(x: Tensor, dim: Any = -1, keepdim: bool = False) -> Tensor:
     overflows; a row of -inf gives -inf and one holding +inf gives +inf, as PyTorch."""
     if x.dtype.kind != "f":
         x = cast(x, _default_dtype[0])
-    axes = _axes(x, dim)
+    axes = _axes(x, dim, "logsumexp")
     if not axes:
         return x
     m = _finite_shift(amax(x.detach(), axes, keepdim=True))
@@ -2444,15 +2464,6 @@ def index_put(x: Tensor, indices: Any, values: Any, accumulate: bool = False) ->
     return _put(x, items, values, accumulate, "index_put")
 
 
-def _index_dim(x: Tensor, dim: int, what: str) -> int:
-    if not -builtins.max(x.ndim, 1) <= dim < builtins.max(x.ndim, 1):
-        raise IndexError(
-            f"{what}: Dimension out of range (expected to be in range of "
-            f"[{-x.ndim}, {x.ndim - 1}], but got {dim})" + where()
-        )
-    return dim % builtins.max(x.ndim, 1)
-
-
 def _long(index: Any, what: str) -> Tensor:
     t = index if isinstance(index, Tensor) else tensor(np.asarray(index))
     if t.dtype.kind not in "iu":
@@ -2462,7 +2473,7 @@ def _long(index: Any, what: str) -> Tensor:
 
 def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
     """As ``torch.index_select``: the entries ``index`` (1-D) along ``dim``."""
-    d, idx = _index_dim(x, dim, "index_select"), _long(index, "index_select")
+    d, idx = _dim("index_select", dim, x.ndim, x.shape), _long(index, "index_select")
     if idx.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector" + where())
     idx = reshape(idx, -1) if idx.ndim == 0 else idx
@@ -2483,7 +2494,7 @@ def take(x: Tensor, index: Any) -> Tensor:
 
 def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
     """As ``torch.narrow``: ``length`` entries of ``dim`` from ``start`` (a view)."""
-    d = _index_dim(x, dim, "narrow")
+    d = _dim("narrow", dim, x.ndim, x.shape)
     n = x.shape[d]
     s = start + n if start < 0 else start
     if isinstance(n, int) and not (s >= 0 and s + length <= n and length >= 0):
@@ -2515,7 +2526,7 @@ def _along(x: Tensor, d: int, idx: Tensor, what: str, shape: Any = None) -> list
 def gather(x: Tensor, dim: int, index: Any) -> Tensor:
     """As ``torch.gather``: out[i][j] = x[i][index[i][j]] (for dim 1). Its gradient is a
     scatter-add: an entry gathered twice gets both cotangents."""
-    d, idx = _index_dim(x, dim, "gather"), _long(index, "gather")
+    d, idx = _dim("gather", dim, x.ndim, x.shape), _long(index, "gather")
     arrays = _along(x, d, idx, "gather")
     return _result(ops.take(x.node, arrays, ops.IndexArg(0, "gather", False)), [x, idx])
 
@@ -2534,7 +2545,7 @@ def _scatter_src(src: Any, idx: Tensor, x: Tensor) -> Tensor:
 
 def scatter_add(x: Tensor, dim: int, index: Any, src: Any) -> Tensor:
     """As ``torch.scatter_add``: x[i][index[i][j]] += src[i][j] (dim 1), repeats adding."""
-    d, idx = _index_dim(x, dim, "scatter_add"), _long(index, "scatter_add")
+    d, idx = _dim("scatter_add", dim, x.ndim, x.shape), _long(index, "scatter_add")
     arrays = _along(x, d, idx, "scatter_add")
     v = _scatter_src(src, idx, x)
     arg = ops.IndexArg(0, "scatter_add", False, x.shape)
@@ -2545,7 +2556,7 @@ def scatter(x: Tensor, dim: int, index: Any, src: Any = None, value: Any = None)
     """As ``torch.scatter`` (src or value form): x[i][index[i][j]] = src[i][j] (dim 1)."""
     if (src is None) == (value is None):
         raise TypeError("scatter(): give exactly one of src and value")
-    d, idx = _index_dim(x, dim, "scatter"), _long(index, "scatter")
+    d, idx = _dim("scatter", dim, x.ndim, x.shape), _long(index, "scatter")
     arrays = _along(x, d, idx, "scatter")
     v = _scatter_src(src if src is not None else value, idx, x)
     arg = ops.IndexArg(0, "scatter", False, x.shape)
@@ -2564,7 +2575,7 @@ def scatter(x: Tensor, dim: int, index: Any, src: Any = None, value: Any = None)
 def index_add(x: Tensor, dim: int, index: Any, source: Any, alpha: Any = 1) -> Tensor:
     """As ``torch.index_add``: x[..., index[j], ...] += alpha * source[..., j, ...] along dim,
     repeated indices adding."""
-    d, idx = _index_dim(x, dim, "index_add"), _long(index, "index_add")
+    d, idx = _dim("index_add", dim, x.ndim, x.shape), _long(index, "index_add")
     if idx.value is not None:
         ops.check_indices("index_add", idx.value, d, x.shape[d], wrap=False)
     src = source if isinstance(source, Tensor) else tensor(np.asarray(source, dtype=x.dtype))
@@ -2597,24 +2608,10 @@ def masked_select(x: Tensor, mask: Any) -> Tensor:
 # expands of the IR; cat, flip, roll, pad and split's pieces (crops) are ops of their own.
 
 
-def _dim(what: str, dim: Any, ndim: int) -> int:
-    """``dim`` in [-ndim, ndim) as an axis, PyTorch's error otherwise (a 0-d tensor takes 0
-    and -1, as PyTorch)."""
-    n = builtins.max(ndim, 1)
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
-        raise TypeError(f"{what}: dim must be an int, got {type(dim).__name__}")
-    if not -n <= dim < n:
-        raise IndexError(
-            f"{what}: dimension out of range (expected to be in range of [{-n}, {n - 1}], but "
-            f"got {dim})" + where()
-        )
-    return int(dim) % n
-
-
-def _dims(what: str, dims: Any, ndim: int) -> tuple[int, ...]:
+def _dims(what: str, dims: Any, ndim: int, shape: Any = None) -> tuple[int, ...]:
     """An int or a sequence of ints as distinct axes."""
     seq = dims if isinstance(dims, (tuple, list)) else (dims,)
-    axes = tuple(_dim(what, d, ndim) for d in seq)
+    axes = tuple(_dim(what, d, ndim, shape) for d in seq)
     for a in axes:
         if axes.count(a) > 1:
             raise ValueError(f"{what}: dim {a} appears multiple times in the list of dims")
@@ -2673,7 +2670,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -> 
     if axis is not None:
         dim = axis
     first = ts[0]
-    axis = _dim("cat", dim, first.ndim)
+    axis = _dim("cat", dim, first.ndim, first.shape)
     for k, t in enumerate(ts):  # PyTorch's checks, named for this call
         if t.ndim != first.ndim:
             raise ShapeError(
@@ -2702,7 +2699,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
                 f"stack: expects each tensor to be equal size, but got {shape_str(ts[0].shape)} "
                 f"at entry 0 and {shape_str(t.shape)} at entry {k}" + where()
             )
-    axis = _dim("stack", dim, ts[0].ndim + 1)
+    axis = _dim("stack", dim, ts[0].ndim + 1, ts[0].shape)
     return cat([unsqueeze(t, axis) for t in ts], axis)
 
 
@@ -2740,7 +2737,7 @@ def narrow_axis(x: Tensor, axis: int, start: int, length: int) -> Tensor:
 def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
     """Pieces along ``dim``: of ``split_size`` each (the last one smaller) or of the listed
     sizes, which must sum to the size (as ``torch.split``)."""
-    axis = _dim("split", dim, x.ndim)
+    axis = _dim("split", dim, x.ndim, x.shape)
     size = _static("split", x, axis)
     if isinstance(split_size_or_sections, (tuple, list)):
         sizes = [int(s) for s in split_size_or_sections]
@@ -2762,14 +2759,14 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     """At most ``chunks`` pieces of ceil(size / chunks) along ``dim`` (as ``torch.chunk``)."""
     if int(chunks) <= 0:
         raise ValueError(f"chunk: chunks must be positive, got {chunks}" + where())
-    axis = _dim("chunk", dim, x.ndim)
+    axis = _dim("chunk", dim, x.ndim, x.shape)
     size = _static("chunk", x, axis)
     return split(x, builtins.max(-(-size // int(chunks)), 1), axis)
 
 
 def unbind(x: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
     """The slices along ``dim``, that axis removed (as ``torch.unbind``)."""
-    axis = _dim("unbind", dim, x.ndim)
+    axis = _dim("unbind", dim, x.ndim, x.shape)
     return tuple(squeeze(p, axis) for p in split(x, 1, axis))
 
 
@@ -2779,21 +2776,21 @@ def squeeze(x: Tensor, dim: Any = None) -> Tensor:
     if dim is None:
         axes: tuple[int, ...] = tuple(range(x.ndim))
     else:
-        axes = _dims("squeeze", dim, x.ndim) if x.ndim else ()
+        axes = _dims("squeeze", dim, x.ndim, x.shape) if x.ndim else ()
     return reshape(x, *[d for i, d in enumerate(x.shape) if not (i in axes and d == 1)])
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
     """A new axis of size 1 at ``dim`` (in [-ndim-1, ndim])."""
-    axis = _dim("unsqueeze", dim, x.ndim + 1)
+    axis = _dim("unsqueeze", dim, x.ndim + 1, x.shape)
     return reshape(x, *x.shape[:axis], 1, *x.shape[axis:])
 
 
 def movedim(x: Tensor, source: Any, destination: Any) -> Tensor:
     """Move the axes ``source`` to the positions ``destination``; the others keep their order
     (as ``torch.movedim``)."""
-    src = _dims("movedim", source, x.ndim)
-    dst = _dims("movedim", destination, x.ndim)
+    src = _dims("movedim", source, x.ndim, x.shape)
+    dst = _dims("movedim", destination, x.ndim, x.shape)
     if len(src) != len(dst):
         raise ValueError(
             f"movedim: invalid source or destination dims: source ({list(src)} dims) should "
@@ -2808,7 +2805,7 @@ moveaxis = movedim
 
 
 def swapaxes(x: Tensor, axis0: int, axis1: int) -> Tensor:
-    a, b = _dim("swapaxes", axis0, x.ndim), _dim("swapaxes", axis1, x.ndim)
+    a, b = _dim("swapaxes", axis0, x.ndim, x.shape), _dim("swapaxes", axis1, x.ndim, x.shape)
     perm = list(range(x.ndim))
     perm[a], perm[b] = b, a
     return permute(x, *perm)
@@ -2900,7 +2897,7 @@ def repeat_interleave(x: Tensor, repeats: Any, dim: int | None = None) -> Tensor
     if dim is None:
         x, axis = reshape(x, -1), 0
     else:
-        axis = _dim("repeat_interleave", dim, x.ndim)
+        axis = _dim("repeat_interleave", dim, x.ndim, x.shape)
     if r != 1 and x.shape[axis] != 1:  # a batch of B would become one of r·B
         _static("repeat_interleave", x, axis)
     d = x.shape[axis]
@@ -2915,7 +2912,7 @@ def flip(x: Tensor, *args: Any, dims: Any = None) -> Tensor:
     if dims is not None and args:
         raise TypeError("flip: dims given twice, positionally and as dims=" + where())
     dims = _sizes(args) if dims is None else dims
-    axes = _dims("flip", dims, x.ndim) if x.ndim else ()
+    axes = _dims("flip", dims, x.ndim, x.shape) if x.ndim else ()
     return _unary_node(ops.flip(x.node, axes), x)
 
 
@@ -2945,7 +2942,7 @@ def roll(x: Tensor, shifts: Any, dims: Any = None) -> Tensor:
             f"roll: shifts and dimensions must align: {len(shift)} shifts, {len(axes)} dims"
             + where()
         )
-    pairs = [(_dim("roll", a, x.ndim), int(s)) for a, s in zip(axes, shift)]
+    pairs = [(_dim("roll", a, x.ndim, x.shape), int(s)) for a, s in zip(axes, shift)]
     for a, s in pairs:
         if s % builtins.max(int(x.shape[a]) if isinstance(x.shape[a], int) else 1, 1):
             _static("roll", x, a)
@@ -3019,14 +3016,6 @@ _RESULTS = {k: _named(k) for k in ("min", "cummax", "cummin", "sort", "topk", "m
 _RESULTS["max"] = MaxResult
 
 
-def _axis_of(x: Tensor, dim: Any, what: str) -> int:
-    """One dim of ``x`` (negative counts from the end; a 0-d tensor has dim 0 or -1)."""
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
-        raise TypeError(f"{what}: dim must be an int, got {type(dim).__name__}")
-    (axis,) = _axes(x, int(dim))
-    return axis
-
-
 def _lead(x: Tensor) -> Tensor:
     """A 0-d tensor as [1], so a dim-wise op has an axis to run along."""
     return reshape(x, 1) if x.ndim == 0 else x
@@ -3058,7 +3047,7 @@ def _extreme(x: Tensor, dim: Any, keepdim: bool, largest: bool):
     """max(x, dim) / min(x, dim): (values, indices), ties to the first, the gradient to it."""
     kind = "max" if largest else "min"
     y = _lead(x)
-    axis = _axis_of(y, dim, kind)
+    axis = _dim(kind, dim, y.ndim, x.shape)
     if y.shape[axis] == 0:
         raise shape_error(f"{kind}(): dim {dim} of {shape_str(x.shape)} is empty")
     idx = _index_result(ops.argidx(y.node, axis, True, largest), y)
@@ -3071,7 +3060,7 @@ def _extreme(x: Tensor, dim: Any, keepdim: bool, largest: bool):
 
 def amax(x: Tensor, dim: Any = (), keepdim: bool = False) -> Tensor:
     """The maximum over ``dim`` (all dims for () or None); ties share the gradient evenly."""
-    axes = _axes(x, None if dim == () else dim)
+    axes = _axes(x, None if dim == () else dim, "amax")
     if any(sympy.sympify(x.shape[a]).is_zero for a in axes):
         raise shape_error(f"amax(): reduces over an empty dim of {shape_str(x.shape)}")
     return _unary_node(ops.max_(x.node, axes, keepdim), x)
@@ -3102,7 +3091,7 @@ def _arg(x: Tensor, dim: Any, keepdim: bool, largest: bool) -> Tensor:
         idx = _index_result(ops.argidx(flat.node, 0, False, largest), flat)
         return reshape(idx, *([1] * x.ndim)) if keepdim else idx
     y = _lead(x)
-    axis = _axis_of(y, dim, "argmax" if largest else "argmin")
+    axis = _dim("argmax" if largest else "argmin", dim, y.ndim, x.shape)
     idx = _index_result(ops.argidx(y.node, axis, keepdim and x.ndim > 0, largest), y)
     return _unlead(idx, x)
 
@@ -3127,7 +3116,7 @@ def _accumulating(x: Tensor, dtype: Any) -> Tensor:
 def prod(x: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
     """The product over ``dim`` (all for None); exact gradients with zeros, as PyTorch."""
     x = _accumulating(x, dtype)
-    axes = _axes(x, dim)
+    axes = _axes(x, dim, "prod")
     return _unary_node(ops.prod(x.node, axes, keepdim), x)
 
 
@@ -3152,7 +3141,7 @@ def var(
     c = correction if correction is not None else (1 if unbiased is None else int(bool(unbiased)))
     if x.dtype.kind != "f":
         raise TypeError(f"var(): expects a float tensor, got {x.dtype} (as PyTorch)")
-    axes = _axes(x, dim)
+    axes = _axes(x, dim, "var")
     m = mean(x, axes, keepdim=True)
     centred = x - m
     total = sum(centred * centred, axes, keepdim)
@@ -3213,7 +3202,7 @@ def vector_norm(x: Tensor, ord: Any = 2, dim: Any = None, keepdim: bool = False)
     |x|^p are pinned to 0 at 0 (a Piecewise), where their derivatives would be 0/0."""
     if x.dtype.kind != "f":
         raise TypeError(f"vector_norm: expects a float tensor, got {x.dtype} (as PyTorch)")
-    axes = tuple(range(x.ndim)) if dim is None else _axes(x, dim)
+    axes = tuple(range(x.ndim)) if dim is None else _axes(x, dim, "vector_norm")
     p = float(ord) if not isinstance(ord, str) else ord
     s = ops.xsym(0)
     if p == np.inf:
@@ -3268,20 +3257,20 @@ def cumsum(x: Tensor, dim: Any, *, dtype: Any = None) -> Tensor:
     """Running sum along ``dim``: out_i = Σ_{j≤i} x_j (bool and int accumulate in int64)."""
     x = _accumulating(x, dtype)
     y = _lead(x)
-    return _unlead(_unary_node(ops.cumsum(y.node, _axis_of(y, dim, "cumsum")), y), x)
+    return _unlead(_unary_node(ops.cumsum(y.node, _dim("cumsum", dim, y.ndim, x.shape)), y), x)
 
 
 def cumprod(x: Tensor, dim: Any, *, dtype: Any = None) -> Tensor:
     """Running product along ``dim``; its gradient is exact with zeros in x, as PyTorch."""
     x = _accumulating(x, dtype)
     y = _lead(x)
-    return _unlead(_unary_node(ops.cumprod(y.node, _axis_of(y, dim, "cumprod")), y), x)
+    return _unlead(_unary_node(ops.cumprod(y.node, _dim("cumprod", dim, y.ndim, x.shape)), y), x)
 
 
 def _running(x: Tensor, dim: Any, largest: bool):
     kind = "cummax" if largest else "cummin"
     y = _lead(x)
-    axis = _axis_of(y, dim, kind)
+    axis = _dim(kind, dim, y.ndim, x.shape)
     idx = _index_result(ops.cumarg(y.node, axis, largest), y)
     return _RESULTS[kind](_unlead(_picked(y, idx, axis), x), _unlead(idx, x))
 
@@ -3299,7 +3288,7 @@ def cummin(x: Tensor, dim: Any):
 
 def _sorted_part(x: Tensor, dim: Any, descending: bool, start: int, stop: Any, kind: str):
     y = _lead(x)
-    axis = _axis_of(y, dim, kind)
+    axis = _dim(kind, dim, y.ndim, x.shape)
     idx = _index_result(ops.argsort(y.node, axis, descending, start, stop), y)
     return y, idx, axis
 
@@ -3321,7 +3310,7 @@ def topk(x: Tensor, k: int, dim: Any = -1, largest: bool = True, sorted: bool = 
     gradient goes to the picked entries. Among tied entries symbp picks the first ones;
     PyTorch's choice among ties is unspecified (its CPU kernel may pick others)."""
     y = _lead(x)
-    n = y.shape[_axis_of(y, dim, "topk")]
+    n = y.shape[_dim("topk", dim, y.ndim, x.shape)]
     if not isinstance(k, (int, np.integer)) or k < 0 or (isinstance(n, int) and k > n):
         raise shape_error(f"topk: k={k} out of range for dim {dim} of {shape_str(x.shape)}")
     y, idx, axis = _sorted_part(x, dim, largest, 0, int(k), "topk")
@@ -3344,7 +3333,7 @@ def median(x: Tensor, dim: Any = None, keepdim: bool = False):
         )
         return m + sum((x - m) * hit) / sum(hit)  # m exactly; d/dx = hit / count
     y = _lead(x)
-    axis = _axis_of(y, dim, "median")
+    axis = _dim("median", dim, y.ndim, x.shape)
     n = y.shape[axis]
     if not isinstance(n, int):
         raise shape_error(f"median: dim {dim} must have a known size, got {shape_str(x.shape)}")
@@ -3527,17 +3516,11 @@ def triu(x: Any, diagonal: int = 0) -> Tensor:
     return _unary_node(ops.tril(x.node, diagonal, upper=True), x)
 
 
-def _linalg_dim(what: str, d: int, ndim: int) -> int:
-    if not -ndim <= d < ndim:
-        raise shape_error(f"{what}: dim {d} out of range for {ndim} dimensions")
-    return d % ndim
-
-
 def diagonal(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
     """The diagonal of axes (dim1, dim2), ``offset`` above it, as the last axis
     (``torch.diagonal``)."""
     (x,) = _linalg_operands("diagonal", x)
-    d1, d2 = _linalg_dim("diagonal", dim1, x.ndim), _linalg_dim("diagonal", dim2, x.ndim)
+    d1, d2 = _dim("diagonal", dim1, x.ndim, x.shape), _dim("diagonal", dim2, x.ndim, x.shape)
     if d1 == d2:
         raise shape_error(f"diagonal: dim1 and dim2 are both {d1}")
     return _unary_node(ops.diagonal(x.node, offset, d1, d2), x)
@@ -3546,8 +3529,8 @@ def diagonal(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
 def diag_embed(x: Any, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
     """The last axis on the diagonal of two new axes (dim1, dim2) (``torch.diag_embed``)."""
     (x,) = _linalg_operands("diag_embed", x)
-    d1 = _linalg_dim("diag_embed", dim1, x.ndim + 1)
-    d2 = _linalg_dim("diag_embed", dim2, x.ndim + 1)
+    d1 = _dim("diag_embed", dim1, x.ndim + 1, x.shape)
+    d2 = _dim("diag_embed", dim2, x.ndim + 1, x.shape)
     if d1 == d2:
         raise shape_error(f"diag_embed: dim1 and dim2 are both {d1}")
     n = x.shape[-1] + builtins.abs(offset)
