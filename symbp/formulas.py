@@ -2982,11 +2982,6 @@ PRINTING: dict[str, Printing] = {
         _ScalarLevel._evaluated,
         to_delta=True,
     ),
-    "crop": Printing(
-        lambda n, a, c: Crop(a[0], sympy.Tuple(*(_tuple(r) for r in n.arg))),
-        _ScalarLevel._evaluated,
-        to_delta=True,
-    ),
     "pad": Printing(
         lambda n, a, c: Pad(
             a[0],
