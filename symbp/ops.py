@@ -468,7 +468,7 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     "asin": sympy.asin,
     "acos": sympy.acos,
     "atan": sympy.atan,
-    "atan2": sympy.atan2,
+    "atan2": scalar.atan2,  # PyTorch's gradient 0 where x² + y² is 0
     "sinh": sympy.sinh,
     "cosh": sympy.cosh,
     "asinh": sympy.asinh,
@@ -2035,7 +2035,10 @@ class ArgSort(Op):
         if x.dtype == object:
             x = x.astype(np.float64)
         key = -x if descending and x.dtype.kind != "b" else (~x if descending else x)
-        order = np.argsort(key, axis=axis, kind="stable")
+        order = np.argsort(key, axis=axis, kind="stable")  # NaN last
+        if descending and x.dtype.kind == "f":  # NaN is the largest, as PyTorch: first
+            nan_last = ~np.isnan(np.take_along_axis(x, order, axis))
+            order = np.take_along_axis(order, np.argsort(nan_last, axis, kind="stable"), axis)
         return np.take(order, np.arange(start, stop), axis=axis).astype(np.int64)
 
     def show_arg(self, node, names):

@@ -641,6 +641,21 @@ class Tensor:
     def __rpow__(self, other):
         return binary("pow", other, self)
 
+    def __mod__(self, other):
+        return remainder_op(self, other)
+
+    def __rmod__(self, other):
+        return remainder_op(other, self)
+
+    def __floordiv__(self, other):
+        return floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return floor_divide(other, self)
+
+    def floor_divide(self, other):
+        return floor_divide(self, other)
+
     def __neg__(self):
         return unary("neg", self)
 
@@ -1346,6 +1361,11 @@ def unary(name: str, x: Any) -> Tensor:
     x = _lift(x)
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expects a Tensor, got {type(x).__name__}")
+    if name == "neg" and x.dtype.kind == "b":
+        raise RuntimeError(  # PyTorch's words
+            "Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
+            "to invert a mask, use the `~` or `logical_not()` operator instead." + where()
+        )
     if x.dtype.kind != "f" and not (name in _INTEGER_CLOSED and x.dtype.kind in "iu"):
         x = cast(x, _default_dtype[0])
     return _unary_node(ops.apply(name, x.node), x)
@@ -1363,8 +1383,22 @@ def binary(name: str, a: Any, b: Any) -> Tensor:
     # PyTorch's promotion, from the operands as the user gave them (a Python float makes an
     # integer tensor's result a float: n * 0.5, n + 1.0)
     dtype = _promoted(name, result_type(a, b, what=name))
+    if dtype.kind == "b" and name in _BOOL_ARITHMETIC:  # bools stay bools, as PyTorch's
+        name = _BOOL_ARITHMETIC[name]
+        if name == "sub":
+            raise RuntimeError(  # PyTorch's words
+                "Subtraction, the `-` operator, with two bool tensors is not supported. Use "
+                "the `^` or `logical_xor()` operator instead." + where()
+            )
+        a, b = (tensor(bool(v)) if _is_number(v) else v for v in (a, b))
+    if name == "div" and _is_number(b) and b == 0:  # SymPy's x/0 is zoo; IEEE's is ±inf, NaN
+        b = tensor(float(b), dtype=dtype)
     a, b = (cast(v, dtype) if isinstance(v, Tensor) else v for v in (a, b))
     return nary(name, _lift(a, like), _lift(b, like))
+
+
+# bool + bool is a logical or, bool * bool an and (a bool result; SymPy's x + y would count)
+_BOOL_ARITHMETIC = {"add": "logical_or", "mul": "logical_and", "sub": "sub"}
 
 
 def _is_number(v: Any) -> bool:
@@ -1697,6 +1731,40 @@ def nan_to_num(
     hi = big if posinf is None else posinf
     lo = -big if neginf is None else neginf
     return apply_math("nan_to_num", x, params=(nan, hi, lo, big))
+
+
+def _no_integer_zero(what: str, dtype: np.dtype, other: Any) -> None:
+    """An integer division by zero is PyTorch's error (a RuntimeError "ZeroDivisionError")
+    where the divisor is known (eager); a traced divisor is data of the run."""
+    if dtype.kind not in "iub":
+        return
+    values = other.value if isinstance(other, Tensor) else np.asarray(other)
+    if values is not None and (np.asarray(values) == 0).any():
+        raise RuntimeError(f"ZeroDivisionError: {what}: integer division by zero" + where())
+
+
+def remainder_op(input: Any, other: Any) -> Tensor:  # noqa: A002
+    """``input % other``: torch.remainder (the sign of ``other``, Python's convention)."""
+    _no_integer_zero("remainder", result_type(input, other, what="remainder"), other)
+    return apply_math("remainder", input, other)
+
+
+def floor_divide(input: Any, other: Any) -> Tensor:  # noqa: A002
+    """input / other rounded toward -inf, as ``torch.floor_divide`` and Python's ``//``: the
+    exact multiple (input - remainder(input, other)) / other, rounded to the nearest integer
+    as PyTorch computes it (1 // 0.1 is 9.0, where floor(1 / 0.1) is 10); a float divided by 0
+    is ±inf or NaN. Integer operands give an integer (computed in float64: exact below 2**53).
+    Its gradient is 0, floor's (PyTorch's backward raises)."""
+    dtype = np.dtype(result_type(input, other, what="floor_divide"))
+    _no_integer_zero("floor_divide", dtype, other)
+    work = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    a, b = (cast(_lift(v), work) if not _is_number(v) else float(v) for v in (input, other))
+    q = apply_math("round", (a - apply_math("remainder", a, b)) / b)
+    if dtype.kind != "f":
+        return cast(q, dtype)
+    if isinstance(b, Tensor):
+        return where_(b == 0, a / b, q)
+    return q if b != 0 else binary("div", a, b)
 
 
 def _pow(input: Any, exponent: Any) -> Tensor:  # noqa: A002

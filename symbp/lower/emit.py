@@ -1092,7 +1092,8 @@ def _emit_cumarg(em: Emitter, n: Node, out: Buffer) -> list[str]:
 
 def _emit_argsort(em: Emitter, n: Node, out: Buffer) -> list[str]:
     """Each row copied out, NumPy's stable argsort (mergesort), positions start..stop kept;
-    descending sorts the negated row, which keeps equal entries in order."""
+    descending sorts the negated row, which keeps equal entries in order, and then moves its
+    NaNs (sorted last) to the front: NaN is the largest, as PyTorch."""
     (x,) = n.src
     axis, descending, start, stop = n.arg
     idx, sizes, outer = _along(n, x, axis)
@@ -1105,9 +1106,13 @@ def _emit_argsort(em: Emitter, n: Node, out: Buffer) -> list[str]:
         f"for {k} in range(0, {size}):",
         f"    {row}[{k}] = {'-' if descending else ''}({v})",
         f'{order} = np.argsort({row}, kind="mergesort")',
-        f"for {k} in range(0, {stop - start}):",
-        f"    {at(out, idx)} = {order}[{k} + {start}]",
     ]
+    pick = f"{order}[{k} + {start}]"
+    if descending and x.dtype.kind == "f":
+        nans = f"{out.name}_nans"
+        body += [f"{nans} = int(np.sum(np.isnan({row})))"]
+        pick = f"{order}[({k} + {start} + {size} - {nans}) % {size}]"
+    body += [f"for {k} in range(0, {stop - start}):", f"    {at(out, idx)} = {pick}"]
     return _loops(sizes, outer, body)
 
 
