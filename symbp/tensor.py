@@ -837,52 +837,33 @@ class Tensor:
 
     #
     # -- issue 12/13 . logic (rows of this family go below this line)
-    def eq(self, other):
-        return compare("eq", self, other)
+    @staticmethod  # a helper of this class body, deleted after it
+    def _logic_method(name: str) -> Any:
+        def method(self, *args: Any) -> Tensor:
+            return LOGIC_FUNCTIONS[name](self, *args)
 
-    def ne(self, other):
-        return compare("ne", self, other)
+        method.__name__ = method.__qualname__ = name
+        method.__doc__ = f"As ``Tensor.{name}`` (see symbp.{name})."
+        return method
 
-    def lt(self, other):
-        return compare("lt", self, other)
-
-    def le(self, other):
-        return compare("le", self, other)
-
-    def gt(self, other):
-        return compare("gt", self, other)
-
-    def ge(self, other):
-        return compare("ge", self, other)
-
+    eq, ne, lt, le = (
+        _logic_method("eq"),
+        _logic_method("ne"),
+        _logic_method("lt"),
+        _logic_method("le"),
+    )
+    gt, ge = _logic_method("gt"), _logic_method("ge")
     greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
-
-    def logical_not(self):
-        return logical_not(self)
-
-    def logical_and(self, other):
-        return logical_and(self, other)
-
-    def logical_or(self, other):
-        return logical_or(self, other)
-
-    def logical_xor(self, other):
-        return logical_xor(self, other)
-
-    def isnan(self):
-        return isnan(self)
-
-    def isinf(self):
-        return isinf(self)
-
-    def isposinf(self):
-        return isposinf(self)
-
-    def isneginf(self):
-        return isneginf(self)
-
-    def isfinite(self):
-        return isfinite(self)
+    logical_not, logical_and = _logic_method("logical_not"), _logic_method("logical_and")
+    logical_or, logical_xor = _logic_method("logical_or"), _logic_method("logical_xor")
+    isnan, isinf, isfinite = (
+        _logic_method("isnan"),
+        _logic_method("isinf"),
+        _logic_method("isfinite"),
+    )
+    isposinf, isneginf = _logic_method("isposinf"), _logic_method("isneginf")
+    maximum, minimum = _logic_method("maximum"), _logic_method("minimum")
+    fmax, fmin = _logic_method("fmax"), _logic_method("fmin")
 
     def any(self, dim=None, keepdim: bool = False):
         return any_(self, dim, keepdim)
@@ -923,22 +904,11 @@ class Tensor:
     def clamp_max(self, max):  # noqa: A002
         return clamp(self, max=max)
 
-    def maximum(self, other):
-        return maximum(self, other)
-
-    def minimum(self, other):
-        return minimum(self, other)
-
-    def fmax(self, other):
-        return fmax(self, other)
-
-    def fmin(self, other):
-        return fmin(self, other)
-
     def sign(self):
         return sign(self)
 
     sgn = sign
+    del _logic_method
 
     # ~m, m & n, m | n, m ^ n on bool masks are PyTorch's logical ops; on integers they are
     # bitwise, which symbp has no ops for: refused rather than computed as logical ones
@@ -1934,30 +1904,6 @@ def compare(name: str, a: Any, b: Any) -> Tensor:
     return _elementwise(name, [a, b], compute, np.dtype(bool))
 
 
-def eq(input: Any, other: Any) -> Tensor:  # noqa: A002 (PyTorch's argument names)
-    return compare("eq", input, other)
-
-
-def ne(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("ne", input, other)
-
-
-def lt(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("lt", input, other)
-
-
-def le(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("le", input, other)
-
-
-def gt(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("gt", input, other)
-
-
-def ge(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("ge", input, other)
-
-
 def _tensor_arg(what: str, name: str, v: Any) -> Tensor:
     v = _lift(v) if not isinstance(v, Tensor) and not _is_number(v) else v
     if not isinstance(v, Tensor):
@@ -1987,46 +1933,58 @@ def _logical(name: str, *args: Any) -> Tensor:
     return _result(node, xs, False)
 
 
-def logical_not(input: Any) -> Tensor:  # noqa: A002
-    return _logical("logical_not", input)
-
-
-def logical_and(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _logical("logical_and", input, other)
-
-
-def logical_or(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _logical("logical_or", input, other)
-
-
-def logical_xor(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _logical("logical_xor", input, other)
-
-
 def _ieee(name: str, x: Any) -> Tensor:
     x = _tensor_arg(name, "input", x)
     compute = x.node.dtype if x.dtype.kind == "f" else _default_dtype[0]  # an int is finite
     return _elementwise(name, [x], compute, np.dtype(bool))
 
 
-def isnan(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isnan", input)
+def _unary_named(name: str, rule: Callable[..., Tensor], doc: str) -> Callable[..., Tensor]:
+    """``name(input)``, PyTorch's function, as ``rule(name, input)``: a row of the tables below
+    (one line each, where every wrapper once was a def of its own)."""
+
+    def fn(input: Any) -> Tensor:  # noqa: A002
+        return rule(name, input)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
 
 
-def isinf(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isinf", input)
+def _binary_named(name: str, rule: Callable[..., Tensor], doc: str) -> Callable[..., Tensor]:
+    """``name(input, other)`` as ``rule(name, input, other)``; see ``_unary_named``."""
+
+    def fn(input: Any, other: Any) -> Tensor:  # noqa: A002
+        return rule(name, input, other)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
 
 
-def isposinf(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isposinf", input)
+def _as_torch(text: str, name: str) -> str:
+    return f"{text}, as ``torch.{name}``: a bool tensor that requires no grad."
 
 
-def isneginf(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isneginf", input)
-
-
-def isfinite(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isfinite", input)
+eq, ne, lt, le, gt, ge = (
+    _binary_named(n, compare, _as_torch(f"``input {op} other`` elementwise", n))
+    for n, op in (("eq", "=="), ("ne", "!="), ("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="))
+)
+logical_not = _unary_named("logical_not", _logical, _as_torch("``input == 0``", "logical_not"))
+logical_and, logical_or, logical_xor = (
+    _binary_named(n, _logical, _as_torch(f"Nonzero {op} nonzero (NaN is nonzero)", n))
+    for n, op in (("logical_and", "and"), ("logical_or", "or"), ("logical_xor", "xor"))
+)
+isnan, isinf, isposinf, isneginf, isfinite = (
+    _unary_named(n, _ieee, _as_torch(what, n))
+    for n, what in (
+        ("isnan", "Whether an entry is NaN"),
+        ("isinf", "Whether an entry is ±inf"),
+        ("isposinf", "Whether an entry is +inf"),
+        ("isneginf", "Whether an entry is -inf"),
+        ("isfinite", "Whether an entry is neither NaN nor ±inf"),
+    )
+)
 
 
 def _count(x: Tensor, test: str, dim: Any, keepdim: bool) -> Tensor:
@@ -2138,22 +2096,25 @@ def _pairwise(name: str, input: Any, other: Any) -> Tensor:  # noqa: A002
     return _elementwise(name, [a, b], np.dtype(result_type(a, b, what=name)))
 
 
-def maximum(input: Any, other: Any) -> Tensor:  # noqa: A002
-    """As ``torch.maximum`` (and ``torch.max(a, b)``): a tie splits the gradient in halves."""
-    return _pairwise("maximum", input, other)
-
-
-def minimum(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _pairwise("minimum", input, other)
-
-
-def fmax(input: Any, other: Any) -> Tensor:  # noqa: A002
-    """As ``torch.fmax``: the number where one is NaN; a tie's gradient goes to ``input``."""
-    return _pairwise("fmax", input, other)
-
-
-def fmin(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _pairwise("fmin", input, other)
+maximum, minimum, fmax, fmin = (
+    _binary_named(n, _pairwise, doc)
+    for n, doc in (
+        ("maximum", "As ``torch.maximum`` (and ``torch.max(a, b)``): NaN if either is NaN; a "
+         "tie splits the gradient in halves."),
+        ("minimum", "As ``torch.minimum``: NaN if either is NaN; a "
+         "tie splits the gradient in halves."),
+        ("fmax", "As ``torch.fmax``: the number where one is NaN; a tie's gradient goes to "
+         "``input``."),
+        ("fmin", "As ``torch.fmin``: the number where one is NaN; a tie's gradient goes to "
+         "``input``."),
+    )
+)  # fmt: skip
+# the functions above that Tensor also has as methods, each by its name (``_logic_method``)
+LOGIC_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
+    f.__name__: f
+    for f in (eq, ne, lt, le, gt, ge, logical_not, logical_and, logical_or, logical_xor,
+              isnan, isinf, isposinf, isneginf, isfinite, maximum, minimum, fmax, fmin)
+}  # fmt: skip
 
 
 def sign(input: Any) -> Tensor:  # noqa: A002

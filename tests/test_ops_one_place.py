@@ -266,3 +266,26 @@ def results(tmp_cache):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_compiled_matches_eager(name, dtype, results):
     assert_kernel_matches(results, name, dtype)
+
+
+def test_the_logic_wrappers_come_from_one_table_and_introspect_as_pytorchs():
+    """Each PyTorch-named wrapper (symbp.eq ... symbp.fmin, and Tensor's methods of the same
+    names) is a row of symbp.tensor.LOGIC_FUNCTIONS: its own name, PyTorch's argument names, a
+    docstring, and the same values as a method and as the torch function."""
+    import inspect
+
+    from symbp.tensor import LOGIC_FUNCTIONS
+
+    x = np.array([[1.0, NAN, -INF], [0.0, 2.0, INF]])
+    y = np.array([[1.0, 0.5, -INF], [NAN, 3.0, 1.0]])
+    (a, ta), (b, tb) = _pair(x), _pair(y)
+    assert len(LOGIC_FUNCTIONS) == 19
+    for name, fn in LOGIC_FUNCTIONS.items():
+        assert getattr(symbp, name) is fn and fn.__name__ == name and fn.__doc__
+        params = list(inspect.signature(fn).parameters)
+        assert params == ["input", "other"][: len(params)] and params
+        args, targs = ((a, b), (ta, tb)) if len(params) == 2 else ((a,), (ta,))
+        want = getattr(torch, name)(*targs)
+        _same(fn(*args), want)
+        _same(getattr(a, name)(*args[1:]), want)
+        assert getattr(symbp.Tensor, name).__doc__
