@@ -290,6 +290,8 @@ fix, frac = trunc, _MATH["frac"]
 fmod, remainder, lerp, hypot = _MATH["fmod"], _MATH["remainder"], _MATH["lerp"], _MATH["hypot"]
 xlogy, logaddexp, nan_to_num = _MATH["xlogy"], _MATH["logaddexp"], _MATH["nan_to_num"]
 pow = _MATH["pow"]  # noqa: A001
+from symbp.tensor import floor_divide  # noqa: E402
+
 __all__ += [
     "acos",
     "acosh",
@@ -315,6 +317,7 @@ __all__ += [
     "expm1",
     "fix",
     "floor",
+    "floor_divide",
     "fmod",
     "frac",
     "hypot",

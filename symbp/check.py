@@ -286,7 +286,6 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     "cat": _LINEAR,
     "flip": _LINEAR,
     "roll": _LINEAR,
-    "crop": _LINEAR,
     "pad": _LINEAR,
     "pad_grad": _LINEAR,
     # -- issue 12 . reductions (rows of this family go below this line)

@@ -600,16 +600,6 @@ def _slice_rule(g: _Graph, node: Node, names: dict[Node, str]) -> str:
     return _slice(g, names[x], box)
 
 
-def _crop(g: _Graph, node: Node, names: dict[Node, str]) -> str:
-    x = node.src[0]
-    box = [
-        (axis, start, stop, 1)
-        for axis, ((start, stop), n) in enumerate(zip(node.arg, x.shape))
-        if (start, stop) != (0, n)
-    ]
-    return _slice(g, names[x], box)
-
-
 def _flip(g: _Graph, node: Node, names: dict[Node, str]) -> str:
     end = -(2**63)  # past the first entry, going backwards
     return _slice(g, names[node.src[0]], [(a, -1, end, -1) for a in node.arg])
@@ -791,7 +781,6 @@ ONNX: dict[str, Callable[..., str] | ops.NotApplicable] = {
     "maxpool2d": _maxpool,
     "avgpool2d": _avgpool,
     "slice": _slice_rule,
-    "crop": _crop,
     "cat": _simple("Concat", axis=int),
     "flip": _flip,
     "roll": _roll,

@@ -468,7 +468,7 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     "asin": sympy.asin,
     "acos": sympy.acos,
     "atan": sympy.atan,
-    "atan2": sympy.atan2,
+    "atan2": scalar.atan2,  # PyTorch's gradient 0 where x² + y² is 0
     "sinh": sympy.sinh,
     "cosh": sympy.cosh,
     "asinh": sympy.asinh,
@@ -1438,7 +1438,12 @@ class Slice(Op):
 @register
 class SliceGrad(Op):
     """ct placed into zeros of ``shape`` at the box of a slice; arg = (slices, shape).
-    Linear: its adjoint is the slice again."""
+    Linear: its adjoint is the slice again.
+
+    Not a constant ``pad``, although the two agree on a unit-step box: a strided box's zeros
+    fall *between* its entries, which a pad (a border, of any value) says only through a chain
+    of reshapes and pads (its formula then reads flatten(pad(...)), its compiled read divides
+    a flat index), while a placement prints as the slice it inverts, place(ct at [1:3, ::2])."""
 
     name = "slice_grad"
 
@@ -1606,6 +1611,14 @@ def slice_(x: Node, box: Sequence[SliceArg]) -> Node:
     box = tuple(box)
     if all(a.start == 0 and a.size == n and a.step == 1 for a, n in zip(box, x.shape)):
         return x
+    if x.op == "slice" and len(box) == x.ndim:  # a slice of a slice is one slice
+        OPS["slice"].infer((x,), box)  # the outer box is checked against the inner's shape
+        inner = x.arg
+        box = tuple(
+            SliceArg(i.start + i.step * a.start, a.size, i.step * a.step)
+            for a, i in zip(box, inner)
+        )
+        return slice_(x.src[0], box)
     return make("slice", (x,), box)
 
 
@@ -1637,12 +1650,13 @@ def iota(shape: Shape, axis: int) -> Node:
 # Joining and shaping. Most of PyTorch's shaping functions are the ops above (view, squeeze,
 # movedim, expand, repeat, tile are reshapes, transposes and expands: symbp.tensor builds
 # them so). The ops here are what those cannot say: ``cat`` joins tensors along an axis,
-# ``flip`` and ``roll`` move entries, ``crop`` keeps a box of them (a split's piece; the
-# adjoint of ``cat`` and of a constant pad), ``pad`` adds a border (F.pad's four modes), and
+# ``flip`` and ``roll`` move entries, ``pad`` adds a border (F.pad's four modes), and
 # ``pad_grad`` sends a reflected, replicated or circular border's cotangent back onto the
 # entries it copies. Every one is linear in its sources; all but cat and pad_grad are views
 # in compiled code. Shapes keep the batch symbol B where the op leaves the batch alone; an
-# op that would make a batch of another size (a cat, pad or crop along B) is an error.
+# op that would make a batch of another size (a cat, pad or crop along B) is an error. A box
+# of entries (a split's piece, a narrow, the adjoint of cat and of a constant pad) is the
+# indexing family's ``slice`` with unit steps: ``crop`` below builds it.
 
 
 def static_size(what: str, x: Node, axis: int) -> int:
@@ -1662,7 +1676,7 @@ def static_size(what: str, x: Node, axis: int) -> int:
 class Cat(Op):
     """Join the sources along axis ``arg``; all other sizes and the dtype must agree.
 
-    Adjoint: each source's cotangent is its block of ``ct`` (a ``crop``)."""
+    Adjoint: each source's cotangent is its block of ``ct`` (a unit-step ``slice``)."""
 
     name = "cat"
 
@@ -1749,59 +1763,6 @@ class Roll(Op):
 
     def show_arg(self, node, names):
         return "[" + ", ".join(f"dim {a} by {s}" for a, s in node.arg) + "]"
-
-
-@register
-class Crop(Op):
-    """The box ``x[start:stop]`` along each axis; arg = ((start, stop) per axis).
-
-    A split's piece, a narrow, the adjoint of ``cat`` and of a constant ``pad``. Adjoint: the
-    cotangent zero-padded back to the source's shape."""
-
-    name = "crop"
-
-    def infer(self, src, arg):
-        (x,) = src
-        if len(arg) != x.ndim:
-            raise shape_error(f"crop: {len(arg)} ranges for {shape_str(x.shape)}")
-        shape: list[Dim] = []
-        for axis, ((start, stop), size) in enumerate(zip(arg, x.shape)):
-            if (start, stop) == (0, size):
-                shape.append(size)
-                continue
-            size = static_size("crop", x, axis)
-            if not 0 <= start <= stop <= size:
-                raise shape_error(
-                    f"crop: range {start}:{stop} out of bounds for dim {axis} of "
-                    f"{shape_str(x.shape)}"
-                )
-            shape.append(stop - start)
-        return tuple(shape), x.dtype
-
-    def numpy(self, node, vals, dims):
-        return vals[0][
-            tuple(
-                slice(a, b) if b != d else slice(a, None)
-                for (a, b), d in zip(node.arg, node.src[0].shape)
-            )
-        ]
-
-    def adjoint(self, node, ct):
-        x = node.src[0]
-        widths = tuple(
-            (a, d - b) if (a, b) != (0, d) else (0, 0) for (a, b), d in zip(node.arg, x.shape)
-        )
-        return (pad(ct, widths, "constant", 0),)
-
-    def show_arg(self, node, names):
-        return (
-            "["
-            + ", ".join(
-                ":" if (a, b) == (0, d) else f"{a}:{b}"
-                for (a, b), d in zip(node.arg, node.src[0].shape)
-            )
-            + "]"
-        )
 
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
@@ -1955,13 +1916,24 @@ def roll(x: Node, shifts: Sequence[tuple[int, int]]) -> Node:
 
 
 def crop(x: Node, ranges: Sequence[tuple[int, Any]]) -> Node:
-    ranges = tuple((int(a), b if isinstance(b, sympy.Expr) else int(b)) for a, b in ranges)
-    if all(r == (0, d) for r, d in zip(ranges, x.shape)):
-        return x
-    if x.op == "crop":  # a crop of a crop is one crop
-        inner = x.arg
-        return crop(x.src[0], [(a + i, b + i) for (a, b), (i, _) in zip(ranges, inner)])
-    return make("crop", (x,), ranges)
+    """The box ``x[start:stop]`` along each axis (ranges: (start, stop) per axis): a slice with
+    unit steps (a split's piece, a narrow, the adjoint of ``cat`` and of a constant ``pad``).
+    A box along the batch B other than all of it is an error: it would make another batch."""
+    if len(ranges) != x.ndim:
+        raise shape_error(f"crop: {len(ranges)} ranges for {shape_str(x.shape)}")
+    box = []
+    for axis, ((start, stop), size) in enumerate(zip(ranges, x.shape)):
+        if (start, stop) == (0, size):
+            box.append(SliceArg(0, size, 1))
+            continue
+        size = static_size("crop", x, axis)
+        start, stop = int(start), int(stop)
+        if not 0 <= start <= stop <= size:
+            raise shape_error(
+                f"crop: range {start}:{stop} out of bounds for dim {axis} of {shape_str(x.shape)}"
+            )
+        box.append(SliceArg(start, stop - start, 1))
+    return slice_(x, box)
 
 
 def crop_axis(x: Node, axis: int, start: int, stop: int) -> Node:
@@ -2063,7 +2035,10 @@ class ArgSort(Op):
         if x.dtype == object:
             x = x.astype(np.float64)
         key = -x if descending and x.dtype.kind != "b" else (~x if descending else x)
-        order = np.argsort(key, axis=axis, kind="stable")
+        order = np.argsort(key, axis=axis, kind="stable")  # NaN last
+        if descending and x.dtype.kind == "f":  # NaN is the largest, as PyTorch: first
+            nan_last = ~np.isnan(np.take_along_axis(x, order, axis))
+            order = np.take_along_axis(order, np.argsort(nan_last, axis, kind="stable"), axis)
         return np.take(order, np.arange(start, stop), axis=axis).astype(np.int64)
 
     def show_arg(self, node, names):
@@ -2107,7 +2082,16 @@ class CumArg(Op):
 @register
 class TakeAlong(Op):
     """x [.., n, ..] at int64 indices [.., m, ..] along ``axis`` (NumPy's take_along_axis).
-    Linear in x; adjoint: ``put_along`` of the cotangent at the same indices."""
+    Linear in x; adjoint: ``put_along`` of the cotangent at the same indices.
+
+    Not a ``take`` with ``iota`` arrays on the other axes (as torch.gather is), although it
+    means the same: its indices are the compiler's own (an argmax, an argsort, a cummax
+    position), in range by construction, so compiled code reads it as a view fused into its
+    consumers with no check, and its adjoint ``put_along`` scatters one row per sample and so
+    runs over the batch in parallel. ``take`` and ``put_add`` index with the user's data: a
+    kernel that checks every index before the update, and a scatter whose targets may meet
+    across samples. Their formulas differ as their readers expect (take_along(x, idx) for a
+    sort, x[i, y] for a gather)."""
 
     name = "take_along"
 

@@ -210,6 +210,16 @@ class remainder(sympy.Function):  # noqa: N801
         return [sympy.sin(sympy.pi * self.args[0] / self.args[1])]
 
 
+class atan2(sympy.atan2):  # noqa: N801
+    """atan2(y, x) with PyTorch's gradient where x² + y² is 0 (the origin, or where the squares
+    underflow): 0 by both, where the textbook x / (x² + y²) and -y / (x² + y²) are 0/0."""
+
+    def fdiff(self, argindex: int = 1):
+        y, x = self.args
+        r = x**2 + y**2
+        return sympy.Piecewise((0, sympy.Eq(r, 0)), (x / r if argindex == 1 else -y / r, True))
+
+
 class xlogy(sympy.Function):  # noqa: N801
     """x log(y), 0 where x = 0 (for any y but NaN), as torch.xlogy. PyTorch's derivative in x
     is log(y) but 0 where x = 0 and y <= 0 (where log(y) is -inf or NaN); in y it is x / y."""
@@ -497,6 +507,18 @@ def _np_heaviside(x, h0=0.5):
     return np.heaviside(x, h0 + np.zeros_like(x))
 
 
+def _np_pow(x, y):
+    """x ** y; for integers PyTorch's negative powers (1, ±1 for -1, else 0), where NumPy's
+    raise."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.dtype.kind not in "iu" or y.dtype.kind not in "iu" or not (y < 0).any():
+        return np.power(x, y)
+    out = np.power(x, np.maximum(y, 0))
+    odd = np.abs(y) % 2 == 1
+    small = np.where(x == 1, 1, np.where(x == -1, np.where(odd, -1, 1), 0))
+    return np.where(y < 0, small, out).astype(out.dtype)
+
+
 def _np_xlogy(x, y):
     # 0 where x = 0 unless y is NaN (scipy's xlogy(0, nan) is 0, PyTorch's nan)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -521,7 +543,7 @@ NUMPY: dict[str, object] = {
     "remainder": np.remainder,
     "xlogy": _np_xlogy,
     "logaddexp": np.logaddexp,
-    "pow": np.power,
+    "pow": _np_pow,
 }
 NUMPY.update({cls.__name__: cls.numpy() for cls in PIECES})
 

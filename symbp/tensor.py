@@ -641,6 +641,21 @@ class Tensor:
     def __rpow__(self, other):
         return binary("pow", other, self)
 
+    def __mod__(self, other):
+        return remainder_op(self, other)
+
+    def __rmod__(self, other):
+        return remainder_op(other, self)
+
+    def __floordiv__(self, other):
+        return floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return floor_divide(other, self)
+
+    def floor_divide(self, other):
+        return floor_divide(self, other)
+
     def __neg__(self):
         return unary("neg", self)
 
@@ -822,52 +837,33 @@ class Tensor:
 
     #
     # -- issue 12/13 . logic (rows of this family go below this line)
-    def eq(self, other):
-        return compare("eq", self, other)
+    @staticmethod  # a helper of this class body, deleted after it
+    def _logic_method(name: str) -> Any:
+        def method(self, *args: Any) -> Tensor:
+            return LOGIC_FUNCTIONS[name](self, *args)
 
-    def ne(self, other):
-        return compare("ne", self, other)
+        method.__name__ = method.__qualname__ = name
+        method.__doc__ = f"As ``Tensor.{name}`` (see symbp.{name})."
+        return method
 
-    def lt(self, other):
-        return compare("lt", self, other)
-
-    def le(self, other):
-        return compare("le", self, other)
-
-    def gt(self, other):
-        return compare("gt", self, other)
-
-    def ge(self, other):
-        return compare("ge", self, other)
-
+    eq, ne, lt, le = (
+        _logic_method("eq"),
+        _logic_method("ne"),
+        _logic_method("lt"),
+        _logic_method("le"),
+    )
+    gt, ge = _logic_method("gt"), _logic_method("ge")
     greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
-
-    def logical_not(self):
-        return logical_not(self)
-
-    def logical_and(self, other):
-        return logical_and(self, other)
-
-    def logical_or(self, other):
-        return logical_or(self, other)
-
-    def logical_xor(self, other):
-        return logical_xor(self, other)
-
-    def isnan(self):
-        return isnan(self)
-
-    def isinf(self):
-        return isinf(self)
-
-    def isposinf(self):
-        return isposinf(self)
-
-    def isneginf(self):
-        return isneginf(self)
-
-    def isfinite(self):
-        return isfinite(self)
+    logical_not, logical_and = _logic_method("logical_not"), _logic_method("logical_and")
+    logical_or, logical_xor = _logic_method("logical_or"), _logic_method("logical_xor")
+    isnan, isinf, isfinite = (
+        _logic_method("isnan"),
+        _logic_method("isinf"),
+        _logic_method("isfinite"),
+    )
+    isposinf, isneginf = _logic_method("isposinf"), _logic_method("isneginf")
+    maximum, minimum = _logic_method("maximum"), _logic_method("minimum")
+    fmax, fmin = _logic_method("fmax"), _logic_method("fmin")
 
     def any(self, dim=None, keepdim: bool = False):
         return any_(self, dim, keepdim)
@@ -908,22 +904,11 @@ class Tensor:
     def clamp_max(self, max):  # noqa: A002
         return clamp(self, max=max)
 
-    def maximum(self, other):
-        return maximum(self, other)
-
-    def minimum(self, other):
-        return minimum(self, other)
-
-    def fmax(self, other):
-        return fmax(self, other)
-
-    def fmin(self, other):
-        return fmin(self, other)
-
     def sign(self):
         return sign(self)
 
     sgn = sign
+    del _logic_method
 
     # ~m, m & n, m | n, m ^ n on bool masks are PyTorch's logical ops; on integers they are
     # bitwise, which symbp has no ops for: refused rather than computed as logical ones
@@ -1346,6 +1331,11 @@ def unary(name: str, x: Any) -> Tensor:
     x = _lift(x)
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expects a Tensor, got {type(x).__name__}")
+    if name == "neg" and x.dtype.kind == "b":
+        raise RuntimeError(  # PyTorch's words
+            "Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
+            "to invert a mask, use the `~` or `logical_not()` operator instead." + where()
+        )
     if x.dtype.kind != "f" and not (name in _INTEGER_CLOSED and x.dtype.kind in "iu"):
         x = cast(x, _default_dtype[0])
     return _unary_node(ops.apply(name, x.node), x)
@@ -1363,8 +1353,22 @@ def binary(name: str, a: Any, b: Any) -> Tensor:
     # PyTorch's promotion, from the operands as the user gave them (a Python float makes an
     # integer tensor's result a float: n * 0.5, n + 1.0)
     dtype = _promoted(name, result_type(a, b, what=name))
+    if dtype.kind == "b" and name in _BOOL_ARITHMETIC:  # bools stay bools, as PyTorch's
+        name = _BOOL_ARITHMETIC[name]
+        if name == "sub":
+            raise RuntimeError(  # PyTorch's words
+                "Subtraction, the `-` operator, with two bool tensors is not supported. Use "
+                "the `^` or `logical_xor()` operator instead." + where()
+            )
+        a, b = (tensor(bool(v)) if _is_number(v) else v for v in (a, b))
+    if name == "div" and _is_number(b) and b == 0:  # SymPy's x/0 is zoo; IEEE's is ±inf, NaN
+        b = tensor(float(b), dtype=dtype)
     a, b = (cast(v, dtype) if isinstance(v, Tensor) else v for v in (a, b))
     return nary(name, _lift(a, like), _lift(b, like))
+
+
+# bool + bool is a logical or, bool * bool an and (a bool result; SymPy's x + y would count)
+_BOOL_ARITHMETIC = {"add": "logical_or", "mul": "logical_and", "sub": "sub"}
 
 
 def _is_number(v: Any) -> bool:
@@ -1419,21 +1423,41 @@ def matmul(a: Any, b: Any) -> Tensor:
     return out
 
 
-def _axes(x: Tensor, dim) -> tuple[int, ...]:
+class DimError(ShapeError, IndexError):
+    """A dim out of range: an IndexError as PyTorch raises it, a ShapeError as symbp's other
+    trace-time mistakes."""
+
+
+def _dim(what: str, dim: Any, ndim: int, shape: Any = None) -> int:
+    """``dim`` in [-ndim, ndim) as an axis (a 0-d tensor takes 0 and -1, as PyTorch): the one
+    dim check of every op. ``ndim`` is the rank the dim counts in (an unsqueeze's is one more
+    than its input's); ``shape``, when given, is named in the error."""
+    n = builtins.max(ndim, 1)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{what}: dim must be an int, got {type(dim).__name__}" + where())
+    if not -n <= dim < n:
+        of = f" for a tensor of shape {shape_str(shape)}" if shape is not None else ""
+        raise DimError(
+            f"{what}: dimension out of range (expected to be in range of [{-n}, {n - 1}], but "
+            f"got {dim}){of}" + where()
+        )
+    return int(dim) % n
+
+
+def _axes(x: Tensor, dim: Any, what: str) -> tuple[int, ...]:
+    """The axes of a reduction over ``dim``: None for all, an int or a sequence of them."""
     if dim is None:
         return tuple(range(x.ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    for d in dims:
-        if not -x.ndim <= d < builtins.max(x.ndim, 1):
-            raise shape_error(f"dim {d} out of range for a tensor of shape {shape_str(x.shape)}")
-    return tuple(d % x.ndim for d in dims) if x.ndim else ()
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    axes = tuple(_dim(what, d, x.ndim, x.shape) for d in dims)
+    return axes if x.ndim else ()
 
 
 def sum(x: Tensor, dim=None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:  # noqa: A001
     """The sum over ``dim`` (an int, a tuple, None for all); bool and integer tensors sum in
     int64, as PyTorch."""
     x = _accumulating(x, dtype)
-    return _unary_node(ops.sum_(x.node, _axes(x, dim), keepdim), x)
+    return _unary_node(ops.sum_(x.node, _axes(x, dim, "sum"), keepdim), x)
 
 
 def mean(x: Tensor, dim=None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
@@ -1446,7 +1470,7 @@ def mean(x: Tensor, dim=None, keepdim: bool = False, *, dtype: Any = None) -> Te
             f"mean(): could not infer output dtype: the input is {x.dtype}, and the mean needs "
             f"a float tensor, as in PyTorch; convert it with .float() or .double()" + where()
         )
-    axes = _axes(x, dim)
+    axes = _axes(x, dim, "mean")
     count = sympy.sympify(numel(tuple(x.shape[a] for a in axes)))
     if count.is_zero:  # a mean over no elements is nan, as PyTorch's (1/0 is SymPy's zoo)
         return sum(x, dim, keepdim) * sympy.nan
@@ -1522,7 +1546,7 @@ def logsumexp(x: Tensor, dim: Any = -1, keepdim: bool = False) -> Tensor:
     overflows; a row of -inf gives -inf and one holding +inf gives +inf, as PyTorch."""
     if x.dtype.kind != "f":
         x = cast(x, _default_dtype[0])
-    axes = _axes(x, dim)
+    axes = _axes(x, dim, "logsumexp")
     if not axes:
         return x
     m = _finite_shift(amax(x.detach(), axes, keepdim=True))
@@ -1677,6 +1701,40 @@ def nan_to_num(
     hi = big if posinf is None else posinf
     lo = -big if neginf is None else neginf
     return apply_math("nan_to_num", x, params=(nan, hi, lo, big))
+
+
+def _no_integer_zero(what: str, dtype: np.dtype, other: Any) -> None:
+    """An integer division by zero is PyTorch's error (a RuntimeError "ZeroDivisionError")
+    where the divisor is known (eager); a traced divisor is data of the run."""
+    if dtype.kind not in "iub":
+        return
+    values = other.value if isinstance(other, Tensor) else np.asarray(other)
+    if values is not None and (np.asarray(values) == 0).any():
+        raise RuntimeError(f"ZeroDivisionError: {what}: integer division by zero" + where())
+
+
+def remainder_op(input: Any, other: Any) -> Tensor:  # noqa: A002
+    """``input % other``: torch.remainder (the sign of ``other``, Python's convention)."""
+    _no_integer_zero("remainder", result_type(input, other, what="remainder"), other)
+    return apply_math("remainder", input, other)
+
+
+def floor_divide(input: Any, other: Any) -> Tensor:  # noqa: A002
+    """input / other rounded toward -inf, as ``torch.floor_divide`` and Python's ``//``: the
+    exact multiple (input - remainder(input, other)) / other, rounded to the nearest integer
+    as PyTorch computes it (1 // 0.1 is 9.0, where floor(1 / 0.1) is 10); a float divided by 0
+    is ±inf or NaN. Integer operands give an integer (computed in float64: exact below 2**53).
+    Its gradient is 0, floor's (PyTorch's backward raises)."""
+    dtype = np.dtype(result_type(input, other, what="floor_divide"))
+    _no_integer_zero("floor_divide", dtype, other)
+    work = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    a, b = (cast(_lift(v), work) if not _is_number(v) else float(v) for v in (input, other))
+    q = apply_math("round", (a - apply_math("remainder", a, b)) / b)
+    if dtype.kind != "f":
+        return cast(q, dtype)
+    if isinstance(b, Tensor):
+        return where_(b == 0, a / b, q)
+    return q if b != 0 else binary("div", a, b)
 
 
 def _pow(input: Any, exponent: Any) -> Tensor:  # noqa: A002
@@ -1846,30 +1904,6 @@ def compare(name: str, a: Any, b: Any) -> Tensor:
     return _elementwise(name, [a, b], compute, np.dtype(bool))
 
 
-def eq(input: Any, other: Any) -> Tensor:  # noqa: A002 (PyTorch's argument names)
-    return compare("eq", input, other)
-
-
-def ne(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("ne", input, other)
-
-
-def lt(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("lt", input, other)
-
-
-def le(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("le", input, other)
-
-
-def gt(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("gt", input, other)
-
-
-def ge(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return compare("ge", input, other)
-
-
 def _tensor_arg(what: str, name: str, v: Any) -> Tensor:
     v = _lift(v) if not isinstance(v, Tensor) and not _is_number(v) else v
     if not isinstance(v, Tensor):
@@ -1899,46 +1933,58 @@ def _logical(name: str, *args: Any) -> Tensor:
     return _result(node, xs, False)
 
 
-def logical_not(input: Any) -> Tensor:  # noqa: A002
-    return _logical("logical_not", input)
-
-
-def logical_and(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _logical("logical_and", input, other)
-
-
-def logical_or(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _logical("logical_or", input, other)
-
-
-def logical_xor(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _logical("logical_xor", input, other)
-
-
 def _ieee(name: str, x: Any) -> Tensor:
     x = _tensor_arg(name, "input", x)
     compute = x.node.dtype if x.dtype.kind == "f" else _default_dtype[0]  # an int is finite
     return _elementwise(name, [x], compute, np.dtype(bool))
 
 
-def isnan(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isnan", input)
+def _unary_named(name: str, rule: Callable[..., Tensor], doc: str) -> Callable[..., Tensor]:
+    """``name(input)``, PyTorch's function, as ``rule(name, input)``: a row of the tables below
+    (one line each, where every wrapper once was a def of its own)."""
+
+    def fn(input: Any) -> Tensor:  # noqa: A002
+        return rule(name, input)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
 
 
-def isinf(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isinf", input)
+def _binary_named(name: str, rule: Callable[..., Tensor], doc: str) -> Callable[..., Tensor]:
+    """``name(input, other)`` as ``rule(name, input, other)``; see ``_unary_named``."""
+
+    def fn(input: Any, other: Any) -> Tensor:  # noqa: A002
+        return rule(name, input, other)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
 
 
-def isposinf(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isposinf", input)
+def _as_torch(text: str, name: str) -> str:
+    return f"{text}, as ``torch.{name}``: a bool tensor that requires no grad."
 
 
-def isneginf(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isneginf", input)
-
-
-def isfinite(input: Any) -> Tensor:  # noqa: A002
-    return _ieee("isfinite", input)
+eq, ne, lt, le, gt, ge = (
+    _binary_named(n, compare, _as_torch(f"``input {op} other`` elementwise", n))
+    for n, op in (("eq", "=="), ("ne", "!="), ("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="))
+)
+logical_not = _unary_named("logical_not", _logical, _as_torch("``input == 0``", "logical_not"))
+logical_and, logical_or, logical_xor = (
+    _binary_named(n, _logical, _as_torch(f"Nonzero {op} nonzero (NaN is nonzero)", n))
+    for n, op in (("logical_and", "and"), ("logical_or", "or"), ("logical_xor", "xor"))
+)
+isnan, isinf, isposinf, isneginf, isfinite = (
+    _unary_named(n, _ieee, _as_torch(what, n))
+    for n, what in (
+        ("isnan", "Whether an entry is NaN"),
+        ("isinf", "Whether an entry is ±inf"),
+        ("isposinf", "Whether an entry is +inf"),
+        ("isneginf", "Whether an entry is -inf"),
+        ("isfinite", "Whether an entry is neither NaN nor ±inf"),
+    )
+)
 
 
 def _count(x: Tensor, test: str, dim: Any, keepdim: bool) -> Tensor:
@@ -2050,22 +2096,25 @@ def _pairwise(name: str, input: Any, other: Any) -> Tensor:  # noqa: A002
     return _elementwise(name, [a, b], np.dtype(result_type(a, b, what=name)))
 
 
-def maximum(input: Any, other: Any) -> Tensor:  # noqa: A002
-    """As ``torch.maximum`` (and ``torch.max(a, b)``): a tie splits the gradient in halves."""
-    return _pairwise("maximum", input, other)
-
-
-def minimum(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _pairwise("minimum", input, other)
-
-
-def fmax(input: Any, other: Any) -> Tensor:  # noqa: A002
-    """As ``torch.fmax``: the number where one is NaN; a tie's gradient goes to ``input``."""
-    return _pairwise("fmax", input, other)
-
-
-def fmin(input: Any, other: Any) -> Tensor:  # noqa: A002
-    return _pairwise("fmin", input, other)
+maximum, minimum, fmax, fmin = (
+    _binary_named(n, _pairwise, doc)
+    for n, doc in (
+        ("maximum", "As ``torch.maximum`` (and ``torch.max(a, b)``): NaN if either is NaN; a "
+         "tie splits the gradient in halves."),
+        ("minimum", "As ``torch.minimum``: NaN if either is NaN; a "
+         "tie splits the gradient in halves."),
+        ("fmax", "As ``torch.fmax``: the number where one is NaN; a tie's gradient goes to "
+         "``input``."),
+        ("fmin", "As ``torch.fmin``: the number where one is NaN; a tie's gradient goes to "
+         "``input``."),
+    )
+)  # fmt: skip
+# the functions above that Tensor also has as methods, each by its name (``_logic_method``)
+LOGIC_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
+    f.__name__: f
+    for f in (eq, ne, lt, le, gt, ge, logical_not, logical_and, logical_or, logical_xor,
+              isnan, isinf, isposinf, isneginf, isfinite, maximum, minimum, fmax, fmin)
+}  # fmt: skip
 
 
 def sign(input: Any) -> Tensor:  # noqa: A002
@@ -2444,15 +2493,6 @@ def index_put(x: Tensor, indices: Any, values: Any, accumulate: bool = False) ->
     return _put(x, items, values, accumulate, "index_put")
 
 
-def _index_dim(x: Tensor, dim: int, what: str) -> int:
-    if not -builtins.max(x.ndim, 1) <= dim < builtins.max(x.ndim, 1):
-        raise IndexError(
-            f"{what}: Dimension out of range (expected to be in range of "
-            f"[{-x.ndim}, {x.ndim - 1}], but got {dim})" + where()
-        )
-    return dim % builtins.max(x.ndim, 1)
-
-
 def _long(index: Any, what: str) -> Tensor:
     t = index if isinstance(index, Tensor) else tensor(np.asarray(index))
     if t.dtype.kind not in "iu":
@@ -2462,7 +2502,7 @@ def _long(index: Any, what: str) -> Tensor:
 
 def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
     """As ``torch.index_select``: the entries ``index`` (1-D) along ``dim``."""
-    d, idx = _index_dim(x, dim, "index_select"), _long(index, "index_select")
+    d, idx = _dim("index_select", dim, x.ndim, x.shape), _long(index, "index_select")
     if idx.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector" + where())
     idx = reshape(idx, -1) if idx.ndim == 0 else idx
@@ -2483,7 +2523,7 @@ def take(x: Tensor, index: Any) -> Tensor:
 
 def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
     """As ``torch.narrow``: ``length`` entries of ``dim`` from ``start`` (a view)."""
-    d = _index_dim(x, dim, "narrow")
+    d = _dim("narrow", dim, x.ndim, x.shape)
     n = x.shape[d]
     s = start + n if start < 0 else start
     if isinstance(n, int) and not (s >= 0 and s + length <= n and length >= 0):
@@ -2515,7 +2555,7 @@ def _along(x: Tensor, d: int, idx: Tensor, what: str, shape: Any = None) -> list
 def gather(x: Tensor, dim: int, index: Any) -> Tensor:
     """As ``torch.gather``: out[i][j] = x[i][index[i][j]] (for dim 1). Its gradient is a
     scatter-add: an entry gathered twice gets both cotangents."""
-    d, idx = _index_dim(x, dim, "gather"), _long(index, "gather")
+    d, idx = _dim("gather", dim, x.ndim, x.shape), _long(index, "gather")
     arrays = _along(x, d, idx, "gather")
     return _result(ops.take(x.node, arrays, ops.IndexArg(0, "gather", False)), [x, idx])
 
@@ -2534,7 +2574,7 @@ def _scatter_src(src: Any, idx: Tensor, x: Tensor) -> Tensor:
 
 def scatter_add(x: Tensor, dim: int, index: Any, src: Any) -> Tensor:
     """As ``torch.scatter_add``: x[i][index[i][j]] += src[i][j] (dim 1), repeats adding."""
-    d, idx = _index_dim(x, dim, "scatter_add"), _long(index, "scatter_add")
+    d, idx = _dim("scatter_add", dim, x.ndim, x.shape), _long(index, "scatter_add")
     arrays = _along(x, d, idx, "scatter_add")
     v = _scatter_src(src, idx, x)
     arg = ops.IndexArg(0, "scatter_add", False, x.shape)
@@ -2545,7 +2585,7 @@ def scatter(x: Tensor, dim: int, index: Any, src: Any = None, value: Any = None)
     """As ``torch.scatter`` (src or value form): x[i][index[i][j]] = src[i][j] (dim 1)."""
     if (src is None) == (value is None):
         raise TypeError("scatter(): give exactly one of src and value")
-    d, idx = _index_dim(x, dim, "scatter"), _long(index, "scatter")
+    d, idx = _dim("scatter", dim, x.ndim, x.shape), _long(index, "scatter")
     arrays = _along(x, d, idx, "scatter")
     v = _scatter_src(src if src is not None else value, idx, x)
     arg = ops.IndexArg(0, "scatter", False, x.shape)
@@ -2564,7 +2604,7 @@ def scatter(x: Tensor, dim: int, index: Any, src: Any = None, value: Any = None)
 def index_add(x: Tensor, dim: int, index: Any, source: Any, alpha: Any = 1) -> Tensor:
     """As ``torch.index_add``: x[..., index[j], ...] += alpha * source[..., j, ...] along dim,
     repeated indices adding."""
-    d, idx = _index_dim(x, dim, "index_add"), _long(index, "index_add")
+    d, idx = _dim("index_add", dim, x.ndim, x.shape), _long(index, "index_add")
     if idx.value is not None:
         ops.check_indices("index_add", idx.value, d, x.shape[d], wrap=False)
     src = source if isinstance(source, Tensor) else tensor(np.asarray(source, dtype=x.dtype))
@@ -2597,24 +2637,10 @@ def masked_select(x: Tensor, mask: Any) -> Tensor:
 # expands of the IR; cat, flip, roll, pad and split's pieces (crops) are ops of their own.
 
 
-def _dim(what: str, dim: Any, ndim: int) -> int:
-    """``dim`` in [-ndim, ndim) as an axis, PyTorch's error otherwise (a 0-d tensor takes 0
-    and -1, as PyTorch)."""
-    n = builtins.max(ndim, 1)
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
-        raise TypeError(f"{what}: dim must be an int, got {type(dim).__name__}")
-    if not -n <= dim < n:
-        raise IndexError(
-            f"{what}: dimension out of range (expected to be in range of [{-n}, {n - 1}], but "
-            f"got {dim})" + where()
-        )
-    return int(dim) % n
-
-
-def _dims(what: str, dims: Any, ndim: int) -> tuple[int, ...]:
+def _dims(what: str, dims: Any, ndim: int, shape: Any = None) -> tuple[int, ...]:
     """An int or a sequence of ints as distinct axes."""
     seq = dims if isinstance(dims, (tuple, list)) else (dims,)
-    axes = tuple(_dim(what, d, ndim) for d in seq)
+    axes = tuple(_dim(what, d, ndim, shape) for d in seq)
     for a in axes:
         if axes.count(a) > 1:
             raise ValueError(f"{what}: dim {a} appears multiple times in the list of dims")
@@ -2673,7 +2699,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -> 
     if axis is not None:
         dim = axis
     first = ts[0]
-    axis = _dim("cat", dim, first.ndim)
+    axis = _dim("cat", dim, first.ndim, first.shape)
     for k, t in enumerate(ts):  # PyTorch's checks, named for this call
         if t.ndim != first.ndim:
             raise ShapeError(
@@ -2702,7 +2728,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
                 f"stack: expects each tensor to be equal size, but got {shape_str(ts[0].shape)} "
                 f"at entry 0 and {shape_str(t.shape)} at entry {k}" + where()
             )
-    axis = _dim("stack", dim, ts[0].ndim + 1)
+    axis = _dim("stack", dim, ts[0].ndim + 1, ts[0].shape)
     return cat([unsqueeze(t, axis) for t in ts], axis)
 
 
@@ -2740,7 +2766,7 @@ def narrow_axis(x: Tensor, axis: int, start: int, length: int) -> Tensor:
 def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
     """Pieces along ``dim``: of ``split_size`` each (the last one smaller) or of the listed
     sizes, which must sum to the size (as ``torch.split``)."""
-    axis = _dim("split", dim, x.ndim)
+    axis = _dim("split", dim, x.ndim, x.shape)
     size = _static("split", x, axis)
     if isinstance(split_size_or_sections, (tuple, list)):
         sizes = [int(s) for s in split_size_or_sections]
@@ -2762,14 +2788,14 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     """At most ``chunks`` pieces of ceil(size / chunks) along ``dim`` (as ``torch.chunk``)."""
     if int(chunks) <= 0:
         raise ValueError(f"chunk: chunks must be positive, got {chunks}" + where())
-    axis = _dim("chunk", dim, x.ndim)
+    axis = _dim("chunk", dim, x.ndim, x.shape)
     size = _static("chunk", x, axis)
     return split(x, builtins.max(-(-size // int(chunks)), 1), axis)
 
 
 def unbind(x: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
     """The slices along ``dim``, that axis removed (as ``torch.unbind``)."""
-    axis = _dim("unbind", dim, x.ndim)
+    axis = _dim("unbind", dim, x.ndim, x.shape)
     return tuple(squeeze(p, axis) for p in split(x, 1, axis))
 
 
@@ -2779,21 +2805,21 @@ def squeeze(x: Tensor, dim: Any = None) -> Tensor:
     if dim is None:
         axes: tuple[int, ...] = tuple(range(x.ndim))
     else:
-        axes = _dims("squeeze", dim, x.ndim) if x.ndim else ()
+        axes = _dims("squeeze", dim, x.ndim, x.shape) if x.ndim else ()
     return reshape(x, *[d for i, d in enumerate(x.shape) if not (i in axes and d == 1)])
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
     """A new axis of size 1 at ``dim`` (in [-ndim-1, ndim])."""
-    axis = _dim("unsqueeze", dim, x.ndim + 1)
+    axis = _dim("unsqueeze", dim, x.ndim + 1, x.shape)
     return reshape(x, *x.shape[:axis], 1, *x.shape[axis:])
 
 
 def movedim(x: Tensor, source: Any, destination: Any) -> Tensor:
     """Move the axes ``source`` to the positions ``destination``; the others keep their order
     (as ``torch.movedim``)."""
-    src = _dims("movedim", source, x.ndim)
-    dst = _dims("movedim", destination, x.ndim)
+    src = _dims("movedim", source, x.ndim, x.shape)
+    dst = _dims("movedim", destination, x.ndim, x.shape)
     if len(src) != len(dst):
         raise ValueError(
             f"movedim: invalid source or destination dims: source ({list(src)} dims) should "
@@ -2808,7 +2834,7 @@ moveaxis = movedim
 
 
 def swapaxes(x: Tensor, axis0: int, axis1: int) -> Tensor:
-    a, b = _dim("swapaxes", axis0, x.ndim), _dim("swapaxes", axis1, x.ndim)
+    a, b = _dim("swapaxes", axis0, x.ndim, x.shape), _dim("swapaxes", axis1, x.ndim, x.shape)
     perm = list(range(x.ndim))
     perm[a], perm[b] = b, a
     return permute(x, *perm)
@@ -2900,7 +2926,7 @@ def repeat_interleave(x: Tensor, repeats: Any, dim: int | None = None) -> Tensor
     if dim is None:
         x, axis = reshape(x, -1), 0
     else:
-        axis = _dim("repeat_interleave", dim, x.ndim)
+        axis = _dim("repeat_interleave", dim, x.ndim, x.shape)
     if r != 1 and x.shape[axis] != 1:  # a batch of B would become one of r·B
         _static("repeat_interleave", x, axis)
     d = x.shape[axis]
@@ -2915,7 +2941,7 @@ def flip(x: Tensor, *args: Any, dims: Any = None) -> Tensor:
     if dims is not None and args:
         raise TypeError("flip: dims given twice, positionally and as dims=" + where())
     dims = _sizes(args) if dims is None else dims
-    axes = _dims("flip", dims, x.ndim) if x.ndim else ()
+    axes = _dims("flip", dims, x.ndim, x.shape) if x.ndim else ()
     return _unary_node(ops.flip(x.node, axes), x)
 
 
@@ -2945,7 +2971,7 @@ def roll(x: Tensor, shifts: Any, dims: Any = None) -> Tensor:
             f"roll: shifts and dimensions must align: {len(shift)} shifts, {len(axes)} dims"
             + where()
         )
-    pairs = [(_dim("roll", a, x.ndim), int(s)) for a, s in zip(axes, shift)]
+    pairs = [(_dim("roll", a, x.ndim, x.shape), int(s)) for a, s in zip(axes, shift)]
     for a, s in pairs:
         if s % builtins.max(int(x.shape[a]) if isinstance(x.shape[a], int) else 1, 1):
             _static("roll", x, a)
@@ -3019,14 +3045,6 @@ _RESULTS = {k: _named(k) for k in ("min", "cummax", "cummin", "sort", "topk", "m
 _RESULTS["max"] = MaxResult
 
 
-def _axis_of(x: Tensor, dim: Any, what: str) -> int:
-    """One dim of ``x`` (negative counts from the end; a 0-d tensor has dim 0 or -1)."""
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
-        raise TypeError(f"{what}: dim must be an int, got {type(dim).__name__}")
-    (axis,) = _axes(x, int(dim))
-    return axis
-
-
 def _lead(x: Tensor) -> Tensor:
     """A 0-d tensor as [1], so a dim-wise op has an axis to run along."""
     return reshape(x, 1) if x.ndim == 0 else x
@@ -3058,7 +3076,7 @@ def _extreme(x: Tensor, dim: Any, keepdim: bool, largest: bool):
     """max(x, dim) / min(x, dim): (values, indices), ties to the first, the gradient to it."""
     kind = "max" if largest else "min"
     y = _lead(x)
-    axis = _axis_of(y, dim, kind)
+    axis = _dim(kind, dim, y.ndim, x.shape)
     if y.shape[axis] == 0:
         raise shape_error(f"{kind}(): dim {dim} of {shape_str(x.shape)} is empty")
     idx = _index_result(ops.argidx(y.node, axis, True, largest), y)
@@ -3071,7 +3089,7 @@ def _extreme(x: Tensor, dim: Any, keepdim: bool, largest: bool):
 
 def amax(x: Tensor, dim: Any = (), keepdim: bool = False) -> Tensor:
     """The maximum over ``dim`` (all dims for () or None); ties share the gradient evenly."""
-    axes = _axes(x, None if dim == () else dim)
+    axes = _axes(x, None if dim == () else dim, "amax")
     if any(sympy.sympify(x.shape[a]).is_zero for a in axes):
         raise shape_error(f"amax(): reduces over an empty dim of {shape_str(x.shape)}")
     return _unary_node(ops.max_(x.node, axes, keepdim), x)
@@ -3102,7 +3120,7 @@ def _arg(x: Tensor, dim: Any, keepdim: bool, largest: bool) -> Tensor:
         idx = _index_result(ops.argidx(flat.node, 0, False, largest), flat)
         return reshape(idx, *([1] * x.ndim)) if keepdim else idx
     y = _lead(x)
-    axis = _axis_of(y, dim, "argmax" if largest else "argmin")
+    axis = _dim("argmax" if largest else "argmin", dim, y.ndim, x.shape)
     idx = _index_result(ops.argidx(y.node, axis, keepdim and x.ndim > 0, largest), y)
     return _unlead(idx, x)
 
@@ -3127,7 +3145,7 @@ def _accumulating(x: Tensor, dtype: Any) -> Tensor:
 def prod(x: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
     """The product over ``dim`` (all for None); exact gradients with zeros, as PyTorch."""
     x = _accumulating(x, dtype)
-    axes = _axes(x, dim)
+    axes = _axes(x, dim, "prod")
     return _unary_node(ops.prod(x.node, axes, keepdim), x)
 
 
@@ -3152,7 +3170,7 @@ def var(
     c = correction if correction is not None else (1 if unbiased is None else int(bool(unbiased)))
     if x.dtype.kind != "f":
         raise TypeError(f"var(): expects a float tensor, got {x.dtype} (as PyTorch)")
-    axes = _axes(x, dim)
+    axes = _axes(x, dim, "var")
     m = mean(x, axes, keepdim=True)
     centred = x - m
     total = sum(centred * centred, axes, keepdim)
@@ -3213,7 +3231,7 @@ def vector_norm(x: Tensor, ord: Any = 2, dim: Any = None, keepdim: bool = False)
     |x|^p are pinned to 0 at 0 (a Piecewise), where their derivatives would be 0/0."""
     if x.dtype.kind != "f":
         raise TypeError(f"vector_norm: expects a float tensor, got {x.dtype} (as PyTorch)")
-    axes = tuple(range(x.ndim)) if dim is None else _axes(x, dim)
+    axes = tuple(range(x.ndim)) if dim is None else _axes(x, dim, "vector_norm")
     p = float(ord) if not isinstance(ord, str) else ord
     s = ops.xsym(0)
     if p == np.inf:
@@ -3268,20 +3286,20 @@ def cumsum(x: Tensor, dim: Any, *, dtype: Any = None) -> Tensor:
     """Running sum along ``dim``: out_i = Σ_{j≤i} x_j (bool and int accumulate in int64)."""
     x = _accumulating(x, dtype)
     y = _lead(x)
-    return _unlead(_unary_node(ops.cumsum(y.node, _axis_of(y, dim, "cumsum")), y), x)
+    return _unlead(_unary_node(ops.cumsum(y.node, _dim("cumsum", dim, y.ndim, x.shape)), y), x)
 
 
 def cumprod(x: Tensor, dim: Any, *, dtype: Any = None) -> Tensor:
     """Running product along ``dim``; its gradient is exact with zeros in x, as PyTorch."""
     x = _accumulating(x, dtype)
     y = _lead(x)
-    return _unlead(_unary_node(ops.cumprod(y.node, _axis_of(y, dim, "cumprod")), y), x)
+    return _unlead(_unary_node(ops.cumprod(y.node, _dim("cumprod", dim, y.ndim, x.shape)), y), x)
 
 
 def _running(x: Tensor, dim: Any, largest: bool):
     kind = "cummax" if largest else "cummin"
     y = _lead(x)
-    axis = _axis_of(y, dim, kind)
+    axis = _dim(kind, dim, y.ndim, x.shape)
     idx = _index_result(ops.cumarg(y.node, axis, largest), y)
     return _RESULTS[kind](_unlead(_picked(y, idx, axis), x), _unlead(idx, x))
 
@@ -3299,7 +3317,7 @@ def cummin(x: Tensor, dim: Any):
 
 def _sorted_part(x: Tensor, dim: Any, descending: bool, start: int, stop: Any, kind: str):
     y = _lead(x)
-    axis = _axis_of(y, dim, kind)
+    axis = _dim(kind, dim, y.ndim, x.shape)
     idx = _index_result(ops.argsort(y.node, axis, descending, start, stop), y)
     return y, idx, axis
 
@@ -3321,7 +3339,7 @@ def topk(x: Tensor, k: int, dim: Any = -1, largest: bool = True, sorted: bool = 
     gradient goes to the picked entries. Among tied entries symbp picks the first ones;
     PyTorch's choice among ties is unspecified (its CPU kernel may pick others)."""
     y = _lead(x)
-    n = y.shape[_axis_of(y, dim, "topk")]
+    n = y.shape[_dim("topk", dim, y.ndim, x.shape)]
     if not isinstance(k, (int, np.integer)) or k < 0 or (isinstance(n, int) and k > n):
         raise shape_error(f"topk: k={k} out of range for dim {dim} of {shape_str(x.shape)}")
     y, idx, axis = _sorted_part(x, dim, largest, 0, int(k), "topk")
@@ -3344,7 +3362,7 @@ def median(x: Tensor, dim: Any = None, keepdim: bool = False):
         )
         return m + sum((x - m) * hit) / sum(hit)  # m exactly; d/dx = hit / count
     y = _lead(x)
-    axis = _axis_of(y, dim, "median")
+    axis = _dim("median", dim, y.ndim, x.shape)
     n = y.shape[axis]
     if not isinstance(n, int):
         raise shape_error(f"median: dim {dim} must have a known size, got {shape_str(x.shape)}")
@@ -3527,17 +3545,11 @@ def triu(x: Any, diagonal: int = 0) -> Tensor:
     return _unary_node(ops.tril(x.node, diagonal, upper=True), x)
 
 
-def _linalg_dim(what: str, d: int, ndim: int) -> int:
-    if not -ndim <= d < ndim:
-        raise shape_error(f"{what}: dim {d} out of range for {ndim} dimensions")
-    return d % ndim
-
-
 def diagonal(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
     """The diagonal of axes (dim1, dim2), ``offset`` above it, as the last axis
     (``torch.diagonal``)."""
     (x,) = _linalg_operands("diagonal", x)
-    d1, d2 = _linalg_dim("diagonal", dim1, x.ndim), _linalg_dim("diagonal", dim2, x.ndim)
+    d1, d2 = _dim("diagonal", dim1, x.ndim, x.shape), _dim("diagonal", dim2, x.ndim, x.shape)
     if d1 == d2:
         raise shape_error(f"diagonal: dim1 and dim2 are both {d1}")
     return _unary_node(ops.diagonal(x.node, offset, d1, d2), x)
@@ -3546,8 +3558,8 @@ def diagonal(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
 def diag_embed(x: Any, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
     """The last axis on the diagonal of two new axes (dim1, dim2) (``torch.diag_embed``)."""
     (x,) = _linalg_operands("diag_embed", x)
-    d1 = _linalg_dim("diag_embed", dim1, x.ndim + 1)
-    d2 = _linalg_dim("diag_embed", dim2, x.ndim + 1)
+    d1 = _dim("diag_embed", dim1, x.ndim + 1, x.shape)
+    d2 = _dim("diag_embed", dim2, x.ndim + 1, x.shape)
     if d1 == d2:
         raise shape_error(f"diag_embed: dim1 and dim2 are both {d1}")
     n = x.shape[-1] + builtins.abs(offset)

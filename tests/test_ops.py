@@ -961,8 +961,8 @@ STRUCTURAL_ROWS = [
         torch_fn=lambda x: x.roll((1, -3), (0, 1)),
     ),
     Structural(
-        "crop-split",
-        "crop",
+        "split-piece",
+        "slice",
         lambda x: x.split([1, 2, 1], 1)[1],
         lambda x: x[:, 1:3],
         _normal(SHAPE),

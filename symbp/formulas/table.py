@@ -23,7 +23,7 @@ from symbp.formulas.naming import _Namer
 from symbp.formulas.reductions import _along_row
 from symbp.formulas.rules import PRINTING, Printing
 from symbp.formulas.scalar_level import _ScalarLevel
-from symbp.formulas.shaping import Cat, Crop, Flip, Pad, PadGrad, Roll, _pad_modes
+from symbp.formulas.shaping import Cat, Flip, Pad, PadGrad, Roll, _pad_modes
 from symbp.formulas.vocabulary import (
     WINDOWS,
     Broadcast,
@@ -140,11 +140,6 @@ PRINTING |= {
     ),
     "roll": Printing(
         lambda n, a, c: Roll(a[0], sympy.Tuple(*(_tuple(p) for p in n.arg))),
-        _ScalarLevel._evaluated,
-        to_delta=True,
-    ),
-    "crop": Printing(
-        lambda n, a, c: Crop(a[0], sympy.Tuple(*(_tuple(r) for r in n.arg))),
         _ScalarLevel._evaluated,
         to_delta=True,
     ),

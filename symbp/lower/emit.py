@@ -707,7 +707,7 @@ def _reshape_index(src: Sequence[object], dst: Sequence[object], idx: Sequence[s
     # general: through the flat index
     terms, stride = [], "1"
     for d, i in reversed(list(zip(dst, idx))):
-        terms.append(f"{i}*{stride}" if stride != "1" else i)
+        terms.append(f"{_paren(i)}*{stride}" if stride != "1" else i)
         stride = f"{stride}*{dim_code(d)}" if stride != "1" else dim_code(d)
     flat = "(" + " + ".join(reversed(terms)) + ")"
     out, stride = [], "1"
@@ -835,11 +835,12 @@ def _same(n: Node, name: Namer) -> str:
 
 
 def _offset(start: object, step: int, i: str) -> str:
-    """The source index of loop index ``i`` of a slice: start + step·i."""
+    """The source index of index ``i`` of a slice: step·i + start (``i`` may be another
+    view's expression, so it is bracketed before it is multiplied)."""
     if i == "0":
         return dim_code(start)
-    term = i if step == 1 else f"{step}*{i}"
-    return term if start == 0 else f"({dim_code(start)} + {term})"
+    term = i if step == 1 and start == 0 else _paren(i) if step == 1 else f"{step}*{_paren(i)}"
+    return term if start == 0 else f"{term} + {dim_code(start)}"
 
 
 def _read_slice(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
@@ -927,7 +928,7 @@ def _show_take(n: Node, name: Namer) -> str:
 
 #
 # -- issue 12 . shaping (rows of this family go below this line)
-# Joining and shaping: flip, roll, crop and pad are views, read through at transformed
+# Joining and shaping: flip, roll and pad are views, read through at transformed
 # indices (a reflected pad reads x[n−1−|n−1−|i−lo||], a constant one tests whether i falls in
 # the border); cat writes each source's block into its buffer; pad_grad adds the cotangent of
 # every padded position onto the entry it copied.
@@ -956,11 +957,6 @@ def _read_roll(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
         for a, i in enumerate(idx)
     ]
     return em.read(x, src)
-
-
-def _read_crop(em: Emitter, n: Node, idx: Sequence[str]) -> sympy.Expr:
-    src = [f"{_paren(i)} + {a}" if a else i for (a, _), i in zip(n.arg, idx)]
-    return em.read(n.src[0], src)
 
 
 def _pad_index(mode: str, i: str, lo: int, size: int) -> str:
@@ -1113,7 +1109,8 @@ def _emit_cumarg(em: Emitter, n: Node, out: Buffer) -> list[str]:
 
 def _emit_argsort(em: Emitter, n: Node, out: Buffer) -> list[str]:
     """Each row copied out, NumPy's stable argsort (mergesort), positions start..stop kept;
-    descending sorts the negated row, which keeps equal entries in order."""
+    descending sorts the negated row, which keeps equal entries in order, and then moves its
+    NaNs (sorted last) to the front: NaN is the largest, as PyTorch."""
     (x,) = n.src
     axis, descending, start, stop = n.arg
     idx, sizes, outer = _along(n, x, axis)
@@ -1126,9 +1123,13 @@ def _emit_argsort(em: Emitter, n: Node, out: Buffer) -> list[str]:
         f"for {k} in range(0, {size}):",
         f"    {row}[{k}] = {'-' if descending else ''}({v})",
         f'{order} = np.argsort({row}, kind="mergesort")',
-        f"for {k} in range(0, {stop - start}):",
-        f"    {at(out, idx)} = {order}[{k} + {start}]",
     ]
+    pick = f"{order}[{k} + {start}]"
+    if descending and x.dtype.kind == "f":
+        nans = f"{out.name}_nans"
+        body += [f"{nans} = int(np.sum(np.isnan({row})))"]
+        pick = f"{order}[({k} + {start} + {size} - {nans}) % {size}]"
+    body += [f"for {k} in range(0, {stop - start}):", f"    {at(out, idx)} = {pick}"]
     return _loops(sizes, outer, body)
 
 
@@ -1411,7 +1412,6 @@ LOWERING: dict[str, Lowering] = {
     "cat": Lowering(_emit_cat, _cat_describe, batch_parallel=True),
     "flip": _shaping_view(_read_flip, "flip"),
     "roll": _shaping_view(_read_roll, "roll"),
-    "crop": _shaping_view(_read_crop, "crop"),
     "pad": _shaping_view(_read_pad, "pad"),
     "pad_grad": Lowering(_emit_pad_grad, _named("pad_grad"), batch_parallel=True),
     # -- issue 12 . reductions (rows of this family go below this line)

@@ -164,11 +164,12 @@ class NumbaPrinter(StrPrinter):
         return f"({self.lit(1)} if {x} > 0 else ({self.lit(-1)} if {x} < 0 else {self.lit(0)}))"
 
     def _minmax(self, args: tuple, keep_first: str) -> str:
-        # Conditional expressions, with NaN propagating from the first argument like NumPy.
+        # Conditional expressions, NaN propagating from any argument as NumPy's and PyTorch's
+        # maximum/minimum (SymPy orders Max's arguments, so a NaN may come in any of them)
         code = self._print(args[0])
         for a in args[1:]:
             other = self._print(a)
-            code = f"({other} if {code} {keep_first} {other} else {code})"
+            code = f"({other} if {code} {keep_first} {other} or {other} != {other} else {code})"
         return code
 
     def _print_Max(self, expr: sympy.Expr) -> str:

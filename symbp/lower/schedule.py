@@ -100,7 +100,6 @@ PLACEMENT: dict[str, Placement] = {
     "cat": Placement("kernel", "cat"),
     "flip": _VIEW,
     "roll": _VIEW,
-    "crop": _VIEW,
     "pad": _VIEW,
     "pad_grad": Placement("kernel", "dpad"),
     # -- issue 12 . reductions (rows of this family go below this line)
