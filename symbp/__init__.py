@@ -75,6 +75,7 @@ from symbp.random import (
     set_rng_state,
 )
 from symbp.serialization import load, save
+from symbp.size import Size
 from symbp.tensor import (
     Parameter,
     Tensor,
@@ -137,6 +138,7 @@ def _unary(name: str):
 
 
 sigmoid = _unary("sigmoid")
+relu_, sigmoid_, tanh_ = Tensor.relu_, Tensor.sigmoid_, Tensor.tanh_  # torch.relu_(x) ...
 relu = _unary("relu")
 tanh = _unary("tanh")
 exp = _unary("exp")
@@ -167,6 +169,7 @@ __all__ = [
     "Parameter",
     "Progress",
     "ShapeError",
+    "Size",
     "Tensor",
     "Traced",
     "WeightsError",
@@ -249,6 +252,7 @@ __all__ = [
     "random",
     "randperm",
     "relu",
+    "relu_",
     "save",
     "save_checkpoint",
     "save_weights",
@@ -258,6 +262,7 @@ __all__ = [
     "set_grad_enabled",
     "set_rng_state",
     "sigmoid",
+    "sigmoid_",
     "silu",
     "softmax",
     "softplus",
@@ -265,6 +270,7 @@ __all__ = [
     "sum",
     "symbols",
     "tanh",
+    "tanh_",
     "tensor",
     "trace",
     "utils",

@@ -35,6 +35,7 @@ from symbp.ir import (
     where,
 )
 from symbp.reference import evaluate
+from symbp.size import Size
 
 _default_dtype = [float32]
 _ids = itertools.count()
@@ -128,11 +129,12 @@ class Tensor:
         return self._node
 
     @property
-    def shape(self) -> tuple:
-        return self.node.shape
+    def shape(self) -> Size:
+        """The shape as PyTorch gives it: a ``Size``, the tuple that prints ``Size([2, 3])``."""
+        return Size(self.node.shape)
 
     def size(self, dim: int | None = None):
-        return self.shape if dim is None else self.shape[dim]
+        return self.shape if dim is None else self.node.shape[dim]
 
     @property
     def dtype(self) -> Any:
@@ -1279,7 +1281,9 @@ class Parameter(Tensor):
         return self._data
 
     def __repr__(self) -> str:
-        return f"Parameter({self.name}, {np.array2string(self._data, precision=4)})"
+        # PyTorch's: ``Parameter containing:`` over the tensor's repr (symbp's model name
+        # for the parameter is its ``.name``)
+        return "Parameter containing:\n" + super().__repr__()
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
@@ -3603,7 +3607,7 @@ def einsum(equation: str, *operands: Any) -> Tensor:
     >>> import symbp
     >>> a, b = symbp.ones(2, 3), symbp.ones(3, 4)
     >>> symbp.einsum("ij,jk->ik", a, b).shape
-    (2, 4)
+    symbp.Size([2, 4])
     """
     what = f"einsum {equation!r}"
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):

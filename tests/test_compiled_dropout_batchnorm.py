@@ -281,7 +281,7 @@ def test_compiled_batchnorm_fit_then_eval_predict_matches_eager(kind, rng):
     # eval mode also trains (fine-tuning on the running statistics, which stay put)
     eval_model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), 0.1))
     eval_opt = symbp.optim.SGD(ref.parameters(), 0.1)
-    stats = net[1].running_mean.copy()
+    stats = net[1].running_mean.clone()
     got_loss = eval_model.step(xs[0], ys[0])
     eval_opt.zero_grad()
     want = loss_fn(ref(symbp.tensor(xs[0])), symbp.tensor(ys[0]))
