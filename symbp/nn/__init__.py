@@ -55,6 +55,18 @@ from symbp.nn.losses import (
     SoftMarginLoss,
 )
 from symbp.nn.module import Module
+from symbp.nn.more import (
+    AvgPool1d,
+    Bilinear,
+    Conv1d,
+    Dropout1d,
+    Dropout2d,
+    MaxPool1d,
+    PReLU,
+    Softmin,
+    Unflatten,
+    Upsample,
+)
 from symbp.tensor import Parameter
 
 __all__ = [
@@ -119,3 +131,17 @@ from symbp.nn import padding as _padding
 from symbp.nn.padding import *  # noqa: F403
 
 __all__ += _padding.__all__
+
+# issue 13: more of PyTorch's layers (compositions of supported ops)
+__all__ += [
+    "AvgPool1d",
+    "Bilinear",
+    "Conv1d",
+    "Dropout1d",
+    "Dropout2d",
+    "MaxPool1d",
+    "PReLU",
+    "Softmin",
+    "Unflatten",
+    "Upsample",
+]

@@ -432,3 +432,28 @@ celu_ = _in_place_form(celu)
 hardtanh_ = _in_place_form(hardtanh)
 threshold_ = _in_place_form(threshold)
 __all__ += ["celu_", "elu_", "hardtanh_", "leaky_relu_", "relu_", "selu_", "threshold_"]
+
+# -- issue 13 . more layers' functional forms (symbp.nn.more)
+from symbp.nn.more import (  # noqa: E402
+    avg_pool1d,
+    bilinear,
+    conv1d,
+    dropout1d,
+    dropout2d,
+    interpolate,
+    max_pool1d,
+    prelu,
+    softmin,
+)
+
+__all__ += [
+    "avg_pool1d",
+    "bilinear",
+    "conv1d",
+    "dropout1d",
+    "dropout2d",
+    "interpolate",
+    "max_pool1d",
+    "prelu",
+    "softmin",
+]
