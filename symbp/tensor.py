@@ -168,6 +168,41 @@ class Tensor:
     def numel(self) -> Any:
         return numel(self.shape)
 
+    nelement = numel
+
+    def element_size(self) -> int:
+        """Bytes per element (4 for float32), as PyTorch's."""
+        return int(np.dtype(self.node.dtype).itemsize)
+
+    def is_floating_point(self) -> bool:
+        return bool(self.dtype.kind == "f")
+
+    def contiguous(self, memory_format: Any = None) -> Tensor:
+        """This tensor: symbp's values are always in one C-ordered block."""
+        return self
+
+    def is_contiguous(self, memory_format: Any = None) -> bool:
+        return True
+
+    # x.new_zeros(...) and friends: new leaves with x's dtype (and device), as PyTorch's
+    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return tensor(data, requires_grad=requires_grad, dtype=dtype or self.dtype)
+
+    def new_full(
+        self, size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        arr = np.full(_sizes((size,)), fill_value, np.dtype(dtype or self.dtype))
+        return tensor(arr, requires_grad=requires_grad)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return self.new_full(_sizes(size), 0, dtype, requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return self.new_full(_sizes(size), 1, dtype, requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return self.new_zeros(*size, dtype=dtype, requires_grad=requires_grad)
+
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")  # PyTorch's words

@@ -145,3 +145,6 @@ __all__ += [
     "Unflatten",
     "Upsample",
 ]
+from symbp.nn import utils  # noqa: E402  (torch.nn.utils: clip_grad_norm_ ...)
+
+__all__ += ["utils"]
