@@ -163,3 +163,21 @@ def test_channel_dropout_inplace_and_unbatched():
     assert F.dropout1d(x, 0.5, inplace=True) is x  # an unbatched [C, L]: channels are rows
     rows = x.numpy()
     assert all(len(set(r)) == 1 for r in rows.tolist()) and set(rows[:, 0]) <= {0.0, 2.0}
+
+
+def test_normalize_and_cosine_similarity_match_pytorch():
+    a, b = RNG.normal(size=(4, 5)), RNG.normal(size=(4, 5))
+    a[1] = 0.0  # a zero row: the eps clamps, as PyTorch's
+    for dim in (0, 1):
+        np.testing.assert_allclose(
+            F.normalize(symbp.tensor(a), dim=dim).numpy(),
+            TF.normalize(torch.tensor(a), dim=dim),
+            rtol=1e-12,
+        )
+        np.testing.assert_allclose(
+            F.normalize(symbp.tensor(a), p=1.0, dim=dim).numpy(),
+            TF.normalize(torch.tensor(a), p=1.0, dim=dim),
+            rtol=1e-12,
+        )
+    check(nn.CosineSimilarity(), torch.nn.CosineSimilarity(), a, b)
+    check(nn.CosineSimilarity(dim=0), torch.nn.CosineSimilarity(dim=0), a, b)

@@ -232,7 +232,37 @@ def interpolate(
     return y
 
 
+def normalize(
+    input: Tensor,  # noqa: A002
+    p: float = 2.0,
+    dim: int = 1,
+    eps: float = 1e-12,
+    out: Any = None,
+) -> Tensor:
+    """x / max(‖x‖_p, eps) along ``dim``, as PyTorch's."""
+    if out is not None:
+        raise NotImplementedError("normalize: out= is not supported (symbp returns new tensors)")
+    return input / input.norm(p, dim, keepdim=True).clamp_min(eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """Σ x1·x2 along ``dim`` of the two inputs each divided by its norm clamped at ``eps``
+    (PyTorch's form since 1.12)."""
+    n1 = x1.norm(2, dim, keepdim=True).clamp_min(eps)
+    n2 = x2.norm(2, dim, keepdim=True).clamp_min(eps)
+    return ((x1 / n1) * (x2 / n2)).sum(dim)
+
+
 # ---------------------------------------------------------------- layers
+
+
+class CosineSimilarity(Module):
+    def __init__(self, dim: int = 1, eps: float = 1e-8):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return cosine_similarity(x1, x2, self.dim, self.eps)
 
 
 class Softmin(Module):
