@@ -39,7 +39,7 @@ def main():
         h = layer(h)
         print(f"  {name} {type(layer).__name__:<9} -> {list(h.shape)}")
 
-    start = {k: v.clone() for k, v in model.state_dict().items()}
+    start = {k: np.array(v) for k, v in model.state_dict().items()}  # a snapshot
     opt = symbp.optim.SGD(model.parameters(), lr=LR)
     loss = nn.CrossEntropyLoss()(model(symbp.tensor(x)), symbp.tensor(y))
     loss.backward()
@@ -54,7 +54,7 @@ def main():
         print("PyTorch is not installed: nothing to compare with")
         return
     theirs = cnn(torch.nn).double()
-    theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in start.items()})
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in start.items()})
     topt = torch.optim.SGD(theirs.parameters(), lr=LR)
     tloss = torch.nn.CrossEntropyLoss()(theirs(torch.tensor(x)), torch.tensor(y))
     tloss.backward()

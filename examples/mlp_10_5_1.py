@@ -16,7 +16,7 @@ STEPS, LR = 20, 0.01
 
 def numpy_training(state, xs, ys):
     """Linear(10, 5) - ReLU - Linear(5, 1), MSE, SGD: by hand."""
-    W1, b1, W2, b2 = (state[k].numpy().copy() for k in ("0.weight", "0.bias", "2.weight", "2.bias"))
+    W1, b1, W2, b2 = (state[k].copy() for k in ("0.weight", "0.bias", "2.weight", "2.bias"))
     losses = []
     for _ in range(STEPS):
         z = xs @ W1.T + b1
@@ -36,7 +36,7 @@ def main():
     ys = np.sin(xs[:, :1]) + 0.1 * rng.normal(size=(32, 1))
     symbp.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 1)).double()
-    start = {k: v.clone() for k, v in model.state_dict().items()}
+    start = {k: np.array(v) for k, v in model.state_dict().items()}  # a snapshot
     opt = symbp.optim.SGD(model.parameters(), lr=LR)
     loss_fn = nn.MSELoss()
     x, y = symbp.tensor(xs), symbp.tensor(ys)
