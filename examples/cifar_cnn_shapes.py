@@ -39,7 +39,7 @@ def main():
         h = layer(h)
         print(f"  {name} {type(layer).__name__:<9} -> {list(h.shape)}")
 
-    start = {k: v.copy() for k, v in model.state_dict().items()}
+    start = {k: np.array(v) for k, v in model.state_dict().items()}  # a snapshot
     opt = symbp.optim.SGD(model.parameters(), lr=LR)
     loss = nn.CrossEntropyLoss()(model(symbp.tensor(x)), symbp.tensor(y))
     loss.backward()

@@ -36,7 +36,7 @@ def main():
     ys = np.sin(xs[:, :1]) + 0.1 * rng.normal(size=(32, 1))
     symbp.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 1)).double()
-    start = model.state_dict()
+    start = {k: np.array(v) for k, v in model.state_dict().items()}  # a snapshot
     opt = symbp.optim.SGD(model.parameters(), lr=LR)
     loss_fn = nn.MSELoss()
     x, y = symbp.tensor(xs), symbp.tensor(ys)

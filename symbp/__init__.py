@@ -75,6 +75,7 @@ from symbp.random import (
     set_rng_state,
 )
 from symbp.serialization import load, save
+from symbp.size import Size
 from symbp.tensor import (
     Parameter,
     Tensor,
@@ -137,6 +138,7 @@ def _unary(name: str):
 
 
 sigmoid = _unary("sigmoid")
+relu_, sigmoid_, tanh_ = Tensor.relu_, Tensor.sigmoid_, Tensor.tanh_  # torch.relu_(x) ...
 relu = _unary("relu")
 tanh = _unary("tanh")
 exp = _unary("exp")
@@ -167,6 +169,7 @@ __all__ = [
     "Parameter",
     "Progress",
     "ShapeError",
+    "Size",
     "Tensor",
     "Traced",
     "WeightsError",
@@ -249,6 +252,7 @@ __all__ = [
     "random",
     "randperm",
     "relu",
+    "relu_",
     "save",
     "save_checkpoint",
     "save_weights",
@@ -258,6 +262,7 @@ __all__ = [
     "set_grad_enabled",
     "set_rng_state",
     "sigmoid",
+    "sigmoid_",
     "silu",
     "softmax",
     "softplus",
@@ -265,6 +270,7 @@ __all__ = [
     "sum",
     "symbols",
     "tanh",
+    "tanh_",
     "tensor",
     "trace",
     "utils",
@@ -610,3 +616,59 @@ from symbp import autograd  # noqa: E402
 from symbp.autograd import rows as _function_rows  # noqa: E402, F401 (the function op's rows)
 
 __all__ += ["autograd"]
+# -- issue 13 . PyTorch's small top-level helpers, and the names symbp does not have
+#
+import builtins as _builtins  # noqa: E402 (bool, float here are PyTorch's dtypes)
+
+import numpy as _np  # noqa: E402
+
+
+def numel(input: Tensor) -> object:  # noqa: A002 (PyTorch's names)
+    return input.numel()
+
+
+def is_tensor(obj: object) -> _builtins.bool:
+    return isinstance(obj, Tensor)
+
+
+def is_floating_point(input: Tensor) -> _builtins.bool:  # noqa: A002
+    return input.is_floating_point()
+
+
+def allclose(
+    input: Tensor,  # noqa: A002
+    other: Tensor,
+    rtol: _builtins.float = 1e-05,
+    atol: _builtins.float = 1e-08,
+    equal_nan: _builtins.bool = False,
+) -> _builtins.bool:
+    """As ``torch.allclose``: |input - other| <= atol + rtol |other| everywhere."""
+    return _builtins.bool(_np.allclose(input.numpy(), other.numpy(), rtol, atol, equal_nan))
+
+
+def equal(input: Tensor, other: Tensor) -> _builtins.bool:  # noqa: A002
+    """As ``torch.equal``: the same shape and the same values."""
+    a, b = input.numpy(), other.numpy()
+    return a.shape == b.shape and _builtins.bool(_np.array_equal(a, b))
+
+
+# PyTorch names with no symbp counterpart: an AttributeError saying why, and what to use
+_NOT_IN_SYMBP = {
+    "amp": "symbp runs in float32/float64 on the CPU (no mixed precision)",
+    "autocast": "symbp runs in float32/float64 on the CPU (no mixed precision)",
+    "jit": "symbp.compile(model, loss, optimizer) traces and compiles a model",
+    "distributed": "symbp trains in one process on the CPU",
+    "mps": "symbp runs on the CPU (symbp.backends.mps.is_available() is False)",
+    "bfloat16": "symbp computes in float32 or float64",
+    "complex64": "symbp has real dtypes only (float32, float64, int64, int32, bool)",
+    "complex128": "symbp has real dtypes only (float32, float64, int64, int32, bool)",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _NOT_IN_SYMBP:
+        raise AttributeError(f"symbp has no 'torch.{name}': {_NOT_IN_SYMBP[name]}")
+    raise AttributeError(f"module 'symbp' has no attribute '{name}'")
+
+
+__all__ += ["allclose", "equal", "is_floating_point", "is_tensor", "numel"]

@@ -599,7 +599,7 @@ def _trace64(
 
     # a training forward moves buffers (batch norm's running statistics): put them back
     modules = list(model.modules()) if hasattr(model, "modules") else []
-    saved = [(b, b.copy()) for m in modules for b in m._buffers.values()]
+    saved = [(b.numpy(), b.numpy().copy()) for m in modules for b in m.buffers(recurse=False)]
     with _float64([p for _, p in named]):
         values = [a.arg(np.float64) for a in args]
         try:

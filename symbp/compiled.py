@@ -232,8 +232,9 @@ class _Program:
                 f"{module.describe()}: buffer '{name}' changed to shape {list(value.shape)} "
                 f"after compiling for {list(view.shape)}: compile the model again"
             )
-        view[...] = value
-        module.register_buffer(name, view)
+        view[...] = value.numpy()
+        # the same Tensor, now holding the view: references to the buffer stay live
+        value._value = view
 
     def sync_in(self) -> bool:
         """Copy in whatever Python changed since the last call (new .data, loaded state, lr).
@@ -245,7 +246,7 @@ class _Program:
             if p._data is not v:
                 self._adopt_param(p, v)
         for m, name, v in self.buffer_views:  # a loaded state dict replaces buffers
-            if m._buffers.get(name) is not v:
+            if getattr(m._buffers.get(name), "_value", None) is not v:
                 self._adopt_buffer(m, name, v)
         opt = self.model.optimizer
         if opt is not self.opt:
@@ -367,7 +368,7 @@ class _Program:
         if self.counted and self.ints[0] != self.t_seen:  # BatchNorm counts training steps
             done = int(self.ints[0]) - self.t_seen
             for m in self.counted:
-                m._buffers["num_batches_tracked"][...] += done
+                m._state("num_batches_tracked")[...] += done
             self.t_seen += done
 
     # ------------------------------------------------------------ data checks
@@ -559,7 +560,7 @@ class _BufferArg:
 
     @property
     def _data(self) -> np.ndarray:  # read as a Parameter's array is
-        return self.module._buffers[self.buffer]  # type: ignore[no-any-return]
+        return self.module._state(self.buffer)  # type: ignore[no-any-return]
 
 
 def _entry_point(dispatcher: Any) -> Callable[..., Any]:

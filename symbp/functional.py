@@ -9,7 +9,7 @@ the op's arg, and builds one node of the op table or a short composition of exis
 >>> F.max_pool2d(x, 2).numpy().ravel().tolist()
 [5.0, 7.0, 13.0, 15.0]
 >>> F.conv2d(x, symbp.tensor(np.ones((1, 1, 3, 3))), padding="same").shape
-(1, 1, 4, 4)
+symbp.Size([1, 1, 4, 4])
 
 ``conv2d`` is the ``conv2d`` op plus a broadcast bias add; ``max_pool2d`` and ``avg_pool2d``
 are their ops; ``adaptive_avg_pool2d`` is a mean (output 1×1) or an average pool;

@@ -877,7 +877,8 @@ def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
     g = _Graph(onnx, "input")
     names: dict[Node, str] = {xnode: "input"}
     leaves: dict[Node, np.ndarray] = {p.node: p._data for p in traced.params.values()}
-    leaves.update({u.read: u.module._buffers[u.buffer] for u in buffers})
+    for u in buffers:  # a buffer is a Tensor (PyTorch's), its array behind it
+        leaves[u.read] = np.asarray(getattr(u.module._buffers[u.buffer], "_data", None))
     leaves.update(traced.constants)
     for leaf, value in leaves.items():
         names[leaf] = g.initializer(np.asarray(value, dtype=leaf.dtype), _leaf_name(leaf.arg))

@@ -35,6 +35,7 @@ from symbp.ir import (
     where,
 )
 from symbp.reference import evaluate
+from symbp.size import Size
 
 _default_dtype = [float32]
 _ids = itertools.count()
@@ -128,11 +129,12 @@ class Tensor:
         return self._node
 
     @property
-    def shape(self) -> tuple:
-        return self.node.shape
+    def shape(self) -> Size:
+        """The shape as PyTorch gives it: a ``Size``, the tuple that prints ``Size([2, 3])``."""
+        return Size(self.node.shape)
 
     def size(self, dim: int | None = None):
-        return self.shape if dim is None else self.shape[dim]
+        return self.shape if dim is None else self.node.shape[dim]
 
     @property
     def dtype(self) -> Any:
@@ -165,6 +167,41 @@ class Tensor:
 
     def numel(self) -> Any:
         return numel(self.shape)
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        """Bytes per element (4 for float32), as PyTorch's."""
+        return int(np.dtype(self.node.dtype).itemsize)
+
+    def is_floating_point(self) -> bool:
+        return bool(self.dtype.kind == "f")
+
+    def contiguous(self, memory_format: Any = None) -> Tensor:
+        """This tensor: symbp's values are always in one C-ordered block."""
+        return self
+
+    def is_contiguous(self, memory_format: Any = None) -> bool:
+        return True
+
+    # x.new_zeros(...) and friends: new leaves with x's dtype (and device), as PyTorch's
+    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return tensor(data, requires_grad=requires_grad, dtype=dtype or self.dtype)
+
+    def new_full(
+        self, size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        arr = np.full(_sizes((size,)), fill_value, np.dtype(dtype or self.dtype))
+        return tensor(arr, requires_grad=requires_grad)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return self.new_full(_sizes(size), 0, dtype, requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return self.new_full(_sizes(size), 1, dtype, requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return self.new_zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -1264,7 +1301,9 @@ class Parameter(Tensor):
         return self._data
 
     def __repr__(self) -> str:
-        return f"Parameter({self.name}, {np.array2string(self._data, precision=4)})"
+        # PyTorch's: ``Parameter containing:`` over the tensor's repr (symbp's model name
+        # for the parameter is its ``.name``)
+        return "Parameter containing:\n" + super().__repr__()
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
@@ -3615,7 +3654,7 @@ def einsum(equation: str, *operands: Any) -> Tensor:
     >>> import symbp
     >>> a, b = symbp.ones(2, 3), symbp.ones(3, 4)
     >>> symbp.einsum("ij,jk->ik", a, b).shape
-    (2, 4)
+    symbp.Size([2, 4])
     """
     what = f"einsum {equation!r}"
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):

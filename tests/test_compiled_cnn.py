@@ -34,7 +34,7 @@ def test_tutorial_cnn_compiled_sgd_steps_match_eager_and_pytorch(rng):
     symbp.manual_seed(0)
     eager = tutorial_cnn().double()
     compiled_net = tutorial_cnn().double()
-    compiled_net.load_state_dict({k: v.copy() for k, v in eager.state_dict().items()})
+    compiled_net.load_state_dict({k: v.clone() for k, v in eager.state_dict().items()})
     opt = symbp.optim.SGD(eager.parameters(), lr=0.001)
     model = symbp.compile(
         compiled_net, nn.CrossEntropyLoss(), symbp.optim.SGD(compiled_net.parameters(), lr=0.001)
@@ -46,7 +46,7 @@ def test_tutorial_cnn_compiled_sgd_steps_match_eager_and_pytorch(rng):
         torch = None
     if torch is not None:
         theirs = tutorial_cnn(torch.nn).double()
-        theirs.load_state_dict({k: torch.tensor(v) for k, v in eager.state_dict().items()})
+        theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in eager.state_dict().items()})
         topt = torch.optim.SGD(theirs.parameters(), lr=0.001)
     for _ in range(3):
         opt.zero_grad()

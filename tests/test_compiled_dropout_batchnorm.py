@@ -224,7 +224,7 @@ def test_compiled_batchnorm_steps_match_eager_and_pytorch(kind, rng):
     if torch is not None:
         build, momentum, _, _ = NETS[kind]
         theirs = build(torch.nn, momentum).double()
-        theirs.load_state_dict({k: torch.tensor(v) for k, v in net.state_dict().items()})
+        theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in net.state_dict().items()})
         topt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     for x, y in zip(*_batches(kind, rng, 5)):
@@ -281,7 +281,7 @@ def test_compiled_batchnorm_fit_then_eval_predict_matches_eager(kind, rng):
     # eval mode also trains (fine-tuning on the running statistics, which stay put)
     eval_model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), 0.1))
     eval_opt = symbp.optim.SGD(ref.parameters(), 0.1)
-    stats = net[1].running_mean.copy()
+    stats = net[1].running_mean.clone()
     got_loss = eval_model.step(xs[0], ys[0])
     eval_opt.zero_grad()
     want = loss_fn(ref(symbp.tensor(xs[0])), symbp.tensor(ys[0]))
@@ -339,7 +339,7 @@ def test_compiled_batchnorm1d_refuses_a_training_batch_of_one(rng):
     model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
     xs, ys = _batches("bn1d", rng, 1, batch=7)
     model.step(xs[0], ys[0])
-    before = net.state_dict()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(ValueError, match="BatchNorm1d '1' expects more than 1 value per channel"):
         model.step(xs[0][:1], ys[0][:1])  # as PyTorch: no statistics from one value
     with pytest.raises(ValueError, match="7 samples in batches of 3 leave a last batch of 1"):

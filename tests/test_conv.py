@@ -751,7 +751,7 @@ def test_derive_caches_the_eager_cnn_backward(rng):
 def test_gradcheck_of_a_batch_norm_model_leaves_its_buffers_alone(rng):
     symbp.manual_seed(2)
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 2))
-    before = {k: v.copy() for k, v in model.state_dict().items()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     report = symbp.gradcheck(model, nn.CrossEntropyLoss(), rng.normal(size=(3, 1, 4, 4)), [0, 1, 1])
     assert report.ok, str(report)
     for k, v in model.state_dict().items():

@@ -148,7 +148,7 @@ def test_name_mismatch_lists_both_sides():
 
 def test_shape_mismatch_names_the_parameter_and_changes_nothing():
     model = symbp_mlp()
-    before = model.state_dict()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     state = dict(before)
     state["0.weight"] = np.zeros((6, 5), np.float32)
     state["0.bias"] = np.ones(5, np.float32)

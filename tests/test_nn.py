@@ -98,8 +98,11 @@ def test_state_dict_round_trip():
     a = Model()
     state = a.state_dict()
     assert list(state) == [n for n, _ in a.named_parameters()]
-    state["scale"][:] = 99  # a copy: the model does not change
-    assert np.all(a.scale.numpy() == 1)
+    # detached tensors sharing the model's memory, as PyTorch's (torch.nn.Module.state_dict)
+    assert isinstance(state["scale"], symbp.Tensor) and not state["scale"].requires_grad
+    state["scale"][:] = 99
+    assert np.all(a.scale.numpy() == 99)
+    state["scale"][:] = 1
     state = a.state_dict()
 
     symbp.manual_seed(1)

@@ -349,8 +349,6 @@ def test_functional_defaults_are_pytorchs(rng):
 @pytest.mark.parametrize(
     "call, error, words",
     [
-        (lambda x: F.leaky_relu(x, inplace=True), NotImplementedError, "inplace"),
-        (lambda x: nn.ELU(inplace=True), NotImplementedError, "inplace"),
         (lambda x: F.gelu(x, approximate="fast"), ValueError, "approximate"),
         (lambda x: nn.GELU("fast"), ValueError, "approximate"),
         (lambda x: F.hardtanh(x, 1.0, -1.0), ValueError, "min_val"),

@@ -37,7 +37,7 @@ def _data(n: int = 6, seed: int = 0):
 
 
 def _params(net) -> dict[str, np.ndarray]:
-    return {k: v.copy() for k, v in net.state_dict().items()}
+    return {k: v.numpy().copy() for k, v in net.state_dict().items()}
 
 
 def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:

@@ -42,7 +42,7 @@ TorchNet = TorchNets.Net
 
 
 def snapshot(model):
-    return {k: v.copy() for k, v in model.state_dict().items()}
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def assert_unchanged(model, before):
@@ -111,7 +111,8 @@ def test_strict_false_returns_the_incompatible_keys_as_pytorch():
     state = {k: v for k, v in snapshot(src).items() if not k.startswith("fc2")}
     state["extra.weight"] = np.zeros(1, np.float32)
     got = ours.load_state_dict(state, strict=False)
-    want = theirs.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
+    tstate = {k: torch.tensor(np.asarray(v)) for k, v in state.items()}
+    want = theirs.load_state_dict(tstate, strict=False)
     assert got.missing_keys == want.missing_keys == ["fc2.weight", "fc2.bias"]
     assert got.unexpected_keys == want.unexpected_keys == ["extra.weight"]
     missing, unexpected = got  # a NamedTuple, as PyTorch's _IncompatibleKeys

@@ -202,7 +202,8 @@ def test_backward_graph_is_cached(net222, monkeypatch):
 
 def _mlp_10_5_1_numpy(params, x, y, lr, steps):
     """Hand-written forward, backward and SGD of Linear(10,5)-ReLU-Linear(5,1) under MSE."""
-    W1, b1, W2, b2 = (params[k].copy() for k in ("0.weight", "0.bias", "2.weight", "2.bias"))
+    names = ("0.weight", "0.bias", "2.weight", "2.bias")
+    W1, b1, W2, b2 = (np.array(params[k].numpy()) for k in names)
     losses = []
     for _ in range(steps):
         z = x @ W1.T + b1
@@ -222,7 +223,7 @@ def test_mlp_10_5_1_sgd_against_numpy_and_pytorch():
     xs, ys = rng.normal(size=(16, 10)), rng.normal(size=(16, 1))
     symbp.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 1)).double()
-    init = model.state_dict()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
     opt = symbp.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = nn.MSELoss()
     x, y = symbp.tensor(xs), symbp.tensor(ys)
@@ -244,7 +245,7 @@ def test_mlp_10_5_1_sgd_against_numpy_and_pytorch():
         return
     tmodel = torch.nn.Sequential(torch.nn.Linear(10, 5), torch.nn.ReLU(), torch.nn.Linear(5, 1))
     tmodel = tmodel.double()
-    tmodel.load_state_dict({k: torch.tensor(v) for k, v in init.items()})
+    tmodel.load_state_dict({k: torch.tensor(v.numpy()) for k, v in init.items()})
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.01)
     tlosses = []
     for _ in range(5):

@@ -55,6 +55,19 @@ from symbp.nn.losses import (
     SoftMarginLoss,
 )
 from symbp.nn.module import Module
+from symbp.nn.more import (
+    AvgPool1d,
+    Bilinear,
+    Conv1d,
+    CosineSimilarity,
+    Dropout1d,
+    Dropout2d,
+    MaxPool1d,
+    PReLU,
+    Softmin,
+    Unflatten,
+    Upsample,
+)
 from symbp.tensor import Parameter
 
 __all__ = [
@@ -137,3 +150,21 @@ from symbp.nn.sparse import *  # noqa: E402, F403
 from symbp.nn.transformer import *  # noqa: E402, F403
 
 __all__ += _sparse.__all__ + _normalization.__all__ + _attention.__all__ + _transformer.__all__
+
+# issue 13: more of PyTorch's layers (compositions of supported ops)
+__all__ += [
+    "AvgPool1d",
+    "Bilinear",
+    "Conv1d",
+    "CosineSimilarity",
+    "Dropout1d",
+    "Dropout2d",
+    "MaxPool1d",
+    "PReLU",
+    "Softmin",
+    "Unflatten",
+    "Upsample",
+]
+from symbp.nn import utils  # noqa: E402  (torch.nn.utils: clip_grad_norm_ ...)
+
+__all__ += ["utils"]

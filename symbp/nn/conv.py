@@ -22,6 +22,7 @@ import numpy as np
 import sympy
 
 from symbp import functional as F
+from symbp.devices import check as check_device
 from symbp.ir import B, Node, ShapeError, int64, numel, shape_str, toposort
 from symbp.nn import init
 from symbp.nn.module import Module
@@ -76,9 +77,12 @@ class Conv2d(Module):
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
+        device: Any = None,
         dtype: Any = None,
     ):
         super().__init__()
+        if device is not None:
+            check_device(device, type(self).__name__)
         if padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} (only 'zeros')")
         if in_channels % groups or out_channels % groups:
@@ -236,7 +240,9 @@ class Dropout(Module):
         self.p, self.inplace = float(p), inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.p, self.training, seed_name=f"{self._path}.seed")
+        out = F.dropout(x, self.p, self.training, seed_name=f"{self._path}.seed")
+        # inplace=True: x itself holds the result (PyTorch's); eval returns x unchanged
+        return x._inplace("dropout_", out) if self.inplace and out is not x else out
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
@@ -279,14 +285,20 @@ class _BatchNorm(Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        device: Any = None,
         dtype: Any = None,
+        *,
+        bias: bool = True,
     ):
         super().__init__()
+        if device is not None:
+            check_device(device, type(self).__name__)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
+        self._has_bias = bias  # PyTorch 2.13's bias=False: a scale without a shift
         dtype = np.dtype(dtype or get_default_dtype())
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
-        self.bias = Parameter(np.zeros(num_features, dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype)) if affine and bias else None
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, dtype))
             self.register_buffer("running_var", np.ones(num_features, dtype))
@@ -295,9 +307,8 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
-            self._buffers["running_mean"][...] = 0
-            self._buffers["running_var"][...] = 1
-            self._buffers["num_batches_tracked"][...] = 0
+            for name, value in zip((*_STATS, "num_batches_tracked"), (0, 1, 0)):
+                self._state(name)[...] = value
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim not in self.dims:
@@ -334,9 +345,9 @@ class _BatchNorm(Module):
             ]
         elif update:  # PyTorch's side effect: the buffers move after each training forward
             assert new_mean is not None and new_var is not None
-            self._buffers["running_mean"][...] = new_mean.numpy()
-            self._buffers["running_var"][...] = new_var.numpy()
-            self._buffers["num_batches_tracked"][...] += 1
+            self._state("running_mean")[...] = new_mean.numpy()
+            self._state("running_var")[...] = new_var.numpy()
+            self._state("num_batches_tracked")[...] += 1
         return y
 
     def _factor(self, traced: bool) -> float:
@@ -348,13 +359,13 @@ class _BatchNorm(Module):
             raise NotImplementedError(
                 f"{self.describe()}: momentum=None (a cumulative average) works eagerly only"
             )
-        return 1.0 / (int(self._buffers["num_batches_tracked"]) + 1)
+        return 1.0 / (int(self._state("num_batches_tracked")) + 1)
 
     def _stats(self, traced: bool) -> tuple[Tensor, Tensor] | None:
         """The running statistics as Tensors: values eagerly, named input leaves traced."""
         if not self.track_running_stats:
             return None
-        bufs = [self._buffers[n] for n in _STATS]
+        bufs = [self._state(n) for n in _STATS]
         if traced:
             mean, var = (
                 placeholder(f"{self._path}.{n}", b.shape, b.dtype) for n, b in zip(_STATS, bufs)
@@ -366,7 +377,8 @@ class _BatchNorm(Module):
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+            f"affine={self.affine}, bias={self._has_bias}, "
+            f"track_running_stats={self.track_running_stats}"
         )
 
 

@@ -50,20 +50,23 @@ def _x(input: Any) -> Tensor:  # noqa: A002 (PyTorch's name)
     return input if isinstance(input, Tensor) else T.tensor(input)
 
 
-def _no_inplace(fn: str, inplace: bool) -> None:
-    # symbp tensors are values in a graph: there is nothing to overwrite
-    if inplace:
-        raise NotImplementedError(
-            f"{fn}: inplace=True is not supported (symbp has no in-place ops)"
-        )
+def _in_place(fn: str, input: Any, inplace: bool, out: Tensor) -> Tensor:  # noqa: A002
+    """``out``, or with PyTorch's ``inplace=True`` the input tensor itself updated to hold it:
+    written into its memory when no graph needs it, recorded in the graph when it is in one
+    (``nn.ReLU(inplace=True)`` after a layer: the layer's output now stands for the ReLU's,
+    eager and traced alike). A leaf that requires grad is refused, as PyTorch refuses it."""
+    if not inplace or out is input:  # dropout in eval mode: the input itself, unchanged
+        return out
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}_(): argument 'input' must be Tensor, not {type(input).__name__}")
+    return input._inplace(f"{fn}_", out)
 
 
 # --- activations --------------------------------------------------------------------------
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("relu", inplace)
-    return T.unary("relu", input)
+    return _in_place("relu", input, inplace, T.unary("relu", input))
 
 
 def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
@@ -82,8 +85,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("silu", inplace)
-    return T.unary("silu", input)
+    return _in_place("silu", input, inplace, T.unary("silu", input))
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
@@ -140,9 +142,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):  # noqa: A002
-    """``symbp.functional.dropout`` (inverted dropout), refusing ``inplace=True``."""
-    _no_inplace("dropout", inplace)
-    return _dropout(input, p, training)
+    """``symbp.functional.dropout`` (inverted dropout); ``inplace=True`` as PyTorch's."""
+    return _in_place("dropout", input, inplace, _dropout(input, p, training))
 
 
 # --- losses -------------------------------------------------------------------------------
@@ -322,34 +323,30 @@ __all__ = [
 
 # -- issue 12 . math (rows of this family go below this line)
 # PyTorch's activations with their parameters, each a formula of ops.ELEMENTWISE with the
-# parameters folded in as constants (inplace=True is refused, as by relu above).
+# parameters folded in as constants (inplace=True as by relu above: see _in_place).
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("leaky_relu", inplace)
-    return T.apply_math("leaky_relu", input, params=(negative_slope,))
+    out = T.apply_math("leaky_relu", input, params=(negative_slope,))
+    return _in_place("leaky_relu", input, inplace, out)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("elu", inplace)
-    return T.apply_math("elu", input, params=(alpha,))
+    return _in_place("elu", input, inplace, T.apply_math("elu", input, params=(alpha,)))
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("selu", inplace)
-    return T.apply_math("selu", input)
+    return _in_place("selu", input, inplace, T.apply_math("selu", input))
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("celu", inplace)
     if alpha == 0:
         raise ValueError("celu: alpha must not be 0 (the formula divides by it)")
-    return T.apply_math("celu", input, params=(alpha,))
+    return _in_place("celu", input, inplace, T.apply_math("celu", input, params=(alpha,)))
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("mish", inplace)
-    return T.apply_math("mish", input)
+    return _in_place("mish", input, inplace, T.apply_math("mish", input))
 
 
 def hardtanh(
@@ -358,27 +355,24 @@ def hardtanh(
     max_val: float = 1.0,
     inplace: bool = False,
 ) -> Tensor:
-    _no_inplace("hardtanh", inplace)
     if min_val > max_val:
         raise ValueError(
             f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})"
         )
-    return T.apply_math("hardtanh", input, params=(min_val, max_val))
+    out = T.apply_math("hardtanh", input, params=(min_val, max_val))
+    return _in_place("hardtanh", input, inplace, out)
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("relu6", inplace)
-    return T.apply_math("relu6", input)
+    return _in_place("relu6", input, inplace, T.apply_math("relu6", input))
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("hardsigmoid", inplace)
-    return T.apply_math("hardsigmoid", input)
+    return _in_place("hardsigmoid", input, inplace, T.apply_math("hardsigmoid", input))
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    _no_inplace("hardswish", inplace)
-    return T.apply_math("hardswish", input)
+    return _in_place("hardswish", input, inplace, T.apply_math("hardswish", input))
 
 
 def softsign(input: Tensor) -> Tensor:  # noqa: A002
@@ -391,8 +385,8 @@ def tanhshrink(input: Tensor) -> Tensor:  # noqa: A002
 
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:  # noqa: A002
     """x where x > threshold, else value (PyTorch's gradient is 0 at x = threshold)."""
-    _no_inplace("threshold", inplace)
-    return T.apply_math("threshold", input, params=(threshold, value))
+    out = T.apply_math("threshold", input, params=(threshold, value))
+    return _in_place("threshold", input, inplace, out)
 
 
 def logsigmoid(input: Tensor) -> Tensor:  # noqa: A002
@@ -720,3 +714,55 @@ __all__ += [
     "embedding", "embedding_bag", "group_norm", "layer_norm", "rms_norm",
     "scaled_dot_product_attention",
 ]  # fmt: skip
+
+
+# -- issue 13 . in-place activations: PyTorch's ``F.relu_`` ..., each its function with
+# inplace=True (the input updated and returned; a leaf that requires grad refused)
+
+
+def _in_place_form(fn: Any) -> Any:
+    def in_place(input: Tensor, *args: Any, **kwargs: Any) -> Tensor:  # noqa: A002
+        return fn(input, *args, **kwargs, inplace=True)
+
+    in_place.__name__ = in_place.__qualname__ = fn.__name__ + "_"
+    in_place.__doc__ = f"``{fn.__name__}(input, ..., inplace=True)``, as PyTorch's."
+    return in_place
+
+
+relu_ = _in_place_form(relu)
+leaky_relu_ = _in_place_form(leaky_relu)
+elu_ = _in_place_form(elu)
+selu_ = _in_place_form(selu)
+celu_ = _in_place_form(celu)
+hardtanh_ = _in_place_form(hardtanh)
+threshold_ = _in_place_form(threshold)
+__all__ += ["celu_", "elu_", "hardtanh_", "leaky_relu_", "relu_", "selu_", "threshold_"]
+
+# -- issue 13 . more layers' functional forms (symbp.nn.more)
+from symbp.nn.more import (  # noqa: E402
+    avg_pool1d,
+    bilinear,
+    conv1d,
+    cosine_similarity,
+    dropout1d,
+    dropout2d,
+    interpolate,
+    max_pool1d,
+    normalize,
+    prelu,
+    softmin,
+)
+
+__all__ += [
+    "avg_pool1d",
+    "bilinear",
+    "conv1d",
+    "cosine_similarity",
+    "dropout1d",
+    "dropout2d",
+    "interpolate",
+    "max_pool1d",
+    "normalize",
+    "prelu",
+    "softmin",
+]

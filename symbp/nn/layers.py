@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from symbp import tensor as T
+from symbp.devices import check as check_device
 from symbp.ir import ShapeError, shape_str
 from symbp.nn import functional, init
 from symbp.nn.module import Module
@@ -19,8 +20,17 @@ from symbp.tensor import Parameter, Tensor, get_default_dtype
 class Linear(Module):
     """y = x Wᵀ + b with W of shape [out, in]; PyTorch's default initialisation."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ):
         super().__init__()
+        if device is not None:
+            check_device(device, "Linear")
         self.in_features, self.out_features = in_features, out_features
         dtype = np.dtype(dtype or get_default_dtype())
         self.weight = Parameter(np.zeros((out_features, in_features), dtype))
@@ -128,8 +138,25 @@ class _Activation(Module):
         return T.unary(self.fn, x)
 
 
-class ReLU(_Activation):
-    fn = "relu"
+class _InPlace(Module):
+    """An activation taking PyTorch's ``inplace`` flag: with True, it updates its input tensor
+    and returns it, as PyTorch's (see ``functional._in_place``); the repr says so, as
+    PyTorch's does."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = bool(inplace)
+
+    def _with_flag(self, text: str) -> str:
+        return ", ".join(t for t in (text, "inplace=True" if self.inplace else "") if t)
+
+    def extra_repr(self) -> str:
+        return self._with_flag("")
+
+
+class ReLU(_InPlace):
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.relu(x, self.inplace)
 
 
 class Sigmoid(_Activation):
@@ -155,8 +182,9 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
-class SiLU(_Activation):
-    fn = "silu"
+class SiLU(_InPlace):
+    def forward(self, x: Tensor) -> Tensor:
+        return functional.silu(x, self.inplace)
 
 
 class Softplus(Module):
@@ -204,55 +232,46 @@ class Flatten(Module):
 # its symbp.nn.functional function.
 
 
-class _Refuses(Module):
-    """An activation taking PyTorch's ``inplace`` flag, which symbp refuses when True."""
-
-    def __init__(self, inplace: bool = False):
-        super().__init__()
-        functional._no_inplace(type(self).__name__, inplace)
-        self.inplace = inplace
-
-
-class LeakyReLU(_Refuses):
+class LeakyReLU(_InPlace):
     def __init__(self, negative_slope: float = 1e-2, inplace: bool = False):
         super().__init__(inplace)
         self.negative_slope = negative_slope
 
     def forward(self, x: Tensor) -> Tensor:
-        return functional.leaky_relu(x, self.negative_slope)
+        return functional.leaky_relu(x, self.negative_slope, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return self._with_flag(f"negative_slope={self.negative_slope}")
 
 
-class ELU(_Refuses):
+class ELU(_InPlace):
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__(inplace)
         self.alpha = alpha
 
     def forward(self, x: Tensor) -> Tensor:
-        return functional.elu(x, self.alpha)
+        return functional.elu(x, self.alpha, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        return self._with_flag(f"alpha={self.alpha}")
 
 
 class CELU(ELU):
     def forward(self, x: Tensor) -> Tensor:
-        return functional.celu(x, self.alpha)
+        return functional.celu(x, self.alpha, self.inplace)
 
 
-class SELU(_Refuses):
+class SELU(_InPlace):
     def forward(self, x: Tensor) -> Tensor:
-        return functional.selu(x)
+        return functional.selu(x, self.inplace)
 
 
-class Mish(_Refuses):
+class Mish(_InPlace):
     def forward(self, x: Tensor) -> Tensor:
-        return functional.mish(x)
+        return functional.mish(x, self.inplace)
 
 
-class Hardtanh(_Refuses):
+class Hardtanh(_InPlace):
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
         super().__init__(inplace)
         if min_val > max_val:
@@ -260,37 +279,40 @@ class Hardtanh(_Refuses):
         self.min_val, self.max_val = min_val, max_val
 
     def forward(self, x: Tensor) -> Tensor:
-        return functional.hardtanh(x, self.min_val, self.max_val)
+        return functional.hardtanh(x, self.min_val, self.max_val, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"min_val={self.min_val}, max_val={self.max_val}"
+        return self._with_flag(f"min_val={self.min_val}, max_val={self.max_val}")
 
 
-class ReLU6(_Refuses):
+class ReLU6(_InPlace):
     def forward(self, x: Tensor) -> Tensor:
-        return functional.relu6(x)
+        return functional.relu6(x, self.inplace)
 
 
-class Hardsigmoid(_Refuses):
+class Hardsigmoid(_InPlace):
     def forward(self, x: Tensor) -> Tensor:
-        return functional.hardsigmoid(x)
+        return functional.hardsigmoid(x, self.inplace)
+
+    def extra_repr(self) -> str:  # PyTorch's repr leaves the flag out here
+        return ""
 
 
-class Hardswish(_Refuses):
+class Hardswish(Hardsigmoid):
     def forward(self, x: Tensor) -> Tensor:
-        return functional.hardswish(x)
+        return functional.hardswish(x, self.inplace)
 
 
-class Threshold(_Refuses):
+class Threshold(_InPlace):
     def __init__(self, threshold: float, value: float, inplace: bool = False):
         super().__init__(inplace)
         self.threshold, self.value = threshold, value
 
     def forward(self, x: Tensor) -> Tensor:
-        return functional.threshold(x, self.threshold, self.value)
+        return functional.threshold(x, self.threshold, self.value, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"threshold={self.threshold}, value={self.value}"
+        return self._with_flag(f"threshold={self.threshold}, value={self.value}")
 
 
 class Softsign(_Activation):

@@ -13,7 +13,7 @@ from symbp import dtypes
 from symbp.devices import check as check_device
 from symbp.devices import parse_to
 from symbp.ir import LABELS, scope, shape_str
-from symbp.tensor import Parameter, Tensor
+from symbp.tensor import Parameter, Tensor, _leaf
 
 
 class IncompatibleKeys(NamedTuple):
@@ -60,12 +60,16 @@ def _convert(name: str, value: Any, current: np.ndarray) -> tuple[np.ndarray, st
     return out, ""
 
 
+def _copy_into(buffer: Tensor, arr: np.ndarray) -> None:
+    buffer.numpy()[...] = arr
+
+
 class Module:
     """Base class of layers and models: assign sub-modules and Parameters as attributes."""
 
     _parameters: OrderedDict[str, Parameter]
     _modules: OrderedDict[str, Module]
-    _buffers: OrderedDict[str, np.ndarray]
+    _buffers: OrderedDict[str, Tensor | None]
     training: bool
     _path: str
 
@@ -83,6 +87,14 @@ class Module:
             raise AttributeError(
                 f"{type(self).__name__}: call super().__init__() before assigning attributes"
             )
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            if value is not None and not isinstance(value, (Tensor, np.ndarray)):
+                raise TypeError(  # PyTorch's words
+                    f"cannot assign '{type(value).__name__}' as buffer '{name}' (torch.Tensor "
+                    f"or None expected)"
+                )
+            self.register_buffer(name, value)  # m.running_mean = t: still the buffer, as PyTorch
+            return
         for table in (self._parameters, self._modules, self._buffers):
             table.pop(name, None)
         if isinstance(value, Parameter):
@@ -97,12 +109,28 @@ class Module:
         object.__delattr__(self, name)
 
     def register_buffer(self, name: str, value: Any, persistent: bool = True) -> None:
-        """A non-trainable array, saved in the state dict (running statistics and the like)
-        unless ``persistent=False`` (a cached mask, say)."""
-        self._buffers[name] = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
+        """A non-trainable tensor, saved in the state dict (running statistics and the like)
+        unless ``persistent=False`` (a cached mask, say). A Tensor is kept itself, as PyTorch
+        keeps it; a NumPy array becomes a Tensor sharing its memory; None is an empty slot."""
+        if isinstance(value, np.ndarray):
+            value = _leaf(value)
+        elif value is not None and not isinstance(value, Tensor):
+            raise TypeError(  # PyTorch's words
+                f"cannot assign '{type(value).__name__}' object to buffer '{name}' "
+                f"(torch Tensor or None required)"
+            )
+        self._buffers[name] = value
         if not persistent:
             self.__dict__.setdefault("_non_persistent", set()).add(name)
-        object.__setattr__(self, name, self._buffers[name])
+        object.__setattr__(self, name, value)
+
+    def _state(self, name: str) -> np.ndarray:
+        """The array of buffer ``name`` (a Tensor, as PyTorch's), for updates in place: every
+        reference to the buffer (a state dict's, a compiled program's view) sees them."""
+        buf = self._buffers[name]
+        if buf is None:
+            raise RuntimeError(f"{self.describe()}: its buffer '{name}' was set to None")
+        return buf.numpy()
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         if param is not None and not isinstance(param, Parameter):
@@ -186,15 +214,14 @@ class Module:
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         return (p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_buffers(
-        self, prefix: str = "", recurse: bool = True
-    ) -> Iterator[tuple[str, np.ndarray]]:
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
         mods = self.named_modules(prefix=prefix) if recurse else iter([(prefix, self)])
         for path, m in mods:
             for name, b in m._buffers.items():
-                yield (f"{path}.{name}" if path else name), b
+                if b is not None:
+                    yield (f"{path}.{name}" if path else name), b
 
-    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
         return (b for _, b in self.named_buffers(recurse=recurse))
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
@@ -212,23 +239,38 @@ class Module:
 
     # ------------------------------------------------------------ state
 
-    def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Copies of every parameter and buffer by dotted name, in PyTorch's order."""
-        return OrderedDict((name, np.array(v, copy=True)) for name, v, _ in self._state_entries())
+    def state_dict(
+        self, *, destination: Any = None, prefix: str = "", keep_vars: bool = False
+    ) -> OrderedDict[str, Tensor]:
+        """Every parameter and buffer by dotted name, in PyTorch's order, as PyTorch gives
+        them: detached Tensors sharing the model's memory (an in-place update of the model
+        shows in them: ``copy.deepcopy(model.state_dict())`` keeps a snapshot), or with
+        ``keep_vars`` the Parameters and buffers themselves."""
+        out: Any = OrderedDict() if destination is None else destination
+        for name, tensor, _ in self._state_entries(keep_vars=True):
+            out[prefix + name] = tensor if keep_vars else _leaf(tensor.numpy())
+        return out
 
-    def _state_entries(self) -> Iterator[tuple[str, np.ndarray, Callable[[np.ndarray], None]]]:
-        """(name, value, assign) of each parameter and buffer, ordered as PyTorch's state_dict:
-        module by module, a module's parameters before its buffers (a shared parameter once)."""
+    def _state_entries(
+        self, keep_vars: bool = False
+    ) -> Iterator[tuple[str, Any, Callable[[np.ndarray], None]]]:
+        """(name, array, assign) of each parameter and buffer, ordered as PyTorch's state_dict:
+        module by module, a module's parameters before its buffers (a shared parameter once);
+        with ``keep_vars`` the Parameter or buffer Tensor in place of its array."""
         seen: set[int] = set()
         for path, m in self.named_modules():
             prefix = f"{path}." if path else ""
             for name, p in m._parameters.items():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
-                    yield prefix + name, p._data, functools.partial(setattr, p, "data")
+                    param: Any = p if keep_vars else p._data
+                    yield prefix + name, param, functools.partial(setattr, p, "data")
             for name, b in m._buffers.items():
-                if name not in m.__dict__.get("_non_persistent", ()):
-                    yield prefix + name, b, functools.partial(m.register_buffer, name)
+                if b is not None and name not in m.__dict__.get("_non_persistent", ()):
+                    # loaded in place, as PyTorch's copy_: the buffer stays the same Tensor
+                    # (a compiled model's view of it, a user's reference, see the new values)
+                    buffer: Any = b if keep_vars else b.numpy()
+                    yield prefix + name, buffer, functools.partial(_copy_into, b)
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Load parameters and buffers by dotted name, as PyTorch does: with ``strict`` the names
@@ -290,10 +332,9 @@ class Module:
             )
         for p in self.parameters():
             p.set_dtype(dtype)
-        for m in self.modules():  # float buffers (running statistics) follow, as in PyTorch
-            for name, b in list(m._buffers.items()):
-                if b.dtype.kind == "f":
-                    m.register_buffer(name, b.astype(dtype))
+        for b in self.buffers():  # float buffers (running statistics) follow, as in PyTorch:
+            if b.dtype.kind == "f":  # the same Tensors, holding the new dtype
+                b.data = b.numpy().astype(dtype)
         return self
 
     def double(self) -> Module:

@@ -172,11 +172,11 @@ class RNNBase(Module):
             if isinstance(hx, (tuple, list)):
                 raise TypeError(f"{self.describe()} expects hx as one tensor h0, not a tuple")
             h0, c0 = hx, None
-        h0 = self._state("h0", h0, h_shape, like, unbatched)
-        c0 = self._state("c0", c0, c_shape, like, unbatched) if self.mode == "LSTM" else None
+        h0 = self._init_state("h0", h0, h_shape, like, unbatched)
+        c0 = self._init_state("c0", c0, c_shape, like, unbatched) if self.mode == "LSTM" else None
         return h0, c0
 
-    def _state(self, what: str, s: Any, shape: tuple, like: Tensor, unbatched: bool) -> Tensor:
+    def _init_state(self, what: str, s: Any, shape: tuple, like: Tensor, unbatched: bool) -> Tensor:
         if s is None:
             # zeros_like of a slice of the input: a constant of the (maybe symbolic) batch size
             return factories.zeros_like(T.unsqueeze(like[..., :1], 0)).expand(*shape)
@@ -373,7 +373,7 @@ class RNNCellBase(Module):
             )
         return x
 
-    def _state(self, what: str, s: Any, x: Tensor) -> Tensor:
+    def _init_state(self, what: str, s: Any, x: Tensor) -> Tensor:
         if s is None:  # zeros of the (maybe symbolic) batch size, as in RNNBase._state
             return factories.zeros_like(x[..., :1]).expand(*x.shape[:-1], self.hidden_size)
         s = s if isinstance(s, Tensor) else T.tensor(np.asarray(s))
@@ -401,7 +401,7 @@ class RNNCell(RNNCellBase):
 
     def forward(self, input: Any, hx: Any = None) -> Tensor:  # noqa: A002
         x = self._input(input)
-        return self._cell(x, self._state("hx", hx, x), None)[0]
+        return self._cell(x, self._init_state("hx", hx, x), None)[0]
 
 
 class LSTMCell(RNNCellBase):
@@ -424,7 +424,7 @@ class LSTMCell(RNNCellBase):
         if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
             raise TypeError(f"{self.describe()} expects hx as a tuple (h, c)")
         h0, c0 = (None, None) if hx is None else hx
-        h, c = self._cell(x, self._state("h", h0, x), self._state("c", c0, x))
+        h, c = self._cell(x, self._init_state("h", h0, x), self._init_state("c", c0, x))
         return h, c  # type: ignore[return-value]
 
 
@@ -445,7 +445,7 @@ class GRUCell(RNNCellBase):
 
     def forward(self, input: Any, hx: Any = None) -> Tensor:  # noqa: A002
         x = self._input(input)
-        return self._cell(x, self._state("hx", hx, x), None)[0]
+        return self._cell(x, self._init_state("hx", hx, x), None)[0]
 
 
 __all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNBase", "RNNCell", "RNNCellBase"]

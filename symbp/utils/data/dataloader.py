@@ -5,8 +5,8 @@
 >>> ds = TensorDataset(symbp.tensor([[1.0], [2.0], [3.0]]), symbp.tensor([0, 1, 1]))
 >>> for xb, yb in DataLoader(ds, batch_size=2):
 ...     print(xb.shape, yb.tolist())
-(2, 1) [0, 1]
-(1, 1) [1]
+symbp.Size([2, 1]) [0, 1]
+symbp.Size([1, 1]) [1]
 
 Loading runs in this process: ``num_workers`` (and ``timeout``, ``prefetch_factor``,
 ``persistent_workers``, ``multiprocessing_context``) are accepted and checked as PyTorch
@@ -87,7 +87,7 @@ def default_collate(batch: list[Any]) -> Any:
     >>> import numpy as np
     >>> xb, yb = default_collate([(np.array([1.0, 2.0]), 0), (np.array([3.0, 4.0]), 1)])
     >>> xb.shape, xb.dtype, yb.tolist(), yb.dtype
-    ((2, 2), symbp.float64, [0, 1], symbp.int64)
+    (symbp.Size([2, 2]), symbp.float64, [0, 1], symbp.int64)
     >>> default_collate([{"x": 1.5}, {"x": 2.5}])
     {'x': tensor([1.5000, 2.5000], dtype=symbp.float64)}
     """
@@ -180,7 +180,7 @@ class DataLoader:
     >>> ds = TensorDataset(symbp.tensor(np.arange(10.0)))
     >>> loader = DataLoader(ds, 4, shuffle=True, drop_last=True, generator=np.random.default_rng(0))
     >>> len(loader), [xb.shape for (xb,) in loader]
-    (2, [(4,), (4,)])
+    (2, [symbp.Size([4]), symbp.Size([4])])
     """
 
     def __init__(
