@@ -45,6 +45,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_model  # benchmarks/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Numba's pass names (``numba:run_pass`` events name them "<pass> [<function>]")
@@ -306,16 +308,6 @@ def measure(case: str, caches: Path, empty: tuple[str, ...]) -> dict[str, Any]:
     if out.returncode:
         raise SystemExit(f"{case}: child failed\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 ORDER = [

@@ -29,22 +29,10 @@ import sys
 import time
 
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 SIZES = (784, 512, 512, 10)
 BATCH = 128
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def worker(kind: str, steps: int) -> None:

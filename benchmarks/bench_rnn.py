@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 SIZES = {
     "full": {"batch": 32, "seq": 64, "hidden": 128, "layers": 2, "vocab": 65},
@@ -123,19 +124,6 @@ def worker(name: str, size: dict, rounds: int) -> None:
         times.append((time.perf_counter() - t0) / per_round)
     result = {"first_s": first_s, "step_s": statistics.median(times), "loss": first_loss}
     print(json.dumps(result))
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -33,21 +33,9 @@ for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA
     os.environ.setdefault(var, THREADS)
 
 import numpy as np  # noqa: E402
+from machine import cpu_model  # noqa: E402 (benchmarks/machine.py, beside this script)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def example(name: str) -> Any:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 THREADS = "2"
 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -47,19 +48,6 @@ QUICK_SIZES = {"V": 50, "D": 8, "L": 4, "F": 3, "C": 3, "B": 8}
 LR = 0.1
 WARMUP = 3  # steps before timing: compile, thread pools; their losses are compared
 TARGET = 3.0  # issue 12: >= 3x PyTorch eager per step
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def data(s: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ query, key and value projections, ``in_proj_bias`` [3E], ``out_proj`` a Linear; 
 >>> mha = symbp.nn.MultiheadAttention(8, 2, batch_first=True)
 >>> out, w = mha(*[symbp.ones(3, 5, 8)] * 3)
 >>> out.shape, w.shape
-((3, 5, 8), (3, 5, 5))
+(symbp.Size([3, 5, 8]), symbp.Size([3, 5, 5]))
 """
 
 from __future__ import annotations

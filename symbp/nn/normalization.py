@@ -4,7 +4,7 @@ and variances over dims.
 
 >>> import symbp
 >>> symbp.nn.LayerNorm(4)(symbp.ones(2, 4)).shape
-(2, 4)
+symbp.Size([2, 4])
 """
 
 from __future__ import annotations

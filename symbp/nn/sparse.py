@@ -3,7 +3,7 @@
 >>> import numpy as np, symbp
 >>> emb = symbp.nn.Embedding(10, 3, padding_idx=0)
 >>> emb(symbp.tensor(np.array([[0, 4]]))).shape
-(1, 2, 3)
+symbp.Size([1, 2, 3])
 """
 
 from __future__ import annotations
