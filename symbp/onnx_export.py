@@ -350,7 +350,7 @@ class _Formula:
             h0 = self.num(args[1]) if len(args) > 1 else self.k(0.5)
             below = self.op("Where", self.op("Less", x[0], self.k(0)), self.k(0), h0)
             return self.op("Where", self.op("Greater", x[0], self.k(0)), self.k(1), below)
-        if f is sympy.atan2:
+        if isinstance(f, type) and issubclass(f, sympy.atan2):  # symbp.scalar.atan2 too
             return self._atan2(x[0], x[1])
         raise self.unsupported(f"the function {f.__name__}")
 
@@ -878,7 +878,8 @@ def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
     names: dict[Node, str] = {xnode: "input"}
     leaves: dict[Node, np.ndarray] = {p.node: p._data for p in traced.params.values()}
     for u in buffers:  # a buffer is a Tensor (PyTorch's), its array behind it
-        leaves[u.read] = np.asarray(getattr(u.module._buffers[u.buffer], "_data", None))
+        b = u.module._buffers[u.buffer]
+        leaves[u.read] = np.asarray(getattr(b, "_data", b))
     leaves.update(traced.constants)
     for leaf, value in leaves.items():
         names[leaf] = g.initializer(np.asarray(value, dtype=leaf.dtype), _leaf_name(leaf.arg))

@@ -109,7 +109,8 @@ def test_printer_numba_safe_forms():
     assert numba_code(sympy.Heaviside(x, 0), names, "f32") == "(f32(1.0) if a[i] > 0 else f32(0.0))"
     pw = numba_code(sympy.Piecewise((x, x > y), (y, True)), names)
     assert pw == "(a[i] if (a[i] > b[i]) else b[i])" and "select" not in pw
-    assert numba_code(sympy.Max(x, y), names) == "(b[i] if a[i] < b[i] else a[i])"
+    # a NaN from either side propagates, as torch.maximum's (a NaN in a[i] fails the tests)
+    assert numba_code(sympy.Max(x, y), names) == "(b[i] if a[i] < b[i] or b[i] != b[i] else a[i])"
     assert numba_code(x**2 + 1 / sympy.sqrt(y), names) == "(a[i]*a[i]) + 1.0/math.sqrt(b[i])"
     assert numba_code(y / x**2, names) == "b[i]/(a[i]*a[i])"
     sig = numba_code(symbp.scalar.sigmoid(x), names, "f64")
