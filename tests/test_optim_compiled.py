@@ -6,6 +6,7 @@ for the six tensors of a small MLP), so every option is checked in one program.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -384,7 +385,8 @@ def test_state_dict_round_trip():
     model = symbp.compile(net, _loss, opt)
     for _ in range(3):
         model.step(x, y)
-    saved_net, saved_opt = net.state_dict(), opt.state_dict()
+    # a snapshot, as in PyTorch: state_dict() values share the model's (and state's) memory
+    saved_net, saved_opt = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
     assert all(st["step"] == 3 for st in saved_opt["state"].values())
     after = []
     for _ in range(2):
