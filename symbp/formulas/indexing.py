@@ -11,7 +11,7 @@ import sympy
 
 from symbp.formulas.layout import _ATOM
 from symbp.formulas.text import FUNCTIONS, TextPrinter
-from symbp.formulas.vocabulary import TENSOR_NUMPY, TENSOR_SHAPES, Broadcast, TensorOp
+from symbp.formulas.vocabulary import TENSOR_NUMPY, TENSOR_SHAPES, Broadcast, Literal, TensorOp
 from symbp.ir import B
 
 # -- issue 12 . indexing (rows of this family go below this line)
@@ -21,29 +21,10 @@ from symbp.ir import B
 # placement as place(δ at x[:, 2:5]), a scatter-add as scatter_add(δ at labels).
 
 
-class Key(sympy.Atom):
-    """A static argument of an indexing op as a plain Python literal (``evaluate``
-    lambdifies it): slices as (start, stop, step) with a batch-relative bound negative, as
-    Python writes x[:-1]; a batch dim of a shape as None (the data's own)."""
-
-    is_commutative = True
-    value: Any
-
-    def __new__(cls, value: Any) -> Key:
-        obj = super().__new__(cls)
-        obj.value = value
-        return obj
-
-    def _hashable_content(self) -> tuple:
-        return (self.value,)
-
-    def _numpycode(self, printer: Any) -> str:
-        return repr(self.value)
-
-    _lambdacode = _pythoncode = _numpycode
-
-    def _sympystr(self, printer: Any) -> str:
-        return str(self.value)
+class Key(Literal):
+    """A static argument of an indexing op as a plain Python literal: slices as (start,
+    stop, step) with a batch-relative bound negative, as Python writes x[:-1]; a batch dim
+    of a shape as None (the data's own)."""
 
 
 def _bound(v: Any) -> int | None:

@@ -89,14 +89,14 @@ class LogSoftmax(TensorOp):
     nargs = 2
 
 
-class Static(sympy.Atom):
-    """A static argument that is no number (a convolution's ``Conv2dArg`` and output shape):
-    compared by value, handed to NumPy as a Python literal (``evaluate`` lambdifies it)."""
+class Literal(sympy.Atom):
+    """A static argument that is no SymPy number: compared by value, handed to NumPy as a
+    Python literal (``evaluate`` lambdifies it), printed as ``str(value)``."""
 
     is_commutative = True
     value: Any
 
-    def __new__(cls, value: Any) -> Static:
+    def __new__(cls, value: Any) -> Literal:
         obj = super().__new__(cls)
         obj.value = value
         return obj
@@ -105,10 +105,23 @@ class Static(sympy.Atom):
         return (self.value,)
 
     def _numpycode(self, printer: Any) -> str:
+        return repr(self.value)
+
+    def _lambdacode(self, printer: Any) -> str:
+        return self._numpycode(printer)
+
+    _pythoncode = _lambdacode
+
+    def _sympystr(self, printer: Any) -> str:
+        return str(self.value)
+
+
+class Static(Literal):
+    """A convolution's static argument: its ``Conv2dArg`` and output shape."""
+
+    def _numpycode(self, printer: Any) -> str:
         arg, shape = self.value
         return repr((arg, tuple(int(d) for d in shape[2:])))  # the batch B stays out
-
-    _lambdacode = _pythoncode = _numpycode
 
     def _sympystr(self, printer: Any) -> str:
         return str(self.value[0])
