@@ -425,6 +425,8 @@ class _Program:
             status = self.first_call(self.mod.train, args)
             self.warm = True
             self.call = _entry_point(self.mod.train)
+            if _calls_blas(self.mod):
+                self.call = runtime.one_blas_thread(self.call)
         if status and not (where == "fit" and status in (NONFINITE_LOSS, NONFINITE_GRAD)):
             self.failed(status, where, x, y)
         self.fast = None if self.distributed else self._fast_step()  # the arenas may have grown
@@ -574,6 +576,14 @@ def _entry_point(dispatcher: Any) -> Callable[..., Any]:
         return dispatcher.overloads[sig].entry_point  # type: ignore[no-any-return]
     except (ValueError, AttributeError, KeyError):
         return dispatcher  # type: ignore[no-any-return]
+
+
+def _calls_blas(mod: Any) -> bool:
+    """Whether a generated module calls BLAS (``np.dot``); read once per module."""
+    blas = getattr(mod, "_symbp_calls_blas", None)
+    if blas is None:
+        blas = mod._symbp_calls_blas = "np.dot(" in model_source(mod)
+    return bool(blas)
 
 
 def model_source(mod: Any) -> str:
@@ -1151,7 +1161,8 @@ class CompiledModel:
         if len(X):
             bs = max(1, min(batch_size, len(X)))
             ar = runtime.Arenas(spec, np.dtype(spec["dtype"]), bs)
-            mod.predict(X, bs, ar.work, ar.iwork, out, *(p._data for p in params))
+            run = runtime.one_blas_thread(mod.predict) if _calls_blas(mod) else mod.predict
+            run(X, bs, ar.work, ar.iwork, out, *(p._data for p in params))
         return out
 
     def evaluate(

@@ -44,6 +44,61 @@ def prefer_openmp() -> None:
     os.environ.setdefault("MKL_THREADING_LAYER", "GNU")
 
 
+def one_blas_thread(fn: Any) -> Any:
+    """``fn`` (a compiled program's entry point) calling OpenBLAS on one thread, its caller's.
+
+    A program calls BLAS (``np.dot``) only for mid-sized products its own kernels do not take,
+    between parallel regions of its own. After each call OpenBLAS's pool threads spin, waiting
+    for more work, on the cores Numba's threads need next: measured on a 2-core Xeon (model
+    167), W3's step (``benchmarks/bench.py``) took 26-33 ms with 2 Numba threads against 4.0 ms
+    with one, and 3.3 ms with OpenBLAS held to one thread. So the calling thread's OpenBLAS
+    thread count is 1 for the call (``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27, in
+    every OpenBLAS the process has loaded: NumPy's and SciPy's, which Numba calls) and restored
+    after it, so the host's own BLAS calls keep their threads; 4 calls of ~0.2 us a step. Where
+    no such OpenBLAS is loaded (MKL, Accelerate, an older OpenBLAS), ``fn`` itself."""
+    setters = _openblas_thread_setters()
+    if not setters:
+        return fn
+
+    def call(*args: Any) -> Any:
+        before = [set_threads(1) for set_threads in setters]
+        try:
+            return fn(*args)
+        finally:
+            for set_threads, n in zip(setters, before):
+                set_threads(n)
+
+    return call
+
+
+def _openblas_thread_setters() -> list[Any]:
+    """``openblas_set_num_threads_local`` of each OpenBLAS library loaded in this process."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:  # Linux; elsewhere, the wheels' own copies
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        import glob
+
+        paths = set()
+        for pkg in ("numpy", "scipy"):
+            mod = sys.modules.get(pkg)
+            if mod is not None and mod.__file__:
+                site = os.path.dirname(os.path.dirname(mod.__file__))
+                for sub in (f"{pkg}.libs", os.path.join(pkg, ".dylibs")):
+                    paths.update(glob.glob(os.path.join(site, sub, "*openblas*")))
+    setters = []
+    for path in sorted(p for p in paths if os.path.isabs(p)):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        setters.append(fn)
+    return setters
+
+
 def module_text(source: str, spec: dict[str, Any]) -> str:
     return f"{source}\n\nSPEC = {spec!r}\n"
 
