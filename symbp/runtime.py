@@ -23,25 +23,40 @@ from symbp import cache
 _LOADED: dict[str, types.ModuleType] = {}
 
 
-def prefer_openmp() -> None:
-    """Run Numba's parallel regions on its OpenMP layer (GNU libgomp), and MKL's threads on the
-    same runtime, unless ``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY`` says
-    otherwise. Numba's default, TBB, starts and joins a region more slowly: measured with
-    ``benchmarks/bench_cnn.py`` (3 processes each, same run), the digits CNN 17.8 -> 14.0 ms an
-    epoch and the tutorial CNN 15.0 -> 12.6 ms a step, whose convolution kernels each open one
-    region a call. One OpenMP runtime, not two: MKL would otherwise bring Intel's, whose
-    threads spin for 200 ms after each product. Call before Numba starts its threads and before
-    MKL is loaded; where libgomp is missing, Numba's own order of layers stays."""
+_PREFERRED = False  # prefer_openmp has run
+
+
+def openmp_available() -> bool:
+    """Whether Numba's OpenMP layer can load here, and no environment variable chose a layer."""
     if {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
-        return
+        return False
     try:
         from numba.np.ufunc import omppool  # type: ignore[attr-defined]  # noqa: F401
     except ImportError:
-        return
-    import numba
+        return False
+    return True
 
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]  # type: ignore[attr-defined]
-    os.environ.setdefault("MKL_THREADING_LAYER", "GNU")
+
+def prefer_openmp() -> None:
+    """Run Numba's parallel regions on its OpenMP layer (GNU libgomp), unless
+    ``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY`` says otherwise. Numba's
+    default, TBB, starts and joins a region more slowly: measured with
+    ``benchmarks/bench_cnn.py`` (3 processes each, same run), the digits CNN 17.8 -> 14.0 ms an
+    epoch and the tutorial CNN 15.0 -> 12.6 ms a step, whose convolution kernels each open one
+    region a call. Where libgomp is missing, Numba's own order of layers stays.
+
+    This sets Numba's order of layers for the whole process, so symbp does it when it first
+    loads a program or a library kernel (``load``, ``conv_kernels.need``), not on import: a
+    host that only imports symbp, or starts Numba's threads itself first, keeps its own
+    choice (Numba fixes the layer when its threads start)."""
+    global _PREFERRED
+    if _PREFERRED:
+        return
+    _PREFERRED = True
+    if openmp_available():
+        import numba
+
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]  # type: ignore[attr-defined]
 
 
 def one_blas_thread(fn: Any) -> Any:
@@ -113,6 +128,7 @@ def load(key: str, text: str | None = None) -> types.ModuleType:
     mod = _LOADED.get(key)
     if mod is not None and text is None:
         return mod
+    prefer_openmp()  # before the module's kernels start Numba's threads
     if text is not None:
         body = text.partition("\n")[2] if text.startswith(cache.MAGIC) else text
         path = cache.write_entry(key, body)

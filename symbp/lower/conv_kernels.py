@@ -12,6 +12,7 @@ import numpy as np
 from numba import carray, cfunc, njit, prange, types
 
 from symbp.lower.simd import vbload, vfma, vload, vstore, vzero
+from symbp.runtime import prefer_openmp
 
 # Scratch arrays per worker (images are split into this many chunks). A constant: a call to
 # numba.get_num_threads() would keep Numba from caching the kernels. Any value is correct.
@@ -32,6 +33,7 @@ _ENTRIES: dict[str, Any] = {}  # name -> its compiled cfunc, kept alive
 def need(*names: str) -> tuple[str, ...]:
     """Compile (or load from Numba's cache) the C entry points of these kernels and register
     each under its symbol, before a program that calls them is compiled or loaded."""
+    prefer_openmp()  # before the first of them starts Numba's threads
     for name in names:
         if name not in _ENTRIES:
             if not name.startswith("matmul_small"):  # parallel: its cached code needs the

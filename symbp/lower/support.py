@@ -27,6 +27,12 @@ def _find_mkl() -> str | None:
             try:
                 import llvmlite.binding as llvm
 
+                from symbp import runtime
+
+                # one OpenMP runtime, not two: MKL would otherwise bring Intel's, whose threads
+                # spin for 200 ms after each product (set before MKL loads; symbp loads it)
+                if runtime.openmp_available():
+                    os.environ.setdefault("MKL_THREADING_LAYER", "GNU")
                 llvm.load_library_permanently(path)  # its symbols resolve in compiled code
                 return path
             except (OSError, RuntimeError):

@@ -1,8 +1,13 @@
-"""A program that calls BLAS runs OpenBLAS on its caller's thread alone, and gives the host's
-thread count back (symbp.runtime.one_blas_thread): OpenBLAS's pool, spinning after each call,
-otherwise took the cores Numba's threads need next."""
+"""What symbp does to its host's threads: a program that calls BLAS runs OpenBLAS on its
+caller's thread alone and gives the host's thread count back (symbp.runtime.one_blas_thread:
+OpenBLAS's pool, spinning after each call, otherwise took the cores Numba's threads need
+next); Numba's threading layer is chosen when symbp first loads a program, not on import."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -82,3 +87,30 @@ def test_program_with_blas_products_trains_as_torch():
     assert compiled._calls_blas(model._train.mod)
     pred = model.predict(x)
     np.testing.assert_allclose(pred, tnet(torch.from_numpy(x)).detach().numpy(), rtol=1e-9)
+
+
+_HOST = """
+import numba, numpy as np
+default = list(numba.config.THREADING_LAYER_PRIORITY)
+import symbp
+from symbp import nn, optim
+assert list(numba.config.THREADING_LAYER_PRIORITY) == default, "import changed the layer order"
+net = nn.Sequential(nn.Linear(3, 2))
+model = symbp.compile(net, nn.MSELoss(), optim.SGD(net.parameters(), lr=0.1))
+model.step(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32))
+print(numba.config.THREADING_LAYER_PRIORITY[0])
+"""
+
+
+def test_import_leaves_numbas_threading_layer_alone(tmp_path):
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401
+    except ImportError:
+        pytest.skip("Numba's OpenMP layer does not load here")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_THREADING_LAYER")}
+    env["SYMBP_CACHE_DIR"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", _HOST], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "omp"  # chosen once symbp loaded its first program
