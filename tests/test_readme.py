@@ -27,7 +27,10 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["pip install . && symbp demo", 'pip install ".[test]" && python -m pytest']
+COMMANDS = [
+    "pip install . && symbp demo",
+    'pip install ".[test]" && python -m pytest -n auto --dist loadfile',
+]
 
 
 def quick_start_commands() -> list[str]:
