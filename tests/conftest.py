@@ -123,7 +123,7 @@ def _session_cache(tmp_path_factory):
 #   below). Each worker has its own session cache (pytest gives each its own base temp), so
 #   workers never write one entry at once; ``loadfile`` keeps a module's tests, which share
 #   programs, in one worker. Measured on a quiet 2-core Xeon (model 167), the full suite:
-#   about 50 min in one process (CI, 2 December 2026), 24 min with ``-n auto`` (2 workers).
+#   about 50 min in one process, 17 min with ``-n auto`` (2 workers; CI, 2 December 2026).
 #   ``benchmarks/bench_compile.py`` shows where a compile goes.
 # - Subprocesses: run several checks per interpreter (tests/test_cli.py's ``run_many`` calls
 #   ``symbp.cli.main`` once per command line in one subprocess). A subprocess inherits the
