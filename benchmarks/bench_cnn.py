@@ -63,12 +63,12 @@ def init(net: Any) -> None:
         shape = tuple(p.shape)
         fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
         value = rng.uniform(-1, 1, shape).astype(np.float32) / np.sqrt(fan_in)
-        if hasattr(p, "copy_"):  # torch
+        if type(p).__module__.startswith("torch"):
             import torch
 
             with torch.no_grad():
                 p.copy_(torch.from_numpy(value))
-        else:
+        else:  # symbp's Parameter has copy_ too (under symbp.no_grad); .data is plainer
             p.data = value
 
 
