@@ -8,6 +8,7 @@ the generated lines). ``Arenas`` are the flat arrays the generated code carves i
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import linecache
 import os
@@ -86,9 +87,14 @@ def one_blas_thread(fn: Any) -> Any:
     return call
 
 
-def _openblas_thread_setters() -> list[Any]:
-    """``openblas_set_num_threads_local`` of each OpenBLAS library loaded in this process."""
+@functools.cache
+def _openblas_thread_setters() -> tuple[Any, ...]:
+    """``openblas_set_num_threads_local`` of each OpenBLAS library loaded in this process,
+    found once. SciPy's BLAS, the one Numba's ``np.dot`` calls, is loaded first: Numba itself
+    loads it only at a program's first product, which may come after this runs."""
     import ctypes
+
+    import scipy.linalg.cython_blas  # noqa: F401
 
     try:
         with open("/proc/self/maps") as maps:  # Linux; elsewhere, the wheels' own copies
@@ -111,7 +117,7 @@ def _openblas_thread_setters() -> list[Any]:
             continue
         fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
         setters.append(fn)
-    return setters
+    return tuple(setters)
 
 
 def module_text(source: str, spec: dict[str, Any]) -> str:

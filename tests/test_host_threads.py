@@ -19,8 +19,6 @@ torch = pytest.importorskip("torch")
 
 
 def _setters():
-    import scipy.linalg.cython_blas  # noqa: F401  (the OpenBLAS Numba's np.dot calls)
-
     setters = runtime._openblas_thread_setters()
     if not setters:
         pytest.skip("no OpenBLAS with openblas_set_num_threads_local in this process")
@@ -69,10 +67,8 @@ def test_program_with_blas_products_trains_as_torch():
     tnet = torch.nn.Sequential(
         torch.nn.Linear(200, 10), torch.nn.Tanh(), torch.nn.Linear(10, 3)
     ).double()
-    with torch.no_grad():
-        for (_, p), (_, q) in zip(net.named_parameters(), tnet.named_parameters()):
-            q.copy_(torch.from_numpy(np.asarray(p.detach().numpy(), np.float64)))
     net = net.double()
+    tnet.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in net.state_dict().items()})
     model = symbp.compile(net, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.1))
     topt = torch.optim.SGD(tnet.parameters(), lr=0.1)
     rng = np.random.default_rng(0)
