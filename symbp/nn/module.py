@@ -95,12 +95,15 @@ class Module:
                 )
             self.register_buffer(name, value)  # m.running_mean = t: still the buffer, as PyTorch
             return
+        target = (
+            self._parameters if isinstance(value, Parameter)
+            else self._modules if isinstance(value, Module) else None
+        )  # fmt: skip
         for table in (self._parameters, self._modules, self._buffers):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+            if table is not target:
+                table.pop(name, None)
+        if target is not None:  # a name assigned again keeps its place, as in PyTorch
+            target[name] = value
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
