@@ -259,6 +259,7 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     "reshape": _LINEAR,
     "transpose": _LINEAR,
     "detach": _NO_GRADIENT,
+    "psum": _LINEAR,
     "onehot": _NO_GRADIENT,
     "sum": _LINEAR,
     "max": _max_kink,

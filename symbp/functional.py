@@ -244,6 +244,22 @@ def _as_stat(stat: Any, like: Tensor, name: str) -> Tensor:
     return T.cast(t, like.dtype)
 
 
+def _world_size() -> int:
+    from symbp import distributed
+
+    return distributed.world_size()
+
+
+def _psum(x: Tensor) -> Tensor:
+    """``x`` summed over the ranks of a data-parallel job (``ops.AllReduce``)."""
+    return T._unary_node(ops.psum(x.node), x)
+
+
+def _count(count: Any, like: Tensor) -> Tensor:
+    """The number ``count`` (maybe in the batch size B) as a 0-d constant of ``like``'s dtype."""
+    return T._result(ops.const(count, (), like.dtype), [like], requires_grad=False)
+
+
 def batch_norm_parts(
     x: Tensor,
     running_mean: Any,
@@ -253,12 +269,16 @@ def batch_norm_parts(
     training: bool,
     momentum: float,
     eps: float,
+    sync: bool = False,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """(output, new running mean, new running variance); the new statistics are None unless
     ``training`` with running statistics given. No side effects: the caller writes them back.
 
     Training normalises with the batch's biased variance and moves the running variance
     toward the unbiased one, as PyTorch; otherwise the running statistics normalise.
+    ``sync``: the batch statistics are those of the whole batch across the ranks of a
+    data-parallel job (``nn.SyncBatchNorm``): the per-channel sums, the sums of squared
+    deviations from the global mean and the counts are summed over the ranks (``ops.psum``).
     """
     if x.ndim < 2:
         raise shape_error(f"batch_norm: expects an input [N, C, ...], got {shape_str(x.shape)}")
@@ -268,20 +288,31 @@ def batch_norm_parts(
     new_mean = new_var = None
     if training or running_mean is None:
         count = numel(tuple(x.shape[a] for a in axes))
-        if isinstance(count, int) and count <= 1 and training:
+        alone = not sync or _world_size() == 1
+        if isinstance(count, int) and count <= 1 and training and alone:
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input size "
                 f"{list(x.shape)}"
             )
-        mean = T.mean(x, axes, keepdim=True)
-        centred = x - mean
-        var = T.mean(centred * centred, axes, keepdim=True)
+        if sync:  # two passes over the data, as the stable variance takes
+            total = _psum(T.sum(x, axes, keepdim=True))
+            n_all = _psum(_count(count, x))
+            mean = total / n_all
+            centred = x - mean
+            var = _psum(T.sum(centred * centred, axes, keepdim=True)) / n_all
+        else:
+            mean = T.mean(x, axes, keepdim=True)
+            centred = x - mean
+            var = T.mean(centred * centred, axes, keepdim=True)
         y = centred / (var + eps).sqrt()
         if training and running_mean is not None:
             rm = _as_stat(running_mean, x, "running_mean")
             rv = _as_stat(running_var, x, "running_var")
-            n = sympy.sympify(count)
-            unbiased = var.detach().reshape(c) * (n / (n - 1))
+            if sync:
+                unbiased = (var * (n_all / (n_all - 1))).detach().reshape(c)
+            else:
+                n = sympy.sympify(count)
+                unbiased = var.detach().reshape(c) * (n / (n - 1))
             new_mean = rm * (1 - momentum) + mean.detach().reshape(c) * momentum
             new_var = rv * (1 - momentum) + unbiased * momentum
     else:

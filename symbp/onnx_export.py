@@ -764,6 +764,7 @@ def _expand(g: _Graph, node: Node, names: dict[Node, str]) -> str:
 ONNX: dict[str, Callable[..., str] | ops.NotApplicable] = {
     "input": ops.NotApplicable("a graph input or an initializer, named not computed"),
     "detach": ops.NotApplicable("the identity in inference: its source's name"),
+    "psum": ops.NotApplicable("a sum across ranks: in one process, its source's name"),
     "function": ops.NotApplicable("a custom autograd.Function's output: its forward's, src[0]"),
     "const": _const,
     "ew": _ew,
@@ -830,7 +831,7 @@ def _layer(node: Node, users: dict[Node, list[Node]]) -> str:
 
 # Ops whose value is their first source's: in inference, its name (a custom Function's other
 # sources feed only its backward, and are not written)
-_ALIASES = ("detach", "function")
+_ALIASES = ("detach", "psum", "function")
 
 
 def _needed(out: Node) -> list[Node]:

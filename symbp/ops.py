@@ -1258,6 +1258,46 @@ def bernoulli(seed: Node, prob: float, shape: Shape, dtype: np.dtype) -> Node:
 # ---------------------------------------------------------------- end of convolution and pooling
 
 
+# ---------------------------------------------------------------- across ranks (issue 18)
+
+
+@register
+class AllReduce(Op):
+    """The sum of a tensor over the ranks of a data-parallel job: the same value on every rank
+    (MPI's allreduce). In a single process it is the identity. ``SyncBatchNorm`` sums its
+    batch statistics with it, so each rank normalises by the statistics of the whole batch.
+
+    Its adjoint is again a sum over ranks, of the cotangents: each rank's output is read on
+    every rank. ``arg`` says which it is, "sum" or "adjoint": a compiled data-parallel
+    program (``symbp.lower.program._distributed``) weights each rank's loss by its share of
+    the global batch, so an adjoint sum adds the cotangents weighted by those shares.
+    Eagerly under ``symbp.distributed`` both are plain sums, as PyTorch's SyncBatchNorm."""
+
+    name = "psum"
+
+    def infer(self, src, arg):
+        if arg not in ("sum", "adjoint"):
+            raise shape_error(f"psum: arg must be 'sum' or 'adjoint', got {arg!r}")
+        return src[0].shape, src[0].dtype
+
+    def numpy(self, node, vals, dims):
+        (x,) = vals
+        if x.dtype == object:  # formulas describe one process: its own value
+            return x
+        from symbp import distributed
+
+        if distributed.world_size() == 1:
+            return x
+        return distributed.all_reduce(np.array(x, dtype=node.dtype, order="C"))
+
+    def adjoint(self, node, ct):
+        return (make("psum", (ct,), "adjoint"),)
+
+
+def psum(x: Node, adjoint: bool = False) -> Node:
+    return make("psum", (x,), "adjoint" if adjoint else "sum")
+
+
 # ---------------------------------------------------------------- the tensor language (issue 12)
 # -- issue 12 . math (rows of this family go below this line)
 def _infinities(posinf, neginf, big):

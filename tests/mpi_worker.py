@@ -52,6 +52,14 @@ def bn_mlp():
     return nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).double()
 
 
+def sync_bn_cnn():
+    """A CNN with batch norm over images, converted to SyncBatchNorm as PyTorch users do."""
+    symbp.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(27, 4)).double()  # fmt: skip
+    return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+
+
 def stats(net):
     """The running statistics, flat (a buffer may be an array or a Tensor)."""
     bn = net[1]
@@ -122,6 +130,32 @@ def main(SCENARIO: str, OUT: str) -> None:
         for k in range(4):
             model.step(X[9 * k : 9 * k + 9], y[9 * k : 9 * k + 9])
         results.update(final=params(net), stats=stats(net))
+    elif SCENARIO == "syncbn":  # statistics of the whole batch: N ranks train as one process
+        net = sync_bn_cnn()
+        opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        model = symbp.compile(net, nn.CrossEntropyLoss(), opt, distributed=True)
+        X, y = cnn_data()
+        per_epoch = []
+        hist = model.fit(X, y, epochs=2, batch_size=6, seed=3,
+                         callback=lambda e, h: per_epoch.append(params(net)))  # fmt: skip
+        results.update(per_epoch=np.array(per_epoch), loss=np.array(hist["loss"]),
+                       stats=stats(net))  # fmt: skip
+        # 3 rows on 4 ranks: one rank has none, and still takes part in every sum
+        loss1, grads = model.loss_and_grads(X[:3], y[:3])
+        results["lg_loss"] = np.array(loss1)
+        results["lg_grads"] = np.concatenate([g.ravel() for g in grads.values()])
+        # eagerly: each rank its half of 8 rows, PyTorch's SyncBatchNorm semantics (the sum
+        # of the ranks' losses), gradients averaged over the ranks by hand as DDP does
+        eager = sync_bn_cnn()
+        r, n = dist.rank(), dist.world_size()
+        lo, hi = 8 * r // n, 8 * (r + 1) // n
+        out = eager(symbp.tensor(X[lo:hi]))
+        nn.CrossEntropyLoss()(out, symbp.tensor(y[lo:hi])).backward()
+        results["eager_out"] = out.detach().numpy()
+        results["eager_grads"] = np.concatenate(
+            [dist.all_reduce(p.grad.numpy().copy(), "mean").ravel() for p in eager.parameters()]
+        )
+        results["eager_stats"] = stats(eager)
     elif SCENARIO == "kill":  # checkpoints every epoch; the last rank dies after epoch 2
         model = dropout_model()
         X, y = mlp_data()

@@ -189,8 +189,14 @@ def bn2d_net(nn_, momentum=0.1):
     )  # fmt: skip
 
 
+def bn2d_sync_net(nn_, momentum=0.1):
+    """bn2d_net with its batch norm converted to SyncBatchNorm: in one process, batch norm."""
+    return nn_.SyncBatchNorm.convert_sync_batchnorm(bn2d_net(nn_, momentum))
+
+
 NETS = {
     "bn1d": (bn1d_net, 0.1, (5,), 3),
+    "bn2d-sync": (bn2d_sync_net, 0.1, (2, 5, 5), 4),
     "bn1d-momentum0.3": (bn1d_net, 0.3, (5,), 3),
     "bn2d": (bn2d_net, 0.1, (2, 5, 5), 4),
 }

@@ -510,6 +510,82 @@ def test_batch_norm_train_and_eval_against_torch(cls, shape, options, rng, torch
             np.testing.assert_allclose(v, state[k], rtol=1e-12, err_msg=k)
 
 
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (3, 3, 4, 5), (2, 3, 2, 3, 2)])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"affine": False}, {"momentum": None}, {"track_running_stats": False}],
+    ids=["default", "no-affine", "cumulative", "no-running"],
+)
+def test_sync_batch_norm_in_one_process_against_torch(shape, options, rng, torch):
+    """Outside a data-parallel job SyncBatchNorm is batch norm over any [N, C, ...] input,
+    as PyTorch's is (which falls back to batch_norm there); tests/test_distributed.py runs
+    it on N ranks."""
+    ours = nn.SyncBatchNorm(3, dtype=np.float64, **options)
+    theirs = torch.nn.SyncBatchNorm(3, dtype=torch.float64, **options)
+    assert repr(ours) == repr(theirs)
+    for mode in ("train", "train", "eval", "train"):
+        getattr(ours, mode)()
+        getattr(theirs, mode)()
+        x = rng.normal(1.0, 2.0, size=shape)
+        r = rng.normal(size=shape)
+        xs, xt = symbp.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, yt = ours(xs), theirs(xt)
+        np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-10)
+        (y * symbp.tensor(r)).sum().backward()
+        (yt * torch.tensor(r)).sum().backward()
+        np.testing.assert_allclose(xs.grad, xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+        state = {k: v.numpy() for k, v in theirs.state_dict().items()}
+        assert sorted(ours.state_dict()) == sorted(state)
+        for k, v in ours.state_dict().items():
+            np.testing.assert_allclose(v, state[k], rtol=1e-12, err_msg=k)
+
+
+def test_convert_sync_batchnorm_as_torch(torch):
+    def build(lib):
+        return lib.Sequential(
+            lib.Conv2d(1, 2, 3), lib.BatchNorm2d(2, momentum=0.3),
+            lib.Sequential(lib.Flatten(), lib.Linear(8, 4), lib.BatchNorm1d(4, affine=False)),
+            lib.ReLU(),
+        )  # fmt: skip
+
+    ours, theirs = build(nn), build(torch.nn)
+    ours[2].eval()
+    theirs[2].eval()
+    params = [id(p) for p in ours.parameters()]
+    running = ours[1].running_mean
+    ours = nn.SyncBatchNorm.convert_sync_batchnorm(ours)
+    theirs = torch.nn.SyncBatchNorm.convert_sync_batchnorm(theirs)
+    assert repr(ours) == repr(theirs)  # the same layers, in the same places
+    assert [(k, m.training) for k, m in ours.named_modules()] == [
+        (k, m.training) for k, m in theirs.named_modules()
+    ]
+    assert [id(p) for p in ours.parameters()] == params  # the same parameters, not copies
+    assert ours[1].running_mean is running
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    lone = nn.SyncBatchNorm.convert_sync_batchnorm(nn.BatchNorm1d(3))
+    assert type(lone) is nn.SyncBatchNorm and lone.num_features == 3
+    with pytest.raises(NotImplementedError, match="process_group"):
+        nn.SyncBatchNorm(3, process_group=object())
+    with pytest.raises(ValueError, match="at least 2D input"):
+        nn.SyncBatchNorm(3)(symbp.tensor(np.ones(3)))
+
+
+def test_a_module_assigned_again_keeps_its_place(torch):
+    """``net.a = other`` for an existing submodule replaces it where it was, as in PyTorch
+    (what convert_sync_batchnorm relies on); a new name goes last."""
+    for lib in (nn, torch.nn):
+        net = lib.Sequential(lib.Linear(2, 3), lib.ReLU(), lib.Linear(3, 1))
+        net[0] = lib.Linear(2, 3, bias=False)
+        net.add_module("1", lib.Tanh())
+        net.extra = lib.Identity()
+        assert [type(m).__name__ for m in net.children()] == [
+            "Linear",
+            "Tanh",
+            "Linear",
+            "Identity",
+        ]
+
+
 def test_batch_norm_float32_and_state_dict_from_torch(rng, torch):
     theirs = torch.nn.BatchNorm2d(4)
     theirs.train()

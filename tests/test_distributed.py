@@ -186,6 +186,47 @@ def test_batch_norm_statistics_per_rank_as_ddp(tmp_path):
     np.testing.assert_array_equal(out[0]["stats"], out[1]["stats"])
 
 
+def _plain_bn_cnn():
+    """sync_bn_cnn as it was before the conversion: plain BatchNorm2d, the same weights."""
+    symbp.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(27, 4)).double()  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_sync_batch_norm_equals_one_process(n, tmp_path):
+    """SyncBatchNorm on N ranks normalises by the whole batch's statistics: compiled, the
+    job trains as one process with plain batch norm and the same global batch (4 ranks: the
+    short last batch of 4 rows gives each rank one row, and 3 rows leave one rank none);
+    eagerly, each rank's outputs are its rows of the whole batch's, and the gradients,
+    averaged over the ranks as DDP does, are the whole batch's."""
+    done = run("syncbn", n, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = ranks(tmp_path, n)
+    net = _plain_bn_cnn()
+    opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    model = symbp.compile(net, nn.CrossEntropyLoss(), opt)
+    X, y = W.cnn_data()
+    per_epoch = []
+    hist = model.fit(X, y, epochs=2, batch_size=6, seed=3,
+                     callback=lambda e, h: per_epoch.append(W.params(net)))  # fmt: skip
+    lg_loss, grads = model.loss_and_grads(X[:3], y[:3])
+    eager = _plain_bn_cnn()
+    whole = eager(symbp.tensor(X[:8]))
+    nn.CrossEntropyLoss()(whole, symbp.tensor(y[:8])).backward()
+    for r, got in enumerate(out):
+        _close(got["per_epoch"], np.array(per_epoch))
+        _close(got["loss"], hist["loss"])
+        _close(got["stats"], W.stats(net))
+        _close(got["lg_loss"], lg_loss)
+        _close(got["lg_grads"], np.concatenate([g.ravel() for g in grads.values()]))
+        _close(got["eager_out"], whole.detach().numpy()[8 * r // n : 8 * (r + 1) // n])
+        _close(got["eager_grads"], np.concatenate([p.grad.numpy().ravel()
+                                                   for p in eager.parameters()]))  # fmt: skip
+        _close(got["eager_stats"], W.stats(eager))
+        np.testing.assert_array_equal(got["per_epoch"], out[0]["per_epoch"])  # bit-identical
+
+
 def test_a_world_of_one():
     _mpiexec()  # MPI installed (or a skip)
     import symbp.distributed as dist

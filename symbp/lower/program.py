@@ -25,7 +25,7 @@ from numba.core.registry import CPUDispatcher as Dispatcher
 
 from symbp.ir import B, Node, numel, toposort, type_str
 from symbp.lower import conv_kernels
-from symbp.lower.emit import Emitter, at, dim_code, lowering
+from symbp.lower.emit import Emitter, allreduce_call, at, dim_code, lowering, numel_code
 from symbp.lower.schedule import Buffer, Schedule, Update, ident, schedule
 
 HEADER = '''\
@@ -390,6 +390,7 @@ def lower_train(
 
     em = Emitter(sched, invariant, mkl=use_mkl())
     em.row_offset = "lo" if allreduce else None  # masks by the row's place in the whole batch
+    em.collective = (allreduce, MPI_FAILED) if allreduce else None  # psum nodes (SyncBatchNorm)
     forward = [line for k in sched.kernels if k.phase == "forward" for line in em.kernel(k)]
     backward = [line for k in sched.kernels if k.phase == "backward" for line in em.kernel(k)]
     update: list[str] = []
@@ -469,6 +470,14 @@ def lower_train(
                 g_n,
                 dist_at,
                 [(sh, new) for sh, (_, new) in zip(shared, new_bufs)],
+                [
+                    (k.phase, k.out)
+                    for phase in ("forward", "backward")
+                    for k in sched.kernels
+                    if k.phase == phase
+                    and k.node.op == "psum"
+                    and sched.buffers.get(k.node) is k.out
+                ],  # as the emitter calls them
             )
             if allreduce and dist_at is not None
             else [
@@ -570,6 +579,7 @@ def _distributed(
     g_n: int,
     dist: int | str,
     shared: Sequence[tuple[Buffer, Buffer]] = (),
+    psums: Sequence[tuple[str, Buffer]] = (),
 ) -> list[str]:
     """Forward and backward on this rank's rows, then one allreduce makes the loss and the
     gradients those of the whole batch on every rank: each rank's mean over its B rows is
@@ -577,7 +587,12 @@ def _distributed(
     the gradients to ``dist``) are summed. Every later test (a non-finite loss or gradient)
     sees the global values, so all ranks take the same branch and none is left waiting in a
     collective. A rank with no rows (a short last batch) adds zeros. ``shared``: (a slot in W
-    after ``dist``, a new running statistic): the last rank's values, zeros from the others."""
+    after ``dist``, a new running statistic): the last rank's values, zeros from the others.
+
+    ``psums``: (phase, buffer) of the program's sums across ranks (``ops.AllReduce``, as in
+    SyncBatchNorm's statistics), in the order forward and backward call them. A rank with no
+    rows still takes part in each, adding zeros, so that no rank waits in one forever. The
+    weighted adjoint sums need each rank's share before the backward pass."""
     s = int(dist)
     end = s + 2 + sum(int(_size(sh.shape)) for sh, _ in shared)
     put = [line for sh, new in shared for line in (
@@ -586,7 +601,20 @@ def _distributed(
     take = [f"{new.name}[:] = {sh.name}" for sh, new in shared]
     share_stats = ["        last = ints[9] == ints[10] - 1", f"        if mode & {GRADS}:"]
     share_stats += _indent(put, 3)
+    idle = [
+        line
+        for phase, buf in psums
+        for line in (
+            [f"{buf.name}[:] = 0.0", *allreduce_call(allreduce, buf.name, 0,
+                                                     numel_code(buf.shape), MPI_FAILED)]
+            if phase == "forward"
+            else [f"if mode & {GRADS}:", f"    {buf.name}[:] = 0.0",
+                  *_indent(allreduce_call(allreduce, buf.name, 0, numel_code(buf.shape),
+                                          MPI_FAILED), 1)]
+        )
+    ]  # fmt: skip
     return [
+        "        share = B / BG",
         "        if B > 0:",
         "            # ---- forward (this rank's rows)",
         *_indent(forward, 3),
@@ -595,11 +623,16 @@ def _distributed(
         "                # ---- backward",
         *_indent(backward or ["pass"], 4),
         "        else:",
+        *(
+            ["            # no rows here: zeros into each sum across ranks the others make"]
+            if idle
+            else []
+        ),
+        *_indent(idle, 3),
         "            value = 0.0",
         f"            if mode & {GRADS}:",
         f"                W[{g0}:{g0 + g_n}] = 0.0",
         "        # ---- sum across ranks: the loss and gradients of the whole batch",
-        "        share = B / BG",
         f"        if mode & {GRADS}:",
         f"            for i in range({g0}, {g0 + g_n}):",
         "                W[i] *= share",
@@ -608,11 +641,7 @@ def _distributed(
         *(share_stats if shared else []),
         f"        red0 = {g0} if mode & {GRADS} else {s}",
         f"        red1 = {end} if mode & {GRADS} else {s + 2}",
-        f"        rc = {allreduce}(W, red0, red1 - red0, ints)",
-        "        if rc != 0:",
-        "            ints[0] = t",
-        "            ints[2] = rc",
-        f"            return {MPI_FAILED}",
+        *_indent(allreduce_call(allreduce, "W", "red0", "red1 - red0", MPI_FAILED), 2),
         f"        value = W[{s}]",
         *([f"        if mode & {GRADS}:", *_indent(take, 3)] if shared else []),
         *_loss_check,

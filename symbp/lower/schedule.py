@@ -84,6 +84,8 @@ PLACEMENT: dict[str, Placement] = {
     "maxpool2d_grad": Placement("kernel", "dmaxpool", sources="buffers"),
     "avgpool2d": Placement("kernel", "avgpool", sources="buffers"),
     "avgpool2d_grad": Placement("kernel", "davgpool", sources="buffers"),
+    # a sum across ranks: stored, since MPI sums a buffer in place
+    "psum": Placement("kernel", "psum"),
     # -- issue 12 . math (rows of this family go below this line)
     #
     # -- issue 12 . logic (rows of this family go below this line)

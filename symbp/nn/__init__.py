@@ -11,6 +11,7 @@ from symbp.nn.conv import (
     Dropout,
     MaxPool2d,
     StateUpdate,
+    SyncBatchNorm,
     state_updates,
 )
 from symbp.nn.layers import (
@@ -119,6 +120,7 @@ __all__ = [
     "Softplus",
     "Softsign",
     "StateUpdate",
+    "SyncBatchNorm",
     "Tanh",
     "Tanhshrink",
     "Threshold",

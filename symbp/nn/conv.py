@@ -277,6 +277,7 @@ class _BatchNorm(Module):
     """Batch normalisation per channel (axis 1), PyTorch's running statistics and modes."""
 
     dims: tuple[int, ...] = ()
+    _sync = False  # batch statistics summed over the ranks of a data-parallel job
 
     def __init__(
         self,
@@ -310,12 +311,15 @@ class _BatchNorm(Module):
             for name, value in zip((*_STATS, "num_batches_tracked"), (0, 1, 0)):
                 self._state(name)[...] = value
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check_input_dim(self, x: Tensor) -> None:
         if x.ndim not in self.dims:
             want = " or ".join(f"{d}-D" for d in self.dims)
             raise ShapeError(
                 f"{self.describe()} expects a {want} input, got input of shape {shape_str(x.shape)}"
             )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
         if x.shape[1] != self.num_features:
             raise ShapeError(
                 f"{self.describe()} expects {self.num_features} channels, got input of shape "
@@ -335,6 +339,7 @@ class _BatchNorm(Module):
             self.training,
             self._factor(traced) if update else 0.0,
             self.eps,
+            sync=self._sync and self.training,
         )
         if traced and stats is not None:
             news = (new_mean, new_var) if update else (None, None)
@@ -377,7 +382,7 @@ class _BatchNorm(Module):
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, bias={self._has_bias}, "
+            f"affine={self.affine}, bias={self.bias is not None}, "
             f"track_running_stats={self.track_running_stats}"
         )
 
@@ -392,6 +397,71 @@ class BatchNorm2d(_BatchNorm):
     """Batch norm over [N, C, H, W] input."""
 
     dims = (4,)
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch norm over [N, C, ...] input whose training statistics are those of the whole
+    batch across the ranks of a data-parallel job (``symbp.distributed``), PyTorch's
+    ``nn.SyncBatchNorm``: the per-channel sums, sums of squared deviations and counts are
+    summed over the ranks, in the forward pass and (their cotangents) in the backward pass.
+
+    In a program compiled with ``distributed=True`` the sums run inside the compiled step;
+    eagerly after ``symbp.distributed.init()`` they go through mpi4py; in one process it is
+    ``BatchNorm``. Unlike PyTorch's, it needs no GPU. Ranks synchronise over the
+    communicator given to ``symbp.distributed.init``.
+    """
+
+    _sync = True
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device,
+                         dtype, bias=bias)  # fmt: skip
+        if process_group is not None:
+            raise NotImplementedError(
+                "SyncBatchNorm: process_group is not supported; symbp synchronises over the "
+                "communicator given to symbp.distributed.init(comm) (a split communicator "
+                "scopes it)"
+            )
+        self.process_group = None
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.ndim < 2:  # PyTorch's words
+            raise ValueError(f"expected at least 2D input (got {x.ndim}D input)")
+        if x.shape[1] == 0:
+            raise ValueError("SyncBatchNorm number of input channels should be non-zero")
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:
+        """``module`` with every ``BatchNorm1d``/``BatchNorm2d`` in it replaced by a
+        ``SyncBatchNorm`` holding the same parameters and buffers (the same objects) and
+        mode; a batch norm itself is returned converted, as PyTorch's."""
+        out = module
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            out = cls(module.num_features, module.eps, module.momentum, module.affine,
+                      module.track_running_stats, process_group, bias=module._has_bias)  # fmt: skip
+            for name in ("weight", "bias"):
+                setattr(out, name, getattr(module, name))
+            for name, buf in module._buffers.items():
+                out.register_buffer(name, buf)
+            out.train(module.training)
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                converted = cls.convert_sync_batchnorm(child, process_group)
+                if converted is not child:
+                    out.add_module(name, converted)
+        return out
 
 
 def state_updates(model: Module) -> list[StateUpdate]:
@@ -480,6 +550,7 @@ __all__ = [
     "Dropout",
     "MaxPool2d",
     "StateUpdate",
+    "SyncBatchNorm",
     "check_compilable",
     "mode_dependent",
     "program_inputs",
