@@ -20,10 +20,19 @@ def mlp():
 
 
 def cnn():
+    """The digits CNN of symbp.models (two convolutions, pooling, dropout)."""
+    from symbp.models import digits_cnn
+
     symbp.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(27, 4)
-    ).double()
+    return digits_cnn().double()
+
+
+def digits_data():
+    """The first 50 of scikit-learn's digits (shipped with symbp), scaled to [0, 1]."""
+    from symbp.datasets import load_digits
+
+    X, y = load_digits()
+    return X[:50].reshape(-1, 1, 8, 8) / 16.0, y[:50]
 
 
 def mlp_data():
@@ -118,8 +127,8 @@ def main(SCENARIO: str, OUT: str) -> None:
         results["after_bad"] = params(net)
     elif SCENARIO == "cnn":
         _, _, per_epoch, loss = train(
-            cnn, cnn_data(), lambda n: optim.SGD(n.parameters(), lr=0.05, momentum=0.9),
-            batch_size=6, epochs=2,
+            cnn, digits_data(), lambda n: optim.SGD(n.parameters(), lr=0.05, momentum=0.9),
+            batch_size=16, epochs=2,
         )  # fmt: skip
         results.update(per_epoch=per_epoch, loss=loss)
     elif SCENARIO == "bn":  # batch norm: each rank's share its own batch statistics
