@@ -919,6 +919,14 @@ def _emit_slice_grad(em: Emitter, n: Node, out: Buffer) -> list[str]:
     return em._zero_out(out) + pre + _loops(ct.shape, cidx, body)
 
 
+def copy_lines(dst: Buffer, src: Buffer) -> list[str]:
+    """``dst[...] = src`` (same shapes) as loops. Numba compiles an array-to-array slice
+    assignment with a shape check whose error message formats the shapes: about 1 s of
+    compile per program for that machinery alone, where a loop costs nothing."""
+    idx = _index(dst.shape)
+    return _loops(dst.shape, idx, [f"{at(dst, idx)} = {at(src, idx)}"])
+
+
 def allreduce_call(kernel: str, array: str, start: object, count: object, failed: int) -> list[str]:
     """Sum ``array[start:start + count]`` over the ranks in place with ``kernel``
     (``symbp.distributed.kernel``); MPI's error code stops the program with ``failed``."""
@@ -1484,6 +1492,7 @@ __all__ = [
     "Lowering",
     "allreduce_call",
     "at",
+    "copy_lines",
     "dim_code",
     "lowering",
     "numel_code",

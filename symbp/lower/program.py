@@ -25,7 +25,15 @@ from numba.core.registry import CPUDispatcher as Dispatcher
 
 from symbp.ir import B, Node, numel, toposort, type_str
 from symbp.lower import conv_kernels
-from symbp.lower.emit import Emitter, allreduce_call, at, dim_code, lowering, numel_code
+from symbp.lower.emit import (
+    Emitter,
+    allreduce_call,
+    at,
+    copy_lines,
+    dim_code,
+    lowering,
+    numel_code,
+)
 from symbp.lower.schedule import Buffer, Schedule, Update, ident, schedule
 
 HEADER = '''\
@@ -398,7 +406,7 @@ def lower_train(
         who = ", ".join(pbufs[p.name].name for p in members)
         update += em.update(u, group_names[u.group], f"group {u.group} ({who})")
     for buf, new in new_bufs:
-        update += [f"{buf.name}[:] = {new.name}  # {buf.name} <- its new value"]
+        update += [f"# {buf.name} <- its new value", *copy_lines(buf, new)]
     # the k-th dropout mask of step t is drawn from dropout_seed(seed, t, k)
     seeding = [f"{b.name}[0] = dropout_seed(seed, t, {k})" for k, b in enumerate(seed_bufs)]
 
@@ -596,9 +604,9 @@ def _distributed(
     s = int(dist)
     end = s + 2 + sum(int(_size(sh.shape)) for sh, _ in shared)
     put = [line for sh, new in shared for line in (
-        "if last:", f"    {sh.name}[:] = {new.name}", "else:", f"    {sh.name}[:] = 0.0"
+        "if last:", *_indent(copy_lines(sh, new), 1), "else:", f"    {sh.name}[:] = 0.0"
     )]  # fmt: skip
-    take = [f"{new.name}[:] = {sh.name}" for sh, new in shared]
+    take = [line for sh, new in shared for line in copy_lines(new, sh)]
     share_stats = ["        last = ints[9] == ints[10] - 1", f"        if mode & {GRADS}:"]
     share_stats += _indent(put, 3)
     idle = [
