@@ -52,11 +52,17 @@ from symbp.lower.program import (
 )
 from symbp.nn.conv import StateUpdate, check_compilable, mode_dependent, program_inputs
 from symbp.nn.module import Module
+from symbp.progress import Stages
 from symbp.tensor import Parameter, Tensor
 
 _NO_ORDER = np.empty(0, np.int64)
 _STEP = GRADS | UPDATE
 _OPT_OUT = "pass check_finite=False to use it as it is"
+# What compiling a program does, as fit(verbose=True) shows it (symbp.progress.Stages): on a
+# disk-cache hit the middle stages have nothing to do; Numba compiles, or loads its own cache
+NUMBA = "Numba compile"
+TRAIN_STAGES = ("trace", "derive and simplify", "generate code", "load", NUMBA)
+PREDICT_STAGES = ("trace", "generate code", "load", NUMBA)
 
 
 def _array(a: Any, what: str) -> np.ndarray:
@@ -648,17 +654,50 @@ class CompiledModel:
         return self.loss_fn(self.net(x), y)
 
     def build(self, x: Any, y: Any) -> CompiledModel:
-        """Compile the training program for batches shaped like ``x``, ``y`` (done lazily)."""
+        """Compile the training program for batches shaped like ``x``, ``y`` (done lazily;
+        Numba compiles its machine code on the first call that runs it)."""
+        return self._build(x, y, Stages(quiet=True))
+
+    def _build(self, x: Any, y: Any, stages: Stages) -> CompiledModel:
         x, y = _array(x, "x"), _array(y, "y")
         t0 = time.perf_counter()
-        check_compilable(self.net)  # layers the backend cannot train yet: a clear error now
-        traced = trace(self._loss_of, x[:1], y[:1])
-        params = list(traced.params.values())
-        loss = traced.outputs[0]
+        stages.begin("training program", TRAIN_STAGES)
+        with stages.stage("trace"):  # and look the program up in the cache
+            check_compilable(self.net)  # layers the backend cannot train yet: a clear error now
+            traced = trace(self._loss_of, x[:1], y[:1])
+            params = list(traced.params.values())
+            loss = traced.outputs[0]
+            # running statistics (read, and their new values) and dropout seeds: inputs beyond
+            # the data and parameters, each with its role in the key
+            buffers, seeds = program_inputs(self.net, traced)
+            key = self._train_key(traced, params, loss, buffers, seeds)
+            text = cache.read_entry(key)
+        hit = text is not None
+        t1 = time.perf_counter()
+        if hit:
+            stages.skip(2, "found in the cache")
+        else:
+            low = self._lower_train(traced, params, loss, buffers, seeds, stages)
+            text = runtime.module_text(*low)
+        with stages.stage("load"):  # importing it: Numba's library kernels it needs, too
+            mod = runtime.load(key, text if not hit else None)
+        self._train = _Program(self, mod, params, key, buffers)
+        if int(os.environ.get("SYMBP_DEBUG", "0") or 0) >= 4:  # DEBUG=4: show generated code
+            print(f"# symbp: {mod.__file__}{' (cache hit)' if hit else ''}\n{self._train.source}")
+        self.timings.update(trace=t1 - t0, lower=time.perf_counter() - t1, cache_hit=float(hit))
+        return self
+
+    def _train_key(
+        self,
+        traced: Any,
+        params: list[Parameter],
+        loss: Any,
+        buffers: Sequence[StateUpdate],
+        seeds: Sequence[Any],
+    ) -> str:
+        """The disk cache's key of the training program: its canonical graph, the roles of
+        its inputs, the optimizer's update formulas, names, dtype and constants."""
         (canon,), memo = canonical([loss])
-        # running statistics (read, and their new values) and dropout seeds: inputs beyond
-        # the data and parameters, each with its role in the key
-        buffers, seeds = program_inputs(self.net, traced)
         state: list[Any] = []
         if buffers or seeds:
             news = [u.new for u in buffers if u.new is not None]
@@ -690,7 +729,7 @@ class CompiledModel:
             (memo[n].arg, v.dtype.str, v.shape, v.tobytes().hex())
             for n, v in traced.constants.items()
         ]
-        key = cache.make_key(
+        return cache.make_key(
             "train",
             print_program([canon]),
             roles,
@@ -702,17 +741,6 @@ class CompiledModel:
             *state,
             *([("mpi", *self._mpi_abi())] if self.distributed else []),
         )
-        text = cache.read_entry(key)
-        hit = text is not None
-        t1 = time.perf_counter()
-        if not hit:
-            text = runtime.module_text(*self._lower_train(traced, params, loss, buffers, seeds))
-        mod = runtime.load(key, text if not hit else None)
-        self._train = _Program(self, mod, params, key, buffers)
-        if int(os.environ.get("SYMBP_DEBUG", "0") or 0) >= 4:  # DEBUG=4: show generated code
-            print(f"# symbp: {mod.__file__}{' (cache hit)' if hit else ''}\n{self._train.source}")
-        self.timings.update(trace=t1 - t0, lower=time.perf_counter() - t1, cache_hit=float(hit))
-        return self
 
     @staticmethod
     def _mpi_abi() -> tuple[int, str]:
@@ -727,11 +755,14 @@ class CompiledModel:
         loss: Any,
         buffers: Sequence[StateUpdate] = (),
         seeds: Sequence[Any] = (),
+        stages: Stages | None = None,
     ):
+        stages = stages if stages is not None else Stages(quiet=True)
         opt = self.optimizer
         trainable = [p for p in params if p.requires_grad]
         news = [u.new for u in buffers if u.new is not None]
-        derived = derive(loss, [p.node for p in trainable], also=news)
+        with stages.stage("derive and simplify"):
+            derived = derive(loss, [p.node for p in trainable], also=news)
         grads = {p.name: g for p, g in zip(trainable, derived.grads)}
         new_of = iter(derived.also)  # the new values, simplified with the program
         states = [
@@ -756,10 +787,11 @@ class CompiledModel:
         if opt is not None:
             title += f" with {type(opt).__name__}"
         data = dict(traced.inputs)
-        low = lower_train(
-            title, derived.outputs[0], grads, pspecs, data, updates, hyper, traced.constants,
-            states, seeds, self._allreduce(),
-        )  # fmt: skip
+        with stages.stage("generate code"):
+            low = lower_train(
+                title, derived.outputs[0], grads, pspecs, data, updates, hyper,
+                traced.constants, states, seeds, self._allreduce(),
+            )  # fmt: skip
         return low.source, low.spec
 
     def _allreduce(self) -> str | None:
@@ -770,7 +802,9 @@ class CompiledModel:
 
         return distributed.kernel_name()
 
-    def _program(self, x: np.ndarray, y: np.ndarray, where: str = "step") -> _Program:
+    def _program(
+        self, x: np.ndarray, y: np.ndarray, where: str = "step", stages: Stages | None = None
+    ) -> _Program:
         _batched(where, "inputs x", x)
         _batched(where, "targets y", y)
         prog = self._train
@@ -781,7 +815,7 @@ class CompiledModel:
             # parameters and the optimizer state as they are
             self._train = None
         if self._train is None:
-            self.build(x, y)
+            self._build(x, y, stages if stages is not None else Stages(quiet=True))
         assert self._train is not None
         return self._train
 
@@ -923,6 +957,12 @@ class CompiledModel:
         ``callback(epoch, history)``, which stops training by returning True. Learning rates
         are re-read every epoch.
 
+        Before the first epoch, fit compiles what it will run and has not compiled yet: the
+        training program and Numba's code for it, and with ``validation_data`` (checked then)
+        the inference program of the validation accuracy. ``verbose=True`` shows their stages,
+        a bar per program, as it shows the epochs (``symbp.progress.Stages``);
+        ``timings["fit_compile"]`` holds the seconds, 0 when all was compiled.
+
         ``resume=PATH`` loads such a checkpoint and continues from its epoch to ``epochs``
         (the total, as Keras' ``epochs`` with ``initial_epoch``), with its history and seed
         (unless ``seed`` is given), so the shuffles match an uninterrupted run; the scheduler
@@ -969,32 +1009,40 @@ class CompiledModel:
         stopper = as_early_stopping(early_stopping)
         if stopper is not None:
             stopper.reset()
-        prog = self._program(_array(X, "X"), _array(y, "y"), "fit")
-        X, y = prog.check(X, y, "fit")
-        if len(X) == 0:
-            raise ValueError("fit: no training samples")
-        if check:  # once for all epochs, before any update (the kernel's check: off)
-            _check_finite_data("fit", "inputs X", X)
-            _check_finite_data("fit", "targets y", y)
-        prog.check_batch(len(X), batch_size, "fit")
-        history: dict[str, list[float]] = {"loss": []}
-        done = 0
-        if resume is not None:
-            ckpt = load_checkpoint(
-                resume, self.net, self.optimizer, scheduler=scheduler, early_stopping=stopper
-            )
-            done = int(ckpt.epoch or 0)
-            history = {k: list(v) for k, v in (ckpt.history or {"loss": []}).items()}
-            if seed is None and "seed" in ckpt.extra:
-                seed = int(ckpt.extra["seed"])
-        seed = secrets.randbits(62) if seed is None else int(seed)
         lead = True  # this process reports progress and writes checkpoints
-        if self.distributed:  # one shuffle for all ranks: rank 0's seed
+        if self.distributed:
             from symbp import distributed
 
-            seed = distributed.broadcast(seed)
             lead = distributed.rank() == 0
             verbose = verbose if lead else False
+        shown = None if verbose is True or verbose == 1 else True  # quiet= of the displays
+        stages = Stages(quiet=shown)  # what fit compiles, shown before the epochs' bar
+        try:
+            prog = self._program(_array(X, "X"), _array(y, "y"), "fit", stages)
+            X, y = prog.check(X, y, "fit")
+            if len(X) == 0:
+                raise ValueError("fit: no training samples")
+            if check:  # once for all epochs, before any update (the kernel's check: off)
+                _check_finite_data("fit", "inputs X", X)
+                _check_finite_data("fit", "targets y", y)
+            prog.check_batch(len(X), batch_size, "fit")
+            history: dict[str, list[float]] = {"loss": []}
+            done = 0
+            if resume is not None:
+                ckpt = load_checkpoint(
+                    resume, self.net, self.optimizer, scheduler=scheduler, early_stopping=stopper
+                )
+                done = int(ckpt.epoch or 0)
+                history = {k: list(v) for k, v in (ckpt.history or {"loss": []}).items()}
+                if seed is None and "seed" in ckpt.extra:
+                    seed = int(ckpt.extra["seed"])
+            prog = self._compile_for_fit(X, y, batch_size, validation_data, stages)
+        finally:
+            stages.close()
+        self.timings["fit_compile"] = stages.seconds
+        seed = secrets.randbits(62) if seed is None else int(seed)
+        if self.distributed:  # one shuffle for all ranks: rank 0's seed
+            seed = distributed.broadcast(seed)
         order = np.empty(len(X), np.int64) if shuffle else _NO_ORDER
         # the data are checked above; in the kernel, the loss and the gradients
         mode = GRADS | UPDATE | (SHUFFLE if shuffle else 0)
@@ -1008,7 +1056,6 @@ class CompiledModel:
             or checkpoint is not None
         )
         per_call = 1 if between else max(epochs - done, 1)
-        shown = None if verbose is True or verbose == 1 else True
         bar = progress_bar(epochs, "epoch", "epoch", quiet=shown)  # tqdm when installed
         bar.n = min(done, epochs)
         named = self.net.named_parameters() if hasattr(self.net, "named_parameters") else []
@@ -1070,6 +1117,29 @@ class CompiledModel:
                 view[...] = best[name]
         return history
 
+    def _compile_for_fit(
+        self, X: np.ndarray, y: np.ndarray, batch_size: int, validation_data: Any, stages: Stages
+    ) -> _Program:
+        """The training program with Numba's machine code, and the inference program that the
+        validation accuracy needs, compiled now, on ``stages``, rather than inside epoch 1."""
+        prog = self._program(X, y, "fit", stages)  # a resumed optimizer's options may need another
+        if not prog.warm:
+            stages.begin("training program", (NUMBA,))
+            with stages.stage(NUMBA):  # a call running no epoch: Numba compiles or loads
+                prog.run(X, y, 0, batch_size, 0, 0, _NO_ORDER, "fit")
+        if validation_data is not None:  # the data as evaluate will check them, said now
+            Xv, _ = prog.check(validation_data[0], validation_data[1], "fit: validation_data")
+            if len(Xv):
+                built = self._predict is None
+                mod = self._predict_program(Xv, stages)[0]
+                if not getattr(mod.predict, "overloads", True):  # not compiled or loaded yet
+                    stages.begin("inference program", (NUMBA,))
+                    with stages.stage(NUMBA):
+                        self.predict(Xv[:1], check_finite=False)
+                elif built:  # its module was loaded and compiled earlier in this process
+                    stages.skip(1, "compiled earlier")
+        return prog
+
     @staticmethod
     def _report(bar: Any, verbose: Any, done: int, epochs: int, history: dict, samples: int):
         """The progress bar (``verbose=True``) or one printed line per epoch (``verbose=2``)."""
@@ -1098,30 +1168,38 @@ class CompiledModel:
 
     # ------------------------------------------------------------ inference
 
-    def _predict_program(self, X: np.ndarray) -> tuple[Any, list[Parameter], dict[str, Any]]:
+    def _predict_program(
+        self, X: np.ndarray, stages: Stages | None = None
+    ) -> tuple[Any, list[Parameter], dict[str, Any]]:
         if self._predict is None:
+            stages = stages if stages is not None else Stages(quiet=True)
             t0 = time.perf_counter()
-            traced = self._trace_inference(X[:1])
-            out = traced.outputs[0]
-            buffers, seeds = program_inputs(self.net, traced)  # eval: running statistics
-            if seeds:  # a dropout outside any Module that eval() could switch off
-                raise NotImplementedError(
-                    f"predict: the model applies dropout ('{seeds[0].arg}') in training mode; "
-                    f"inference has no dropout: pass training=False to F.dropout"
-                )
-            params: list[Any] = [*traced.params.values(), *map(_BufferArg, buffers)]
-            (canon,), _memo = canonical([out])
-            names = [p.name.split("#")[0] for p in params]
-            key = cache.make_key("predict", print_program([canon]), names, str(out.dtype))
-            text = cache.read_entry(key)
-            if text is None:
+            stages.begin("inference program", PREDICT_STAGES)
+            with stages.stage("trace"):  # and look the program up in the cache
+                traced = self._trace_inference(X[:1])
+                out = traced.outputs[0]
+                buffers, seeds = program_inputs(self.net, traced)  # eval: running statistics
+                if seeds:  # a dropout outside any Module that eval() could switch off
+                    raise NotImplementedError(
+                        f"predict: the model applies dropout ('{seeds[0].arg}') in training "
+                        f"mode; inference has no dropout: pass training=False to F.dropout"
+                    )
+                params: list[Any] = [*traced.params.values(), *map(_BufferArg, buffers)]
+                (canon,), _memo = canonical([out])
+                names = [p.name.split("#")[0] for p in params]
+                key = cache.make_key("predict", print_program([canon]), names, str(out.dtype))
+                hit = cache.read_entry(key) is not None
+            text = None
+            if hit:
+                stages.skip(1, "found in the cache")
+            else:
                 pspecs = [ParamSpec(p.name, p.node, False) for p in params]
                 (x,) = traced.inputs.values()
-                low = lower_predict(f"{type(self.net).__name__} inference", out, pspecs, x)
+                with stages.stage("generate code"):
+                    low = lower_predict(f"{type(self.net).__name__} inference", out, pspecs, x)
                 text = runtime.module_text(low.source, low.spec)
+            with stages.stage("load"):
                 mod = runtime.load(key, text)
-            else:
-                mod = runtime.load(key)
             self._predict = (mod, params, mod.SPEC)
             self.timings["predict_build"] = time.perf_counter() - t0
         return self._predict

@@ -11,12 +11,14 @@ package's helper API (``pip install onnx``; no PyTorch). The batch dimension sta
 the parameters and buffers are initializers named as the model names them.
 
 Structural ops have one ONNX operator each (``matmul`` -> MatMul or Gemm, ``conv2d`` -> Conv,
-``sum`` -> ReduceSum ...: the table ``ONNX`` below). An elementwise node is its SymPy
-formula, written out as ONNX arithmetic by walking the expression (``_Formula``): Add, Mul
-and Pow become Add/Sub/Mul/Div/Sqrt/Pow, functions their ONNX operators (Exp, Tanh, Erf ...),
-Piecewise a chain of Where, relations Less/Equal/..., so custom ops from
-``symbp.elementwise`` export as what their formula says. An op or function ONNX cannot
-express is an ``OnnxExportError`` naming it and the layer it is in.
+``sum`` -> ReduceSum ...: the table ``ONNX`` below), or an exact composition where ONNX has no
+operator: ``argsort`` TopK, ``cumprod`` and ``cumarg`` (cummax, cummin) a loop-free scan,
+``diagonal`` and ``diag_embed`` a Gather, circular ``pad`` Slice and Concat. An elementwise
+node is its SymPy formula, written out as ONNX arithmetic by walking the expression
+(``_Formula``): Add, Mul and Pow become Add/Sub/Mul/Div/Sqrt/Pow, functions their ONNX
+operators (Exp, Tanh, Erf ...), Piecewise a chain of Where, relations Less/Equal/..., so
+custom ops from ``symbp.elementwise`` export as what their formula says. An op or function
+ONNX cannot express is an ``OnnxExportError`` naming it and the layer it is in.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ class _Graph:
 
     def initializer(self, value: np.ndarray, hint: str) -> str:
         name = self.fresh(hint)
-        self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(value), name))
+        # np.asarray, not np.ascontiguousarray, which makes a 0-d array 1-d (Range needs 0-d)
+        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(value, order="C"), name))
         return name
 
     def constant(self, value: Any, dtype: np.dtype, shape: tuple[int, ...] = ()) -> str:
@@ -620,13 +623,27 @@ _PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}
 
 def _pad(g: _Graph, node: Node, names: dict[Node, str]) -> str:
     widths, mode, value = node.arg
-    if mode not in _PAD_MODES:
-        raise OnnxExportError(f"ONNX export{g.where}: {mode} padding needs opset 19 (wrap)")
+    if mode == "circular":  # Pad's "wrap" is opset 19: the wrapped ends sliced off, concatenated
+        return _circular_pad(g, node, names)
     pads = g.ints([w[0] for w in widths] + [w[1] for w in widths])
     inputs = [names[node.src[0]], pads]
     if mode == "constant":
         inputs.append(g.constant(float(sympy.sympify(value)), node.dtype))
     return g.op("Pad", inputs, "pad", mode=_PAD_MODES[mode])
+
+
+def _circular_pad(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    """Axis by axis, as np.pad's wrap (so the corners wrap too): the last ``before`` entries,
+    the tensor, its first ``after`` entries (at most one period: ``ops._check_pad``)."""
+    x = node.src[0]
+    out = names[x]
+    for axis, (lo, hi) in enumerate(node.arg[0]):
+        n = x.shape[axis]
+        parts = [_slice(g, out, [(axis, n - lo, n, 1)])] if lo else []
+        parts += [out] + ([_slice(g, out, [(axis, 0, hi, 1)])] if hi else [])
+        if len(parts) > 1:
+            out = g.op("Concat", parts, "pad", axis=axis)
+    return out
 
 
 def _take(g: _Graph, node: Node, names: dict[Node, str]) -> str:
@@ -743,6 +760,145 @@ def _argidx(g: _Graph, node: Node, names: dict[Node, str]) -> str:
     return g.op(kind, [x], kind.lower(), axis=axis, keepdims=int(keepdim), select_last_index=0)
 
 
+# ---------------------------------------------------------------- sorting and running ops
+
+
+def _comparable(g: _Graph, x: str, dtype: np.dtype) -> str:
+    """``x`` in a dtype that TopK and the comparisons take: bools as 0/1 int32."""
+    return g.cast(x, np.dtype(np.int32)) if dtype == np.dtype(bool) else x
+
+
+def _topk(g: _Graph, x: str, k: str, axis: int, largest: bool) -> str:
+    """The int64 positions of TopK (sorted): ties in their order, as ONNX specifies."""
+    values, indices = g.fresh("topk_values"), g.fresh("topk")
+    g.nodes.append(
+        g.helper.make_node(
+            "TopK", [x, k], [values, indices], axis=axis, largest=int(largest), sorted=1
+        )
+    )
+    return indices
+
+
+def _argsort(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    """TopK of the first ``stop`` positions (``largest`` when descending), then those from
+    ``start``. ONNX orders ties by position, lower first, as symbp's stable sort does; it
+    leaves NaN unordered, which symbp sorts as the largest value (last ascending, first
+    descending, in their order): floats are sorted with NaN as +inf, then a second, stable
+    TopK of the NaN flags moves the NaNs past the infinities."""
+    axis, descending, start, stop = node.arg
+    (x,) = node.src
+    xs = _comparable(g, names[x], x.dtype)
+    if x.dtype.kind == "f":
+        nan = g.op("IsNaN", [xs], "isnan")
+        key = g.op("Where", [nan, g.constant(np.inf, x.dtype), xs], "key")
+        order = _topk(g, key, g.dim(x.shape[axis]), axis, descending)
+        flags = g.op("GatherElements", [g.cast(nan, np.dtype(np.int32)), order], axis=axis)
+        regroup = _topk(g, flags, g.dim(stop), axis, descending)
+        idx = g.op("GatherElements", [order, regroup], "argsort", axis=axis)
+    else:
+        idx = _topk(g, xs, g.dim(stop), axis, descending)
+    return _slice(g, idx, [(axis, start, stop, 1)]) if start else idx
+
+
+def _scan(g: _Graph, xs: list[str], axis: int, n: Any, combine: Callable[..., list[str]]):
+    """The inclusive scan of tensors ``xs`` along ``axis`` (of static length ``n``) under an
+    associative ``combine(earlier, later)``, without a loop (Hillis and Steele): at steps
+    s = 1, 2, 4, ... < n every entry from s on is combined with the one s before it."""
+    if not isinstance(n, int):
+        raise OnnxExportError(
+            f"ONNX export{g.where}: a running product, maximum or minimum along an axis of "
+            f"size {n}: the export needs a static length (not the batch)"
+        )
+    s = 1
+    while s < n:
+        head = [_slice(g, x, [(axis, 0, s, 1)]) for x in xs]
+        earlier = [_slice(g, x, [(axis, 0, n - s, 1)]) for x in xs]
+        later = [_slice(g, x, [(axis, s, n, 1)]) for x in xs]
+        merged = combine(earlier, later)
+        xs = [g.op("Concat", [h, m], "scan", axis=axis) for h, m in zip(head, merged)]
+        s *= 2
+    return xs
+
+
+def _cumprod(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    """Products of whole windows (ONNX has CumSum only; exp∘cumsum∘log would lose zeros and
+    signs): the same factors as a running product, multiplied in a tree's order."""
+    (x,) = node.src
+    mul = "And" if x.dtype == np.dtype(bool) else "Mul"
+
+    def combine(earlier: list[str], later: list[str]) -> list[str]:
+        return [g.op(mul, [earlier[0], later[0]], "cumprod")]
+
+    return _scan(g, [names[x]], node.arg, x.shape[node.arg], combine)[0]
+
+
+def _cumarg(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    """A scan of (value, position) pairs keeping the later of two unless the earlier is more
+    extreme: the last of tied entries, and a NaN, once seen, stays (the first NaN's
+    position), as ``ops.CumArg`` (PyTorch's cummax/cummin). The pairs' order is a total one,
+    so the choice is associative."""
+    axis, largest = node.arg
+    (x,) = node.src
+    xs = _comparable(g, names[x], x.dtype)
+    i64 = np.dtype(np.int64)
+    n = x.shape[axis]
+    line = g.op("Range", [g.constant(0, i64), g.scalar_dim(n), g.constant(1, i64)], "position")
+    view = [-1 if a == axis else 1 for a in range(x.ndim)]
+    line = g.op("Reshape", [line, g.ints(view)], "position")
+    positions = g.op("Expand", [line, g.op("Shape", [xs], "shape")], "position")
+    floats = x.dtype.kind == "f"
+
+    def combine(earlier: list[str], later: list[str]) -> list[str]:
+        (a, ia), (b, ib) = earlier, later
+        take = g.op("GreaterOrEqual" if largest else "LessOrEqual", [b, a], "later")
+        if floats:  # b is NaN, or b at least as extreme; never past a NaN
+            take = g.op("Or", [g.op("IsNaN", [b]), take], "later")
+            take = g.op("And", [g.op("Not", [g.op("IsNaN", [a])]), take], "later")
+        return [g.op("Where", [take, b, a], "run"), g.op("Where", [take, ib, ia], "cumarg")]
+
+    return _scan(g, [xs, positions], axis, n, combine)[1]
+
+
+# ---------------------------------------------------------------- diagonals
+
+
+def _diagonal(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    """The two axes moved last and flattened, then one Gather at the diagonal's positions
+    (t + max(−k, 0))·n2 + t + max(k, 0): copies, exact for any value (no product with an
+    identity matrix, which would turn an inf into NaN)."""
+    k, d1, d2 = node.arg
+    (x,) = node.src
+    n2 = int(x.shape[d2])
+    rest = [a for a in range(x.ndim) if a not in (d1, d2)]
+    moved = g.op("Transpose", [names[x]], "diagonal", perm=[*rest, d1, d2])
+    shape = [*(x.shape[a] for a in rest), x.shape[d1] * n2]
+    flat = g.op("Reshape", [moved, g.shape(shape, infer_one=True)], "diagonal")
+    t = np.arange(node.shape[-1])
+    at = g.constant((t + max(-k, 0)) * n2 + t + max(k, 0), np.dtype(np.int64), t.shape)
+    return g.op("Gather", [flat, at], "diagonal", axis=len(rest))
+
+
+def _diag_embed(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    """The last axis with a zero after it, gathered at an n1×n2 table of positions (t on the
+    diagonal, the zero's elsewhere), then the two new axes moved to (d1, d2)."""
+    k, d1, d2, (n1, n2) = node.arg
+    (x,) = node.src
+    size = int(x.shape[-1])
+    pads = g.ints([0] * x.ndim + [0] * (x.ndim - 1) + [1])
+    padded = g.op("Pad", [names[x], pads], "diag_embed", mode="constant")  # zeros
+    table = np.full((n1, n2), size, np.int64)
+    t = np.arange(size)
+    table[t + max(-k, 0), t + max(k, 0)] = t
+    at = g.constant(table, np.dtype(np.int64), table.shape)
+    out = g.op("Gather", [padded, at], "diag_embed", axis=x.ndim - 1)
+    rest = iter(range(x.ndim - 1))
+    ndim = x.ndim + 1
+    perm = [ndim - 2 if a == d1 else ndim - 1 if a == d2 else next(rest) for a in range(ndim)]
+    if perm == list(range(ndim)):
+        return out
+    return g.op("Transpose", [out], "diag_embed", perm=perm)
+
+
 def _not_inference(what: str) -> ops.NotApplicable:
     return ops.NotApplicable(f"{what}: a gradient op, not part of an inference graph")
 
@@ -796,11 +952,11 @@ ONNX: dict[str, Callable[..., str] | ops.NotApplicable] = {
         "dropout in training mode; inference has no dropout: pass training=False to F.dropout "
         "or use nn.Dropout, which eval() switches off"
     ),
-    "argsort": ops.NotApplicable("ONNX's TopK does not keep PyTorch's order of ties"),
-    "cumarg": ops.NotApplicable("ONNX has no running maximum or minimum (cummax, cummin)"),
-    "cumprod": ops.NotApplicable("ONNX has no running product"),
-    "diagonal": ops.NotApplicable("ONNX has no diagonal operator"),
-    "diag_embed": ops.NotApplicable("ONNX has no diagonal operator"),
+    "argsort": _argsort,
+    "cumarg": _cumarg,
+    "cumprod": _cumprod,
+    "diagonal": _diagonal,
+    "diag_embed": _diag_embed,
     "conv2d_input_grad": _not_inference("conv2d_input_grad"),
     "conv2d_weight_grad": _not_inference("conv2d_weight_grad"),
     "maxpool2d_grad": _not_inference("maxpool2d_grad"),

@@ -12,7 +12,12 @@ Without tqdm it is ``Progress``, symbp's own one-line bar with no dependency, re
 
 Either is quiet (prints nothing at all) when the stream is neither a terminal nor a notebook's
 output (so logs and pipes stay clean), or when ``quiet=True``. ``SYMBP_PROGRESS=1`` forces it
-on, ``=0`` off. ``status`` shows one line for work without steps to count (a compile).
+on, ``=0`` off. ``Stages`` shows a compile's stages on the same display, one per program
+(what ``fit(verbose=True)`` shows before its first epoch when it compiles)::
+
+    compiling training program: 100%|##########| 5/5 [00:03, stage=Numba compile]
+
+``status`` shows one line for other work without steps to count.
 
 >>> import io
 >>> with Progress(3, "epoch", stream=io.StringIO(), quiet=False) as bar:
@@ -30,10 +35,10 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO, TypeVar
 
-__all__ = ["Progress", "format_duration", "progress_bar", "status", "track"]
+__all__ = ["Progress", "Stages", "format_duration", "progress_bar", "status", "track"]
 
 T = TypeVar("T")
 
@@ -108,7 +113,9 @@ class Progress:
 
     ``total`` may be None (no bar, no ETA). Metrics passed to ``update`` or ``set`` show after
     the bar (``loss 0.083``); ``samples=`` counts the samples a unit processed, so the
-    throughput reads in samples per second rather than units per second.
+    throughput reads in samples per second rather than units per second. ``pace=False``
+    leaves out the rate and the time left, which units of unequal length (the stages of a
+    compile) would make up: the time so far instead.
     """
 
     width = 20  # characters in the bar
@@ -123,8 +130,9 @@ class Progress:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         min_interval: float = 0.1,
+        pace: bool = True,
     ) -> None:
-        self.total, self.desc, self.unit = total, desc, unit
+        self.total, self.desc, self.unit, self.pace = total, desc, unit, pace
         self.stream: TextIO = stream if stream is not None else sys.stdout
         self.enabled = _enabled(self.stream, quiet)
         self.clock, self.min_interval = clock, min_interval
@@ -147,9 +155,10 @@ class Progress:
         self._draw(force=self.total is not None and self.n >= self.total)
 
     def set(self, **metrics: Any) -> None:
-        """Change the shown metrics without advancing."""
+        """Change the shown metrics without advancing, drawn at once (as tqdm's postfix is):
+        a change worth seeing now, such as the stage that starts."""
         self.metrics.update(metrics)
-        self._draw()
+        self._draw(force=True)
 
     def close(self) -> None:
         """Draw the final state and end the line."""
@@ -197,6 +206,8 @@ class Progress:
         metrics = " ".join(f"{k} {_metric(v)}" for k, v in self.metrics.items())
         if metrics:
             parts[0] += " " + metrics
+        if not self.pace:
+            return " | ".join([*parts, format_duration(self.elapsed())])
         parts.append(_rate(self.rate(), "samples" if self.samples else self.unit))
         eta = self.eta()
         done = self.total is not None and self.n >= self.total
@@ -224,7 +235,8 @@ class TqdmProgress:
     """``Progress``'s interface (``update``, ``set``, ``n``, ``close``) over a ``tqdm`` bar.
 
     The metrics and the throughput in samples per second follow tqdm's own rate (units per
-    second): ``loss=0.0831, accuracy=0.973, 41.2k samples/s``.
+    second): ``loss=0.0831, accuracy=0.973, 41.2k samples/s``. ``pace=False``: no rate and no
+    time left, as ``Progress``'s.
     """
 
     def __init__(
@@ -237,10 +249,13 @@ class TqdmProgress:
         clock: Callable[[], float] = time.monotonic,
         min_interval: float = 0.1,
         tqdm: Any = None,
+        pace: bool = True,
     ) -> None:
         bar_class = tqdm if tqdm is not None else _tqdm()
         kwargs: dict[str, Any] = {"total": total, "desc": desc, "unit": unit, "file": stream}
         kwargs.update(mininterval=min_interval, dynamic_ncols=True, leave=True)
+        if not pace:  # tqdm's default, less {remaining} and {rate_fmt}
+            kwargs["bar_format"] = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
         try:
             self.bar = bar_class(**kwargs)
         except ImportError:
@@ -303,6 +318,7 @@ def progress_bar(
     *,
     quiet: bool | None = None,
     stream: TextIO | None = None,
+    pace: bool = True,
 ) -> Progress | TqdmProgress:
     """A progress display: tqdm's (``tqdm.auto``) when installed and shown, else ``Progress``.
 
@@ -312,8 +328,81 @@ def progress_bar(
     out: TextIO = stream if stream is not None else sys.stdout
     tqdm = _tqdm() if _enabled(out, quiet) else None
     if tqdm is None:
-        return Progress(total, desc, unit, quiet=quiet, stream=out)
-    return TqdmProgress(total, desc, unit, stream=out, tqdm=tqdm)
+        return Progress(total, desc, unit, quiet=quiet, stream=out, pace=pace)
+    return TqdmProgress(total, desc, unit, stream=out, tqdm=tqdm, pace=pace)
+
+
+class Stages:
+    """The stages of compiling programs, each program on a display of its own from
+    ``progress_bar`` (tqdm's when installed; shown or quiet as it decides, from ``quiet``
+    and ``stream``). Nothing is drawn before a program's stages begin, so work that compiles
+    nothing shows nothing.
+
+    ``begin(what, names)`` opens the display of program ``what`` for the stages ``names``
+    (unless it is open already), ``with stage(name):`` shows a stage while it runs and counts
+    it when done, ``skip(n, why)`` counts stages that had nothing to do (found in the cache).
+    ``seconds`` sums the time spent in stages.
+
+    >>> import io
+    >>> stream = io.StringIO()
+    >>> with Stages(quiet=False, stream=stream) as stages:
+    ...     stages.begin("training program", ("trace", "derive", "Numba compile"))
+    ...     with stages.stage("trace"):
+    ...         pass
+    ...     stages.skip(1, "found in the cache")
+    ...     with stages.stage("Numba compile"):
+    ...         pass
+    >>> "compiling training program" in stream.getvalue() and "3/3" in stream.getvalue()
+    True
+    """
+
+    def __init__(self, *, quiet: bool | None = None, stream: TextIO | None = None) -> None:
+        self.quiet, self.stream = quiet, stream
+        self.what: str | None = None  # the program whose display is open
+        self.bar: Progress | TqdmProgress | None = None
+        self.seconds = 0.0
+
+    def begin(self, what: str, names: Sequence[str]) -> None:
+        if self.what == what:
+            return
+        self.close()
+        self.what = what
+        # no rate, no time left: the stages differ in length (Numba's is most of the time)
+        self.bar = progress_bar(
+            len(names),
+            f"compiling {what}",
+            "stage",
+            quiet=self.quiet,
+            stream=self.stream,
+            pace=False,
+        )
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.bar is not None:
+            self.bar.set(stage=name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
+        if self.bar is not None:
+            self.bar.update()
+
+    def skip(self, n: int, why: str) -> None:
+        if self.bar is not None:
+            self.bar.update(n, stage=why)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = self.what = None
+
+    def __enter__(self) -> Stages:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def track(

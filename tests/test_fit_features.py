@@ -232,6 +232,52 @@ def test_verbose_shows_progress(capsys, monkeypatch):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.parametrize("bar", ["tqdm", "own"])
+def test_verbose_shows_the_compile_before_the_epochs(bar, capsys, monkeypatch):
+    """fit compiles what it needs before epoch 1, its stages shown as the epochs' bar is: in a
+    notebook's output (tqdm's bar, or symbp's where tqdm is not installed), not in a pipe."""
+    tqdm = bar == "tqdm"
+    if tqdm:
+        pytest.importorskip("tqdm")
+    else:
+        monkeypatch.setattr(symbp.progress, "_tqdm", lambda: None)
+    monkeypatch.delenv("SYMBP_PROGRESS", raising=False)
+    _, _, model = make()  # a new model: both programs built (or found in the cache) here
+    model.fit(X, Y, epochs=2, batch_size=8, verbose=True, validation_data=(XV, YV))
+    assert capsys.readouterr().out == ""  # captured output is no terminal: a pipe's case
+    assert model.timings["fit_compile"] > 0  # compiled all the same
+    monkeypatch.setattr(symbp.progress, "_in_notebook", lambda: True)  # a notebook's output
+    _, _, model = make()
+    history = model.fit(X, Y, epochs=2, batch_size=8, verbose=True, validation_data=(XV, YV))
+    lines = [line.split("\r")[-1] for line in capsys.readouterr().out.split("\n")]
+    done = ": 100%" if tqdm else " 5/5 [####################]"
+    assert lines[0].startswith("compiling training program" + done) and "5/5" in lines[0]
+    assert "stage" in lines[0] and "Numba compile" in lines[0]  # the last stage's name
+    assert lines[1].startswith("compiling inference program") and "4/4" in lines[1]
+    loss = f"loss{'=' if tqdm else ' '}{history['loss'][-1]:.4g}"  # tqdm's postfix, or ours
+    assert lines[2].startswith("epoch") and loss in lines[2]
+    assert len(lines) == 4 and model.timings["fit_compile"] > 0
+    model.fit(X, Y, epochs=1, batch_size=8, verbose=True, validation_data=(XV, YV))
+    out = capsys.readouterr().out  # compiled: the epochs' bar alone
+    assert "compiling" not in out and "1/1" in out and model.timings["fit_compile"] == 0.0
+    _, _, model = make()
+    model.fit(X, Y, epochs=1, batch_size=8, verbose=False, validation_data=(XV, YV))
+    assert capsys.readouterr().out == ""
+
+
+def test_validation_data_are_checked_before_training():
+    """fit builds the validation accuracy's program before epoch 1, from data the training
+    program accepts: wrong ones are an error before any update, not after the first epoch."""
+    net, _, model = make()
+    before = params(net)
+    with pytest.raises(TypeError, match=r"fit: validation_data: inputs x are float64"):
+        model.fit(X, Y, epochs=2, batch_size=8, validation_data=(XV.astype(np.float64), YV))
+    with pytest.raises(IndexError, match=r"fit: validation_data: label 3 \(row 0\) out of range"):
+        model.fit(X, Y, epochs=2, batch_size=8, validation_data=(XV, YV * 0 + 3))
+    assert_same(params(net), before)
+    assert model.predict(XV).dtype == np.float32  # no float64 inference program was built
+
+
 def test_restore_best_only_when_stopping_early():
     """As Keras: when the epochs run out first, the last parameters stay (lr of the cosine
     schedule, 4 epochs, patience 3: the minimum at epoch 2 is never followed by 3 bad ones)."""

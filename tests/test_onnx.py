@@ -316,6 +316,127 @@ def test_custom_elementwise_ops():
     assert "Where" in used and "Exp" in used and "Less" in used
 
 
+# ---------------------------------------------------------------- sorting, running ops, diagonals
+
+
+def _awkward(shape, n, seed):
+    """Rows with what these ops must get right: ties (halves), zeros, negatives, NaN, ±inf."""
+    x = np.round(_rows(shape, n, seed=seed) * 2) / 2
+    flat = x.reshape(-1)
+    flat[1::7], flat[3::11], flat[5::13] = np.nan, np.inf, -np.inf
+    return x
+
+
+def _sign(x):
+    return (x > 0).long() - (x < 0).long()  # int64 ties aplenty (NaN: 0)
+
+
+def _flat(*parts):
+    return symbp.cat([p.reshape(p.shape[0], -1).float() for p in parts], 1)
+
+
+class Circular(nn.Module):
+    """A convolution over a torus: circular padding (Conv2d has padding_mode 'zeros' only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+
+    def forward(self, x):
+        finite = x.nan_to_num(0.0, 0.0, 0.0)  # a NaN would spread over the convolution
+        h = self.conv(F.pad(finite, (2, 1, 1, 3), mode="circular"))
+        return _flat(h, F.pad(x[:, 0], (4, 3), mode="circular"))  # up to a period each side
+
+
+NEW_RULES = {  # op: (a model using it, its input shape, the ONNX operators it is written with)
+    "argsort": (
+        lambda x: _flat(
+            symbp.argsort(x, 1),
+            symbp.argsort(x, 1, descending=True),
+            symbp.topk(x, 3, 1).indices,  # the first stop positions
+            symbp.topk(x, 2, 1, largest=False).values,
+            x.median(1, keepdim=True).indices,  # positions from start > 0
+            symbp.sort(_sign(x), 1, descending=True).indices,  # int64: one TopK
+            symbp.argsort(x > 0, 1),  # bool
+        ),
+        (1, 9),
+        {"TopK", "GatherElements", "IsNaN"},
+    ),
+    "cumarg": (
+        lambda x: _flat(
+            *symbp.cummax(x, 2),
+            *symbp.cummin(x, 1),
+            symbp.cummax(_sign(x), 2).indices,
+        ),
+        (1, 3, 7),
+        {"Where", "GreaterOrEqual", "LessOrEqual", "Concat"},
+    ),
+    "cumprod": (
+        lambda x: _flat(symbp.cumprod(x, 1), symbp.cumprod(_sign(x), 1)),
+        (1, 11),
+        {"Mul", "Concat"},
+    ),
+    "diagonal": (
+        lambda x: _flat(
+            symbp.diagonal(x, 0, 1, 2), symbp.diagonal(x, 1, 2, 1), symbp.diagonal(x, -2, 1, 2)
+        ),
+        (1, 3, 4),
+        {"Gather", "Transpose"},
+    ),
+    "diag_embed": (
+        lambda x: _flat(
+            symbp.diag_embed(x), symbp.diag_embed(x, 1, 1, 3), symbp.diag_embed(x, -1, 3, 1)
+        ),
+        (1, 2, 3),
+        {"Gather", "Pad", "Transpose"},
+    ),
+    "pad": (Circular, (1, 2, 4, 5), {"Slice", "Concat", "Conv"}),
+}
+
+
+@pytest.mark.parametrize("op", sorted(NEW_RULES))
+def test_sorting_running_and_diagonal_ops_reproduce_predict(op):
+    """onnxruntime against symbp's compiled predict (and its eager forward), float32 to 1e-5,
+    on values where the rules could go wrong: ties, zeros, negatives, NaN and ±inf."""
+    fn, shape, written_with = NEW_RULES[op]
+    symbp.manual_seed(0)
+    net = fn() if isinstance(fn, type) else Layer(fn)
+    compiled = symbp.compile(net)
+    model = onnx_model(compiled, np.zeros(shape, np.float32))
+    used = {n.op_type for n in model.graph.node}
+    assert written_with <= used and not used & {"Loop", "Scan"}, used
+    run = _runner(model)
+    for n in (1, 6):
+        xs = _awkward(shape, n, seed=n)
+        want = compiled.predict(xs, check_finite=False)
+        got = run(xs)
+        assert got.shape == want.shape and got.dtype == want.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"batch {n}")
+        with np.errstate(invalid="ignore"):  # NumPy's inf · 0 in the eager reference
+            eager = _eager(net, xs)
+        np.testing.assert_allclose(got, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_argsort_puts_nan_past_the_infinities():
+    """TopK leaves NaN's place open: symbp's (NaN the largest, after +inf ascending, before it
+    descending, ties by position) holds in any runtime, by construction."""
+    net = Layer(lambda x: _flat(symbp.argsort(x, 1), symbp.argsort(x, 1, descending=True)))
+    inf, nan = np.inf, np.nan
+    x = np.array([[nan, inf, 1.0, nan, -inf, inf, 1.0, nan]], np.float32)
+    got = _runner(onnx_model(symbp.compile(net), x))(x)
+    want = [[4, 2, 6, 1, 5, 0, 3, 7], [0, 3, 7, 1, 5, 2, 6, 4]]
+    np.testing.assert_array_equal(got.reshape(2, 8), want)
+    np.testing.assert_array_equal(_eager(net, x).reshape(2, 8), want)  # symbp's own order
+
+
+def test_cumprod_of_zeros_and_negatives_is_exact():
+    """Products, never exp(cumsum(log|x|)): zeros stay zero, signs alternate, integers exact."""
+    net = Layer(lambda x: symbp.cumprod(x, 1))
+    x = np.array([[-2.0, 3.0, -0.5, 0.0, 7.0, -1.0, 2.0]], np.float32)
+    got = _runner(onnx_model(symbp.compile(net), x))(x)
+    np.testing.assert_array_equal(got, [[-2.0, -6.0, 3.0, 0.0, 0.0, -0.0, -0.0]])
+
+
 # ---------------------------------------------------------------- what ONNX cannot express
 
 
@@ -334,9 +455,10 @@ class Layer(nn.Module):
 
 
 def test_unsupported_op_names_op_and_layer():
+    """A running product over the batch: its scan needs a static length, the batch has none."""
     symbp.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 3), Layer(lambda x: symbp.cumprod(x, 1)))
-    with pytest.raises(OnnxExportError, match=r"op 'cumprod' in layer '1'.*no running product"):
+    net = nn.Sequential(nn.Linear(3, 3), Layer(lambda x: symbp.cumprod(x, 0)))
+    with pytest.raises(OnnxExportError, match=r"op 'cumprod' in layer '1'.*static length"):
         onnx_model(symbp.compile(net), np.zeros((1, 3), np.float32))
 
 

@@ -213,3 +213,89 @@ def test_without_tqdm_it_is_symbps_own_bar(monkeypatch):
         bar.update(loss=0.5)
         bar.update(loss=0.25)
     assert "epoch 2/2 [####################] loss 0.25" in stream.getvalue()
+
+
+# ---------------------------------------------------------------- a compile's stages
+
+
+def _compile(stages):
+    """What CompiledModel does for one program: its plan, a stage, a cache hit, Numba."""
+    stages.begin("training program", ("trace", "derive and simplify", "generate code", "Numba"))
+    with stages.stage("trace"):
+        pass
+    stages.skip(2, "found in the cache")
+    with stages.stage("Numba"):
+        pass
+
+
+def test_compile_stages_on_tqdm_in_a_notebook_output(monkeypatch):
+    """The stages on the display the fit bar uses, decided the same way: in a notebook's output
+    (no terminal) tqdm's bar, one per program, with the stage running and no rate or ETA."""
+    pytest.importorskip("tqdm")
+    import sys
+
+    import symbp.progress as progress
+
+    monkeypatch.delenv("SYMBP_PROGRESS", raising=False)
+    cell = io.StringIO()  # ipykernel's OutStream: isatty() False
+    monkeypatch.setattr(sys, "stdout", cell)
+    with progress.Stages() as stages:  # not a notebook: quiet
+        _compile(stages)
+    assert cell.getvalue() == ""
+    monkeypatch.setattr(progress, "_in_notebook", lambda: True)
+
+    def widget(**kwargs):  # tqdm.notebook without ipywidgets
+        raise ImportError("IProgress not found. Please update jupyter and ipywidgets.")
+
+    monkeypatch.setattr(progress, "_tqdm", lambda: widget)
+    with progress.Stages() as stages:
+        assert cell.getvalue() == ""  # nothing before a program begins
+        _compile(stages)
+        assert isinstance(stages.bar, progress.TqdmProgress)
+        stages.begin("training program", ("Numba",))  # the same program: the same bar
+        stages.begin("inference program", ("trace",))  # another: the first one ends
+        with stages.stage("trace"):
+            pass
+    lines = [line.split("\r")[-1] for line in cell.getvalue().split("\n")]
+    assert lines[0].startswith("compiling training program: 100%") and "4/4" in lines[0]
+    assert lines[0].endswith(", stage=Numba]") and "stage/s" not in lines[0]
+    assert lines[1].startswith("compiling inference program: 100%") and "1/1" in lines[1]
+    assert lines[2:] == [""] and stages.bar is None  # each bar ended its line
+
+
+def test_compile_stages_without_tqdm_and_their_time(monkeypatch):
+    import symbp.progress as progress
+
+    monkeypatch.setattr(progress, "_tqdm", lambda: None)
+    stream = Terminal()
+    with progress.Stages(stream=stream) as stages:
+        _compile(stages)
+    final = last_line(stream)
+    assert final.startswith("compiling training program 4/4 [####################] stage Numba")
+    assert final.endswith("| 0:00") and "stage/s" not in final  # the time so far, no rate
+    assert stages.seconds >= 0.0
+
+
+def test_compile_stages_silent_in_a_pipe_and_when_quiet(monkeypatch):
+    import subprocess
+    import sys
+
+    from symbp.progress import Stages
+
+    monkeypatch.delenv("SYMBP_PROGRESS", raising=False)
+    for stream, quiet in ((io.StringIO(), None), (Terminal(), True)):
+        with Stages(quiet=quiet, stream=stream) as stages:
+            _compile(stages)
+        assert stream.getvalue() == ""
+    code = (
+        "import sys\n"
+        "from symbp.progress import Stages\n"
+        "with Stages() as stages:\n"
+        "    stages.begin('training program', ('trace',))\n"
+        "    with stages.stage('trace'): pass\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "SYMBP_PROGRESS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout == "" and done.stderr == ""

@@ -1,6 +1,7 @@
 """docs/guides/ecosystem.md's training-curve recipes run as written: the TensorBoard callback
 (tensorboardX, where it installs) writes one scalar per history entry and epoch, read back here
-from the event file with tensorboardX's own protobuf classes, equal to fit's history."""
+from the event file with tensorboardX's own protobuf classes, equal to fit's history; the
+MLflow callback (mlflow-skinny) logs them by step, read back with MLflow's own client."""
 
 import re
 import struct
@@ -62,8 +63,13 @@ def test_tensorboard_recipe(tmp_path):
 
 
 def test_mlflow_recipe(tmp_path, monkeypatch):
+    """The callback logs each history entry by step; MLflow's client reads them back. The
+    store is a directory under tmp_path: MLflow 3 defaults to SQLite, which mlflow-skinny (the
+    test extra's) cannot open, and keeps its file store behind MLFLOW_ALLOW_FILE_STORE."""
     mlflow = pytest.importorskip("mlflow")
-    monkeypatch.chdir(tmp_path)  # its ./mlruns store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.chdir(tmp_path)  # anything else it writes stays here too
     scope: dict = {}
     exec(block_with("def mlflow_callback("), scope)
     history = {"loss": [1.0, 0.5], "val_loss": [1.2, 0.7]}
