@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import sympy
+from numpy.typing import DTypeLike
 
 # The symbolic batch dimension. Shapes and constants (the 1/B of a mean) may mention it.
 B = sympy.Symbol("B", positive=True, integer=True)
@@ -48,7 +49,7 @@ class Node:
 
     _interned: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
 
-    def __new__(cls, op: str, src: tuple[Node, ...], arg: Any, shape: Shape, dtype: np.dtype):
+    def __new__(cls, op: str, src: tuple[Node, ...], arg: Any, shape: Shape, dtype: DTypeLike):
         shape = tuple(d if isinstance(d, sympy.Expr) else int(d) for d in shape)
         # Always a NumPy dtype: a symbp dtype (what Tensor.dtype returns) names one, and the
         # generated code and cache keys print node dtypes as NumPy's names ("float32").

@@ -161,8 +161,11 @@ def _opaque_formula(fn: sympy.Function) -> sympy.Expr | None:
     opaque SymPy function of ``symbp.elementwise``), at the function's arguments."""
     from symbp import api
 
-    name = type(fn).__name__
-    if name not in api._CUSTOM or ops.ELEMENTWISE.get(name) is not type(fn):
+    # typed `type`: an `is` test of a Callable against type(fn), a type[Any], mypy takes as
+    # never true, and would skip the rest of the function as unreachable
+    cls: type = type(fn)
+    name = cls.__name__
+    if name not in api._CUSTOM or ops.ELEMENTWISE.get(name) is not cls:
         return None
     formula = api._RULES[name][0]
     xs = sympy.symbols(f"x0:{len(fn.args)}", real=True)

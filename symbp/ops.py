@@ -18,7 +18,7 @@ import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import sympy
@@ -1807,7 +1807,12 @@ class Roll(Op):
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 # F.pad's modes as NumPy's np.pad names them (reflect leaves out the edge in both).
-_NP_PAD = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_NP_PAD: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {
+    "constant": "constant",
+    "reflect": "reflect",
+    "replicate": "edge",
+    "circular": "wrap",
+}
 
 
 def pad_source_index(mode: str, j: Any, size: int) -> Any:
