@@ -31,7 +31,6 @@ from symbp.ir import (
     Node,
     Shape,
     float32,
-    float64,
     int64,
     numel,
     shape_error,
@@ -550,16 +549,6 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     "sign": lambda x: sympy.Piecewise((1, x > 0), (-1, x < 0), (0, True)),
     #
 }
-
-
-def arity(name: str) -> int:
-    fn: Any = ELEMENTWISE[name]
-    if isinstance(fn, type) and issubclass(fn, sympy.Function):
-        nargs = getattr(fn, "nargs", None)
-        return min(nargs) if isinstance(nargs, sympy.FiniteSet) else 1  # type: ignore[arg-type]
-    if fn in (sympy.Max, sympy.Min):
-        return 2
-    return fn.__code__.co_argcount  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------- builders
@@ -2556,5 +2545,4 @@ def batched_matmul(x: Node, y: Node) -> Node:
     return bmm(xb, yb)
 
 
-FLOATS = (float32, float64)
 __all__ = ["ELEMENTWISE", "OPS", "Formula", "NotApplicable", "Op", "int64"]
