@@ -25,7 +25,16 @@ from numba.core.registry import CPUDispatcher as Dispatcher
 
 from symbp.ir import B, Node, numel, toposort, type_str
 from symbp.lower import conv_kernels
-from symbp.lower.emit import Emitter, allreduce_call, at, dim_code, lowering, numel_code
+from symbp.lower.emit import (
+    _DT,
+    Emitter,
+    allreduce_call,
+    at,
+    dim_code,
+    indent,
+    lowering,
+    numel_code,
+)
 from symbp.lower.schedule import Buffer, Schedule, Update, ident, schedule
 
 HEADER = '''\
@@ -207,7 +216,7 @@ def _finite_row(buf: Buffer, src: str, k: int) -> list[str]:
     number ``k``) holds a NaN or an infinity. An and of comparisons over the row, which runs
     on vectors (|v| <= max is False for both); the branch is taken once per row."""
     idx = [f"j{d}" for d in range(1, len(buf.shape))]
-    big = f"{_dtype_code(buf.dtype)}({float(np.finfo(buf.dtype).max)!r})"
+    big = f"{_DT[buf.dtype]}({float(np.finfo(buf.dtype).max)!r})"  # f32(...) or f64(...)
     lines, pad = [f"if mode & {CHECK_DATA}:", "    ok = True"], "    "
     for v, d in zip(idx, buf.shape[1:]):
         lines.append(f"{pad}for {v} in range({dim_code(d)}):")
@@ -221,14 +230,6 @@ def _finite_row(buf: Buffer, src: str, k: int) -> list[str]:
         f"        return {NONFINITE_DATA}",
     ]
     return lines
-
-
-def _indent(lines: Sequence[str], n: int) -> list[str]:
-    return [("    " * n + line) if line else line for line in lines]
-
-
-def _dtype_code(dtype: np.dtype) -> str:
-    return {"float32": "f32", "float64": "f64"}.get(str(dtype), "np.int64")
 
 
 def lower_train(
@@ -432,9 +433,9 @@ def lower_train(
                 "        ints[2] = r",
                 f"        return {BAD_LABEL}",
             ]
-        gather += _indent(_gather(data_bufs[name], name.upper()), 1)
+        gather += indent(_gather(data_bufs[name], name.upper()), 1)
         if node.dtype.kind == "f":  # NaN or Inf data would train silently: stop before the step
-            gather += _indent(_finite_row(data_bufs[name], name.upper(), k), 1)
+            gather += indent(_finite_row(data_bufs[name], name.upper(), k), 1)
 
     body: list[str] = [
         "# parameters, gradients and optimizer state: views into W",
@@ -455,11 +456,11 @@ def lower_train(
         *(_shard if allreduce else ["        B = min(batch_size, N - start)"]),
         "        if B != carved:  # views sized for this batch (again for a short last one)",
         "            carved = B",
-        *_indent(carve, 3),
+        *indent(carve, 3),
         "        # gather the minibatch",
-        *_indent(gather, 2),
+        *indent(gather, 2),
         *(["        # dropout seeds of step t"] if seeding else []),
-        *_indent(seeding, 2),
+        *indent(seeding, 2),
         *(
             _distributed(
                 forward,
@@ -482,22 +483,22 @@ def lower_train(
             if allreduce and dist_at is not None
             else [
                 "        # ---- forward",
-                *_indent(forward, 2),
+                *indent(forward, 2),
                 f"        value = {at(loss_buf, [])}",
                 *_loss_check,
                 "        total += value * B",
                 "        losses[n_epochs] = value",
                 f"        if mode & {GRADS}:",
                 "            # ---- backward",
-                *_indent(backward or ["pass"], 3),
+                *indent(backward or ["pass"], 3),
             ]
         ),
         f"        if mode & {GRADS}:" if allreduce else "",
         f"            if mode & {UPDATE}:",
-        *_indent(guard, 4),
+        *indent(guard, 4),
         "                t += 1",
         "                # ---- optimizer update",
-        *_indent(update or ["pass"], 4),
+        *indent(update or ["pass"], 4),
         "    losses[epoch] = total / N",
         "ints[0] = t",
         "return 0",
@@ -524,7 +525,7 @@ def lower_train(
         + "\n".join(
             [
                 *TRAIN_DEF.replace("nogil=True)", parallel).splitlines(),
-                *_indent(body, 1),
+                *indent(body, 1),
             ]
         )
         + "\n"
@@ -600,7 +601,7 @@ def _distributed(
     )]  # fmt: skip
     take = [f"{new.name}[:] = {sh.name}" for sh, new in shared]
     share_stats = ["        last = ints[9] == ints[10] - 1", f"        if mode & {GRADS}:"]
-    share_stats += _indent(put, 3)
+    share_stats += indent(put, 3)
     idle = [
         line
         for phase, buf in psums
@@ -609,7 +610,7 @@ def _distributed(
                                                      numel_code(buf.shape), MPI_FAILED)]
             if phase == "forward"
             else [f"if mode & {GRADS}:", f"    {buf.name}[:] = 0.0",
-                  *_indent(allreduce_call(allreduce, buf.name, 0, numel_code(buf.shape),
+                  *indent(allreduce_call(allreduce, buf.name, 0, numel_code(buf.shape),
                                           MPI_FAILED), 1)]
         )
     ]  # fmt: skip
@@ -617,18 +618,18 @@ def _distributed(
         "        share = B / BG",
         "        if B > 0:",
         "            # ---- forward (this rank's rows)",
-        *_indent(forward, 3),
+        *indent(forward, 3),
         f"            value = {loss}",
         f"            if mode & {GRADS}:",
         "                # ---- backward",
-        *_indent(backward or ["pass"], 4),
+        *indent(backward or ["pass"], 4),
         "        else:",
         *(
             ["            # no rows here: zeros into each sum across ranks the others make"]
             if idle
             else []
         ),
-        *_indent(idle, 3),
+        *indent(idle, 3),
         "            value = 0.0",
         f"            if mode & {GRADS}:",
         f"                W[{g0}:{g0 + g_n}] = 0.0",
@@ -641,9 +642,9 @@ def _distributed(
         *(share_stats if shared else []),
         f"        red0 = {g0} if mode & {GRADS} else {s}",
         f"        red1 = {end} if mode & {GRADS} else {s + 2}",
-        *_indent(allreduce_call(allreduce, "W", "red0", "red1 - red0", MPI_FAILED), 2),
+        *indent(allreduce_call(allreduce, "W", "red0", "red1 - red0", MPI_FAILED), 2),
         f"        value = W[{s}]",
-        *([f"        if mode & {GRADS}:", *_indent(take, 3)] if shared else []),
+        *([f"        if mode & {GRADS}:", *indent(take, 3)] if shared else []),
         *_loss_check,
         "        total += value * BG",
         "        losses[n_epochs] = value",
@@ -673,8 +674,8 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
     _place(arenas, [xbuf], sched)
     em = Emitter(sched, {B: "B"}, mkl=use_mkl())
     forward = [line for k in sched.kernels for line in em.kernel(k)]
-    copy_out = ["for i in range(B):", *_indent(_gather_out(obuf), 1)]
-    gather = ["for i in range(B):", "    r = start + i", *_indent(_gather(xbuf, "X"), 1)]
+    copy_out = ["for i in range(B):", *indent(_gather_out(obuf), 1)]
+    gather = ["for i in range(B):", "    r = start + i", *indent(_gather(xbuf, "X"), 1)]
     body = [
         "N = X.shape[0]",
         "carved = -1",
@@ -682,10 +683,10 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         "    B = min(batch_size, N - start)",
         "    if B != carved:",
         "        carved = B",
-        *_indent(work.lines + iwork.lines, 2),
-        *_indent(gather, 1),
-        *_indent(forward, 1),
-        *_indent(copy_out, 1),
+        *indent(work.lines + iwork.lines, 2),
+        *indent(gather, 1),
+        *indent(forward, 1),
+        *indent(copy_out, 1),
     ]
     source = HEADER.format(
         title=title,
@@ -701,7 +702,7 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
                 '@njit(cache=True, error_model="numpy", nogil=True)',
                 f"def predict(X, batch_size, work, iwork, OUT, {', '.join(pnames)}):",
                 '    """OUT[start:start+B] = the model applied to X[start:start+B], in batches."""',
-                *_indent(body, 1),
+                *indent(body, 1),
             ]
         )
         + "\n"
