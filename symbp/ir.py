@@ -191,6 +191,23 @@ def shape_error(message: str) -> ShapeError:
     return ShapeError(message + where())
 
 
+class Names:
+    """Names handed out once each, for what a program writes (buffers of a generated module,
+    values of an ONNX graph): ``fresh(base)`` is ``base`` if it is free, else the first free of
+    ``base_1``, ``base_2`` ... Names in ``taken`` (reserved words, names given elsewhere) are
+    never handed out; ``taken`` grows with each name handed out."""
+
+    def __init__(self, taken: Iterable[str] = ()):
+        self.taken = set(taken)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken:
+            name, k = f"{base}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
+
 # ---------------------------------------------------------------- printing
 
 

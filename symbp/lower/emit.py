@@ -350,7 +350,7 @@ class Emitter:
                 terms.append(v if stride == 1 else f"{v} * {dim_code(stride)}")
             stride = stride * sympy.sympify(d)
         flat = " + ".join(reversed(terms)) or "0"
-        key = self.sched.fresh(f"{out.name}_key")
+        key = self.sched.names.fresh(f"{out.name}_key")
         hit = f"bernoulli_bits({key}, {flat}) < np.uint64({thr})"
         return [
             f"{key} = bernoulli_key({self.read(n.src[0], [])})",

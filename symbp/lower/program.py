@@ -23,7 +23,7 @@ import numpy as np
 import sympy
 from numba.core.registry import CPUDispatcher as Dispatcher
 
-from symbp.ir import B, Node, numel, toposort, type_str
+from symbp.ir import B, Names, Node, numel, toposort, type_str
 from symbp.lower import conv_kernels
 from symbp.lower.emit import (
     _DT,
@@ -256,15 +256,7 @@ def lower_train(
     """
     W, work, iwork = _Arena("W"), _Arena("work"), _Arena("iwork")
     arenas = {"W": W, "work": work, "iwork": iwork}
-    names: set[str] = set(RESERVED)
-
-    def unique(base: str) -> str:
-        name, k = base, 1
-        while name in names:
-            k += 1
-            name = f"{base}_{k}"
-        names.add(name)
-        return name
+    names = Names(RESERVED)  # of the buffers named here; the schedule names the rest
 
     # W holds, in this order: the parameters, their gradients, the optimizer's state. Each
     # param group's tensors are adjacent in every block, so one flat loop updates a group.
@@ -275,7 +267,7 @@ def lower_train(
     inputs: dict[Node, Buffer] = {}
     pbufs: dict[str, Buffer] = {}
     for p in params:
-        buf = Buffer(unique(ident(p.name)), p.node.shape, p.node.dtype, "W", p.node)
+        buf = Buffer(names.fresh(ident(p.name)), p.node.shape, p.node.dtype, "W", p.node)
         inputs[p.node] = buf
         pbufs[p.name] = buf
     pspec: dict[str, dict[str, Any]] = {
@@ -286,12 +278,12 @@ def lower_train(
     outputs: list[tuple[Buffer, Node]] = []
     for p in order:
         if p.name in grads:
-            g = Buffer(unique("grad_" + pbufs[p.name].name), p.node.shape, p.node.dtype, "W")
+            g = Buffer(names.fresh("grad_" + pbufs[p.name].name), p.node.shape, p.node.dtype, "W")
             pspec[p.name]["grad"] = W.add(g)
             outputs.append((g, grads[p.name]))
     # distributed: the batch's loss and a spare slot right after the gradients, so that one
     # allreduce of a single run of W sums all three
-    dist = Buffer(unique("dist"), (2,), loss.dtype, "W") if allreduce else None
+    dist = Buffer(names.fresh("dist"), (2,), loss.dtype, "W") if allreduce else None
     dist_at = W.add(dist) if dist is not None else None
     # ... and the new running statistics: the last rank's (its share is never empty) go to
     # every rank, as DistributedDataParallel broadcasts rank 0's buffers
@@ -304,7 +296,7 @@ def lower_train(
                         f"distributed: buffer {b.name} is {b.node.dtype}, the program "
                         f"{loss.dtype}: it cannot be shared in the gradients' allreduce"
                     )
-                shared.append(Buffer(unique(ident(b.name) + "_shared"), b.node.shape,
+                shared.append(Buffer(names.fresh(ident(b.name) + "_shared"), b.node.shape,
                                      b.node.dtype, "W"))  # fmt: skip
                 W.add(shared[-1])
     sched_updates: list[tuple[list[ParamSpec], Update]] = []
@@ -316,7 +308,7 @@ def lower_train(
         first = pspec[members[0].name]
 
         def flat(name: str, start: int, n: int = n, dtype: np.dtype = dtype) -> Buffer:
-            buf = Buffer(unique(name), (n,), dtype, "W")
+            buf = Buffer(names.fresh(name), (n,), dtype, "W")
             W.lines.append(f"{buf.name} = W[{start}:{start + n}]")
             return buf
 
@@ -327,7 +319,7 @@ def lower_train(
         state = {}
         for st in new_s:
             for p in members:
-                sb = Buffer(unique(f"{pbufs[p.name].name}_{st}"), p.node.shape, dtype, "W")
+                sb = Buffer(names.fresh(f"{pbufs[p.name].name}_{st}"), p.node.shape, dtype, "W")
                 pspec[p.name]["state"][st] = W.add(sb)
             state[st] = flat(f"group{group}_{st}", pspec[members[0].name]["state"][st])
         upd = Update(pbuf, gbuf, state, group, new_p, new_s, list(hnames))
@@ -338,36 +330,36 @@ def lower_train(
     # into a work buffer with the gradients and copied in with the update
     bspecs, new_bufs = [], []
     for b in buffers:
-        buf = Buffer(unique(ident(b.name)), b.node.shape, b.node.dtype, "W", b.node)
+        buf = Buffer(names.fresh(ident(b.name)), b.node.shape, b.node.dtype, "W", b.node)
         inputs[b.node] = buf
         bspecs.append({"name": b.name, "var": buf.name, "shape": list(b.node.shape),
                        "offset": W.add(buf), "updated": b.new is not None})  # fmt: skip
         if b.new is not None:
-            new = Buffer(unique(f"{buf.name}_new"), b.node.shape, b.node.dtype, "work")
+            new = Buffer(names.fresh(f"{buf.name}_new"), b.node.shape, b.node.dtype, "work")
             outputs.append((new, b.new))
             new_bufs.append((buf, new))
     seed_bufs = []
     for s in seeds:
-        buf = Buffer(unique(ident(str(s.arg))), (), s.dtype, "iwork", s)
+        buf = Buffer(names.fresh(ident(str(s.arg))), (), s.dtype, "iwork", s)
         inputs[s] = buf
         seed_bufs.append(buf)
 
     const_lines = []
     for k, (node, value) in enumerate((constants or {}).items()):
-        buf = Buffer(unique(f"const{k}"), node.shape, node.dtype, "global", node)
+        buf = Buffer(names.fresh(f"const{k}"), node.shape, node.dtype, "global", node)
         inputs[node] = buf
         const_lines.append(_const_line(buf.name, value))
 
     data_bufs = {}
     for name, node in data.items():
         buf = _data_buffer(name, node)
-        names.add(buf.name)
+        names.taken.add(buf.name)
         inputs[node] = buf
         data_bufs[name] = buf
-    loss_buf = Buffer(unique("loss"), (), loss.dtype, "work", loss)
+    loss_buf = Buffer(names.fresh("loss"), (), loss.dtype, "work", loss)
     outputs.insert(0, (loss_buf, loss))
 
-    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names))
+    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names.taken))
 
     _place(arenas, [*data_bufs.values(), *seed_bufs], sched)
     carve = work.lines + iwork.lines
@@ -653,22 +645,19 @@ def _distributed(
 
 def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -> Lowered:
     """The module for inference: ``predict(X, batch_size, work, iwork, OUT, *params)``."""
-    names: set[str] = set(RESERVED)
+    names = Names(RESERVED)
     inputs: dict[Node, Buffer] = {}
     pnames = []
     for p in params:
-        name = ident(p.name)
-        while name in names:
-            name += "_"
-        names.add(name)
+        name = names.fresh(ident(p.name))
         inputs[p.node] = Buffer(name, p.node.shape, p.node.dtype, "arg", p.node)
         pnames.append(name)
     xbuf = _data_buffer("x", x)
     inputs[x] = xbuf
-    names.add(xbuf.name)
+    names.taken.add(xbuf.name)
     obuf = Buffer("out", out.shape, out.dtype, "work", out)
-    names.add("out")
-    sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names))
+    names.taken.add("out")
+    sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names.taken))
     work, iwork = _Arena("work"), _Arena("iwork")
     arenas = {"work": work, "iwork": iwork}
     _place(arenas, [xbuf], sched)
