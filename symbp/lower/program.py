@@ -194,10 +194,11 @@ def _place(arenas: dict[str, _Arena], first: list[Buffer], sched: Schedule) -> N
             arenas[buf.arena].add(buf)
 
 
-def _data_buffer(name: str, node: Node) -> Buffer:
-    return Buffer(
-        ident(name), node.shape, node.dtype, "iwork" if node.dtype.kind in "iub" else "work", node
-    )
+def _data_buffer(names: Names, name: str, node: Node) -> Buffer:
+    """The batch buffer of data input ``name``: a fresh name, since a parameter may be called
+    ``x`` or ``y`` too."""
+    kind = "iwork" if node.dtype.kind in "iub" else "work"
+    return Buffer(names.fresh(ident(name)), node.shape, node.dtype, kind, node)
 
 
 def _gather(buf: Buffer, src: str) -> list[str]:
@@ -352,8 +353,7 @@ def lower_train(
 
     data_bufs = {}
     for name, node in data.items():
-        buf = _data_buffer(name, node)
-        names.taken.add(buf.name)
+        buf = _data_buffer(names, name, node)
         inputs[node] = buf
         data_bufs[name] = buf
     loss_buf = Buffer(names.fresh("loss"), (), loss.dtype, "work", loss)
@@ -652,11 +652,9 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         name = names.fresh(ident(p.name))
         inputs[p.node] = Buffer(name, p.node.shape, p.node.dtype, "arg", p.node)
         pnames.append(name)
-    xbuf = _data_buffer("x", x)
+    xbuf = _data_buffer(names, "x", x)
     inputs[x] = xbuf
-    names.taken.add(xbuf.name)
-    obuf = Buffer("out", out.shape, out.dtype, "work", out)
-    names.taken.add("out")
+    obuf = Buffer(names.fresh("out"), out.shape, out.dtype, "work", out)
     sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names.taken))
     work, iwork = _Arena("work"), _Arena("iwork")
     arenas = {"work": work, "iwork": iwork}
