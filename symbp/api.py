@@ -167,10 +167,12 @@ def trace(
     out = fn(*inputs)
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
     nodes = [o.node for o in outs]
+    # the parameters whose leaves these are: a data input's name may be a live parameter's
+    # (x, of another model even), and names the other leaf
     params = {
-        n.arg: Parameter._registry[n.arg]
+        n.arg: p
         for n in toposort(nodes)
-        if n.op == "input" and n.arg in Parameter._registry
+        if n.op == "input" and (p := Parameter._registry.get(n.arg)) is not None and p.node is n
     }
     reached = set(toposort(nodes))
     constants: dict[Node, np.ndarray] = {

@@ -81,15 +81,20 @@ def _renamed(old: str, old_value: Any, new: str, new_value: Any) -> Any:
     return old_value
 
 
-def _n_test(n: int, test_size: float | int) -> int:
-    """scikit-learn's reading: an int counts samples, a float in (0, 1) is a fraction."""
-    if isinstance(test_size, numbers.Integral) and not isinstance(test_size, bool):
-        if not 0 < test_size < n:
+def _n_test(n: int, test_size: object) -> int:
+    """scikit-learn's reading: an int counts samples, a float in (0, 1) is a fraction.
+
+    ``test_size`` is the caller's value as given (a NumPy integer or float too), checked here;
+    typed ``object`` since typeshed makes neither int a ``numbers.Integral`` nor float a
+    ``numbers.Real``, so that mypy would call both branches unreachable."""
+    if not isinstance(test_size, bool) and isinstance(test_size, numbers.Integral):
+        count = int(test_size)
+        if not 0 < count < n:
             raise ValueError(
                 f"train_test_split: test_size={test_size} samples must be in 1..{n - 1} "
                 f"(of {n} samples)"
             )
-        return int(test_size)
+        return count
     if isinstance(test_size, numbers.Real) and 0 < float(test_size) < 1:
         return round(n * float(test_size))
     raise ValueError(

@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import sympy
+from numpy.typing import DTypeLike
 
 # The symbolic batch dimension. Shapes and constants (the 1/B of a mean) may mention it.
 B = sympy.Symbol("B", positive=True, integer=True)
@@ -48,7 +49,7 @@ class Node:
 
     _interned: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
 
-    def __new__(cls, op: str, src: tuple[Node, ...], arg: Any, shape: Shape, dtype: np.dtype):
+    def __new__(cls, op: str, src: tuple[Node, ...], arg: Any, shape: Shape, dtype: DTypeLike):
         shape = tuple(d if isinstance(d, sympy.Expr) else int(d) for d in shape)
         # Always a NumPy dtype: a symbp dtype (what Tensor.dtype returns) names one, and the
         # generated code and cache keys print node dtypes as NumPy's names ("float32").
@@ -188,6 +189,23 @@ def where() -> str:
 
 def shape_error(message: str) -> ShapeError:
     return ShapeError(message + where())
+
+
+class Names:
+    """Names handed out once each, for what a program writes (buffers of a generated module,
+    values of an ONNX graph): ``fresh(base)`` is ``base`` if it is free, else the first free of
+    ``base_1``, ``base_2`` ... Names in ``taken`` (reserved words, names given elsewhere) are
+    never handed out; ``taken`` grows with each name handed out."""
+
+    def __init__(self, taken: Iterable[str] = ()):
+        self.taken = set(taken)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken:
+            name, k = f"{base}_{k}", k + 1
+        self.taken.add(name)
+        return name
 
 
 # ---------------------------------------------------------------- printing

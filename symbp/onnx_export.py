@@ -34,7 +34,7 @@ from sympy.codegen import cfunctions
 
 from symbp import ops, scalar
 from symbp.export import ExportError
-from symbp.ir import LABELS, B, Node, consumers, toposort
+from symbp.ir import LABELS, B, Names, Node, consumers, toposort
 
 __all__ = ["OPSET", "OnnxExportError", "export_onnx", "onnx_model"]
 
@@ -68,17 +68,13 @@ class _Graph:
         self.x_name = x_name
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
-        self.taken: set[str] = {x_name}
+        self.names = Names([x_name])
         self.memo: dict[Any, str] = {}  # shared constants and the batch size
         self.where = ""  # the op being written, for errors (" (op 'ew' in layer 'fc1')")
 
     def fresh(self, hint: str) -> str:
         base = "".join(c if c.isalnum() or c in "._" else "_" for c in hint) or "t"
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        return name
+        return self.names.fresh(base)
 
     def op(self, op_type: str, inputs: Sequence[str], hint: str = "", **attrs: Any) -> str:
         out = self.fresh(hint or op_type.lower())
@@ -164,8 +160,11 @@ def _opaque_formula(fn: sympy.Function) -> sympy.Expr | None:
     opaque SymPy function of ``symbp.elementwise``), at the function's arguments."""
     from symbp import api
 
-    name = type(fn).__name__
-    if name not in api._CUSTOM or ops.ELEMENTWISE.get(name) is not type(fn):
+    # typed `type`: an `is` test of a Callable against type(fn), a type[Any], mypy takes as
+    # never true, and would skip the rest of the function as unreachable
+    cls: type = type(fn)
+    name = cls.__name__
+    if name not in api._CUSTOM or ops.ELEMENTWISE.get(name) is not cls:
         return None
     formula = api._RULES[name][0]
     xs = sympy.symbols(f"x0:{len(fn.args)}", real=True)

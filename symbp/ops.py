@@ -18,7 +18,7 @@ import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import sympy
@@ -31,7 +31,6 @@ from symbp.ir import (
     Node,
     Shape,
     float32,
-    float64,
     int64,
     numel,
     shape_error,
@@ -550,16 +549,6 @@ ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
     "sign": lambda x: sympy.Piecewise((1, x > 0), (-1, x < 0), (0, True)),
     #
 }
-
-
-def arity(name: str) -> int:
-    fn: Any = ELEMENTWISE[name]
-    if isinstance(fn, type) and issubclass(fn, sympy.Function):
-        nargs = getattr(fn, "nargs", None)
-        return min(nargs) if isinstance(nargs, sympy.FiniteSet) else 1  # type: ignore[arg-type]
-    if fn in (sympy.Max, sympy.Min):
-        return 2
-    return fn.__code__.co_argcount  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------- builders
@@ -1160,15 +1149,20 @@ class AvgPool2dGrad(Op):
 # (C order) of a mask drawn from ``seed`` is 1 iff mix(mix(seed) + (i + 1)·GOLDEN) < prob·2⁶⁴,
 # all in uint64 arithmetic, so the NumPy reference here and the Numba kernels
 # (``symbp.lower.support.bernoulli_bits``) give the very same mask, bit for bit.
-GOLDEN = 0x9E3779B97F4A7C15
+# These are splitmix64's constants for all of symbp: the Numba side (``support.mix64``, which
+# the masks, the dropout seeds and the epoch shuffle use) imports them from here.
+GOLDEN = 0x9E3779B97F4A7C15  # the counter's step, 2⁶⁴/φ
+MIX_SHIFTS = (30, 27, 31)  # the finalizer: z ^= z >> s, then z *= m, twice; z ^= z >> s
+MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
 
 def mix64(z: Any) -> Any:
     """splitmix64's finalizer on uint64 values (arrays or scalars), wrapping mod 2⁶⁴."""
+    (s1, s2, s3), (m1, m2) = map(np.uint64, MIX_SHIFTS), map(np.uint64, MIX_MULTIPLIERS)
     with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        z = (z ^ (z >> s1)) * m1
+        z = (z ^ (z >> s2)) * m2
+        return z ^ (z >> s3)
 
 
 def bernoulli_threshold(prob: float) -> int | None:
@@ -1807,7 +1801,12 @@ class Roll(Op):
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 # F.pad's modes as NumPy's np.pad names them (reflect leaves out the edge in both).
-_NP_PAD = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_NP_PAD: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {
+    "constant": "constant",
+    "reflect": "reflect",
+    "replicate": "edge",
+    "circular": "wrap",
+}
 
 
 def pad_source_index(mode: str, j: Any, size: int) -> Any:
@@ -2551,5 +2550,4 @@ def batched_matmul(x: Node, y: Node) -> Node:
     return bmm(xb, yb)
 
 
-FLOATS = (float32, float64)
 __all__ = ["ELEMENTWISE", "OPS", "Formula", "NotApplicable", "Op", "int64"]

@@ -106,7 +106,9 @@ def set_rng_state(new_state: Any) -> None:
     default_generator.set_state(new_state)
 
 
-def numpy_generator(generator: Generator | None, what: str) -> np.random.Generator:
+def numpy_generator(
+    generator: Generator | np.random.Generator | None, what: str
+) -> np.random.Generator:
     """The NumPy generator behind ``generator`` (None: the default), or a TypeError."""
     if generator is None:
         return default_generator.numpy_generator

@@ -99,7 +99,7 @@ class _NeuralNet(BaseEstimator):
         batch_size: int = 128,
         train_split: float | None = None,
         verbose: int = 0,
-        random_state: int | None = None,
+        random_state: int | np.random.RandomState | None = None,
         **kwargs: Any,
     ) -> None:
         self.module = module
@@ -166,7 +166,9 @@ class _NeuralNet(BaseEstimator):
     # ------------------------------------------------------------ building
 
     def _seed(self) -> int:
-        rs = self.random_state
+        # object: the value as set, checked here (typeshed does not make int a
+        # numbers.Integral, so that mypy would take the check below to always fail)
+        rs: object = self.random_state
         if rs is None:
             return secrets.randbits(31)
         if isinstance(rs, np.random.RandomState):  # scikit-learn's other spelling
@@ -223,7 +225,7 @@ class _NeuralNet(BaseEstimator):
     # ------------------------------------------------------------ training
 
     def _split(self, X: np.ndarray, y: np.ndarray, seed: int):
-        split = self.train_split
+        split: object = self.train_split  # as set, checked here (see _seed)
         if split is None:
             return X, y, None
         if not (isinstance(split, numbers.Real) and 0 < float(split) < 1):

@@ -9,6 +9,7 @@ from conftest import B1_222, B2_222, T222, W1_222, W2_222, X222, Net222, backpro
 import symbp
 from symbp import nn
 from symbp.lower.support import epoch_order
+from symbp.tensor import Parameter
 
 pytestmark = pytest.mark.usefixtures("tmp_cache")  # compile into this session's cache
 
@@ -140,6 +141,64 @@ def test_predict_matches_eager():
     model = symbp.compile(net)
     np.testing.assert_allclose(model.predict(x, batch_size=4), net(symbp.tensor(x)).numpy(),
                                rtol=1e-12)  # fmt: skip
+
+
+def test_parameters_named_like_the_data_and_the_output():
+    """Parameters called x, y and out (the names of the generated modules' batch buffers of
+    the inputs, the targets and predict's output) keep their own meaning: the compiled loss,
+    gradients and predictions equal eager's. They had shared the data's buffer name."""
+
+    class Net(nn.Module):
+        def __init__(self, rng):
+            super().__init__()
+            self.x = nn.Parameter(rng.normal(size=(4, 3)))  # 2-D, as the batch of inputs
+            self.y = nn.Parameter(rng.normal(size=3))
+            self.out = nn.Parameter(rng.uniform(0.5, 1.5, size=3))
+
+        def forward(self, inp):
+            return (inp @ self.x) * self.out + self.y
+
+    rng = np.random.default_rng(5)
+    net = Net(rng)
+    x, y = rng.normal(size=(9, 4)), rng.normal(size=(9, 3))
+    model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    loss, grads = model.loss_and_grads(x, y)
+    ref = nn.MSELoss()(net(symbp.tensor(x)), symbp.tensor(y))
+    net.zero_grad()
+    ref.backward()
+    assert loss == pytest.approx(float(ref), rel=1e-12)
+    for name, p in net.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad, rtol=1e-12, atol=1e-14, err_msg=name)
+    np.testing.assert_allclose(model.predict(x, batch_size=4), net(symbp.tensor(x)).numpy(),
+                               rtol=1e-12)  # fmt: skip
+
+
+def test_a_live_parameter_named_x_leaves_other_models_data_alone():
+    """A parameter called x (or y) alive elsewhere is not taken for another model's data
+    input of that name: tracing had looked the data's leaf up by name among all parameters."""
+
+    class Other(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.x, self.y = nn.Parameter(np.ones((4, 3))), nn.Parameter(np.zeros(3))
+
+        def forward(self, inp):
+            return inp @ self.x + self.y
+
+    other = Other()
+    other(symbp.tensor(np.ones((2, 4))))  # its first call names its parameters
+    assert Parameter._registry.get("x") is not None  # alive: other's x (or an earlier one)
+    x, y = _blobs()
+    net = _mlp()
+    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    loss, grads = model.loss_and_grads(x, y)
+    ref = nn.CrossEntropyLoss()(net(symbp.tensor(x)), symbp.tensor(y))
+    net.zero_grad()
+    ref.backward()
+    assert loss == pytest.approx(float(ref), rel=1e-12)
+    assert sorted(grads) == sorted(name for name, _ in net.named_parameters())
+    for name, p in net.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad, rtol=1e-12, atol=1e-14, err_msg=name)
 
 
 def test_user_assigned_data_is_picked_up():

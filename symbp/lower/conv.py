@@ -36,6 +36,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from symbp.lower.emit import indent
+
 MR = 8  # output pixels (forward) or reduction indices (weight gradient) per tile
 NV = 2  # vectors of output channels per tile: MR * NV accumulators, 16 of 32 AVX-512 registers
 DTYPES = {"f32": ("np.float32", 16), "f64": ("np.float64", 8)}  # lanes of a 512-bit vector
@@ -181,10 +183,6 @@ def _suffix(nv: int) -> str:
     return "_narrow" if nv == 1 else ""
 
 
-def _indent(lines: list[str], n: int) -> list[str]:
-    return ["    " * n + line for line in lines]
-
-
 def _forward(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
     return [
         "",
@@ -199,7 +197,7 @@ def _forward(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks",
         "    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read",
         "    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns",
-        *_indent(_layout(), 1),
+        *indent(_layout(), 1),
         "    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1",
         "    SX = sw * C",
         "    # weights as [O/BO, KH, KW, C, BO]",
@@ -224,7 +222,7 @@ def _forward(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "            for oy in range(TH):",
         "                for ob in range(0, OP, BO):",
         f"                    for ox0 in range(0, TW, {MR}):",
-        *_indent(_tile_forward(MR, nv, lanes), 6),
+        *indent(_tile_forward(MR, nv, lanes), 6),
         "            for o in range(O):",
         "                for oy in range(HO):",
         "                    for ox in range(WO):",
@@ -265,7 +263,7 @@ def _input_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "    sh = sw = 1  # the tile runs a stride-1 convolution",
         "    HO_, WO_ = HO, WO",
         "    HO, WO = H, W",
-        *_indent(_layout(), 1),
+        *indent(_layout(), 1),
         "    xs = scratch(T, XS * C, out, True)",
         "    ys = scratch(T, TH * TW * OP, out, False)",
         "    for t in prange(T):",
@@ -281,7 +279,7 @@ def _input_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "            for oy in range(TH):",
         "                for ob in range(0, OP, BO):",
         f"                    for ox0 in range(0, TW, {MR}):",
-        *_indent(_tile_forward(MR, nv, lanes), 6),
+        *indent(_tile_forward(MR, nv, lanes), 6),
         "            for c in range(C_):",
         "                for iy in range(H):",
         "                    for ix in range(W):",
@@ -330,7 +328,7 @@ def _weight_grad(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "                    for ob in range(0, OP, BO):",
         f"                        for j0 in range(0, JP, {MR}):",
         "                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob",
-        *_indent(_tile_weight_grad(MR, nv, lanes), 7),
+        *indent(_tile_weight_grad(MR, nv, lanes), 7),
         "    acc = accs[0]",
         "    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)",
         "        for i in range(acc.size):",
@@ -393,7 +391,7 @@ def _matmul(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "                bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]",
         "    for jb in prange(NP // BO):",
         "        for ib in range(MP // MR):",
-        *_indent(_tile_matmul(MR, nv, lanes), 3),
+        *indent(_tile_matmul(MR, nv, lanes), 3),
         "    for i in range(M):",
         "        for n in range(N):",
         "            out[i, n] = ot[i * NP + n]",
@@ -455,7 +453,7 @@ def _matmul_small(kt: str, dt: str, lanes: int, nv: int = NV) -> list[str]:
         "                bt[base + n] = 0",
         "    for jb in range(NB):",
         "        for m0 in range(0, M, MR):",
-        *_indent(_tile_matmul_small(MR, nv, lanes), 3),
+        *indent(_tile_matmul_small(MR, nv, lanes), 3),
     ]
 
 

@@ -68,6 +68,11 @@ def dim_code(d: object) -> str:
     return str(d) if not isinstance(d, sympy.Expr) else str(d).replace(" ", "")
 
 
+def indent(lines: Sequence[str], n: int = 1) -> list[str]:
+    """``lines`` indented by ``n`` levels of four spaces; a blank line stays blank."""
+    return [("    " * n + line) if line else line for line in lines]
+
+
 def numel_code(shape: Sequence[object]) -> str:
     if not shape:
         return "1"
@@ -345,7 +350,7 @@ class Emitter:
                 terms.append(v if stride == 1 else f"{v} * {dim_code(stride)}")
             stride = stride * sympy.sympify(d)
         flat = " + ".join(reversed(terms)) or "0"
-        key = self.sched.fresh(f"{out.name}_key")
+        key = self.sched.names.fresh(f"{out.name}_key")
         hit = f"bernoulli_bits({key}, {flat}) < np.uint64({thr})"
         return [
             f"{key} = bernoulli_key({self.read(n.src[0], [])})",
@@ -439,7 +444,7 @@ class Emitter:
             return [mid()]
         return [
             f"if {dim_code(flops)} <= {SMALL_MATMUL}:",
-            *_indent(loops),
+            *indent(loops),
             "else:",
             "    " + mid(),
         ]
@@ -496,14 +501,14 @@ class Emitter:
         rows = [
             f"iy = {self._in('oy', 'kp', sh, dh, top)}",
             "for ox in range(ox0, ox1):",
-            *_indent(cols),
+            *indent(cols),
         ]
         tap = [
             *before_tap,
             *self._tap_range("oy", "kp", sh, dh, top, h, ho),
             *self._tap_range("ox", "kq", sw, dw, left, w, wo),
             "for oy in range(oy0, oy1):",
-            *_indent(rows),
+            *indent(rows),
             *after_tap,
         ]
         group = "" if a.groups == 1 else f"(oc // {o // a.groups}) * {cg} + "
@@ -697,7 +702,7 @@ class Emitter:
 
 def _guard(pad: int, test: str, body: list[str]) -> list[str]:
     """``body`` under ``if test:``, or as is where there is no padding to step into."""
-    return [f"if {test}:", *_indent(body)] if pad else body
+    return [f"if {test}:", *indent(body)] if pad else body
 
 
 def _reshape_index(src: Sequence[object], dst: Sequence[object], idx: Sequence[str]) -> list[str]:
@@ -738,10 +743,6 @@ def _loops(shape: Sequence[object], idx: Sequence[str], body: list[str]) -> list
 def _index(shape: Sequence[object]) -> list[str]:
     """Loop variables for ``shape``: "0" for an axis of size 1, which needs no loop."""
     return ["0" if d == 1 else v for d, v in zip(shape, LOOP_VARS)]
-
-
-def _indent(lines: list[str], n: int = 1) -> list[str]:
-    return ["    " * n + line for line in lines]
 
 
 def _describe(n: Node, sched: Schedule) -> str:

@@ -23,14 +23,16 @@ import numpy as np
 import sympy
 from numba.core.registry import CPUDispatcher as Dispatcher
 
-from symbp.ir import B, Node, numel, toposort, type_str
+from symbp.ir import B, Names, Node, numel, toposort, type_str
 from symbp.lower import conv_kernels
 from symbp.lower.emit import (
+    _DT,
     Emitter,
     allreduce_call,
     at,
     copy_lines,
     dim_code,
+    indent,
     lowering,
     numel_code,
 )
@@ -193,10 +195,11 @@ def _place(arenas: dict[str, _Arena], first: list[Buffer], sched: Schedule) -> N
             arenas[buf.arena].add(buf)
 
 
-def _data_buffer(name: str, node: Node) -> Buffer:
-    return Buffer(
-        ident(name), node.shape, node.dtype, "iwork" if node.dtype.kind in "iub" else "work", node
-    )
+def _data_buffer(names: Names, name: str, node: Node) -> Buffer:
+    """The batch buffer of data input ``name``: a fresh name, since a parameter may be called
+    ``x`` or ``y`` too."""
+    kind = "iwork" if node.dtype.kind in "iub" else "work"
+    return Buffer(names.fresh(ident(name)), node.shape, node.dtype, kind, node)
 
 
 def _gather(buf: Buffer, src: str) -> list[str]:
@@ -215,7 +218,7 @@ def _finite_row(buf: Buffer, src: str, k: int) -> list[str]:
     number ``k``) holds a NaN or an infinity. An and of comparisons over the row, which runs
     on vectors (|v| <= max is False for both); the branch is taken once per row."""
     idx = [f"j{d}" for d in range(1, len(buf.shape))]
-    big = f"{_dtype_code(buf.dtype)}({float(np.finfo(buf.dtype).max)!r})"
+    big = f"{_DT[buf.dtype]}({float(np.finfo(buf.dtype).max)!r})"  # f32(...) or f64(...)
     lines, pad = [f"if mode & {CHECK_DATA}:", "    ok = True"], "    "
     for v, d in zip(idx, buf.shape[1:]):
         lines.append(f"{pad}for {v} in range({dim_code(d)}):")
@@ -229,14 +232,6 @@ def _finite_row(buf: Buffer, src: str, k: int) -> list[str]:
         f"        return {NONFINITE_DATA}",
     ]
     return lines
-
-
-def _indent(lines: Sequence[str], n: int) -> list[str]:
-    return [("    " * n + line) if line else line for line in lines]
-
-
-def _dtype_code(dtype: np.dtype) -> str:
-    return {"float32": "f32", "float64": "f64"}.get(str(dtype), "np.int64")
 
 
 def lower_train(
@@ -263,15 +258,7 @@ def lower_train(
     """
     W, work, iwork = _Arena("W"), _Arena("work"), _Arena("iwork")
     arenas = {"W": W, "work": work, "iwork": iwork}
-    names: set[str] = set(RESERVED)
-
-    def unique(base: str) -> str:
-        name, k = base, 1
-        while name in names:
-            k += 1
-            name = f"{base}_{k}"
-        names.add(name)
-        return name
+    names = Names(RESERVED)  # of the buffers named here; the schedule names the rest
 
     # W holds, in this order: the parameters, their gradients, the optimizer's state. Each
     # param group's tensors are adjacent in every block, so one flat loop updates a group.
@@ -282,7 +269,7 @@ def lower_train(
     inputs: dict[Node, Buffer] = {}
     pbufs: dict[str, Buffer] = {}
     for p in params:
-        buf = Buffer(unique(ident(p.name)), p.node.shape, p.node.dtype, "W", p.node)
+        buf = Buffer(names.fresh(ident(p.name)), p.node.shape, p.node.dtype, "W", p.node)
         inputs[p.node] = buf
         pbufs[p.name] = buf
     pspec: dict[str, dict[str, Any]] = {
@@ -293,12 +280,12 @@ def lower_train(
     outputs: list[tuple[Buffer, Node]] = []
     for p in order:
         if p.name in grads:
-            g = Buffer(unique("grad_" + pbufs[p.name].name), p.node.shape, p.node.dtype, "W")
+            g = Buffer(names.fresh("grad_" + pbufs[p.name].name), p.node.shape, p.node.dtype, "W")
             pspec[p.name]["grad"] = W.add(g)
             outputs.append((g, grads[p.name]))
     # distributed: the batch's loss and a spare slot right after the gradients, so that one
     # allreduce of a single run of W sums all three
-    dist = Buffer(unique("dist"), (2,), loss.dtype, "W") if allreduce else None
+    dist = Buffer(names.fresh("dist"), (2,), loss.dtype, "W") if allreduce else None
     dist_at = W.add(dist) if dist is not None else None
     # ... and the new running statistics: the last rank's (its share is never empty) go to
     # every rank, as DistributedDataParallel broadcasts rank 0's buffers
@@ -311,7 +298,7 @@ def lower_train(
                         f"distributed: buffer {b.name} is {b.node.dtype}, the program "
                         f"{loss.dtype}: it cannot be shared in the gradients' allreduce"
                     )
-                shared.append(Buffer(unique(ident(b.name) + "_shared"), b.node.shape,
+                shared.append(Buffer(names.fresh(ident(b.name) + "_shared"), b.node.shape,
                                      b.node.dtype, "W"))  # fmt: skip
                 W.add(shared[-1])
     sched_updates: list[tuple[list[ParamSpec], Update]] = []
@@ -323,7 +310,7 @@ def lower_train(
         first = pspec[members[0].name]
 
         def flat(name: str, start: int, n: int = n, dtype: np.dtype = dtype) -> Buffer:
-            buf = Buffer(unique(name), (n,), dtype, "W")
+            buf = Buffer(names.fresh(name), (n,), dtype, "W")
             W.lines.append(f"{buf.name} = W[{start}:{start + n}]")
             return buf
 
@@ -334,7 +321,7 @@ def lower_train(
         state = {}
         for st in new_s:
             for p in members:
-                sb = Buffer(unique(f"{pbufs[p.name].name}_{st}"), p.node.shape, dtype, "W")
+                sb = Buffer(names.fresh(f"{pbufs[p.name].name}_{st}"), p.node.shape, dtype, "W")
                 pspec[p.name]["state"][st] = W.add(sb)
             state[st] = flat(f"group{group}_{st}", pspec[members[0].name]["state"][st])
         upd = Update(pbuf, gbuf, state, group, new_p, new_s, list(hnames))
@@ -345,36 +332,35 @@ def lower_train(
     # into a work buffer with the gradients and copied in with the update
     bspecs, new_bufs = [], []
     for b in buffers:
-        buf = Buffer(unique(ident(b.name)), b.node.shape, b.node.dtype, "W", b.node)
+        buf = Buffer(names.fresh(ident(b.name)), b.node.shape, b.node.dtype, "W", b.node)
         inputs[b.node] = buf
         bspecs.append({"name": b.name, "var": buf.name, "shape": list(b.node.shape),
                        "offset": W.add(buf), "updated": b.new is not None})  # fmt: skip
         if b.new is not None:
-            new = Buffer(unique(f"{buf.name}_new"), b.node.shape, b.node.dtype, "work")
+            new = Buffer(names.fresh(f"{buf.name}_new"), b.node.shape, b.node.dtype, "work")
             outputs.append((new, b.new))
             new_bufs.append((buf, new))
     seed_bufs = []
     for s in seeds:
-        buf = Buffer(unique(ident(str(s.arg))), (), s.dtype, "iwork", s)
+        buf = Buffer(names.fresh(ident(str(s.arg))), (), s.dtype, "iwork", s)
         inputs[s] = buf
         seed_bufs.append(buf)
 
     const_lines = []
     for k, (node, value) in enumerate((constants or {}).items()):
-        buf = Buffer(unique(f"const{k}"), node.shape, node.dtype, "global", node)
+        buf = Buffer(names.fresh(f"const{k}"), node.shape, node.dtype, "global", node)
         inputs[node] = buf
         const_lines.append(_const_line(buf.name, value))
 
     data_bufs = {}
     for name, node in data.items():
-        buf = _data_buffer(name, node)
-        names.add(buf.name)
+        buf = _data_buffer(names, name, node)
         inputs[node] = buf
         data_bufs[name] = buf
-    loss_buf = Buffer(unique("loss"), (), loss.dtype, "work", loss)
+    loss_buf = Buffer(names.fresh("loss"), (), loss.dtype, "work", loss)
     outputs.insert(0, (loss_buf, loss))
 
-    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names))
+    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names.taken))
 
     _place(arenas, [*data_bufs.values(), *seed_bufs], sched)
     carve = work.lines + iwork.lines
@@ -440,9 +426,9 @@ def lower_train(
                 "        ints[2] = r",
                 f"        return {BAD_LABEL}",
             ]
-        gather += _indent(_gather(data_bufs[name], name.upper()), 1)
+        gather += indent(_gather(data_bufs[name], name.upper()), 1)
         if node.dtype.kind == "f":  # NaN or Inf data would train silently: stop before the step
-            gather += _indent(_finite_row(data_bufs[name], name.upper(), k), 1)
+            gather += indent(_finite_row(data_bufs[name], name.upper(), k), 1)
 
     body: list[str] = [
         "# parameters, gradients and optimizer state: views into W",
@@ -463,11 +449,11 @@ def lower_train(
         *(_shard if allreduce else ["        B = min(batch_size, N - start)"]),
         "        if B != carved:  # views sized for this batch (again for a short last one)",
         "            carved = B",
-        *_indent(carve, 3),
+        *indent(carve, 3),
         "        # gather the minibatch",
-        *_indent(gather, 2),
+        *indent(gather, 2),
         *(["        # dropout seeds of step t"] if seeding else []),
-        *_indent(seeding, 2),
+        *indent(seeding, 2),
         *(
             _distributed(
                 forward,
@@ -490,22 +476,22 @@ def lower_train(
             if allreduce and dist_at is not None
             else [
                 "        # ---- forward",
-                *_indent(forward, 2),
+                *indent(forward, 2),
                 f"        value = {at(loss_buf, [])}",
                 *_loss_check,
                 "        total += value * B",
                 "        losses[n_epochs] = value",
                 f"        if mode & {GRADS}:",
                 "            # ---- backward",
-                *_indent(backward or ["pass"], 3),
+                *indent(backward or ["pass"], 3),
             ]
         ),
         f"        if mode & {GRADS}:" if allreduce else "",
         f"            if mode & {UPDATE}:",
-        *_indent(guard, 4),
+        *indent(guard, 4),
         "                t += 1",
         "                # ---- optimizer update",
-        *_indent(update or ["pass"], 4),
+        *indent(update or ["pass"], 4),
         "    losses[epoch] = total / N",
         "ints[0] = t",
         "return 0",
@@ -532,7 +518,7 @@ def lower_train(
         + "\n".join(
             [
                 *TRAIN_DEF.replace("nogil=True)", parallel).splitlines(),
-                *_indent(body, 1),
+                *indent(body, 1),
             ]
         )
         + "\n"
@@ -604,11 +590,11 @@ def _distributed(
     s = int(dist)
     end = s + 2 + sum(int(_size(sh.shape)) for sh, _ in shared)
     put = [line for sh, new in shared for line in (
-        "if last:", *_indent(copy_lines(sh, new), 1), "else:", f"    {sh.name}[:] = 0.0"
+        "if last:", *indent(copy_lines(sh, new)), "else:", f"    {sh.name}[:] = 0.0"
     )]  # fmt: skip
     take = [line for sh, new in shared for line in copy_lines(new, sh)]
     share_stats = ["        last = ints[9] == ints[10] - 1", f"        if mode & {GRADS}:"]
-    share_stats += _indent(put, 3)
+    share_stats += indent(put, 3)
     idle = [
         line
         for phase, buf in psums
@@ -617,7 +603,7 @@ def _distributed(
                                                      numel_code(buf.shape), MPI_FAILED)]
             if phase == "forward"
             else [f"if mode & {GRADS}:", f"    {buf.name}[:] = 0.0",
-                  *_indent(allreduce_call(allreduce, buf.name, 0, numel_code(buf.shape),
+                  *indent(allreduce_call(allreduce, buf.name, 0, numel_code(buf.shape),
                                           MPI_FAILED), 1)]
         )
     ]  # fmt: skip
@@ -625,18 +611,18 @@ def _distributed(
         "        share = B / BG",
         "        if B > 0:",
         "            # ---- forward (this rank's rows)",
-        *_indent(forward, 3),
+        *indent(forward, 3),
         f"            value = {loss}",
         f"            if mode & {GRADS}:",
         "                # ---- backward",
-        *_indent(backward or ["pass"], 4),
+        *indent(backward or ["pass"], 4),
         "        else:",
         *(
             ["            # no rows here: zeros into each sum across ranks the others make"]
             if idle
             else []
         ),
-        *_indent(idle, 3),
+        *indent(idle, 3),
         "            value = 0.0",
         f"            if mode & {GRADS}:",
         f"                W[{g0}:{g0 + g_n}] = 0.0",
@@ -649,9 +635,9 @@ def _distributed(
         *(share_stats if shared else []),
         f"        red0 = {g0} if mode & {GRADS} else {s}",
         f"        red1 = {end} if mode & {GRADS} else {s + 2}",
-        *_indent(allreduce_call(allreduce, "W", "red0", "red1 - red0", MPI_FAILED), 2),
+        *indent(allreduce_call(allreduce, "W", "red0", "red1 - red0", MPI_FAILED), 2),
         f"        value = W[{s}]",
-        *([f"        if mode & {GRADS}:", *_indent(take, 3)] if shared else []),
+        *([f"        if mode & {GRADS}:", *indent(take, 3)] if shared else []),
         *_loss_check,
         "        total += value * BG",
         "        losses[n_epochs] = value",
@@ -660,29 +646,24 @@ def _distributed(
 
 def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -> Lowered:
     """The module for inference: ``predict(X, batch_size, work, iwork, OUT, *params)``."""
-    names: set[str] = set(RESERVED)
+    names = Names(RESERVED)
     inputs: dict[Node, Buffer] = {}
     pnames = []
     for p in params:
-        name = ident(p.name)
-        while name in names:
-            name += "_"
-        names.add(name)
+        name = names.fresh(ident(p.name))
         inputs[p.node] = Buffer(name, p.node.shape, p.node.dtype, "arg", p.node)
         pnames.append(name)
-    xbuf = _data_buffer("x", x)
+    xbuf = _data_buffer(names, "x", x)
     inputs[x] = xbuf
-    names.add(xbuf.name)
-    obuf = Buffer("out", out.shape, out.dtype, "work", out)
-    names.add("out")
-    sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names))
+    obuf = Buffer(names.fresh("out"), out.shape, out.dtype, "work", out)
+    sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names.taken))
     work, iwork = _Arena("work"), _Arena("iwork")
     arenas = {"work": work, "iwork": iwork}
     _place(arenas, [xbuf], sched)
     em = Emitter(sched, {B: "B"}, mkl=use_mkl())
     forward = [line for k in sched.kernels for line in em.kernel(k)]
-    copy_out = ["for i in range(B):", *_indent(_gather_out(obuf), 1)]
-    gather = ["for i in range(B):", "    r = start + i", *_indent(_gather(xbuf, "X"), 1)]
+    copy_out = ["for i in range(B):", *indent(_gather_out(obuf), 1)]
+    gather = ["for i in range(B):", "    r = start + i", *indent(_gather(xbuf, "X"), 1)]
     body = [
         "N = X.shape[0]",
         "carved = -1",
@@ -690,10 +671,10 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         "    B = min(batch_size, N - start)",
         "    if B != carved:",
         "        carved = B",
-        *_indent(work.lines + iwork.lines, 2),
-        *_indent(gather, 1),
-        *_indent(forward, 1),
-        *_indent(copy_out, 1),
+        *indent(work.lines + iwork.lines, 2),
+        *indent(gather, 1),
+        *indent(forward, 1),
+        *indent(copy_out, 1),
     ]
     source = HEADER.format(
         title=title,
@@ -709,7 +690,7 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
                 '@njit(cache=True, error_model="numpy", nogil=True)',
                 f"def predict(X, batch_size, work, iwork, OUT, {', '.join(pnames)}):",
                 '    """OUT[start:start+B] = the model applied to X[start:start+B], in batches."""',
-                *_indent(body, 1),
+                *indent(body, 1),
             ]
         )
         + "\n"

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import sympy
 
-from symbp.ir import LABELS, Node, Shape, consumers, toposort
+from symbp.ir import LABELS, Names, Node, Shape, consumers, toposort
 from symbp.lower.printer import LoweringError
 
 
@@ -193,19 +193,11 @@ class Schedule:
     # elementwise kernels computed in the loop of a reduction over the same index space (the
     # loss's sum and the output layer's δ share their σ(z): computed once, not twice)
     siblings: dict[Node, list[Kernel]] = field(default_factory=dict)
-    names: set[str] = field(default_factory=set)
+    names: Names = field(default_factory=Names)  # of buffers and generated locals
 
     def all_kernels(self) -> list[Kernel]:
         """Every kernel, those computed in a reduction's loop included."""
         return self.kernels + [k for ks in self.siblings.values() for k in ks]
-
-    def fresh(self, base: str) -> str:
-        name, k = base, 0
-        while name in self.names:
-            k += 1
-            name = f"{base}{k}"
-        self.names.add(name)
-        return name
 
 
 def _blas_operand(n: Node, stored: set[Node]) -> bool:
@@ -240,9 +232,9 @@ def schedule(
     out_nodes = [n for _, n in outputs]
     order = toposort(out_nodes)
     users = consumers(order)
-    sched = Schedule(dict(inputs), [], set(), {}, names=set(reserved))
-    sched.names.update(b.name for b in inputs.values())
-    sched.names.update(b.name for b, _ in outputs)
+    sched = Schedule(dict(inputs), [], set(), {}, names=Names(reserved))
+    sched.names.taken.update(b.name for b in inputs.values())
+    sched.names.taken.update(b.name for b, _ in outputs)
 
     # Which nodes need a buffer of their own.
     stored: set[Node] = set(inputs)
@@ -274,12 +266,12 @@ def schedule(
             target.setdefault(n, buf)
     counters: dict[str, int] = {}
 
-    def fresh(n: Node, prefix: str) -> str:  # layer6_view0: the layer's label, the kind, a count
+    def buffer_name(n: Node, prefix: str) -> str:  # layer6_view0: the layer, the kind, a count
         label = LABELS.get(n)
         base = f"{ident(label)}_{prefix}" if label else prefix
         k = counters.get(base, 0)
         counters[base] = k + 1
-        return sched.fresh(f"{base}{k}")
+        return sched.names.fresh(f"{base}{k}")
 
     for n in order:
         if n in inputs or (n not in stored and n not in target):
@@ -288,7 +280,8 @@ def schedule(
         src = sched.buffers.get(n.src[0]) if placement(n).alias else None
         if found is None and src is not None and src.arena in ("work", "iwork"):
             # a reshape of a stored intermediate (a CNN's Flatten) is the same memory
-            view = Buffer(fresh(n, "view"), n.shape, n.dtype, src.arena, n, src.view_of or src)
+            name, base = buffer_name(n, "view"), src.view_of or src
+            view = Buffer(name, n.shape, n.dtype, src.arena, n, base)
             sched.buffers[n] = view
             sched.views.append(view)
             continue
@@ -296,7 +289,7 @@ def schedule(
             buf = found
         else:
             kind = "iwork" if n.dtype.kind in "iub" else "work"
-            buf = Buffer(fresh(n, placement(n).prefix), n.shape, n.dtype, kind, n)
+            buf = Buffer(buffer_name(n, placement(n).prefix), n.shape, n.dtype, kind, n)
         sched.buffers[n] = buf
         sched.kernels.append(Kernel(n, buf, "forward" if n in fwd else "backward"))
     for buf, n in outputs:  # outputs that are inputs, or repeat another output: copies

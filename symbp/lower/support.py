@@ -17,6 +17,8 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
+from symbp.ops import GOLDEN, MIX_MULTIPLIERS, MIX_SHIFTS
+
 
 def _find_mkl() -> str | None:
     """libmkl_rt from the ``mkl`` wheel, if installed (``SYMBP_BLAS=openblas`` ignores it)."""
@@ -290,6 +292,25 @@ def erfinv_f64(y):  # type: ignore[no-untyped-def]
     return _erfinv(y)
 
 
+# splitmix64, for the epoch shuffle and the dropout masks (the bits of
+# ``symbp.ops.bernoulli_mask``, their NumPy reference), in uint64 arithmetic throughout (Numba
+# would turn uint64 + int64 into a float). The constants are ops' (one definition for both
+# sides); mix64 is ops.mix64 as a scalar Numba function, since that one is NumPy code, run on
+# whole arrays. Numba reads the constants when it compiles and its cache of this file does not
+# see an edit to ops.py: they are splitmix64's own, not to be tuned.
+_GOLDEN = np.uint64(GOLDEN)
+_M1, _M2 = map(np.uint64, MIX_MULTIPLIERS)
+_S1, _S2, _S3 = map(np.uint64, MIX_SHIFTS)
+
+
+@njit(cache=True, inline="always")
+def mix64(z):  # type: ignore[no-untyped-def]
+    """splitmix64's finalizer (``symbp.ops.mix64``)."""
+    z = (z ^ (z >> _S1)) * _M1
+    z = (z ^ (z >> _S2)) * _M2
+    return z ^ (z >> _S3)
+
+
 @njit(cache=True)
 def shuffle(order, seed, epoch):  # type: ignore[no-untyped-def]
     """Fill ``order`` with a permutation of its indices, a pure function of (seed, epoch).
@@ -300,13 +321,10 @@ def shuffle(order, seed, epoch):  # type: ignore[no-untyped-def]
     n = order.shape[0]
     for i in range(n):
         order[i] = i
-    state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(epoch + 1)
+    state = np.uint64(seed) * _GOLDEN + np.uint64(epoch + 1)
     for i in range(n - 1, 0, -1):
-        state += np.uint64(0x9E3779B97F4A7C15)
-        z = state
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
+        state += _GOLDEN
+        z = mix64(state)
         j = np.int64(z % np.uint64(i + 1))
         order[i], order[j] = order[j], order[i]
 
@@ -316,21 +334,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     order = np.empty(n, np.int64)
     shuffle(order, np.int64(seed), np.int64(epoch))
     return order
-
-
-# Dropout masks: the bits of ``symbp.ops.bernoulli_mask`` (its NumPy reference), in uint64
-# arithmetic throughout (Numba would turn uint64 + int64 into a float).
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
-
-
-@njit(cache=True, inline="always")
-def mix64(z):  # type: ignore[no-untyped-def]
-    """splitmix64's finalizer (``symbp.ops.mix64``)."""
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
 
 
 @njit(cache=True, inline="always")

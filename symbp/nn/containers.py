@@ -73,7 +73,7 @@ class ModuleList(Module):
         return self
 
     def extend(self, modules: Iterable[Module]) -> ModuleList:
-        if isinstance(modules, Module) and not isinstance(modules, ModuleList):
+        if not isinstance(modules, ModuleList) and isinstance(modules, Module):
             raise TypeError("ModuleList.extend should be called with an iterable of modules")
         for m in list(modules):
             self.append(m)
