@@ -149,6 +149,9 @@ class NumbaPrinter(StrPrinter):
             if n < 0:
                 return f"{one}/{b}**{-n}" if n != -1 else f"{one}/{b}"
             return f"{b}**{n}"
+        if self.dtype == "f64":  # C's pow, as Python's float ** int (and PyTorch's beta**step);
+            # Numba compiles b**t with an integer t as a squaring loop: ~0.4 s per power
+            return f"math.pow({self._print(base)}, {self._print(exp)})"
         return f"{b}**{self.parenthesize(exp, precedence(expr), strict=True)}"
 
     def _print_Mul(self, expr: sympy.Expr) -> str:
