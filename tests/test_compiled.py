@@ -161,14 +161,7 @@ def test_parameters_named_like_the_data_and_the_output():
     rng = np.random.default_rng(5)
     net = Net(rng)
     x, y = rng.normal(size=(9, 4)), rng.normal(size=(9, 3))
-    model = symbp.compile(net, nn.MSELoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
-    loss, grads = model.loss_and_grads(x, y)
-    ref = nn.MSELoss()(net(symbp.tensor(x)), symbp.tensor(y))
-    net.zero_grad()
-    ref.backward()
-    assert loss == pytest.approx(float(ref), rel=1e-12)
-    for name, p in net.named_parameters():
-        np.testing.assert_allclose(grads[name], p.grad, rtol=1e-12, atol=1e-14, err_msg=name)
+    model = _assert_loss_and_grads_are_eagers(net, nn.MSELoss(), x, y)
     np.testing.assert_allclose(model.predict(x, batch_size=4), net(symbp.tensor(x)).numpy(),
                                rtol=1e-12)  # fmt: skip
 
@@ -190,15 +183,21 @@ def test_a_live_parameter_named_x_leaves_other_models_data_alone():
     assert Parameter._registry.get("x") is not None  # alive: other's x (or an earlier one)
     x, y = _blobs()
     net = _mlp()
-    model = symbp.compile(net, nn.CrossEntropyLoss(), symbp.optim.SGD(net.parameters(), lr=0.1))
+    _assert_loss_and_grads_are_eagers(net, nn.CrossEntropyLoss(), x, y)
+
+
+def _assert_loss_and_grads_are_eagers(net, loss_fn, x, y):
+    """The compiled loss and gradients of ``net`` on (x, y) equal eager's; returns the model."""
+    model = symbp.compile(net, loss_fn, symbp.optim.SGD(net.parameters(), lr=0.1))
     loss, grads = model.loss_and_grads(x, y)
-    ref = nn.CrossEntropyLoss()(net(symbp.tensor(x)), symbp.tensor(y))
+    ref = loss_fn(net(symbp.tensor(x)), symbp.tensor(y))
     net.zero_grad()
     ref.backward()
     assert loss == pytest.approx(float(ref), rel=1e-12)
     assert sorted(grads) == sorted(name for name, _ in net.named_parameters())
     for name, p in net.named_parameters():
         np.testing.assert_allclose(grads[name], p.grad, rtol=1e-12, atol=1e-14, err_msg=name)
+    return model
 
 
 def test_user_assigned_data_is_picked_up():

@@ -2,6 +2,9 @@
 done by hand on a fake clock."""
 
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -179,8 +182,6 @@ def test_tqdm_in_a_notebook_output(monkeypatch):
 
 
 def test_silent_in_a_pipe_and_when_quiet(monkeypatch):
-    import subprocess
-    import sys
 
     from symbp.progress import Progress, progress_bar
 
@@ -191,12 +192,17 @@ def test_silent_in_a_pipe_and_when_quiet(monkeypatch):
         with bar:
             bar.update(loss=1.0)
         assert stream.getvalue() == ""
-    code = (
+    _assert_silent_in_a_pipe(
         "from symbp.progress import progress_bar\n"
         "with progress_bar(3, 'epoch') as bar:\n"
         "    for _ in range(3): bar.update(loss=1.0)\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items() if k != "SYMBP_PROGRESS"}
+
+
+def _assert_silent_in_a_pipe(code: str) -> None:
+    """``code`` run in a subprocess whose output is a pipe (SYMBP_PROGRESS unset) prints
+    nothing."""
+    env = {k: v for k, v in os.environ.items() if k != "SYMBP_PROGRESS"}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
@@ -277,8 +283,6 @@ def test_compile_stages_without_tqdm_and_their_time(monkeypatch):
 
 
 def test_compile_stages_silent_in_a_pipe_and_when_quiet(monkeypatch):
-    import subprocess
-    import sys
 
     from symbp.progress import Stages
 
@@ -287,15 +291,10 @@ def test_compile_stages_silent_in_a_pipe_and_when_quiet(monkeypatch):
         with Stages(quiet=quiet, stream=stream) as stages:
             _compile(stages)
         assert stream.getvalue() == ""
-    code = (
+    _assert_silent_in_a_pipe(
         "import sys\n"
         "from symbp.progress import Stages\n"
         "with Stages() as stages:\n"
         "    stages.begin('training program', ('trace',))\n"
         "    with stages.stage('trace'): pass\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items() if k != "SYMBP_PROGRESS"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    assert done.stdout == "" and done.stderr == ""
