@@ -595,18 +595,11 @@ def _distributed(
     take = [line for sh, new in shared for line in copy_lines(new, sh)]
     share_stats = ["        last = ints[9] == ints[10] - 1", f"        if mode & {GRADS}:"]
     share_stats += indent(put, 3)
-    idle = [
-        line
-        for phase, buf in psums
-        for line in (
-            [f"{buf.name}[:] = 0.0", *allreduce_call(allreduce, buf.name, 0,
-                                                     numel_code(buf.shape), MPI_FAILED)]
-            if phase == "forward"
-            else [f"if mode & {GRADS}:", f"    {buf.name}[:] = 0.0",
-                  *indent(allreduce_call(allreduce, buf.name, 0, numel_code(buf.shape),
-                                          MPI_FAILED), 1)]
-        )
-    ]  # fmt: skip
+    idle: list[str] = []
+    for phase, buf in psums:
+        total = allreduce_call(allreduce, buf.name, 0, numel_code(buf.shape), MPI_FAILED)
+        zeros = [f"{buf.name}[:] = 0.0", *total]
+        idle += zeros if phase == "forward" else [f"if mode & {GRADS}:", *indent(zeros)]
     return [
         "        share = B / BG",
         "        if B > 0:",
