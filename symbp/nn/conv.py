@@ -437,10 +437,16 @@ class SyncBatchNorm(_BatchNorm):
         self.process_group = None
 
     def _check_input_dim(self, x: Tensor) -> None:
-        if x.ndim < 2:  # PyTorch's words
-            raise ValueError(f"expected at least 2D input (got {x.ndim}D input)")
+        if x.ndim < 2:  # PyTorch's words, after the layer's name and the shape
+            raise ValueError(
+                f"{self.describe()}: expected at least 2D input (got {x.ndim}D input of shape "
+                f"{shape_str(x.shape)})"
+            )
         if x.shape[1] == 0:
-            raise ValueError("SyncBatchNorm number of input channels should be non-zero")
+            raise ValueError(
+                f"{self.describe()}: number of input channels should be non-zero "
+                f"(input of shape {shape_str(x.shape)})"
+            )
 
     @classmethod
     def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:
