@@ -241,7 +241,42 @@ def case_tiny() -> Callable[[], Any]:
     return lambda: model.step(x, y)
 
 
+def case_char_lstm(steps: int) -> Callable[[], Callable[[], Any]]:
+    """The char LSTM of tests/test_nn_rnn.py (2 layers, hidden 6, vocabulary 5, float64,
+    SGD) over ``steps`` characters: one scan per layer, so its compile should not grow
+    with ``steps`` (docs/guides/recurrent.md)."""
+
+    def case() -> Callable[[], Any]:
+        import numpy as np
+
+        import symbp
+        from symbp import nn
+
+        symbp.set_default_dtype(symbp.float64)
+        symbp.manual_seed(0)
+
+        class CharLSTM(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lstm = nn.LSTM(5, 6, num_layers=2, batch_first=True)
+                self.head = nn.Linear(6, 5)
+
+            def forward(self, x: Any) -> Any:
+                return self.head(self.lstm(x)[0]).reshape(-1, 5)
+
+        ids = np.random.default_rng(0).integers(0, 5, (3, steps + 1))
+        x, y = np.eye(5)[ids[:, :-1]], ids[:, 1:]
+        net, ce = CharLSTM(), nn.CrossEntropyLoss()
+        opt = symbp.optim.SGD(net.parameters(), lr=0.5, momentum=0.9)
+        model = symbp.compile(net, lambda z, t: ce(z, t.reshape(-1)), opt)
+        return lambda: model.step(x, y)
+
+    return case
+
+
 CASES: dict[str, Callable[[], Callable[[], Any]]] = {
+    "char_lstm_T8": case_char_lstm(8),
+    "char_lstm_T64": case_char_lstm(64),
     "tiny": case_tiny,
     "demo": case_demo,
     "demo_all": case_demo_all,

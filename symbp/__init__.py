@@ -616,6 +616,10 @@ from symbp import autograd  # noqa: E402
 from symbp.autograd import rows as _function_rows  # noqa: E402, F401 (the function op's rows)
 
 __all__ += ["autograd"]
+# -- issue 17 . loops: scan, one IR node for a recurrence (nn.RNN/LSTM/GRU traced to compile)
+from symbp import loops  # noqa: E402
+
+__all__ += ["loops"]
 # -- issue 13 . PyTorch's small top-level helpers, and the names symbp does not have
 #
 import builtins as _builtins  # noqa: E402 (bool, float here are PyTorch's dtypes)

@@ -194,6 +194,43 @@ def _maxpool_kink(node: Node, dims: dict) -> Kink:
     )
 
 
+def _scan_kink(node: Node, dims: dict) -> Kink | None:
+    """A scan's regime: the regimes of its body's kinks at every step, the loop run on the
+    values (the body's own rows say what a kink of each of its nodes is)."""
+    loop = node.arg
+    inner = [k for n in toposort(loop.outputs) if (k := _kink(n, dims)) is not None]
+    if not inner:
+        return None
+    shapes: list[tuple[Kink, tuple[int, ...]]] = []  # the pieces of one regime, in order
+
+    def regime(vals: list[np.ndarray]) -> np.ndarray:
+        h, xs, consts = vals[0], vals[1], vals[2:]
+        env = dict(zip(loop.consts, consts))
+        parts = []
+        shapes.clear()
+        for t in range(len(xs)):
+            env.update(zip(loop.steps, (h, xs[t])))
+            values = evaluate_all(loop.outputs, env, dims)
+            for k in inner:
+                r = np.asarray(k.regime([values[s] for s in k.reads]))
+                shapes.append((k, r.shape))
+                parts.append(r.astype(float).reshape(-1))
+            h = values[loop.outputs[0]]
+        return np.concatenate(parts)
+
+    def on_kink(r: np.ndarray) -> int:
+        count, start = 0, 0
+        for k, shape in shapes:
+            size = int(np.prod(shape))
+            count += k.on_kink(r[start : start + size].reshape(shape))
+            start += size
+        return count
+
+    what = "; ".join(dict.fromkeys(k.what for k in inner))
+    return Kink(node, node.src, regime, on_kink, f"{what} at a step of a scan{_where(node)}",
+                inner[0].at_kink)  # fmt: skip
+
+
 _LINEAR = NotApplicable("linear in each source: no kink")
 _NO_GRADIENT = NotApplicable("no gradient flows through it")
 
@@ -308,6 +345,9 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
     "tril": _LINEAR,
     "diagonal": _LINEAR,
     "diag_embed": _LINEAR,
+    # -- issue 17 . loops
+    "scan": _scan_kink,  # its body's kinks, at every step
+    "scan_vjp": NotApplicable("a backward op: no double backward through a scan"),
 }
 
 

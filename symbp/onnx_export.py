@@ -898,6 +898,23 @@ def _diag_embed(g: _Graph, node: Node, names: dict[Node, str]) -> str:
     return g.op("Transpose", [out], "diag_embed", perm=perm)
 
 
+def _loop(g: _Graph, node: Node, names: dict[Node, str]) -> str:
+    """A scan written out step by step (its length is fixed): the body's nodes once per step,
+    its leaves named by the step's carry, input and the consts; the carries stacked."""
+    loop = node.arg
+    carry = names[node.src[0]]
+    consts = dict(zip(loop.consts, (names[s] for s in node.src[2:])))
+    steps = []
+    for t in range(node.shape[0]):
+        x_t = g.op("Gather", [names[node.src[1]], g.constant(t, np.dtype(np.int64))], "x_t",
+                   axis=0)  # fmt: skip
+        local = {loop.steps[0]: carry, loop.steps[1]: x_t, **consts}
+        _write(g, loop.outputs[0], local)
+        carry = local[loop.outputs[0]]
+        steps.append(g.op("Unsqueeze", [carry, g.ints([0])], "carry"))
+    return g.op("Concat", steps, "scan", axis=0)
+
+
 def _not_inference(what: str) -> ops.NotApplicable:
     return ops.NotApplicable(f"{what}: a gradient op, not part of an inference graph")
 
@@ -956,6 +973,8 @@ ONNX: dict[str, Callable[..., str] | ops.NotApplicable] = {
     "cumprod": _cumprod,
     "diagonal": _diagonal,
     "diag_embed": _diag_embed,
+    "scan": _loop,
+    "scan_vjp": _not_inference("scan_vjp"),
     "conv2d_input_grad": _not_inference("conv2d_input_grad"),
     "conv2d_weight_grad": _not_inference("conv2d_weight_grad"),
     "maxpool2d_grad": _not_inference("maxpool2d_grad"),
@@ -1005,6 +1024,31 @@ def _leaf_name(arg: Any) -> str:
     return str(arg).split("#")[0]  # "0.weight#2": the model's name without the trace's tag
 
 
+def _write(g: _Graph, out: Node, names: dict[Node, str]) -> None:
+    """The ONNX nodes computing ``out`` from the values ``names`` has (leaves and inputs),
+    each node's name added to ``names``."""
+    order = _needed(out)
+    users = consumers(order)
+    for node in order:
+        if node in names:
+            continue
+        rule = ONNX.get(node.op)
+        g.where = f" (op '{node.op}'{_layer(node, users)})"
+        if node.op in _ALIASES:
+            names[node] = names[node.src[0]]
+            continue
+        if node.op == "input" or rule is None or isinstance(rule, ops.NotApplicable):
+            why = (
+                f"'{node.arg}' is none of its inputs, parameters or buffers"
+                if node.op == "input"
+                else rule.why
+                if isinstance(rule, ops.NotApplicable)
+                else "no ONNX rule for it (symbp.onnx_export.ONNX)"
+            )
+            raise OnnxExportError(f"ONNX export: op '{node.op}'{_layer(node, users)}: {why}")
+        names[node] = rule(g, node, names)
+
+
 def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
     """The inference graph of ``compiled`` (a ``CompiledModel``) as an ``onnx.ModelProto``.
 
@@ -1039,26 +1083,7 @@ def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
     leaves.update(traced.constants)
     for leaf, value in leaves.items():
         names[leaf] = g.initializer(np.asarray(value, dtype=leaf.dtype), _leaf_name(leaf.arg))
-    order = _needed(out)
-    users = consumers(order)
-    for node in order:
-        if node in names:
-            continue
-        rule = ONNX.get(node.op)
-        g.where = f" (op '{node.op}'{_layer(node, users)})"
-        if node.op in _ALIASES:
-            names[node] = names[node.src[0]]
-            continue
-        if node.op == "input" or rule is None or isinstance(rule, ops.NotApplicable):
-            why = (
-                f"'{node.arg}' is none of its inputs, parameters or buffers"
-                if node.op == "input"
-                else rule.why
-                if isinstance(rule, ops.NotApplicable)
-                else "no ONNX rule for it (symbp.onnx_export.ONNX)"
-            )
-            raise OnnxExportError(f"ONNX export: op '{node.op}'{_layer(node, users)}: {why}")
-        names[node] = rule(g, node, names)
+    _write(g, out, names)
     g.nodes.append(g.helper.make_node("Identity", [names[out]], ["output"]))
     graph = g.helper.make_graph(
         _live(g.nodes, "output"),

@@ -680,6 +680,31 @@ def _first_min_grad(x, w):
     return g
 
 
+def _scan_rnn(h0, xs, w, b):
+    """tanh(h W + x + b) over the steps of xs, with symbp's scan (a Python loop on torch)."""
+    step = lambda h, x, w, b: (h @ w + x + b).tanh()  # noqa: E731
+    if isinstance(h0, symbp.Tensor):
+        return symbp.loops.scan(step, h0, xs, [w, b])
+    hs, h = [], h0
+    for x in xs:
+        h = step(h, x, w, b)
+        hs.append(h)
+    return torch.stack(hs)
+
+
+def _scan_rnn_ref(h0, xs, w, b):
+    hs, h = [], h0
+    for x in xs:
+        h = np.tanh(h @ w + x + b)
+        hs.append(h)
+    return np.stack(hs)
+
+
+def _scan_args(rng):
+    return [rng.normal(size=(3, 5)), rng.normal(size=(4, 3, 5)),
+            rng.normal(size=(5, 5)) / 2, rng.normal(size=5)]  # fmt: skip
+
+
 LABELS = np.array([0, 3, 1, 4])
 _IDX = np.array([2, 0, 2, -1])  # a repeated and a negative index
 
@@ -1208,6 +1233,18 @@ STRUCTURAL_ROWS = [
         lambda x: x**3,
         _normal(SHAPE),
         torch_fn=lambda x: x**3,
+    ),
+    # -- issue 17 . loops: an Elman step h' = tanh(h W + x + b) scanned over 4 steps; the
+    # gradient of every source through the reverse loop (scan_vjp) against differences
+    Structural("scan", "scan", _scan_rnn, _scan_rnn_ref, _scan_args, torch_fn=_scan_rnn),
+    Structural(
+        "scan_vjp",
+        "scan_vjp",
+        _scan_rnn,
+        _scan_rnn_ref,
+        _scan_args,
+        torch_fn=_scan_rnn,
+        backward_only=True,
     ),
 ]
 

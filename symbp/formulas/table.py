@@ -58,6 +58,9 @@ def _max_expr(n: Node, a: list[sympy.Expr], c: _Namer) -> sympy.Expr:
 
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing), into the
 # table ``rules`` declares.
+# a loop's result is a tensor of its own; the scalar level runs the loop on the symbols
+_A_LOOP = NotApplicable("a loop: its result is named, its body is a program of its own")
+
 PRINTING |= {
     "input": Printing(NotApplicable("a leaf, named by _Namer"), _ScalarLevel._evaluated),
     "const": Printing(
@@ -187,4 +190,7 @@ PRINTING |= {
         to_delta=True,
     ),
     "diag_embed": Printing(_diag_embed_expr, _ScalarLevel._evaluated, to_delta=True),
+    # -- issue 17 . loops
+    "scan": Printing(_A_LOOP, _ScalarLevel._evaluated),
+    "scan_vjp": Printing(_A_LOOP, _ScalarLevel._evaluated, delta=True),
 }

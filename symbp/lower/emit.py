@@ -22,7 +22,7 @@ import sympy
 from symbp.ir import B, Node, type_str
 from symbp.lower import simd
 from symbp.lower.printer import LoweringError, NumbaPrinter
-from symbp.lower.schedule import Buffer, Kernel, Schedule, Update, placement
+from symbp.lower.schedule import Buffer, Kernel, Schedule, Update, placement, stored
 from symbp.ops import OPS, NotApplicable, bernoulli_threshold, to_expr, xsym
 
 # Below this many multiply-adds a matrix product is written as loops (measured on W1/W5: a
@@ -1398,6 +1398,96 @@ def _bmm_describe(n: Node, name: Namer) -> str:
 
 
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing).
+# -- issue 17 . loops
+# A loop node's body was scheduled on its own (``Schedule.bodies``): its kernels are emitted
+# by an emitter of that schedule inside ``for step in range(T)``, after lines binding the
+# body's step buffers to views of the node's sources and output at the step. The views are
+# array slices (no copies); the body's intermediates are work buffers, reused every step.
+
+
+def _at_step(buf: Buffer, step: str) -> str:
+    """Step ``step`` of ``buf`` ``[T, ...]``: a view (a 1-element one of a ``[T]`` buffer)."""
+    return f"{buf.name}[{step}]" if len(buf.shape) > 1 else f"{buf.name}[{step}:{step} + 1]"
+
+
+def _carve_code(src: str, start: object, shape: Sequence[object]) -> str:
+    """A view of ``shape`` into the flat array ``src`` at ``start``, as the arenas carve."""
+    if len(shape) > 1:
+        return f"carve({src}, {dim_code(start)}, ({', '.join(dim_code(d) for d in shape)}))"
+    end = sympy.sympify(start) + sympy.sympify(numel_code(shape))
+    return f"{src}[{dim_code(start)}:{dim_code(end)}]"
+
+
+def _body_lines(em: Emitter, n: Node) -> list[str]:
+    """The kernels of ``n``'s body, emitted in its schedule; what they use is the program's."""
+    sub = Emitter(em.sched.bodies[n], em.invariant, em.mkl)
+    sub.kernels, sub._kid = em.kernels, em._kid  # one list of library kernels, unique locals
+    sub.row_offset, sub.collective = em.row_offset, em.collective
+    lines = [line for k in sub.sched.kernels for line in sub.kernel(k)]
+    em.parallel |= sub.parallel
+    em.threaded |= sub.threaded
+    return lines
+
+
+def _step_buffers(em: Emitter, n: Node) -> tuple[list[Buffer], list[Buffer]]:
+    """The body's step leaves' buffers and its outputs', in the order of ``n.arg``."""
+    body = em.sched.bodies[n]
+    return [body.buffers[leaf] for leaf in n.arg.steps], list(body.outputs.values())
+
+
+def _emit_loop(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """out[step] = body(out[step - 1] (h0 at step 0), xs[step], consts...)."""
+    h0, xs = (stored(s, em.sched) for s in n.src[:2])
+    (carry, x), (new,) = _step_buffers(em, n)
+    step = em.sched.names.fresh("step")
+    return [
+        f"for {step} in range({n.shape[0]}):",
+        f"    {carry.name} = {h0.name} if {step} == 0 else {_at_step(out, f'{step} - 1')}",
+        f"    {x.name} = {_at_step(xs, step)}",
+        f"    {new.name} = {_at_step(out, step)}",
+        *indent(_body_lines(em, n)),
+    ]
+
+
+def _emit_loop_vjp(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """Backpropagation through time: for step = T-1 .. 0, the body's VJP at the saved carry
+    (out[step - 1], h0 at step 0), its cotangent g (what step + 1 sent back, plus ct[step]);
+    it writes x's cotangent into its block of ``out``, adds each const's into its block, and
+    the carry's into the spare block, copied into g for the next step. g's block ends as
+    h0's cotangent."""
+    h0, xs, fwd, ct = (stored(s, em.sched) for s in n.src[:4])
+    (carry, x, ct_t, g, *accs), (d_carry, d_x, *new_accs) = _step_buffers(em, n)
+    gx = Buffer(em.sched.names.fresh(f"{out.name}_xs"), xs.shape, xs.dtype, "loop")
+    starts, at_ = [], sympy.Integer(0)
+    for shape in (h0.shape, xs.shape, *(a.shape for a in accs), h0.shape):
+        starts.append(at_)
+        at_ = at_ + sympy.sympify(numel_code(shape))
+    views = [
+        f"{b.name} = {_carve_code(out.name, start, b.shape)}"
+        for b, start in zip([g, gx, *accs, d_carry], starts)
+    ]
+    views += [f"{new.name} = {acc.name}" for new, acc in zip(new_accs, accs)]  # added in place
+    zero = [line for b in (g, *accs) for line in em._zero_out(b)]
+    step = em.sched.names.fresh("step")
+    return [
+        *views,
+        *zero,
+        f"for {step} in range({n.src[1].shape[0] - 1}, -1, -1):",
+        f"    {carry.name} = {h0.name} if {step} == 0 else {_at_step(fwd, f'{step} - 1')}",
+        f"    {x.name} = {_at_step(xs, step)}",
+        f"    {ct_t.name} = {_at_step(ct, step)}",
+        f"    {d_x.name} = {_at_step(gx, step)}",
+        *indent(_body_lines(em, n)),
+        *indent(copy_lines(g, d_carry)),
+    ]
+
+
+def _loop_describe(n: Node, name: Namer) -> str:
+    srcs = ", ".join(name(s) for s in n.src)
+    back = " back" if n.op == "scan_vjp" else ""
+    return f"{n.op}({srcs}) over {n.src[1].shape[0]} steps{back}"
+
+
 LOWERING: dict[str, Lowering] = {
     "input": Lowering(NotApplicable("a buffer given from outside, never computed"), _copy_of),
     "const": _view(Emitter._read_const, lambda n, name: str(n.arg)),
@@ -1475,6 +1565,9 @@ LOWERING: dict[str, Lowering] = {
     "tril": _view(_read_tril, _tril_show),
     "diagonal": _view(_read_diagonal, lambda n, name: f"diagonal({name(n.src[0])})"),
     "diag_embed": _view(_read_diag_embed, lambda n, name: f"diag_embed({name(n.src[0])})"),
+    # -- issue 17 . loops
+    "scan": Lowering(_emit_loop, _loop_describe),
+    "scan_vjp": Lowering(_emit_loop_vjp, _loop_describe),
 }
 
 

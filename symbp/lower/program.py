@@ -189,8 +189,9 @@ def _place(arenas: dict[str, _Arena], first: list[Buffer], sched: Schedule) -> N
     """Give every work buffer its place in the work arenas: ``first`` (the data), then the
     kernels' outputs as scheduled, then the views, which need their buffers placed."""
     placed: set[str] = set()
-    for buf in [*first, *(k.out for k in sched.all_kernels()), *sched.views]:
-        if buf.arena != "W" and buf.name not in placed:  # W: placed with the parameters
+    for buf in [*first, *(k.out for k in sched.all_kernels()), *sched.all_views()]:
+        # W: placed with the parameters; a loop body's step buffers: bound at each step
+        if buf.arena in arenas and buf.arena != "W" and buf.name not in placed:
             placed.add(buf.name)
             arenas[buf.arena].add(buf)
 

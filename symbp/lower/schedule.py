@@ -49,6 +49,8 @@ class Placement:
     ``reduction``: a reduction whose loop hosts such kernels.
     ``alias``: a view whose copy of a stored intermediate is that buffer's memory, carved
     (a reshape: C order is kept).
+    ``loop``: its ``arg`` is a loop body (``symbp.loops.Loop``), scheduled on its own
+    (``Schedule.bodies``) over buffers the emitter binds at every step.
     """
 
     kind: Literal["input", "kernel", "view"]
@@ -58,6 +60,7 @@ class Placement:
     fuses: bool = False
     reduction: bool = False
     alias: bool = False
+    loop: bool = False
 
 
 _VIEW = Placement("view")
@@ -124,6 +127,9 @@ PLACEMENT: dict[str, Placement] = {
     "tril": _VIEW,  # a select on the index: j - i <= k
     "diagonal": _VIEW,
     "diag_embed": _VIEW,
+    # -- issue 17 . loops: a body run at every step, reading its sources' buffers at a step
+    "scan": Placement("kernel", "scan", sources="buffers", loop=True),
+    "scan_vjp": Placement("kernel", "dscan", sources="buffers", loop=True),
 }
 
 
@@ -155,7 +161,7 @@ class Buffer:
     name: str
     shape: Shape
     dtype: np.dtype
-    arena: str
+    arena: str  # "W", "work", "iwork", "global" (a constant), "arg", "loop" (bound per step)
     node: Node | None = None
     view_of: Buffer | None = None
 
@@ -194,10 +200,17 @@ class Schedule:
     # loss's sum and the output layer's δ share their σ(z): computed once, not twice)
     siblings: dict[Node, list[Kernel]] = field(default_factory=dict)
     names: Names = field(default_factory=Names)  # of buffers and generated locals
+    # the schedule of each loop node's body (its buffers named from the same Names)
+    bodies: dict[Node, Schedule] = field(default_factory=dict)
 
     def all_kernels(self) -> list[Kernel]:
-        """Every kernel, those computed in a reduction's loop included."""
-        return self.kernels + [k for ks in self.siblings.values() for k in ks]
+        """Every kernel, those computed in a reduction's loop and in loop bodies included."""
+        inner = [k for b in self.bodies.values() for k in b.all_kernels()]
+        return self.kernels + [k for ks in self.siblings.values() for k in ks] + inner
+
+    def all_views(self) -> list[Buffer]:
+        """Every reshaped view of a work buffer, those in loop bodies included."""
+        return self.views + [v for b in self.bodies.values() for v in b.all_views()]
 
 
 def _blas_operand(n: Node, stored: set[Node]) -> bool:
@@ -223,16 +236,18 @@ def schedule(
     inputs: dict[Node, Buffer],
     forward: Sequence[Node] = (),
     reserved: Sequence[str] = (),
+    names: Names | None = None,
 ) -> Schedule:
     """Kernels computing each output node into its given buffer, from the ``inputs`` buffers.
 
     ``forward`` are the nodes whose kernels belong to the forward phase (what the loss needs);
-    the rest of the program is the backward phase. ``reserved`` names are not given to buffers.
+    the rest of the program is the backward phase. ``reserved`` names are not given to buffers;
+    ``names``: the allocator to name them from (a loop body's: its program's).
     """
     out_nodes = [n for _, n in outputs]
     order = toposort(out_nodes)
     users = consumers(order)
-    sched = Schedule(dict(inputs), [], set(), {}, names=Names(reserved))
+    sched = Schedule(dict(inputs), [], set(), {}, names=names or Names(reserved))
     sched.names.taken.update(b.name for b in inputs.values())
     sched.names.taken.update(b.name for b, _ in outputs)
 
@@ -297,7 +312,36 @@ def schedule(
             sched.kernels.append(Kernel(n, buf, "forward" if n in fwd else "backward"))
     sched.outputs = {b.name: b for b, _ in outputs}
     _fuse_siblings(sched)
+    for k in sched.kernels:
+        if placement(k.node).loop and sched.buffers.get(k.node) is k.out:
+            sched.bodies[k.node] = _body(k.node, sched)
     return sched
+
+
+def stored(n: Node, sched: Schedule) -> Buffer:
+    """The buffer behind source ``n`` of an op that reads buffers (through a detach)."""
+    while n not in sched.buffers and placement(n).operand == "same":
+        n = n.src[0]
+    return sched.buffers[n]
+
+
+def _body(n: Node, outer: Schedule) -> Schedule:
+    """The schedule of loop node ``n``'s body: its step leaves and outputs are buffers the
+    emitter binds at each step (views of the node's sources and output, arena "loop"), its
+    consts the buffers of the node's trailing sources, its intermediates work buffers."""
+    loop = n.arg
+    names = outer.names
+    inputs = {
+        leaf: Buffer(names.fresh(ident(str(leaf.arg))), leaf.shape, leaf.dtype, "loop", leaf)
+        for leaf in loop.steps
+    }
+    consts = n.src[len(n.src) - len(loop.consts) :]
+    inputs.update(zip(loop.consts, (stored(s, outer) for s in consts)))
+    outputs = [
+        (Buffer(names.fresh(f"{outer.buffers[n].name}_{name}"), o.shape, o.dtype, "loop"), o)
+        for o, name in zip(loop.outputs, loop.names)
+    ]
+    return schedule(outputs, inputs, names=names)
 
 
 def _stored_deps(n: Node, sched: Schedule) -> set[Node]:
@@ -344,4 +388,5 @@ __all__ = [
     "ident",
     "placement",
     "schedule",
+    "stored",
 ]

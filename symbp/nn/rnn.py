@@ -5,10 +5,10 @@ layouts (gates stacked along dim 0 in PyTorch's order: LSTM i, f, g, o; GRU r, z
 initialisation (every parameter U(-1/√hidden, 1/√hidden)) and returns (``output, h_n`` or
 ``output, (h_n, c_n)``), so a ``state_dict`` moves between the two.
 
-Time is unrolled in the tracer: a sequence of length T becomes T copies of the step in the
-graph (the input projection of all steps is one matmul). The compiled program's size, and its
-compile time, therefore grow with T; docs/guides/recurrent.md measures it and designs the
-``scan`` op that would keep one copy of the step.
+Eagerly, time is a Python loop over the step (the input projection of all steps is one
+matmul). Traced for ``symbp.compile``, each (layer, direction) is one ``scan`` node
+(``symbp.loops``): the step is derived, emitted and compiled once, whatever the sequence
+length; docs/guides/recurrent.md measures both.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp import factories
+from symbp import factories, loops
 from symbp import functional as F
 from symbp import tensor as T
 from symbp.ir import ShapeError, shape_str
@@ -249,6 +249,8 @@ class RNNBase(Module):
         b_ih, b_hh = self._param("bias_ih", tag), self._param("bias_hh", tag)
         w_hr = self._param("weight_hr", tag)
         xw = NF.linear(x, w_ih, b_ih)  # the input's projection, all steps in one matmul
+        if not xw.has_value:  # traced (to compile): one scan node, its step derived once
+            return self._scan(xw, h, c, reverse, w_hh, b_hh, w_hr)
         steps = int(x.shape[1])
         hs: list[Tensor] = [None] * steps  # type: ignore[list-item]
         for t in reversed(range(steps)) if reverse else range(steps):
@@ -257,6 +259,43 @@ class RNNBase(Module):
                 h = NF.linear(h, w_hr)
             hs[t] = h
         return T.stack(hs, 1), h, c
+
+    def _scan(
+        self,
+        xw: Tensor,
+        h: Tensor,
+        c: Tensor | None,
+        reverse: bool,
+        w_hh: Tensor,
+        b_hh: Tensor | None,
+        w_hr: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``_run`` as one ``scan`` over time: the carry is h (an LSTM's h and c side by
+        side), the step's input its row of ``xw``, the consts the recurrent weights."""
+        mode, width = self.mode, int(h.shape[-1])
+        consts = [w for w in (w_hh, b_hh, w_hr) if w is not None]
+
+        def step(carry: Tensor, xw_t: Tensor, *ws: Tensor) -> Tensor:
+            it = iter(ws)
+            w, b = next(it), next(it) if b_hh is not None else None
+            hr = next(it) if w_hr is not None else None
+            h_t, c_t = (carry[:, :width], carry[:, width:]) if mode == "LSTM" else (carry, None)
+            h_t, c_t = _step(mode, xw_t, h_t, c_t, w, b)
+            if hr is not None:
+                h_t = NF.linear(h_t, hr)
+            return h_t if c_t is None else T.cat([h_t, c_t], -1)
+
+        xs = xw.transpose(0, 1)  # [time, batch, gates]: a step's rows are one block
+        if reverse:
+            xs = xs.flip(0)
+        carry = h if c is None else T.cat([h, c], -1)
+        out = loops.scan(step, carry, xs, consts)  # [time, batch, K]: the carry after each
+        hs = out[:, :, :width]
+        if reverse:
+            hs = hs.flip(0)
+        last = out[-1]
+        h_n, c_n = (last[:, :width], last[:, width:]) if c is not None else (last, None)
+        return hs.transpose(0, 1), h_n, c_n
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
