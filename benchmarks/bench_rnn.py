@@ -7,9 +7,9 @@
 
     python benchmarks/bench_rnn.py [--small] [--rounds 5] [--threads 2]
 
-``--small`` (batch 8, sequence 8, hidden 16, 1 layer) is for a quick look: symbp unrolls time
-in the tracer, so its first step (trace, derive, compile) grows with the sequence length and
-the full size takes minutes to compile on a loaded machine (docs/guides/recurrent.md).
+``--small`` (batch 8, sequence 8, hidden 16, 1 layer) is for a quick look. Each layer is one
+``scan`` loop in symbp's program, so its first step (trace, derive, compile: about 40 s on a
+2-core machine) does not grow with the sequence length (docs/guides/recurrent.md).
 
 Method: one run, a worker process per contender (``--worker``), so PyTorch's OpenMP pool and
 Numba's threads never share a process. Each worker builds the model from the same NumPy

@@ -92,6 +92,10 @@ class Emitter:
         self.parallel = False  # set when a loop uses prange: the function needs parallel=True
         self.threaded = False  # set when it calls a parallel library kernel (conv_kernels.py)
         self.kernels: list[str] = []  # the product kernels it calls by symbol (call_<name>)
+        # functions of their own, written before the program's (a loop's body, shared by the
+        # loops of one body: ``_as_function``), and each one's (name, parameters) by key
+        self.functions: list[str] = []
+        self._shared: dict[tuple, str] = {}
         # a distributed program's first row of this rank's share in the whole batch: dropout
         # masks are drawn by the row's place in the batch, so a share draws what one
         # process drawing the whole batch would (symbp.lower.program._distributed)
@@ -1435,17 +1439,66 @@ def _step_buffers(em: Emitter, n: Node) -> tuple[list[Buffer], list[Buffer]]:
     return [body.buffers[leaf] for leaf in n.arg.steps], list(body.outputs.values())
 
 
+def _as_function(em: Emitter, n: Node, out: Buffer, write: Callable[[], list[str]]) -> list[str]:
+    """The call of a function computing loop node ``n`` into ``out`` with the lines ``write``
+    gives, written once per loop body: the layers and directions of one shape (a 2-layer
+    bidirectional GRU's four loops) share one function, so Numba compiles the body once. Its
+    parameters are the buffers it touches, in an order equal bodies share (their schedules
+    are the same), and B. A body with a collective (a psum: MPI's status, the step count) is
+    written inline."""
+    body = em.sched.bodies[n]
+    outer = [stored(s, em.sched).name for s in n.src] + [out.name]
+    inner = [k.out.name for k in body.all_kernels() if k.out.arena in ("work", "iwork")]
+    inner += [v.name for v in body.all_views()]
+    params = [*outer, *dict.fromkeys(inner), "B"]
+    inline = len(set(outer)) < len(outer) or any(
+        k.node.op == "psum" for k in body.all_kernels()
+    )  # a buffer twice would be two parameters of one name
+    if inline:
+        return write()
+    key = (n.op, n.arg, tuple(b.shape for b in (stored(s, em.sched) for s in n.src)))
+    name = em._shared.get(key)
+    if name is None:
+        name = em._shared[key] = em.sched.names.fresh(f"{n.op}_body")
+        sub_parallel = em.parallel
+        em.parallel = False
+        lines = write()
+        flags = "nogil=True, parallel=True)" if em.parallel else "nogil=True)"
+        em.parallel = sub_parallel
+        em.functions.append(
+            "\n".join([
+                f'@njit(cache=True, error_model="numpy", {flags}',
+                f"def {name}({', '.join(params)}):",
+                f'    """{_loop_describe(n, lambda s: stored(s, em.sched).name)}"""',
+                *indent(lines),
+            ])
+        )  # fmt: skip
+    return [f"{name}({', '.join(params)})"]
+
+
 def _emit_loop(em: Emitter, n: Node, out: Buffer) -> list[str]:
     """out[step] = body(out[step - 1] (h0 at step 0), xs[step], consts...)."""
-    h0, xs = (stored(s, em.sched) for s in n.src[:2])
-    (carry, x), (new,) = _step_buffers(em, n)
+
+    def write() -> list[str]:
+        h0, xs = (stored(s, em.sched) for s in n.src[:2])
+        (carry, x), (new,) = _step_buffers(em, n)
+        head = _loop_head(em, str(n.shape[0]), carry, h0, out, [(x, xs), (new, out)])
+        return [*head, *indent(_body_lines(em, n))]
+
+    return _as_function(em, n, out, write)
+
+
+def _loop_head(
+    em: Emitter, bounds: str, carry: Buffer, h0: Buffer, saved: Buffer, at: list[tuple]
+) -> list[str]:
+    """``for step in range(bounds):`` and the lines binding the body's buffers at the step:
+    the carry before it (``h0`` at step 0, else ``saved[step - 1]``), and each (buffer,
+    source) of ``at`` to the source's view at the step."""
     step = em.sched.names.fresh("step")
     return [
-        f"for {step} in range({n.shape[0]}):",
-        f"    {carry.name} = {h0.name} if {step} == 0 else {_at_step(out, f'{step} - 1')}",
-        f"    {x.name} = {_at_step(xs, step)}",
-        f"    {new.name} = {_at_step(out, step)}",
-        *indent(_body_lines(em, n)),
+        f"for {step} in range({bounds}):",
+        f"    {carry.name} = {h0.name} if {step} == 0 else {_at_step(saved, f'{step} - 1')}",
+        *(f"    {b.name} = {_at_step(src, step)}" for b, src in at),
     ]
 
 
@@ -1455,6 +1508,10 @@ def _emit_loop_vjp(em: Emitter, n: Node, out: Buffer) -> list[str]:
     it writes x's cotangent into its block of ``out``, adds each const's into its block, and
     the carry's into the spare block, copied into g for the next step. g's block ends as
     h0's cotangent."""
+    return _as_function(em, n, out, lambda: _loop_vjp_lines(em, n, out))
+
+
+def _loop_vjp_lines(em: Emitter, n: Node, out: Buffer) -> list[str]:
     h0, xs, fwd, ct = (stored(s, em.sched) for s in n.src[:4])
     (carry, x, ct_t, g, *accs), (d_carry, d_x, *new_accs) = _step_buffers(em, n)
     gx = Buffer(em.sched.names.fresh(f"{out.name}_xs"), xs.shape, xs.dtype, "loop")
@@ -1468,15 +1525,11 @@ def _emit_loop_vjp(em: Emitter, n: Node, out: Buffer) -> list[str]:
     ]
     views += [f"{new.name} = {acc.name}" for new, acc in zip(new_accs, accs)]  # added in place
     zero = [line for b in (g, *accs) for line in em._zero_out(b)]
-    step = em.sched.names.fresh("step")
+    back = f"{n.src[1].shape[0] - 1}, -1, -1"
     return [
         *views,
         *zero,
-        f"for {step} in range({n.src[1].shape[0] - 1}, -1, -1):",
-        f"    {carry.name} = {h0.name} if {step} == 0 else {_at_step(fwd, f'{step} - 1')}",
-        f"    {x.name} = {_at_step(xs, step)}",
-        f"    {ct_t.name} = {_at_step(ct, step)}",
-        f"    {d_x.name} = {_at_step(gx, step)}",
+        *_loop_head(em, back, carry, h0, fwd, [(x, xs), (ct_t, ct), (d_x, gx)]),
         *indent(_body_lines(em, n)),
         *indent(copy_lines(g, d_carry)),
     ]

@@ -515,6 +515,7 @@ def lower_train(
         )
         + (f"from symbp.distributed.kernel import {allreduce}\n" if allreduce else "")
         + consts
+        + "".join(f"\n\n{f}\n" for f in em.functions)
         + "\n\n"
         + "\n".join(
             [
@@ -678,7 +679,8 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         need=_need("PREDICT_KERNELS", em.kernels),
     )
     source += (
-        "\n\n"
+        "".join(f"\n\n{f}\n" for f in em.functions)
+        + "\n\n"
         + "\n".join(
             [
                 '@njit(cache=True, error_model="numpy", nogil=True)',
