@@ -157,6 +157,10 @@ def test_compiled_recurrent_layers_match_torch() -> None:
         want = p.detach().numpy()
         np.testing.assert_allclose(got[name].numpy(), want, rtol=0, atol=1e-9 * np.abs(want).max(),
                                    err_msg=name)  # fmt: skip
+    # the inference program loops too: the trained model predicts as torch's
+    with torch.no_grad():
+        want = tnet(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-9, atol=1e-12)
     traced = symbp.trace(snet, x)
     scans = [n for n in toposort(traced.outputs) if n.op == "scan"]
     assert len(scans) == 7  # one loop per layer and direction (1·2 + 2·2 + 1), none unrolled
