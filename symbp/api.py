@@ -19,7 +19,7 @@ from symbp import ops
 from symbp.autodiff import grad as grad_nodes
 from symbp.ir import Node, ShapeError, print_program, shape_str, toposort
 from symbp.simplify import simplify
-from symbp.tensor import Tensor
+from symbp.tensor import Tensor, graph_tensors, parameter_leaves
 
 # ---------------------------------------------------------------- the derived program
 
@@ -73,23 +73,6 @@ def numel_is_not_one(node: Node) -> bool:
 
 
 # ---------------------------------------------------------------- eager backward
-
-
-def graph_tensors(roots: Sequence[Tensor], grad_only: bool = False) -> list[Tensor]:
-    """The tensors ``roots`` were computed from; with ``grad_only``, only along paths that
-    require grad (PyTorch's autograd graph: a detached branch reaches no leaf)."""
-    seen: set[int] = set()
-    out: list[Tensor] = []
-    stack = list(roots)
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        out.append(t)
-        if t.requires_grad or not grad_only:
-            stack.extend(t._parents)
-    return out
 
 
 def canonical(outputs: Sequence[Node]) -> tuple[list[Node], dict[Node, Node]]:
@@ -146,7 +129,7 @@ def trace(
     named by their model names.
     """
     from symbp.ir import B
-    from symbp.tensor import Parameter, placeholder
+    from symbp.tensor import placeholder
 
     names = list(names or (["x", "y", "z", "w"][: len(args)] if len(args) <= 4 else []))
     names += [f"in{i}" for i in range(len(names), len(args))]
@@ -167,13 +150,9 @@ def trace(
     out = fn(*inputs)
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
     nodes = [o.node for o in outs]
-    # the parameters whose leaves these are: a data input's name may be a live parameter's
-    # (x, of another model even), and names the other leaf
-    params = {
-        n.arg: p
-        for n in toposort(nodes)
-        if n.op == "input" and (p := Parameter._registry.get(n.arg)) is not None and p.node is n
-    }
+    # the parameters whose leaves these are, by identity (parameter_leaves): another live
+    # model's parameters, or a data input of a parameter's name, never answer for them
+    params = {n.arg: p for n, p in parameter_leaves(outs).items()}
     reached = set(toposort(nodes))
     constants: dict[Node, np.ndarray] = {
         t.node: t.value  # type: ignore[misc]
