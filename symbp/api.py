@@ -8,9 +8,10 @@ eagerly, keyed by the graph's structure so an eager training loop pays for SymPy
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import sympy
@@ -89,8 +90,46 @@ def canonical(outputs: Sequence[Node]) -> tuple[list[Node], dict[Node, Node]]:
     return [memo[o] for o in outputs], memo
 
 
-# The derived and simplified backward program of each graph structure (symbp.autograd.engine)
-_BACKWARD_CACHE: dict[tuple, tuple[Node | None, ...]] = {}
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRUCache(Generic[K, V]):
+    """A mapping that keeps its ``size`` most recently used entries and forgets the oldest."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"an LRUCache holds at least one entry, got size {size}")
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        if key not in self._items:
+            return default
+        self._items.move_to_end(key)  # used now: the last to be forgotten
+        return self._items[key]
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+# The derived and simplified backward program of each graph structure (symbp.autograd.engine).
+# Bounded: an eager loop whose graphs keep changing structure (a new sequence length each
+# step) must not keep every program it ever derived; a loop of one structure derives once.
+BACKWARD_CACHE_SIZE = 256
+_BACKWARD_CACHE: LRUCache[tuple, tuple[Node | None, ...]] = LRUCache(BACKWARD_CACHE_SIZE)
 
 
 def backward(loss: Tensor) -> None:
