@@ -18,7 +18,8 @@ import sympy
 
 from symbp import ops
 from symbp.autodiff import grad as grad_nodes
-from symbp.ir import Node, ShapeError, print_program, shape_str, toposort
+from symbp.ir import Node, ShapeError, shape_str, toposort
+from symbp.ops import print_program
 from symbp.simplify import simplify
 from symbp.tensor import Tensor, graph_tensors, parameter_leaves
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from symbp import cache, runtime
 from symbp.api import canonical, derive, trace
-from symbp.ir import ShapeError, print_program
+from symbp.ir import ShapeError
 from symbp.lower import ParamSpec, StateSpec, lower_predict, lower_train
 from symbp.lower.program import (
     BAD_LABEL,
@@ -52,6 +52,7 @@ from symbp.lower.program import (
 )
 from symbp.nn.conv import StateUpdate, check_compilable, mode_dependent, program_inputs
 from symbp.nn.module import Module
+from symbp.ops import print_program
 from symbp.progress import Stages
 from symbp.tensor import Parameter, Tensor
 
