@@ -54,6 +54,7 @@ from symbp.nn.conv import StateUpdate, check_compilable, mode_dependent, program
 from symbp.nn.module import Module
 from symbp.ops import print_program
 from symbp.progress import Stages
+from symbp.runtime import model_source
 from symbp.tensor import Parameter, Tensor
 
 _NO_ORDER = np.empty(0, np.int64)
@@ -591,13 +592,6 @@ def _calls_blas(mod: Any) -> bool:
     if blas is None:
         blas = mod._symbp_calls_blas = "np.dot(" in model_source(mod)
     return bool(blas)
-
-
-def model_source(mod: Any) -> str:
-    with open(mod.__file__) as f:
-        text = f.read()
-    body = text.partition("\n")[2]
-    return body.split("\n\nSPEC = ")[0] + "\n"
 
 
 class CompiledModel:
