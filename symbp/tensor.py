@@ -21,6 +21,7 @@ import sympy
 
 from symbp import devices as _device
 from symbp import dtypes, ops
+from symbp import random as _random
 from symbp.grad_mode import enable_grad, is_grad_enabled
 from symbp.ir import (
     Node,
@@ -518,16 +519,14 @@ class Tensor:
         return self._assign("copy_", v.astype(self.dtype))  # copy_ converts the dtype
 
     def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
-        from symbp.nn.init import generator
-
         shape = self._writable("uniform_").shape
-        return self._assign("uniform_", generator().uniform(a, b, shape))
+        rng = _random.default_generator.numpy_generator
+        return self._assign("uniform_", rng.uniform(a, b, shape))
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
-        from symbp.nn.init import generator
-
         shape = self._writable("normal_").shape
-        return self._assign("normal_", generator().normal(mean, std, shape))
+        rng = _random.default_generator.numpy_generator
+        return self._assign("normal_", rng.normal(mean, std, shape))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         """``x[key] = v`` as PyTorch (every key ``x[key]`` reads): see ``setitem``."""
