@@ -18,10 +18,18 @@ import sympy
 
 from symbp import ops
 from symbp.autodiff import grad as grad_nodes
-from symbp.ir import Node, ShapeError, shape_str, toposort
+from symbp.ir import B, Node, ShapeError, shape_str, toposort
 from symbp.ops import print_program
-from symbp.simplify import simplify
-from symbp.tensor import Tensor, graph_tensors, parameter_leaves
+from symbp.simplify import simplify, stable_forms
+from symbp.tensor import (
+    Tensor,
+    _lift,
+    get_default_dtype,
+    graph_tensors,
+    nary,
+    parameter_leaves,
+    placeholder,
+)
 
 # ---------------------------------------------------------------- the derived program
 
@@ -168,9 +176,6 @@ def trace(
     symbol ``B``, so one trace serves every batch size. Parameters read by ``fn`` stay leaves
     named by their model names.
     """
-    from symbp.ir import B
-    from symbp.tensor import placeholder
-
     names = list(names or (["x", "y", "z", "w"][: len(args)] if len(args) <= 4 else []))
     names += [f"in{i}" for i in range(len(names), len(args))]
     inputs = []
@@ -181,8 +186,6 @@ def trace(
             arr = a.numpy() if isinstance(a, Tensor) else np.asarray(a)
             shape, dtype = arr.shape, arr.dtype
             if dtype.kind == "f" and not isinstance(a, (np.ndarray, Tensor)):
-                from symbp.tensor import get_default_dtype
-
                 dtype = get_default_dtype()
         if batch and len(shape):
             shape = (B, *shape[1:])
@@ -216,8 +219,6 @@ def grad(expr: Any, wrt: Any) -> sympy.Expr:
     """d expr / d wrt of a scalar SymPy formula, in symbp's conventions (sigmoid' = s(1-s))."""
     expr = sympy.sympify(expr)
     d = sympy.diff(expr, wrt)
-    from symbp.simplify import stable_forms
-
     # Purposeful tidying only: factor out common terms, no blanket simplify.
     return stable_forms(sympy.factor_terms(d))
 
@@ -269,8 +270,6 @@ def elementwise(
     def apply(*args: Any) -> Tensor:
         if len(args) != n_args:
             raise TypeError(f"{name} takes {n_args} tensor argument(s), got {len(args)}")
-        from symbp.tensor import _lift, nary
-
         like = next((a for a in args if isinstance(a, Tensor)), None)
         if like is None:  # symbolic use: apply to SymPy expressions
             return builder(*args)  # type: ignore[return-value]
