@@ -63,7 +63,8 @@ from symbp.grad_mode import (
 )
 from symbp.graph import ComputationGraph, computation_graph
 from symbp.interop import WeightsError, load_weights, save_weights
-from symbp.ir import B, ShapeError, print_program
+from symbp.ir import B, ShapeError
+from symbp.ops import print_program
 from symbp.plot import plot_formula, plot_history
 from symbp.progress import Progress
 from symbp.random import (

@@ -8,18 +8,28 @@ eagerly, keyed by the graph's structure so an eager training loop pays for SymPy
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import sympy
 
 from symbp import ops
 from symbp.autodiff import grad as grad_nodes
-from symbp.ir import Node, ShapeError, print_program, shape_str, toposort
-from symbp.simplify import simplify
-from symbp.tensor import Tensor
+from symbp.ir import B, Node, ShapeError, shape_str, toposort
+from symbp.ops import print_program
+from symbp.simplify import simplify, stable_forms
+from symbp.tensor import (
+    Tensor,
+    _lift,
+    get_default_dtype,
+    graph_tensors,
+    nary,
+    parameter_leaves,
+    placeholder,
+)
 
 # ---------------------------------------------------------------- the derived program
 
@@ -75,23 +85,6 @@ def numel_is_not_one(node: Node) -> bool:
 # ---------------------------------------------------------------- eager backward
 
 
-def graph_tensors(roots: Sequence[Tensor], grad_only: bool = False) -> list[Tensor]:
-    """The tensors ``roots`` were computed from; with ``grad_only``, only along paths that
-    require grad (PyTorch's autograd graph: a detached branch reaches no leaf)."""
-    seen: set[int] = set()
-    out: list[Tensor] = []
-    stack = list(roots)
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        out.append(t)
-        if t.requires_grad or not grad_only:
-            stack.extend(t._parents)
-    return out
-
-
 def canonical(outputs: Sequence[Node]) -> tuple[list[Node], dict[Node, Node]]:
     """Rename the leaves in order of appearance (in0, in1, ...): equal structure, equal graph."""
     memo: dict[Node, Node] = {}
@@ -106,8 +99,46 @@ def canonical(outputs: Sequence[Node]) -> tuple[list[Node], dict[Node, Node]]:
     return [memo[o] for o in outputs], memo
 
 
-# The derived and simplified backward program of each graph structure (symbp.autograd.engine)
-_BACKWARD_CACHE: dict[tuple, tuple[Node | None, ...]] = {}
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRUCache(Generic[K, V]):
+    """A mapping that keeps its ``size`` most recently used entries and forgets the oldest."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"an LRUCache holds at least one entry, got size {size}")
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        if key not in self._items:
+            return default
+        self._items.move_to_end(key)  # used now: the last to be forgotten
+        return self._items[key]
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+# The derived and simplified backward program of each graph structure (symbp.autograd.engine).
+# Bounded: an eager loop whose graphs keep changing structure (a new sequence length each
+# step) must not keep every program it ever derived; a loop of one structure derives once.
+BACKWARD_CACHE_SIZE = 256
+_BACKWARD_CACHE: LRUCache[tuple, tuple[Node | None, ...]] = LRUCache(BACKWARD_CACHE_SIZE)
 
 
 def backward(loss: Tensor) -> None:
@@ -145,9 +176,6 @@ def trace(
     symbol ``B``, so one trace serves every batch size. Parameters read by ``fn`` stay leaves
     named by their model names.
     """
-    from symbp.ir import B
-    from symbp.tensor import Parameter, placeholder
-
     names = list(names or (["x", "y", "z", "w"][: len(args)] if len(args) <= 4 else []))
     names += [f"in{i}" for i in range(len(names), len(args))]
     inputs = []
@@ -158,8 +186,6 @@ def trace(
             arr = a.numpy() if isinstance(a, Tensor) else np.asarray(a)
             shape, dtype = arr.shape, arr.dtype
             if dtype.kind == "f" and not isinstance(a, (np.ndarray, Tensor)):
-                from symbp.tensor import get_default_dtype
-
                 dtype = get_default_dtype()
         if batch and len(shape):
             shape = (B, *shape[1:])
@@ -167,13 +193,9 @@ def trace(
     out = fn(*inputs)
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
     nodes = [o.node for o in outs]
-    # the parameters whose leaves these are: a data input's name may be a live parameter's
-    # (x, of another model even), and names the other leaf
-    params = {
-        n.arg: p
-        for n in toposort(nodes)
-        if n.op == "input" and (p := Parameter._registry.get(n.arg)) is not None and p.node is n
-    }
+    # the parameters whose leaves these are, by identity (parameter_leaves): another live
+    # model's parameters, or a data input of a parameter's name, never answer for them
+    params = {n.arg: p for n, p in parameter_leaves(outs).items()}
     reached = set(toposort(nodes))
     constants: dict[Node, np.ndarray] = {
         t.node: t.value  # type: ignore[misc]
@@ -197,8 +219,6 @@ def grad(expr: Any, wrt: Any) -> sympy.Expr:
     """d expr / d wrt of a scalar SymPy formula, in symbp's conventions (sigmoid' = s(1-s))."""
     expr = sympy.sympify(expr)
     d = sympy.diff(expr, wrt)
-    from symbp.simplify import stable_forms
-
     # Purposeful tidying only: factor out common terms, no blanket simplify.
     return stable_forms(sympy.factor_terms(d))
 
@@ -250,8 +270,6 @@ def elementwise(
     def apply(*args: Any) -> Tensor:
         if len(args) != n_args:
             raise TypeError(f"{name} takes {n_args} tensor argument(s), got {len(args)}")
-        from symbp.tensor import _lift, nary
-
         like = next((a for a in args if isinstance(a, Tensor)), None)
         if like is None:  # symbolic use: apply to SymPy expressions
             return builder(*args)  # type: ignore[return-value]

@@ -34,7 +34,7 @@ import numpy as np
 
 from symbp import cache, runtime
 from symbp.api import canonical, derive, trace
-from symbp.ir import ShapeError, print_program
+from symbp.ir import ShapeError
 from symbp.lower import ParamSpec, StateSpec, lower_predict, lower_train
 from symbp.lower.program import (
     BAD_LABEL,
@@ -52,7 +52,9 @@ from symbp.lower.program import (
 )
 from symbp.nn.conv import StateUpdate, check_compilable, mode_dependent, program_inputs
 from symbp.nn.module import Module
+from symbp.ops import print_program
 from symbp.progress import Stages
+from symbp.runtime import model_source
 from symbp.tensor import Parameter, Tensor
 
 _NO_ORDER = np.empty(0, np.int64)
@@ -590,13 +592,6 @@ def _calls_blas(mod: Any) -> bool:
     if blas is None:
         blas = mod._symbp_calls_blas = "np.dot(" in model_source(mod)
     return bool(blas)
-
-
-def model_source(mod: Any) -> str:
-    with open(mod.__file__) as f:
-        text = f.read()
-    body = text.partition("\n")[2]
-    return body.split("\n\nSPEC = ")[0] + "\n"
 
 
 class CompiledModel:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from symbp.checkpoint import atomic_write
+from symbp.runtime import model_source
 
 __all__ = ["ExportError", "export_model", "module_path"]
 
@@ -445,8 +446,6 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
     it has been built (``fit``, ``step`` or ``build``); the inference program is built now if
     ``predict`` has not built it yet.
     """
-    from symbp.compiled import model_source
-
     path = module_path(path)
     prog = compiled._train if compiled.optimizer is not None else None
     if prog is None and compiled._predict is None:

@@ -163,16 +163,24 @@ def computation_graph(
     """
     from symbp.api import Derived, derive
     from symbp.autodiff import grad
-    from symbp.tensor import Parameter
+    from symbp.tensor import Parameter, Tensor, parameter_leaves
+
+    # Parameters by identity among the tensors of a tensor's graph; a graph given by its nodes
+    # alone (an IR node, a Derived program) asks which live parameter each leaf is.
+    found = set(parameter_leaves([loss])) if isinstance(loss, Tensor) else None
+
+    def is_param(n: Node) -> bool:
+        if n.op != "input":
+            return False
+        return n in found if found is not None else Parameter.of_leaf(n) is not None
 
     if isinstance(loss, Derived):
         forward_out, wrt_nodes = loss.outputs[0], list(loss.wrt)
         grads: list[Node | None] = list(loss.grads)
     else:
         forward_out = _node(loss)
-        leaves = [n for n in toposort([forward_out]) if n.op == "input"]
         if wrt is None:
-            wrt_nodes = [n for n in leaves if n.arg in Parameter._registry]
+            wrt_nodes = [n for n in toposort([forward_out]) if is_param(n)]
         else:
             wrt_nodes = [_node(w) for w in wrt]
         if simplified:
@@ -188,9 +196,7 @@ def computation_graph(
     outputs = {"loss": forward_out}
     for w, g in reached:
         outputs[f"∂loss/∂{w.arg}"] = g
-    params = frozenset(
-        n.arg for n in (*forward, *backward) if n.op == "input" and n.arg in Parameter._registry
-    )
+    params = frozenset(n.arg for n in (*forward, *backward) if is_param(n))
     labels = {n: LABELS[n] for n in (*forward, *backward) if n in LABELS}
     return ComputationGraph(tuple(forward), tuple(backward), outputs, params, labels, title)
 

@@ -1,4 +1,5 @@
-"""The IR: immutable, interned tensor nodes and their jaxpr-like printing.
+"""The IR: immutable, interned tensor nodes and the walks over them (a program prints as a
+jaxpr-like listing with ``ops.print_program``: each op shows its own arg).
 
 A node is ``Node(op, src, arg, shape, dtype)``. Nodes are *interned*: building the same
 ``(op, src, arg, shape, dtype)`` twice returns the same object, so structural equality is
@@ -206,42 +207,3 @@ class Names:
             name, k = f"{base}_{k}", k + 1
         self.taken.add(name)
         return name
-
-
-# ---------------------------------------------------------------- printing
-
-
-def _names() -> Iterator[str]:
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    yield from letters
-    n = 1
-    while True:
-        yield from (f"{c}{n}" for c in letters)
-        n += 1
-
-
-def print_program(
-    outputs: dict[str, Node] | list[Node],
-    labels: dict[Node, str] | None = None,
-) -> str:
-    """A jaxpr-like listing: one line ``name:type = op[arg] src...`` per node."""
-    outs = outputs if isinstance(outputs, dict) else {f"out{i}": n for i, n in enumerate(outputs)}
-    order = toposort(outs.values())
-    taken = {str(n.arg) for n in order if n.op == "input"}
-    gen = (name for name in _names() if name not in taken)
-    name: dict[Node, str] = {}
-    ins, lines = [], []
-    for node in order:
-        if node.op == "input":
-            name[node] = str(node.arg)
-            ins.append(f"{node.arg}:{type_str(node)}")
-            continue
-        name[node] = next(gen)
-        from symbp.ops import OPS  # printing asks each op how to show its arg
-
-        arg = OPS[node.op].show_arg(node, [name[s] for s in node.src])
-        srcs = " ".join(name[s] for s in node.src)
-        label = f"    # {labels[node]}" if labels and node in labels else ""
-        lines.append(f"  {name[node]}:{type_str(node)} = {node.op}{arg} {srcs}".rstrip() + label)
-    result = ", ".join(f"{k}={name[v]}" for k, v in outs.items())
-    return "{ lambda " + " ".join(ins) + " ; let\n" + "\n".join(lines) + f"\n  in ({result}) }}"

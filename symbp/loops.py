@@ -30,8 +30,8 @@ import numpy as np
 
 from symbp import autodiff, simplify
 from symbp.grad_mode import enable_grad
-from symbp.ir import Node, float64, numel, print_program, shape_error, shape_str, toposort, type_str
-from symbp.ops import Op, SliceArg, const, make, register, reshape, slice_
+from symbp.ir import Node, float64, numel, shape_error, shape_str, toposort, type_str
+from symbp.ops import Op, SliceArg, const, make, print_program, register, reshape, slice_
 from symbp.tensor import Tensor, _lift, _result
 
 

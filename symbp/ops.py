@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -35,6 +35,8 @@ from symbp.ir import (
     numel,
     shape_error,
     shape_str,
+    toposort,
+    type_str,
 )
 
 # ---------------------------------------------------------------- formulas of elementwise nodes
@@ -2550,4 +2552,42 @@ def batched_matmul(x: Node, y: Node) -> Node:
     return bmm(xb, yb)
 
 
-__all__ = ["ELEMENTWISE", "OPS", "Formula", "NotApplicable", "Op", "int64"]
+# ---------------------------------------------------------------- printing programs
+# Here, beside the table, not in ir: a node's arg is shown by its op (show_arg).
+
+
+def _names() -> Iterator[str]:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    yield from letters
+    n = 1
+    while True:
+        yield from (f"{c}{n}" for c in letters)
+        n += 1
+
+
+def print_program(
+    outputs: dict[str, Node] | list[Node],
+    labels: dict[Node, str] | None = None,
+) -> str:
+    """A jaxpr-like listing: one line ``name:type = op[arg] src...`` per node."""
+    outs = outputs if isinstance(outputs, dict) else {f"out{i}": n for i, n in enumerate(outputs)}
+    order = toposort(outs.values())
+    taken = {str(n.arg) for n in order if n.op == "input"}
+    gen = (name for name in _names() if name not in taken)
+    name: dict[Node, str] = {}
+    ins, lines = [], []
+    for node in order:
+        if node.op == "input":
+            name[node] = str(node.arg)
+            ins.append(f"{node.arg}:{type_str(node)}")
+            continue
+        name[node] = next(gen)
+        arg = OPS[node.op].show_arg(node, [name[s] for s in node.src])
+        srcs = " ".join(name[s] for s in node.src)
+        label = f"    # {labels[node]}" if labels and node in labels else ""
+        lines.append(f"  {name[node]}:{type_str(node)} = {node.op}{arg} {srcs}".rstrip() + label)
+    result = ", ".join(f"{k}={name[v]}" for k, v in outs.items())
+    return "{ lambda " + " ".join(ins) + " ; let\n" + "\n".join(lines) + f"\n  in ({result}) }}"
+
+
+__all__ = ["ELEMENTWISE", "OPS", "Formula", "NotApplicable", "Op", "int64", "print_program"]

@@ -124,6 +124,15 @@ def module_text(source: str, spec: dict[str, Any]) -> str:
     return f"{source}\n\nSPEC = {spec!r}\n"
 
 
+def model_source(mod: Any) -> str:
+    """The generated source of a loaded module, without its first line and its ``SPEC``
+    (``module_text``'s inverse: what ``export`` copies, what ``CompiledModel.source`` shows)."""
+    with open(mod.__file__) as f:
+        text = f.read()
+    body = text.partition("\n")[2]
+    return body.split("\n\nSPEC = ")[0] + "\n"
+
+
 def load(key: str, text: str | None = None) -> types.ModuleType:
     """Import the cached module ``key`` (writing ``text`` there first when given).
 

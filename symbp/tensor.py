@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import re
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ import sympy
 
 from symbp import devices as _device
 from symbp import dtypes, ops
+from symbp import random as _random
 from symbp.grad_mode import enable_grad, is_grad_enabled
 from symbp.ir import (
     Node,
@@ -517,16 +519,14 @@ class Tensor:
         return self._assign("copy_", v.astype(self.dtype))  # copy_ converts the dtype
 
     def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
-        from symbp.nn.init import generator
-
         shape = self._writable("uniform_").shape
-        return self._assign("uniform_", generator().uniform(a, b, shape))
+        rng = _random.default_generator.numpy_generator
+        return self._assign("uniform_", rng.uniform(a, b, shape))
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
-        from symbp.nn.init import generator
-
         shape = self._writable("normal_").shape
-        return self._assign("normal_", generator().normal(mean, std, shape))
+        rng = _random.default_generator.numpy_generator
+        return self._assign("normal_", rng.normal(mean, std, shape))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         """``x[key] = v`` as PyTorch (every key ``x[key]`` reads): see ``setitem``."""
@@ -1268,6 +1268,21 @@ class Parameter(Tensor):
         Parameter._registry[name] = self
         self._name = name
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A copy (copy.deepcopy, pickle) is a parameter of its own and claims its name anew:
+        # leaves are interned by name, shape and dtype, so keeping the original's name would
+        # make the copy's leaf the original's, and a graph of the copy would read the original.
+        self.__dict__.update(state)
+        name, self._name = self._name, ""
+        self.rename(re.sub(r"#\d+$", "", name))
+
+    @staticmethod
+    def of_leaf(node: Node) -> Parameter | None:
+        """The live parameter whose leaf ``node`` is, for a graph known by its nodes alone (a
+        graph of tensors finds its parameters by identity: ``parameter_leaves``)."""
+        p = Parameter._registry.get(node.arg) if node.op == "input" else None
+        return p if p is not None and p.node is node else None
+
     @property
     def name(self) -> str:
         return self._name
@@ -1304,6 +1319,32 @@ class Parameter(Tensor):
         # PyTorch's: ``Parameter containing:`` over the tensor's repr (symbp's model name
         # for the parameter is its ``.name``)
         return "Parameter containing:\n" + super().__repr__()
+
+
+def graph_tensors(roots: Sequence[Tensor], grad_only: bool = False) -> list[Tensor]:
+    """The tensors ``roots`` were computed from; with ``grad_only``, only along paths that
+    require grad (PyTorch's autograd graph: a detached branch reaches no leaf)."""
+    seen: set[int] = set()
+    out: list[Tensor] = []
+    stack = list(roots)
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        out.append(t)
+        if t.requires_grad or not grad_only:
+            stack.extend(t._parents)
+    return out
+
+
+def parameter_leaves(roots: Sequence[Tensor]) -> dict[Node, Parameter]:
+    """The parameters ``roots`` were computed from, keyed by their leaves in the order the
+    graph reads them. Found by identity among the tensors of the graph, not by name: a data
+    input may carry a parameter's name (``x``, of another model even), and another model's
+    parameter of the same name must not answer for this one."""
+    found = {t.node: t for t in graph_tensors(roots) if isinstance(t, Parameter)}
+    return {n: found[n] for n in toposort([r.node for r in roots]) if n in found}
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:

@@ -93,6 +93,47 @@ def test_second_backward_after_an_inplace_update_is_refused():
         loss.backward()
 
 
+def test_backward_cache_is_bounded_and_forgets_the_least_recently_used(monkeypatch):
+    from symbp import api
+    from symbp.autograd import engine
+
+    assert api._BACKWARD_CACHE.size == api.BACKWARD_CACHE_SIZE == 256
+    size = 4
+    monkeypatch.setattr(api, "_BACKWARD_CACHE", api.LRUCache(size))
+    derived = []
+    real = engine._derive
+
+    def counting(*args):
+        derived.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(engine, "_derive", counting)
+    rng = np.random.default_rng(3)
+
+    def step(n):
+        """One backward of Σ w·tanh(x) over n elements, checked in closed form."""
+        xv, wv = rng.normal(size=n), rng.normal(size=n)
+        x = symbp.tensor(xv, requires_grad=True)
+        w = symbp.tensor(wv, requires_grad=True)
+        (w * symbp.tanh(x)).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), wv * (1 - np.tanh(xv) ** 2), rtol=1e-12)
+        np.testing.assert_allclose(w.grad.numpy(), np.tanh(xv), rtol=1e-12)
+
+    for n in range(1, 2 * size + 1):  # a new structure (length) each step: 8 programs
+        step(n)
+        assert len(api._BACKWARD_CACHE) == min(n, size)
+    assert len(derived) == 2 * size
+    step(size + 1)  # the oldest left, used again: found, and now the most recently used
+    assert len(derived) == 2 * size
+    step(1)  # forgotten: derived again (and right), pushing out the least recently used
+    assert len(derived) == 2 * size + 1
+    assert len(api._BACKWARD_CACHE) == size
+    step(size + 1)  # kept, as it was used after the others
+    assert len(derived) == 2 * size + 1
+    step(size + 2)  # the one that went: the least recently used, not the first stored
+    assert len(derived) == 2 * size + 2
+
+
 def test_backward_inputs_fills_only_those():
     (xs, xt), (ys, yt) = both([1.0, 2.0]), both([3.0, -1.0])
     grads = []

@@ -814,8 +814,10 @@ def test_layers_repr_like_torch():
     assert repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2, padding=0)"
 
 
-def test_derive_caches_the_eager_cnn_backward(rng):
+def test_derive_caches_the_eager_cnn_backward(rng, monkeypatch):
     # one derivation serves every step of an eager loop: same structure, same cached program
+    # (an empty cache of its own: the process-wide one may be full, and stays at its bound)
+    monkeypatch.setattr(api, "_BACKWARD_CACHE", api.LRUCache(api.BACKWARD_CACHE_SIZE))
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 2))
     before = len(api._BACKWARD_CACHE)
     for _ in range(3):

@@ -89,3 +89,24 @@ def test_every_example_the_docs_name_exists():
         named |= set(re.findall(r"examples/([a-z0-9_]+\.py)", page.read_text()))
     assert named, "the docs should point at the examples"
     assert not [n for n in named if not (ROOT / "examples" / n).is_file()]
+
+
+def test_architecture_lists_every_op_and_every_stage_table():
+    """docs/architecture.md's op list names each op of ``ops.OPS`` and gives their number, and
+    its table of stage tables names each one that has a row per op."""
+    from symbp.ops import OPS
+
+    page = (DOCS / "architecture.md").read_text()
+    section = page.split("### The op table")[1].split("\n## ")[0]
+    listed = section.split("by kind:")[1].split("\nEvery elementwise operation")[0]
+    assert set(OPS) <= set(re.findall(r"`(\w+)`", listed)), sorted(
+        set(OPS) - set(re.findall(r"`(\w+)`", listed))
+    )
+    count = re.search(r"It holds (\d+) primitives", section)
+    assert count and int(count.group(1)) == len(OPS), (count and count.group(0), len(OPS))
+    tables = re.findall(r"^\| \w+ \| `symbp\.([\w.]+)`", section, re.M)
+    assert len(tables) == 5, tables
+    for dotted in tables:
+        module, _, name = f"symbp.{dotted}".rpartition(".")
+        table = getattr(importlib.import_module(module), name)
+        assert set(table) == set(OPS), dotted

@@ -102,7 +102,7 @@ def net_loss():
 
 def label_of(node):
     """What each IR node should be called, from print_program's own listing of the node."""
-    from symbp.ir import print_program
+    from symbp.ops import print_program
 
     if node.op == "input":
         return f"{node.arg}\n{type_str(node)}"

@@ -3,6 +3,7 @@ PyTorch (float64)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -63,6 +64,49 @@ def test_registration_and_dotted_names():
     assert "block.linear2.weight" not in dict(m.named_parameters())
     del m.scale
     assert "scale" not in dict(m.named_parameters())
+
+
+def _block_grads(net, x):
+    """d(Σ out²/2) by each parameter of a Block, in closed form with NumPy."""
+    w1, b1, w2 = (p.numpy() for p in net.parameters())
+    h = np.tanh(x @ w1.T + b1)
+    d_out = h @ w2.T
+    d_z = (d_out @ w2) * (1 - h**2)
+    return [d_z.T @ x, d_z.sum(0), d_out.T @ h]
+
+
+def test_a_second_live_model_leaves_the_first_ones_names_and_parameters_alone():
+    # Two identical models alive beside the first: a copy of it and one built and run anew.
+    # Neither may rename the first one's parameters in its trace, nor answer for them.
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    net = Block().double()
+    net(symbp.tensor(x))  # names its parameters
+    twin = copy.deepcopy(net)
+    for p in twin.parameters():  # other values, so that a mix-up shows in the gradients
+        p.data = p.numpy() * 2 + 0.5
+    other = Block().double()
+    other(symbp.tensor(x))
+    names = ["linear1.weight", "linear1.bias", "linear2.weight"]
+
+    traced = symbp.trace(net, x)
+    assert list(traced.params) == names
+    assert all(p is q for p, q in zip(traced.params.values(), net.parameters(), strict=True))
+    traced_twin = symbp.trace(twin, x)
+    assert all(p is q for p, q in zip(traced_twin.params.values(), twin.parameters(), strict=True))
+    assert not set(map(id, twin.parameters())) & set(map(id, net.parameters()))
+
+    # the formulas of a trace of the first model name its parameters as the model does
+    f = symbp.formulas(symbp.trace(lambda x: (net(x) ** 2).sum() / 2, x))
+    where = [line.split()[:2] for line in str(f).split("where\n")[1].splitlines()[:3]]
+    assert where == [["W1", "linear1.weight"], ["b1", "linear1.bias"], ["W2", "linear2.weight"]]
+    assert "#" not in str(f)
+
+    # one eager loss reading both copies: each parameter gets its own model's gradient
+    loss = (net(symbp.tensor(x)) ** 2).sum() / 2 + (twin(symbp.tensor(x)) ** 2).sum() / 2
+    loss.backward()
+    for model in (net, twin):
+        for p, want in zip(model.parameters(), _block_grads(model, x), strict=True):
+            np.testing.assert_allclose(p.grad.numpy(), want, rtol=1e-12, atol=1e-14)
 
 
 def test_shared_parameter_is_listed_once():

@@ -98,8 +98,9 @@ def vjp_values(
 ) -> list[np.ndarray | None]:
     """The gradients of ``inputs`` as arrays (None: not reached in the IR), from the
     simplified program of this graph's structure, derived once and cached
-    (``api._BACKWARD_CACHE``: keys are canonical, leaves renamed in order, so an eager training
-    loop derives once and the cache holds no user data)."""
+    (``api._BACKWARD_CACHE``, the ``api.BACKWARD_CACHE_SIZE`` most recently used: keys are
+    canonical, leaves renamed in order, so an eager training loop derives once and the cache
+    holds no user data)."""
     from symbp import api
 
     out_nodes = [o.node for o in outputs]

@@ -47,7 +47,7 @@ class _Tensor:
     rank: int
     param: str | None = None  # the full parameter name, for parameters
     attr: str | None = None  # a module parameter's attribute: weight, bias ...
-    registered: str | None = None  # the parameter's name in Parameter._registry
+    registered: str | None = None  # its leaf's name, Parameter.name (maybe "0.weight#2")
 
 
 class _Namer:

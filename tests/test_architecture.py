@@ -1,0 +1,181 @@
+"""Layers point one way: no import cycle among symbp's modules (STYLE.md, habit 12).
+
+The import graph is read from the source with ``ast``, not by importing: an edge is a
+module-level ``import`` or ``from ... import`` of a symbp module (inside a class body or a
+``try`` too). An import inside a function runs when it is called, one under
+``if TYPE_CHECKING:`` never, so neither is an edge of the module-level graph; a cycle there is
+a design bug. Such a deferred import may still point upward, where it is a call-time
+dependency (``Tensor.backward`` runs the autograd engine, which works on tensors): each one
+that closes a cycle, of module-level imports or of deferred ones, is listed in ``CALL_TIME``
+with why, so that a new one is a decision.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "symbp"
+
+# (importer, imported): why the importer defers an import of a module above it
+CALL_TIME = {
+    ("symbp.tensor", "symbp.autograd.engine"): "Tensor.backward runs the engine on tensors",
+    ("symbp.api", "symbp.autograd.engine"): "api.backward is the pipeline's door to the engine, "
+    "which derives with api.derive",
+    ("symbp.random", "symbp.tensor"): "get_rng_state returns the state as a Tensor, as PyTorch",
+    ("symbp.cache", "symbp"): "a cache key names the package's version, symbp.__version__",
+    ("symbp.cache", "symbp.lower.support"): "a cache key names the BLAS kernels call (MKL)",
+    ("symbp.compiled", "symbp.onnx_export"): "CompiledModel.export_onnx hands itself to the "
+    "exporter, a tool above it (which reads symbp.__version__)",
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", None)
+    return name == "TYPE_CHECKING"
+
+
+def _module_level(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
+    """The imports a module runs when it is imported: not in functions, not for type checkers."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    for stmt in body:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            found.append(stmt)
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        elif isinstance(stmt, ast.If) and _is_type_checking(stmt.test):
+            found += _module_level(stmt.orelse)
+        else:  # class bodies, if/else, try/except/finally, with: run at import
+            for block in ("body", "orelse", "finalbody"):
+                found += _module_level(getattr(stmt, block, []))
+            for handler in getattr(stmt, "handlers", []):
+                found += _module_level(handler.body)
+    return found
+
+
+def _owner(name: str) -> str | None:
+    """The symbp module an imported dotted name lives in (``symbp.ir.Node`` -> ``symbp.ir``)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _targets(module: str, stmt: ast.Import | ast.ImportFrom) -> set[str]:
+    if isinstance(stmt, ast.Import):
+        names = [a.name for a in stmt.names]
+    else:
+        base = stmt.module or ""
+        if stmt.level:  # relative: from the importer's package, one level up per dot
+            package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+            for _ in range(stmt.level - 1):
+                package = package.rpartition(".")[0]
+            base = f"{package}.{base}" if base else package
+        names = [f"{base}.{a.name}" for a in stmt.names]  # a submodule, or a name in base
+    owners = {_owner(n) for n in names if n == "symbp" or n.startswith("symbp.")}
+    return {o for o in owners if o is not None and o != module}
+
+
+def import_graph(deferred: bool = False) -> dict[str, set[str]]:
+    """Module -> the symbp modules it imports at module level (``deferred``: those it imports
+    anywhere else instead, in functions; never those for type checkers only)."""
+    graph = {}
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(), str(path))
+        top = _module_level(tree.body)
+        edges = set().union(*(_targets(module, s) for s in top))
+        if deferred:
+            checked = {id(s) for s in top}
+            for stmt in ast.walk(tree):
+                if isinstance(stmt, ast.If) and _is_type_checking(stmt.test):
+                    checked |= {id(s) for s in ast.walk(stmt)}
+            anywhere = [
+                s
+                for s in ast.walk(tree)
+                if isinstance(s, (ast.Import, ast.ImportFrom)) and id(s) not in checked
+            ]
+            edges = set().union(*(_targets(module, s) for s in anywhere)) - edges
+        graph[module] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each as a sorted
+    list; a module importing itself is no cycle here."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while (w := stack.pop()) != v:
+                component.append(w)
+            if component:
+                found.append(sorted([v, *component]))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        v = todo.pop()
+        if v == goal:
+            return True
+        if v not in seen:
+            seen.add(v)
+            todo.extend(graph.get(v, ()))
+    return False
+
+
+def test_the_analysis_sees_the_package():
+    graph = import_graph()
+    assert {"symbp", "symbp.ir", "symbp.ops", "symbp.lower.emit", "symbp.nn.module"} <= set(graph)
+    assert "symbp.ir" in graph["symbp.ops"]  # from symbp.ir import (...)
+    assert "symbp.tensor" in graph["symbp.api"]
+    assert "symbp.ops" in graph["symbp.tensor"]  # from symbp import dtypes, ops
+    assert graph["symbp.ir"] == set()  # the bottom: numpy and sympy only
+    # the analysis finds a cycle where there is one
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_level_import_cycle():
+    found = cycles(import_graph())
+    assert found == [], "module-level import cycles (move the shared piece down): " + "; ".join(
+        " <-> ".join(c) for c in found
+    )
+
+
+def test_imports_in_functions_close_no_cycle_but_the_known_call_time_ones():
+    graph, deferred = import_graph(), import_graph(deferred=True)
+    every = {m: graph[m] | deferred[m] for m in graph}
+    gone = [e for e in CALL_TIME if e[1] not in deferred[e[0]] or not reaches(every, e[1], e[0])]
+    assert gone == [], f"CALL_TIME lists imports that no longer close a cycle: {gone}"
+    for importer, imported in CALL_TIME:
+        every[importer].discard(imported)
+    found = cycles(every)
+    assert found == [], (
+        "imports inside functions close these cycles (move the shared piece down, or list the "
+        "upward import in CALL_TIME with why it is a call-time dependency): "
+        + "; ".join(" <-> ".join(c) for c in found)
+    )
