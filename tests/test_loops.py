@@ -24,12 +24,7 @@ from symbp.ir import ShapeError, toposort
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    default = symbp.get_default_dtype()
-    symbp.set_default_dtype(symbp.float64)
-    yield
-    symbp.set_default_dtype(default)
+pytestmark = pytest.mark.usefixtures("float64")  # conftest's; its autouse one restores it
 
 
 def _relu_step(h: Any, x: Any, w: Any, b: Any) -> Any:

@@ -1460,11 +1460,10 @@ def _as_function(em: Emitter, n: Node, out: Buffer, write: Callable[[], list[str
     name = em._shared.get(key)
     if name is None:
         name = em._shared[key] = em.sched.names.fresh(f"{n.op}_body")
-        sub_parallel = em.parallel
-        em.parallel = False
+        outer_parallel, em.parallel = em.parallel, False  # the function's own flag
         lines = write()
         flags = "nogil=True, parallel=True)" if em.parallel else "nogil=True)"
-        em.parallel = sub_parallel
+        em.parallel = outer_parallel
         em.functions.append(
             "\n".join([
                 f'@njit(cache=True, error_model="numpy", {flags}',
