@@ -366,6 +366,27 @@ class Emitter:
             *_loops(n.shape, idx, [f"{at(out, idx)} = {one} if {hit} else {zero}"]),
         ]
 
+    def measured(self) -> Any:
+        """Which products the BLAS computes faster on this CPU (``tuning.products``: measured
+        at the first product a program has to place, then kept per CPU)."""
+        from symbp.lower import tuning
+
+        return tuning.products()
+
+    def blas(self, kt: str, a: str, ta: bool, b: str, tb: bool, out: str) -> str:
+        """``out = op(a) @ op(b)`` through the BLAS: MKL's gemm where symbp loaded it, else
+        ``np.dot`` (SciPy's OpenBLAS, run on the calling thread: ``runtime.one_blas_thread``)."""
+        if self.mkl and kt in ("f32", "f64"):
+            return f"gemm_{kt}({a}, {ta}, {b}, {tb}, {out})"
+        return f"np.dot({a}{'.T' if ta else ''}, {b}{'.T' if tb else ''}, {out})"
+
+    def large_product(self, kt: str, a: str, ta: bool, b: str, tb: bool, out: str) -> str:
+        """A big product: the tiled kernel on all cores, or the BLAS where it is faster."""
+        if self.measured().large:
+            return self.blas(kt, a, ta, b, tb, out)
+        self.threaded = True
+        return self.library(f"matmul_{kt}", a, ta, b, tb, out)
+
     def library(self, name: str, *args: object) -> str:
         """A call of the product kernel ``name`` through its symbol (``conv_kernels.need``)."""
         if name not in self.kernels:
@@ -425,24 +446,23 @@ class Emitter:
             """The call for a mid-sized product, made only where it is used: a kernel called by
             symbol must be registered (``need``) only if the program calls it."""
             long_nt = tb and not ta and not (K.is_Number and int(K) <= NT_SMALL)
-            if kt in ("f32", "f64") and not long_nt:
+            blas = not self.serial and self.measured().small  # faster here (lower/tuning.py)
+            if kt in ("f32", "f64") and not long_nt and not blas:
                 # conv_kernels' one-core tile (see NT_SMALL), narrow when the product has at
                 # most one vector of columns
                 narrow = "_narrow" if N.is_Number and int(N) <= simd.lanes(n.dtype) else ""
                 return self.library(f"matmul_small_{kt}{narrow}", a.name, ta, b.name, tb, out.name)
-            if self.mkl and kt in ("f32", "f64"):
-                return f"gemm_{kt}({a.name}, {ta}, {b.name}, {tb}, {out.name})"
-            return f"np.dot({a.name}{'.T' if ta else ''}, {b.name}{'.T' if tb else ''}, {out.name})"
+            return self.blas(kt, a.name, ta, b.name, tb, out.name)
 
         flops = sympy.sympify(M) * K * N
         static = flops.as_coeff_Mul()[0]  # the product is at least this big (B >= 1)
         tiles = not self.serial  # the tiled kernel's threads are the caller's in a serial body
         large = static >= TILED_MATMUL // (1 if flops.is_Number else 256)
         if tiles and kt in ("f32", "f64") and large:
-            # big products: the register-tiled kernel of conv_kernels.py (a batch-dependent
-            # one, when batches up to 256 rows can make it big, chooses at run time)
-            tiled = self.library(f"matmul_{kt}", a.name, ta, b.name, tb, out.name)
-            self.threaded = True
+            # big products: the register-tiled kernel of conv_kernels.py, or the BLAS where
+            # that is faster here (a batch-dependent one, when batches up to 256 rows can
+            # make it big, chooses at run time)
+            tiled = self.large_product(kt, a.name, ta, b.name, tb, out.name)
             if flops.is_Number:
                 return [tiled]
             big = f"if {dim_code(flops)} >= {TILED_MATMUL}:"
@@ -1497,7 +1517,7 @@ def _as_function(em: Emitter, n: Node, out: Buffer, write: Callable[[], list[str
         )  # fmt: skip
     if not apart:
         return [f"{name}({', '.join(params)})"]
-    em.parallel = True
+    em.parallel = em.threaded = True  # (THREADS: the module starts the pool, program.POOL)
     nblocks, blk = em.sched.names.fresh("blocks"), em.sched.names.fresh("blk")
     bounds = [f"{blk} * B // {nblocks}", f"({blk} + 1) * B // {nblocks}"]
     args = ", ".join([*outer, *inner, "B", *bounds])
@@ -1659,8 +1679,7 @@ def _sums_after(em: Emitter, n: Node, out: Buffer) -> list[str]:
             flat.append((name, rows))
         if how == "product":
             (a, _), (y, _) = flat
-            lines.append(em.library(f"matmul_{kt}", a, True, y, False, acc.name))
-            em.threaded = True
+            lines.append(em.large_product(kt, a, True, y, False, acc.name))
             continue
         a, rows = flat[0]
         idx = _index(shape)
