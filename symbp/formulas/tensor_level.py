@@ -19,8 +19,10 @@ from symbp.formulas.index import _indexed
 from symbp.formulas.latex import LatexPrinter, latex_name
 from symbp.formulas.layout import _RANK_DELTA
 from symbp.formulas.naming import _Namer, _symbol, _Tensor
+from symbp.formulas.recurrence import Loops
 from symbp.formulas.rules import _express, printing
 from symbp.formulas.scalar_level import _ScalarLevel
+from symbp.formulas.steps import StepBlock
 from symbp.formulas.text import TextPrinter, _index_legend
 from symbp.formulas.tidy import _NameBack, tidy
 from symbp.formulas.vocabulary import _LAMBDIFY_MODULES, Broadcast, Equation, Reshape
@@ -48,10 +50,14 @@ class Formulas:
         self._values = dict(values)
         self._namer = namer = _Namer(loss, wrt, given)
         self._wrt = list(wrt)
-        self.forward: list[Equation] = []
-        self.backward: list[Equation] = []
+        self.forward: list[Equation | StepBlock] = []
+        self.backward: list[Equation | StepBlock] = []
         self.grads: dict[str, Equation] = {}
         self._nameback = _NameBack()
+        # loops: their blocks, and what expressing a node found of them, not yet listed
+        self._loops = Loops(namer)
+        self._pending: list[Equation | StepBlock] = []
+        self._users = consumers([*namer.order, *toposort(self.derived.outputs)])
         self._build_forward()
         self._build_backward()
         self._rank = namer.rank()
@@ -64,9 +70,34 @@ class Formulas:
             if n not in env:
                 if n.op == "input":
                     raise KeyError(f"formulas: leaf '{n.arg}' has no name")
+                if printing(n).loop:
+                    self._loop(n, env)
+                    continue
                 e = _express(n, [env[s] for s in n.src], self._namer)
                 env[n] = self._nameback(tidy(e))
         return env[node]
+
+    def _loop(self, n: Node, env: dict[Node, sympy.Expr]) -> None:
+        """A loop node: its block (and the equations before it) go to ``_pending``; it and
+        the slices the program reads of it are bound in ``env``."""
+
+        def express(m: Node) -> sympy.Expr:
+            return self._expr(m, env)
+
+        users = self._users.get
+        if n.op == "scan_vjp":
+            outer, block = self._loops.backward(n, env, express, lambda m: users(m, []))
+            env[n] = sympy.Dummy("adjoint")  # read only by slices, bound to the pieces
+        elif not self._loops.bind(n, users(n, []), env):
+            outer, block = self._loops.forward(n, env, express)
+            self._loops.bind(n, users(n, []), env)
+        else:
+            return
+        self._pending += [*outer, block]
+
+    def _drain(self) -> list[Equation | StepBlock]:
+        out, self._pending = self._pending, []
+        return out
 
     def _build_forward(self) -> None:
         namer = self._namer
@@ -75,21 +106,37 @@ class Formulas:
         # by placeholders until every definition is known: is this the last layer? ...).
         defs: dict[Node, sympy.Expr] = {}
         temp: dict[Node, sympy.Symbol] = {}
+        items: list[Node | Equation | StepBlock] = []  # layers and loops, in forward order
         for n in namer.order:
-            if namer.is_layer(n):
+            if printing(n).loop:
+                self._expr(n, env)
+            elif namer.is_layer(n):
                 d = self._expr(n, env)
+                items += self._drain()
                 if d.is_Symbol or (isinstance(d, (Reshape, Broadcast)) and d.args[0].is_Symbol):
                     continue  # Identity, Flatten: an alias, not a new quantity
                 defs[n] = d
                 temp[n] = env[n] = sympy.Dummy(real=True)
                 self._nameback.add(d, temp[n])
+                items.append(n)
+            items += self._drain()
         loss = self._expr(namer.loss, env)
+        items += self._drain()
         rename = namer.name_layers(defs, temp)
         self._nameback = _NameBack()
-        for n, d in defs.items():
-            sym = rename[temp[n]]
-            self.forward.append(Equation(sym, d.xreplace(rename)))
-            self._nameback.add(d.xreplace(rename), sym)
+        for item in items:
+            if isinstance(item, Node):
+                d = defs[item].xreplace(rename)
+                sym = rename[temp[item]]
+                self.forward.append(Equation(sym, d))
+                self._nameback.add(d, sym)
+            elif isinstance(item, StepBlock):
+                item.xreplace(rename)
+                self.forward.append(item)
+            else:
+                eq = Equation(item.lhs, item.expr.xreplace(rename))
+                self.forward.append(eq)
+                self._nameback.add(eq.expr, eq.lhs)
         self.forward.append(Equation(_symbol("E"), loss.xreplace(rename)))
 
     def _deltas(self) -> dict[Node, str]:
@@ -137,10 +184,12 @@ class Formulas:
         namer = self._namer
         d = self.derived
         env: dict[Node, sympy.Expr] = {n: t.symbol for n, t in namer.tensors.items()}
-        delta_eqs: list[Equation] = []
+        delta_eqs: list[Equation | StepBlock] = []  # δs and loops, in the order computed
         for i, (n, name) in enumerate(self._deltas().items()):
             sym = _symbol(name)
-            delta_eqs.append(Equation(sym, sympy.factor_terms(self._expr(n, env))))
+            e = sympy.factor_terms(self._expr(n, env))
+            delta_eqs += self._drain()
+            delta_eqs.append(Equation(sym, e))
             env[n] = sym
             z = "z" + name[1:]
             about = f"∂E/∂{z}, error signal" if z in self.symbols else "backward intermediate"
@@ -150,16 +199,19 @@ class Formulas:
             t = namer.tensors[w]
             lhs = _symbol(f"∂E/∂{t.symbol.name}")
             eq = Equation(lhs, sympy.factor_terms(self._expr(g, env)))
+            delta_eqs += self._drain()
             self.grads[t.param or t.symbol.name] = eq
             grads.append(eq)
-        # Textbook order: each δ, then the gradients that only need the δ's printed so far.
-        delta_syms = {e.lhs for e in delta_eqs}
+        # Textbook order: each δ (or loop), then the gradients that only need what is
+        # printed so far.
+        defined = [_defines(e) for e in delta_eqs]
+        delta_syms = set().union(*defined)
         shown: set[sympy.Symbol] = set()
         pending = list(grads)
-        for eq in delta_eqs:
-            self.backward.append(eq)
-            shown.add(eq.lhs)
-            ready = [g for g in pending if (g.expr.free_symbols & delta_syms) <= shown]
+        for item, defs in zip(delta_eqs, defined):
+            self.backward.append(item)
+            shown |= defs
+            ready = [g for g in pending if (_reads(g.expr) & delta_syms) <= shown]
             self.backward.extend(ready)
             pending = [g for g in pending if g not in ready]
         self.backward.extend(pending)
@@ -168,8 +220,9 @@ class Formulas:
     # ------------------------------------------------------------ reading
 
     @property
-    def equations(self) -> list[Equation]:
-        """Every equation, forward then backward, in the order they are computed."""
+    def equations(self) -> list[Equation | StepBlock]:
+        """Every equation, forward then backward, in the order they are computed (a loop is
+        a ``StepBlock`` of equations over its steps)."""
         return self.forward + self.backward
 
     @property
@@ -226,70 +279,129 @@ class Formulas:
             elif printing(n).mask:  # a dropout mask, drawn from its seed as in the forward
                 env[t.symbol] = evaluate([n], leaf_values, dims)[0]
         env.update(dims)
-        for eq in self.equations:
-            args = sorted(eq.expr.free_symbols, key=lambda s: s.name)
-            fn = sympy.lambdify(args, eq.expr, modules=_LAMBDIFY_MODULES, dummify=True)
+        compiled: dict[sympy.Expr, tuple[list, Any]] = {}
+
+        def value(expr: sympy.Expr, at: Mapping[sympy.Symbol, Any]) -> np.ndarray:
+            if expr not in compiled:
+                args = sorted(expr.free_symbols, key=lambda s: s.name)
+                compiled[expr] = (
+                    args,
+                    sympy.lambdify(args, expr, modules=_LAMBDIFY_MODULES, dummify=True),
+                )
+            args, fn = compiled[expr]
             with np.errstate(all="ignore"):
-                env[eq.lhs] = np.asarray(fn(*(env[s] for s in args)))
+                return np.asarray(fn(*(at[s] for s in args)))
+
+        sums: dict[sympy.Basic, sympy.Basic] = {}  # Σ_t of a loop -> the symbol of its value
+        for eq in self.equations:
+            if isinstance(eq, StepBlock):
+                eq.run(env, dims, value)
+                sums.update(eq.sums)
+            else:
+                env[eq.lhs] = value(eq.expr.xreplace(sums), env)
         env.pop(B, None)
         return env
 
     # ------------------------------------------------------------ printing
 
-    def _lines(
-        self, eqs: list[Equation], latex: bool, used: dict[str, Any] | None = None
-    ) -> list[tuple[str, str]]:
-        """(lhs, rhs) of each equation, a convolution's or pooling's in index notation;
-        ``used`` collects the notations the legend explains."""
+    def _line(self, e: Equation, latex: bool, used: dict[str, Any] | None) -> tuple[str, str]:
+        """(lhs, rhs) of an equation, a convolution's or pooling's in index notation; ``used``
+        collects the notations the legend explains."""
         shapes = {t.symbol: t.node.shape for t in self._namer.tensors.values() if t.node}
-        out = []
-        for e in eqs:
-            printer = (LatexPrinter if latex else TextPrinter)(
-                {"hadamard": True, "rank": self._rank, "shapes": shapes}
-            )
-            if _indexed(e.expr, shapes):
-                sub, rhs = printer.indexed(e.expr)
-                lhs = printer.indexed_name(e.lhs.name, sub)
-            else:
-                rhs = printer.doprint(e.expr)
-                lhs = latex_name(e.lhs.name) if latex else e.lhs.name
-            out.append((lhs, rhs))
-            if used is not None:
-                for k, v in printer.used.items():
-                    used.setdefault(k, v)
+        printer = (LatexPrinter if latex else TextPrinter)(
+            {"hadamard": True, "rank": self._rank, "shapes": shapes}
+        )
+        if _indexed(e.expr, shapes):
+            sub, rhs = printer.indexed(e.expr)
+            lhs = printer.indexed_name(e.lhs.name, sub)
+        else:
+            rhs = printer.doprint(e.expr)
+            lhs = latex_name(e.lhs.name) if latex else e.lhs.name
+        if used is not None:
+            for k, v in printer.used.items():
+                used.setdefault(k, v)
+        return lhs, rhs
+
+    def _lines(
+        self, items: Sequence[Equation | StepBlock], latex: bool, used: dict[str, Any] | None
+    ) -> list[tuple[int, str, str | None, Equation | None]]:
+        """(depth, lhs, rhs, equation) of each line: a loop's header (rhs None), then its
+        equations one level deeper."""
+        out: list[tuple[int, str, str | None, Equation | None]] = []
+        shown = {e.lhs for e in self._flat()}
+        for item in items:
+            if isinstance(item, Equation):
+                out.append((0, *self._line(item, latex, used), item))
+                continue
+            for e in item.init:
+                out.append((0, *self._line(e, latex, used), e))
+            out.append((0, _loop_header(item, latex), None, None))
+            for e in item.equations:
+                out.append((1, *self._line(e, latex, used), e))
+            for e in item.after:
+                if e.lhs in shown:  # ∂E/∂h_0, where the program reads it
+                    out.append((0, *self._line(e, latex, used), e))
         return out
+
+    def _flat(self) -> list[Equation]:
+        """Every equation, a loop's included (but the ones after it only where read)."""
+        out: list[Equation] = []
+        after: list[Equation] = []
+        for item in self.equations:
+            if isinstance(item, StepBlock):
+                out += [*item.init, *item.equations]
+                after += item.after
+            else:
+                out.append(item)
+        reads = set().union(*(_reads(e.expr) for e in out))
+        return out + [e for e in after if e.lhs in reads]
 
     def text(self) -> str:
         """The tensor-level formulas as Unicode text (what ``str()`` gives)."""
         notation: dict[str, Any] = {}
         fw = self._lines(self.forward, False, notation)
         bw = self._lines(self.backward, False, notation)
-        width = max(len(lhs) for lhs, _ in fw + bw)
-        out = ["forward"]
-        out += [f"  {lhs:<{width}} = {rhs}" for lhs, rhs in fw]
-        out.append("backward")
-        for (lhs, rhs), eq in zip(bw, self.backward):
-            note = ""
-            if eq.lhs.name[4:] in {s.name for s in self._unreached}:
-                note = "    (E does not depend on it)"
-            out.append(f"  {lhs:<{width}} = {rhs}{note}")
+        width = max(len(lhs) + 2 * depth for depth, lhs, rhs, _ in fw + bw if rhs is not None)
+        unreached = {s.name for s in self._unreached}
+        out = []
+        for title, lines in (("forward", fw), ("backward", bw)):
+            out.append(title)
+            for depth, lhs, rhs, eq in lines:
+                pad = "  " * (depth + 1)
+                if rhs is None:
+                    out.append(f"{pad}{lhs}")
+                    continue
+                note = ""
+                if eq is not None and eq.lhs.name[4:] in unreached:
+                    note = "    (E does not depend on it)"
+                out.append(f"{pad}{lhs:<{width - 2 * depth}} = {rhs}{note}")
         out.append("where")
-        used = set().union(*(e.expr.free_symbols | {e.lhs} for e in self.equations))
+        used = set().union(*(e.expr.free_symbols | {e.lhs} for e in self._flat()))
         rows = [(s.name, *row) for s, row in self.legend().items() if s in used]
         if B in used:
             rows.append(("B", "batch size", ""))
         w1, w2 = (max(len(r[i]) for r in rows) for i in (0, 1))
         out += [f"  {name:<{w1}}  {about:<{w2}}  {kind}".rstrip() for name, about, kind in rows]
         out.append("  ⊙ elementwise product, · matrix product, ᵀ transpose, Σ sum")
+        if any(isinstance(e, StepBlock) for e in self.equations):
+            out.append(
+                "  a loop's names at step t: h_t after it, h_{t−1} before it; Σ_t sums "
+                "over its steps; a δ at t = T+1 is 0"
+            )
         out += [f"  {line}" for line in _index_legend(notation)]
         return "\n".join(out)
 
     def latex(self) -> str:
         """The tensor-level formulas as a LaTeX ``aligned`` block."""
-        rows = [r"&\textbf{forward}"]
-        rows += [f"{lhs} &= {rhs}" for lhs, rhs in self._lines(self.forward, True)]
-        rows.append(r"&\textbf{backward}")
-        rows += [f"{lhs} &= {rhs}" for lhs, rhs in self._lines(self.backward, True)]
+        rows = []
+        for title, items in ((r"&\textbf{forward}", self.forward),
+                             (r"&\textbf{backward}", self.backward)):  # fmt: skip
+            rows.append(title)
+            for depth, lhs, rhs, _ in self._lines(items, True, None):
+                if rhs is None:
+                    rows.append(f"&{lhs}")
+                else:
+                    rows.append(r"\quad " * depth + f"{lhs} &= {rhs}")
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
     def _repr_latex_(self) -> str:
@@ -322,3 +434,28 @@ class Formulas:
         if self._scalar is None:
             self._scalar = _ScalarLevel(self, force)
         return self._scalar.select(param, index, expand)
+
+
+def _defines(item: Equation | StepBlock) -> set[sympy.Symbol]:
+    """The names an equation or a loop defines."""
+    if isinstance(item, StepBlock):
+        return item.symbols()
+    return {item.lhs}
+
+
+def _reads(expr: sympy.Expr) -> set[sympy.Symbol]:
+    return expr.free_symbols  # type: ignore[return-value]
+
+
+def _loop_header(block: StepBlock, latex: bool) -> str:
+    """for t = 1 … 3: (backwards: for t = 3 … 1, with the δs after the last step zero)."""
+    T = block.steps
+    last = [s.name.removesuffix("_{t+1}") + f"_{T + 1}" for s in block.boundary()]
+    if latex:
+        span = f"1, \\dots, {T}" if block.kind == "forward" else f"{T}, \\dots, 1"
+        zero = ""
+        if last:
+            zero = r" \quad (" + " = ".join(latex_name(n) for n in last) + " = 0)"
+        return r"\textbf{for } t = " + span + zero
+    head = block.header() + ":"
+    return head + (f"   ({' = '.join(last)} = 0)" if last else "")
