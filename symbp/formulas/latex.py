@@ -13,7 +13,8 @@ from symbp.formulas.layout import _ATOM
 from symbp.formulas.text import TextPrinter
 from symbp.formulas.vocabulary import _SUM_ALL, _SUM_BATCH, Permute
 
-_GREEK = {"δ": r"\delta", "σ": r"\sigma", "θ": r"\theta", "ε": r"\varepsilon", "∂": r"\partial"}
+_GREEK = {"δ": r"\delta", "σ": r"\sigma", "θ": r"\theta", "ε": r"\varepsilon", "∂": r"\partial",
+          "μ": r"\mu"}  # fmt: skip
 
 
 class LatexPrinter(TextPrinter):
@@ -110,6 +111,8 @@ def latex_name(name: str) -> str:
     weight W_hh1 -> W_{hh,1}."""
     if name.startswith("∂E/∂"):
         return rf"\frac{{\partial E}}{{\partial {latex_name(name[4:])}}}"
+    if name.startswith("x\u0302"):  # a normalised input x̂2
+        return r"\hat{x}" + latex_name("x" + name[2:])[1:]
     m = re.fullmatch(r"([^\W\d_]+)(\d*)(?:_(\d+))?(?:\[([\d,]+)\])?(′*)", name)
     if m is not None:
         base, digits, sub2, bracket, primes = m.groups()

@@ -185,14 +185,20 @@ class _Namer:
     # ------------------------------------------------------------ layer outputs
 
     def name_layers(
-        self, defs: Mapping[Node, sympy.Expr], temp: Mapping[Node, sympy.Symbol]
+        self,
+        defs: Mapping[Node, sympy.Expr],
+        temp: Mapping[Node, sympy.Symbol],
+        through: Mapping[sympy.Symbol, sympy.Expr] | None = None,
     ) -> dict[sympy.Symbol, sympy.Symbol]:
         """Name the labelled nodes from their definitions (written in the placeholder symbols
-        ``temp``); returns the renaming placeholder -> name."""
+        ``temp``, and in names defined by ``through``: a LayerNorm's x̂ = (z1 − μ)/σ);
+        returns the renaming placeholder -> name."""
         users = consumers(self.order)
         layers = set(defs)
         roles: dict[Node, tuple[str, str]] = {}
         for n, d in defs.items():
+            for _ in range(len(through or ())):  # what the names read, as placeholders
+                d = d.xreplace(through or {})
             if _affine(d):  # z_k, k from the parameters it reads
                 ks = {
                     self.groups[t.node]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import sympy
 
+from symbp.formulas.latex import latex_name
 from symbp.formulas.layout import _PRODUCT
 from symbp.formulas.naming import _symbol
 from symbp.formulas.text import TextPrinter
@@ -126,6 +127,18 @@ class StepBlock:
     def header(self) -> str:
         span = f"1 … {self.steps}" if self.kind == "forward" else f"{self.steps} … 1"
         return f"for t = {span}"
+
+    def header_line(self, latex: bool) -> str:
+        """for t = 1 … 3: (backwards: for t = 3 … 1, with the δs after the last step zero)."""
+        T = self.steps
+        last = [s.name.removesuffix("_{t+1}") + f"_{T + 1}" for s in self.boundary()]
+        if latex:
+            span = f"1, \\dots, {T}" if self.kind == "forward" else f"{T}, \\dots, 1"
+            zero = ""
+            if last:
+                zero = r" \quad (" + " = ".join(latex_name(n) for n in last) + " = 0)"
+            return r"\textbf{for } t = " + span + zero
+        return self.header() + ":" + (f"   ({' = '.join(last)} = 0)" if last else "")
 
     def boundary(self) -> list[sympy.Symbol]:
         """The δs at t = T+1 the last step reads: zero."""

@@ -7,6 +7,7 @@ LaTeX, index notation where a convolution or an image sum needs it) and evaluate
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,8 +18,10 @@ from symbp.api import Derived, derive
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
 from symbp.formulas.index import _indexed
 from symbp.formulas.latex import LatexPrinter, latex_name
-from symbp.formulas.layout import _RANK_DELTA
+from symbp.formulas.layout import _RANK_DELTA, _RANK_LAYER
 from symbp.formulas.naming import _Namer, _symbol, _Tensor
+from symbp.formulas.norms import Closed, Mean, closed_forms, output_delta, statistics
+from symbp.formulas.norms import find as find_norms
 from symbp.formulas.recurrence import Loops
 from symbp.formulas.rules import _express, printing
 from symbp.formulas.scalar_level import _ScalarLevel
@@ -58,6 +61,8 @@ class Formulas:
         self._loops = Loops(namer)
         self._pending: list[Equation | StepBlock] = []
         self._users = consumers([*namer.order, *toposort(self.derived.outputs)])
+        self._norms = find_norms(namer.order)  # LayerNorms: their μ, σ, x̂ get names
+        self._stats = statistics(self._norms, self._users, namer.groups)
         self._build_forward()
         self._build_backward()
         self._rank = namer.rank()
@@ -107,9 +112,19 @@ class Formulas:
         defs: dict[Node, sympy.Expr] = {}
         temp: dict[Node, sympy.Symbol] = {}
         items: list[Node | Equation | StepBlock] = []  # layers and loops, in forward order
+        through: dict[sympy.Symbol, sympy.Expr] = {}  # a normalisation's names' definitions
         for n in namer.order:
             if printing(n).loop:
                 self._expr(n, env)
+            elif n in self._stats:  # a normalisation's μ, σ, x̂
+                d = self._expr(n, env)
+                name, about = self._stats[n]
+                sym = _symbol(namer._take(name))
+                items.append(Equation(sym, d))
+                through[sym] = d
+                env[n] = sym
+                self._nameback.add(d, sym)
+                namer.tensors[n] = _Tensor(sym, n, about, _RANK_LAYER + len(namer.tensors))
             elif namer.is_layer(n):
                 d = self._expr(n, env)
                 items += self._drain()
@@ -122,7 +137,7 @@ class Formulas:
             items += self._drain()
         loss = self._expr(namer.loss, env)
         items += self._drain()
-        rename = namer.name_layers(defs, temp)
+        rename = namer.name_layers(defs, temp, through)
         self._nameback = _NameBack()
         for item in items:
             if isinstance(item, Node):
@@ -138,6 +153,14 @@ class Formulas:
                 self.forward.append(eq)
                 self._nameback.add(eq.expr, eq.lhs)
         self.forward.append(Equation(_symbol("E"), loss.xreplace(rename)))
+        self._closed = Closed(
+            self._norms,
+            [tuple(namer.symbol_of(n) for n in (m.mean, m.std, m.xhat)) for m in self._norms],
+            [env[m.centred].xreplace(rename) for m in self._norms],
+            {t.symbol: t.node.shape for t in namer.tensors.values() if t.node},
+            self._nameback,
+        )
+        self.forward, _ = closed_forms(self._closed, self.forward, [], forward=True)
 
     def _deltas(self) -> dict[Node, str]:
         """Name the error signals: the elementwise (or pooling-gradient) backward nodes that
@@ -187,7 +210,7 @@ class Formulas:
         delta_eqs: list[Equation | StepBlock] = []  # δs and loops, in the order computed
         for i, (n, name) in enumerate(self._deltas().items()):
             sym = _symbol(name)
-            e = sympy.factor_terms(self._expr(n, env))
+            e = self._expr(n, env)  # factored once the closed forms are found
             delta_eqs += self._drain()
             delta_eqs.append(Equation(sym, e))
             env[n] = sym
@@ -198,10 +221,21 @@ class Formulas:
         for (_, w), g in zip(self._wrt, d.grads):
             t = namer.tensors[w]
             lhs = _symbol(f"∂E/∂{t.symbol.name}")
-            eq = Equation(lhs, sympy.factor_terms(self._expr(g, env)))
+            eq = Equation(lhs, self._expr(g, env))
             delta_eqs += self._drain()
             self.grads[t.param or t.symbol.name] = eq
             grads.append(eq)
+        self._closed.centred = [env.get(m.centred, c) for m, c in
+                                zip(self._norms, self._closed.centred)]  # fmt: skip
+        delta_eqs, grads = closed_forms(
+            self._closed,
+            delta_eqs,
+            grads,
+            name=output_delta(self._namer, self._norms, self._stats),
+        )
+        delta_eqs = [_factored(e) for e in delta_eqs]
+        grads = [_factored(g) for g in grads]
+        self.grads = dict(zip(self.grads, grads))
         # Textbook order: each δ (or loop), then the gradients that only need what is
         # printed so far.
         defined = [_defines(e) for e in delta_eqs]
@@ -335,7 +369,7 @@ class Formulas:
                 continue
             for e in item.init:
                 out.append((0, *self._line(e, latex, used), e))
-            out.append((0, _loop_header(item, latex), None, None))
+            out.append((0, item.header_line(latex), None, None))
             for e in item.equations:
                 out.append((1, *self._line(e, latex, used), e))
             for e in item.after:
@@ -361,7 +395,7 @@ class Formulas:
         notation: dict[str, Any] = {}
         fw = self._lines(self.forward, False, notation)
         bw = self._lines(self.backward, False, notation)
-        width = max(len(lhs) + 2 * depth for depth, lhs, rhs, _ in fw + bw if rhs is not None)
+        width = max(_width(lhs) + 2 * depth for depth, lhs, rhs, _ in fw + bw if rhs is not None)
         unreached = {s.name for s in self._unreached}
         out = []
         for title, lines in (("forward", fw), ("backward", bw)):
@@ -374,15 +408,21 @@ class Formulas:
                 note = ""
                 if eq is not None and eq.lhs.name[4:] in unreached:
                     note = "    (E does not depend on it)"
-                out.append(f"{pad}{lhs:<{width - 2 * depth}} = {rhs}{note}")
+                fill = " " * (width - 2 * depth - _width(lhs))
+                out.append(f"{pad}{lhs}{fill} = {rhs}{note}")
         out.append("where")
         used = set().union(*(e.expr.free_symbols | {e.lhs} for e in self._flat()))
         rows = [(s.name, *row) for s, row in self.legend().items() if s in used]
         if B in used:
             rows.append(("B", "batch size", ""))
-        w1, w2 = (max(len(r[i]) for r in rows) for i in (0, 1))
-        out += [f"  {name:<{w1}}  {about:<{w2}}  {kind}".rstrip() for name, about, kind in rows]
+        w1, w2 = (max(_width(r[i]) for r in rows) for i in (0, 1))
+        out += [
+            f"  {name}{' ' * (w1 - _width(name))}  {about:<{w2}}  {kind}".rstrip()
+            for name, about, kind in rows
+        ]
         out.append("  ⊙ elementwise product, · matrix product, ᵀ transpose, Σ sum")
+        if any(e.expr.has(Mean) for e in self._flat()):
+            out.append("  mean(·) the mean along the axes a LayerNorm normalises, kept in its dims")
         if any(isinstance(e, StepBlock) for e in self.equations):
             out.append(
                 "  a loop's names at step t: h_t after it, h_{t−1} before it; Σ_t sums "
@@ -436,6 +476,16 @@ class Formulas:
         return self._scalar.select(param, index, expand)
 
 
+def _width(s: str) -> int:
+    """Columns a name takes: x̂ is one (a letter and a combining accent)."""
+    return sum(1 for c in s if not unicodedata.combining(c))
+
+
+def _factored(e: Any) -> Any:
+    """Common factors out: (o − t)·o·(1 − o)/2, not a sum of products."""
+    return Equation(e.lhs, sympy.factor_terms(e.expr)) if isinstance(e, Equation) else e
+
+
 def _defines(item: Equation | StepBlock) -> set[sympy.Symbol]:
     """The names an equation or a loop defines."""
     if isinstance(item, StepBlock):
@@ -445,17 +495,3 @@ def _defines(item: Equation | StepBlock) -> set[sympy.Symbol]:
 
 def _reads(expr: sympy.Expr) -> set[sympy.Symbol]:
     return expr.free_symbols  # type: ignore[return-value]
-
-
-def _loop_header(block: StepBlock, latex: bool) -> str:
-    """for t = 1 … 3: (backwards: for t = 3 … 1, with the δs after the last step zero)."""
-    T = block.steps
-    last = [s.name.removesuffix("_{t+1}") + f"_{T + 1}" for s in block.boundary()]
-    if latex:
-        span = f"1, \\dots, {T}" if block.kind == "forward" else f"{T}, \\dots, 1"
-        zero = ""
-        if last:
-            zero = r" \quad (" + " = ".join(latex_name(n) for n in last) + " = 0)"
-        return r"\textbf{for } t = " + span + zero
-    head = block.header() + ":"
-    return head + (f"   ({' = '.join(last)} = 0)" if last else "")

@@ -31,7 +31,7 @@ from symbp.tensor import Parameter, Tensor, get_default_dtype
 # Gate rows per hidden unit in the stacked weights: LSTM i,f,g,o; GRU r,z,n; RNN one.
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 # What the formulas call a scan's step (ir.STEP_NAMES): the carry's parts and the gates.
-_STEP_NAMES = {
+_STEP_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
     "LSTM": {"carry": ("h", "c"), "gates": ("i", "f", "g", "o")},
     "GRU": {"gates": ("r", "z", "n")},
 }
