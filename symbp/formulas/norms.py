@@ -15,7 +15,7 @@ minus its mean, divided by the root of its centred mean square plus ε.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -151,51 +151,78 @@ def _affine_of(xhat: Node, users: Mapping) -> Node:
 
 
 @dataclass
-class Closed:
-    """The rewrites of one Formulas' normalisations: ``symbols`` are each one's (μ, σ, x̂),
-    ``centred`` its centred input's formula; ``shapes`` the named tensors' shapes."""
+class Along:
+    """What is known along some ``axes`` of ``ndim``-dim tensors: rewrites (``subs``: the
+    centred input is σ ⊙ x̂, a softmax's exp is Z ⊙ P), tensors that sum to zero (x̂) or to
+    one (P) along them, and whether a sum divided by its ``count`` prints as a mean.
+    ``names`` mark the equations it touches; ``vanish`` must be gone after the rewrite
+    (else the equation keeps its computed form)."""
 
-    norms: list[Norm]
-    symbols: list[tuple[sympy.Symbol, sympy.Symbol, sympy.Symbol]]
-    centred: list[sympy.Expr]
-    shapes: Mapping[sympy.Symbol, tuple]
-    nameback: Any = None  # the forward's definitions, named back after each rewrite
+    axes: tuple[int, ...]
+    ndim: int
+    count: int
+    subs: dict[sympy.Expr, sympy.Expr]
+    names: set[sympy.Symbol]
+    zero: set[sympy.Symbol] = field(default_factory=set)
+    one: set[sympy.Symbol] = field(default_factory=set)
+    mean: bool = False
+    vanish: set[sympy.Symbol] = field(default_factory=set)
+
+
+def norm_along(norm: Norm, symbols: tuple, centred: sympy.Expr) -> Along:
+    """A normalisation's: its centred input is σ ⊙ x̂, and x̂ sums to zero."""
+    _, sigma, xhat = symbols
+    shape = sympy.Tuple(*norm.x.shape)
+    subs = {centred: Broadcast(sigma, shape) * xhat}
+    return Along(norm.axes, len(norm.x.shape), norm.count, subs, set(symbols), {xhat},
+                 mean=True)  # fmt: skip
+
+
+@dataclass
+class Closed:
+    """The rewrites of one Formulas' closed forms (normalisations, softmaxes: ``alongs``);
+    ``shapes`` the named tensors' shapes, ``nameback`` the forward's definitions."""
+
+    alongs: list[Along]
+    shapes: dict[sympy.Symbol, tuple]
+    nameback: Any = None
 
     def involves(self, expr: sympy.Expr) -> bool:
-        syms = {s for trio in self.symbols for s in trio}
-        return bool(expr.free_symbols & syms)
+        names = set().union(*(a.names for a in self.alongs))
+        return bool(expr.free_symbols & names) or any(
+            expr.has(k) for a in self.alongs for k in a.subs
+        )
 
     def defines(self, sym: sympy.Symbol) -> bool:
-        return any(sym in trio for trio in self.symbols)
+        return any(sym in a.names for a in self.alongs)
 
     def rewrite(self, expr: sympy.Expr) -> sympy.Expr:
-        """The centred input as σ ⊙ x̂, then the sums along the normalised axes reduced."""
-        subs = {}
-        for norm, (_, sigma, xhat), c in zip(self.norms, self.symbols, self.centred):
-            subs[c] = Broadcast(sigma, sympy.Tuple(*norm.x.shape)) * xhat
-        expr = tidy(expr.xreplace(subs))
+        """The rewrites of ``subs``, then the sums along the known axes reduced."""
+        original = expr
+        for along in self.alongs:
+            expr = expr.xreplace(along.subs)
+        expr = tidy(expr)
         if self.nameback is not None:
             expr = self.nameback(expr)
         for _ in range(4):  # each pass may take a sum apart that the next simplifies
-            new = tidy(_bottom_up(expr, self._sum))
+            new = sympy.factor_terms(tidy(_bottom_up(expr, self._sum)))  # 1/Z·Z cancels
             if new == expr:
                 break
             expr = new
+        if expr.free_symbols & set().union(*(a.vanish for a in self.alongs)):
+            return original
         return self.nameback(expr) if self.nameback is not None else expr
 
-    def _norm_of(self, e: SumOver) -> int | None:
+    def _along(self, e: SumOver) -> list[Along]:
         axes = _axes(e.args[1])
-        for k, norm in enumerate(self.norms):
-            if axes == norm.axes and e.args[2] == sympy.true:
-                return k
-        return None
+        return [a for a in self.alongs if a.axes == axes and e.args[2] == sympy.true]
 
     def _sum(self, e: sympy.Expr) -> sympy.Expr:
-        if not isinstance(e, SumOver) or (k := self._norm_of(e)) is None:
+        if not isinstance(e, SumOver) or not (alongs := self._along(e)):
             return e
-        axes = self.norms[k].axes
-        zero = {trio[2] for m, trio in zip(self.norms, self.symbols) if m.axes == axes}
-        ndim = len(self.norms[k].x.shape)
+        axes, ndim = alongs[0].axes, alongs[0].ndim
+        zero = set().union(*(a.zero for a in alongs))
+        one = set().union(*(a.one for a in alongs))
         if e.args[0] == 0:
             return sympy.Integer(0)
         out = []
@@ -206,10 +233,13 @@ class Closed:
                 (const if self._constant(f, axes, ndim) else rest).append(f)
             if len(rest) == 1 and rest[0] in zero:  # the centred input sums to zero
                 continue
-            inner = sympy.Mul(*rest)
-            kept = (
-                e.func(inner, *e.args[1:]) if rest else sympy.Integer(self.norms[k].count)
-            )  # fmt: skip
+            if len(rest) == 1 and rest[0] in one:  # a softmax sums to one
+                rest = []
+                kept: sympy.Expr = sympy.Integer(1)
+            elif rest:
+                kept = e.func(sympy.Mul(*rest), *e.args[1:])
+            else:
+                kept = sympy.Integer(alongs[0].count)
             out.append(sympy.Mul(*(_unbroadcast(f) for f in const)) * kept)
         return sympy.Add(*out)
 
@@ -231,7 +261,7 @@ class Closed:
         return all(shape[a] == 1 for a in axes)
 
     def means(self, expr: sympy.Expr) -> sympy.Expr:
-        """A sum along the normalised axes divided by their count is their mean."""
+        """A sum along normalised axes divided by their count is their mean."""
 
         def one(e: sympy.Expr) -> sympy.Expr:
             if not e.is_Mul:
@@ -239,18 +269,14 @@ class Closed:
             coeff, rest = e.as_coeff_Mul()
             for f in sympy.Mul.make_args(rest):
                 s = f.args[0] if isinstance(f, Broadcast) else f
-                if isinstance(s, SumOver) and (k := self._norm_of(s)) is not None:
-                    scaled = coeff * self.norms[k].count
-                    if scaled.is_Integer:
-                        mean = Mean(s.args[0], s.args[1], s.args[2])
-                        shown = f.func(mean, *f.args[1:]) if isinstance(f, Broadcast) else mean
-                        return scaled * (rest / f) * shown
+                alongs = [a for a in self._along(s) if a.mean] if isinstance(s, SumOver) else []
+                if alongs and (scaled := coeff * alongs[0].count).is_Integer:
+                    mean = Mean(s.args[0], s.args[1], s.args[2])
+                    shown = f.func(mean, *f.args[1:]) if isinstance(f, Broadcast) else mean
+                    return scaled * (rest / f) * shown
             return e
 
-        def add(e: sympy.Expr) -> sympy.Expr:  # Σ a/4 inside a sum: a term of its own
-            return one(e)
-
-        return _bottom_up(expr, add)
+        return _bottom_up(expr, one)
 
 
 def _terms(x: sympy.Expr, involves: Any) -> list[sympy.Expr]:
@@ -303,12 +329,12 @@ def closed_forms(
     eqs: list[Any],
     grads: list[Any],
     forward: bool = False,
-    name: Any = None,
+    namers: Sequence[Any] = (),
 ) -> tuple[list[Any], list[Any]]:
-    """The δs and gradients through the normalisations in closed form: rewritten, each δ
-    read by the next one alone substituted into it, δy named (``name(k)`` gives the symbol of
-    the k-th), the sums printed as means (only that, ``forward``)."""
-    if not closed.norms:
+    """The δs and gradients through normalisations and softmaxes in closed form: rewritten,
+    each δ read by the next one alone substituted into it, what the closed form reads named
+    (``namers``: δy, δP), the sums printed as means (only that, ``forward``)."""
+    if not closed.alongs:
         return eqs, grads
     if forward:
         return [
@@ -319,9 +345,7 @@ def closed_forms(
         ], grads
 
     def touched(e: Any) -> bool:
-        return isinstance(e, Equation) and (
-            closed.involves(e.expr) or any(e.expr.has(c) for c in closed.centred)
-        )
+        return isinstance(e, Equation) and closed.involves(e.expr)
 
     eqs = [Equation(e.lhs, closed.rewrite(e.expr)) if touched(e) else e for e in eqs]
     grads = [Equation(g.lhs, closed.rewrite(g.expr)) if touched(g) else g for g in grads]
@@ -342,7 +366,8 @@ def closed_forms(
         gone.add(k)
     eqs = [e for k, e in enumerate(eqs) if k not in gone]
 
-    eqs, grads = _name_output_delta(closed, eqs, grads, touched, name)
+    for namer in namers:
+        eqs, grads = namer(closed, eqs, grads, touched)
 
     def shown(e: Any) -> Any:
         return Equation(e.lhs, closed.means(e.expr)) if touched(e) else e
@@ -350,15 +375,18 @@ def closed_forms(
     return [shown(e) for e in eqs], [shown(g) for g in grads]
 
 
+def name_output_delta(name: Any) -> Any:
+    """A namer (``closed_forms``) of δy, a normalisation's output's error signal, where the
+    closed form reads it: what the gradient of the shift β sums over the batch (γ's: δy ⊙ x̂);
+    ``name(k, taken)`` is the symbol of the k-th normalisation's."""
+    return lambda closed, eqs, grads, touched: _name_output_delta(closed, eqs, grads, touched, name)
+
+
 def _name_output_delta(
     closed: Closed, eqs: list, grads: list, touched: Any, name: Any
 ) -> tuple[list, list]:
-    """δy, the error signal at a normalisation's output, named where the closed form reads
-    it: it is what the gradient of the shift β sums over the batch (γ's: δy ⊙ x̂)."""
-    if name is None:
-        return eqs, grads
-    for k, (mu, sigma, xhat) in enumerate(closed.symbols):
-        mine = {mu, sigma, xhat}
+    for k, along in enumerate(a for a in closed.alongs if a.mean):
+        mine, xhat = along.names, next(iter(along.zero))
         for g in grads:
             e = g.expr.args[0] if isinstance(g.expr, Reshape) else g.expr
             if not (isinstance(e, SumOver) and int(e.args[3]) == _SUM_BATCH):

@@ -218,3 +218,14 @@ class StepBlock:
 
 def _is_delta(sym: sympy.Symbol) -> bool:
     return sym.name.startswith("δ")
+
+
+def _defines(item: Equation | StepBlock) -> set[sympy.Symbol]:
+    """The names an equation or a loop defines."""
+    if isinstance(item, StepBlock):
+        return item.symbols()
+    return {item.lhs}
+
+
+def _reads(expr: sympy.Expr) -> set[sympy.Symbol]:
+    return expr.free_symbols  # type: ignore[return-value]

@@ -15,17 +15,25 @@ import numpy as np
 import sympy
 
 from symbp.api import Derived, derive
+from symbp.formulas import softmaxes
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
 from symbp.formulas.index import _indexed
 from symbp.formulas.latex import LatexPrinter, latex_name
 from symbp.formulas.layout import _RANK_DELTA, _RANK_LAYER
 from symbp.formulas.naming import _Namer, _symbol, _Tensor
-from symbp.formulas.norms import Closed, Mean, closed_forms, output_delta, statistics
+from symbp.formulas.norms import (
+    Closed,
+    Mean,
+    closed_forms,
+    name_output_delta,
+    output_delta,
+    statistics,
+)
 from symbp.formulas.norms import find as find_norms
 from symbp.formulas.recurrence import Loops
 from symbp.formulas.rules import _express, printing
 from symbp.formulas.scalar_level import _ScalarLevel
-from symbp.formulas.steps import StepBlock
+from symbp.formulas.steps import StepBlock, _defines, _reads
 from symbp.formulas.text import TextPrinter, _index_legend
 from symbp.formulas.tidy import _NameBack, tidy
 from symbp.formulas.vocabulary import _LAMBDIFY_MODULES, Broadcast, Equation, Reshape
@@ -62,7 +70,9 @@ class Formulas:
         self._pending: list[Equation | StepBlock] = []
         self._users = consumers([*namer.order, *toposort(self.derived.outputs)])
         self._norms = find_norms(namer.order)  # LayerNorms: their μ, σ, x̂ get names
+        self._softmaxes = softmaxes.find(namer.order)  # attention's: S, P and δP, δS
         self._stats = statistics(self._norms, self._users, namer.groups)
+        self._stats |= softmaxes.names(self._softmaxes)
         self._build_forward()
         self._build_backward()
         self._rank = namer.rank()
@@ -153,14 +163,16 @@ class Formulas:
                 self.forward.append(eq)
                 self._nameback.add(eq.expr, eq.lhs)
         self.forward.append(Equation(_symbol("E"), loss.xreplace(rename)))
-        self._closed = Closed(
-            self._norms,
-            [tuple(namer.symbol_of(n) for n in (m.mean, m.std, m.xhat)) for m in self._norms],
-            [env[m.centred].xreplace(rename) for m in self._norms],
-            {t.symbol: t.node.shape for t in namer.tensors.values() if t.node},
-            self._nameback,
-        )
+        known = [n for m in self._norms for n in (m.centred,)]
+        known += [n for sm in self._softmaxes for n in (sm.exp, sm.total, sm.out, sm.scores)]
+        self._known = {n: env[n].xreplace(rename) for n in known if n in env}
+        self._closed = self._closed_forms({})
         self.forward, _ = closed_forms(self._closed, self.forward, [], forward=True)
+
+    def _closed_forms(self, env: Mapping[Node, sympy.Expr]) -> Closed:
+        return softmaxes.closed(
+            self._namer, self._norms, self._softmaxes, self._known, env, self._nameback
+        )
 
     def _deltas(self) -> dict[Node, str]:
         """Name the error signals: the elementwise (or pooling-gradient) backward nodes that
@@ -225,14 +237,11 @@ class Formulas:
             delta_eqs += self._drain()
             self.grads[t.param or t.symbol.name] = eq
             grads.append(eq)
-        self._closed.centred = [env.get(m.centred, c) for m, c in
-                                zip(self._norms, self._closed.centred)]  # fmt: skip
-        delta_eqs, grads = closed_forms(
-            self._closed,
-            delta_eqs,
-            grads,
-            name=output_delta(self._namer, self._norms, self._stats),
-        )
+        namers = [
+            name_output_delta(output_delta(namer, self._norms, self._stats)),
+            softmaxes.name_deltas(self._softmaxes, self._known, namer),
+        ]
+        delta_eqs, grads = closed_forms(self._closed_forms(env), delta_eqs, grads, namers=namers)
         delta_eqs = [_factored(e) for e in delta_eqs]
         grads = [_factored(g) for g in grads]
         self.grads = dict(zip(self.grads, grads))
@@ -484,14 +493,3 @@ def _width(s: str) -> int:
 def _factored(e: Any) -> Any:
     """Common factors out: (o − t)·o·(1 − o)/2, not a sum of products."""
     return Equation(e.lhs, sympy.factor_terms(e.expr)) if isinstance(e, Equation) else e
-
-
-def _defines(item: Equation | StepBlock) -> set[sympy.Symbol]:
-    """The names an equation or a loop defines."""
-    if isinstance(item, StepBlock):
-        return item.symbols()
-    return {item.lhs}
-
-
-def _reads(expr: sympy.Expr) -> set[sympy.Symbol]:
-    return expr.free_symbols  # type: ignore[return-value]
