@@ -137,7 +137,8 @@ class Loops:
             base = u_base if n is x else take(next(fresh))
             chunk_base[n] = base
             tiling = body.chunks[n][0]
-            body.chunks[n] = (tiling, [names.at(f"{base}^{g}", 0) for g in letters])
+            marks = [g.rstrip("′") for g in letters]  # a′^i_t, not a′^i′_t
+            body.chunks[n] = (tiling, [names.at(f"{base}^{g}", 0) for g in marks])
             if n is not x:
                 body.named[n] = names.at(base, 0)
         for k, n in enumerate(part_src):
@@ -171,15 +172,19 @@ class Loops:
         info = _Forward(scan, block, names, body, bases, parts, seqs, chunked, chunk_base,
                         letters, gates, u_base, what)  # fmt: skip
         self._describe(info)
+        block.shapes = {t.symbol: t.node.shape for t in self.namer.tensors.values() if t.node}
         self._forward.append(info)
         self._by_node[scan] = info
         env[scan] = seqs[0] if len(seqs) == 1 else Cat(*seqs, sympy.Integer(scan.ndim - 1))
         return outer, block
 
-    def bind(self, n: Node, users: Sequence[Node], env: dict[Node, sympy.Expr]) -> bool:
-        """A scan met again (the program's, simplified): bind it as the one printed, and its
-        slices at one part of the carry as that part's sequence. False if it is new."""
-        info = self._by_node.get(n) or self._match(n)
+    def bind(
+        self, n: Node, users: Sequence[Node], env: dict[Node, sympy.Expr], match: bool
+    ) -> bool:
+        """A scan met again (with ``match``: the simplified program's, matched to a printed
+        one of its body): bind it as the one printed, and its slices at one part of the
+        carry as that part's sequence. False if it is new."""
+        info = self._by_node.get(n) or (self._match(n) if match else None)
         if info is None:
             return False
         seqs = info.seqs
@@ -206,12 +211,12 @@ class Loops:
         """An outer tensor's formula by the parts of ``tiling`` (on its last axis)."""
         k_parts = len(tiling.boxes)
         if k_parts == 1:
-            return [express(n)]
+            return [sympy.Integer(0) if _zero(n) else express(n)]
         if n.op == "cat" and n.arg == n.ndim - 1:
             widths = tuple(int(s.shape[-1]) for s in n.src)
             if widths == tuple(b - a for a, b in tiling.boxes):
-                return [express(s) for s in n.src]
-        if n.op == "const" and n.arg == 0:
+                return [sympy.Integer(0) if _zero(s) else express(s) for s in n.src]
+        if _zero(n):
             return [sympy.Integer(0)] * k_parts
         if n.op == "slice_grad":
             box, shape = n.arg
@@ -405,6 +410,15 @@ class Loops:
             for r in users(u):
                 if r.op == "reshape" and tuple(r.shape) == tuple(shapes[k]):
                     env[r] = pieces[k]
+
+
+def _zero(n: Node) -> bool:
+    """A tensor of zeros: a zero constant, or a view or join of them (the default h_0)."""
+    if n.op == "const":
+        return n.arg == 0
+    if n.op in ("slice", "reshape", "expand", "transpose", "cat"):
+        return all(_zero(s) for s in n.src)
+    return False
 
 
 def _free(exprs: Sequence[sympy.Expr]) -> set[sympy.Symbol]:

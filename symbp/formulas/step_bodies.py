@@ -91,7 +91,7 @@ class _Body:
         self.tilings: list[_Tiling] = []
         self.named: dict[Node, sympy.Symbol] = {}
         self.defs: dict[Node, sympy.Expr] = {}
-        self.nameback = _NameBack()
+        self.nameback = _NameBack(products=False)  # a loop's δs keep o_t ⊙ tanh(c_t)
 
     def copy(self) -> _Body:
         other = _Body(self.namer)

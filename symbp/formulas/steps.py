@@ -170,7 +170,7 @@ class StepBlock:
         T = self.steps
         self.values = []
         if self.kind == "forward":
-            prev = {now: fn(init, env) for _, now, init in self.carry_in}
+            prev = {now: self._full(fn(init, env), now, dims) for _, now, init in self.carry_in}
             for t in range(T):
                 step = dict(env)
                 for before, now, _ in self.carry_in:
@@ -200,6 +200,13 @@ class StepBlock:
                 env[sym] = fn(expr, steps[0])
         for sym, expr in self.outputs:
             env[sym] = np.stack([np.asarray(fn(expr, v)) for v in self.values])
+
+    def _full(self, value: Any, sym: sympy.Symbol, dims: dict) -> np.ndarray:
+        """An initial carry given as a number (h_0 = 0): the tensor of its shape."""
+        value = np.asarray(value)
+        if value.ndim == 0 and sym in self.shapes:
+            return np.full(concrete(self.shapes[sym], dims), float(value))
+        return value
 
     def _step(self, step: dict, t: int, fn: Callable) -> None:
         for now, seq in self.rows:

@@ -68,6 +68,7 @@ class Formulas:
         # loops: their blocks, and what expressing a node found of them, not yet listed
         self._loops = Loops(namer)
         self._pending: list[Equation | StepBlock] = []
+        self._in_backward = False  # a scan met there is one printed already
         self._users = consumers([*namer.order, *toposort(self.derived.outputs)])
         self._norms = find_norms(namer.order)  # LayerNorms: their μ, σ, x̂ get names
         self._softmaxes = softmaxes.find(namer.order)  # attention's: S, P and δP, δS
@@ -103,9 +104,9 @@ class Formulas:
         if n.op == "scan_vjp":
             outer, block = self._loops.backward(n, env, express, lambda m: users(m, []))
             env[n] = sympy.Dummy("adjoint")  # read only by slices, bound to the pieces
-        elif not self._loops.bind(n, users(n, []), env):
+        elif not self._loops.bind(n, users(n, []), env, match=self._in_backward):
             outer, block = self._loops.forward(n, env, express)
-            self._loops.bind(n, users(n, []), env)
+            self._loops.bind(n, users(n, []), env, match=False)
         else:
             return
         self._pending += [*outer, block]
@@ -216,6 +217,7 @@ class Formulas:
         return {n: names[n] for n in order if n in names}
 
     def _build_backward(self) -> None:
+        self._in_backward = True
         namer = self._namer
         d = self.derived
         env: dict[Node, sympy.Expr] = {n: t.symbol for n, t in namer.tensors.items()}

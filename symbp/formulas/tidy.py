@@ -143,8 +143,9 @@ class _NameBack:
     matches inside a larger sum (z1 + x -> z1 + x when z1 = x·W1ᵀ + b1 is part of it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, products: bool = True) -> None:
         self.exact: dict[sympy.Expr, sympy.Symbol] = {}
+        self.named_products = products  # x̂ in c·γ/σ (not h_t in δh_t ⊙ o_t ⊙ tanh(c_t))
         self.sums: list[tuple[Counter, sympy.Symbol]] = []
         self.powers: dict[sympy.Expr, tuple[sympy.Expr, sympy.Symbol]] = {}
         self.products: list[tuple[Counter, sympy.Symbol]] = []
@@ -157,7 +158,7 @@ class _NameBack:
             self.sums.append((Counter(definition.args), name))
         if definition.is_Pow and definition.exp.is_Rational:  # σ = √v names 1/√v as 1/σ
             self.powers.setdefault(definition.base, (definition.exp, name))
-        if definition.is_Mul and definition.as_coeff_Mul()[0] == 1:  # x̂ = c/σ in c·γ/σ
+        if self.named_products and definition.is_Mul and definition.as_coeff_Mul()[0] == 1:
             self.products.append((Counter(definition.args), name))
 
     def _one(self, e: sympy.Expr) -> sympy.Expr:
