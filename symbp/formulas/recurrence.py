@@ -64,6 +64,14 @@ class Loops:
         self._forward: list[_Forward] = []
         self._by_node: dict[Node, _Forward] = {}
 
+    def _layer(self, scan: Node) -> str:
+        """The layer a loop is part of, for the legend: the module of a weight it reads."""
+        for c in scan.src[2:]:
+            t = self.namer.tensors.get(c)
+            if t is not None and t.param and "." in t.param:
+                return t.param.rpartition(".")[0]
+        return "the loop"
+
     def _add(self, sym: sympy.Symbol, like: Node, about: str, rank: int) -> None:
         """A tensor of a loop in the legend, keyed by a node of its own (a body's nodes are
         shared between loops of equal bodies, and h_t, h_{t−1} are one node's values)."""
@@ -82,7 +90,7 @@ class Loops:
         (y,) = loop.outputs
         given = STEP_NAMES.get(y, {})
         names = _Names()
-        what = LABELS.get(scan, "the loop")
+        what = LABELS.get(scan) or self._layer(scan)
         take = self.namer._take
         # the carry's parts: the sources of the step's closing cat
         if y.op == "cat" and y.arg == y.ndim - 1 and len(y.src) > 1:

@@ -22,7 +22,7 @@ import sympy
 from symbp import factories, loops
 from symbp import functional as F
 from symbp import tensor as T
-from symbp.ir import LABELS, STEP_NAMES, ShapeError, shape_str
+from symbp.ir import STEP_NAMES, ShapeError, shape_str
 from symbp.nn import functional as NF
 from symbp.nn import init
 from symbp.nn.module import Module
@@ -295,7 +295,6 @@ class RNNBase(Module):
             xs = xs.flip(0)
         carry = h if c is None else T.cat([h, c], -1)
         out = loops.scan(step, carry, xs, consts)  # [time, batch, K]: the carry after each
-        LABELS[out.node] = self._path  # the loop is the layer's (formulas: "h of lstm")
         if mode in _STEP_NAMES:
             STEP_NAMES[out.node.arg.outputs[0]] = _STEP_NAMES[mode]
         hs = out[:, :, :width]
