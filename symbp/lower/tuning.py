@@ -8,7 +8,7 @@ symbp's ran the MLP products of W3 faster than MKL's non-Intel-tuned path or Ope
 GFLOP/s on one core where OpenBLAS ran 78-88 (``benchmarks/bench_rnn.py``'s products). So
 the first program that has a product to place times one product of each kind, both ways,
 and every program after it on this CPU uses the faster (generated code names the kernel it
-calls, and the choice is part of each program's cache key).
+calls; a pinned choice is part of each program's cache key, see ``token``).
 
 The measurement is kept in the cache directory (``tuning.json``), one entry per CPU, BLAS
 and library versions. ``SYMBP_MATMUL=own`` or ``=blas`` pins the choice; deleting the file
@@ -85,13 +85,13 @@ def pinned() -> Products | None:
 
 
 def token() -> str:
-    """What the program cache's keys say of the choice: pinned, or as measured on this CPU
-    (``unmeasured`` before the first measurement, which happens during code generation)."""
+    """What the program cache's keys say of the choice: the pin, or ``measured``. Not the
+    measured choice itself: the first program on a machine is generated (and cached) while
+    the measurement happens, and its key, made before, must find it again in the next
+    process. So a cached program keeps the choice it was generated with; after measuring
+    again, ``symbp cache clear`` lets programs be generated with the new one."""
     fixed = pinned()
-    if fixed is not None:
-        return f"pinned:{fixed}"
-    found = _stored().get(_key())
-    return "unmeasured" if found is None else str(Products(**found))
+    return "measured" if fixed is None else f"pinned:{fixed}"
 
 
 def _path() -> Any:
