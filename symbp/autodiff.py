@@ -16,7 +16,7 @@ tensor element: a 784-512-512-10 MLP derives as fast as a 2-2-2 one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sympy
 
@@ -74,11 +74,14 @@ class Region:
         return out
 
 
-def regions(order: list[Node], needed: set[Node], keep: set[Node]) -> dict[Node, Node]:
+def regions(
+    order: list[Node], needed: set[Node], keep: set[Node], roots: Callable[[Node], bool] | None
+) -> dict[Node, Node]:
     """Map each needed ``ew`` node to the root of its fused region.
 
     A node joins its readers' region when every reader is an ``ew`` node of one same region;
-    otherwise (read by a structural op, by two regions, or kept as an output) it is a root.
+    otherwise (read by a structural op, by two regions, kept as an output, or one of
+    ``roots``) it is a root.
     """
     users = consumers(order)
     root: dict[Node, Node] = {}
@@ -86,16 +89,24 @@ def regions(order: list[Node], needed: set[Node], keep: set[Node]) -> dict[Node,
         if n.op != "ew" or n not in needed:
             continue
         us = users[n]
-        roots = {root.get(u) for u in us}
-        if n not in keep and us and all(u.op == "ew" for u in us) and len(roots) == 1:
-            root[n] = roots.pop()  # type: ignore[assignment]
+        readers = {root.get(u) for u in us}
+        own = n in keep or (roots is not None and roots(n))
+        if not own and us and all(u.op == "ew" for u in us) and len(readers) == 1:
+            root[n] = readers.pop()  # type: ignore[assignment]
         else:
             root[n] = n
     return root
 
 
-def vjp(outputs: Sequence[Node], cts: Sequence[Node], wrt: Sequence[Node]) -> list[Node | None]:
-    """Cotangents of ``wrt`` given cotangents ``cts`` of ``outputs``; None where not reached."""
+def vjp(
+    outputs: Sequence[Node],
+    cts: Sequence[Node],
+    wrt: Sequence[Node],
+    roots: Callable[[Node], bool] | None = None,
+) -> list[Node | None]:
+    """Cotangents of ``wrt`` given cotangents ``cts`` of ``outputs``; None where not reached.
+    ``roots``: elementwise nodes to differentiate as regions of their own, so that the
+    derivatives read their values (a loop body's activations: ``symbp.loops``)."""
     order = toposort(outputs)
     wrt_set = set(wrt)
     needed: set[Node] = set()
@@ -107,7 +118,7 @@ def vjp(outputs: Sequence[Node], cts: Sequence[Node], wrt: Sequence[Node]) -> li
             needed.add(n)
     # a wrt node that is not a leaf (autograd.grad by an intermediate, retain_grad) must stay
     # the root of its region, or the region's formula would differentiate straight through it
-    root = regions(order, needed, keep=set(outputs) | wrt_set)
+    root = regions(order, needed, set(outputs) | wrt_set, roots)
     members: dict[Node, set[Node]] = {}
     for m, r in root.items():
         members.setdefault(r, set()).add(m)

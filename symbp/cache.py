@@ -301,18 +301,20 @@ def versions() -> str:
     # The files that turn a traced program into compiled code (the key holds the traced program
     # itself): differentiation, simplification, lowering, the runtime and the update rules.
     stages = [root / f for f in ("ir.py", "ops.py", "scalar.py", "autodiff.py", "simplify.py",
-                                 "api.py", "runtime.py", "compiled.py", "cache.py")]  # fmt: skip
+                                 "loops.py", "api.py", "runtime.py", "compiled.py",
+                                 "cache.py")]  # fmt: skip
     for f in sorted(
         stages + list((root / "lower").glob("*.py")) + list((root / "optim").glob("*.py"))
     ):
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
+    from symbp.lower import tuning
     from symbp.lower.support import MKL
 
     blas = "mkl" if MKL else "openblas"
     return (
         f"symbp={symbp.__version__}+{h.hexdigest()[:12]} numba={numba.__version__} "
-        f"numpy={numpy.__version__} blas={blas}"
+        f"numpy={numpy.__version__} blas={blas} products={tuning.token()}"
     )
 
 

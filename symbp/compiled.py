@@ -23,6 +23,7 @@ one drawn when the program is built, and the step count): see ``functional.dropo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import time
@@ -35,6 +36,7 @@ import numpy as np
 from symbp import cache, runtime
 from symbp.api import canonical, derive, trace
 from symbp.ir import ShapeError
+from symbp.loops import save_for_backward
 from symbp.lower import ParamSpec, StateSpec, lower_predict, lower_train
 from symbp.lower.program import (
     BAD_LABEL,
@@ -758,6 +760,14 @@ class CompiledModel:
         news = [u.new for u in buffers if u.new is not None]
         with stages.stage("derive and simplify"):
             derived = derive(loss, [p.node for p in trainable], also=news)
+            # each loop stores what its adjoint reads of a step (a lowering choice: formulas,
+            # gradcheck and the listing show the adjoint as derived)
+            stored = save_for_backward([*derived.outputs, *derived.also])
+            derived = dataclasses.replace(
+                derived,
+                outputs=tuple(stored[: len(derived.outputs)]),
+                also=tuple(stored[len(derived.outputs) :]),
+            )
         grads = {p.name: g for p, g in zip(trainable, derived.grads)}
         new_of = iter(derived.also)  # the new values, simplified with the program
         states = [

@@ -170,6 +170,11 @@ def concrete(shape: Shape, dims: dict[sympy.Symbol, int]) -> tuple[int, ...]:
 
 # Which layer produced a node (``linear1``, ``sigmoid``): formulas name intermediates by it.
 LABELS: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
+# What a layer calls the parts of its loop's step (a ``loops.scan`` body), keyed by the body's
+# output node: {"carry": ("h", "c"), "gates": ("i", "f", "g", "o")}; formulas print by it.
+STEP_NAMES: weakref.WeakKeyDictionary[Node, dict[str, tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 _scope: list[str] = []
 

@@ -111,7 +111,8 @@ RULES: list[tuple[str, Callable[[Node], Node | None]]] = [
 ]
 
 
-def _rebuild(n: Node, src: tuple[Node, ...]) -> Node:
+def rebuild(n: Node, src: tuple[Node, ...]) -> Node:
+    """``n`` over the sources ``src`` (itself when they are its own)."""
     if src == n.src:
         return n
     if n.op == "ew":  # through the builder, so constants that appeared fold in
@@ -124,7 +125,7 @@ def rewrite(outputs: Sequence[Node], rules=RULES) -> list[Node]:
     folding builders, so what they build needs no second pass)."""
     memo: dict[Node, Node] = {}
     for n in toposort(outputs):
-        new = _rebuild(n, tuple(memo[s] for s in n.src))
+        new = rebuild(n, tuple(memo[s] for s in n.src))
         for _ in range(100):
             for op, fn in rules:
                 if new.op == op and (r := fn(new)) is not None:
@@ -136,21 +137,38 @@ def rewrite(outputs: Sequence[Node], rules=RULES) -> list[Node]:
     return [memo[o] for o in outputs]
 
 
-def fuse_elementwise(outputs: Sequence[Node]) -> list[Node]:
-    """Inline each elementwise node read only by one elementwise node into that reader."""
+def substitute(outputs: Sequence[Node], mapping: dict[Node, Node]) -> list[Node]:
+    """``outputs`` rebuilt with each node of ``mapping`` replaced by its value."""
+    memo: dict[Node, Node] = dict(mapping)
+    for n in toposort(outputs, known=mapping):
+        if n not in memo:
+            memo[n] = rebuild(n, tuple(memo[s] for s in n.src))
+    return [memo[o] for o in outputs]
+
+
+def fuse_elementwise(
+    outputs: Sequence[Node], keep: Callable[[Node], bool] | None = None
+) -> list[Node]:
+    """Inline each elementwise node read only by one elementwise node into that reader
+    (but the nodes ``keep`` says to keep as they are)."""
     order = toposort(outputs)
     users = consumers(order)
-    keep = set(outputs)
+    kept = set(outputs)
     memo: dict[Node, Node] = {}
     for n in order:
         src = [memo[s] for s in n.src]
         if n.op != "ew":
-            memo[n] = _rebuild(n, tuple(src))
+            memo[n] = rebuild(n, tuple(src))
             continue
         sub: dict[sympy.Symbol, sympy.Expr] = {}
         flat: list[Node] = []
         for i, (old, new) in enumerate(zip(n.src, src)):
-            inline = new.op == "ew" and old not in keep and all(u is n for u in users[old])
+            inline = (
+                new.op == "ew"
+                and old not in kept
+                and all(u is n for u in users[old])
+                and not (keep is not None and keep(old))
+            )
             if inline:
                 base = len(flat)
                 sub[xsym(i)] = new.arg.expr.xreplace(
@@ -166,11 +184,13 @@ def fuse_elementwise(outputs: Sequence[Node]) -> list[Node]:
     return [memo[o] for o in outputs]
 
 
-def simplify(outputs: Sequence[Node]) -> list[Node]:
-    """The simplification pipeline, in order."""
+def simplify(outputs: Sequence[Node], keep: Callable[[Node], bool] | None = None) -> list[Node]:
+    """The simplification pipeline, in order (``keep``: nodes not to fuse into a reader)."""
     outputs = rewrite(outputs)
-    outputs = fuse_elementwise(outputs)
+    outputs = fuse_elementwise(outputs, keep)
     return rewrite(outputs)  # fused formulas may now show a stable form (log of sigmoid)
 
 
-__all__ = ["RULES", "STABLE", "fuse_elementwise", "make", "rewrite", "simplify"]
+__all__ = [
+    "RULES", "STABLE", "fuse_elementwise", "make", "rebuild", "rewrite", "simplify", "substitute",
+]  # fmt: skip

@@ -25,6 +25,8 @@ CALL_TIME = {
     ("symbp.random", "symbp.tensor"): "get_rng_state returns the state as a Tensor, as PyTorch",
     ("symbp.cache", "symbp"): "a cache key names the package's version, symbp.__version__",
     ("symbp.cache", "symbp.lower.support"): "a cache key names the BLAS kernels call (MKL)",
+    ("symbp.cache", "symbp.lower.tuning"): "a cache key names the products this CPU runs "
+    "faster, measured by tuning and kept in the cache directory",
     ("symbp.compiled", "symbp.onnx_export"): "CompiledModel.export_onnx hands itself to the "
     "exporter, a tool above it (which reads symbp.__version__)",
 }

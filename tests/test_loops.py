@@ -87,9 +87,9 @@ def test_the_program_does_not_grow_with_the_sequence(layer: str) -> None:
     short, long = _source(layer, 3), _source(layer, 24)
     a, b = _loops_of(short), _loops_of(long)
     assert len(a) == len(b) == 2  # forward and back
-    for text in (short, long):  # each layer calls them
-        assert text.count("\n            scan_body(") == 2, text
-        assert text.count("scan_vjp_body(") == 3  # its def and two calls
+    for text in (short, long):  # each layer calls them (once per block of rows)
+        calls = re.compile(r"^\s+(scan_body|scan_vjp_body)\(", re.M).findall(text)
+        assert calls.count("scan_body") == calls.count("scan_vjp_body") == 2, text
     for la, lb in zip(a, b):
         assert la[1:] == lb[1:]
         bound = re.compile(r"range\((.*)\):$")
@@ -97,6 +97,89 @@ def test_the_program_does_not_grow_with_the_sequence(layer: str) -> None:
         assert bound.search(la[0])[1] in ("3", "2, -1, -1")  # type: ignore[index]
         assert bound.search(lb[0])[1] in ("24", "23, -1, -1")  # type: ignore[index]
     assert len(long.splitlines()) <= len(short.splitlines())
+
+
+# ---------------------------------------------------------------- what the loops store
+
+
+def test_the_loop_back_reads_what_the_loop_forward_stored() -> None:
+    """The LSTM's reverse loop computes no sigmoid and no tanh (the gates' activations and
+    tanh(c) were stored by the forward loop) and one product a step, δ W_hh: the product
+    with W_hh is not recomputed, and ∂E/∂W_hh is one product after the loop."""
+    source = _source("LSTM", 3)
+    forward, back = _loops_of(source)
+    assert any("saved" in line for line in forward)
+    assert not any("sigmoid_" in line or "tanh_" in line for line in back), back
+    assert sum("call_matmul" in line for line in back) == 1, back
+    after = source.split("the consts' cotangents summed over the steps")
+    assert len(after) == 3  # one sum after each layer's loop back, a product δᵀ h
+    product = re.compile(
+        r"call_matmul_f64\(\w+, True, \w+, False, \w+_acc\)|np.dot\(\w+.T, \w+, \w+_acc\)"
+    )
+    assert all(product.search(a) for a in after[1:])
+
+
+def _lstm_step(carry: Any, x: Any, w: Any, b: Any) -> Any:
+    h, c = carry[:, :2], carry[:, 2:]
+    z = h @ w + x + b
+    i, f, g, o = z[:, :2].sigmoid(), z[:, 2:4].sigmoid(), z[:, 4:6].tanh(), z[:, 6:].sigmoid()
+    c = f * c + i * g
+    return symbp.cat([o * c.tanh(), c], 1)
+
+
+def _gru_step(h: Any, x: Any, w: Any, b: Any) -> Any:
+    hh = h @ w + b  # its δ (r ⊙ δn in a third of it) is not the step input's: stored too
+    r, z = (x[:, :2] + hh[:, :2]).sigmoid(), (x[:, 2:4] + hh[:, 2:4]).sigmoid()
+    n = (x[:, 4:] + r * hh[:, 4:]).tanh()
+    return (1 - z) * n + z * h
+
+
+@pytest.mark.parametrize(("step", "k"), [(_lstm_step, 4), (_gru_step, 2)])
+def test_storing_for_the_loop_back_changes_no_value(step: Any, k: int) -> None:
+    """The training program's pass (loops.save_for_backward) against the loop as derived,
+    both run by the NumPy reference on one batch: the same loss and gradients to 1e-12. The
+    rewritten adjoint reads no activation it would recompute, sums ∂E/∂W as one product
+    after the loop, and its rows, like the forward's, are apart (one block per thread)."""
+    from symbp.api import derive
+    from symbp.ir import B, Node, float64
+    from symbp.reference import evaluate
+    from symbp.tensor import Tensor
+
+    leaves = [Node("input", (), name, shape, float64) for name, shape in
+              [("h0", (B, k)), ("xs", (5, B, 8 if k == 4 else 6)), ("w", (2, 8 if k == 4 else 6)),
+               ("b", (8 if k == 4 else 6,))]]  # fmt: skip
+    node = loops.scan_node(lambda *n: step(*(Tensor(m) for m in n)).node, *leaves[:2], leaves[2:])
+    weights = Tensor(Node("input", (), "r", node.shape, float64))
+    loss = (Tensor(node).tanh() * weights).sum()
+    derived = derive(loss.node, leaves)
+    stored = loops.save_for_backward(list(derived.outputs))
+    rng = np.random.default_rng(3)
+    env = {n: rng.normal(size=tuple(3 if d == B else d for d in n.shape)) for n in leaves}
+    env[weights.node] = rng.normal(size=(5, 3, k))
+    for a, b in zip(evaluate(derived.outputs, env, {B: 3}), evaluate(stored, env, {B: 3})):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+    (fwd,) = [n for n in toposort(stored) if n.op == "scan"]
+    (back,) = [n for n in toposort(stored) if n.op == "scan_vjp"]
+    assert len(fwd.arg.outputs) > 1 and "product" in back.arg.sums
+    body = toposort(back.arg.outputs)
+    assert not any(loops.is_activation(n) for n in body)
+    assert loops.rows_apart(fwd.arg) and loops.rows_apart(back.arg)
+
+
+def test_a_step_mixing_the_rows_is_not_run_by_blocks() -> None:
+    """A step that reads across the batch (it subtracts the batch's mean) is no recurrence
+    per row: rows_apart says so, where the LSTM's and a ReLU RNN's steps are apart."""
+    from symbp.ir import B, Node, float64
+    from symbp.tensor import Tensor
+
+    h0, xs, w = (Node("input", (), n, s, float64) for n, s in
+                 [("h0", (B, 3)), ("xs", (4, B, 3)), ("w", (3, 3))])  # fmt: skip
+
+    def body(step: Any) -> Any:
+        return loops.scan_node(lambda *n: step(*(Tensor(m) for m in n)).node, h0, xs, [w]).arg
+
+    assert not loops.rows_apart(body(lambda h, x, w: (h @ w + x - (h @ w).mean(0)).tanh()))
+    assert loops.rows_apart(body(lambda h, x, w: (h @ w + x).relu()))
 
 
 # ---------------------------------------------------------------- compiled layers, as torch

@@ -117,3 +117,33 @@ def test_printer_numba_safe_forms():
     assert sig == "sigmoid_f64(a[i])"
     with pytest.raises(NotImplementedError, match="no scalar form"):
         numba_code(sympy.besselj(0, x), names)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_from_exp_is_within_three_ulps(dtype: type) -> None:
+    """support.tanh_f32/_f64 (what generated code calls for tanh) against NumPy's tanh in
+    extended precision, over 0, tiny, ordinary and saturated arguments of both signs, and
+    the special values: ±0 keep their sign, ±inf give ±1, NaN stays NaN."""
+    from numba import njit
+
+    from symbp.lower import support
+
+    fn = support.tanh_f32 if dtype is np.float32 else support.tanh_f64
+
+    @njit
+    def run(x: np.ndarray, out: np.ndarray) -> None:
+        for i in range(x.size):
+            out[i] = fn(x[i])
+
+    mag = np.concatenate([np.logspace(-40, 2, 4001), np.linspace(0, 3, 30001)]).astype(dtype)
+    x = np.concatenate([mag, -mag])
+    out = np.empty_like(x)
+    run(x, out)
+    ref = np.tanh(x.astype(np.longdouble))
+    ulp = np.spacing(np.abs(ref).astype(dtype)).astype(np.longdouble)
+    assert np.max(np.abs(out - ref) / ulp) <= 3
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan], dtype)
+    got = np.empty_like(special)
+    run(special, got)
+    assert list(np.signbit(got[:2])) == [False, True] and list(got[2:4]) == [1, -1]
+    assert np.isnan(got[4])

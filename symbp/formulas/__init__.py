@@ -20,6 +20,9 @@ so what is printed is what symbp computes. Two levels:
   The tensor language's structural ops print this way too where a textbook writes them
   entry by entry: a batched product ``Σ_k x[b,i,k]·w[b,k,j]``, a cumsum ``Σ_{j′≤j}``, a roll
   ``x[i,(j−2) mod 5]``, a constant pad's cases.
+- **Loops** (recurrent layers, traced with ``symbp.trace``: each is one ``scan``). The step
+  prints once with a time index, forward and backward (``StepBlock``); a block evaluates
+  step by step.
 - **Scalar level** (small models). The same derived program runs through the reference
   executor on object arrays of SymPy symbols, one per entry (``w1 .. w8`` for the weights,
   row-major in model order, ``x1``, ``t1`` ...), with every layer-output entry named
@@ -41,6 +44,13 @@ The package, each module building only on those above it (the import direction i
 - ``tensor_level``: ``Formulas``, the equations.
 - ``elementwise``, ``indexing``, ``shaping``, ``reductions``, ``linalg``: the tensor
   language's families (issue 12): their tensor ops, NumPy forms and notation.
+- ``steps``, ``step_bodies``, ``recurrence`` (issue 17): a loop (``scan``) as a block of
+  equations over its steps, ``c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t``, its adjoint as the δ
+  recurrence, ``δc_t = δc_{t+1} ⊙ f_{t+1} + δh_t ⊙ o_t ⊙ (1 − tanh(c_t)²)``, a weight's
+  gradient as ``Σ_t``; names from the layer (``ir.STEP_NAMES``) and the bodies' structure.
+- ``norms``, ``softmaxes`` (issue 17): closed forms by identities on the derived δs,
+  LayerNorm's ``δ1 = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂))/σ`` and attention's
+  ``δS = P ⊙ (δP − Σ_dim2 (δP ⊙ P))/√d``.
 - ``table``: ``PRINTING``, one row per op of ``ops.OPS``.
 
 This module is the entry point, ``formulas(loss)``.

@@ -13,7 +13,8 @@ from symbp.formulas.layout import _ATOM
 from symbp.formulas.text import TextPrinter
 from symbp.formulas.vocabulary import _SUM_ALL, _SUM_BATCH, Permute
 
-_GREEK = {"δ": r"\delta", "σ": r"\sigma", "θ": r"\theta", "ε": r"\varepsilon", "∂": r"\partial"}
+_GREEK = {"δ": r"\delta", "σ": r"\sigma", "θ": r"\theta", "ε": r"\varepsilon", "∂": r"\partial",
+          "μ": r"\mu"}  # fmt: skip
 
 
 class LatexPrinter(TextPrinter):
@@ -105,16 +106,41 @@ class LatexPrinter(TextPrinter):
 
 
 def latex_name(name: str) -> str:
-    """LaTeX for symbp's symbol names: W1 -> W_{1}, δ2 -> \\delta_{2}, h1_2 -> h_{1,2}."""
+    """LaTeX for symbp's symbol names: W1 -> W_{1}, δ2 -> \\delta_{2}, h1_2 -> h_{1,2}; a
+    loop's h_{t−1} -> h_{t-1}, a^i_t -> a^{i}_{t}, δc_{t+1} -> \\delta c_{t+1}; a recurrent
+    weight W_hh1 -> W_{hh,1}."""
     if name.startswith("∂E/∂"):
         return rf"\frac{{\partial E}}{{\partial {latex_name(name[4:])}}}"
+    if name.startswith("x\u0302"):  # a normalised input x̂2
+        return r"\hat{x}" + latex_name("x" + name[2:])[1:]
     m = re.fullmatch(r"([^\W\d_]+)(\d*)(?:_(\d+))?(?:\[([\d,]+)\])?(′*)", name)
-    if m is None:
-        return rf"\mathrm{{{name}}}"
-    base, digits, sub2, bracket, primes = m.groups()
-    base = _GREEK.get(base, sympy.latex(sympy.Symbol(base)) if len(base) > 1 else base)
-    subs = ",".join(s for s in (digits, sub2, bracket) if s)
-    return base + (f"_{{{subs}}}" if subs else "") + "'" * len(primes)
+    if m is not None:
+        base, digits, sub2, bracket, primes = m.groups()
+        subs = ",".join(s for s in (digits, sub2, bracket) if s)
+        return _base(base) + (f"_{{{subs}}}" if subs else "") + "'" * len(primes)
+    m = re.fullmatch(r"([^\W\d_]+)(′*)(?:\^([^\W_]+′*))?(?:_(t|\{t[−+]\d+\}))?", name)
+    if m is not None:
+        base, primes, sup, sub = m.groups()
+        out = _base(base) + "'" * len(primes)
+        out += f"^{{{sup.replace('′', chr(39))}}}" if sup else ""
+        if sub:
+            out += "_{" + sub.strip("{}").replace("−", "-") + "}"
+        return out
+    m = re.fullmatch(r"([^\W\d_]+)_([a-z]+)(\d*)((?:_l\d+)?r?)(′*)", name)
+    if m is not None:
+        base, which, digits, more, primes = m.groups()
+        subs = ",".join(s for s in (which, digits, more.strip("_")) if s)
+        return f"{_base(base)}_{{{subs}}}" + "'" * len(primes)
+    return rf"\mathrm{{{name}}}"
+
+
+def _base(base: str) -> str:
+    """A name's letters: σ -> \\sigma, δc -> \\delta c, hc -> \\mathrm{hc} (SymPy's)."""
+    if base in _GREEK:
+        return _GREEK[base]
+    if base[0] in _GREEK and len(base) > 1:
+        return f"{_GREEK[base[0]]} {_base(base[1:])}"
+    return sympy.latex(sympy.Symbol(base)) if len(base) > 1 else base
 
 
 def to_latex(expr: sympy.Expr, hadamard: bool = True, rank: Callable | None = None) -> str:

@@ -31,6 +31,18 @@ from symbp.ops import Formula
 
 _AUTO_NAME = re.compile(r"(param|t|in)\d+(#\d+)?")
 _SHORT = {"weight": "W", "bias": "b"}
+# a recurrent layer's: weight_hh_l0 -> W_hh, bias_ih_l1_reverse -> b_ih_l1r
+_RECURRENT = re.compile(r"(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?")
+
+
+def _short(attr: str, k: str) -> str:
+    """A parameter's short name, ``k`` its layer's number: W1, b2, W_hh1."""
+    m = _RECURRENT.fullmatch(attr)
+    if m is None:
+        return _SHORT.get(attr, attr) + k
+    kind, which, layer, reverse = m.groups()
+    more = ("" if layer == "0" else f"_l{layer}") + ("r" if reverse else "")
+    return f"{_SHORT[kind]}_{which}{k}{more}"
 
 
 def _symbol(name: str) -> sympy.Symbol:
@@ -66,6 +78,7 @@ class _Namer:
         self.tensors: dict[Node, _Tensor] = {}
         self.groups: dict[Node, str] = {}  # parameter -> its layer's number ("" if one layer)
         self._taken: set[str] = {"E"}
+        self.extra_ranks: dict[sympy.Symbol, int] = {}  # names of no tensor: a loop's h_{t+1}
         self._name_params(wrt)
         self._name_data(given)
         self.batch = self._batch_size()
@@ -99,7 +112,7 @@ class _Namer:
             pa = split(full)
             if pa is not None:
                 k = "" if len(modules) == 1 else str(modules[pa[0]])
-                name = _SHORT.get(pa[1], pa[1]) + k
+                name = _short(pa[1], k)
                 self.groups[node] = k
             elif full and full.isidentifier() and not _AUTO_NAME.fullmatch(full):
                 name = full  # given by the user: params={"w": w}
@@ -172,14 +185,20 @@ class _Namer:
     # ------------------------------------------------------------ layer outputs
 
     def name_layers(
-        self, defs: Mapping[Node, sympy.Expr], temp: Mapping[Node, sympy.Symbol]
+        self,
+        defs: Mapping[Node, sympy.Expr],
+        temp: Mapping[Node, sympy.Symbol],
+        through: Mapping[sympy.Symbol, sympy.Expr] | None = None,
     ) -> dict[sympy.Symbol, sympy.Symbol]:
         """Name the labelled nodes from their definitions (written in the placeholder symbols
-        ``temp``); returns the renaming placeholder -> name."""
+        ``temp``, and in names defined by ``through``: a LayerNorm's x̂ = (z1 − μ)/σ);
+        returns the renaming placeholder -> name."""
         users = consumers(self.order)
         layers = set(defs)
         roles: dict[Node, tuple[str, str]] = {}
         for n, d in defs.items():
+            for _ in range(len(through or ())):  # what the names read, as placeholders
+                d = d.xreplace(through or {})
             if _affine(d):  # z_k, k from the parameters it reads
                 ks = {
                     self.groups[t.node]
@@ -220,7 +239,7 @@ class _Namer:
         return self.tensors[node].symbol
 
     def rank(self) -> Callable[[sympy.Expr], int]:
-        ranks = {t.symbol: t.rank for t in self.tensors.values()}
+        ranks = {t.symbol: t.rank for t in self.tensors.values()} | self.extra_ranks
 
         def rank(e: sympy.Expr) -> int:
             return max((ranks.get(s, _RANK_DATA) for s in e.free_symbols), default=-1)

@@ -32,7 +32,8 @@ class Printing:
     gradient); ``reads_delta``: the op reads one (a product, a convolution's gradient), which
     makes its source a δ; ``to_delta``: a weight's gradient reaches its δ through the op.
     ``mask``: a random 0/1 tensor (dropout's), named ``m`` beside the data and drawn from
-    its seed when equations are evaluated.
+    its seed when equations are evaluated. ``loop``: a loop or its adjoint, which
+    ``formulas.steps`` prints as a block of equations over its steps.
     """
 
     express: Express | NotApplicable
@@ -42,6 +43,7 @@ class Printing:
     reads_delta: bool = False
     to_delta: bool = False
     mask: bool = False
+    loop: bool = False
 
 
 # One row per op of ops.OPS, filled by ``symbp.formulas.table`` (tests/test_ops.py checks that

@@ -128,8 +128,8 @@ def _print_cat(self: TextPrinter, e: Cat) -> str:
     shown = [self._print(p) for p in parts]
     if int(axis) == 0 and ndim <= 2:
         body = "; ".join(shown) if self._which == 0 else r" \\ ".join(shown)
-    elif int(axis) == ndim - 1:
-        body = ", ".join(shown) if self._which == 0 else " & ".join(shown)
+    elif int(axis) == ndim - 1:  # blocks side by side: [a, b] (mathtext has no bmatrix)
+        return f"[{', '.join(shown)}]" if self._which == 0 else rf"\left[{', '.join(shown)}\right]"
     else:
         return self.call(f"cat_{int(axis)}", ", ".join(shown))
     if self._which == 0:

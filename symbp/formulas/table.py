@@ -56,10 +56,22 @@ def _max_expr(n: Node, a: list[sympy.Expr], c: _Namer) -> sympy.Expr:
     return MaxOver(a[0], _tuple(n.arg[0]), sympy.sympify(n.arg[1]), whole)
 
 
+def _reshape_expr(n: Node, a: list[sympy.Expr], c: _Namer) -> sympy.Expr:
+    # A Linear on [B, T, I] is traced as rows: reshape(reshape(x, [B·T, I])·Wᵀ, [B, T, G]).
+    # That is x·Wᵀ, a product over the last axis, as a textbook writes it.
+    m = n.src[0]
+    if m.op == "matmul" and m.src[0].op == "reshape" and isinstance(a[0], Dot):
+        rows, w = m.src[0].src[0], m.src[1]
+        if w.ndim == 2 and rows.shape[:-1] == n.shape[:-1] and len(m.src[0].shape) == 2:
+            return Dot(a[0].args[0].args[0], a[0].args[1])
+    return Reshape(a[0], _tuple(n.shape))
+
+
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing), into the
 # table ``rules`` declares.
-# a loop's result is a tensor of its own; the scalar level runs the loop on the symbols
-_A_LOOP = NotApplicable("a loop: its result is named, its body is a program of its own")
+# a loop's steps print as a block of their own (formulas.steps); the scalar level runs the
+# loop on the symbols
+_A_LOOP = NotApplicable("a loop: formulas.steps prints its body, step by step")
 
 PRINTING |= {
     "input": Printing(NotApplicable("a leaf, named by _Namer"), _ScalarLevel._evaluated),
@@ -77,9 +89,7 @@ PRINTING |= {
     "expand": Printing(
         lambda n, a, c: Broadcast(a[0], _tuple(n.shape)), _ScalarLevel._evaluated, to_delta=True
     ),
-    "reshape": Printing(
-        lambda n, a, c: Reshape(a[0], _tuple(n.shape)), _ScalarLevel._evaluated, to_delta=True
-    ),
+    "reshape": Printing(_reshape_expr, _ScalarLevel._evaluated, to_delta=True),
     "transpose": Printing(
         lambda n, a, c: Permute(a[0], _tuple(n.arg)),
         _ScalarLevel._evaluated,
@@ -191,6 +201,6 @@ PRINTING |= {
     ),
     "diag_embed": Printing(_diag_embed_expr, _ScalarLevel._evaluated, to_delta=True),
     # -- issue 17 . loops
-    "scan": Printing(_A_LOOP, _ScalarLevel._evaluated),
-    "scan_vjp": Printing(_A_LOOP, _ScalarLevel._evaluated, delta=True),
+    "scan": Printing(_A_LOOP, _ScalarLevel._evaluated, loop=True),
+    "scan_vjp": Printing(_A_LOOP, _ScalarLevel._evaluated, loop=True),
 }

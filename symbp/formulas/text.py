@@ -240,7 +240,8 @@ class TextPrinter(IndexNotation):
         a, perm = e.args
         if len(perm) == 2:
             return self.group(a, _ATOM) + self.transpose_mark
-        return self.call("permute", f"{self._print(a)}, {tuple(_axes(perm))}")
+        name = ("permute", r"\operatorname{permute}")[self._which]
+        return self.call(name, f"{self._print(a)}, {tuple(_axes(perm))}")
 
     def _print_SumOver(self, e: SumOver) -> str:
         a, axes, _, kind = e.args

@@ -143,9 +143,12 @@ class _NameBack:
     matches inside a larger sum (z1 + x -> z1 + x when z1 = x·W1ᵀ + b1 is part of it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, products: bool = True) -> None:
         self.exact: dict[sympy.Expr, sympy.Symbol] = {}
+        self.named_products = products  # x̂ in c·γ/σ (not h_t in δh_t ⊙ o_t ⊙ tanh(c_t))
         self.sums: list[tuple[Counter, sympy.Symbol]] = []
+        self.powers: dict[sympy.Expr, tuple[sympy.Expr, sympy.Symbol]] = {}
+        self.products: list[tuple[Counter, sympy.Symbol]] = []
 
     def add(self, definition: sympy.Expr, name: sympy.Symbol) -> None:
         if definition.is_Atom:
@@ -153,10 +156,22 @@ class _NameBack:
         self.exact.setdefault(definition, name)
         if definition.is_Add:
             self.sums.append((Counter(definition.args), name))
+        if definition.is_Pow and definition.exp.is_Rational:  # σ = √v names 1/√v as 1/σ
+            self.powers.setdefault(definition.base, (definition.exp, name))
+        if self.named_products and definition.is_Mul and definition.as_coeff_Mul()[0] == 1:
+            self.products.append((Counter(definition.args), name))
 
     def _one(self, e: sympy.Expr) -> sympy.Expr:
         if e in self.exact:
             return self.exact[e]
+        if e.is_Pow and e.base in self.powers and e.exp.is_Rational:
+            exp, name = self.powers[e.base]
+            return name ** (e.exp / exp)
+        if e.is_Mul:
+            factors = Counter(e.args)
+            for need, name in self.products:
+                if len(need) < len(factors) and all(factors[k] >= v for k, v in need.items()):
+                    return sympy.Mul(*(factors - need).elements(), name)
         if not e.is_Add:
             return e
         # A sum may hold a definition scaled: −x·W1ᵀ − b1 = −z1, (h·W2ᵀ + b2 − t)/4 ...

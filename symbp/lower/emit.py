@@ -20,6 +20,7 @@ import numpy as np
 import sympy
 
 from symbp.ir import B, Node, type_str
+from symbp.loops import rows_apart, stacked
 from symbp.lower import simd
 from symbp.lower.printer import LoweringError, NumbaPrinter
 from symbp.lower.schedule import Buffer, Kernel, Schedule, Update, placement, stored
@@ -91,6 +92,10 @@ class Emitter:
         self.mkl = mkl  # matrix products through MKL's gemm (symbp.lower.support) or np.dot
         self.parallel = False  # set when a loop uses prange: the function needs parallel=True
         self.threaded = False  # set when it calls a parallel library kernel (conv_kernels.py)
+        # a loop body run by each thread on its own block of rows (``_as_function``): its
+        # kernels stay on their thread (no prange, products on the one-core kernel)
+        self.serial = False
+        self.rows = False  # writing such a loop: the step's views are the block's rows
         self.kernels: list[str] = []  # the product kernels it calls by symbol (call_<name>)
         # functions of their own, written before the program's (a loop's body, shared by the
         # loops of one body: ``_as_function``), and each one's (name, parameters) by key
@@ -246,7 +251,7 @@ class Emitter:
         """``lines`` with their outermost loops over the batch made ``prange``, when ``n``
         touches many entries per sample (its output or a batched source: a pooling's input);
         called for the ops whose loops write only their own sample (``batch_parallel``)."""
-        if not n.shape or n.shape[0] != B:
+        if not n.shape or n.shape[0] != B or self.serial:
             return lines
         sizes = [sympy.sympify(numel_code(s.shape[1:])) for s in (n, *n.src) if s.shape[:1] == (B,)]
         if max((int(s) for s in sizes if s.is_Number), default=0) < PARALLEL_SAMPLE:
@@ -361,6 +366,27 @@ class Emitter:
             *_loops(n.shape, idx, [f"{at(out, idx)} = {one} if {hit} else {zero}"]),
         ]
 
+    def measured(self) -> Any:
+        """Which products the BLAS computes faster on this CPU (``tuning.products``: measured
+        at the first product a program has to place, then kept per CPU)."""
+        from symbp.lower import tuning
+
+        return tuning.products()
+
+    def blas(self, kt: str, a: str, ta: bool, b: str, tb: bool, out: str) -> str:
+        """``out = op(a) @ op(b)`` through the BLAS: MKL's gemm where symbp loaded it, else
+        ``np.dot`` (SciPy's OpenBLAS, run on the calling thread: ``runtime.one_blas_thread``)."""
+        if self.mkl and kt in ("f32", "f64"):
+            return f"gemm_{kt}({a}, {ta}, {b}, {tb}, {out})"
+        return f"np.dot({a}{'.T' if ta else ''}, {b}{'.T' if tb else ''}, {out})"
+
+    def large_product(self, kt: str, a: str, ta: bool, b: str, tb: bool, out: str) -> str:
+        """A big product: the tiled kernel on all cores, or the BLAS where it is faster."""
+        if self.measured().large:
+            return self.blas(kt, a, ta, b, tb, out)
+        self.threaded = True
+        return self.library(f"matmul_{kt}", a, ta, b, tb, out)
+
     def library(self, name: str, *args: object) -> str:
         """A call of the product kernel ``name`` through its symbol (``conv_kernels.need``)."""
         if name not in self.kernels:
@@ -420,22 +446,23 @@ class Emitter:
             """The call for a mid-sized product, made only where it is used: a kernel called by
             symbol must be registered (``need``) only if the program calls it."""
             long_nt = tb and not ta and not (K.is_Number and int(K) <= NT_SMALL)
-            if kt in ("f32", "f64") and not long_nt:
+            blas = not self.serial and self.measured().small  # faster here (lower/tuning.py)
+            if kt in ("f32", "f64") and not long_nt and not blas:
                 # conv_kernels' one-core tile (see NT_SMALL), narrow when the product has at
                 # most one vector of columns
                 narrow = "_narrow" if N.is_Number and int(N) <= simd.lanes(n.dtype) else ""
                 return self.library(f"matmul_small_{kt}{narrow}", a.name, ta, b.name, tb, out.name)
-            if self.mkl and kt in ("f32", "f64"):
-                return f"gemm_{kt}({a.name}, {ta}, {b.name}, {tb}, {out.name})"
-            return f"np.dot({a.name}{'.T' if ta else ''}, {b.name}{'.T' if tb else ''}, {out.name})"
+            return self.blas(kt, a.name, ta, b.name, tb, out.name)
 
         flops = sympy.sympify(M) * K * N
         static = flops.as_coeff_Mul()[0]  # the product is at least this big (B >= 1)
-        if kt in ("f32", "f64") and static >= TILED_MATMUL // (1 if flops.is_Number else 256):
-            # big products: the register-tiled kernel of conv_kernels.py (a batch-dependent
-            # one, when batches up to 256 rows can make it big, chooses at run time)
-            tiled = self.library(f"matmul_{kt}", a.name, ta, b.name, tb, out.name)
-            self.threaded = True
+        tiles = not self.serial  # the tiled kernel's threads are the caller's in a serial body
+        large = static >= TILED_MATMUL // (1 if flops.is_Number else 256)
+        if tiles and kt in ("f32", "f64") and large:
+            # big products: the register-tiled kernel of conv_kernels.py, or the BLAS where
+            # that is faster here (a batch-dependent one, when batches up to 256 rows can
+            # make it big, chooses at run time)
+            tiled = self.large_product(kt, a.name, ta, b.name, tb, out.name)
             if flops.is_Number:
                 return [tiled]
             big = f"if {dim_code(flops)} >= {TILED_MATMUL}:"
@@ -1427,6 +1454,7 @@ def _body_lines(em: Emitter, n: Node) -> list[str]:
     sub = Emitter(em.sched.bodies[n], em.invariant, em.mkl)
     sub.kernels, sub._kid = em.kernels, em._kid  # one list of library kernels, unique locals
     sub.row_offset, sub.collective = em.row_offset, em.collective
+    sub.serial = em.serial or em.rows
     lines = [line for k in sub.sched.kernels for line in sub.kernel(k)]
     em.parallel |= sub.parallel
     em.threaded |= sub.threaded
@@ -1445,23 +1473,38 @@ def _as_function(em: Emitter, n: Node, out: Buffer, write: Callable[[], list[str
     bidirectional GRU's four loops) share one function, so Numba compiles the body once. Its
     parameters are the buffers it touches, in an order equal bodies share (their schedules
     are the same), and B. A body with a collective (a psum: MPI's status, the step count) is
-    written inline."""
+    written inline.
+
+    A loop whose rows are apart (``loops.rows_apart``: each sample its own recurrence) runs
+    as one such loop per thread over its block of rows, called in a ``prange``: the threads
+    meet once for the whole sequence, where splitting each step's small product between them
+    would make them meet at every step. Inside, ``B`` is the block's rows, ``B_all`` the
+    batch's, and each buffer of rows a view of the block's."""
     body = em.sched.bodies[n]
     outer = [stored(s, em.sched).name for s in n.src] + [out.name]
-    inner = [k.out.name for k in body.all_kernels() if k.out.arena in ("work", "iwork")]
-    inner += [v.name for v in body.all_views()]
-    params = [*outer, *dict.fromkeys(inner), "B"]
+    kernels = [k.out for k in body.all_kernels() if k.out.arena in ("work", "iwork")]
+    inner = list(dict.fromkeys([*(b.name for b in kernels), *(v.name for v in body.all_views())]))
     inline = len(set(outer)) < len(outer) or any(
         k.node.op == "psum" for k in body.all_kernels()
     )  # a buffer twice would be two parameters of one name
     if inline:
         return write()
+    rowed = [b for b in [*kernels, *body.all_views()] if b.shape[:1] == (B,)]
+    apart = (
+        not em.serial and rows_apart(n.arg) and len(rowed) == len(kernels) + len(body.all_views())
+    )  # every buffer of the body is rows: none shared between the blocks
+    params = [*outer, *inner, *(("B_all", "r0", "r1") if apart else ("B",))]
     key = (n.op, n.arg, tuple(b.shape for b in (stored(s, em.sched) for s in n.src)))
     name = em._shared.get(key)
     if name is None:
         name = em._shared[key] = em.sched.names.fresh(f"{n.op}_body")
         outer_parallel, em.parallel = em.parallel, False  # the function's own flag
+        em.rows = apart
         lines = write()
+        em.rows = False
+        if apart:
+            blocks = [f"{b} = {b}[r0:r1]" for b in dict.fromkeys(b.name for b in rowed)]
+            lines = ["B = r1 - r0  # this thread's block of rows", *blocks, *lines]
         flags = "nogil=True, parallel=True)" if em.parallel else "nogil=True)"
         em.parallel = outer_parallel
         em.functions.append(
@@ -1472,66 +1515,186 @@ def _as_function(em: Emitter, n: Node, out: Buffer, write: Callable[[], list[str
                 *indent(lines),
             ])
         )  # fmt: skip
-    return [f"{name}({', '.join(params)})"]
+    if not apart:
+        return [f"{name}({', '.join(params)})"]
+    em.parallel = em.threaded = True  # (THREADS: the module starts the pool, program.POOL)
+    nblocks, blk = em.sched.names.fresh("blocks"), em.sched.names.fresh("blk")
+    bounds = [f"{blk} * B // {nblocks}", f"({blk} + 1) * B // {nblocks}"]
+    args = ", ".join([*outer, *inner, "B", *bounds])
+    return [
+        f"{nblocks} = min(THREADS, B)",
+        f"for {blk} in prange({nblocks}):",
+        f"    {name}({args})",
+    ]
 
 
 def _emit_loop(em: Emitter, n: Node, out: Buffer) -> list[str]:
-    """out[step] = body(out[step - 1] (h0 at step 0), xs[step], consts...)."""
+    """out[step] = body(out[step - 1] (h0 at step 0), xs[step], consts...); a loop storing
+    values for its adjoint writes them after the carry, each step one flat block."""
 
     def write() -> list[str]:
         h0, xs = (stored(s, em.sched) for s in n.src[:2])
-        (carry, x), (new,) = _step_buffers(em, n)
-        head = _loop_head(em, str(n.shape[0]), carry, h0, out, [(x, xs), (new, out)])
+        (carry, x), outs = _step_buffers(em, n)
+        head = _loop_head(em, str(n.shape[0]), carry, h0, out, [(x, xs)], outs)
         return [*head, *indent(_body_lines(em, n))]
 
     return _as_function(em, n, out, write)
 
 
 def _loop_head(
-    em: Emitter, bounds: str, carry: Buffer, h0: Buffer, saved: Buffer, at: list[tuple]
+    em: Emitter,
+    bounds: str,
+    carry: Buffer,
+    h0: Buffer,
+    saved: Buffer,
+    at: list[tuple[Buffer, Buffer]],
+    blocks: Sequence[Buffer],
 ) -> list[str]:
     """``for step in range(bounds):`` and the lines binding the body's buffers at the step:
-    the carry before it (``h0`` at step 0, else ``saved[step - 1]``), and each (buffer,
-    source) of ``at`` to the source's view at the step."""
+    the carry before it (``h0`` at step 0, else the carry ``saved[step - 1]`` holds), each
+    (buffer, source) of ``at`` to the source's view at the step, and ``blocks`` to the
+    views of ``saved[step]`` (none: the carry is all it holds): the carry alone, or (a loop
+    that stores values for its adjoint) the carry and the stored values, one after another
+    in the step's flat row."""
     step = em.sched.names.fresh("step")
+    shapes = [_all_rows(em, b.shape) for b in blocks] or [_all_rows(em, carry.shape)]
+    rows = "[r0:r1]" if em.rows else ""
+
+    def block(k: int, t: str) -> str:
+        if len(shapes) == 1:
+            return _at_step(saved, t) + rows
+        start = sum((sympy.sympify(numel_code(s)) for s in shapes[:k]), sympy.Integer(0))
+        return _carve_code(f"{saved.name}[{t}]", start, shapes[k]) + rows
+
     return [
         f"for {step} in range({bounds}):",
-        f"    {carry.name} = {h0.name} if {step} == 0 else {_at_step(saved, f'{step} - 1')}",
-        *(f"    {b.name} = {_at_step(src, step)}" for b, src in at),
+        f"    {carry.name} = {h0.name}{rows} if {step} == 0 else {block(0, f'{step} - 1')}",
+        *(f"    {b.name} = {_at_step(src, step)}{rows}" for b, src in at),
+        *(f"    {b.name} = {block(k, step)}" for k, b in enumerate(blocks)),
     ]
+
+
+def _all_rows(em: Emitter, shape: Sequence[object]) -> tuple[object, ...]:
+    """``shape`` in the whole batch's rows: inside a loop run by blocks of rows, ``B`` is the
+    block's, ``B_all`` the batch's (what the outer buffers are laid out by)."""
+    if not em.rows:
+        return tuple(shape)
+    return tuple(sympy.sympify(d).subs(B, B_ALL) for d in shape)
+
+
+B_ALL = sympy.Symbol("B_all", positive=True, integer=True)
 
 
 def _emit_loop_vjp(em: Emitter, n: Node, out: Buffer) -> list[str]:
     """Backpropagation through time: for step = T-1 .. 0, the body's VJP at the saved carry
-    (out[step - 1], h0 at step 0), its cotangent g (what step + 1 sent back, plus ct[step]);
-    it writes x's cotangent into its block of ``out``, adds each const's into its block, and
-    the carry's into the spare block, copied into g for the next step. g's block ends as
-    h0's cotangent."""
-    return _as_function(em, n, out, lambda: _loop_vjp_lines(em, n, out))
+    (out[step - 1], h0 at step 0), its cotangent g (what step + 1 sent back, plus ct[step]),
+    and what the forward loop stored at the step, if it did; it writes x's cotangent into
+    its block of ``out``, adds each const's into its block (or stores what one product
+    after the loop sums: ``Loop.sums``), and the carry's into the spare block, copied into
+    g for the next step. g's block ends as h0's cotangent."""
+    call = _as_function(em, n, out, lambda: _loop_vjp_lines(em, n, out))
+    return [*call, *_sums_after(em, n, out)]
+
+
+def _vjp_layout(em: Emitter, n: Node) -> list[tuple[object, tuple[object, ...]]]:
+    """(start, shape) of each block of a ``scan_vjp``'s flat output: g, gx, each const's
+    cotangent, the spare carry, then each value stored for the sums after the loop."""
+    h0, xs, consts = n.src[0], n.src[1], n.src[4:]
+    steps = xs.shape[0]
+    stacks = [(steps, *v.shape) for v in stacked(n.arg)]
+    blocks, start = [], sympy.Integer(0)
+    for shape in (h0.shape, xs.shape, *(c.shape for c in consts), h0.shape, *stacks):
+        shape = _all_rows(em, shape)
+        blocks.append((start, shape))
+        start = start + sympy.sympify(numel_code(shape))
+    return blocks
 
 
 def _loop_vjp_lines(em: Emitter, n: Node, out: Buffer) -> list[str]:
     h0, xs, fwd, ct = (stored(s, em.sched) for s in n.src[:4])
-    (carry, x, ct_t, g, *accs), (d_carry, d_x, *new_accs) = _step_buffers(em, n)
+    steps, (d_carry, d_x, *rest) = _step_buffers(em, n)
+    k = 4 + len(n.arg.consts)
+    (carry, x, ct_t, g), accs, blocks = steps[:4], steps[4:k], steps[k:]
     gx = Buffer(em.sched.names.fresh(f"{out.name}_xs"), xs.shape, xs.dtype, "loop")
-    starts, at_ = [], sympy.Integer(0)
-    for shape in (h0.shape, xs.shape, *(a.shape for a in accs), h0.shape):
-        starts.append(at_)
-        at_ = at_ + sympy.sympify(numel_code(shape))
-    views = [
-        f"{b.name} = {_carve_code(out.name, start, b.shape)}"
-        for b, start in zip([g, gx, *accs, d_carry], starts)
+    sums = n.arg.sums or (None,) * len(accs)
+    added: list[tuple[Buffer, Buffer]] = []  # (new sum, its accumulator)
+    kept: list[Buffer] = []  # the outputs stored at each step
+    for acc, how in zip(accs, sums):
+        if how is None:
+            added.append((rest.pop(0), acc))
+        else:
+            kept.extend(rest.pop(0) for _ in range(1 if how == "rows" else 2))
+    stacks = [
+        Buffer(em.sched.names.fresh(f"{out.name}_stack"), (xs.shape[0], *b.shape), b.dtype, "loop")
+        for b in kept
     ]
-    views += [f"{new.name} = {acc.name}" for new, acc in zip(new_accs, accs)]  # added in place
-    zero = [line for b in (g, *accs) for line in em._zero_out(b)]
+    layout = _vjp_layout(em, n)
+    rows = "[r0:r1]" if em.rows else ""
+    views = [
+        f"{b.name} = {_carve_code(out.name, start, shape)}{sub}"
+        for b, (start, shape), sub in zip(
+            [g, gx, *accs, d_carry, *stacks],
+            layout,
+            [rows, "", *("" for _ in accs), rows, *("" for _ in stacks)],
+        )
+    ]
+    views += [f"{new.name} = {acc.name}" for new, acc in added]  # added in place
+    zero = [line for b in (g, *(acc for _, acc in added)) for line in em._zero_out(b)]
     back = f"{n.src[1].shape[0] - 1}, -1, -1"
+    at = [(x, xs), (ct_t, ct), (d_x, gx), *zip(kept, stacks)]
     return [
         *views,
         *zero,
-        *_loop_head(em, back, carry, h0, fwd, [(x, xs), (ct_t, ct), (d_x, gx)]),
+        *_loop_head(em, back, carry, h0, fwd, at, blocks),
         *indent(_body_lines(em, n)),
         *indent(copy_lines(g, d_carry)),
     ]
+
+
+def _sums_after(em: Emitter, n: Node, out: Buffer) -> list[str]:
+    """The consts' cotangents summed after a ``scan_vjp``'s loop, over the rows of all its
+    steps at once: a sum of the stored rows, or one product ``Aᵀ Y`` of the stored A and Y
+    (T·B rows deep, where each step's would be B: the big, threaded kernel)."""
+    sums = n.arg.sums
+    if not any(sums):
+        return []
+    layout = _vjp_layout(em, n)
+    consts = n.src[4:]
+    steps = n.src[1].shape[0]
+    kt = _DT.get(n.dtype, "f64")
+    lines: list[str] = [f"# {out.name}: the consts' cotangents summed over the steps"]
+    blocks = iter(zip(stacked(n.arg), layout[3 + len(consts) :]))
+    for k, how in enumerate(sums):
+        if how is None:
+            continue
+        start, shape = layout[2 + k]
+        acc = Buffer(em.sched.names.fresh(f"{out.name}_acc"), tuple(shape), n.dtype, "work")
+        lines.append(f"{acc.name} = {_carve_code(out.name, start, shape)}")
+        flat = []
+        for _ in range(1 if how == "rows" else 2):  # each stored value, its steps' rows
+            v, (at_, _) = next(blocks)
+            name = em.sched.names.fresh(f"{out.name}_rows")
+            rows = (steps * v.shape[0], *v.shape[1:])
+            lines.append(f"{name} = {_carve_code(out.name, at_, rows)}")
+            flat.append((name, rows))
+        if how == "product":
+            (a, _), (y, _) = flat
+            lines.append(em.large_product(kt, a, True, y, False, acc.name))
+            continue
+        a, rows = flat[0]
+        idx = _index(shape)
+        lines += em._zero_out(acc)
+        add = f"{at(acc, idx)} += {a}[{', '.join(['r', *idx])}]"
+        lines += _loops([rows[0], *shape], ["r", *idx], [add])
+    return lines
+
+
+def _block_rows(em: Emitter, bufs: Sequence[Buffer]) -> list[str]:
+    """The subscript taking a thread's block of rows of each buffer (its axis of B), in a
+    loop run by blocks; none elsewhere."""
+    if not em.rows:
+        return ["" for _ in bufs]
+    return ["[r0:r1]" if b.shape[:1] == (B,) else "[:, r0:r1]" for b in bufs]
 
 
 def _loop_describe(n: Node, name: Namer) -> str:

@@ -27,7 +27,7 @@ MATH = {
     "exp": "math.exp",
     "log": "math.log",
     "sqrt": "math.sqrt",
-    "tanh": "math.tanh",
+    "tanh": "tanh",  # support.py's, from exp: libm's tanhf is slow
     "sinh": "math.sinh",
     "cosh": "math.cosh",
     "sin": "math.sin",
@@ -66,7 +66,7 @@ MATH = {
 }
 
 # support.py's scalar forms, one per precision: the name gets the kernel's _f32 or _f64
-TYPED = {"sigmoid", "softplus", "clog", "bce", "erfinv", "xlogy", "logaddexp"}
+TYPED = {"sigmoid", "softplus", "clog", "bce", "erfinv", "xlogy", "logaddexp", "tanh"}
 
 
 class NumbaPrinter(StrPrinter):

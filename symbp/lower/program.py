@@ -52,7 +52,7 @@ from numba import njit, prange  # noqa: F401
 from symbp.lower.support import (  # noqa: F401
     all_finite, bce_f32, bce_f64, bernoulli_bits, bernoulli_key, carve, clog_f32, clog_f64,
     dropout_seed, gemm_f32, gemm_f64, run_sum_f32, run_sum_f64, shuffle, sigmoid_f32,
-    sigmoid_f64, softplus_f32, softplus_f64,
+    sigmoid_f64, softplus_f32, softplus_f64, tanh_f32, tanh_f64,
     erfinv_f32, erfinv_f64, logaddexp_f32, logaddexp_f64, xlogy_f32, xlogy_f64,
 )
 

@@ -1,0 +1,197 @@
+"""Choices measured on the machine that runs the code, kept per CPU (issue 14).
+
+Matrix products: symbp's own kernels (``conv_kernels.py``: register tiles chosen for 512-bit
+vectors) or the BLAS Numba calls (``np.dot``: OpenBLAS, or MKL's ``gemm`` where the ``mkl``
+wheel is installed). Neither wins everywhere. On a 2-core Intel Xeon with AVX-512 (model 167)
+symbp's ran the MLP products of W3 faster than MKL's non-Intel-tuned path or OpenBLAS; on a
+2-core AMD EPYC with AVX2 only, its tiles spill (16 vector registers, not 32) and ran at 28-34
+GFLOP/s on one core where OpenBLAS ran 78-88 (``benchmarks/bench_rnn.py``'s products). So
+the first program that has a product to place times one product of each kind, both ways,
+and every program after it on this CPU uses the faster (generated code names the kernel it
+calls; a pinned choice is part of each program's cache key, see ``token``).
+
+The measurement is kept in the cache directory (``tuning.json``), one entry per CPU, BLAS
+and library versions. ``SYMBP_MATMUL=own`` or ``=blas`` pins the choice; deleting the file
+(or ``SYMBP_MATMUL=measure``) measures again. Products inside a loop body run by blocks of
+rows (``emit._as_function``) always use symbp's one-core kernel: there each thread runs its
+own, and a BLAS call there would start the BLAS's own threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import statistics
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+
+ENV = "SYMBP_MATMUL"
+
+
+class Products(NamedTuple):
+    """Whether the BLAS computes each kind of product faster than symbp's kernel: ``small``
+    (one core: a batch of 32 against a layer of 512) and ``large`` (all cores)."""
+
+    small: bool
+    large: bool
+
+    def __str__(self) -> str:
+        return f"small={'blas' if self.small else 'own'},large={'blas' if self.large else 'own'}"
+
+
+def _cpu() -> str:
+    """The CPU's name, family, model and vector extensions: what a measurement holds for."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "cpu family", "model", "flags") and key not in fields:
+                    fields[key] = value.strip()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    isa = ",".join(f for f in ("avx512f", "avx2", "fma", "neon", "asimd") if f in flags)
+    return f"{fields.get('model name', '?')} family {fields.get('cpu family', '?')} model " \
+        f"{fields.get('model', '?')} [{isa}]"  # fmt: skip
+
+
+def _key() -> str:
+    import numba
+
+    from symbp.lower.support import MKL
+
+    blas = "mkl" if MKL else "openblas"
+    parts = [_cpu(), blas, f"numba={numba.__version__}", f"numpy={np.__version__}",
+             f"threads={numba.config.NUMBA_NUM_THREADS}"]  # type: ignore[attr-defined]  # fmt: skip
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] + " " + parts[0]
+
+
+def pinned() -> Products | None:
+    """The choice ``SYMBP_MATMUL`` pins (``own``, ``blas``), if it does."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in ("own", "blas"):
+        return Products(value == "blas", value == "blas")
+    if value not in ("", "measure"):
+        raise ValueError(f"{ENV}={value!r}: expected 'own', 'blas' or 'measure'")
+    return None
+
+
+def token() -> str:
+    """What the program cache's keys say of the choice: the pin, or ``measured``. Not the
+    measured choice itself: the first program on a machine is generated (and cached) while
+    the measurement happens, and its key, made before, must find it again in the next
+    process. So a cached program keeps the choice it was generated with; after measuring
+    again, ``symbp cache clear`` lets programs be generated with the new one."""
+    fixed = pinned()
+    return "measured" if fixed is None else f"pinned:{fixed}"
+
+
+def _path() -> Any:
+    from symbp import cache
+
+    return cache.cache_dir() / "tuning.json"
+
+
+def _stored() -> dict[str, Any]:
+    try:
+        data = json.loads(_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@functools.cache
+def products() -> Products:
+    """The faster kind of each product on this CPU: pinned, stored, or measured now."""
+    fixed = pinned()
+    if fixed is not None:
+        return fixed
+    key = _key()
+    if os.environ.get(ENV, "").strip().lower() != "measure":
+        found = _stored().get(key)
+        if isinstance(found, dict) and set(found) == {"small", "large"}:
+            return Products(bool(found["small"]), bool(found["large"]))
+    choice = measure()
+    from symbp import cache
+    from symbp.checkpoint import atomic_write
+
+    data = _stored()
+    data[key] = choice._asdict()
+    try:
+        cache.cache_dir().mkdir(parents=True, exist_ok=True)
+        with atomic_write(_path()) as f:
+            f.write(json.dumps(data, indent=1).encode())
+    except (OSError, ValueError):
+        pass  # a read-only cache: measured again by the next process
+    return choice
+
+
+# The BLAS must win by this much: two kernels within noise of each other keep symbp's.
+MARGIN = 1.15
+
+
+def measure(rounds: int = 5) -> Products:
+    """Time one product of each kind both ways, in alternating rounds; the best round of
+    each (the least disturbed by other processes) decides."""
+    from symbp import runtime
+    from symbp.lower import conv_kernels as ck
+
+    ck.need("matmul_f32", "matmul_small_f32")
+    rng = np.random.default_rng(0)
+    out: dict[str, bool] = {}
+    for kind, (m, k, n), reps in (("small", (32, 128, 512), 40), ("large", (256, 512, 512), 4)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k)).astype(np.float32)
+        c = np.empty((m, n), np.float32)
+        own_small, own_large, blas_fn = _harness()
+        own = own_small if kind == "small" else own_large
+        blas = runtime.one_blas_thread(blas_fn)
+        times: dict[str, list[float]] = {"own": [], "blas": []}
+        for _ in range(rounds):
+            for name, fn in (("own", own), ("blas", blas)):
+                fn(a, b, c, 1)  # compiled (cached by Numba) and warm
+                t = time.perf_counter()
+                fn(a, b, c, reps)
+                times[name].append(time.perf_counter() - t)
+        out[kind] = min(times["blas"]) * MARGIN < min(times["own"])
+        _LAST[kind] = {name: statistics.median(ts) / reps for name, ts in times.items()}
+    return Products(out["small"], out["large"])
+
+
+_LAST: dict[str, dict[str, float]] = {}  # the last measurement's median seconds a product
+
+
+@functools.cache
+def _harness() -> tuple[Any, Any, Any]:
+    """Numba functions running ``reps`` products of each kind (compiled at the measurement)."""
+    from numba import njit
+
+    from symbp.lower import conv_kernels as ck
+
+    @njit(nogil=True)
+    def own_small(a, b, c, reps):  # type: ignore[no-untyped-def]
+        for _ in range(reps):
+            ck.call_matmul_small_f32(a, False, b, True, c)
+
+    @njit(nogil=True)
+    def own_large(a, b, c, reps):  # type: ignore[no-untyped-def]
+        for _ in range(reps):
+            ck.call_matmul_f32(a, False, b, True, c)
+
+    @njit(nogil=True)
+    def blas(a, b, c, reps):  # type: ignore[no-untyped-def]
+        for _ in range(reps):
+            np.dot(a, b.T, c)
+
+    return own_small, own_large, blas
+
+
+__all__ = ["ENV", "Products", "measure", "pinned", "products", "token"]
