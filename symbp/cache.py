@@ -427,6 +427,35 @@ def write_entry(key: str, body: str) -> Path:
     return path
 
 
+def write_note(name: str, text: str) -> None:
+    """Write ``name``, a small file of symbp's own (the product kernels measured faster:
+    ``lower.tuning``), into the cache directory, atomically and 0600 like an entry."""
+    d = _write_dir()
+    fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".tmp", dir=d)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, d / name)
+        tmp = ""
+    finally:
+        if tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def read_note(name: str) -> str | None:
+    """The text of ``write_note``'s file, if it is there and passes the checks entries pass
+    (ours, not writable by others, no symlink out)."""
+    d = _write_dir()
+    path = d / name
+    if not path.exists() or file_problem(path, Path(os.path.realpath(d))) is not None:
+        return None
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
 def _numba_files(d: Path, key: str) -> list[Path]:
     """Numba's index and code files for the entry ``key`` (not its in-flight temporaries)."""
     return [f for f in (d / "__pycache__").glob(f"m_{key}.*") if ".tmp." not in f.name]

@@ -19,6 +19,7 @@ own, and a BLAS call there would start the BLAS's own threads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -94,16 +95,15 @@ def token() -> str:
     return "measured" if fixed is None else f"pinned:{fixed}"
 
 
-def _path() -> Any:
-    from symbp import cache
-
-    return cache.cache_dir() / "tuning.json"
+NOTE = "tuning.json"
 
 
 def _stored() -> dict[str, Any]:
+    from symbp import cache
+
     try:
-        data = json.loads(_path().read_text())
-    except (OSError, ValueError):
+        data = json.loads(cache.read_note(NOTE) or "{}")
+    except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -121,16 +121,11 @@ def products() -> Products:
             return Products(bool(found["small"]), bool(found["large"]))
     choice = measure()
     from symbp import cache
-    from symbp.checkpoint import atomic_write
 
     data = _stored()
     data[key] = choice._asdict()
-    try:
-        cache.cache_dir().mkdir(parents=True, exist_ok=True)
-        with atomic_write(_path()) as f:
-            f.write(json.dumps(data, indent=1).encode())
-    except (OSError, ValueError):
-        pass  # a read-only cache: measured again by the next process
+    with contextlib.suppress(OSError):  # a cache it cannot write: measured again next time
+        cache.write_note(NOTE, json.dumps(data, indent=1))
     return choice
 
 
