@@ -716,7 +716,7 @@ def matmul_child(backend: str, n: int, repeats: int) -> None:
 def mkl_matmul_rate(n: int, repeats: int) -> float | None:
     """GFLOP/s of the gemm symbp calls, when symbp found the mkl wheel (else None)."""
     try:
-        from symbp.lower import support
+        from symbp.compiler.lower import support
     except ImportError:
         return None
     if not getattr(support, "MKL", None) or not hasattr(support, "gemm_f32"):

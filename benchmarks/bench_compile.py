@@ -97,8 +97,8 @@ class Profile:
 
         import symbp.api
         import symbp.compiled
-        import symbp.lower.program
-        import symbp.runtime
+        import symbp.compiler.lower.program
+        import symbp.compiler.runtime
 
         prof = self
 
@@ -146,8 +146,8 @@ class Profile:
         self.wrap(symbp.compiled, "derive", "symbp: derive")
         self.wrap(symbp.compiled, "lower_train", "symbp: emit")
         self.wrap(symbp.compiled, "lower_predict", "symbp: emit")
-        self.wrap(symbp.lower.program, "schedule", "symbp: schedule")
-        self.wrap(symbp.runtime, "load", "symbp: load")
+        self.wrap(symbp.compiler.lower.program, "schedule", "symbp: schedule")
+        self.wrap(symbp.compiler.runtime, "load", "symbp: load")
 
 
 def _digits() -> tuple[Any, Any]:
@@ -295,9 +295,9 @@ def child(case: str) -> dict[str, Any]:
     prof = Profile()
     prof.install()
     run = CASES[case]()
-    import symbp.runtime
+    import symbp.compiler.runtime
 
-    loaded_before = set(symbp.runtime._LOADED)
+    loaded_before = set(symbp.compiler.runtime._LOADED)
     start = time.process_time()
     prof.enter("other")
     run()
@@ -305,7 +305,7 @@ def child(case: str) -> dict[str, Any]:
     total = time.process_time() - start
     sources = {
         f"symbp_generated_{k}": len(Path(str(m.__file__)).read_text())
-        for k, m in symbp.runtime._LOADED.items()
+        for k, m in symbp.compiler.runtime._LOADED.items()
         if k not in loaded_before
     }
     for f in prof.functions:

@@ -16,10 +16,12 @@ tensor(14.6667)
 
 from symbp import backends, cuda, dtypes, nn, optim, random, utils
 from symbp.api import Derived, Traced, derive, elementwise, grad, symbols, trace
-from symbp.cache import cache_info, clear_cache
 from symbp.check import GradcheckReport, GradcheckWarning, check_grads, gradcheck
 from symbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from symbp.compiled import CompiledModel, compile
+from symbp.compiler.cache import cache_info, clear_cache
+from symbp.compiler.ir import B, ShapeError
+from symbp.compiler.ops import print_program
 from symbp.devices import DeviceError, device, get_default_device, set_default_device
 from symbp.dtypes import dtype, float16, float32, float64, int32, int64
 from symbp.factories import (
@@ -63,8 +65,6 @@ from symbp.grad_mode import (
 )
 from symbp.graph import ComputationGraph, computation_graph
 from symbp.interop import WeightsError, load_weights, save_weights
-from symbp.ir import B, ShapeError
-from symbp.ops import print_program
 from symbp.plot import plot_formula, plot_history
 from symbp.progress import Progress
 from symbp.random import (
@@ -126,7 +126,7 @@ def _unary(name: str):
     def fn(x):
         import sympy
 
-        from symbp.ops import ELEMENTWISE
+        from symbp.compiler.ops import ELEMENTWISE
         from symbp.tensor import unary
 
         if isinstance(x, sympy.Basic):  # on formulas: symbp.sigmoid(w*x + b) for symbp.grad
@@ -618,9 +618,9 @@ from symbp.autograd import rows as _function_rows  # noqa: E402, F401 (the funct
 
 __all__ += ["autograd"]
 # -- issue 17 . loops: scan, one IR node for a recurrence (nn.RNN/LSTM/GRU traced to compile)
-from symbp import loops  # noqa: E402
+from symbp.api import scan  # noqa: E402
 
-__all__ += ["loops"]
+__all__ += ["scan"]
 # -- issue 13 . PyTorch's small top-level helpers, and the names symbp does not have
 #
 import builtins as _builtins  # noqa: E402 (bool, float here are PyTorch's dtypes)

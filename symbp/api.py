@@ -16,14 +16,16 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import sympy
 
-from symbp import ops
-from symbp.autodiff import grad as grad_nodes
-from symbp.ir import B, Node, ShapeError, shape_str, toposort
-from symbp.ops import print_program
-from symbp.simplify import simplify, stable_forms
+from symbp.compiler import loops, ops
+from symbp.compiler.autodiff import grad as grad_nodes
+from symbp.compiler.ir import B, Node, ShapeError, shape_str, toposort
+from symbp.compiler.ops import print_program
+from symbp.compiler.simplify import simplify, stable_forms
+from symbp.grad_mode import enable_grad
 from symbp.tensor import (
     Tensor,
     _lift,
+    _result,
     get_default_dtype,
     graph_tensors,
     nary,
@@ -302,7 +304,7 @@ def _rule(formula: Any, derivative: Any, numpy_fn: Any, n_args: int) -> tuple:
 
 def _custom_function(name, formula, derivative, n_args, numpy_fn) -> type[sympy.Function]:
     """An opaque SymPy Function for a custom op with a given derivative or NumPy form."""
-    from symbp import scalar
+    from symbp.compiler import scalar
 
     syms = sympy.symbols(f"u0:{n_args}", real=True)
 
@@ -324,3 +326,23 @@ def _custom_function(name, formula, derivative, n_args, numpy_fn) -> type[sympy.
 
 
 __all__ = ["Derived", "Traced", "backward", "derive", "elementwise", "grad", "symbols", "trace"]
+
+
+# ---------------------------------------------------------------- loops
+
+
+def scan(step: Callable[..., object], h0: object, xs: object, consts: Sequence[object] = ()):
+    """``scan`` on tensors: ``step(carry, x, *consts)`` (a function of tensors, traced once
+    on leaves of the carry's, a step's and each const's shape) run from ``h0`` over the
+    first axis of ``xs``; the ``[T, ...]`` tensor of the carry after each step. Eagerly it
+    runs the loop in NumPy; traced, it is one node (``symbp.compile`` emits one loop)."""
+    h0, xs = _lift(h0), _lift(xs)
+    consts = [_lift(c) for c in consts]
+
+    def traced(*nodes: Node) -> Node:
+        with enable_grad():  # the body is derived later, whatever the caller's grad mode
+            out = step(*(Tensor(n) for n in nodes))
+        return out.node  # type: ignore[attr-defined]
+
+    node = loops.scan_node(traced, h0.node, xs.node, [c.node for c in consts])  # type: ignore[union-attr,attr-defined]
+    return _result(node, [h0, xs, *consts])  # type: ignore[list-item]

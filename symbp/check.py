@@ -50,11 +50,11 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp import scalar
 from symbp.api import derive
-from symbp.ir import LABELS, Node, ShapeError, bind_dims, shape_str, toposort
-from symbp.ops import OPS, NotApplicable, xsym
-from symbp.reference import evaluate, evaluate_all
+from symbp.compiler import scalar
+from symbp.compiler.ir import LABELS, Node, ShapeError, bind_dims, shape_str, toposort
+from symbp.compiler.ops import OPS, NotApplicable, xsym
+from symbp.compiler.reference import evaluate, evaluate_all
 from symbp.tensor import Parameter, Tensor, get_default_dtype, set_default_dtype, tensor
 
 DEFAULT_EPS = 1e-6
@@ -172,7 +172,7 @@ def _max_kink(node: Node, dims: dict) -> Kink:
 
 
 def _maxpool_kink(node: Node, dims: dict) -> Kink:
-    from symbp.ops import _pad, _windows
+    from symbp.compiler.ops import _pad, _windows
 
     a = node.arg
 

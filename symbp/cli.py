@@ -341,7 +341,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"removed {n} cache entries")
     else:
         with warnings.catch_warnings():  # said once below, plainly, rather than as a warning
-            warnings.simplefilter("ignore", symbp.cache.CacheWarning)
+            warnings.simplefilter("ignore", symbp.compiler.cache.CacheWarning)
             info = symbp.cache_info()
         print(info)
         if info["refused"]:

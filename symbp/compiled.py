@@ -10,7 +10,7 @@
 
 The program is built on the first ``step``/``fit``/``predict`` call, for the feature shape and
 dtype of that batch (the batch size stays a runtime value): trace -> derive -> simplify ->
-lower -> Numba, or, on a disk-cache hit (``symbp.cache``), trace -> load.
+lower -> Numba, or, on a disk-cache hit (``symbp.compiler.cache``), trace -> load.
 
 After ``step`` every Parameter's ``.data`` holds the new values and ``.grad`` the gradient, as
 after PyTorch's ``zero_grad(); loss.backward(); opt.step()``; the optimizer's ``state`` holds
@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from symbp import cache, runtime
 from symbp.api import canonical, derive, trace
-from symbp.ir import ShapeError
-from symbp.loops import save_for_backward
-from symbp.lower import ParamSpec, StateSpec, lower_predict, lower_train
-from symbp.lower.program import (
+from symbp.compiler import cache, runtime
+from symbp.compiler.ir import ShapeError
+from symbp.compiler.loops import save_for_backward
+from symbp.compiler.lower import ParamSpec, StateSpec, lower_predict, lower_train
+from symbp.compiler.lower.program import (
     BAD_LABEL,
     CHECK_DATA,
     CHECK_FINITE,
@@ -52,11 +52,11 @@ from symbp.lower.program import (
     STOP_NONFINITE,
     UPDATE,
 )
+from symbp.compiler.ops import print_program
+from symbp.compiler.runtime import model_source
 from symbp.nn.conv import StateUpdate, check_compilable, mode_dependent, program_inputs
 from symbp.nn.module import Module
-from symbp.ops import print_program
 from symbp.progress import Stages
-from symbp.runtime import model_source
 from symbp.tensor import Parameter, Tensor
 
 _NO_ORDER = np.empty(0, np.int64)
@@ -195,7 +195,7 @@ class _Program:
         from symbp.nn.init import generator
 
         # step()'s k-th dropout mask at step t is drawn from dropout_seed(seed, t, k); fit()
-        # passes its own seed instead (symbp.lower.support.dropout_seed)
+        # passes its own seed instead (symbp.compiler.lower.support.dropout_seed)
         self.seed = int(generator().integers(0, 2**62)) if self.spec.get("seeds") else 0
         self.buffer_views: list[tuple[Any, str, np.ndarray]] = []
         for u, bs in zip(buffers, self.spec.get("buffers", [])):
@@ -944,7 +944,7 @@ class CompiledModel:
         ``TensorDataset``; ``validation_data`` too. ``batch_size`` defaults to 32 and
         ``shuffle`` to True.
 
-        Each epoch -- shuffle (``seed``, epoch) -> ``symbp.lower.support.epoch_order``, gather
+        Each epoch -- shuffle (``seed``, epoch) -> ``lower.support.epoch_order``, gather
         the minibatches, forward, backward, update, sum the loss -- is one compiled call; when
         nothing needs Python between epochs (no validation, ``verbose``, ``callback``,
         scheduler, early stopping or checkpoint) all epochs are. A non-finite loss stops

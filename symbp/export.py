@@ -13,7 +13,7 @@ and then, anywhere numpy and numba are installed (symbp need not be)::
 
 The module holds the generated kernels exactly as symbp runs them (the training program, when
 the model was compiled with a loss and an optimizer, and the inference program), the helpers
-they import from ``symbp`` copied in by source (``symbp.lower.support``: the stable sigmoid,
+they import from ``symbp`` copied in by source (``compiler.lower.support``: the stable sigmoid,
 the epoch shuffle ...), and a small driver. Matrix products that call MKL through symbp's
 ``gemm_f32``/``gemm_f64`` go to ``np.dot`` instead (Numba's BLAS: OpenBLAS or whatever NumPy
 links), so no MKL is needed; everything else runs the same operations in the same order, so
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from symbp.checkpoint import atomic_write
-from symbp.runtime import model_source
+from symbp.compiler.runtime import model_source
 
 __all__ = ["ExportError", "export_model", "module_path"]
 
@@ -64,8 +64,8 @@ def {name}(a, ta, b, tb, out):
         np.dot(a, b, out)
 '''
 _STAND_INS = {
-    ("symbp.lower.support", "gemm_f32"): _GEMM.format(name="gemm_f32"),
-    ("symbp.lower.support", "gemm_f64"): _GEMM.format(name="gemm_f64"),
+    ("symbp.compiler.lower.support", "gemm_f32"): _GEMM.format(name="gemm_f32"),
+    ("symbp.compiler.lower.support", "gemm_f64"): _GEMM.format(name="gemm_f64"),
 }
 
 
@@ -200,7 +200,7 @@ class _Helpers:
 # Modules copied in whole when anything of theirs is used: the SIMD intrinsics of the
 # convolution and matrix kernels come with a Numba type and its data model (registered on
 # import), which no single function's source carries.
-_WHOLE_MODULES = ("symbp.lower.simd",)
+_WHOLE_MODULES = ("symbp.compiler.lower.simd",)
 
 
 def _module_body(module: Any) -> str:

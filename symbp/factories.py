@@ -25,7 +25,7 @@ import numpy as np
 from symbp import devices as _device
 from symbp import dtypes
 from symbp import random as _random
-from symbp.ir import Node
+from symbp.compiler.ir import Node
 from symbp.tensor import Tensor, _ids, get_default_dtype
 from symbp.tensor import tensor as _tensor
 
@@ -257,7 +257,7 @@ def _traced_fill(what: str, input: Any, fill: Any, kw: dict) -> Tensor | None:  
     dtype, device, requires_grad = _options(what, dict(kw))
     _device.check(device, what)
     np_dtype = dtypes.to_numpy(dtype, what) if dtype is not None else np.dtype(input.dtype)
-    from symbp import ops
+    from symbp.compiler import ops
 
     return Tensor(ops.const(fill, input.shape, np_dtype), None, requires_grad)
 

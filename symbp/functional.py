@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp import ops
 from symbp import tensor as T
-from symbp.ir import ShapeError, int64, numel, shape_error, shape_str
-from symbp.ops import Conv2dArg, Pool2dArg
+from symbp.compiler import ops
+from symbp.compiler.ir import ShapeError, int64, numel, shape_error, shape_str
+from symbp.compiler.ops import Conv2dArg, Pool2dArg
 from symbp.tensor import Tensor
 
 _dropout_ids = itertools.count()
@@ -211,9 +211,9 @@ def dropout(
 
     The mask is a ``bernoulli`` node fed by an int64 seed input: eagerly a fresh draw from
     symbp's generator (``symbp.manual_seed``), traced an input leaf named ``seed_name`` that
-    the compiled program feeds ``symbp.lower.support.dropout_seed(base, t, k)`` at optimizer
+    the compiled program feeds ``lower.support.dropout_seed(base, t, k)`` at optimizer
     step ``t`` (``base``: ``fit``'s seed, or for ``step`` a draw from symbp's generator when the
-    program is built). The mask is a hash of (seed, index): ``symbp.ops.bernoulli_mask``.
+    program is built). The mask is a hash of (seed, index): ``symbp.compiler.ops.bernoulli_mask``.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")

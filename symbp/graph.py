@@ -9,7 +9,7 @@ digraph symbp {
 
 Every IR node is one box labelled ``op[arg] type`` (``matmul f32[B,2]``,
 ``ew[σ(x0 + x1)] f32[B,2]``), with the layer that produced it on the line above
-(``linear1``, from ``symbp.ir.LABELS``). Leaves are ellipses: parameters in yellow, data in
+(``linear1``, from ``symbp.compiler.ir.LABELS``). Leaves are ellipses: parameters in yellow, data in
 blue. Backward nodes are red, their edges dashed; the loss and each gradient end in a named
 output. Where a node reads several inputs its edges are labelled ``x0, x1, ...``, the names its
 formula uses.
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from symbp.checkpoint import atomic_write
-from symbp.ir import LABELS, Node, toposort, type_str
+from symbp.compiler.ir import LABELS, Node, toposort, type_str
 
 __all__ = ["ComputationGraph", "GraphvizError", "computation_graph", "render_dot"]
 
@@ -70,7 +70,7 @@ class ComputationGraph:
 
     def to_dot(self, max_label: int = 60, rankdir: str = "TB") -> str:
         """The graph as DOT text; labels longer than ``max_label`` characters are cut."""
-        from symbp.ops import OPS
+        from symbp.compiler.ops import OPS
 
         ids = {node: f"n{i}" for i, node in enumerate((*self.forward, *self.backward))}
         back = set(self.backward)
@@ -162,7 +162,7 @@ def computation_graph(
     docstring).
     """
     from symbp.api import Derived, derive
-    from symbp.autodiff import grad
+    from symbp.compiler.autodiff import grad
     from symbp.tensor import Parameter, Tensor, parameter_leaves
 
     # Parameters by identity among the tensors of a tensor's graph; a graph given by its nodes

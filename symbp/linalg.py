@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from symbp.ir import shape_error, shape_str
+from symbp.compiler.ir import shape_error, shape_str
 from symbp.tensor import (
     Tensor,
     reshape,

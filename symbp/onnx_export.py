@@ -32,9 +32,9 @@ import numpy as np
 import sympy
 from sympy.codegen import cfunctions
 
-from symbp import ops, scalar
+from symbp.compiler import ops, scalar
+from symbp.compiler.ir import LABELS, B, Names, Node, consumers, toposort
 from symbp.export import ExportError
-from symbp.ir import LABELS, B, Names, Node, consumers, toposort
 
 __all__ = ["OPSET", "OnnxExportError", "export_onnx", "onnx_model"]
 
@@ -171,7 +171,7 @@ def _opaque_formula(fn: sympy.Function) -> sympy.Expr | None:
     return formula.xreplace(dict(zip(xs, fn.args)))  # type: ignore[no-any-return]
 
 
-# SymPy (and symbp.scalar) functions that are one ONNX operator of the same argument
+# SymPy (and symbp.compiler.scalar) functions that are one ONNX operator of the same argument
 _UNARY: dict[Any, str] = {
     sympy.exp: "Exp",
     sympy.log: "Log",
@@ -352,7 +352,7 @@ class _Formula:
             h0 = self.num(args[1]) if len(args) > 1 else self.k(0.5)
             below = self.op("Where", self.op("Less", x[0], self.k(0)), self.k(0), h0)
             return self.op("Where", self.op("Greater", x[0], self.k(0)), self.k(1), below)
-        if isinstance(f, type) and issubclass(f, sympy.atan2):  # symbp.scalar.atan2 too
+        if isinstance(f, type) and issubclass(f, sympy.atan2):  # symbp.compiler.scalar.atan2 too
             return self._atan2(x[0], x[1])
         raise self.unsupported(f"the function {f.__name__}")
 

@@ -20,10 +20,10 @@ import numpy as np
 import sympy
 
 from symbp import devices as _device
-from symbp import dtypes, ops
+from symbp import dtypes
 from symbp import random as _random
-from symbp.grad_mode import enable_grad, is_grad_enabled
-from symbp.ir import (
+from symbp.compiler import ops
+from symbp.compiler.ir import (
     Node,
     ShapeError,
     float32,
@@ -36,7 +36,8 @@ from symbp.ir import (
     type_str,
     where,
 )
-from symbp.reference import evaluate
+from symbp.compiler.reference import evaluate
+from symbp.grad_mode import enable_grad, is_grad_enabled
 from symbp.size import Size
 
 _default_dtype = [float32]

@@ -23,9 +23,15 @@ CALL_TIME = {
     ("symbp.api", "symbp.autograd.engine"): "api.backward is the pipeline's door to the engine, "
     "which derives with api.derive",
     ("symbp.random", "symbp.tensor"): "get_rng_state returns the state as a Tensor, as PyTorch",
-    ("symbp.cache", "symbp"): "a cache key names the package's version, symbp.__version__",
-    ("symbp.cache", "symbp.lower.support"): "a cache key names the BLAS kernels call (MKL)",
-    ("symbp.cache", "symbp.lower.tuning"): "a cache key names the products this CPU runs "
+    ("symbp.compiler.cache", "symbp"): "a cache key names the package's version, symbp.__version__",
+    (
+        "symbp.compiler.cache",
+        "symbp.compiler.lower.support",
+    ): "a cache key names the BLAS kernels call (MKL)",
+    (
+        "symbp.compiler.cache",
+        "symbp.compiler.lower.tuning",
+    ): "a cache key names the products this CPU runs "
     "faster, measured by tuning and kept in the cache directory",
     ("symbp.compiled", "symbp.onnx_export"): "CompiledModel.export_onnx hands itself to the "
     "exporter, a tool above it (which reads symbp.__version__)",
@@ -64,7 +70,7 @@ def _module_level(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
 
 
 def _owner(name: str) -> str | None:
-    """The symbp module an imported dotted name lives in (``symbp.ir.Node`` -> ``symbp.ir``)."""
+    """The symbp module an imported dotted name lives in (``symbp.nn.Linear`` -> ``symbp.nn``)."""
     while name and name not in MODULES:
         name = name.rpartition(".")[0]
     return name or None
@@ -152,11 +158,17 @@ def reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
 
 def test_the_analysis_sees_the_package():
     graph = import_graph()
-    assert {"symbp", "symbp.ir", "symbp.ops", "symbp.lower.emit", "symbp.nn.module"} <= set(graph)
-    assert "symbp.ir" in graph["symbp.ops"]  # from symbp.ir import (...)
+    assert {
+        "symbp",
+        "symbp.compiler.ir",
+        "symbp.compiler.ops",
+        "symbp.compiler.lower.emit",
+        "symbp.nn.module",
+    } <= set(graph)
+    assert "symbp.compiler.ir" in graph["symbp.compiler.ops"]  # from symbp.compiler.ir import (...)
     assert "symbp.tensor" in graph["symbp.api"]
-    assert "symbp.ops" in graph["symbp.tensor"]  # from symbp import dtypes, ops
-    assert graph["symbp.ir"] == set()  # the bottom: numpy and sympy only
+    assert "symbp.compiler.ops" in graph["symbp.tensor"]  # from symbp.compiler import ops
+    assert graph["symbp.compiler.ir"] == set()  # the bottom: numpy and sympy only
     # the analysis finds a cycle where there is one
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
@@ -181,3 +193,27 @@ def test_imports_in_functions_close_no_cycle_but_the_known_call_time_ones():
         "upward import in CALL_TIME with why it is a call-time dependency): "
         + "; ".join(" <-> ".join(c) for c in found)
     )
+
+
+# (importer, imported): a compiler module's import of a module above the compiler, and why
+UPWARD = {
+    ("symbp.compiler.ops", "symbp.distributed"): "psum's eager value is the sum over the ranks "
+    "of the job that symbp.distributed runs over MPI (the identity in one process)",
+    ("symbp.compiler.cache", "symbp"): "a cache key names the package's version",
+}
+
+
+def test_the_compiler_imports_nothing_above_it():
+    """Layers point one way: the tools use the front end, which uses the compiler
+    (``symbp.compiler``). A compiler module importing the front end or a tool, at module level
+    or in a function, is listed in UPWARD with why, so that a new one is a decision."""
+    at_import, later = import_graph(), import_graph(deferred=True)
+    upward = {
+        (m, t)
+        for m in MODULES
+        if m.startswith("symbp.compiler")
+        for t in at_import[m] | later[m]
+        if t != "symbp.compiler" and not t.startswith("symbp.compiler.")
+    }
+    assert upward - set(UPWARD) == set(), "the compiler imports from above it"
+    assert set(UPWARD) - upward == set(), "UPWARD lists imports that are gone"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import symbp
-from symbp import cache
+from symbp.compiler import cache
 
 SCRIPT = textwrap.dedent(
     """
@@ -99,7 +99,7 @@ def test_cache_info_and_clear(tmp_path, monkeypatch):
 def test_numba_cache_dir_is_checked_before_symbp_kernels_use_it(tmp_path, monkeypatch):
     from numba.core import config
 
-    import symbp.lower.conv_kernels as kernels
+    import symbp.compiler.lower.conv_kernels as kernels
 
     shared = tmp_path / "numba"
     shared.mkdir()

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 import symbp
-from symbp import cache, nn, runtime
-from symbp.cache import CacheWarning
+from symbp import nn
+from symbp.compiler import cache, runtime
+from symbp.compiler.cache import CacheWarning
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="chown to another user needs root")

@@ -18,7 +18,7 @@ import symbp
 import symbp.functional as F
 from symbp import nn
 from symbp.check import GradcheckWarning, gradcheck
-from symbp.ops import OPS
+from symbp.compiler.ops import OPS
 
 
 def tied_pair_net():

@@ -126,4 +126,4 @@ def test_the_next_test_loads_it_from_the_session_cache():
     if not _first_build:
         pytest.skip("run with the test before it")
     assert _tiny_model().timings["cache_hit"] == 1.0  # not compiled again
-    assert os.environ["SYMBP_CACHE_DIR"] == str(symbp.cache.cache_dir())
+    assert os.environ["SYMBP_CACHE_DIR"] == str(symbp.compiler.cache.cache_dir())

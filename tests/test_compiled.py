@@ -8,7 +8,7 @@ from conftest import B1_222, B2_222, T222, W1_222, W2_222, X222, Net222, backpro
 
 import symbp
 from symbp import nn
-from symbp.lower.support import epoch_order
+from symbp.compiler.lower.support import epoch_order
 from symbp.tensor import Parameter
 
 pytestmark = pytest.mark.usefixtures("tmp_cache")  # compile into this session's cache

@@ -13,9 +13,10 @@ import pytest
 
 import symbp
 from symbp import functional as F
-from symbp import nn, ops
+from symbp import nn
+from symbp.compiler import ops
+from symbp.compiler.lower import support
 from symbp.datasets import load_digits, train_test_split
-from symbp.lower import support
 from symbp.tensor import _result
 
 MASK64 = 2**64 - 1

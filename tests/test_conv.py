@@ -16,12 +16,13 @@ import pytest
 from conftest import numeric_grads
 
 import symbp
-from symbp import api, nn, ops
+from symbp import api, nn
 from symbp import functional as F
-from symbp.autodiff import vjp
-from symbp.ir import B, toposort
+from symbp.compiler import ops
+from symbp.compiler.autodiff import vjp
+from symbp.compiler.ir import B, toposort
+from symbp.compiler.reference import evaluate
 from symbp.models import tutorial_cnn
-from symbp.reference import evaluate
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The library kernels (symbp/lower/conv_kernels.py) against NumPy references: convolutions and
+"""The library kernels (compiler/lower/conv_kernels.py) against NumPy references: convolutions and
 the register-tiled matrix product.
 
 The reference is written here from the definition, one tap at a time:
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import everyday
 
-from symbp.lower import conv, conv_kernels
+from symbp.compiler.lower import conv, conv_kernels
 
 
 def pad(x, top, bottom, left, right):
@@ -160,7 +160,7 @@ def test_tiled_matmul_matches_numpy(m, k, n, dtype, kernel):
 
 
 def test_generated_file_is_up_to_date():
-    """conv_kernels.py is what ``python -m symbp.lower.conv`` writes from conv.py."""
+    """conv_kernels.py is what ``python -m symbp.compiler.lower.conv`` writes from conv.py."""
     assert conv.TARGET.read_text() == conv.source()
 
 
@@ -171,7 +171,7 @@ def test_parallel_regions_run_on_openmp_unless_numba_is_told(env):
     pytest.importorskip("numba.np.ufunc.omppool")  # libgomp is there
     script = (
         "import os, numpy as np, numba, symbp\n"
-        "from symbp.lower.conv_kernels import conv2d_forward_f64, need\n"
+        "from symbp.compiler.lower.conv_kernels import conv2d_forward_f64, need\n"
         "need('matmul_f64')\n"
         "x, w, out = np.ones((2, 1, 4, 4)), np.ones((3, 1, 3, 3)), np.empty((2, 3, 2, 2))\n"
         "conv2d_forward_f64(x, w, out, 1, 1, 0, 0, 1, 1)\n"
@@ -183,7 +183,7 @@ def test_parallel_regions_run_on_openmp_unless_numba_is_told(env):
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
     layer, mkl = p.stdout.split()
-    from symbp.lower import support
+    from symbp.compiler.lower import support
 
     gnu = "GNU" if support.MKL else "None"
     assert (layer, mkl) == (("workqueue", "None") if env else ("omp", gnu))

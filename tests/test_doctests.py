@@ -12,7 +12,8 @@ import pkgutil
 import pytest
 
 import symbp
-from symbp import api, ops
+from symbp import api
+from symbp.compiler import ops
 
 
 def _modules() -> list[str]:

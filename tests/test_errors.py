@@ -139,7 +139,7 @@ def test_trace_time_shape_error_with_symbolic_batch():
 
 
 def test_traced_program_run_with_inconsistent_batches():
-    from symbp.reference import evaluate
+    from symbp.compiler.reference import evaluate
 
     traced = symbp.trace(lambda x, y: (x * y).sum(), np.zeros((8, 3)), np.zeros((8, 3)))
     x, y = traced.inputs["x"], traced.inputs["y"]
@@ -212,7 +212,7 @@ def test_bad_loss_reduction_and_optimizer_options():
 def test_registering_an_elementwise_name_again_with_another_formula_warns():
     import sympy
 
-    from symbp import ops
+    from symbp.compiler import ops
 
     saved = dict(ops.ELEMENTWISE)
     try:

@@ -69,7 +69,7 @@ def test_exported_module_predicts_and_trains_as_symbp(tmp_path):
             imported.add(node.module.split(".")[0])
     # the standard library, numpy and numba (llvmlite is Numba's own: the copied SIMD vectors
     # of the matrix-product kernel use it, where this CPU runs it rather than the BLAS:
-    # symbp.lower.tuning), never symbp
+    # symbp.compiler.lower.tuning), never symbp
     assert {"math", "os", "numpy", "numba"} <= imported
     assert imported <= {"math", "os", "typing", "numpy", "numba", "llvmlite"}
     np.save(tmp_path / "X.npy", X), np.save(tmp_path / "Y.npy", Y), np.save(tmp_path / "XT.npy", XT)

@@ -14,7 +14,7 @@ import pytest
 
 import symbp
 from symbp import nn
-from symbp.ir import Node
+from symbp.compiler.ir import Node
 from symbp.utils.data import DataLoader, RandomSampler, TensorDataset
 
 torch = pytest.importorskip("torch")

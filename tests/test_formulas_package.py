@@ -55,7 +55,7 @@ def test_the_names_imported_from_symbp_formulas_still_resolve():
     ]  # fmt: skip
     missing = [n for n in names if not hasattr(f, n)]
     assert not missing, missing
-    from symbp.ops import OPS
+    from symbp.compiler.ops import OPS
 
     missing_rows = set(OPS) - set(f.PRINTING)  # filled by symbp.formulas.table on import
     assert not missing_rows, missing_rows

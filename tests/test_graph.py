@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import symbp
-from symbp.autodiff import grad
+from symbp.compiler.autodiff import grad
+from symbp.compiler.ir import LABELS, toposort, type_str
 from symbp.graph import ComputationGraph, GraphvizError, computation_graph
-from symbp.ir import LABELS, toposort, type_str
 
 # ---------------------------------------------------------------- a tiny DOT parser
 
@@ -102,7 +102,7 @@ def net_loss():
 
 def label_of(node):
     """What each IR node should be called, from print_program's own listing of the node."""
-    from symbp.ops import print_program
+    from symbp.compiler.ops import print_program
 
     if node.op == "input":
         return f"{node.arg}\n{type_str(node)}"

@@ -1,5 +1,5 @@
 """What symbp does to its host's threads: a program that calls BLAS runs OpenBLAS on its
-caller's thread alone and gives the host's thread count back (symbp.runtime.one_blas_thread:
+caller's thread alone and gives the host's thread count back (compiler.runtime.one_blas_thread:
 OpenBLAS's pool, spinning after each call, otherwise took the cores Numba's threads need
 next); Numba's threading layer is chosen when symbp first loads a program, not on import."""
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import symbp
-from symbp import compiled, nn, optim, runtime
+from symbp import compiled, nn, optim
+from symbp.compiler import runtime
 
 torch = pytest.importorskip("torch")
 

@@ -1,4 +1,4 @@
-"""Issue 17: ``scan`` (symbp/loops.py), one IR node for a recurrence, and its adjoint.
+"""Issue 17: ``scan`` (symbp/compiler/loops.py), one IR node for a recurrence, and its adjoint.
 
 The op's own rows (NumPy forward, the reverse loop's gradients against central differences
 and PyTorch) are in tests/test_ops.py. Here: what the loop node buys (a compiled program whose
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import symbp
-from symbp import loops
 from symbp import nn as snn
 from symbp.check import GradcheckWarning, gradcheck
-from symbp.ir import ShapeError, toposort
+from symbp.compiler import loops
+from symbp.compiler.ir import ShapeError, toposort
 
 torch = pytest.importorskip("torch")
 
@@ -141,8 +141,8 @@ def test_storing_for_the_loop_back_changes_no_value(step: Any, k: int) -> None:
     rewritten adjoint reads no activation it would recompute, sums ∂E/∂W as one product
     after the loop, and its rows, like the forward's, are apart (one block per thread)."""
     from symbp.api import derive
-    from symbp.ir import B, Node, float64
-    from symbp.reference import evaluate
+    from symbp.compiler.ir import B, Node, float64
+    from symbp.compiler.reference import evaluate
     from symbp.tensor import Tensor
 
     leaves = [Node("input", (), name, shape, float64) for name, shape in
@@ -169,7 +169,7 @@ def test_storing_for_the_loop_back_changes_no_value(step: Any, k: int) -> None:
 def test_a_step_mixing_the_rows_is_not_run_by_blocks() -> None:
     """A step that reads across the batch (it subtracts the batch's mean) is no recurrence
     per row: rows_apart says so, where the LSTM's and a ReLU RNN's steps are apart."""
-    from symbp.ir import B, Node, float64
+    from symbp.compiler.ir import B, Node, float64
     from symbp.tensor import Tensor
 
     h0, xs, w = (Node("input", (), n, s, float64) for n, s in
@@ -255,7 +255,7 @@ def _relu_problem() -> list[np.ndarray]:
 
 
 def _loss(h0: Any, xs: Any, w: Any, b: Any) -> Any:
-    return (loops.scan(_relu_step, h0, xs, [w, b]) ** 2).sum()
+    return (symbp.scan(_relu_step, h0, xs, [w, b]) ** 2).sum()
 
 
 def test_gradcheck_through_a_scan_agrees_with_differences() -> None:
@@ -320,24 +320,24 @@ def test_a_step_reading_a_tensor_it_was_not_given_is_an_error() -> None:
     w = symbp.tensor(np.eye(3), requires_grad=True)
     h0, xs = symbp.zeros(2, 3), symbp.ones(4, 2, 3)
     with pytest.raises(ShapeError, match=r"the step reads 't\d+' \[3,3\].*pass it in consts"):
-        loops.scan(lambda h, x: (h @ w + x).tanh(), h0, xs)
+        symbp.scan(lambda h, x: (h @ w + x).tanh(), h0, xs)
 
 
 def test_a_step_changing_the_carry_shape_is_an_error() -> None:
     h0, xs = symbp.zeros(2, 3), symbp.ones(4, 2, 3)
     with pytest.raises(ShapeError, match=r"the step returns f64\[2,1\], the carry is f64\[2,3\]"):
-        loops.scan(lambda h, x: (h + x).sum(-1, keepdim=True), h0, xs)
+        symbp.scan(lambda h, x: (h + x).sum(-1, keepdim=True), h0, xs)
 
 
 def test_an_empty_sequence_is_an_error() -> None:
     with pytest.raises(ShapeError, match=r"a fixed number of steps >= 1, got \[0,2,3\]"):
-        loops.scan(lambda h, x: h + x, symbp.zeros(2, 3), symbp.ones(0, 2, 3))
+        symbp.scan(lambda h, x: h + x, symbp.zeros(2, 3), symbp.ones(0, 2, 3))
 
 
 def test_no_second_derivative_through_a_scan() -> None:
     h0 = symbp.tensor(np.ones((2, 3)), requires_grad=True)
     xs = symbp.tensor(np.ones((4, 2, 3)))
-    out = loops.scan(lambda h, x: (h * x).tanh(), h0, xs).sum()
+    out = symbp.scan(lambda h, x: (h * x).tanh(), h0, xs).sum()
     (g,) = symbp.autograd.grad(out, [h0], create_graph=True)
     with pytest.raises(NotImplementedError, match="no second derivatives through a recurrent"):
         g.sum().backward()

@@ -3,7 +3,7 @@
 Each case is a small program ``out = f(X, W)`` of parameters X and W, compiled with the loss
 ``sum(out * R)`` (R a third parameter). Then ``grad R`` is the forward value of ``out`` element
 by element, and ``grad X``, ``grad W`` its backward pass: one compiled call checks both against
-the eager reference (``Tensor.backward`` runs ``symbp.reference`` on the derived program).
+the eager reference (``Tensor.backward`` runs ``symbp.compiler.reference`` on the derived program).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import sympy
 from conftest import assert_kernel_matches, kernel_results
 
 import symbp
-from symbp import nn, ops
-from symbp.lower import numba_code
+from symbp import nn
+from symbp.compiler import ops
+from symbp.compiler.lower import numba_code
 from symbp.tensor import _result
 
 pytestmark = pytest.mark.usefixtures("tmp_cache")  # compile into this session's cache
@@ -113,7 +114,7 @@ def test_printer_numba_safe_forms():
     assert numba_code(sympy.Max(x, y), names) == "(b[i] if a[i] < b[i] or b[i] != b[i] else a[i])"
     assert numba_code(x**2 + 1 / sympy.sqrt(y), names) == "(a[i]*a[i]) + 1.0/math.sqrt(b[i])"
     assert numba_code(y / x**2, names) == "b[i]/(a[i]*a[i])"
-    sig = numba_code(symbp.scalar.sigmoid(x), names, "f64")
+    sig = numba_code(symbp.compiler.scalar.sigmoid(x), names, "f64")
     assert sig == "sigmoid_f64(a[i])"
     with pytest.raises(NotImplementedError, match="no scalar form"):
         numba_code(sympy.besselj(0, x), names)
@@ -126,7 +127,7 @@ def test_tanh_from_exp_is_within_three_ulps(dtype: type) -> None:
     the special values: ±0 keep their sign, ±inf give ±1, NaN stays NaN."""
     from numba import njit
 
-    from symbp.lower import support
+    from symbp.compiler.lower import support
 
     fn = support.tanh_f32 if dtype is np.float32 else support.tanh_f64
 

@@ -16,7 +16,7 @@ import pytest
 
 import symbp
 from symbp import nn as snn
-from symbp.ir import ShapeError
+from symbp.compiler.ir import ShapeError
 
 torch = pytest.importorskip("torch")
 

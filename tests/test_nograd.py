@@ -298,7 +298,7 @@ def test_no_grad_in_a_traced_function_cuts_the_gradient():
     traced = symbp.trace(f, np.zeros((4, 2)))
     d = symbp.derive(traced.outputs[0], [w.node])
     x = np.arange(8.0).reshape(4, 2)
-    from symbp.reference import evaluate
+    from symbp.compiler.reference import evaluate
 
     g = evaluate([d.grads[0]], {traced.inputs["x"]: x, w.node: w.numpy()})[0]
     np.testing.assert_allclose(g, (x * w.numpy()).sum(0))  # c is a constant

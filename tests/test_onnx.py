@@ -14,7 +14,8 @@ import sympy
 
 import symbp
 import symbp.nn.functional as F
-from symbp import nn, ops
+from symbp import nn
+from symbp.compiler import ops
 from symbp.models import digits_cnn
 from symbp.onnx_export import ONNX, OPSET, OnnxExportError, onnx_model
 

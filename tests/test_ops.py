@@ -14,11 +14,12 @@ from conftest import numeric_grads
 from test_conv import ref_avg_pool2d, ref_conv2d, ref_max_pool2d
 
 import symbp
-from symbp import api, check, ops
+from symbp import api, check
 from symbp import functional as F
+from symbp.compiler import ops
+from symbp.compiler.ir import toposort
+from symbp.compiler.lower import LoweringError, emit, schedule
 from symbp.formulas import PRINTING, Printing, _express
-from symbp.ir import toposort
-from symbp.lower import LoweringError, emit, schedule
 from symbp.nn import functional as F_nn
 from symbp.tensor import _result, nary
 
@@ -684,7 +685,7 @@ def _scan_rnn(h0, xs, w, b):
     """tanh(h W + x + b) over the steps of xs, with symbp's scan (a Python loop on torch)."""
     step = lambda h, x, w, b: (h @ w + x + b).tanh()  # noqa: E731
     if isinstance(h0, symbp.Tensor):
-        return symbp.loops.scan(step, h0, xs, [w, b])
+        return symbp.scan(step, h0, xs, [w, b])
     hs, h = [], h0
     for x in xs:
         h = step(h, x, w, b)
@@ -1272,8 +1273,8 @@ def test_every_op_has_a_row():
 # ops.OPS entry, one row in each of these (ops.NotApplicable where the stage has no rule for
 # it, on purpose), and one row in ROWS above.
 STAGES = {
-    "symbp.lower.schedule.PLACEMENT": (schedule.PLACEMENT, schedule.Placement),
-    "symbp.lower.emit.LOWERING": (emit.LOWERING, emit.Lowering),
+    "symbp.compiler.lower.schedule.PLACEMENT": (schedule.PLACEMENT, schedule.Placement),
+    "symbp.compiler.lower.emit.LOWERING": (emit.LOWERING, emit.Lowering),
     "symbp.formulas.PRINTING": (PRINTING, Printing),
     "symbp.check.KINKS": (check.KINKS, None),  # rows: regime readers (functions)
 }

@@ -11,7 +11,7 @@ from conftest import assert_kernel_matches, kernel_results, numeric_grads
 
 import symbp
 from symbp import nn
-from symbp.ir import ShapeError, toposort
+from symbp.compiler.ir import ShapeError, toposort
 
 torch = pytest.importorskip("torch")
 

@@ -564,7 +564,7 @@ def test_compiled_model_with_where_and_masks_trains_as_pytorch(tmp_cache):
 def test_printer_writes_sympys_boolean_forms():
     """Fusing a mask's indicator into a relation can leave SymPy's ITE; Xor too (Numba had
     no name for them: a NameError at compile time)."""
-    from symbp.lower import numba_code
+    from symbp.compiler.lower import numba_code
 
     a, b, c = sympy.symbols("a b c", real=True)
     names = {a: "x[i]", b: "y[i]", c: "z[i]"}

@@ -366,7 +366,7 @@ def test_on_formulas_as_symbp_sigmoid():
 
     x = sympy.Symbol("x", real=True)
     assert symbp.sin(x) == sympy.sin(x)
-    assert symbp.hypot(x, 3) == symbp.ops.ELEMENTWISE["hypot"](x, 3)
+    assert symbp.hypot(x, 3) == symbp.compiler.ops.ELEMENTWISE["hypot"](x, 3)
 
 
 # ---------------------------------------------------------------- gradcheck and formulas

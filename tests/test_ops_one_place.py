@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_kernel_matches, kernel_results
 
 import symbp
-from symbp.ir import ShapeError
+from symbp.compiler.ir import ShapeError
 
 torch = pytest.importorskip("torch")
 

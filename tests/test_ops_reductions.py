@@ -11,8 +11,8 @@ import scipy.special
 from conftest import assert_kernel_matches, kernel_results, numeric_grads
 
 import symbp
-from symbp import ops
-from symbp.ir import ShapeError, toposort
+from symbp.compiler import ops
+from symbp.compiler.ir import ShapeError, toposort
 
 torch = pytest.importorskip("torch")
 

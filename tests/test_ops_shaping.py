@@ -13,10 +13,11 @@ import sympy
 from conftest import assert_kernel_matches, kernel_results, numeric_grads
 
 import symbp
-from symbp import nn, ops
-from symbp.ir import B, Node, ShapeError
+from symbp import nn
+from symbp.compiler import ops
+from symbp.compiler.ir import B, Node, ShapeError
+from symbp.compiler.reference import evaluate
 from symbp.nn import functional as F
-from symbp.reference import evaluate
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional

@@ -441,7 +441,7 @@ def test_eager_and_compiled_steps_interleave(kind):
 @pytest.mark.slow
 def test_large_update_runs_in_parallel_and_matches():
     """A group of >= PARALLEL_UPDATE entries is updated in a prange loop: same numbers."""
-    from symbp.lower.emit import PARALLEL_UPDATE
+    from symbp.compiler.lower.emit import PARALLEL_UPDATE
 
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((6, 256)), rng.integers(0, 128, 6)

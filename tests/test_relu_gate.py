@@ -1,6 +1,6 @@
 """Issue 11: ReLU's gradient at infinities. Its backward is ``ct * Heaviside(z, 0)``; as a
 product, an infinite cotangent where the unit is off gave 0 * inf = nan, where PyTorch's
-(a select) gives 0. Eager and compiled now select too (``symbp.scalar.gated``), and agree
+(a select) gives 0. Eager and compiled now select too (``symbp.compiler.scalar.gated``), and agree
 with PyTorch at z = +-inf, at an infinite cotangent, and with a NaN pre-activation."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 import sympy
 
 import symbp
-from symbp import nn, scalar
+from symbp import nn
+from symbp.compiler import scalar
 
 try:
     import torch

@@ -14,7 +14,7 @@ import pytest
 import symbp
 from symbp import nn
 from symbp.checkpoint import load_checkpoint, save_checkpoint
-from symbp.ir import ShapeError
+from symbp.compiler.ir import ShapeError
 
 try:
     import torch

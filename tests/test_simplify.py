@@ -13,11 +13,11 @@ from conftest import T222, X222, backprop_222, half_sse
 
 import symbp
 from symbp import nn
-from symbp.ir import toposort
-from symbp.ops import xsym
-from symbp.reference import evaluate
-from symbp.scalar import sigmoid, softplus
-from symbp.simplify import simplify
+from symbp.compiler.ir import toposort
+from symbp.compiler.ops import xsym
+from symbp.compiler.reference import evaluate
+from symbp.compiler.scalar import sigmoid, softplus
+from symbp.compiler.simplify import simplify
 
 
 def derive_222(net222):

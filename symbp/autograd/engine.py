@@ -1,7 +1,7 @@
 """The eager autograd engine: vector-Jacobian products of tensors that ran, in the IR.
 
 ``backward`` and ``grad`` both come down to ``vjp``: cotangents ``grad_outputs`` of some
-``outputs`` pulled back to some ``inputs`` (leaves or not) by ``symbp.autodiff``. Two ways:
+``outputs`` pulled back to some ``inputs`` (leaves or not) by ``symbp.compiler.autodiff``. Two ways:
 
 - ``create_graph=False`` (the usual ``loss.backward()``): the backward program is derived for
   the graph's *structure* (leaves renamed in order, ``api.canonical``), simplified once and
@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from symbp import ops
 from symbp.api import graph_tensors  # the autograd graph's tensors
-from symbp.autodiff import vjp
-from symbp.ir import Node, shape_str, toposort
-from symbp.reference import evaluate
-from symbp.simplify import simplify
+from symbp.compiler import ops
+from symbp.compiler.autodiff import vjp
+from symbp.compiler.ir import Node, shape_str, toposort
+from symbp.compiler.reference import evaluate
+from symbp.compiler.simplify import simplify
 from symbp.tensor import Tensor, _leaf, tensor
 
 

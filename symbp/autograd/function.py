@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from symbp import ops
+from symbp.compiler import ops
+from symbp.compiler.ir import Node, shape_str, toposort
 from symbp.grad_mode import enable_grad, is_grad_enabled
-from symbp.ir import Node, shape_str, toposort
 from symbp.tensor import Tensor
 
 # ---------------------------------------------------------------- the IR op

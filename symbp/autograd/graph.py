@@ -25,8 +25,8 @@ from typing import Any
 
 import sympy
 
-from symbp.ir import Node
-from symbp.ops import xsym
+from symbp.compiler.ir import Node
+from symbp.compiler.ops import xsym
 
 
 class BackwardNode:

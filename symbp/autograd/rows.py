@@ -9,10 +9,10 @@ made of), and ``gradcheck`` finds kinks in the forward's own nodes.
 from __future__ import annotations
 
 from symbp.check import KINKS
+from symbp.compiler.lower.emit import LOWERING, Emitter, _same, _view
+from symbp.compiler.lower.schedule import PLACEMENT, Placement
+from symbp.compiler.ops import NotApplicable
 from symbp.formulas import PRINTING, Printing, _ScalarLevel
-from symbp.lower.emit import LOWERING, Emitter, _same, _view
-from symbp.lower.schedule import PLACEMENT, Placement
-from symbp.ops import NotApplicable
 
 PLACEMENT["function"] = Placement("view", operand="same")
 LOWERING["function"] = _view(Emitter._read_detach, _same)  # reads src[0], the forward's value

@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from symbp.api import Traced
+from symbp.compiler.ir import Node, toposort
 from symbp.formulas import table as table  # fills PRINTING: every op's row
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
 from symbp.formulas.latex import LatexPrinter as LatexPrinter
@@ -85,7 +86,6 @@ from symbp.formulas.tidy import tidy as tidy
 from symbp.formulas.vocabulary import Equation
 from symbp.formulas.vocabulary import TensorOp as TensorOp
 from symbp.formulas.vocabulary import shape_of as shape_of
-from symbp.ir import Node, toposort
 from symbp.tensor import Parameter, Tensor
 
 __all__ = [

@@ -17,6 +17,7 @@ from typing import Any
 
 import sympy
 
+from symbp.compiler.ops import Pool2dArg
 from symbp.formulas.layout import _ATOM, _MUL, _PRODUCT, Layout
 from symbp.formulas.vocabulary import (
     _SUM_BATCH,
@@ -38,7 +39,6 @@ from symbp.formulas.vocabulary import (
     _axes,
     shape_of,
 )
-from symbp.ops import Pool2dArg
 
 # Index letters by role, the order their terms print in: batch, channels, positions, taps
 # (y+p−1, not p+y−1; 4c+2y+x).

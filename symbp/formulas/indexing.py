@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import sympy
 
+from symbp.compiler.ir import B
 from symbp.formulas.layout import _ATOM
 from symbp.formulas.text import FUNCTIONS, TextPrinter
 from symbp.formulas.vocabulary import TENSOR_NUMPY, TENSOR_SHAPES, Broadcast, Literal, TensorOp
-from symbp.ir import B
 
 # -- issue 12 . indexing (rows of this family go below this line)
 #

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import sympy
 
+from symbp.compiler.ir import Node
 from symbp.formulas.index import INDEX_FORMS, _always
 from symbp.formulas.text import FUNCTIONS, TextPrinter
 from symbp.formulas.vocabulary import TENSOR_NUMPY, TENSOR_SHAPES, TensorOp
-from symbp.ir import Node
 
 #
 # -- issue 12 . linalg (rows of this family go below this line)

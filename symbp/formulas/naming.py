@@ -12,6 +12,8 @@ from typing import Any
 
 import sympy
 
+from symbp.compiler.ir import LABELS, B, Node, consumers, toposort
+from symbp.compiler.ops import Formula
 from symbp.formulas.elementwise import MATH_ACTIVATIONS
 from symbp.formulas.layout import _RANK_DATA, _RANK_LAYER, _RANK_PARAM
 from symbp.formulas.rules import printing
@@ -26,8 +28,6 @@ from symbp.formulas.vocabulary import (
     SumOver,
     _axes,
 )
-from symbp.ir import LABELS, B, Node, consumers, toposort
-from symbp.ops import Formula
 
 _AUTO_NAME = re.compile(r"(param|t|in)\d+(#\d+)?")
 _SHORT = {"weight": "W", "bias": "b"}

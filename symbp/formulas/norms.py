@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import sympy
 
+from symbp.compiler.ir import Node, consumers
+from symbp.compiler.ops import xsym
 from symbp.formulas.text import FUNCTIONS, TextPrinter
 from symbp.formulas.tidy import _bottom_up, tidy
 from symbp.formulas.vocabulary import (
@@ -36,8 +38,6 @@ from symbp.formulas.vocabulary import (
     _reduced,
     shape_of,
 )
-from symbp.ir import Node, consumers
-from symbp.ops import xsym
 
 
 class Mean(TensorOp):

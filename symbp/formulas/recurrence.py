@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy
 
+from symbp.compiler.ir import LABELS, STEP_NAMES, Node, consumers, toposort
+from symbp.compiler.ops import xsym
 from symbp.formulas.indexing import Key, Sliced
 from symbp.formulas.layout import _RANK_DELTA, _RANK_LAYER
 from symbp.formulas.naming import _Namer, _symbol, _Tensor
@@ -51,8 +53,6 @@ from symbp.formulas.step_bodies import (
 from symbp.formulas.steps import StepBlock, StepSum, _Names
 from symbp.formulas.tidy import _NameBack
 from symbp.formulas.vocabulary import Equation, Reshape, _tuple
-from symbp.ir import LABELS, STEP_NAMES, Node, consumers, toposort
-from symbp.ops import xsym
 
 
 class Loops:

@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import sympy
 
+from symbp.compiler.ops import OPS
 from symbp.formulas.index import INDEX_FORMS, INDEX_SUMS, INDEX_TRIGGERS, _always, _letters
 from symbp.formulas.layout import _MUL
 from symbp.formulas.rules import Printing
 from symbp.formulas.scalar_level import _ScalarLevel
 from symbp.formulas.text import FUNCTIONS, TextPrinter
 from symbp.formulas.vocabulary import TENSOR_NUMPY, TENSOR_SHAPES, Static, TensorOp, _Stub
-from symbp.ops import OPS
 
 # -- issue 12 . reductions (rows of this family go below this line)
 #

@@ -13,8 +13,8 @@ from typing import Any
 
 import sympy
 
-from symbp.ir import Node
-from symbp.ops import NotApplicable
+from symbp.compiler.ir import Node
+from symbp.compiler.ops import NotApplicable
 
 # An op's expression rule: (node, its sources' expressions, the namer: a ``naming._Namer``)
 Express = Callable[[Node, list[sympy.Expr], Any], sympy.Expr]

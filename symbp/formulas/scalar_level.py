@@ -16,15 +16,15 @@ import numpy as np
 import sympy
 
 from symbp.api import Derived
+from symbp.compiler.ir import B, Node, bind_dims, toposort
+from symbp.compiler.ops import NotApplicable, to_expr, xsym
+from symbp.compiler.reference import evaluate, evaluate_all
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
 from symbp.formulas.layout import _RANK_DATA, _RANK_DELTA, _RANK_LAYER, _RANK_PARAM
 from symbp.formulas.naming import _Namer, _symbol
 from symbp.formulas.rules import printing
 from symbp.formulas.tidy import _bottom_up, _NameBack
 from symbp.formulas.vocabulary import _LAMBDIFY_MODULES, Equation
-from symbp.ir import B, Node, bind_dims, toposort
-from symbp.ops import NotApplicable, to_expr, xsym
-from symbp.reference import evaluate, evaluate_all
 
 # Above this many parameter (or data) entries the scalar level refuses unless forced: one
 # SymPy expression per entry, each a sum over the batch, grows past what anyone reads.

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import sympy
 
+from symbp.compiler.ops import OPS
 from symbp.formulas.index import INDEX_FORMS, INDEX_TRIGGERS, INDEX_VIEWS, Wrapped, _always
 from symbp.formulas.layout import _ATOM
 from symbp.formulas.text import FUNCTIONS, TextPrinter
 from symbp.formulas.vocabulary import TENSOR_NUMPY, TENSOR_SHAPES, TensorOp, _axes, _Stub
-from symbp.ops import OPS
 
 # -- issue 12 . shaping (rows of this family go below this line)
 # Joining and shaping: a cat prints as a block [a; b] (rows) or [a, b] (columns), a crop as
@@ -60,7 +60,9 @@ class PadGrad(TensorOp):
 
 
 def _pad_modes() -> tuple[str, ...]:
-    from symbp.ops import PAD_MODES  # imported here: this family's lines stay in its section
+    from symbp.compiler.ops import (
+        PAD_MODES,  # imported here: this family's lines stay in its section
+    )
 
     return PAD_MODES
 

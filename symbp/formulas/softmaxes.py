@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import sympy
 
+from symbp.compiler.ir import LABELS, Node, consumers
+from symbp.compiler.ops import xsym
 from symbp.formulas.layout import _RANK_DELTA
 from symbp.formulas.naming import _symbol, _Tensor
 from symbp.formulas.norms import Along, Closed, Norm, norm_along
 from symbp.formulas.vocabulary import Broadcast, Equation, SumOver, _axes
-from symbp.ir import LABELS, Node, consumers
-from symbp.ops import xsym
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from typing import Any
 
 import sympy
 
+from symbp.compiler.ir import Node, consumers, toposort
 from symbp.formulas.naming import _Namer
 from symbp.formulas.rules import _express, printing
 from symbp.formulas.shaping import Cat
 from symbp.formulas.steps import StepBlock, _Names
 from symbp.formulas.tidy import _NameBack, tidy
 from symbp.formulas.vocabulary import Equation, Fill, TensorOp, _tuple
-from symbp.ir import Node, consumers, toposort
 
 # -- tilings: the column blocks of a node
 

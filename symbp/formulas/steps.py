@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import sympy
 
+from symbp.compiler.ir import concrete
 from symbp.formulas.latex import latex_name
 from symbp.formulas.layout import _PRODUCT
 from symbp.formulas.naming import _symbol
 from symbp.formulas.text import TextPrinter
 from symbp.formulas.vocabulary import TENSOR_SHAPES, Equation, TensorOp
-from symbp.ir import concrete
 
 # -- the notation
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sympy
 
+from symbp.compiler.ir import Node
+from symbp.compiler.ops import NotApplicable, to_expr, xsym
 from symbp.formulas.indexing import (
     Gathered,
     Iota,
@@ -37,8 +39,6 @@ from symbp.formulas.vocabulary import (
     SumOver,
     _tuple,
 )
-from symbp.ir import Node
-from symbp.ops import NotApplicable, to_expr, xsym
 
 _INDEXED = NotApplicable("printed entry by entry already, in index notation")
 

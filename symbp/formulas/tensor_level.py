@@ -15,6 +15,8 @@ import numpy as np
 import sympy
 
 from symbp.api import Derived, derive
+from symbp.compiler.ir import B, Node, bind_dims, consumers, toposort, type_str
+from symbp.compiler.reference import evaluate
 from symbp.formulas import softmaxes
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
 from symbp.formulas.index import _indexed
@@ -37,8 +39,6 @@ from symbp.formulas.steps import StepBlock, _defines, _reads
 from symbp.formulas.text import TextPrinter, _index_legend
 from symbp.formulas.tidy import _NameBack, tidy
 from symbp.formulas.vocabulary import _LAMBDIFY_MODULES, Broadcast, Equation, Reshape
-from symbp.ir import B, Node, bind_dims, consumers, toposort, type_str
-from symbp.reference import evaluate
 from symbp.tensor import Tensor
 
 

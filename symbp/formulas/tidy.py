@@ -13,8 +13,8 @@ from typing import Any
 
 import sympy
 
+from symbp.compiler.ir import B
 from symbp.formulas.vocabulary import Broadcast, LogSoftmax, MaxOver, Softmax, SumOver, TensorOp
-from symbp.ir import B
 
 
 def _is_tensor(e: sympy.Expr) -> bool:

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import sympy
 
-from symbp import scalar
-from symbp.ops import OPS, Conv2dArg, Pool2dArg
+from symbp.compiler import scalar
+from symbp.compiler.ops import OPS, Conv2dArg, Pool2dArg
 
 
 class TensorOp(sympy.Function):

@@ -19,7 +19,7 @@ import numpy as np
 
 from symbp import functional as SF
 from symbp import tensor as T
-from symbp.ir import ShapeError, shape_str
+from symbp.compiler.ir import ShapeError, shape_str
 from symbp.nn import functional, init
 from symbp.nn.layers import Linear
 from symbp.nn.module import Module

@@ -22,8 +22,8 @@ import numpy as np
 import sympy
 
 from symbp import functional as F
+from symbp.compiler.ir import B, Node, ShapeError, int64, numel, shape_str, toposort
 from symbp.devices import check as check_device
-from symbp.ir import B, Node, ShapeError, int64, numel, shape_str, toposort
 from symbp.nn import init
 from symbp.nn.module import Module
 from symbp.tensor import Parameter, Tensor, get_default_dtype, placeholder, tensor

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from symbp import tensor as T
+from symbp.compiler.ir import ShapeError, int64, shape_str
 from symbp.functional import (
     adaptive_avg_pool2d,
     avg_pool2d,
@@ -26,7 +27,6 @@ from symbp.functional import (
     max_pool2d,
 )
 from symbp.functional import dropout as _dropout
-from symbp.ir import ShapeError, int64, shape_str
 from symbp.nn.losses import (
     IGNORE_DEFAULT,
     BCELoss,
@@ -419,7 +419,7 @@ import math  # noqa: E402 (this family's imports stay in its section)
 
 import numpy as np  # noqa: E402
 
-from symbp import ops  # noqa: E402
+from symbp.compiler import ops  # noqa: E402
 
 
 def _refuse(fn: str, **options: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from symbp import tensor as T
-from symbp.ir import ShapeError, shape_str
+from symbp.compiler.ir import ShapeError, shape_str
 from symbp.nn.module import Module
 from symbp.tensor import Tensor, tensor
 
@@ -161,7 +161,7 @@ class KLDivLoss(_Loss):
 
 class BCELoss(_Loss):
     """-w (t log p + (1 - t) log(1 - p)), logs clamped at -100 and the gradient PyTorch's (0 at
-    a saturated correct prediction): ``symbp.scalar.bce``. Probabilities outside [0, 1] are an
+    a saturated correct prediction): ``compiler.scalar.bce``. Probabilities outside [0, 1] are an
     error: at once for values, in compiled code as the non-finite loss they give."""
 
     domain = "input probabilities must be in [0, 1]"  # named when a compiled loss is NaN

@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from symbp import dtypes
+from symbp.compiler.ir import LABELS, scope, shape_str
 from symbp.devices import check as check_device
 from symbp.devices import parse_to
-from symbp.ir import LABELS, scope, shape_str
 from symbp.tensor import Parameter, Tensor, _leaf
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from symbp import functional as F2
 from symbp import tensor as T
+from symbp.compiler.ir import ShapeError, shape_str
 from symbp.devices import check as check_device
-from symbp.ir import ShapeError, shape_str
 from symbp.nn import init
 from symbp.nn.module import Module
 from symbp.tensor import Parameter, Tensor, get_default_dtype

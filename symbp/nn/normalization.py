@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from symbp.ir import ShapeError, shape_str
+from symbp.compiler.ir import ShapeError, shape_str
 from symbp.nn import functional
 from symbp.nn.module import Module
 from symbp.tensor import Parameter, Tensor, get_default_dtype

@@ -7,7 +7,7 @@ initialisation (every parameter U(-1/√hidden, 1/√hidden)) and returns (``out
 
 Eagerly, time is a Python loop over the step (the input projection of all steps is one
 matmul). Traced for ``symbp.compile``, each (layer, direction) is one ``scan`` node
-(``symbp.loops``): the step is derived, emitted and compiled once, whatever the sequence
+(``symbp.compiler.loops``): the step is derived, emitted and compiled once, whatever the sequence
 length; docs/guides/recurrent.md measures both.
 """
 
@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp import factories, loops
+from symbp import factories
 from symbp import functional as F
 from symbp import tensor as T
-from symbp.ir import STEP_NAMES, ShapeError, shape_str
+from symbp.api import scan
+from symbp.compiler.ir import STEP_NAMES, ShapeError, shape_str
 from symbp.nn import functional as NF
 from symbp.nn import init
 from symbp.nn.module import Module
@@ -294,7 +295,7 @@ class RNNBase(Module):
         if reverse:
             xs = xs.flip(0)
         carry = h if c is None else T.cat([h, c], -1)
-        out = loops.scan(step, carry, xs, consts)  # [time, batch, K]: the carry after each
+        out = scan(step, carry, xs, consts)  # [time, batch, K]: the carry after each
         if mode in _STEP_NAMES:
             STEP_NAMES[out.node.arg.outputs[0]] = _STEP_NAMES[mode]
         hs = out[:, :, :width]

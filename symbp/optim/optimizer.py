@@ -18,10 +18,8 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp.ir import shape_str
+from symbp.compiler.ir import G, P, T, shape_str
 from symbp.tensor import Parameter, Tensor
-
-P, G, T = sympy.symbols("p g t", real=True)  # parameter entry, gradient entry, step count
 
 # PyTorch's choices of implementation, not of mathematics: accepted by every optimizer and
 # kept in its param groups (so a PyTorch state dict loads), with no effect on the update.

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from symbp.ir import float64
+from symbp.compiler.ir import float64
 from symbp.tensor import Tensor, tensor
 from symbp.utils.data.dataset import IterableDataset, gatherer, rows
 from symbp.utils.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler

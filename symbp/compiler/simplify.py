@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 
 import sympy
 
-from symbp import scalar
-from symbp.ir import Node, consumers, toposort
-from symbp.ops import _tsym, const, ew, make, matmul, sum_, transpose, xsym
+from symbp.compiler import scalar
+from symbp.compiler.ir import Node, consumers, toposort
+from symbp.compiler.ops import _tsym, const, ew, make, matmul, sum_, transpose, xsym
 
 # ---------------------------------------------------------------- formula rewrites
 

@@ -8,15 +8,15 @@
   and the dropout masks' hash.
 """
 
-from symbp import cache
+from symbp.compiler import cache
 
 # Numba's cache of the kernels below (conv_kernels, support) goes to symbp's cache directory:
 # set before any of them is decorated, whichever of them is imported first. (Their parallel
 # regions run on OpenMP: runtime.prefer_openmp, when symbp first loads a program.)
 cache.use_for_numba()
 
-from symbp.lower.printer import LoweringError, NumbaPrinter, numba_code  # noqa: E402
-from symbp.lower.program import Lowered, ParamSpec, StateSpec, lower_predict, lower_train  # noqa: E402
+from symbp.compiler.lower.printer import LoweringError, NumbaPrinter, numba_code  # noqa: E402
+from symbp.compiler.lower.program import Lowered, ParamSpec, StateSpec, lower_predict, lower_train  # noqa: E402
 
 __all__ = [
     "Lowered",

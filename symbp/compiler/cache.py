@@ -270,7 +270,7 @@ def _write_dir() -> Path:
 
 
 def kernel_cache_dir() -> Path:
-    """Where Numba keeps the machine code of symbp's own kernels (``symbp.lower``): per user,
+    """Where Numba keeps the machine code of symbp's own kernels (``lower``): per user,
     ``<XDG cache>/symbp/numba``, whatever ``SYMBP_CACHE_DIR`` says. They belong to the installed
     library, not to a program cache: compiled once per machine (~25 s for a CNN's), and Numba
     keys them by their source files. ``<cache dir>/numba`` if that one is not writable or fails
@@ -299,17 +299,15 @@ def versions() -> str:
     root = Path(symbp.__file__).parent
     h = hashlib.sha256()
     # The files that turn a traced program into compiled code (the key holds the traced program
-    # itself): differentiation, simplification, lowering, the runtime and the update rules.
-    stages = [root / f for f in ("ir.py", "ops.py", "scalar.py", "autodiff.py", "simplify.py",
-                                 "loops.py", "api.py", "runtime.py", "compiled.py",
-                                 "cache.py")]  # fmt: skip
+    # itself): the compiler, the pipeline that runs it, and the update rules.
+    stages = [root / "api.py", root / "compiled.py"]
     for f in sorted(
-        stages + list((root / "lower").glob("*.py")) + list((root / "optim").glob("*.py"))
+        stages + list((root / "compiler").rglob("*.py")) + list((root / "optim").glob("*.py"))
     ):
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
-    from symbp.lower import tuning
-    from symbp.lower.support import MKL
+    from symbp.compiler.lower import tuning
+    from symbp.compiler.lower.support import MKL
 
     blas = "mkl" if MKL else "openblas"
     return (
@@ -553,7 +551,7 @@ def _numba_dir(py_file: str) -> str | None:
     return None
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # symbp/
 _VETTED: set[str] = set()  # kernel directories whose files were checked in this process
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import sympy
 from sympy.codegen import cfunctions
 
-from symbp import scalar
-from symbp.ir import (
+from symbp.compiler import scalar
+from symbp.compiler.ir import (
     DTYPE_NAMES,
     Dim,
     Node,
@@ -166,7 +166,7 @@ class Const(Op):
 
     def numpy(self, node, vals, dims):
         value = float(sympy.sympify(node.arg).xreplace(dims))
-        from symbp.ir import concrete
+        from symbp.compiler.ir import concrete
 
         return np.full(concrete(node.shape, dims), value, dtype=node.dtype)
 
@@ -244,7 +244,7 @@ class Expand(Op):
         return tuple(arg), x.dtype
 
     def numpy(self, node, vals, dims):
-        from symbp.ir import concrete
+        from symbp.compiler.ir import concrete
 
         return np.broadcast_to(vals[0], concrete(node.shape, dims))
 
@@ -265,7 +265,7 @@ class Reshape(Op):
         return tuple(arg), x.dtype
 
     def numpy(self, node, vals, dims):
-        from symbp.ir import concrete
+        from symbp.compiler.ir import concrete
 
         return vals[0].reshape(concrete(node.shape, dims))
 
@@ -429,7 +429,7 @@ class Onehot(Op):
 
 
 def _where_hint() -> str:
-    from symbp.ir import where
+    from symbp.compiler.ir import where
 
     return where()
 
@@ -1150,7 +1150,7 @@ class AvgPool2dGrad(Op):
 # The bernoulli op's bits: splitmix64 (Steele, Lea and Flood 2014), counter-based. Entry i
 # (C order) of a mask drawn from ``seed`` is 1 iff mix(mix(seed) + (i + 1)·GOLDEN) < prob·2⁶⁴,
 # all in uint64 arithmetic, so the NumPy reference here and the Numba kernels
-# (``symbp.lower.support.bernoulli_bits``) give the very same mask, bit for bit.
+# (``symbp.compiler.lower.support.bernoulli_bits``) give the very same mask, bit for bit.
 # These are splitmix64's constants for all of symbp: the Numba side (``support.mix64``, which
 # the masks, the dropout seeds and the epoch shuffle use) imports them from here.
 GOLDEN = 0x9E3779B97F4A7C15  # the counter's step, 2⁶⁴/φ
@@ -1207,7 +1207,7 @@ class Bernoulli(Op):
         return tuple(shape), dtype
 
     def numpy(self, node, vals, dims):
-        from symbp.ir import concrete
+        from symbp.compiler.ir import concrete
 
         mask = bernoulli_mask(int(vals[0]), node.arg[0], concrete(node.shape, dims))
         return mask.astype(node.dtype)
@@ -1265,7 +1265,7 @@ class AllReduce(Op):
 
     Its adjoint is again a sum over ranks, of the cotangents: each rank's output is read on
     every rank. ``arg`` says which it is, "sum" or "adjoint": a compiled data-parallel
-    program (``symbp.lower.program._distributed``) weights each rank's loss by its share of
+    program (``symbp.compiler.lower.program._distributed``) weights each rank's loss by its share of
     the global batch, so an adjoint sum adds the cotangents weighted by those shares.
     Eagerly under ``symbp.distributed`` both are plain sums, as PyTorch's SyncBatchNorm."""
 
@@ -1492,7 +1492,7 @@ class SliceGrad(Op):
         return tuple(shape), ct.dtype
 
     def numpy(self, node, vals, dims):
-        from symbp.ir import concrete
+        from symbp.compiler.ir import concrete
 
         out = np.zeros(concrete(node.shape, dims), dtype=vals[0].dtype)
         out[_slices(node.arg[0], dims)] = vals[0]
@@ -1602,7 +1602,7 @@ class PutAdd(Op):
         return tuple(arg.shape), ct.dtype
 
     def numpy(self, node, vals, dims):
-        from symbp.ir import concrete
+        from symbp.compiler.ir import concrete
 
         ct, *idx = vals
         a = node.arg
@@ -1631,7 +1631,7 @@ class Iota(Op):
         return tuple(arg[0]), int64
 
     def numpy(self, node, vals, dims):
-        from symbp.ir import concrete
+        from symbp.compiler.ir import concrete
 
         shape = concrete(node.shape, dims)
         axis = node.arg[1]
@@ -2179,7 +2179,7 @@ class PutAlong(Op):
         return _along_shape(ct, axis, size), ct.dtype
 
     def numpy(self, node, vals, dims):
-        from symbp.ir import concrete
+        from symbp.compiler.ir import concrete
 
         ct, idx = vals
         axis, size = node.arg
@@ -2496,7 +2496,7 @@ class DiagEmbed(Op):
 
     def numpy(self, node, vals, dims):
         k, d1, d2, _ = node.arg
-        from symbp.ir import concrete
+        from symbp.compiler.ir import concrete
 
         out = np.zeros(concrete(node.shape, dims), dtype=vals[0].dtype)
         if out.dtype == object:

@@ -24,6 +24,9 @@ from numpy.typing import DTypeLike
 
 # The symbolic batch dimension. Shapes and constants (the 1/B of a mean) may mention it.
 B = sympy.Symbol("B", positive=True, integer=True)
+# An optimizer's update rule is a formula in one parameter entry, its gradient entry and the
+# step count (symbp.optim writes them, the lowering substitutes the buffers' entries)
+P, G, T = sympy.symbols("p g t", real=True)
 
 Dim: TypeAlias = "int | sympy.Expr"
 Shape: TypeAlias = "tuple[Dim, ...]"

@@ -67,7 +67,7 @@ def _cpu() -> str:
 def _key() -> str:
     import numba
 
-    from symbp.lower.support import MKL
+    from symbp.compiler.lower.support import MKL
 
     blas = "mkl" if MKL else "openblas"
     parts = [_cpu(), blas, f"numba={numba.__version__}", f"numpy={np.__version__}",
@@ -99,7 +99,7 @@ NOTE = "tuning.json"
 
 
 def _stored() -> dict[str, Any]:
-    from symbp import cache
+    from symbp.compiler import cache
 
     try:
         data = json.loads(cache.read_note(NOTE) or "{}")
@@ -120,7 +120,7 @@ def products() -> Products:
         if isinstance(found, dict) and set(found) == {"small", "large"}:
             return Products(bool(found["small"]), bool(found["large"]))
     choice = measure()
-    from symbp import cache
+    from symbp.compiler import cache
 
     data = _stored()
     data[key] = choice._asdict()
@@ -136,8 +136,8 @@ MARGIN = 1.15
 def measure(rounds: int = 5) -> Products:
     """Time one product of each kind both ways, in alternating rounds; the best round of
     each (the least disturbed by other processes) decides."""
-    from symbp import runtime
-    from symbp.lower import conv_kernels as ck
+    from symbp.compiler import runtime
+    from symbp.compiler.lower import conv_kernels as ck
 
     ck.need("matmul_f32", "matmul_small_f32")
     rng = np.random.default_rng(0)
@@ -169,7 +169,7 @@ def _harness() -> tuple[Any, Any, Any]:
     """Numba functions running ``reps`` products of each kind (compiled at the measurement)."""
     from numba import njit
 
-    from symbp.lower import conv_kernels as ck
+    from symbp.compiler.lower import conv_kernels as ck
 
     @njit(nogil=True)
     def own_small(a, b, c, reps):  # type: ignore[no-untyped-def]

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 
 import sympy
 
-from symbp.ir import Node, consumers, toposort
-from symbp.ops import OPS, const, ew, xsym
+from symbp.compiler.ir import Node, consumers, toposort
+from symbp.compiler.ops import OPS, const, ew, xsym
 
 _Y: list[sympy.Symbol] = []
 
@@ -106,7 +106,7 @@ def vjp(
 ) -> list[Node | None]:
     """Cotangents of ``wrt`` given cotangents ``cts`` of ``outputs``; None where not reached.
     ``roots``: elementwise nodes to differentiate as regions of their own, so that the
-    derivatives read their values (a loop body's activations: ``symbp.loops``)."""
+    derivatives read their values (a loop body's activations: ``symbp.compiler.loops``)."""
     order = toposort(outputs)
     wrt_set = set(wrt)
     needed: set[Node] = set()

@@ -17,7 +17,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from symbp.ops import GOLDEN, MIX_MULTIPLIERS, MIX_SHIFTS
+from symbp.compiler.ops import GOLDEN, MIX_MULTIPLIERS, MIX_SHIFTS
 
 
 def _find_mkl() -> str | None:
@@ -29,7 +29,7 @@ def _find_mkl() -> str | None:
             try:
                 import llvmlite.binding as llvm
 
-                from symbp import runtime
+                from symbp.compiler import runtime
 
                 # one OpenMP runtime, not two: MKL would otherwise bring Intel's, whose threads
                 # spin for 200 ms after each product (set before MKL loads; symbp loads it)
@@ -234,7 +234,7 @@ def clog_f64(x):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, inline="always")
 def bce_f32(p, t):  # type: ignore[no-untyped-def]
-    """BCELoss's term (symbp.scalar.bce): NaN for p outside [0, 1], which stops a checked
+    """BCELoss's term (symbp.compiler.scalar.bce): NaN for p outside [0, 1], which stops a checked
     step on its non-finite loss before anything is updated."""
     if not (ZERO32 <= p <= ONE32):
         return NAN32
@@ -322,7 +322,7 @@ def erfinv_f64(y):  # type: ignore[no-untyped-def]
 
 
 # splitmix64, for the epoch shuffle and the dropout masks (the bits of
-# ``symbp.ops.bernoulli_mask``, their NumPy reference), in uint64 arithmetic throughout (Numba
+# ``ops.bernoulli_mask``, their NumPy reference), in uint64 arithmetic throughout (Numba
 # would turn uint64 + int64 into a float). The constants are ops' (one definition for both
 # sides); mix64 is ops.mix64 as a scalar Numba function, since that one is NumPy code, run on
 # whole arrays. Numba reads the constants when it compiles and its cache of this file does not
@@ -334,7 +334,7 @@ _S1, _S2, _S3 = map(np.uint64, MIX_SHIFTS)
 
 @njit(cache=True, inline="always")
 def mix64(z):  # type: ignore[no-untyped-def]
-    """splitmix64's finalizer (``symbp.ops.mix64``)."""
+    """splitmix64's finalizer (``symbp.compiler.ops.mix64``)."""
     z = (z ^ (z >> _S1)) * _M1
     z = (z ^ (z >> _S2)) * _M2
     return z ^ (z >> _S3)

@@ -32,9 +32,8 @@ from typing import NamedTuple
 import numpy as np
 import sympy
 
-from symbp import autodiff, simplify
-from symbp.grad_mode import enable_grad
-from symbp.ir import (
+from symbp.compiler import autodiff, simplify
+from symbp.compiler.ir import (
     Node,
     concrete,
     float64,
@@ -44,7 +43,7 @@ from symbp.ir import (
     toposort,
     type_str,
 )
-from symbp.ops import (
+from symbp.compiler.ops import (
     Op,
     SliceArg,
     const,
@@ -55,7 +54,6 @@ from symbp.ops import (
     slice_,
     xsym,
 )
-from symbp.tensor import Tensor, _lift, _result
 
 
 class Loop(NamedTuple):
@@ -139,7 +137,7 @@ class Scan(Op):
         return (steps, _packed(arg.outputs)), h0.dtype
 
     def numpy(self, node, vals, dims):
-        from symbp.reference import evaluate  # the oracle, run step by step
+        from symbp.compiler.reference import evaluate  # the oracle, run step by step
 
         loop = node.arg
         h, xs, consts = vals[0], vals[1], vals[2:]
@@ -220,7 +218,7 @@ class ScanVjp(Op):
         return (size,), h0.dtype
 
     def numpy(self, node, vals, dims):
-        from symbp.reference import evaluate
+        from symbp.compiler.reference import evaluate
 
         loop = node.arg
         h0, xs, out, ct, consts = vals[0], vals[1], vals[2], vals[3], vals[4:]
@@ -273,23 +271,6 @@ def scan_node(step: Callable[..., Node], h0: Node, xs: Node, consts: Sequence[No
     (y,) = simplify.simplify([y], keep=is_activation)
     loop = Loop((carry, x), tuple(leaves), (y,), ("carry",))
     return make("scan", (h0, xs, *consts), loop)
-
-
-def scan(step: Callable[..., object], h0: object, xs: object, consts: Sequence[object] = ()):
-    """``scan`` on tensors: ``step(carry, x, *consts)`` (a function of tensors, traced once
-    on leaves of the carry's, a step's and each const's shape) run from ``h0`` over the
-    first axis of ``xs``; the ``[T, ...]`` tensor of the carry after each step. Eagerly it
-    runs the loop in NumPy; traced, it is one node (``symbp.compile`` emits one loop)."""
-    h0, xs = _lift(h0), _lift(xs)
-    consts = [_lift(c) for c in consts]
-
-    def traced(*nodes: Node) -> Node:
-        with enable_grad():  # the body is derived later, whatever the caller's grad mode
-            out = step(*(Tensor(n) for n in nodes))
-        return out.node  # type: ignore[attr-defined]
-
-    node = scan_node(traced, h0.node, xs.node, [c.node for c in consts])  # type: ignore[union-attr,attr-defined]
-    return _result(node, [h0, xs, *consts])  # type: ignore[list-item]
 
 
 def is_activation(n: Node) -> bool:
@@ -491,6 +472,6 @@ def rows_apart(loop: Loop) -> bool:
 
 
 __all__ = [
-    "Loop", "Scan", "ScanVjp", "is_activation", "rows_apart", "save_for_backward", "scan",
+    "Loop", "Scan", "ScanVjp", "is_activation", "rows_apart", "save_for_backward",
     "scan_node", "stacked",
 ]  # fmt: skip

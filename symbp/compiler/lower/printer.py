@@ -3,7 +3,7 @@
 Every construct prints as plain scalar code Numba compiles without help: ``Piecewise``,
 ``Heaviside``, ``Max``, ``sign`` become conditional expressions (never ``numpy.select``), the
 special functions are ``math`` calls, and symbp's own ``sigmoid``, ``softplus`` and ``clog`` call
-the stable scalar forms of ``symbp.lower.support``.
+the stable scalar forms of ``symbp.compiler.lower.support``.
 
 Number literals carry the kernel's dtype: in a float32 kernel ``0.5`` prints as ``f32(0.5)``,
 because Numba, like NumPy, would otherwise promote ``float32 * 0.5`` to float64.
@@ -15,7 +15,7 @@ import sympy
 from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
-from symbp import scalar
+from symbp.compiler import scalar
 
 
 class LoweringError(NotImplementedError):
@@ -37,7 +37,7 @@ MATH = {
     "asinh": "math.asinh",
     "erf": "math.erf",
     "erfc": "math.erfc",
-    "sigmoid": "sigmoid",  # symbp.lower.support: the stable scalar forms
+    "sigmoid": "sigmoid",  # symbp.compiler.lower.support: the stable scalar forms
     "softplus": "softplus",
     "clog": "clog",
     "bce": "bce",

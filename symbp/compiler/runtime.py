@@ -1,7 +1,7 @@
 """Stage 5, run: load a generated module (through the disk cache) and hold its buffers.
 
 ``load`` turns module text into live ``@njit`` functions: the text is an entry of
-``symbp.cache`` (a real file, so Numba caches its machine code beside it and tracebacks show
+``cache`` (a real file, so Numba caches its machine code beside it and tracebacks show
 the generated lines). ``Arenas`` are the flat arrays the generated code carves its views from.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from symbp import cache
+from symbp.compiler import cache
 
 _LOADED: dict[str, types.ModuleType] = {}
 

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp.ir import B, Node, type_str
-from symbp.loops import rows_apart, stacked
-from symbp.lower import simd
-from symbp.lower.printer import LoweringError, NumbaPrinter
-from symbp.lower.schedule import Buffer, Kernel, Schedule, Update, placement, stored
-from symbp.ops import OPS, NotApplicable, bernoulli_threshold, to_expr, xsym
+from symbp.compiler.ir import B, G, Node, P, type_str
+from symbp.compiler.loops import rows_apart, stacked
+from symbp.compiler.lower import simd
+from symbp.compiler.lower.printer import LoweringError, NumbaPrinter
+from symbp.compiler.lower.schedule import Buffer, Kernel, Schedule, Update, placement, stored
+from symbp.compiler.ops import OPS, NotApplicable, bernoulli_threshold, to_expr, xsym
 
 # Below this many multiply-adds a matrix product is written as loops (measured on W1/W5: a
 # BLAS call costs ~0.3 us, more than the arithmetic of a 10x5 layer).
@@ -89,7 +89,9 @@ class Emitter:
     """Turns kernels into indented lines of code; ``invariant`` maps symbols to local names."""
 
     def __init__(self, sched: Schedule, invariant: dict[sympy.Symbol, str], mkl: bool = False):
-        self.mkl = mkl  # matrix products through MKL's gemm (symbp.lower.support) or np.dot
+        self.mkl = (
+            mkl  # matrix products through MKL's gemm (symbp.compiler.lower.support) or np.dot
+        )
         self.parallel = False  # set when a loop uses prange: the function needs parallel=True
         self.threaded = False  # set when it calls a parallel library kernel (conv_kernels.py)
         # a loop body run by each thread on its own block of rows (``_as_function``): its
@@ -103,7 +105,7 @@ class Emitter:
         self._shared: dict[tuple, str] = {}
         # a distributed program's first row of this rank's share in the whole batch: dropout
         # masks are drawn by the row's place in the batch, so a share draws what one
-        # process drawing the whole batch would (symbp.lower.program._distributed)
+        # process drawing the whole batch would (symbp.compiler.lower.program._distributed)
         self.row_offset: str | None = None
         # a distributed program's (allreduce kernel, the status it returns when MPI fails):
         # a psum node calls it; None: one process, where a sum across ranks is the value
@@ -337,7 +339,7 @@ class Emitter:
 
     def _emit_bernoulli(self, n: Node, out: Buffer) -> list[str]:
         """The dropout mask: entry f (C order) is 1 iff its hash is below floor(prob·2⁶⁴),
-        ``symbp.ops.bernoulli_mask`` bit for bit (``support.bernoulli_bits``)."""
+        ``symbp.compiler.ops.bernoulli_mask`` bit for bit (``support.bernoulli_bits``)."""
         prob = n.arg[0]
         thr = bernoulli_threshold(prob)
         one, zero = ("f32(1.0)", "f32(0.0)") if _DT.get(n.dtype) == "f32" else ("1.0", "0.0")
@@ -369,7 +371,7 @@ class Emitter:
     def measured(self) -> Any:
         """Which products the BLAS computes faster on this CPU (``tuning.products``: measured
         at the first product a program has to place, then kept per CPU)."""
-        from symbp.lower import tuning
+        from symbp.compiler.lower import tuning
 
         return tuning.products()
 
@@ -710,8 +712,6 @@ class Emitter:
 
     def update(self, u: Update, names: dict[str, str], title: str = "") -> list[str]:
         """The optimizer step of one parameter: new p and state from p, g, state, hypers, t."""
-        from symbp.optim.optimizer import G, P
-
         p = u.param
         idx = list(LOOP_VARS[: len(p.shape)])
         sub = {P: self.sym(at(p, idx)), G: self.sym(at(u.grad, idx))}
@@ -974,7 +974,7 @@ def allreduce_call(kernel: str, array: str, start: object, count: object, failed
 def _emit_psum(em: Emitter, n: Node, out: Buffer) -> list[str]:
     """The source copied into its buffer, then summed over the ranks in place. An adjoint
     sum weights this rank's cotangents by its share of the batch and divides the total by
-    it again (``ops.AllReduce``; ``share`` > 0 here, ``symbp.lower.program._distributed``)."""
+    it again (``ops.AllReduce``; ``share`` > 0 here, ``program._distributed``)."""
     idx = _index(n.shape)
     weighted = em.collective is not None and n.arg == "adjoint"
     value = em.read(n.src[0], idx)

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import sympy
 
-from symbp.ir import Node, bind_dims, shape_str, toposort
-from symbp.ops import OPS
+from symbp.compiler.ir import Node, bind_dims, shape_str, toposort
+from symbp.compiler.ops import OPS
 
 
 def evaluate(

@@ -28,8 +28,8 @@ from typing import Literal
 import numpy as np
 import sympy
 
-from symbp.ir import LABELS, Names, Node, Shape, consumers, toposort
-from symbp.lower.printer import LoweringError
+from symbp.compiler.ir import LABELS, Names, Node, Shape, consumers, toposort
+from symbp.compiler.lower.printer import LoweringError
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Placement:
     ``reduction``: a reduction whose loop hosts such kernels.
     ``alias``: a view whose copy of a stored intermediate is that buffer's memory, carved
     (a reshape: C order is kept).
-    ``loop``: its ``arg`` is a loop body (``symbp.loops.Loop``), scheduled on its own
+    ``loop``: its ``arg`` is a loop body (``symbp.compiler.loops.Loop``), scheduled on its own
     (``Schedule.bodies``) over buffers the emitter binds at every step.
     """
 
