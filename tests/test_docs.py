@@ -92,12 +92,12 @@ def test_every_example_the_docs_name_exists():
 
 
 def test_architecture_lists_every_op_and_every_stage_table():
-    """docs/architecture.md's op list names each op of ``ops.OPS`` and gives their number, and
+    """docs/architecture/ir.md's op list names each op of ``ops.OPS`` and gives their number, and
     its table of stage tables names each one that has a row per op."""
     from symbp.compiler.ops import OPS
 
-    page = (DOCS / "architecture.md").read_text()
-    section = page.split("### The op table")[1].split("\n## ")[0]
+    page = (DOCS / "architecture" / "ir.md").read_text()
+    section = page.split("## The op table")[1].split("\n## ")[0]
     listed = section.split("by kind:")[1].split("\nEvery elementwise operation")[0]
     assert set(OPS) <= set(re.findall(r"`(\w+)`", listed)), sorted(
         set(OPS) - set(re.findall(r"`(\w+)`", listed))
