@@ -201,3 +201,41 @@ def test_products_called_by_symbol_equal_the_kernels():
         getattr(conv_kernels, f"call_{name}")(a, True, b, True, got)
         want = a.T @ b.T
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+AVX2_SCRIPT = """
+import numpy as np
+from symbp.compiler.lower import conv_kernels as ck, simd
+print(simd.VECTOR_BYTES, simd.MR, simd.LANES_F32, simd.LANES_F64)
+rng = np.random.default_rng(5)
+for dt in (np.float32, np.float64):
+    kt = "f32" if dt == np.float32 else "f64"
+    a, b = rng.standard_normal((13, 20)), rng.standard_normal((37, 20))
+    for kernel in ("matmul_small", "matmul"):
+        got = np.full((13, 37), np.nan, dt)
+        getattr(ck, f"{kernel}_{kt}")(a.astype(dt), False, b.astype(dt), True, got)
+        err = np.abs(got - a @ b.T).max() / np.abs(a @ b.T).max()
+        assert err < (1e-5 if dt == np.float32 else 1e-12), (kernel, kt, err)
+    x, w = rng.standard_normal((3, 5, 9, 11)), rng.standard_normal((19, 5, 3, 3))
+    want = np.zeros((3, 19, 7, 9))
+    for p in range(3):
+        for q in range(3):
+            want += np.einsum("nchw,oc->nohw", x[:, :, p : p + 7, q : q + 9], w[:, :, p, q])
+    got = np.full(want.shape, np.nan, dt)
+    getattr(ck, f"conv2d_forward_{kt}")(x.astype(dt), w.astype(dt), got, 1, 1, 0, 0, 1, 1)
+    err = np.abs(got - want).max() / np.abs(want).max()
+    assert err < (1e-5 if dt == np.float32 else 1e-12), ("conv", kt, err)
+"""
+
+
+@pytest.mark.slow
+def test_kernels_shaped_for_avx2_registers_where_the_code_has_no_avx512(tmp_path):
+    """With Numba generating AVX2 code only (a CPU name and its features, as a laptop without
+    AVX-512 has), vectors are 256 bits, tiles 6 rows x 2 vectors (12 accumulators of 16
+    registers), and the products and convolutions still equal their definitions."""
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2,+fma",
+           "SYMBP_CACHE_DIR": str(tmp_path)}  # fmt: skip
+    p = subprocess.run([sys.executable, "-c", AVX2_SCRIPT], env=env, capture_output=True,
+                       text=True, timeout=900)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.split() == ["32", "6", "8", "4"]

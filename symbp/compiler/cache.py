@@ -306,13 +306,15 @@ def versions() -> str:
     ):
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
-    from symbp.compiler.lower import tuning
+    from symbp.compiler.lower import simd, tuning
     from symbp.compiler.lower.support import MKL
 
     blas = "mkl" if MKL else "openblas"
+    # the vector width picks the kernels' variants (a layer "narrow" enough for one vector)
     return (
         f"symbp={symbp.__version__}+{h.hexdigest()[:12]} numba={numba.__version__} "
-        f"numpy={numpy.__version__} blas={blas} products={tuning.token()}"
+        f"numpy={numpy.__version__} blas={blas} products={tuning.token()} "
+        f"vector={simd.VECTOR_BYTES}"
     )
 
 

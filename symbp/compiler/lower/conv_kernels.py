@@ -11,7 +11,7 @@ import numba
 import numpy as np
 from numba import carray, cfunc, njit, prange, types
 
-from symbp.compiler.lower.simd import vbload, vfma, vload, vstore, vzero
+from symbp.compiler.lower.simd import LANES_F32, LANES_F64, MR, vbload, vfma, vload, vstore, vzero
 from symbp.compiler.runtime import prefer_openmp
 
 # Scratch arrays per worker (images are split into this many chunks). A constant: a call to
@@ -63,19 +63,20 @@ def scratch(rows, n, like, zero):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward_f32(x, w, out, sh, sw, ph, pw, dh, dw):
-    """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
     N, C, H, W = x.shape
     O, _, KH, KW = w.shape
     HO, WO = out.shape[2], out.shape[3]
-    BO = 32
+    L = LANES_F32
+    BO = 2 * L
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
     HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
     WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
-    TW = (WO + 7) // 8 * 8
+    TW = (WO + MR - 1) // MR * MR
     QP = WO
     while QP * sw % sh or QP * sw < WN * sh:
         QP += 1
-    FLAT = (HO * QP + 7) // 8 * 8
+    FLAT = (HO * QP + MR - 1) // MR * MR
     if FLAT < HO * TW:
         TH, TW, WP = 1, FLAT, QP * sw // sh
     else:
@@ -104,70 +105,121 @@ def conv2d_forward_f32(x, w, out, sh, sw, ph, pw, dh, dw):
                         xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
             for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, 8):
-                        a0_0 = vzero(wt)
-                        a0_1 = vzero(wt)
-                        a1_0 = vzero(wt)
-                        a1_1 = vzero(wt)
-                        a2_0 = vzero(wt)
-                        a2_1 = vzero(wt)
-                        a3_0 = vzero(wt)
-                        a3_1 = vzero(wt)
-                        a4_0 = vzero(wt)
-                        a4_1 = vzero(wt)
-                        a5_0 = vzero(wt)
-                        a5_1 = vzero(wt)
-                        a6_0 = vzero(wt)
-                        a6_1 = vzero(wt)
-                        a7_0 = vzero(wt)
-                        a7_1 = vzero(wt)
-                        for kp in range(KH):
-                            for kq in range(KQ):
-                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                for c in range(CJ):
-                                    w0 = vload(wt, wb + c * BO + 0)
-                                    w1 = vload(wt, wb + c * BO + 16)
-                                    x0 = vbload(xn, xb + 0 * SX + c)
-                                    a0_0 = vfma(x0, w0, a0_0)
-                                    a0_1 = vfma(x0, w1, a0_1)
-                                    x1 = vbload(xn, xb + 1 * SX + c)
-                                    a1_0 = vfma(x1, w0, a1_0)
-                                    a1_1 = vfma(x1, w1, a1_1)
-                                    x2 = vbload(xn, xb + 2 * SX + c)
-                                    a2_0 = vfma(x2, w0, a2_0)
-                                    a2_1 = vfma(x2, w1, a2_1)
-                                    x3 = vbload(xn, xb + 3 * SX + c)
-                                    a3_0 = vfma(x3, w0, a3_0)
-                                    a3_1 = vfma(x3, w1, a3_1)
-                                    x4 = vbload(xn, xb + 4 * SX + c)
-                                    a4_0 = vfma(x4, w0, a4_0)
-                                    a4_1 = vfma(x4, w1, a4_1)
-                                    x5 = vbload(xn, xb + 5 * SX + c)
-                                    a5_0 = vfma(x5, w0, a5_0)
-                                    a5_1 = vfma(x5, w1, a5_1)
-                                    x6 = vbload(xn, xb + 6 * SX + c)
-                                    a6_0 = vfma(x6, w0, a6_0)
-                                    a6_1 = vfma(x6, w1, a6_1)
-                                    x7 = vbload(xn, xb + 7 * SX + c)
-                                    a7_0 = vfma(x7, w0, a7_0)
-                                    a7_1 = vfma(x7, w1, a7_1)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 16, a0_1)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 16, a1_1)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 16, a2_1)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 16, a3_1)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 16, a4_1)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 16, a5_1)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 16, a6_1)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 16, a7_1)
+                    for ox0 in range(0, TW, MR):
+                        if MR == 8:
+                            a0_0 = vzero(wt)
+                            a0_1 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a1_1 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a2_1 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a3_1 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a4_1 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a5_1 = vzero(wt)
+                            a6_0 = vzero(wt)
+                            a6_1 = vzero(wt)
+                            a7_0 = vzero(wt)
+                            a7_1 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        w1 = vload(wt, wb + c * BO + L)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        a0_1 = vfma(x0, w1, a0_1)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        a1_1 = vfma(x1, w1, a1_1)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        a2_1 = vfma(x2, w1, a2_1)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        a3_1 = vfma(x3, w1, a3_1)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        a4_1 = vfma(x4, w1, a4_1)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        a5_1 = vfma(x5, w1, a5_1)
+                                        x6 = vbload(xn, xb + 6 * SX + c)
+                                        a6_0 = vfma(x6, w0, a6_0)
+                                        a6_1 = vfma(x6, w1, a6_1)
+                                        x7 = vbload(xn, xb + 7 * SX + c)
+                                        a7_0 = vfma(x7, w0, a7_0)
+                                        a7_1 = vfma(x7, w1, a7_1)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
+                        else:  # MR == 6
+                            a0_0 = vzero(wt)
+                            a0_1 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a1_1 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a2_1 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a3_1 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a4_1 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a5_1 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        w1 = vload(wt, wb + c * BO + L)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        a0_1 = vfma(x0, w1, a0_1)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        a1_1 = vfma(x1, w1, a1_1)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        a2_1 = vfma(x2, w1, a2_1)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        a3_1 = vfma(x3, w1, a3_1)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        a4_1 = vfma(x4, w1, a4_1)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        a5_1 = vfma(x5, w1, a5_1)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
@@ -182,7 +234,8 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
     N, O, HO, WO = ct.shape
     _, C, KH, KW = w.shape
     H, W = out.shape[2], out.shape[3]
-    BO = 32
+    L = LANES_F32
+    BO = 2 * L
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
     HP = H + (KH - 1) * dh
@@ -203,11 +256,11 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
     sh = sw = 1  # the tile runs a stride-1 convolution
     HO_, WO_ = HO, WO
     HO, WO = H, W
-    TW = (WO + 7) // 8 * 8
+    TW = (WO + MR - 1) // MR * MR
     QP = WO
     while QP * sw % sh or QP * sw < WN * sh:
         QP += 1
-    FLAT = (HO * QP + 7) // 8 * 8
+    FLAT = (HO * QP + MR - 1) // MR * MR
     if FLAT < HO * TW:
         TH, TW, WP = 1, FLAT, QP * sw // sh
     else:
@@ -227,70 +280,121 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
                             xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
             for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, 8):
-                        a0_0 = vzero(wt)
-                        a0_1 = vzero(wt)
-                        a1_0 = vzero(wt)
-                        a1_1 = vzero(wt)
-                        a2_0 = vzero(wt)
-                        a2_1 = vzero(wt)
-                        a3_0 = vzero(wt)
-                        a3_1 = vzero(wt)
-                        a4_0 = vzero(wt)
-                        a4_1 = vzero(wt)
-                        a5_0 = vzero(wt)
-                        a5_1 = vzero(wt)
-                        a6_0 = vzero(wt)
-                        a6_1 = vzero(wt)
-                        a7_0 = vzero(wt)
-                        a7_1 = vzero(wt)
-                        for kp in range(KH):
-                            for kq in range(KQ):
-                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                for c in range(CJ):
-                                    w0 = vload(wt, wb + c * BO + 0)
-                                    w1 = vload(wt, wb + c * BO + 16)
-                                    x0 = vbload(xn, xb + 0 * SX + c)
-                                    a0_0 = vfma(x0, w0, a0_0)
-                                    a0_1 = vfma(x0, w1, a0_1)
-                                    x1 = vbload(xn, xb + 1 * SX + c)
-                                    a1_0 = vfma(x1, w0, a1_0)
-                                    a1_1 = vfma(x1, w1, a1_1)
-                                    x2 = vbload(xn, xb + 2 * SX + c)
-                                    a2_0 = vfma(x2, w0, a2_0)
-                                    a2_1 = vfma(x2, w1, a2_1)
-                                    x3 = vbload(xn, xb + 3 * SX + c)
-                                    a3_0 = vfma(x3, w0, a3_0)
-                                    a3_1 = vfma(x3, w1, a3_1)
-                                    x4 = vbload(xn, xb + 4 * SX + c)
-                                    a4_0 = vfma(x4, w0, a4_0)
-                                    a4_1 = vfma(x4, w1, a4_1)
-                                    x5 = vbload(xn, xb + 5 * SX + c)
-                                    a5_0 = vfma(x5, w0, a5_0)
-                                    a5_1 = vfma(x5, w1, a5_1)
-                                    x6 = vbload(xn, xb + 6 * SX + c)
-                                    a6_0 = vfma(x6, w0, a6_0)
-                                    a6_1 = vfma(x6, w1, a6_1)
-                                    x7 = vbload(xn, xb + 7 * SX + c)
-                                    a7_0 = vfma(x7, w0, a7_0)
-                                    a7_1 = vfma(x7, w1, a7_1)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 16, a0_1)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 16, a1_1)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 16, a2_1)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 16, a3_1)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 16, a4_1)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 16, a5_1)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 16, a6_1)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 16, a7_1)
+                    for ox0 in range(0, TW, MR):
+                        if MR == 8:
+                            a0_0 = vzero(wt)
+                            a0_1 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a1_1 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a2_1 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a3_1 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a4_1 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a5_1 = vzero(wt)
+                            a6_0 = vzero(wt)
+                            a6_1 = vzero(wt)
+                            a7_0 = vzero(wt)
+                            a7_1 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        w1 = vload(wt, wb + c * BO + L)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        a0_1 = vfma(x0, w1, a0_1)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        a1_1 = vfma(x1, w1, a1_1)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        a2_1 = vfma(x2, w1, a2_1)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        a3_1 = vfma(x3, w1, a3_1)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        a4_1 = vfma(x4, w1, a4_1)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        a5_1 = vfma(x5, w1, a5_1)
+                                        x6 = vbload(xn, xb + 6 * SX + c)
+                                        a6_0 = vfma(x6, w0, a6_0)
+                                        a6_1 = vfma(x6, w1, a6_1)
+                                        x7 = vbload(xn, xb + 7 * SX + c)
+                                        a7_0 = vfma(x7, w0, a7_0)
+                                        a7_1 = vfma(x7, w1, a7_1)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
+                        else:  # MR == 6
+                            a0_0 = vzero(wt)
+                            a0_1 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a1_1 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a2_1 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a3_1 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a4_1 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a5_1 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        w1 = vload(wt, wb + c * BO + L)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        a0_1 = vfma(x0, w1, a0_1)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        a1_1 = vfma(x1, w1, a1_1)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        a2_1 = vfma(x2, w1, a2_1)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        a3_1 = vfma(x3, w1, a3_1)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        a4_1 = vfma(x4, w1, a4_1)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        a5_1 = vfma(x5, w1, a5_1)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
@@ -300,17 +404,18 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_weight_grad_f32(x, ct, out, sh, sw, ph, pw, dh, dw):
     """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
-    tiles of 8 reduction indices (kq, c) x 2 vectors of output channels, each summed over
-    all pixels of an image in registers; the threads' sums added at the end."""
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
     N, C, H, W = x.shape
     O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
     KH, KW = out.shape[2], out.shape[3]
-    BO = 32
+    L = LANES_F32
+    BO = 2 * L
     OP = (O + BO - 1) // BO * BO
     HP = (HO - 1) * sh + (KH - 1) * dh + 1
     WP = (WO - 1) * sw + (KW - 1) * dw + 1
     KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
-    JP = (CJ + 7) // 8 * 8  # reduction indices padded to whole tiles
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
     SX = sw * C
     T = min(WORKERS, N)
     accs = scratch(T, KH * KQ * JP * OP, out, True)
@@ -332,70 +437,120 @@ def conv2d_weight_grad_f32(x, ct, out, sh, sw, ph, pw, dh, dw):
             for kp in range(KH):
                 for kq in range(KQ):
                     for ob in range(0, OP, BO):
-                        for j0 in range(0, JP, 8):
+                        for j0 in range(0, JP, MR):
                             ab = ((kp * KQ + kq) * JP + j0) * OP + ob
-                            a0_0 = vload(acc, ab + 0 * OP + 0)
-                            a0_1 = vload(acc, ab + 0 * OP + 16)
-                            a1_0 = vload(acc, ab + 1 * OP + 0)
-                            a1_1 = vload(acc, ab + 1 * OP + 16)
-                            a2_0 = vload(acc, ab + 2 * OP + 0)
-                            a2_1 = vload(acc, ab + 2 * OP + 16)
-                            a3_0 = vload(acc, ab + 3 * OP + 0)
-                            a3_1 = vload(acc, ab + 3 * OP + 16)
-                            a4_0 = vload(acc, ab + 4 * OP + 0)
-                            a4_1 = vload(acc, ab + 4 * OP + 16)
-                            a5_0 = vload(acc, ab + 5 * OP + 0)
-                            a5_1 = vload(acc, ab + 5 * OP + 16)
-                            a6_0 = vload(acc, ab + 6 * OP + 0)
-                            a6_1 = vload(acc, ab + 6 * OP + 16)
-                            a7_0 = vload(acc, ab + 7 * OP + 0)
-                            a7_1 = vload(acc, ab + 7 * OP + 16)
-                            for oy in range(HO):
-                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                db = oy * WO * OP + ob
-                                for ox in range(WO):
-                                    d0 = vload(dn, db + ox * OP + 0)
-                                    d1 = vload(dn, db + ox * OP + 16)
-                                    x0 = vbload(xn, xb + ox * SX + 0)
-                                    a0_0 = vfma(x0, d0, a0_0)
-                                    a0_1 = vfma(x0, d1, a0_1)
-                                    x1 = vbload(xn, xb + ox * SX + 1)
-                                    a1_0 = vfma(x1, d0, a1_0)
-                                    a1_1 = vfma(x1, d1, a1_1)
-                                    x2 = vbload(xn, xb + ox * SX + 2)
-                                    a2_0 = vfma(x2, d0, a2_0)
-                                    a2_1 = vfma(x2, d1, a2_1)
-                                    x3 = vbload(xn, xb + ox * SX + 3)
-                                    a3_0 = vfma(x3, d0, a3_0)
-                                    a3_1 = vfma(x3, d1, a3_1)
-                                    x4 = vbload(xn, xb + ox * SX + 4)
-                                    a4_0 = vfma(x4, d0, a4_0)
-                                    a4_1 = vfma(x4, d1, a4_1)
-                                    x5 = vbload(xn, xb + ox * SX + 5)
-                                    a5_0 = vfma(x5, d0, a5_0)
-                                    a5_1 = vfma(x5, d1, a5_1)
-                                    x6 = vbload(xn, xb + ox * SX + 6)
-                                    a6_0 = vfma(x6, d0, a6_0)
-                                    a6_1 = vfma(x6, d1, a6_1)
-                                    x7 = vbload(xn, xb + ox * SX + 7)
-                                    a7_0 = vfma(x7, d0, a7_0)
-                                    a7_1 = vfma(x7, d1, a7_1)
-                            vstore(acc, ab + 0 * OP + 0, a0_0)
-                            vstore(acc, ab + 0 * OP + 16, a0_1)
-                            vstore(acc, ab + 1 * OP + 0, a1_0)
-                            vstore(acc, ab + 1 * OP + 16, a1_1)
-                            vstore(acc, ab + 2 * OP + 0, a2_0)
-                            vstore(acc, ab + 2 * OP + 16, a2_1)
-                            vstore(acc, ab + 3 * OP + 0, a3_0)
-                            vstore(acc, ab + 3 * OP + 16, a3_1)
-                            vstore(acc, ab + 4 * OP + 0, a4_0)
-                            vstore(acc, ab + 4 * OP + 16, a4_1)
-                            vstore(acc, ab + 5 * OP + 0, a5_0)
-                            vstore(acc, ab + 5 * OP + 16, a5_1)
-                            vstore(acc, ab + 6 * OP + 0, a6_0)
-                            vstore(acc, ab + 6 * OP + 16, a6_1)
-                            vstore(acc, ab + 7 * OP + 0, a7_0)
-                            vstore(acc, ab + 7 * OP + 16, a7_1)
+                            if MR == 8:
+                                a0_0 = vload(acc, ab + 0 * OP + 0)
+                                a0_1 = vload(acc, ab + 0 * OP + L)
+                                a1_0 = vload(acc, ab + 1 * OP + 0)
+                                a1_1 = vload(acc, ab + 1 * OP + L)
+                                a2_0 = vload(acc, ab + 2 * OP + 0)
+                                a2_1 = vload(acc, ab + 2 * OP + L)
+                                a3_0 = vload(acc, ab + 3 * OP + 0)
+                                a3_1 = vload(acc, ab + 3 * OP + L)
+                                a4_0 = vload(acc, ab + 4 * OP + 0)
+                                a4_1 = vload(acc, ab + 4 * OP + L)
+                                a5_0 = vload(acc, ab + 5 * OP + 0)
+                                a5_1 = vload(acc, ab + 5 * OP + L)
+                                a6_0 = vload(acc, ab + 6 * OP + 0)
+                                a6_1 = vload(acc, ab + 6 * OP + L)
+                                a7_0 = vload(acc, ab + 7 * OP + 0)
+                                a7_1 = vload(acc, ab + 7 * OP + L)
+                                for oy in range(HO):
+                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                    db = oy * WO * OP + ob
+                                    for ox in range(WO):
+                                        d0 = vload(dn, db + ox * OP + 0)
+                                        d1 = vload(dn, db + ox * OP + L)
+                                        x0 = vbload(xn, xb + ox * SX + 0)
+                                        a0_0 = vfma(x0, d0, a0_0)
+                                        a0_1 = vfma(x0, d1, a0_1)
+                                        x1 = vbload(xn, xb + ox * SX + 1)
+                                        a1_0 = vfma(x1, d0, a1_0)
+                                        a1_1 = vfma(x1, d1, a1_1)
+                                        x2 = vbload(xn, xb + ox * SX + 2)
+                                        a2_0 = vfma(x2, d0, a2_0)
+                                        a2_1 = vfma(x2, d1, a2_1)
+                                        x3 = vbload(xn, xb + ox * SX + 3)
+                                        a3_0 = vfma(x3, d0, a3_0)
+                                        a3_1 = vfma(x3, d1, a3_1)
+                                        x4 = vbload(xn, xb + ox * SX + 4)
+                                        a4_0 = vfma(x4, d0, a4_0)
+                                        a4_1 = vfma(x4, d1, a4_1)
+                                        x5 = vbload(xn, xb + ox * SX + 5)
+                                        a5_0 = vfma(x5, d0, a5_0)
+                                        a5_1 = vfma(x5, d1, a5_1)
+                                        x6 = vbload(xn, xb + ox * SX + 6)
+                                        a6_0 = vfma(x6, d0, a6_0)
+                                        a6_1 = vfma(x6, d1, a6_1)
+                                        x7 = vbload(xn, xb + ox * SX + 7)
+                                        a7_0 = vfma(x7, d0, a7_0)
+                                        a7_1 = vfma(x7, d1, a7_1)
+                                vstore(acc, ab + 0 * OP + 0, a0_0)
+                                vstore(acc, ab + 0 * OP + L, a0_1)
+                                vstore(acc, ab + 1 * OP + 0, a1_0)
+                                vstore(acc, ab + 1 * OP + L, a1_1)
+                                vstore(acc, ab + 2 * OP + 0, a2_0)
+                                vstore(acc, ab + 2 * OP + L, a2_1)
+                                vstore(acc, ab + 3 * OP + 0, a3_0)
+                                vstore(acc, ab + 3 * OP + L, a3_1)
+                                vstore(acc, ab + 4 * OP + 0, a4_0)
+                                vstore(acc, ab + 4 * OP + L, a4_1)
+                                vstore(acc, ab + 5 * OP + 0, a5_0)
+                                vstore(acc, ab + 5 * OP + L, a5_1)
+                                vstore(acc, ab + 6 * OP + 0, a6_0)
+                                vstore(acc, ab + 6 * OP + L, a6_1)
+                                vstore(acc, ab + 7 * OP + 0, a7_0)
+                                vstore(acc, ab + 7 * OP + L, a7_1)
+                            else:  # MR == 6
+                                a0_0 = vload(acc, ab + 0 * OP + 0)
+                                a0_1 = vload(acc, ab + 0 * OP + L)
+                                a1_0 = vload(acc, ab + 1 * OP + 0)
+                                a1_1 = vload(acc, ab + 1 * OP + L)
+                                a2_0 = vload(acc, ab + 2 * OP + 0)
+                                a2_1 = vload(acc, ab + 2 * OP + L)
+                                a3_0 = vload(acc, ab + 3 * OP + 0)
+                                a3_1 = vload(acc, ab + 3 * OP + L)
+                                a4_0 = vload(acc, ab + 4 * OP + 0)
+                                a4_1 = vload(acc, ab + 4 * OP + L)
+                                a5_0 = vload(acc, ab + 5 * OP + 0)
+                                a5_1 = vload(acc, ab + 5 * OP + L)
+                                for oy in range(HO):
+                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                    db = oy * WO * OP + ob
+                                    for ox in range(WO):
+                                        d0 = vload(dn, db + ox * OP + 0)
+                                        d1 = vload(dn, db + ox * OP + L)
+                                        x0 = vbload(xn, xb + ox * SX + 0)
+                                        a0_0 = vfma(x0, d0, a0_0)
+                                        a0_1 = vfma(x0, d1, a0_1)
+                                        x1 = vbload(xn, xb + ox * SX + 1)
+                                        a1_0 = vfma(x1, d0, a1_0)
+                                        a1_1 = vfma(x1, d1, a1_1)
+                                        x2 = vbload(xn, xb + ox * SX + 2)
+                                        a2_0 = vfma(x2, d0, a2_0)
+                                        a2_1 = vfma(x2, d1, a2_1)
+                                        x3 = vbload(xn, xb + ox * SX + 3)
+                                        a3_0 = vfma(x3, d0, a3_0)
+                                        a3_1 = vfma(x3, d1, a3_1)
+                                        x4 = vbload(xn, xb + ox * SX + 4)
+                                        a4_0 = vfma(x4, d0, a4_0)
+                                        a4_1 = vfma(x4, d1, a4_1)
+                                        x5 = vbload(xn, xb + ox * SX + 5)
+                                        a5_0 = vfma(x5, d0, a5_0)
+                                        a5_1 = vfma(x5, d1, a5_1)
+                                vstore(acc, ab + 0 * OP + 0, a0_0)
+                                vstore(acc, ab + 0 * OP + L, a0_1)
+                                vstore(acc, ab + 1 * OP + 0, a1_0)
+                                vstore(acc, ab + 1 * OP + L, a1_1)
+                                vstore(acc, ab + 2 * OP + 0, a2_0)
+                                vstore(acc, ab + 2 * OP + L, a2_1)
+                                vstore(acc, ab + 3 * OP + 0, a3_0)
+                                vstore(acc, ab + 3 * OP + L, a3_1)
+                                vstore(acc, ab + 4 * OP + 0, a4_0)
+                                vstore(acc, ab + 4 * OP + L, a4_1)
+                                vstore(acc, ab + 5 * OP + 0, a5_0)
+                                vstore(acc, ab + 5 * OP + L, a5_1)
     acc = accs[0]
     for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
         for i in range(acc.size):
@@ -411,19 +566,20 @@ def conv2d_weight_grad_f32(x, ct, out, sh, sw, ph, pw, dh, dw):
 
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
-    """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
     N, C, H, W = x.shape
     O, _, KH, KW = w.shape
     HO, WO = out.shape[2], out.shape[3]
-    BO = 16
+    L = LANES_F32
+    BO = 1 * L
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
     HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
     WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
-    TW = (WO + 7) // 8 * 8
+    TW = (WO + MR - 1) // MR * MR
     QP = WO
     while QP * sw % sh or QP * sw < WN * sh:
         QP += 1
-    FLAT = (HO * QP + 7) // 8 * 8
+    FLAT = (HO * QP + MR - 1) // MR * MR
     if FLAT < HO * TW:
         TH, TW, WP = 1, FLAT, QP * sw // sh
     else:
@@ -452,45 +608,77 @@ def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
                         xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
             for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, 8):
-                        a0_0 = vzero(wt)
-                        a1_0 = vzero(wt)
-                        a2_0 = vzero(wt)
-                        a3_0 = vzero(wt)
-                        a4_0 = vzero(wt)
-                        a5_0 = vzero(wt)
-                        a6_0 = vzero(wt)
-                        a7_0 = vzero(wt)
-                        for kp in range(KH):
-                            for kq in range(KQ):
-                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                for c in range(CJ):
-                                    w0 = vload(wt, wb + c * BO + 0)
-                                    x0 = vbload(xn, xb + 0 * SX + c)
-                                    a0_0 = vfma(x0, w0, a0_0)
-                                    x1 = vbload(xn, xb + 1 * SX + c)
-                                    a1_0 = vfma(x1, w0, a1_0)
-                                    x2 = vbload(xn, xb + 2 * SX + c)
-                                    a2_0 = vfma(x2, w0, a2_0)
-                                    x3 = vbload(xn, xb + 3 * SX + c)
-                                    a3_0 = vfma(x3, w0, a3_0)
-                                    x4 = vbload(xn, xb + 4 * SX + c)
-                                    a4_0 = vfma(x4, w0, a4_0)
-                                    x5 = vbload(xn, xb + 5 * SX + c)
-                                    a5_0 = vfma(x5, w0, a5_0)
-                                    x6 = vbload(xn, xb + 6 * SX + c)
-                                    a6_0 = vfma(x6, w0, a6_0)
-                                    x7 = vbload(xn, xb + 7 * SX + c)
-                                    a7_0 = vfma(x7, w0, a7_0)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                    for ox0 in range(0, TW, MR):
+                        if MR == 8:
+                            a0_0 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a6_0 = vzero(wt)
+                            a7_0 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        x6 = vbload(xn, xb + 6 * SX + c)
+                                        a6_0 = vfma(x6, w0, a6_0)
+                                        x7 = vbload(xn, xb + 7 * SX + c)
+                                        a7_0 = vfma(x7, w0, a7_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        else:  # MR == 6
+                            a0_0 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
@@ -505,7 +693,8 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
     N, O, HO, WO = ct.shape
     _, C, KH, KW = w.shape
     H, W = out.shape[2], out.shape[3]
-    BO = 16
+    L = LANES_F32
+    BO = 1 * L
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
     HP = H + (KH - 1) * dh
@@ -526,11 +715,11 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
     sh = sw = 1  # the tile runs a stride-1 convolution
     HO_, WO_ = HO, WO
     HO, WO = H, W
-    TW = (WO + 7) // 8 * 8
+    TW = (WO + MR - 1) // MR * MR
     QP = WO
     while QP * sw % sh or QP * sw < WN * sh:
         QP += 1
-    FLAT = (HO * QP + 7) // 8 * 8
+    FLAT = (HO * QP + MR - 1) // MR * MR
     if FLAT < HO * TW:
         TH, TW, WP = 1, FLAT, QP * sw // sh
     else:
@@ -550,45 +739,77 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
                             xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
             for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, 8):
-                        a0_0 = vzero(wt)
-                        a1_0 = vzero(wt)
-                        a2_0 = vzero(wt)
-                        a3_0 = vzero(wt)
-                        a4_0 = vzero(wt)
-                        a5_0 = vzero(wt)
-                        a6_0 = vzero(wt)
-                        a7_0 = vzero(wt)
-                        for kp in range(KH):
-                            for kq in range(KQ):
-                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                for c in range(CJ):
-                                    w0 = vload(wt, wb + c * BO + 0)
-                                    x0 = vbload(xn, xb + 0 * SX + c)
-                                    a0_0 = vfma(x0, w0, a0_0)
-                                    x1 = vbload(xn, xb + 1 * SX + c)
-                                    a1_0 = vfma(x1, w0, a1_0)
-                                    x2 = vbload(xn, xb + 2 * SX + c)
-                                    a2_0 = vfma(x2, w0, a2_0)
-                                    x3 = vbload(xn, xb + 3 * SX + c)
-                                    a3_0 = vfma(x3, w0, a3_0)
-                                    x4 = vbload(xn, xb + 4 * SX + c)
-                                    a4_0 = vfma(x4, w0, a4_0)
-                                    x5 = vbload(xn, xb + 5 * SX + c)
-                                    a5_0 = vfma(x5, w0, a5_0)
-                                    x6 = vbload(xn, xb + 6 * SX + c)
-                                    a6_0 = vfma(x6, w0, a6_0)
-                                    x7 = vbload(xn, xb + 7 * SX + c)
-                                    a7_0 = vfma(x7, w0, a7_0)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                    for ox0 in range(0, TW, MR):
+                        if MR == 8:
+                            a0_0 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a6_0 = vzero(wt)
+                            a7_0 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        x6 = vbload(xn, xb + 6 * SX + c)
+                                        a6_0 = vfma(x6, w0, a6_0)
+                                        x7 = vbload(xn, xb + 7 * SX + c)
+                                        a7_0 = vfma(x7, w0, a7_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        else:  # MR == 6
+                            a0_0 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
@@ -598,17 +819,18 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_weight_grad_f32_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
     """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
-    tiles of 8 reduction indices (kq, c) x 2 vectors of output channels, each summed over
-    all pixels of an image in registers; the threads' sums added at the end."""
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
     N, C, H, W = x.shape
     O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
     KH, KW = out.shape[2], out.shape[3]
-    BO = 16
+    L = LANES_F32
+    BO = 1 * L
     OP = (O + BO - 1) // BO * BO
     HP = (HO - 1) * sh + (KH - 1) * dh + 1
     WP = (WO - 1) * sw + (KW - 1) * dw + 1
     KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
-    JP = (CJ + 7) // 8 * 8  # reduction indices padded to whole tiles
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
     SX = sw * C
     T = min(WORKERS, N)
     accs = scratch(T, KH * KQ * JP * OP, out, True)
@@ -630,45 +852,76 @@ def conv2d_weight_grad_f32_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
             for kp in range(KH):
                 for kq in range(KQ):
                     for ob in range(0, OP, BO):
-                        for j0 in range(0, JP, 8):
+                        for j0 in range(0, JP, MR):
                             ab = ((kp * KQ + kq) * JP + j0) * OP + ob
-                            a0_0 = vload(acc, ab + 0 * OP + 0)
-                            a1_0 = vload(acc, ab + 1 * OP + 0)
-                            a2_0 = vload(acc, ab + 2 * OP + 0)
-                            a3_0 = vload(acc, ab + 3 * OP + 0)
-                            a4_0 = vload(acc, ab + 4 * OP + 0)
-                            a5_0 = vload(acc, ab + 5 * OP + 0)
-                            a6_0 = vload(acc, ab + 6 * OP + 0)
-                            a7_0 = vload(acc, ab + 7 * OP + 0)
-                            for oy in range(HO):
-                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                db = oy * WO * OP + ob
-                                for ox in range(WO):
-                                    d0 = vload(dn, db + ox * OP + 0)
-                                    x0 = vbload(xn, xb + ox * SX + 0)
-                                    a0_0 = vfma(x0, d0, a0_0)
-                                    x1 = vbload(xn, xb + ox * SX + 1)
-                                    a1_0 = vfma(x1, d0, a1_0)
-                                    x2 = vbload(xn, xb + ox * SX + 2)
-                                    a2_0 = vfma(x2, d0, a2_0)
-                                    x3 = vbload(xn, xb + ox * SX + 3)
-                                    a3_0 = vfma(x3, d0, a3_0)
-                                    x4 = vbload(xn, xb + ox * SX + 4)
-                                    a4_0 = vfma(x4, d0, a4_0)
-                                    x5 = vbload(xn, xb + ox * SX + 5)
-                                    a5_0 = vfma(x5, d0, a5_0)
-                                    x6 = vbload(xn, xb + ox * SX + 6)
-                                    a6_0 = vfma(x6, d0, a6_0)
-                                    x7 = vbload(xn, xb + ox * SX + 7)
-                                    a7_0 = vfma(x7, d0, a7_0)
-                            vstore(acc, ab + 0 * OP + 0, a0_0)
-                            vstore(acc, ab + 1 * OP + 0, a1_0)
-                            vstore(acc, ab + 2 * OP + 0, a2_0)
-                            vstore(acc, ab + 3 * OP + 0, a3_0)
-                            vstore(acc, ab + 4 * OP + 0, a4_0)
-                            vstore(acc, ab + 5 * OP + 0, a5_0)
-                            vstore(acc, ab + 6 * OP + 0, a6_0)
-                            vstore(acc, ab + 7 * OP + 0, a7_0)
+                            if MR == 8:
+                                a0_0 = vload(acc, ab + 0 * OP + 0)
+                                a1_0 = vload(acc, ab + 1 * OP + 0)
+                                a2_0 = vload(acc, ab + 2 * OP + 0)
+                                a3_0 = vload(acc, ab + 3 * OP + 0)
+                                a4_0 = vload(acc, ab + 4 * OP + 0)
+                                a5_0 = vload(acc, ab + 5 * OP + 0)
+                                a6_0 = vload(acc, ab + 6 * OP + 0)
+                                a7_0 = vload(acc, ab + 7 * OP + 0)
+                                for oy in range(HO):
+                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                    db = oy * WO * OP + ob
+                                    for ox in range(WO):
+                                        d0 = vload(dn, db + ox * OP + 0)
+                                        x0 = vbload(xn, xb + ox * SX + 0)
+                                        a0_0 = vfma(x0, d0, a0_0)
+                                        x1 = vbload(xn, xb + ox * SX + 1)
+                                        a1_0 = vfma(x1, d0, a1_0)
+                                        x2 = vbload(xn, xb + ox * SX + 2)
+                                        a2_0 = vfma(x2, d0, a2_0)
+                                        x3 = vbload(xn, xb + ox * SX + 3)
+                                        a3_0 = vfma(x3, d0, a3_0)
+                                        x4 = vbload(xn, xb + ox * SX + 4)
+                                        a4_0 = vfma(x4, d0, a4_0)
+                                        x5 = vbload(xn, xb + ox * SX + 5)
+                                        a5_0 = vfma(x5, d0, a5_0)
+                                        x6 = vbload(xn, xb + ox * SX + 6)
+                                        a6_0 = vfma(x6, d0, a6_0)
+                                        x7 = vbload(xn, xb + ox * SX + 7)
+                                        a7_0 = vfma(x7, d0, a7_0)
+                                vstore(acc, ab + 0 * OP + 0, a0_0)
+                                vstore(acc, ab + 1 * OP + 0, a1_0)
+                                vstore(acc, ab + 2 * OP + 0, a2_0)
+                                vstore(acc, ab + 3 * OP + 0, a3_0)
+                                vstore(acc, ab + 4 * OP + 0, a4_0)
+                                vstore(acc, ab + 5 * OP + 0, a5_0)
+                                vstore(acc, ab + 6 * OP + 0, a6_0)
+                                vstore(acc, ab + 7 * OP + 0, a7_0)
+                            else:  # MR == 6
+                                a0_0 = vload(acc, ab + 0 * OP + 0)
+                                a1_0 = vload(acc, ab + 1 * OP + 0)
+                                a2_0 = vload(acc, ab + 2 * OP + 0)
+                                a3_0 = vload(acc, ab + 3 * OP + 0)
+                                a4_0 = vload(acc, ab + 4 * OP + 0)
+                                a5_0 = vload(acc, ab + 5 * OP + 0)
+                                for oy in range(HO):
+                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                    db = oy * WO * OP + ob
+                                    for ox in range(WO):
+                                        d0 = vload(dn, db + ox * OP + 0)
+                                        x0 = vbload(xn, xb + ox * SX + 0)
+                                        a0_0 = vfma(x0, d0, a0_0)
+                                        x1 = vbload(xn, xb + ox * SX + 1)
+                                        a1_0 = vfma(x1, d0, a1_0)
+                                        x2 = vbload(xn, xb + ox * SX + 2)
+                                        a2_0 = vfma(x2, d0, a2_0)
+                                        x3 = vbload(xn, xb + ox * SX + 3)
+                                        a3_0 = vfma(x3, d0, a3_0)
+                                        x4 = vbload(xn, xb + ox * SX + 4)
+                                        a4_0 = vfma(x4, d0, a4_0)
+                                        x5 = vbload(xn, xb + ox * SX + 5)
+                                        a5_0 = vfma(x5, d0, a5_0)
+                                vstore(acc, ab + 0 * OP + 0, a0_0)
+                                vstore(acc, ab + 1 * OP + 0, a1_0)
+                                vstore(acc, ab + 2 * OP + 0, a2_0)
+                                vstore(acc, ab + 3 * OP + 0, a3_0)
+                                vstore(acc, ab + 4 * OP + 0, a4_0)
+                                vstore(acc, ab + 5 * OP + 0, a5_0)
     acc = accs[0]
     for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
         for i in range(acc.size):
@@ -685,12 +938,13 @@ def conv2d_weight_grad_f32_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
 @njit(cache=True, parallel=True, nogil=True)
 def matmul_f32(a, ta, b, tb, out):
     """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as
-    [M/8, K, 8] (a tile's 8 rows of one k side by side) and op(b) as [N/BO, K, BO]; each
-    tile of 8 rows x BO columns sums over k in registers; column panels are split over
-    the cores."""
+    [M/MR, K, MR] (a tile's MR rows of one k side by side) and op(b) as [N/BO, K, BO];
+    each tile of MR rows x BO columns sums over k in registers; column panels are split
+    over the cores."""
     M, N = out.shape
     K = a.shape[0] if ta else a.shape[1]
-    MR, BO = 8, 32
+    L = LANES_F32
+    BO = 2 * L
     MP = (M + MR - 1) // MR * MR
     NP = (N + BO - 1) // BO * BO
     at = scratch(1, MP * K, out, True)[0]
@@ -714,67 +968,116 @@ def matmul_f32(a, ta, b, tb, out):
                 bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]
     for jb in prange(NP // BO):
         for ib in range(MP // MR):
-            a0_0 = vzero(bt)
-            a0_1 = vzero(bt)
-            a1_0 = vzero(bt)
-            a1_1 = vzero(bt)
-            a2_0 = vzero(bt)
-            a2_1 = vzero(bt)
-            a3_0 = vzero(bt)
-            a3_1 = vzero(bt)
-            a4_0 = vzero(bt)
-            a4_1 = vzero(bt)
-            a5_0 = vzero(bt)
-            a5_1 = vzero(bt)
-            a6_0 = vzero(bt)
-            a6_1 = vzero(bt)
-            a7_0 = vzero(bt)
-            a7_1 = vzero(bt)
-            ab = ib * K * MR
-            bb = jb * K * BO
-            for k in range(K):
-                w0 = vload(bt, bb + k * BO + 0)
-                w1 = vload(bt, bb + k * BO + 16)
-                x0 = vbload(at, ab + k * MR + 0)
-                a0_0 = vfma(x0, w0, a0_0)
-                a0_1 = vfma(x0, w1, a0_1)
-                x1 = vbload(at, ab + k * MR + 1)
-                a1_0 = vfma(x1, w0, a1_0)
-                a1_1 = vfma(x1, w1, a1_1)
-                x2 = vbload(at, ab + k * MR + 2)
-                a2_0 = vfma(x2, w0, a2_0)
-                a2_1 = vfma(x2, w1, a2_1)
-                x3 = vbload(at, ab + k * MR + 3)
-                a3_0 = vfma(x3, w0, a3_0)
-                a3_1 = vfma(x3, w1, a3_1)
-                x4 = vbload(at, ab + k * MR + 4)
-                a4_0 = vfma(x4, w0, a4_0)
-                a4_1 = vfma(x4, w1, a4_1)
-                x5 = vbload(at, ab + k * MR + 5)
-                a5_0 = vfma(x5, w0, a5_0)
-                a5_1 = vfma(x5, w1, a5_1)
-                x6 = vbload(at, ab + k * MR + 6)
-                a6_0 = vfma(x6, w0, a6_0)
-                a6_1 = vfma(x6, w1, a6_1)
-                x7 = vbload(at, ab + k * MR + 7)
-                a7_0 = vfma(x7, w0, a7_0)
-                a7_1 = vfma(x7, w1, a7_1)
-            vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
-            vstore(ot, (ib * MR + 0) * NP + jb * BO + 16, a0_1)
-            vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
-            vstore(ot, (ib * MR + 1) * NP + jb * BO + 16, a1_1)
-            vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
-            vstore(ot, (ib * MR + 2) * NP + jb * BO + 16, a2_1)
-            vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
-            vstore(ot, (ib * MR + 3) * NP + jb * BO + 16, a3_1)
-            vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
-            vstore(ot, (ib * MR + 4) * NP + jb * BO + 16, a4_1)
-            vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
-            vstore(ot, (ib * MR + 5) * NP + jb * BO + 16, a5_1)
-            vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
-            vstore(ot, (ib * MR + 6) * NP + jb * BO + 16, a6_1)
-            vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
-            vstore(ot, (ib * MR + 7) * NP + jb * BO + 16, a7_1)
+            if MR == 8:
+                a0_0 = vzero(bt)
+                a0_1 = vzero(bt)
+                a1_0 = vzero(bt)
+                a1_1 = vzero(bt)
+                a2_0 = vzero(bt)
+                a2_1 = vzero(bt)
+                a3_0 = vzero(bt)
+                a3_1 = vzero(bt)
+                a4_0 = vzero(bt)
+                a4_1 = vzero(bt)
+                a5_0 = vzero(bt)
+                a5_1 = vzero(bt)
+                a6_0 = vzero(bt)
+                a6_1 = vzero(bt)
+                a7_0 = vzero(bt)
+                a7_1 = vzero(bt)
+                ab = ib * K * MR
+                bb = jb * K * BO
+                for k in range(K):
+                    w0 = vload(bt, bb + k * BO + 0)
+                    w1 = vload(bt, bb + k * BO + L)
+                    x0 = vbload(at, ab + k * MR + 0)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    a0_1 = vfma(x0, w1, a0_1)
+                    x1 = vbload(at, ab + k * MR + 1)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    a1_1 = vfma(x1, w1, a1_1)
+                    x2 = vbload(at, ab + k * MR + 2)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    a2_1 = vfma(x2, w1, a2_1)
+                    x3 = vbload(at, ab + k * MR + 3)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    a3_1 = vfma(x3, w1, a3_1)
+                    x4 = vbload(at, ab + k * MR + 4)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    a4_1 = vfma(x4, w1, a4_1)
+                    x5 = vbload(at, ab + k * MR + 5)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    a5_1 = vfma(x5, w1, a5_1)
+                    x6 = vbload(at, ab + k * MR + 6)
+                    a6_0 = vfma(x6, w0, a6_0)
+                    a6_1 = vfma(x6, w1, a6_1)
+                    x7 = vbload(at, ab + k * MR + 7)
+                    a7_0 = vfma(x7, w0, a7_0)
+                    a7_1 = vfma(x7, w1, a7_1)
+                vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+                vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
+                vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+                vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
+                vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+                vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
+                vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+                vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
+                vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+                vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
+                vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+                vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
+                vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
+                vstore(ot, (ib * MR + 6) * NP + jb * BO + L, a6_1)
+                vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
+                vstore(ot, (ib * MR + 7) * NP + jb * BO + L, a7_1)
+            else:  # MR == 6
+                a0_0 = vzero(bt)
+                a0_1 = vzero(bt)
+                a1_0 = vzero(bt)
+                a1_1 = vzero(bt)
+                a2_0 = vzero(bt)
+                a2_1 = vzero(bt)
+                a3_0 = vzero(bt)
+                a3_1 = vzero(bt)
+                a4_0 = vzero(bt)
+                a4_1 = vzero(bt)
+                a5_0 = vzero(bt)
+                a5_1 = vzero(bt)
+                ab = ib * K * MR
+                bb = jb * K * BO
+                for k in range(K):
+                    w0 = vload(bt, bb + k * BO + 0)
+                    w1 = vload(bt, bb + k * BO + L)
+                    x0 = vbload(at, ab + k * MR + 0)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    a0_1 = vfma(x0, w1, a0_1)
+                    x1 = vbload(at, ab + k * MR + 1)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    a1_1 = vfma(x1, w1, a1_1)
+                    x2 = vbload(at, ab + k * MR + 2)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    a2_1 = vfma(x2, w1, a2_1)
+                    x3 = vbload(at, ab + k * MR + 3)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    a3_1 = vfma(x3, w1, a3_1)
+                    x4 = vbload(at, ab + k * MR + 4)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    a4_1 = vfma(x4, w1, a4_1)
+                    x5 = vbload(at, ab + k * MR + 5)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    a5_1 = vfma(x5, w1, a5_1)
+                vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+                vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
+                vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+                vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
+                vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+                vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
+                vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+                vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
+                vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+                vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
+                vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+                vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
     for i in range(M):
         for n in range(N):
             out[i, n] = ot[i * NP + n]
@@ -801,7 +1104,8 @@ def matmul_small_f32(a, ta, b, tb, out):
     are stored straight into out."""
     M, N = out.shape
     K = a.shape[0] if ta else a.shape[1]
-    MR, BO = 8, 32
+    L = LANES_F32
+    BO = 2 * L
     NB = (N + BO - 1) // BO
     sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
     bt = scratch(1, NB * K * BO, out, False)[0]
@@ -821,96 +1125,168 @@ def matmul_small_f32(a, ta, b, tb, out):
                 bt[base + n] = 0
     for jb in range(NB):
         for m0 in range(0, M, MR):
-            r0 = min(m0 + 0, M - 1) * sm
-            r1 = min(m0 + 1, M - 1) * sm
-            r2 = min(m0 + 2, M - 1) * sm
-            r3 = min(m0 + 3, M - 1) * sm
-            r4 = min(m0 + 4, M - 1) * sm
-            r5 = min(m0 + 5, M - 1) * sm
-            r6 = min(m0 + 6, M - 1) * sm
-            r7 = min(m0 + 7, M - 1) * sm
-            a0_0 = vzero(bt)
-            a0_1 = vzero(bt)
-            a1_0 = vzero(bt)
-            a1_1 = vzero(bt)
-            a2_0 = vzero(bt)
-            a2_1 = vzero(bt)
-            a3_0 = vzero(bt)
-            a3_1 = vzero(bt)
-            a4_0 = vzero(bt)
-            a4_1 = vzero(bt)
-            a5_0 = vzero(bt)
-            a5_1 = vzero(bt)
-            a6_0 = vzero(bt)
-            a6_1 = vzero(bt)
-            a7_0 = vzero(bt)
-            a7_1 = vzero(bt)
-            bb = jb * K * BO
-            for k in range(K):
-                kk = k * sk
-                w0 = vload(bt, bb + k * BO + 0)
-                w1 = vload(bt, bb + k * BO + 16)
-                x0 = vbload(a, r0 + kk)
-                a0_0 = vfma(x0, w0, a0_0)
-                a0_1 = vfma(x0, w1, a0_1)
-                x1 = vbload(a, r1 + kk)
-                a1_0 = vfma(x1, w0, a1_0)
-                a1_1 = vfma(x1, w1, a1_1)
-                x2 = vbload(a, r2 + kk)
-                a2_0 = vfma(x2, w0, a2_0)
-                a2_1 = vfma(x2, w1, a2_1)
-                x3 = vbload(a, r3 + kk)
-                a3_0 = vfma(x3, w0, a3_0)
-                a3_1 = vfma(x3, w1, a3_1)
-                x4 = vbload(a, r4 + kk)
-                a4_0 = vfma(x4, w0, a4_0)
-                a4_1 = vfma(x4, w1, a4_1)
-                x5 = vbload(a, r5 + kk)
-                a5_0 = vfma(x5, w0, a5_0)
-                a5_1 = vfma(x5, w1, a5_1)
-                x6 = vbload(a, r6 + kk)
-                a6_0 = vfma(x6, w0, a6_0)
-                a6_1 = vfma(x6, w1, a6_1)
-                x7 = vbload(a, r7 + kk)
-                a7_0 = vfma(x7, w0, a7_0)
-                a7_1 = vfma(x7, w1, a7_1)
-            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                vstore(out, (m0 + 0) * N + jb * BO + 16, a0_1)
-                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                vstore(out, (m0 + 1) * N + jb * BO + 16, a1_1)
-                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                vstore(out, (m0 + 2) * N + jb * BO + 16, a2_1)
-                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                vstore(out, (m0 + 3) * N + jb * BO + 16, a3_1)
-                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                vstore(out, (m0 + 4) * N + jb * BO + 16, a4_1)
-                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                vstore(out, (m0 + 5) * N + jb * BO + 16, a5_1)
-                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
-                vstore(out, (m0 + 6) * N + jb * BO + 16, a6_1)
-                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
-                vstore(out, (m0 + 7) * N + jb * BO + 16, a7_1)
-            else:  # an edge tile: through ot, then its part inside out
-                vstore(ot, 0, a0_0)
-                vstore(ot, 16, a0_1)
-                vstore(ot, 32, a1_0)
-                vstore(ot, 48, a1_1)
-                vstore(ot, 64, a2_0)
-                vstore(ot, 80, a2_1)
-                vstore(ot, 96, a3_0)
-                vstore(ot, 112, a3_1)
-                vstore(ot, 128, a4_0)
-                vstore(ot, 144, a4_1)
-                vstore(ot, 160, a5_0)
-                vstore(ot, 176, a5_1)
-                vstore(ot, 192, a6_0)
-                vstore(ot, 208, a6_1)
-                vstore(ot, 224, a7_0)
-                vstore(ot, 240, a7_1)
-                for i in range(min(MR, M - m0)):
-                    for n in range(min(BO, N - jb * BO)):
-                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+            if MR == 8:
+                r0 = min(m0 + 0, M - 1) * sm
+                r1 = min(m0 + 1, M - 1) * sm
+                r2 = min(m0 + 2, M - 1) * sm
+                r3 = min(m0 + 3, M - 1) * sm
+                r4 = min(m0 + 4, M - 1) * sm
+                r5 = min(m0 + 5, M - 1) * sm
+                r6 = min(m0 + 6, M - 1) * sm
+                r7 = min(m0 + 7, M - 1) * sm
+                a0_0 = vzero(bt)
+                a0_1 = vzero(bt)
+                a1_0 = vzero(bt)
+                a1_1 = vzero(bt)
+                a2_0 = vzero(bt)
+                a2_1 = vzero(bt)
+                a3_0 = vzero(bt)
+                a3_1 = vzero(bt)
+                a4_0 = vzero(bt)
+                a4_1 = vzero(bt)
+                a5_0 = vzero(bt)
+                a5_1 = vzero(bt)
+                a6_0 = vzero(bt)
+                a6_1 = vzero(bt)
+                a7_0 = vzero(bt)
+                a7_1 = vzero(bt)
+                bb = jb * K * BO
+                for k in range(K):
+                    kk = k * sk
+                    w0 = vload(bt, bb + k * BO + 0)
+                    w1 = vload(bt, bb + k * BO + L)
+                    x0 = vbload(a, r0 + kk)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    a0_1 = vfma(x0, w1, a0_1)
+                    x1 = vbload(a, r1 + kk)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    a1_1 = vfma(x1, w1, a1_1)
+                    x2 = vbload(a, r2 + kk)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    a2_1 = vfma(x2, w1, a2_1)
+                    x3 = vbload(a, r3 + kk)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    a3_1 = vfma(x3, w1, a3_1)
+                    x4 = vbload(a, r4 + kk)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    a4_1 = vfma(x4, w1, a4_1)
+                    x5 = vbload(a, r5 + kk)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    a5_1 = vfma(x5, w1, a5_1)
+                    x6 = vbload(a, r6 + kk)
+                    a6_0 = vfma(x6, w0, a6_0)
+                    a6_1 = vfma(x6, w1, a6_1)
+                    x7 = vbload(a, r7 + kk)
+                    a7_0 = vfma(x7, w0, a7_0)
+                    a7_1 = vfma(x7, w1, a7_1)
+                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                    vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
+                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                    vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
+                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                    vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
+                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                    vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
+                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                    vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
+                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                    vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
+                    vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                    vstore(out, (m0 + 6) * N + jb * BO + L, a6_1)
+                    vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+                    vstore(out, (m0 + 7) * N + jb * BO + L, a7_1)
+                else:  # an edge tile: through ot, then its part inside out
+                    vstore(ot, 0, a0_0)
+                    vstore(ot, L, a0_1)
+                    vstore(ot, 2 * L, a1_0)
+                    vstore(ot, 3 * L, a1_1)
+                    vstore(ot, 4 * L, a2_0)
+                    vstore(ot, 5 * L, a2_1)
+                    vstore(ot, 6 * L, a3_0)
+                    vstore(ot, 7 * L, a3_1)
+                    vstore(ot, 8 * L, a4_0)
+                    vstore(ot, 9 * L, a4_1)
+                    vstore(ot, 10 * L, a5_0)
+                    vstore(ot, 11 * L, a5_1)
+                    vstore(ot, 12 * L, a6_0)
+                    vstore(ot, 13 * L, a6_1)
+                    vstore(ot, 14 * L, a7_0)
+                    vstore(ot, 15 * L, a7_1)
+                    for i in range(min(MR, M - m0)):
+                        for n in range(min(BO, N - jb * BO)):
+                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
+            else:  # MR == 6
+                r0 = min(m0 + 0, M - 1) * sm
+                r1 = min(m0 + 1, M - 1) * sm
+                r2 = min(m0 + 2, M - 1) * sm
+                r3 = min(m0 + 3, M - 1) * sm
+                r4 = min(m0 + 4, M - 1) * sm
+                r5 = min(m0 + 5, M - 1) * sm
+                a0_0 = vzero(bt)
+                a0_1 = vzero(bt)
+                a1_0 = vzero(bt)
+                a1_1 = vzero(bt)
+                a2_0 = vzero(bt)
+                a2_1 = vzero(bt)
+                a3_0 = vzero(bt)
+                a3_1 = vzero(bt)
+                a4_0 = vzero(bt)
+                a4_1 = vzero(bt)
+                a5_0 = vzero(bt)
+                a5_1 = vzero(bt)
+                bb = jb * K * BO
+                for k in range(K):
+                    kk = k * sk
+                    w0 = vload(bt, bb + k * BO + 0)
+                    w1 = vload(bt, bb + k * BO + L)
+                    x0 = vbload(a, r0 + kk)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    a0_1 = vfma(x0, w1, a0_1)
+                    x1 = vbload(a, r1 + kk)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    a1_1 = vfma(x1, w1, a1_1)
+                    x2 = vbload(a, r2 + kk)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    a2_1 = vfma(x2, w1, a2_1)
+                    x3 = vbload(a, r3 + kk)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    a3_1 = vfma(x3, w1, a3_1)
+                    x4 = vbload(a, r4 + kk)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    a4_1 = vfma(x4, w1, a4_1)
+                    x5 = vbload(a, r5 + kk)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    a5_1 = vfma(x5, w1, a5_1)
+                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                    vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
+                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                    vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
+                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                    vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
+                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                    vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
+                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                    vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
+                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                    vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
+                else:  # an edge tile: through ot, then its part inside out
+                    vstore(ot, 0, a0_0)
+                    vstore(ot, L, a0_1)
+                    vstore(ot, 2 * L, a1_0)
+                    vstore(ot, 3 * L, a1_1)
+                    vstore(ot, 4 * L, a2_0)
+                    vstore(ot, 5 * L, a2_1)
+                    vstore(ot, 6 * L, a3_0)
+                    vstore(ot, 7 * L, a3_1)
+                    vstore(ot, 8 * L, a4_0)
+                    vstore(ot, 9 * L, a4_1)
+                    vstore(ot, 10 * L, a5_0)
+                    vstore(ot, 11 * L, a5_1)
+                    for i in range(min(MR, M - m0)):
+                        for n in range(min(BO, N - jb * BO)):
+                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
 
 
 def _c_matmul_small_f32(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
@@ -934,7 +1310,8 @@ def matmul_small_f32_narrow(a, ta, b, tb, out):
     are stored straight into out."""
     M, N = out.shape
     K = a.shape[0] if ta else a.shape[1]
-    MR, BO = 8, 16
+    L = LANES_F32
+    BO = 1 * L
     NB = (N + BO - 1) // BO
     sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
     bt = scratch(1, NB * K * BO, out, False)[0]
@@ -954,63 +1331,110 @@ def matmul_small_f32_narrow(a, ta, b, tb, out):
                 bt[base + n] = 0
     for jb in range(NB):
         for m0 in range(0, M, MR):
-            r0 = min(m0 + 0, M - 1) * sm
-            r1 = min(m0 + 1, M - 1) * sm
-            r2 = min(m0 + 2, M - 1) * sm
-            r3 = min(m0 + 3, M - 1) * sm
-            r4 = min(m0 + 4, M - 1) * sm
-            r5 = min(m0 + 5, M - 1) * sm
-            r6 = min(m0 + 6, M - 1) * sm
-            r7 = min(m0 + 7, M - 1) * sm
-            a0_0 = vzero(bt)
-            a1_0 = vzero(bt)
-            a2_0 = vzero(bt)
-            a3_0 = vzero(bt)
-            a4_0 = vzero(bt)
-            a5_0 = vzero(bt)
-            a6_0 = vzero(bt)
-            a7_0 = vzero(bt)
-            bb = jb * K * BO
-            for k in range(K):
-                kk = k * sk
-                w0 = vload(bt, bb + k * BO + 0)
-                x0 = vbload(a, r0 + kk)
-                a0_0 = vfma(x0, w0, a0_0)
-                x1 = vbload(a, r1 + kk)
-                a1_0 = vfma(x1, w0, a1_0)
-                x2 = vbload(a, r2 + kk)
-                a2_0 = vfma(x2, w0, a2_0)
-                x3 = vbload(a, r3 + kk)
-                a3_0 = vfma(x3, w0, a3_0)
-                x4 = vbload(a, r4 + kk)
-                a4_0 = vfma(x4, w0, a4_0)
-                x5 = vbload(a, r5 + kk)
-                a5_0 = vfma(x5, w0, a5_0)
-                x6 = vbload(a, r6 + kk)
-                a6_0 = vfma(x6, w0, a6_0)
-                x7 = vbload(a, r7 + kk)
-                a7_0 = vfma(x7, w0, a7_0)
-            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
-                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
-            else:  # an edge tile: through ot, then its part inside out
-                vstore(ot, 0, a0_0)
-                vstore(ot, 16, a1_0)
-                vstore(ot, 32, a2_0)
-                vstore(ot, 48, a3_0)
-                vstore(ot, 64, a4_0)
-                vstore(ot, 80, a5_0)
-                vstore(ot, 96, a6_0)
-                vstore(ot, 112, a7_0)
-                for i in range(min(MR, M - m0)):
-                    for n in range(min(BO, N - jb * BO)):
-                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+            if MR == 8:
+                r0 = min(m0 + 0, M - 1) * sm
+                r1 = min(m0 + 1, M - 1) * sm
+                r2 = min(m0 + 2, M - 1) * sm
+                r3 = min(m0 + 3, M - 1) * sm
+                r4 = min(m0 + 4, M - 1) * sm
+                r5 = min(m0 + 5, M - 1) * sm
+                r6 = min(m0 + 6, M - 1) * sm
+                r7 = min(m0 + 7, M - 1) * sm
+                a0_0 = vzero(bt)
+                a1_0 = vzero(bt)
+                a2_0 = vzero(bt)
+                a3_0 = vzero(bt)
+                a4_0 = vzero(bt)
+                a5_0 = vzero(bt)
+                a6_0 = vzero(bt)
+                a7_0 = vzero(bt)
+                bb = jb * K * BO
+                for k in range(K):
+                    kk = k * sk
+                    w0 = vload(bt, bb + k * BO + 0)
+                    x0 = vbload(a, r0 + kk)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    x1 = vbload(a, r1 + kk)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    x2 = vbload(a, r2 + kk)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    x3 = vbload(a, r3 + kk)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    x4 = vbload(a, r4 + kk)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    x5 = vbload(a, r5 + kk)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    x6 = vbload(a, r6 + kk)
+                    a6_0 = vfma(x6, w0, a6_0)
+                    x7 = vbload(a, r7 + kk)
+                    a7_0 = vfma(x7, w0, a7_0)
+                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                    vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                    vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+                else:  # an edge tile: through ot, then its part inside out
+                    vstore(ot, 0, a0_0)
+                    vstore(ot, L, a1_0)
+                    vstore(ot, 2 * L, a2_0)
+                    vstore(ot, 3 * L, a3_0)
+                    vstore(ot, 4 * L, a4_0)
+                    vstore(ot, 5 * L, a5_0)
+                    vstore(ot, 6 * L, a6_0)
+                    vstore(ot, 7 * L, a7_0)
+                    for i in range(min(MR, M - m0)):
+                        for n in range(min(BO, N - jb * BO)):
+                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
+            else:  # MR == 6
+                r0 = min(m0 + 0, M - 1) * sm
+                r1 = min(m0 + 1, M - 1) * sm
+                r2 = min(m0 + 2, M - 1) * sm
+                r3 = min(m0 + 3, M - 1) * sm
+                r4 = min(m0 + 4, M - 1) * sm
+                r5 = min(m0 + 5, M - 1) * sm
+                a0_0 = vzero(bt)
+                a1_0 = vzero(bt)
+                a2_0 = vzero(bt)
+                a3_0 = vzero(bt)
+                a4_0 = vzero(bt)
+                a5_0 = vzero(bt)
+                bb = jb * K * BO
+                for k in range(K):
+                    kk = k * sk
+                    w0 = vload(bt, bb + k * BO + 0)
+                    x0 = vbload(a, r0 + kk)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    x1 = vbload(a, r1 + kk)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    x2 = vbload(a, r2 + kk)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    x3 = vbload(a, r3 + kk)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    x4 = vbload(a, r4 + kk)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    x5 = vbload(a, r5 + kk)
+                    a5_0 = vfma(x5, w0, a5_0)
+                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                else:  # an edge tile: through ot, then its part inside out
+                    vstore(ot, 0, a0_0)
+                    vstore(ot, L, a1_0)
+                    vstore(ot, 2 * L, a2_0)
+                    vstore(ot, 3 * L, a3_0)
+                    vstore(ot, 4 * L, a4_0)
+                    vstore(ot, 5 * L, a5_0)
+                    for i in range(min(MR, M - m0)):
+                        for n in range(min(BO, N - jb * BO)):
+                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
 
 
 def _c_matmul_small_f32_narrow(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
@@ -1028,19 +1452,20 @@ def call_matmul_small_f32_narrow(a, ta, b, tb, out):  # type: ignore[no-untyped-
 
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
-    """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
     N, C, H, W = x.shape
     O, _, KH, KW = w.shape
     HO, WO = out.shape[2], out.shape[3]
-    BO = 16
+    L = LANES_F64
+    BO = 2 * L
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
     HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
     WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
-    TW = (WO + 7) // 8 * 8
+    TW = (WO + MR - 1) // MR * MR
     QP = WO
     while QP * sw % sh or QP * sw < WN * sh:
         QP += 1
-    FLAT = (HO * QP + 7) // 8 * 8
+    FLAT = (HO * QP + MR - 1) // MR * MR
     if FLAT < HO * TW:
         TH, TW, WP = 1, FLAT, QP * sw // sh
     else:
@@ -1069,70 +1494,121 @@ def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
                         xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
             for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, 8):
-                        a0_0 = vzero(wt)
-                        a0_1 = vzero(wt)
-                        a1_0 = vzero(wt)
-                        a1_1 = vzero(wt)
-                        a2_0 = vzero(wt)
-                        a2_1 = vzero(wt)
-                        a3_0 = vzero(wt)
-                        a3_1 = vzero(wt)
-                        a4_0 = vzero(wt)
-                        a4_1 = vzero(wt)
-                        a5_0 = vzero(wt)
-                        a5_1 = vzero(wt)
-                        a6_0 = vzero(wt)
-                        a6_1 = vzero(wt)
-                        a7_0 = vzero(wt)
-                        a7_1 = vzero(wt)
-                        for kp in range(KH):
-                            for kq in range(KQ):
-                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                for c in range(CJ):
-                                    w0 = vload(wt, wb + c * BO + 0)
-                                    w1 = vload(wt, wb + c * BO + 8)
-                                    x0 = vbload(xn, xb + 0 * SX + c)
-                                    a0_0 = vfma(x0, w0, a0_0)
-                                    a0_1 = vfma(x0, w1, a0_1)
-                                    x1 = vbload(xn, xb + 1 * SX + c)
-                                    a1_0 = vfma(x1, w0, a1_0)
-                                    a1_1 = vfma(x1, w1, a1_1)
-                                    x2 = vbload(xn, xb + 2 * SX + c)
-                                    a2_0 = vfma(x2, w0, a2_0)
-                                    a2_1 = vfma(x2, w1, a2_1)
-                                    x3 = vbload(xn, xb + 3 * SX + c)
-                                    a3_0 = vfma(x3, w0, a3_0)
-                                    a3_1 = vfma(x3, w1, a3_1)
-                                    x4 = vbload(xn, xb + 4 * SX + c)
-                                    a4_0 = vfma(x4, w0, a4_0)
-                                    a4_1 = vfma(x4, w1, a4_1)
-                                    x5 = vbload(xn, xb + 5 * SX + c)
-                                    a5_0 = vfma(x5, w0, a5_0)
-                                    a5_1 = vfma(x5, w1, a5_1)
-                                    x6 = vbload(xn, xb + 6 * SX + c)
-                                    a6_0 = vfma(x6, w0, a6_0)
-                                    a6_1 = vfma(x6, w1, a6_1)
-                                    x7 = vbload(xn, xb + 7 * SX + c)
-                                    a7_0 = vfma(x7, w0, a7_0)
-                                    a7_1 = vfma(x7, w1, a7_1)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 8, a0_1)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 8, a1_1)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 8, a2_1)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 8, a3_1)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 8, a4_1)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 8, a5_1)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 8, a6_1)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 8, a7_1)
+                    for ox0 in range(0, TW, MR):
+                        if MR == 8:
+                            a0_0 = vzero(wt)
+                            a0_1 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a1_1 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a2_1 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a3_1 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a4_1 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a5_1 = vzero(wt)
+                            a6_0 = vzero(wt)
+                            a6_1 = vzero(wt)
+                            a7_0 = vzero(wt)
+                            a7_1 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        w1 = vload(wt, wb + c * BO + L)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        a0_1 = vfma(x0, w1, a0_1)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        a1_1 = vfma(x1, w1, a1_1)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        a2_1 = vfma(x2, w1, a2_1)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        a3_1 = vfma(x3, w1, a3_1)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        a4_1 = vfma(x4, w1, a4_1)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        a5_1 = vfma(x5, w1, a5_1)
+                                        x6 = vbload(xn, xb + 6 * SX + c)
+                                        a6_0 = vfma(x6, w0, a6_0)
+                                        a6_1 = vfma(x6, w1, a6_1)
+                                        x7 = vbload(xn, xb + 7 * SX + c)
+                                        a7_0 = vfma(x7, w0, a7_0)
+                                        a7_1 = vfma(x7, w1, a7_1)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
+                        else:  # MR == 6
+                            a0_0 = vzero(wt)
+                            a0_1 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a1_1 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a2_1 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a3_1 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a4_1 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a5_1 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        w1 = vload(wt, wb + c * BO + L)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        a0_1 = vfma(x0, w1, a0_1)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        a1_1 = vfma(x1, w1, a1_1)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        a2_1 = vfma(x2, w1, a2_1)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        a3_1 = vfma(x3, w1, a3_1)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        a4_1 = vfma(x4, w1, a4_1)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        a5_1 = vfma(x5, w1, a5_1)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
@@ -1147,7 +1623,8 @@ def conv2d_input_grad_f64(ct, w, out, sh, sw, ph, pw, dh, dw):
     N, O, HO, WO = ct.shape
     _, C, KH, KW = w.shape
     H, W = out.shape[2], out.shape[3]
-    BO = 16
+    L = LANES_F64
+    BO = 2 * L
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
     HP = H + (KH - 1) * dh
@@ -1168,11 +1645,11 @@ def conv2d_input_grad_f64(ct, w, out, sh, sw, ph, pw, dh, dw):
     sh = sw = 1  # the tile runs a stride-1 convolution
     HO_, WO_ = HO, WO
     HO, WO = H, W
-    TW = (WO + 7) // 8 * 8
+    TW = (WO + MR - 1) // MR * MR
     QP = WO
     while QP * sw % sh or QP * sw < WN * sh:
         QP += 1
-    FLAT = (HO * QP + 7) // 8 * 8
+    FLAT = (HO * QP + MR - 1) // MR * MR
     if FLAT < HO * TW:
         TH, TW, WP = 1, FLAT, QP * sw // sh
     else:
@@ -1192,70 +1669,121 @@ def conv2d_input_grad_f64(ct, w, out, sh, sw, ph, pw, dh, dw):
                             xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
             for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, 8):
-                        a0_0 = vzero(wt)
-                        a0_1 = vzero(wt)
-                        a1_0 = vzero(wt)
-                        a1_1 = vzero(wt)
-                        a2_0 = vzero(wt)
-                        a2_1 = vzero(wt)
-                        a3_0 = vzero(wt)
-                        a3_1 = vzero(wt)
-                        a4_0 = vzero(wt)
-                        a4_1 = vzero(wt)
-                        a5_0 = vzero(wt)
-                        a5_1 = vzero(wt)
-                        a6_0 = vzero(wt)
-                        a6_1 = vzero(wt)
-                        a7_0 = vzero(wt)
-                        a7_1 = vzero(wt)
-                        for kp in range(KH):
-                            for kq in range(KQ):
-                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                for c in range(CJ):
-                                    w0 = vload(wt, wb + c * BO + 0)
-                                    w1 = vload(wt, wb + c * BO + 8)
-                                    x0 = vbload(xn, xb + 0 * SX + c)
-                                    a0_0 = vfma(x0, w0, a0_0)
-                                    a0_1 = vfma(x0, w1, a0_1)
-                                    x1 = vbload(xn, xb + 1 * SX + c)
-                                    a1_0 = vfma(x1, w0, a1_0)
-                                    a1_1 = vfma(x1, w1, a1_1)
-                                    x2 = vbload(xn, xb + 2 * SX + c)
-                                    a2_0 = vfma(x2, w0, a2_0)
-                                    a2_1 = vfma(x2, w1, a2_1)
-                                    x3 = vbload(xn, xb + 3 * SX + c)
-                                    a3_0 = vfma(x3, w0, a3_0)
-                                    a3_1 = vfma(x3, w1, a3_1)
-                                    x4 = vbload(xn, xb + 4 * SX + c)
-                                    a4_0 = vfma(x4, w0, a4_0)
-                                    a4_1 = vfma(x4, w1, a4_1)
-                                    x5 = vbload(xn, xb + 5 * SX + c)
-                                    a5_0 = vfma(x5, w0, a5_0)
-                                    a5_1 = vfma(x5, w1, a5_1)
-                                    x6 = vbload(xn, xb + 6 * SX + c)
-                                    a6_0 = vfma(x6, w0, a6_0)
-                                    a6_1 = vfma(x6, w1, a6_1)
-                                    x7 = vbload(xn, xb + 7 * SX + c)
-                                    a7_0 = vfma(x7, w0, a7_0)
-                                    a7_1 = vfma(x7, w1, a7_1)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 8, a0_1)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 8, a1_1)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 8, a2_1)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 8, a3_1)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 8, a4_1)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 8, a5_1)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 8, a6_1)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 8, a7_1)
+                    for ox0 in range(0, TW, MR):
+                        if MR == 8:
+                            a0_0 = vzero(wt)
+                            a0_1 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a1_1 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a2_1 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a3_1 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a4_1 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a5_1 = vzero(wt)
+                            a6_0 = vzero(wt)
+                            a6_1 = vzero(wt)
+                            a7_0 = vzero(wt)
+                            a7_1 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        w1 = vload(wt, wb + c * BO + L)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        a0_1 = vfma(x0, w1, a0_1)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        a1_1 = vfma(x1, w1, a1_1)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        a2_1 = vfma(x2, w1, a2_1)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        a3_1 = vfma(x3, w1, a3_1)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        a4_1 = vfma(x4, w1, a4_1)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        a5_1 = vfma(x5, w1, a5_1)
+                                        x6 = vbload(xn, xb + 6 * SX + c)
+                                        a6_0 = vfma(x6, w0, a6_0)
+                                        a6_1 = vfma(x6, w1, a6_1)
+                                        x7 = vbload(xn, xb + 7 * SX + c)
+                                        a7_0 = vfma(x7, w0, a7_0)
+                                        a7_1 = vfma(x7, w1, a7_1)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
+                        else:  # MR == 6
+                            a0_0 = vzero(wt)
+                            a0_1 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a1_1 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a2_1 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a3_1 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a4_1 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a5_1 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        w1 = vload(wt, wb + c * BO + L)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        a0_1 = vfma(x0, w1, a0_1)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        a1_1 = vfma(x1, w1, a1_1)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        a2_1 = vfma(x2, w1, a2_1)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        a3_1 = vfma(x3, w1, a3_1)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        a4_1 = vfma(x4, w1, a4_1)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        a5_1 = vfma(x5, w1, a5_1)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
@@ -1265,17 +1793,18 @@ def conv2d_input_grad_f64(ct, w, out, sh, sw, ph, pw, dh, dw):
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_weight_grad_f64(x, ct, out, sh, sw, ph, pw, dh, dw):
     """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
-    tiles of 8 reduction indices (kq, c) x 2 vectors of output channels, each summed over
-    all pixels of an image in registers; the threads' sums added at the end."""
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
     N, C, H, W = x.shape
     O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
     KH, KW = out.shape[2], out.shape[3]
-    BO = 16
+    L = LANES_F64
+    BO = 2 * L
     OP = (O + BO - 1) // BO * BO
     HP = (HO - 1) * sh + (KH - 1) * dh + 1
     WP = (WO - 1) * sw + (KW - 1) * dw + 1
     KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
-    JP = (CJ + 7) // 8 * 8  # reduction indices padded to whole tiles
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
     SX = sw * C
     T = min(WORKERS, N)
     accs = scratch(T, KH * KQ * JP * OP, out, True)
@@ -1297,70 +1826,120 @@ def conv2d_weight_grad_f64(x, ct, out, sh, sw, ph, pw, dh, dw):
             for kp in range(KH):
                 for kq in range(KQ):
                     for ob in range(0, OP, BO):
-                        for j0 in range(0, JP, 8):
+                        for j0 in range(0, JP, MR):
                             ab = ((kp * KQ + kq) * JP + j0) * OP + ob
-                            a0_0 = vload(acc, ab + 0 * OP + 0)
-                            a0_1 = vload(acc, ab + 0 * OP + 8)
-                            a1_0 = vload(acc, ab + 1 * OP + 0)
-                            a1_1 = vload(acc, ab + 1 * OP + 8)
-                            a2_0 = vload(acc, ab + 2 * OP + 0)
-                            a2_1 = vload(acc, ab + 2 * OP + 8)
-                            a3_0 = vload(acc, ab + 3 * OP + 0)
-                            a3_1 = vload(acc, ab + 3 * OP + 8)
-                            a4_0 = vload(acc, ab + 4 * OP + 0)
-                            a4_1 = vload(acc, ab + 4 * OP + 8)
-                            a5_0 = vload(acc, ab + 5 * OP + 0)
-                            a5_1 = vload(acc, ab + 5 * OP + 8)
-                            a6_0 = vload(acc, ab + 6 * OP + 0)
-                            a6_1 = vload(acc, ab + 6 * OP + 8)
-                            a7_0 = vload(acc, ab + 7 * OP + 0)
-                            a7_1 = vload(acc, ab + 7 * OP + 8)
-                            for oy in range(HO):
-                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                db = oy * WO * OP + ob
-                                for ox in range(WO):
-                                    d0 = vload(dn, db + ox * OP + 0)
-                                    d1 = vload(dn, db + ox * OP + 8)
-                                    x0 = vbload(xn, xb + ox * SX + 0)
-                                    a0_0 = vfma(x0, d0, a0_0)
-                                    a0_1 = vfma(x0, d1, a0_1)
-                                    x1 = vbload(xn, xb + ox * SX + 1)
-                                    a1_0 = vfma(x1, d0, a1_0)
-                                    a1_1 = vfma(x1, d1, a1_1)
-                                    x2 = vbload(xn, xb + ox * SX + 2)
-                                    a2_0 = vfma(x2, d0, a2_0)
-                                    a2_1 = vfma(x2, d1, a2_1)
-                                    x3 = vbload(xn, xb + ox * SX + 3)
-                                    a3_0 = vfma(x3, d0, a3_0)
-                                    a3_1 = vfma(x3, d1, a3_1)
-                                    x4 = vbload(xn, xb + ox * SX + 4)
-                                    a4_0 = vfma(x4, d0, a4_0)
-                                    a4_1 = vfma(x4, d1, a4_1)
-                                    x5 = vbload(xn, xb + ox * SX + 5)
-                                    a5_0 = vfma(x5, d0, a5_0)
-                                    a5_1 = vfma(x5, d1, a5_1)
-                                    x6 = vbload(xn, xb + ox * SX + 6)
-                                    a6_0 = vfma(x6, d0, a6_0)
-                                    a6_1 = vfma(x6, d1, a6_1)
-                                    x7 = vbload(xn, xb + ox * SX + 7)
-                                    a7_0 = vfma(x7, d0, a7_0)
-                                    a7_1 = vfma(x7, d1, a7_1)
-                            vstore(acc, ab + 0 * OP + 0, a0_0)
-                            vstore(acc, ab + 0 * OP + 8, a0_1)
-                            vstore(acc, ab + 1 * OP + 0, a1_0)
-                            vstore(acc, ab + 1 * OP + 8, a1_1)
-                            vstore(acc, ab + 2 * OP + 0, a2_0)
-                            vstore(acc, ab + 2 * OP + 8, a2_1)
-                            vstore(acc, ab + 3 * OP + 0, a3_0)
-                            vstore(acc, ab + 3 * OP + 8, a3_1)
-                            vstore(acc, ab + 4 * OP + 0, a4_0)
-                            vstore(acc, ab + 4 * OP + 8, a4_1)
-                            vstore(acc, ab + 5 * OP + 0, a5_0)
-                            vstore(acc, ab + 5 * OP + 8, a5_1)
-                            vstore(acc, ab + 6 * OP + 0, a6_0)
-                            vstore(acc, ab + 6 * OP + 8, a6_1)
-                            vstore(acc, ab + 7 * OP + 0, a7_0)
-                            vstore(acc, ab + 7 * OP + 8, a7_1)
+                            if MR == 8:
+                                a0_0 = vload(acc, ab + 0 * OP + 0)
+                                a0_1 = vload(acc, ab + 0 * OP + L)
+                                a1_0 = vload(acc, ab + 1 * OP + 0)
+                                a1_1 = vload(acc, ab + 1 * OP + L)
+                                a2_0 = vload(acc, ab + 2 * OP + 0)
+                                a2_1 = vload(acc, ab + 2 * OP + L)
+                                a3_0 = vload(acc, ab + 3 * OP + 0)
+                                a3_1 = vload(acc, ab + 3 * OP + L)
+                                a4_0 = vload(acc, ab + 4 * OP + 0)
+                                a4_1 = vload(acc, ab + 4 * OP + L)
+                                a5_0 = vload(acc, ab + 5 * OP + 0)
+                                a5_1 = vload(acc, ab + 5 * OP + L)
+                                a6_0 = vload(acc, ab + 6 * OP + 0)
+                                a6_1 = vload(acc, ab + 6 * OP + L)
+                                a7_0 = vload(acc, ab + 7 * OP + 0)
+                                a7_1 = vload(acc, ab + 7 * OP + L)
+                                for oy in range(HO):
+                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                    db = oy * WO * OP + ob
+                                    for ox in range(WO):
+                                        d0 = vload(dn, db + ox * OP + 0)
+                                        d1 = vload(dn, db + ox * OP + L)
+                                        x0 = vbload(xn, xb + ox * SX + 0)
+                                        a0_0 = vfma(x0, d0, a0_0)
+                                        a0_1 = vfma(x0, d1, a0_1)
+                                        x1 = vbload(xn, xb + ox * SX + 1)
+                                        a1_0 = vfma(x1, d0, a1_0)
+                                        a1_1 = vfma(x1, d1, a1_1)
+                                        x2 = vbload(xn, xb + ox * SX + 2)
+                                        a2_0 = vfma(x2, d0, a2_0)
+                                        a2_1 = vfma(x2, d1, a2_1)
+                                        x3 = vbload(xn, xb + ox * SX + 3)
+                                        a3_0 = vfma(x3, d0, a3_0)
+                                        a3_1 = vfma(x3, d1, a3_1)
+                                        x4 = vbload(xn, xb + ox * SX + 4)
+                                        a4_0 = vfma(x4, d0, a4_0)
+                                        a4_1 = vfma(x4, d1, a4_1)
+                                        x5 = vbload(xn, xb + ox * SX + 5)
+                                        a5_0 = vfma(x5, d0, a5_0)
+                                        a5_1 = vfma(x5, d1, a5_1)
+                                        x6 = vbload(xn, xb + ox * SX + 6)
+                                        a6_0 = vfma(x6, d0, a6_0)
+                                        a6_1 = vfma(x6, d1, a6_1)
+                                        x7 = vbload(xn, xb + ox * SX + 7)
+                                        a7_0 = vfma(x7, d0, a7_0)
+                                        a7_1 = vfma(x7, d1, a7_1)
+                                vstore(acc, ab + 0 * OP + 0, a0_0)
+                                vstore(acc, ab + 0 * OP + L, a0_1)
+                                vstore(acc, ab + 1 * OP + 0, a1_0)
+                                vstore(acc, ab + 1 * OP + L, a1_1)
+                                vstore(acc, ab + 2 * OP + 0, a2_0)
+                                vstore(acc, ab + 2 * OP + L, a2_1)
+                                vstore(acc, ab + 3 * OP + 0, a3_0)
+                                vstore(acc, ab + 3 * OP + L, a3_1)
+                                vstore(acc, ab + 4 * OP + 0, a4_0)
+                                vstore(acc, ab + 4 * OP + L, a4_1)
+                                vstore(acc, ab + 5 * OP + 0, a5_0)
+                                vstore(acc, ab + 5 * OP + L, a5_1)
+                                vstore(acc, ab + 6 * OP + 0, a6_0)
+                                vstore(acc, ab + 6 * OP + L, a6_1)
+                                vstore(acc, ab + 7 * OP + 0, a7_0)
+                                vstore(acc, ab + 7 * OP + L, a7_1)
+                            else:  # MR == 6
+                                a0_0 = vload(acc, ab + 0 * OP + 0)
+                                a0_1 = vload(acc, ab + 0 * OP + L)
+                                a1_0 = vload(acc, ab + 1 * OP + 0)
+                                a1_1 = vload(acc, ab + 1 * OP + L)
+                                a2_0 = vload(acc, ab + 2 * OP + 0)
+                                a2_1 = vload(acc, ab + 2 * OP + L)
+                                a3_0 = vload(acc, ab + 3 * OP + 0)
+                                a3_1 = vload(acc, ab + 3 * OP + L)
+                                a4_0 = vload(acc, ab + 4 * OP + 0)
+                                a4_1 = vload(acc, ab + 4 * OP + L)
+                                a5_0 = vload(acc, ab + 5 * OP + 0)
+                                a5_1 = vload(acc, ab + 5 * OP + L)
+                                for oy in range(HO):
+                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                    db = oy * WO * OP + ob
+                                    for ox in range(WO):
+                                        d0 = vload(dn, db + ox * OP + 0)
+                                        d1 = vload(dn, db + ox * OP + L)
+                                        x0 = vbload(xn, xb + ox * SX + 0)
+                                        a0_0 = vfma(x0, d0, a0_0)
+                                        a0_1 = vfma(x0, d1, a0_1)
+                                        x1 = vbload(xn, xb + ox * SX + 1)
+                                        a1_0 = vfma(x1, d0, a1_0)
+                                        a1_1 = vfma(x1, d1, a1_1)
+                                        x2 = vbload(xn, xb + ox * SX + 2)
+                                        a2_0 = vfma(x2, d0, a2_0)
+                                        a2_1 = vfma(x2, d1, a2_1)
+                                        x3 = vbload(xn, xb + ox * SX + 3)
+                                        a3_0 = vfma(x3, d0, a3_0)
+                                        a3_1 = vfma(x3, d1, a3_1)
+                                        x4 = vbload(xn, xb + ox * SX + 4)
+                                        a4_0 = vfma(x4, d0, a4_0)
+                                        a4_1 = vfma(x4, d1, a4_1)
+                                        x5 = vbload(xn, xb + ox * SX + 5)
+                                        a5_0 = vfma(x5, d0, a5_0)
+                                        a5_1 = vfma(x5, d1, a5_1)
+                                vstore(acc, ab + 0 * OP + 0, a0_0)
+                                vstore(acc, ab + 0 * OP + L, a0_1)
+                                vstore(acc, ab + 1 * OP + 0, a1_0)
+                                vstore(acc, ab + 1 * OP + L, a1_1)
+                                vstore(acc, ab + 2 * OP + 0, a2_0)
+                                vstore(acc, ab + 2 * OP + L, a2_1)
+                                vstore(acc, ab + 3 * OP + 0, a3_0)
+                                vstore(acc, ab + 3 * OP + L, a3_1)
+                                vstore(acc, ab + 4 * OP + 0, a4_0)
+                                vstore(acc, ab + 4 * OP + L, a4_1)
+                                vstore(acc, ab + 5 * OP + 0, a5_0)
+                                vstore(acc, ab + 5 * OP + L, a5_1)
     acc = accs[0]
     for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
         for i in range(acc.size):
@@ -1376,19 +1955,20 @@ def conv2d_weight_grad_f64(x, ct, out, sh, sw, ph, pw, dh, dw):
 
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward_f64_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
-    """out = conv2d(x, w): tiles of 8 output pixels x 2 vectors of output channels."""
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
     N, C, H, W = x.shape
     O, _, KH, KW = w.shape
     HO, WO = out.shape[2], out.shape[3]
-    BO = 8
+    L = LANES_F64
+    BO = 1 * L
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
     HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
     WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
-    TW = (WO + 7) // 8 * 8
+    TW = (WO + MR - 1) // MR * MR
     QP = WO
     while QP * sw % sh or QP * sw < WN * sh:
         QP += 1
-    FLAT = (HO * QP + 7) // 8 * 8
+    FLAT = (HO * QP + MR - 1) // MR * MR
     if FLAT < HO * TW:
         TH, TW, WP = 1, FLAT, QP * sw // sh
     else:
@@ -1417,45 +1997,77 @@ def conv2d_forward_f64_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
                         xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
             for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, 8):
-                        a0_0 = vzero(wt)
-                        a1_0 = vzero(wt)
-                        a2_0 = vzero(wt)
-                        a3_0 = vzero(wt)
-                        a4_0 = vzero(wt)
-                        a5_0 = vzero(wt)
-                        a6_0 = vzero(wt)
-                        a7_0 = vzero(wt)
-                        for kp in range(KH):
-                            for kq in range(KQ):
-                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                for c in range(CJ):
-                                    w0 = vload(wt, wb + c * BO + 0)
-                                    x0 = vbload(xn, xb + 0 * SX + c)
-                                    a0_0 = vfma(x0, w0, a0_0)
-                                    x1 = vbload(xn, xb + 1 * SX + c)
-                                    a1_0 = vfma(x1, w0, a1_0)
-                                    x2 = vbload(xn, xb + 2 * SX + c)
-                                    a2_0 = vfma(x2, w0, a2_0)
-                                    x3 = vbload(xn, xb + 3 * SX + c)
-                                    a3_0 = vfma(x3, w0, a3_0)
-                                    x4 = vbload(xn, xb + 4 * SX + c)
-                                    a4_0 = vfma(x4, w0, a4_0)
-                                    x5 = vbload(xn, xb + 5 * SX + c)
-                                    a5_0 = vfma(x5, w0, a5_0)
-                                    x6 = vbload(xn, xb + 6 * SX + c)
-                                    a6_0 = vfma(x6, w0, a6_0)
-                                    x7 = vbload(xn, xb + 7 * SX + c)
-                                    a7_0 = vfma(x7, w0, a7_0)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                    for ox0 in range(0, TW, MR):
+                        if MR == 8:
+                            a0_0 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a6_0 = vzero(wt)
+                            a7_0 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        x6 = vbload(xn, xb + 6 * SX + c)
+                                        a6_0 = vfma(x6, w0, a6_0)
+                                        x7 = vbload(xn, xb + 7 * SX + c)
+                                        a7_0 = vfma(x7, w0, a7_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        else:  # MR == 6
+                            a0_0 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
@@ -1470,7 +2082,8 @@ def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
     N, O, HO, WO = ct.shape
     _, C, KH, KW = w.shape
     H, W = out.shape[2], out.shape[3]
-    BO = 8
+    L = LANES_F64
+    BO = 1 * L
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
     HP = H + (KH - 1) * dh
@@ -1491,11 +2104,11 @@ def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
     sh = sw = 1  # the tile runs a stride-1 convolution
     HO_, WO_ = HO, WO
     HO, WO = H, W
-    TW = (WO + 7) // 8 * 8
+    TW = (WO + MR - 1) // MR * MR
     QP = WO
     while QP * sw % sh or QP * sw < WN * sh:
         QP += 1
-    FLAT = (HO * QP + 7) // 8 * 8
+    FLAT = (HO * QP + MR - 1) // MR * MR
     if FLAT < HO * TW:
         TH, TW, WP = 1, FLAT, QP * sw // sh
     else:
@@ -1515,45 +2128,77 @@ def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
                             xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
             for oy in range(TH):
                 for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, 8):
-                        a0_0 = vzero(wt)
-                        a1_0 = vzero(wt)
-                        a2_0 = vzero(wt)
-                        a3_0 = vzero(wt)
-                        a4_0 = vzero(wt)
-                        a5_0 = vzero(wt)
-                        a6_0 = vzero(wt)
-                        a7_0 = vzero(wt)
-                        for kp in range(KH):
-                            for kq in range(KQ):
-                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                for c in range(CJ):
-                                    w0 = vload(wt, wb + c * BO + 0)
-                                    x0 = vbload(xn, xb + 0 * SX + c)
-                                    a0_0 = vfma(x0, w0, a0_0)
-                                    x1 = vbload(xn, xb + 1 * SX + c)
-                                    a1_0 = vfma(x1, w0, a1_0)
-                                    x2 = vbload(xn, xb + 2 * SX + c)
-                                    a2_0 = vfma(x2, w0, a2_0)
-                                    x3 = vbload(xn, xb + 3 * SX + c)
-                                    a3_0 = vfma(x3, w0, a3_0)
-                                    x4 = vbload(xn, xb + 4 * SX + c)
-                                    a4_0 = vfma(x4, w0, a4_0)
-                                    x5 = vbload(xn, xb + 5 * SX + c)
-                                    a5_0 = vfma(x5, w0, a5_0)
-                                    x6 = vbload(xn, xb + 6 * SX + c)
-                                    a6_0 = vfma(x6, w0, a6_0)
-                                    x7 = vbload(xn, xb + 7 * SX + c)
-                                    a7_0 = vfma(x7, w0, a7_0)
-                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                    for ox0 in range(0, TW, MR):
+                        if MR == 8:
+                            a0_0 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            a6_0 = vzero(wt)
+                            a7_0 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                                        x6 = vbload(xn, xb + 6 * SX + c)
+                                        a6_0 = vfma(x6, w0, a6_0)
+                                        x7 = vbload(xn, xb + 7 * SX + c)
+                                        a7_0 = vfma(x7, w0, a7_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        else:  # MR == 6
+                            a0_0 = vzero(wt)
+                            a1_0 = vzero(wt)
+                            a2_0 = vzero(wt)
+                            a3_0 = vzero(wt)
+                            a4_0 = vzero(wt)
+                            a5_0 = vzero(wt)
+                            for kp in range(KH):
+                                for kq in range(KQ):
+                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                    for c in range(CJ):
+                                        w0 = vload(wt, wb + c * BO + 0)
+                                        x0 = vbload(xn, xb + 0 * SX + c)
+                                        a0_0 = vfma(x0, w0, a0_0)
+                                        x1 = vbload(xn, xb + 1 * SX + c)
+                                        a1_0 = vfma(x1, w0, a1_0)
+                                        x2 = vbload(xn, xb + 2 * SX + c)
+                                        a2_0 = vfma(x2, w0, a2_0)
+                                        x3 = vbload(xn, xb + 3 * SX + c)
+                                        a3_0 = vfma(x3, w0, a3_0)
+                                        x4 = vbload(xn, xb + 4 * SX + c)
+                                        a4_0 = vfma(x4, w0, a4_0)
+                                        x5 = vbload(xn, xb + 5 * SX + c)
+                                        a5_0 = vfma(x5, w0, a5_0)
+                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
@@ -1563,17 +2208,18 @@ def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_weight_grad_f64_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
     """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
-    tiles of 8 reduction indices (kq, c) x 2 vectors of output channels, each summed over
-    all pixels of an image in registers; the threads' sums added at the end."""
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
     N, C, H, W = x.shape
     O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
     KH, KW = out.shape[2], out.shape[3]
-    BO = 8
+    L = LANES_F64
+    BO = 1 * L
     OP = (O + BO - 1) // BO * BO
     HP = (HO - 1) * sh + (KH - 1) * dh + 1
     WP = (WO - 1) * sw + (KW - 1) * dw + 1
     KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
-    JP = (CJ + 7) // 8 * 8  # reduction indices padded to whole tiles
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
     SX = sw * C
     T = min(WORKERS, N)
     accs = scratch(T, KH * KQ * JP * OP, out, True)
@@ -1595,45 +2241,76 @@ def conv2d_weight_grad_f64_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
             for kp in range(KH):
                 for kq in range(KQ):
                     for ob in range(0, OP, BO):
-                        for j0 in range(0, JP, 8):
+                        for j0 in range(0, JP, MR):
                             ab = ((kp * KQ + kq) * JP + j0) * OP + ob
-                            a0_0 = vload(acc, ab + 0 * OP + 0)
-                            a1_0 = vload(acc, ab + 1 * OP + 0)
-                            a2_0 = vload(acc, ab + 2 * OP + 0)
-                            a3_0 = vload(acc, ab + 3 * OP + 0)
-                            a4_0 = vload(acc, ab + 4 * OP + 0)
-                            a5_0 = vload(acc, ab + 5 * OP + 0)
-                            a6_0 = vload(acc, ab + 6 * OP + 0)
-                            a7_0 = vload(acc, ab + 7 * OP + 0)
-                            for oy in range(HO):
-                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                db = oy * WO * OP + ob
-                                for ox in range(WO):
-                                    d0 = vload(dn, db + ox * OP + 0)
-                                    x0 = vbload(xn, xb + ox * SX + 0)
-                                    a0_0 = vfma(x0, d0, a0_0)
-                                    x1 = vbload(xn, xb + ox * SX + 1)
-                                    a1_0 = vfma(x1, d0, a1_0)
-                                    x2 = vbload(xn, xb + ox * SX + 2)
-                                    a2_0 = vfma(x2, d0, a2_0)
-                                    x3 = vbload(xn, xb + ox * SX + 3)
-                                    a3_0 = vfma(x3, d0, a3_0)
-                                    x4 = vbload(xn, xb + ox * SX + 4)
-                                    a4_0 = vfma(x4, d0, a4_0)
-                                    x5 = vbload(xn, xb + ox * SX + 5)
-                                    a5_0 = vfma(x5, d0, a5_0)
-                                    x6 = vbload(xn, xb + ox * SX + 6)
-                                    a6_0 = vfma(x6, d0, a6_0)
-                                    x7 = vbload(xn, xb + ox * SX + 7)
-                                    a7_0 = vfma(x7, d0, a7_0)
-                            vstore(acc, ab + 0 * OP + 0, a0_0)
-                            vstore(acc, ab + 1 * OP + 0, a1_0)
-                            vstore(acc, ab + 2 * OP + 0, a2_0)
-                            vstore(acc, ab + 3 * OP + 0, a3_0)
-                            vstore(acc, ab + 4 * OP + 0, a4_0)
-                            vstore(acc, ab + 5 * OP + 0, a5_0)
-                            vstore(acc, ab + 6 * OP + 0, a6_0)
-                            vstore(acc, ab + 7 * OP + 0, a7_0)
+                            if MR == 8:
+                                a0_0 = vload(acc, ab + 0 * OP + 0)
+                                a1_0 = vload(acc, ab + 1 * OP + 0)
+                                a2_0 = vload(acc, ab + 2 * OP + 0)
+                                a3_0 = vload(acc, ab + 3 * OP + 0)
+                                a4_0 = vload(acc, ab + 4 * OP + 0)
+                                a5_0 = vload(acc, ab + 5 * OP + 0)
+                                a6_0 = vload(acc, ab + 6 * OP + 0)
+                                a7_0 = vload(acc, ab + 7 * OP + 0)
+                                for oy in range(HO):
+                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                    db = oy * WO * OP + ob
+                                    for ox in range(WO):
+                                        d0 = vload(dn, db + ox * OP + 0)
+                                        x0 = vbload(xn, xb + ox * SX + 0)
+                                        a0_0 = vfma(x0, d0, a0_0)
+                                        x1 = vbload(xn, xb + ox * SX + 1)
+                                        a1_0 = vfma(x1, d0, a1_0)
+                                        x2 = vbload(xn, xb + ox * SX + 2)
+                                        a2_0 = vfma(x2, d0, a2_0)
+                                        x3 = vbload(xn, xb + ox * SX + 3)
+                                        a3_0 = vfma(x3, d0, a3_0)
+                                        x4 = vbload(xn, xb + ox * SX + 4)
+                                        a4_0 = vfma(x4, d0, a4_0)
+                                        x5 = vbload(xn, xb + ox * SX + 5)
+                                        a5_0 = vfma(x5, d0, a5_0)
+                                        x6 = vbload(xn, xb + ox * SX + 6)
+                                        a6_0 = vfma(x6, d0, a6_0)
+                                        x7 = vbload(xn, xb + ox * SX + 7)
+                                        a7_0 = vfma(x7, d0, a7_0)
+                                vstore(acc, ab + 0 * OP + 0, a0_0)
+                                vstore(acc, ab + 1 * OP + 0, a1_0)
+                                vstore(acc, ab + 2 * OP + 0, a2_0)
+                                vstore(acc, ab + 3 * OP + 0, a3_0)
+                                vstore(acc, ab + 4 * OP + 0, a4_0)
+                                vstore(acc, ab + 5 * OP + 0, a5_0)
+                                vstore(acc, ab + 6 * OP + 0, a6_0)
+                                vstore(acc, ab + 7 * OP + 0, a7_0)
+                            else:  # MR == 6
+                                a0_0 = vload(acc, ab + 0 * OP + 0)
+                                a1_0 = vload(acc, ab + 1 * OP + 0)
+                                a2_0 = vload(acc, ab + 2 * OP + 0)
+                                a3_0 = vload(acc, ab + 3 * OP + 0)
+                                a4_0 = vload(acc, ab + 4 * OP + 0)
+                                a5_0 = vload(acc, ab + 5 * OP + 0)
+                                for oy in range(HO):
+                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                    db = oy * WO * OP + ob
+                                    for ox in range(WO):
+                                        d0 = vload(dn, db + ox * OP + 0)
+                                        x0 = vbload(xn, xb + ox * SX + 0)
+                                        a0_0 = vfma(x0, d0, a0_0)
+                                        x1 = vbload(xn, xb + ox * SX + 1)
+                                        a1_0 = vfma(x1, d0, a1_0)
+                                        x2 = vbload(xn, xb + ox * SX + 2)
+                                        a2_0 = vfma(x2, d0, a2_0)
+                                        x3 = vbload(xn, xb + ox * SX + 3)
+                                        a3_0 = vfma(x3, d0, a3_0)
+                                        x4 = vbload(xn, xb + ox * SX + 4)
+                                        a4_0 = vfma(x4, d0, a4_0)
+                                        x5 = vbload(xn, xb + ox * SX + 5)
+                                        a5_0 = vfma(x5, d0, a5_0)
+                                vstore(acc, ab + 0 * OP + 0, a0_0)
+                                vstore(acc, ab + 1 * OP + 0, a1_0)
+                                vstore(acc, ab + 2 * OP + 0, a2_0)
+                                vstore(acc, ab + 3 * OP + 0, a3_0)
+                                vstore(acc, ab + 4 * OP + 0, a4_0)
+                                vstore(acc, ab + 5 * OP + 0, a5_0)
     acc = accs[0]
     for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
         for i in range(acc.size):
@@ -1650,12 +2327,13 @@ def conv2d_weight_grad_f64_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
 @njit(cache=True, parallel=True, nogil=True)
 def matmul_f64(a, ta, b, tb, out):
     """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as
-    [M/8, K, 8] (a tile's 8 rows of one k side by side) and op(b) as [N/BO, K, BO]; each
-    tile of 8 rows x BO columns sums over k in registers; column panels are split over
-    the cores."""
+    [M/MR, K, MR] (a tile's MR rows of one k side by side) and op(b) as [N/BO, K, BO];
+    each tile of MR rows x BO columns sums over k in registers; column panels are split
+    over the cores."""
     M, N = out.shape
     K = a.shape[0] if ta else a.shape[1]
-    MR, BO = 8, 16
+    L = LANES_F64
+    BO = 2 * L
     MP = (M + MR - 1) // MR * MR
     NP = (N + BO - 1) // BO * BO
     at = scratch(1, MP * K, out, True)[0]
@@ -1679,67 +2357,116 @@ def matmul_f64(a, ta, b, tb, out):
                 bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]
     for jb in prange(NP // BO):
         for ib in range(MP // MR):
-            a0_0 = vzero(bt)
-            a0_1 = vzero(bt)
-            a1_0 = vzero(bt)
-            a1_1 = vzero(bt)
-            a2_0 = vzero(bt)
-            a2_1 = vzero(bt)
-            a3_0 = vzero(bt)
-            a3_1 = vzero(bt)
-            a4_0 = vzero(bt)
-            a4_1 = vzero(bt)
-            a5_0 = vzero(bt)
-            a5_1 = vzero(bt)
-            a6_0 = vzero(bt)
-            a6_1 = vzero(bt)
-            a7_0 = vzero(bt)
-            a7_1 = vzero(bt)
-            ab = ib * K * MR
-            bb = jb * K * BO
-            for k in range(K):
-                w0 = vload(bt, bb + k * BO + 0)
-                w1 = vload(bt, bb + k * BO + 8)
-                x0 = vbload(at, ab + k * MR + 0)
-                a0_0 = vfma(x0, w0, a0_0)
-                a0_1 = vfma(x0, w1, a0_1)
-                x1 = vbload(at, ab + k * MR + 1)
-                a1_0 = vfma(x1, w0, a1_0)
-                a1_1 = vfma(x1, w1, a1_1)
-                x2 = vbload(at, ab + k * MR + 2)
-                a2_0 = vfma(x2, w0, a2_0)
-                a2_1 = vfma(x2, w1, a2_1)
-                x3 = vbload(at, ab + k * MR + 3)
-                a3_0 = vfma(x3, w0, a3_0)
-                a3_1 = vfma(x3, w1, a3_1)
-                x4 = vbload(at, ab + k * MR + 4)
-                a4_0 = vfma(x4, w0, a4_0)
-                a4_1 = vfma(x4, w1, a4_1)
-                x5 = vbload(at, ab + k * MR + 5)
-                a5_0 = vfma(x5, w0, a5_0)
-                a5_1 = vfma(x5, w1, a5_1)
-                x6 = vbload(at, ab + k * MR + 6)
-                a6_0 = vfma(x6, w0, a6_0)
-                a6_1 = vfma(x6, w1, a6_1)
-                x7 = vbload(at, ab + k * MR + 7)
-                a7_0 = vfma(x7, w0, a7_0)
-                a7_1 = vfma(x7, w1, a7_1)
-            vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
-            vstore(ot, (ib * MR + 0) * NP + jb * BO + 8, a0_1)
-            vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
-            vstore(ot, (ib * MR + 1) * NP + jb * BO + 8, a1_1)
-            vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
-            vstore(ot, (ib * MR + 2) * NP + jb * BO + 8, a2_1)
-            vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
-            vstore(ot, (ib * MR + 3) * NP + jb * BO + 8, a3_1)
-            vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
-            vstore(ot, (ib * MR + 4) * NP + jb * BO + 8, a4_1)
-            vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
-            vstore(ot, (ib * MR + 5) * NP + jb * BO + 8, a5_1)
-            vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
-            vstore(ot, (ib * MR + 6) * NP + jb * BO + 8, a6_1)
-            vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
-            vstore(ot, (ib * MR + 7) * NP + jb * BO + 8, a7_1)
+            if MR == 8:
+                a0_0 = vzero(bt)
+                a0_1 = vzero(bt)
+                a1_0 = vzero(bt)
+                a1_1 = vzero(bt)
+                a2_0 = vzero(bt)
+                a2_1 = vzero(bt)
+                a3_0 = vzero(bt)
+                a3_1 = vzero(bt)
+                a4_0 = vzero(bt)
+                a4_1 = vzero(bt)
+                a5_0 = vzero(bt)
+                a5_1 = vzero(bt)
+                a6_0 = vzero(bt)
+                a6_1 = vzero(bt)
+                a7_0 = vzero(bt)
+                a7_1 = vzero(bt)
+                ab = ib * K * MR
+                bb = jb * K * BO
+                for k in range(K):
+                    w0 = vload(bt, bb + k * BO + 0)
+                    w1 = vload(bt, bb + k * BO + L)
+                    x0 = vbload(at, ab + k * MR + 0)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    a0_1 = vfma(x0, w1, a0_1)
+                    x1 = vbload(at, ab + k * MR + 1)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    a1_1 = vfma(x1, w1, a1_1)
+                    x2 = vbload(at, ab + k * MR + 2)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    a2_1 = vfma(x2, w1, a2_1)
+                    x3 = vbload(at, ab + k * MR + 3)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    a3_1 = vfma(x3, w1, a3_1)
+                    x4 = vbload(at, ab + k * MR + 4)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    a4_1 = vfma(x4, w1, a4_1)
+                    x5 = vbload(at, ab + k * MR + 5)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    a5_1 = vfma(x5, w1, a5_1)
+                    x6 = vbload(at, ab + k * MR + 6)
+                    a6_0 = vfma(x6, w0, a6_0)
+                    a6_1 = vfma(x6, w1, a6_1)
+                    x7 = vbload(at, ab + k * MR + 7)
+                    a7_0 = vfma(x7, w0, a7_0)
+                    a7_1 = vfma(x7, w1, a7_1)
+                vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+                vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
+                vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+                vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
+                vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+                vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
+                vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+                vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
+                vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+                vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
+                vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+                vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
+                vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
+                vstore(ot, (ib * MR + 6) * NP + jb * BO + L, a6_1)
+                vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
+                vstore(ot, (ib * MR + 7) * NP + jb * BO + L, a7_1)
+            else:  # MR == 6
+                a0_0 = vzero(bt)
+                a0_1 = vzero(bt)
+                a1_0 = vzero(bt)
+                a1_1 = vzero(bt)
+                a2_0 = vzero(bt)
+                a2_1 = vzero(bt)
+                a3_0 = vzero(bt)
+                a3_1 = vzero(bt)
+                a4_0 = vzero(bt)
+                a4_1 = vzero(bt)
+                a5_0 = vzero(bt)
+                a5_1 = vzero(bt)
+                ab = ib * K * MR
+                bb = jb * K * BO
+                for k in range(K):
+                    w0 = vload(bt, bb + k * BO + 0)
+                    w1 = vload(bt, bb + k * BO + L)
+                    x0 = vbload(at, ab + k * MR + 0)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    a0_1 = vfma(x0, w1, a0_1)
+                    x1 = vbload(at, ab + k * MR + 1)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    a1_1 = vfma(x1, w1, a1_1)
+                    x2 = vbload(at, ab + k * MR + 2)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    a2_1 = vfma(x2, w1, a2_1)
+                    x3 = vbload(at, ab + k * MR + 3)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    a3_1 = vfma(x3, w1, a3_1)
+                    x4 = vbload(at, ab + k * MR + 4)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    a4_1 = vfma(x4, w1, a4_1)
+                    x5 = vbload(at, ab + k * MR + 5)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    a5_1 = vfma(x5, w1, a5_1)
+                vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+                vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
+                vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+                vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
+                vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+                vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
+                vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+                vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
+                vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+                vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
+                vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+                vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
     for i in range(M):
         for n in range(N):
             out[i, n] = ot[i * NP + n]
@@ -1766,7 +2493,8 @@ def matmul_small_f64(a, ta, b, tb, out):
     are stored straight into out."""
     M, N = out.shape
     K = a.shape[0] if ta else a.shape[1]
-    MR, BO = 8, 16
+    L = LANES_F64
+    BO = 2 * L
     NB = (N + BO - 1) // BO
     sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
     bt = scratch(1, NB * K * BO, out, False)[0]
@@ -1786,96 +2514,168 @@ def matmul_small_f64(a, ta, b, tb, out):
                 bt[base + n] = 0
     for jb in range(NB):
         for m0 in range(0, M, MR):
-            r0 = min(m0 + 0, M - 1) * sm
-            r1 = min(m0 + 1, M - 1) * sm
-            r2 = min(m0 + 2, M - 1) * sm
-            r3 = min(m0 + 3, M - 1) * sm
-            r4 = min(m0 + 4, M - 1) * sm
-            r5 = min(m0 + 5, M - 1) * sm
-            r6 = min(m0 + 6, M - 1) * sm
-            r7 = min(m0 + 7, M - 1) * sm
-            a0_0 = vzero(bt)
-            a0_1 = vzero(bt)
-            a1_0 = vzero(bt)
-            a1_1 = vzero(bt)
-            a2_0 = vzero(bt)
-            a2_1 = vzero(bt)
-            a3_0 = vzero(bt)
-            a3_1 = vzero(bt)
-            a4_0 = vzero(bt)
-            a4_1 = vzero(bt)
-            a5_0 = vzero(bt)
-            a5_1 = vzero(bt)
-            a6_0 = vzero(bt)
-            a6_1 = vzero(bt)
-            a7_0 = vzero(bt)
-            a7_1 = vzero(bt)
-            bb = jb * K * BO
-            for k in range(K):
-                kk = k * sk
-                w0 = vload(bt, bb + k * BO + 0)
-                w1 = vload(bt, bb + k * BO + 8)
-                x0 = vbload(a, r0 + kk)
-                a0_0 = vfma(x0, w0, a0_0)
-                a0_1 = vfma(x0, w1, a0_1)
-                x1 = vbload(a, r1 + kk)
-                a1_0 = vfma(x1, w0, a1_0)
-                a1_1 = vfma(x1, w1, a1_1)
-                x2 = vbload(a, r2 + kk)
-                a2_0 = vfma(x2, w0, a2_0)
-                a2_1 = vfma(x2, w1, a2_1)
-                x3 = vbload(a, r3 + kk)
-                a3_0 = vfma(x3, w0, a3_0)
-                a3_1 = vfma(x3, w1, a3_1)
-                x4 = vbload(a, r4 + kk)
-                a4_0 = vfma(x4, w0, a4_0)
-                a4_1 = vfma(x4, w1, a4_1)
-                x5 = vbload(a, r5 + kk)
-                a5_0 = vfma(x5, w0, a5_0)
-                a5_1 = vfma(x5, w1, a5_1)
-                x6 = vbload(a, r6 + kk)
-                a6_0 = vfma(x6, w0, a6_0)
-                a6_1 = vfma(x6, w1, a6_1)
-                x7 = vbload(a, r7 + kk)
-                a7_0 = vfma(x7, w0, a7_0)
-                a7_1 = vfma(x7, w1, a7_1)
-            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                vstore(out, (m0 + 0) * N + jb * BO + 8, a0_1)
-                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                vstore(out, (m0 + 1) * N + jb * BO + 8, a1_1)
-                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                vstore(out, (m0 + 2) * N + jb * BO + 8, a2_1)
-                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                vstore(out, (m0 + 3) * N + jb * BO + 8, a3_1)
-                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                vstore(out, (m0 + 4) * N + jb * BO + 8, a4_1)
-                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                vstore(out, (m0 + 5) * N + jb * BO + 8, a5_1)
-                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
-                vstore(out, (m0 + 6) * N + jb * BO + 8, a6_1)
-                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
-                vstore(out, (m0 + 7) * N + jb * BO + 8, a7_1)
-            else:  # an edge tile: through ot, then its part inside out
-                vstore(ot, 0, a0_0)
-                vstore(ot, 8, a0_1)
-                vstore(ot, 16, a1_0)
-                vstore(ot, 24, a1_1)
-                vstore(ot, 32, a2_0)
-                vstore(ot, 40, a2_1)
-                vstore(ot, 48, a3_0)
-                vstore(ot, 56, a3_1)
-                vstore(ot, 64, a4_0)
-                vstore(ot, 72, a4_1)
-                vstore(ot, 80, a5_0)
-                vstore(ot, 88, a5_1)
-                vstore(ot, 96, a6_0)
-                vstore(ot, 104, a6_1)
-                vstore(ot, 112, a7_0)
-                vstore(ot, 120, a7_1)
-                for i in range(min(MR, M - m0)):
-                    for n in range(min(BO, N - jb * BO)):
-                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+            if MR == 8:
+                r0 = min(m0 + 0, M - 1) * sm
+                r1 = min(m0 + 1, M - 1) * sm
+                r2 = min(m0 + 2, M - 1) * sm
+                r3 = min(m0 + 3, M - 1) * sm
+                r4 = min(m0 + 4, M - 1) * sm
+                r5 = min(m0 + 5, M - 1) * sm
+                r6 = min(m0 + 6, M - 1) * sm
+                r7 = min(m0 + 7, M - 1) * sm
+                a0_0 = vzero(bt)
+                a0_1 = vzero(bt)
+                a1_0 = vzero(bt)
+                a1_1 = vzero(bt)
+                a2_0 = vzero(bt)
+                a2_1 = vzero(bt)
+                a3_0 = vzero(bt)
+                a3_1 = vzero(bt)
+                a4_0 = vzero(bt)
+                a4_1 = vzero(bt)
+                a5_0 = vzero(bt)
+                a5_1 = vzero(bt)
+                a6_0 = vzero(bt)
+                a6_1 = vzero(bt)
+                a7_0 = vzero(bt)
+                a7_1 = vzero(bt)
+                bb = jb * K * BO
+                for k in range(K):
+                    kk = k * sk
+                    w0 = vload(bt, bb + k * BO + 0)
+                    w1 = vload(bt, bb + k * BO + L)
+                    x0 = vbload(a, r0 + kk)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    a0_1 = vfma(x0, w1, a0_1)
+                    x1 = vbload(a, r1 + kk)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    a1_1 = vfma(x1, w1, a1_1)
+                    x2 = vbload(a, r2 + kk)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    a2_1 = vfma(x2, w1, a2_1)
+                    x3 = vbload(a, r3 + kk)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    a3_1 = vfma(x3, w1, a3_1)
+                    x4 = vbload(a, r4 + kk)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    a4_1 = vfma(x4, w1, a4_1)
+                    x5 = vbload(a, r5 + kk)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    a5_1 = vfma(x5, w1, a5_1)
+                    x6 = vbload(a, r6 + kk)
+                    a6_0 = vfma(x6, w0, a6_0)
+                    a6_1 = vfma(x6, w1, a6_1)
+                    x7 = vbload(a, r7 + kk)
+                    a7_0 = vfma(x7, w0, a7_0)
+                    a7_1 = vfma(x7, w1, a7_1)
+                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                    vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
+                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                    vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
+                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                    vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
+                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                    vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
+                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                    vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
+                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                    vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
+                    vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                    vstore(out, (m0 + 6) * N + jb * BO + L, a6_1)
+                    vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+                    vstore(out, (m0 + 7) * N + jb * BO + L, a7_1)
+                else:  # an edge tile: through ot, then its part inside out
+                    vstore(ot, 0, a0_0)
+                    vstore(ot, L, a0_1)
+                    vstore(ot, 2 * L, a1_0)
+                    vstore(ot, 3 * L, a1_1)
+                    vstore(ot, 4 * L, a2_0)
+                    vstore(ot, 5 * L, a2_1)
+                    vstore(ot, 6 * L, a3_0)
+                    vstore(ot, 7 * L, a3_1)
+                    vstore(ot, 8 * L, a4_0)
+                    vstore(ot, 9 * L, a4_1)
+                    vstore(ot, 10 * L, a5_0)
+                    vstore(ot, 11 * L, a5_1)
+                    vstore(ot, 12 * L, a6_0)
+                    vstore(ot, 13 * L, a6_1)
+                    vstore(ot, 14 * L, a7_0)
+                    vstore(ot, 15 * L, a7_1)
+                    for i in range(min(MR, M - m0)):
+                        for n in range(min(BO, N - jb * BO)):
+                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
+            else:  # MR == 6
+                r0 = min(m0 + 0, M - 1) * sm
+                r1 = min(m0 + 1, M - 1) * sm
+                r2 = min(m0 + 2, M - 1) * sm
+                r3 = min(m0 + 3, M - 1) * sm
+                r4 = min(m0 + 4, M - 1) * sm
+                r5 = min(m0 + 5, M - 1) * sm
+                a0_0 = vzero(bt)
+                a0_1 = vzero(bt)
+                a1_0 = vzero(bt)
+                a1_1 = vzero(bt)
+                a2_0 = vzero(bt)
+                a2_1 = vzero(bt)
+                a3_0 = vzero(bt)
+                a3_1 = vzero(bt)
+                a4_0 = vzero(bt)
+                a4_1 = vzero(bt)
+                a5_0 = vzero(bt)
+                a5_1 = vzero(bt)
+                bb = jb * K * BO
+                for k in range(K):
+                    kk = k * sk
+                    w0 = vload(bt, bb + k * BO + 0)
+                    w1 = vload(bt, bb + k * BO + L)
+                    x0 = vbload(a, r0 + kk)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    a0_1 = vfma(x0, w1, a0_1)
+                    x1 = vbload(a, r1 + kk)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    a1_1 = vfma(x1, w1, a1_1)
+                    x2 = vbload(a, r2 + kk)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    a2_1 = vfma(x2, w1, a2_1)
+                    x3 = vbload(a, r3 + kk)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    a3_1 = vfma(x3, w1, a3_1)
+                    x4 = vbload(a, r4 + kk)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    a4_1 = vfma(x4, w1, a4_1)
+                    x5 = vbload(a, r5 + kk)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    a5_1 = vfma(x5, w1, a5_1)
+                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                    vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
+                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                    vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
+                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                    vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
+                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                    vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
+                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                    vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
+                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                    vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
+                else:  # an edge tile: through ot, then its part inside out
+                    vstore(ot, 0, a0_0)
+                    vstore(ot, L, a0_1)
+                    vstore(ot, 2 * L, a1_0)
+                    vstore(ot, 3 * L, a1_1)
+                    vstore(ot, 4 * L, a2_0)
+                    vstore(ot, 5 * L, a2_1)
+                    vstore(ot, 6 * L, a3_0)
+                    vstore(ot, 7 * L, a3_1)
+                    vstore(ot, 8 * L, a4_0)
+                    vstore(ot, 9 * L, a4_1)
+                    vstore(ot, 10 * L, a5_0)
+                    vstore(ot, 11 * L, a5_1)
+                    for i in range(min(MR, M - m0)):
+                        for n in range(min(BO, N - jb * BO)):
+                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
 
 
 def _c_matmul_small_f64(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
@@ -1899,7 +2699,8 @@ def matmul_small_f64_narrow(a, ta, b, tb, out):
     are stored straight into out."""
     M, N = out.shape
     K = a.shape[0] if ta else a.shape[1]
-    MR, BO = 8, 8
+    L = LANES_F64
+    BO = 1 * L
     NB = (N + BO - 1) // BO
     sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
     bt = scratch(1, NB * K * BO, out, False)[0]
@@ -1919,63 +2720,110 @@ def matmul_small_f64_narrow(a, ta, b, tb, out):
                 bt[base + n] = 0
     for jb in range(NB):
         for m0 in range(0, M, MR):
-            r0 = min(m0 + 0, M - 1) * sm
-            r1 = min(m0 + 1, M - 1) * sm
-            r2 = min(m0 + 2, M - 1) * sm
-            r3 = min(m0 + 3, M - 1) * sm
-            r4 = min(m0 + 4, M - 1) * sm
-            r5 = min(m0 + 5, M - 1) * sm
-            r6 = min(m0 + 6, M - 1) * sm
-            r7 = min(m0 + 7, M - 1) * sm
-            a0_0 = vzero(bt)
-            a1_0 = vzero(bt)
-            a2_0 = vzero(bt)
-            a3_0 = vzero(bt)
-            a4_0 = vzero(bt)
-            a5_0 = vzero(bt)
-            a6_0 = vzero(bt)
-            a7_0 = vzero(bt)
-            bb = jb * K * BO
-            for k in range(K):
-                kk = k * sk
-                w0 = vload(bt, bb + k * BO + 0)
-                x0 = vbload(a, r0 + kk)
-                a0_0 = vfma(x0, w0, a0_0)
-                x1 = vbload(a, r1 + kk)
-                a1_0 = vfma(x1, w0, a1_0)
-                x2 = vbload(a, r2 + kk)
-                a2_0 = vfma(x2, w0, a2_0)
-                x3 = vbload(a, r3 + kk)
-                a3_0 = vfma(x3, w0, a3_0)
-                x4 = vbload(a, r4 + kk)
-                a4_0 = vfma(x4, w0, a4_0)
-                x5 = vbload(a, r5 + kk)
-                a5_0 = vfma(x5, w0, a5_0)
-                x6 = vbload(a, r6 + kk)
-                a6_0 = vfma(x6, w0, a6_0)
-                x7 = vbload(a, r7 + kk)
-                a7_0 = vfma(x7, w0, a7_0)
-            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
-                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
-            else:  # an edge tile: through ot, then its part inside out
-                vstore(ot, 0, a0_0)
-                vstore(ot, 8, a1_0)
-                vstore(ot, 16, a2_0)
-                vstore(ot, 24, a3_0)
-                vstore(ot, 32, a4_0)
-                vstore(ot, 40, a5_0)
-                vstore(ot, 48, a6_0)
-                vstore(ot, 56, a7_0)
-                for i in range(min(MR, M - m0)):
-                    for n in range(min(BO, N - jb * BO)):
-                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+            if MR == 8:
+                r0 = min(m0 + 0, M - 1) * sm
+                r1 = min(m0 + 1, M - 1) * sm
+                r2 = min(m0 + 2, M - 1) * sm
+                r3 = min(m0 + 3, M - 1) * sm
+                r4 = min(m0 + 4, M - 1) * sm
+                r5 = min(m0 + 5, M - 1) * sm
+                r6 = min(m0 + 6, M - 1) * sm
+                r7 = min(m0 + 7, M - 1) * sm
+                a0_0 = vzero(bt)
+                a1_0 = vzero(bt)
+                a2_0 = vzero(bt)
+                a3_0 = vzero(bt)
+                a4_0 = vzero(bt)
+                a5_0 = vzero(bt)
+                a6_0 = vzero(bt)
+                a7_0 = vzero(bt)
+                bb = jb * K * BO
+                for k in range(K):
+                    kk = k * sk
+                    w0 = vload(bt, bb + k * BO + 0)
+                    x0 = vbload(a, r0 + kk)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    x1 = vbload(a, r1 + kk)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    x2 = vbload(a, r2 + kk)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    x3 = vbload(a, r3 + kk)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    x4 = vbload(a, r4 + kk)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    x5 = vbload(a, r5 + kk)
+                    a5_0 = vfma(x5, w0, a5_0)
+                    x6 = vbload(a, r6 + kk)
+                    a6_0 = vfma(x6, w0, a6_0)
+                    x7 = vbload(a, r7 + kk)
+                    a7_0 = vfma(x7, w0, a7_0)
+                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                    vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                    vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+                else:  # an edge tile: through ot, then its part inside out
+                    vstore(ot, 0, a0_0)
+                    vstore(ot, L, a1_0)
+                    vstore(ot, 2 * L, a2_0)
+                    vstore(ot, 3 * L, a3_0)
+                    vstore(ot, 4 * L, a4_0)
+                    vstore(ot, 5 * L, a5_0)
+                    vstore(ot, 6 * L, a6_0)
+                    vstore(ot, 7 * L, a7_0)
+                    for i in range(min(MR, M - m0)):
+                        for n in range(min(BO, N - jb * BO)):
+                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
+            else:  # MR == 6
+                r0 = min(m0 + 0, M - 1) * sm
+                r1 = min(m0 + 1, M - 1) * sm
+                r2 = min(m0 + 2, M - 1) * sm
+                r3 = min(m0 + 3, M - 1) * sm
+                r4 = min(m0 + 4, M - 1) * sm
+                r5 = min(m0 + 5, M - 1) * sm
+                a0_0 = vzero(bt)
+                a1_0 = vzero(bt)
+                a2_0 = vzero(bt)
+                a3_0 = vzero(bt)
+                a4_0 = vzero(bt)
+                a5_0 = vzero(bt)
+                bb = jb * K * BO
+                for k in range(K):
+                    kk = k * sk
+                    w0 = vload(bt, bb + k * BO + 0)
+                    x0 = vbload(a, r0 + kk)
+                    a0_0 = vfma(x0, w0, a0_0)
+                    x1 = vbload(a, r1 + kk)
+                    a1_0 = vfma(x1, w0, a1_0)
+                    x2 = vbload(a, r2 + kk)
+                    a2_0 = vfma(x2, w0, a2_0)
+                    x3 = vbload(a, r3 + kk)
+                    a3_0 = vfma(x3, w0, a3_0)
+                    x4 = vbload(a, r4 + kk)
+                    a4_0 = vfma(x4, w0, a4_0)
+                    x5 = vbload(a, r5 + kk)
+                    a5_0 = vfma(x5, w0, a5_0)
+                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                else:  # an edge tile: through ot, then its part inside out
+                    vstore(ot, 0, a0_0)
+                    vstore(ot, L, a1_0)
+                    vstore(ot, 2 * L, a2_0)
+                    vstore(ot, 3 * L, a3_0)
+                    vstore(ot, 4 * L, a4_0)
+                    vstore(ot, 5 * L, a5_0)
+                    for i in range(min(MR, M - m0)):
+                        for n in range(min(BO, N - jb * BO)):
+                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
 
 
 def _c_matmul_small_f64_narrow(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]

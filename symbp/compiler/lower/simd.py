@@ -1,9 +1,15 @@
-"""Explicit SIMD vectors for the generated convolution kernels: one 512-bit register of lanes.
+"""Explicit SIMD vectors for the generated convolution kernels: one register of lanes.
 
 Numba's auto-vectoriser does not keep a tile of accumulators in registers across a reduction
 loop; these intrinsics let a kernel say it: ``a = vfma(vbload(x, i), vload(w, j), a)`` is one
-broadcast, one load and one fused multiply-add on 16 float32 (or 8 float64) lanes. On a CPU
-without AVX-512, LLVM splits each vector into two AVX2 halves: correct, a little slower.
+broadcast, one load and one fused multiply-add on a register of float32 (or float64) lanes.
+
+A vector is as wide as the registers of the code Numba generates here (``VECTOR_BYTES``): 64
+bytes where that code has AVX-512, else 32 (AVX2; on a CPU with narrower registers, LLVM
+splits each vector in two). The kernels' tiles follow (``MR``): 8 rows x 2 vectors of 32
+registers, or 6 x 2 of 16. It is asked of the code generator itself, not of the CPU's name:
+``NUMBA_CPU_NAME=haswell`` alone keeps the host's features (AVX-512 included), and some
+targets split 512-bit vectors in two where the CPU has them.
 
     vload(arr, i)        arr's flat elements [i, i + lanes) (C order, from its data pointer)
     vbload(arr, i)       arr's flat element i in every lane
@@ -24,7 +30,35 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-VECTOR_BYTES = 64  # one AVX-512 register
+_PROBE = """define void @f(ptr %p) {
+  %v = load <16 x float>, ptr %p
+  %w = fadd <16 x float> %v, %v
+  store <16 x float> %w, ptr %p
+  ret void
+}"""
+
+
+def _register_bytes() -> int:
+    """64 if the code Numba generates in this process keeps 16 float32 in one register (a
+    ``zmm`` register of AVX-512), else 32: read off the assembly of a 16-lane add compiled by
+    Numba's own target machine (its CPU name and features, NUMBA_CPU_NAME/_FEATURES)."""
+    import llvmlite.binding as llvm
+    from numba.core.registry import cpu_target
+
+    try:
+        machine = cpu_target.target_context.codegen()._tm
+        asm = machine.emit_assembly(llvm.parse_assembly(_PROBE))
+    except Exception:  # another LLVM's syntax, another codegen: the narrower, always correct
+        return 32
+    return 64 if "zmm" in asm else 32
+
+
+VECTOR_BYTES = _register_bytes()
+LANES_F32, LANES_F64 = VECTOR_BYTES // 4, VECTOR_BYTES // 8
+# rows of a kernel's tile, of 2 vectors each: 16 accumulators of 32 registers (AVX-512), or 12
+# of 16 (AVX2), which leaves room for the 2 loads and the broadcast of a step
+TILE_ROWS = (8, 6)
+MR = TILE_ROWS[0] if VECTOR_BYTES == 64 else TILE_ROWS[1]
 
 
 def lanes(dtype: Any) -> int:
@@ -151,4 +185,7 @@ def vzero(typingctx, arr):  # type: ignore[no-untyped-def]
     return vt(arr), codegen
 
 
-__all__ = ["VECTOR_BYTES", "Vector", "lanes", "vadd", "vbload", "vfma", "vload", "vstore", "vzero"]
+__all__ = [
+    "LANES_F32", "LANES_F64", "MR", "TILE_ROWS", "VECTOR_BYTES", "Vector", "lanes",
+    "vadd", "vbload", "vfma", "vload", "vstore", "vzero",
+]  # fmt: skip

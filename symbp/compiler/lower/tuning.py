@@ -70,8 +70,12 @@ def _key() -> str:
     from symbp.compiler.lower.support import MKL
 
     blas = "mkl" if MKL else "openblas"
+    from symbp.compiler.lower import simd
+
+    # the vector width Numba generates for: NUMBA_CPU_NAME/_FEATURES may narrow the CPU's own
     parts = [_cpu(), blas, f"numba={numba.__version__}", f"numpy={np.__version__}",
-             f"threads={numba.config.NUMBA_NUM_THREADS}"]  # type: ignore[attr-defined]  # fmt: skip
+             f"threads={numba.config.NUMBA_NUM_THREADS}",  # type: ignore[attr-defined]
+             f"vector={simd.VECTOR_BYTES}"]  # fmt: skip
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] + " " + parts[0]
 
 
