@@ -175,7 +175,8 @@ class _Helpers:
                 self._import(line if attr == name else f"{line} as {name}")
         elif fn is not None or inspect.isfunction(obj):
             text = textwrap.dedent(inspect.getsource(fn or obj))
-            self._define(module, name, text if attr == name else _rename(text, attr, name))
+            defined = (fn or obj).__name__  # attr, or the variant it names (conv_kernels' _r8)
+            self._define(module, name, text if defined == name else _rename(text, defined, name))
         elif isinstance(obj, np.generic):
             self._import("import numpy as np")
             self.defs[name] = f"{name} = np.{type(obj).__name__}({obj.item()!r})"

@@ -42,9 +42,9 @@ from pathlib import Path
 from symbp.compiler.lower import simd
 from symbp.compiler.lower.emit import indent
 
-# MR, the output pixels (forward) or reduction indices (weight gradient) of a tile, is the
-# machine's (simd.MR): each kernel holds a tile for every register file, and the one not
-# taken is folded away, MR being a constant where Numba compiles the kernel
+# MR, the output pixels (forward) or reduction indices (weight gradient) of a tile: each kernel
+# is written for every register file (a variant _r8, _r6), and its name is the variant of this
+# machine's (simd.MR), so only that one is compiled. A variant works on any machine.
 TILE_ROWS = simd.TILE_ROWS
 NV = 2  # vectors of output channels per tile: MR * NV accumulators
 DTYPES = {"f32": "np.float32", "f64": "np.float64"}
@@ -117,15 +117,6 @@ def scratch(rows, n, like, zero):  # type: ignore[no-untyped-def]
 def _lane(j: int) -> str:
     """The offset of a tile's j-th vector: L is the kernel's lanes a vector (a constant)."""
     return "0" if j == 0 else "L" if j == 1 else f"{j} * L"
-
-
-def _by_rows(tile: Callable[[int], list[str]]) -> list[str]:
-    """``tile(mr)`` for each register file's MR, under a test of the machine's MR."""
-    *wide, narrow = TILE_ROWS
-    lines = []
-    for k, mr in enumerate(wide):
-        lines += [f"{'el' if k else ''}if MR == {mr}:", *indent(tile(mr), 1)]
-    return [*lines, f"else:  # MR == {narrow}", *indent(tile(narrow), 1)]
 
 
 def _fma_step(mr: int, nv: int, vec: str, at: Callable[[int], str], w: str = "w") -> list[str]:
@@ -202,17 +193,17 @@ def _suffix(nv: int) -> str:
     return "_narrow" if nv == 1 else ""
 
 
-def _forward(kt: str, dt: str, nv: int = NV) -> list[str]:
+def _forward(kt: str, dt: str, mr: int, nv: int = NV) -> list[str]:
     return [
         "",
         "",
         "@njit(cache=True, parallel=True, nogil=True)",
-        f"def conv2d_forward_{kt}{_suffix(nv)}(x, w, out, sh, sw, ph, pw, dh, dw):",
+        f"def conv2d_forward_{kt}{_suffix(nv)}_r{mr}(x, w, out, sh, sw, ph, pw, dh, dw):",
         '    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""',
         "    N, C, H, W = x.shape",
         "    O, _, KH, KW = w.shape",
         "    HO, WO = out.shape[2], out.shape[3]",
-        f"    L = LANES_{kt.upper()}",
+        f"    MR, L = {mr}, LANES_{kt.upper()}  # this variant's tile rows; lanes a vector",
         f"    BO = {nv} * L",
         "    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks",
         "    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read",
@@ -242,7 +233,7 @@ def _forward(kt: str, dt: str, nv: int = NV) -> list[str]:
         "            for oy in range(TH):",
         "                for ob in range(0, OP, BO):",
         "                    for ox0 in range(0, TW, MR):",
-        *indent(_by_rows(lambda mr: _tile_forward(mr, nv)), 6),
+        *indent(_tile_forward(mr, nv), 6),
         "            for o in range(O):",
         "                for oy in range(HO):",
         "                    for ox in range(WO):",
@@ -250,19 +241,19 @@ def _forward(kt: str, dt: str, nv: int = NV) -> list[str]:
     ]
 
 
-def _input_grad(kt: str, dt: str, nv: int = NV) -> list[str]:
+def _input_grad(kt: str, dt: str, mr: int, nv: int = NV) -> list[str]:
     return [
         "",
         "",
         "@njit(cache=True, parallel=True, nogil=True)",
-        f"def conv2d_input_grad_{kt}{_suffix(nv)}(ct, w, out, sh, sw, ph, pw, dh, dw):",
+        f"def conv2d_input_grad_{kt}{_suffix(nv)}_r{mr}(ct, w, out, sh, sw, ph, pw, dh, dw):",
         '    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1',
         "    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the",
         '    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""',
         "    N, O, HO, WO = ct.shape",
         "    _, C, KH, KW = w.shape",
         "    H, W = out.shape[2], out.shape[3]",
-        f"    L = LANES_{kt.upper()}",
+        f"    MR, L = {mr}, LANES_{kt.upper()}  # this variant's tile rows; lanes a vector",
         f"    BO = {nv} * L",
         "    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels",
         "    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw",
@@ -300,7 +291,7 @@ def _input_grad(kt: str, dt: str, nv: int = NV) -> list[str]:
         "            for oy in range(TH):",
         "                for ob in range(0, OP, BO):",
         "                    for ox0 in range(0, TW, MR):",
-        *indent(_by_rows(lambda mr: _tile_forward(mr, nv)), 6),
+        *indent(_tile_forward(mr, nv), 6),
         "            for c in range(C_):",
         "                for iy in range(H):",
         "                    for ix in range(W):",
@@ -308,19 +299,19 @@ def _input_grad(kt: str, dt: str, nv: int = NV) -> list[str]:
     ]
 
 
-def _weight_grad(kt: str, dt: str, nv: int = NV) -> list[str]:
+def _weight_grad(kt: str, dt: str, mr: int, nv: int = NV) -> list[str]:
     return [
         "",
         "",
         "@njit(cache=True, parallel=True, nogil=True)",
-        f"def conv2d_weight_grad_{kt}{_suffix(nv)}(x, ct, out, sh, sw, ph, pw, dh, dw):",
+        f"def conv2d_weight_grad_{kt}{_suffix(nv)}_r{mr}(x, ct, out, sh, sw, ph, pw, dh, dw):",
         '    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,',
         "    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed",
         '    over all pixels of an image in registers; the threads\' sums added at the end."""',
         "    N, C, H, W = x.shape",
         "    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]",
         "    KH, KW = out.shape[2], out.shape[3]",
-        f"    L = LANES_{kt.upper()}",
+        f"    MR, L = {mr}, LANES_{kt.upper()}  # this variant's tile rows; lanes a vector",
         f"    BO = {nv} * L",
         "    OP = (O + BO - 1) // BO * BO",
         "    HP = (HO - 1) * sh + (KH - 1) * dh + 1",
@@ -350,7 +341,7 @@ def _weight_grad(kt: str, dt: str, nv: int = NV) -> list[str]:
         "                    for ob in range(0, OP, BO):",
         "                        for j0 in range(0, JP, MR):",
         "                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob",
-        *indent(_by_rows(lambda mr: _tile_weight_grad(mr, nv)), 7),
+        *indent(_tile_weight_grad(mr, nv), 7),
         "    acc = accs[0]",
         "    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)",
         "        for i in range(acc.size):",
@@ -377,19 +368,19 @@ def _tile_matmul(mr: int, nv: int) -> list[str]:
     return lines
 
 
-def _matmul(kt: str, dt: str, nv: int = NV) -> list[str]:
+def _matmul(kt: str, dt: str, mr: int, nv: int = NV) -> list[str]:
     return [
         "",
         "",
         "@njit(cache=True, parallel=True, nogil=True)",
-        f"def matmul_{kt}(a, ta, b, tb, out):",
+        f"def matmul_{kt}_r{mr}(a, ta, b, tb, out):",
         '    """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as',
         "    [M/MR, K, MR] (a tile's MR rows of one k side by side) and op(b) as [N/BO, K, BO];",
         "    each tile of MR rows x BO columns sums over k in registers; column panels are split",
         '    over the cores."""',
         "    M, N = out.shape",
         "    K = a.shape[0] if ta else a.shape[1]",
-        f"    L = LANES_{kt.upper()}",
+        f"    MR, L = {mr}, LANES_{kt.upper()}  # this variant's tile rows; lanes a vector",
         f"    BO = {nv} * L",
         "    MP = (M + MR - 1) // MR * MR",
         "    NP = (N + BO - 1) // BO * BO",
@@ -414,7 +405,7 @@ def _matmul(kt: str, dt: str, nv: int = NV) -> list[str]:
         "                bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]",
         "    for jb in prange(NP // BO):",
         "        for ib in range(MP // MR):",
-        *indent(_by_rows(lambda mr: _tile_matmul(mr, nv)), 3),
+        *indent(_tile_matmul(mr, nv), 3),
         "    for i in range(M):",
         "        for n in range(N):",
         "            out[i, n] = ot[i * NP + n]",
@@ -444,19 +435,19 @@ def _tile_matmul_small(mr: int, nv: int) -> list[str]:
     return lines
 
 
-def _matmul_small(kt: str, dt: str, nv: int = NV) -> list[str]:
+def _matmul_small(kt: str, dt: str, mr: int, nv: int = NV) -> list[str]:
     return [
         "",
         "",
         "@njit(cache=True, nogil=True)",
-        f"def matmul_small_{kt}{_suffix(nv)}(a, ta, b, tb, out):",
+        f"def matmul_small_{kt}{_suffix(nv)}_r{mr}(a, ta, b, tb, out):",
         '    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP',
         "    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is",
         "    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles",
         '    are stored straight into out."""',
         "    M, N = out.shape",
         "    K = a.shape[0] if ta else a.shape[1]",
-        f"    L = LANES_{kt.upper()}",
+        f"    MR, L = {mr}, LANES_{kt.upper()}  # this variant's tile rows; lanes a vector",
         f"    BO = {nv} * L",
         "    NB = (N + BO - 1) // BO",
         "    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk",
@@ -477,7 +468,7 @@ def _matmul_small(kt: str, dt: str, nv: int = NV) -> list[str]:
         "                bt[base + n] = 0",
         "    for jb in range(NB):",
         "        for m0 in range(0, M, MR):",
-        *indent(_by_rows(lambda mr: _tile_matmul_small(mr, nv)), 3),
+        *indent(_tile_matmul_small(mr, nv), 3),
     ]
 
 
@@ -513,14 +504,23 @@ def _entry(name: str, kt: str) -> list[str]:
 def source() -> str:
     lines = [HEADER.rstrip("\n")]
     for kt, dt in DTYPES.items():
-        for nv in (NV, 1):
-            for build in (_forward, _input_grad, _weight_grad):
-                lines += build(kt, dt, nv)
-        lines += _matmul(kt, dt)
-        lines += _entry(f"matmul_{kt}", kt)
-        for nv in (NV, 1):
-            lines += _matmul_small(kt, dt, nv)
-            lines += _entry(f"matmul_small_{kt}{_suffix(nv)}", kt)
+        for mr in TILE_ROWS:
+            for nv in (NV, 1):
+                for build in (_forward, _input_grad, _weight_grad):
+                    lines += build(kt, dt, mr, nv)
+            lines += _matmul(kt, dt, mr)
+            for nv in (NV, 1):
+                lines += _matmul_small(kt, dt, mr, nv)
+    convs = [f"conv2d_{k}_{kt}{_suffix(nv)}" for kt in DTYPES
+             for k in ("forward", "input_grad", "weight_grad") for nv in (NV, 1)]  # fmt: skip
+    small = [("_small", nv) for nv in (NV, 1)]
+    products = {f"matmul{m}_{kt}{_suffix(nv)}": kt for kt in DTYPES
+                for m, nv in [("", NV), *small]}  # fmt: skip
+    wide, narrow = TILE_ROWS
+    lines += ["", "", "# each kernel as this machine's register file holds its tile (simd.MR rows)"]
+    lines += [f"{n} = {n}_r{wide} if MR == {wide} else {n}_r{narrow}" for n in [*convs, *products]]
+    for name, kt in products.items():
+        lines += _entry(name, kt)
     return "\n".join(lines) + "\n"
 
 

@@ -62,12 +62,12 @@ def scratch(rows, n, like, zero):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward_f32(x, w, out, sh, sw, ph, pw, dh, dw):
+def conv2d_forward_f32_r8(x, w, out, sh, sw, ph, pw, dh, dw):
     """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
     N, C, H, W = x.shape
     O, _, KH, KW = w.shape
     HO, WO = out.shape[2], out.shape[3]
-    L = LANES_F32
+    MR, L = 8, LANES_F32  # this variant's tile rows; lanes a vector
     BO = 2 * L
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
     HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
@@ -106,120 +106,69 @@ def conv2d_forward_f32(x, w, out, sh, sw, ph, pw, dh, dw):
             for oy in range(TH):
                 for ob in range(0, OP, BO):
                     for ox0 in range(0, TW, MR):
-                        if MR == 8:
-                            a0_0 = vzero(wt)
-                            a0_1 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a1_1 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a2_1 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a3_1 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a4_1 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a5_1 = vzero(wt)
-                            a6_0 = vzero(wt)
-                            a6_1 = vzero(wt)
-                            a7_0 = vzero(wt)
-                            a7_1 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        w1 = vload(wt, wb + c * BO + L)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        a0_1 = vfma(x0, w1, a0_1)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        a1_1 = vfma(x1, w1, a1_1)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        a2_1 = vfma(x2, w1, a2_1)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        a3_1 = vfma(x3, w1, a3_1)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        a4_1 = vfma(x4, w1, a4_1)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        a5_1 = vfma(x5, w1, a5_1)
-                                        x6 = vbload(xn, xb + 6 * SX + c)
-                                        a6_0 = vfma(x6, w0, a6_0)
-                                        a6_1 = vfma(x6, w1, a6_1)
-                                        x7 = vbload(xn, xb + 7 * SX + c)
-                                        a7_0 = vfma(x7, w0, a7_0)
-                                        a7_1 = vfma(x7, w1, a7_1)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
-                        else:  # MR == 6
-                            a0_0 = vzero(wt)
-                            a0_1 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a1_1 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a2_1 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a3_1 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a4_1 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a5_1 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        w1 = vload(wt, wb + c * BO + L)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        a0_1 = vfma(x0, w1, a0_1)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        a1_1 = vfma(x1, w1, a1_1)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        a2_1 = vfma(x2, w1, a2_1)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        a3_1 = vfma(x3, w1, a3_1)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        a4_1 = vfma(x4, w1, a4_1)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        a5_1 = vfma(x5, w1, a5_1)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                        a0_0 = vzero(wt)
+                        a0_1 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a1_1 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a2_1 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a3_1 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a4_1 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a5_1 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a6_1 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        a7_1 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    w1 = vload(wt, wb + c * BO + L)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    a0_1 = vfma(x0, w1, a0_1)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    a1_1 = vfma(x1, w1, a1_1)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    a2_1 = vfma(x2, w1, a2_1)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    a3_1 = vfma(x3, w1, a3_1)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    a4_1 = vfma(x4, w1, a4_1)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    a5_1 = vfma(x5, w1, a5_1)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    a6_1 = vfma(x6, w1, a6_1)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                                    a7_1 = vfma(x7, w1, a7_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
@@ -227,14 +176,14 @@ def conv2d_forward_f32(x, w, out, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
+def conv2d_input_grad_f32_r8(ct, w, out, sh, sw, ph, pw, dh, dw):
     """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
     convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
     flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
     N, O, HO, WO = ct.shape
     _, C, KH, KW = w.shape
     H, W = out.shape[2], out.shape[3]
-    L = LANES_F32
+    MR, L = 8, LANES_F32  # this variant's tile rows; lanes a vector
     BO = 2 * L
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
@@ -281,120 +230,69 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
             for oy in range(TH):
                 for ob in range(0, OP, BO):
                     for ox0 in range(0, TW, MR):
-                        if MR == 8:
-                            a0_0 = vzero(wt)
-                            a0_1 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a1_1 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a2_1 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a3_1 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a4_1 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a5_1 = vzero(wt)
-                            a6_0 = vzero(wt)
-                            a6_1 = vzero(wt)
-                            a7_0 = vzero(wt)
-                            a7_1 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        w1 = vload(wt, wb + c * BO + L)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        a0_1 = vfma(x0, w1, a0_1)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        a1_1 = vfma(x1, w1, a1_1)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        a2_1 = vfma(x2, w1, a2_1)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        a3_1 = vfma(x3, w1, a3_1)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        a4_1 = vfma(x4, w1, a4_1)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        a5_1 = vfma(x5, w1, a5_1)
-                                        x6 = vbload(xn, xb + 6 * SX + c)
-                                        a6_0 = vfma(x6, w0, a6_0)
-                                        a6_1 = vfma(x6, w1, a6_1)
-                                        x7 = vbload(xn, xb + 7 * SX + c)
-                                        a7_0 = vfma(x7, w0, a7_0)
-                                        a7_1 = vfma(x7, w1, a7_1)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
-                        else:  # MR == 6
-                            a0_0 = vzero(wt)
-                            a0_1 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a1_1 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a2_1 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a3_1 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a4_1 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a5_1 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        w1 = vload(wt, wb + c * BO + L)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        a0_1 = vfma(x0, w1, a0_1)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        a1_1 = vfma(x1, w1, a1_1)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        a2_1 = vfma(x2, w1, a2_1)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        a3_1 = vfma(x3, w1, a3_1)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        a4_1 = vfma(x4, w1, a4_1)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        a5_1 = vfma(x5, w1, a5_1)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                        a0_0 = vzero(wt)
+                        a0_1 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a1_1 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a2_1 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a3_1 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a4_1 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a5_1 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a6_1 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        a7_1 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    w1 = vload(wt, wb + c * BO + L)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    a0_1 = vfma(x0, w1, a0_1)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    a1_1 = vfma(x1, w1, a1_1)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    a2_1 = vfma(x2, w1, a2_1)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    a3_1 = vfma(x3, w1, a3_1)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    a4_1 = vfma(x4, w1, a4_1)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    a5_1 = vfma(x5, w1, a5_1)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    a6_1 = vfma(x6, w1, a6_1)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                                    a7_1 = vfma(x7, w1, a7_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
@@ -402,14 +300,14 @@ def conv2d_input_grad_f32(ct, w, out, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_weight_grad_f32(x, ct, out, sh, sw, ph, pw, dh, dw):
+def conv2d_weight_grad_f32_r8(x, ct, out, sh, sw, ph, pw, dh, dw):
     """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
     tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
     over all pixels of an image in registers; the threads' sums added at the end."""
     N, C, H, W = x.shape
     O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
     KH, KW = out.shape[2], out.shape[3]
-    L = LANES_F32
+    MR, L = 8, LANES_F32  # this variant's tile rows; lanes a vector
     BO = 2 * L
     OP = (O + BO - 1) // BO * BO
     HP = (HO - 1) * sh + (KH - 1) * dh + 1
@@ -439,118 +337,68 @@ def conv2d_weight_grad_f32(x, ct, out, sh, sw, ph, pw, dh, dw):
                     for ob in range(0, OP, BO):
                         for j0 in range(0, JP, MR):
                             ab = ((kp * KQ + kq) * JP + j0) * OP + ob
-                            if MR == 8:
-                                a0_0 = vload(acc, ab + 0 * OP + 0)
-                                a0_1 = vload(acc, ab + 0 * OP + L)
-                                a1_0 = vload(acc, ab + 1 * OP + 0)
-                                a1_1 = vload(acc, ab + 1 * OP + L)
-                                a2_0 = vload(acc, ab + 2 * OP + 0)
-                                a2_1 = vload(acc, ab + 2 * OP + L)
-                                a3_0 = vload(acc, ab + 3 * OP + 0)
-                                a3_1 = vload(acc, ab + 3 * OP + L)
-                                a4_0 = vload(acc, ab + 4 * OP + 0)
-                                a4_1 = vload(acc, ab + 4 * OP + L)
-                                a5_0 = vload(acc, ab + 5 * OP + 0)
-                                a5_1 = vload(acc, ab + 5 * OP + L)
-                                a6_0 = vload(acc, ab + 6 * OP + 0)
-                                a6_1 = vload(acc, ab + 6 * OP + L)
-                                a7_0 = vload(acc, ab + 7 * OP + 0)
-                                a7_1 = vload(acc, ab + 7 * OP + L)
-                                for oy in range(HO):
-                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                    db = oy * WO * OP + ob
-                                    for ox in range(WO):
-                                        d0 = vload(dn, db + ox * OP + 0)
-                                        d1 = vload(dn, db + ox * OP + L)
-                                        x0 = vbload(xn, xb + ox * SX + 0)
-                                        a0_0 = vfma(x0, d0, a0_0)
-                                        a0_1 = vfma(x0, d1, a0_1)
-                                        x1 = vbload(xn, xb + ox * SX + 1)
-                                        a1_0 = vfma(x1, d0, a1_0)
-                                        a1_1 = vfma(x1, d1, a1_1)
-                                        x2 = vbload(xn, xb + ox * SX + 2)
-                                        a2_0 = vfma(x2, d0, a2_0)
-                                        a2_1 = vfma(x2, d1, a2_1)
-                                        x3 = vbload(xn, xb + ox * SX + 3)
-                                        a3_0 = vfma(x3, d0, a3_0)
-                                        a3_1 = vfma(x3, d1, a3_1)
-                                        x4 = vbload(xn, xb + ox * SX + 4)
-                                        a4_0 = vfma(x4, d0, a4_0)
-                                        a4_1 = vfma(x4, d1, a4_1)
-                                        x5 = vbload(xn, xb + ox * SX + 5)
-                                        a5_0 = vfma(x5, d0, a5_0)
-                                        a5_1 = vfma(x5, d1, a5_1)
-                                        x6 = vbload(xn, xb + ox * SX + 6)
-                                        a6_0 = vfma(x6, d0, a6_0)
-                                        a6_1 = vfma(x6, d1, a6_1)
-                                        x7 = vbload(xn, xb + ox * SX + 7)
-                                        a7_0 = vfma(x7, d0, a7_0)
-                                        a7_1 = vfma(x7, d1, a7_1)
-                                vstore(acc, ab + 0 * OP + 0, a0_0)
-                                vstore(acc, ab + 0 * OP + L, a0_1)
-                                vstore(acc, ab + 1 * OP + 0, a1_0)
-                                vstore(acc, ab + 1 * OP + L, a1_1)
-                                vstore(acc, ab + 2 * OP + 0, a2_0)
-                                vstore(acc, ab + 2 * OP + L, a2_1)
-                                vstore(acc, ab + 3 * OP + 0, a3_0)
-                                vstore(acc, ab + 3 * OP + L, a3_1)
-                                vstore(acc, ab + 4 * OP + 0, a4_0)
-                                vstore(acc, ab + 4 * OP + L, a4_1)
-                                vstore(acc, ab + 5 * OP + 0, a5_0)
-                                vstore(acc, ab + 5 * OP + L, a5_1)
-                                vstore(acc, ab + 6 * OP + 0, a6_0)
-                                vstore(acc, ab + 6 * OP + L, a6_1)
-                                vstore(acc, ab + 7 * OP + 0, a7_0)
-                                vstore(acc, ab + 7 * OP + L, a7_1)
-                            else:  # MR == 6
-                                a0_0 = vload(acc, ab + 0 * OP + 0)
-                                a0_1 = vload(acc, ab + 0 * OP + L)
-                                a1_0 = vload(acc, ab + 1 * OP + 0)
-                                a1_1 = vload(acc, ab + 1 * OP + L)
-                                a2_0 = vload(acc, ab + 2 * OP + 0)
-                                a2_1 = vload(acc, ab + 2 * OP + L)
-                                a3_0 = vload(acc, ab + 3 * OP + 0)
-                                a3_1 = vload(acc, ab + 3 * OP + L)
-                                a4_0 = vload(acc, ab + 4 * OP + 0)
-                                a4_1 = vload(acc, ab + 4 * OP + L)
-                                a5_0 = vload(acc, ab + 5 * OP + 0)
-                                a5_1 = vload(acc, ab + 5 * OP + L)
-                                for oy in range(HO):
-                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                    db = oy * WO * OP + ob
-                                    for ox in range(WO):
-                                        d0 = vload(dn, db + ox * OP + 0)
-                                        d1 = vload(dn, db + ox * OP + L)
-                                        x0 = vbload(xn, xb + ox * SX + 0)
-                                        a0_0 = vfma(x0, d0, a0_0)
-                                        a0_1 = vfma(x0, d1, a0_1)
-                                        x1 = vbload(xn, xb + ox * SX + 1)
-                                        a1_0 = vfma(x1, d0, a1_0)
-                                        a1_1 = vfma(x1, d1, a1_1)
-                                        x2 = vbload(xn, xb + ox * SX + 2)
-                                        a2_0 = vfma(x2, d0, a2_0)
-                                        a2_1 = vfma(x2, d1, a2_1)
-                                        x3 = vbload(xn, xb + ox * SX + 3)
-                                        a3_0 = vfma(x3, d0, a3_0)
-                                        a3_1 = vfma(x3, d1, a3_1)
-                                        x4 = vbload(xn, xb + ox * SX + 4)
-                                        a4_0 = vfma(x4, d0, a4_0)
-                                        a4_1 = vfma(x4, d1, a4_1)
-                                        x5 = vbload(xn, xb + ox * SX + 5)
-                                        a5_0 = vfma(x5, d0, a5_0)
-                                        a5_1 = vfma(x5, d1, a5_1)
-                                vstore(acc, ab + 0 * OP + 0, a0_0)
-                                vstore(acc, ab + 0 * OP + L, a0_1)
-                                vstore(acc, ab + 1 * OP + 0, a1_0)
-                                vstore(acc, ab + 1 * OP + L, a1_1)
-                                vstore(acc, ab + 2 * OP + 0, a2_0)
-                                vstore(acc, ab + 2 * OP + L, a2_1)
-                                vstore(acc, ab + 3 * OP + 0, a3_0)
-                                vstore(acc, ab + 3 * OP + L, a3_1)
-                                vstore(acc, ab + 4 * OP + 0, a4_0)
-                                vstore(acc, ab + 4 * OP + L, a4_1)
-                                vstore(acc, ab + 5 * OP + 0, a5_0)
-                                vstore(acc, ab + 5 * OP + L, a5_1)
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a0_1 = vload(acc, ab + 0 * OP + L)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a1_1 = vload(acc, ab + 1 * OP + L)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a2_1 = vload(acc, ab + 2 * OP + L)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a3_1 = vload(acc, ab + 3 * OP + L)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a4_1 = vload(acc, ab + 4 * OP + L)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            a5_1 = vload(acc, ab + 5 * OP + L)
+                            a6_0 = vload(acc, ab + 6 * OP + 0)
+                            a6_1 = vload(acc, ab + 6 * OP + L)
+                            a7_0 = vload(acc, ab + 7 * OP + 0)
+                            a7_1 = vload(acc, ab + 7 * OP + L)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    d1 = vload(dn, db + ox * OP + L)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    a0_1 = vfma(x0, d1, a0_1)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    a1_1 = vfma(x1, d1, a1_1)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    a2_1 = vfma(x2, d1, a2_1)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    a3_1 = vfma(x3, d1, a3_1)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    a4_1 = vfma(x4, d1, a4_1)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                                    a5_1 = vfma(x5, d1, a5_1)
+                                    x6 = vbload(xn, xb + ox * SX + 6)
+                                    a6_0 = vfma(x6, d0, a6_0)
+                                    a6_1 = vfma(x6, d1, a6_1)
+                                    x7 = vbload(xn, xb + ox * SX + 7)
+                                    a7_0 = vfma(x7, d0, a7_0)
+                                    a7_1 = vfma(x7, d1, a7_1)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 0 * OP + L, a0_1)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 1 * OP + L, a1_1)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 2 * OP + L, a2_1)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 3 * OP + L, a3_1)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 4 * OP + L, a4_1)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+                            vstore(acc, ab + 5 * OP + L, a5_1)
+                            vstore(acc, ab + 6 * OP + 0, a6_0)
+                            vstore(acc, ab + 6 * OP + L, a6_1)
+                            vstore(acc, ab + 7 * OP + 0, a7_0)
+                            vstore(acc, ab + 7 * OP + L, a7_1)
     acc = accs[0]
     for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
         for i in range(acc.size):
@@ -565,12 +413,12 @@ def conv2d_weight_grad_f32(x, ct, out, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
+def conv2d_forward_f32_narrow_r8(x, w, out, sh, sw, ph, pw, dh, dw):
     """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
     N, C, H, W = x.shape
     O, _, KH, KW = w.shape
     HO, WO = out.shape[2], out.shape[3]
-    L = LANES_F32
+    MR, L = 8, LANES_F32  # this variant's tile rows; lanes a vector
     BO = 1 * L
     OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
     HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
@@ -609,76 +457,44 @@ def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
             for oy in range(TH):
                 for ob in range(0, OP, BO):
                     for ox0 in range(0, TW, MR):
-                        if MR == 8:
-                            a0_0 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a6_0 = vzero(wt)
-                            a7_0 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        x6 = vbload(xn, xb + 6 * SX + c)
-                                        a6_0 = vfma(x6, w0, a6_0)
-                                        x7 = vbload(xn, xb + 7 * SX + c)
-                                        a7_0 = vfma(x7, w0, a7_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                        else:  # MR == 6
-                            a0_0 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
             for o in range(O):
                 for oy in range(HO):
                     for ox in range(WO):
@@ -686,14 +502,14 @@ def conv2d_forward_f32_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
+def conv2d_input_grad_f32_narrow_r8(ct, w, out, sh, sw, ph, pw, dh, dw):
     """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
     convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
     flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
     N, O, HO, WO = ct.shape
     _, C, KH, KW = w.shape
     H, W = out.shape[2], out.shape[3]
-    L = LANES_F32
+    MR, L = 8, LANES_F32  # this variant's tile rows; lanes a vector
     BO = 1 * L
     OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
@@ -740,76 +556,44 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
             for oy in range(TH):
                 for ob in range(0, OP, BO):
                     for ox0 in range(0, TW, MR):
-                        if MR == 8:
-                            a0_0 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a6_0 = vzero(wt)
-                            a7_0 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        x6 = vbload(xn, xb + 6 * SX + c)
-                                        a6_0 = vfma(x6, w0, a6_0)
-                                        x7 = vbload(xn, xb + 7 * SX + c)
-                                        a7_0 = vfma(x7, w0, a7_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                        else:  # MR == 6
-                            a0_0 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
             for c in range(C_):
                 for iy in range(H):
                     for ix in range(W):
@@ -817,14 +601,14 @@ def conv2d_input_grad_f32_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_weight_grad_f32_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
+def conv2d_weight_grad_f32_narrow_r8(x, ct, out, sh, sw, ph, pw, dh, dw):
     """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
     tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
     over all pixels of an image in registers; the threads' sums added at the end."""
     N, C, H, W = x.shape
     O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
     KH, KW = out.shape[2], out.shape[3]
-    L = LANES_F32
+    MR, L = 8, LANES_F32  # this variant's tile rows; lanes a vector
     BO = 1 * L
     OP = (O + BO - 1) // BO * BO
     HP = (HO - 1) * sh + (KH - 1) * dh + 1
@@ -854,74 +638,43 @@ def conv2d_weight_grad_f32_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
                     for ob in range(0, OP, BO):
                         for j0 in range(0, JP, MR):
                             ab = ((kp * KQ + kq) * JP + j0) * OP + ob
-                            if MR == 8:
-                                a0_0 = vload(acc, ab + 0 * OP + 0)
-                                a1_0 = vload(acc, ab + 1 * OP + 0)
-                                a2_0 = vload(acc, ab + 2 * OP + 0)
-                                a3_0 = vload(acc, ab + 3 * OP + 0)
-                                a4_0 = vload(acc, ab + 4 * OP + 0)
-                                a5_0 = vload(acc, ab + 5 * OP + 0)
-                                a6_0 = vload(acc, ab + 6 * OP + 0)
-                                a7_0 = vload(acc, ab + 7 * OP + 0)
-                                for oy in range(HO):
-                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                    db = oy * WO * OP + ob
-                                    for ox in range(WO):
-                                        d0 = vload(dn, db + ox * OP + 0)
-                                        x0 = vbload(xn, xb + ox * SX + 0)
-                                        a0_0 = vfma(x0, d0, a0_0)
-                                        x1 = vbload(xn, xb + ox * SX + 1)
-                                        a1_0 = vfma(x1, d0, a1_0)
-                                        x2 = vbload(xn, xb + ox * SX + 2)
-                                        a2_0 = vfma(x2, d0, a2_0)
-                                        x3 = vbload(xn, xb + ox * SX + 3)
-                                        a3_0 = vfma(x3, d0, a3_0)
-                                        x4 = vbload(xn, xb + ox * SX + 4)
-                                        a4_0 = vfma(x4, d0, a4_0)
-                                        x5 = vbload(xn, xb + ox * SX + 5)
-                                        a5_0 = vfma(x5, d0, a5_0)
-                                        x6 = vbload(xn, xb + ox * SX + 6)
-                                        a6_0 = vfma(x6, d0, a6_0)
-                                        x7 = vbload(xn, xb + ox * SX + 7)
-                                        a7_0 = vfma(x7, d0, a7_0)
-                                vstore(acc, ab + 0 * OP + 0, a0_0)
-                                vstore(acc, ab + 1 * OP + 0, a1_0)
-                                vstore(acc, ab + 2 * OP + 0, a2_0)
-                                vstore(acc, ab + 3 * OP + 0, a3_0)
-                                vstore(acc, ab + 4 * OP + 0, a4_0)
-                                vstore(acc, ab + 5 * OP + 0, a5_0)
-                                vstore(acc, ab + 6 * OP + 0, a6_0)
-                                vstore(acc, ab + 7 * OP + 0, a7_0)
-                            else:  # MR == 6
-                                a0_0 = vload(acc, ab + 0 * OP + 0)
-                                a1_0 = vload(acc, ab + 1 * OP + 0)
-                                a2_0 = vload(acc, ab + 2 * OP + 0)
-                                a3_0 = vload(acc, ab + 3 * OP + 0)
-                                a4_0 = vload(acc, ab + 4 * OP + 0)
-                                a5_0 = vload(acc, ab + 5 * OP + 0)
-                                for oy in range(HO):
-                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                    db = oy * WO * OP + ob
-                                    for ox in range(WO):
-                                        d0 = vload(dn, db + ox * OP + 0)
-                                        x0 = vbload(xn, xb + ox * SX + 0)
-                                        a0_0 = vfma(x0, d0, a0_0)
-                                        x1 = vbload(xn, xb + ox * SX + 1)
-                                        a1_0 = vfma(x1, d0, a1_0)
-                                        x2 = vbload(xn, xb + ox * SX + 2)
-                                        a2_0 = vfma(x2, d0, a2_0)
-                                        x3 = vbload(xn, xb + ox * SX + 3)
-                                        a3_0 = vfma(x3, d0, a3_0)
-                                        x4 = vbload(xn, xb + ox * SX + 4)
-                                        a4_0 = vfma(x4, d0, a4_0)
-                                        x5 = vbload(xn, xb + ox * SX + 5)
-                                        a5_0 = vfma(x5, d0, a5_0)
-                                vstore(acc, ab + 0 * OP + 0, a0_0)
-                                vstore(acc, ab + 1 * OP + 0, a1_0)
-                                vstore(acc, ab + 2 * OP + 0, a2_0)
-                                vstore(acc, ab + 3 * OP + 0, a3_0)
-                                vstore(acc, ab + 4 * OP + 0, a4_0)
-                                vstore(acc, ab + 5 * OP + 0, a5_0)
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            a6_0 = vload(acc, ab + 6 * OP + 0)
+                            a7_0 = vload(acc, ab + 7 * OP + 0)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                                    x6 = vbload(xn, xb + ox * SX + 6)
+                                    a6_0 = vfma(x6, d0, a6_0)
+                                    x7 = vbload(xn, xb + ox * SX + 7)
+                                    a7_0 = vfma(x7, d0, a7_0)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+                            vstore(acc, ab + 6 * OP + 0, a6_0)
+                            vstore(acc, ab + 7 * OP + 0, a7_0)
     acc = accs[0]
     for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
         for i in range(acc.size):
@@ -936,14 +689,14 @@ def conv2d_weight_grad_f32_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def matmul_f32(a, ta, b, tb, out):
+def matmul_f32_r8(a, ta, b, tb, out):
     """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as
     [M/MR, K, MR] (a tile's MR rows of one k side by side) and op(b) as [N/BO, K, BO];
     each tile of MR rows x BO columns sums over k in registers; column panels are split
     over the cores."""
     M, N = out.shape
     K = a.shape[0] if ta else a.shape[1]
-    L = LANES_F32
+    MR, L = 8, LANES_F32  # this variant's tile rows; lanes a vector
     BO = 2 * L
     MP = (M + MR - 1) // MR * MR
     NP = (N + BO - 1) // BO * BO
@@ -968,119 +721,2881 @@ def matmul_f32(a, ta, b, tb, out):
                 bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]
     for jb in prange(NP // BO):
         for ib in range(MP // MR):
-            if MR == 8:
-                a0_0 = vzero(bt)
-                a0_1 = vzero(bt)
-                a1_0 = vzero(bt)
-                a1_1 = vzero(bt)
-                a2_0 = vzero(bt)
-                a2_1 = vzero(bt)
-                a3_0 = vzero(bt)
-                a3_1 = vzero(bt)
-                a4_0 = vzero(bt)
-                a4_1 = vzero(bt)
-                a5_0 = vzero(bt)
-                a5_1 = vzero(bt)
-                a6_0 = vzero(bt)
-                a6_1 = vzero(bt)
-                a7_0 = vzero(bt)
-                a7_1 = vzero(bt)
-                ab = ib * K * MR
-                bb = jb * K * BO
-                for k in range(K):
-                    w0 = vload(bt, bb + k * BO + 0)
-                    w1 = vload(bt, bb + k * BO + L)
-                    x0 = vbload(at, ab + k * MR + 0)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    a0_1 = vfma(x0, w1, a0_1)
-                    x1 = vbload(at, ab + k * MR + 1)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    a1_1 = vfma(x1, w1, a1_1)
-                    x2 = vbload(at, ab + k * MR + 2)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    a2_1 = vfma(x2, w1, a2_1)
-                    x3 = vbload(at, ab + k * MR + 3)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    a3_1 = vfma(x3, w1, a3_1)
-                    x4 = vbload(at, ab + k * MR + 4)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    a4_1 = vfma(x4, w1, a4_1)
-                    x5 = vbload(at, ab + k * MR + 5)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    a5_1 = vfma(x5, w1, a5_1)
-                    x6 = vbload(at, ab + k * MR + 6)
-                    a6_0 = vfma(x6, w0, a6_0)
-                    a6_1 = vfma(x6, w1, a6_1)
-                    x7 = vbload(at, ab + k * MR + 7)
-                    a7_0 = vfma(x7, w0, a7_0)
-                    a7_1 = vfma(x7, w1, a7_1)
-                vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
-                vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
-                vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
-                vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
-                vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
-                vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
-                vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
-                vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
-                vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
-                vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
-                vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
-                vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
-                vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
-                vstore(ot, (ib * MR + 6) * NP + jb * BO + L, a6_1)
-                vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
-                vstore(ot, (ib * MR + 7) * NP + jb * BO + L, a7_1)
-            else:  # MR == 6
-                a0_0 = vzero(bt)
-                a0_1 = vzero(bt)
-                a1_0 = vzero(bt)
-                a1_1 = vzero(bt)
-                a2_0 = vzero(bt)
-                a2_1 = vzero(bt)
-                a3_0 = vzero(bt)
-                a3_1 = vzero(bt)
-                a4_0 = vzero(bt)
-                a4_1 = vzero(bt)
-                a5_0 = vzero(bt)
-                a5_1 = vzero(bt)
-                ab = ib * K * MR
-                bb = jb * K * BO
-                for k in range(K):
-                    w0 = vload(bt, bb + k * BO + 0)
-                    w1 = vload(bt, bb + k * BO + L)
-                    x0 = vbload(at, ab + k * MR + 0)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    a0_1 = vfma(x0, w1, a0_1)
-                    x1 = vbload(at, ab + k * MR + 1)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    a1_1 = vfma(x1, w1, a1_1)
-                    x2 = vbload(at, ab + k * MR + 2)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    a2_1 = vfma(x2, w1, a2_1)
-                    x3 = vbload(at, ab + k * MR + 3)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    a3_1 = vfma(x3, w1, a3_1)
-                    x4 = vbload(at, ab + k * MR + 4)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    a4_1 = vfma(x4, w1, a4_1)
-                    x5 = vbload(at, ab + k * MR + 5)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    a5_1 = vfma(x5, w1, a5_1)
-                vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
-                vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
-                vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
-                vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
-                vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
-                vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
-                vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
-                vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
-                vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
-                vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
-                vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
-                vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            a6_0 = vzero(bt)
+            a6_1 = vzero(bt)
+            a7_0 = vzero(bt)
+            a7_1 = vzero(bt)
+            ab = ib * K * MR
+            bb = jb * K * BO
+            for k in range(K):
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + L)
+                x0 = vbload(at, ab + k * MR + 0)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(at, ab + k * MR + 1)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(at, ab + k * MR + 2)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(at, ab + k * MR + 3)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(at, ab + k * MR + 4)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(at, ab + k * MR + 5)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+                x6 = vbload(at, ab + k * MR + 6)
+                a6_0 = vfma(x6, w0, a6_0)
+                a6_1 = vfma(x6, w1, a6_1)
+                x7 = vbload(at, ab + k * MR + 7)
+                a7_0 = vfma(x7, w0, a7_0)
+                a7_1 = vfma(x7, w1, a7_1)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
+            vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
+            vstore(ot, (ib * MR + 6) * NP + jb * BO + L, a6_1)
+            vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
+            vstore(ot, (ib * MR + 7) * NP + jb * BO + L, a7_1)
     for i in range(M):
         for n in range(N):
             out[i, n] = ot[i * NP + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f32_r8(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 8, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = scratch(1, NB * K * BO, out, False)[0]
+    ot = scratch(1, MR * BO, out, False)[0]
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            r6 = min(m0 + 6, M - 1) * sm
+            r7 = min(m0 + 7, M - 1) * sm
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            a6_0 = vzero(bt)
+            a6_1 = vzero(bt)
+            a7_0 = vzero(bt)
+            a7_1 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + L)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+                x6 = vbload(a, r6 + kk)
+                a6_0 = vfma(x6, w0, a6_0)
+                a6_1 = vfma(x6, w1, a6_1)
+                x7 = vbload(a, r7 + kk)
+                a7_0 = vfma(x7, w0, a7_0)
+                a7_1 = vfma(x7, w1, a7_1)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
+                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                vstore(out, (m0 + 6) * N + jb * BO + L, a6_1)
+                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+                vstore(out, (m0 + 7) * N + jb * BO + L, a7_1)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, L, a0_1)
+                vstore(ot, 2 * L, a1_0)
+                vstore(ot, 3 * L, a1_1)
+                vstore(ot, 4 * L, a2_0)
+                vstore(ot, 5 * L, a2_1)
+                vstore(ot, 6 * L, a3_0)
+                vstore(ot, 7 * L, a3_1)
+                vstore(ot, 8 * L, a4_0)
+                vstore(ot, 9 * L, a4_1)
+                vstore(ot, 10 * L, a5_0)
+                vstore(ot, 11 * L, a5_1)
+                vstore(ot, 12 * L, a6_0)
+                vstore(ot, 13 * L, a6_1)
+                vstore(ot, 14 * L, a7_0)
+                vstore(ot, 15 * L, a7_1)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f32_narrow_r8(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 8, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = scratch(1, NB * K * BO, out, False)[0]
+    ot = scratch(1, MR * BO, out, False)[0]
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            r6 = min(m0 + 6, M - 1) * sm
+            r7 = min(m0 + 7, M - 1) * sm
+            a0_0 = vzero(bt)
+            a1_0 = vzero(bt)
+            a2_0 = vzero(bt)
+            a3_0 = vzero(bt)
+            a4_0 = vzero(bt)
+            a5_0 = vzero(bt)
+            a6_0 = vzero(bt)
+            a7_0 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                x6 = vbload(a, r6 + kk)
+                a6_0 = vfma(x6, w0, a6_0)
+                x7 = vbload(a, r7 + kk)
+                a7_0 = vfma(x7, w0, a7_0)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, L, a1_0)
+                vstore(ot, 2 * L, a2_0)
+                vstore(ot, 3 * L, a3_0)
+                vstore(ot, 4 * L, a4_0)
+                vstore(ot, 5 * L, a5_0)
+                vstore(ot, 6 * L, a6_0)
+                vstore(ot, 7 * L, a7_0)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_f32_r6(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    HO, WO = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
+    SX = sw * C
+    # weights as [O/BO, KH, KW, C, BO]
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
+                    wt[i] = w[o, c, kp, kq]
+    T = min(WORKERS, N)
+    xs = scratch(T, XS * C, out, True)  # per thread: one padded image, channel-last
+    ys = scratch(T, TH * TW * OP, out, False)  # and its output, channel-last
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a0_1 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a1_1 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a2_1 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a3_1 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a4_1 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a5_1 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    w1 = vload(wt, wb + c * BO + L)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    a0_1 = vfma(x0, w1, a0_1)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    a1_1 = vfma(x1, w1, a1_1)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    a2_1 = vfma(x2, w1, a2_1)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    a3_1 = vfma(x3, w1, a3_1)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    a4_1 = vfma(x4, w1, a4_1)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    a5_1 = vfma(x5, w1, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_input_grad_f32_r6(ct, w, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
+    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
+    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
+    N, O, HO, WO = ct.shape
+    _, C, KH, KW = w.shape
+    H, W = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
+    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
+    HP = H + (KH - 1) * dh
+    WN = W + (KW - 1) * dw
+    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
+    SX = O
+    C_, C = C, O  # the tile reads C as its input channels: here, ct's
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]  # as [C/BO, KH, KW, O, BO], flipped
+    for o in range(O):
+        for c in range(C_):
+            for kp in range(KH):
+                for kq in range(KW):
+                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
+                        w[o, c, KH - 1 - kp, KW - 1 - kq]
+                    )
+    T = min(WORKERS, N)
+    sh_, sw_ = sh, sw
+    sh = sw = 1  # the tile runs a stride-1 convolution
+    HO_, WO_ = HO, WO
+    HO, WO = H, W
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = scratch(T, XS * C, out, True)
+    ys = scratch(T, TH * TW * OP, out, False)
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for o in range(O):
+                for oy in range(HO_):
+                    for ox in range(WO_):
+                        iy, ix = qh + oy * sh_, qw + ox * sw_
+                        if iy < HP and ix < WP:
+                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a0_1 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a1_1 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a2_1 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a3_1 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a4_1 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a5_1 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    w1 = vload(wt, wb + c * BO + L)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    a0_1 = vfma(x0, w1, a0_1)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    a1_1 = vfma(x1, w1, a1_1)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    a2_1 = vfma(x2, w1, a2_1)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    a3_1 = vfma(x3, w1, a3_1)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    a4_1 = vfma(x4, w1, a4_1)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    a5_1 = vfma(x5, w1, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+            for c in range(C_):
+                for iy in range(H):
+                    for ix in range(W):
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad_f32_r6(x, ct, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
+    N, C, H, W = x.shape
+    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
+    KH, KW = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    OP = (O + BO - 1) // BO * BO
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1
+    WP = (WO - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
+    SX = sw * C
+    T = min(WORKERS, N)
+    accs = scratch(T, KH * KQ * JP * OP, out, True)
+    xs = scratch(T, HP * WP * C + JP, out, True)  # + JP: tiles read past the end
+    ds = scratch(T, HO * WO * OP, out, True)
+    for t in prange(T):
+        xn = xs[t]
+        dn = ds[t]
+        acc = accs[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
+            for kp in range(KH):
+                for kq in range(KQ):
+                    for ob in range(0, OP, BO):
+                        for j0 in range(0, JP, MR):
+                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a0_1 = vload(acc, ab + 0 * OP + L)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a1_1 = vload(acc, ab + 1 * OP + L)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a2_1 = vload(acc, ab + 2 * OP + L)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a3_1 = vload(acc, ab + 3 * OP + L)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a4_1 = vload(acc, ab + 4 * OP + L)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            a5_1 = vload(acc, ab + 5 * OP + L)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    d1 = vload(dn, db + ox * OP + L)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    a0_1 = vfma(x0, d1, a0_1)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    a1_1 = vfma(x1, d1, a1_1)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    a2_1 = vfma(x2, d1, a2_1)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    a3_1 = vfma(x3, d1, a3_1)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    a4_1 = vfma(x4, d1, a4_1)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                                    a5_1 = vfma(x5, d1, a5_1)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 0 * OP + L, a0_1)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 1 * OP + L, a1_1)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 2 * OP + L, a2_1)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 3 * OP + L, a3_1)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 4 * OP + L, a4_1)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+                            vstore(acc, ab + 5 * OP + L, a5_1)
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_f32_narrow_r6(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    HO, WO = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
+    SX = sw * C
+    # weights as [O/BO, KH, KW, C, BO]
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
+                    wt[i] = w[o, c, kp, kq]
+    T = min(WORKERS, N)
+    xs = scratch(T, XS * C, out, True)  # per thread: one padded image, channel-last
+    ys = scratch(T, TH * TW * OP, out, False)  # and its output, channel-last
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_input_grad_f32_narrow_r6(ct, w, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
+    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
+    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
+    N, O, HO, WO = ct.shape
+    _, C, KH, KW = w.shape
+    H, W = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
+    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
+    HP = H + (KH - 1) * dh
+    WN = W + (KW - 1) * dw
+    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
+    SX = O
+    C_, C = C, O  # the tile reads C as its input channels: here, ct's
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]  # as [C/BO, KH, KW, O, BO], flipped
+    for o in range(O):
+        for c in range(C_):
+            for kp in range(KH):
+                for kq in range(KW):
+                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
+                        w[o, c, KH - 1 - kp, KW - 1 - kq]
+                    )
+    T = min(WORKERS, N)
+    sh_, sw_ = sh, sw
+    sh = sw = 1  # the tile runs a stride-1 convolution
+    HO_, WO_ = HO, WO
+    HO, WO = H, W
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = scratch(T, XS * C, out, True)
+    ys = scratch(T, TH * TW * OP, out, False)
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for o in range(O):
+                for oy in range(HO_):
+                    for ox in range(WO_):
+                        iy, ix = qh + oy * sh_, qw + ox * sw_
+                        if iy < HP and ix < WP:
+                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+            for c in range(C_):
+                for iy in range(H):
+                    for ix in range(W):
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad_f32_narrow_r6(x, ct, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
+    N, C, H, W = x.shape
+    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
+    KH, KW = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    OP = (O + BO - 1) // BO * BO
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1
+    WP = (WO - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
+    SX = sw * C
+    T = min(WORKERS, N)
+    accs = scratch(T, KH * KQ * JP * OP, out, True)
+    xs = scratch(T, HP * WP * C + JP, out, True)  # + JP: tiles read past the end
+    ds = scratch(T, HO * WO * OP, out, True)
+    for t in prange(T):
+        xn = xs[t]
+        dn = ds[t]
+        acc = accs[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
+            for kp in range(KH):
+                for kq in range(KQ):
+                    for ob in range(0, OP, BO):
+                        for j0 in range(0, JP, MR):
+                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def matmul_f32_r6(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as
+    [M/MR, K, MR] (a tile's MR rows of one k side by side) and op(b) as [N/BO, K, BO];
+    each tile of MR rows x BO columns sums over k in registers; column panels are split
+    over the cores."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 6, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    MP = (M + MR - 1) // MR * MR
+    NP = (N + BO - 1) // BO * BO
+    at = scratch(1, MP * K, out, True)[0]
+    bt = scratch(1, NP * K, out, True)[0]
+    ot = scratch(1, MP * NP, out, False)[0]
+    if ta:  # each loop reads its source contiguously
+        for k in range(K):
+            for i in range(M):
+                at[((i // MR) * K + k) * MR + i % MR] = a[k, i]
+    else:
+        for i in range(M):
+            for k in range(K):
+                at[((i // MR) * K + k) * MR + i % MR] = a[i, k]
+    if tb:
+        for n in range(N):
+            for k in range(K):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[n, k]
+    else:
+        for k in range(K):
+            for n in range(N):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]
+    for jb in prange(NP // BO):
+        for ib in range(MP // MR):
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            ab = ib * K * MR
+            bb = jb * K * BO
+            for k in range(K):
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + L)
+                x0 = vbload(at, ab + k * MR + 0)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(at, ab + k * MR + 1)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(at, ab + k * MR + 2)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(at, ab + k * MR + 3)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(at, ab + k * MR + 4)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(at, ab + k * MR + 5)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
+    for i in range(M):
+        for n in range(N):
+            out[i, n] = ot[i * NP + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f32_r6(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 6, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = scratch(1, NB * K * BO, out, False)[0]
+    ot = scratch(1, MR * BO, out, False)[0]
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + L)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, L, a0_1)
+                vstore(ot, 2 * L, a1_0)
+                vstore(ot, 3 * L, a1_1)
+                vstore(ot, 4 * L, a2_0)
+                vstore(ot, 5 * L, a2_1)
+                vstore(ot, 6 * L, a3_0)
+                vstore(ot, 7 * L, a3_1)
+                vstore(ot, 8 * L, a4_0)
+                vstore(ot, 9 * L, a4_1)
+                vstore(ot, 10 * L, a5_0)
+                vstore(ot, 11 * L, a5_1)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f32_narrow_r6(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 6, LANES_F32  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = scratch(1, NB * K * BO, out, False)[0]
+    ot = scratch(1, MR * BO, out, False)[0]
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            a0_0 = vzero(bt)
+            a1_0 = vzero(bt)
+            a2_0 = vzero(bt)
+            a3_0 = vzero(bt)
+            a4_0 = vzero(bt)
+            a5_0 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, L, a1_0)
+                vstore(ot, 2 * L, a2_0)
+                vstore(ot, 3 * L, a3_0)
+                vstore(ot, 4 * L, a4_0)
+                vstore(ot, 5 * L, a5_0)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_f64_r8(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    HO, WO = out.shape[2], out.shape[3]
+    MR, L = 8, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
+    SX = sw * C
+    # weights as [O/BO, KH, KW, C, BO]
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
+                    wt[i] = w[o, c, kp, kq]
+    T = min(WORKERS, N)
+    xs = scratch(T, XS * C, out, True)  # per thread: one padded image, channel-last
+    ys = scratch(T, TH * TW * OP, out, False)  # and its output, channel-last
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a0_1 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a1_1 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a2_1 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a3_1 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a4_1 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a5_1 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a6_1 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        a7_1 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    w1 = vload(wt, wb + c * BO + L)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    a0_1 = vfma(x0, w1, a0_1)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    a1_1 = vfma(x1, w1, a1_1)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    a2_1 = vfma(x2, w1, a2_1)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    a3_1 = vfma(x3, w1, a3_1)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    a4_1 = vfma(x4, w1, a4_1)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    a5_1 = vfma(x5, w1, a5_1)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    a6_1 = vfma(x6, w1, a6_1)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                                    a7_1 = vfma(x7, w1, a7_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_input_grad_f64_r8(ct, w, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
+    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
+    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
+    N, O, HO, WO = ct.shape
+    _, C, KH, KW = w.shape
+    H, W = out.shape[2], out.shape[3]
+    MR, L = 8, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
+    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
+    HP = H + (KH - 1) * dh
+    WN = W + (KW - 1) * dw
+    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
+    SX = O
+    C_, C = C, O  # the tile reads C as its input channels: here, ct's
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]  # as [C/BO, KH, KW, O, BO], flipped
+    for o in range(O):
+        for c in range(C_):
+            for kp in range(KH):
+                for kq in range(KW):
+                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
+                        w[o, c, KH - 1 - kp, KW - 1 - kq]
+                    )
+    T = min(WORKERS, N)
+    sh_, sw_ = sh, sw
+    sh = sw = 1  # the tile runs a stride-1 convolution
+    HO_, WO_ = HO, WO
+    HO, WO = H, W
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = scratch(T, XS * C, out, True)
+    ys = scratch(T, TH * TW * OP, out, False)
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for o in range(O):
+                for oy in range(HO_):
+                    for ox in range(WO_):
+                        iy, ix = qh + oy * sh_, qw + ox * sw_
+                        if iy < HP and ix < WP:
+                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a0_1 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a1_1 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a2_1 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a3_1 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a4_1 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a5_1 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a6_1 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        a7_1 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    w1 = vload(wt, wb + c * BO + L)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    a0_1 = vfma(x0, w1, a0_1)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    a1_1 = vfma(x1, w1, a1_1)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    a2_1 = vfma(x2, w1, a2_1)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    a3_1 = vfma(x3, w1, a3_1)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    a4_1 = vfma(x4, w1, a4_1)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    a5_1 = vfma(x5, w1, a5_1)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    a6_1 = vfma(x6, w1, a6_1)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                                    a7_1 = vfma(x7, w1, a7_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
+            for c in range(C_):
+                for iy in range(H):
+                    for ix in range(W):
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad_f64_r8(x, ct, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
+    N, C, H, W = x.shape
+    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
+    KH, KW = out.shape[2], out.shape[3]
+    MR, L = 8, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    OP = (O + BO - 1) // BO * BO
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1
+    WP = (WO - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
+    SX = sw * C
+    T = min(WORKERS, N)
+    accs = scratch(T, KH * KQ * JP * OP, out, True)
+    xs = scratch(T, HP * WP * C + JP, out, True)  # + JP: tiles read past the end
+    ds = scratch(T, HO * WO * OP, out, True)
+    for t in prange(T):
+        xn = xs[t]
+        dn = ds[t]
+        acc = accs[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
+            for kp in range(KH):
+                for kq in range(KQ):
+                    for ob in range(0, OP, BO):
+                        for j0 in range(0, JP, MR):
+                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a0_1 = vload(acc, ab + 0 * OP + L)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a1_1 = vload(acc, ab + 1 * OP + L)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a2_1 = vload(acc, ab + 2 * OP + L)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a3_1 = vload(acc, ab + 3 * OP + L)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a4_1 = vload(acc, ab + 4 * OP + L)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            a5_1 = vload(acc, ab + 5 * OP + L)
+                            a6_0 = vload(acc, ab + 6 * OP + 0)
+                            a6_1 = vload(acc, ab + 6 * OP + L)
+                            a7_0 = vload(acc, ab + 7 * OP + 0)
+                            a7_1 = vload(acc, ab + 7 * OP + L)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    d1 = vload(dn, db + ox * OP + L)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    a0_1 = vfma(x0, d1, a0_1)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    a1_1 = vfma(x1, d1, a1_1)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    a2_1 = vfma(x2, d1, a2_1)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    a3_1 = vfma(x3, d1, a3_1)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    a4_1 = vfma(x4, d1, a4_1)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                                    a5_1 = vfma(x5, d1, a5_1)
+                                    x6 = vbload(xn, xb + ox * SX + 6)
+                                    a6_0 = vfma(x6, d0, a6_0)
+                                    a6_1 = vfma(x6, d1, a6_1)
+                                    x7 = vbload(xn, xb + ox * SX + 7)
+                                    a7_0 = vfma(x7, d0, a7_0)
+                                    a7_1 = vfma(x7, d1, a7_1)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 0 * OP + L, a0_1)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 1 * OP + L, a1_1)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 2 * OP + L, a2_1)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 3 * OP + L, a3_1)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 4 * OP + L, a4_1)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+                            vstore(acc, ab + 5 * OP + L, a5_1)
+                            vstore(acc, ab + 6 * OP + 0, a6_0)
+                            vstore(acc, ab + 6 * OP + L, a6_1)
+                            vstore(acc, ab + 7 * OP + 0, a7_0)
+                            vstore(acc, ab + 7 * OP + L, a7_1)
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_f64_narrow_r8(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    HO, WO = out.shape[2], out.shape[3]
+    MR, L = 8, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
+    SX = sw * C
+    # weights as [O/BO, KH, KW, C, BO]
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
+                    wt[i] = w[o, c, kp, kq]
+    T = min(WORKERS, N)
+    xs = scratch(T, XS * C, out, True)  # per thread: one padded image, channel-last
+    ys = scratch(T, TH * TW * OP, out, False)  # and its output, channel-last
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_input_grad_f64_narrow_r8(ct, w, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
+    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
+    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
+    N, O, HO, WO = ct.shape
+    _, C, KH, KW = w.shape
+    H, W = out.shape[2], out.shape[3]
+    MR, L = 8, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
+    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
+    HP = H + (KH - 1) * dh
+    WN = W + (KW - 1) * dw
+    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
+    SX = O
+    C_, C = C, O  # the tile reads C as its input channels: here, ct's
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]  # as [C/BO, KH, KW, O, BO], flipped
+    for o in range(O):
+        for c in range(C_):
+            for kp in range(KH):
+                for kq in range(KW):
+                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
+                        w[o, c, KH - 1 - kp, KW - 1 - kq]
+                    )
+    T = min(WORKERS, N)
+    sh_, sw_ = sh, sw
+    sh = sw = 1  # the tile runs a stride-1 convolution
+    HO_, WO_ = HO, WO
+    HO, WO = H, W
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = scratch(T, XS * C, out, True)
+    ys = scratch(T, TH * TW * OP, out, False)
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for o in range(O):
+                for oy in range(HO_):
+                    for ox in range(WO_):
+                        iy, ix = qh + oy * sh_, qw + ox * sw_
+                        if iy < HP and ix < WP:
+                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a6_0 = vzero(wt)
+                        a7_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    x6 = vbload(xn, xb + 6 * SX + c)
+                                    a6_0 = vfma(x6, w0, a6_0)
+                                    x7 = vbload(xn, xb + 7 * SX + c)
+                                    a7_0 = vfma(x7, w0, a7_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
+                        vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
+            for c in range(C_):
+                for iy in range(H):
+                    for ix in range(W):
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad_f64_narrow_r8(x, ct, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
+    N, C, H, W = x.shape
+    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
+    KH, KW = out.shape[2], out.shape[3]
+    MR, L = 8, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    OP = (O + BO - 1) // BO * BO
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1
+    WP = (WO - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
+    SX = sw * C
+    T = min(WORKERS, N)
+    accs = scratch(T, KH * KQ * JP * OP, out, True)
+    xs = scratch(T, HP * WP * C + JP, out, True)  # + JP: tiles read past the end
+    ds = scratch(T, HO * WO * OP, out, True)
+    for t in prange(T):
+        xn = xs[t]
+        dn = ds[t]
+        acc = accs[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
+            for kp in range(KH):
+                for kq in range(KQ):
+                    for ob in range(0, OP, BO):
+                        for j0 in range(0, JP, MR):
+                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            a6_0 = vload(acc, ab + 6 * OP + 0)
+                            a7_0 = vload(acc, ab + 7 * OP + 0)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                                    x6 = vbload(xn, xb + ox * SX + 6)
+                                    a6_0 = vfma(x6, d0, a6_0)
+                                    x7 = vbload(xn, xb + ox * SX + 7)
+                                    a7_0 = vfma(x7, d0, a7_0)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+                            vstore(acc, ab + 6 * OP + 0, a6_0)
+                            vstore(acc, ab + 7 * OP + 0, a7_0)
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def matmul_f64_r8(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as
+    [M/MR, K, MR] (a tile's MR rows of one k side by side) and op(b) as [N/BO, K, BO];
+    each tile of MR rows x BO columns sums over k in registers; column panels are split
+    over the cores."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 8, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    MP = (M + MR - 1) // MR * MR
+    NP = (N + BO - 1) // BO * BO
+    at = scratch(1, MP * K, out, True)[0]
+    bt = scratch(1, NP * K, out, True)[0]
+    ot = scratch(1, MP * NP, out, False)[0]
+    if ta:  # each loop reads its source contiguously
+        for k in range(K):
+            for i in range(M):
+                at[((i // MR) * K + k) * MR + i % MR] = a[k, i]
+    else:
+        for i in range(M):
+            for k in range(K):
+                at[((i // MR) * K + k) * MR + i % MR] = a[i, k]
+    if tb:
+        for n in range(N):
+            for k in range(K):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[n, k]
+    else:
+        for k in range(K):
+            for n in range(N):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]
+    for jb in prange(NP // BO):
+        for ib in range(MP // MR):
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            a6_0 = vzero(bt)
+            a6_1 = vzero(bt)
+            a7_0 = vzero(bt)
+            a7_1 = vzero(bt)
+            ab = ib * K * MR
+            bb = jb * K * BO
+            for k in range(K):
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + L)
+                x0 = vbload(at, ab + k * MR + 0)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(at, ab + k * MR + 1)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(at, ab + k * MR + 2)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(at, ab + k * MR + 3)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(at, ab + k * MR + 4)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(at, ab + k * MR + 5)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+                x6 = vbload(at, ab + k * MR + 6)
+                a6_0 = vfma(x6, w0, a6_0)
+                a6_1 = vfma(x6, w1, a6_1)
+                x7 = vbload(at, ab + k * MR + 7)
+                a7_0 = vfma(x7, w0, a7_0)
+                a7_1 = vfma(x7, w1, a7_1)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
+            vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
+            vstore(ot, (ib * MR + 6) * NP + jb * BO + L, a6_1)
+            vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
+            vstore(ot, (ib * MR + 7) * NP + jb * BO + L, a7_1)
+    for i in range(M):
+        for n in range(N):
+            out[i, n] = ot[i * NP + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f64_r8(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 8, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = scratch(1, NB * K * BO, out, False)[0]
+    ot = scratch(1, MR * BO, out, False)[0]
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            r6 = min(m0 + 6, M - 1) * sm
+            r7 = min(m0 + 7, M - 1) * sm
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            a6_0 = vzero(bt)
+            a6_1 = vzero(bt)
+            a7_0 = vzero(bt)
+            a7_1 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + L)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+                x6 = vbload(a, r6 + kk)
+                a6_0 = vfma(x6, w0, a6_0)
+                a6_1 = vfma(x6, w1, a6_1)
+                x7 = vbload(a, r7 + kk)
+                a7_0 = vfma(x7, w0, a7_0)
+                a7_1 = vfma(x7, w1, a7_1)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
+                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                vstore(out, (m0 + 6) * N + jb * BO + L, a6_1)
+                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+                vstore(out, (m0 + 7) * N + jb * BO + L, a7_1)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, L, a0_1)
+                vstore(ot, 2 * L, a1_0)
+                vstore(ot, 3 * L, a1_1)
+                vstore(ot, 4 * L, a2_0)
+                vstore(ot, 5 * L, a2_1)
+                vstore(ot, 6 * L, a3_0)
+                vstore(ot, 7 * L, a3_1)
+                vstore(ot, 8 * L, a4_0)
+                vstore(ot, 9 * L, a4_1)
+                vstore(ot, 10 * L, a5_0)
+                vstore(ot, 11 * L, a5_1)
+                vstore(ot, 12 * L, a6_0)
+                vstore(ot, 13 * L, a6_1)
+                vstore(ot, 14 * L, a7_0)
+                vstore(ot, 15 * L, a7_1)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f64_narrow_r8(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 8, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = scratch(1, NB * K * BO, out, False)[0]
+    ot = scratch(1, MR * BO, out, False)[0]
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            r6 = min(m0 + 6, M - 1) * sm
+            r7 = min(m0 + 7, M - 1) * sm
+            a0_0 = vzero(bt)
+            a1_0 = vzero(bt)
+            a2_0 = vzero(bt)
+            a3_0 = vzero(bt)
+            a4_0 = vzero(bt)
+            a5_0 = vzero(bt)
+            a6_0 = vzero(bt)
+            a7_0 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                x6 = vbload(a, r6 + kk)
+                a6_0 = vfma(x6, w0, a6_0)
+                x7 = vbload(a, r7 + kk)
+                a7_0 = vfma(x7, w0, a7_0)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
+                vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, L, a1_0)
+                vstore(ot, 2 * L, a2_0)
+                vstore(ot, 3 * L, a3_0)
+                vstore(ot, 4 * L, a4_0)
+                vstore(ot, 5 * L, a5_0)
+                vstore(ot, 6 * L, a6_0)
+                vstore(ot, 7 * L, a7_0)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_f64_r6(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    HO, WO = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
+    SX = sw * C
+    # weights as [O/BO, KH, KW, C, BO]
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
+                    wt[i] = w[o, c, kp, kq]
+    T = min(WORKERS, N)
+    xs = scratch(T, XS * C, out, True)  # per thread: one padded image, channel-last
+    ys = scratch(T, TH * TW * OP, out, False)  # and its output, channel-last
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a0_1 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a1_1 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a2_1 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a3_1 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a4_1 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a5_1 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    w1 = vload(wt, wb + c * BO + L)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    a0_1 = vfma(x0, w1, a0_1)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    a1_1 = vfma(x1, w1, a1_1)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    a2_1 = vfma(x2, w1, a2_1)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    a3_1 = vfma(x3, w1, a3_1)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    a4_1 = vfma(x4, w1, a4_1)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    a5_1 = vfma(x5, w1, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_input_grad_f64_r6(ct, w, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
+    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
+    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
+    N, O, HO, WO = ct.shape
+    _, C, KH, KW = w.shape
+    H, W = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
+    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
+    HP = H + (KH - 1) * dh
+    WN = W + (KW - 1) * dw
+    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
+    SX = O
+    C_, C = C, O  # the tile reads C as its input channels: here, ct's
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]  # as [C/BO, KH, KW, O, BO], flipped
+    for o in range(O):
+        for c in range(C_):
+            for kp in range(KH):
+                for kq in range(KW):
+                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
+                        w[o, c, KH - 1 - kp, KW - 1 - kq]
+                    )
+    T = min(WORKERS, N)
+    sh_, sw_ = sh, sw
+    sh = sw = 1  # the tile runs a stride-1 convolution
+    HO_, WO_ = HO, WO
+    HO, WO = H, W
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = scratch(T, XS * C, out, True)
+    ys = scratch(T, TH * TW * OP, out, False)
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for o in range(O):
+                for oy in range(HO_):
+                    for ox in range(WO_):
+                        iy, ix = qh + oy * sh_, qw + ox * sw_
+                        if iy < HP and ix < WP:
+                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a0_1 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a1_1 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a2_1 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a3_1 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a4_1 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        a5_1 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    w1 = vload(wt, wb + c * BO + L)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    a0_1 = vfma(x0, w1, a0_1)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    a1_1 = vfma(x1, w1, a1_1)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    a2_1 = vfma(x2, w1, a2_1)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    a3_1 = vfma(x3, w1, a3_1)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    a4_1 = vfma(x4, w1, a4_1)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                                    a5_1 = vfma(x5, w1, a5_1)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
+            for c in range(C_):
+                for iy in range(H):
+                    for ix in range(W):
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad_f64_r6(x, ct, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
+    N, C, H, W = x.shape
+    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
+    KH, KW = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    OP = (O + BO - 1) // BO * BO
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1
+    WP = (WO - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
+    SX = sw * C
+    T = min(WORKERS, N)
+    accs = scratch(T, KH * KQ * JP * OP, out, True)
+    xs = scratch(T, HP * WP * C + JP, out, True)  # + JP: tiles read past the end
+    ds = scratch(T, HO * WO * OP, out, True)
+    for t in prange(T):
+        xn = xs[t]
+        dn = ds[t]
+        acc = accs[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
+            for kp in range(KH):
+                for kq in range(KQ):
+                    for ob in range(0, OP, BO):
+                        for j0 in range(0, JP, MR):
+                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a0_1 = vload(acc, ab + 0 * OP + L)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a1_1 = vload(acc, ab + 1 * OP + L)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a2_1 = vload(acc, ab + 2 * OP + L)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a3_1 = vload(acc, ab + 3 * OP + L)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a4_1 = vload(acc, ab + 4 * OP + L)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            a5_1 = vload(acc, ab + 5 * OP + L)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    d1 = vload(dn, db + ox * OP + L)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    a0_1 = vfma(x0, d1, a0_1)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    a1_1 = vfma(x1, d1, a1_1)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    a2_1 = vfma(x2, d1, a2_1)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    a3_1 = vfma(x3, d1, a3_1)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    a4_1 = vfma(x4, d1, a4_1)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                                    a5_1 = vfma(x5, d1, a5_1)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 0 * OP + L, a0_1)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 1 * OP + L, a1_1)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 2 * OP + L, a2_1)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 3 * OP + L, a3_1)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 4 * OP + L, a4_1)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+                            vstore(acc, ab + 5 * OP + L, a5_1)
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_f64_narrow_r6(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    HO, WO = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
+    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
+    SX = sw * C
+    # weights as [O/BO, KH, KW, C, BO]
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]
+    for o in range(O):
+        for c in range(C):
+            for kp in range(KH):
+                for kq in range(KW):
+                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
+                    wt[i] = w[o, c, kp, kq]
+    T = min(WORKERS, N)
+    xs = scratch(T, XS * C, out, True)  # per thread: one padded image, channel-last
+    ys = scratch(T, TH * TW * OP, out, False)  # and its output, channel-last
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_input_grad_f64_narrow_r6(ct, w, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
+    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
+    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
+    N, O, HO, WO = ct.shape
+    _, C, KH, KW = w.shape
+    H, W = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
+    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
+    HP = H + (KH - 1) * dh
+    WN = W + (KW - 1) * dw
+    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
+    SX = O
+    C_, C = C, O  # the tile reads C as its input channels: here, ct's
+    wt = scratch(1, OP * KH * KW * C, out, True)[0]  # as [C/BO, KH, KW, O, BO], flipped
+    for o in range(O):
+        for c in range(C_):
+            for kp in range(KH):
+                for kq in range(KW):
+                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
+                        w[o, c, KH - 1 - kp, KW - 1 - kq]
+                    )
+    T = min(WORKERS, N)
+    sh_, sw_ = sh, sw
+    sh = sw = 1  # the tile runs a stride-1 convolution
+    HO_, WO_ = HO, WO
+    HO, WO = H, W
+    TW = (WO + MR - 1) // MR * MR
+    QP = WO
+    while QP * sw % sh or QP * sw < WN * sh:
+        QP += 1
+    FLAT = (HO * QP + MR - 1) // MR * MR
+    if FLAT < HO * TW:
+        TH, TW, WP = 1, FLAT, QP * sw // sh
+    else:
+        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
+    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
+    xs = scratch(T, XS * C, out, True)
+    ys = scratch(T, TH * TW * OP, out, False)
+    for t in prange(T):
+        xn = xs[t]
+        on = ys[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for o in range(O):
+                for oy in range(HO_):
+                    for ox in range(WO_):
+                        iy, ix = qh + oy * sh_, qw + ox * sw_
+                        if iy < HP and ix < WP:
+                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
+            for oy in range(TH):
+                for ob in range(0, OP, BO):
+                    for ox0 in range(0, TW, MR):
+                        a0_0 = vzero(wt)
+                        a1_0 = vzero(wt)
+                        a2_0 = vzero(wt)
+                        a3_0 = vzero(wt)
+                        a4_0 = vzero(wt)
+                        a5_0 = vzero(wt)
+                        for kp in range(KH):
+                            for kq in range(KQ):
+                                xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
+                                wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
+                                for c in range(CJ):
+                                    w0 = vload(wt, wb + c * BO + 0)
+                                    x0 = vbload(xn, xb + 0 * SX + c)
+                                    a0_0 = vfma(x0, w0, a0_0)
+                                    x1 = vbload(xn, xb + 1 * SX + c)
+                                    a1_0 = vfma(x1, w0, a1_0)
+                                    x2 = vbload(xn, xb + 2 * SX + c)
+                                    a2_0 = vfma(x2, w0, a2_0)
+                                    x3 = vbload(xn, xb + 3 * SX + c)
+                                    a3_0 = vfma(x3, w0, a3_0)
+                                    x4 = vbload(xn, xb + 4 * SX + c)
+                                    a4_0 = vfma(x4, w0, a4_0)
+                                    x5 = vbload(xn, xb + 5 * SX + c)
+                                    a5_0 = vfma(x5, w0, a5_0)
+                        vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
+                        vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
+                        vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
+                        vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
+                        vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
+                        vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
+            for c in range(C_):
+                for iy in range(H):
+                    for ix in range(W):
+                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad_f64_narrow_r6(x, ct, out, sh, sw, ph, pw, dh, dw):
+    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
+    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
+    over all pixels of an image in registers; the threads' sums added at the end."""
+    N, C, H, W = x.shape
+    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
+    KH, KW = out.shape[2], out.shape[3]
+    MR, L = 6, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    OP = (O + BO - 1) // BO * BO
+    HP = (HO - 1) * sh + (KH - 1) * dh + 1
+    WP = (WO - 1) * sw + (KW - 1) * dw + 1
+    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
+    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
+    SX = sw * C
+    T = min(WORKERS, N)
+    accs = scratch(T, KH * KQ * JP * OP, out, True)
+    xs = scratch(T, HP * WP * C + JP, out, True)  # + JP: tiles read past the end
+    ds = scratch(T, HO * WO * OP, out, True)
+    for t in prange(T):
+        xn = xs[t]
+        dn = ds[t]
+        acc = accs[t]
+        for nb in range(t * N // T, (t + 1) * N // T):
+            for c in range(C):
+                for iy in range(min(H, HP - ph)):
+                    for ix in range(min(W, WP - pw)):
+                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
+            for o in range(O):
+                for oy in range(HO):
+                    for ox in range(WO):
+                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
+            for kp in range(KH):
+                for kq in range(KQ):
+                    for ob in range(0, OP, BO):
+                        for j0 in range(0, JP, MR):
+                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
+                            a0_0 = vload(acc, ab + 0 * OP + 0)
+                            a1_0 = vload(acc, ab + 1 * OP + 0)
+                            a2_0 = vload(acc, ab + 2 * OP + 0)
+                            a3_0 = vload(acc, ab + 3 * OP + 0)
+                            a4_0 = vload(acc, ab + 4 * OP + 0)
+                            a5_0 = vload(acc, ab + 5 * OP + 0)
+                            for oy in range(HO):
+                                xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
+                                db = oy * WO * OP + ob
+                                for ox in range(WO):
+                                    d0 = vload(dn, db + ox * OP + 0)
+                                    x0 = vbload(xn, xb + ox * SX + 0)
+                                    a0_0 = vfma(x0, d0, a0_0)
+                                    x1 = vbload(xn, xb + ox * SX + 1)
+                                    a1_0 = vfma(x1, d0, a1_0)
+                                    x2 = vbload(xn, xb + ox * SX + 2)
+                                    a2_0 = vfma(x2, d0, a2_0)
+                                    x3 = vbload(xn, xb + ox * SX + 3)
+                                    a3_0 = vfma(x3, d0, a3_0)
+                                    x4 = vbload(xn, xb + ox * SX + 4)
+                                    a4_0 = vfma(x4, d0, a4_0)
+                                    x5 = vbload(xn, xb + ox * SX + 5)
+                                    a5_0 = vfma(x5, d0, a5_0)
+                            vstore(acc, ab + 0 * OP + 0, a0_0)
+                            vstore(acc, ab + 1 * OP + 0, a1_0)
+                            vstore(acc, ab + 2 * OP + 0, a2_0)
+                            vstore(acc, ab + 3 * OP + 0, a3_0)
+                            vstore(acc, ab + 4 * OP + 0, a4_0)
+                            vstore(acc, ab + 5 * OP + 0, a5_0)
+    acc = accs[0]
+    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
+        for i in range(acc.size):
+            acc[i] += accs[t, i]
+    for kp in range(KH):  # scattered into out, reading acc in order
+        for kq in range(KW):
+            for c in range(C):
+                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
+                ab = ((kp * KQ + q) * JP + j) * OP
+                for o in range(O):
+                    out[o, c, kp, kq] = acc[ab + o]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def matmul_f64_r6(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as
+    [M/MR, K, MR] (a tile's MR rows of one k side by side) and op(b) as [N/BO, K, BO];
+    each tile of MR rows x BO columns sums over k in registers; column panels are split
+    over the cores."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 6, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    MP = (M + MR - 1) // MR * MR
+    NP = (N + BO - 1) // BO * BO
+    at = scratch(1, MP * K, out, True)[0]
+    bt = scratch(1, NP * K, out, True)[0]
+    ot = scratch(1, MP * NP, out, False)[0]
+    if ta:  # each loop reads its source contiguously
+        for k in range(K):
+            for i in range(M):
+                at[((i // MR) * K + k) * MR + i % MR] = a[k, i]
+    else:
+        for i in range(M):
+            for k in range(K):
+                at[((i // MR) * K + k) * MR + i % MR] = a[i, k]
+    if tb:
+        for n in range(N):
+            for k in range(K):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[n, k]
+    else:
+        for k in range(K):
+            for n in range(N):
+                bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]
+    for jb in prange(NP // BO):
+        for ib in range(MP // MR):
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            ab = ib * K * MR
+            bb = jb * K * BO
+            for k in range(K):
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + L)
+                x0 = vbload(at, ab + k * MR + 0)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(at, ab + k * MR + 1)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(at, ab + k * MR + 2)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(at, ab + k * MR + 3)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(at, ab + k * MR + 4)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(at, ab + k * MR + 5)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
+            vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
+            vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
+            vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
+            vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
+            vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
+            vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
+    for i in range(M):
+        for n in range(N):
+            out[i, n] = ot[i * NP + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f64_r6(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 6, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 2 * L
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = scratch(1, NB * K * BO, out, False)[0]
+    ot = scratch(1, MR * BO, out, False)[0]
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            a0_0 = vzero(bt)
+            a0_1 = vzero(bt)
+            a1_0 = vzero(bt)
+            a1_1 = vzero(bt)
+            a2_0 = vzero(bt)
+            a2_1 = vzero(bt)
+            a3_0 = vzero(bt)
+            a3_1 = vzero(bt)
+            a4_0 = vzero(bt)
+            a4_1 = vzero(bt)
+            a5_0 = vzero(bt)
+            a5_1 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                w1 = vload(bt, bb + k * BO + L)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                a0_1 = vfma(x0, w1, a0_1)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                a1_1 = vfma(x1, w1, a1_1)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                a2_1 = vfma(x2, w1, a2_1)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                a3_1 = vfma(x3, w1, a3_1)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                a4_1 = vfma(x4, w1, a4_1)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+                a5_1 = vfma(x5, w1, a5_1)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+                vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, L, a0_1)
+                vstore(ot, 2 * L, a1_0)
+                vstore(ot, 3 * L, a1_1)
+                vstore(ot, 4 * L, a2_0)
+                vstore(ot, 5 * L, a2_1)
+                vstore(ot, 6 * L, a3_0)
+                vstore(ot, 7 * L, a3_1)
+                vstore(ot, 8 * L, a4_0)
+                vstore(ot, 9 * L, a4_1)
+                vstore(ot, 10 * L, a5_0)
+                vstore(ot, 11 * L, a5_1)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+@njit(cache=True, nogil=True)
+def matmul_small_f64_narrow_r6(a, ta, b, tb, out):
+    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
+    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
+    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
+    are stored straight into out."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    MR, L = 6, LANES_F64  # this variant's tile rows; lanes a vector
+    BO = 1 * L
+    NB = (N + BO - 1) // BO
+    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
+    bt = scratch(1, NB * K * BO, out, False)[0]
+    ot = scratch(1, MR * BO, out, False)[0]
+    for jb in range(NB):
+        n0 = jb * BO
+        nw = min(BO, N - n0)
+        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
+            base = (jb * K + k) * BO
+            if tb:
+                for n in range(nw):
+                    bt[base + n] = b[n0 + n, k]
+            else:
+                for n in range(nw):
+                    bt[base + n] = b[k, n0 + n]
+            for n in range(nw, BO):
+                bt[base + n] = 0
+    for jb in range(NB):
+        for m0 in range(0, M, MR):
+            r0 = min(m0 + 0, M - 1) * sm
+            r1 = min(m0 + 1, M - 1) * sm
+            r2 = min(m0 + 2, M - 1) * sm
+            r3 = min(m0 + 3, M - 1) * sm
+            r4 = min(m0 + 4, M - 1) * sm
+            r5 = min(m0 + 5, M - 1) * sm
+            a0_0 = vzero(bt)
+            a1_0 = vzero(bt)
+            a2_0 = vzero(bt)
+            a3_0 = vzero(bt)
+            a4_0 = vzero(bt)
+            a5_0 = vzero(bt)
+            bb = jb * K * BO
+            for k in range(K):
+                kk = k * sk
+                w0 = vload(bt, bb + k * BO + 0)
+                x0 = vbload(a, r0 + kk)
+                a0_0 = vfma(x0, w0, a0_0)
+                x1 = vbload(a, r1 + kk)
+                a1_0 = vfma(x1, w0, a1_0)
+                x2 = vbload(a, r2 + kk)
+                a2_0 = vfma(x2, w0, a2_0)
+                x3 = vbload(a, r3 + kk)
+                a3_0 = vfma(x3, w0, a3_0)
+                x4 = vbload(a, r4 + kk)
+                a4_0 = vfma(x4, w0, a4_0)
+                x5 = vbload(a, r5 + kk)
+                a5_0 = vfma(x5, w0, a5_0)
+            if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
+                vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
+                vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
+                vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
+                vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
+                vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
+                vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
+            else:  # an edge tile: through ot, then its part inside out
+                vstore(ot, 0, a0_0)
+                vstore(ot, L, a1_0)
+                vstore(ot, 2 * L, a2_0)
+                vstore(ot, 3 * L, a3_0)
+                vstore(ot, 4 * L, a4_0)
+                vstore(ot, 5 * L, a5_0)
+                for i in range(min(MR, M - m0)):
+                    for n in range(min(BO, N - jb * BO)):
+                        out[m0 + i, jb * BO + n] = ot[i * BO + n]
+
+
+# each kernel as this machine's register file holds its tile (simd.MR rows)
+conv2d_forward_f32 = conv2d_forward_f32_r8 if MR == 8 else conv2d_forward_f32_r6
+conv2d_forward_f32_narrow = conv2d_forward_f32_narrow_r8 if MR == 8 else conv2d_forward_f32_narrow_r6
+conv2d_input_grad_f32 = conv2d_input_grad_f32_r8 if MR == 8 else conv2d_input_grad_f32_r6
+conv2d_input_grad_f32_narrow = conv2d_input_grad_f32_narrow_r8 if MR == 8 else conv2d_input_grad_f32_narrow_r6
+conv2d_weight_grad_f32 = conv2d_weight_grad_f32_r8 if MR == 8 else conv2d_weight_grad_f32_r6
+conv2d_weight_grad_f32_narrow = conv2d_weight_grad_f32_narrow_r8 if MR == 8 else conv2d_weight_grad_f32_narrow_r6
+conv2d_forward_f64 = conv2d_forward_f64_r8 if MR == 8 else conv2d_forward_f64_r6
+conv2d_forward_f64_narrow = conv2d_forward_f64_narrow_r8 if MR == 8 else conv2d_forward_f64_narrow_r6
+conv2d_input_grad_f64 = conv2d_input_grad_f64_r8 if MR == 8 else conv2d_input_grad_f64_r6
+conv2d_input_grad_f64_narrow = conv2d_input_grad_f64_narrow_r8 if MR == 8 else conv2d_input_grad_f64_narrow_r6
+conv2d_weight_grad_f64 = conv2d_weight_grad_f64_r8 if MR == 8 else conv2d_weight_grad_f64_r6
+conv2d_weight_grad_f64_narrow = conv2d_weight_grad_f64_narrow_r8 if MR == 8 else conv2d_weight_grad_f64_narrow_r6
+matmul_f32 = matmul_f32_r8 if MR == 8 else matmul_f32_r6
+matmul_small_f32 = matmul_small_f32_r8 if MR == 8 else matmul_small_f32_r6
+matmul_small_f32_narrow = matmul_small_f32_narrow_r8 if MR == 8 else matmul_small_f32_narrow_r6
+matmul_f64 = matmul_f64_r8 if MR == 8 else matmul_f64_r6
+matmul_small_f64 = matmul_small_f64_r8 if MR == 8 else matmul_small_f64_r6
+matmul_small_f64_narrow = matmul_small_f64_narrow_r8 if MR == 8 else matmul_small_f64_narrow_r6
 
 
 def _c_matmul_f32(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
@@ -1096,199 +3611,6 @@ def call_matmul_f32(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
     _x_matmul_f32(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
 
 
-@njit(cache=True, nogil=True)
-def matmul_small_f32(a, ta, b, tb, out):
-    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
-    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
-    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
-    are stored straight into out."""
-    M, N = out.shape
-    K = a.shape[0] if ta else a.shape[1]
-    L = LANES_F32
-    BO = 2 * L
-    NB = (N + BO - 1) // BO
-    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
-    bt = scratch(1, NB * K * BO, out, False)[0]
-    ot = scratch(1, MR * BO, out, False)[0]
-    for jb in range(NB):
-        n0 = jb * BO
-        nw = min(BO, N - n0)
-        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
-            base = (jb * K + k) * BO
-            if tb:
-                for n in range(nw):
-                    bt[base + n] = b[n0 + n, k]
-            else:
-                for n in range(nw):
-                    bt[base + n] = b[k, n0 + n]
-            for n in range(nw, BO):
-                bt[base + n] = 0
-    for jb in range(NB):
-        for m0 in range(0, M, MR):
-            if MR == 8:
-                r0 = min(m0 + 0, M - 1) * sm
-                r1 = min(m0 + 1, M - 1) * sm
-                r2 = min(m0 + 2, M - 1) * sm
-                r3 = min(m0 + 3, M - 1) * sm
-                r4 = min(m0 + 4, M - 1) * sm
-                r5 = min(m0 + 5, M - 1) * sm
-                r6 = min(m0 + 6, M - 1) * sm
-                r7 = min(m0 + 7, M - 1) * sm
-                a0_0 = vzero(bt)
-                a0_1 = vzero(bt)
-                a1_0 = vzero(bt)
-                a1_1 = vzero(bt)
-                a2_0 = vzero(bt)
-                a2_1 = vzero(bt)
-                a3_0 = vzero(bt)
-                a3_1 = vzero(bt)
-                a4_0 = vzero(bt)
-                a4_1 = vzero(bt)
-                a5_0 = vzero(bt)
-                a5_1 = vzero(bt)
-                a6_0 = vzero(bt)
-                a6_1 = vzero(bt)
-                a7_0 = vzero(bt)
-                a7_1 = vzero(bt)
-                bb = jb * K * BO
-                for k in range(K):
-                    kk = k * sk
-                    w0 = vload(bt, bb + k * BO + 0)
-                    w1 = vload(bt, bb + k * BO + L)
-                    x0 = vbload(a, r0 + kk)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    a0_1 = vfma(x0, w1, a0_1)
-                    x1 = vbload(a, r1 + kk)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    a1_1 = vfma(x1, w1, a1_1)
-                    x2 = vbload(a, r2 + kk)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    a2_1 = vfma(x2, w1, a2_1)
-                    x3 = vbload(a, r3 + kk)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    a3_1 = vfma(x3, w1, a3_1)
-                    x4 = vbload(a, r4 + kk)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    a4_1 = vfma(x4, w1, a4_1)
-                    x5 = vbload(a, r5 + kk)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    a5_1 = vfma(x5, w1, a5_1)
-                    x6 = vbload(a, r6 + kk)
-                    a6_0 = vfma(x6, w0, a6_0)
-                    a6_1 = vfma(x6, w1, a6_1)
-                    x7 = vbload(a, r7 + kk)
-                    a7_0 = vfma(x7, w0, a7_0)
-                    a7_1 = vfma(x7, w1, a7_1)
-                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                    vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
-                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                    vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
-                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                    vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
-                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                    vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
-                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                    vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
-                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                    vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
-                    vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
-                    vstore(out, (m0 + 6) * N + jb * BO + L, a6_1)
-                    vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
-                    vstore(out, (m0 + 7) * N + jb * BO + L, a7_1)
-                else:  # an edge tile: through ot, then its part inside out
-                    vstore(ot, 0, a0_0)
-                    vstore(ot, L, a0_1)
-                    vstore(ot, 2 * L, a1_0)
-                    vstore(ot, 3 * L, a1_1)
-                    vstore(ot, 4 * L, a2_0)
-                    vstore(ot, 5 * L, a2_1)
-                    vstore(ot, 6 * L, a3_0)
-                    vstore(ot, 7 * L, a3_1)
-                    vstore(ot, 8 * L, a4_0)
-                    vstore(ot, 9 * L, a4_1)
-                    vstore(ot, 10 * L, a5_0)
-                    vstore(ot, 11 * L, a5_1)
-                    vstore(ot, 12 * L, a6_0)
-                    vstore(ot, 13 * L, a6_1)
-                    vstore(ot, 14 * L, a7_0)
-                    vstore(ot, 15 * L, a7_1)
-                    for i in range(min(MR, M - m0)):
-                        for n in range(min(BO, N - jb * BO)):
-                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
-            else:  # MR == 6
-                r0 = min(m0 + 0, M - 1) * sm
-                r1 = min(m0 + 1, M - 1) * sm
-                r2 = min(m0 + 2, M - 1) * sm
-                r3 = min(m0 + 3, M - 1) * sm
-                r4 = min(m0 + 4, M - 1) * sm
-                r5 = min(m0 + 5, M - 1) * sm
-                a0_0 = vzero(bt)
-                a0_1 = vzero(bt)
-                a1_0 = vzero(bt)
-                a1_1 = vzero(bt)
-                a2_0 = vzero(bt)
-                a2_1 = vzero(bt)
-                a3_0 = vzero(bt)
-                a3_1 = vzero(bt)
-                a4_0 = vzero(bt)
-                a4_1 = vzero(bt)
-                a5_0 = vzero(bt)
-                a5_1 = vzero(bt)
-                bb = jb * K * BO
-                for k in range(K):
-                    kk = k * sk
-                    w0 = vload(bt, bb + k * BO + 0)
-                    w1 = vload(bt, bb + k * BO + L)
-                    x0 = vbload(a, r0 + kk)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    a0_1 = vfma(x0, w1, a0_1)
-                    x1 = vbload(a, r1 + kk)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    a1_1 = vfma(x1, w1, a1_1)
-                    x2 = vbload(a, r2 + kk)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    a2_1 = vfma(x2, w1, a2_1)
-                    x3 = vbload(a, r3 + kk)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    a3_1 = vfma(x3, w1, a3_1)
-                    x4 = vbload(a, r4 + kk)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    a4_1 = vfma(x4, w1, a4_1)
-                    x5 = vbload(a, r5 + kk)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    a5_1 = vfma(x5, w1, a5_1)
-                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                    vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
-                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                    vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
-                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                    vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
-                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                    vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
-                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                    vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
-                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                    vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
-                else:  # an edge tile: through ot, then its part inside out
-                    vstore(ot, 0, a0_0)
-                    vstore(ot, L, a0_1)
-                    vstore(ot, 2 * L, a1_0)
-                    vstore(ot, 3 * L, a1_1)
-                    vstore(ot, 4 * L, a2_0)
-                    vstore(ot, 5 * L, a2_1)
-                    vstore(ot, 6 * L, a3_0)
-                    vstore(ot, 7 * L, a3_1)
-                    vstore(ot, 8 * L, a4_0)
-                    vstore(ot, 9 * L, a4_1)
-                    vstore(ot, 10 * L, a5_0)
-                    vstore(ot, 11 * L, a5_1)
-                    for i in range(min(MR, M - m0)):
-                        for n in range(min(BO, N - jb * BO)):
-                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
-
-
 def _c_matmul_small_f32(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
     matmul_small_f32(carray(ap, (a0, a1)), ta, carray(bp, (b0, b1)), tb, carray(outp, (out0, out1)))
 
@@ -1300,141 +3622,6 @@ _x_matmul_small_f32 = types.ExternalFunction("symbp_matmul_small_f32", types.voi
 @njit(cache=True)
 def call_matmul_small_f32(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
     _x_matmul_small_f32(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
-
-
-@njit(cache=True, nogil=True)
-def matmul_small_f32_narrow(a, ta, b, tb, out):
-    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
-    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
-    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
-    are stored straight into out."""
-    M, N = out.shape
-    K = a.shape[0] if ta else a.shape[1]
-    L = LANES_F32
-    BO = 1 * L
-    NB = (N + BO - 1) // BO
-    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
-    bt = scratch(1, NB * K * BO, out, False)[0]
-    ot = scratch(1, MR * BO, out, False)[0]
-    for jb in range(NB):
-        n0 = jb * BO
-        nw = min(BO, N - n0)
-        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
-            base = (jb * K + k) * BO
-            if tb:
-                for n in range(nw):
-                    bt[base + n] = b[n0 + n, k]
-            else:
-                for n in range(nw):
-                    bt[base + n] = b[k, n0 + n]
-            for n in range(nw, BO):
-                bt[base + n] = 0
-    for jb in range(NB):
-        for m0 in range(0, M, MR):
-            if MR == 8:
-                r0 = min(m0 + 0, M - 1) * sm
-                r1 = min(m0 + 1, M - 1) * sm
-                r2 = min(m0 + 2, M - 1) * sm
-                r3 = min(m0 + 3, M - 1) * sm
-                r4 = min(m0 + 4, M - 1) * sm
-                r5 = min(m0 + 5, M - 1) * sm
-                r6 = min(m0 + 6, M - 1) * sm
-                r7 = min(m0 + 7, M - 1) * sm
-                a0_0 = vzero(bt)
-                a1_0 = vzero(bt)
-                a2_0 = vzero(bt)
-                a3_0 = vzero(bt)
-                a4_0 = vzero(bt)
-                a5_0 = vzero(bt)
-                a6_0 = vzero(bt)
-                a7_0 = vzero(bt)
-                bb = jb * K * BO
-                for k in range(K):
-                    kk = k * sk
-                    w0 = vload(bt, bb + k * BO + 0)
-                    x0 = vbload(a, r0 + kk)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    x1 = vbload(a, r1 + kk)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    x2 = vbload(a, r2 + kk)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    x3 = vbload(a, r3 + kk)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    x4 = vbload(a, r4 + kk)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    x5 = vbload(a, r5 + kk)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    x6 = vbload(a, r6 + kk)
-                    a6_0 = vfma(x6, w0, a6_0)
-                    x7 = vbload(a, r7 + kk)
-                    a7_0 = vfma(x7, w0, a7_0)
-                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                    vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
-                    vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
-                else:  # an edge tile: through ot, then its part inside out
-                    vstore(ot, 0, a0_0)
-                    vstore(ot, L, a1_0)
-                    vstore(ot, 2 * L, a2_0)
-                    vstore(ot, 3 * L, a3_0)
-                    vstore(ot, 4 * L, a4_0)
-                    vstore(ot, 5 * L, a5_0)
-                    vstore(ot, 6 * L, a6_0)
-                    vstore(ot, 7 * L, a7_0)
-                    for i in range(min(MR, M - m0)):
-                        for n in range(min(BO, N - jb * BO)):
-                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
-            else:  # MR == 6
-                r0 = min(m0 + 0, M - 1) * sm
-                r1 = min(m0 + 1, M - 1) * sm
-                r2 = min(m0 + 2, M - 1) * sm
-                r3 = min(m0 + 3, M - 1) * sm
-                r4 = min(m0 + 4, M - 1) * sm
-                r5 = min(m0 + 5, M - 1) * sm
-                a0_0 = vzero(bt)
-                a1_0 = vzero(bt)
-                a2_0 = vzero(bt)
-                a3_0 = vzero(bt)
-                a4_0 = vzero(bt)
-                a5_0 = vzero(bt)
-                bb = jb * K * BO
-                for k in range(K):
-                    kk = k * sk
-                    w0 = vload(bt, bb + k * BO + 0)
-                    x0 = vbload(a, r0 + kk)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    x1 = vbload(a, r1 + kk)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    x2 = vbload(a, r2 + kk)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    x3 = vbload(a, r3 + kk)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    x4 = vbload(a, r4 + kk)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    x5 = vbload(a, r5 + kk)
-                    a5_0 = vfma(x5, w0, a5_0)
-                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                else:  # an edge tile: through ot, then its part inside out
-                    vstore(ot, 0, a0_0)
-                    vstore(ot, L, a1_0)
-                    vstore(ot, 2 * L, a2_0)
-                    vstore(ot, 3 * L, a3_0)
-                    vstore(ot, 4 * L, a4_0)
-                    vstore(ot, 5 * L, a5_0)
-                    for i in range(min(MR, M - m0)):
-                        for n in range(min(BO, N - jb * BO)):
-                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
 
 
 def _c_matmul_small_f32_narrow(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
@@ -1450,1028 +3637,6 @@ def call_matmul_small_f32_narrow(a, ta, b, tb, out):  # type: ignore[no-untyped-
     _x_matmul_small_f32_narrow(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward_f64(x, w, out, sh, sw, ph, pw, dh, dw):
-    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
-    N, C, H, W = x.shape
-    O, _, KH, KW = w.shape
-    HO, WO = out.shape[2], out.shape[3]
-    L = LANES_F64
-    BO = 2 * L
-    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
-    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
-    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
-    TW = (WO + MR - 1) // MR * MR
-    QP = WO
-    while QP * sw % sh or QP * sw < WN * sh:
-        QP += 1
-    FLAT = (HO * QP + MR - 1) // MR * MR
-    if FLAT < HO * TW:
-        TH, TW, WP = 1, FLAT, QP * sw // sh
-    else:
-        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
-    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
-    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
-    SX = sw * C
-    # weights as [O/BO, KH, KW, C, BO]
-    wt = scratch(1, OP * KH * KW * C, out, True)[0]
-    for o in range(O):
-        for c in range(C):
-            for kp in range(KH):
-                for kq in range(KW):
-                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
-                    wt[i] = w[o, c, kp, kq]
-    T = min(WORKERS, N)
-    xs = scratch(T, XS * C, out, True)  # per thread: one padded image, channel-last
-    ys = scratch(T, TH * TW * OP, out, False)  # and its output, channel-last
-    for t in prange(T):
-        xn = xs[t]
-        on = ys[t]
-        for nb in range(t * N // T, (t + 1) * N // T):
-            for c in range(C):
-                for iy in range(min(H, HP - ph)):
-                    for ix in range(min(W, WP - pw)):
-                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
-            for oy in range(TH):
-                for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, MR):
-                        if MR == 8:
-                            a0_0 = vzero(wt)
-                            a0_1 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a1_1 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a2_1 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a3_1 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a4_1 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a5_1 = vzero(wt)
-                            a6_0 = vzero(wt)
-                            a6_1 = vzero(wt)
-                            a7_0 = vzero(wt)
-                            a7_1 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        w1 = vload(wt, wb + c * BO + L)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        a0_1 = vfma(x0, w1, a0_1)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        a1_1 = vfma(x1, w1, a1_1)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        a2_1 = vfma(x2, w1, a2_1)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        a3_1 = vfma(x3, w1, a3_1)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        a4_1 = vfma(x4, w1, a4_1)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        a5_1 = vfma(x5, w1, a5_1)
-                                        x6 = vbload(xn, xb + 6 * SX + c)
-                                        a6_0 = vfma(x6, w0, a6_0)
-                                        a6_1 = vfma(x6, w1, a6_1)
-                                        x7 = vbload(xn, xb + 7 * SX + c)
-                                        a7_0 = vfma(x7, w0, a7_0)
-                                        a7_1 = vfma(x7, w1, a7_1)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
-                        else:  # MR == 6
-                            a0_0 = vzero(wt)
-                            a0_1 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a1_1 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a2_1 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a3_1 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a4_1 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a5_1 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        w1 = vload(wt, wb + c * BO + L)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        a0_1 = vfma(x0, w1, a0_1)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        a1_1 = vfma(x1, w1, a1_1)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        a2_1 = vfma(x2, w1, a2_1)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        a3_1 = vfma(x3, w1, a3_1)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        a4_1 = vfma(x4, w1, a4_1)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        a5_1 = vfma(x5, w1, a5_1)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
-            for o in range(O):
-                for oy in range(HO):
-                    for ox in range(WO):
-                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_input_grad_f64(ct, w, out, sh, sw, ph, pw, dh, dw):
-    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
-    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
-    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
-    N, O, HO, WO = ct.shape
-    _, C, KH, KW = w.shape
-    H, W = out.shape[2], out.shape[3]
-    L = LANES_F64
-    BO = 2 * L
-    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
-    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
-    HP = H + (KH - 1) * dh
-    WN = W + (KW - 1) * dw
-    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
-    SX = O
-    C_, C = C, O  # the tile reads C as its input channels: here, ct's
-    wt = scratch(1, OP * KH * KW * C, out, True)[0]  # as [C/BO, KH, KW, O, BO], flipped
-    for o in range(O):
-        for c in range(C_):
-            for kp in range(KH):
-                for kq in range(KW):
-                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
-                        w[o, c, KH - 1 - kp, KW - 1 - kq]
-                    )
-    T = min(WORKERS, N)
-    sh_, sw_ = sh, sw
-    sh = sw = 1  # the tile runs a stride-1 convolution
-    HO_, WO_ = HO, WO
-    HO, WO = H, W
-    TW = (WO + MR - 1) // MR * MR
-    QP = WO
-    while QP * sw % sh or QP * sw < WN * sh:
-        QP += 1
-    FLAT = (HO * QP + MR - 1) // MR * MR
-    if FLAT < HO * TW:
-        TH, TW, WP = 1, FLAT, QP * sw // sh
-    else:
-        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
-    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
-    xs = scratch(T, XS * C, out, True)
-    ys = scratch(T, TH * TW * OP, out, False)
-    for t in prange(T):
-        xn = xs[t]
-        on = ys[t]
-        for nb in range(t * N // T, (t + 1) * N // T):
-            for o in range(O):
-                for oy in range(HO_):
-                    for ox in range(WO_):
-                        iy, ix = qh + oy * sh_, qw + ox * sw_
-                        if iy < HP and ix < WP:
-                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
-            for oy in range(TH):
-                for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, MR):
-                        if MR == 8:
-                            a0_0 = vzero(wt)
-                            a0_1 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a1_1 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a2_1 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a3_1 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a4_1 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a5_1 = vzero(wt)
-                            a6_0 = vzero(wt)
-                            a6_1 = vzero(wt)
-                            a7_0 = vzero(wt)
-                            a7_1 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        w1 = vload(wt, wb + c * BO + L)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        a0_1 = vfma(x0, w1, a0_1)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        a1_1 = vfma(x1, w1, a1_1)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        a2_1 = vfma(x2, w1, a2_1)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        a3_1 = vfma(x3, w1, a3_1)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        a4_1 = vfma(x4, w1, a4_1)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        a5_1 = vfma(x5, w1, a5_1)
-                                        x6 = vbload(xn, xb + 6 * SX + c)
-                                        a6_0 = vfma(x6, w0, a6_0)
-                                        a6_1 = vfma(x6, w1, a6_1)
-                                        x7 = vbload(xn, xb + 7 * SX + c)
-                                        a7_0 = vfma(x7, w0, a7_0)
-                                        a7_1 = vfma(x7, w1, a7_1)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + L, a6_1)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + L, a7_1)
-                        else:  # MR == 6
-                            a0_0 = vzero(wt)
-                            a0_1 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a1_1 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a2_1 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a3_1 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a4_1 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a5_1 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        w1 = vload(wt, wb + c * BO + L)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        a0_1 = vfma(x0, w1, a0_1)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        a1_1 = vfma(x1, w1, a1_1)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        a2_1 = vfma(x2, w1, a2_1)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        a3_1 = vfma(x3, w1, a3_1)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        a4_1 = vfma(x4, w1, a4_1)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        a5_1 = vfma(x5, w1, a5_1)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + L, a0_1)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + L, a1_1)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + L, a2_1)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + L, a3_1)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + L, a4_1)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + L, a5_1)
-            for c in range(C_):
-                for iy in range(H):
-                    for ix in range(W):
-                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_weight_grad_f64(x, ct, out, sh, sw, ph, pw, dh, dw):
-    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
-    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
-    over all pixels of an image in registers; the threads' sums added at the end."""
-    N, C, H, W = x.shape
-    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
-    KH, KW = out.shape[2], out.shape[3]
-    L = LANES_F64
-    BO = 2 * L
-    OP = (O + BO - 1) // BO * BO
-    HP = (HO - 1) * sh + (KH - 1) * dh + 1
-    WP = (WO - 1) * sw + (KW - 1) * dw + 1
-    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
-    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
-    SX = sw * C
-    T = min(WORKERS, N)
-    accs = scratch(T, KH * KQ * JP * OP, out, True)
-    xs = scratch(T, HP * WP * C + JP, out, True)  # + JP: tiles read past the end
-    ds = scratch(T, HO * WO * OP, out, True)
-    for t in prange(T):
-        xn = xs[t]
-        dn = ds[t]
-        acc = accs[t]
-        for nb in range(t * N // T, (t + 1) * N // T):
-            for c in range(C):
-                for iy in range(min(H, HP - ph)):
-                    for ix in range(min(W, WP - pw)):
-                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
-            for o in range(O):
-                for oy in range(HO):
-                    for ox in range(WO):
-                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
-            for kp in range(KH):
-                for kq in range(KQ):
-                    for ob in range(0, OP, BO):
-                        for j0 in range(0, JP, MR):
-                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
-                            if MR == 8:
-                                a0_0 = vload(acc, ab + 0 * OP + 0)
-                                a0_1 = vload(acc, ab + 0 * OP + L)
-                                a1_0 = vload(acc, ab + 1 * OP + 0)
-                                a1_1 = vload(acc, ab + 1 * OP + L)
-                                a2_0 = vload(acc, ab + 2 * OP + 0)
-                                a2_1 = vload(acc, ab + 2 * OP + L)
-                                a3_0 = vload(acc, ab + 3 * OP + 0)
-                                a3_1 = vload(acc, ab + 3 * OP + L)
-                                a4_0 = vload(acc, ab + 4 * OP + 0)
-                                a4_1 = vload(acc, ab + 4 * OP + L)
-                                a5_0 = vload(acc, ab + 5 * OP + 0)
-                                a5_1 = vload(acc, ab + 5 * OP + L)
-                                a6_0 = vload(acc, ab + 6 * OP + 0)
-                                a6_1 = vload(acc, ab + 6 * OP + L)
-                                a7_0 = vload(acc, ab + 7 * OP + 0)
-                                a7_1 = vload(acc, ab + 7 * OP + L)
-                                for oy in range(HO):
-                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                    db = oy * WO * OP + ob
-                                    for ox in range(WO):
-                                        d0 = vload(dn, db + ox * OP + 0)
-                                        d1 = vload(dn, db + ox * OP + L)
-                                        x0 = vbload(xn, xb + ox * SX + 0)
-                                        a0_0 = vfma(x0, d0, a0_0)
-                                        a0_1 = vfma(x0, d1, a0_1)
-                                        x1 = vbload(xn, xb + ox * SX + 1)
-                                        a1_0 = vfma(x1, d0, a1_0)
-                                        a1_1 = vfma(x1, d1, a1_1)
-                                        x2 = vbload(xn, xb + ox * SX + 2)
-                                        a2_0 = vfma(x2, d0, a2_0)
-                                        a2_1 = vfma(x2, d1, a2_1)
-                                        x3 = vbload(xn, xb + ox * SX + 3)
-                                        a3_0 = vfma(x3, d0, a3_0)
-                                        a3_1 = vfma(x3, d1, a3_1)
-                                        x4 = vbload(xn, xb + ox * SX + 4)
-                                        a4_0 = vfma(x4, d0, a4_0)
-                                        a4_1 = vfma(x4, d1, a4_1)
-                                        x5 = vbload(xn, xb + ox * SX + 5)
-                                        a5_0 = vfma(x5, d0, a5_0)
-                                        a5_1 = vfma(x5, d1, a5_1)
-                                        x6 = vbload(xn, xb + ox * SX + 6)
-                                        a6_0 = vfma(x6, d0, a6_0)
-                                        a6_1 = vfma(x6, d1, a6_1)
-                                        x7 = vbload(xn, xb + ox * SX + 7)
-                                        a7_0 = vfma(x7, d0, a7_0)
-                                        a7_1 = vfma(x7, d1, a7_1)
-                                vstore(acc, ab + 0 * OP + 0, a0_0)
-                                vstore(acc, ab + 0 * OP + L, a0_1)
-                                vstore(acc, ab + 1 * OP + 0, a1_0)
-                                vstore(acc, ab + 1 * OP + L, a1_1)
-                                vstore(acc, ab + 2 * OP + 0, a2_0)
-                                vstore(acc, ab + 2 * OP + L, a2_1)
-                                vstore(acc, ab + 3 * OP + 0, a3_0)
-                                vstore(acc, ab + 3 * OP + L, a3_1)
-                                vstore(acc, ab + 4 * OP + 0, a4_0)
-                                vstore(acc, ab + 4 * OP + L, a4_1)
-                                vstore(acc, ab + 5 * OP + 0, a5_0)
-                                vstore(acc, ab + 5 * OP + L, a5_1)
-                                vstore(acc, ab + 6 * OP + 0, a6_0)
-                                vstore(acc, ab + 6 * OP + L, a6_1)
-                                vstore(acc, ab + 7 * OP + 0, a7_0)
-                                vstore(acc, ab + 7 * OP + L, a7_1)
-                            else:  # MR == 6
-                                a0_0 = vload(acc, ab + 0 * OP + 0)
-                                a0_1 = vload(acc, ab + 0 * OP + L)
-                                a1_0 = vload(acc, ab + 1 * OP + 0)
-                                a1_1 = vload(acc, ab + 1 * OP + L)
-                                a2_0 = vload(acc, ab + 2 * OP + 0)
-                                a2_1 = vload(acc, ab + 2 * OP + L)
-                                a3_0 = vload(acc, ab + 3 * OP + 0)
-                                a3_1 = vload(acc, ab + 3 * OP + L)
-                                a4_0 = vload(acc, ab + 4 * OP + 0)
-                                a4_1 = vload(acc, ab + 4 * OP + L)
-                                a5_0 = vload(acc, ab + 5 * OP + 0)
-                                a5_1 = vload(acc, ab + 5 * OP + L)
-                                for oy in range(HO):
-                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                    db = oy * WO * OP + ob
-                                    for ox in range(WO):
-                                        d0 = vload(dn, db + ox * OP + 0)
-                                        d1 = vload(dn, db + ox * OP + L)
-                                        x0 = vbload(xn, xb + ox * SX + 0)
-                                        a0_0 = vfma(x0, d0, a0_0)
-                                        a0_1 = vfma(x0, d1, a0_1)
-                                        x1 = vbload(xn, xb + ox * SX + 1)
-                                        a1_0 = vfma(x1, d0, a1_0)
-                                        a1_1 = vfma(x1, d1, a1_1)
-                                        x2 = vbload(xn, xb + ox * SX + 2)
-                                        a2_0 = vfma(x2, d0, a2_0)
-                                        a2_1 = vfma(x2, d1, a2_1)
-                                        x3 = vbload(xn, xb + ox * SX + 3)
-                                        a3_0 = vfma(x3, d0, a3_0)
-                                        a3_1 = vfma(x3, d1, a3_1)
-                                        x4 = vbload(xn, xb + ox * SX + 4)
-                                        a4_0 = vfma(x4, d0, a4_0)
-                                        a4_1 = vfma(x4, d1, a4_1)
-                                        x5 = vbload(xn, xb + ox * SX + 5)
-                                        a5_0 = vfma(x5, d0, a5_0)
-                                        a5_1 = vfma(x5, d1, a5_1)
-                                vstore(acc, ab + 0 * OP + 0, a0_0)
-                                vstore(acc, ab + 0 * OP + L, a0_1)
-                                vstore(acc, ab + 1 * OP + 0, a1_0)
-                                vstore(acc, ab + 1 * OP + L, a1_1)
-                                vstore(acc, ab + 2 * OP + 0, a2_0)
-                                vstore(acc, ab + 2 * OP + L, a2_1)
-                                vstore(acc, ab + 3 * OP + 0, a3_0)
-                                vstore(acc, ab + 3 * OP + L, a3_1)
-                                vstore(acc, ab + 4 * OP + 0, a4_0)
-                                vstore(acc, ab + 4 * OP + L, a4_1)
-                                vstore(acc, ab + 5 * OP + 0, a5_0)
-                                vstore(acc, ab + 5 * OP + L, a5_1)
-    acc = accs[0]
-    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
-        for i in range(acc.size):
-            acc[i] += accs[t, i]
-    for kp in range(KH):  # scattered into out, reading acc in order
-        for kq in range(KW):
-            for c in range(C):
-                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
-                ab = ((kp * KQ + q) * JP + j) * OP
-                for o in range(O):
-                    out[o, c, kp, kq] = acc[ab + o]
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward_f64_narrow(x, w, out, sh, sw, ph, pw, dh, dw):
-    """out = conv2d(x, w): tiles of MR output pixels x 2 vectors of output channels."""
-    N, C, H, W = x.shape
-    O, _, KH, KW = w.shape
-    HO, WO = out.shape[2], out.shape[3]
-    L = LANES_F64
-    BO = 1 * L
-    OP = (O + BO - 1) // BO * BO  # output channels padded to whole blocks
-    HP = (HO - 1) * sh + (KH - 1) * dh + 1  # the padded input rows read
-    WN = (WO - 1) * sw + (KW - 1) * dw + 1  # and columns
-    TW = (WO + MR - 1) // MR * MR
-    QP = WO
-    while QP * sw % sh or QP * sw < WN * sh:
-        QP += 1
-    FLAT = (HO * QP + MR - 1) // MR * MR
-    if FLAT < HO * TW:
-        TH, TW, WP = 1, FLAT, QP * sw // sh
-    else:
-        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
-    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
-    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)  # (kq, c): one index if dw = 1
-    SX = sw * C
-    # weights as [O/BO, KH, KW, C, BO]
-    wt = scratch(1, OP * KH * KW * C, out, True)[0]
-    for o in range(O):
-        for c in range(C):
-            for kp in range(KH):
-                for kq in range(KW):
-                    i = (((o // BO) * KH + kp) * KW + kq) * C * BO + c * BO + o % BO
-                    wt[i] = w[o, c, kp, kq]
-    T = min(WORKERS, N)
-    xs = scratch(T, XS * C, out, True)  # per thread: one padded image, channel-last
-    ys = scratch(T, TH * TW * OP, out, False)  # and its output, channel-last
-    for t in prange(T):
-        xn = xs[t]
-        on = ys[t]
-        for nb in range(t * N // T, (t + 1) * N // T):
-            for c in range(C):
-                for iy in range(min(H, HP - ph)):
-                    for ix in range(min(W, WP - pw)):
-                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
-            for oy in range(TH):
-                for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, MR):
-                        if MR == 8:
-                            a0_0 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a6_0 = vzero(wt)
-                            a7_0 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        x6 = vbload(xn, xb + 6 * SX + c)
-                                        a6_0 = vfma(x6, w0, a6_0)
-                                        x7 = vbload(xn, xb + 7 * SX + c)
-                                        a7_0 = vfma(x7, w0, a7_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                        else:  # MR == 6
-                            a0_0 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-            for o in range(O):
-                for oy in range(HO):
-                    for ox in range(WO):
-                        out[nb, o, oy, ox] = on[(oy * QP + ox) * OP + o]
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_input_grad_f64_narrow(ct, w, out, sh, sw, ph, pw, dh, dw):
-    """out = the gradient of conv2d(x, w) wrt x for the cotangent ct: the stride-1
-    convolution of ct, zero-inserted by the stride and padded by d*(k-1)-p, with the
-    flipped and transposed weights. Needs ph <= dh*(KH-1), pw <= dw*(KW-1)."""
-    N, O, HO, WO = ct.shape
-    _, C, KH, KW = w.shape
-    H, W = out.shape[2], out.shape[3]
-    L = LANES_F64
-    BO = 1 * L
-    OP = (C + BO - 1) // BO * BO  # its output channels are x's channels
-    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
-    HP = H + (KH - 1) * dh
-    WN = W + (KW - 1) * dw
-    KQ, CJ = (1, KW * O) if dw == 1 else (KW, O)
-    SX = O
-    C_, C = C, O  # the tile reads C as its input channels: here, ct's
-    wt = scratch(1, OP * KH * KW * C, out, True)[0]  # as [C/BO, KH, KW, O, BO], flipped
-    for o in range(O):
-        for c in range(C_):
-            for kp in range(KH):
-                for kq in range(KW):
-                    wt[(((c // BO) * KH + kp) * KW + kq) * C * BO + o * BO + c % BO] = (
-                        w[o, c, KH - 1 - kp, KW - 1 - kq]
-                    )
-    T = min(WORKERS, N)
-    sh_, sw_ = sh, sw
-    sh = sw = 1  # the tile runs a stride-1 convolution
-    HO_, WO_ = HO, WO
-    HO, WO = H, W
-    TW = (WO + MR - 1) // MR * MR
-    QP = WO
-    while QP * sw % sh or QP * sw < WN * sh:
-        QP += 1
-    FLAT = (HO * QP + MR - 1) // MR * MR
-    if FLAT < HO * TW:
-        TH, TW, WP = 1, FLAT, QP * sw // sh
-    else:
-        TH, QP, WP = HO, TW, (TW - 1) * sw + (KW - 1) * dw + 1
-    XS = max(HP * WP, (KH - 1) * dh * WP + (TH * TW - 1) * sw + (KW - 1) * dw + 1)
-    xs = scratch(T, XS * C, out, True)
-    ys = scratch(T, TH * TW * OP, out, False)
-    for t in prange(T):
-        xn = xs[t]
-        on = ys[t]
-        for nb in range(t * N // T, (t + 1) * N // T):
-            for o in range(O):
-                for oy in range(HO_):
-                    for ox in range(WO_):
-                        iy, ix = qh + oy * sh_, qw + ox * sw_
-                        if iy < HP and ix < WP:
-                            xn[(iy * WP + ix) * C + o] = ct[nb, o, oy, ox]
-            for oy in range(TH):
-                for ob in range(0, OP, BO):
-                    for ox0 in range(0, TW, MR):
-                        if MR == 8:
-                            a0_0 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            a6_0 = vzero(wt)
-                            a7_0 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                                        x6 = vbload(xn, xb + 6 * SX + c)
-                                        a6_0 = vfma(x6, w0, a6_0)
-                                        x7 = vbload(xn, xb + 7 * SX + c)
-                                        a7_0 = vfma(x7, w0, a7_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 6) * OP) + ob + 0, a6_0)
-                            vstore(on, ((oy * TW + ox0 + 7) * OP) + ob + 0, a7_0)
-                        else:  # MR == 6
-                            a0_0 = vzero(wt)
-                            a1_0 = vzero(wt)
-                            a2_0 = vzero(wt)
-                            a3_0 = vzero(wt)
-                            a4_0 = vzero(wt)
-                            a5_0 = vzero(wt)
-                            for kp in range(KH):
-                                for kq in range(KQ):
-                                    xb = ((oy * sh + kp * dh) * WP + ox0 * sw + kq * dw) * C
-                                    wb = ((ob // BO) * KH * KW + kp * KW + kq) * C * BO
-                                    for c in range(CJ):
-                                        w0 = vload(wt, wb + c * BO + 0)
-                                        x0 = vbload(xn, xb + 0 * SX + c)
-                                        a0_0 = vfma(x0, w0, a0_0)
-                                        x1 = vbload(xn, xb + 1 * SX + c)
-                                        a1_0 = vfma(x1, w0, a1_0)
-                                        x2 = vbload(xn, xb + 2 * SX + c)
-                                        a2_0 = vfma(x2, w0, a2_0)
-                                        x3 = vbload(xn, xb + 3 * SX + c)
-                                        a3_0 = vfma(x3, w0, a3_0)
-                                        x4 = vbload(xn, xb + 4 * SX + c)
-                                        a4_0 = vfma(x4, w0, a4_0)
-                                        x5 = vbload(xn, xb + 5 * SX + c)
-                                        a5_0 = vfma(x5, w0, a5_0)
-                            vstore(on, ((oy * TW + ox0 + 0) * OP) + ob + 0, a0_0)
-                            vstore(on, ((oy * TW + ox0 + 1) * OP) + ob + 0, a1_0)
-                            vstore(on, ((oy * TW + ox0 + 2) * OP) + ob + 0, a2_0)
-                            vstore(on, ((oy * TW + ox0 + 3) * OP) + ob + 0, a3_0)
-                            vstore(on, ((oy * TW + ox0 + 4) * OP) + ob + 0, a4_0)
-                            vstore(on, ((oy * TW + ox0 + 5) * OP) + ob + 0, a5_0)
-            for c in range(C_):
-                for iy in range(H):
-                    for ix in range(W):
-                        out[nb, c, iy, ix] = on[(iy * QP + ix) * OP + c]
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_weight_grad_f64_narrow(x, ct, out, sh, sw, ph, pw, dh, dw):
-    """out = the gradient of conv2d(x, w) wrt w for the cotangent ct: per thread,
-    tiles of MR reduction indices (kq, c) x 2 vectors of output channels, each summed
-    over all pixels of an image in registers; the threads' sums added at the end."""
-    N, C, H, W = x.shape
-    O, HO, WO = ct.shape[1], ct.shape[2], ct.shape[3]
-    KH, KW = out.shape[2], out.shape[3]
-    L = LANES_F64
-    BO = 1 * L
-    OP = (O + BO - 1) // BO * BO
-    HP = (HO - 1) * sh + (KH - 1) * dh + 1
-    WP = (WO - 1) * sw + (KW - 1) * dw + 1
-    KQ, CJ = (1, KW * C) if dw == 1 else (KW, C)
-    JP = (CJ + MR - 1) // MR * MR  # reduction indices padded to whole tiles
-    SX = sw * C
-    T = min(WORKERS, N)
-    accs = scratch(T, KH * KQ * JP * OP, out, True)
-    xs = scratch(T, HP * WP * C + JP, out, True)  # + JP: tiles read past the end
-    ds = scratch(T, HO * WO * OP, out, True)
-    for t in prange(T):
-        xn = xs[t]
-        dn = ds[t]
-        acc = accs[t]
-        for nb in range(t * N // T, (t + 1) * N // T):
-            for c in range(C):
-                for iy in range(min(H, HP - ph)):
-                    for ix in range(min(W, WP - pw)):
-                        xn[((iy + ph) * WP + ix + pw) * C + c] = x[nb, c, iy, ix]
-            for o in range(O):
-                for oy in range(HO):
-                    for ox in range(WO):
-                        dn[(oy * WO + ox) * OP + o] = ct[nb, o, oy, ox]
-            for kp in range(KH):
-                for kq in range(KQ):
-                    for ob in range(0, OP, BO):
-                        for j0 in range(0, JP, MR):
-                            ab = ((kp * KQ + kq) * JP + j0) * OP + ob
-                            if MR == 8:
-                                a0_0 = vload(acc, ab + 0 * OP + 0)
-                                a1_0 = vload(acc, ab + 1 * OP + 0)
-                                a2_0 = vload(acc, ab + 2 * OP + 0)
-                                a3_0 = vload(acc, ab + 3 * OP + 0)
-                                a4_0 = vload(acc, ab + 4 * OP + 0)
-                                a5_0 = vload(acc, ab + 5 * OP + 0)
-                                a6_0 = vload(acc, ab + 6 * OP + 0)
-                                a7_0 = vload(acc, ab + 7 * OP + 0)
-                                for oy in range(HO):
-                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                    db = oy * WO * OP + ob
-                                    for ox in range(WO):
-                                        d0 = vload(dn, db + ox * OP + 0)
-                                        x0 = vbload(xn, xb + ox * SX + 0)
-                                        a0_0 = vfma(x0, d0, a0_0)
-                                        x1 = vbload(xn, xb + ox * SX + 1)
-                                        a1_0 = vfma(x1, d0, a1_0)
-                                        x2 = vbload(xn, xb + ox * SX + 2)
-                                        a2_0 = vfma(x2, d0, a2_0)
-                                        x3 = vbload(xn, xb + ox * SX + 3)
-                                        a3_0 = vfma(x3, d0, a3_0)
-                                        x4 = vbload(xn, xb + ox * SX + 4)
-                                        a4_0 = vfma(x4, d0, a4_0)
-                                        x5 = vbload(xn, xb + ox * SX + 5)
-                                        a5_0 = vfma(x5, d0, a5_0)
-                                        x6 = vbload(xn, xb + ox * SX + 6)
-                                        a6_0 = vfma(x6, d0, a6_0)
-                                        x7 = vbload(xn, xb + ox * SX + 7)
-                                        a7_0 = vfma(x7, d0, a7_0)
-                                vstore(acc, ab + 0 * OP + 0, a0_0)
-                                vstore(acc, ab + 1 * OP + 0, a1_0)
-                                vstore(acc, ab + 2 * OP + 0, a2_0)
-                                vstore(acc, ab + 3 * OP + 0, a3_0)
-                                vstore(acc, ab + 4 * OP + 0, a4_0)
-                                vstore(acc, ab + 5 * OP + 0, a5_0)
-                                vstore(acc, ab + 6 * OP + 0, a6_0)
-                                vstore(acc, ab + 7 * OP + 0, a7_0)
-                            else:  # MR == 6
-                                a0_0 = vload(acc, ab + 0 * OP + 0)
-                                a1_0 = vload(acc, ab + 1 * OP + 0)
-                                a2_0 = vload(acc, ab + 2 * OP + 0)
-                                a3_0 = vload(acc, ab + 3 * OP + 0)
-                                a4_0 = vload(acc, ab + 4 * OP + 0)
-                                a5_0 = vload(acc, ab + 5 * OP + 0)
-                                for oy in range(HO):
-                                    xb = ((oy * sh + kp * dh) * WP + kq * dw) * C + j0
-                                    db = oy * WO * OP + ob
-                                    for ox in range(WO):
-                                        d0 = vload(dn, db + ox * OP + 0)
-                                        x0 = vbload(xn, xb + ox * SX + 0)
-                                        a0_0 = vfma(x0, d0, a0_0)
-                                        x1 = vbload(xn, xb + ox * SX + 1)
-                                        a1_0 = vfma(x1, d0, a1_0)
-                                        x2 = vbload(xn, xb + ox * SX + 2)
-                                        a2_0 = vfma(x2, d0, a2_0)
-                                        x3 = vbload(xn, xb + ox * SX + 3)
-                                        a3_0 = vfma(x3, d0, a3_0)
-                                        x4 = vbload(xn, xb + ox * SX + 4)
-                                        a4_0 = vfma(x4, d0, a4_0)
-                                        x5 = vbload(xn, xb + ox * SX + 5)
-                                        a5_0 = vfma(x5, d0, a5_0)
-                                vstore(acc, ab + 0 * OP + 0, a0_0)
-                                vstore(acc, ab + 1 * OP + 0, a1_0)
-                                vstore(acc, ab + 2 * OP + 0, a2_0)
-                                vstore(acc, ab + 3 * OP + 0, a3_0)
-                                vstore(acc, ab + 4 * OP + 0, a4_0)
-                                vstore(acc, ab + 5 * OP + 0, a5_0)
-    acc = accs[0]
-    for t in range(1, T):  # the threads' sums, added in order of memory (vectorised)
-        for i in range(acc.size):
-            acc[i] += accs[t, i]
-    for kp in range(KH):  # scattered into out, reading acc in order
-        for kq in range(KW):
-            for c in range(C):
-                j, q = (kq * C + c, 0) if dw == 1 else (c, kq)
-                ab = ((kp * KQ + q) * JP + j) * OP
-                for o in range(O):
-                    out[o, c, kp, kq] = acc[ab + o]
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def matmul_f64(a, ta, b, tb, out):
-    """out[M, N] = op(a) @ op(b), op = transpose when ta / tb. op(a) is packed as
-    [M/MR, K, MR] (a tile's MR rows of one k side by side) and op(b) as [N/BO, K, BO];
-    each tile of MR rows x BO columns sums over k in registers; column panels are split
-    over the cores."""
-    M, N = out.shape
-    K = a.shape[0] if ta else a.shape[1]
-    L = LANES_F64
-    BO = 2 * L
-    MP = (M + MR - 1) // MR * MR
-    NP = (N + BO - 1) // BO * BO
-    at = scratch(1, MP * K, out, True)[0]
-    bt = scratch(1, NP * K, out, True)[0]
-    ot = scratch(1, MP * NP, out, False)[0]
-    if ta:  # each loop reads its source contiguously
-        for k in range(K):
-            for i in range(M):
-                at[((i // MR) * K + k) * MR + i % MR] = a[k, i]
-    else:
-        for i in range(M):
-            for k in range(K):
-                at[((i // MR) * K + k) * MR + i % MR] = a[i, k]
-    if tb:
-        for n in range(N):
-            for k in range(K):
-                bt[((n // BO) * K + k) * BO + n % BO] = b[n, k]
-    else:
-        for k in range(K):
-            for n in range(N):
-                bt[((n // BO) * K + k) * BO + n % BO] = b[k, n]
-    for jb in prange(NP // BO):
-        for ib in range(MP // MR):
-            if MR == 8:
-                a0_0 = vzero(bt)
-                a0_1 = vzero(bt)
-                a1_0 = vzero(bt)
-                a1_1 = vzero(bt)
-                a2_0 = vzero(bt)
-                a2_1 = vzero(bt)
-                a3_0 = vzero(bt)
-                a3_1 = vzero(bt)
-                a4_0 = vzero(bt)
-                a4_1 = vzero(bt)
-                a5_0 = vzero(bt)
-                a5_1 = vzero(bt)
-                a6_0 = vzero(bt)
-                a6_1 = vzero(bt)
-                a7_0 = vzero(bt)
-                a7_1 = vzero(bt)
-                ab = ib * K * MR
-                bb = jb * K * BO
-                for k in range(K):
-                    w0 = vload(bt, bb + k * BO + 0)
-                    w1 = vload(bt, bb + k * BO + L)
-                    x0 = vbload(at, ab + k * MR + 0)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    a0_1 = vfma(x0, w1, a0_1)
-                    x1 = vbload(at, ab + k * MR + 1)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    a1_1 = vfma(x1, w1, a1_1)
-                    x2 = vbload(at, ab + k * MR + 2)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    a2_1 = vfma(x2, w1, a2_1)
-                    x3 = vbload(at, ab + k * MR + 3)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    a3_1 = vfma(x3, w1, a3_1)
-                    x4 = vbload(at, ab + k * MR + 4)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    a4_1 = vfma(x4, w1, a4_1)
-                    x5 = vbload(at, ab + k * MR + 5)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    a5_1 = vfma(x5, w1, a5_1)
-                    x6 = vbload(at, ab + k * MR + 6)
-                    a6_0 = vfma(x6, w0, a6_0)
-                    a6_1 = vfma(x6, w1, a6_1)
-                    x7 = vbload(at, ab + k * MR + 7)
-                    a7_0 = vfma(x7, w0, a7_0)
-                    a7_1 = vfma(x7, w1, a7_1)
-                vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
-                vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
-                vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
-                vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
-                vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
-                vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
-                vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
-                vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
-                vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
-                vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
-                vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
-                vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
-                vstore(ot, (ib * MR + 6) * NP + jb * BO + 0, a6_0)
-                vstore(ot, (ib * MR + 6) * NP + jb * BO + L, a6_1)
-                vstore(ot, (ib * MR + 7) * NP + jb * BO + 0, a7_0)
-                vstore(ot, (ib * MR + 7) * NP + jb * BO + L, a7_1)
-            else:  # MR == 6
-                a0_0 = vzero(bt)
-                a0_1 = vzero(bt)
-                a1_0 = vzero(bt)
-                a1_1 = vzero(bt)
-                a2_0 = vzero(bt)
-                a2_1 = vzero(bt)
-                a3_0 = vzero(bt)
-                a3_1 = vzero(bt)
-                a4_0 = vzero(bt)
-                a4_1 = vzero(bt)
-                a5_0 = vzero(bt)
-                a5_1 = vzero(bt)
-                ab = ib * K * MR
-                bb = jb * K * BO
-                for k in range(K):
-                    w0 = vload(bt, bb + k * BO + 0)
-                    w1 = vload(bt, bb + k * BO + L)
-                    x0 = vbload(at, ab + k * MR + 0)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    a0_1 = vfma(x0, w1, a0_1)
-                    x1 = vbload(at, ab + k * MR + 1)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    a1_1 = vfma(x1, w1, a1_1)
-                    x2 = vbload(at, ab + k * MR + 2)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    a2_1 = vfma(x2, w1, a2_1)
-                    x3 = vbload(at, ab + k * MR + 3)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    a3_1 = vfma(x3, w1, a3_1)
-                    x4 = vbload(at, ab + k * MR + 4)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    a4_1 = vfma(x4, w1, a4_1)
-                    x5 = vbload(at, ab + k * MR + 5)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    a5_1 = vfma(x5, w1, a5_1)
-                vstore(ot, (ib * MR + 0) * NP + jb * BO + 0, a0_0)
-                vstore(ot, (ib * MR + 0) * NP + jb * BO + L, a0_1)
-                vstore(ot, (ib * MR + 1) * NP + jb * BO + 0, a1_0)
-                vstore(ot, (ib * MR + 1) * NP + jb * BO + L, a1_1)
-                vstore(ot, (ib * MR + 2) * NP + jb * BO + 0, a2_0)
-                vstore(ot, (ib * MR + 2) * NP + jb * BO + L, a2_1)
-                vstore(ot, (ib * MR + 3) * NP + jb * BO + 0, a3_0)
-                vstore(ot, (ib * MR + 3) * NP + jb * BO + L, a3_1)
-                vstore(ot, (ib * MR + 4) * NP + jb * BO + 0, a4_0)
-                vstore(ot, (ib * MR + 4) * NP + jb * BO + L, a4_1)
-                vstore(ot, (ib * MR + 5) * NP + jb * BO + 0, a5_0)
-                vstore(ot, (ib * MR + 5) * NP + jb * BO + L, a5_1)
-    for i in range(M):
-        for n in range(N):
-            out[i, n] = ot[i * NP + n]
-
-
 def _c_matmul_f64(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
     matmul_f64(carray(ap, (a0, a1)), ta, carray(bp, (b0, b1)), tb, carray(outp, (out0, out1)))
 
@@ -2485,199 +3650,6 @@ def call_matmul_f64(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
     _x_matmul_f64(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
 
 
-@njit(cache=True, nogil=True)
-def matmul_small_f64(a, ta, b, tb, out):
-    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
-    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
-    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
-    are stored straight into out."""
-    M, N = out.shape
-    K = a.shape[0] if ta else a.shape[1]
-    L = LANES_F64
-    BO = 2 * L
-    NB = (N + BO - 1) // BO
-    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
-    bt = scratch(1, NB * K * BO, out, False)[0]
-    ot = scratch(1, MR * BO, out, False)[0]
-    for jb in range(NB):
-        n0 = jb * BO
-        nw = min(BO, N - n0)
-        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
-            base = (jb * K + k) * BO
-            if tb:
-                for n in range(nw):
-                    bt[base + n] = b[n0 + n, k]
-            else:
-                for n in range(nw):
-                    bt[base + n] = b[k, n0 + n]
-            for n in range(nw, BO):
-                bt[base + n] = 0
-    for jb in range(NB):
-        for m0 in range(0, M, MR):
-            if MR == 8:
-                r0 = min(m0 + 0, M - 1) * sm
-                r1 = min(m0 + 1, M - 1) * sm
-                r2 = min(m0 + 2, M - 1) * sm
-                r3 = min(m0 + 3, M - 1) * sm
-                r4 = min(m0 + 4, M - 1) * sm
-                r5 = min(m0 + 5, M - 1) * sm
-                r6 = min(m0 + 6, M - 1) * sm
-                r7 = min(m0 + 7, M - 1) * sm
-                a0_0 = vzero(bt)
-                a0_1 = vzero(bt)
-                a1_0 = vzero(bt)
-                a1_1 = vzero(bt)
-                a2_0 = vzero(bt)
-                a2_1 = vzero(bt)
-                a3_0 = vzero(bt)
-                a3_1 = vzero(bt)
-                a4_0 = vzero(bt)
-                a4_1 = vzero(bt)
-                a5_0 = vzero(bt)
-                a5_1 = vzero(bt)
-                a6_0 = vzero(bt)
-                a6_1 = vzero(bt)
-                a7_0 = vzero(bt)
-                a7_1 = vzero(bt)
-                bb = jb * K * BO
-                for k in range(K):
-                    kk = k * sk
-                    w0 = vload(bt, bb + k * BO + 0)
-                    w1 = vload(bt, bb + k * BO + L)
-                    x0 = vbload(a, r0 + kk)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    a0_1 = vfma(x0, w1, a0_1)
-                    x1 = vbload(a, r1 + kk)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    a1_1 = vfma(x1, w1, a1_1)
-                    x2 = vbload(a, r2 + kk)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    a2_1 = vfma(x2, w1, a2_1)
-                    x3 = vbload(a, r3 + kk)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    a3_1 = vfma(x3, w1, a3_1)
-                    x4 = vbload(a, r4 + kk)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    a4_1 = vfma(x4, w1, a4_1)
-                    x5 = vbload(a, r5 + kk)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    a5_1 = vfma(x5, w1, a5_1)
-                    x6 = vbload(a, r6 + kk)
-                    a6_0 = vfma(x6, w0, a6_0)
-                    a6_1 = vfma(x6, w1, a6_1)
-                    x7 = vbload(a, r7 + kk)
-                    a7_0 = vfma(x7, w0, a7_0)
-                    a7_1 = vfma(x7, w1, a7_1)
-                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                    vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
-                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                    vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
-                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                    vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
-                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                    vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
-                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                    vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
-                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                    vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
-                    vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
-                    vstore(out, (m0 + 6) * N + jb * BO + L, a6_1)
-                    vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
-                    vstore(out, (m0 + 7) * N + jb * BO + L, a7_1)
-                else:  # an edge tile: through ot, then its part inside out
-                    vstore(ot, 0, a0_0)
-                    vstore(ot, L, a0_1)
-                    vstore(ot, 2 * L, a1_0)
-                    vstore(ot, 3 * L, a1_1)
-                    vstore(ot, 4 * L, a2_0)
-                    vstore(ot, 5 * L, a2_1)
-                    vstore(ot, 6 * L, a3_0)
-                    vstore(ot, 7 * L, a3_1)
-                    vstore(ot, 8 * L, a4_0)
-                    vstore(ot, 9 * L, a4_1)
-                    vstore(ot, 10 * L, a5_0)
-                    vstore(ot, 11 * L, a5_1)
-                    vstore(ot, 12 * L, a6_0)
-                    vstore(ot, 13 * L, a6_1)
-                    vstore(ot, 14 * L, a7_0)
-                    vstore(ot, 15 * L, a7_1)
-                    for i in range(min(MR, M - m0)):
-                        for n in range(min(BO, N - jb * BO)):
-                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
-            else:  # MR == 6
-                r0 = min(m0 + 0, M - 1) * sm
-                r1 = min(m0 + 1, M - 1) * sm
-                r2 = min(m0 + 2, M - 1) * sm
-                r3 = min(m0 + 3, M - 1) * sm
-                r4 = min(m0 + 4, M - 1) * sm
-                r5 = min(m0 + 5, M - 1) * sm
-                a0_0 = vzero(bt)
-                a0_1 = vzero(bt)
-                a1_0 = vzero(bt)
-                a1_1 = vzero(bt)
-                a2_0 = vzero(bt)
-                a2_1 = vzero(bt)
-                a3_0 = vzero(bt)
-                a3_1 = vzero(bt)
-                a4_0 = vzero(bt)
-                a4_1 = vzero(bt)
-                a5_0 = vzero(bt)
-                a5_1 = vzero(bt)
-                bb = jb * K * BO
-                for k in range(K):
-                    kk = k * sk
-                    w0 = vload(bt, bb + k * BO + 0)
-                    w1 = vload(bt, bb + k * BO + L)
-                    x0 = vbload(a, r0 + kk)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    a0_1 = vfma(x0, w1, a0_1)
-                    x1 = vbload(a, r1 + kk)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    a1_1 = vfma(x1, w1, a1_1)
-                    x2 = vbload(a, r2 + kk)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    a2_1 = vfma(x2, w1, a2_1)
-                    x3 = vbload(a, r3 + kk)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    a3_1 = vfma(x3, w1, a3_1)
-                    x4 = vbload(a, r4 + kk)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    a4_1 = vfma(x4, w1, a4_1)
-                    x5 = vbload(a, r5 + kk)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    a5_1 = vfma(x5, w1, a5_1)
-                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                    vstore(out, (m0 + 0) * N + jb * BO + L, a0_1)
-                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                    vstore(out, (m0 + 1) * N + jb * BO + L, a1_1)
-                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                    vstore(out, (m0 + 2) * N + jb * BO + L, a2_1)
-                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                    vstore(out, (m0 + 3) * N + jb * BO + L, a3_1)
-                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                    vstore(out, (m0 + 4) * N + jb * BO + L, a4_1)
-                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                    vstore(out, (m0 + 5) * N + jb * BO + L, a5_1)
-                else:  # an edge tile: through ot, then its part inside out
-                    vstore(ot, 0, a0_0)
-                    vstore(ot, L, a0_1)
-                    vstore(ot, 2 * L, a1_0)
-                    vstore(ot, 3 * L, a1_1)
-                    vstore(ot, 4 * L, a2_0)
-                    vstore(ot, 5 * L, a2_1)
-                    vstore(ot, 6 * L, a3_0)
-                    vstore(ot, 7 * L, a3_1)
-                    vstore(ot, 8 * L, a4_0)
-                    vstore(ot, 9 * L, a4_1)
-                    vstore(ot, 10 * L, a5_0)
-                    vstore(ot, 11 * L, a5_1)
-                    for i in range(min(MR, M - m0)):
-                        for n in range(min(BO, N - jb * BO)):
-                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
-
-
 def _c_matmul_small_f64(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]
     matmul_small_f64(carray(ap, (a0, a1)), ta, carray(bp, (b0, b1)), tb, carray(outp, (out0, out1)))
 
@@ -2689,141 +3661,6 @@ _x_matmul_small_f64 = types.ExternalFunction("symbp_matmul_small_f64", types.voi
 @njit(cache=True)
 def call_matmul_small_f64(a, ta, b, tb, out):  # type: ignore[no-untyped-def]
     _x_matmul_small_f64(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data, b.shape[0], b.shape[1], out.ctypes.data, out.shape[0], out.shape[1], ta, tb)
-
-
-@njit(cache=True, nogil=True)
-def matmul_small_f64_narrow(a, ta, b, tb, out):
-    """out[M, N] = op(a) @ op(b) on one core, for products too small to split (MLP
-    layers at batch 32: MKL's non-Intel path runs them ~1.5x slower). Only op(b) is
-    packed, as [N/BO, K, BO]; op(a) is broadcast from where it lies, and whole tiles
-    are stored straight into out."""
-    M, N = out.shape
-    K = a.shape[0] if ta else a.shape[1]
-    L = LANES_F64
-    BO = 1 * L
-    NB = (N + BO - 1) // BO
-    sm, sk = (1, M) if ta else (K, 1)  # op(a)[m, k] is a's flat element m*sm + k*sk
-    bt = scratch(1, NB * K * BO, out, False)[0]
-    ot = scratch(1, MR * BO, out, False)[0]
-    for jb in range(NB):
-        n0 = jb * BO
-        nw = min(BO, N - n0)
-        for k in range(K):  # bt written in order; b's BO rows (tb) stay in cache
-            base = (jb * K + k) * BO
-            if tb:
-                for n in range(nw):
-                    bt[base + n] = b[n0 + n, k]
-            else:
-                for n in range(nw):
-                    bt[base + n] = b[k, n0 + n]
-            for n in range(nw, BO):
-                bt[base + n] = 0
-    for jb in range(NB):
-        for m0 in range(0, M, MR):
-            if MR == 8:
-                r0 = min(m0 + 0, M - 1) * sm
-                r1 = min(m0 + 1, M - 1) * sm
-                r2 = min(m0 + 2, M - 1) * sm
-                r3 = min(m0 + 3, M - 1) * sm
-                r4 = min(m0 + 4, M - 1) * sm
-                r5 = min(m0 + 5, M - 1) * sm
-                r6 = min(m0 + 6, M - 1) * sm
-                r7 = min(m0 + 7, M - 1) * sm
-                a0_0 = vzero(bt)
-                a1_0 = vzero(bt)
-                a2_0 = vzero(bt)
-                a3_0 = vzero(bt)
-                a4_0 = vzero(bt)
-                a5_0 = vzero(bt)
-                a6_0 = vzero(bt)
-                a7_0 = vzero(bt)
-                bb = jb * K * BO
-                for k in range(K):
-                    kk = k * sk
-                    w0 = vload(bt, bb + k * BO + 0)
-                    x0 = vbload(a, r0 + kk)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    x1 = vbload(a, r1 + kk)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    x2 = vbload(a, r2 + kk)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    x3 = vbload(a, r3 + kk)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    x4 = vbload(a, r4 + kk)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    x5 = vbload(a, r5 + kk)
-                    a5_0 = vfma(x5, w0, a5_0)
-                    x6 = vbload(a, r6 + kk)
-                    a6_0 = vfma(x6, w0, a6_0)
-                    x7 = vbload(a, r7 + kk)
-                    a7_0 = vfma(x7, w0, a7_0)
-                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                    vstore(out, (m0 + 6) * N + jb * BO + 0, a6_0)
-                    vstore(out, (m0 + 7) * N + jb * BO + 0, a7_0)
-                else:  # an edge tile: through ot, then its part inside out
-                    vstore(ot, 0, a0_0)
-                    vstore(ot, L, a1_0)
-                    vstore(ot, 2 * L, a2_0)
-                    vstore(ot, 3 * L, a3_0)
-                    vstore(ot, 4 * L, a4_0)
-                    vstore(ot, 5 * L, a5_0)
-                    vstore(ot, 6 * L, a6_0)
-                    vstore(ot, 7 * L, a7_0)
-                    for i in range(min(MR, M - m0)):
-                        for n in range(min(BO, N - jb * BO)):
-                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
-            else:  # MR == 6
-                r0 = min(m0 + 0, M - 1) * sm
-                r1 = min(m0 + 1, M - 1) * sm
-                r2 = min(m0 + 2, M - 1) * sm
-                r3 = min(m0 + 3, M - 1) * sm
-                r4 = min(m0 + 4, M - 1) * sm
-                r5 = min(m0 + 5, M - 1) * sm
-                a0_0 = vzero(bt)
-                a1_0 = vzero(bt)
-                a2_0 = vzero(bt)
-                a3_0 = vzero(bt)
-                a4_0 = vzero(bt)
-                a5_0 = vzero(bt)
-                bb = jb * K * BO
-                for k in range(K):
-                    kk = k * sk
-                    w0 = vload(bt, bb + k * BO + 0)
-                    x0 = vbload(a, r0 + kk)
-                    a0_0 = vfma(x0, w0, a0_0)
-                    x1 = vbload(a, r1 + kk)
-                    a1_0 = vfma(x1, w0, a1_0)
-                    x2 = vbload(a, r2 + kk)
-                    a2_0 = vfma(x2, w0, a2_0)
-                    x3 = vbload(a, r3 + kk)
-                    a3_0 = vfma(x3, w0, a3_0)
-                    x4 = vbload(a, r4 + kk)
-                    a4_0 = vfma(x4, w0, a4_0)
-                    x5 = vbload(a, r5 + kk)
-                    a5_0 = vfma(x5, w0, a5_0)
-                if m0 + MR <= M and jb * BO + BO <= N:  # a whole tile: straight into out
-                    vstore(out, (m0 + 0) * N + jb * BO + 0, a0_0)
-                    vstore(out, (m0 + 1) * N + jb * BO + 0, a1_0)
-                    vstore(out, (m0 + 2) * N + jb * BO + 0, a2_0)
-                    vstore(out, (m0 + 3) * N + jb * BO + 0, a3_0)
-                    vstore(out, (m0 + 4) * N + jb * BO + 0, a4_0)
-                    vstore(out, (m0 + 5) * N + jb * BO + 0, a5_0)
-                else:  # an edge tile: through ot, then its part inside out
-                    vstore(ot, 0, a0_0)
-                    vstore(ot, L, a1_0)
-                    vstore(ot, 2 * L, a2_0)
-                    vstore(ot, 3 * L, a3_0)
-                    vstore(ot, 4 * L, a4_0)
-                    vstore(ot, 5 * L, a5_0)
-                    for i in range(min(MR, M - m0)):
-                        for n in range(min(BO, N - jb * BO)):
-                            out[m0 + i, jb * BO + n] = ot[i * BO + n]
 
 
 def _c_matmul_small_f64_narrow(ap, a0, a1, bp, b0, b1, outp, out0, out1, ta, tb):  # type: ignore[no-untyped-def]

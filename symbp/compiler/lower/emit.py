@@ -368,12 +368,13 @@ class Emitter:
             *_loops(n.shape, idx, [f"{at(out, idx)} = {one} if {hit} else {zero}"]),
         ]
 
-    def measured(self) -> Any:
-        """Which products the BLAS computes faster on this CPU (``tuning.products``: measured
-        at the first product a program has to place, then kept per CPU)."""
+    def blas_faster(self, kind: str) -> bool:
+        """Whether the BLAS computes products of ``kind`` faster on this CPU
+        (``tuning.blas_faster``: measured at the first product of the kind a program has to
+        place, then kept per CPU)."""
         from symbp.compiler.lower import tuning
 
-        return tuning.products()
+        return tuning.blas_faster(kind)
 
     def blas(self, kt: str, a: str, ta: bool, b: str, tb: bool, out: str) -> str:
         """``out = op(a) @ op(b)`` through the BLAS: MKL's gemm where symbp loaded it, else
@@ -384,7 +385,7 @@ class Emitter:
 
     def large_product(self, kt: str, a: str, ta: bool, b: str, tb: bool, out: str) -> str:
         """A big product: the tiled kernel on all cores, or the BLAS where it is faster."""
-        if self.measured().large:
+        if self.blas_faster("large"):
             return self.blas(kt, a, ta, b, tb, out)
         self.threaded = True
         return self.library(f"matmul_{kt}", a, ta, b, tb, out)
@@ -448,7 +449,7 @@ class Emitter:
             """The call for a mid-sized product, made only where it is used: a kernel called by
             symbol must be registered (``need``) only if the program calls it."""
             long_nt = tb and not ta and not (K.is_Number and int(K) <= NT_SMALL)
-            blas = not self.serial and self.measured().small  # faster here (lower/tuning.py)
+            blas = not self.serial and self.blas_faster("small")  # faster here (lower/tuning.py)
             if kt in ("f32", "f64") and not long_nt and not blas:
                 # conv_kernels' one-core tile (see NT_SMALL), narrow when the product has at
                 # most one vector of columns

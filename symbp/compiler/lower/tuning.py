@@ -1,12 +1,13 @@
 """Choices measured on the machine that runs the code, kept per CPU (issue 14).
 
-Matrix products: symbp's own kernels (``conv_kernels.py``: register tiles chosen for 512-bit
-vectors) or the BLAS Numba calls (``np.dot``: OpenBLAS, or MKL's ``gemm`` where the ``mkl``
-wheel is installed). Neither wins everywhere. On a 2-core Intel Xeon with AVX-512 (model 167)
+Matrix products: symbp's own kernels (``conv_kernels.py``: register tiles) or the BLAS
+Numba calls (``np.dot``: OpenBLAS, or MKL's ``gemm`` where the ``mkl`` wheel is installed).
+Neither wins everywhere. On a 2-core Intel Xeon with AVX-512 (model 167)
 symbp's ran the MLP products of W3 faster than MKL's non-Intel-tuned path or OpenBLAS; on a
-2-core AMD EPYC with AVX2 only, its tiles spill (16 vector registers, not 32) and ran at 28-34
-GFLOP/s on one core where OpenBLAS ran 78-88 (``benchmarks/bench_rnn.py``'s products). So
-the first program that has a product to place times one product of each kind, both ways,
+2-core AMD EPYC with AVX2 only, its tiles of 512-bit vectors spilled (16 vector registers, not
+32) and ran at 28-34 GFLOP/s on one core where OpenBLAS ran 78-88 (``bench_rnn.py``'s
+products; the tiles now fit 256-bit registers there, ``simd.MR``). So
+the first program that has a product of a kind to place times one of that kind, both ways,
 and every program after it on this CPU uses the faster (generated code names the kernel it
 calls; a pinned choice is part of each program's cache key, see ``token``).
 
@@ -112,85 +113,102 @@ def _stored() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-@functools.cache
-def products() -> Products:
-    """The faster kind of each product on this CPU: pinned, stored, or measured now."""
+# Each kind: the product timed (m, k, n: a @ b.T), products a timed round, symbp's kernel
+KINDS = {"small": ((32, 128, 512), 40, "matmul_small_f32"),
+         "large": ((256, 512, 512), 4, "matmul_f32")}  # fmt: skip
+
+
+def blas_faster(kind: str) -> bool:
+    """Whether the BLAS computes products of ``kind`` (``KINDS``) faster than symbp's kernel
+    on this CPU: pinned, stored, or measured now. A kind is measured when a program first has
+    a product of that kind to place, so a small model never compiles the large kernel."""
     fixed = pinned()
-    if fixed is not None:
-        return fixed
+    return getattr(fixed, kind) if fixed is not None else _found_or_measured(kind)
+
+
+def products() -> Products:
+    """The choice for both kinds (each measured if it has not been)."""
+    return Products(blas_faster("small"), blas_faster("large"))
+
+
+@functools.cache
+def _found_or_measured(kind: str) -> bool:
     key = _key()
     if os.environ.get(ENV, "").strip().lower() != "measure":
         found = _stored().get(key)
-        if isinstance(found, dict) and set(found) == {"small", "large"}:
-            return Products(bool(found["small"]), bool(found["large"]))
-    choice = measure()
+        if isinstance(found, dict) and isinstance(found.get(kind), bool):
+            return bool(found[kind])
+    faster = measure(kind)
     from symbp.compiler import cache
 
     data = _stored()
-    data[key] = choice._asdict()
+    entry = data.get(key)
+    data[key] = {**(entry if isinstance(entry, dict) else {}), kind: faster}
     with contextlib.suppress(OSError):  # a cache it cannot write: measured again next time
         cache.write_note(NOTE, json.dumps(data, indent=1))
-    return choice
+    return faster
 
 
 # The BLAS must win by this much: two kernels within noise of each other keep symbp's.
 MARGIN = 1.15
 
 
-def measure(rounds: int = 5) -> Products:
-    """Time one product of each kind both ways, in alternating rounds; the best round of
-    each (the least disturbed by other processes) decides."""
+def measure(kind: str, rounds: int = 5) -> bool:
+    """Time products of ``kind`` both ways, in alternating rounds; the best round of each
+    (the least disturbed by other processes) decides whether the BLAS is faster."""
     from symbp.compiler import runtime
     from symbp.compiler.lower import conv_kernels as ck
 
-    ck.need("matmul_f32", "matmul_small_f32")
+    (m, k, n), reps, kernel = KINDS[kind]
+    ck.need(kernel)
     rng = np.random.default_rng(0)
-    out: dict[str, bool] = {}
-    for kind, (m, k, n), reps in (("small", (32, 128, 512), 40), ("large", (256, 512, 512), 4)):
-        a = rng.standard_normal((m, k)).astype(np.float32)
-        b = rng.standard_normal((n, k)).astype(np.float32)
-        c = np.empty((m, n), np.float32)
-        own_small, own_large, blas_fn = _harness()
-        own = own_small if kind == "small" else own_large
-        blas = runtime.one_blas_thread(blas_fn)
-        times: dict[str, list[float]] = {"own": [], "blas": []}
-        for _ in range(rounds):
-            for name, fn in (("own", own), ("blas", blas)):
-                fn(a, b, c, 1)  # compiled (cached by Numba) and warm
-                t = time.perf_counter()
-                fn(a, b, c, reps)
-                times[name].append(time.perf_counter() - t)
-        out[kind] = min(times["blas"]) * MARGIN < min(times["own"])
-        _LAST[kind] = {name: statistics.median(ts) / reps for name, ts in times.items()}
-    return Products(out["small"], out["large"])
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32)
+    c = np.empty((m, n), np.float32)
+    own, blas_fn = _harness(kind)
+    blas = runtime.one_blas_thread(blas_fn)
+    times: dict[str, list[float]] = {"own": [], "blas": []}
+    for _ in range(rounds):
+        for name, fn in (("own", own), ("blas", blas)):
+            fn(a, b, c, 1)  # compiled (cached by Numba) and warm
+            t = time.perf_counter()
+            fn(a, b, c, reps)
+            times[name].append(time.perf_counter() - t)
+    _LAST[kind] = {name: statistics.median(ts) / reps for name, ts in times.items()}
+    return min(times["blas"]) * MARGIN < min(times["own"])
 
 
 _LAST: dict[str, dict[str, float]] = {}  # the last measurement's median seconds a product
 
 
 @functools.cache
-def _harness() -> tuple[Any, Any, Any]:
-    """Numba functions running ``reps`` products of each kind (compiled at the measurement)."""
+def _harness(kind: str) -> tuple[Any, Any]:
+    """Numba functions running ``reps`` products of ``kind`` with symbp's kernel and with the
+    BLAS (compiled at the measurement, for that kind only)."""
     from numba import njit
 
     from symbp.compiler.lower import conv_kernels as ck
 
-    @njit(nogil=True)
-    def own_small(a, b, c, reps):  # type: ignore[no-untyped-def]
-        for _ in range(reps):
-            ck.call_matmul_small_f32(a, False, b, True, c)
+    if kind == "small":
 
-    @njit(nogil=True)
-    def own_large(a, b, c, reps):  # type: ignore[no-untyped-def]
-        for _ in range(reps):
-            ck.call_matmul_f32(a, False, b, True, c)
+        @njit(nogil=True)
+        def own(a, b, c, reps):  # type: ignore[no-untyped-def]
+            for _ in range(reps):
+                ck.call_matmul_small_f32(a, False, b, True, c)
+
+    else:
+
+        @njit(nogil=True)
+        def own(a, b, c, reps):  # type: ignore[no-untyped-def]
+            for _ in range(reps):
+                ck.call_matmul_f32(a, False, b, True, c)
 
     @njit(nogil=True)
     def blas(a, b, c, reps):  # type: ignore[no-untyped-def]
         for _ in range(reps):
             np.dot(a, b.T, c)
 
-    return own_small, own_large, blas
+    return own, blas
 
 
-__all__ = ["ENV", "Products", "measure", "pinned", "products", "token"]
+__all__ = ["ENV", "KINDS", "Products", "blas_faster", "measure", "pinned", "products", "token"]
