@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from symbp.checkpoint import atomic_write
-from symbp.runtime import model_source
 
 __all__ = ["ExportError", "export_model", "module_path"]
 
@@ -458,12 +457,13 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
             sx = prog.spec["data"]["x"]
             shape = [1, *sx["shape"][1:]]
             compiled._predict_program(np.zeros(shape, np.dtype(sx["dtype"])))
-    mod, pred_params, pred_spec = compiled._predict
+    predicted = compiled._predict
+    pred_params, pred_spec = predicted.args, predicted.spec
 
     programs = []
     if prog is not None:
         programs.append(("train", "train_epochs", "training", _Module(prog.source)))
-    programs.append(("predict", "predict_batches", "inference", _Module(model_source(mod))))
+    programs.append(("predict", "predict_batches", "inference", _Module(predicted.source)))
     helpers = _Helpers()
     imports: list[str] = ["import math", "import os", "", "import numpy as np"]
     defined: dict[str, str] = {}
