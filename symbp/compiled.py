@@ -121,6 +121,7 @@ class _Program:
 
     def __init__(self, model: CompiledModel, program: Program):
         self.model, self.mod, self.key = model, program.module, program.key
+        self.program = program  # how it was made: its stages, source, spec and schedule
         self.spec: dict[str, Any] = program.spec
         self.source: str = program.source
         self.blas = _calls_blas(program)

@@ -75,6 +75,10 @@ THREADS = numba.get_num_threads()  # starts Numba's thread pool: see symbp.lower
 """
 
 
+# the name under which each kind of module registers the library kernels it calls by symbol
+REGISTRY = {"train": "TRAIN_KERNELS", "predict": "PREDICT_KERNELS"}
+
+
 def _need(name: str, kernels: list[str]) -> str:
     """The line that registers the library kernels a module calls, before Numba sees it."""
     if not kernels:
@@ -518,7 +522,7 @@ def lower_train(
             summary=summary,
             kernels=KERNELS,
             pool=POOL if em.threaded else "",
-            need=_need("TRAIN_KERNELS", em.kernels),
+            need=_need(REGISTRY["train"], em.kernels),
         )
         + (f"from symbp.distributed.kernel import {allreduce}\n" if allreduce else "")
         + consts
@@ -553,6 +557,8 @@ def lower_train(
         "ints": 11 if allreduce else 4,  # symbp.distributed.kernel.N_INTS: the MPI slots
         "distributed": allreduce is not None,
         "schedule": _schedule(em, cuts),
+        "summary": summary,
+        "kernels": list(em.kernels),  # called by symbol: registered by TRAIN_KERNELS = need(...)
     }
     return Lowered(source, spec)
 
@@ -679,12 +685,13 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         *indent(forward, 1),
         *indent(copy_out, 1),
     ]
+    summary = f"Forward pass of {len(params)} parameters."
     source = HEADER.format(
         title=title,
-        summary=f"Forward pass of {len(params)} parameters.",
+        summary=summary,
         kernels=KERNELS,
         pool=POOL if em.threaded else "",
-        need=_need("PREDICT_KERNELS", em.kernels),
+        need=_need(REGISTRY["predict"], em.kernels),
     )
     source += (
         "".join(f"\n\n{f}\n" for f in em.functions)
@@ -711,6 +718,8 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
             "dtype": str(x.dtype),
         },
         "schedule": _schedule(em, {"forward": (0, len(em.headings))}),
+        "summary": summary,
+        "kernels": list(em.kernels),  # called by symbol: PREDICT_KERNELS = need(...)
     }
     return Lowered(source, spec)
 
