@@ -9,8 +9,9 @@
 >>> history = model.fit(x, y, epochs=100, batch_size=1)  # 100 epochs, one compiled call
 
 The program is built on the first ``step``/``fit``/``predict`` call, for the feature shape and
-dtype of that batch (the batch size stays a runtime value): trace -> derive -> simplify ->
-lower -> Numba, or, on a disk-cache hit (``symbp.cache``), trace -> load.
+dtype of that batch (the batch size stays a runtime value) by ``symbp.pipeline``: trace ->
+derive -> simplify -> store for backward -> lower -> load -> Numba, or, on a disk-cache hit
+(``symbp.cache``), trace -> load.
 
 After ``step`` every Parameter's ``.data`` holds the new values and ``.grad`` the gradient, as
 after PyTorch's ``zero_grad(); loss.backward(); opt.step()``; the optimizer's ``state`` holds
@@ -124,7 +125,7 @@ class _Program:
         self.program = program  # how it was made: its stages, source, spec and schedule
         self.spec: dict[str, Any] = program.spec
         self.source: str = program.source
-        self.blas = _calls_blas(program)
+        self.blas = _calls_blas(program.module)
         params: list[Parameter] = list(program.args)
         buffers = program.buffers
         self.dtype = np.dtype(self.spec["dtype"])
@@ -565,13 +566,9 @@ def _entry_point(dispatcher: Any) -> Callable[..., Any]:
         return dispatcher  # type: ignore[no-any-return]
 
 
-def _calls_blas(program: Program) -> bool:
-    """Whether a generated module calls BLAS (``np.dot``); read once per module."""
-    mod = program.module
-    blas = getattr(mod, "_symbp_calls_blas", None)
-    if blas is None:
-        blas = mod._symbp_calls_blas = "np.dot(" in program.source
-    return bool(blas)
+def _calls_blas(mod: Any) -> bool:
+    """Whether a generated module calls BLAS (``np.dot``), as its lowering recorded."""
+    return bool(mod.SPEC["blas"])
 
 
 class CompiledModel:
@@ -1048,7 +1045,7 @@ class CompiledModel:
         if len(X):
             bs = max(1, min(batch_size, len(X)))
             ar = runtime.Arenas(spec, np.dtype(spec["dtype"]), bs)
-            run = runtime.one_blas_thread(mod.predict) if _calls_blas(program) else mod.predict
+            run = runtime.one_blas_thread(mod.predict) if _calls_blas(mod) else mod.predict
             run(X, bs, ar.work, ar.iwork, out, *(p._data for p in params))
         return out
 

@@ -423,7 +423,7 @@ if __name__ == "__main__":  # a smoke test: the outputs for one row of zeros
 
 
 # what a spec records of its lowering for symbp's own displays, not needed to run it
-_LOWERING_RECORD = ("schedule", "summary", "kernels")
+_LOWERING_RECORD = ("schedule", "summary", "kernels", "blas")
 
 
 def _portable(spec: dict[str, Any]) -> dict[str, Any]:

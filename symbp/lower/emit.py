@@ -100,6 +100,7 @@ class Emitter:
         # the heading of each loop written, in order (the kernel schedule as data), and
         # whether it opens a loop of its own (False: computed in the loop before it)
         self.headings: list[tuple[str, bool]] = []
+        self.calls_blas = False  # set when it writes an np.dot (runtime.one_blas_thread)
         # functions of their own, written before the program's (a loop's body, shared by the
         # loops of one body: ``_as_function``), and each one's (name, parameters) by key
         self.functions: list[str] = []
@@ -383,6 +384,7 @@ class Emitter:
         ``np.dot`` (SciPy's OpenBLAS, run on the calling thread: ``runtime.one_blas_thread``)."""
         if self.mkl and kt in ("f32", "f64"):
             return f"gemm_{kt}({a}, {ta}, {b}, {tb}, {out})"
+        self.calls_blas = True
         return f"np.dot({a}{'.T' if ta else ''}, {b}{'.T' if tb else ''}, {out})"
 
     def large_product(self, kt: str, a: str, ta: bool, b: str, tb: bool, out: str) -> str:
@@ -1350,6 +1352,7 @@ def _emit_bmm(em: Emitter, n: Node, out: Buffer) -> list[str]:
     if n.dtype in _DT and blas[0] and blas[1] and flops.is_Number and int(flops) > SMALL_MATMUL:
         (a, ta), (b, tb) = blas[0], blas[1]
         at_b = ", ".join(bidx)
+        em.calls_blas = True
         call = (
             f"np.dot({a.name}[{at_b}]{'.T' if ta else ''}, {b.name}[{at_b}]{'.T' if tb else ''}, "
             f"{out.name}[{at_b}])"
@@ -1465,6 +1468,7 @@ def _body_lines(em: Emitter, n: Node) -> list[str]:
     lines = [line for k in sub.sched.kernels for line in sub.kernel(k)]
     em.parallel |= sub.parallel
     em.threaded |= sub.threaded
+    em.calls_blas |= sub.calls_blas
     return lines
 
 

@@ -559,6 +559,7 @@ def lower_train(
         "schedule": _schedule(em, cuts),
         "summary": summary,
         "kernels": list(em.kernels),  # called by symbol: registered by TRAIN_KERNELS = need(...)
+        "blas": em.calls_blas,  # calls np.dot: run with OpenBLAS on one thread
     }
     return Lowered(source, spec)
 
@@ -720,6 +721,7 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         "schedule": _schedule(em, {"forward": (0, len(em.headings))}),
         "summary": summary,
         "kernels": list(em.kernels),  # called by symbol: PREDICT_KERNELS = need(...)
+        "blas": em.calls_blas,  # calls np.dot: run with OpenBLAS on one thread
     }
     return Lowered(source, spec)
 
