@@ -140,12 +140,17 @@ class Profile:
         self.wrap(codegen.JITCodeLibrary, "_finalize_specific", "llvm: codegen")
         self.wrap(caching.Cache, "save_overload", "cache: write")
         self.wrap(caching.Cache, "load_overload", "cache: load")
-        # symbp's stages, where compiled.py calls them
-        self.wrap(symbp.compiled, "trace", "symbp: trace")
-        self.wrap(symbp.compiled, "canonical", "symbp: trace")
-        self.wrap(symbp.compiled, "derive", "symbp: derive")
-        self.wrap(symbp.compiled, "lower_train", "symbp: emit")
-        self.wrap(symbp.compiled, "lower_predict", "symbp: emit")
+        # symbp's stages, where symbp.pipeline calls them (derive: differentiate, simplify
+        # and store for backward; an inference program's simplify too)
+        import symbp.pipeline
+
+        self.wrap(symbp.pipeline, "trace", "symbp: trace")
+        self.wrap(symbp.pipeline, "trace_inference", "symbp: trace")
+        self.wrap(symbp.pipeline, "canonical", "symbp: trace")
+        for stage in ("differentiate", "simplified", "store_for_backward", "simplify"):
+            self.wrap(symbp.pipeline, stage, "symbp: derive")
+        self.wrap(symbp.pipeline, "lower_train", "symbp: emit")
+        self.wrap(symbp.pipeline, "lower_predict", "symbp: emit")
         self.wrap(symbp.compiler.lower.program, "schedule", "symbp: schedule")
         self.wrap(symbp.compiler.runtime, "load", "symbp: load")
 

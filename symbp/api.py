@@ -7,6 +7,7 @@ eagerly, keyed by the graph's structure so an eager training loop pays for SymPy
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -64,6 +65,12 @@ class Derived:
 def derive(loss: Node, wrt: Sequence[Node], also: Sequence[Node] = ()) -> Derived:
     """Differentiate a scalar loss node symbolically and simplify forward and backward together
     (with ``also``, nodes the program computes besides, so that they share its work)."""
+    return simplified(differentiate(loss, wrt, also))
+
+
+def differentiate(loss: Node, wrt: Sequence[Node], also: Sequence[Node] = ()) -> Derived:
+    """``derive`` before its last pass: the loss in stable forms and its gradients as reverse
+    mode gives them (the pipeline prints this backward program, then simplifies it)."""
     if numel_is_not_one(loss):
         raise ShapeError(
             f"the loss must be a scalar, got shape {shape_str(loss.shape)}: reduce it with "
@@ -75,9 +82,14 @@ def derive(loss: Node, wrt: Sequence[Node], also: Sequence[Node] = ()) -> Derive
     gs = grad_nodes(forward, list(wrt))
     unreached = tuple(w for w, g in zip(wrt, gs) if g is None)
     grads = [ops.const(0, w.shape, w.dtype) if g is None else g for w, g in zip(wrt, gs)]
-    outputs = simplify([forward, *grads, *also])
-    n = 1 + len(grads)
-    return Derived(loss, tuple(wrt), tuple(outputs[:n]), unreached, tuple(outputs[n:]))
+    return Derived(loss, tuple(wrt), (forward, *grads), unreached, tuple(also))
+
+
+def simplified(derived: Derived) -> Derived:
+    """Forward, gradients and ``also`` simplified as one program, so that they share work."""
+    outputs = simplify([*derived.outputs, *derived.also])
+    n = len(derived.outputs)
+    return dataclasses.replace(derived, outputs=tuple(outputs[:n]), also=tuple(outputs[n:]))
 
 
 def numel_is_not_one(node: Node) -> bool:
@@ -325,7 +337,19 @@ def _custom_function(name, formula, derivative, n_args, numpy_fn) -> type[sympy.
     return cls
 
 
-__all__ = ["Derived", "Traced", "backward", "derive", "elementwise", "grad", "symbols", "trace"]
+__all__ = [
+    "Derived",
+    "Traced",
+    "backward",
+    "derive",
+    "differentiate",
+    "elementwise",
+    "grad",
+    "scan",
+    "simplified",
+    "symbols",
+    "trace",
+]
 
 
 # ---------------------------------------------------------------- loops

@@ -9,8 +9,9 @@
 >>> history = model.fit(x, y, epochs=100, batch_size=1)  # 100 epochs, one compiled call
 
 The program is built on the first ``step``/``fit``/``predict`` call, for the feature shape and
-dtype of that batch (the batch size stays a runtime value): trace -> derive -> simplify ->
-lower -> Numba, or, on a disk-cache hit (``symbp.compiler.cache``), trace -> load.
+dtype of that batch (the batch size stays a runtime value) by ``symbp.pipeline``: trace ->
+derive -> simplify -> store for backward -> lower -> load -> Numba, or, on a disk-cache hit
+(``symbp.compiler.cache``), trace -> load.
 
 After ``step`` every Parameter's ``.data`` holds the new values and ``.grad`` the gradient, as
 after PyTorch's ``zero_grad(); loss.backward(); opt.step()``; the optimizer's ``state`` holds
@@ -23,7 +24,6 @@ one drawn when the program is built, and the step count): see ``functional.dropo
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 import time
@@ -33,11 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from symbp.api import canonical, derive, trace
-from symbp.compiler import cache, runtime
+from symbp.api import trace
+from symbp.compiler import runtime
 from symbp.compiler.ir import ShapeError
-from symbp.compiler.loops import save_for_backward
-from symbp.compiler.lower import ParamSpec, StateSpec, lower_predict, lower_train
 from symbp.compiler.lower.program import (
     BAD_LABEL,
     CHECK_DATA,
@@ -52,21 +50,15 @@ from symbp.compiler.lower.program import (
     STOP_NONFINITE,
     UPDATE,
 )
-from symbp.compiler.ops import print_program
-from symbp.compiler.runtime import model_source
-from symbp.nn.conv import StateUpdate, check_compilable, mode_dependent, program_inputs
+from symbp.nn.conv import StateUpdate, mode_dependent
 from symbp.nn.module import Module
+from symbp.pipeline import NUMBA, Program, compile_predict, compile_train, trace_inference
 from symbp.progress import Stages
 from symbp.tensor import Parameter, Tensor
 
 _NO_ORDER = np.empty(0, np.int64)
 _STEP = GRADS | UPDATE
 _OPT_OUT = "pass check_finite=False to use it as it is"
-# What compiling a program does, as fit(verbose=True) shows it (symbp.progress.Stages): on a
-# disk-cache hit the middle stages have nothing to do; Numba compiles, or loads its own cache
-NUMBA = "Numba compile"
-TRAIN_STAGES = ("trace", "derive and simplify", "generate code", "load", NUMBA)
-PREDICT_STAGES = ("trace", "generate code", "load", NUMBA)
 
 
 def _array(a: Any, what: str) -> np.ndarray:
@@ -128,17 +120,14 @@ def _shape_str(shape: Sequence[Any]) -> str:
 class _Program:
     """A loaded training program bound to its Parameters, optimizer and memory."""
 
-    def __init__(
-        self,
-        model: CompiledModel,
-        mod: Any,
-        params: list[Parameter],
-        key: str,
-        buffers: Sequence[StateUpdate] = (),
-    ):
-        self.model, self.mod, self.key = model, mod, key
-        self.spec: dict[str, Any] = mod.SPEC
-        self.source: str = model_source(mod)
+    def __init__(self, model: CompiledModel, program: Program):
+        self.model, self.mod, self.key = model, program.module, program.key
+        self.program = program  # how it was made: its stages, source, spec and schedule
+        self.spec: dict[str, Any] = program.spec
+        self.source: str = program.source
+        self.blas = _calls_blas(program.module)
+        params: list[Parameter] = list(program.args)
+        buffers = program.buffers
         self.dtype = np.dtype(self.spec["dtype"])
         self.params = params
         self.W = np.zeros(self.spec["w_size"], self.dtype)
@@ -185,7 +174,7 @@ class _Program:
         self.losses1 = np.zeros(2, np.float64)
         self.warm = False
         self.fast: Callable[[Any, Any], float | None] | None = None  # after the first call
-        self.call: Callable[..., Any] = mod.train
+        self.call: Callable[..., Any] = self.mod.train
 
     # ------------------------------------------------------------ keeping Python in sync
 
@@ -435,7 +424,7 @@ class _Program:
             status = self.first_call(self.mod.train, args)
             self.warm = True
             self.call = _entry_point(self.mod.train)
-            if _calls_blas(self.mod):
+            if self.blas:
                 self.call = runtime.one_blas_thread(self.call)
         if status and not (where == "fit" and status in (NONFINITE_LOSS, NONFINITE_GRAD)):
             self.failed(status, where, x, y)
@@ -515,7 +504,7 @@ class _Program:
                        for f in frames):  # fmt: skip
                 raise
         # a truncated or stale Numba cache file: drop it, load the module afresh, compile
-        text = self.source + f"\n\nSPEC = {self.spec!r}\n"
+        text = runtime.module_text(self.source, self.spec)
         runtime.forget(self.key)
         self.mod = runtime.load(self.key, text)
         with runtime.deep_recursion():
@@ -564,17 +553,6 @@ class _Program:
         )
 
 
-class _BufferArg:
-    """A module buffer ``predict`` takes like a parameter: its current array at each call."""
-
-    def __init__(self, u: StateUpdate):
-        self.module, self.buffer, self.name, self.node = u.module, u.buffer, u.name, u.read
-
-    @property
-    def _data(self) -> np.ndarray:  # read as a Parameter's array is
-        return self.module._state(self.buffer)  # type: ignore[no-any-return]
-
-
 def _entry_point(dispatcher: Any) -> Callable[..., Any]:
     """The compiled function behind a Numba dispatcher with exactly one signature.
 
@@ -589,11 +567,8 @@ def _entry_point(dispatcher: Any) -> Callable[..., Any]:
 
 
 def _calls_blas(mod: Any) -> bool:
-    """Whether a generated module calls BLAS (``np.dot``); read once per module."""
-    blas = getattr(mod, "_symbp_calls_blas", None)
-    if blas is None:
-        blas = mod._symbp_calls_blas = "np.dot(" in model_source(mod)
-    return bool(blas)
+    """Whether a generated module calls BLAS (``np.dot``), as its lowering recorded."""
+    return bool(mod.SPEC["blas"])
 
 
 class CompiledModel:
@@ -618,7 +593,7 @@ class CompiledModel:
         self.optimizer = optimizer
         self._train: _Program | None = None
         self.check_finite = check_finite
-        self._predict: tuple[Any, list[Parameter], dict[str, Any]] | None = None
+        self._predict: Program | None = None
         self.timings: dict[str, float] = {}
 
     @property
@@ -645,167 +620,29 @@ class CompiledModel:
 
     # ------------------------------------------------------------ building
 
-    def _loss_of(self, x: Any, y: Any) -> Any:
-        if self.loss_fn is None:
-            raise TypeError("this model was compiled without a loss function: only predict()")
-        return self.loss_fn(self.net(x), y)
-
     def build(self, x: Any, y: Any) -> CompiledModel:
         """Compile the training program for batches shaped like ``x``, ``y`` (done lazily;
         Numba compiles its machine code on the first call that runs it)."""
         return self._build(x, y, Stages(quiet=True))
 
     def _build(self, x: Any, y: Any, stages: Stages) -> CompiledModel:
+        """The training program through ``symbp.pipeline.compile_train``, bound to the model."""
+        if self.loss_fn is None:
+            raise TypeError("this model was compiled without a loss function: only predict()")
         x, y = _array(x, "x"), _array(y, "y")
         t0 = time.perf_counter()
-        stages.begin("training program", TRAIN_STAGES)
-        with stages.stage("trace"):  # and look the program up in the cache
-            check_compilable(self.net)  # layers the backend cannot train yet: a clear error now
-            traced = trace(self._loss_of, x[:1], y[:1])
-            params = list(traced.params.values())
-            loss = traced.outputs[0]
-            # running statistics (read, and their new values) and dropout seeds: inputs beyond
-            # the data and parameters, each with its role in the key
-            buffers, seeds = program_inputs(self.net, traced)
-            key = self._train_key(traced, params, loss, buffers, seeds)
-            text = cache.read_entry(key)
-        hit = text is not None
-        t1 = time.perf_counter()
-        if hit:
-            stages.skip(2, "found in the cache")
-        else:
-            low = self._lower_train(traced, params, loss, buffers, seeds, stages)
-            text = runtime.module_text(*low)
-        with stages.stage("load"):  # importing it: Numba's library kernels it needs, too
-            mod = runtime.load(key, text if not hit else None)
-        self._train = _Program(self, mod, params, key, buffers)
-        if int(os.environ.get("SYMBP_DEBUG", "0") or 0) >= 4:  # DEBUG=4: show generated code
-            print(f"# symbp: {mod.__file__}{' (cache hit)' if hit else ''}\n{self._train.source}")
-        self.timings.update(trace=t1 - t0, lower=time.perf_counter() - t1, cache_hit=float(hit))
+        mpi, allreduce = None, None
+        if self.distributed:
+            from symbp import distributed
+
+            mpi, allreduce = distributed.abi(), distributed.kernel_name()
+        program = compile_train(self.net, self.loss_fn, self.optimizer, x, y, mpi=mpi,
+                                allreduce=allreduce, stages=stages)  # fmt: skip
+        self._train = _Program(self, program)
+        traced = program.timings.get("trace", 0.0) + program.timings.get("cache lookup", 0.0)
+        self.timings.update(trace=traced, lower=time.perf_counter() - t0 - traced,
+                            cache_hit=float(program.hit))  # fmt: skip
         return self
-
-    def _train_key(
-        self,
-        traced: Any,
-        params: list[Parameter],
-        loss: Any,
-        buffers: Sequence[StateUpdate],
-        seeds: Sequence[Any],
-    ) -> str:
-        """The disk cache's key of the training program: its canonical graph, the roles of
-        its inputs, the optimizer's update formulas, names, dtype and constants."""
-        (canon,), memo = canonical([loss])
-        state: list[Any] = []
-        if buffers or seeds:
-            news = [u.new for u in buffers if u.new is not None]
-            canon_all, memo_all = canonical([loss, *news])
-            state = [
-                print_program(canon_all),
-                [(memo_all[u.read].arg, u.name, u.new is not None) for u in buffers],
-                [memo_all[s].arg for s in seeds],  # by position: F.dropout numbers its names
-            ]
-        opt = self.optimizer
-        group_of: dict[int, int] = {}
-        if opt is not None:
-            for g, group in enumerate(opt.param_groups):
-                for p in group["params"]:
-                    group_of[id(p)] = g
-        roles = [
-            (memo[p.node].arg, p.requires_grad, group_of.get(id(p)) if p.requires_grad else None)
-            for p in params
-        ]
-        data_roles = [memo[n].arg if n in memo else None for n in traced.inputs.values()]
-        opt_key = None
-        if opt is not None:
-            opt_key = (
-                type(opt).__name__,
-                [(opt.structure(g), opt.formulas(g)[0]) for g in opt.param_groups],
-            )
-        names = [p.name.split("#")[0] for p in params]
-        consts = [
-            (memo[n].arg, v.dtype.str, v.shape, v.tobytes().hex())
-            for n, v in traced.constants.items()
-        ]
-        return cache.make_key(
-            "train",
-            print_program([canon]),
-            roles,
-            data_roles,
-            opt_key,
-            names,
-            str(loss.dtype),
-            consts,
-            *state,
-            *([("mpi", *self._mpi_abi())] if self.distributed else []),
-        )
-
-    @staticmethod
-    def _mpi_abi() -> tuple[int, str]:
-        from symbp import distributed
-
-        return distributed.abi()
-
-    def _lower_train(
-        self,
-        traced: Any,
-        params: list[Parameter],
-        loss: Any,
-        buffers: Sequence[StateUpdate] = (),
-        seeds: Sequence[Any] = (),
-        stages: Stages | None = None,
-    ):
-        stages = stages if stages is not None else Stages(quiet=True)
-        opt = self.optimizer
-        trainable = [p for p in params if p.requires_grad]
-        news = [u.new for u in buffers if u.new is not None]
-        with stages.stage("derive and simplify"):
-            derived = derive(loss, [p.node for p in trainable], also=news)
-            # each loop stores what its adjoint reads of a step (a lowering choice: formulas,
-            # gradcheck and the listing show the adjoint as derived)
-            stored = save_for_backward([*derived.outputs, *derived.also])
-            derived = dataclasses.replace(
-                derived,
-                outputs=tuple(stored[: len(derived.outputs)]),
-                also=tuple(stored[len(derived.outputs) :]),
-            )
-        grads = {p.name: g for p, g in zip(trainable, derived.grads)}
-        new_of = iter(derived.also)  # the new values, simplified with the program
-        states = [
-            StateSpec(u.name, u.read, None if u.new is None else next(new_of)) for u in buffers
-        ]
-        pspecs, updates = [], {}
-        hyper: list[list[str]] = []
-        if opt is not None:
-            forms = [opt.formulas(g) for g in opt.param_groups]
-            hyper = [list(f[0]) for f in forms]
-        for p in params:
-            group = None
-            if opt is not None and p.requires_grad:
-                for g, grp in enumerate(opt.param_groups):
-                    if any(q is p for q in grp["params"]):
-                        group = g
-                        h, new_p, new_s = forms[g]
-                        updates[p.name] = (g, h, new_p, new_s)
-            pspecs.append(ParamSpec(p.name, p.node, p.requires_grad, group))
-        loss_name = getattr(self.loss_fn, "__name__", type(self.loss_fn).__name__)
-        title = f"{type(self.net).__name__} trained on {loss_name}"
-        if opt is not None:
-            title += f" with {type(opt).__name__}"
-        data = dict(traced.inputs)
-        with stages.stage("generate code"):
-            low = lower_train(
-                title, derived.outputs[0], grads, pspecs, data, updates, hyper,
-                traced.constants, states, seeds, self._allreduce(),
-            )  # fmt: skip
-        return low.source, low.spec
-
-    def _allreduce(self) -> str | None:
-        """The kernel summing across ranks (``symbp.distributed.kernel``), or None."""
-        if not self.distributed:
-            return None
-        from symbp import distributed
-
-        return distributed.kernel_name()
 
     def _program(
         self, x: np.ndarray, y: np.ndarray, where: str = "step", stages: Stages | None = None
@@ -830,7 +667,7 @@ class CompiledModel:
         if self._train is not None:
             return self._train.source
         if self._predict is not None:
-            return model_source(self._predict[0])
+            return self._predict.source
         raise RuntimeError(
             "nothing compiled yet: the program is built for the shapes of the first batch; "
             "call step(), fit() or build(x, y) first"
@@ -1136,7 +973,7 @@ class CompiledModel:
             Xv, _ = prog.check(validation_data[0], validation_data[1], "fit: validation_data")
             if len(Xv):
                 built = self._predict is None
-                mod = self._predict_program(Xv, stages)[0]
+                mod = self._predict_program(Xv, stages).module
                 if not getattr(mod.predict, "overloads", True):  # not compiled or loaded yet
                     stages.begin("inference program", (NUMBA,))
                     with stages.stage(NUMBA):
@@ -1173,54 +1010,17 @@ class CompiledModel:
 
     # ------------------------------------------------------------ inference
 
-    def _predict_program(
-        self, X: np.ndarray, stages: Stages | None = None
-    ) -> tuple[Any, list[Parameter], dict[str, Any]]:
+    def _predict_program(self, X: np.ndarray, stages: Stages | None = None) -> Program:
+        """The inference program (``symbp.pipeline.compile_predict``), built on first use."""
         if self._predict is None:
-            stages = stages if stages is not None else Stages(quiet=True)
             t0 = time.perf_counter()
-            stages.begin("inference program", PREDICT_STAGES)
-            with stages.stage("trace"):  # and look the program up in the cache
-                traced = self._trace_inference(X[:1])
-                out = traced.outputs[0]
-                buffers, seeds = program_inputs(self.net, traced)  # eval: running statistics
-                if seeds:  # a dropout outside any Module that eval() could switch off
-                    raise NotImplementedError(
-                        f"predict: the model applies dropout ('{seeds[0].arg}') in training "
-                        f"mode; inference has no dropout: pass training=False to F.dropout"
-                    )
-                params: list[Any] = [*traced.params.values(), *map(_BufferArg, buffers)]
-                (canon,), _memo = canonical([out])
-                names = [p.name.split("#")[0] for p in params]
-                key = cache.make_key("predict", print_program([canon]), names, str(out.dtype))
-                hit = cache.read_entry(key) is not None
-            text = None
-            if hit:
-                stages.skip(1, "found in the cache")
-            else:
-                pspecs = [ParamSpec(p.name, p.node, False) for p in params]
-                (x,) = traced.inputs.values()
-                with stages.stage("generate code"):
-                    low = lower_predict(f"{type(self.net).__name__} inference", out, pspecs, x)
-                text = runtime.module_text(low.source, low.spec)
-            with stages.stage("load"):
-                mod = runtime.load(key, text)
-            self._predict = (mod, params, mod.SPEC)
+            self._predict = compile_predict(self.net, X, stages)
             self.timings["predict_build"] = time.perf_counter() - t0
         return self._predict
 
     def _trace_inference(self, x: np.ndarray) -> Any:
-        """The model traced in eval mode (Dropout off, BatchNorm on its running statistics),
-        whatever mode it is in: one inference program serves both."""
-        net: Any = self.net
-        modes = [(m, m.training) for m in net.modules()] if hasattr(net, "eval") else []
-        if modes:
-            net.eval()
-        try:
-            return trace(self.net, x)
-        finally:
-            for m, mode in modes:
-                object.__setattr__(m, "training", mode)
+        """The model traced in eval mode, as the inference program is (``symbp.onnx_export``)."""
+        return trace_inference(self.net, x)
 
     def predict(
         self, X: Any, batch_size: int = 256, *, check_finite: bool | None = None
@@ -1233,7 +1033,8 @@ class CompiledModel:
         check = self._checking("predict", check_finite)
         X = _array(X, "X")
         _batched("predict", "inputs X", X)
-        mod, params, spec = self._predict_program(X)
+        program = self._predict_program(X)
+        mod, params, spec = program.module, program.args, program.spec
         X = self._check_x(X, spec["x"], "predict", "X")
         if check:
             _check_finite_data("predict", "inputs X", X)

@@ -128,7 +128,7 @@ def train_digits(epochs: int = 20, quiet: bool = False) -> dict[str, Any]:
     programs.append(("training program", found, machine))
     entries = symbp.cache_info()["entries"]
     start = time.perf_counter()
-    predict_mod = model._predict_program(X_test[:1])[0]
+    predict_mod = model._predict_program(X_test[:1]).module
     build_s = time.perf_counter() - start
     found = symbp.cache_info()["entries"] == entries  # nothing new written: it was there
     machine, machine_s = _machine_code(predict_mod.predict, lambda: model.predict(X_test[:1]))

@@ -29,7 +29,6 @@ import functools
 import importlib
 import inspect
 import os
-import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from symbp.checkpoint import atomic_write
-from symbp.compiler.runtime import model_source
+from symbp.compiler.lower.program import REGISTRY
 
 __all__ = ["ExportError", "export_model", "module_path"]
 
@@ -73,18 +72,21 @@ _STAND_INS = {
 
 
 class _Module:
-    """One generated module split into its top-level pieces, each kept as its source text."""
+    """One generated module split into its top-level pieces, each kept as its source text.
 
-    def __init__(self, source: str):
-        # Product kernels are called by symbol in symbp (conv_kernels.need, call_<name>); the
-        # export calls them as Numba functions, copied in by source, and registers nothing.
-        source = re.sub(r"\bcall_(matmul\w*)\(", r"\1(", source)
+    Product kernels are called by symbol in symbp (``Emitter.library``: ``call_<name>``,
+    registered by ``conv_kernels.need``); the spec names them, and the export binds each
+    ``call_<name>`` to the kernel as a Numba function, copied in by source, registering
+    nothing."""
+
+    def __init__(self, source: str, spec: dict[str, Any]):
+        self.by_symbol = {f"call_{k}": k for k in spec.get("kernels", [])}
+        registry = REGISTRY[spec["kind"]]  # the statement registering them: not exported
         lines = source.splitlines()
         tree = ast.parse(source)
         self.imports: list[str] = []  # plain imports (math, numpy, numba)
         self.symbp: dict[str, str] = {}  # name -> "module:attr", what it imports from symbp
         self.pieces: list[tuple[str, str]] = []  # (name, text) of assignments and defs
-        self.docstring = ast.get_docstring(tree) or ""
         for node in tree.body:
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             text = "\n".join(lines[start - 1 : node.end_lineno])
@@ -97,9 +99,9 @@ class _Module:
                 self.imports.append(text)
             elif isinstance(node, ast.FunctionDef):
                 self.pieces.append((node.name, text))
-            elif _is_need(node):
-                continue  # the registration of kernels called by symbol: see above
             elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                if node.targets[0].id == registry:
+                    continue  # the registration of kernels called by symbol: see above
                 self.pieces.append((node.targets[0].id, text))
             else:
                 raise ExportError(f"unexpected top-level code in a generated module: {text}")
@@ -112,12 +114,6 @@ class _Module:
         return names
 
 
-def _is_need(node: ast.stmt) -> bool:
-    """``NAME = need(...)``: a generated module registering the kernels it calls by symbol."""
-    call = node.value if isinstance(node, ast.Assign) else None
-    return isinstance(call, ast.Call) and getattr(call.func, "id", "") == "need"
-
-
 def _join(texts: list[str]) -> str:
     """Top-level statements as a module lays them out: definitions two blank lines apart."""
     out = ""
@@ -128,10 +124,6 @@ def _join(texts: list[str]) -> str:
             out += "\n" if one_liners and not text.startswith(("@", "def ")) else "\n\n\n"
         out += text
     return out
-
-
-def _rename(text: str, old: str, new: str) -> str:
-    return re.sub(rf"\b{re.escape(old)}\b", new, text)
 
 
 # ---------------------------------------------------------------- copying symbp's helpers
@@ -176,7 +168,9 @@ class _Helpers:
         elif fn is not None or inspect.isfunction(obj):
             text = textwrap.dedent(inspect.getsource(fn or obj))
             defined = (fn or obj).__name__  # attr, or the variant it names (conv_kernels' _r8)
-            self._define(module, name, text if defined == name else _rename(text, defined, name))
+            self._define(module, defined, text)
+            if defined != name:  # imported under another name, or a kernel's variant: bound
+                self.alias(name, defined)
         elif isinstance(obj, np.generic):
             self._import("import numpy as np")
             self.defs[name] = f"{name} = np.{type(obj).__name__}({obj.item()!r})"
@@ -186,6 +180,10 @@ class _Helpers:
             raise ExportError(
                 f"cannot copy {module_name}.{attr} ({type(obj).__name__}) into a standalone module"
             )
+
+    def alias(self, name: str, defined: str) -> None:
+        """``name`` for the helper ``defined`` (copied already)."""
+        self.defs[name] = f"{name} = {defined}"
 
     def _define(self, module: Any, name: str, text: str) -> None:
         for dep in sorted(_free_names(text)):
@@ -425,6 +423,15 @@ if __name__ == "__main__":  # a smoke test: the outputs for one row of zeros
 # ---------------------------------------------------------------- exporting
 
 
+# what a spec records of its lowering for symbp's own displays, not needed to run it
+_LOWERING_RECORD = ("schedule", "summary", "kernels", "blas")
+
+
+def _portable(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a program's spec as the exported module keeps it: what its driver reads."""
+    return {k: copy.deepcopy(v) for k, v in spec.items() if k not in _LOWERING_RECORD}
+
+
 def _in_w(spec: dict[str, Any] | None) -> list[dict[str, Any]]:
     """What a training program keeps in W by name: its parameters and updated buffers."""
     return [*spec["params"], *spec.get("buffers", [])] if spec else []
@@ -459,12 +466,14 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
             sx = prog.spec["data"]["x"]
             shape = [1, *sx["shape"][1:]]
             compiled._predict_program(np.zeros(shape, np.dtype(sx["dtype"])))
-    mod, pred_params, pred_spec = compiled._predict
+    predicted = compiled._predict
+    pred_params, pred_spec = predicted.args, _portable(predicted.spec)
 
     programs = []
     if prog is not None:
-        programs.append(("train", "train_epochs", "training", _Module(prog.source)))
-    programs.append(("predict", "predict_batches", "inference", _Module(model_source(mod))))
+        programs.append(("train", "train_epochs", "training", _Module(prog.source, prog.spec)))
+    inference = _Module(predicted.source, predicted.spec)
+    programs.append(("predict", "predict_batches", "inference", inference))
     helpers = _Helpers()
     imports: list[str] = ["import math", "import os", "", "import numpy as np"]
     defined: dict[str, str] = {}
@@ -473,7 +482,11 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
         imports += [line for line in m.imports if line not in imports]
         used = m.used()
         for name, where in m.symbp.items():
-            if name in used:
+            kernel = m.by_symbol.get(name)
+            if kernel is not None:  # called by symbol in symbp: the kernel itself here
+                helpers.add(kernel, f"{where.partition(':')[0]}:{kernel}")
+                helpers.alias(name, kernel)
+            elif name in used:
                 helpers.add(name, where)
         texts = []
         for name, text in m.pieces:
@@ -495,7 +508,7 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
     predict_names = [p.name for p in pred_params]
     train_spec = None
     if prog is not None:
-        train_spec = copy.deepcopy(prog.spec)
+        train_spec = _portable(prog.spec)
         arrays.update(W=prog.W.copy(), hyper=prog.hyper.copy(), ints=prog.ints.copy())
         arrays["epoch"] = np.array(0, np.int64)
         by_id = {id(p): ps["name"] for p, ps in zip(prog.params, prog.spec["params"])}
@@ -514,7 +527,7 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
         if name not in in_w:
             arrays[f"param/{name}"] = np.ascontiguousarray(p._data)
 
-    title = programs[0][3].docstring.splitlines()[0].removeprefix("Generated by symbp: ")
+    title = (prog.program if prog is not None else predicted).title
     hyper_names = [[str(h) for h in group] for group in (train_spec or {}).get("hyper", [])]
     weights = path.with_suffix(".npz")
     doc = _docstring(path.stem, weights.name, title.rstrip("."), train_spec, pred_spec,

@@ -1117,7 +1117,7 @@ def _sample(compiled: Any, x: Any) -> np.ndarray:
         return arr[:1]
     spec = None
     if compiled._predict is not None:
-        spec = compiled._predict[2]["x"]
+        spec = compiled._predict.spec["x"]
     elif compiled._train is not None:
         spec = compiled._train.spec["data"]["x"]
     if spec is None:

@@ -22,6 +22,7 @@ import numpy as np
 from symbp.compiler import cache
 
 _LOADED: dict[str, types.ModuleType] = {}
+_SOURCES: dict[str, str] = {}  # key -> the source of the module loaded for it
 
 
 _PREFERRED = False  # prefer_openmp has run
@@ -121,16 +122,27 @@ def _openblas_thread_setters() -> tuple[Any, ...]:
 
 
 def module_text(source: str, spec: dict[str, Any]) -> str:
-    return f"{source}\n\nSPEC = {spec!r}\n"
+    """A generated module's text: its source, then its spec as the literal ``SPEC``."""
+    return source + _spec_statement(spec)
 
 
-def model_source(mod: Any) -> str:
-    """The generated source of a loaded module, without its first line and its ``SPEC``
-    (``module_text``'s inverse: what ``export`` copies, what ``CompiledModel.source`` shows)."""
-    with open(mod.__file__) as f:
-        text = f.read()
-    body = text.partition("\n")[2]
-    return body.split("\n\nSPEC = ")[0] + "\n"
+def _spec_statement(spec: dict[str, Any]) -> str:
+    return f"\n\nSPEC = {spec!r}\n"
+
+
+def source(key: str) -> str:
+    """The generated source of the module ``load`` loaded for ``key``, without its ``SPEC``:
+    the text ``load`` checked and ran, less the statement ``module_text`` made of the spec
+    it defined (what ``export`` copies, what ``CompiledModel.source`` shows)."""
+    return _SOURCES[key]
+
+
+def _source_of(text: str, spec: dict[str, Any]) -> str:
+    body = text.partition("\n")[2] if text.startswith(cache.MAGIC) else text
+    tail = _spec_statement(spec)
+    if not body.endswith(tail):  # not module_text's: symbp did not write this entry
+        raise RuntimeError("a cached program does not end in its own SPEC: compile it again")
+    return body[: -len(tail)]
 
 
 def load(key: str, text: str | None = None) -> types.ModuleType:
@@ -166,6 +178,7 @@ def load(key: str, text: str | None = None) -> types.ModuleType:
     sys.modules[name] = mod
     linecache.checkcache(str(path))
     exec(compile(text, str(path), "exec"), mod.__dict__)
+    _SOURCES[key] = _source_of(text, mod.SPEC)
     cache.watch(mod, key, path)
     _LOADED[key] = mod
     return mod
@@ -186,6 +199,7 @@ def deep_recursion(limit: int = 20000) -> Iterator[None]:
 def forget(key: str) -> None:
     """Drop a module whose cached code failed to load; the next ``load`` rebuilds it."""
     _LOADED.pop(key, None)
+    _SOURCES.pop(key, None)
     sys.modules.pop(f"symbp_generated_{key}", None)
     cache.drop_entry(key)
 
@@ -214,4 +228,4 @@ class Arenas:
         self.iwork = np.zeros(max(size(self.spec["iwork"], self.capacity), 1), np.int64)
 
 
-__all__ = ["Arenas", "forget", "load", "module_text", "size"]
+__all__ = ["Arenas", "forget", "load", "module_text", "size", "source"]

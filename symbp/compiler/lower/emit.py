@@ -99,6 +99,10 @@ class Emitter:
         self.serial = False
         self.rows = False  # writing such a loop: the step's views are the block's rows
         self.kernels: list[str] = []  # the product kernels it calls by symbol (call_<name>)
+        # the heading of each loop written, in order (the kernel schedule as data), and
+        # whether it opens a loop of its own (False: computed in the loop before it)
+        self.headings: list[tuple[str, bool]] = []
+        self.calls_blas = False  # set when it writes an np.dot (runtime.one_blas_thread)
         # functions of their own, written before the program's (a loop's body, shared by the
         # loops of one body: ``_as_function``), and each one's (name, parameters) by key
         self.functions: list[str] = []
@@ -239,10 +243,12 @@ class Emitter:
         n, out = k.node, k.out
         head = [f"# {out.name}:{type_str(n)} = {_describe(n, self.sched)}"]
         if self.sched.buffers.get(n) is not out:  # a second output of one value: a copy
+            self.headings.append((head[0][2:], True))
             return [*head, *self.elementwise(n, out, copy=True)]
         for sib in self.sched.siblings.get(n, []):  # a reduction's: computed in its loop
             text = f"# {sib.out.name}:{type_str(sib.node)} = {_describe(sib.node, self.sched)}"
             head.append(text + " (in the same loop)")
+        self.headings += [(h[2:], i == 0) for i, h in enumerate(head)]
         rule = lowering(n)
         if isinstance(rule.kernel, NotApplicable):
             raise LoweringError(f"the Numba backend computes no '{n.op}' node: {rule.kernel.why}")
@@ -381,6 +387,7 @@ class Emitter:
         ``np.dot`` (SciPy's OpenBLAS, run on the calling thread: ``runtime.one_blas_thread``)."""
         if self.mkl and kt in ("f32", "f64"):
             return f"gemm_{kt}({a}, {ta}, {b}, {tb}, {out})"
+        self.calls_blas = True
         return f"np.dot({a}{'.T' if ta else ''}, {b}{'.T' if tb else ''}, {out})"
 
     def large_product(self, kt: str, a: str, ta: bool, b: str, tb: bool, out: str) -> str:
@@ -729,7 +736,8 @@ class Emitter:
         if n.is_Number and int(n) >= PARALLEL_UPDATE:  # memory-bound: use both cores
             loops[0] = loops[0].replace(" in range(", " in prange(", 1)
             self.parallel = True
-        return [f"# update {title or p.name}: {rule}", *pre, *loops]
+        self.headings.append((f"update {title or p.name}: {rule}", False))
+        return [f"# {self.headings[-1][0]}", *pre, *loops]
 
 
 def _guard(pad: int, test: str, body: list[str]) -> list[str]:
@@ -1345,6 +1353,7 @@ def _emit_bmm(em: Emitter, n: Node, out: Buffer) -> list[str]:
     if n.dtype in _DT and blas[0] and blas[1] and flops.is_Number and int(flops) > SMALL_MATMUL:
         (a, ta), (b, tb) = blas[0], blas[1]
         at_b = ", ".join(bidx)
+        em.calls_blas = True
         call = (
             f"np.dot({a.name}[{at_b}]{'.T' if ta else ''}, {b.name}[{at_b}]{'.T' if tb else ''}, "
             f"{out.name}[{at_b}])"
@@ -1454,11 +1463,13 @@ def _body_lines(em: Emitter, n: Node) -> list[str]:
     """The kernels of ``n``'s body, emitted in its schedule; what they use is the program's."""
     sub = Emitter(em.sched.bodies[n], em.invariant, em.mkl)
     sub.kernels, sub._kid = em.kernels, em._kid  # one list of library kernels, unique locals
+    sub.headings = em.headings  # the body's loops in the program's schedule
     sub.row_offset, sub.collective = em.row_offset, em.collective
     sub.serial = em.serial or em.rows
     lines = [line for k in sub.sched.kernels for line in sub.kernel(k)]
     em.parallel |= sub.parallel
     em.threaded |= sub.threaded
+    em.calls_blas |= sub.calls_blas
     return lines
 
 

@@ -75,6 +75,10 @@ THREADS = numba.get_num_threads()  # starts Numba's thread pool: see POOL below
 """
 
 
+# the name under which each kind of module registers the library kernels it calls by symbol
+REGISTRY = {"train": "TRAIN_KERNELS", "predict": "PREDICT_KERNELS"}
+
+
 def _need(name: str, kernels: list[str]) -> str:
     """The line that registers the library kernels a module calls, before Numba sees it."""
     if not kernels:
@@ -145,6 +149,9 @@ class StateSpec:
 
 @dataclass
 class Lowered:
+    """A generated module: its source (no ``SPEC``) and its spec (layout, shapes and the kernel
+    schedule, as data), which ``runtime.module_text`` puts together as the module's text."""
+
     source: str
     spec: dict[str, Any]
 
@@ -385,11 +392,15 @@ def lower_train(
     em.row_offset = "lo" if allreduce else None  # masks by the row's place in the whole batch
     em.collective = (allreduce, MPI_FAILED) if allreduce else None  # psum nodes (SyncBatchNorm)
     forward = [line for k in sched.kernels if k.phase == "forward" for line in em.kernel(k)]
+    n_forward = len(em.headings)
     backward = [line for k in sched.kernels if k.phase == "backward" for line in em.kernel(k)]
+    n_backward = len(em.headings)
     update: list[str] = []
     for members, u in sched_updates:
         who = ", ".join(pbufs[p.name].name for p in members)
         update += em.update(u, group_names[u.group], f"group {u.group} ({who})")
+    cuts = {"forward": (0, n_forward), "backward": (n_forward, n_backward),
+            "optimizer update": (n_backward, len(em.headings))}  # fmt: skip
     for buf, new in new_bufs:
         update += [f"# {buf.name} <- its new value", *copy_lines(buf, new)]
     # the k-th dropout mask of step t is drawn from dropout_seed(seed, t, k)
@@ -509,7 +520,7 @@ def lower_train(
             summary=summary,
             kernels=KERNELS,
             pool=POOL if em.threaded else "",
-            need=_need("TRAIN_KERNELS", em.kernels),
+            need=_need(REGISTRY["train"], em.kernels),
         )
         + (f"from symbp.distributed.kernel import {allreduce}\n" if allreduce else "")
         + consts
@@ -543,6 +554,10 @@ def lower_train(
         "seeds": [str(s.arg) for s in seeds],
         "ints": 11 if allreduce else 4,  # symbp.distributed.kernel.N_INTS: the MPI slots
         "distributed": allreduce is not None,
+        "schedule": _schedule(em, cuts),
+        "summary": summary,
+        "kernels": list(em.kernels),  # called by symbol: registered by TRAIN_KERNELS = need(...)
+        "blas": em.calls_blas,  # calls np.dot: run with OpenBLAS on one thread
     }
     return Lowered(source, spec)
 
@@ -669,12 +684,13 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         *indent(forward, 1),
         *indent(copy_out, 1),
     ]
+    summary = f"Forward pass of {len(params)} parameters."
     source = HEADER.format(
         title=title,
-        summary=f"Forward pass of {len(params)} parameters.",
+        summary=summary,
         kernels=KERNELS,
         pool=POOL if em.threaded else "",
-        need=_need("PREDICT_KERNELS", em.kernels),
+        need=_need(REGISTRY["predict"], em.kernels),
     )
     source += (
         "".join(f"\n\n{f}\n" for f in em.functions)
@@ -700,8 +716,21 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
             "shape": [None if isinstance(d, sympy.Expr) else d for d in x.shape],
             "dtype": str(x.dtype),
         },
+        "schedule": _schedule(em, {"forward": (0, len(em.headings))}),
+        "summary": summary,
+        "kernels": list(em.kernels),  # called by symbol: PREDICT_KERNELS = need(...)
+        "blas": em.calls_blas,  # calls np.dot: run with OpenBLAS on one thread
     }
     return Lowered(source, spec)
+
+
+def _schedule(em: Emitter, cuts: dict[str, tuple[int, int]]) -> list[list[Any]]:
+    """The kernel schedule as the spec keeps it (plain lists: the entry's ``SPEC`` literal):
+    [section, [[heading, opens a loop], ...]] per section, the headings as the emitter wrote
+    them above each loop (``symbp show --stage kernels``, ``SYMBP_DEBUG=3``)."""
+    return [
+        [name, [[text, own] for text, own in em.headings[a:b]]] for name, (a, b) in cuts.items()
+    ]
 
 
 def _const_line(name: str, value: np.ndarray) -> str:
