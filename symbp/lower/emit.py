@@ -97,6 +97,9 @@ class Emitter:
         self.serial = False
         self.rows = False  # writing such a loop: the step's views are the block's rows
         self.kernels: list[str] = []  # the product kernels it calls by symbol (call_<name>)
+        # the helpers its code calls by name (support, conv_kernels, numba's prange): what the
+        # module imports, no more
+        self.uses: set[str] = set()
         # functions of their own, written before the program's (a loop's body, shared by the
         # loops of one body: ``_as_function``), and each one's (name, parameters) by key
         self.functions: list[str] = []
@@ -107,11 +110,16 @@ class Emitter:
         self.row_offset: str | None = None
         # a distributed program's (allreduce kernel, the status it returns when MPI fails):
         # a psum node calls it; None: one process, where a sum across ranks is the value
-        self.collective: tuple[str, int] | None = None
+        self.collective: tuple[str, int | str] | None = None
         self.sched = sched
         self.invariant = invariant
         self._syms: dict[str, sympy.Symbol] = {}
         self._kid = itertools.count()
+
+    def use(self, name: str) -> str:
+        """``name``, a helper the module must import, as the code calls it."""
+        self.uses.add(name)
+        return name
 
     # ------------------------------------------------------------ reading through views
 
@@ -171,7 +179,7 @@ class Emitter:
         return n.arg.expr.xreplace({xsym(i): self.read(s, idx) for i, s in enumerate(n.src)})
 
     def code(self, expr: sympy.Expr, dtype: np.dtype) -> str:
-        return NumbaPrinter(dict(self.invariant), _DT.get(dtype, "f64")).doprint(expr)
+        return NumbaPrinter(dict(self.invariant), _DT.get(dtype, "f64"), self.uses).doprint(expr)
 
     # ------------------------------------------------------------ formulas -> statements
 
@@ -215,13 +223,13 @@ class Emitter:
         exprs = [hoist(sympy.sympify(e)) for e in exprs]
         kt = _DT.get(dtype, "f64")
         pre = []
-        f64 = NumbaPrinter(dict(self.invariant), "f64")
+        f64 = NumbaPrinter(dict(self.invariant), "f64", self.uses)
         for e, s in hoisted.items():
             value = f64.doprint(e)
             pre.append(f"{s.name} = {kt}({value})" if kt == "f32" else f"{s.name} = {value}")
         temps = (sympy.Symbol(f"c{kid}_{i}", real=True) for i in itertools.count())
         repl, reduced = sympy.cse(list(exprs), symbols=temps, order="none")
-        printer = NumbaPrinter(dict(self.invariant), kt)
+        printer = NumbaPrinter(dict(self.invariant), kt, self.uses)
         body = [f"{s.name} = {printer.doprint(e)}" for s, e in repl]
         if len(targets) == 1:
             body.append(f"{targets[0]} {op} {printer.doprint(reduced[0])}")
@@ -260,6 +268,7 @@ class Emitter:
         out = [head.sub(r"for \1 in prange(B):", line) for line in lines]
         if out != lines:
             self.parallel = True
+            self.use("prange")
         return out
 
     def elementwise(self, n: Node, out: Buffer, copy: bool = False) -> list[str]:
@@ -327,7 +336,8 @@ class Emitter:
                 assert buf is not None
                 strides = [numel_code(x.shape[a + 1 :]) for a in range(lead)]
                 start = " + ".join(f"{v}*{s}" for v, s in zip(idx, strides) if v != "0")
-                call = f"acc = run_sum_{kt}({buf.name}, {start or '0'}, {int(count)})"
+                run_sum = self.use(f"run_sum_{kt}")
+                call = f"acc = {run_sum}({buf.name}, {start or '0'}, {int(count)})"
                 return zero + pre + _loops(x.shape[:lead], idx[:lead], [call, *merge("acc")])
             step = ["if v > acc or v != v:", "    acc = v"] if is_max else ["acc += v"]
             inner = _loops(x.shape[lead:], idx[lead:], body + step)
@@ -360,9 +370,9 @@ class Emitter:
             stride = stride * sympy.sympify(d)
         flat = " + ".join(reversed(terms)) or "0"
         key = self.sched.names.fresh(f"{out.name}_key")
-        hit = f"bernoulli_bits({key}, {flat}) < np.uint64({thr})"
+        hit = f"{self.use('bernoulli_bits')}({key}, {flat}) < np.uint64({thr})"
         return [
-            f"{key} = bernoulli_key({self.read(n.src[0], [])})",
+            f"{key} = {self.use('bernoulli_key')}({self.read(n.src[0], [])})",
             *_loops(n.shape, idx, [f"{at(out, idx)} = {one} if {hit} else {zero}"]),
         ]
 
@@ -377,7 +387,7 @@ class Emitter:
         """``out = op(a) @ op(b)`` through the BLAS: MKL's gemm where symbp loaded it, else
         ``np.dot`` (SciPy's OpenBLAS, run on the calling thread: ``runtime.one_blas_thread``)."""
         if self.mkl and kt in ("f32", "f64"):
-            return f"gemm_{kt}({a}, {ta}, {b}, {tb}, {out})"
+            return f"{self.use(f'gemm_{kt}')}({a}, {ta}, {b}, {tb}, {out})"
         return f"np.dot({a}{'.T' if ta else ''}, {b}{'.T' if tb else ''}, {out})"
 
     def large_product(self, kt: str, a: str, ta: bool, b: str, tb: bool, out: str) -> str:
@@ -391,7 +401,7 @@ class Emitter:
         """A call of the product kernel ``name`` through its symbol (``conv_kernels.need``)."""
         if name not in self.kernels:
             self.kernels.append(name)
-        return f"call_{name}({', '.join(str(a) for a in args)})"
+        return f"{self.use(f'call_{name}')}({', '.join(str(a) for a in args)})"
 
     def operand(self, n: Node) -> tuple[Buffer, bool]:
         """The buffer behind a matmul operand, and whether it is read transposed."""
@@ -563,7 +573,7 @@ class Emitter:
         produced = w.shape[1] if kernel == "input_grad" else w.shape[0]
         narrow = "_narrow" if produced <= simd.lanes(n.dtype) else ""
         self.threaded = True
-        return [f"conv2d_{kernel}_{kt}{narrow}({', '.join(args)}, {geometry})"]
+        return [f"{self.use(f'conv2d_{kernel}_{kt}{narrow}')}({', '.join(args)}, {geometry})"]
 
     def _emit_conv2d(self, n: Node, out: Buffer) -> list[str]:
         x, w = (self._src(s) for s in n.src)
@@ -726,7 +736,7 @@ class Emitter:
         loops = _loops(p.shape, idx, body)
         n = sympy.sympify(numel_code(p.shape))
         if n.is_Number and int(n) >= PARALLEL_UPDATE:  # memory-bound: use both cores
-            loops[0] = loops[0].replace(" in range(", " in prange(", 1)
+            loops[0] = loops[0].replace(" in range(", f" in {self.use('prange')}(", 1)
             self.parallel = True
         return [f"# update {title or p.name}: {rule}", *pre, *loops]
 
@@ -959,7 +969,9 @@ def copy_lines(dst: Buffer, src: Buffer) -> list[str]:
     return _loops(dst.shape, idx, [f"{at(dst, idx)} = {at(src, idx)}"])
 
 
-def allreduce_call(kernel: str, array: str, start: object, count: object, failed: int) -> list[str]:
+def allreduce_call(
+    kernel: str, array: str, start: object, count: object, failed: int | str
+) -> list[str]:
     """Sum ``array[start:start + count]`` over the ranks in place with ``kernel``
     (``symbp.distributed.kernel``); MPI's error code stops the program with ``failed``."""
     return [
@@ -1441,10 +1453,11 @@ def _at_step(buf: Buffer, step: str) -> str:
     return f"{buf.name}[{step}]" if len(buf.shape) > 1 else f"{buf.name}[{step}:{step} + 1]"
 
 
-def _carve_code(src: str, start: object, shape: Sequence[object]) -> str:
+def _carve_code(em: Emitter, src: str, start: object, shape: Sequence[object]) -> str:
     """A view of ``shape`` into the flat array ``src`` at ``start``, as the arenas carve."""
     if len(shape) > 1:
-        return f"carve({src}, {dim_code(start)}, ({', '.join(dim_code(d) for d in shape)}))"
+        dims = ", ".join(dim_code(d) for d in shape)
+        return f"{em.use('carve')}({src}, {dim_code(start)}, ({dims}))"
     end = sympy.sympify(start) + sympy.sympify(numel_code(shape))
     return f"{src}[{dim_code(start)}:{dim_code(end)}]"
 
@@ -1452,7 +1465,8 @@ def _carve_code(src: str, start: object, shape: Sequence[object]) -> str:
 def _body_lines(em: Emitter, n: Node) -> list[str]:
     """The kernels of ``n``'s body, emitted in its schedule; what they use is the program's."""
     sub = Emitter(em.sched.bodies[n], em.invariant, em.mkl)
-    sub.kernels, sub._kid = em.kernels, em._kid  # one list of library kernels, unique locals
+    # one list of library kernels and helpers, unique locals
+    sub.kernels, sub.uses, sub._kid = em.kernels, em.uses, em._kid
     sub.row_offset, sub.collective = em.row_offset, em.collective
     sub.serial = em.serial or em.rows
     lines = [line for k in sub.sched.kernels for line in sub.kernel(k)]
@@ -1523,7 +1537,7 @@ def _as_function(em: Emitter, n: Node, out: Buffer, write: Callable[[], list[str
     args = ", ".join([*outer, *inner, "B", *bounds])
     return [
         f"{nblocks} = min(THREADS, B)",
-        f"for {blk} in prange({nblocks}):",
+        f"for {blk} in {em.use('prange')}({nblocks}):",
         f"    {name}({args})",
     ]
 
@@ -1564,7 +1578,7 @@ def _loop_head(
         if len(shapes) == 1:
             return _at_step(saved, t) + rows
         start = sum((sympy.sympify(numel_code(s)) for s in shapes[:k]), sympy.Integer(0))
-        return _carve_code(f"{saved.name}[{t}]", start, shapes[k]) + rows
+        return _carve_code(em, f"{saved.name}[{t}]", start, shapes[k]) + rows
 
     return [
         f"for {step} in range({bounds}):",
@@ -1631,7 +1645,7 @@ def _loop_vjp_lines(em: Emitter, n: Node, out: Buffer) -> list[str]:
     layout = _vjp_layout(em, n)
     rows = "[r0:r1]" if em.rows else ""
     views = [
-        f"{b.name} = {_carve_code(out.name, start, shape)}{sub}"
+        f"{b.name} = {_carve_code(em, out.name, start, shape)}{sub}"
         for b, (start, shape), sub in zip(
             [g, gx, *accs, d_carry, *stacks],
             layout,
@@ -1669,13 +1683,13 @@ def _sums_after(em: Emitter, n: Node, out: Buffer) -> list[str]:
             continue
         start, shape = layout[2 + k]
         acc = Buffer(em.sched.names.fresh(f"{out.name}_acc"), tuple(shape), n.dtype, "work")
-        lines.append(f"{acc.name} = {_carve_code(out.name, start, shape)}")
+        lines.append(f"{acc.name} = {_carve_code(em, out.name, start, shape)}")
         flat = []
         for _ in range(1 if how == "rows" else 2):  # each stored value, its steps' rows
             v, (at_, _) = next(blocks)
             name = em.sched.names.fresh(f"{out.name}_rows")
             rows = (steps * v.shape[0], *v.shape[1:])
-            lines.append(f"{name} = {_carve_code(out.name, at_, rows)}")
+            lines.append(f"{name} = {_carve_code(em, out.name, at_, rows)}")
             flat.append((name, rows))
         if how == "product":
             (a, _), (y, _) = flat
