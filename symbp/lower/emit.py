@@ -114,6 +114,7 @@ class Emitter:
         self.sched = sched
         self.invariant = invariant
         self._syms: dict[str, sympy.Symbol] = {}
+        self._codes: dict[sympy.Symbol, str] = {}  # a symbol named by its key: its code
         self._kid = itertools.count()
 
     def use(self, name: str) -> str:
@@ -123,17 +124,26 @@ class Emitter:
 
     # ------------------------------------------------------------ reading through views
 
-    def sym(self, code: str) -> sympy.Symbol:
-        s = self._syms.get(code)
+    def sym(self, code: str, key: str | None = None) -> sympy.Symbol:
+        """The symbol of a read that prints as ``code``, named ``key`` (``Buffer.key``: what
+        SymPy orders it by in a formula) where that differs."""
+        key = key or code
+        s = self._syms.get(key)
         if s is None:
-            s = self._syms[code] = sympy.Symbol(code, real=True)
+            s = self._syms[key] = sympy.Symbol(key, real=True)
+            if key != code:
+                self._codes[s] = code
         return s
+
+    def names(self) -> dict[sympy.Symbol, str]:
+        """What the printers print each symbol as: the invariants' locals, the reads' code."""
+        return {**self.invariant, **self._codes}
 
     def read(self, n: Node, idx: Sequence[str], top: bool = False) -> sympy.Expr:
         """The value of node ``n`` at index ``idx`` as a SymPy expression of buffer reads."""
         buf = self.sched.buffers.get(n)
         if buf is not None and not top:
-            return self.sym(at(buf, idx))
+            return self.sym(at(buf, idx), buf.read_key(idx))
         rule = lowering(n).read
         if rule is None:
             raise LoweringError(f"the Numba backend cannot read a '{n.op}' node through a view")
@@ -163,11 +173,12 @@ class Emitter:
         return self.read(n.src[0], _reshape_index(n.src[0].shape, n.shape, idx))
 
     def _read_cast(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
-        inner = self.code(self.read(n.src[0], idx), n.src[0].dtype)
+        value = self.read(n.src[0], idx)
+        inner, key = self.code(value, n.src[0].dtype), self.code(value, n.src[0].dtype, True)
         if n.dtype.kind == "b":  # to bool: nonzero (NaN included) is True, as PyTorch
-            return self.sym(f"int({inner} != 0)")
+            return self.sym(f"int({inner} != 0)", f"int({key} != 0)")
         conv = _DT.get(n.dtype, "int")
-        return self.sym(f"{conv}({inner})")
+        return self.sym(f"{conv}({inner})", f"{conv}({key})")
 
     def _read_onehot(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
         label = self.read(n.src[0], idx[:-1])
@@ -178,8 +189,10 @@ class Emitter:
     def _read_ew(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
         return n.arg.expr.xreplace({xsym(i): self.read(s, idx) for i, s in enumerate(n.src)})
 
-    def code(self, expr: sympy.Expr, dtype: np.dtype) -> str:
-        return NumbaPrinter(dict(self.invariant), _DT.get(dtype, "f64"), self.uses).doprint(expr)
+    def code(self, expr: sympy.Expr, dtype: np.dtype, keys: bool = False) -> str:
+        """``expr`` as code (``keys``: with its reads' keys, to name a symbol by)."""
+        names = dict(self.invariant) if keys else self.names()
+        return NumbaPrinter(names, _DT.get(dtype, "f64"), self.uses).doprint(expr)
 
     # ------------------------------------------------------------ formulas -> statements
 
@@ -223,13 +236,13 @@ class Emitter:
         exprs = [hoist(sympy.sympify(e)) for e in exprs]
         kt = _DT.get(dtype, "f64")
         pre = []
-        f64 = NumbaPrinter(dict(self.invariant), "f64", self.uses)
+        f64 = NumbaPrinter(self.names(), "f64", self.uses)
         for e, s in hoisted.items():
             value = f64.doprint(e)
             pre.append(f"{s.name} = {kt}({value})" if kt == "f32" else f"{s.name} = {value}")
         temps = (sympy.Symbol(f"c{kid}_{i}", real=True) for i in itertools.count())
         repl, reduced = sympy.cse(list(exprs), symbols=temps, order="none")
-        printer = NumbaPrinter(dict(self.invariant), kt, self.uses)
+        printer = NumbaPrinter(self.names(), kt, self.uses)
         body = [f"{s.name} = {printer.doprint(e)}" for s, e in repl]
         if len(targets) == 1:
             body.append(f"{targets[0]} {op} {printer.doprint(reduced[0])}")
@@ -330,7 +343,7 @@ class Emitter:
             lead = x.ndim - trailing
             count = sympy.Mul(*(sympy.sympify(d) for d in x.shape[lead:]))
             buf = self.sched.buffers.get(x)
-            plain = buf is not None and str(value) == at(buf, idx) and not (is_max or sib)
+            plain = buf is not None and str(value) == buf.read_key(idx) and not (is_max or sib)
             if plain and count.is_Number and int(count) >= 64 and kt != "int":
                 # a stored array's contiguous runs: summed on vectors (support.run_sum_*)
                 assert buf is not None
@@ -370,9 +383,10 @@ class Emitter:
             stride = stride * sympy.sympify(d)
         flat = " + ".join(reversed(terms)) or "0"
         key = self.sched.names.fresh(f"{out.name}_key")
+        seed = n.src[0].dtype
         hit = f"{self.use('bernoulli_bits')}({key}, {flat}) < np.uint64({thr})"
         return [
-            f"{key} = {self.use('bernoulli_key')}({self.read(n.src[0], [])})",
+            f"{key} = {self.use('bernoulli_key')}({self.code(self.read(n.src[0], []), seed)})",
             *_loops(n.shape, idx, [f"{at(out, idx)} = {one} if {hit} else {zero}"]),
         ]
 
@@ -732,7 +746,10 @@ class Emitter:
         targets = [at(p, idx)] + [at(u.state[s], idx) for s in u.new_state]
         exprs = [e.xreplace(sub) for e in (u.new_p, *u.new_state.values())]
         pre, body = self.assign(targets, exprs, p.dtype)
-        rule = "; ".join(f"{k} <- {v}" for k, v in [("p", u.new_p), *u.new_state.items()])
+        # per entry: p, g, the state and the hyperparameters are numbers here
+        rule = "; ".join(
+            f"{k} ← {text(v, hadamard=False)}" for k, v in [("p", u.new_p), *u.new_state.items()]
+        )
         loops = _loops(p.shape, idx, body)
         n = sympy.sympify(numel_code(p.shape))
         if n.is_Number and int(n) >= PARALLEL_UPDATE:  # memory-bound: use both cores
@@ -806,8 +823,28 @@ def _describe(n: Node, sched: Schedule) -> str:
 Namer = Callable[[Node], str]
 
 
+def text(expr: sympy.Expr, hadamard: bool = True) -> str:
+    """``expr`` as the formulas print it (``symbp.formulas.text``: ``δ2·W2``, ``[z1 > 0]``,
+    ``Σ_batch``), for a comment; ``hadamard``: products of tensors print as ⊙."""
+    # the formulas' printer, a tool above the compiler: imported when a program is written
+    from symbp.formulas.text import to_text
+
+    return to_text(expr, hadamard)
+
+
+def _sym(code: str) -> sympy.Symbol:
+    """A shown name (``h``, ``onehot(y)``) as a symbol of a comment's formula."""
+    return sympy.Symbol(code, real=True)
+
+
 def _formula(n: Node, name: Namer) -> str:
-    return str(n.arg.expr.xreplace({xsym(i): sympy.Symbol(name(s)) for i, s in enumerate(n.src)}))
+    return text(n.arg.expr.xreplace({xsym(i): _sym(name(s)) for i, s in enumerate(n.src)}))
+
+
+def _product(n: Node, name: Namer) -> str:
+    from symbp.formulas.vocabulary import Dot
+
+    return text(Dot(*(_sym(name(s)) for s in n.src)))
 
 
 def _copy_of(n: Node, name: Namer) -> str:  # a view stored as an output, or an input copied
@@ -815,8 +852,16 @@ def _copy_of(n: Node, name: Namer) -> str:  # a view stored as an output, or an 
 
 
 def _reduction(n: Node, name: Namer) -> str:
+    from symbp.formulas.vocabulary import MaxOver, SumOver
+
     axes, keepdim = n.arg
-    return f"{n.op}({name(n.src[0])}, axes={axes}{', keepdim' if keepdim else ''})"
+    x = n.src[0]
+    whole = len(axes) == x.ndim
+    args = (_sym(name(x)), sympy.Tuple(*axes), sympy.sympify(bool(keepdim)))
+    if n.op == "max":
+        return text(MaxOver(*args, sympy.sympify(whole)))
+    batch = tuple(axes) == (0,) and x.shape[0] == B  # Σ_batch, Σ_dim1, Σ (all)
+    return text(SumOver(*args, 2 if whole else 1 if batch else 0))
 
 
 def _window(n: Node, name: Namer) -> str:
@@ -1730,7 +1775,7 @@ LOWERING: dict[str, Lowering] = {
     "cast": _view(Emitter._read_cast),
     "expand": _view(Emitter._read_expand, _same),
     "reshape": _view(Emitter._read_reshape, _same),
-    "transpose": _view(Emitter._read_transpose, lambda n, name: name(n.src[0]) + ".T"),
+    "transpose": _view(Emitter._read_transpose, lambda n, name: name(n.src[0]) + "ᵀ"),
     "detach": _view(Emitter._read_detach, _same),
     "psum": Lowering(_emit_psum, lambda n, name: f"sum over ranks of {name(n.src[0])}"),
     "onehot": _view(
@@ -1740,7 +1785,7 @@ LOWERING: dict[str, Lowering] = {
     ),
     "sum": Lowering(Emitter._emit_sum, _reduction),
     "max": Lowering(Emitter._emit_max, _reduction),
-    "matmul": Lowering(Emitter.matmul, lambda n, name: f"{name(n.src[0])} @ {name(n.src[1])}"),
+    "matmul": Lowering(Emitter.matmul, _product),
     "bernoulli": Lowering(
         Emitter._emit_bernoulli,
         lambda n, name: f"bernoulli(seed={name(n.src[0])}, p={n.arg[0]})",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp.ir import B, Names, Node, numel, toposort, type_str
+from symbp.ir import B, Names, Node, layer_numbers, module_parameter, numel, toposort, type_str
 from symbp.lower import conv_kernels
 from symbp.lower.emit import (
     _DT,
@@ -47,7 +47,7 @@ HEADER = '''\
 import math
 
 import numpy as np
-from numba import {numba}
+{pool_import}from numba import {numba}
 {imports}
 f32 = np.float32
 f64 = np.float64
@@ -59,8 +59,6 @@ f64 = np.float64
 # (Numba 0.68: the pool's start hook is not passed on): that cached code would crash at its first
 # parallel region. Modules that call the library kernels start the pool themselves (~30 ms once).
 POOL = """
-import numba  # noqa: E402
-
 THREADS = numba.get_num_threads()  # starts Numba's thread pool: see symbp.lower.program.POOL
 """
 
@@ -88,6 +86,7 @@ def _header(
         imports=imports,
         constants=constants,
         pool=POOL if em.threaded else "",
+        pool_import="import numba\n" if em.threaded else "",
         need=_need(need, em.kernels),
     )
 
@@ -251,6 +250,35 @@ def _place(arenas: dict[str, _Arena], first: list[Buffer], sched: Schedule) -> N
         if buf.arena in arenas and buf.arena != "W" and buf.name not in placed:
             placed.add(buf.name)
             arenas[buf.arena].add(buf)
+
+
+def _wrap(lines: list[str], width: int = 100) -> list[str]:
+    """Comment lines longer than ``width`` (a kernel's formula) broken at spaces, each
+    continuation indented under the first."""
+    out = []
+    for line in lines:
+        body = line.lstrip()
+        if len(line) <= width or not body.startswith("# "):
+            out.append(line)
+            continue
+        pad = line[: len(line) - len(body)]
+        parts = textwrap.wrap(body[2:], width - len(pad) - 2, subsequent_indent="    ",
+                              break_long_words=False, break_on_hyphens=False)  # fmt: skip
+        out += [f"{pad}# {part}" for part in parts]
+    return out
+
+
+def _functions(em: Emitter) -> str:
+    """The functions of their own the program calls (a loop's body), before it."""
+    return "".join("\n\n" + "\n".join(_wrap(f.splitlines())) + "\n" for f in em.functions)
+
+
+def _layers(params: Sequence[ParamSpec]) -> dict[Node, tuple[str, str]]:
+    """(attribute, layer number) of each module parameter, numbered as the formulas number
+    them (``W1, b1``), from which the schedule names the layers' tensors (``z1``, ``delta1``)."""
+    numbers = layer_numbers(p.name for p in params)
+    return {p.node: (pa[1], numbers[pa[0]]) for p in params
+            if (pa := module_parameter(p.name)) is not None}  # fmt: skip
 
 
 def _data_buffer(names: Names, name: str, node: Node) -> Buffer:
@@ -418,7 +446,11 @@ def lower_train(
     loss_buf = Buffer(names.fresh("loss"), (), loss.dtype, "work", loss)
     outputs.insert(0, (loss_buf, loss))
 
-    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names.taken))
+    layers = _layers(params)
+    weight_grads = {grads[p.name]: layers[p.node][1] for p in params
+                    if p.name in grads and layers.get(p.node, ("",))[0] == "weight"}  # fmt: skip
+    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names.taken),
+                     layers=layers, weight_grads=weight_grads)  # fmt: skip
 
     _place(arenas, [*data_bufs.values(), *seed_bufs], sched)
     carve = work.lines + iwork.lines
@@ -567,12 +599,12 @@ def lower_train(
     source = (
         _header(em, title, summary, "TRAIN_KERNELS", [W, work, iwork], CONSTANTS, allreduce)
         + consts
-        + "".join(f"\n\n{f}\n" for f in em.functions)
+        + _functions(em)
         + "\n\n"
         + "\n".join(
             [
                 *TRAIN_DEF.replace("nogil=True)", parallel).splitlines(),
-                *indent(body, 1),
+                *_wrap(indent(body, 1)),
             ]
         )
         + "\n"
@@ -703,7 +735,8 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
     xbuf = _data_buffer(names, "x", x)
     inputs[x] = xbuf
     obuf = Buffer(names.fresh("out"), out.shape, out.dtype, "work", out)
-    sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names.taken))
+    sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names.taken),
+                     layers=_layers(params))  # fmt: skip
     work, iwork = _Arena("work"), _Arena("iwork")
     arenas = {"work": work, "iwork": iwork}
     _place(arenas, [xbuf], sched)
@@ -726,14 +759,14 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
     summary = f"Forward pass of {len(params)} parameters."
     source = _header(em, title, summary, "PREDICT_KERNELS", [work, iwork])
     source += (
-        "".join(f"\n\n{f}\n" for f in em.functions)
+        _functions(em)
         + "\n\n"
         + "\n".join(
             [
                 '@njit(cache=True, error_model="numpy", nogil=True)',
                 f"def predict(X, batch_size, work, iwork, OUT, {', '.join(pnames)}):",
                 '    """OUT[start:start+B] = the model applied to X[start:start+B], in batches."""',
-                *indent(body, 1),
+                *_wrap(indent(body, 1)),
             ]
         )
         + "\n"
