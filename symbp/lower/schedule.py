@@ -431,7 +431,9 @@ def formula_names(
             k = one({hidden[s] for s in reads(n) if s in hidden})
             if k is not None:
                 names[n] = f"s{k}"
-    for g, k in weight_grads.items():  # the δ a weight's gradient reads
+    for g, k in weight_grads.items():  # the δ a weight's gradient (a product) reads
+        if _through(g).op not in ("matmul", "conv2d_weight_grad"):
+            continue  # a norm's scale: its gradient is a sum of δ ⊙ x̂, whose δ is no buffer
         for s in (_through(s) for s in _through(g).src):
             if s not in forward and s.op != "input" and s not in names:
                 names[s] = f"delta{k}"
