@@ -300,9 +300,11 @@ def versions() -> str:
     h = hashlib.sha256()
     # The files that turn a traced program into compiled code (the key holds the traced program
     # itself): differentiation, simplification, lowering, the runtime and the update rules.
+    # (and the formulas' text printer, which writes the kernels' comments)
     stages = [root / f for f in ("ir.py", "ops.py", "scalar.py", "autodiff.py", "simplify.py",
                                  "loops.py", "api.py", "runtime.py", "compiled.py",
-                                 "cache.py")]  # fmt: skip
+                                 "cache.py", "formulas/text.py", "formulas/layout.py",
+                                 "formulas/index.py", "formulas/vocabulary.py")]  # fmt: skip
     for f in sorted(
         stages + list((root / "lower").glob("*.py")) + list((root / "optim").glob("*.py"))
     ):
