@@ -135,7 +135,7 @@ class Emitter:
                 self._codes[s] = code
         return s
 
-    def names(self) -> dict[sympy.Symbol, str]:
+    def printed(self) -> dict[sympy.Symbol, str]:
         """What the printers print each symbol as: the invariants' locals, the reads' code."""
         return {**self.invariant, **self._codes}
 
@@ -191,7 +191,7 @@ class Emitter:
 
     def code(self, expr: sympy.Expr, dtype: np.dtype, keys: bool = False) -> str:
         """``expr`` as code (``keys``: with its reads' keys, to name a symbol by)."""
-        names = dict(self.invariant) if keys else self.names()
+        names = dict(self.invariant) if keys else self.printed()
         return NumbaPrinter(names, _DT.get(dtype, "f64"), self.uses).doprint(expr)
 
     # ------------------------------------------------------------ formulas -> statements
@@ -236,13 +236,13 @@ class Emitter:
         exprs = [hoist(sympy.sympify(e)) for e in exprs]
         kt = _DT.get(dtype, "f64")
         pre = []
-        f64 = NumbaPrinter(self.names(), "f64", self.uses)
+        f64 = NumbaPrinter(self.printed(), "f64", self.uses)
         for e, s in hoisted.items():
             value = f64.doprint(e)
             pre.append(f"{s.name} = {kt}({value})" if kt == "f32" else f"{s.name} = {value}")
         temps = (sympy.Symbol(f"c{kid}_{i}", real=True) for i in itertools.count())
         repl, reduced = sympy.cse(list(exprs), symbols=temps, order="none")
-        printer = NumbaPrinter(self.names(), kt, self.uses)
+        printer = NumbaPrinter(self.printed(), kt, self.uses)
         body = [f"{s.name} = {printer.doprint(e)}" for s, e in repl]
         if len(targets) == 1:
             body.append(f"{targets[0]} {op} {printer.doprint(reduced[0])}")

@@ -26,6 +26,7 @@ from symbp.ir import B, Names, Node, layer_numbers, module_parameter, numel, top
 from symbp.lower import conv_kernels
 from symbp.lower.emit import (
     _DT,
+    LOOP_VARS,
     Emitter,
     allreduce_call,
     at,
@@ -175,6 +176,8 @@ RESERVED = (
     "NONFINITE_LOSS", "BAD_LABEL", "NONFINITE_GRAD", "NONFINITE_DATA", "MPI_FAILED", "THREADS",
     "TRAIN_KERNELS", "PREDICT_KERNELS", "njit", "prange", "numba", "need", "carve", "shuffle",
     "dropout_seed", "train", "predict",
+    # loop indices: a kernel's, a gathered row's
+    *LOOP_VARS, *(f"j{d}" for d in range(1, 8)),
 )  # fmt: skip
 
 
