@@ -51,6 +51,9 @@ class Placement:
     (a reshape: C order is kept).
     ``loop``: its ``arg`` is a loop body (``symbp.loops.Loop``), scheduled on its own
     (``Schedule.bodies``) over buffers the emitter binds at every step.
+    ``naming``: what it is to the names of a layer's tensors (``formula_names``): an
+    ``"alias"`` of its source (read transposed, reshaped, broadcast, cast), a ``"product"``
+    (with a layer's weight: ``x_W1``; a weight's gradient reads the layer's δ), a ``"pool"``.
     """
 
     kind: Literal["input", "kernel", "view"]
@@ -61,31 +64,33 @@ class Placement:
     reduction: bool = False
     alias: bool = False
     loop: bool = False
+    naming: Literal["alias", "product", "pool"] | None = None
 
 
 _VIEW = Placement("view")
+_ALIAS = Placement("view", naming="alias")
 
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing).
 PLACEMENT: dict[str, Placement] = {
     "input": Placement("input"),
     "const": _VIEW,
     "ew": Placement("kernel", "ew", fuses=True),
-    "cast": _VIEW,
-    "expand": _VIEW,
-    "reshape": Placement("view", alias=True),
-    "transpose": Placement("view", operand="transposed"),
-    "detach": Placement("view", operand="same"),
+    "cast": _ALIAS,
+    "expand": _ALIAS,
+    "reshape": Placement("view", alias=True, naming="alias"),
+    "transpose": Placement("view", operand="transposed", naming="alias"),
+    "detach": Placement("view", operand="same", naming="alias"),
     "onehot": _VIEW,
     "sum": Placement("kernel", "sum", reduction=True),
     "max": Placement("kernel", "max", reduction=True),
-    "matmul": Placement("kernel", "mm", sources="blas"),
+    "matmul": Placement("kernel", "mm", sources="blas", naming="product"),
     "bernoulli": Placement("kernel", "mask"),  # a dropout mask, drawn from its seed's buffer
-    "conv2d": Placement("kernel", "conv", sources="buffers"),
-    "conv2d_input_grad": Placement("kernel", "dconv_x", sources="buffers"),
-    "conv2d_weight_grad": Placement("kernel", "dconv_w", sources="buffers"),
-    "maxpool2d": Placement("kernel", "maxpool", sources="buffers"),
+    "conv2d": Placement("kernel", "conv", sources="buffers", naming="product"),
+    "conv2d_input_grad": Placement("kernel", "dconv_x", sources="buffers", naming="product"),
+    "conv2d_weight_grad": Placement("kernel", "dconv_w", sources="buffers", naming="product"),
+    "maxpool2d": Placement("kernel", "maxpool", sources="buffers", naming="pool"),
     "maxpool2d_grad": Placement("kernel", "dmaxpool", sources="buffers"),
-    "avgpool2d": Placement("kernel", "avgpool", sources="buffers"),
+    "avgpool2d": Placement("kernel", "avgpool", sources="buffers", naming="pool"),
     "avgpool2d_grad": Placement("kernel", "davgpool", sources="buffers"),
     # a sum across ranks: stored, since MPI sums a buffer in place
     "psum": Placement("kernel", "psum"),
@@ -355,14 +360,9 @@ def schedule(
     return sched
 
 
-# what a name sees through: a tensor read transposed, reshaped, broadcast or cast is itself
-_ALIASES = ("transpose", "reshape", "expand", "detach", "cast")
-_PRODUCTS = ("matmul", "conv2d", "conv2d_input_grad")
-_POOLS = ("maxpool2d", "avgpool2d")
-
-
 def _through(n: Node) -> Node:
-    while n.op in _ALIASES:
+    """What a name sees through: a tensor read transposed, reshaped, broadcast is itself."""
+    while placement(n).naming == "alias":
         n = n.src[0]
     return n
 
@@ -395,7 +395,8 @@ def formula_names(
     product: dict[Node, str] = {}  # forward products with a layer's weight
     z: dict[Node, str] = {}
     for n in order:
-        if n.op in _PRODUCTS and (k := one({weight[s] for s in reads(n) if s in weight})):
+        product_op = placement(n).naming == "product"
+        if product_op and (k := one({weight[s] for s in reads(n) if s in weight})):
             if n in forward:
                 product[n] = k
             operand = next((i for i, s in enumerate(n.src) if _through(s) not in weight), None)
@@ -427,12 +428,12 @@ def formula_names(
         else:
             names[n] = "h" if one_hidden else f"h{k}"
     for n in order:  # a pooling of an activation: s_k
-        if n.op in _POOLS and n in forward:
+        if placement(n).naming == "pool" and n in forward:
             k = one({hidden[s] for s in reads(n) if s in hidden})
             if k is not None:
                 names[n] = f"s{k}"
     for g, k in weight_grads.items():  # the δ a weight's gradient (a product) reads
-        if _through(g).op not in ("matmul", "conv2d_weight_grad"):
+        if placement(_through(g)).naming != "product":
             continue  # a norm's scale: its gradient is a sum of δ ⊙ x̂, whose δ is no buffer
         for s in (_through(s) for s in _through(g).src):
             if s not in forward and s.op != "input" and s not in names:
