@@ -200,6 +200,10 @@ UPWARD = {
     ("symbp.compiler.ops", "symbp.distributed"): "psum's eager value is the sum over the ranks "
     "of the job that symbp.distributed runs over MPI (the identity in one process)",
     ("symbp.compiler.cache", "symbp"): "a cache key names the package's version",
+    ("symbp.compiler.lower.emit", "symbp.formulas.text"): "the kernels' comments are printed "
+    "as the formulas print them (issue 15), when a program is written",
+    ("symbp.compiler.lower.emit", "symbp.formulas.vocabulary"): "the comments' products and "
+    "sums are the formulas' own symbols (Dot, SumOver, MaxOver)",
 }
 
 

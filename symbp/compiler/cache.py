@@ -299,8 +299,10 @@ def versions() -> str:
     root = Path(symbp.__file__).parent
     h = hashlib.sha256()
     # The files that turn a traced program into compiled code (the key holds the traced program
-    # itself): the compiler, the pipeline that runs it, and the update rules.
-    stages = [root / "api.py", root / "compiled.py"]
+    # itself): the compiler, the pipeline that runs it, the update rules, and the formulas'
+    # text printer, which writes the kernels' comments.
+    stages = [root / "api.py", root / "compiled.py", root / "pipeline.py"]
+    stages += [root / "formulas" / f for f in ("text.py", "layout.py", "index.py", "vocabulary.py")]
     for f in sorted(
         stages + list((root / "compiler").rglob("*.py")) + list((root / "optim").glob("*.py"))
     ):

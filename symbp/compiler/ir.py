@@ -14,6 +14,7 @@ keeps the batch dimension symbolic, so one trace serves every batch size.
 from __future__ import annotations
 
 import contextlib
+import re
 import weakref
 from collections.abc import Container, Iterable, Iterator
 from typing import Any, TypeAlias
@@ -178,6 +179,31 @@ LABELS: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
 STEP_NAMES: weakref.WeakKeyDictionary[Node, dict[str, tuple[str, ...]]] = (
     weakref.WeakKeyDictionary()
 )
+
+# A leaf's name that symbp made up, not the model: param3, t0, in2 ("#2": a second of a name)
+AUTO_NAME = re.compile(r"(param|t|in)\d+(#\d+)?")
+
+
+def module_parameter(full: str | None) -> tuple[str, str] | None:
+    """(module path, attribute) of a module's parameter: ``fc1.weight`` -> ``("fc1",
+    "weight")``; a root Linear's are bare (``weight``, ``bias``); None for other names."""
+    if not full or AUTO_NAME.fullmatch(full):
+        return None
+    path, _, attr = full.rpartition(".")
+    attr = attr.split("#")[0]  # a second model's parameter of the same name: name#2
+    return (path, attr) if path or attr in ("weight", "bias") else None
+
+
+def layer_numbers(names: Iterable[str | None]) -> dict[str, str]:
+    """The number of each module (path) that holds parameters, as formulas and generated code
+    name its tensors (``W1``, ``z1``, ``δ1``): 1, 2 ... in the order of ``names`` (parameter
+    names, in the order the data flows through them); "" when there is one module."""
+    modules: dict[str, int] = {}
+    for full in names:
+        if (pa := module_parameter(full)) is not None:
+            modules.setdefault(pa[0], len(modules) + 1)
+    return {m: "" if len(modules) == 1 else str(k) for m, k in modules.items()}
+
 
 _scope: list[str] = []
 

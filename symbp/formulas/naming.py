@@ -12,7 +12,16 @@ from typing import Any
 
 import sympy
 
-from symbp.compiler.ir import LABELS, B, Node, consumers, toposort
+from symbp.compiler.ir import (
+    AUTO_NAME,
+    LABELS,
+    B,
+    Node,
+    consumers,
+    layer_numbers,
+    module_parameter,
+    toposort,
+)
 from symbp.compiler.ops import Formula
 from symbp.formulas.elementwise import MATH_ACTIVATIONS
 from symbp.formulas.layout import _RANK_DATA, _RANK_LAYER, _RANK_PARAM
@@ -29,7 +38,7 @@ from symbp.formulas.vocabulary import (
     _axes,
 )
 
-_AUTO_NAME = re.compile(r"(param|t|in)\d+(#\d+)?")
+_AUTO_NAME = AUTO_NAME
 _SHORT = {"weight": "W", "bias": "b"}
 # a recurrent layer's: weight_hh_l0 -> W_hh, bias_ih_l1_reverse -> b_ih_l1r
 _RECURRENT = re.compile(r"(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?")
@@ -92,18 +101,8 @@ class _Namer:
         return name
 
     def _name_params(self, wrt: Sequence[tuple[str | None, Node]]) -> None:
-        def split(full: str | None) -> tuple[str, str] | None:
-            """(module path, attribute) of a module's parameter; a root Linear's are bare."""
-            if not full or _AUTO_NAME.fullmatch(full):
-                return None
-            path, _, attr = full.rpartition(".")
-            attr = attr.split("#")[0]  # a second model's parameter of the same name: name#2
-            return (path, attr) if path or attr in _SHORT else None
-
-        modules: dict[str, int] = {}
-        for full, _ in wrt:
-            if (pa := split(full)) is not None:
-                modules.setdefault(pa[0], len(modules) + 1)
+        split = module_parameter
+        layers = layer_numbers(full for full, _ in wrt)  # the generated code's numbers too
         # A parameter named like one of another model gets "#2" (names are global); shown
         # without it unless that makes two alike.
         bare = Counter(re.sub(r"#\d+$", "", f) for f, _ in wrt if f)
@@ -111,7 +110,7 @@ class _Namer:
         for full, node in wrt:
             pa = split(full)
             if pa is not None:
-                k = "" if len(modules) == 1 else str(modules[pa[0]])
+                k = layers[pa[0]]
                 name = _short(pa[1], k)
                 self.groups[node] = k
             elif full and full.isidentifier() and not _AUTO_NAME.fullmatch(full):

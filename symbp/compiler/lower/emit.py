@@ -103,6 +103,9 @@ class Emitter:
         # whether it opens a loop of its own (False: computed in the loop before it)
         self.headings: list[tuple[str, bool]] = []
         self.calls_blas = False  # set when it writes an np.dot (runtime.one_blas_thread)
+        # the helpers its code calls by name (support, conv_kernels, numba's prange): what the
+        # module imports, no more
+        self.uses: set[str] = set()
         # functions of their own, written before the program's (a loop's body, shared by the
         # loops of one body: ``_as_function``), and each one's (name, parameters) by key
         self.functions: list[str] = []
@@ -113,25 +116,40 @@ class Emitter:
         self.row_offset: str | None = None
         # a distributed program's (allreduce kernel, the status it returns when MPI fails):
         # a psum node calls it; None: one process, where a sum across ranks is the value
-        self.collective: tuple[str, int] | None = None
+        self.collective: tuple[str, int | str] | None = None
         self.sched = sched
         self.invariant = invariant
         self._syms: dict[str, sympy.Symbol] = {}
+        self._codes: dict[sympy.Symbol, str] = {}  # a symbol named by its key: its code
         self._kid = itertools.count()
+
+    def use(self, name: str) -> str:
+        """``name``, a helper the module must import, as the code calls it."""
+        self.uses.add(name)
+        return name
 
     # ------------------------------------------------------------ reading through views
 
-    def sym(self, code: str) -> sympy.Symbol:
-        s = self._syms.get(code)
+    def sym(self, code: str, key: str | None = None) -> sympy.Symbol:
+        """The symbol of a read that prints as ``code``, named ``key`` (``Buffer.key``: what
+        SymPy orders it by in a formula) where that differs."""
+        key = key or code
+        s = self._syms.get(key)
         if s is None:
-            s = self._syms[code] = sympy.Symbol(code, real=True)
+            s = self._syms[key] = sympy.Symbol(key, real=True)
+            if key != code:
+                self._codes[s] = code
         return s
+
+    def printed(self) -> dict[sympy.Symbol, str]:
+        """What the printers print each symbol as: the invariants' locals, the reads' code."""
+        return {**self.invariant, **self._codes}
 
     def read(self, n: Node, idx: Sequence[str], top: bool = False) -> sympy.Expr:
         """The value of node ``n`` at index ``idx`` as a SymPy expression of buffer reads."""
         buf = self.sched.buffers.get(n)
         if buf is not None and not top:
-            return self.sym(at(buf, idx))
+            return self.sym(at(buf, idx), buf.read_key(idx))
         rule = lowering(n).read
         if rule is None:
             raise LoweringError(f"the Numba backend cannot read a '{n.op}' node through a view")
@@ -161,11 +179,12 @@ class Emitter:
         return self.read(n.src[0], _reshape_index(n.src[0].shape, n.shape, idx))
 
     def _read_cast(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
-        inner = self.code(self.read(n.src[0], idx), n.src[0].dtype)
+        value = self.read(n.src[0], idx)
+        inner, key = self.code(value, n.src[0].dtype), self.code(value, n.src[0].dtype, True)
         if n.dtype.kind == "b":  # to bool: nonzero (NaN included) is True, as PyTorch
-            return self.sym(f"int({inner} != 0)")
+            return self.sym(f"int({inner} != 0)", f"int({key} != 0)")
         conv = _DT.get(n.dtype, "int")
-        return self.sym(f"{conv}({inner})")
+        return self.sym(f"{conv}({inner})", f"{conv}({key})")
 
     def _read_onehot(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
         label = self.read(n.src[0], idx[:-1])
@@ -176,8 +195,10 @@ class Emitter:
     def _read_ew(self, n: Node, idx: Sequence[str]) -> sympy.Expr:
         return n.arg.expr.xreplace({xsym(i): self.read(s, idx) for i, s in enumerate(n.src)})
 
-    def code(self, expr: sympy.Expr, dtype: np.dtype) -> str:
-        return NumbaPrinter(dict(self.invariant), _DT.get(dtype, "f64")).doprint(expr)
+    def code(self, expr: sympy.Expr, dtype: np.dtype, keys: bool = False) -> str:
+        """``expr`` as code (``keys``: with its reads' keys, to name a symbol by)."""
+        names = dict(self.invariant) if keys else self.printed()
+        return NumbaPrinter(names, _DT.get(dtype, "f64"), self.uses).doprint(expr)
 
     # ------------------------------------------------------------ formulas -> statements
 
@@ -221,13 +242,13 @@ class Emitter:
         exprs = [hoist(sympy.sympify(e)) for e in exprs]
         kt = _DT.get(dtype, "f64")
         pre = []
-        f64 = NumbaPrinter(dict(self.invariant), "f64")
+        f64 = NumbaPrinter(self.printed(), "f64", self.uses)
         for e, s in hoisted.items():
             value = f64.doprint(e)
             pre.append(f"{s.name} = {kt}({value})" if kt == "f32" else f"{s.name} = {value}")
         temps = (sympy.Symbol(f"c{kid}_{i}", real=True) for i in itertools.count())
         repl, reduced = sympy.cse(list(exprs), symbols=temps, order="none")
-        printer = NumbaPrinter(dict(self.invariant), kt)
+        printer = NumbaPrinter(self.printed(), kt, self.uses)
         body = [f"{s.name} = {printer.doprint(e)}" for s, e in repl]
         if len(targets) == 1:
             body.append(f"{targets[0]} {op} {printer.doprint(reduced[0])}")
@@ -268,6 +289,7 @@ class Emitter:
         out = [head.sub(r"for \1 in prange(B):", line) for line in lines]
         if out != lines:
             self.parallel = True
+            self.use("prange")
         return out
 
     def elementwise(self, n: Node, out: Buffer, copy: bool = False) -> list[str]:
@@ -329,13 +351,14 @@ class Emitter:
             lead = x.ndim - trailing
             count = sympy.Mul(*(sympy.sympify(d) for d in x.shape[lead:]))
             buf = self.sched.buffers.get(x)
-            plain = buf is not None and str(value) == at(buf, idx) and not (is_max or sib)
+            plain = buf is not None and str(value) == buf.read_key(idx) and not (is_max or sib)
             if plain and count.is_Number and int(count) >= 64 and kt != "int":
                 # a stored array's contiguous runs: summed on vectors (support.run_sum_*)
                 assert buf is not None
                 strides = [numel_code(x.shape[a + 1 :]) for a in range(lead)]
                 start = " + ".join(f"{v}*{s}" for v, s in zip(idx, strides) if v != "0")
-                call = f"acc = run_sum_{kt}({buf.name}, {start or '0'}, {int(count)})"
+                run_sum = self.use(f"run_sum_{kt}")
+                call = f"acc = {run_sum}({buf.name}, {start or '0'}, {int(count)})"
                 return zero + pre + _loops(x.shape[:lead], idx[:lead], [call, *merge("acc")])
             step = ["if v > acc or v != v:", "    acc = v"] if is_max else ["acc += v"]
             inner = _loops(x.shape[lead:], idx[lead:], body + step)
@@ -368,9 +391,10 @@ class Emitter:
             stride = stride * sympy.sympify(d)
         flat = " + ".join(reversed(terms)) or "0"
         key = self.sched.names.fresh(f"{out.name}_key")
-        hit = f"bernoulli_bits({key}, {flat}) < np.uint64({thr})"
+        seed = n.src[0].dtype
+        hit = f"{self.use('bernoulli_bits')}({key}, {flat}) < np.uint64({thr})"
         return [
-            f"{key} = bernoulli_key({self.read(n.src[0], [])})",
+            f"{key} = {self.use('bernoulli_key')}({self.code(self.read(n.src[0], []), seed)})",
             *_loops(n.shape, idx, [f"{at(out, idx)} = {one} if {hit} else {zero}"]),
         ]
 
@@ -386,7 +410,7 @@ class Emitter:
         """``out = op(a) @ op(b)`` through the BLAS: MKL's gemm where symbp loaded it, else
         ``np.dot`` (SciPy's OpenBLAS, run on the calling thread: ``runtime.one_blas_thread``)."""
         if self.mkl and kt in ("f32", "f64"):
-            return f"gemm_{kt}({a}, {ta}, {b}, {tb}, {out})"
+            return f"{self.use(f'gemm_{kt}')}({a}, {ta}, {b}, {tb}, {out})"
         self.calls_blas = True
         return f"np.dot({a}{'.T' if ta else ''}, {b}{'.T' if tb else ''}, {out})"
 
@@ -401,7 +425,7 @@ class Emitter:
         """A call of the product kernel ``name`` through its symbol (``conv_kernels.need``)."""
         if name not in self.kernels:
             self.kernels.append(name)
-        return f"call_{name}({', '.join(str(a) for a in args)})"
+        return f"{self.use(f'call_{name}')}({', '.join(str(a) for a in args)})"
 
     def operand(self, n: Node) -> tuple[Buffer, bool]:
         """The buffer behind a matmul operand, and whether it is read transposed."""
@@ -573,7 +597,7 @@ class Emitter:
         produced = w.shape[1] if kernel == "input_grad" else w.shape[0]
         narrow = "_narrow" if produced <= simd.lanes(n.dtype) else ""
         self.threaded = True
-        return [f"conv2d_{kernel}_{kt}{narrow}({', '.join(args)}, {geometry})"]
+        return [f"{self.use(f'conv2d_{kernel}_{kt}{narrow}')}({', '.join(args)}, {geometry})"]
 
     def _emit_conv2d(self, n: Node, out: Buffer) -> list[str]:
         x, w = (self._src(s) for s in n.src)
@@ -730,11 +754,14 @@ class Emitter:
         targets = [at(p, idx)] + [at(u.state[s], idx) for s in u.new_state]
         exprs = [e.xreplace(sub) for e in (u.new_p, *u.new_state.values())]
         pre, body = self.assign(targets, exprs, p.dtype)
-        rule = "; ".join(f"{k} <- {v}" for k, v in [("p", u.new_p), *u.new_state.items()])
+        # per entry: p, g, the state and the hyperparameters are numbers here
+        rule = "; ".join(
+            f"{k} ← {text(v, hadamard=False)}" for k, v in [("p", u.new_p), *u.new_state.items()]
+        )
         loops = _loops(p.shape, idx, body)
         n = sympy.sympify(numel_code(p.shape))
         if n.is_Number and int(n) >= PARALLEL_UPDATE:  # memory-bound: use both cores
-            loops[0] = loops[0].replace(" in range(", " in prange(", 1)
+            loops[0] = loops[0].replace(" in range(", f" in {self.use('prange')}(", 1)
             self.parallel = True
         self.headings.append((f"update {title or p.name}: {rule}", False))
         return [f"# {self.headings[-1][0]}", *pre, *loops]
@@ -805,8 +832,28 @@ def _describe(n: Node, sched: Schedule) -> str:
 Namer = Callable[[Node], str]
 
 
+def text(expr: sympy.Expr, hadamard: bool = True) -> str:
+    """``expr`` as the formulas print it (``symbp.formulas.text``: ``δ2·W2``, ``[z1 > 0]``,
+    ``Σ_batch``), for a comment; ``hadamard``: products of tensors print as ⊙."""
+    # the formulas' printer, a tool above the compiler: imported when a program is written
+    from symbp.formulas.text import to_text
+
+    return to_text(expr, hadamard)
+
+
+def _sym(code: str) -> sympy.Symbol:
+    """A shown name (``h``, ``onehot(y)``) as a symbol of a comment's formula."""
+    return sympy.Symbol(code, real=True)
+
+
 def _formula(n: Node, name: Namer) -> str:
-    return str(n.arg.expr.xreplace({xsym(i): sympy.Symbol(name(s)) for i, s in enumerate(n.src)}))
+    return text(n.arg.expr.xreplace({xsym(i): _sym(name(s)) for i, s in enumerate(n.src)}))
+
+
+def _product(n: Node, name: Namer) -> str:
+    from symbp.formulas.vocabulary import Dot
+
+    return text(Dot(*(_sym(name(s)) for s in n.src)))
 
 
 def _copy_of(n: Node, name: Namer) -> str:  # a view stored as an output, or an input copied
@@ -814,8 +861,16 @@ def _copy_of(n: Node, name: Namer) -> str:  # a view stored as an output, or an 
 
 
 def _reduction(n: Node, name: Namer) -> str:
+    from symbp.formulas.vocabulary import MaxOver, SumOver
+
     axes, keepdim = n.arg
-    return f"{n.op}({name(n.src[0])}, axes={axes}{', keepdim' if keepdim else ''})"
+    x = n.src[0]
+    whole = len(axes) == x.ndim
+    args = (_sym(name(x)), sympy.Tuple(*axes), sympy.sympify(bool(keepdim)))
+    if n.op == "max":
+        return text(MaxOver(*args, sympy.sympify(whole)))
+    batch = tuple(axes) == (0,) and x.shape[0] == B  # Σ_batch, Σ_dim1, Σ (all)
+    return text(SumOver(*args, 2 if whole else 1 if batch else 0))
 
 
 def _window(n: Node, name: Namer) -> str:
@@ -968,7 +1023,9 @@ def copy_lines(dst: Buffer, src: Buffer) -> list[str]:
     return _loops(dst.shape, idx, [f"{at(dst, idx)} = {at(src, idx)}"])
 
 
-def allreduce_call(kernel: str, array: str, start: object, count: object, failed: int) -> list[str]:
+def allreduce_call(
+    kernel: str, array: str, start: object, count: object, failed: int | str
+) -> list[str]:
     """Sum ``array[start:start + count]`` over the ranks in place with ``kernel``
     (``symbp.distributed.kernel``); MPI's error code stops the program with ``failed``."""
     return [
@@ -1451,10 +1508,11 @@ def _at_step(buf: Buffer, step: str) -> str:
     return f"{buf.name}[{step}]" if len(buf.shape) > 1 else f"{buf.name}[{step}:{step} + 1]"
 
 
-def _carve_code(src: str, start: object, shape: Sequence[object]) -> str:
+def _carve_code(em: Emitter, src: str, start: object, shape: Sequence[object]) -> str:
     """A view of ``shape`` into the flat array ``src`` at ``start``, as the arenas carve."""
     if len(shape) > 1:
-        return f"carve({src}, {dim_code(start)}, ({', '.join(dim_code(d) for d in shape)}))"
+        dims = ", ".join(dim_code(d) for d in shape)
+        return f"{em.use('carve')}({src}, {dim_code(start)}, ({dims}))"
     end = sympy.sympify(start) + sympy.sympify(numel_code(shape))
     return f"{src}[{dim_code(start)}:{dim_code(end)}]"
 
@@ -1462,7 +1520,8 @@ def _carve_code(src: str, start: object, shape: Sequence[object]) -> str:
 def _body_lines(em: Emitter, n: Node) -> list[str]:
     """The kernels of ``n``'s body, emitted in its schedule; what they use is the program's."""
     sub = Emitter(em.sched.bodies[n], em.invariant, em.mkl)
-    sub.kernels, sub._kid = em.kernels, em._kid  # one list of library kernels, unique locals
+    # one list of library kernels and helpers, unique locals
+    sub.kernels, sub.uses, sub._kid = em.kernels, em.uses, em._kid
     sub.headings = em.headings  # the body's loops in the program's schedule
     sub.row_offset, sub.collective = em.row_offset, em.collective
     sub.serial = em.serial or em.rows
@@ -1535,7 +1594,7 @@ def _as_function(em: Emitter, n: Node, out: Buffer, write: Callable[[], list[str
     args = ", ".join([*outer, *inner, "B", *bounds])
     return [
         f"{nblocks} = min(THREADS, B)",
-        f"for {blk} in prange({nblocks}):",
+        f"for {blk} in {em.use('prange')}({nblocks}):",
         f"    {name}({args})",
     ]
 
@@ -1576,7 +1635,7 @@ def _loop_head(
         if len(shapes) == 1:
             return _at_step(saved, t) + rows
         start = sum((sympy.sympify(numel_code(s)) for s in shapes[:k]), sympy.Integer(0))
-        return _carve_code(f"{saved.name}[{t}]", start, shapes[k]) + rows
+        return _carve_code(em, f"{saved.name}[{t}]", start, shapes[k]) + rows
 
     return [
         f"for {step} in range({bounds}):",
@@ -1643,7 +1702,7 @@ def _loop_vjp_lines(em: Emitter, n: Node, out: Buffer) -> list[str]:
     layout = _vjp_layout(em, n)
     rows = "[r0:r1]" if em.rows else ""
     views = [
-        f"{b.name} = {_carve_code(out.name, start, shape)}{sub}"
+        f"{b.name} = {_carve_code(em, out.name, start, shape)}{sub}"
         for b, (start, shape), sub in zip(
             [g, gx, *accs, d_carry, *stacks],
             layout,
@@ -1681,13 +1740,13 @@ def _sums_after(em: Emitter, n: Node, out: Buffer) -> list[str]:
             continue
         start, shape = layout[2 + k]
         acc = Buffer(em.sched.names.fresh(f"{out.name}_acc"), tuple(shape), n.dtype, "work")
-        lines.append(f"{acc.name} = {_carve_code(out.name, start, shape)}")
+        lines.append(f"{acc.name} = {_carve_code(em, out.name, start, shape)}")
         flat = []
         for _ in range(1 if how == "rows" else 2):  # each stored value, its steps' rows
             v, (at_, _) = next(blocks)
             name = em.sched.names.fresh(f"{out.name}_rows")
             rows = (steps * v.shape[0], *v.shape[1:])
-            lines.append(f"{name} = {_carve_code(out.name, at_, rows)}")
+            lines.append(f"{name} = {_carve_code(em, out.name, at_, rows)}")
             flat.append((name, rows))
         if how == "product":
             (a, _), (y, _) = flat
@@ -1728,7 +1787,7 @@ LOWERING: dict[str, Lowering] = {
     "cast": _view(Emitter._read_cast),
     "expand": _view(Emitter._read_expand, _same),
     "reshape": _view(Emitter._read_reshape, _same),
-    "transpose": _view(Emitter._read_transpose, lambda n, name: name(n.src[0]) + ".T"),
+    "transpose": _view(Emitter._read_transpose, lambda n, name: name(n.src[0]) + "ᵀ"),
     "detach": _view(Emitter._read_detach, _same),
     "psum": Lowering(_emit_psum, lambda n, name: f"sum over ranks of {name(n.src[0])}"),
     "onehot": _view(
@@ -1738,7 +1797,7 @@ LOWERING: dict[str, Lowering] = {
     ),
     "sum": Lowering(Emitter._emit_sum, _reduction),
     "max": Lowering(Emitter._emit_max, _reduction),
-    "matmul": Lowering(Emitter.matmul, lambda n, name: f"{name(n.src[0])} @ {name(n.src[1])}"),
+    "matmul": Lowering(Emitter.matmul, _product),
     "bernoulli": Lowering(
         Emitter._emit_bernoulli,
         lambda n, name: f"bernoulli(seed={name(n.src[0])}, p={n.arg[0]})",

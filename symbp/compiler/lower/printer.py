@@ -79,10 +79,17 @@ class NumbaPrinter(StrPrinter):
 
     printmethod = "_numbacode"
 
-    def __init__(self, names: dict[sympy.Symbol, str] | None = None, dtype: str = "f64"):
+    def __init__(
+        self,
+        names: dict[sympy.Symbol, str] | None = None,
+        dtype: str = "f64",
+        used: set[str] | None = None,
+    ):
         super().__init__({"order": "none"})
         self.names = names or {}
         self.dtype = dtype
+        # the support helpers printed (``sigmoid_f32``): what the module imports
+        self.used = used if used is not None else set()
         self._exact_ints = 0  # > 0 while printing comparisons: integers stay integers
 
     # ------------------------------------------------------------ atoms
@@ -247,6 +254,8 @@ class NumbaPrinter(StrPrinter):
             )
         if fn in TYPED:
             fn = f"{fn}_{self.dtype}"
+        if "." not in fn:  # np.rint, math.exp: their modules are always imported
+            self.used.add(fn)
         return f"{fn}({', '.join(self._print(a) for a in expr.args)})"
 
     def _print_sigmoid(self, expr: sympy.Expr) -> str:

@@ -21,12 +21,22 @@ from typing import Any
 
 import numpy as np
 import sympy
-from numba.core.registry import CPUDispatcher as Dispatcher
 
-from symbp.compiler.ir import B, Names, Node, T, numel, toposort, type_str
+from symbp.compiler.ir import (
+    B,
+    Names,
+    Node,
+    T,
+    layer_numbers,
+    module_parameter,
+    numel,
+    toposort,
+    type_str,
+)
 from symbp.compiler.lower import conv_kernels
 from symbp.compiler.lower.emit import (
     _DT,
+    LOOP_VARS,
     Emitter,
     allreduce_call,
     at,
@@ -36,6 +46,7 @@ from symbp.compiler.lower.emit import (
     lowering,
     numel_code,
 )
+from symbp.compiler.lower.printer import LoweringError
 from symbp.compiler.lower.schedule import Buffer, Schedule, Update, ident, schedule
 
 HEADER = '''\
@@ -47,36 +58,52 @@ HEADER = '''\
 import math
 
 import numpy as np
-from numba import njit, prange  # noqa: F401
-
-from symbp.compiler.lower.support import (  # noqa: F401
-    all_finite, bce_f32, bce_f64, bernoulli_bits, bernoulli_key, carve, clog_f32, clog_f64,
-    dropout_seed, gemm_f32, gemm_f64, run_sum_f32, run_sum_f64, shuffle, sigmoid_f32,
-    sigmoid_f64, softplus_f32, softplus_f64, tanh_f32, tanh_f64,
-    erfinv_f32, erfinv_f64, logaddexp_f32, logaddexp_f64, xlogy_f32, xlogy_f64,
-)
-
-from symbp.compiler.lower.conv_kernels import (  # noqa: F401
-{kernels}
-)
-
+{pool_import}from numba import {numba}
+{imports}
 f32 = np.float32
 f64 = np.float64
-{pool}{need}'''
+{constants}{pool}{need}'''
+
 
 # Numba starts its thread pool when it loads cached code that runs in parallel, but not when a
 # function that is not parallel itself calls parallel kernels that were loaded from a cache too
 # (Numba 0.68: the pool's start hook is not passed on): that cached code would crash at its first
 # parallel region. Modules that call the library kernels start the pool themselves (~30 ms once).
 POOL = """
-import numba  # noqa: E402
-
 THREADS = numba.get_num_threads()  # starts Numba's thread pool: see POOL below
 """
 
 
 # the name under which each kind of module registers the library kernels it calls by symbol
 REGISTRY = {"train": "TRAIN_KERNELS", "predict": "PREDICT_KERNELS"}
+
+
+def _header(
+    em: Emitter,
+    title: str,
+    summary: str,
+    need: str,
+    arenas: Sequence[_Arena],
+    constants: str = "",
+    allreduce: str | None = None,
+) -> str:
+    """The module's docstring, imports (what its code calls: ``em.uses``, and the views the
+    arenas carve), constants and kernel registration."""
+    uses = set(em.uses).union(*(a.uses for a in arenas))
+    uses |= {"need"} if em.kernels else set()
+    numba, imports = _imports(uses)
+    if allreduce:
+        imports += f"\nfrom symbp.distributed.kernel import {allreduce}\n"
+    return HEADER.format(
+        title=title,
+        summary=textwrap.fill(summary, width=100, break_on_hyphens=False),
+        numba=numba,
+        imports=imports,
+        constants=constants,
+        pool=POOL if em.threaded else "",
+        pool_import="import numba\n" if em.threaded else "",
+        need=_need(need, em.kernels),
+    )
 
 
 def _need(name: str, kernels: list[str]) -> str:
@@ -87,29 +114,46 @@ def _need(name: str, kernels: list[str]) -> str:
     return f"\n# the library kernels called below, by symbol\n{name} = need({names})\n"
 
 
-# every kernel conv_kernels.py defines, as the generated modules import them
-KERNELS = textwrap.fill(
-    ", ".join(
-        sorted(["need", *(n for n, f in vars(conv_kernels).items() if isinstance(f, Dispatcher))])
-    )
-    + ",",
-    width=96,
-    initial_indent="    ",
-    subsequent_indent="    ",
-)
+def _imports(uses: set[str]) -> tuple[str, str]:
+    """What the module imports from numba, and its import statements of symbp's helpers: those
+    the emitted code calls (``Emitter.uses``), and only those."""
+    from symbp.compiler.lower import support
+
+    found = {"prange"} & uses
+    blocks = []
+    for module in (support, conv_kernels):
+        names = sorted(n for n in uses - found if callable(vars(module).get(n)))
+        found.update(names)
+        one = f"from {module.__name__} import {', '.join(names)}"
+        if not names:
+            continue
+        if len(one) <= 100:
+            blocks.append(one + "\n")
+        else:
+            wrapped = textwrap.fill(
+                ", ".join(names) + ",", width=100, initial_indent="    ", subsequent_indent="    "
+            )
+            blocks.append(f"from {module.__name__} import (\n{wrapped}\n)\n")
+    if uses - found:  # a helper the emitter calls that no module here defines: a bug of ours
+        raise LoweringError(f"the generated code calls unknown helpers {sorted(uses - found)}")
+    numba = "njit, prange" if "prange" in uses else "njit"
+    return numba, "".join("\n" + b for b in blocks)
+
 
 TRAIN_DEF = '''\
 @njit(cache=True, error_model="numpy", nogil=True)
 def train(X, Y, order, n_epochs, batch_size, mode, seed, W, work, iwork, hyper, ints, losses):
-    """Run n_epochs over (X, Y) in minibatches: forward, backward and (mode & 2) the update.
+    """Run n_epochs over (X, Y) in minibatches: forward, backward (mode & GRADS) and the
+    update (mode & UPDATE); mode & SHUFFLE: in a new order each epoch.
 
-    Returns OK (0), or stops early with a status, ints[0] = t (the steps taken):
-    NONFINITE_LOSS (1) when a loss is not finite (mode & 8 or 32), ints[2:4] = (epoch, batch),
-    parameters as before that batch; BAD_LABEL (2): ints[2] = the label's row; with mode & 32,
-    NONFINITE_GRAD (3): a gradient (or new running statistic) is not finite, ints[2:4] =
-    (epoch, batch), that update not made; with mode & 16, NONFINITE_DATA (4): ints[2] = the
-    row, ints[3] = which data array (0 inputs, 1 targets), checked as each batch is gathered.
-    losses[e] is the mean loss of epoch e, losses[n_epochs] the loss of the last batch."""'''
+    Returns OK, or stops early with a status, ints[0] = t (the steps taken):
+    NONFINITE_LOSS when a loss is not finite (mode & (STOP_NONFINITE | CHECK_UPDATE)),
+    ints[2:4] = (epoch, batch), parameters as before that batch; BAD_LABEL: ints[2] = the
+    label's row; with mode & CHECK_UPDATE, NONFINITE_GRAD: a gradient (or new running
+    statistic) is not finite, ints[2:4] = (epoch, batch), that update not made; with
+    mode & CHECK_DATA, NONFINITE_DATA: ints[2] = the row, ints[3] = which data array (0 inputs,
+    1 targets), checked as each batch is gathered. losses[e] is the mean loss of epoch e,
+    losses[n_epochs] the loss of the last batch."""'''
 
 # Mode bits of ``train``. CHECK_DATA: the rows gathered must be finite (step; fit checks its
 # data once, up front); CHECK_UPDATE: the loss, and the gradients an update would apply
@@ -118,6 +162,22 @@ GRADS, UPDATE, SHUFFLE, STOP_NONFINITE, CHECK_DATA, CHECK_UPDATE = 1, 2, 4, 8, 1
 CHECK_FINITE = CHECK_DATA | CHECK_UPDATE
 # What ``train`` returns
 OK, NONFINITE_LOSS, BAD_LABEL, NONFINITE_GRAD, NONFINITE_DATA, MPI_FAILED = 0, 1, 2, 3, 4, 5
+# ... written into each training module by name, which its code and docstring use
+CONSTANTS = """
+# mode bits of train(), or-ed together, and the statuses it returns
+GRADS = {GRADS}
+UPDATE = {UPDATE}
+SHUFFLE = {SHUFFLE}
+STOP_NONFINITE = {STOP_NONFINITE}
+CHECK_DATA = {CHECK_DATA}
+CHECK_UPDATE = {CHECK_UPDATE}
+OK = {OK}
+NONFINITE_LOSS = {NONFINITE_LOSS}
+BAD_LABEL = {BAD_LABEL}
+NONFINITE_GRAD = {NONFINITE_GRAD}
+NONFINITE_DATA = {NONFINITE_DATA}
+MPI_FAILED = {MPI_FAILED}
+""".format(**{k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)})
 RESERVED = (
     "X", "Y", "OUT", "order", "n_epochs", "batch_size", "mode", "seed", "W", "work", "iwork",
     "hyper", "ints", "losses", "t", "N", "B", "n_batches", "epoch", "batch", "start", "total",
@@ -125,6 +185,13 @@ RESERVED = (
     "nb", "oc", "icl", "ic", "c", "kp", "kq", "oy", "ox", "iy", "ix", "oy0", "oy1", "ox0", "ox1",
     "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv", "ok", "all_finite", "BG", "share",
     "lo", "rc", "red0", "red1", "last",
+    # the module's own names: its constants, helpers, kernel registrations
+    "GRADS", "UPDATE", "SHUFFLE", "STOP_NONFINITE", "CHECK_DATA", "CHECK_UPDATE", "OK",
+    "NONFINITE_LOSS", "BAD_LABEL", "NONFINITE_GRAD", "NONFINITE_DATA", "MPI_FAILED", "THREADS",
+    "TRAIN_KERNELS", "PREDICT_KERNELS", "njit", "prange", "numba", "need", "carve", "shuffle",
+    "dropout_seed", "train", "predict",
+    # loop indices: a kernel's, a gathered row's
+    *LOOP_VARS, *(f"j{d}" for d in range(1, 8)),
 )  # fmt: skip
 
 
@@ -175,6 +242,7 @@ class _Arena:
         self.size: sympy.Expr = sympy.Integer(0)
         self.lines: list[str] = []
         self.starts: dict[str, sympy.Expr] = {}
+        self.uses: set[str] = set()  # the helpers its views call: carve
 
     def add(self, buf: Buffer) -> int | str:
         """Place ``buf`` after the others (a view: where its buffer is); its offset."""
@@ -186,6 +254,7 @@ class _Arena:
         shape = ", ".join(dim_code(d) for d in buf.shape)
         if len(buf.shape) > 1:  # not .reshape(): that calls into C, ~20 ns a view a call
             view = f"carve({self.name}, {dim_code(start)}, ({shape}))"
+            self.uses.add("carve")
         else:
             view = f"{self.name}[{dim_code(start)}:{dim_code(start + _size(buf.shape))}]"
         self.lines.append(f"{buf.name} = {view}{note}")
@@ -201,6 +270,35 @@ def _place(arenas: dict[str, _Arena], first: list[Buffer], sched: Schedule) -> N
         if buf.arena in arenas and buf.arena != "W" and buf.name not in placed:
             placed.add(buf.name)
             arenas[buf.arena].add(buf)
+
+
+def _wrap(lines: list[str], width: int = 100) -> list[str]:
+    """Comment lines longer than ``width`` (a kernel's formula) broken at spaces, each
+    continuation indented under the first."""
+    out = []
+    for line in lines:
+        body = line.lstrip()
+        if len(line) <= width or not body.startswith("# "):
+            out.append(line)
+            continue
+        pad = line[: len(line) - len(body)]
+        parts = textwrap.wrap(body[2:], width - len(pad) - 2, subsequent_indent="    ",
+                              break_long_words=False, break_on_hyphens=False)  # fmt: skip
+        out += [f"{pad}# {part}" for part in parts]
+    return out
+
+
+def _functions(em: Emitter) -> str:
+    """The functions of their own the program calls (a loop's body), before it."""
+    return "".join("\n\n" + "\n".join(_wrap(f.splitlines())) + "\n" for f in em.functions)
+
+
+def _layers(params: Sequence[ParamSpec]) -> dict[Node, tuple[str, str]]:
+    """(attribute, layer number) of each module parameter, numbered as the formulas number
+    them (``W1, b1``), from which the schedule names the layers' tensors (``z1``, ``delta1``)."""
+    numbers = layer_numbers(p.name for p in params)
+    return {p.node: (pa[1], numbers[pa[0]]) for p in params
+            if (pa := module_parameter(p.name)) is not None}  # fmt: skip
 
 
 def _data_buffer(names: Names, name: str, node: Node) -> Buffer:
@@ -227,7 +325,7 @@ def _finite_row(buf: Buffer, src: str, k: int) -> list[str]:
     on vectors (|v| <= max is False for both); the branch is taken once per row."""
     idx = [f"j{d}" for d in range(1, len(buf.shape))]
     big = f"{_DT[buf.dtype]}({float(np.finfo(buf.dtype).max)!r})"  # f32(...) or f64(...)
-    lines, pad = [f"if mode & {CHECK_DATA}:", "    ok = True"], "    "
+    lines, pad = ["if mode & CHECK_DATA:", "    ok = True"], "    "
     for v, d in zip(idx, buf.shape[1:]):
         lines.append(f"{pad}for {v} in range({dim_code(d)}):")
         pad += "    "
@@ -237,7 +335,7 @@ def _finite_row(buf: Buffer, src: str, k: int) -> list[str]:
         "        ints[0] = t",
         "        ints[2] = r",
         f"        ints[3] = {k}",
-        f"        return {NONFINITE_DATA}",
+        "        return NONFINITE_DATA",
     ]
     return lines
 
@@ -368,7 +466,11 @@ def lower_train(
     loss_buf = Buffer(names.fresh("loss"), (), loss.dtype, "work", loss)
     outputs.insert(0, (loss_buf, loss))
 
-    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names.taken))
+    layers = _layers(params)
+    weight_grads = {grads[p.name]: layers[p.node][1] for p in params
+                    if p.name in grads and layers.get(p.node, ("",))[0] == "weight"}  # fmt: skip
+    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names.taken),
+                     layers=layers, weight_grads=weight_grads)  # fmt: skip
 
     _place(arenas, [*data_bufs.values(), *seed_bufs], sched)
     carve = work.lines + iwork.lines
@@ -390,7 +492,7 @@ def lower_train(
 
     em = Emitter(sched, invariant, mkl=use_mkl())
     em.row_offset = "lo" if allreduce else None  # masks by the row's place in the whole batch
-    em.collective = (allreduce, MPI_FAILED) if allreduce else None  # psum nodes (SyncBatchNorm)
+    em.collective = (allreduce, "MPI_FAILED") if allreduce else None  # psum nodes (SyncBatchNorm)
     forward = [line for k in sched.kernels if k.phase == "forward" for line in em.kernel(k)]
     n_forward = len(em.headings)
     backward = [line for k in sched.kernels if k.phase == "backward" for line in em.kernel(k)]
@@ -404,7 +506,8 @@ def lower_train(
     for buf, new in new_bufs:
         update += [f"# {buf.name} <- its new value", *copy_lines(buf, new)]
     # the k-th dropout mask of step t is drawn from dropout_seed(seed, t, k)
-    seeding = [f"{b.name}[0] = dropout_seed(seed, t, {k})" for k, b in enumerate(seed_bufs)]
+    seeding = [f"{b.name}[0] = {em.use('dropout_seed')}(seed, t, {k})"
+               for k, b in enumerate(seed_bufs)]  # fmt: skip
 
     # what an update writes must be finite: its gradients (one run of W) and new running
     # statistics, checked before any of it lands
@@ -414,14 +517,15 @@ def lower_train(
     g0, g_n = (min(o for o, _ in runs), max(o + n for o, n in runs)) if runs else (0, 0)
     if runs:
         g_n -= g0
-        checks.append(f"all_finite(W, {g0}, {g_n})")
-    checks += [f"all_finite({new.name}, 0, {dim_code(_size(new.shape))})" for _, new in new_bufs]
+        checks.append(f"{em.use('all_finite')}(W, {g0}, {g_n})")
+    checks += [f"{em.use('all_finite')}({new.name}, 0, {dim_code(_size(new.shape))})"
+               for _, new in new_bufs]  # fmt: skip
     guard = [
-        f"if mode & {CHECK_UPDATE} and not ({' and '.join(checks)}):",
+        f"if mode & CHECK_UPDATE and not ({' and '.join(checks)}):",
         "    ints[0] = t",
         "    ints[2] = epoch",
         "    ints[3] = batch",
-        f"    return {NONFINITE_GRAD}",
+        "    return NONFINITE_GRAD",
     ] if checks and sched_updates else []  # fmt: skip
 
     gather = ["for i in range(B):", "    r = order[start + i] if use_order else start + i"]
@@ -434,7 +538,7 @@ def lower_train(
                 f"    if {name.upper()}[r] < 0 or {name.upper()}[r] >= {classes[0]}:",
                 "        ints[0] = t",
                 "        ints[2] = r",
-                f"        return {BAD_LABEL}",
+                "        return BAD_LABEL",
             ]
         gather += indent(_gather(data_bufs[name], name.upper()), 1)
         if node.dtype.kind == "f":  # NaN or Inf data would train silently: stop before the step
@@ -451,8 +555,8 @@ def lower_train(
         "use_order = order.shape[0] == N",
         "carved = -1",
         "for epoch in range(n_epochs):",
-        f"    if mode & {SHUFFLE}:",
-        "        shuffle(order, seed, ints[1] + epoch)",
+        "    if mode & SHUFFLE:",
+        f"        {em.use('shuffle')}(order, seed, ints[1] + epoch)",
         "    total = 0.0",
         "    for batch in range(n_batches):",
         "        start = batch * batch_size",
@@ -491,20 +595,20 @@ def lower_train(
                 *_loss_check,
                 "        total += value * B",
                 "        losses[n_epochs] = value",
-                f"        if mode & {GRADS}:",
+                "        if mode & GRADS:",
                 "            # ---- backward",
                 *indent(backward or ["pass"], 3),
             ]
         ),
-        f"        if mode & {GRADS}:" if allreduce else "",
-        f"            if mode & {UPDATE}:",
+        "        if mode & GRADS:" if allreduce else "",
+        "            if mode & UPDATE:",
         *indent(guard, 4),
         "                t += 1",
         "                # ---- optimizer update",
         *indent(update or ["pass"], 4),
         "    losses[epoch] = total / N",
         "ints[0] = t",
-        "return 0",
+        "return OK",
     ]
     body = [line for line in body if line != ""]
     summary = _summary(sched, params, loss)
@@ -515,21 +619,14 @@ def lower_train(
         else ""
     )
     source = (
-        HEADER.format(
-            title=title,
-            summary=summary,
-            kernels=KERNELS,
-            pool=POOL if em.threaded else "",
-            need=_need(REGISTRY["train"], em.kernels),
-        )
-        + (f"from symbp.distributed.kernel import {allreduce}\n" if allreduce else "")
+        _header(em, title, summary, REGISTRY["train"], [W, work, iwork], CONSTANTS, allreduce)
         + consts
-        + "".join(f"\n\n{f}\n" for f in em.functions)
+        + _functions(em)
         + "\n\n"
         + "\n".join(
             [
                 *TRAIN_DEF.replace("nogil=True)", parallel).splitlines(),
-                *indent(body, 1),
+                *_wrap(indent(body, 1)),
             ]
         )
         + "\n"
@@ -563,11 +660,11 @@ def lower_train(
 
 
 _loss_check = [
-    f"        if mode & {STOP_NONFINITE | CHECK_UPDATE} and not math.isfinite(value):",
+    "        if mode & (STOP_NONFINITE | CHECK_UPDATE) and not math.isfinite(value):",
     "            ints[0] = t",
     "            ints[2] = epoch",
     "            ints[3] = batch",
-    f"            return {NONFINITE_LOSS}",
+    "            return NONFINITE_LOSS",
 ]
 
 # distributed: rank r of R takes rows [lo, lo + B) of each global batch of BG rows
@@ -608,20 +705,20 @@ def _distributed(
         "if last:", *indent(copy_lines(sh, new)), "else:", f"    {sh.name}[:] = 0.0"
     )]  # fmt: skip
     take = [line for sh, new in shared for line in copy_lines(new, sh)]
-    share_stats = ["        last = ints[9] == ints[10] - 1", f"        if mode & {GRADS}:"]
+    share_stats = ["        last = ints[9] == ints[10] - 1", "        if mode & GRADS:"]
     share_stats += indent(put, 3)
     idle: list[str] = []
     for phase, buf in psums:
-        total = allreduce_call(allreduce, buf.name, 0, numel_code(buf.shape), MPI_FAILED)
+        total = allreduce_call(allreduce, buf.name, 0, numel_code(buf.shape), "MPI_FAILED")
         zeros = [f"{buf.name}[:] = 0.0", *total]
-        idle += zeros if phase == "forward" else [f"if mode & {GRADS}:", *indent(zeros)]
+        idle += zeros if phase == "forward" else ["if mode & GRADS:", *indent(zeros)]
     return [
         "        share = B / BG",
         "        if B > 0:",
         "            # ---- forward (this rank's rows)",
         *indent(forward, 3),
         f"            value = {loss}",
-        f"            if mode & {GRADS}:",
+        "            if mode & GRADS:",
         "                # ---- backward",
         *indent(backward or ["pass"], 4),
         "        else:",
@@ -632,20 +729,20 @@ def _distributed(
         ),
         *indent(idle, 3),
         "            value = 0.0",
-        f"            if mode & {GRADS}:",
+        "            if mode & GRADS:",
         f"                W[{g0}:{g0 + g_n}] = 0.0",
         "        # ---- sum across ranks: the loss and gradients of the whole batch",
-        f"        if mode & {GRADS}:",
+        "        if mode & GRADS:",
         f"            for i in range({g0}, {g0 + g_n}):",
         "                W[i] *= share",
         f"        W[{s}] = value * share",
         f"        W[{s + 1}] = 0.0",
         *(share_stats if shared else []),
-        f"        red0 = {g0} if mode & {GRADS} else {s}",
-        f"        red1 = {end} if mode & {GRADS} else {s + 2}",
-        *indent(allreduce_call(allreduce, "W", "red0", "red1 - red0", MPI_FAILED), 2),
+        f"        red0 = {g0} if mode & GRADS else {s}",
+        f"        red1 = {end} if mode & GRADS else {s + 2}",
+        *indent(allreduce_call(allreduce, "W", "red0", "red1 - red0", "MPI_FAILED"), 2),
         f"        value = W[{s}]",
-        *([f"        if mode & {GRADS}:", *indent(take, 3)] if shared else []),
+        *(["        if mode & GRADS:", *indent(take, 3)] if shared else []),
         *_loss_check,
         "        total += value * BG",
         "        losses[n_epochs] = value",
@@ -664,7 +761,8 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
     xbuf = _data_buffer(names, "x", x)
     inputs[x] = xbuf
     obuf = Buffer(names.fresh("out"), out.shape, out.dtype, "work", out)
-    sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names.taken))
+    sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names.taken),
+                     layers=_layers(params))  # fmt: skip
     work, iwork = _Arena("work"), _Arena("iwork")
     arenas = {"work": work, "iwork": iwork}
     _place(arenas, [xbuf], sched)
@@ -685,22 +783,16 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
         *indent(copy_out, 1),
     ]
     summary = f"Forward pass of {len(params)} parameters."
-    source = HEADER.format(
-        title=title,
-        summary=summary,
-        kernels=KERNELS,
-        pool=POOL if em.threaded else "",
-        need=_need(REGISTRY["predict"], em.kernels),
-    )
+    source = _header(em, title, summary, REGISTRY["predict"], [work, iwork])
     source += (
-        "".join(f"\n\n{f}\n" for f in em.functions)
+        _functions(em)
         + "\n\n"
         + "\n".join(
             [
                 '@njit(cache=True, error_model="numpy", nogil=True)',
                 f"def predict(X, batch_size, work, iwork, OUT, {', '.join(pnames)}):",
                 '    """OUT[start:start+B] = the model applied to X[start:start+B], in batches."""',
-                *indent(body, 1),
+                *_wrap(indent(body, 1)),
             ]
         )
         + "\n"

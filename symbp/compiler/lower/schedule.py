@@ -21,7 +21,7 @@ each tagged with the phase it belongs to (forward, backward, update).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,6 +51,9 @@ class Placement:
     (a reshape: C order is kept).
     ``loop``: its ``arg`` is a loop body (``symbp.compiler.loops.Loop``), scheduled on its own
     (``Schedule.bodies``) over buffers the emitter binds at every step.
+    ``naming``: what it is to the names of a layer's tensors (``formula_names``): an
+    ``"alias"`` of its source (read transposed, reshaped, broadcast, cast), a ``"product"``
+    (with a layer's weight: ``x_W1``; a weight's gradient reads the layer's δ), a ``"pool"``.
     """
 
     kind: Literal["input", "kernel", "view"]
@@ -61,31 +64,33 @@ class Placement:
     reduction: bool = False
     alias: bool = False
     loop: bool = False
+    naming: Literal["alias", "product", "pool"] | None = None
 
 
 _VIEW = Placement("view")
+_ALIAS = Placement("view", naming="alias")
 
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing).
 PLACEMENT: dict[str, Placement] = {
     "input": Placement("input"),
     "const": _VIEW,
     "ew": Placement("kernel", "ew", fuses=True),
-    "cast": _VIEW,
-    "expand": _VIEW,
-    "reshape": Placement("view", alias=True),
-    "transpose": Placement("view", operand="transposed"),
-    "detach": Placement("view", operand="same"),
+    "cast": _ALIAS,
+    "expand": _ALIAS,
+    "reshape": Placement("view", alias=True, naming="alias"),
+    "transpose": Placement("view", operand="transposed", naming="alias"),
+    "detach": Placement("view", operand="same", naming="alias"),
     "onehot": _VIEW,
     "sum": Placement("kernel", "sum", reduction=True),
     "max": Placement("kernel", "max", reduction=True),
-    "matmul": Placement("kernel", "mm", sources="blas"),
+    "matmul": Placement("kernel", "mm", sources="blas", naming="product"),
     "bernoulli": Placement("kernel", "mask"),  # a dropout mask, drawn from its seed's buffer
-    "conv2d": Placement("kernel", "conv", sources="buffers"),
-    "conv2d_input_grad": Placement("kernel", "dconv_x", sources="buffers"),
-    "conv2d_weight_grad": Placement("kernel", "dconv_w", sources="buffers"),
-    "maxpool2d": Placement("kernel", "maxpool", sources="buffers"),
+    "conv2d": Placement("kernel", "conv", sources="buffers", naming="product"),
+    "conv2d_input_grad": Placement("kernel", "dconv_x", sources="buffers", naming="product"),
+    "conv2d_weight_grad": Placement("kernel", "dconv_w", sources="buffers", naming="product"),
+    "maxpool2d": Placement("kernel", "maxpool", sources="buffers", naming="pool"),
     "maxpool2d_grad": Placement("kernel", "dmaxpool", sources="buffers"),
-    "avgpool2d": Placement("kernel", "avgpool", sources="buffers"),
+    "avgpool2d": Placement("kernel", "avgpool", sources="buffers", naming="pool"),
     "avgpool2d_grad": Placement("kernel", "davgpool", sources="buffers"),
     # a sum across ranks: stored, since MPI sums a buffer in place
     "psum": Placement("kernel", "psum"),
@@ -164,6 +169,15 @@ class Buffer:
     arena: str  # "W", "work", "iwork", "global" (a constant), "arg", "loop" (bound per step)
     node: Node | None = None
     view_of: Buffer | None = None
+    # what SymPy orders its reads by inside a formula (its name when empty): the name by its
+    # kernel's kind (mm0, ew3) it had before the layers named it. The order of a float sum is
+    # its rounding, and a readable name must not change what a program computes.
+    key: str = ""
+
+    def read_key(self, idx: Sequence[str]) -> str:
+        """The name of the SymPy symbol for its entry at ``idx`` (``at`` prints the code)."""
+        key = self.key or self.name
+        return f"{key}[{', '.join(idx)}]" if idx else f"{key}[0]"
 
 
 @dataclass
@@ -200,6 +214,7 @@ class Schedule:
     # loss's sum and the output layer's δ share their σ(z): computed once, not twice)
     siblings: dict[Node, list[Kernel]] = field(default_factory=dict)
     names: Names = field(default_factory=Names)  # of buffers and generated locals
+    keys: Names = field(default_factory=Names)  # of the buffers' keys (``Buffer.key``)
     # the schedule of each loop node's body (its buffers named from the same Names)
     bodies: dict[Node, Schedule] = field(default_factory=dict)
 
@@ -237,19 +252,29 @@ def schedule(
     forward: Sequence[Node] = (),
     reserved: Sequence[str] = (),
     names: Names | None = None,
+    layers: Mapping[Node, tuple[str, str]] | None = None,
+    weight_grads: Mapping[Node, str] | None = None,
+    keys: Names | None = None,
 ) -> Schedule:
     """Kernels computing each output node into its given buffer, from the ``inputs`` buffers.
 
     ``forward`` are the nodes whose kernels belong to the forward phase (what the loss needs);
     the rest of the program is the backward phase. ``reserved`` names are not given to buffers;
-    ``names``: the allocator to name them from (a loop body's: its program's).
+    ``names``: the allocator to name them from (a loop body's: its program's). ``layers``:
+    (attribute, layer number) of each parameter leaf (``ir.layer_numbers``), and
+    ``weight_grads``: the layer number of each weight's gradient node, from which the
+    buffers of the layers' tensors are named as the formulas name them (``formula_names``);
+    ``keys``: the allocator of the buffers' keys (``Buffer.key``), a loop body's: its program's.
     """
     out_nodes = [n for _, n in outputs]
     order = toposort(out_nodes)
     users = consumers(order)
     sched = Schedule(dict(inputs), [], set(), {}, names=names or Names(reserved))
+    sched.keys = keys or Names(reserved)
     sched.names.taken.update(b.name for b in inputs.values())
     sched.names.taken.update(b.name for b, _ in outputs)
+    sched.keys.taken.update(b.key or b.name for b in inputs.values())
+    sched.keys.taken.update(b.key or b.name for b, _ in outputs)
 
     # Which nodes need a buffer of their own.
     stored: set[Node] = set(inputs)
@@ -280,13 +305,26 @@ def schedule(
         if n not in inputs:
             target.setdefault(n, buf)
     counters: dict[str, int] = {}
+    known = formula_names(order, fwd, layers or {}, weight_grads or {})
 
-    def buffer_name(n: Node, prefix: str) -> str:  # layer6_view0: the layer, the kind, a count
-        label = LABELS.get(n)
-        base = f"{ident(label)}_{prefix}" if label else prefix
+    def count(base: str, counters: dict[str, int]) -> str:
         k = counters.get(base, 0)
         counters[base] = k + 1
-        return sched.names.fresh(f"{base}{k}")
+        return f"{base}{k}"
+
+    key_counters: dict[str, int] = {}
+
+    def buffer_name(n: Node, prefix: str, name: str | None = None) -> tuple[str, str]:
+        """(name, key): z1, h, delta2, x_W1 (a product, named by its operand), where the
+        layers name one (or ``name``), else layer6_view0, ew3: the layer, the kind, a count."""
+        label = LABELS.get(n)
+        base = f"{ident(label)}_{prefix}" if label else prefix
+        key = sched.keys.fresh(count(base, key_counters))
+        name = name or known.get(n)
+        if name is not None and "{" in name:  # a product's: its operand's buffer's name
+            srcs = [sched.buffers.get(_through(s)) for s in n.src]
+            name = name.format(*(b.name for b in srcs if b)) if all(srcs) else None
+        return sched.names.fresh(name or count(base, counters)), key
 
     for n in order:
         if n in inputs or (n not in stored and n not in target):
@@ -295,8 +333,11 @@ def schedule(
         src = sched.buffers.get(n.src[0]) if placement(n).alias else None
         if found is None and src is not None and src.arena in ("work", "iwork"):
             # a reshape of a stored intermediate (a CNN's Flatten) is the same memory
-            name, base = buffer_name(n, "view"), src.view_of or src
-            view = Buffer(name, n.shape, n.dtype, src.arena, n, base)
+            # a named tensor reshaped: s1_flat (a CNN's Flatten), delta2_W2_view
+            flat = len(n.shape) == 2 and len(src.shape) > 2
+            alias = f"{src.name}_{'flat' if flat else 'view'}" if n.src[0] in known else None
+            (name, key), base = buffer_name(n, "view", alias), src.view_of or src
+            view = Buffer(name, n.shape, n.dtype, src.arena, n, base, key)
             sched.buffers[n] = view
             sched.views.append(view)
             continue
@@ -304,7 +345,8 @@ def schedule(
             buf = found
         else:
             kind = "iwork" if n.dtype.kind in "iub" else "work"
-            buf = Buffer(buffer_name(n, placement(n).prefix), n.shape, n.dtype, kind, n)
+            name, key = buffer_name(n, placement(n).prefix)
+            buf = Buffer(name, n.shape, n.dtype, kind, n, key=key)
         sched.buffers[n] = buf
         sched.kernels.append(Kernel(n, buf, "forward" if n in fwd else "backward"))
     for buf, n in outputs:  # outputs that are inputs, or repeat another output: copies
@@ -316,6 +358,106 @@ def schedule(
         if placement(k.node).loop and sched.buffers.get(k.node) is k.out:
             sched.bodies[k.node] = _body(k.node, sched)
     return sched
+
+
+def _through(n: Node) -> Node:
+    """What a name sees through: a tensor read transposed, reshaped, broadcast is itself."""
+    while placement(n).naming == "alias":
+        n = n.src[0]
+    return n
+
+
+def formula_names(
+    order: Sequence[Node],
+    forward: set[Node],
+    layers: Mapping[Node, tuple[str, str]],
+    weight_grads: Mapping[Node, str],
+) -> dict[Node, str]:
+    """The names the formulas give a program's layer tensors (``symbp.formulas.naming``),
+    found by the program's structure, for the nodes that have one: layer k's pre-activation
+    ``zk`` (its product plus its bias, or its product alone), its activation ``hk`` (``h``
+    when there is one hidden, ``o`` when no later layer reads it), its pooling ``sk``; the
+    error signal ``deltak`` that the gradient of layer k's weight reads, and each product
+    with layer k's weight, named by its other operand: ``x_Wk``, ``deltak_Wk`` (a template,
+    ``{0}_Wk``, filled with the buffer name of that source). ``k`` is "" with one layer."""
+    weight = {leaf: k for leaf, (attr, k) in layers.items() if attr == "weight"}
+    bias = {leaf: k for leaf, (attr, k) in layers.items() if attr == "bias"}
+    has_bias = set(bias.values())
+    users = consumers(order)
+
+    def reads(n: Node) -> set[Node]:
+        return {_through(s) for s in n.src}
+
+    def one(ks: set[str]) -> str | None:
+        return ks.pop() if len(ks) == 1 else None
+
+    names: dict[Node, str] = {}
+    product: dict[Node, str] = {}  # forward products with a layer's weight
+    z: dict[Node, str] = {}
+    for n in order:
+        product_op = placement(n).naming == "product"
+        if product_op and (k := one({weight[s] for s in reads(n) if s in weight})):
+            if n in forward:
+                product[n] = k
+            operand = next((i for i, s in enumerate(n.src) if _through(s) not in weight), None)
+            if operand is not None:
+                names[n] = f"{{{operand}}}_W{k}"
+            if k not in has_bias and n in forward:
+                z[n] = k
+        elif n.op == "ew" and n in forward:
+            src = reads(n)
+            k = one({bias[s] for s in src if s in bias})
+            if k is not None and any(product.get(s) == k for s in src) and _is_sum(n):
+                z[n] = k
+    hidden: dict[Node, str] = {}
+    for n in order:  # an activation reads its layer's z alone (or its product and bias)
+        if n.op != "ew" or n not in forward or n in z:
+            continue
+        src = reads(n)
+        ks = {z[s] for s in src if s in z} | {product[s] for s in src if s in product}
+        k = one(ks)
+        if k is not None and all(s in z or s in product or bias.get(s) == k for s in src):
+            hidden[n] = k
+    later = set(product)
+    for n, k in z.items():
+        names[n] = f"z{k}"
+    one_hidden = sum(_reaches(n, later, users) for n in hidden) == 1
+    for n, k in hidden.items():
+        if not _reaches(n, later, users):
+            names[n] = "o"
+        else:
+            names[n] = "h" if one_hidden else f"h{k}"
+    for n in order:  # a pooling of an activation: s_k
+        if placement(n).naming == "pool" and n in forward:
+            k = one({hidden[s] for s in reads(n) if s in hidden})
+            if k is not None:
+                names[n] = f"s{k}"
+    for g, k in weight_grads.items():  # the δ a weight's gradient (a product) reads
+        if placement(_through(g)).naming != "product":
+            continue  # a norm's scale: its gradient is a sum of δ ⊙ x̂, whose δ is no buffer
+        for s in (_through(s) for s in _through(g).src):
+            if s not in forward and s.op != "input" and s not in names:
+                names[s] = f"delta{k}"
+                break
+    return names
+
+
+def _is_sum(n: Node) -> bool:
+    """An elementwise node adding its sources and nothing else (a product plus a bias)."""
+    expr = n.arg.expr
+    return bool(expr.is_Add) and all(a.is_Symbol for a in expr.args)
+
+
+def _reaches(n: Node, goals: set[Node], users: Mapping[Node, list[Node]]) -> bool:
+    stack, seen = list(users.get(n, [])), set()
+    while stack:
+        u = stack.pop()
+        if u in goals:
+            return True
+        if u not in seen:
+            seen.add(u)
+            stack.extend(users.get(u, []))
+    return False
 
 
 def stored(n: Node, sched: Schedule) -> Buffer:
@@ -330,18 +472,21 @@ def _body(n: Node, outer: Schedule) -> Schedule:
     emitter binds at each step (views of the node's sources and output, arena "loop"), its
     consts the buffers of the node's trailing sources, its intermediates work buffers."""
     loop = n.arg
-    names = outer.names
+    names, keys = outer.names, outer.keys
     inputs = {
-        leaf: Buffer(names.fresh(ident(str(leaf.arg))), leaf.shape, leaf.dtype, "loop", leaf)
+        leaf: Buffer(names.fresh(ident(str(leaf.arg))), leaf.shape, leaf.dtype, "loop", leaf,
+                     key=keys.fresh(ident(str(leaf.arg))))
         for leaf in loop.steps
-    }
+    }  # fmt: skip
     consts = n.src[len(n.src) - len(loop.consts) :]
     inputs.update(zip(loop.consts, (stored(s, outer) for s in consts)))
+    out = outer.buffers[n]
     outputs = [
-        (Buffer(names.fresh(f"{outer.buffers[n].name}_{name}"), o.shape, o.dtype, "loop"), o)
+        (Buffer(names.fresh(f"{out.name}_{name}"), o.shape, o.dtype, "loop",
+                key=keys.fresh(f"{out.key or out.name}_{name}")), o)
         for o, name in zip(loop.outputs, loop.names)
-    ]
-    return schedule(outputs, inputs, names=names)
+    ]  # fmt: skip
+    return schedule(outputs, inputs, names=names, keys=keys)
 
 
 def _stored_deps(n: Node, sched: Schedule) -> set[Node]:
@@ -385,6 +530,7 @@ __all__ = [
     "Placement",
     "Schedule",
     "Update",
+    "formula_names",
     "ident",
     "placement",
     "schedule",
