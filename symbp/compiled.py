@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from symbp.api import canonical, derive, trace
+from symbp.api import canonical, canonical_labels, derive, trace
 from symbp.compiler import cache, runtime
-from symbp.compiler.ir import ShapeError
+from symbp.compiler.ir import ShapeError, shown_names
 from symbp.compiler.loops import save_for_backward
-from symbp.compiler.lower import ParamSpec, StateSpec, lower_predict, lower_train
+from symbp.compiler.lower import ParamSpec, StateSpec, lower_predict, lower_train, tuning
 from symbp.compiler.lower.program import (
     BAD_LABEL,
     CHECK_DATA,
@@ -721,12 +721,13 @@ class CompiledModel:
                 type(opt).__name__,
                 [(opt.structure(g), opt.formulas(g)[0]) for g in opt.param_groups],
             )
-        names = [p.name.split("#")[0] for p in params]
+        names = shown_names([p.node.arg for p in params])
         consts = [
             (memo[n].arg, v.dtype.str, v.shape, v.tobytes().hex())
             for n, v in traced.constants.items()
         ]
         return cache.make_key(
+            tuning.cache_token(),
             "train",
             print_program([canon]),
             roles,
@@ -735,6 +736,7 @@ class CompiledModel:
             names,
             str(loss.dtype),
             consts,
+            canonical_labels([loss], traced.labels),
             *state,
             *([("mpi", *self._mpi_abi())] if self.distributed else []),
         )
@@ -768,7 +770,9 @@ class CompiledModel:
                 outputs=tuple(stored[: len(derived.outputs)]),
                 also=tuple(stored[len(derived.outputs) :]),
             )
-        grads = {p.name: g for p, g in zip(trainable, derived.grads)}
+        # the model's names (a tag only where two of this program's would read the same)
+        shown = dict(zip(map(id, params), shown_names([p.node.arg for p in params])))
+        grads = {shown[id(p)]: g for p, g in zip(trainable, derived.grads)}
         new_of = iter(derived.also)  # the new values, simplified with the program
         states = [
             StateSpec(u.name, u.read, None if u.new is None else next(new_of)) for u in buffers
@@ -785,8 +789,8 @@ class CompiledModel:
                     if any(q is p for q in grp["params"]):
                         group = g
                         h, new_p, new_s = forms[g]
-                        updates[p.name] = (g, h, new_p, new_s)
-            pspecs.append(ParamSpec(p.name, p.node, p.requires_grad, group))
+                        updates[shown[id(p)]] = (g, h, new_p, new_s)
+            pspecs.append(ParamSpec(shown[id(p)], p.node, p.requires_grad, group))
         loss_name = getattr(self.loss_fn, "__name__", type(self.loss_fn).__name__)
         title = f"{type(self.net).__name__} trained on {loss_name}"
         if opt is not None:
@@ -795,7 +799,7 @@ class CompiledModel:
         with stages.stage("generate code"):
             low = lower_train(
                 title, derived.outputs[0], grads, pspecs, data, updates, hyper,
-                traced.constants, states, seeds, self._allreduce(),
+                traced.constants, states, seeds, self._allreduce(), traced.labels,
             )  # fmt: skip
         return low.source, low.spec
 
@@ -1191,17 +1195,25 @@ class CompiledModel:
                     )
                 params: list[Any] = [*traced.params.values(), *map(_BufferArg, buffers)]
                 (canon,), _memo = canonical([out])
-                names = [p.name.split("#")[0] for p in params]
-                key = cache.make_key("predict", print_program([canon]), names, str(out.dtype))
+                names = shown_names([p.node.arg for p in params])
+                key = cache.make_key(
+                    tuning.cache_token(),
+                    "predict",
+                    print_program([canon]),
+                    names,
+                    str(out.dtype),
+                    canonical_labels([out], traced.labels),
+                )
                 hit = cache.read_entry(key) is not None
             text = None
             if hit:
                 stages.skip(1, "found in the cache")
             else:
-                pspecs = [ParamSpec(p.name, p.node, False) for p in params]
+                pspecs = [ParamSpec(n, p.node, False) for n, p in zip(names, params)]
                 (x,) = traced.inputs.values()
                 with stages.stage("generate code"):
-                    low = lower_predict(f"{type(self.net).__name__} inference", out, pspecs, x)
+                    title = f"{type(self.net).__name__} inference"
+                    low = lower_predict(title, out, pspecs, x, traced.labels)
                 text = runtime.module_text(low.source, low.spec)
             with stages.stage("load"):
                 mod = runtime.load(key, text)

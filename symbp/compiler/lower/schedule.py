@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import sympy
 
-from symbp.compiler.ir import LABELS, Names, Node, Shape, consumers, toposort
+from symbp.compiler.ir import Labels, Names, Node, Shape, consumers, toposort
 from symbp.compiler.lower.printer import LoweringError
 
 
@@ -202,6 +202,7 @@ class Schedule:
     names: Names = field(default_factory=Names)  # of buffers and generated locals
     # the schedule of each loop node's body (its buffers named from the same Names)
     bodies: dict[Node, Schedule] = field(default_factory=dict)
+    labels: Labels = field(default_factory=dict)  # which layer made each node: buffer names
 
     def all_kernels(self) -> list[Kernel]:
         """Every kernel, those computed in a reduction's loop and in loop bodies included."""
@@ -237,17 +238,21 @@ def schedule(
     forward: Sequence[Node] = (),
     reserved: Sequence[str] = (),
     names: Names | None = None,
+    labels: Labels | None = None,
 ) -> Schedule:
     """Kernels computing each output node into its given buffer, from the ``inputs`` buffers.
 
     ``forward`` are the nodes whose kernels belong to the forward phase (what the loss needs);
     the rest of the program is the backward phase. ``reserved`` names are not given to buffers;
-    ``names``: the allocator to name them from (a loop body's: its program's).
+    ``names``: the allocator to name them from (a loop body's: its program's). ``labels``:
+    which layer made each node (the trace's, ``api.Traced.labels``), buffers are named by it.
     """
     out_nodes = [n for _, n in outputs]
     order = toposort(out_nodes)
     users = consumers(order)
-    sched = Schedule(dict(inputs), [], set(), {}, names=names or Names(reserved))
+    sched = Schedule(
+        dict(inputs), [], set(), {}, names=names or Names(reserved), labels=labels or {}
+    )
     sched.names.taken.update(b.name for b in inputs.values())
     sched.names.taken.update(b.name for b, _ in outputs)
 
@@ -282,7 +287,7 @@ def schedule(
     counters: dict[str, int] = {}
 
     def buffer_name(n: Node, prefix: str) -> str:  # layer6_view0: the layer, the kind, a count
-        label = LABELS.get(n)
+        label = sched.labels.get(n)
         base = f"{ident(label)}_{prefix}" if label else prefix
         k = counters.get(base, 0)
         counters[base] = k + 1
@@ -341,7 +346,7 @@ def _body(n: Node, outer: Schedule) -> Schedule:
         (Buffer(names.fresh(f"{outer.buffers[n].name}_{name}"), o.shape, o.dtype, "loop"), o)
         for o, name in zip(loop.outputs, loop.names)
     ]
-    return schedule(outputs, inputs, names=names)
+    return schedule(outputs, inputs, names=names, labels=outer.labels)
 
 
 def _stored_deps(n: Node, sched: Schedule) -> set[Node]:
