@@ -94,8 +94,7 @@ from symbp.tensor import mean as mean
 from symbp.tensor import set_default_dtype as _set_default_dtype
 from symbp.tensor import sum as sum
 from symbp.training import EarlyStopping
-
-__version__ = "0.1.0"
+from symbp.version import __version__ as __version__
 
 # PyTorch's aliases (defined here, after every use of the builtins they shadow in this module).
 float = float32  # noqa: A001

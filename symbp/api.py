@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -19,7 +19,7 @@ import sympy
 
 from symbp.compiler import loops, ops
 from symbp.compiler.autodiff import grad as grad_nodes
-from symbp.compiler.ir import B, Node, ShapeError, shape_str, toposort
+from symbp.compiler.ir import B, Node, ShapeError, shape_str, shown_names, toposort
 from symbp.compiler.ops import print_program
 from symbp.compiler.simplify import simplify, stable_forms
 from symbp.grad_mode import enable_grad
@@ -28,7 +28,9 @@ from symbp.tensor import (
     _lift,
     _result,
     get_default_dtype,
+    graph_labels,
     graph_tensors,
+    label_marks,
     nary,
     parameter_leaves,
     placeholder,
@@ -58,7 +60,8 @@ class Derived:
 
     def __str__(self) -> str:
         names = {"loss": self.outputs[0]}
-        names.update({f"grad_{w.arg}": g for w, g in zip(self.wrt, self.grads)})
+        shown = shown_names([w.arg for w in self.wrt])  # the model's names, as print_program's
+        names.update({f"grad_{w}": g for w, g in zip(shown, self.grads)})
         return print_program(names)
 
 
@@ -111,6 +114,12 @@ def canonical(outputs: Sequence[Node]) -> tuple[list[Node], dict[Node, Node]]:
             src = tuple(memo[s] for s in n.src)
             memo[n] = n if src == n.src else Node(n.op, src, n.arg, n.shape, n.dtype)
     return [memo[o] for o in outputs], memo
+
+
+def canonical_labels(outputs: Sequence[Node], labels: Mapping[Node, str]) -> list[tuple]:
+    """The layer labels of a program by the position of their nodes, as a cache key names them
+    (the generated code names buffers by them; nodes themselves are no key)."""
+    return [(k, labels[n]) for k, n in enumerate(toposort(outputs)) if n in labels]
 
 
 K = TypeVar("K")
@@ -172,10 +181,12 @@ class Traced:
 
     inputs: dict[str, Node]
     outputs: list[Node]
-    params: dict[str, Any]  # name -> Parameter, for every parameter leaf the outputs reach
+    params: dict[str, Any]  # the model's name -> Parameter, for every parameter leaf reached
     # leaves that are neither inputs nor parameters but carry a value (a tensor built inside
     # fn, such as fixed labels): constants of the traced program
     constants: dict[Node, np.ndarray] = field(default_factory=dict)
+    # which layer made each node (tensor.graph_labels): this trace's, whoever else shares nodes
+    labels: dict[Node, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return print_program({f"out{i}": o for i, o in enumerate(self.outputs)})
@@ -209,15 +220,17 @@ def trace(
     nodes = [o.node for o in outs]
     # the parameters whose leaves these are, by identity (parameter_leaves): another live
     # model's parameters, or a data input of a parameter's name, never answer for them
-    params = {n.arg: p for n, p in parameter_leaves(outs).items()}
+    leaves = parameter_leaves(outs)
+    params = dict(zip(shown_names([n.arg for n in leaves]), leaves.values()))
     reached = set(toposort(nodes))
     constants: dict[Node, np.ndarray] = {
         t.node: t.value  # type: ignore[misc]
         for o in outs
         for t in graph_tensors([o])
-        if t.node.op == "input" and t.node in reached and t.node.arg not in params and t.has_value
+        if t.node.op == "input" and t.node in reached and t.node not in leaves and t.has_value
     }
-    return Traced({t.node.arg: t.node for t in inputs}, nodes, params, constants)
+    labels = graph_labels(outs)
+    return Traced({t.node.arg: t.node for t in inputs}, nodes, params, constants, labels)
 
 
 # ---------------------------------------------------------------- symbolic teaching entry
@@ -363,10 +376,16 @@ def scan(step: Callable[..., object], h0: object, xs: object, consts: Sequence[o
     h0, xs = _lift(h0), _lift(xs)
     consts = [_lift(c) for c in consts]
 
+    body: list[Tensor] = []
+
     def traced(*nodes: Node) -> Node:
         with enable_grad():  # the body is derived later, whatever the caller's grad mode
             out = step(*(Tensor(n) for n in nodes))
+        body.append(out)  # type: ignore[arg-type]
         return out.node  # type: ignore[attr-defined]
 
     node = loops.scan_node(traced, h0.node, xs.node, [c.node for c in consts])  # type: ignore[union-attr,attr-defined]
-    return _result(node, [h0, xs, *consts])  # type: ignore[list-item]
+    out = _result(node, [h0, xs, *consts])  # type: ignore[list-item]
+    # the layers called in the step: labels of the body's nodes, which no parent reaches
+    out._inner_labels = label_marks(body)
+    return out

@@ -52,10 +52,27 @@ import sympy
 
 from symbp.api import derive
 from symbp.compiler import scalar
-from symbp.compiler.ir import LABELS, Node, ShapeError, bind_dims, shape_str, toposort
+from symbp.compiler.ir import (
+    Labels,
+    Node,
+    ShapeError,
+    bind_dims,
+    consumers,
+    shape_str,
+    shown_names,
+    toposort,
+)
 from symbp.compiler.ops import OPS, NotApplicable, xsym
 from symbp.compiler.reference import evaluate, evaluate_all
-from symbp.tensor import Parameter, Tensor, get_default_dtype, set_default_dtype, tensor
+from symbp.tensor import (
+    Parameter,
+    Tensor,
+    get_default_dtype,
+    graph_labels,
+    graph_tensors,
+    set_default_dtype,
+    tensor,
+)
 
 DEFAULT_EPS = 1e-6
 DEFAULT_RTOL = 1e-5
@@ -117,11 +134,11 @@ def kink_coordinates(expr: sympy.Expr, n: int) -> tuple[sympy.Expr, ...]:
     return tuple(sorted(coords, key=sympy.default_sort_key))
 
 
-def _where(node: Node) -> str:
-    return f" in '{LABELS[node]}'" if node in LABELS else ""
+def _where(node: Node, labels: Labels) -> str:
+    return f" in '{labels[node]}'" if node in labels else ""
 
 
-def _ew_kink(node: Node, dims: dict) -> Kink | None:
+def _ew_kink(node: Node, dims: dict, labels: Labels) -> Kink | None:
     coords = kink_coordinates(node.arg.expr, len(node.src))
     # a bool source (where's condition) is 0 or 1, not a side of a kink: its comparison node,
     # which finite differences do move, has the kink
@@ -147,13 +164,13 @@ def _ew_kink(node: Node, dims: dict) -> Kink | None:
         node.src,
         regime,
         on_kink=lambda r: int(np.count_nonzero((r == 0).any(axis=0))),
-        what=f"{node.arg}{_where(node)}",
+        what=f"{node.arg}{_where(node, labels)}",
         at_kink="{n} element(s) exactly at the kink, where the symbolic gradient takes "
         "PyTorch's one-sided convention (relu'(0) = 0, abs'(0) = 0)",
     )
 
 
-def _max_kink(node: Node, dims: dict) -> Kink:
+def _max_kink(node: Node, dims: dict, labels: Labels) -> Kink:
     axes = node.arg[0]
 
     def regime(vals: list[np.ndarray]) -> np.ndarray:
@@ -165,13 +182,14 @@ def _max_kink(node: Node, dims: dict) -> Kink:
         node.src,
         regime,
         on_kink=lambda r: int(np.count_nonzero(r.sum(axis=axes) > 1)),  # ties
-        what=("max" if len(axes) == node.src[0].ndim else f"max over dim {axes[0]}") + _where(node),
+        what=("max" if len(axes) == node.src[0].ndim else f"max over dim {axes[0]}")
+        + _where(node, labels),
         at_kink="{n} tie(s) for the maximum, where the symbolic gradient is shared among the "
         "tied entries (max over everything) or sent to the first (max over a dim), as PyTorch",
     )
 
 
-def _maxpool_kink(node: Node, dims: dict) -> Kink:
+def _maxpool_kink(node: Node, dims: dict, labels: Labels) -> Kink:
     from symbp.compiler.ops import _pad, _windows
 
     a = node.arg
@@ -188,17 +206,17 @@ def _maxpool_kink(node: Node, dims: dict) -> Kink:
         node.src,
         regime,
         on_kink=lambda r: int(np.count_nonzero(r.sum(axis=(4, 5)) > 1)),  # tied windows
-        what="max pooling" + _where(node),
+        what="max pooling" + _where(node, labels),
         at_kink="{n} window(s) with tied maxima, where the symbolic gradient goes to the first "
         "maximum in row-major window order, as PyTorch",
     )
 
 
-def _scan_kink(node: Node, dims: dict) -> Kink | None:
+def _scan_kink(node: Node, dims: dict, labels: Labels) -> Kink | None:
     """A scan's regime: the regimes of its body's kinks at every step, the loop run on the
     values (the body's own rows say what a kink of each of its nodes is)."""
     loop = node.arg
-    inner = [k for n in toposort(loop.outputs) if (k := _kink(n, dims)) is not None]
+    inner = [k for n in toposort(loop.outputs) if (k := _kink(n, dims, labels)) is not None]
     if not inner:
         return None
     shapes: list[tuple[Kink, tuple[int, ...]]] = []  # the pieces of one regime, in order
@@ -226,9 +244,8 @@ def _scan_kink(node: Node, dims: dict) -> Kink | None:
             start += size
         return count
 
-    what = "; ".join(dict.fromkeys(k.what for k in inner))
-    return Kink(node, node.src, regime, on_kink, f"{what} at a step of a scan{_where(node)}",
-                inner[0].at_kink)  # fmt: skip
+    what = "; ".join(dict.fromkeys(k.what for k in inner)) + " at a step of a scan"
+    return Kink(node, node.src, regime, on_kink, what + _where(node, labels), inner[0].at_kink)
 
 
 _LINEAR = NotApplicable("linear in each source: no kink")
@@ -255,7 +272,7 @@ _PICKS = {
 }
 
 
-def _take_along_kink(node: Node, dims: dict) -> Kink:
+def _take_along_kink(node: Node, dims: dict, labels: Labels) -> Kink:
     axis = node.arg
     picks = node.src[1]
     largest = (picks.op == "argidx" and picks.arg[2]) or (picks.op == "cumarg" and picks.arg[1])
@@ -274,7 +291,7 @@ def _take_along_kink(node: Node, dims: dict) -> Kink:
         node.src,
         regime,
         on_kink=lambda r: int(np.count_nonzero(r[1] > 1)),
-        what=what + _where(node),
+        what=what + _where(node, labels),
         at_kink="{n} tie(s) of a picked entry with another, where the symbolic gradient goes "
         "to the picked index (the first maximum, the stable sort's order, cummax's last), "
         "as PyTorch",
@@ -287,7 +304,7 @@ def _take_along_kink(node: Node, dims: dict) -> Kink:
 
 # One row per op of ops.OPS (tests/test_ops.py checks that none is missing): how to read the
 # regime of one of its nodes, or why it has none.
-KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
+KINKS: dict[str, Callable[[Node, dict, Labels], Kink | None] | NotApplicable] = {
     "input": NotApplicable("a leaf: its value is the point being checked"),
     "const": _NO_GRADIENT,
     "ew": _ew_kink,  # the formula's relu, abs, Max, Piecewise ... (``kink_coordinates``)
@@ -351,23 +368,26 @@ KINKS: dict[str, Callable[[Node, dict], Kink | None] | NotApplicable] = {
 }
 
 
-def _kink(node: Node, dims: dict) -> Kink | None:
+def _kink(node: Node, dims: dict, labels: Labels) -> Kink | None:
     """The regime reader of ``node`` (None: smooth there); an op without a row is an error,
     not silently smooth."""
     rule = KINKS.get(node.op)
     if rule is None:
         raise NotImplementedError(f"gradcheck: no kink rule for op '{node.op}' in check.KINKS")
-    return None if isinstance(rule, NotApplicable) else rule(node, dims)
+    return None if isinstance(rule, NotApplicable) else rule(node, dims, labels)
 
 
-def _downstream(order: list[Node], leaf: Node, differentiable: bool = False) -> set[Node]:
-    """Nodes whose value depends on ``leaf`` (with ``differentiable``: whose gradient does)."""
-    reached = {leaf}
-    for n in order:
-        if differentiable and not OPS[n.op].differentiable:
-            continue
-        if any(s in reached for s in n.src):
-            reached.add(n)
+def _downstream(
+    users: dict[Node, list[Node]], leaf: Node, differentiable: bool = False
+) -> set[Node]:
+    """Nodes whose value depends on ``leaf`` (with ``differentiable``: whose gradient does),
+    along ``users`` (``ir.consumers`` of the program)."""
+    reached, todo = {leaf}, [leaf]
+    while todo:
+        for n in users.get(todo.pop(), ()):
+            if n not in reached and (not differentiable or OPS[n.op].differentiable):
+                reached.add(n)
+                todo.append(n)
     return reached
 
 
@@ -561,17 +581,6 @@ def _first_bad(what: str, values: np.ndarray) -> None:
         )
 
 
-def _graph_tensors(root: Tensor) -> Iterator[Tensor]:
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        t = stack.pop()
-        if id(t) not in seen:
-            seen.add(id(t))
-            yield t
-            stack.extend(t._parents)
-
-
 @contextlib.contextmanager
 def _float64(params: Sequence[Parameter]) -> Iterator[None]:
     """Run with ``params`` and new float tensors in float64; restore them exactly after."""
@@ -595,6 +604,7 @@ class _Problem:
     loss: Node
     env: dict[Node, np.ndarray]  # every leaf's value
     wrt: list[tuple[str, str, Node]]  # (name, kind, leaf) to check, in report order
+    labels: Labels  # which layer made each node (tensor.graph_labels): errors say where
 
 
 def _trace64(
@@ -632,9 +642,10 @@ def _trace64(
             first = run([a.arg() for a in args])
         except ShapeError:  # float64 arrays meeting float32 parameters: this run only finds
             first = run([a.arg(get_default_dtype()) for a in args])  # them, so cast the inputs
-        found = {t.node: t for t in _graph_tensors(first) if isinstance(t, Parameter)}
+        found = {t.node: t for t in graph_tensors([first]) if isinstance(t, Parameter)}
         ordered = [found[n] for n in toposort([first.node]) if n in found]  # as they appear
-        named = [(p.name, p) for p in ordered if p.requires_grad]
+        shown = shown_names([p.node.arg for p in ordered])  # the model's names, unique here
+        named = [(s, p) for s, p in zip(shown, ordered) if p.requires_grad]
     for n, p in named:
         _first_bad(f"parameter '{n}'", p._data)
 
@@ -648,7 +659,7 @@ def _trace64(
         finally:
             for b, copy in saved:
                 b[...] = copy
-        env = {t.node: t.numpy() for t in _graph_tensors(loss) if t.node.op == "input"}
+        env = {t.node: t.numpy() for t in graph_tensors([loss]) if t.node.op == "input"}
         wrt = [(n, "parameter", p.node) for n, p in named]
         wrt += [(a.name, "input", v.node) for a, v in zip(args, values) if a.grad]
     if not wrt:
@@ -656,7 +667,7 @@ def _trace64(
             "gradcheck: nothing to check: no trainable parameters, and no input to check "
             "(pass wrt_inputs=True to check the float inputs)"
         )
-    return _Problem(loss.node, env, wrt)
+    return _Problem(loss.node, env, wrt, graph_labels([loss]))
 
 
 # ---------------------------------------------------------------- the check
@@ -721,7 +732,7 @@ def gradcheck(
     grads = evaluate(derived.grads, env, dims)
 
     order = toposort([loss])
-    kinks = [k for n in order if (k := _kink(n, dims)) is not None]
+    kinks = [k for n in order if (k := _kink(n, dims, problem.labels)) is not None]
     regimes = {k: k.regime([base[r] for r in k.reads]) for k in kinks}
 
     rng = np.random.default_rng(seed)
@@ -786,7 +797,8 @@ class _Checker:
         rtol: float,
         atol: float,
     ):
-        self.loss, self.order, self.base, self.dims = loss, order, base, dims
+        self.loss, self.base, self.dims = loss, base, dims
+        self.users = consumers(order)
         self.regimes = regimes
         self.eps, self.rtol, self.atol = eps, rtol, atol
         self.loss0 = abs(float(base[loss]))
@@ -806,9 +818,9 @@ class _Checker:
         max_entries: int | None,
     ) -> tuple[GradcheckRow, set[Kink]]:
         # Only what depends on the leaf is recomputed; the rest is read from the base run.
-        moved = _downstream(self.order, leaf)
+        moved = _downstream(self.users, leaf)
         env = {n: v for n, v in self.base.items() if n not in moved}
-        graded = _downstream(self.order, leaf, differentiable=True)
+        graded = _downstream(self.users, leaf, differentiable=True)
         kinks = [k for k in self.regimes if k.node in graded]  # a detached max is no kink
         probes = [self.loss, *dict.fromkeys(r for k in kinks for r in k.reads)]
         x0 = np.array(self.base[leaf], dtype=np.float64)

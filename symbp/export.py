@@ -505,14 +505,14 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
 
     # the parameters: the training program's memory, and those only inference reads
     arrays: dict[str, np.ndarray] = {}
-    predict_names = [p.name for p in pred_params]
+    predict_names = [str(p.node.arg) for p in pred_params]  # unique: tagged where alike
     train_spec = None
     if prog is not None:
         train_spec = _portable(prog.spec)
         arrays.update(W=prog.W.copy(), hyper=prog.hyper.copy(), ints=prog.ints.copy())
         arrays["epoch"] = np.array(0, np.int64)
         by_id = {id(p): ps["name"] for p, ps in zip(prog.params, prog.spec["params"])}
-        predict_names = [by_id.get(id(p), p.name) for p in pred_params]
+        predict_names = [by_id.get(id(p), str(p.node.arg)) for p in pred_params]
     # the model's names ("0.weight"), without the "#2" that tells apart same-named parameters
     # of other models in this process (unless that would make two the same)
     every = [v["name"] for v in _in_w(train_spec)] + predict_names

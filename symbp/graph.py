@@ -9,10 +9,10 @@ digraph symbp {
 
 Every IR node is one box labelled ``op[arg] type`` (``matmul f32[B,2]``,
 ``ew[σ(x0 + x1)] f32[B,2]``), with the layer that produced it on the line above
-(``linear1``, from ``symbp.compiler.ir.LABELS``). Leaves are ellipses: parameters in yellow, data in
-blue. Backward nodes are red, their edges dashed; the loss and each gradient end in a named
-output. Where a node reads several inputs its edges are labelled ``x0, x1, ...``, the names its
-formula uses.
+(``linear1``, from the model's calls: ``tensor.graph_labels``). Leaves are ellipses:
+parameters in yellow, data in blue. Backward nodes are red, their edges dashed; the loss and
+each gradient end in a named output. Where a node reads several inputs its edges are labelled
+``x0, x1, ...``, the names its formula uses.
 
 Two views:
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from symbp.checkpoint import atomic_write
-from symbp.compiler.ir import LABELS, Node, toposort, type_str
+from symbp.compiler.ir import Labels, Node, shown_names, toposort, type_str
 
 __all__ = ["ComputationGraph", "GraphvizError", "computation_graph", "render_dot"]
 
@@ -73,6 +73,8 @@ class ComputationGraph:
         from symbp.compiler.ops import OPS
 
         ids = {node: f"n{i}" for i, node in enumerate((*self.forward, *self.backward))}
+        leaves = [n for n in ids if n.op == "input"]
+        shown = dict(zip(leaves, shown_names([n.arg for n in leaves])))  # the model's names
         back = set(self.backward)
         lines = [
             "digraph symbp {",
@@ -84,7 +86,7 @@ class ComputationGraph:
         for node, name in ids.items():
             if node.op == "input":
                 kind = "param" if node.arg in self.params else "data"
-                text = f"{node.arg}\n{type_str(node)}"
+                text = f"{shown[node]}\n{type_str(node)}"
             else:
                 kind = "backward" if node in back else "forward"
                 arg = OPS[node.op].show_arg(node, [ids[s] for s in node.src])
@@ -153,17 +155,19 @@ def computation_graph(
     *,
     simplified: bool = False,
     title: str = "",
+    labels: Labels | None = None,
 ) -> ComputationGraph:
     """The forward graph of a scalar ``loss`` and the backward graph of its gradients.
 
     ``loss`` is a Tensor (eager or traced), an IR node, or a ``symbp.Derived`` program.
     ``wrt`` lists what to differentiate with respect to (parameters, tensors or nodes);
     by default every parameter the loss reads. ``simplified`` picks the view (see the module
-    docstring).
+    docstring). ``labels`` names the layer of each node (a trace's ``Traced.labels``); a
+    Tensor's graph knows its own (``tensor.graph_labels``).
     """
     from symbp.api import Derived, derive
     from symbp.compiler.autodiff import grad
-    from symbp.tensor import Parameter, Tensor, parameter_leaves
+    from symbp.tensor import Parameter, Tensor, graph_labels, parameter_leaves
 
     # Parameters by identity among the tensors of a tensor's graph; a graph given by its nodes
     # alone (an IR node, a Derived program) asks which live parameter each leaf is.
@@ -194,11 +198,13 @@ def computation_graph(
     seen = set(forward)
     backward = [n for n in toposort([g for _, g in reached]) if n not in seen]
     outputs = {"loss": forward_out}
-    for w, g in reached:
-        outputs[f"∂loss/∂{w.arg}"] = g
+    for w, g in zip(shown_names([w.arg for w, _ in reached]), (g for _, g in reached)):
+        outputs[f"∂loss/∂{w}"] = g
     params = frozenset(n.arg for n in (*forward, *backward) if is_param(n))
-    labels = {n: LABELS[n] for n in (*forward, *backward) if n in LABELS}
-    return ComputationGraph(tuple(forward), tuple(backward), outputs, params, labels, title)
+    if labels is None:
+        labels = graph_labels([loss]) if isinstance(loss, Tensor) else {}
+    shown = {n: labels[n] for n in (*forward, *backward) if n in labels}
+    return ComputationGraph(tuple(forward), tuple(backward), outputs, params, shown, title)
 
 
 # ---------------------------------------------------------------- rendering

@@ -33,8 +33,9 @@ import sympy
 from sympy.codegen import cfunctions
 
 from symbp.compiler import ops, scalar
-from symbp.compiler.ir import LABELS, B, Names, Node, consumers, toposort
+from symbp.compiler.ir import B, Labels, Names, Node, consumers, toposort
 from symbp.export import ExportError
+from symbp.version import __version__
 
 __all__ = ["OPSET", "OnnxExportError", "export_onnx", "onnx_model"]
 
@@ -63,8 +64,9 @@ def _onnx() -> Any:
 class _Graph:
     """The ONNX nodes and initializers written so far, with fresh names and shared constants."""
 
-    def __init__(self, onnx: Any, x_name: str):
+    def __init__(self, onnx: Any, x_name: str, labels: Labels | None = None):
         self.onnx, self.helper = onnx, onnx.helper
+        self.labels = labels or {}  # the trace's layer of each node (api.Traced.labels)
         self.x_name = x_name
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
@@ -990,13 +992,13 @@ ONNX: dict[str, Callable[..., str] | ops.NotApplicable] = {
 # ---------------------------------------------------------------- the model
 
 
-def _layer(node: Node, users: dict[Node, list[Node]]) -> str:
+def _layer(node: Node, users: dict[Node, list[Node]], labels: Labels) -> str:
     """The layer a node is computed in: its own label, else its nearest labelled consumer's."""
     seen, todo = set(), [node]
     while todo:
         n = todo.pop(0)
-        if n in LABELS:
-            return f" in layer '{LABELS[n]}'"
+        if n in labels:
+            return f" in layer '{labels[n]}'"
         if n not in seen:
             seen.add(n)
             todo.extend(users.get(n, []))
@@ -1033,7 +1035,7 @@ def _write(g: _Graph, out: Node, names: dict[Node, str]) -> None:
         if node in names:
             continue
         rule = ONNX.get(node.op)
-        g.where = f" (op '{node.op}'{_layer(node, users)})"
+        g.where = f" (op '{node.op}'{_layer(node, users, g.labels)})"
         if node.op in _ALIASES:
             names[node] = names[node.src[0]]
             continue
@@ -1045,7 +1047,9 @@ def _write(g: _Graph, out: Node, names: dict[Node, str]) -> None:
                 if isinstance(rule, ops.NotApplicable)
                 else "no ONNX rule for it (symbp.onnx_export.ONNX)"
             )
-            raise OnnxExportError(f"ONNX export: op '{node.op}'{_layer(node, users)}: {why}")
+            raise OnnxExportError(
+                f"ONNX export: op '{node.op}'{_layer(node, users, g.labels)}: {why}"
+            )
         names[node] = rule(g, node, names)
 
 
@@ -1074,7 +1078,7 @@ def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
             f"inference has no dropout: pass training=False to F.dropout"
         )
     (xnode,) = traced.inputs.values()
-    g = _Graph(onnx, "input")
+    g = _Graph(onnx, "input", traced.labels)
     names: dict[Node, str] = {xnode: "input"}
     leaves: dict[Node, np.ndarray] = {p.node: p._data for p in traced.params.values()}
     for u in buffers:  # a buffer is a Tensor (PyTorch's), its array behind it
@@ -1099,8 +1103,6 @@ def onnx_model(compiled: Any, x: Any = None, *, check: bool = True) -> Any:
         producer_name="symbp",
         ir_version=IR_VERSION,
     )
-    from symbp import __version__
-
     model.producer_version = __version__
     if check:
         onnx.checker.check_model(model, full_check=True)

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from symbp.api import Derived, Traced, canonical, differentiate, simplified, trace
+from symbp.api import Derived, Traced, canonical, canonical_labels, differentiate, simplified, trace
 from symbp.compiler import cache, runtime
-from symbp.compiler.ir import Node
+from symbp.compiler.ir import Node, shown_names
 from symbp.compiler.loops import save_for_backward
-from symbp.compiler.lower import ParamSpec, StateSpec, lower_predict, lower_train
+from symbp.compiler.lower import ParamSpec, StateSpec, lower_predict, lower_train, tuning
 from symbp.compiler.ops import print_program
 from symbp.compiler.simplify import simplify
 from symbp.nn.conv import StateUpdate, check_compilable, program_inputs
@@ -178,7 +178,7 @@ def compile_train(
             derived = run("store for backward", store_for_backward, derived)
         with shown.stage("generate code"):
             args = train_lowering(title, traced, params, derived, buffers, seeds, optimizer)
-            low = run("lower", lower_train, *args, allreduce=allreduce)
+            low = run("lower", lower_train, *args, allreduce=allreduce, labels=traced.labels)
         text = runtime.module_text(low.source, low.spec)
     with shown.stage("load"):  # importing it: Numba's library kernels it needs, too
         mod = run("load", runtime.load, key, None if hit else text)
@@ -237,11 +237,12 @@ def train_key(
             type(opt).__name__,
             [(opt.structure(g), opt.formulas(g)[0]) for g in opt.param_groups],
         )
-    names = [p.name.split("#")[0] for p in params]
+    names = shown_names([p.node.arg for p in params])
     consts = [
         (memo[n].arg, v.dtype.str, v.shape, v.tobytes().hex()) for n, v in traced.constants.items()
     ]
     return cache.make_key(
+        tuning.cache_token(),
         "train",
         print_program([canon]),
         roles,
@@ -250,6 +251,7 @@ def train_key(
         names,
         str(loss.dtype),
         consts,
+        canonical_labels([loss], traced.labels),
         *state,
         *([("mpi", *mpi)] if mpi is not None else []),
     )
@@ -267,7 +269,9 @@ def train_lowering(
     """``lower_train``'s arguments: the program's outputs by parameter, the optimizer's
     update formulas by group, the buffers with their new values."""
     trainable = [p for p in params if p.requires_grad]
-    grads = {p.name: g for p, g in zip(trainable, derived.grads)}
+    # the model's names (a tag only where two of this program's would read the same)
+    shown = dict(zip(map(id, params), shown_names([p.node.arg for p in params])))
+    grads = {shown[id(p)]: g for p, g in zip(trainable, derived.grads)}
     new_of = iter(derived.also)  # the new values, simplified with the program
     states = [StateSpec(u.name, u.read, None if u.new is None else next(new_of)) for u in buffers]
     pspecs, updates = [], {}
@@ -282,8 +286,8 @@ def train_lowering(
                 if any(q is p for q in grp["params"]):
                     group = g
                     h, new_p, new_s = forms[g]
-                    updates[p.name] = (g, h, new_p, new_s)
-        pspecs.append(ParamSpec(p.name, p.node, p.requires_grad, group))
+                    updates[shown[id(p)]] = (g, h, new_p, new_s)
+        pspecs.append(ParamSpec(shown[id(p)], p.node, p.requires_grad, group))
     data = dict(traced.inputs)
     return (title, derived.outputs[0], grads, pspecs, data, updates, hyper, traced.constants,
             states, seeds)  # fmt: skip
@@ -330,8 +334,15 @@ def compile_predict(
             )
         params: list[Any] = [*traced.params.values(), *map(BufferArg, buffers)]
         (canon,), _memo = canonical([out])
-        names = [p.name.split("#")[0] for p in params]
-        key = cache.make_key("predict", print_program([canon]), names, str(out.dtype))
+        names = shown_names([p.node.arg for p in params])
+        key = cache.make_key(
+            tuning.cache_token(),
+            "predict",
+            print_program([canon]),
+            names,
+            str(out.dtype),
+            canonical_labels([out], traced.labels),
+        )
         text = run("cache lookup", cache.read_entry, key)
     hit = text is not None
     run.say(1, f"key {key}: {'found in the cache' if hit else 'not in the cache'}")
@@ -343,9 +354,9 @@ def compile_predict(
             # the passes training runs too: bias-add and activation fuse into one loop
             (simple,) = run("simplify", simplify, [out])
             run.say(3, lambda: f"simplified program\n{print_program({'out': simple})}")
-            pspecs = [ParamSpec(p.name, p.node, False) for p in params]
+            pspecs = [ParamSpec(n, p.node, False) for n, p in zip(names, params)]
             (xnode,) = traced.inputs.values()
-            low = run("lower", lower_predict, title, simple, pspecs, xnode)
+            low = run("lower", lower_predict, title, simple, pspecs, xnode, traced.labels)
         text = runtime.module_text(low.source, low.spec)
     with shown.stage("load"):
         mod = run("load", runtime.load, key, None if hit else text)

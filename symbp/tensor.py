@@ -29,6 +29,7 @@ from symbp.compiler.ir import (
     float32,
     float64,
     int64,
+    leaf_name,
     numel,
     shape_error,
     shape_str,
@@ -103,6 +104,12 @@ class Tensor:
     """A node of the traced graph, with its value when it has one (eager mode)."""
 
     _version: int  # bumped by each in-place update
+    # Which layer made this tensor: (order of the call, the node it returned, the module's
+    # path), set by the first ``Module.__call__`` returning it. Labels belong to the graph of
+    # tensors, not to the interned nodes, which two models (or two calls) may share.
+    _label: tuple[int, Node, str] | None = None
+    # the labels of a loop body's graph (``loops.scan`` traces it apart from its parents)
+    _inner_labels: tuple[tuple[int, Node, str], ...] = ()
 
     __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
 
@@ -1286,7 +1293,9 @@ class Parameter(Tensor):
 
     @property
     def name(self) -> str:
-        return self._name
+        """The model's name (``0.weight``). Its leaf is named ``0.weight#2`` while another live
+        parameter has that name (interned leaves must differ); no user sees that tag."""
+        return leaf_name(self._name)
 
     @property
     def data(self) -> Tensor:
@@ -1337,6 +1346,25 @@ def graph_tensors(roots: Sequence[Tensor], grad_only: bool = False) -> list[Tens
         if t.requires_grad or not grad_only:
             stack.extend(t._parents)
     return out
+
+
+def label_marks(roots: Sequence[Tensor]) -> tuple[tuple[int, Node, str], ...]:
+    """The labels marked on the graph of ``roots`` (``Tensor._label``), loop bodies' included."""
+    return tuple(
+        m
+        for t in graph_tensors(roots)
+        for m in (*t._inner_labels, *(() if t._label is None else (t._label,)))
+    )
+
+
+def graph_labels(roots: Sequence[Tensor]) -> dict[Node, str]:
+    """Which layer made each node of the graph of ``roots`` (``Module.__call__`` marks the
+    tensors it returns): the program's labels, for names, comments and error messages. A node
+    that several calls returned (nodes are interned) takes the first call's label."""
+    labels: dict[Node, str] = {}
+    for _, node, path in sorted(label_marks(roots), key=lambda m: m[0]):
+        labels.setdefault(node, path)
+    return labels
 
 
 def parameter_leaves(roots: Sequence[Tensor]) -> dict[Node, Parameter]:

@@ -448,3 +448,37 @@ def test_tolerance_arguments_are_validated():
         gradcheck(None, lambda x: x.sum(), np.ones(2), eps=0)
     with pytest.raises(ValueError, match="max_entries"):
         gradcheck(None, lambda x: x.sum(), np.ones(2), max_entries=-1)
+
+
+def test_what_a_leaf_moves_is_found_by_the_irs_walks():
+    """gradcheck recomputes only what depends on the perturbed leaf (and watches the kinks
+    its gradient reaches): the nodes whose sources lead back to it, through differentiable
+    ops for the gradient. Checked against the definition, and check.py walks no graph of its
+    own (the tensor graph's walk is tensor.graph_tensors, the IR's ir.consumers)."""
+    import ast
+    import inspect
+
+    from symbp import check
+    from symbp.compiler.ir import consumers, toposort
+    from symbp.compiler.ops import OPS
+
+    x, w = symbp.tensor(np.ones((2, 3))), symbp.tensor(np.ones((3,)), requires_grad=True)
+    h = symbp.relu(x * w)
+    loss = (h.detach() * h + symbp.argmax(h, 1).double().sum()).sum()
+    order = toposort([loss.node])
+    users = consumers(order)
+
+    def depends(n, through_grad):
+        if n is w.node:
+            return True
+        if through_grad and not OPS[n.op].differentiable:
+            return False
+        return any(depends(s, through_grad) for s in n.src)
+
+    found = {}
+    for grad_only in (False, True):
+        found[grad_only] = check._downstream(users, w.node, grad_only)
+        assert found[grad_only] == {n for n in order if depends(n, grad_only)}
+    assert found[True] < found[False]  # argmax: moved by the leaf, no gradient through it
+    tree = ast.parse(inspect.getsource(check))
+    assert not [a for a in ast.walk(tree) if isinstance(a, ast.Attribute) and a.attr == "_parents"]

@@ -11,8 +11,9 @@ import pytest
 
 import symbp
 from symbp.compiler.autodiff import grad
-from symbp.compiler.ir import LABELS, toposort, type_str
+from symbp.compiler.ir import toposort, type_str
 from symbp.graph import ComputationGraph, GraphvizError, computation_graph
+from symbp.tensor import graph_labels
 
 # ---------------------------------------------------------------- a tiny DOT parser
 
@@ -100,7 +101,7 @@ def net_loss():
     return net, ((net(x) - t) ** 2).sum() / 2
 
 
-def label_of(node):
+def label_of(node, labels):
     """What each IR node should be called, from print_program's own listing of the node."""
     from symbp.compiler.ops import print_program
 
@@ -110,7 +111,7 @@ def label_of(node):
     op_arg = listing.split(" = ", 1)[1].rsplit(" ", len(node.src))[0] if node.src else ""
     op_arg = op_arg or listing.split(" = ", 1)[1].strip()
     text = f"{op_arg} {type_str(node)}"
-    return f"{LABELS[node]}\n{text}" if node in LABELS else text
+    return f"{labels[node]}\n{text}" if node in labels else text
 
 
 # ---------------------------------------------------------------- tests
@@ -127,12 +128,13 @@ def test_every_node_and_edge_of_the_program(simplified):
     else:
         fwd, grads = loss.node, grad(loss.node, [p.node for p in params])
     everything = toposort([fwd, *grads])
+    labels = graph_labels([loss])  # the layers of this model's own calls
     nodes, edges, _ = parse_dot(g.to_dot(max_label=1000))
 
     ids = {n: f"n{i}" for i, n in enumerate((*g.forward, *g.backward))}
     assert set(ids) == set(everything)  # every node, each once
     for node in everything:
-        assert nodes[ids[node]]["label"] == label_of(node)
+        assert nodes[ids[node]]["label"] == label_of(node, labels)
     want = {(ids[s], ids[n]) for n in everything for s in n.src}
     got = {(a, b) for a, b, _ in edges if not b.startswith("out")}
     assert got == want
@@ -157,7 +159,7 @@ def test_backward_nodes_are_styled_apart():
         if b.startswith("n"):
             target = next(n for n, i in ids.items() if i == b)
             assert (attrs.get("style") == "dashed") == (target not in forward)
-    params = {p.name for p in net.parameters()}
+    params = {p.node.arg for p in net.parameters()}  # leaves by their own names
     for node, name in ids.items():
         if node.op == "input":
             want = "#fff4d6" if node.arg in params else "#e8f0fe"

@@ -46,6 +46,8 @@ import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from symbp.version import __version__
+
 MAGIC = "# symbp-cache sha256="
 TRUST_SHARED = "SYMBP_CACHE_TRUST_SHARED"
 _WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
@@ -290,13 +292,13 @@ def kernel_cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def versions() -> str:
-    """symbp (version and a digest of its compiler's source), Numba and NumPy versions."""
+    """symbp (version and a digest of its compiler's source), Numba and NumPy versions. What
+    the lowering chooses on this machine (BLAS, products, vector width) its callers add to the key
+    (``lower.tuning.cache_token``): the cache imports nothing above it."""
     import numba
     import numpy
 
-    import symbp
-
-    root = Path(symbp.__file__).parent
+    root = Path(__file__).parents[1]  # the package's folder: this is symbp/compiler/cache.py
     h = hashlib.sha256()
     # The files that turn a traced program into compiled code (the key holds the traced program
     # itself): the compiler, the pipeline that runs it, the update rules, and the formulas'
@@ -308,15 +310,9 @@ def versions() -> str:
     ):
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
-    from symbp.compiler.lower import simd, tuning
-    from symbp.compiler.lower.support import MKL
-
-    blas = "mkl" if MKL else "openblas"
-    # the vector width picks the kernels' variants (a layer "narrow" enough for one vector)
     return (
-        f"symbp={symbp.__version__}+{h.hexdigest()[:12]} numba={numba.__version__} "
-        f"numpy={numpy.__version__} blas={blas} products={tuning.token()} "
-        f"vector={simd.VECTOR_BYTES}"
+        f"symbp={__version__}+{h.hexdigest()[:12]} numba={numba.__version__} "
+        f"numpy={numpy.__version__}"
     )
 
 

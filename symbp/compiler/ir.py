@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import re
 import weakref
-from collections.abc import Container, Iterable, Iterator
+from collections import Counter
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -141,6 +142,20 @@ def leaves(outputs: Iterable[Node]) -> list[Node]:
     return [n for n in toposort(outputs) if n.op == "input"]
 
 
+def leaf_name(arg: object) -> str:
+    """How a leaf is shown: a parameter's model name (``0.weight``), without the ``#k`` tag that
+    keeps the leaves of live parameters of one name apart (``0.weight#2``: another model's
+    ``0.weight`` is alive). The tag tells interned leaves apart; users never see it."""
+    return re.sub(r"#\d+$", "", str(arg))
+
+
+def shown_names(args: Sequence[object]) -> list[str]:
+    """The names of one program's leaves as it shows them: the model's names, each tagged only
+    where two of the program's own would otherwise read the same."""
+    bare = Counter(leaf_name(a) for a in args)
+    return [leaf_name(a) if bare[leaf_name(a)] == 1 else str(a) for a in args]
+
+
 def bind_dims(inputs: Iterable[tuple[Node, tuple[int, ...]]]) -> dict[sympy.Symbol, int]:
     """Solve the symbolic dims of input nodes from the concrete shapes of their values."""
     dims: dict[sympy.Symbol, int] = {}
@@ -172,8 +187,11 @@ def concrete(shape: Shape, dims: dict[sympy.Symbol, int]) -> tuple[int, ...]:
 
 # ---------------------------------------------------------------- where in the model we are
 
-# Which layer produced a node (``linear1``, ``sigmoid``): formulas name intermediates by it.
-LABELS: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
+# Which layer produced each node of one program (``linear1``, ``sigmoid``): formulas name
+# intermediates by it, generated code names buffers by it, errors say where. A program's own
+# (``tensor.graph_labels`` of its tensors, ``api.Traced.labels``): nodes are interned, and two
+# models sharing a node must not share its label.
+Labels: TypeAlias = "Mapping[Node, str]"
 # What a layer calls the parts of its loop's step (a ``loops.scan`` body), keyed by the body's
 # output node: {"carry": ("h", "c"), "gates": ("i", "f", "g", "o")}; formulas print by it.
 STEP_NAMES: weakref.WeakKeyDictionary[Node, dict[str, tuple[str, ...]]] = (
@@ -230,12 +248,15 @@ class Names:
     """Names handed out once each, for what a program writes (buffers of a generated module,
     values of an ONNX graph): ``fresh(base)`` is ``base`` if it is free, else the first free of
     ``base_1``, ``base_2`` ... Names in ``taken`` (reserved words, names given elsewhere) are
-    never handed out; ``taken`` grows with each name handed out."""
+    never handed out; ``taken`` grows with each name handed out. With a ``mark``, every name
+    handed out starts with it (a dry run tells what it handed out from what it did not)."""
 
-    def __init__(self, taken: Iterable[str] = ()):
+    def __init__(self, taken: Iterable[str] = (), mark: str = ""):
         self.taken = set(taken)
+        self.mark = mark
 
     def fresh(self, base: str) -> str:
+        base = base if base.startswith(self.mark) else self.mark + base
         name, k = base, 1
         while name in self.taken:
             name, k = f"{base}_{k}", k + 1

@@ -35,6 +35,7 @@ from symbp.compiler.ir import (
     numel,
     shape_error,
     shape_str,
+    shown_names,
     toposort,
     type_str,
 )
@@ -2572,14 +2573,13 @@ def print_program(
     """A jaxpr-like listing: one line ``name:type = op[arg] src...`` per node."""
     outs = outputs if isinstance(outputs, dict) else {f"out{i}": n for i, n in enumerate(outputs)}
     order = toposort(outs.values())
-    taken = {str(n.arg) for n in order if n.op == "input"}
-    gen = (name for name in _names() if name not in taken)
-    name: dict[Node, str] = {}
+    leaves = [n for n in order if n.op == "input"]
+    name: dict[Node, str] = dict(zip(leaves, shown_names([n.arg for n in leaves])))
+    gen = (g for g in _names() if g not in name.values())
     ins, lines = [], []
     for node in order:
         if node.op == "input":
-            name[node] = str(node.arg)
-            ins.append(f"{node.arg}:{type_str(node)}")
+            ins.append(f"{name[node]}:{type_str(node)}")
             continue
         name[node] = next(gen)
         arg = OPS[node.op].show_arg(node, [name[s] for s in node.src])

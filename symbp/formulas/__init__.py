@@ -5,7 +5,7 @@ so what is printed is what symbp computes. Two levels:
 
 - **Tensor level.** Every node becomes a SymPy expression over named tensors: leaves are
   ``x, t, W1, b1 ...``, layer outputs are ``z1, h, o ...`` (named from the modules that made
-  them, see ``ir.LABELS``), error signals are ``δ2, δ1 ...``. Elementwise algebra is plain
+  them: ``ir.Labels``), error signals are ``δ2, δ1 ...``. Elementwise algebra is plain
   SymPy algebra on those symbols (it acts entry by entry, so it commutes); the structural ops
   are the ``TensorOp`` functions of ``vocabulary``, printed as ``·`` (matrix product), ``ᵀ``, ``Σ``.
   Fused formulas are named back: ``σ(h·W2ᵀ + b2)`` inside a δ becomes ``o``, so the δ of a
@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from symbp.api import Traced
-from symbp.compiler.ir import Node, toposort
+from symbp.compiler.ir import Labels, Node, shown_names, toposort
 from symbp.formulas import table as table  # fills PRINTING: every op's row
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
 from symbp.formulas.latex import LatexPrinter as LatexPrinter
@@ -86,7 +86,7 @@ from symbp.formulas.tidy import tidy as tidy
 from symbp.formulas.vocabulary import Equation
 from symbp.formulas.vocabulary import TensorOp as TensorOp
 from symbp.formulas.vocabulary import shape_of as shape_of
-from symbp.tensor import Parameter, Tensor
+from symbp.tensor import Parameter, Tensor, graph_labels
 
 __all__ = [
     "Equation",
@@ -120,19 +120,20 @@ def formulas(
     >>> print(f.scalar("w1").text().splitlines()[0])  # doctest: +ELLIPSIS
     ∂E/∂w1 = (o − t)·o·(1 − o)·x1 = ...
     """
-    loss_node, values, candidates, given = _source(loss)
+    loss_node, values, candidates, given, labels = _source(loss)
     wrt = _choose_params(params, candidates, values, loss_node)
     if not wrt:
         raise ValueError(
             "formulas: the loss does not depend on any tensor that requires grad (pass params=)"
         )
-    return Formulas(loss_node, wrt, values, given)
+    return Formulas(loss_node, wrt, values, given, labels)
 
 
 def _source(
     loss: Tensor | Traced,
-) -> tuple[Node, dict[Node, np.ndarray], list[tuple[str | None, Node]], dict[Node, str]]:
-    """The loss node, the leaves' values, the leaves that require grad, given input names."""
+) -> tuple[Node, dict[Node, np.ndarray], list[tuple[str | None, Node]], dict[Node, str], Labels]:
+    """The loss node, the leaves' values, the leaves that require grad, given input names, and
+    which layer made each node."""
     if isinstance(loss, Traced):
         if not loss.outputs:
             raise ValueError("formulas: the traced function returned nothing")
@@ -146,7 +147,7 @@ def _source(
         order = {n: i for i, n in enumerate(toposort([node]))}
         cands.sort(key=lambda c: order[c[1]])
         given = {n: name for name, n in loss.inputs.items()}
-        return node, values, cands, given
+        return node, values, cands, given, loss.labels
     if not isinstance(loss, Tensor):
         raise TypeError(f"formulas: expects a scalar Tensor or a trace, got {type(loss).__name__}")
     from symbp.api import graph_tensors
@@ -155,11 +156,13 @@ def _source(
     leaf_tensors = {t.node: t for t in tensors if t.node.op == "input" and not t._parents}
     values = {n: t.value for n, t in leaf_tensors.items() if t.value is not None}
     cands = []  # in the order the data flows: the model's order
+    params = [n for n in toposort([loss.node]) if isinstance(leaf_tensors.get(n), Parameter)]
+    shown = dict(zip(params, shown_names([n.arg for n in params])))  # unique in this graph
     for n in toposort([loss.node]):
         t = leaf_tensors.get(n)
         if t is not None and t.requires_grad:
-            cands.append((t.name if isinstance(t, Parameter) else None, n))
-    return loss.node, values, cands, {}
+            cands.append((shown.get(n), n))
+    return loss.node, values, cands, {}, graph_labels([loss])
 
 
 def _choose_params(
@@ -173,8 +176,11 @@ def _choose_params(
     from symbp.nn.module import Module
 
     chosen: list[tuple[str | None, Node]] = []
+    named = {n: name for name, n in cands if name}  # the graph's names: unique in it
     if isinstance(params, Module):
-        items: Iterable[tuple[str | None, Any]] = [(p.name, p) for p in params.parameters()]
+        items: Iterable[tuple[str | None, Any]] = [
+            (named.get(p.node, p.name), p) for p in params.parameters()
+        ]
     elif isinstance(params, Mapping):
         items = list(params.items())
     else:
@@ -189,7 +195,7 @@ def _choose_params(
         if not isinstance(p, Tensor):
             raise TypeError(f"formulas: params must be tensors or names, got {type(p).__name__}")
         if name is None and isinstance(p, Parameter):
-            name = p.name
+            name = named.get(p.node, p.name)
         node = p.node
         if p.value is not None:  # one the loss never reads: derive lists it as unreached
             values.setdefault(node, p.value)

@@ -1,5 +1,6 @@
 """Naming the model's tensors: ``W1, b1`` for parameters, ``x, t, y`` for data, ``z1, h, o``
-for layer outputs (from the modules that made them, ``ir.LABELS``), ``m`` for dropout masks.
+for layer outputs (from the modules that made them: the program's ``ir.Labels``), ``m`` for
+dropout masks.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import sympy
 
 from symbp.compiler.ir import (
     AUTO_NAME,
-    LABELS,
     B,
+    Labels,
     Node,
     consumers,
     layer_numbers,
@@ -81,8 +82,15 @@ class _Namer:
     ``y`` integer labels. The loss is ``E``.
     """
 
-    def __init__(self, loss: Node, wrt: Sequence[tuple[str | None, Node]], given: Mapping):
+    def __init__(
+        self,
+        loss: Node,
+        wrt: Sequence[tuple[str | None, Node]],
+        given: Mapping,
+        labels: Labels | None = None,
+    ):
         self.loss = loss
+        self.labels = labels or {}  # the layer that made each node (tensor.graph_labels)
         self.order = toposort([loss])
         self.tensors: dict[Node, _Tensor] = {}
         self.groups: dict[Node, str] = {}  # parameter -> its layer's number ("" if one layer)
@@ -132,7 +140,7 @@ class _Namer:
         applied outside modules (``symbp.sigmoid(self.fc(x))``)."""
         if n.op == "input" or n is self.loss:
             return False
-        if n in LABELS:
+        if n in self.labels:
             return True
         # an elementwise node (only those carry a Formula) applying a named activation
         return isinstance(n.arg, Formula) and len(n.src) == 1 and n.arg.label in _activations()
@@ -140,7 +148,9 @@ class _Namer:
     def _name_data(self, given: Mapping[Node, str]) -> None:
         # Inputs feed the model (its labelled layers), the rest feeds only the loss: targets.
         # A model without modules: the first data the loss reads is the input.
-        labelled = [n for n in self.order if n in LABELS and n.op != "input" and n is not self.loss]
+        labelled = [
+            n for n in self.order if n in self.labels and n.op != "input" and n is not self.loss
+        ]
         model_part = set(toposort(labelled))
         masks = [n for n in self.order if printing(n).mask]
         seeds = {m.src[0] for m in masks}  # a dropout mask's seed is no data of the model
@@ -217,7 +227,7 @@ class _Namer:
         rename = {}
         for n, (base, k) in roles.items():
             sym = _symbol(self._take(base if base == "h" and one_hidden else base + k))
-            about = f"output of {_describe(LABELS[n]) if n in LABELS else n.arg.label}"
+            about = f"output of {_describe(self.labels[n]) if n in self.labels else n.arg.label}"
             self.tensors[n] = _Tensor(sym, n, about, _RANK_LAYER + len(self.tensors))
             rename[temp[n]] = sym
         return rename

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy
 
-from symbp.compiler.ir import LABELS, STEP_NAMES, Node, consumers, toposort
+from symbp.compiler.ir import STEP_NAMES, Node, consumers, toposort
 from symbp.compiler.ops import xsym
 from symbp.formulas.indexing import Key, Sliced
 from symbp.formulas.layout import _RANK_DELTA, _RANK_LAYER
@@ -90,7 +90,7 @@ class Loops:
         (y,) = loop.outputs
         given = STEP_NAMES.get(y, {})
         names = _Names()
-        what = LABELS.get(scan) or self._layer(scan)
+        what = self.namer.labels.get(scan) or self._layer(scan)
         take = self.namer._take
         # the carry's parts: the sources of the step's closing cat
         if y.op == "cat" and y.arg == y.ndim - 1 and len(y.src) > 1:

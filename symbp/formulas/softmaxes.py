@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp.compiler.ir import LABELS, Node, consumers
+from symbp.compiler.ir import Labels, Node, consumers
 from symbp.compiler.ops import xsym
 from symbp.formulas.layout import _RANK_DELTA
 from symbp.formulas.naming import _symbol, _Tensor
@@ -76,15 +76,16 @@ def _scores(e: Node) -> tuple[Node, sympy.Expr]:
     return s, sympy.Integer(1)
 
 
-def names(found: Sequence[Softmax]) -> dict[Node, tuple[str, str]]:
-    """The names of the scores and weights: S, P (S1, P1 … for several)."""
+def names(found: Sequence[Softmax], labels: Labels) -> dict[Node, tuple[str, str]]:
+    """The names of the scores and weights: S, P (S1, P1 … for several); a layer's output
+    (in ``labels``) keeps its layer's name."""
     out: dict[Node, tuple[str, str]] = {}
     for k, sm in enumerate(found):
         suffix = str(k + 1) if len(found) > 1 else ""
         dims = ",".join(map(str, sm.axes))
-        if sm.out not in LABELS:
+        if sm.out not in labels:
             out[sm.out] = (f"P{suffix}", f"attention weights: softmax along dim {dims}")
-        if sm.scores.op in ("matmul", "bmm") and sm.scores not in LABELS:
+        if sm.scores.op in ("matmul", "bmm") and sm.scores not in labels:
             out[sm.scores] = (f"S{suffix}", "attention scores")
     return out
 

@@ -15,7 +15,7 @@ import numpy as np
 import sympy
 
 from symbp.api import Derived, derive
-from symbp.compiler.ir import B, Node, bind_dims, consumers, toposort, type_str
+from symbp.compiler.ir import B, Labels, Node, bind_dims, consumers, toposort, type_str
 from symbp.compiler.reference import evaluate
 from symbp.formulas import softmaxes
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
@@ -56,10 +56,11 @@ class Formulas:
         wrt: Sequence[tuple[str | None, Node]],
         values: Mapping[Node, np.ndarray],
         given: Mapping[Node, str],
+        labels: Labels | None = None,
     ) -> None:
         self.derived: Derived = derive(loss, [n for _, n in wrt])
         self._values = dict(values)
-        self._namer = namer = _Namer(loss, wrt, given)
+        self._namer = namer = _Namer(loss, wrt, given, labels)
         self._wrt = list(wrt)
         self.forward: list[Equation | StepBlock] = []
         self.backward: list[Equation | StepBlock] = []
@@ -73,7 +74,7 @@ class Formulas:
         self._norms = find_norms(namer.order)  # LayerNorms: their μ, σ, x̂ get names
         self._softmaxes = softmaxes.find(namer.order)  # attention's: S, P and δP, δS
         self._stats = statistics(self._norms, self._users, namer.groups)
-        self._stats |= softmaxes.names(self._softmaxes)
+        self._stats |= softmaxes.names(self._softmaxes, namer.labels)
         self._build_forward()
         self._build_backward()
         self._rank = namer.rank()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -10,10 +11,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from symbp import dtypes
-from symbp.compiler.ir import LABELS, scope, shape_str
+from symbp.compiler.ir import scope, shape_str
 from symbp.devices import check as check_device
 from symbp.devices import parse_to
 from symbp.tensor import Parameter, Tensor, _leaf
+
+_calls = itertools.count()  # orders the labels of calls (tensor.graph_labels)
 
 
 class IncompatibleKeys(NamedTuple):
@@ -374,8 +377,8 @@ class Module:
             self._name_tree()
         with scope(self.describe()):
             out = self.forward(*args, **kwargs)
-        if isinstance(out, Tensor) and out.node not in LABELS:
-            LABELS[out.node] = self._path
+        if isinstance(out, Tensor) and out._label is None:  # the innermost layer returning it
+            out._label = (next(_calls), out.node, self._path)
         return out
 
     def _name_tree(self) -> None:

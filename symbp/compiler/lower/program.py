@@ -14,8 +14,11 @@ per tensor, and a step allocates nothing.
 
 from __future__ import annotations
 
+import io
+import keyword
 import textwrap
-from collections.abc import Sequence
+import tokenize
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,7 @@ import sympy
 
 from symbp.compiler.ir import (
     B,
+    Labels,
     Names,
     Node,
     T,
@@ -36,7 +40,6 @@ from symbp.compiler.ir import (
 from symbp.compiler.lower import conv_kernels
 from symbp.compiler.lower.emit import (
     _DT,
-    LOOP_VARS,
     Emitter,
     allreduce_call,
     at,
@@ -178,21 +181,35 @@ NONFINITE_GRAD = {NONFINITE_GRAD}
 NONFINITE_DATA = {NONFINITE_DATA}
 MPI_FAILED = {MPI_FAILED}
 """.format(**{k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)})
-RESERVED = (
-    "X", "Y", "OUT", "order", "n_epochs", "batch_size", "mode", "seed", "W", "work", "iwork",
-    "hyper", "ints", "losses", "t", "N", "B", "n_batches", "epoch", "batch", "start", "total",
-    "value", "carved", "r", "acc", "aik", "v", "best", "hit", "math", "np", "f32", "f64",
-    "nb", "oc", "icl", "ic", "c", "kp", "kq", "oy", "ox", "iy", "ix", "oy0", "oy1", "ox0", "ox1",
-    "wv", "xv", "cnt", "hy", "hx", "hk", "take", "gv", "ok", "all_finite", "BG", "share",
-    "lo", "rc", "red0", "red1", "last",
-    # the module's own names: its constants, helpers, kernel registrations
-    "GRADS", "UPDATE", "SHUFFLE", "STOP_NONFINITE", "CHECK_DATA", "CHECK_UPDATE", "OK",
-    "NONFINITE_LOSS", "BAD_LABEL", "NONFINITE_GRAD", "NONFINITE_DATA", "MPI_FAILED", "THREADS",
-    "TRAIN_KERNELS", "PREDICT_KERNELS", "njit", "prange", "numba", "need", "carve", "shuffle",
-    "dropout_seed", "train", "predict",
-    # loop indices: a kernel's, a gathered row's
-    *LOOP_VARS, *(f"j{d}" for d in range(1, 8)),
-)  # fmt: skip
+# Every name a dry run hands out starts with this mark (``Names(mark=...)``): the names of the
+# module it generates that do not are the emitter's own (signature, arenas, loop locals,
+# imported helpers, hyperparameters, index variables), which the real run gives no buffer.
+PROBE = "symbp_probe_"
+
+
+def _own_names(source: str) -> set[str]:
+    """The names a generated module writes itself: the identifiers of its code (not its strings,
+    comments or attributes, not keywords) that no allocator handed out (no ``PROBE`` mark)."""
+    found: set[str] = set()
+    after_dot = False
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        name = tok.string
+        marked = name.startswith(PROBE) or keyword.iskeyword(name)
+        if tok.type == tokenize.NAME and not after_dot and not marked:
+            found.add(name)
+        after_dot = tok.type == tokenize.OP and name == "."
+    return found
+
+
+def _reserving(generate: Callable[[Names], Lowered]) -> Lowered:
+    """A module generated so that no buffer takes a name its code writes itself: a dry run with
+    marked names says which those are (no hand-kept list to fall out of date)."""
+    try:
+        probe = generate(Names(mark=PROBE))
+    except Exception:
+        generate(Names())  # the same error, in the program's own names
+        raise
+    return generate(Names(_own_names(probe.source)))
 
 
 @dataclass
@@ -352,6 +369,8 @@ def lower_train(
     buffers: Sequence[StateSpec] = (),
     seeds: Sequence[Node] = (),
     allreduce: str | None = None,
+    labels: Labels | None = None,
+    names: Names | None = None,
 ) -> Lowered:
     """The module for training: ``train(...)`` running epochs of forward/backward/update.
 
@@ -360,11 +379,14 @@ def lower_train(
     ``buffers`` are module buffers kept in W and updated with the parameters; ``seeds`` the
     int64 seed leaves of dropout masks, the k-th fed ``dropout_seed(seed, t, k)`` each step.
     ``allreduce`` (a kernel of ``symbp.distributed.kernel``): the data-parallel program, see
-    ``_distributed``.
+    ``_distributed``. ``labels``: the trace's layer of each node (``api.Traced.labels``).
+    ``names``: the allocator of the module's names (by default ``_reserving``'s).
     """
+    if names is None:
+        args = (title, loss, grads, params, data, updates, hyper, constants, buffers, seeds)
+        return _reserving(lambda names: lower_train(*args, allreduce, labels, names))
     W, work, iwork = _Arena("W"), _Arena("work"), _Arena("iwork")
     arenas = {"W": W, "work": work, "iwork": iwork}
-    names = Names(RESERVED)  # of the buffers named here; the schedule names the rest
 
     # W holds, in this order: the parameters, their gradients, the optimizer's state. Each
     # param group's tensors are adjacent in every block, so one flat loop updates a group.
@@ -469,8 +491,8 @@ def lower_train(
     layers = _layers(params)
     weight_grads = {grads[p.name]: layers[p.node][1] for p in params
                     if p.name in grads and layers.get(p.node, ("",))[0] == "weight"}  # fmt: skip
-    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names.taken),
-                     layers=layers, weight_grads=weight_grads)  # fmt: skip
+    sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names.taken), names=names,
+                     labels=labels, layers=layers, weight_grads=weight_grads)  # fmt: skip
 
     _place(arenas, [*data_bufs.values(), *seed_bufs], sched)
     carve = work.lines + iwork.lines
@@ -749,9 +771,19 @@ def _distributed(
     ]
 
 
-def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -> Lowered:
-    """The module for inference: ``predict(X, batch_size, work, iwork, OUT, *params)``."""
-    names = Names(RESERVED)
+def lower_predict(
+    title: str,
+    out: Node,
+    params: Sequence[ParamSpec],
+    x: Node,
+    labels: Labels | None = None,
+    names: Names | None = None,
+) -> Lowered:
+    """The module for inference: ``predict(X, batch_size, work, iwork, OUT, *params)``;
+    ``labels``: the trace's layer of each node (``api.Traced.labels``), ``names`` as in
+    ``lower_train``."""
+    if names is None:
+        return _reserving(lambda names: lower_predict(title, out, params, x, labels, names))
     inputs: dict[Node, Buffer] = {}
     pnames = []
     for p in params:
@@ -762,7 +794,7 @@ def lower_predict(title: str, out: Node, params: Sequence[ParamSpec], x: Node) -
     inputs[x] = xbuf
     obuf = Buffer(names.fresh("out"), out.shape, out.dtype, "work", out)
     sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names.taken),
-                     layers=_layers(params))  # fmt: skip
+                     names=names, labels=labels, layers=_layers(params))  # fmt: skip
     work, iwork = _Arena("work"), _Arena("iwork")
     arenas = {"work": work, "iwork": iwork}
     _place(arenas, [xbuf], sched)

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import sympy
 
-from symbp.compiler.ir import LABELS, Names, Node, Shape, consumers, toposort
+from symbp.compiler.ir import Labels, Names, Node, Shape, consumers, toposort
 from symbp.compiler.lower.printer import LoweringError
 
 
@@ -217,6 +217,7 @@ class Schedule:
     keys: Names = field(default_factory=Names)  # of the buffers' keys (``Buffer.key``)
     # the schedule of each loop node's body (its buffers named from the same Names)
     bodies: dict[Node, Schedule] = field(default_factory=dict)
+    labels: Labels = field(default_factory=dict)  # which layer made each node: buffer names
 
     def all_kernels(self) -> list[Kernel]:
         """Every kernel, those computed in a reduction's loop and in loop bodies included."""
@@ -255,6 +256,7 @@ def schedule(
     layers: Mapping[Node, tuple[str, str]] | None = None,
     weight_grads: Mapping[Node, str] | None = None,
     keys: Names | None = None,
+    labels: Labels | None = None,
 ) -> Schedule:
     """Kernels computing each output node into its given buffer, from the ``inputs`` buffers.
 
@@ -265,11 +267,15 @@ def schedule(
     ``weight_grads``: the layer number of each weight's gradient node, from which the
     buffers of the layers' tensors are named as the formulas name them (``formula_names``);
     ``keys``: the allocator of the buffers' keys (``Buffer.key``), a loop body's: its program's.
+    ``labels``: which layer made each node (the trace's, ``api.Traced.labels``), buffers are
+    named by it.
     """
     out_nodes = [n for _, n in outputs]
     order = toposort(out_nodes)
     users = consumers(order)
-    sched = Schedule(dict(inputs), [], set(), {}, names=names or Names(reserved))
+    sched = Schedule(
+        dict(inputs), [], set(), {}, names=names or Names(reserved), labels=labels or {}
+    )
     sched.keys = keys or Names(reserved)
     sched.names.taken.update(b.name for b in inputs.values())
     sched.names.taken.update(b.name for b, _ in outputs)
@@ -317,7 +323,7 @@ def schedule(
     def buffer_name(n: Node, prefix: str, name: str | None = None) -> tuple[str, str]:
         """(name, key): z1, h, delta2, x_W1 (a product, named by its operand), where the
         layers name one (or ``name``), else layer6_view0, ew3: the layer, the kind, a count."""
-        label = LABELS.get(n)
+        label = sched.labels.get(n)
         base = f"{ident(label)}_{prefix}" if label else prefix
         key = sched.keys.fresh(count(base, key_counters))
         name = name or known.get(n)
@@ -486,7 +492,7 @@ def _body(n: Node, outer: Schedule) -> Schedule:
                 key=keys.fresh(f"{out.key or out.name}_{name}")), o)
         for o, name in zip(loop.outputs, loop.names)
     ]  # fmt: skip
-    return schedule(outputs, inputs, names=names, keys=keys)
+    return schedule(outputs, inputs, names=names, keys=keys, labels=outer.labels)
 
 
 def _stored_deps(n: Node, sched: Schedule) -> set[Node]:

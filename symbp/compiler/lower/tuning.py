@@ -100,6 +100,18 @@ def token() -> str:
     return "measured" if fixed is None else f"pinned:{fixed}"
 
 
+def cache_token() -> str:
+    """What a program cache key says of the lowering's choices on this machine: the BLAS the
+    products call, the products' choice (``token``) and the vector width (it picks the
+    kernels' variants: a layer "narrow" enough for one vector). The lowering hands it to the
+    key (``symbp.compiled``), which ``cache.versions`` does not name."""
+    from symbp.compiler.lower import simd
+    from symbp.compiler.lower.support import MKL
+
+    blas = "mkl" if MKL else "openblas"
+    return f"blas={blas} products={token()} vector={simd.VECTOR_BYTES}"
+
+
 NOTE = "tuning.json"
 
 
