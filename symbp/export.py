@@ -490,9 +490,10 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
                 helpers.add(name, where)
         texts = []
         for name, text in m.pieces:
-            if name == entry:  # the driver's predict() and fit() take these names' place
-                text = text.replace(f"def {entry}(", f"def {new_name}(", 1)
-            elif name in defined:
+            if name == entry:  # bound to another name: the driver's predict() takes this one
+                texts += [text, f"{new_name} = {entry}"]
+                continue
+            if name in defined:
                 if defined[name] != text:
                     raise ExportError(f"both programs define {name!r}, differently")
                 continue
