@@ -246,7 +246,7 @@ def test_show_kernels_lists_the_schedule():
     numbered = [line.split()[0] for line in lines if line.startswith("  ")]
     assert numbered.count("+") == 2  # one fused loop, one update
     assert [int(n) for n in numbered if n != "+"] == list(range(1, 12))
-    assert any("σ(linear1_bias + mm0)" in line for line in lines)
+    assert any("h:f32[B,2] = σ(linear1_bias + x_W1)" in line for line in lines)  # formulas names
 
 
 @pytest.mark.slow
