@@ -58,6 +58,13 @@ class Derived:
     def grads(self) -> tuple[Node, ...]:
         return self.outputs[1:]
 
+    def through(self, program_pass: Callable[[list[Node]], Sequence[Node]]) -> Derived:
+        """The program after ``program_pass`` (nodes to nodes), run on the outputs and
+        ``also`` together, so that they share its work."""
+        nodes = program_pass([*self.outputs, *self.also])
+        n = len(self.outputs)
+        return dataclasses.replace(self, outputs=tuple(nodes[:n]), also=tuple(nodes[n:]))
+
     def __str__(self) -> str:
         names = {"loss": self.outputs[0]}
         shown = shown_names([w.arg for w in self.wrt])  # the model's names, as print_program's
@@ -90,9 +97,7 @@ def differentiate(loss: Node, wrt: Sequence[Node], also: Sequence[Node] = ()) ->
 
 def simplified(derived: Derived) -> Derived:
     """Forward, gradients and ``also`` simplified as one program, so that they share work."""
-    outputs = simplify([*derived.outputs, *derived.also])
-    n = len(derived.outputs)
-    return dataclasses.replace(derived, outputs=tuple(outputs[:n]), also=tuple(outputs[n:]))
+    return derived.through(simplify)
 
 
 def numel_is_not_one(node: Node) -> bool:

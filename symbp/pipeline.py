@@ -18,7 +18,6 @@ source.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +36,7 @@ from symbp.compiler.simplify import simplify
 from symbp.nn.conv import StateUpdate, check_compilable, program_inputs
 from symbp.progress import Stages
 
-# What each SYMBP_DEBUG level prints, in one place (docs/guides/compile.md shows them too)
+# What each SYMBP_DEBUG level prints, in one place (docs/architecture/index.md shows them)
 DEBUG_LEVELS = {
     1: "each stage's name and time, and whether the disk cache had the program",
     2: "the traced forward IR and the derived backward IR (print_program)",
@@ -194,9 +193,7 @@ def train_title(net: Any, loss_fn: Any, optimizer: Any) -> str:
 def store_for_backward(derived: Derived) -> Derived:
     """Each loop stores what its adjoint reads of a step (a lowering choice: formulas,
     gradcheck and the listing show the adjoint as derived)."""
-    stored = save_for_backward([*derived.outputs, *derived.also])
-    n = len(derived.outputs)
-    return dataclasses.replace(derived, outputs=tuple(stored[:n]), also=tuple(stored[n:]))
+    return derived.through(save_for_backward)
 
 
 def train_key(

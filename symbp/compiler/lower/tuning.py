@@ -65,16 +65,20 @@ def _cpu() -> str:
         f"{fields.get('model', '?')} [{isa}]"  # fmt: skip
 
 
+def _blas() -> str:
+    """The BLAS the generated products call: MKL where symbp loaded it, else OpenBLAS."""
+    from symbp.compiler.lower.support import MKL
+
+    return "mkl" if MKL else "openblas"
+
+
 def _key() -> str:
     import numba
 
-    from symbp.compiler.lower.support import MKL
-
-    blas = "mkl" if MKL else "openblas"
     from symbp.compiler.lower import simd
 
     # the vector width Numba generates for: NUMBA_CPU_NAME/_FEATURES may narrow the CPU's own
-    parts = [_cpu(), blas, f"numba={numba.__version__}", f"numpy={np.__version__}",
+    parts = [_cpu(), _blas(), f"numba={numba.__version__}", f"numpy={np.__version__}",
              f"threads={numba.config.NUMBA_NUM_THREADS}",  # type: ignore[attr-defined]
              f"vector={simd.VECTOR_BYTES}"]  # fmt: skip
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] + " " + parts[0]
@@ -103,13 +107,11 @@ def token() -> str:
 def cache_token() -> str:
     """What a program cache key says of the lowering's choices on this machine: the BLAS the
     products call, the products' choice (``token``) and the vector width (it picks the
-    kernels' variants: a layer "narrow" enough for one vector). The lowering hands it to the
-    key (``symbp.compiled``), which ``cache.versions`` does not name."""
+    kernels' variants: a layer "narrow" enough for one vector). The pipeline hands it to the
+    key (``symbp.pipeline``), which ``cache.versions`` does not name."""
     from symbp.compiler.lower import simd
-    from symbp.compiler.lower.support import MKL
 
-    blas = "mkl" if MKL else "openblas"
-    return f"blas={blas} products={token()} vector={simd.VECTOR_BYTES}"
+    return f"blas={_blas()} products={token()} vector={simd.VECTOR_BYTES}"
 
 
 NOTE = "tuning.json"
@@ -136,11 +138,6 @@ def blas_faster(kind: str) -> bool:
     a product of that kind to place, so a small model never compiles the large kernel."""
     fixed = pinned()
     return getattr(fixed, kind) if fixed is not None else _found_or_measured(kind)
-
-
-def products() -> Products:
-    """The choice for both kinds (each measured if it has not been)."""
-    return Products(blas_faster("small"), blas_faster("large"))
 
 
 @functools.cache
@@ -223,4 +220,4 @@ def _harness(kind: str) -> tuple[Any, Any]:
     return own, blas
 
 
-__all__ = ["ENV", "KINDS", "Products", "blas_faster", "measure", "pinned", "products", "token"]
+__all__ = ["ENV", "KINDS", "Products", "blas_faster", "measure", "pinned", "token"]
