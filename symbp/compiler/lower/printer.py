@@ -24,7 +24,7 @@ class LoweringError(NotImplementedError):
 
 # SymPy function -> the nopython-mode scalar function that computes it.
 MATH = {
-    "exp": "math.exp",
+    "exp": "exp",  # support.py's: float32 in arithmetic that vectorizes
     "log": "math.log",
     "sqrt": "math.sqrt",
     "tanh": "tanh",  # support.py's, from exp: libm's tanhf is slow
@@ -66,7 +66,7 @@ MATH = {
 }
 
 # support.py's scalar forms, one per precision: the name gets the kernel's _f32 or _f64
-TYPED = {"sigmoid", "softplus", "clog", "bce", "erfinv", "xlogy", "logaddexp", "tanh"}
+TYPED = {"exp", "sigmoid", "softplus", "clog", "bce", "erfinv", "xlogy", "logaddexp", "tanh"}
 
 
 class NumbaPrinter(StrPrinter):
