@@ -41,6 +41,20 @@ from symbp.compiler.lower.program import REGISTRY
 __all__ = ["ExportError", "export_model", "module_path"]
 
 
+def _literal(obj: object) -> str | None:
+    """Python source for a constant of the generated code's helpers (a NumPy or Python scalar,
+    or a tuple of them, as polynomial coefficients are kept), or None."""
+    if isinstance(obj, np.generic):
+        return f"np.{type(obj).__name__}({obj.item()!r})"
+    if isinstance(obj, (bool, int, str)) or (isinstance(obj, float) and np.isfinite(obj)):
+        return repr(obj)
+    if isinstance(obj, tuple):
+        items = [_literal(v) for v in obj]
+        if all(t is not None for t in items):
+            return "(" + "".join(f"{t}, " for t in items).rstrip(" ") + ")"
+    return None
+
+
 class ExportError(RuntimeError):
     """A compiled model that cannot be written as a standalone module."""
 
@@ -171,11 +185,10 @@ class _Helpers:
             self._define(module, defined, text)
             if defined != name:  # imported under another name, or a kernel's variant: bound
                 self.alias(name, defined)
-        elif isinstance(obj, np.generic):
-            self._import("import numpy as np")
-            self.defs[name] = f"{name} = np.{type(obj).__name__}({obj.item()!r})"
-        elif isinstance(obj, (bool, int, str)) or (isinstance(obj, float) and np.isfinite(obj)):
-            self.defs[name] = f"{name} = {obj!r}"
+        elif (text := _literal(obj)) is not None:  # a constant: numbers, or a tuple of them
+            if "np." in text:
+                self._import("import numpy as np")
+            self.defs[name] = f"{name} = {text}"
         else:
             raise ExportError(
                 f"cannot copy {module_name}.{attr} ({type(obj).__name__}) into a standalone module"
@@ -305,7 +318,7 @@ class Model:
             arrays = {k: data[k] for k in data.files}
         self.W = arrays.get("W")
         self.hyper = arrays.get("hyper", np.zeros(1))
-        self.ints = arrays.get("ints", np.zeros(4, np.int64))
+        self.ints = arrays.get("ints", np.zeros((TRAIN_SPEC or {}).get("ints", 4), np.int64))
         self.epoch = int(arrays.get("epoch", 0))
         self.params = {}
         for p in IN_W:  # views into W: training updates what predict reads

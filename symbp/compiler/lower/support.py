@@ -9,11 +9,13 @@ from __future__ import annotations
 import glob
 import math
 import os
+import platform
 import sys
 
 import numpy as np
 from llvmlite import ir as ll
 from numba import njit, types
+from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
@@ -490,3 +492,116 @@ __all__ = [
     "softplus_f64",
 ]
 
+
+# ---------------------------------------------------------------- pacing threads (issue 14)
+# How many threads a training step runs on is measured, step by step, on the machine as it is
+# now, not decided ahead: two threads are faster on two free cores, but where another process
+# holds one core, a parallel region waits for the thread that is not running, and one thread
+# on the free core is faster (measured on W3: 7.9 ms a step on two threads with a busy
+# neighbour, 2.9 ms on one). ``pace`` compares the two, a window of steps each, and keeps the
+# faster; it tries the other again after a while (sooner when the steps slow down: a new
+# neighbour), less often each time it loses. Every step computes the same numbers on any
+# count: the kernels split their work into a fixed number of parts, not one per thread.
+PACE_SLOTS = 10  # the state of ``pace``: int64 slots at the end of a program's ``ints``
+USING, KEPT, TRIAL, TIMED, SUM, REF, WAIT, BACKOFF, SKIP, ALL = range(PACE_SLOTS)
+PACE_WINDOW = 4  # steps timed for one comparison
+PACE_FIRST, PACE_BACKOFF, PACE_CAP = 2, 8, 256  # windows to the first trial, then between
+_ARM64 = platform.machine().lower() in ("aarch64", "arm64")
+
+
+@intrinsic
+def cycles(typingctx):  # type: ignore[no-untyped-def]
+    """The CPU's time-stamp counter (x86's rdtsc, ARM's virtual counter): a step's duration at
+    ~10 ns a read, in a unit that only needs to be the same for both thread counts."""
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        i64 = ll.IntType(64)
+        if _ARM64:  # LLVM's readcyclecounter reads PMCCNTR there, which user code may not
+            asm = ll.InlineAsm(ll.FunctionType(i64, []), "mrs $0, cntvct_el0", "=r", True)
+            return builder.call(asm, [])
+        fn = builder.module.declare_intrinsic(
+            "llvm.readcyclecounter", fnty=ll.FunctionType(i64, [])
+        )
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def threads_now(typingctx):  # type: ignore[no-untyped-def]
+    """numba.get_num_threads() by the threading layer's symbol, which Numba registers when it
+    starts its threads (the module's ``THREADS`` line): Numba's own calls it through a ctypes
+    pointer, which keeps the function that calls it from being cached."""
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        fnty = ll.FunctionType(cgutils.intp_t, [])  # as Numba's parallel regions declare it
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads")
+        return builder.call(fn, [])
+
+    return types.intp(), codegen
+
+
+@intrinsic
+def use_threads(typingctx, n):  # type: ignore[no-untyped-def]
+    """numba.set_num_threads(n), as ``threads_now``: for this thread's parallel regions; n is
+    one of 1 and the caller's own count."""
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        fnty = ll.FunctionType(ll.VoidType(), [ll.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "set_num_threads")
+        builder.call(fn, [builder.trunc(args[0], ll.IntType(32))])
+        return context.get_dummy_value()
+
+    return types.none(types.int64), codegen
+
+
+@njit(cache=True, nogil=True)
+def pace_start(state, threads):  # type: ignore[no-untyped-def]
+    """The thread count of a call's first step: the caller's ``threads`` (Numba's count for
+    this thread), or one if ``pace`` found that faster. A new count from the caller starts
+    the measurements again."""
+    if state[ALL] != threads:
+        state[:] = 0
+        state[ALL] = threads
+        state[WAIT] = PACE_FIRST
+        state[BACKOFF] = PACE_BACKOFF
+        state[SKIP] = 1  # the first step runs colder than the rest: not timed
+    return threads if state[USING] == 0 else 1
+
+
+@njit(cache=True, nogil=True)
+def pace(state, elapsed, rows):  # type: ignore[no-untyped-def]
+    """The thread count of the next step, after a step of ``rows`` rows took ``elapsed``
+    cycles on the current one (``state[USING]``: 0 all threads, 1 one thread)."""
+    if state[ALL] < 2:
+        return state[ALL]
+    if state[SKIP] > 0:  # the step after a switch wakes or parks threads: not timed
+        state[SKIP] -= 1
+        return state[ALL] if state[USING] == 0 else 1
+    state[SUM] += elapsed // max(rows, 1)
+    state[TIMED] += 1
+    if state[TIMED] == PACE_WINDOW:
+        mean = state[SUM] // PACE_WINDOW
+        state[SUM] = 0
+        state[TIMED] = 0
+        if state[TRIAL]:  # the challenger's window is done: keep it if 5% faster
+            if 20 * mean < 19 * state[REF]:
+                state[KEPT] = state[USING]
+                state[BACKOFF] = PACE_BACKOFF
+                state[REF] = mean
+            else:
+                state[USING] = state[KEPT]
+                state[BACKOFF] = min(2 * state[BACKOFF], PACE_CAP)
+                state[SKIP] = 1
+            state[TRIAL] = 0
+            state[WAIT] = state[BACKOFF]
+        else:
+            if state[REF] > 0 and 4 * mean > 5 * state[REF]:  # 25% slower: try the other now
+                state[WAIT] = 0
+            state[REF] = mean
+            state[WAIT] -= 1
+            if state[WAIT] <= 0:
+                state[TRIAL] = 1
+                state[USING] = 1 - state[USING]
+                state[SKIP] = 1
+    return state[ALL] if state[USING] == 0 else 1

@@ -111,7 +111,21 @@ def cache_token() -> str:
     key (``symbp.pipeline``), which ``cache.versions`` does not name."""
     from symbp.compiler.lower import simd
 
-    return f"blas={_blas()} products={token()} vector={simd.VECTOR_BYTES}"
+    return f"blas={_blas()} products={token()} vector={simd.VECTOR_BYTES} threads={threads()}"
+
+
+THREADS_ENV = "SYMBP_THREADS"
+
+
+def threads() -> str:
+    """How a training program's steps choose their thread count (``support.pace``):
+    ``pace`` (the default) measures all of Numba's threads against one, step by step, and
+    keeps the faster; ``all`` (``SYMBP_THREADS=all``) always runs on all of them, as a
+    benchmark that wants one fixed configuration may."""
+    value = os.environ.get(THREADS_ENV, "").strip().lower() or "pace"
+    if value not in ("pace", "all"):
+        raise ValueError(f"{THREADS_ENV}={value!r}: expected 'pace' or 'all'")
+    return value
 
 
 NOTE = "tuning.json"
