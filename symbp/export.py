@@ -185,10 +185,10 @@ class _Helpers:
             self._define(module, defined, text)
             if defined != name:  # imported under another name, or a kernel's variant: bound
                 self.alias(name, defined)
-        elif (text := _literal(obj)) is not None:  # a constant: numbers, or a tuple of them
-            if "np." in text:
+        elif (literal := _literal(obj)) is not None:  # a constant: numbers, or a tuple of them
+            if "np." in literal:
                 self._import("import numpy as np")
-            self.defs[name] = f"{name} = {text}"
+            self.defs[name] = f"{name} = {literal}"
         else:
             raise ExportError(
                 f"cannot copy {module_name}.{attr} ({type(obj).__name__}) into a standalone module"
