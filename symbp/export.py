@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from symbp.checkpoint import atomic_write
+from symbp.compiler.ir import shown_names
 from symbp.compiler.lower.program import REGISTRY
 
 __all__ = ["ExportError", "export_model", "module_path"]
@@ -506,7 +507,7 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
 
     # the parameters: the training program's memory, and those only inference reads
     arrays: dict[str, np.ndarray] = {}
-    predict_names = [str(p.node.arg) for p in pred_params]  # unique: tagged where alike
+    predict_names = shown_names([p.node.arg for p in pred_params])  # unique: tagged where alike
     train_spec = None
     if prog is not None:
         train_spec = _portable(prog.spec)
@@ -515,7 +516,7 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
         by_id = {id(p): ps["name"] for p, ps in zip(prog.params, prog.spec["params"])}
         predict_names = [by_id.get(id(p), str(p.node.arg)) for p in pred_params]
     # the model's names ("0.weight"), without the "#2" that tells apart same-named parameters
-    # of other models in this process (unless that would make two the same)
+    # of one program (unless that would make two the same)
     every = [v["name"] for v in _in_w(train_spec)] + predict_names
     plain = {n: n.split("#")[0] for n in every}
     if len(set(plain.values())) == len(set(every)):

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import re
 import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -25,11 +23,11 @@ from symbp import random as _random
 from symbp.compiler import ops
 from symbp.compiler.ir import (
     Node,
+    Param,
     ShapeError,
     float32,
     float64,
     int64,
-    leaf_name,
     numel,
     shape_error,
     shape_str,
@@ -1254,48 +1252,30 @@ class Tensor:
 class Parameter(Tensor):
     """A trainable tensor: ``requires_grad=True`` and a NumPy ``.data`` you may assign."""
 
-    _registry: weakref.WeakValueDictionary[str, Parameter] = weakref.WeakValueDictionary()
-
     def __init__(self, data: Any, requires_grad: bool = True):
         arr = _as_array(data)
         if arr.dtype.kind != "f":
             arr = arr.astype(_default_dtype[0])
         self.data = arr
-        self._name = ""
-        self.rename(f"param{next(_ids)}")
+        # its identity in the IR: names label it, never make it (two models' 0.weight are
+        # two leaves); a copy (copy.deepcopy, pickle) copies the Param, so has a leaf of its own
+        self._param = Param(f"param{next(_ids)}")
         super().__init__(self.node, None, requires_grad)
 
     def rename(self, name: str) -> None:
-        """Give the parameter its model name (``linear1.weight``); leaves are named by it."""
-        if self._name == name:
-            return
-        base, n = name, 1
-        while (other := Parameter._registry.get(name)) is not None and other is not self:
-            n += 1
-            name = f"{base}#{n}"
-        Parameter._registry[name] = self
-        self._name = name
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # A copy (copy.deepcopy, pickle) is a parameter of its own and claims its name anew:
-        # leaves are interned by name, shape and dtype, so keeping the original's name would
-        # make the copy's leaf the original's, and a graph of the copy would read the original.
-        self.__dict__.update(state)
-        name, self._name = self._name, ""
-        self.rename(re.sub(r"#\d+$", "", name))
+        """Give the parameter its model name (``linear1.weight``): the label of its leaf."""
+        self._param.name = name
 
     @staticmethod
-    def of_leaf(node: Node) -> Parameter | None:
-        """The live parameter whose leaf ``node`` is, for a graph known by its nodes alone (a
-        graph of tensors finds its parameters by identity: ``parameter_leaves``)."""
-        p = Parameter._registry.get(node.arg) if node.op == "input" else None
-        return p if p is not None and p.node is node else None
+    def of_leaf(node: Node) -> Param | None:
+        """The parameter identity of a leaf, None for a leaf of data (a graph known by its
+        nodes alone: an IR node, a Derived program)."""
+        return node.arg if node.op == "input" and isinstance(node.arg, Param) else None
 
     @property
     def name(self) -> str:
-        """The model's name (``0.weight``). Its leaf is named ``0.weight#2`` while another live
-        parameter has that name (interned leaves must differ); no user sees that tag."""
-        return leaf_name(self._name)
+        """The model's name (``0.weight``): the label of its leaf."""
+        return self._param.name
 
     @property
     def data(self) -> Tensor:
@@ -1318,8 +1298,8 @@ class Parameter(Tensor):
         self._data = self._data.astype(np.dtype(dtype))
 
     @property
-    def node(self) -> Node:  # a leaf named after the parameter, with its current shape and dtype
-        return Node("input", (), self._name, self._data.shape, self._data.dtype)
+    def node(self) -> Node:  # the parameter's leaf, with its current shape and dtype
+        return Node("input", (), self._param, self._data.shape, self._data.dtype)
 
     @property
     def value(self) -> np.ndarray:

@@ -147,7 +147,8 @@ def placement(n: Node) -> Placement:
 
 
 def ident(name: str) -> str:
-    """A Python identifier from a model name: ``0.weight#2`` -> ``layer0_weight``."""
+    """A Python identifier from a model name: ``0.weight`` -> ``layer0_weight`` (a shown
+    name's tag ``#2`` dropped: the buffer names are handed out unique)."""
     name = name.split("#")[0]
     name = re.sub(r"\W", "_", name).strip("_") or "t"
     return f"layer{name}" if name[0].isdigit() else name
