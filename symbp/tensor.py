@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -106,6 +106,8 @@ class Tensor:
     # path), set by the first ``Module.__call__`` returning it. Labels belong to the graph of
     # tensors, not to the interned nodes, which two models (or two calls) may share.
     _label: tuple[int, Node, str] | None = None
+    # what the layer that made this scan calls its step's parts (ir.StepNames): graph_steps
+    _steps: tuple[Node, Mapping[str, tuple[str, ...]]] | None = None
     # the labels of a loop body's graph (``loops.scan`` traces it apart from its parents)
     _inner_labels: tuple[tuple[int, Node, str], ...] = ()
 
@@ -1345,6 +1347,12 @@ def graph_labels(roots: Sequence[Tensor]) -> dict[Node, str]:
     for _, node, path in sorted(label_marks(roots), key=lambda m: m[0]):
         labels.setdefault(node, path)
     return labels
+
+
+def graph_steps(roots: Sequence[Tensor]) -> dict[Node, Mapping[str, tuple[str, ...]]]:
+    """What the layers of the graph of ``roots`` call their loops' steps, by scan node
+    (``ir.StepNames``): the program's own, read off its tensors as its labels are."""
+    return {t._steps[0]: t._steps[1] for t in graph_tensors(roots) if t._steps is not None}
 
 
 def parameter_leaves(roots: Sequence[Tensor]) -> dict[Node, Parameter]:

@@ -272,3 +272,18 @@ def test_two_models_of_one_name_in_one_program_are_told_apart_only_when_shown():
     assert "0.weight" in traced.params and "0.weight#2" in traced.params
     assert traced.params["0.weight"] is first[0].weight
     assert traced.params["0.weight#2"] is second[0].weight
+
+
+def test_what_a_layer_calls_its_loops_step_is_the_programs_not_the_processes():
+    """An LSTM's step names (carry h, c; gates i, f, g, o) travel with its trace, keyed by its
+    scan node (``Traced.steps``), not in a table of the process keyed by interned nodes."""
+    from symbp.compiler import ir
+
+    assert not hasattr(ir, "STEP_NAMES")
+    symbp.manual_seed(0)
+    lstm = nn.LSTM(2, 3, batch_first=True)
+    traced = symbp.trace(lambda x: lstm(x)[0].sum(), np.zeros((1, 4, 2), np.float32))
+    ((scan, names),) = traced.steps.items()
+    assert scan.op == "scan" and names == {"carry": ("h", "c"), "gates": ("i", "f", "g", "o")}
+    text = str(symbp.formulas(traced))
+    assert "c_t" in text and "f_t" in text, text

@@ -219,11 +219,10 @@ def concrete(shape: Shape, dims: dict[sympy.Symbol, int]) -> tuple[int, ...]:
 # (``tensor.graph_labels`` of its tensors, ``api.Traced.labels``): nodes are interned, and two
 # models sharing a node must not share its label.
 Labels: TypeAlias = "Mapping[Node, str]"
-# What a layer calls the parts of its loop's step (a ``loops.scan`` body), keyed by the body's
-# output node: {"carry": ("h", "c"), "gates": ("i", "f", "g", "o")}; formulas print by it.
-STEP_NAMES: weakref.WeakKeyDictionary[Node, dict[str, tuple[str, ...]]] = (
-    weakref.WeakKeyDictionary()
-)
+# What a layer calls the parts of its loops' steps, keyed by the scan node: {"carry": ("h",
+# "c"), "gates": ("i", "f", "g", "o")}; formulas print by it. A program's own, as its labels
+# are (``tensor.graph_steps``, ``api.Traced.steps``), never the process's.
+StepNames: TypeAlias = "Mapping[Node, Mapping[str, tuple[str, ...]]]"
 
 # A leaf's name that symbp made up, not the model: param3, t0, in2 ("#2": a second of a name
 # in one program, as shown_names shows it)

@@ -18,6 +18,7 @@ from symbp.compiler.ir import (
     B,
     Labels,
     Node,
+    StepNames,
     consumers,
     layer_numbers,
     module_parameter,
@@ -88,9 +89,11 @@ class _Namer:
         wrt: Sequence[tuple[str | None, Node]],
         given: Mapping,
         labels: Labels | None = None,
+        steps: StepNames | None = None,
     ):
         self.loss = loss
         self.labels = labels or {}  # the layer that made each node (tensor.graph_labels)
+        self.steps = steps or {}  # what the layers call their loops' steps (graph_steps)
         self.order = toposort([loss])
         self.tensors: dict[Node, _Tensor] = {}
         self.groups: dict[Node, str] = {}  # parameter -> its layer's number ("" if one layer)
