@@ -37,7 +37,7 @@ import numpy as np
 
 from symbp.checkpoint import atomic_write
 from symbp.compiler.ir import shown_names
-from symbp.compiler.lower.program import REGISTRY
+from symbp.compiler.lower.program import REGISTRY, Mode
 
 __all__ = ["ExportError", "export_model", "module_path"]
 
@@ -262,10 +262,18 @@ def _free_names(text: str) -> set[str]:
 
 # ---------------------------------------------------------------- the driver
 
+# the mode bits of train_epochs the driver uses, as program.Mode defines them
+_MODES = "{} = {}  # mode bits of train_epochs".format(
+    *(
+        ", ".join(x)
+        for x in zip(*((m.name, str(m.value)) for m in Mode if m <= Mode.STOP_NONFINITE))
+    )
+)
+
 _DRIVER = '''\
 # ---------------------------------------------------------------- the driver
 
-GRADS, UPDATE, SHUFFLE, STOP_NONFINITE = 1, 2, 4, 8  # mode bits of train_epochs
+__MODES__
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), __WEIGHTS__)
 
 
@@ -555,7 +563,7 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
             "IN_W = [*TRAIN_SPEC['params'], *TRAIN_SPEC.get('buffers', [])] if TRAIN_SPEC else []",
             "",
             "",
-            _DRIVER.replace("__WEIGHTS__", repr(weights.name)),
+            _DRIVER.replace("__WEIGHTS__", repr(weights.name)).replace("__MODES__", _MODES),
         ]
     )
     compile(text, str(path), "exec")  # a broken export fails here, not in the user's hands

@@ -14,6 +14,7 @@ per tensor, and a step allocates nothing.
 
 from __future__ import annotations
 
+import enum
 import io
 import keyword
 import textwrap
@@ -158,29 +159,37 @@ def train(X, Y, order, n_epochs, batch_size, mode, seed, W, work, iwork, hyper, 
     1 targets), checked as each batch is gathered. losses[e] is the mean loss of epoch e,
     losses[n_epochs] the loss of the last batch."""'''
 
-# Mode bits of ``train``. CHECK_DATA: the rows gathered must be finite (step; fit checks its
-# data once, up front); CHECK_UPDATE: the loss, and the gradients an update would apply
-# (symbp.compile's check_finite sets both)
-GRADS, UPDATE, SHUFFLE, STOP_NONFINITE, CHECK_DATA, CHECK_UPDATE = 1, 2, 4, 8, 16, 32
-CHECK_FINITE = CHECK_DATA | CHECK_UPDATE
-# What ``train`` returns
-OK, NONFINITE_LOSS, BAD_LABEL, NONFINITE_GRAD, NONFINITE_DATA, MPI_FAILED = 0, 1, 2, 3, 4, 5
-# ... written into each training module by name, which its code and docstring use
-CONSTANTS = """
-# mode bits of train(), or-ed together, and the statuses it returns
-GRADS = {GRADS}
-UPDATE = {UPDATE}
-SHUFFLE = {SHUFFLE}
-STOP_NONFINITE = {STOP_NONFINITE}
-CHECK_DATA = {CHECK_DATA}
-CHECK_UPDATE = {CHECK_UPDATE}
-OK = {OK}
-NONFINITE_LOSS = {NONFINITE_LOSS}
-BAD_LABEL = {BAD_LABEL}
-NONFINITE_GRAD = {NONFINITE_GRAD}
-NONFINITE_DATA = {NONFINITE_DATA}
-MPI_FAILED = {MPI_FAILED}
-""".format(**{k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)})
+
+class Mode(enum.IntFlag):
+    """Mode bits of ``train``, or-ed together. CHECK_DATA: the rows gathered must be finite
+    (step; fit checks its data once, up front); CHECK_UPDATE: the loss, and the gradients an
+    update would apply (symbp.compile's check_finite sets both)."""
+
+    GRADS = 1
+    UPDATE = 2
+    SHUFFLE = 4
+    STOP_NONFINITE = 8
+    CHECK_DATA = 16
+    CHECK_UPDATE = 32
+
+
+class Status(enum.IntEnum):
+    """What ``train`` returns."""
+
+    OK = 0
+    NONFINITE_LOSS = 1
+    BAD_LABEL = 2
+    NONFINITE_GRAD = 3
+    NONFINITE_DATA = 4
+    MPI_FAILED = 5
+
+
+CHECK_FINITE = Mode.CHECK_DATA | Mode.CHECK_UPDATE
+# ... written into each training module by name, which its code and docstring use: the names
+# and values are the enums' (one definition)
+CONSTANTS = "\n# mode bits of train(), or-ed together, and the statuses it returns\n" + "".join(
+    f"{m.name} = {m.value}\n" for m in (*Mode, *Status)
+)
 # Every name a dry run hands out starts with this mark (``Names(mark=...)``): the names of the
 # module it generates that do not are the emitter's own (signature, arenas, loop locals,
 # imported helpers, hyperparameters, index variables), which the real run gives no buffer.
@@ -891,21 +900,12 @@ def _summary(sched, params: Sequence[ParamSpec], loss: Node) -> str:
 
 
 __all__ = [
-    "BAD_LABEL",
-    "CHECK_DATA",
     "CHECK_FINITE",
-    "CHECK_UPDATE",
-    "GRADS",
-    "NONFINITE_DATA",
-    "NONFINITE_GRAD",
-    "NONFINITE_LOSS",
-    "OK",
-    "SHUFFLE",
-    "STOP_NONFINITE",
-    "UPDATE",
     "Lowered",
+    "Mode",
     "ParamSpec",
     "StateSpec",
+    "Status",
     "lower_predict",
     "lower_train",
 ]
