@@ -112,7 +112,7 @@ class Emitter:
         self.uses: set[str] = set()
         # functions of their own, written before the program's (a loop's body, shared by the
         # loops of one body: ``_as_function``), and each one's (name, parameters) by key
-        self.functions: list[str] = []
+        self.functions: list[tuple[str, str]] = []
         self._shared: dict[tuple, str] = {}
         # a distributed program's first row of this rank's share in the whole batch: dropout
         # masks are drawn by the row's place in the batch, so a share draws what one
@@ -1517,7 +1517,7 @@ def _carve_code(em: Emitter, src: str, start: object, shape: Sequence[object]) -
     if len(shape) > 1:
         dims = ", ".join(dim_code(d) for d in shape)
         return f"{em.use('carve')}({src}, {dim_code(start)}, ({dims}))"
-    end = sympy.sympify(start) + sympy.sympify(numel(shape))
+    end = sympy.sympify(start) + sympy.Mul(*(sympy.sympify(d) for d in shape))
     return f"{src}[{dim_code(start)}:{dim_code(end)}]"
 
 
@@ -1582,14 +1582,12 @@ def _as_function(em: Emitter, n: Node, out: Buffer, write: Callable[[], list[str
             lines = ["B = r1 - r0  # this thread's block of rows", *blocks, *lines]
         flags = "nogil=True, parallel=True)" if em.parallel else "nogil=True)"
         em.parallel = outer_parallel
-        em.functions.append(
-            "\n".join([
+        em.functions.append((name, "\n".join([
                 f'@njit(cache=True, error_model="numpy", {flags}',
                 f"def {name}({', '.join(params)}):",
                 f'    """{_loop_describe(n, lambda s: stored(s, em.sched).name)}"""',
                 *indent(lines),
-            ])
-        )  # fmt: skip
+            ])))  # fmt: skip
     if not apart:
         return [f"{name}({', '.join(params)})"]
     em.parallel = em.threaded = True  # (THREADS: the module starts the pool, program.POOL)
