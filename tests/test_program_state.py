@@ -287,3 +287,32 @@ def test_what_a_layer_calls_its_loops_step_is_the_programs_not_the_processes():
     assert scan.op == "scan" and names == {"carry": ("h", "c"), "gates": ("i", "f", "g", "o")}
     text = str(symbp.formulas(traced))
     assert "c_t" in text and "f_t" in text, text
+
+
+def test_a_loops_step_is_generated_with_the_formulas_names(tmp_cache):
+    """The buffers of an LSTM's step (its scan body) are named as the formulas name them: the
+    gates' pre-activation a, the gates i, f, g, o (stored for the adjoint), the new c and h,
+    h at the step before; not by the kind of kernel (ew0_1, copy0_1) as they were."""
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.fc = nn.LSTM(3, 5, batch_first=True), nn.Linear(5, 4)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0]).sum(1)
+
+    symbp.manual_seed(0)
+    net = Seq()
+    x, y = np.zeros((4, 7, 3), np.float32), np.zeros(4, np.int64)
+    opt = symbp.optim.SGD(net.parameters(), lr=0.1)
+    source = symbp.compile(net, nn.CrossEntropyLoss(), opt).build(x, y).source
+    body = source[source.index("def scan_body(") :]
+    body = body[: body.index("\n\n")]
+    head = body.splitlines()[0]
+    for name in ("h_prev", "a", "c", "h"):
+        assert re.search(rf"\b{name}\b", head), head
+    for gate in "ifgo":
+        assert re.search(rf"\bscan\d*_{gate} = carve\(", body), gate
+    assert re.search(r"# c:f32\[B,5\] = \S+ ⊙ scan_carry\[:B, 5:10\] \+", body), body
+    assert not re.search(r"\b(ew|copy)\d+_\d+\b", head), head

@@ -31,6 +31,7 @@ from symbp.compiler.ir import (
     Labels,
     Names,
     Node,
+    StepNames,
     T,
     layer_numbers,
     module_parameter,
@@ -403,6 +404,7 @@ def lower_train(
     allreduce: str | None = None,
     labels: Labels | None = None,
     names: Names | None = None,
+    steps: StepNames | None = None,
 ) -> Lowered:
     """The module for training: ``train(...)`` running epochs of forward/backward/update.
 
@@ -412,11 +414,12 @@ def lower_train(
     int64 seed leaves of dropout masks, the k-th fed ``dropout_seed(seed, t, k)`` each step.
     ``allreduce`` (a kernel of ``symbp.distributed.kernel``): the data-parallel program, see
     ``_distributed``. ``labels``: the trace's layer of each node (``api.Traced.labels``).
-    ``names``: the allocator of the module's names (by default ``_reserving``'s).
+    ``names``: the allocator of the module's names (by default ``_reserving``'s). ``steps``:
+    what the layers call their loops' steps, by each body's carry output (``ir.StepNames``).
     """
     if names is None:
         args = (title, loss, grads, params, data, updates, hyper, constants, buffers, seeds)
-        return _reserving(lambda names: lower_train(*args, allreduce, labels, names))
+        return _reserving(lambda names: lower_train(*args, allreduce, labels, names, steps))
     W, work, iwork = _Arena("W"), _Arena("work"), _Arena("iwork")
     arenas = {"W": W, "work": work, "iwork": iwork}
 
@@ -524,7 +527,8 @@ def lower_train(
     weight_grads = {grads[p.name]: layers[p.node][1] for p in params
                     if p.name in grads and layers.get(p.node, ("",))[0] == "weight"}  # fmt: skip
     sched = schedule(outputs, inputs, forward=[loss], reserved=sorted(names.taken), names=names,
-                     labels=labels, layers=layers, weight_grads=weight_grads)  # fmt: skip
+                     labels=labels, layers=layers, weight_grads=weight_grads,
+                     steps=steps)  # fmt: skip
 
     _place(arenas, [*data_bufs.values(), *seed_bufs], sched)
     carve = work.lines + iwork.lines
@@ -805,12 +809,13 @@ def lower_predict(
     x: Node,
     labels: Labels | None = None,
     names: Names | None = None,
+    steps: StepNames | None = None,
 ) -> Lowered:
     """The module for inference: ``predict(X, batch_size, work, iwork, OUT, *params)``;
-    ``labels``: the trace's layer of each node (``api.Traced.labels``), ``names`` as in
-    ``lower_train``."""
+    ``labels``: the trace's layer of each node (``api.Traced.labels``), ``names`` and
+    ``steps`` as in ``lower_train``."""
     if names is None:
-        return _reserving(lambda names: lower_predict(title, out, params, x, labels, names))
+        return _reserving(lambda names: lower_predict(title, out, params, x, labels, names, steps))
     inputs: dict[Node, Buffer] = {}
     pnames = []
     for p in params:
@@ -821,7 +826,7 @@ def lower_predict(
     inputs[x] = xbuf
     obuf = Buffer(names.fresh("out"), out.shape, out.dtype, "work", out)
     sched = schedule([(obuf, out)], inputs, forward=[out], reserved=sorted(names.taken),
-                     names=names, labels=labels, layers=_layers(params))  # fmt: skip
+                     names=names, labels=labels, layers=_layers(params), steps=steps)  # fmt: skip
     work, iwork = _Arena("work"), _Arena("iwork")
     arenas = {"work": work, "iwork": iwork}
     _place(arenas, [xbuf], sched)
