@@ -1260,13 +1260,19 @@ class Parameter(Tensor):
             arr = arr.astype(_default_dtype[0])
         self.data = arr
         # its identity in the IR: names label it, never make it (two models' 0.weight are
-        # two leaves); a copy (copy.deepcopy, pickle) copies the Param, so has a leaf of its own
+        # two leaves); a copy gets a Param of its own (__setstate__)
         self._param = Param(f"param{next(_ids)}")
         super().__init__(self.node, None, requires_grad)
 
     def rename(self, name: str) -> None:
         """Give the parameter its model name (``linear1.weight``): the label of its leaf."""
         self._param.name = name
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A copy (copy.copy, copy.deepcopy, pickle) is a parameter of its own: a new identity
+        # with the same label, so that a graph of the copy never reads the original
+        self.__dict__.update(state)
+        self._param = Param(self._param.name)
 
     @staticmethod
     def of_leaf(node: Node) -> Param | None:

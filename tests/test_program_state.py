@@ -252,6 +252,7 @@ def test_a_parameters_leaf_is_its_identity_and_its_name_only_a_label():
     assert a.node is leaf and a.name == "v" == str(leaf.arg)
     c = copy.deepcopy(a)
     assert c.name == "v" and c.node is not a.node
+    assert copy.copy(a).node is not a.node  # a shallow copy is a parameter of its own too
     # shown in one program, the second of a name is tagged; a leaf listed twice reads the same
     assert shown_names([b.node.arg, a.node.arg, c.node.arg, a.node.arg]) == ["w", "v", "v#2", "v"]
     assert Parameter.of_leaf(a.node) is a.node.arg
