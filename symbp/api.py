@@ -19,7 +19,7 @@ import sympy
 
 from symbp.compiler import loops, ops
 from symbp.compiler.autodiff import grad as grad_nodes
-from symbp.compiler.ir import B, Node, ShapeError, shape_str, shown_names, toposort
+from symbp.compiler.ir import B, Node, ShapeError, StepNames, shape_str, shown_names, toposort
 from symbp.compiler.ops import print_program
 from symbp.compiler.simplify import simplify, stable_forms
 from symbp.grad_mode import enable_grad
@@ -29,6 +29,7 @@ from symbp.tensor import (
     _result,
     get_default_dtype,
     graph_labels,
+    graph_steps,
     graph_tensors,
     label_marks,
     nary,
@@ -192,6 +193,8 @@ class Traced:
     constants: dict[Node, np.ndarray] = field(default_factory=dict)
     # which layer made each node (tensor.graph_labels): this trace's, whoever else shares nodes
     labels: dict[Node, str] = field(default_factory=dict)
+    # what its layers call their loops' steps (tensor.graph_steps): formulas name them so
+    steps: StepNames = field(default_factory=dict)
 
     def __str__(self) -> str:
         return print_program({f"out{i}": o for i, o in enumerate(self.outputs)})
@@ -234,8 +237,8 @@ def trace(
         for t in graph_tensors([o])
         if t.node.op == "input" and t.node in reached and t.node not in leaves and t.has_value
     }
-    labels = graph_labels(outs)
-    return Traced({t.node.arg: t.node for t in inputs}, nodes, params, constants, labels)
+    labels, steps = graph_labels(outs), graph_steps(outs)
+    return Traced({t.node.arg: t.node for t in inputs}, nodes, params, constants, labels, steps)
 
 
 # ---------------------------------------------------------------- symbolic teaching entry

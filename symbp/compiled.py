@@ -36,20 +36,7 @@ import numpy as np
 from symbp.api import trace
 from symbp.compiler import runtime
 from symbp.compiler.ir import ShapeError
-from symbp.compiler.lower.program import (
-    BAD_LABEL,
-    CHECK_DATA,
-    CHECK_FINITE,
-    CHECK_UPDATE,
-    GRADS,
-    MPI_FAILED,
-    NONFINITE_DATA,
-    NONFINITE_GRAD,
-    NONFINITE_LOSS,
-    SHUFFLE,
-    STOP_NONFINITE,
-    UPDATE,
-)
+from symbp.compiler.lower.program import CHECK_FINITE, Mode, Status
 from symbp.nn.conv import StateUpdate, mode_dependent
 from symbp.nn.module import Module
 from symbp.pipeline import NUMBA, Program, compile_predict, compile_train, trace_inference
@@ -57,7 +44,7 @@ from symbp.progress import Stages
 from symbp.tensor import Parameter, Tensor
 
 _NO_ORDER = np.empty(0, np.int64)
-_STEP = GRADS | UPDATE
+_STEP = Mode.GRADS | Mode.UPDATE
 _OPT_OUT = "pass check_finite=False to use it as it is"
 
 
@@ -414,6 +401,7 @@ class _Program:
             distributed.agree(where or "train", lambda: self.precheck(x, y, mode, where))
         self.arenas.ensure(min(batch_size, max(len(x), 1)))
         losses = self.losses1 if n_epochs == 1 else np.zeros(n_epochs + 1, np.float64)
+        mode = int(mode)  # a plain int for Numba: the bits are program.Mode's
         args = (x, y, order, n_epochs, batch_size, mode, seed, self.W, self.arenas.work,
                 self.arenas.iwork, self.hyper, self.ints, losses)  # fmt: skip
         if self.warm:
@@ -426,7 +414,9 @@ class _Program:
             self.call = _entry_point(self.mod.train)
             if self.blas:
                 self.call = runtime.one_blas_thread(self.call)
-        if status and not (where == "fit" and status in (NONFINITE_LOSS, NONFINITE_GRAD)):
+        if status and not (
+            where == "fit" and status in (Status.NONFINITE_LOSS, Status.NONFINITE_GRAD)
+        ):
             self.failed(status, where, x, y)
         self.fast = None if self.distributed else self._fast_step()  # the arenas may have grown
         return status, losses
@@ -449,7 +439,7 @@ class _Program:
             lo, hi = int(y.min()), int(y.max())
             if lo < 0 or hi >= classes:
                 self.bad_label(y, int(np.flatnonzero((y < 0) | (y >= classes))[0]))
-        if mode & CHECK_DATA:
+        if mode & Mode.CHECK_DATA:
             _check_finite_data(where, "inputs x", x)
             _check_finite_data(where, "targets y", y)
 
@@ -461,7 +451,7 @@ class _Program:
         xd, yd, xt, yt = self.x_dtype, self.y_dtype, self.x_tail, self.y_tail
         xs, ys, lo, hi = self.x_strides, self.y_strides, self.min_batch, a.capacity
         sync_in, sync_out, modes = self.sync_in, self.sync_out, self.mode_mods
-        mode = _STEP | (CHECK_FINITE if self.model.check_finite else 0)  # setting it: rebuilt
+        mode = int(_STEP | (CHECK_FINITE if self.model.check_finite else 0))  # setting it: rebuilt
         ndarray = np.ndarray
         seen: list[Any] = [None, None]  # the shapes of the last batch that passed the checks
 
@@ -512,11 +502,11 @@ class _Program:
 
     def failed(self, status: int, where: str, x: np.ndarray, y: np.ndarray) -> None:
         """Raise the error a status of ``train`` stands for: nothing was updated."""
-        if status == BAD_LABEL:
+        if status == Status.BAD_LABEL:
             self.bad_label(y, int(self.ints[2]))
-        if status == MPI_FAILED:
+        if status == Status.MPI_FAILED:
             raise RuntimeError(f"{where}: MPI_Allreduce failed with error code {self.ints[2]}")
-        if status == NONFINITE_DATA:
+        if status == Status.NONFINITE_DATA:
             name = list(self.spec["data"])[int(self.ints[3])]
             what = {"x": "inputs x", "y": "targets y"}.get(name, name)
             a = x if name == "x" else y
@@ -526,7 +516,7 @@ class _Program:
     def nonfinite(self, status: int, at: str = "") -> str:
         """What was not finite (a non-finite loss or gradient status) ``at`` where, and what
         to do."""
-        if status == NONFINITE_LOSS:
+        if status == Status.NONFINITE_LOSS:
             loss_fn = self.model.loss_fn
             domain = getattr(loss_fn, "domain", "")  # e.g. BCELoss: probabilities in [0, 1]
             hint = f" ({type(loss_fn).__name__}: {domain})" if domain else ""
@@ -746,7 +736,7 @@ class CompiledModel:
         x, y = prog.check(x, y, "loss_and_grads")
         _has_rows("loss_and_grads", x)
         prog.sync_in()
-        mode = GRADS | (CHECK_FINITE if check else 0)
+        mode = Mode.GRADS | (CHECK_FINITE if check else 0)
         _, losses = prog.run(x, y, 1, len(x), mode, where="loss_and_grads")
         prog.sync_out()
         names = {id(p): p.name for p in prog.params}
@@ -887,8 +877,8 @@ class CompiledModel:
             seed = distributed.broadcast(seed)
         order = np.empty(len(X), np.int64) if shuffle else _NO_ORDER
         # the data are checked above; in the kernel, the loss and the gradients
-        mode = GRADS | UPDATE | (SHUFFLE if shuffle else 0)
-        mode |= (STOP_NONFINITE | CHECK_UPDATE) if check else 0
+        mode = Mode.GRADS | Mode.UPDATE | (Mode.SHUFFLE if shuffle else 0)
+        mode |= (Mode.STOP_NONFINITE | Mode.CHECK_UPDATE) if check else 0
         between = (
             validation_data is not None
             or verbose

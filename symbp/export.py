@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from symbp.checkpoint import atomic_write
-from symbp.compiler.lower.program import REGISTRY
+from symbp.compiler.ir import shown_names
+from symbp.compiler.lower.program import Mode
 
 __all__ = ["ExportError", "export_model", "module_path"]
 
@@ -86,7 +87,9 @@ _STAND_INS = {
 
 
 class _Module:
-    """One generated module split into its top-level pieces, each kept as its source text.
+    """One generated module split into its top-level pieces, each kept as its source text, by
+    the layout its lowering recorded (``spec["layout"]``: what each piece is, on which lines)
+    and the symbp helpers its code calls (``spec["helpers"]``): nothing parses it back.
 
     Product kernels are called by symbol in symbp (``Emitter.library``: ``call_<name>``,
     registered by ``conv_kernels.need``); the spec names them, and the export binds each
@@ -94,38 +97,23 @@ class _Module:
     nothing."""
 
     def __init__(self, source: str, spec: dict[str, Any]):
+        if "layout" not in spec:  # a module of a symbp before the layout was recorded
+            raise ExportError("the compiled program has no recorded layout: compile it again")
         self.by_symbol = {f"call_{k}": k for k in spec.get("kernels", [])}
-        registry = REGISTRY[spec["kind"]]  # the statement registering them: not exported
         lines = source.splitlines()
-        tree = ast.parse(source)
         self.imports: list[str] = []  # plain imports (math, numpy, numba)
-        self.symbp: dict[str, str] = {}  # name -> "module:attr", what it imports from symbp
+        self.bound: set[str] = set()  # the names they bind
+        self.symbp: dict[str, str] = dict(spec["helpers"])  # name -> "module:attr" it calls
         self.pieces: list[tuple[str, str]] = []  # (name, text) of assignments and defs
-        for node in tree.body:
-            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            text = "\n".join(lines[start - 1 : node.end_lineno])
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-                continue  # the module docstring
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "symbp":
-                for alias in node.names:
-                    self.symbp[alias.asname or alias.name] = f"{node.module}:{alias.name}"
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        for kind, name, first, end in spec["layout"]:
+            text = "\n".join(lines[first:end])
+            if kind == "import":  # named by the names it binds
                 self.imports.append(text)
-            elif isinstance(node, ast.FunctionDef):
-                self.pieces.append((node.name, text))
-            elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-                if node.targets[0].id == registry:
-                    continue  # the registration of kernels called by symbol: see above
-                self.pieces.append((node.targets[0].id, text))
-            else:
-                raise ExportError(f"unexpected top-level code in a generated module: {text}")
-
-    def used(self) -> set[str]:
-        """Every name the module's code reads."""
-        names: set[str] = set()
-        for _, text in self.pieces:
-            names |= {n.id for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)}
-        return names
+                self.bound.update(name.split())
+            elif kind == "def":
+                self.pieces.append((name, text))
+            # the docstring, symbp's imports (copied as helpers) and the registration of the
+            # kernels called by symbol (see above) are not exported
 
 
 def _join(texts: list[str]) -> str:
@@ -274,10 +262,18 @@ def _free_names(text: str) -> set[str]:
 
 # ---------------------------------------------------------------- the driver
 
+# the mode bits of train_epochs the driver uses, as program.Mode defines them
+_MODES = "{} = {}  # mode bits of train_epochs".format(
+    *(
+        ", ".join(x)
+        for x in zip(*((m.name, str(m.value)) for m in Mode if m <= Mode.STOP_NONFINITE))
+    )
+)
+
 _DRIVER = '''\
 # ---------------------------------------------------------------- the driver
 
-GRADS, UPDATE, SHUFFLE, STOP_NONFINITE = 1, 2, 4, 8  # mode bits of train_epochs
+__MODES__
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), __WEIGHTS__)
 
 
@@ -437,7 +433,7 @@ if __name__ == "__main__":  # a smoke test: the outputs for one row of zeros
 
 
 # what a spec records of its lowering for symbp's own displays, not needed to run it
-_LOWERING_RECORD = ("schedule", "summary", "kernels", "blas")
+_LOWERING_RECORD = ("schedule", "summary", "kernels", "blas", "layout", "helpers")
 
 
 def _portable(spec: dict[str, Any]) -> dict[str, Any]:
@@ -489,17 +485,18 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
     programs.append(("predict", "predict_batches", "inference", inference))
     helpers = _Helpers()
     imports: list[str] = ["import math", "import os", "", "import numpy as np"]
+    bound = {"math", "os", "np"}
     defined: dict[str, str] = {}
     sections: list[str] = []
     for entry, new_name, what, m in programs:
         imports += [line for line in m.imports if line not in imports]
-        used = m.used()
+        bound |= m.bound
         for name, where in m.symbp.items():
             kernel = m.by_symbol.get(name)
             if kernel is not None:  # called by symbol in symbp: the kernel itself here
                 helpers.add(kernel, f"{where.partition(':')[0]}:{kernel}")
                 helpers.alias(name, kernel)
-            elif name in used:
+            else:
                 helpers.add(name, where)
         texts = []
         for name, text in m.pieces:
@@ -514,12 +511,12 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
             texts.append(text)
         sections.append(f"# ---------------------------------------------------------------- "
                         f"the {what} program\n\n{_join(texts)}")  # fmt: skip
-    bound = {name for line in imports for name in _bound(line)}
+    # the helpers' own imports (from symbp's source) that bind what no import here binds
     imports += [line for line in helpers.imports if not _bound(line) <= bound]
 
     # the parameters: the training program's memory, and those only inference reads
     arrays: dict[str, np.ndarray] = {}
-    predict_names = [str(p.node.arg) for p in pred_params]  # unique: tagged where alike
+    predict_names = shown_names([p.node.arg for p in pred_params])  # unique: tagged where alike
     train_spec = None
     if prog is not None:
         train_spec = _portable(prog.spec)
@@ -528,7 +525,7 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
         by_id = {id(p): ps["name"] for p, ps in zip(prog.params, prog.spec["params"])}
         predict_names = [by_id.get(id(p), str(p.node.arg)) for p in pred_params]
     # the model's names ("0.weight"), without the "#2" that tells apart same-named parameters
-    # of other models in this process (unless that would make two the same)
+    # of one program (unless that would make two the same)
     every = [v["name"] for v in _in_w(train_spec)] + predict_names
     plain = {n: n.split("#")[0] for n in every}
     if len(set(plain.values())) == len(set(every)):
@@ -567,7 +564,7 @@ def export_model(compiled: Any, path: str | os.PathLike[str]) -> tuple[Path, Pat
             "IN_W = [*TRAIN_SPEC['params'], *TRAIN_SPEC.get('buffers', [])] if TRAIN_SPEC else []",
             "",
             "",
-            _DRIVER.replace("__WEIGHTS__", repr(weights.name)),
+            _DRIVER.replace("__WEIGHTS__", repr(weights.name)).replace("__MODES__", _MODES),
         ]
     )
     compile(text, str(path), "exec")  # a broken export fails here, not in the user's hands

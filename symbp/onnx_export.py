@@ -33,7 +33,7 @@ import sympy
 from sympy.codegen import cfunctions
 
 from symbp.compiler import ops, scalar
-from symbp.compiler.ir import B, Labels, Names, Node, consumers, toposort
+from symbp.compiler.ir import B, Labels, Names, Node, consumers, leaf_name, toposort
 from symbp.export import ExportError
 from symbp.version import __version__
 
@@ -1023,7 +1023,7 @@ def _needed(out: Node) -> list[Node]:
 
 
 def _leaf_name(arg: Any) -> str:
-    return str(arg).split("#")[0]  # "0.weight#2": the model's name without the trace's tag
+    return leaf_name(arg)  # a parameter's label: the model's name
 
 
 def _write(g: _Graph, out: Node, names: dict[Node, str]) -> None:

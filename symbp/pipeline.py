@@ -28,7 +28,7 @@ import numpy as np
 
 from symbp.api import Derived, Traced, canonical, canonical_labels, differentiate, simplified, trace
 from symbp.compiler import cache, runtime
-from symbp.compiler.ir import Node, shown_names
+from symbp.compiler.ir import Node, shown_names, toposort
 from symbp.compiler.loops import save_for_backward
 from symbp.compiler.lower import ParamSpec, StateSpec, lower_predict, lower_train, tuning
 from symbp.compiler.ops import print_program
@@ -177,7 +177,8 @@ def compile_train(
             derived = run("store for backward", store_for_backward, derived)
         with shown.stage("generate code"):
             args = train_lowering(title, traced, params, derived, buffers, seeds, optimizer)
-            low = run("lower", lower_train, *args, allreduce=allreduce, labels=traced.labels)
+            low = run("lower", lower_train, *args, allreduce=allreduce, labels=traced.labels,
+                      steps=body_steps(traced))  # fmt: skip
         text = runtime.module_text(low.source, low.spec)
     with shown.stage("load"):  # importing it: Numba's library kernels it needs, too
         mod = run("load", runtime.load, key, None if hit else text)
@@ -249,9 +250,24 @@ def train_key(
         str(loss.dtype),
         consts,
         canonical_labels([loss], traced.labels),
+        canonical_steps([loss], traced),
         *state,
         *([("mpi", *mpi)] if mpi is not None else []),
     )
+
+
+def body_steps(traced: Traced) -> dict[Node, Mapping[str, tuple[str, ...]]]:
+    """What the layers call their loops' steps (``Traced.steps``, by scan node), by each body's
+    carry output: the body's nodes stay what they are through simplify and store for backward,
+    which rebuild the scan node itself."""
+    return {scan.arg.outputs[0]: names for scan, names in traced.steps.items()}
+
+
+def canonical_steps(outputs: Sequence[Node], traced: Traced) -> list[tuple[int, list]]:
+    """The step names of a program by the position of their scan nodes, as a cache key names
+    them (the generated code names the bodies' buffers by them)."""
+    steps = traced.steps
+    return [(k, sorted(steps[n].items())) for k, n in enumerate(toposort(outputs)) if n in steps]
 
 
 def train_lowering(
@@ -339,6 +355,7 @@ def compile_predict(
             names,
             str(out.dtype),
             canonical_labels([out], traced.labels),
+            canonical_steps([out], traced),
         )
         text = run("cache lookup", cache.read_entry, key)
     hit = text is not None
@@ -353,7 +370,8 @@ def compile_predict(
             run.say(3, lambda: f"simplified program\n{print_program({'out': simple})}")
             pspecs = [ParamSpec(n, p.node, False) for n, p in zip(names, params)]
             (xnode,) = traced.inputs.values()
-            low = run("lower", lower_predict, title, simple, pspecs, xnode, traced.labels)
+            low = run("lower", lower_predict, title, simple, pspecs, xnode, traced.labels,
+                      steps=body_steps(traced))  # fmt: skip
         text = runtime.module_text(low.source, low.spec)
     with shown.stage("load"):
         mod = run("load", runtime.load, key, None if hit else text)

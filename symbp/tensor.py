@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import re
 import warnings
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,11 +23,11 @@ from symbp import random as _random
 from symbp.compiler import ops
 from symbp.compiler.ir import (
     Node,
+    Param,
     ShapeError,
     float32,
     float64,
     int64,
-    leaf_name,
     numel,
     shape_error,
     shape_str,
@@ -108,6 +106,8 @@ class Tensor:
     # path), set by the first ``Module.__call__`` returning it. Labels belong to the graph of
     # tensors, not to the interned nodes, which two models (or two calls) may share.
     _label: tuple[int, Node, str] | None = None
+    # what the layer that made this scan calls its step's parts (ir.StepNames): graph_steps
+    _steps: tuple[Node, Mapping[str, tuple[str, ...]]] | None = None
     # the labels of a loop body's graph (``loops.scan`` traces it apart from its parents)
     _inner_labels: tuple[tuple[int, Node, str], ...] = ()
 
@@ -1254,48 +1254,36 @@ class Tensor:
 class Parameter(Tensor):
     """A trainable tensor: ``requires_grad=True`` and a NumPy ``.data`` you may assign."""
 
-    _registry: weakref.WeakValueDictionary[str, Parameter] = weakref.WeakValueDictionary()
-
     def __init__(self, data: Any, requires_grad: bool = True):
         arr = _as_array(data)
         if arr.dtype.kind != "f":
             arr = arr.astype(_default_dtype[0])
         self.data = arr
-        self._name = ""
-        self.rename(f"param{next(_ids)}")
+        # its identity in the IR: names label it, never make it (two models' 0.weight are
+        # two leaves); a copy gets a Param of its own (__setstate__)
+        self._param = Param(f"param{next(_ids)}")
         super().__init__(self.node, None, requires_grad)
 
     def rename(self, name: str) -> None:
-        """Give the parameter its model name (``linear1.weight``); leaves are named by it."""
-        if self._name == name:
-            return
-        base, n = name, 1
-        while (other := Parameter._registry.get(name)) is not None and other is not self:
-            n += 1
-            name = f"{base}#{n}"
-        Parameter._registry[name] = self
-        self._name = name
+        """Give the parameter its model name (``linear1.weight``): the label of its leaf."""
+        self._param.name = name
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A copy (copy.deepcopy, pickle) is a parameter of its own and claims its name anew:
-        # leaves are interned by name, shape and dtype, so keeping the original's name would
-        # make the copy's leaf the original's, and a graph of the copy would read the original.
+        # A copy (copy.copy, copy.deepcopy, pickle) is a parameter of its own: a new identity
+        # with the same label, so that a graph of the copy never reads the original
         self.__dict__.update(state)
-        name, self._name = self._name, ""
-        self.rename(re.sub(r"#\d+$", "", name))
+        self._param = Param(self._param.name)
 
     @staticmethod
-    def of_leaf(node: Node) -> Parameter | None:
-        """The live parameter whose leaf ``node`` is, for a graph known by its nodes alone (a
-        graph of tensors finds its parameters by identity: ``parameter_leaves``)."""
-        p = Parameter._registry.get(node.arg) if node.op == "input" else None
-        return p if p is not None and p.node is node else None
+    def of_leaf(node: Node) -> Param | None:
+        """The parameter identity of a leaf, None for a leaf of data (a graph known by its
+        nodes alone: an IR node, a Derived program)."""
+        return node.arg if node.op == "input" and isinstance(node.arg, Param) else None
 
     @property
     def name(self) -> str:
-        """The model's name (``0.weight``). Its leaf is named ``0.weight#2`` while another live
-        parameter has that name (interned leaves must differ); no user sees that tag."""
-        return leaf_name(self._name)
+        """The model's name (``0.weight``): the label of its leaf."""
+        return self._param.name
 
     @property
     def data(self) -> Tensor:
@@ -1318,8 +1306,8 @@ class Parameter(Tensor):
         self._data = self._data.astype(np.dtype(dtype))
 
     @property
-    def node(self) -> Node:  # a leaf named after the parameter, with its current shape and dtype
-        return Node("input", (), self._name, self._data.shape, self._data.dtype)
+    def node(self) -> Node:  # the parameter's leaf, with its current shape and dtype
+        return Node("input", (), self._param, self._data.shape, self._data.dtype)
 
     @property
     def value(self) -> np.ndarray:
@@ -1365,6 +1353,12 @@ def graph_labels(roots: Sequence[Tensor]) -> dict[Node, str]:
     for _, node, path in sorted(label_marks(roots), key=lambda m: m[0]):
         labels.setdefault(node, path)
     return labels
+
+
+def graph_steps(roots: Sequence[Tensor]) -> dict[Node, Mapping[str, tuple[str, ...]]]:
+    """What the layers of the graph of ``roots`` call their loops' steps, by scan node
+    (``ir.StepNames``): the program's own, read off its tensors as its labels are."""
+    return {t._steps[0]: t._steps[1] for t in graph_tensors(roots) if t._steps is not None}
 
 
 def parameter_leaves(roots: Sequence[Tensor]) -> dict[Node, Parameter]:

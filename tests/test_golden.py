@@ -11,8 +11,7 @@ reads. After a deliberate change, rewrite the goldens and review their diff:
 Each program is generated in a fresh process: the product kernels pinned (``SYMBP_MATMUL=own``:
 the choice is otherwise measured on each CPU, ``compiler.lower.tuning``), the vector width too
 (AVX2 code: a layer narrow enough for one vector calls the narrow kernels), an empty cache (a cached
-program from an older emitter would hide a change), and no other model's parameters alive (a
-second ``0.weight`` in one process is ``0.weight#2``).
+program from an older emitter would hide a change).
 """
 
 from __future__ import annotations
@@ -55,7 +54,7 @@ for name, make in models.items():
     opt = symbp.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     out[name] = symbp.compile(net, nn.CrossEntropyLoss(), opt).build(x, y).source
     del net, opt
-    gc.collect()  # its parameters' names free again: the next model's are 0.weight, not #2
+    gc.collect()
 print(json.dumps(out))
 """
 

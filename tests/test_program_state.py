@@ -198,7 +198,8 @@ def test_users_see_the_models_own_parameter_names_while_another_model_is_alive()
     x = np.zeros((2, 3), np.float32)
     first(symbp.tensor(x))  # names its parameters first: the second's leaves are tagged
     traced = symbp.trace(lambda x: second(x).sum(), x)
-    assert second[0].weight.node.arg != "0.weight"
+    assert second[0].weight.node is not first[0].weight.node  # two leaves, one label
+    assert second[0].weight.node.arg.name == first[0].weight.node.arg.name == "0.weight"
     assert [p.name for p in second.parameters()] == names
     assert list(traced.params) == names
     listing = str(traced) + str(
@@ -229,3 +230,90 @@ def test_the_cache_key_names_the_lowerings_choices_handed_to_it(monkeypatch):
         keys[pin] = _train_program(_mlp())[0]
     assert keys["own"] != keys["blas"]
     assert "products" not in cache.versions() and "symbp=" in cache.versions()
+
+
+def test_a_parameters_leaf_is_its_identity_and_its_name_only_a_label():
+    """Leaves of parameters are told apart by an identity object (``ir.Param``), not by their
+    names: renaming one changes no node, two of one name and shape are two leaves, a copy is a
+    leaf of its own, and nothing in the process keeps a registry of names."""
+    import copy
+
+    from symbp.compiler.ir import Param, shown_names
+    from symbp.tensor import Parameter
+
+    assert not hasattr(Parameter, "_registry")
+    a, b = nn.Parameter(np.ones(3)), nn.Parameter(np.ones(3))
+    a.rename("w")
+    b.rename("w")
+    assert isinstance(a.node.arg, Param) and a.node.arg.name == "w"
+    assert a.node is not b.node and a.node.arg is not b.node.arg
+    leaf = a.node
+    a.rename("v")
+    assert a.node is leaf and a.name == "v" == str(leaf.arg)
+    c = copy.deepcopy(a)
+    assert c.name == "v" and c.node is not a.node
+    assert copy.copy(a).node is not a.node  # a shallow copy is a parameter of its own too
+    # shown in one program, the second of a name is tagged; a leaf listed twice reads the same
+    assert shown_names([b.node.arg, a.node.arg, c.node.arg, a.node.arg]) == ["w", "v", "v#2", "v"]
+    assert Parameter.of_leaf(a.node) is a.node.arg
+    assert Parameter.of_leaf(symbp.tensor(np.ones(3)).node) is None
+
+
+def test_two_models_of_one_name_in_one_program_are_told_apart_only_when_shown():
+    """Two same-named models in one loss: their parameters stay two leaves (their gradients
+    differ), shown as 0.weight and 0.weight#2 only because the program holds both."""
+    first, second = _mlp(), _mlp()
+    with symbp.no_grad():
+        for p in second.parameters():
+            p.mul_(2.0)
+    x = symbp.tensor(np.ones((2, 3), np.float32))
+    first(x), second(x)  # each names its parameters
+    traced = symbp.trace(lambda x: (first(x) - second(x)).sum(), np.ones((2, 3), np.float32))
+    assert len(traced.params) == 8
+    assert "0.weight" in traced.params and "0.weight#2" in traced.params
+    assert traced.params["0.weight"] is first[0].weight
+    assert traced.params["0.weight#2"] is second[0].weight
+
+
+def test_what_a_layer_calls_its_loops_step_is_the_programs_not_the_processes():
+    """An LSTM's step names (carry h, c; gates i, f, g, o) travel with its trace, keyed by its
+    scan node (``Traced.steps``), not in a table of the process keyed by interned nodes."""
+    from symbp.compiler import ir
+
+    assert not hasattr(ir, "STEP_NAMES")
+    symbp.manual_seed(0)
+    lstm = nn.LSTM(2, 3, batch_first=True)
+    traced = symbp.trace(lambda x: lstm(x)[0].sum(), np.zeros((1, 4, 2), np.float32))
+    ((scan, names),) = traced.steps.items()
+    assert scan.op == "scan" and names == {"carry": ("h", "c"), "gates": ("i", "f", "g", "o")}
+    text = str(symbp.formulas(traced))
+    assert "c_t" in text and "f_t" in text, text
+
+
+def test_a_loops_step_is_generated_with_the_formulas_names(tmp_cache):
+    """The buffers of an LSTM's step (its scan body) are named as the formulas name them: the
+    gates' pre-activation a, the gates i, f, g, o (stored for the adjoint), the new c and h,
+    h at the step before; not by the kind of kernel (ew0_1, copy0_1) as they were."""
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.fc = nn.LSTM(3, 5, batch_first=True), nn.Linear(5, 4)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0]).sum(1)
+
+    symbp.manual_seed(0)
+    net = Seq()
+    x, y = np.zeros((4, 7, 3), np.float32), np.zeros(4, np.int64)
+    opt = symbp.optim.SGD(net.parameters(), lr=0.1)
+    source = symbp.compile(net, nn.CrossEntropyLoss(), opt).build(x, y).source
+    body = source[source.index("def scan_body(") :]
+    body = body[: body.index("\n\n")]
+    head = body.splitlines()[0]
+    for name in ("h_prev", "a", "c", "h"):
+        assert re.search(rf"\b{name}\b", head), head
+    for gate in "ifgo":
+        assert re.search(rf"\bscan\d*_{gate} = carve\(", body), gate
+    assert re.search(r"# c:f32\[B,5\] = \S+ ⊙ scan_carry\[:B, 5:10\] \+", body), body
+    assert not re.search(r"\b(ew|copy)\d+_\d+\b", head), head

@@ -142,18 +142,45 @@ def leaves(outputs: Iterable[Node]) -> list[Node]:
     return [n for n in toposort(outputs) if n.op == "input"]
 
 
+class Param:
+    """A parameter's identity in the IR: the ``arg`` of its leaf.
+
+    A ``Param`` equals only itself, so two parameters are two leaves whatever their names, and
+    renaming one changes no node. ``name`` is a label for showing it (the model's ``0.weight``,
+    given when a module names its parameter): printing, formulas and generated code read it;
+    interning, cache keys (``api.canonical`` numbers leaves by position) and equality never do.
+    A copy (pickle, ``copy.deepcopy``) is a new parameter with the same label."""
+
+    __slots__ = ("__weakref__", "name")
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"Param({self.name!r})"
+
+    def __reduce__(self) -> tuple[type[Param], tuple[str]]:
+        return (Param, (self.name,))
+
+
 def leaf_name(arg: object) -> str:
-    """How a leaf is shown: a parameter's model name (``0.weight``), without the ``#k`` tag that
-    keeps the leaves of live parameters of one name apart (``0.weight#2``: another model's
-    ``0.weight`` is alive). The tag tells interned leaves apart; users never see it."""
-    return re.sub(r"#\d+$", "", str(arg))
+    """How a leaf is shown: a parameter's label (``0.weight``), a data input's name."""
+    return str(arg)
 
 
 def shown_names(args: Sequence[object]) -> list[str]:
-    """The names of one program's leaves as it shows them: the model's names, each tagged only
-    where two of the program's own would otherwise read the same."""
-    bare = Counter(leaf_name(a) for a in args)
-    return [leaf_name(a) if bare[leaf_name(a)] == 1 else str(a) for a in args]
+    """The names of one program's leaves as it shows them: the model's names, the second,
+    third ... of one name tagged ``#2``, ``#3`` (two models' ``0.weight`` in one program)."""
+    seen: Counter[str] = Counter()
+    given: dict[object, str] = {}  # a leaf listed twice is shown the same both times
+    for a in args:
+        if a not in given:
+            seen[name := leaf_name(a)] += 1
+            given[a] = name if seen[name] == 1 else f"{name}#{seen[name]}"
+    return [given[a] for a in args]
 
 
 def bind_dims(inputs: Iterable[tuple[Node, tuple[int, ...]]]) -> dict[sympy.Symbol, int]:
@@ -192,13 +219,13 @@ def concrete(shape: Shape, dims: dict[sympy.Symbol, int]) -> tuple[int, ...]:
 # (``tensor.graph_labels`` of its tensors, ``api.Traced.labels``): nodes are interned, and two
 # models sharing a node must not share its label.
 Labels: TypeAlias = "Mapping[Node, str]"
-# What a layer calls the parts of its loop's step (a ``loops.scan`` body), keyed by the body's
-# output node: {"carry": ("h", "c"), "gates": ("i", "f", "g", "o")}; formulas print by it.
-STEP_NAMES: weakref.WeakKeyDictionary[Node, dict[str, tuple[str, ...]]] = (
-    weakref.WeakKeyDictionary()
-)
+# What a layer calls the parts of its loops' steps, keyed by the scan node: {"carry": ("h",
+# "c"), "gates": ("i", "f", "g", "o")}; formulas print by it. A program's own, as its labels
+# are (``tensor.graph_steps``, ``api.Traced.steps``), never the process's.
+StepNames: TypeAlias = "Mapping[Node, Mapping[str, tuple[str, ...]]]"
 
-# A leaf's name that symbp made up, not the model: param3, t0, in2 ("#2": a second of a name)
+# A leaf's name that symbp made up, not the model: param3, t0, in2 ("#2": a second of a name
+# in one program, as shown_names shows it)
 AUTO_NAME = re.compile(r"(param|t|in)\d+(#\d+)?")
 
 

@@ -47,7 +47,7 @@ The package, each module building only on those above it (the import direction i
 - ``steps``, ``step_bodies``, ``recurrence`` (issue 17): a loop (``scan``) as a block of
   equations over its steps, ``c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t``, its adjoint as the δ
   recurrence, ``δc_t = δc_{t+1} ⊙ f_{t+1} + δh_t ⊙ o_t ⊙ (1 − tanh(c_t)²)``, a weight's
-  gradient as ``Σ_t``; names from the layer (``ir.STEP_NAMES``) and the bodies' structure.
+  gradient as ``Σ_t``; names from the layer (``ir.StepNames``) and the bodies' structure.
 - ``norms``, ``softmaxes`` (issue 17): closed forms by identities on the derived δs,
   LayerNorm's ``δ1 = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂))/σ`` and attention's
   ``δS = P ⊙ (δP − Σ_dim2 (δP ⊙ P))/√d``.
@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from symbp.api import Traced
-from symbp.compiler.ir import Labels, Node, shown_names, toposort
+from symbp.compiler.ir import Labels, Node, StepNames, shown_names, toposort
 from symbp.formulas import table as table  # fills PRINTING: every op's row
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
 from symbp.formulas.latex import LatexPrinter as LatexPrinter
@@ -86,7 +86,7 @@ from symbp.formulas.tidy import tidy as tidy
 from symbp.formulas.vocabulary import Equation
 from symbp.formulas.vocabulary import TensorOp as TensorOp
 from symbp.formulas.vocabulary import shape_of as shape_of
-from symbp.tensor import Parameter, Tensor, graph_labels
+from symbp.tensor import Parameter, Tensor, graph_labels, graph_steps
 
 __all__ = [
     "Equation",
@@ -120,20 +120,22 @@ def formulas(
     >>> print(f.scalar("w1").text().splitlines()[0])  # doctest: +ELLIPSIS
     ∂E/∂w1 = (o − t)·o·(1 − o)·x1 = ...
     """
-    loss_node, values, candidates, given, labels = _source(loss)
+    loss_node, values, candidates, given, labels, steps = _source(loss)
     wrt = _choose_params(params, candidates, values, loss_node)
     if not wrt:
         raise ValueError(
             "formulas: the loss does not depend on any tensor that requires grad (pass params=)"
         )
-    return Formulas(loss_node, wrt, values, given, labels)
+    return Formulas(loss_node, wrt, values, given, labels, steps)
 
 
 def _source(
     loss: Tensor | Traced,
-) -> tuple[Node, dict[Node, np.ndarray], list[tuple[str | None, Node]], dict[Node, str], Labels]:
-    """The loss node, the leaves' values, the leaves that require grad, given input names, and
-    which layer made each node."""
+) -> tuple[
+    Node, dict[Node, np.ndarray], list[tuple[str | None, Node]], dict[Node, str], Labels, StepNames
+]:
+    """The loss node, the leaves' values, the leaves that require grad, given input names,
+    which layer made each node, and what the layers call their loops' steps."""
     if isinstance(loss, Traced):
         if not loss.outputs:
             raise ValueError("formulas: the traced function returned nothing")
@@ -147,7 +149,7 @@ def _source(
         order = {n: i for i, n in enumerate(toposort([node]))}
         cands.sort(key=lambda c: order[c[1]])
         given = {n: name for name, n in loss.inputs.items()}
-        return node, values, cands, given, loss.labels
+        return node, values, cands, given, loss.labels, loss.steps
     if not isinstance(loss, Tensor):
         raise TypeError(f"formulas: expects a scalar Tensor or a trace, got {type(loss).__name__}")
     from symbp.api import graph_tensors
@@ -162,7 +164,7 @@ def _source(
         t = leaf_tensors.get(n)
         if t is not None and t.requires_grad:
             cands.append((shown.get(n), n))
-    return loss.node, values, cands, {}, graph_labels([loss])
+    return loss.node, values, cands, {}, graph_labels([loss]), graph_steps([loss])
 
 
 def _choose_params(

@@ -18,6 +18,7 @@ from symbp.compiler.ir import (
     B,
     Labels,
     Node,
+    StepNames,
     consumers,
     layer_numbers,
     module_parameter,
@@ -69,7 +70,7 @@ class _Tensor:
     rank: int
     param: str | None = None  # the full parameter name, for parameters
     attr: str | None = None  # a module parameter's attribute: weight, bias ...
-    registered: str | None = None  # its leaf's name, Parameter.name (maybe "0.weight#2")
+    registered: str | None = None  # its leaf's name as shown (maybe "0.weight#2": a second)
 
 
 class _Namer:
@@ -88,9 +89,11 @@ class _Namer:
         wrt: Sequence[tuple[str | None, Node]],
         given: Mapping,
         labels: Labels | None = None,
+        steps: StepNames | None = None,
     ):
         self.loss = loss
         self.labels = labels or {}  # the layer that made each node (tensor.graph_labels)
+        self.steps = steps or {}  # what the layers call their loops' steps (graph_steps)
         self.order = toposort([loss])
         self.tensors: dict[Node, _Tensor] = {}
         self.groups: dict[Node, str] = {}  # parameter -> its layer's number ("" if one layer)
@@ -111,8 +114,8 @@ class _Namer:
     def _name_params(self, wrt: Sequence[tuple[str | None, Node]]) -> None:
         split = module_parameter
         layers = layer_numbers(full for full, _ in wrt)  # the generated code's numbers too
-        # A parameter named like one of another model gets "#2" (names are global); shown
-        # without it unless that makes two alike.
+        # The second of two parameters of one name in this graph is shown "0.weight#2"
+        # (ir.shown_names); the legend drops the tag unless that makes two alike.
         bare = Counter(re.sub(r"#\d+$", "", f) for f, _ in wrt if f)
         loose = 0
         for full, node in wrt:

@@ -5,8 +5,8 @@ weights every step reads as sums over t (``∂E/∂W_hh = Σ_t δa_tᵀ·h_{t−
 Everything is read off the loop's two bodies (``loops.Loop``): the forward body gives the
 step's equations, the body of its vector-Jacobian product (derived once by ``autodiff``) the
 δs, so an RNN, a GRU and an LSTM print from this one code. The names come from what the
-layer says of its step (``ir.STEP_NAMES``: the carry's parts h, c; the gates i, f, g, o) and
-from the bodies' structure:
+layer says of its step (``ir.StepNames``, a program's own: the carry's parts h, c; the gates
+i, f, g, o) and from the bodies' structure:
 
 - the carry's parts: ``h_{t−1}, c_{t−1}`` where the step slices its carry, ``h_t, c_t``
   where it joins its new carry (a cat); with one part, ``h``;
@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy
 
-from symbp.compiler.ir import STEP_NAMES, Node, consumers, toposort
+from symbp.compiler.ir import Node, consumers, toposort
 from symbp.compiler.ops import xsym
 from symbp.formulas.indexing import Key, Sliced
 from symbp.formulas.layout import _RANK_DELTA, _RANK_LAYER
@@ -88,7 +88,7 @@ class Loops:
         loop = scan.arg
         carry, x = loop.steps
         (y,) = loop.outputs
-        given = STEP_NAMES.get(y, {})
+        given = self.namer.steps.get(scan, {})
         names = _Names()
         what = self.namer.labels.get(scan) or self._layer(scan)
         take = self.namer._take

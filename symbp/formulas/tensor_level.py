@@ -15,7 +15,7 @@ import numpy as np
 import sympy
 
 from symbp.api import Derived, derive
-from symbp.compiler.ir import B, Labels, Node, bind_dims, consumers, toposort, type_str
+from symbp.compiler.ir import B, Labels, Node, StepNames, bind_dims, consumers, toposort, type_str
 from symbp.compiler.reference import evaluate
 from symbp.formulas import softmaxes
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
@@ -57,10 +57,11 @@ class Formulas:
         values: Mapping[Node, np.ndarray],
         given: Mapping[Node, str],
         labels: Labels | None = None,
+        steps: StepNames | None = None,
     ) -> None:
         self.derived: Derived = derive(loss, [n for _, n in wrt])
         self._values = dict(values)
-        self._namer = namer = _Namer(loss, wrt, given, labels)
+        self._namer = namer = _Namer(loss, wrt, given, labels, steps)
         self._wrt = list(wrt)
         self.forward: list[Equation | StepBlock] = []
         self.backward: list[Equation | StepBlock] = []

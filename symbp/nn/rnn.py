@@ -23,7 +23,7 @@ from symbp import factories
 from symbp import functional as F
 from symbp import tensor as T
 from symbp.api import scan
-from symbp.compiler.ir import STEP_NAMES, ShapeError, shape_str
+from symbp.compiler.ir import ShapeError, shape_str
 from symbp.nn import functional as NF
 from symbp.nn import init
 from symbp.nn.module import Module
@@ -31,7 +31,8 @@ from symbp.tensor import Parameter, Tensor, get_default_dtype
 
 # Gate rows per hidden unit in the stacked weights: LSTM i,f,g,o; GRU r,z,n; RNN one.
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-# What the formulas call a scan's step (ir.STEP_NAMES): the carry's parts and the gates.
+# What the formulas call a scan's step (ir.StepNames, marked on its tensor): the carry's
+# parts and the gates.
 _STEP_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
     "LSTM": {"carry": ("h", "c"), "gates": ("i", "f", "g", "o")},
     "GRU": {"gates": ("r", "z", "n")},
@@ -297,7 +298,7 @@ class RNNBase(Module):
         carry = h if c is None else T.cat([h, c], -1)
         out = scan(step, carry, xs, consts)  # [time, batch, K]: the carry after each
         if mode in _STEP_NAMES:
-            STEP_NAMES[out.node.arg.outputs[0]] = _STEP_NAMES[mode]
+            out._steps = (out.node, _STEP_NAMES[mode])  # the program's, as a label is
         hs = out[:, :, :width]
         if reverse:
             hs = hs.flip(0)

@@ -10,6 +10,7 @@ costs more than a 2x2 product) and ``np.dot`` into the preallocated output other
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symbp.compiler.ir import B, G, Node, P, type_str
+from symbp.compiler.ir import B, G, Node, P, numel, type_str
 from symbp.compiler.loops import rows_apart, stacked
 from symbp.compiler.lower import simd
 from symbp.compiler.lower.printer import LoweringError, NumbaPrinter
@@ -65,6 +66,9 @@ _DT = {
 }
 
 
+@functools.lru_cache(
+    maxsize=1024, typed=True
+)  # SymPy's printing is slow, and a program's dims repeat
 def dim_code(d: object) -> str:
     return str(d) if not isinstance(d, sympy.Expr) else str(d).replace(" ", "")
 
@@ -108,7 +112,7 @@ class Emitter:
         self.uses: set[str] = set()
         # functions of their own, written before the program's (a loop's body, shared by the
         # loops of one body: ``_as_function``), and each one's (name, parameters) by key
-        self.functions: list[str] = []
+        self.functions: list[tuple[str, str]] = []
         self._shared: dict[tuple, str] = {}
         # a distributed program's first row of this rank's share in the whole batch: dropout
         # masks are drawn by the row's place in the batch, so a share draws what one
@@ -282,7 +286,7 @@ class Emitter:
         called for the ops whose loops write only their own sample (``batch_parallel``)."""
         if not n.shape or n.shape[0] != B or self.serial:
             return lines
-        sizes = [sympy.sympify(numel_code(s.shape[1:])) for s in (n, *n.src) if s.shape[:1] == (B,)]
+        sizes = [sympy.sympify(numel(s.shape[1:])) for s in (n, *n.src) if s.shape[:1] == (B,)]
         if max((int(s) for s in sizes if s.is_Number), default=0) < PARALLEL_SAMPLE:
             return lines
         head = re.compile(r"^for (\w+) in range\(B\):$")
@@ -759,7 +763,7 @@ class Emitter:
             f"{k} ← {text(v, hadamard=False)}" for k, v in [("p", u.new_p), *u.new_state.items()]
         )
         loops = _loops(p.shape, idx, body)
-        n = sympy.sympify(numel_code(p.shape))
+        n = sympy.sympify(numel(p.shape))
         if n.is_Number and int(n) >= PARALLEL_UPDATE:  # memory-bound: use both cores
             loops[0] = loops[0].replace(" in range(", f" in {self.use('prange')}(", 1)
             self.parallel = True
@@ -1513,7 +1517,7 @@ def _carve_code(em: Emitter, src: str, start: object, shape: Sequence[object]) -
     if len(shape) > 1:
         dims = ", ".join(dim_code(d) for d in shape)
         return f"{em.use('carve')}({src}, {dim_code(start)}, ({dims}))"
-    end = sympy.sympify(start) + sympy.sympify(numel_code(shape))
+    end = sympy.sympify(start) + sympy.Mul(*(sympy.sympify(d) for d in shape))
     return f"{src}[{dim_code(start)}:{dim_code(end)}]"
 
 
@@ -1578,14 +1582,12 @@ def _as_function(em: Emitter, n: Node, out: Buffer, write: Callable[[], list[str
             lines = ["B = r1 - r0  # this thread's block of rows", *blocks, *lines]
         flags = "nogil=True, parallel=True)" if em.parallel else "nogil=True)"
         em.parallel = outer_parallel
-        em.functions.append(
-            "\n".join([
+        em.functions.append((name, "\n".join([
                 f'@njit(cache=True, error_model="numpy", {flags}',
                 f"def {name}({', '.join(params)}):",
                 f'    """{_loop_describe(n, lambda s: stored(s, em.sched).name)}"""',
                 *indent(lines),
-            ])
-        )  # fmt: skip
+            ])))  # fmt: skip
     if not apart:
         return [f"{name}({', '.join(params)})"]
     em.parallel = em.threaded = True  # (THREADS: the module starts the pool, program.POOL)
@@ -1634,7 +1636,7 @@ def _loop_head(
     def block(k: int, t: str) -> str:
         if len(shapes) == 1:
             return _at_step(saved, t) + rows
-        start = sum((sympy.sympify(numel_code(s)) for s in shapes[:k]), sympy.Integer(0))
+        start = sum((sympy.sympify(numel(s)) for s in shapes[:k]), sympy.Integer(0))
         return _carve_code(em, f"{saved.name}[{t}]", start, shapes[k]) + rows
 
     return [
@@ -1677,7 +1679,7 @@ def _vjp_layout(em: Emitter, n: Node) -> list[tuple[object, tuple[object, ...]]]
     for shape in (h0.shape, xs.shape, *(c.shape for c in consts), h0.shape, *stacks):
         shape = _all_rows(em, shape)
         blocks.append((start, shape))
-        start = start + sympy.sympify(numel_code(shape))
+        start = start + sympy.sympify(numel(shape))
     return blocks
 
 

@@ -20,15 +20,16 @@ each tagged with the phase it belongs to (forward, backward, update).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import sympy
 
-from symbp.compiler.ir import Labels, Names, Node, Shape, consumers, toposort
+from symbp.compiler.ir import Labels, Names, Node, Shape, StepNames, consumers, toposort
 from symbp.compiler.lower.printer import LoweringError
 
 
@@ -147,7 +148,8 @@ def placement(n: Node) -> Placement:
 
 
 def ident(name: str) -> str:
-    """A Python identifier from a model name: ``0.weight#2`` -> ``layer0_weight``."""
+    """A Python identifier from a model name: ``0.weight`` -> ``layer0_weight`` (a shown
+    name's tag ``#2`` dropped: the buffer names are handed out unique)."""
     name = name.split("#")[0]
     name = re.sub(r"\W", "_", name).strip("_") or "t"
     return f"layer{name}" if name[0].isdigit() else name
@@ -218,6 +220,8 @@ class Schedule:
     # the schedule of each loop node's body (its buffers named from the same Names)
     bodies: dict[Node, Schedule] = field(default_factory=dict)
     labels: Labels = field(default_factory=dict)  # which layer made each node: buffer names
+    # what a layer calls its loop's step (ir.StepNames), by the body's carry output node
+    steps: StepNames = field(default_factory=dict)
 
     def all_kernels(self) -> list[Kernel]:
         """Every kernel, those computed in a reduction's loop and in loop bodies included."""
@@ -257,6 +261,8 @@ def schedule(
     weight_grads: Mapping[Node, str] | None = None,
     keys: Names | None = None,
     labels: Labels | None = None,
+    steps: StepNames | None = None,
+    given: Mapping[Node, str] | None = None,
 ) -> Schedule:
     """Kernels computing each output node into its given buffer, from the ``inputs`` buffers.
 
@@ -268,13 +274,21 @@ def schedule(
     buffers of the layers' tensors are named as the formulas name them (``formula_names``);
     ``keys``: the allocator of the buffers' keys (``Buffer.key``), a loop body's: its program's.
     ``labels``: which layer made each node (the trace's, ``api.Traced.labels``), buffers are
-    named by it.
+    named by it; ``steps``: what the layers call their loops' steps, by the carry output of the
+    body (``ir.StepNames``), the bodies' buffers are named by it (``step_names``); ``given``:
+    names for nodes of this schedule (a loop body's, from ``step_names``).
     """
     out_nodes = [n for _, n in outputs]
     order = toposort(out_nodes)
     users = consumers(order)
     sched = Schedule(
-        dict(inputs), [], set(), {}, names=names or Names(reserved), labels=labels or {}
+        dict(inputs),
+        [],
+        set(),
+        {},
+        names=names or Names(reserved),
+        labels=labels or {},
+        steps=steps or {},
     )
     sched.keys = keys or Names(reserved)
     sched.names.taken.update(b.name for b in inputs.values())
@@ -311,7 +325,7 @@ def schedule(
         if n not in inputs:
             target.setdefault(n, buf)
     counters: dict[str, int] = {}
-    known = formula_names(order, fwd, layers or {}, weight_grads or {})
+    known = {**formula_names(order, fwd, layers or {}, weight_grads or {}), **(given or {})}
 
     def count(base: str, counters: dict[str, int]) -> str:
         k = counters.get(base, 0)
@@ -487,12 +501,66 @@ def _body(n: Node, outer: Schedule) -> Schedule:
     consts = n.src[len(n.src) - len(loop.consts) :]
     inputs.update(zip(loop.consts, (stored(s, outer) for s in consts)))
     out = outer.buffers[n]
-    outputs = [
-        (Buffer(names.fresh(f"{out.name}_{name}"), o.shape, o.dtype, "loop",
+    known = step_names(loop, outer.steps.get(loop.outputs[0], {}))
+    outputs = [  # a step's output the formulas name (a gate, stored for the adjoint): by it
+        (Buffer(names.fresh(f"{out.name}_{known.get(o, name)}"), o.shape, o.dtype, "loop",
                 key=keys.fresh(f"{out.key or out.name}_{name}")), o)
         for o, name in zip(loop.outputs, loop.names)
     ]  # fmt: skip
-    return schedule(outputs, inputs, names=names, keys=keys, labels=outer.labels)
+    return schedule(outputs, inputs, names=names, keys=keys, labels=outer.labels,
+                    steps=outer.steps, given=known)  # fmt: skip
+
+
+def step_names(loop: Any, given: Mapping[str, tuple[str, ...]]) -> dict[Node, str]:
+    """The names the formulas give the tensors of a loop's step (``formulas.recurrence``),
+    found by the body's structure, for the nodes that have one: the carry's parts, the sources
+    of the step's closing cat (``h, c`` as the layer calls them, else ``h1, h2`` ...), and
+    their values at the step before, read off the carry (``h_prev``); where the layer names
+    its gates (``i, f, g, o``), their pre-activation ``a``, the node the step reads in as many
+    equal column blocks, and each gate, what reads one block alone."""
+    y, carry = loop.outputs[0], loop.steps[0]
+    names: dict[Node, str] = {}
+    order = toposort(loop.outputs)
+    users = consumers(order)
+    if y.op == "cat" and y.arg == y.ndim - 1 and len(y.src) > 1:
+        parts = tuple(given.get("carry", ()))
+        if len(parts) != len(y.src):
+            parts = tuple(f"h{k + 1}" for k in range(len(y.src)))
+        starts = itertools.accumulate((int(s.shape[-1]) for s in y.src), initial=0)
+        at = dict(zip(starts, parts))
+        for s, part in zip(y.src, parts):
+            names.setdefault(s, part)
+        for u in users.get(carry, []):  # the carry's part at the step before: h_{t-1}
+            block = _column_block(u)
+            if block is not None and block[0] in at:
+                names.setdefault(u, f"{at[block[0]]}_prev")
+    gates = tuple(given.get("gates", ()))
+    for n in order if len(gates) > 1 else ():
+        blocks = {b: u for u in users.get(n, []) if (b := _column_block(u)) is not None}
+        width = int(n.shape[-1]) if n.shape else 0
+        if len(blocks) != len(gates) or width % len(gates):
+            continue
+        size = width // len(gates)
+        if sorted(blocks) != [(k * size, size) for k in range(len(gates))]:
+            continue
+        names.setdefault(n, "a")
+        for k, gate in enumerate(gates):
+            readers = [u for u in users.get(blocks[(k * size, size)], []) if u.op == "ew"]
+            if len(readers) == 1 and len(readers[0].src) == 1:
+                names.setdefault(readers[0], gate)
+    return names
+
+
+def _column_block(n: Node) -> tuple[int, int] | None:
+    """(start, size) of the columns a slice takes whole rows of (``a[:, 5:10]``), else None."""
+    if n.op != "slice" or not n.arg or any(getattr(a, "step", None) != 1 for a in n.arg):
+        return None
+    *rows, cols = n.arg
+    src = n.src[0]
+    whole = all(a.start == 0 and a.size == d for a, d in zip(rows, src.shape))
+    if not whole or not isinstance(cols.start, int) or not isinstance(cols.size, int):
+        return None
+    return cols.start, cols.size
 
 
 def _stored_deps(n: Node, sched: Schedule) -> set[Node]:
