@@ -159,6 +159,40 @@ def test_exp_is_within_one_ulp(dtype: type) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_is_within_two_ulps(dtype: type) -> None:
+    """support.erf_f32/_f64 (what generated code calls for erf, GELU's) against SciPy's erf in
+    float64 (float32's from arithmetic alone), over tiny, ordinary and saturated arguments of
+    both signs, and the special values: ±0 keep their sign, ±inf give ±1, NaN stays NaN."""
+    from numba import njit
+    from scipy.special import erf
+
+    from symbp.compiler.lower import support
+
+    fn = support.erf_f32 if dtype is np.float32 else support.erf_f64
+
+    @njit
+    def run(x: np.ndarray, out: np.ndarray) -> None:
+        for i in range(x.size):
+            out[i] = fn(x[i])
+
+    mag = np.concatenate([np.logspace(-40, 1, 4001), np.linspace(0, 6, 60001)]).astype(dtype)
+    x = np.concatenate([mag, -mag])
+    out = np.empty_like(x)
+    run(x, out)
+    if dtype is np.float32:
+        ref = erf(x.astype(np.float64))
+        ulp = np.spacing(np.abs(ref).astype(dtype)).astype(np.float64)
+        assert np.max(np.abs(out - ref) / ulp) <= 2
+    else:  # libm's, against SciPy's: both within an ulp of erf
+        assert np.max(np.abs(out - erf(x)) / np.spacing(np.abs(erf(x)))) <= 2
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan], dtype)
+    got = np.empty_like(special)
+    run(special, got)
+    assert list(np.signbit(got[:2])) == [False, True] and list(got[2:4]) == [1, -1]
+    assert np.isnan(got[4])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tanh_from_exp_is_within_three_ulps(dtype: type) -> None:
     """support.tanh_f32/_f64 (what generated code calls for tanh) against NumPy's tanh in
     extended precision, over 0, tiny, ordinary and saturated arguments of both signs, and

@@ -35,7 +35,7 @@ MATH = {
     "tan": "math.tan",
     "atan": "math.atan",
     "asinh": "math.asinh",
-    "erf": "math.erf",
+    "erf": "erf",  # support.py's, as exp
     "erfc": "math.erfc",
     "sigmoid": "sigmoid",  # symbp.compiler.lower.support: the stable scalar forms
     "softplus": "softplus",
@@ -66,7 +66,7 @@ MATH = {
 }
 
 # support.py's scalar forms, one per precision: the name gets the kernel's _f32 or _f64
-TYPED = {"exp", "sigmoid", "softplus", "clog", "bce", "erfinv", "xlogy", "logaddexp", "tanh"}
+TYPED = {"exp", "erf", "sigmoid", "softplus", "clog", "bce", "erfinv", "xlogy", "logaddexp", "tanh"}
 
 
 class NumbaPrinter(StrPrinter):
