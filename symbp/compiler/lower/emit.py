@@ -777,13 +777,67 @@ def _guard(pad: int, test: str, body: list[str]) -> list[str]:
 
 
 def _reshape_index(src: Sequence[object], dst: Sequence[object], idx: Sequence[str]) -> list[str]:
-    """Index into ``src`` for index ``idx`` of its reshape to ``dst`` (C order)."""
-    s_big = [d for d in src if d != 1]
-    d_big = [(d, i) for d, i in zip(dst, idx) if d != 1]
-    if [d for d, _ in d_big] == s_big:  # only size-1 axes added or removed
-        it = iter(i for _, i in d_big)
-        return ["0" if d == 1 else next(it) for d in src]
-    # general: through the flat index
+    """Index into ``src`` for index ``idx`` of its reshape to ``dst`` (C order).
+
+    The axes of both shapes are split into the fewest runs of equal size (``[B, 64, 128]`` to
+    ``[64 B, 128]``: (B, 64) with (64 B), then 128 with 128), so that each source index comes
+    from its own run's few indices: merged axes are a sum, a split axis' digits a division and
+    a remainder, and an axis kept as it is, its own index. Through the whole tensor's flat
+    index instead, each copy of a reshaped tensor did two divisions a run an element."""
+    axes = [(d, i) for d, i in zip(dst, idx) if d != 1]  # a size-1 axis's index is 0
+    big = [k for k, d in enumerate(src) if d != 1]
+    out = ["0"] * len(src)
+    runs = _runs([src[k] for k in big], [d for d, _ in axes])
+    if runs is None:  # sizes that do not split into runs here: through the flat index
+        return _flat_reshape_index(src, dst, idx)
+    for s_run, d_run in runs:
+        terms, stride = [], "1"  # the run's flat index
+        for d, i in reversed(axes[d_run.start : d_run.stop]):
+            terms.append(i if stride == "1" else f"{_paren(i)}*{stride}")
+            stride = dim_code(d) if stride == "1" else f"{stride}*{dim_code(d)}"
+        flat = " + ".join(reversed(terms))
+        inner = "1"
+        for pos in reversed(s_run):
+            k, d = big[pos], src[big[pos]]
+            if len(s_run) == 1:
+                out[k] = flat
+            elif pos == s_run.start:  # the outermost digit: no remainder needed
+                out[k] = f"({flat}) // ({inner})"
+            elif inner == "1":
+                out[k] = f"({flat}) % ({dim_code(d)})"
+            else:
+                out[k] = f"(({flat}) // ({inner})) % ({dim_code(d)})"
+            inner = dim_code(d) if inner == "1" else f"{inner}*{dim_code(d)}"
+    return out
+
+
+def _runs(src: Sequence[object], dst: Sequence[object]) -> list[tuple[range, range]] | None:
+    """The shortest runs of axes of ``src`` and ``dst`` (no size-1 axes) with equal sizes, in
+    order; None where a size of one does not divide the other's (symbolic sizes included)."""
+    runs: list[tuple[range, range]] = []
+    i = j = 0
+    while i < len(src) and j < len(dst):
+        i0, j0 = i, j
+        ps, pd = sympy.sympify(src[i]), sympy.sympify(dst[j])
+        i, j = i + 1, j + 1
+        while (ratio := sympy.cancel(pd / ps)) != 1:
+            num, den = sympy.fraction(ratio)
+            if den == 1 and i < len(src):  # the source run is the smaller: one more axis
+                ps *= sympy.sympify(src[i])
+                i += 1
+            elif num == 1 and j < len(dst):
+                pd *= sympy.sympify(dst[j])
+                j += 1
+            else:
+                return None
+        runs.append((range(i0, i), range(j0, j)))
+    return runs if i == len(src) and j == len(dst) else None
+
+
+def _flat_reshape_index(
+    src: Sequence[object], dst: Sequence[object], idx: Sequence[str]
+) -> list[str]:
+    """``_reshape_index`` through the flat index of the whole tensor."""
     terms, stride = [], "1"
     for d, i in reversed(list(zip(dst, idx))):
         terms.append(f"{_paren(i)}*{stride}" if stride != "1" else i)
