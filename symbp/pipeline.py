@@ -32,7 +32,7 @@ from symbp.compiler.ir import Node, shown_names, toposort
 from symbp.compiler.loops import save_for_backward
 from symbp.compiler.lower import ParamSpec, StateSpec, lower_predict, lower_train, tuning
 from symbp.compiler.ops import print_program
-from symbp.compiler.simplify import simplify
+from symbp.compiler.simplify import lowered, simplify
 from symbp.nn.conv import StateUpdate, check_compilable, program_inputs
 from symbp.progress import Stages
 
@@ -192,9 +192,10 @@ def train_title(net: Any, loss_fn: Any, optimizer: Any) -> str:
 
 
 def store_for_backward(derived: Derived) -> Derived:
-    """Each loop stores what its adjoint reads of a step (a lowering choice: formulas,
-    gradcheck and the listing show the adjoint as derived)."""
-    return derived.through(save_for_backward)
+    """Each loop stores what its adjoint reads of a step, and cotangents placed into the
+    slices of one tensor are written as their concatenation (``simplify.LOWERING``): lowering
+    choices, formulas, gradcheck and the listing show the adjoint as derived."""
+    return derived.through(save_for_backward).through(lowered)
 
 
 def train_key(

@@ -198,3 +198,35 @@ def test_deriving_a_large_mlp_is_fast():
     elapsed = time.perf_counter() - start
     assert len(derived.grads) == 6
     assert elapsed < 1.0, f"trace + derive took {elapsed:.2f} s"
+
+
+def test_placed_cotangents_that_tile_an_axis_are_concatenated():
+    """The adjoint of an LSTM's four gate slices, a sum of four cotangents each placed into
+    zeros, is lowered as their concatenation: no zero fill, no sum; the same values (NumPy);
+    a sum whose placements overlap or leave a gap stays a sum."""
+    from symbp.compiler import ops
+    from symbp.compiler.ir import Node
+    from symbp.compiler.ops import SliceArg
+
+    rng = np.random.default_rng(0)
+    parts = [Node("input", (), f"gate{k}", (3, 4), np.dtype(np.float64)) for k in range(4)]
+    values = {p: rng.standard_normal((3, 4)) for p in parts}
+
+    def placed(p: Node, start: int) -> Node:
+        return ops.slice_grad(p, (SliceArg(0, 3, 1), SliceArg(start, 4, 1)), (3, 16))
+
+    order = [2, 0, 3, 1]  # summed in any order
+    total = ops.ew(sum(xsym(i) for i in range(4)), [placed(parts[k], 4 * k) for k in order])
+    from symbp.compiler.simplify import lowered
+
+    assert simplify([total])[0].op == "ew"  # what the formulas print: the placements' sum
+    (new,) = lowered([total])
+    assert new.op == "cat" and new.src == tuple(parts) and new.arg == 1
+    want = np.concatenate([values[p] for p in parts], axis=1)
+    np.testing.assert_array_equal(evaluate([new], values)[0], want)
+    np.testing.assert_array_equal(evaluate([total], values)[0], want)
+    gap = ops.ew(xsym(0) + xsym(1), [placed(parts[0], 0), placed(parts[1], 8)])
+    overlap = ops.ew(xsym(0) + xsym(1), [placed(parts[0], 0), placed(parts[1], 2)])
+    for kept in (gap, overlap):
+        (same,) = lowered([kept])
+        assert same.op == "ew"

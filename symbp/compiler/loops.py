@@ -366,7 +366,9 @@ def _with_saved(fwd: Loop, back: Loop) -> tuple[Loop, Loop]:
     ]  # fmt: skip
     stored = [y, *saved]
     leaves = [_leaf(f"scan.saved{k}", n) for k, n in enumerate(stored)]
-    d_carry, d_x, *news = simplify.substitute(back.outputs, dict(zip(stored, leaves)))
+    d_carry, d_x, *news = simplify.lowered(
+        simplify.substitute(back.outputs, dict(zip(stored, leaves)))
+    )  # and the gates' δs concatenated, not summed from their placements
     new_fwd = Loop(fwd.steps, fwd.consts, tuple(stored),
                    ("carry", *(f"saved{k}" for k in range(1, len(stored)))))  # fmt: skip
     # the consts' cotangents that are products over the rows (∂E/∂W_hh = Σ_t δ_tᵀ h_{t-1})

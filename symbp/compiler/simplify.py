@@ -21,7 +21,7 @@ import sympy
 
 from symbp.compiler import scalar
 from symbp.compiler.ir import Node, consumers, toposort
-from symbp.compiler.ops import _tsym, const, ew, make, matmul, sum_, transpose, xsym
+from symbp.compiler.ops import _tsym, cat, const, ew, make, matmul, sum_, transpose, xsym
 
 # ---------------------------------------------------------------- formula rewrites
 
@@ -103,12 +103,58 @@ def _sum_of_onehot(n: Node) -> Node | None:
     return const(value, n.shape, n.dtype)
 
 
+def _sum_of_placements(n: Node) -> Node | None:
+    # x0 + x1 + ... of cotangents placed (slice_grad) into boxes that tile one axis of one
+    # shape, as the adjoints of an LSTM's gate slices are: their concatenation along it, with
+    # no zero fill and no sum (each entry written once instead of once per term)
+    k = len(n.src)
+    if k < 2 or any(s.op != "slice_grad" for s in n.src):
+        return None
+    if n.arg.expr != sympy.Add(*(xsym(i) for i in range(k))):
+        return None
+    shape = n.shape
+    axis = None
+    for s in n.src:
+        box, into = s.arg
+        if tuple(into) != tuple(shape) or s.dtype != n.dtype:
+            return None
+        for d, a in enumerate(box):
+            if a.start == 0 and a.size == shape[d] and a.step == 1:
+                continue
+            if axis not in (None, d) or a.step != 1 or not isinstance(a.start, int):
+                return None
+            axis = d
+    if axis is None:
+        return None
+    pieces = sorted(n.src, key=lambda s: s.arg[0][axis].start)
+    end = 0
+    for s in pieces:  # contiguous, from 0 to the end of the axis
+        if s.arg[0][axis].start != end:
+            return None
+        end = s.arg[0][axis].start + s.arg[0][axis].size
+    if end != shape[axis]:
+        return None
+    return cat([s.src[0] for s in pieces], axis)
+
+
 RULES: list[tuple[str, Callable[[Node], Node | None]]] = [
     ("ew", _stable_ew),
     ("sum", _sum_of_onehot),
     ("reshape", _reshape_of_keepdim_sum),
     ("transpose", _transpose_of_matmul),
 ]
+
+
+# Rewrites of the lowering alone: the formulas print the adjoint as derived (each gate's δ
+# placed into its slice), the generated code writes the concatenation.
+LOWERING: list[tuple[str, Callable[[Node], Node | None]]] = [
+    ("ew", _sum_of_placements),
+]
+
+
+def lowered(outputs: Sequence[Node]) -> list[Node]:
+    """``outputs`` with the lowering's rewrites (``LOWERING``) applied."""
+    return rewrite(outputs, LOWERING)
 
 
 def rebuild(n: Node, src: tuple[Node, ...]) -> Node:
@@ -192,5 +238,6 @@ def simplify(outputs: Sequence[Node], keep: Callable[[Node], bool] | None = None
 
 
 __all__ = [
-    "RULES", "STABLE", "fuse_elementwise", "make", "rebuild", "rewrite", "simplify", "substitute",
+    "LOWERING", "RULES", "STABLE", "fuse_elementwise", "lowered", "make", "rebuild", "rewrite",
+    "simplify", "substitute",
 ]  # fmt: skip
