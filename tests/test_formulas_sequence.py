@@ -316,6 +316,37 @@ def test_the_sequence_formulas_render_with_mathtext(tmp_path):
     symbp.plot_formula(attention()[2], tmp_path / "att.png")
 
 
+@pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
+def test_an_eager_loss_prints_the_loop_as_the_traced_one(kind):
+    """symbp.formulas on an eager loss (the guide's first form) prints the loop the traced
+    loss prints, line for line; only the legend's types hold the batch's size where the
+    traced ones hold B. Its equations, evaluated from the eager forward pass, are the
+    gradients backward() computed. (An eager layer once ran time as a Python loop: its
+    unrolled steps printed no loop, and a batch-first LSTM's ended in an IndexError.)"""
+    symbp.manual_seed(0)
+    net = Head(getattr(nn, kind)(N_IN, H, batch_first=True)).double()
+    rng = np.random.default_rng(1)
+    x, t = rng.standard_normal((B, T, N_IN)), rng.standard_normal((B, T, 1))
+
+    def loss(x, t):
+        return ((net(x) - t) ** 2).sum() / 2
+
+    traced = str(symbp.formulas(symbp.trace(loss, x, t, names=["x", "t"])))
+    eager_loss = loss(symbp.tensor(x), symbp.tensor(t))
+    net.zero_grad()
+    eager_loss.backward()
+    f = symbp.formulas(eager_loss)
+    assert "for t = 1 … 3:" in str(f)
+    body, legend = traced.split("\nwhere\n")
+    legend = re.sub(r"(?<=[\[,])B(?=[,\]])", str(B), legend)  # f64[3,B,12] -> f64[3,2,12]
+    legend = "\n".join(line for line in legend.splitlines() if "batch size" not in line)
+    assert str(f) == f"{body}\nwhere\n{legend}"
+    values = f.evaluate()
+    for name, p in net.named_parameters():
+        got = values[f.grad(name).lhs].reshape(p.grad.shape)
+        np.testing.assert_allclose(got, p.grad.numpy(), rtol=0, atol=1e-12, err_msg=name)
+
+
 # ---------------------------------------------------------------- LayerNorm
 
 
