@@ -347,6 +347,45 @@ def test_an_eager_loss_prints_the_loop_as_the_traced_one(kind):
         np.testing.assert_allclose(got, p.grad.numpy(), rtol=0, atol=1e-12, err_msg=name)
 
 
+def test_a_loop_written_by_hand_prints_its_legend_with_the_slices_it_flattens():
+    """An Elman recurrence written as a Python loop over the steps of x·Wᵀ + b (batch first)
+    prints unrolled; the legend's flatten line shows the slice it flattens, printed with the
+    tensors' shapes as the equations are (it printed ``(δ3·W3)[]``, and a flattened slice
+    of an unnamed product, x·W_ih1ᵀ + b_ih1 of an unrolled LSTM, ended in an IndexError)."""
+
+    class Elman(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.rec = nn.Linear(N_IN, H), nn.Linear(H, H, bias=False)
+            self.fc = nn.Linear(H, 1)
+
+        def forward(self, x):
+            xw = x @ self.inp.weight.t() + self.inp.bias  # every step's input, in one product
+            h, hs = None, []
+            for k in range(T):
+                h = (xw[:, k] if h is None else xw[:, k] + self.rec(h)).tanh()
+                hs.append(h)
+            return self.fc(symbp.stack(hs, 1))
+
+    symbp.manual_seed(0)
+    net = Elman().double()
+    rng = np.random.default_rng(2)
+    x, t = rng.standard_normal((B, T, N_IN)), rng.standard_normal((B, T, 1))
+    loss = ((net(symbp.tensor(x)) - symbp.tensor(t)) ** 2).sum() / 2
+    net.zero_grad()
+    loss.backward()
+    f = symbp.formulas(loss)
+    legend = str(f).splitlines()[-1]
+    assert legend == (
+        "  flatten((δ3·W3)[:, 2:])[b,3i+j] = (δ3·W3)[:, 2:][b,i,j]: "
+        "each sample's entries in one row"
+    )
+    values = f.evaluate()
+    for name, p in net.named_parameters():
+        got = values[f.grad(name).lhs].reshape(p.grad.shape)
+        np.testing.assert_allclose(got, p.grad.numpy(), rtol=0, atol=1e-12, err_msg=name)
+
+
 # ---------------------------------------------------------------- LayerNorm
 
 
