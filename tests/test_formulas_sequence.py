@@ -316,6 +316,76 @@ def test_the_sequence_formulas_render_with_mathtext(tmp_path):
     symbp.plot_formula(attention()[2], tmp_path / "att.png")
 
 
+@pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
+def test_an_eager_loss_prints_the_loop_as_the_traced_one(kind):
+    """symbp.formulas on an eager loss (the guide's first form) prints the loop the traced
+    loss prints, line for line; only the legend's types hold the batch's size where the
+    traced ones hold B. Its equations, evaluated from the eager forward pass, are the
+    gradients backward() computed. (An eager layer once ran time as a Python loop: its
+    unrolled steps printed no loop, and a batch-first LSTM's ended in an IndexError.)"""
+    symbp.manual_seed(0)
+    net = Head(getattr(nn, kind)(N_IN, H, batch_first=True)).double()
+    rng = np.random.default_rng(1)
+    x, t = rng.standard_normal((B, T, N_IN)), rng.standard_normal((B, T, 1))
+
+    def loss(x, t):
+        return ((net(x) - t) ** 2).sum() / 2
+
+    traced = str(symbp.formulas(symbp.trace(loss, x, t, names=["x", "t"])))
+    eager_loss = loss(symbp.tensor(x), symbp.tensor(t))
+    net.zero_grad()
+    eager_loss.backward()
+    f = symbp.formulas(eager_loss)
+    assert "for t = 1 … 3:" in str(f)
+    body, legend = traced.split("\nwhere\n")
+    legend = re.sub(r"(?<=[\[,])B(?=[,\]])", str(B), legend)  # f64[3,B,12] -> f64[3,2,12]
+    legend = "\n".join(line for line in legend.splitlines() if "batch size" not in line)
+    assert str(f) == f"{body}\nwhere\n{legend}"
+    values = f.evaluate()
+    for name, p in net.named_parameters():
+        got = values[f.grad(name).lhs].reshape(p.grad.shape)
+        np.testing.assert_allclose(got, p.grad.numpy(), rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_a_loop_written_by_hand_prints_its_legend_with_the_slices_it_flattens():
+    """An Elman recurrence written as a Python loop over the steps of x·Wᵀ + b (batch first)
+    prints unrolled; the legend's flatten line shows the slice it flattens, printed with the
+    tensors' shapes as the equations are (it printed ``(δ3·W3)[]``, and a flattened slice
+    of an unnamed product, x·W_ih1ᵀ + b_ih1 of an unrolled LSTM, ended in an IndexError)."""
+
+    class Elman(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.rec = nn.Linear(N_IN, H), nn.Linear(H, H, bias=False)
+            self.fc = nn.Linear(H, 1)
+
+        def forward(self, x):
+            xw = x @ self.inp.weight.t() + self.inp.bias  # every step's input, in one product
+            h, hs = None, []
+            for k in range(T):
+                h = (xw[:, k] if h is None else xw[:, k] + self.rec(h)).tanh()
+                hs.append(h)
+            return self.fc(symbp.stack(hs, 1))
+
+    symbp.manual_seed(0)
+    net = Elman().double()
+    rng = np.random.default_rng(2)
+    x, t = rng.standard_normal((B, T, N_IN)), rng.standard_normal((B, T, 1))
+    loss = ((net(symbp.tensor(x)) - symbp.tensor(t)) ** 2).sum() / 2
+    net.zero_grad()
+    loss.backward()
+    f = symbp.formulas(loss)
+    legend = str(f).splitlines()[-1]
+    assert legend == (
+        "  flatten((δ3·W3)[:, 2:])[b,3i+j] = (δ3·W3)[:, 2:][b,i,j]: "
+        "each sample's entries in one row"
+    )
+    values = f.evaluate()
+    for name, p in net.named_parameters():
+        got = values[f.grad(name).lhs].reshape(p.grad.shape)
+        np.testing.assert_allclose(got, p.grad.numpy(), rtol=0, atol=1e-12, err_msg=name)
+
+
 # ---------------------------------------------------------------- LayerNorm
 
 

@@ -134,20 +134,27 @@ def _gru_step(h: Any, x: Any, w: Any, b: Any) -> Any:
     return (1 - z) * n + z * h
 
 
-@pytest.mark.parametrize(("step", "k"), [(_lstm_step, 4), (_gru_step, 2)])
-def test_storing_for_the_loop_back_changes_no_value(step: Any, k: int) -> None:
+def _tanh_step(h: Any, x: Any, w: Any, b: Any) -> Any:
+    return (h @ w + x + b).tanh()  # tanh' = 1 - h²: the carry is all it reads
+
+
+@pytest.mark.parametrize(
+    ("step", "k", "gates"), [(_lstm_step, 4, 8), (_gru_step, 2, 6), (_tanh_step, 2, 2)]
+)
+def test_storing_for_the_loop_back_changes_no_value(step: Any, k: int, gates: int) -> None:
     """The training program's pass (loops.save_for_backward) against the loop as derived,
     both run by the NumPy reference on one batch: the same loss and gradients to 1e-12. The
     rewritten adjoint reads no activation it would recompute, sums ∂E/∂W as one product
-    after the loop, and its rows, like the forward's, are apart (one block per thread)."""
+    after the loop, and its rows, like the forward's, are apart (one block per thread). An
+    Elman step's adjoint reads nothing but the carry (tanh' = 1 - h²): the loop stores
+    nothing more, and its output keeps its shape."""
     from symbp.api import derive
     from symbp.compiler.ir import B, Node, float64
     from symbp.compiler.reference import evaluate
     from symbp.tensor import Tensor
 
-    leaves = [Node("input", (), name, shape, float64) for name, shape in
-              [("h0", (B, k)), ("xs", (5, B, 8 if k == 4 else 6)), ("w", (2, 8 if k == 4 else 6)),
-               ("b", (8 if k == 4 else 6,))]]  # fmt: skip
+    shapes = [("h0", (B, k)), ("xs", (5, B, gates)), ("w", (2, gates)), ("b", (gates,))]
+    leaves = [Node("input", (), name, shape, float64) for name, shape in shapes]
     node = loops.scan_node(lambda *n: step(*(Tensor(m) for m in n)).node, *leaves[:2], leaves[2:])
     weights = Tensor(Node("input", (), "r", node.shape, float64))
     loss = (Tensor(node).tanh() * weights).sum()
@@ -160,7 +167,11 @@ def test_storing_for_the_loop_back_changes_no_value(step: Any, k: int) -> None:
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
     (fwd,) = [n for n in toposort(stored) if n.op == "scan"]
     (back,) = [n for n in toposort(stored) if n.op == "scan_vjp"]
-    assert len(fwd.arg.outputs) > 1 and "product" in back.arg.sums
+    assert "product" in back.arg.sums
+    if step is _tanh_step:  # it stores the carry alone: the loop's output is as traced
+        assert len(fwd.arg.outputs) == 1 and fwd.shape == node.shape
+    else:
+        assert len(fwd.arg.outputs) > 1
     body = toposort(back.arg.outputs)
     assert not any(loops.is_activation(n) for n in body)
     assert loops.rows_apart(fwd.arg) and loops.rows_apart(back.arg)

@@ -204,7 +204,8 @@ class ScanVjp(Op):
         h0, xs, out, ct, consts = src[0], src[1], src[2], src[3], src[4:]
         steps = (xs.shape[0], *h0.shape)
         saved = arg.steps[4 + len(consts) :]
-        if out.shape != ((xs.shape[0], _packed(saved)) if saved else steps):
+        # several stored values: flat blocks; the carry alone: the loop's output as it is
+        if out.shape != ((xs.shape[0], _packed(saved)) if len(saved) > 1 else steps):
             raise shape_error(f"scan_vjp: the loop's output {type_str(out)} is not its steps'")
         if ct.shape != steps:
             raise shape_error(f"scan_vjp: a cotangent {type_str(ct)} of {shape_str(steps)}")
@@ -227,10 +228,12 @@ class ScanVjp(Op):
         accs = [np.zeros_like(c) for c in consts]
         env = dict(zip(loop.consts, consts))
         saved = loop.steps[4 + len(consts) :]
-        if saved:  # the forward loop's outputs at each step, packed
+        if len(saved) > 1:  # the forward loop's outputs at each step, packed
             shapes = [concrete(n.shape, dims) for n in saved]
             steps = [_unpack(o, shapes) for o in out]
             out = [s[0] for s in steps]
+        elif saved:  # the carry alone: the loop's output as it is
+            steps = [[o] for o in out]
         sums = loop.sums or (None,) * len(consts)
         kept: dict[int, list[np.ndarray]] = {}  # each step's values stored for the sums
         for t in reversed(range(len(xs))):
@@ -391,7 +394,9 @@ def save_for_backward(nodes: Sequence[Node]) -> list[Node]:
     reading it back: no transcendental function and no product with the recurrent weight is
     computed again backwards. A lowering pass over the derived training program: the loop's
     output becomes its steps' blocks ``[T, carry | stored ...]`` (flat per step), the carries
-    a view of it."""
+    a view of it. A loop whose adjoint reads nothing of a step but the carry after it (an
+    Elman RNN's, tanh' = 1 − h²) stores nothing more: its output stays ``[T, ..]``, which
+    the adjoint reads as the one value stored."""
     order = toposort(nodes)
     pairs = {
         n.src[2]: n for n in order
@@ -406,6 +411,9 @@ def save_for_backward(nodes: Sequence[Node]) -> list[Node]:
         if n in pairs:
             fwd, _ = _with_saved(n.arg, pairs[n].arg)
             packed[n] = make("scan", src, fwd)
+            if len(fwd.outputs) == 1:  # it stores the carry alone: its output is unchanged
+                memo[n] = packed[n]
+                continue
             steps, size = n.shape[0], numel(n.shape[1:])
             carries = slice_(packed[n], [SliceArg(0, steps, 1), SliceArg(0, size, 1)])
             memo[n] = reshape(carries, n.shape)

@@ -351,14 +351,15 @@ class Formulas:
 
     # ------------------------------------------------------------ printing
 
+    def _settings(self) -> dict[str, Any]:  # the printers': the shapes, for index notation
+        shapes = {t.symbol: t.node.shape for t in self._namer.tensors.values() if t.node}
+        return {"hadamard": True, "rank": self._rank, "shapes": shapes}
+
     def _line(self, e: Equation, latex: bool, used: dict[str, Any] | None) -> tuple[str, str]:
         """(lhs, rhs) of an equation, a convolution's or pooling's in index notation; ``used``
         collects the notations the legend explains."""
-        shapes = {t.symbol: t.node.shape for t in self._namer.tensors.values() if t.node}
-        printer = (LatexPrinter if latex else TextPrinter)(
-            {"hadamard": True, "rank": self._rank, "shapes": shapes}
-        )
-        if _indexed(e.expr, shapes):
+        printer = (LatexPrinter if latex else TextPrinter)(settings := self._settings())
+        if _indexed(e.expr, settings["shapes"]):
             sub, rhs = printer.indexed(e.expr)
             lhs = printer.indexed_name(e.lhs.name, sub)
         else:
@@ -441,7 +442,7 @@ class Formulas:
                 "  a loop's names at step t: h_t after it, h_{t−1} before it; Σ_t sums "
                 "over its steps; a δ at t = T+1 is 0"
             )
-        out += [f"  {line}" for line in _index_legend(notation)]
+        out += [f"  {line}" for line in _index_legend(notation, self._settings())]
         return "\n".join(out)
 
     def latex(self) -> str:

@@ -289,12 +289,14 @@ class TextPrinter(IndexNotation):
         return self.group(value, _MUL) + self.times_scalar + self.ones
 
 
-def _index_legend(used: Mapping[str, Any]) -> list[str]:
-    """What the index notation of ``used`` means (``TextPrinter.used``), one line each."""
+def _index_legend(used: Mapping[str, Any], settings: dict[str, Any] | None = None) -> list[str]:
+    """What the index notation of ``used`` means (``TextPrinter.used``), one line each;
+    ``settings`` those of the equations' printer (the tensors' shapes: a flattened
+    ``(δ2·W2)[:, 1:2]`` prints its slice)."""
     lines = []
     if "flatten" in used:
         a, shape = used["flatten"]
-        pr = TextPrinter()
+        pr = TextPrinter(settings)
         idx = pr.index_vars(*(("b", "c", "y", "x") if len(shape) == 4 else "bijkl"[: len(shape)]))
         flat = sympy.Integer(0)
         for i, d in zip(idx[1:], shape[1:]):
@@ -306,7 +308,7 @@ def _index_legend(used: Mapping[str, Any]) -> list[str]:
         )
     if "unflatten" in used:
         a, shape = used["unflatten"]
-        pr = TextPrinter()
+        pr = TextPrinter(settings)
         idx = pr.index_vars(*_letters(len(shape), ("b", "c", "y", "x")))
         flat = sympy.Integer(0)
         for i, d in zip(idx[1:], shape[1:]):

@@ -5,10 +5,11 @@ layouts (gates stacked along dim 0 in PyTorch's order: LSTM i, f, g, o; GRU r, z
 initialisation (every parameter U(-1/√hidden, 1/√hidden)) and returns (``output, h_n`` or
 ``output, (h_n, c_n)``), so a ``state_dict`` moves between the two.
 
-Eagerly, time is a Python loop over the step (the input projection of all steps is one
-matmul). Traced for ``symbp.compile``, each (layer, direction) is one ``scan`` node
-(``symbp.compiler.loops``): the step is derived, emitted and compiled once, whatever the sequence
-length; docs/guides/recurrent.md measures both.
+Each (layer, direction) is one ``scan`` node (``symbp.compiler.loops``) over time, after the
+input projection of all steps in one matmul: traced for ``symbp.compile``, the step is
+derived, emitted and compiled once, whatever the sequence length (docs/guides/recurrent.md
+measures it); eagerly the node runs the loop in NumPy, so the eager graph is the traced one
+and ``symbp.formulas`` prints the same loop for both.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from symbp import factories
 from symbp import functional as F
 from symbp import tensor as T
 from symbp.api import scan
+from symbp.compiler import ops
 from symbp.compiler.ir import ShapeError, shape_str
 from symbp.nn import functional as NF
 from symbp.nn import init
@@ -185,8 +187,10 @@ class RNNBase(Module):
 
     def _init_state(self, what: str, s: Any, shape: tuple, like: Tensor, unbatched: bool) -> Tensor:
         if s is None:
-            # zeros_like of a slice of the input: a constant of the (maybe symbolic) batch size
-            return factories.zeros_like(T.unsqueeze(like[..., :1], 0)).expand(*shape)
+            # a constant node of the (maybe symbolic) batch size, eagerly as traced: the
+            # formulas print h_0 = 0 either way (a leaf of zeros would be an input of its own)
+            zero = ops.const(0, shape, like.node.dtype)
+            return T._result(zero, [], False) if like.has_value else Tensor(zero)
         s = s if isinstance(s, Tensor) else T.tensor(np.asarray(s))
         if unbatched:  # PyTorch's unbatched states lack the batch dim too
             _check_state(self, what, s, (shape[0], shape[2]), "layers·directions, size")
@@ -256,16 +260,7 @@ class RNNBase(Module):
         b_ih, b_hh = self._param("bias_ih", tag), self._param("bias_hh", tag)
         w_hr = self._param("weight_hr", tag)
         xw = NF.linear(x, w_ih, b_ih)  # the input's projection, all steps in one matmul
-        if not xw.has_value:  # traced (to compile): one scan node, its step derived once
-            return self._scan(xw, h, c, reverse, w_hh, b_hh, w_hr)
-        steps = int(x.shape[1])
-        hs: list[Tensor] = [None] * steps  # type: ignore[list-item]
-        for t in reversed(range(steps)) if reverse else range(steps):
-            h, c = _step(self.mode, xw[:, t], h, c, w_hh, b_hh)
-            if w_hr is not None:
-                h = NF.linear(h, w_hr)
-            hs[t] = h
-        return T.stack(hs, 1), h, c
+        return self._scan(xw, h, c, reverse, w_hh, b_hh, w_hr)
 
     def _scan(
         self,
@@ -277,8 +272,9 @@ class RNNBase(Module):
         b_hh: Tensor | None,
         w_hr: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """``_run`` as one ``scan`` over time: the carry is h (an LSTM's h and c side by
-        side), the step's input its row of ``xw``, the consts the recurrent weights."""
+        """``_run``'s loop, one ``scan`` over time, eager or traced: the carry is h (an LSTM's
+        h and c side by side), the step's input its row of ``xw``, the consts the recurrent
+        weights."""
         mode, width = self.mode, int(h.shape[-1])
         consts = [w for w in (w_hh, b_hh, w_hr) if w is not None]
 
