@@ -555,7 +555,7 @@ __all__ = [
 # holds one core, a parallel region waits for the thread that is not running, and one thread
 # on the free core is faster (measured on W3: 7.9 ms a step on two threads with a busy
 # neighbour, 2.9 ms on one). ``pace`` compares the two, a window of steps each, and keeps the
-# faster; it tries the other again after a while (sooner when the steps slow down: a new
+# faster; it tries the other again after a while (at once when the steps slow by half: a new
 # neighbour), less often each time it loses. Every step computes the same numbers on any
 # count: the kernels split their work into a fixed number of parts, not one per thread.
 PACE_SLOTS = 10  # the state of ``pace``: int64 slots at the end of a program's ``ints``
@@ -652,7 +652,7 @@ def pace(state, elapsed, rows):  # type: ignore[no-untyped-def]
             state[TRIAL] = 0
             state[WAIT] = state[BACKOFF]
         else:
-            if state[REF] > 0 and 4 * mean > 5 * state[REF]:  # 25% slower: try the other now
+            if state[REF] > 0 and 2 * mean > 3 * state[REF]:  # 50% slower: try the other now
                 state[WAIT] = 0
             state[REF] = mean
             state[WAIT] -= 1
