@@ -8,6 +8,8 @@ the eager reference (``Tensor.backward`` runs ``symbp.compiler.reference`` on th
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import sympy
@@ -120,31 +122,41 @@ def test_printer_numba_safe_forms():
         numba_code(sympy.besselj(0, x), names)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_exp_is_within_one_ulp(dtype: type) -> None:
-    """support.exp_f32/_f64 (what generated code calls for exp; float32's from arithmetic
-    alone, so that its loops vectorize) against e^x in extended precision: ordinary arguments,
-    the largest finite results, the subnormal range and past both ends, and the special
-    values (±0 give 1, -inf 0, +inf inf, NaN NaN)."""
+def _entrywise(fn: Any) -> Any:
+    """``fn`` (a scalar form of support.py) applied to each entry of an array, compiled."""
     from numba import njit
-
-    from symbp.compiler.lower import support
-
-    fn = support.exp_f32 if dtype is np.float32 else support.exp_f64
 
     @njit
     def run(x: np.ndarray, out: np.ndarray) -> None:
         for i in range(x.size):
             out[i] = fn(x[i])
 
+    def apply(x: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x)
+        run(x, out)
+        return out
+
+    return apply
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_is_within_one_ulp(dtype: type) -> None:
+    """support.exp_f32/_f64 (what generated code calls for exp; float32's from arithmetic
+    alone, so that its loops vectorize) against e^x in extended precision: ordinary arguments,
+    the largest finite results, the subnormal range and past both ends, and the special
+    values (±0 give 1, -inf 0, +inf inf, NaN NaN)."""
+    from symbp.compiler.lower import support
+
+    fn = support.exp_f32 if dtype is np.float32 else support.exp_f64
+
+    run = _entrywise(fn)
     top = float(np.log(np.finfo(dtype).max))
     bottom = float(np.log(np.finfo(dtype).smallest_subnormal))
     mag = np.concatenate(
         [np.logspace(-40, 2, 4001), np.linspace(0, 3, 30001), np.linspace(top - 8, top + 1, 9001)]
     ).astype(dtype)
     x = np.concatenate([mag, -mag, np.linspace(bottom - 1, bottom + 16, 9001).astype(dtype)])
-    out = np.empty_like(x)
-    run(x, out)
+    out = run(x)
     ref = np.exp(x.astype(np.longdouble))
     with np.errstate(over="ignore"):
         rounded = ref.astype(dtype)
@@ -153,8 +165,7 @@ def test_exp_is_within_one_ulp(dtype: type) -> None:
     ulp = np.spacing(rounded[finite]).astype(np.longdouble)
     assert np.max(np.abs(out[finite] - ref[finite]) / ulp) <= 1
     special = np.array([0.0, -0.0, -np.inf, np.inf, np.nan], dtype)
-    got = np.empty_like(special)
-    run(special, got)
+    got = run(special)
     assert list(got[:4]) == [1, 1, 0, np.inf] and np.isnan(got[4])
 
 
@@ -163,22 +174,16 @@ def test_erf_is_within_two_ulps(dtype: type) -> None:
     """support.erf_f32/_f64 (what generated code calls for erf, GELU's) against SciPy's erf in
     float64 (float32's from arithmetic alone), over tiny, ordinary and saturated arguments of
     both signs, and the special values: ±0 keep their sign, ±inf give ±1, NaN stays NaN."""
-    from numba import njit
     from scipy.special import erf
 
     from symbp.compiler.lower import support
 
     fn = support.erf_f32 if dtype is np.float32 else support.erf_f64
 
-    @njit
-    def run(x: np.ndarray, out: np.ndarray) -> None:
-        for i in range(x.size):
-            out[i] = fn(x[i])
-
+    run = _entrywise(fn)
     mag = np.concatenate([np.logspace(-40, 1, 4001), np.linspace(0, 6, 60001)]).astype(dtype)
     x = np.concatenate([mag, -mag])
-    out = np.empty_like(x)
-    run(x, out)
+    out = run(x)
     if dtype is np.float32:
         ref = erf(x.astype(np.float64))
         ulp = np.spacing(np.abs(ref).astype(dtype)).astype(np.float64)
@@ -186,8 +191,7 @@ def test_erf_is_within_two_ulps(dtype: type) -> None:
     else:  # libm's, against SciPy's: both within an ulp of erf
         assert np.max(np.abs(out - erf(x)) / np.spacing(np.abs(erf(x)))) <= 2
     special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan], dtype)
-    got = np.empty_like(special)
-    run(special, got)
+    got = run(special)
     assert list(np.signbit(got[:2])) == [False, True] and list(got[2:4]) == [1, -1]
     assert np.isnan(got[4])
 
@@ -197,26 +201,18 @@ def test_tanh_from_exp_is_within_three_ulps(dtype: type) -> None:
     """support.tanh_f32/_f64 (what generated code calls for tanh) against NumPy's tanh in
     extended precision, over 0, tiny, ordinary and saturated arguments of both signs, and
     the special values: ±0 keep their sign, ±inf give ±1, NaN stays NaN."""
-    from numba import njit
-
     from symbp.compiler.lower import support
 
     fn = support.tanh_f32 if dtype is np.float32 else support.tanh_f64
 
-    @njit
-    def run(x: np.ndarray, out: np.ndarray) -> None:
-        for i in range(x.size):
-            out[i] = fn(x[i])
-
+    run = _entrywise(fn)
     mag = np.concatenate([np.logspace(-40, 2, 4001), np.linspace(0, 3, 30001)]).astype(dtype)
     x = np.concatenate([mag, -mag])
-    out = np.empty_like(x)
-    run(x, out)
+    out = run(x)
     ref = np.tanh(x.astype(np.longdouble))
     ulp = np.spacing(np.abs(ref).astype(dtype)).astype(np.longdouble)
     assert np.max(np.abs(out - ref) / ulp) <= 3
     special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan], dtype)
-    got = np.empty_like(special)
-    run(special, got)
+    got = run(special)
     assert list(np.signbit(got[:2])) == [False, True] and list(got[2:4]) == [1, -1]
     assert np.isnan(got[4])
