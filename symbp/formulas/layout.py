@@ -7,6 +7,7 @@ and LaTeX share this logic and differ in the tokens and hooks they override.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -130,3 +131,8 @@ class Layout(Printer):
     def cases(self, rows: list[tuple[str, str | None]]) -> str:
         shown = [f"{v} if {c}" if c is not None else f"{v} otherwise" for v, c in rows]
         return "{" + "; ".join(shown) + "}"
+
+
+def columns(s: str) -> int:
+    """Columns a printed name takes: x̂ is one (a letter and a combining accent)."""
+    return sum(1 for c in s if not unicodedata.combining(c))

@@ -7,7 +7,6 @@ LaTeX, index notation where a convolution or an image sum needs it) and evaluate
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ from symbp.formulas import softmaxes
 from symbp.formulas.closed_forms import ScalarGradient, ScalarGradients
 from symbp.formulas.index import _indexed
 from symbp.formulas.latex import LatexPrinter, latex_name
-from symbp.formulas.layout import _RANK_DELTA, _RANK_LAYER
+from symbp.formulas.layout import _RANK_DELTA, _RANK_LAYER, columns
 from symbp.formulas.naming import _Namer, _symbol, _Tensor
 from symbp.formulas.norms import (
     Closed,
@@ -409,7 +408,7 @@ class Formulas:
         notation: dict[str, Any] = {}
         fw = self._lines(self.forward, False, notation)
         bw = self._lines(self.backward, False, notation)
-        width = max(_width(lhs) + 2 * depth for depth, lhs, rhs, _ in fw + bw if rhs is not None)
+        width = max(columns(lhs) + 2 * depth for depth, lhs, rhs, _ in fw + bw if rhs is not None)
         unreached = {s.name for s in self._unreached}
         out = []
         for title, lines in (("forward", fw), ("backward", bw)):
@@ -422,16 +421,16 @@ class Formulas:
                 note = ""
                 if eq is not None and eq.lhs.name[4:] in unreached:
                     note = "    (E does not depend on it)"
-                fill = " " * (width - 2 * depth - _width(lhs))
+                fill = " " * (width - 2 * depth - columns(lhs))
                 out.append(f"{pad}{lhs}{fill} = {rhs}{note}")
         out.append("where")
         used = set().union(*(e.expr.free_symbols | {e.lhs} for e in self._flat()))
         rows = [(s.name, *row) for s, row in self.legend().items() if s in used]
         if B in used:
             rows.append(("B", "batch size", ""))
-        w1, w2 = (max(_width(r[i]) for r in rows) for i in (0, 1))
+        w1, w2 = (max(columns(r[i]) for r in rows) for i in (0, 1))
         out += [
-            f"  {name}{' ' * (w1 - _width(name))}  {about:<{w2}}  {kind}".rstrip()
+            f"  {name}{' ' * (w1 - columns(name))}  {about:<{w2}}  {kind}".rstrip()
             for name, about, kind in rows
         ]
         out.append("  ⊙ elementwise product, · matrix product, ᵀ transpose, Σ sum")
@@ -488,11 +487,6 @@ class Formulas:
         if self._scalar is None:
             self._scalar = _ScalarLevel(self, force)
         return self._scalar.select(param, index, expand)
-
-
-def _width(s: str) -> int:
-    """Columns a name takes: x̂ is one (a letter and a combining accent)."""
-    return sum(1 for c in s if not unicodedata.combining(c))
 
 
 def _factored(e: Any) -> Any:
