@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -171,6 +172,18 @@ def main(SCENARIO: str, OUT: str) -> None:
 
         def die(epoch, history):
             if epoch == 1 and dist.rank() == dist.world_size() - 1:
+                # only after rank 0 has written epoch 2's checkpoint: dying while it writes,
+                # the job ends with epoch 1's (the write is atomic), which the test cannot
+                # tell from a lost checkpoint
+                path = os.path.join(OUT, "ckpt.npz")
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    try:
+                        if symbp.load_checkpoint(path).epoch >= 2:
+                            break
+                    except (OSError, ValueError, KeyError):
+                        pass  # not there yet, or being replaced
+                    time.sleep(0.05)
                 os._exit(3)
 
         model.fit(X, y, epochs=50, batch_size=8, seed=3, callback=die,
