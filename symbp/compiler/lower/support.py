@@ -132,6 +132,11 @@ def carve(typingctx, buf, start, shape):  # type: ignore[no-untyped-def]
 # One function per precision: a bare literal 1 would promote float32 arithmetic to float64.
 
 
+def _f32s(*coefficients: float) -> tuple[np.float32, ...]:
+    """A polynomial's coefficients as float32 constants, in the order its function unpacks them."""
+    return tuple(np.float32(c) for c in coefficients)
+
+
 @intrinsic
 def _f32_from_bits(typingctx, bits):  # type: ignore[no-untyped-def]
     """The float32 whose bit pattern is the int32 ``bits`` (a bitcast: LLVM vectorizes it)."""
@@ -152,12 +157,13 @@ def _f32_from_bits(typingctx, bits):  # type: ignore[no-untyped-def]
 EXP_LO32, EXP_HI32 = np.float32(-104.0), np.float32(88.8)  # e^x rounds to 0 below, inf above
 LOG2E32, ROUND32 = np.float32(1.4426950408889634), np.float32(12582912.0)
 LN2_HI32, LN2_LO32 = np.float32(0.693359375), np.float32(-2.12194440e-4)
-EXP_POLY32 = tuple(
-    np.float32(c)
-    for c in (
-        *(1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2),
-        *(1.6666665459e-1, 5.0000001201e-1),
-    )
+EXP_POLY32 = _f32s(
+    1.9875691500e-4,
+    1.3981999507e-3,
+    8.3334519073e-3,
+    4.1665795894e-2,
+    1.6666665459e-1,
+    5.0000001201e-1,
 )
 BIAS32, MANTISSA32 = np.int32(127), np.int32(23)
 
@@ -203,12 +209,12 @@ def sigmoid_f64(x):  # type: ignore[no-untyped-def]
 # float64: expm1 near 0, exp elsewhere. Both within 3 ulps of the exact value
 # (tests/test_lower.py checks both precisions against np.tanh).
 TANH_NEAR32, TWO32 = np.float32(0.625), np.float32(2.0)
-TANH_POLY32 = tuple(
-    np.float32(c)
-    for c in (
-        *(-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2),
-        *(1.33314422036e-1, -3.33332819422e-1),
-    )
+TANH_POLY32 = _f32s(
+    -5.70498872745e-3,
+    2.06390887954e-2,
+    -5.37397155531e-2,
+    1.33314422036e-1,
+    -3.33332819422e-1,
 )
 TANH_NEAR64, TWO64 = np.float64(0.55), np.float64(2.0)
 
@@ -242,32 +248,26 @@ def tanh_f64(x):  # type: ignore[no-untyped-def]
 # Q a polynomial for log erfc on [1, 4] (erf rounds to 1 from 3.92). Both computed, one chosen.
 # The coefficients are least-squares fits of erf(x)/x and log erfc(x) at Chebyshev points.
 ERF_C0M1 = np.float32(1.1283791665100467 - 1.0)  # 2/sqrt(pi) - 1, rounded once
-ERF_NEAR32 = tuple(
-    np.float32(c)
-    for c in (
-        -0.37612628843314194,
-        0.11283612428168294,
-        -0.02685480853483263,
-        0.005190053574124828,
-        -0.0008024354100591615,
-        7.898210124450425e-05,
-    )
+ERF_NEAR32 = _f32s(
+    -0.37612628843314194,
+    0.11283612428168294,
+    -0.02685480853483263,
+    0.005190053574124828,
+    -0.0008024354100591615,
+    7.898210124450425e-05,
 )
-ERF_FAR32 = tuple(
-    np.float32(c)
-    for c in (
-        0.0002151506092562596,
-        -1.1296741201346616,
-        -0.6331322287264212,
-        -0.10832062623017256,
-        0.024907950932250206,
-        -0.003891493339787993,
-        0.0002602691458819665,
-        4.1048800625825454e-05,
-        -1.2782323417028197e-05,
-        1.3800269702518412e-06,
-        -5.805675560780594e-08,
-    )
+ERF_FAR32 = _f32s(
+    0.0002151506092562596,
+    -1.1296741201346616,
+    -0.6331322287264212,
+    -0.10832062623017256,
+    0.024907950932250206,
+    -0.003891493339787993,
+    0.0002602691458819665,
+    4.1048800625825454e-05,
+    -1.2782323417028197e-05,
+    1.3800269702518412e-06,
+    -5.805675560780594e-08,
 )
 ERF_END32 = np.float32(4.0)
 
@@ -526,29 +526,6 @@ def _bernoulli_numba(seed, prob, n):  # type: ignore[no-untyped-def]
     return out
 
 
-__all__ = [
-    "MKL",
-    "all_finite",
-    "bce_f32",
-    "bce_f64",
-    "bernoulli_bits",
-    "bernoulli_key",
-    "bernoulli_numba",
-    "carve",
-    "clog_f32",
-    "clog_f64",
-    "dropout_seed",
-    "epoch_order",
-    "gemm_f32",
-    "gemm_f64",
-    "shuffle",
-    "sigmoid_f32",
-    "sigmoid_f64",
-    "softplus_f32",
-    "softplus_f64",
-]
-
-
 # ---------------------------------------------------------------- pacing threads (issue 14)
 # How many threads a training step runs on is measured, step by step, on the machine as it is
 # now, not decided ahead: two threads are faster on two free cores, but where another process
@@ -622,7 +599,13 @@ def pace_start(state, threads):  # type: ignore[no-untyped-def]
         state[WAIT] = PACE_FIRST
         state[BACKOFF] = PACE_BACKOFF
         state[SKIP] = 1  # the first step runs colder than the rest: not timed
-    return threads if state[USING] == 0 else 1
+    return _count(state)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count(state):  # type: ignore[no-untyped-def]
+    """The thread count ``state`` runs steps on: all the caller's (``USING`` 0), or one."""
+    return state[ALL] if state[USING] == 0 else 1
 
 
 @njit(cache=True, nogil=True)
@@ -633,7 +616,7 @@ def pace(state, elapsed, rows):  # type: ignore[no-untyped-def]
         return state[ALL]
     if state[SKIP] > 0:  # the step after a switch wakes or parks threads: not timed
         state[SKIP] -= 1
-        return state[ALL] if state[USING] == 0 else 1
+        return _count(state)
     state[SUM] += elapsed // max(rows, 1)
     state[TIMED] += 1
     if state[TIMED] == PACE_WINDOW:
@@ -660,4 +643,27 @@ def pace(state, elapsed, rows):  # type: ignore[no-untyped-def]
                 state[TRIAL] = 1
                 state[USING] = 1 - state[USING]
                 state[SKIP] = 1
-    return state[ALL] if state[USING] == 0 else 1
+    return _count(state)
+
+
+__all__ = [
+    "MKL",
+    "all_finite",
+    "bce_f32",
+    "bce_f64",
+    "bernoulli_bits",
+    "bernoulli_key",
+    "bernoulli_numba",
+    "carve",
+    "clog_f32",
+    "clog_f64",
+    "dropout_seed",
+    "epoch_order",
+    "gemm_f32",
+    "gemm_f64",
+    "shuffle",
+    "sigmoid_f32",
+    "sigmoid_f64",
+    "softplus_f32",
+    "softplus_f64",
+]
