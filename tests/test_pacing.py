@@ -125,3 +125,17 @@ def test_symbp_threads_all_runs_every_step_on_all_threads(data, monkeypatch):
     monkeypatch.setenv("SYMBP_THREADS", "fastest")
     with pytest.raises(ValueError, match="SYMBP_THREADS='fastest': expected 'pace' or 'all'"):
         _cnn(2).build(x[:16], y[:16])
+
+
+def test_evaluate_leaves_the_comparison_of_training_steps_alone(data):
+    """Forward-only steps (evaluate) cost less a row than training steps: timed with them,
+    they would make whichever count ran them look faster."""
+    x, y = data
+    model = _cnn(3)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    slots = model._train.ints[-PACE_SLOTS:]
+    before = slots.copy()
+    model.evaluate(x, y, batch_size=16)
+    np.testing.assert_array_equal(slots, before)
+    model.step(x[:16], y[:16])
+    assert not np.array_equal(slots, before)  # a training step is compared

@@ -620,10 +620,11 @@ def lower_train(
              "if now != threads:",
              "    use_threads(now)"],
             ["        started = cycles()"],
-            ["        on = pace(paced, cycles() - started, B)",
-             "        if on != now:",
-             "            use_threads(on)",
-             "            now = on"],
+            ["        if mode & UPDATE:  # training steps alone are compared (evaluate's are less)",
+             "            on = pace(paced, cycles() - started, B)",
+             "            if on != now:",
+             "                use_threads(on)",
+             "                now = on"],
         )  # fmt: skip
     body: list[str] = [
         "# parameters, gradients and optimizer state: views into W",
