@@ -791,11 +791,7 @@ def _reshape_index(src: Sequence[object], dst: Sequence[object], idx: Sequence[s
     if runs is None:  # sizes that do not split into runs here: through the flat index
         return _flat_reshape_index(src, dst, idx)
     for s_run, d_run in runs:
-        terms, stride = [], "1"  # the run's flat index
-        for d, i in reversed(axes[d_run.start : d_run.stop]):
-            terms.append(i if stride == "1" else f"{_paren(i)}*{stride}")
-            stride = dim_code(d) if stride == "1" else f"{stride}*{dim_code(d)}"
-        flat = " + ".join(reversed(terms))
+        flat = _flat_index(axes[d_run.start : d_run.stop])  # the run's
         inner = "1"
         for pos in reversed(s_run):
             k, d = big[pos], src[big[pos]]
@@ -809,6 +805,15 @@ def _reshape_index(src: Sequence[object], dst: Sequence[object], idx: Sequence[s
                 out[k] = f"(({flat}) // ({inner})) % ({dim_code(d)})"
             inner = dim_code(d) if inner == "1" else f"{inner}*{dim_code(d)}"
     return out
+
+
+def _flat_index(axes: Sequence[tuple[object, str]]) -> str:
+    """The C-order flat index of ``(size, index)`` axes: ``i*64 + j``."""
+    terms, stride = [], "1"
+    for d, i in reversed(axes):
+        terms.append(i if stride == "1" else f"{_paren(i)}*{stride}")
+        stride = dim_code(d) if stride == "1" else f"{stride}*{dim_code(d)}"
+    return " + ".join(reversed(terms))
 
 
 def _runs(src: Sequence[object], dst: Sequence[object]) -> list[tuple[range, range]] | None:
@@ -838,11 +843,7 @@ def _flat_reshape_index(
     src: Sequence[object], dst: Sequence[object], idx: Sequence[str]
 ) -> list[str]:
     """``_reshape_index`` through the flat index of the whole tensor."""
-    terms, stride = [], "1"
-    for d, i in reversed(list(zip(dst, idx))):
-        terms.append(f"{_paren(i)}*{stride}" if stride != "1" else i)
-        stride = f"{stride}*{dim_code(d)}" if stride != "1" else dim_code(d)
-    flat = "(" + " + ".join(reversed(terms)) + ")"
+    flat = f"({_flat_index(list(zip(dst, idx)))})"
     out, stride = [], "1"
     for d in reversed(src):
         out.append(
