@@ -263,11 +263,10 @@ def _free_names(text: str) -> set[str]:
 # ---------------------------------------------------------------- the driver
 
 # the mode bits of train_epochs the driver uses, as program.Mode defines them
-_MODES = "{} = {}  # mode bits of train_epochs".format(
-    *(
-        ", ".join(x)
-        for x in zip(*((m.name, str(m.value)) for m in Mode if m <= Mode.STOP_NONFINITE))
-    )
+_DRIVER_MODES = [m for m in Mode if m <= Mode.STOP_NONFINITE]
+_MODES = (
+    f"{', '.join(str(m.name) for m in _DRIVER_MODES)} = "
+    f"{', '.join(str(m.value) for m in _DRIVER_MODES)}  # mode bits of train_epochs"
 )
 
 _DRIVER = '''\
